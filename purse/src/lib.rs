@@ -1,0 +1,24 @@
+//! Sans-IO core of Cardpay.
+//!
+//! Everything here is plain data and pure functions over bytes: the APDU codec,
+//! the purse command set of the card, the card's cryptography (retail MAC, key
+//! diversification, session keys, S1/S2/S3), the issuer's security module and the
+//! network-protocol crypto (session MAC, HKDF-derived keys, AES-256-GCM sealing).
+//! No sockets, files, clocks or randomness: callers pass those in, so the same
+//! code runs in the virtual card, the bridge tests, the wasm widget and the server.
+
+#![forbid(unsafe_code)]
+
+pub mod apdu;
+pub mod command;
+pub mod crypto;
+pub mod security_module;
+pub mod session;
+pub mod types;
+pub mod wire;
+
+/// Application identifier of the Cardpay purse: `F0` + ASCII "CARDPAY".
+pub const AID: [u8; 8] = [0xF0, 0x43, 0x41, 0x52, 0x44, 0x50, 0x41, 0x59];
+
+pub use apdu::{ApduError, Command, Response, StatusWord};
+pub use types::{BcdDate, BcdTime, CardId, Expiry, PurseId, Terminal, TypeError};

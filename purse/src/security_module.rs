@@ -1,0 +1,397 @@
+//! The issuer's security module (PSAM for purchases, HSM for loads), in software.
+//!
+//! It holds the master keys MKP/MKL per key version, derives a card's keys and the
+//! session key of one transaction, verifies the card's S1 and S3 and builds S2 and
+//! the expected S3. Payment and load servers call it; it never sees a PIN. Keys are
+//! zeroized on drop and never printed.
+
+use std::collections::BTreeMap;
+
+use crate::command::{CreditLoad, CreditResponse, DebitPurchase};
+use crate::crypto::{self, mac_eq, DesKey, MasterKey};
+use crate::types::{BcdDate, BcdTime, CardId, Expiry, PurseId, Terminal};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecurityModuleError {
+    #[error("unknown key version {0}")]
+    UnknownKeyVersion(u8),
+    #[error("card expired")]
+    CardExpired,
+    #[error("insufficient funds: balance {balance}, amount {amount}")]
+    InsufficientFunds { balance: u32, amount: u32 },
+    #[error("load would exceed the card's maximum balance")]
+    OverMaxBalance,
+    #[error("S1 does not verify")]
+    S1Mismatch,
+    #[error("S3 does not verify")]
+    S3Mismatch,
+    #[error("amount is zero")]
+    ZeroAmount,
+}
+
+/// Master keys of one key version.
+#[derive(Clone)]
+struct MasterKeys {
+    mkp: MasterKey,
+    mkl: MasterKey,
+}
+
+/// What the security module needs to authorise a purchase: the card's SELECT and
+/// INITIALIZE FOR PURCHASE answers, plus the module's own seq, date and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseDraw {
+    pub card_id: CardId,
+    pub expiry: Expiry,
+    pub key_version: u8,
+    pub purse: PurseId,
+    /// Balance before the purchase, from INITIALIZE.
+    pub balance: u32,
+    /// ATC from INITIALIZE (after its increment).
+    pub atc: u16,
+    /// The card's random R from INITIALIZE.
+    pub random: [u8; 4],
+    pub amount: u32,
+    pub seq: u32,
+    pub date: BcdDate,
+    pub time: BcdTime,
+}
+
+/// The module's answer to a draw: the DEBIT command (with S2) and the S3 the card
+/// must answer if, and only if, it debits exactly this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseAuthorization {
+    pub debit: DebitPurchase,
+    pub balance_after: u32,
+    pub expected_s3: [u8; 8],
+}
+
+impl PurchaseAuthorization {
+    /// Constant-time check of the card's S3 and balance after.
+    pub fn verify_s3(&self, balance_after: u32, s3: &[u8; 8]) -> Result<(), SecurityModuleError> {
+        if mac_eq(s3, &self.expected_s3) && balance_after == self.balance_after {
+            Ok(())
+        } else {
+            Err(SecurityModuleError::S3Mismatch)
+        }
+    }
+}
+
+/// What the load server's HSM needs to authorise a load: SELECT and
+/// INITIALIZE FOR LOAD answers (with S1) plus date and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRequest {
+    pub card_id: CardId,
+    pub expiry: Expiry,
+    pub key_version: u8,
+    pub purse: PurseId,
+    pub balance: u32,
+    /// Maximum balance of the purse, from SELECT.
+    pub max_balance: u32,
+    pub atc: u16,
+    pub random: [u8; 4],
+    pub amount: u32,
+    pub s1: [u8; 8],
+    pub date: BcdDate,
+    pub time: BcdTime,
+}
+
+/// The HSM's answer to a verified load request: the CREDIT command (with S2) and
+/// the expected S3 for result 00.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadAuthorization {
+    pub credit: CreditLoad,
+    pub balance_after: u32,
+    pub expected_s3: [u8; 8],
+}
+
+impl LoadAuthorization {
+    /// Constant-time check of the card's CREDIT response: loaded, right balance, right S3.
+    pub fn verify_s3(&self, response: &CreditResponse) -> Result<(), SecurityModuleError> {
+        if response.result == CreditResponse::LOADED
+            && response.balance_after == self.balance_after
+            && mac_eq(&response.s3, &self.expected_s3)
+        {
+            Ok(())
+        } else {
+            Err(SecurityModuleError::S3Mismatch)
+        }
+    }
+}
+
+/// A software security module with its terminal id and master keys.
+pub struct SecurityModule {
+    terminal: Terminal,
+    keys: BTreeMap<u8, MasterKeys>,
+}
+
+impl core::fmt::Debug for SecurityModule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SecurityModule")
+            .field("terminal", &self.terminal)
+            .field("key_versions", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SecurityModule {
+    pub fn new(terminal: Terminal) -> Self {
+        Self {
+            terminal,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// Install the master keys of one key version (replacing any earlier ones).
+    pub fn add_key_version(&mut self, version: u8, mkp: DesKey, mkl: DesKey) {
+        self.keys.insert(version, MasterKeys { mkp, mkl });
+    }
+
+    /// The terminal id the client must put in INITIALIZE.
+    pub fn terminal(&self) -> Terminal {
+        self.terminal
+    }
+
+    pub fn key_versions(&self) -> impl Iterator<Item = u8> + '_ {
+        self.keys.keys().copied()
+    }
+
+    fn master(&self, version: u8) -> Result<&MasterKeys, SecurityModuleError> {
+        self.keys
+            .get(&version)
+            .ok_or(SecurityModuleError::UnknownKeyVersion(version))
+    }
+
+    /// The purchase session key of a card's INITIALIZE.
+    pub fn purchase_session_key(
+        &self,
+        key_version: u8,
+        card_id: &CardId,
+        random: [u8; 4],
+        atc: u16,
+    ) -> Result<DesKey, SecurityModuleError> {
+        let kp = crypto::diversify(&self.master(key_version)?.mkp, card_id);
+        Ok(crypto::session_key(&kp, random, atc))
+    }
+
+    /// The load session key of a card's INITIALIZE FOR LOAD.
+    pub fn load_session_key(
+        &self,
+        key_version: u8,
+        card_id: &CardId,
+        random: [u8; 4],
+        atc: u16,
+    ) -> Result<DesKey, SecurityModuleError> {
+        let kl = crypto::diversify(&self.master(key_version)?.mkl, card_id);
+        Ok(crypto::session_key(&kl, random, atc))
+    }
+
+    /// Authorise a purchase: refuse an expired card or short funds already here,
+    /// then build the DEBIT command with S2 and the expected S3.
+    pub fn authorize_purchase(
+        &self,
+        d: &PurchaseDraw,
+    ) -> Result<PurchaseAuthorization, SecurityModuleError> {
+        if d.expiry.is_expired_on(&d.date) {
+            return Err(SecurityModuleError::CardExpired);
+        }
+        let balance_after =
+            d.balance
+                .checked_sub(d.amount)
+                .ok_or(SecurityModuleError::InsufficientFunds {
+                    balance: d.balance,
+                    amount: d.amount,
+                })?;
+        let sk = self.purchase_session_key(d.key_version, &d.card_id, d.random, d.atc)?;
+        let s2 = crypto::purchase_s2(
+            &sk,
+            d.amount,
+            d.atc,
+            &self.terminal,
+            d.seq,
+            &d.date,
+            &d.time,
+        );
+        let expected_s3 = crypto::purchase_s3(&sk, balance_after, d.atc, d.amount, d.seq);
+        Ok(PurchaseAuthorization {
+            debit: DebitPurchase {
+                purse: d.purse,
+                amount: d.amount,
+                seq: d.seq,
+                date: d.date,
+                time: d.time,
+                s2,
+            },
+            balance_after,
+            expected_s3,
+        })
+    }
+
+    /// Verify a load request's S1, then build the CREDIT command with S2 and the
+    /// expected S3. An amount of 0 only authenticates (fresh S1 and ATC for recovery).
+    pub fn authorize_load(
+        &self,
+        r: &LoadRequest,
+    ) -> Result<LoadAuthorization, SecurityModuleError> {
+        let sk = self.load_session_key(r.key_version, &r.card_id, r.random, r.atc)?;
+        let s1 = crypto::load_s1(&sk, r.balance, r.amount, r.atc, &self.terminal);
+        if !mac_eq(&s1, &r.s1) {
+            return Err(SecurityModuleError::S1Mismatch);
+        }
+        if r.expiry.is_expired_on(&r.date) {
+            return Err(SecurityModuleError::CardExpired);
+        }
+        let balance_after = r
+            .balance
+            .checked_add(r.amount)
+            .filter(|b| *b <= r.max_balance)
+            .ok_or(SecurityModuleError::OverMaxBalance)?;
+        let s2 = crypto::load_s2(&sk, r.amount, r.atc, &self.terminal, &r.date, &r.time);
+        let expected_s3 =
+            crypto::load_s3(&sk, CreditResponse::LOADED, balance_after, r.atc, r.amount);
+        Ok(LoadAuthorization {
+            credit: CreditLoad {
+                purse: r.purse,
+                date: r.date,
+                time: r.time,
+                s2,
+            },
+            balance_after,
+            expected_s3,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn test_module() -> SecurityModule {
+        let mut sm = SecurityModule::new(Terminal([0, 0, 0, 0, 0, 1]));
+        sm.add_key_version(
+            1,
+            DesKey::from_hex("404142434445464748494A4B4C4D4E4F").unwrap(),
+            DesKey::from_hex("505152535455565758595A5B5C5D5E5F").unwrap(),
+        );
+        sm
+    }
+
+    fn draw() -> PurchaseDraw {
+        PurchaseDraw {
+            card_id: CardId::parse("6280000000000001").unwrap(),
+            expiry: Expiry::parse("301231").unwrap(),
+            key_version: 1,
+            purse: PurseId::Money,
+            balance: 1000,
+            atc: 1,
+            random: [9, 8, 7, 6],
+            amount: 250,
+            seq: 1,
+            date: BcdDate::parse("20261123").unwrap(),
+            time: BcdTime::parse("120000").unwrap(),
+        }
+    }
+
+    #[test]
+    fn purchase_authorization_matches_the_card_side_macs() {
+        let sm = test_module();
+        let d = draw();
+        let auth = sm.authorize_purchase(&d).unwrap();
+        // The card derives the same SK from its own KP.
+        let kp = crypto::diversify(
+            &DesKey::from_hex("404142434445464748494A4B4C4D4E4F").unwrap(),
+            &d.card_id,
+        );
+        let sk = crypto::session_key(&kp, d.random, d.atc);
+        let s2 = crypto::purchase_s2(&sk, 250, 1, &sm.terminal(), 1, &d.date, &d.time);
+        assert_eq!(auth.debit.s2, s2);
+        let s3 = crypto::purchase_s3(&sk, 750, 1, 250, 1);
+        assert!(auth.verify_s3(750, &s3).is_ok());
+        assert_eq!(
+            auth.verify_s3(751, &s3),
+            Err(SecurityModuleError::S3Mismatch)
+        );
+        let mut bad = s3;
+        bad[0] ^= 1;
+        assert_eq!(
+            auth.verify_s3(750, &bad),
+            Err(SecurityModuleError::S3Mismatch)
+        );
+    }
+
+    #[test]
+    fn purchase_refusals() {
+        let sm = test_module();
+        let mut d = draw();
+        d.amount = 1001;
+        assert!(matches!(
+            sm.authorize_purchase(&d),
+            Err(SecurityModuleError::InsufficientFunds { .. })
+        ));
+        let mut d = draw();
+        d.date = BcdDate::parse("20310101").unwrap();
+        assert_eq!(
+            sm.authorize_purchase(&d),
+            Err(SecurityModuleError::CardExpired)
+        );
+        let mut d = draw();
+        d.key_version = 2;
+        assert_eq!(
+            sm.authorize_purchase(&d),
+            Err(SecurityModuleError::UnknownKeyVersion(2))
+        );
+    }
+
+    #[test]
+    fn load_verifies_s1_and_builds_credit() {
+        let sm = test_module();
+        let id = CardId::parse("6280000000000001").unwrap();
+        let kl = crypto::diversify(
+            &DesKey::from_hex("505152535455565758595A5B5C5D5E5F").unwrap(),
+            &id,
+        );
+        let sk = crypto::session_key(&kl, [1, 1, 1, 1], 3);
+        let t = sm.terminal();
+        let mut r = LoadRequest {
+            card_id: id,
+            expiry: Expiry::parse("301231").unwrap(),
+            key_version: 1,
+            purse: PurseId::Money,
+            balance: 100,
+            max_balance: 10_000,
+            atc: 3,
+            random: [1, 1, 1, 1],
+            amount: 500,
+            s1: crypto::load_s1(&sk, 100, 500, 3, &t),
+            date: BcdDate::parse("20261123").unwrap(),
+            time: BcdTime::parse("120000").unwrap(),
+        };
+        let auth = sm.authorize_load(&r).unwrap();
+        assert_eq!(
+            auth.credit.s2,
+            crypto::load_s2(&sk, 500, 3, &t, &r.date, &r.time)
+        );
+        let resp = CreditResponse {
+            result: 0,
+            balance_after: 600,
+            s3: crypto::load_s3(&sk, 0, 600, 3, 500),
+        };
+        assert!(auth.verify_s3(&resp).is_ok());
+        assert!(auth
+            .verify_s3(&CreditResponse { result: 1, ..resp })
+            .is_err());
+        r.amount = 501; // S1 was over 500
+        assert_eq!(sm.authorize_load(&r), Err(SecurityModuleError::S1Mismatch));
+        r.amount = 500;
+        r.max_balance = 599;
+        assert_eq!(
+            sm.authorize_load(&r),
+            Err(SecurityModuleError::OverMaxBalance)
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_keys() {
+        let s = format!("{:?}", test_module());
+        assert!(!s.contains("40414243") && !s.contains("64, 65"));
+    }
+}
