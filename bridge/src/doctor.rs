@@ -1,0 +1,178 @@
+//! `bridge doctor`: tells a shopper in plain words what is missing.
+
+use std::fmt::Write as _;
+
+use crate::config::Config;
+use crate::guard::GuardConfig;
+use crate::install::{Browser, Target, EXTENSION_ID, FIREFOX_EXTENSION_ID, HOST_NAME};
+use crate::service::PcscBackend;
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub ok: bool,
+    pub what: String,
+    /// What to do about it (empty when ok).
+    pub fix: String,
+}
+
+fn check(ok: bool, what: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        ok,
+        what: what.into(),
+        fix: if ok { String::new() } else { fix.into() },
+    }
+}
+
+/// The installation checks (no card access).
+pub fn install_checks(target: &Target) -> Vec<Check> {
+    let mut out = vec![];
+    let browser = target.browser.name();
+    let cmd = &target.install_command;
+    let reinstall = format!("Run `{cmd}` again.");
+    let manifest = std::fs::read_to_string(&target.manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    match manifest {
+        None => out.push(check(
+            false,
+            format!("The bridge is registered with {browser}."),
+            format!(
+                "The bridge is not registered with {browser} ({} is missing). Run `{cmd} --origin https://<payment site>`.",
+                target.manifest.display()
+            ),
+        )),
+        Some(m) => {
+            let id_ok = if target.browser == Browser::Firefox {
+                m["allowed_extensions"][0] == FIREFOX_EXTENSION_ID
+            } else {
+                m["allowed_origins"][0] == format!("chrome-extension://{EXTENSION_ID}/").as_str()
+            };
+            out.push(check(
+                m["name"] == HOST_NAME && id_ok,
+                format!("The bridge is registered with {browser} for the Cardpay extension."),
+                format!("{} does not name the Cardpay extension. {reinstall}", target.manifest.display()),
+            ));
+            let path = m["path"].as_str().unwrap_or_default();
+            let launcher_ok = std::fs::metadata(path).is_ok_and(|md| {
+                use std::os::unix::fs::PermissionsExt;
+                md.is_file() && md.permissions().mode() & 0o111 != 0
+            });
+            out.push(check(
+                launcher_ok,
+                "The bridge program the browser starts is in place.",
+                format!("The browser would start {path}, which is missing or not executable. {reinstall}"),
+            ));
+        }
+    }
+    if !target.manifest.exists() {
+        return out; // the install step above also writes the settings
+    }
+    match Config::load(&target.config) {
+        Err(e) => out.push(check(
+            false,
+            "The bridge's settings are readable.",
+            format!("The bridge's settings are missing or broken ({e}). {reinstall}"),
+        )),
+        Ok(cfg) if cfg.origins.is_empty() => out.push(check(
+            false,
+            "The bridge knows which payment sites may use the card.",
+            format!("No payment site is allowed yet. Run `{cmd} --origin https://<payment site>`."),
+        )),
+        Ok(cfg) => out.push(check(
+            true,
+            format!(
+                "Payment sites allowed to use the card: {}.",
+                cfg.origins.join(", ")
+            ),
+            "",
+        )),
+    }
+    out
+}
+
+/// The card checks, through the same readiness answer the extension shows.
+pub fn card_checks() -> Vec<Check> {
+    let mut backend = PcscBackend::new(GuardConfig::default());
+    let status = backend.status(None);
+    let state = status["state"].as_str().unwrap_or("card_error");
+    let message = status["message"].as_str().unwrap_or_default().to_owned();
+    let reader = status["reader"].as_str().map(str::to_owned);
+    let mut out = vec![];
+    out.push(check(
+        state != "no_service",
+        "The smart-card service (pcscd) is running.",
+        "The smart-card service (pcscd) is not running. Install it with `sudo apt install pcscd` and start it with `sudo systemctl start pcscd`.",
+    ));
+    if state == "no_service" {
+        return out;
+    }
+    out.push(check(
+        state != "no_reader",
+        format!("A card reader is connected{}.", reader.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()),
+        "No card reader is connected. Plug in your reader (and install its driver, e.g. `sudo apt install libccid`).",
+    ));
+    if state == "no_reader" {
+        return out;
+    }
+    out.push(check(
+        state != "no_card",
+        "A card is in the reader.",
+        "No card in the reader. Insert your Cardpay card.",
+    ));
+    if state == "no_card" {
+        return out;
+    }
+    out.push(check(
+        state == "ready",
+        format!("The card is a usable Cardpay card. {message}"),
+        message,
+    ));
+    out
+}
+
+/// Render checks; returns the text and whether everything is fine.
+pub fn render(checks: &[Check]) -> (String, bool) {
+    let mut s = String::new();
+    let mut all = true;
+    for c in checks {
+        all &= c.ok;
+        if c.ok {
+            let _ = writeln!(s, "  ok   {}", c.what);
+        } else {
+            let _ = writeln!(s, "  FIX  {}", c.fix);
+        }
+    }
+    if all {
+        s.push_str("Everything is in place: you can pay with your card.\n");
+    } else {
+        s.push_str("Cardpay cannot use your card until the items marked FIX are done.\n");
+    }
+    (s, all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::install::install;
+    use std::path::Path;
+
+    #[test]
+    fn doctor_explains_missing_install_then_passes() {
+        let dir = std::env::temp_dir().join(format!("bridge-doc-{}", std::process::id()));
+        let t = Target::new(Browser::Chromium, Some(&dir)).unwrap();
+        let (text, ok) = render(&install_checks(&t));
+        assert!(!ok);
+        assert!(text.contains("not registered with chromium"), "{text}");
+        assert!(text.contains("bridge install"), "{text}");
+        install(&t, Path::new("/bin/sh"), &[]).unwrap();
+        let (text, ok) = render(&install_checks(&t));
+        assert!(!ok);
+        assert!(text.contains("No payment site is allowed"), "{text}");
+        install(&t, Path::new("/bin/sh"), &["https://pay.example".into()]).unwrap();
+        let (text, ok) = render(&install_checks(&t));
+        assert!(ok, "{text}");
+        assert!(text.contains("https://pay.example"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,393 @@
+//! The native-messaging host loop.
+//!
+//! Threads: one reads stdin frames, one (the backend worker) does all PC/SC
+//! work, one (optional) watches card events; this loop owns stdout and never
+//! waits on the card. A request the worker has not answered within the
+//! timeout gets a `timeout` error; a late answer is then dropped.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::framing::{self, Frame, FrameReader, MAX_MESSAGE};
+use crate::guard::Allowlist;
+use crate::protocol::{self, Body, BridgeError, ErrorCode, Id, PROTOCOL_VERSION};
+
+/// Does the PC/SC work; runs on its own thread.
+pub trait Backend: Send + 'static {
+    fn handle(&mut self, origin: &str, body: Body) -> Result<Value, BridgeError>;
+}
+
+/// Who may ask what.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Payment origins: every request type.
+    pub allowlist: Allowlist,
+    /// The extension itself (`chrome-extension://ID`, from the browser's argv):
+    /// `hello`, `status` and `readers` only (the toolbar popup).
+    pub extension_origins: Vec<String>,
+    pub request_timeout: Duration,
+}
+
+/// Sends events (`{"event": ..}`) to the browser; `false` once the host is gone.
+#[derive(Clone)]
+pub struct EventSink(Sender<Input>);
+
+impl EventSink {
+    pub fn send(&self, event: Value) -> bool {
+        self.0.send(Input::Event(event)).is_ok()
+    }
+}
+
+pub enum Input {
+    Frame(io::Result<Option<Frame>>),
+    Done(u64, Result<Value, BridgeError>),
+    Event(Value),
+}
+
+fn write_msg<W: Write>(out: &mut W, v: &Value) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(v).unwrap_or_default();
+    if bytes.len() > MAX_MESSAGE {
+        let err = BridgeError::new(ErrorCode::CardError, "answer too large");
+        bytes = serde_json::to_vec(&protocol::error_reply(None, &err)).unwrap_or_default();
+    }
+    framing::write_frame(out, &bytes)
+}
+
+fn normalise(o: &str) -> &str {
+    o.strip_suffix('/').unwrap_or(o)
+}
+
+pub fn hello() -> Value {
+    json!({
+        "version": PROTOCOL_VERSION,
+        "bridge": env!("CARGO_PKG_VERSION"),
+        "capabilities": ["status", "readers", "connect", "transmit", "disconnect", "events"],
+    })
+}
+
+/// Run the host until stdin closes. `start_events` is called once with a sink
+/// for card events (pass `|_| ()` for none).
+pub fn run<R, W, B>(
+    input: R,
+    mut output: W,
+    opts: HostOptions,
+    mut backend: B,
+    start_events: impl FnOnce(EventSink),
+) -> io::Result<()>
+where
+    R: Read + Send + 'static,
+    W: Write,
+    B: Backend,
+{
+    let (tx, rx): (Sender<Input>, Receiver<Input>) = mpsc::channel();
+
+    let tx_in = tx.clone();
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut r = FrameReader::new(input);
+            loop {
+                let f = r.read_frame();
+                let end = !matches!(f, Ok(Some(_)));
+                if tx_in.send(Input::Frame(f)).is_err() || end {
+                    break;
+                }
+            }
+        })?;
+
+    let (job_tx, job_rx) = mpsc::channel::<(u64, String, Body)>();
+    let tx_done = tx.clone();
+    std::thread::Builder::new()
+        .name("pcsc".into())
+        .spawn(move || {
+            while let Ok((seq, origin, body)) = job_rx.recv() {
+                let r = backend.handle(&origin, body);
+                if tx_done.send(Input::Done(seq, r)).is_err() {
+                    break;
+                }
+            }
+        })?;
+
+    start_events(EventSink(tx.clone()));
+    drop(tx);
+
+    let ext: Vec<String> = opts
+        .extension_origins
+        .iter()
+        .map(|o| normalise(o).to_owned())
+        .collect();
+    let mut pending: HashMap<u64, (Id, Instant)> = HashMap::new();
+    let mut seq: u64 = 0;
+
+    loop {
+        let now = Instant::now();
+        let next_deadline = pending.values().map(|(_, d)| *d).min();
+        let msg = match next_deadline {
+            Some(d) => match rx.recv_timeout(d.saturating_duration_since(now)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            },
+            None => match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return Ok(()),
+            },
+        };
+        // expire overdue requests
+        let now = Instant::now();
+        let overdue: Vec<u64> = pending
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in overdue {
+            if let Some((id, _)) = pending.remove(&s) {
+                let e = BridgeError::new(
+                    ErrorCode::Timeout,
+                    "the card or reader did not answer in time",
+                );
+                write_msg(&mut output, &protocol::error_reply(Some(&id), &e))?;
+            }
+        }
+        let Some(msg) = msg else { continue };
+        match msg {
+            Input::Frame(Ok(None)) => {
+                tracing::info!("browser closed the port");
+                return Ok(());
+            }
+            Input::Frame(Err(e)) => {
+                tracing::warn!("stdin: {e}");
+                return Ok(());
+            }
+            Input::Frame(Ok(Some(Frame::Refused(e)))) => {
+                write_msg(
+                    &mut output,
+                    &protocol::error_reply(None, &BridgeError::bad_request(e.to_string())),
+                )?;
+            }
+            Input::Frame(Ok(Some(Frame::Message(bytes)))) => {
+                let req = match protocol::parse_request(&bytes) {
+                    Ok(r) => r,
+                    Err(f) => {
+                        write_msg(&mut output, &protocol::error_reply(f.id.as_ref(), &f.error))?;
+                        continue;
+                    }
+                };
+                let origin = req.origin.as_deref().map(normalise);
+                let is_ext = origin.is_some_and(|o| ext.iter().any(|e| e == o));
+                let allowed = if is_ext {
+                    matches!(req.body, Body::Hello | Body::Status { .. } | Body::Readers)
+                        .then_some(origin.unwrap_or_default())
+                        .ok_or_else(|| {
+                            BridgeError::new(
+                                ErrorCode::ForbiddenOrigin,
+                                "the extension's own pages may only ask for status",
+                            )
+                        })
+                } else {
+                    opts.allowlist.check(origin)
+                };
+                let origin = match allowed {
+                    Ok(o) => o.to_owned(),
+                    Err(e) => {
+                        tracing::warn!("refused {} from {:?}", req.body.name(), req.origin);
+                        write_msg(&mut output, &protocol::error_reply(Some(&req.id), &e))?;
+                        continue;
+                    }
+                };
+                if req.body == Body::Hello {
+                    write_msg(&mut output, &protocol::reply(&req.id, hello()))?;
+                    continue;
+                }
+                seq += 1;
+                pending.insert(seq, (req.id, Instant::now() + opts.request_timeout));
+                if job_tx.send((seq, origin, req.body)).is_err() {
+                    return Ok(());
+                }
+            }
+            Input::Done(s, result) => {
+                if let Some((id, _)) = pending.remove(&s) {
+                    let v = match result {
+                        Ok(v) => protocol::reply(&id, v),
+                        Err(e) => protocol::error_reply(Some(&id), &e),
+                    };
+                    write_msg(&mut output, &v)?;
+                }
+            }
+            Input::Event(ev) => write_msg(&mut output, &ev)?,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::{encode, FrameDecoder};
+    use std::sync::{Arc, Mutex};
+
+    /// A backend that answers `readers` at once and sleeps on `transmit`.
+    struct Slow;
+    impl Backend for Slow {
+        fn handle(&mut self, origin: &str, body: Body) -> Result<Value, BridgeError> {
+            match body {
+                Body::Transmit { .. } => {
+                    std::thread::sleep(Duration::from_millis(400));
+                    Ok(json!({"rapdu": "9000"}))
+                }
+                Body::Readers => Ok(json!({"readers": [], "origin": origin})),
+                _ => Err(BridgeError::new(ErrorCode::NoCard, "none")),
+            }
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// stdin that yields the given frames with pauses, then EOF.
+    struct Script(Vec<(u64, Vec<u8>)>, usize);
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((delay, bytes)) = self.0.get(self.1).cloned() else {
+                return Ok(0);
+            };
+            std::thread::sleep(Duration::from_millis(delay));
+            self.1 += 1;
+            assert!(bytes.len() <= buf.len());
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            Ok(bytes.len())
+        }
+    }
+
+    fn msgs(out: &Shared) -> Vec<Value> {
+        let mut d = FrameDecoder::new();
+        d.push(&out.0.lock().unwrap());
+        let mut v = vec![];
+        while let Some(Frame::Message(m)) = d.next_frame() {
+            v.push(serde_json::from_slice(&m).unwrap());
+        }
+        v
+    }
+
+    fn opts(timeout_ms: u64) -> HostOptions {
+        HostOptions {
+            allowlist: Allowlist::new(&["http://127.0.0.1:*"]).unwrap(),
+            extension_origins: vec!["chrome-extension://abc/".into()],
+            request_timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    fn f(s: &str) -> Vec<u8> {
+        encode(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn slow_card_does_not_block_other_requests_and_times_out() {
+        let o = r#""origin":"http://127.0.0.1:9""#;
+        let script = Script(
+            vec![
+                (
+                    0,
+                    f(&format!(
+                        r#"{{"id":1,"type":"transmit","handle":1,"apdu":"805C000004",{o}}}"#
+                    )),
+                ),
+                (50, f(&format!(r#"{{"id":2,"type":"hello",{o}}}"#))),
+                (0, f(&format!(r#"{{"id":3,"type":"readers",{o}}}"#))),
+                (600, vec![]),
+            ],
+            0,
+        );
+        // the last entry is an empty read = EOF after 600 ms
+        let out = Shared::default();
+        run(script, out.clone(), opts(200), Slow, |_| ()).unwrap();
+        let m = msgs(&out);
+        // hello answered while transmit is still on the card
+        assert_eq!(m[0]["id"], 2);
+        assert_eq!(m[0]["result"]["version"], PROTOCOL_VERSION);
+        // transmit times out after 200 ms; readers queued behind it gets its turn later
+        let t = m.iter().find(|v| v["id"] == 1).unwrap();
+        assert_eq!(t["error"]["code"], "timeout");
+        let r = m.iter().find(|v| v["id"] == 3).unwrap();
+        assert!(r["result"]["readers"].is_array() || r["error"]["code"] == "timeout");
+        // the late transmit answer is dropped: id 1 appears once
+        assert_eq!(m.iter().filter(|v| v["id"] == 1).count(), 1);
+    }
+
+    #[test]
+    fn origins_are_enforced_and_bad_frames_answered() {
+        let script = Script(
+            vec![
+                (
+                    0,
+                    f(r#"{"id":1,"type":"readers","origin":"http://evil.example"}"#),
+                ),
+                (0, f(r#"{"id":2,"type":"readers"}"#)),
+                (
+                    0,
+                    f(r#"{"id":3,"type":"readers","origin":"chrome-extension://abc"}"#),
+                ),
+                (
+                    0,
+                    f(
+                        r#"{"id":4,"type":"connect","reader":"x","origin":"chrome-extension://abc"}"#,
+                    ),
+                ),
+                (0, 0u32.to_le_bytes().to_vec()),
+                (0, f("\u{1}not json")),
+                (0, {
+                    let mut v = 3u32.to_le_bytes().to_vec();
+                    v.extend([0xff, 0xfe, 0xfd]);
+                    v
+                }),
+                (
+                    0,
+                    f(r#"{"id":5,"type":"readers","origin":"http://127.0.0.1:4000"}"#),
+                ),
+                (100, vec![]),
+            ],
+            0,
+        );
+        let out = Shared::default();
+        run(script, out.clone(), opts(5000), Slow, |_| ()).unwrap();
+        let m = msgs(&out);
+        assert_eq!(m.len(), 8, "{m:?}");
+        let by_id = |id: u64| m.iter().find(|v| v["id"] == id).unwrap();
+        assert_eq!(by_id(1)["error"]["code"], "forbidden_origin");
+        assert_eq!(by_id(2)["error"]["code"], "forbidden_origin");
+        assert_eq!(by_id(3)["result"]["origin"], "chrome-extension://abc");
+        assert_eq!(by_id(4)["error"]["code"], "forbidden_origin");
+        let anon: Vec<_> = m.iter().filter(|v| v["id"].is_null()).collect();
+        assert_eq!(anon.len(), 3);
+        for v in anon {
+            assert_eq!(v["error"]["code"], "bad_request");
+        }
+        assert_eq!(by_id(5)["result"]["origin"], "http://127.0.0.1:4000");
+    }
+
+    #[test]
+    fn events_are_forwarded() {
+        let script = Script(vec![(200, vec![])], 0);
+        let out = Shared::default();
+        run(script, out.clone(), opts(1000), Slow, |sink| {
+            sink.send(protocol::event("card_inserted", "R"));
+        })
+        .unwrap();
+        assert_eq!(
+            msgs(&out),
+            vec![json!({"event":"card_inserted","reader":"R"})]
+        );
+    }
+}

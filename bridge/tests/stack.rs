@@ -1,0 +1,564 @@
+//! The bridge process over stdio ↔ real pcscd + vpcd + the virtual card (testbed):
+//! readers, status, connect, a purchase's APDUs (S2 from the security module),
+//! forbidden APDUs and origins, the PIN guard, the card pulled and put back
+//! (events seen), pcscd killed and restarted (recovery without restarting the
+//! bridge), and the bridge-over-stdio round trip time next to direct PC/SC.
+
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use bridge::framing::{self, Frame, FrameReader};
+use purse::command::{DebitResponse, InitializePurchaseResponse, SelectResponse};
+use purse::crypto::DesKey;
+use purse::security_module::{PurchaseDraw, SecurityModule};
+use purse::types::{BcdDate, BcdTime, PurseId, Terminal};
+use serde_json::{json, Value};
+
+const ORIGIN: &str = "http://127.0.0.1:4242";
+const EXT: &str = "chrome-extension://balkbpnchocdfjmodhmppaobcgfpdlih/";
+
+struct Bridge {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: Receiver<Value>,
+    next: u64,
+    events: Vec<Value>,
+}
+
+impl Bridge {
+    fn start(dir: &std::path::Path) -> Bridge {
+        Self::start_with(dir, true)
+    }
+
+    fn start_with(dir: &std::path::Path, write_config: bool) -> Bridge {
+        let cfg = dir.join("bridge.json");
+        if write_config {
+            std::fs::write(
+            &cfg,
+            json!({"origins": [ORIGIN], "verify_burst": 10, "apdu_burst": 60, "apdu_per_sec": 20, "request_timeout_ms": 10000}).to_string(),
+        )
+        .unwrap();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bridge"))
+            .args(["host", "--config"])
+            .arg(&cfg)
+            .arg(EXT)
+            .env("CARDPAY_BRIDGE_LOG", "debug")
+            .env("CARDPAY_BRIDGE_LOG_FILE", dir.join("bridge.log"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start bridge");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = FrameReader::new(stdout);
+            while let Ok(Some(Frame::Message(m))) = r.read_frame() {
+                let v: Value = serde_json::from_slice(&m).expect("bridge sends JSON");
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Bridge {
+            child,
+            stdin: Some(stdin),
+            rx,
+            next: 1,
+            events: vec![],
+        }
+    }
+
+    fn send(&mut self, mut msg: Value) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        msg["id"] = json!(id);
+        if msg.get("origin").is_none() {
+            msg["origin"] = json!(ORIGIN);
+        }
+        framing::write_frame(self.stdin.as_mut().unwrap(), msg.to_string().as_bytes()).unwrap();
+        id
+    }
+
+    /// Send and wait for the answer; events arriving meanwhile are kept.
+    fn call(&mut self, msg: Value) -> Value {
+        let id = self.send(msg);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.rx.recv_timeout(left).expect("bridge answered in time");
+            if v.get("event").is_some() {
+                self.events.push(v);
+            } else if v["id"] == id {
+                return v;
+            } else {
+                panic!("unexpected message {v}");
+            }
+        }
+    }
+
+    fn ok(&mut self, msg: Value) -> Value {
+        let v = self.call(msg.clone());
+        assert!(v.get("error").is_none(), "{msg} → {v}");
+        v["result"].clone()
+    }
+
+    fn err(&mut self, msg: Value) -> String {
+        let v = self.call(msg.clone());
+        v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{msg} → {v}"))
+            .to_owned()
+    }
+
+    fn apdu(&mut self, handle: u64, apdu: &[u8]) -> Vec<u8> {
+        let r = self.ok(json!({"type": "transmit", "handle": handle, "apdu": hex::encode(apdu)}));
+        hex::decode(r["rapdu"].as_str().unwrap()).unwrap()
+    }
+
+    fn apdu_err(&mut self, handle: u64, apdu: &[u8]) -> String {
+        self.err(json!({"type": "transmit", "handle": handle, "apdu": hex::encode(apdu)}))
+    }
+
+    /// Wait until an event with this name (and reader) has been seen.
+    fn wait_event(&mut self, name: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.events.iter().position(|e| e["event"] == name) {
+                return self.events.remove(pos);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) if v.get("event").is_some() => self.events.push(v),
+                Ok(v) => panic!("unexpected message {v}"),
+                Err(_) => panic!(
+                    "no `{name}` event within {timeout:?}; saw {:?}",
+                    self.events
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn select_apdu() -> Vec<u8> {
+    let mut a = vec![0x00, 0xA4, 0x04, 0x00, 0x08];
+    a.extend_from_slice(&purse::AID);
+    a.push(0);
+    a
+}
+
+fn sw(r: &[u8]) -> u16 {
+    u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
+}
+
+fn data(r: &[u8]) -> &[u8] {
+    &r[..r.len() - 2]
+}
+
+fn connect_and_select(b: &mut Bridge) -> (u64, SelectResponse) {
+    let c = b.ok(json!({"type": "connect", "reader": testbed::READER}));
+    let h = c["handle"].as_u64().unwrap();
+    assert!(!c["atr"].as_str().unwrap().is_empty());
+    let r = b.apdu(h, &select_apdu());
+    assert_eq!(sw(&r), 0x9000);
+    (h, SelectResponse::decode(data(&r)).unwrap())
+}
+
+fn percentile(t: &mut [f64], q: f64) -> f64 {
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[((t.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// One testbed stack at a time in this binary.
+static STACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn status_reports_an_expired_card() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = testbed::Stack::builder()
+        .expiry("200131")
+        .start()
+        .expect("testbed stack");
+    let mut b = Bridge::start(stack.dir());
+    let st = b.ok(json!({"type": "status"}));
+    assert_eq!(st["state"], "expired", "{st}");
+    assert_eq!(st["card"]["expiry"], "200131");
+    assert!(st["message"].as_str().unwrap().contains("expired"));
+    drop(b);
+
+    // started by a browser without the launcher (argv[1] = caller): default config path
+    let xdg = stack.dir().join("xdg");
+    std::fs::create_dir_all(xdg.join("cardpay")).unwrap();
+    std::fs::write(
+        xdg.join("cardpay").join("bridge.json"),
+        json!({"origins": ["https://pay.example"]}).to_string(),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bridge"))
+        .arg(EXT)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut r = FrameReader::new(child.stdout.take().unwrap());
+    let mut ask = |origin: &str| {
+        let req = json!({"id": 1, "type": "readers", "origin": origin}).to_string();
+        framing::write_frame(&mut stdin, req.as_bytes()).unwrap();
+        match r.read_frame().unwrap() {
+            Some(Frame::Message(m)) => serde_json::from_slice::<Value>(&m).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(ask("https://pay.example")["result"]["readers"].is_array());
+    assert_eq!(ask(ORIGIN)["error"]["code"], "forbidden_origin");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn bridge_over_real_pcsc_stack() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = testbed::Stack::start().expect("testbed stack");
+    let dir = stack.dir().to_path_buf();
+    let mut b = Bridge::start(&dir);
+
+    // hello and readiness
+    let h = b.ok(json!({"type": "hello"}));
+    assert_eq!(h["version"], 1);
+    let readers = b.ok(json!({"type": "readers"}));
+    let list = readers["readers"].as_array().unwrap();
+    assert!(
+        list.iter()
+            .any(|r| r["name"] == testbed::READER && r["card_present"] == true),
+        "{readers}"
+    );
+    let st = b.ok(json!({"type": "status"}));
+    assert_eq!(st["state"], "ready", "{st}");
+    assert_eq!(st["card"]["pin_tries_left"], 3);
+    // the extension's own pages (popup) may ask for status, not for the card
+    let st = b.ok(json!({"type": "status", "origin": EXT}));
+    assert_eq!(st["state"], "ready");
+    assert_eq!(
+        b.err(json!({"type": "connect", "reader": testbed::READER, "origin": EXT})),
+        "forbidden_origin"
+    );
+
+    // other origins get nothing, not even reader names
+    for o in [
+        "http://localhost:4242",
+        "http://127.0.0.1:4243",
+        "https://evil.example",
+    ] {
+        assert_eq!(
+            b.err(json!({"type": "readers", "origin": o})),
+            "forbidden_origin"
+        );
+        assert_eq!(
+            b.err(json!({"type": "connect", "reader": testbed::READER, "origin": o})),
+            "forbidden_origin"
+        );
+    }
+    assert_eq!(
+        b.err(json!({"type": "connect", "reader": "No Such Reader 00 00"})),
+        "no_reader"
+    );
+
+    // connect; nothing but SELECT Cardpay before SELECT
+    let c = b.ok(json!({"type": "connect", "reader": testbed::READER}));
+    let hd = c["handle"].as_u64().unwrap();
+    assert_eq!(
+        b.apdu_err(hd, &[0x80, 0x5C, 0x00, 0x00, 0x04]),
+        "forbidden_apdu"
+    );
+    let r = b.apdu(hd, &select_apdu());
+    assert_eq!(sw(&r), 0x9000);
+    let sel = SelectResponse::decode(data(&r)).unwrap();
+    assert_eq!(sel.purse(PurseId::Money).balance, 10_000);
+
+    // forbidden APDUs: other applications, non-purse commands
+    let piv = hex::decode("00A4040009A00000030800001000").unwrap();
+    let emv = hex::decode("00A404000E315041592E5359532E444446303100").unwrap();
+    for bad in [
+        &piv[..],
+        &emv[..],
+        &[0x00, 0xB0, 0x00, 0x00, 0x10],
+        &[0x00, 0x70, 0x00, 0x00, 0x01],
+    ] {
+        assert_eq!(b.apdu_err(hd, bad), "forbidden_apdu", "{bad:02X?}");
+    }
+    // the handle belongs to its origin
+    assert_eq!(
+        b.err(json!({"type":"transmit","handle":hd,"apdu":"805C000004","origin":"http://127.0.0.1:4243"})),
+        "forbidden_origin"
+    );
+    // still selected after the refusals
+    let r = b.apdu(hd, &[0x80, 0x5C, 0x00, 0x00, 0x04]);
+    assert_eq!(r, [0x00, 0x00, 0x27, 0x10, 0x90, 0x00]);
+
+    // a purchase of 25.00 (above the no-PIN limit: VERIFY first)
+    let r = b.apdu(hd, b"\x00\x20\x00\x00\x041234");
+    assert_eq!(sw(&r), 0x9000, "VERIFY");
+    let terminal = Terminal::parse_hex("000000000001").unwrap();
+    let amount = 2_500u32;
+    let mut init = vec![0x80, 0x50, 0x01, 0x00, 0x0A];
+    init.extend(amount.to_be_bytes());
+    init.extend(terminal.bytes());
+    init.push(0x0C);
+    let r = b.apdu(hd, &init);
+    assert_eq!(sw(&r), 0x9000, "INITIALIZE {r:02X?}");
+    let ir = InitializePurchaseResponse::decode(data(&r)).unwrap();
+    let mut sm = SecurityModule::new(terminal);
+    sm.add_key_version(
+        1,
+        DesKey::from_hex(testbed::keys::MKP).unwrap(),
+        DesKey::from_hex(testbed::keys::MKL).unwrap(),
+    );
+    let auth = sm
+        .authorize_purchase(&PurchaseDraw {
+            card_id: sel.card_id,
+            expiry: sel.expiry,
+            key_version: ir.key_version,
+            purse: PurseId::Money,
+            balance: ir.balance,
+            atc: ir.atc,
+            random: ir.random,
+            amount,
+            seq: 1,
+            date: BcdDate::from_ymd(2026, 11, 23).unwrap(),
+            time: BcdTime::from_hms(12, 0, 0).unwrap(),
+        })
+        .unwrap();
+    let debit = purse::command::Request::DebitPurchase(auth.debit).to_bytes();
+    let r = b.apdu(hd, &debit);
+    assert_eq!(sw(&r), 0x9000, "DEBIT {r:02X?}");
+    let dr = DebitResponse::decode(data(&r)).unwrap();
+    assert_eq!(dr.balance_after, 7_500);
+    auth.verify_s3(dr.balance_after, &dr.s3)
+        .expect("S3 verifies");
+
+    // PIN guard: wrong PINs down to one try left, then the bridge refuses
+    let r = b.apdu(hd, b"\x00\x20\x00\x00\x049999");
+    assert_eq!(sw(&r), 0x63C2);
+    let r = b.apdu(hd, b"\x00\x20\x00\x00\x049999");
+    assert_eq!(sw(&r), 0x63C1);
+    assert_eq!(
+        b.apdu_err(hd, b"\x00\x20\x00\x00\x049999"),
+        "forbidden_apdu"
+    );
+    assert_eq!(
+        b.apdu_err(hd, b"\x00\x20\x00\x00\x041234"),
+        "forbidden_apdu"
+    );
+    // the card still has its last try (the status VERIFY passes through)
+    let r = b.apdu(hd, &[0x00, 0x20, 0x00, 0x00]);
+    assert_eq!(sw(&r), 0x63C1);
+    let st = b.ok(json!({"type": "status"}));
+    assert_eq!(st["state"], "ready");
+    assert_eq!(st["in_use"], true);
+
+    // disconnect; the handle is gone
+    b.ok(json!({"type": "disconnect", "handle": hd}));
+    assert_eq!(b.apdu_err(hd, &select_apdu()), "bad_request");
+
+    // card pulled and put back
+    let (h2, _) = connect_and_select(&mut b);
+    b.events.clear();
+    stack.remove_card().expect("remove card");
+    let ev = b.wait_event("card_removed", Duration::from_secs(5));
+    assert_eq!(ev["reader"], testbed::READER);
+    let code = b.apdu_err(h2, &[0x80, 0x5C, 0x00, 0x00, 0x04]);
+    assert!(code == "card_removed" || code == "no_card", "{code}");
+    assert_eq!(b.ok(json!({"type": "status"}))["state"], "no_card");
+    assert_eq!(
+        b.err(json!({"type": "connect", "reader": testbed::READER})),
+        "no_card"
+    );
+    stack.insert_card().expect("insert card");
+    let ev = b.wait_event("card_inserted", Duration::from_secs(5));
+    assert_eq!(ev["reader"], testbed::READER);
+    let (h3, sel) = connect_and_select(&mut b);
+    assert_eq!(sel.purse(PurseId::Money).balance, 7_500);
+    // a fresh selection: the PIN counter is still at one try, the guard still refuses
+    assert_eq!(
+        b.apdu_err(h3, b"\x00\x20\x00\x00\x041234"),
+        "forbidden_apdu"
+    );
+
+    // the APDU rate limit per origin (burst 60, 20/s in this config)
+    let mut refused = 0;
+    for _ in 0..80 {
+        let v = b.call(json!({"type": "transmit", "handle": h3, "apdu": "805C000004"}));
+        if v["error"]["code"] == "forbidden_apdu" {
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("too many"),
+                "{v}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= 10, "rate limit refused only {refused} of 80");
+    // the rest of this test measures: lift the limit (a new bridge reads the new config)
+    drop(b);
+    let cfg = dir.join("bridge.json");
+    std::fs::write(
+        &cfg,
+        json!({"origins": [ORIGIN], "verify_burst": 10, "apdu_burst": 100000, "apdu_per_sec": 100000}).to_string(),
+    )
+    .unwrap();
+    let mut b = Bridge::start_with(&dir, false);
+    let (h3, _) = connect_and_select(&mut b);
+
+    // round-trip time through the bridge (stdio framing + worker + PC/SC)
+    let n = 300;
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = Instant::now();
+        let r = b.apdu(h3, &[0x80, 0x5C, 0x00, 0x00, 0x04]);
+        t.push(s.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(sw(&r), 0x9000);
+    }
+    let (bp50, bp99) = (percentile(&mut t, 0.5), percentile(&mut t, 0.99));
+    // the same APDU directly over PC/SC
+    {
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
+        let card = ctx
+            .connect(
+                &stack.reader_cstr(),
+                pcsc::ShareMode::Shared,
+                pcsc::Protocols::ANY,
+            )
+            .unwrap();
+        let mut buf = [0u8; 300];
+        card.transmit(&select_apdu(), &mut buf).unwrap();
+        let mut t = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = Instant::now();
+            let r = card
+                .transmit(&[0x80, 0x5C, 0x00, 0x00, 0x04], &mut buf)
+                .unwrap();
+            t.push(s.elapsed().as_secs_f64() * 1e6);
+            assert_eq!(sw(r), 0x9000);
+        }
+        let (dp50, dp99) = (percentile(&mut t, 0.5), percentile(&mut t, 0.99));
+        println!("BENCH GET BALANCE round trip, n={n}:");
+        println!("BENCH   direct PC/SC          p50 {dp50:8.1} µs   p99 {dp99:8.1} µs");
+        println!("BENCH   bridge over stdio     p50 {bp50:8.1} µs   p99 {bp99:8.1} µs");
+        assert!(bp50 < 50_000.0, "bridge round trip p50 {bp50} µs");
+    }
+
+    // card pulled mid-command: APDUs in flight while the card loses power
+    let ids: Vec<u64> = (0..40)
+        .map(|_| b.send(json!({"type": "transmit", "handle": h3, "apdu": "805C000004"})))
+        .collect();
+    stack.kill_card().expect("kill card");
+    for id in ids {
+        let v = loop {
+            let v = b.rx.recv_timeout(Duration::from_secs(15)).expect("answer");
+            if v.get("event").is_some() {
+                b.events.push(v);
+                continue;
+            }
+            break v;
+        };
+        assert_eq!(v["id"], id);
+        match v["error"]["code"].as_str() {
+            None => assert!(
+                v["result"]["rapdu"].as_str().unwrap().ends_with("9000"),
+                "{v}"
+            ),
+            Some("card_removed") | Some("no_card") => {}
+            Some(other) => panic!("unexpected error {other}: {v}"),
+        }
+    }
+    let code = b.apdu_err(h3, &[0x80, 0x5C, 0x00, 0x00, 0x04]);
+    assert_eq!(code, "card_removed");
+    // (the card may have answered every one of the 40 before it died; the next one fails)
+    b.wait_event("card_removed", Duration::from_secs(5));
+    stack.start_card().expect("card back");
+    b.wait_event("card_inserted", Duration::from_secs(5));
+    let (h3, sel) = connect_and_select(&mut b);
+    assert_eq!(sel.purse(PurseId::Money).balance, 7_500);
+
+    // pcscd killed and restarted: clear errors, then recovery in the same bridge
+    b.events.clear();
+    stack.stop_pcscd();
+    b.wait_event("service", Duration::from_secs(5));
+    assert_eq!(b.err(json!({"type": "readers"})), "no_service");
+    assert_eq!(b.ok(json!({"type": "status"}))["state"], "no_service");
+    let code = b.apdu_err(h3, &[0x80, 0x5C, 0x00, 0x00, 0x04]);
+    assert!(
+        ["no_service", "card_removed"].contains(&code.as_str()),
+        "{code}"
+    );
+    stack.start_pcscd().expect("restart pcscd");
+    stack
+        .wait_card_present(Duration::from_secs(10))
+        .expect("card back");
+    let ev = b.wait_event("card_inserted", Duration::from_secs(10));
+    assert_eq!(ev["reader"], testbed::READER);
+    let readers = b.ok(json!({"type": "readers"}));
+    assert!(readers["readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["card_present"] == true));
+    // the old handle is gone (clearly: connect again), a new connection works
+    assert_eq!(
+        b.apdu_err(h3, &[0x80, 0x5C, 0x00, 0x00, 0x04]),
+        "card_removed"
+    );
+    let (h4, sel) = connect_and_select(&mut b);
+    assert_eq!(sel.purse(PurseId::Money).balance, 7_500);
+    let r = b.apdu(h4, &[0x80, 0x5C, 0x00, 0x00, 0x04]);
+    assert_eq!(sw(&r), 0x9000);
+    assert_eq!(b.ok(json!({"type": "status"}))["state"], "ready");
+
+    // a blocked PIN (spent by another program, not through the bridge) is reported
+    b.ok(json!({"type": "disconnect", "handle": h4}));
+    {
+        let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
+        let card = ctx
+            .connect(
+                &stack.reader_cstr(),
+                pcsc::ShareMode::Shared,
+                pcsc::Protocols::ANY,
+            )
+            .unwrap();
+        let mut buf = [0u8; 300];
+        card.transmit(&select_apdu(), &mut buf).unwrap();
+        let r = card
+            .transmit(b"\x00\x20\x00\x00\x049999", &mut buf)
+            .unwrap();
+        assert_eq!(sw(r), 0x63C0);
+    }
+    let st = b.ok(json!({"type": "status"}));
+    assert_eq!(st["state"], "blocked", "{st}");
+
+    // closing stdin ends the host cleanly
+    let mut stdin = b.stdin.take().unwrap();
+    stdin.flush().unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = b.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "bridge did not exit on EOF");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,248 @@
+// Headless Chromium + the unpacked Cardpay extension + the bridge (installed
+// into a throw-away profile by `bridge install --profile`) + real pcscd/vpcd +
+// the virtual card. Run: node --test tests/browser/extension.test.mjs
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as h from './lib/index.mjs';
+
+let bins, stack, site, other, browser;
+
+const PAGE = '<!doctype html><title>pay</title><h1>Cardpay payment page</h1>';
+
+before(async () => {
+  bins = await h.buildRust();
+  stack = await h.startStack({ bins });
+  site = await h.serve({
+    '/': PAGE,
+    '/frame': PAGE,
+  });
+  other = await h.serve({ '/': PAGE }); // another 127.0.0.1 port: script injected, bridge refuses
+  // benchmark below sends hundreds of APDUs: lift the per-origin APDU rate limit
+  browser = await h.launchBrowser({ bins, origins: [site.origin], installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000'] });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (site) await site.close();
+  if (other) await other.close();
+  if (stack) await stack.stop();
+});
+
+async function openPage(url) {
+  const page = await browser.context.newPage();
+  await page.goto(url);
+  return page;
+}
+
+async function readBalance(frame) {
+  const readers = await h.cardpayRequest(frame, { type: 'readers' });
+  assert.ok(readers.result, JSON.stringify(readers));
+  const r = readers.result.readers.find((x) => x.name === stack.reader);
+  assert.ok(r && r.card_present, JSON.stringify(readers));
+  const c = await h.cardpayRequest(frame, { type: 'connect', reader: stack.reader });
+  assert.ok(c.result, JSON.stringify(c));
+  const handle = c.result.handle;
+  const sel = await h.transmit(frame, handle, h.SELECT_CARDPAY);
+  assert.match(sel, /9000$/);
+  const bal = await h.transmit(frame, handle, h.GET_BALANCE_MONEY);
+  assert.match(bal, /^[0-9A-F]{8}9000$/);
+  const d = await h.cardpayRequest(frame, { type: 'disconnect', handle });
+  assert.deepEqual(d.result, {});
+  return parseInt(bal.slice(0, 8), 16);
+}
+
+test('the extension ID is fixed by the manifest key', async () => {
+  assert.equal(await h.extensionIdOf(), h.EXTENSION_ID);
+  const w = await browser.serviceWorker();
+  assert.equal(new URL(w.url()).host, h.EXTENSION_ID);
+  const manifest = JSON.parse(
+    await readFile(path.join(browser.userDataDir, 'NativeMessagingHosts', `${h.HOST_NAME}.json`), 'utf8'),
+  );
+  assert.deepEqual(manifest.allowed_origins, [`chrome-extension://${h.EXTENSION_ID}/`]);
+});
+
+test('a page on an allowed origin reads the balance through extension + bridge', async () => {
+  const page = await openPage(site.url('/'));
+  const det = await h.detectExtension(page, { timeoutMs: 5000 });
+  assert.equal(det.present, true);
+  assert.equal(det.reply.result.version, 1, JSON.stringify(det.reply));
+  const st = await h.cardpayRequest(page, { type: 'status' });
+  assert.equal(st.result.state, 'ready', JSON.stringify(st));
+  assert.equal(await readBalance(page), 10000);
+  // the guard still applies: nothing before SELECT, no other application
+  const c = await h.cardpayRequest(page, { type: 'connect', reader: stack.reader });
+  const handle = c.result.handle;
+  const early = await h.cardpayRequest(page, { type: 'transmit', handle, apdu: h.GET_BALANCE_MONEY });
+  assert.equal(early.error.code, 'forbidden_apdu');
+  const piv = await h.cardpayRequest(page, { type: 'transmit', handle, apdu: '00A4040009A00000030800001000' });
+  assert.equal(piv.error.code, 'forbidden_apdu');
+  // a page cannot claim another origin: the field is dropped, the browser's origin is used
+  const spoof = await h.cardpayRequest(page, { type: 'readers', origin: 'https://evil.example' });
+  assert.ok(spoof.result, JSON.stringify(spoof));
+  await h.cardpayRequest(page, { type: 'disconnect', handle });
+  await page.close();
+});
+
+test('the payment iframe in a merchant page gets the card, the merchant page does not', async () => {
+  const merchant = await h.serve(
+    { '/': `<!doctype html><h1>shop</h1><iframe id="pay" src="${site.url('/frame')}"></iframe>` },
+    { host: 'localhost' },
+  );
+  try {
+    const page = await openPage(merchant.url('/'));
+    const frame = page.frames().find((f) => f.url() === site.url('/frame'))
+      || (await (await page.waitForSelector('#pay')).contentFrame());
+    await frame.waitForLoadState();
+    assert.equal(await readBalance(frame), 10000);
+    const top = await h.detectExtension(page.mainFrame(), { timeoutMs: 1500 });
+    assert.equal(top.present, false);
+    // the merchant page cannot drive the payment frame's channel by posting into it
+    await frame.evaluate(() => {
+      window.seen = [];
+      window.addEventListener('message', (ev) => { if (ev.data && ev.data.dir === 'from-extension') window.seen.push(ev.data); });
+    });
+    await page.evaluate(() => {
+      const w = document.getElementById('pay').contentWindow;
+      w.postMessage({ channel: 'cardpay', dir: 'to-extension', id: 'evil1', type: 'readers' }, '*');
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    const seen = await frame.evaluate(() => window.seen);
+    assert.deepEqual(seen.filter((m) => m.id === 'evil1'), []);
+    // (and the same request from the frame itself is answered)
+    const own = await h.cardpayRequest(frame, { type: 'readers' });
+    assert.ok(own.result, JSON.stringify(own));
+    await page.close();
+  } finally {
+    await merchant.close();
+  }
+});
+
+test('pages on other origins get nothing', async () => {
+  // localhost: the content script is not injected, no answer at all
+  const p1 = await openPage(`http://localhost:${site.port}/`);
+  assert.equal((await h.detectExtension(p1, { timeoutMs: 1500 })).present, false);
+  const r1 = await h.cardpayRequest(p1, { type: 'readers' }, { timeoutMs: 1000 });
+  assert.equal(r1.timeout, true);
+  await p1.close();
+  // another 127.0.0.1 port: the script runs but the bridge refuses the origin
+  const p2 = await openPage(other.url('/'));
+  for (const req of [{ type: 'hello' }, { type: 'readers' }, { type: 'status' }, { type: 'connect', reader: stack.reader }]) {
+    const r = await h.cardpayRequest(p2, req);
+    assert.equal(r.error && r.error.code, 'forbidden_origin', JSON.stringify(r));
+    assert.equal(r.result, undefined);
+  }
+  await p2.close();
+});
+
+test('card events reach the payment page', async () => {
+  const page = await openPage(site.url('/'));
+  assert.equal((await h.detectExtension(page, { timeoutMs: 5000 })).present, true); // hello opens the bridge
+  await stack.removeCard();
+  try {
+    await page.waitForFunction(() => window.cardpayTest.events.some((e) => e.event === 'card_removed'), null, { timeout: 5000 });
+    const st = await h.cardpayRequest(page, { type: 'status' });
+    assert.equal(st.result.state, 'no_card');
+  } finally {
+    await stack.insertCard();
+  }
+  await page.waitForFunction(() => window.cardpayTest.events.some((e) => e.event === 'card_inserted'), null, { timeout: 5000 });
+  const ev = (await h.cardpayEvents(page)).find((e) => e.event === 'card_inserted');
+  assert.equal(ev.reader, stack.reader);
+  assert.equal(await readBalance(page), 10000);
+  await page.close();
+});
+
+test('pcscd restarted: the page recovers without restarting the browser', async () => {
+  const page = await openPage(site.url('/'));
+  assert.equal((await h.detectExtension(page, { timeoutMs: 5000 })).present, true);
+  const c = await h.cardpayRequest(page, { type: 'connect', reader: stack.reader });
+  const handle = c.result.handle;
+  await h.transmit(page, handle, h.SELECT_CARDPAY);
+  await stack.restartPcscd();
+  await page.waitForFunction(() => window.cardpayTest.events.some((e) => e.event === 'service' && e.state === 'ok'), null, { timeout: 10000 });
+  const old = await h.cardpayRequest(page, { type: 'transmit', handle, apdu: h.GET_BALANCE_MONEY });
+  assert.equal(old.error && old.error.code, 'card_removed', JSON.stringify(old));
+  assert.equal(await readBalance(page), 10000);
+  await page.close();
+});
+
+test('the toolbar popup shows bridge, reader and card status', async () => {
+  const page = await openPage(`chrome-extension://${browser.extensionId}/popup.html`);
+  await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 10000 });
+  assert.match(await page.textContent('#bridge'), /^v\d/);
+  assert.equal(await page.textContent('#reader'), stack.reader);
+  assert.equal(await page.textContent('#card'), 'ready');
+  await page.close();
+});
+
+test('without the bridge installed a page learns it (no_bridge)', async () => {
+  const b2 = await h.launchBrowser({ install: false });
+  try {
+    const page = await b2.context.newPage();
+    await page.goto(site.url('/'));
+    const r = await h.cardpayRequest(page, { type: 'hello' }, { timeoutMs: 5000 });
+    assert.equal(r.error && r.error.code, 'no_bridge', JSON.stringify(r));
+  } finally {
+    await b2.close();
+  }
+});
+
+test('bridge doctor explains what is there and what is missing', async () => {
+  const ok = await h.runBridge(bins.bridge, ['doctor', '--profile', browser.userDataDir]);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /Everything is in place/);
+  const missing = await h.runBridge(bins.bridge, ['doctor', '--profile', path.join(browser.userDataDir, 'nope')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stdout, /not registered with chromium/);
+});
+
+test('benchmark: one APDU page → extension → bridge → pcscd → card, vs direct PC/SC', async () => {
+  const page = await openPage(site.url('/'));
+  await h.cardpayEvents(page);
+  const c = await h.cardpayRequest(page, { type: 'connect', reader: stack.reader });
+  const handle = c.result.handle;
+  await h.transmit(page, handle, h.SELECT_CARDPAY);
+  const n = Number(process.env.CARDPAY_BENCH_N || 300);
+  const times = await page.evaluate(async ([handle, n, apdu]) => {
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const r = await window.cardpayTest.request({ type: 'transmit', handle, apdu });
+      out.push((performance.now() - t0) * 1000);
+      if (!r.result) throw new Error(JSON.stringify(r));
+    }
+    return out;
+  }, [handle, n, h.GET_BALANCE_MONEY]);
+  await h.cardpayRequest(page, { type: 'disconnect', handle });
+  await page.close();
+  const direct = await h.runBridge(bins.bridge, ['bench', '--reader', stack.reader, '--n', String(n * 3)]);
+  assert.equal(direct.code, 0, direct.stderr);
+  const d = JSON.parse(direct.stdout.trim().split('\n').pop());
+  const p50 = h.percentile(times, 0.5);
+  const p99 = h.percentile(times, 0.99);
+  console.log(`BENCH GET BALANCE round trip (µs), n=${n}:`);
+  console.log(`BENCH   page → extension → bridge → pcscd → card   p50 ${p50.toFixed(0).padStart(7)}   p99 ${p99.toFixed(0).padStart(7)}`);
+  console.log(`BENCH   direct PC/SC (bridge bench, n=${d.n})       p50 ${d.p50_us.toFixed(0).padStart(7)}   p99 ${d.p99_us.toFixed(0).padStart(7)}`);
+  assert.ok(p50 < 100_000, `page round trip p50 ${p50} µs`);
+});
+
+test('the bridge is stopped 30 s after the last payment frame is gone', async () => {
+  for (const p of browser.context.pages()) if (!p.url().startsWith('about:')) await p.close();
+  const before = (await browser.bridgeLog()).split('browser closed the port').length;
+  const page = await openPage(site.url('/'));
+  assert.equal((await h.detectExtension(page, { timeoutMs: 5000 })).present, true);
+  await page.close();
+  const deadline = Date.now() + 45_000;
+  let after = before;
+  while (Date.now() < deadline && after === before) {
+    await new Promise((r) => setTimeout(r, 1000));
+    after = (await browser.bridgeLog()).split('browser closed the port').length;
+  }
+  assert.ok(after > before, 'the bridge did not see EOF after the idle time');
+  // and the next request starts it again
+  const again = await openPage(site.url('/'));
+  assert.equal((await h.detectExtension(again, { timeoutMs: 5000 })).present, true);
+  await again.close();
+});
