@@ -66,10 +66,9 @@ impl Random for FixedRandom {
 }
 
 /// `6F00`: the new state could not be made durable; nothing changed.
-/// (Not in DESIGN §3; 6581 is taken by ATC exhausted.)
-pub const SW_PERSIST_FAILED: StatusWord = StatusWord(0x6F00);
+pub const SW_PERSIST_FAILED: StatusWord = StatusWord::PERSIST_FAILED;
 /// `6A83`: READ LOG of a record the log does not hold (yet).
-pub const SW_RECORD_NOT_FOUND: StatusWord = StatusWord(0x6A83);
+pub const SW_RECORD_NOT_FOUND: StatusWord = StatusWord::RECORD_NOT_FOUND;
 
 #[derive(Clone)]
 enum Pending {

@@ -49,6 +49,10 @@ impl StatusWord {
     pub const CLA_NOT_SUPPORTED: Self = Self(0x6E00);
     /// The transaction counter is exhausted (ATC at 0xFFFF): the card is at end of life.
     pub const ATC_EXHAUSTED: Self = Self(0x6581);
+    /// READ LOG of a record the log does not hold (yet).
+    pub const RECORD_NOT_FOUND: Self = Self(0x6A83);
+    /// The card could not make the new state durable; nothing changed.
+    pub const PERSIST_FAILED: Self = Self(0x6F00);
 
     /// `63Cx`: wrong PIN or PIN status, `x` tries left.
     pub const fn pin_tries(left: u8) -> Self {
@@ -90,6 +94,8 @@ impl StatusWord {
             Self::INS_NOT_SUPPORTED => "instruction not supported",
             Self::CLA_NOT_SUPPORTED => "class not supported",
             Self::ATC_EXHAUSTED => "transaction counter exhausted",
+            Self::RECORD_NOT_FOUND => "record not found",
+            Self::PERSIST_FAILED => "card memory failure",
             sw if sw.pin_tries_left().is_some() => "wrong PIN",
             _ => "unknown status",
         }
