@@ -1,0 +1,723 @@
+//! Cardpay demo store: a small real shop of digital goods that takes Cardpay
+//! payments exactly as a merchant would — catalog, cart (cookie), checkout page
+//! rendering the session for the widget, a result endpoint that verifies result M
+//! (or the S3 pair in `merchant`/`client` mode) with `merchant-kit`, marks the
+//! order paid exactly once and releases the downloads. Orders live in SQLite.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Form, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use merchant_kit::{Merchant, OrderRef, SessionParams, VerifiedPayment};
+use purse::session::{Key32, VerifyMode};
+use purse::types::{PurseId, Terminal};
+use purse::wire::MerchantResult;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// One product of the catalog (prices in euro cents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Product {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    pub price: u32,
+    /// What the download delivers.
+    pub file_name: &'static str,
+    pub content: &'static str,
+}
+
+pub const CATALOG: [Product; 4] = [
+    Product {
+        id: "wallpaper",
+        name: "Smart-card wallpaper pack",
+        description: "Twelve high-resolution chip close-ups.",
+        price: 199,
+        file_name: "wallpapers.txt",
+        content: "Cardpay demo: wallpaper pack (12 images would be here).\n",
+    },
+    Product {
+        id: "ebook",
+        name: "E-book: Stored value, explained",
+        description: "A short guide to electronic purses, 40 pages.",
+        price: 499,
+        file_name: "stored-value.txt",
+        content: "Stored value, explained.\nChapter 1: the purse on the card...\n",
+    },
+    Product {
+        id: "font",
+        name: "Pixel font \"APDU Mono\"",
+        description: "A monospaced font for hex dumps.",
+        price: 350,
+        file_name: "apdu-mono.txt",
+        content: "APDU Mono font files would be here.\n",
+    },
+    Product {
+        id: "song",
+        name: "Chiptune single \"9000 OK\"",
+        description: "Three minutes of 8-bit joy.",
+        price: 99,
+        file_name: "9000-ok.txt",
+        content: "9000 OK, the chiptune single (audio would be here).\n",
+    },
+];
+
+pub fn product(id: &str) -> Option<&'static Product> {
+    CATALOG.iter().find(|p| p.id == id)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("order not found")]
+    NotFound,
+    #[error("payment refused: {0}")]
+    Payment(#[from] merchant_kit::MerchantError),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Db(_) | Self::Internal(_) => "internal",
+            Self::NotFound => "not_found",
+            Self::Payment(_) => "payment_refused",
+            Self::BadRequest(_) => "malformed",
+        }
+    }
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Db(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Payment(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for StoreError {
+    fn into_response(self) -> Response {
+        if matches!(self, Self::Db(_) | Self::Internal(_)) {
+            tracing::error!(error = %self, "internal error");
+        }
+        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+/// Configuration of the store.
+#[derive(Clone)]
+pub struct StoreConfig {
+    pub db_path: PathBuf,
+    /// Base URL of the payment server API (for the merchant API calls).
+    pub payment_url: String,
+    /// Origin serving `checkout.js` and the widget iframe (usually the payment server).
+    pub payment_origin: String,
+    /// This store's own origin as the browser sees it (bound into the session).
+    pub public_origin: String,
+    pub merchant_id: String,
+    pub merchant_name: String,
+    pub merchant_key: Key32,
+    pub verify_mode: VerifyMode,
+    pub terminal: Terminal,
+    /// Session lifetime in seconds.
+    pub session_ttl: u64,
+}
+
+pub struct AppState {
+    cfg: StoreConfig,
+    merchant: Merchant,
+    db: Mutex<Connection>,
+    http: reqwest::Client,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS orders (
+    id          TEXT PRIMARY KEY,
+    txn_id      TEXT NOT NULL UNIQUE,
+    items       TEXT NOT NULL,
+    amount      INTEGER NOT NULL,
+    currency    INTEGER NOT NULL,
+    verify_mode TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    evidence    TEXT,
+    card        TEXT,
+    created_at  INTEGER NOT NULL,
+    paid_at     INTEGER
+);
+"#;
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub txn_id: String,
+    pub items: Vec<(String, u32)>,
+    pub amount: u32,
+    pub currency: u16,
+    pub verify_mode: VerifyMode,
+    pub expires_at: u64,
+    pub status: String,
+    pub evidence: Option<String>,
+    pub card: Option<String>,
+    pub created_at: u64,
+    pub paid_at: Option<u64>,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_id(prefix: &str) -> Result<String, StoreError> {
+    let b: [u8; 12] =
+        merchant_kit::random_bytes().map_err(|e| StoreError::Internal(e.to_string()))?;
+    Ok(format!("{prefix}{}", hex::encode(b)))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn euros(cents: u32) -> String {
+    format!("{}.{:02} EUR", cents / 100, cents % 100)
+}
+
+/// Cart in a cookie: `cart=wallpaper.2-ebook.1`.
+fn parse_cart(headers: &HeaderMap) -> Vec<(String, u32)> {
+    let Some(cookie) = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) else {
+        return vec![];
+    };
+    let Some(v) = cookie
+        .split(';')
+        .map(str::trim)
+        .find_map(|c| c.strip_prefix("cart="))
+    else {
+        return vec![];
+    };
+    v.split('-')
+        .filter_map(|e| {
+            let (id, n) = e.split_once('.')?;
+            let n: u32 = n.parse().ok()?;
+            (product(id).is_some() && (1..=20).contains(&n)).then(|| (id.to_string(), n))
+        })
+        .collect()
+}
+
+fn cart_cookie(items: &[(String, u32)]) -> String {
+    let v: Vec<String> = items.iter().map(|(id, n)| format!("{id}.{n}")).collect();
+    format!("cart={}; Path=/; HttpOnly; SameSite=Lax", v.join("-"))
+}
+
+fn total(items: &[(String, u32)]) -> u32 {
+    items
+        .iter()
+        .filter_map(|(id, n)| product(id).map(|p| p.price * n))
+        .sum()
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Cardpay demo store</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}}\
+         .p{{border:1px solid #ccc;border-radius:6px;padding:.8rem;margin:.6rem 0}}button{{padding:.4rem .9rem}}\
+         #cardpay{{min-height:4rem;border:1px dashed #999;padding:.5rem}}</style></head>\
+         <body><header><a href=\"/\">Demo store</a> · <a href=\"/cart\">Cart</a></header><h1>{t}</h1>{body}</body></html>",
+        t = esc(title)
+    ))
+}
+
+impl AppState {
+    pub fn new(cfg: StoreConfig) -> Result<Arc<Self>, StoreError> {
+        let conn = Connection::open(&cfg.db_path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        let merchant = Merchant::new(
+            cfg.merchant_id.clone(),
+            cfg.merchant_name.clone(),
+            cfg.merchant_key.clone(),
+        );
+        Ok(Arc::new(Self {
+            cfg,
+            merchant,
+            db: Mutex::new(conn),
+            http: reqwest::Client::new(),
+        }))
+    }
+
+    /// Run blocking DB work off the async runtime.
+    async fn db<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = me
+                .db
+                .lock()
+                .map_err(|_| StoreError::Internal("db lock poisoned".into()))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
+    pub async fn order(self: &Arc<Self>, id: &str) -> Result<Order, StoreError> {
+        let id = id.to_string();
+        self.db(move |c| load_order(c, &id)).await
+    }
+
+    fn session_for(&self, o: &Order) -> Result<merchant_kit::WidgetSession, StoreError> {
+        self.merchant
+            .build_session(SessionParams {
+                txn_id: o.txn_id.clone(),
+                amount: o.amount,
+                currency: o.currency,
+                exponent: 2,
+                purse: PurseId::Money,
+                expires_at: o.expires_at,
+                verify_mode: o.verify_mode,
+                result_url: format!("{}/orders/{}/result", self.cfg.public_origin, o.id),
+                origin: self.cfg.public_origin.clone(),
+                terminal: self.cfg.terminal,
+            })
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
+    /// Verify a result for an order and mark it paid exactly once.
+    pub async fn take_result(
+        self: &Arc<Self>,
+        order_id: &str,
+        result: MerchantResult,
+    ) -> Result<Order, StoreError> {
+        let o = self.order(order_id).await?;
+        let verified: VerifiedPayment = self.merchant.verify_result(
+            &OrderRef {
+                txn_id: &o.txn_id,
+                amount: o.amount,
+                currency: o.currency,
+                purse: PurseId::Money,
+                origin: &self.cfg.public_origin,
+                verify_mode: o.verify_mode,
+            },
+            &result,
+        )?;
+        let id = o.id.clone();
+        let ev = verified.evidence.clone();
+        let card = verified.card.clone();
+        let (order, newly_paid) = self
+            .db(move |c| {
+                let n = c.execute(
+                    "UPDATE orders SET status = 'paid', evidence = ?2, card = ?3, paid_at = ?4
+                     WHERE id = ?1 AND status = 'pending'",
+                    params![id, ev, card, now()],
+                )?;
+                Ok((load_order(c, &id)?, n == 1))
+            })
+            .await?;
+        if newly_paid {
+            tracing::info!(order = %order.id, txn = %order.txn_id, evidence = %verified.evidence, "order paid");
+            // Tell the payment server the goods are released (and, in one-round-trip
+            // modes, hand it the S3 proof so it captures). Best effort: the payment
+            // server also lists unconfirmed transactions for recovery.
+            let body = match &result {
+                MerchantResult::S3 {
+                    balance_after, s3, ..
+                } => {
+                    serde_json::json!({"balance_after": balance_after, "s3": s3})
+                }
+                MerchantResult::ResultM { .. } => serde_json::json!({}),
+            };
+            let me = self.clone();
+            let txn = order.txn_id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.confirm(&txn, &body).await {
+                    tracing::warn!(txn = %txn, error = %e, "confirm at payment server failed");
+                }
+            });
+        }
+        Ok(order)
+    }
+
+    /// `POST /v1/transactions/{txn}/confirm` at the payment server, signed.
+    pub async fn confirm(
+        &self,
+        txn: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, StoreError> {
+        let path = format!("/v1/transactions/{txn}/confirm");
+        let bytes = serde_json::to_vec(body).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut rb = self
+            .http
+            .post(format!("{}{path}", self.cfg.payment_url))
+            .body(bytes.clone());
+        for (k, v) in merchant_kit::auth::sign(&self.merchant, "POST", &path, now(), &bytes) {
+            rb = rb.header(k, v);
+        }
+        let r = rb
+            .send()
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let status = r.status();
+        let v: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        if !status.is_success() {
+            return Err(StoreError::Internal(format!(
+                "payment server answered {status}: {v}"
+            )));
+        }
+        Ok(v)
+    }
+}
+
+fn load_order(c: &Connection, id: &str) -> Result<Order, StoreError> {
+    let r = c
+        .query_row(
+            "SELECT id, txn_id, items, amount, currency, verify_mode, expires_at, status, evidence, card, created_at, paid_at
+             FROM orders WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, u16>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, u64>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, u64>(10)?,
+                    r.get::<_, Option<u64>>(11)?,
+                ))
+            },
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    Ok(Order {
+        id: r.0,
+        txn_id: r.1,
+        items: serde_json::from_str(&r.2).map_err(|e| StoreError::Internal(e.to_string()))?,
+        amount: r.3,
+        currency: r.4,
+        verify_mode: serde_json::from_value(serde_json::Value::String(r.5))
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        expires_at: r.6,
+        status: r.7,
+        evidence: r.8,
+        card: r.9,
+        created_at: r.10,
+        paid_at: r.11,
+    })
+}
+
+type St = State<Arc<AppState>>;
+
+async fn catalog() -> Html<String> {
+    let mut b = String::from("<p>Digital goods, paid with the Cardpay card in your reader.</p>");
+    for p in &CATALOG {
+        b.push_str(&format!(
+            "<div class=\"p\"><h3>{}</h3><p>{}</p><p><b>{}</b></p>\
+             <form method=\"post\" action=\"/cart/add\"><input type=\"hidden\" name=\"product\" value=\"{}\">\
+             <button>Add to cart</button></form></div>",
+            esc(p.name),
+            esc(p.description),
+            euros(p.price),
+            esc(p.id)
+        ));
+    }
+    page("Catalog", &b)
+}
+
+#[derive(Deserialize)]
+struct AddForm {
+    product: String,
+}
+
+async fn cart_add(headers: HeaderMap, Form(f): Form<AddForm>) -> Result<Response, StoreError> {
+    if product(&f.product).is_none() {
+        return Err(StoreError::BadRequest("unknown product".into()));
+    }
+    let mut items = parse_cart(&headers);
+    match items.iter_mut().find(|(id, _)| *id == f.product) {
+        Some((_, n)) => *n = (*n + 1).min(20),
+        None => items.push((f.product, 1)),
+    }
+    Ok((
+        [(header::SET_COOKIE, cart_cookie(&items))],
+        Redirect::to("/cart"),
+    )
+        .into_response())
+}
+
+async fn cart_clear() -> Response {
+    (
+        [(header::SET_COOKIE, cart_cookie(&[]))],
+        Redirect::to("/cart"),
+    )
+        .into_response()
+}
+
+async fn cart(headers: HeaderMap) -> Html<String> {
+    let items = parse_cart(&headers);
+    if items.is_empty() {
+        return page(
+            "Cart",
+            "<p>Your cart is empty. <a href=\"/\">Browse the catalog</a>.</p>",
+        );
+    }
+    let mut b = String::from("<table>");
+    for (id, n) in &items {
+        let p = product(id).expect("parse_cart keeps known products");
+        b.push_str(&format!(
+            "<tr><td>{}</td><td>× {n}</td><td>{}</td></tr>",
+            esc(p.name),
+            euros(p.price * n)
+        ));
+    }
+    b.push_str(&format!(
+        "<tr><td><b>Total</b></td><td></td><td><b>{}</b></td></tr></table>\
+         <form method=\"post\" action=\"/checkout\"><button>Pay with Cardpay</button></form>\
+         <form method=\"post\" action=\"/cart/clear\"><button>Empty cart</button></form>",
+        euros(total(&items))
+    ));
+    page("Cart", &b)
+}
+
+async fn checkout(State(st): St, headers: HeaderMap) -> Result<Response, StoreError> {
+    let items = parse_cart(&headers);
+    if items.is_empty() {
+        return Ok(Redirect::to("/cart").into_response());
+    }
+    let amount = total(&items);
+    let id = random_id("o-")?;
+    let txn = random_id("demo-")?;
+    let mode = st.cfg.verify_mode;
+    let expires_at = now() + st.cfg.session_ttl;
+    let items_json =
+        serde_json::to_string(&items).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let oid = id.clone();
+    st.db(move |c| {
+        c.execute(
+            "INSERT INTO orders (id, txn_id, items, amount, currency, verify_mode, expires_at, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, 978, ?5, ?6, 'pending', ?7)",
+            params![oid, txn, items_json, amount, mode.as_str(), expires_at, now()],
+        )?;
+        Ok(())
+    })
+    .await?;
+    Ok((
+        [(header::SET_COOKIE, cart_cookie(&[]))],
+        Redirect::to(&format!("/orders/{id}/pay")),
+    )
+        .into_response())
+}
+
+/// Page glue: mount the widget with the session and forward its result to the
+/// result URL (the store verifies it server-side), then show the order.
+const CHECKOUT_GLUE: &str = r#"window.addEventListener('DOMContentLoaded',function(){
+var el=document.getElementById('cardpay'),st=document.getElementById('cardpay-status');
+if(!window.Cardpay){st.textContent='The payment window could not be loaded.';return;}
+var session=JSON.parse(document.getElementById('cardpay-session').textContent);
+Cardpay.mount(el,{session:session,onResult:function(d){
+fetch(el.dataset.resultUrl,{method:'POST',headers:{'content-type':'application/json'},body:JSON.stringify(d.result)})
+.then(function(r){return r.json().then(function(j){if(r.ok){location.href='/orders/'+el.dataset.order;}else{st.textContent='Payment not accepted: '+j.error.code;}});})
+.catch(function(){st.textContent='Could not reach the store; your order page shows the status.';});
+},onError:function(e){st.textContent='Payment error: '+e.code;}});
+});"#;
+
+/// The checkout page: the session for the widget (as JSON in the page), the
+/// widget's mount point and the loader script from the payment origin.
+async fn pay(State(st): St, Path(id): Path<String>) -> Result<Response, StoreError> {
+    let mut o = st.order(&id).await?;
+    if o.status == "paid" {
+        return Ok(Redirect::to(&format!("/orders/{id}")).into_response());
+    }
+    if o.expires_at < now() + 60 {
+        // A stale checkout page: a fresh session lifetime for the same txn id (the
+        // payment server still allows only one draw per txn id).
+        let expires_at = now() + st.cfg.session_ttl;
+        let oid = o.id.clone();
+        st.db(move |c| {
+            c.execute(
+                "UPDATE orders SET expires_at = ?2 WHERE id = ?1 AND status = 'pending'",
+                params![oid, expires_at],
+            )?;
+            Ok(())
+        })
+        .await?;
+        o.expires_at = expires_at;
+    }
+    let ws = st.session_for(&o)?;
+    // `<` escaped so the JSON cannot close the script element.
+    let json = serde_json::to_string(&ws)
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .replace('<', "\\u003c");
+    let body = format!(
+        "<p>Order <code>{oid}</code>: <b>{amount}</b>. Insert your Cardpay card and follow the payment window.</p>\
+         <div id=\"cardpay\" data-result-url=\"{result}\" data-order=\"{oid}\"></div>\
+         <script type=\"application/json\" id=\"cardpay-session\">{json}</script>\
+         <script src=\"{origin}/checkout.js\" defer></script>\
+         <script>{glue}</script>\
+         <p id=\"cardpay-status\"></p><p><a href=\"/orders/{oid}\">Order status</a></p>",
+        oid = esc(&o.id),
+        amount = euros(o.amount),
+        result = esc(&ws.session.result_url),
+        origin = esc(&st.cfg.payment_origin),
+        glue = CHECKOUT_GLUE,
+    );
+    Ok(page("Checkout", &body).into_response())
+}
+
+async fn result(
+    State(st): St,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, StoreError> {
+    let r: MerchantResult =
+        serde_json::from_slice(&body).map_err(|e| StoreError::BadRequest(e.to_string()))?;
+    let o = st.take_result(&id, r).await?;
+    Ok(Json(serde_json::json!({
+        "order": o.id,
+        "status": o.status,
+        "download_url": format!("/orders/{}", o.id),
+    }))
+    .into_response())
+}
+
+async fn order_json(State(st): St, Path(id): Path<String>) -> Result<Json<Order>, StoreError> {
+    Ok(Json(st.order(&id).await?))
+}
+
+async fn order_page(State(st): St, Path(id): Path<String>) -> Result<Html<String>, StoreError> {
+    let o = st.order(&id).await?;
+    let mut b = format!(
+        "<p>Order <code>{}</code> · {} · status <b id=\"status\">{}</b></p><ul>",
+        esc(&o.id),
+        euros(o.amount),
+        esc(&o.status)
+    );
+    for (pid, n) in &o.items {
+        let p = product(pid).expect("stored products exist");
+        if o.status == "paid" {
+            b.push_str(&format!(
+                "<li>{} × {n} — <a href=\"/orders/{}/download/{}\">download</a></li>",
+                esc(p.name),
+                esc(&o.id),
+                esc(p.id)
+            ));
+        } else {
+            b.push_str(&format!("<li>{} × {n}</li>", esc(p.name)));
+        }
+    }
+    b.push_str("</ul>");
+    if o.status != "paid" {
+        b.push_str(&format!(
+            "<p><a href=\"/orders/{}/pay\">Pay now</a></p>",
+            esc(&o.id)
+        ));
+    } else if let Some(card) = &o.card {
+        b.push_str(&format!("<p>Paid with card {}.</p>", esc(card)));
+    }
+    Ok(page("Order", &b))
+}
+
+async fn download(
+    State(st): St,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<Response, StoreError> {
+    let o = st.order(&id).await?;
+    let p = product(&pid).ok_or(StoreError::NotFound)?;
+    if o.status != "paid" || !o.items.iter().any(|(i, _)| i == p.id) {
+        return Ok((StatusCode::PAYMENT_REQUIRED, "order not paid\n").into_response());
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", p.file_name),
+            ),
+        ],
+        p.content,
+    )
+        .into_response())
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(catalog))
+        .route("/cart", get(cart))
+        .route("/cart/add", post(cart_add))
+        .route("/cart/clear", post(cart_clear))
+        .route("/checkout", post(checkout))
+        .route("/orders/{id}", get(order_page))
+        .route("/orders/{id}/json", get(order_json))
+        .route("/orders/{id}/pay", get(pay))
+        .route("/orders/{id}/result", post(result))
+        .route("/orders/{id}/download/{product}", get(download))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(32 * 1024))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cart_cookie_roundtrip_and_filtering() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "x=1; cart=ebook.2-bogus.1-song.99-font.1".parse().unwrap(),
+        );
+        let items = parse_cart(&h);
+        assert_eq!(
+            items,
+            vec![("ebook".to_string(), 2), ("font".to_string(), 1)]
+        );
+        assert_eq!(total(&items), 2 * 499 + 350);
+        assert!(cart_cookie(&items).starts_with("cart=ebook.2-font.1;"));
+    }
+
+    #[test]
+    fn catalog_is_under_ten_euros_and_escaping_works() {
+        assert!(CATALOG.iter().all(|p| p.price < 1000));
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(euros(1999), "19.99 EUR");
+    }
+}

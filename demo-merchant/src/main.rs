@@ -1,0 +1,88 @@
+//! `demo-merchant`: the Cardpay demo store. Flags or env (see `--help`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use purse::session::{Key32, VerifyMode};
+use purse::types::Terminal;
+
+#[derive(Parser)]
+#[command(about = "Cardpay demo store")]
+struct Args {
+    #[arg(long, env = "DEMO_LISTEN", default_value = "127.0.0.1:8450")]
+    listen: String,
+    #[arg(long, env = "DEMO_DB", default_value = "demo-merchant.sqlite")]
+    db: PathBuf,
+    /// Payment server API base URL.
+    #[arg(
+        long,
+        env = "DEMO_PAYMENT_URL",
+        default_value = "http://127.0.0.1:8440"
+    )]
+    payment_url: String,
+    /// Origin serving checkout.js (default: the payment URL).
+    #[arg(long, env = "DEMO_PAYMENT_ORIGIN")]
+    payment_origin: Option<String>,
+    /// This store's origin as browsers see it (default: http://<listen>).
+    #[arg(long, env = "DEMO_PUBLIC_ORIGIN")]
+    public_origin: Option<String>,
+    #[arg(long, env = "DEMO_MERCHANT_ID", default_value = "demo-store")]
+    merchant_id: String,
+    #[arg(long, env = "DEMO_MERCHANT_NAME", default_value = "Cardpay Demo Store")]
+    merchant_name: String,
+    /// K_mp shared with the payment server, 64 hex digits. Read from the env in
+    /// real use so it does not show in `ps`.
+    #[arg(long, env = "DEMO_MERCHANT_KEY", hide_env_values = true)]
+    merchant_key: String,
+    /// payment_server (default), security_module, client or merchant.
+    #[arg(long, env = "DEMO_VERIFY_MODE", default_value = "payment_server")]
+    verify_mode: String,
+    /// The payment server's security module terminal id.
+    #[arg(long, env = "DEMO_TERMINAL", default_value = "000000000001")]
+    terminal: String,
+    /// Session lifetime, seconds.
+    #[arg(long, env = "DEMO_SESSION_TTL", default_value_t = 900)]
+    session_ttl: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let a = Args::parse();
+    let verify_mode: VerifyMode =
+        serde_json::from_value(serde_json::Value::String(a.verify_mode.clone()))
+            .context("--verify-mode")?;
+    let cfg = demo_merchant::StoreConfig {
+        db_path: a.db,
+        payment_origin: a.payment_origin.unwrap_or_else(|| a.payment_url.clone()),
+        payment_url: a.payment_url,
+        public_origin: a
+            .public_origin
+            .unwrap_or_else(|| format!("http://{}", a.listen)),
+        merchant_id: a.merchant_id,
+        merchant_name: a.merchant_name,
+        merchant_key: Key32::from_hex(&a.merchant_key)
+            .map_err(|_| anyhow::anyhow!("--merchant-key must be 64 hex digits"))?,
+        verify_mode,
+        terminal: Terminal::parse_hex(&a.terminal)
+            .map_err(|_| anyhow::anyhow!("--terminal must be 12 hex digits"))?,
+        session_ttl: a.session_ttl,
+    };
+    tracing::info!(merchant = %cfg.merchant_id, origin = %cfg.public_origin, payment = %cfg.payment_url, mode = verify_mode.as_str(), "starting demo store");
+    let state = demo_merchant::AppState::new(cfg)?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("binding {}", a.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, demo_merchant::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,564 @@
+//! The few calls a merchant backend makes to take Cardpay payments.
+//!
+//! - [`Merchant::build_session`]: for an order, make the transaction session key
+//!   TSK, wrap it as ETSK under the per-transaction derived key DK and MAC the
+//!   session; the page hands [`WidgetSession`] to the widget.
+//! - [`Merchant::verify_result`]: check what the widget brought back — a result M
+//!   sealed under DK (modes `payment_server`/`security_module`), or the card's S3
+//!   plus the DK-sealed expected S3 (modes `client`/`merchant`) — against the order.
+//!   Only a [`VerifiedPayment`] should release goods.
+//! - [`auth`]: sign requests to the payment server's merchant API
+//!   (`GET /v1/transactions/{id}` …).
+//!
+//! No I/O besides the OS random source; the merchant's HTTP stack is its own.
+
+#![forbid(unsafe_code)]
+
+use purse::crypto::mac_eq;
+use purse::session::{self, label, Key32, Session, VerifyMode};
+use purse::types::{PurseId, Terminal};
+use purse::wire::{ExpectedS3, Hex, MerchantResult, PurchaseStatus, ResultM};
+use serde::{Deserialize, Serialize};
+
+pub use purse;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MerchantError {
+    #[error("random source failed")]
+    Random,
+    #[error("result does not open under this order's key (forged, or for another order)")]
+    BadSeal,
+    #[error("result is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("result is for another order or merchant: {0}")]
+    WrongOrder(&'static str),
+    #[error("the card was not debited")]
+    NotDebited,
+    #[error("card S3 does not match the expected S3")]
+    S3Mismatch,
+    #[error("this result kind is not accepted in verify mode {0:?}")]
+    WrongMode(VerifyMode),
+}
+
+/// A merchant's identity and its key `K_mp` shared with the payment server.
+#[derive(Clone)]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    key: Key32,
+}
+
+impl core::fmt::Debug for Merchant {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Merchant")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the merchant decides for one order's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionParams {
+    pub txn_id: String,
+    pub amount: u32,
+    pub currency: u16,
+    pub exponent: u8,
+    pub purse: PurseId,
+    pub expires_at: u64,
+    pub verify_mode: VerifyMode,
+    pub result_url: String,
+    pub origin: String,
+    pub terminal: Terminal,
+}
+
+/// What the merchant page hands to the widget: `{session, session_mac, etsk, tsk}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetSession {
+    pub session: Session,
+    pub session_mac: Hex,
+    pub etsk: Hex,
+    pub tsk: Hex,
+}
+
+impl core::fmt::Debug for WidgetSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WidgetSession")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WidgetSession {
+    pub fn tsk(&self) -> Key32 {
+        Key32::from_slice(self.tsk.as_slice()).expect("TSK is 32 bytes")
+    }
+}
+
+/// The order a result must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRef<'a> {
+    pub txn_id: &'a str,
+    pub amount: u32,
+    pub currency: u16,
+    pub purse: PurseId,
+    pub origin: &'a str,
+    pub verify_mode: VerifyMode,
+}
+
+/// A payment the merchant may release goods for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedPayment {
+    pub txn_id: String,
+    pub amount: u32,
+    pub currency: u16,
+    /// Masked card id.
+    pub card: String,
+    pub atc: u16,
+    pub seq: u32,
+    /// How it was verified: `result_m` or `s3`.
+    pub evidence: String,
+}
+
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], MerchantError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|_| MerchantError::Random)?;
+    Ok(b)
+}
+
+impl Merchant {
+    pub fn new(id: impl Into<String>, name: impl Into<String>, key: Key32) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            key,
+        }
+    }
+
+    pub fn key(&self) -> &Key32 {
+        &self.key
+    }
+
+    /// DK of one transaction.
+    pub fn dk(&self, txn_id: &str) -> Key32 {
+        session::derive_dk(&self.key, txn_id, &self.id)
+    }
+
+    /// Build the session for one order: fresh TSK, ETSK under DK, session MAC.
+    pub fn build_session(&self, p: SessionParams) -> Result<WidgetSession, MerchantError> {
+        let tsk = Key32::new(random_bytes()?);
+        let nonce = random_bytes()?;
+        Ok(self.build_session_with(p, tsk, nonce))
+    }
+
+    /// [`Self::build_session`] with the caller's TSK and nonce (tests).
+    pub fn build_session_with(
+        &self,
+        p: SessionParams,
+        tsk: Key32,
+        nonce: [u8; 12],
+    ) -> WidgetSession {
+        let session = Session {
+            merchant_id: self.id.clone(),
+            merchant_name: self.name.clone(),
+            txn_id: p.txn_id,
+            amount: p.amount,
+            currency: p.currency,
+            exponent: p.exponent,
+            purse: p.purse,
+            expires_at: p.expires_at,
+            verify_mode: p.verify_mode,
+            result_url: p.result_url,
+            origin: p.origin,
+            terminal: p.terminal,
+        };
+        let dk = self.dk(&session.txn_id);
+        let etsk = session::wrap_tsk(&dk, nonce, &session.txn_id, &tsk);
+        let mac = session::session_mac(&self.key, &session, &etsk);
+        WidgetSession {
+            session,
+            session_mac: Hex(mac.to_vec()),
+            etsk: Hex(etsk),
+            tsk: Hex(tsk.bytes().to_vec()),
+        }
+    }
+
+    /// Open a result M for this order (does not check its content).
+    pub fn open_result_m(&self, txn_id: &str, sealed: &[u8]) -> Result<ResultM, MerchantError> {
+        let plain = session::open(
+            &self.dk(txn_id),
+            &session::aad(label::RESULT_M, txn_id),
+            sealed,
+        )
+        .map_err(|_| MerchantError::BadSeal)?;
+        serde_json::from_slice(&plain).map_err(|e| MerchantError::Malformed(e.to_string()))
+    }
+
+    /// Open the DK-sealed expected S3 of a `client`/`merchant` mode purchase.
+    pub fn open_expected_s3(
+        &self,
+        txn_id: &str,
+        sealed: &[u8],
+    ) -> Result<ExpectedS3, MerchantError> {
+        let plain = session::open(
+            &self.dk(txn_id),
+            &session::aad(label::EXPECTED_S3, txn_id),
+            sealed,
+        )
+        .map_err(|_| MerchantError::BadSeal)?;
+        serde_json::from_slice(&plain).map_err(|e| MerchantError::Malformed(e.to_string()))
+    }
+
+    /// Verify what the widget posted to the result URL against the order.
+    pub fn verify_result(
+        &self,
+        order: &OrderRef<'_>,
+        result: &MerchantResult,
+    ) -> Result<VerifiedPayment, MerchantError> {
+        if result.txn_id() != order.txn_id {
+            return Err(MerchantError::WrongOrder("txn_id"));
+        }
+        match result {
+            MerchantResult::ResultM { result_m, .. } => {
+                let m = self.open_result_m(order.txn_id, result_m.as_slice())?;
+                self.check_fields(
+                    order,
+                    &m.merchant_id,
+                    &m.txn_id,
+                    m.amount,
+                    m.currency,
+                    m.purse,
+                    &m.origin,
+                )?;
+                if m.status != PurchaseStatus::Debited {
+                    return Err(MerchantError::NotDebited);
+                }
+                Ok(VerifiedPayment {
+                    txn_id: m.txn_id,
+                    amount: m.amount,
+                    currency: m.currency,
+                    card: m.card,
+                    atc: m.atc,
+                    seq: m.seq,
+                    evidence: "result_m".into(),
+                })
+            }
+            MerchantResult::S3 {
+                balance_after,
+                s3,
+                expected_s3_m,
+                ..
+            } => {
+                if !matches!(order.verify_mode, VerifyMode::Client | VerifyMode::Merchant) {
+                    return Err(MerchantError::WrongMode(order.verify_mode));
+                }
+                let e = self.open_expected_s3(order.txn_id, expected_s3_m.as_slice())?;
+                self.check_fields(
+                    order,
+                    &e.merchant_id,
+                    &e.txn_id,
+                    e.amount,
+                    e.currency,
+                    e.purse,
+                    &e.origin,
+                )?;
+                if !compare_s3(&e, *balance_after, s3.as_slice()) {
+                    return Err(MerchantError::S3Mismatch);
+                }
+                Ok(VerifiedPayment {
+                    txn_id: e.txn_id,
+                    amount: e.amount,
+                    currency: e.currency,
+                    card: e.card,
+                    atc: e.atc,
+                    seq: e.seq,
+                    evidence: "s3".into(),
+                })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_fields(
+        &self,
+        order: &OrderRef<'_>,
+        merchant_id: &str,
+        txn_id: &str,
+        amount: u32,
+        currency: u16,
+        purse: PurseId,
+        origin: &str,
+    ) -> Result<(), MerchantError> {
+        if merchant_id != self.id {
+            return Err(MerchantError::WrongOrder("merchant_id"));
+        }
+        if txn_id != order.txn_id {
+            return Err(MerchantError::WrongOrder("txn_id"));
+        }
+        if amount != order.amount || currency != order.currency || purse != order.purse {
+            return Err(MerchantError::WrongOrder("amount"));
+        }
+        if origin != order.origin {
+            return Err(MerchantError::WrongOrder("origin"));
+        }
+        Ok(())
+    }
+}
+
+/// Constant-time comparison of the card's S3 and balance with the expected ones.
+pub fn compare_s3(expected: &ExpectedS3, balance_after: u32, s3: &[u8]) -> bool {
+    // Evaluate both sides; no early exit on the balance.
+    let mac_ok = mac_eq(s3, expected.expected_s3.as_slice());
+    mac_ok & (balance_after == expected.balance_after)
+}
+
+/// Merchant API request signing: `HMAC-SHA256(K_mp, "cardpay/merchant-api/v1\n"
+/// method "\n" path-and-query "\n" timestamp "\n" hex(SHA-256(body)))`, sent as
+/// headers `x-cardpay-merchant`, `x-cardpay-timestamp`, `x-cardpay-signature`.
+pub mod auth {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    pub const HEADER_MERCHANT: &str = "x-cardpay-merchant";
+    pub const HEADER_TIMESTAMP: &str = "x-cardpay-timestamp";
+    pub const HEADER_SIGNATURE: &str = "x-cardpay-signature";
+    /// How far a request's timestamp may be from the server's clock.
+    pub const MAX_SKEW_SECS: u64 = 300;
+
+    fn parts(method: &str, path: &str, ts: u64, body: &[u8]) -> String {
+        let body_hash = hex::encode(Sha256::digest(body));
+        format!("cardpay/merchant-api/v1\n{method}\n{path}\n{ts}\n{body_hash}")
+    }
+
+    /// The three headers for a request.
+    pub fn sign(
+        m: &Merchant,
+        method: &str,
+        path: &str,
+        ts: u64,
+        body: &[u8],
+    ) -> [(&'static str, String); 3] {
+        let tag = session::hmac_sha256(m.key(), &[parts(method, path, ts, body).as_bytes()]);
+        [
+            (HEADER_MERCHANT, m.id.clone()),
+            (HEADER_TIMESTAMP, ts.to_string()),
+            (HEADER_SIGNATURE, hex::encode(tag)),
+        ]
+    }
+
+    /// Server side: check a signature (constant time) and the timestamp window.
+    pub fn verify(
+        key: &Key32,
+        method: &str,
+        path: &str,
+        ts: u64,
+        now: u64,
+        body: &[u8],
+        sig_hex: &str,
+    ) -> bool {
+        if ts.abs_diff(now) > MAX_SKEW_SECS {
+            return false;
+        }
+        let Ok(sig) = hex::decode(sig_hex) else {
+            return false;
+        };
+        session::verify_hmac_sha256(key, &[parts(method, path, ts, body).as_bytes()], &sig)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merchant() -> Merchant {
+        Merchant::new("shop", "Shop", Key32::new([1; 32]))
+    }
+
+    fn params(mode: VerifyMode) -> SessionParams {
+        SessionParams {
+            txn_id: "T-1".into(),
+            amount: 250,
+            currency: 978,
+            exponent: 2,
+            purse: PurseId::Money,
+            expires_at: 2_000_000_000,
+            verify_mode: mode,
+            result_url: "http://shop/result".into(),
+            origin: "http://shop".into(),
+            terminal: Terminal([0, 0, 0, 0, 0, 1]),
+        }
+    }
+
+    fn order(mode: VerifyMode) -> OrderRef<'static> {
+        OrderRef {
+            txn_id: "T-1",
+            amount: 250,
+            currency: 978,
+            purse: PurseId::Money,
+            origin: "http://shop",
+            verify_mode: mode,
+        }
+    }
+
+    #[test]
+    fn session_verifies_and_tsk_unwraps() {
+        let m = merchant();
+        let ws = m.build_session(params(VerifyMode::PaymentServer)).unwrap();
+        assert!(session::verify_session_mac(
+            m.key(),
+            &ws.session,
+            ws.etsk.as_slice(),
+            ws.session_mac.as_slice()
+        ));
+        let tsk = session::unwrap_tsk(&m.dk("T-1"), "T-1", ws.etsk.as_slice()).unwrap();
+        assert_eq!(tsk, ws.tsk());
+        let ws2 = m.build_session(params(VerifyMode::PaymentServer)).unwrap();
+        assert_ne!(ws.tsk, ws2.tsk, "fresh TSK per session");
+        assert!(!format!("{ws:?}").contains(&hex::encode(ws.tsk.as_slice())));
+    }
+
+    fn result_m(m: &Merchant, txn: &str, amount: u32, status: PurchaseStatus) -> Vec<u8> {
+        let r = ResultM {
+            merchant_id: m.id.clone(),
+            txn_id: txn.into(),
+            status,
+            amount,
+            currency: 978,
+            exponent: 2,
+            purse: PurseId::Money,
+            origin: "http://shop".into(),
+            verify_mode: VerifyMode::PaymentServer,
+            card: "…0001".into(),
+            atc: 1,
+            seq: 1,
+            date: "20261123".into(),
+            time: "120000".into(),
+        };
+        session::seal(
+            &m.dk(txn),
+            [5; 12],
+            &session::aad(label::RESULT_M, txn),
+            &serde_json::to_vec(&r).unwrap(),
+        )
+    }
+
+    #[test]
+    fn result_m_checks() {
+        let m = merchant();
+        let o = order(VerifyMode::PaymentServer);
+        let ok = MerchantResult::ResultM {
+            txn_id: "T-1".into(),
+            result_m: Hex(result_m(&m, "T-1", 250, PurchaseStatus::Debited)),
+        };
+        assert_eq!(m.verify_result(&o, &ok).unwrap().amount, 250);
+        // moved from another order: does not open under this order's DK
+        let moved = MerchantResult::ResultM {
+            txn_id: "T-1".into(),
+            result_m: Hex(result_m(&m, "T-2", 250, PurchaseStatus::Debited)),
+        };
+        assert_eq!(m.verify_result(&o, &moved), Err(MerchantError::BadSeal));
+        let cheaper = MerchantResult::ResultM {
+            txn_id: "T-1".into(),
+            result_m: Hex(result_m(&m, "T-1", 1, PurchaseStatus::Debited)),
+        };
+        assert_eq!(
+            m.verify_result(&o, &cheaper),
+            Err(MerchantError::WrongOrder("amount"))
+        );
+        let failed = MerchantResult::ResultM {
+            txn_id: "T-1".into(),
+            result_m: Hex(result_m(&m, "T-1", 250, PurchaseStatus::Failed)),
+        };
+        assert_eq!(m.verify_result(&o, &failed), Err(MerchantError::NotDebited));
+        let other = Merchant::new("shop", "Shop", Key32::new([2; 32]));
+        assert_eq!(other.verify_result(&o, &ok), Err(MerchantError::BadSeal));
+    }
+
+    #[test]
+    fn s3_compare() {
+        let m = merchant();
+        let e = ExpectedS3 {
+            merchant_id: "shop".into(),
+            txn_id: "T-1".into(),
+            amount: 250,
+            currency: 978,
+            exponent: 2,
+            purse: PurseId::Money,
+            origin: "http://shop".into(),
+            card: "…0001".into(),
+            atc: 1,
+            seq: 1,
+            balance_after: 750,
+            expected_s3: Hex(vec![7; 8]),
+        };
+        let sealed = session::seal(
+            &m.dk("T-1"),
+            [1; 12],
+            &session::aad(label::EXPECTED_S3, "T-1"),
+            &serde_json::to_vec(&e).unwrap(),
+        );
+        let mk = |s3: Vec<u8>, bal| MerchantResult::S3 {
+            txn_id: "T-1".into(),
+            balance_after: bal,
+            s3: Hex(s3),
+            expected_s3_m: Hex(sealed.clone()),
+        };
+        let o = order(VerifyMode::Merchant);
+        assert!(m.verify_result(&o, &mk(vec![7; 8], 750)).is_ok());
+        assert_eq!(
+            m.verify_result(&o, &mk(vec![8; 8], 750)),
+            Err(MerchantError::S3Mismatch)
+        );
+        assert_eq!(
+            m.verify_result(&o, &mk(vec![7; 8], 751)),
+            Err(MerchantError::S3Mismatch)
+        );
+        assert_eq!(
+            m.verify_result(&order(VerifyMode::PaymentServer), &mk(vec![7; 8], 750)),
+            Err(MerchantError::WrongMode(VerifyMode::PaymentServer))
+        );
+    }
+
+    #[test]
+    fn request_signing() {
+        let m = merchant();
+        let h = auth::sign(&m, "GET", "/v1/transactions/T-1", 1000, b"");
+        assert_eq!(h[0].1, "shop");
+        assert!(auth::verify(
+            m.key(),
+            "GET",
+            "/v1/transactions/T-1",
+            1000,
+            1100,
+            b"",
+            &h[2].1
+        ));
+        assert!(!auth::verify(
+            m.key(),
+            "GET",
+            "/v1/transactions/T-2",
+            1000,
+            1100,
+            b"",
+            &h[2].1
+        ));
+        assert!(!auth::verify(
+            m.key(),
+            "GET",
+            "/v1/transactions/T-1",
+            1000,
+            2000,
+            b"",
+            &h[2].1
+        ));
+        assert!(!auth::verify(
+            &Key32::new([9; 32]),
+            "GET",
+            "/v1/transactions/T-1",
+            1000,
+            1000,
+            b"",
+            &h[2].1
+        ));
+    }
+}

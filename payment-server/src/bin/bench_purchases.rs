@@ -1,0 +1,145 @@
+//! Benchmark: complete purchases per second (draw + complete, each reply after
+//! its SQLite commit with synchronous=FULL) with concurrent clients, and p50/p99
+//! latency per request. The server runs in-process on a loopback port; each
+//! client plays the widget against its own virtual card.
+//!
+//! `cargo run --release -p payment-server --bin bench-purchases -- --clients 32 --purchases 5000`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use payment_server::testkit::{self, now, TestMerchant, Widget};
+use purse::session::VerifyMode;
+
+#[derive(Parser)]
+struct Args {
+    /// Concurrent clients (each with its own card).
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Total purchases.
+    #[arg(long, default_value_t = 4000)]
+    purchases: usize,
+    /// Verify mode of the purchases.
+    #[arg(long, default_value = "payment_server")]
+    mode: String,
+    /// SQLite file (default: a fresh file in the temp dir).
+    #[arg(long)]
+    db: Option<std::path::PathBuf>,
+    /// Server worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+fn pct(v: &mut [u64], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort_unstable();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    Duration::from_micros(v[i])
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mode: VerifyMode =
+        serde_json::from_value(serde_json::Value::String(args.mode.clone())).context("mode")?;
+    let dir = std::env::temp_dir().join(format!("cardpay-bench-{}-{}", std::process::id(), now()));
+    std::fs::create_dir_all(&dir)?;
+    let db = args.db.clone().unwrap_or_else(|| dir.join("bench.sqlite"));
+    let merchant = TestMerchant::new("bench", 0x42);
+    let config = payment_server::Config::from_toml(
+        &testkit::test_config_toml(&db, std::slice::from_ref(&merchant), 300),
+        |_| None,
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (addr, service) = testkit::spawn_server(&config).await;
+        let widget = Widget::new(addr);
+        let per = args.purchases.div_ceil(args.clients);
+        let merchant = Arc::new(merchant);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..args.clients {
+            let widget = widget.clone();
+            let merchant = merchant.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut card = testkit::test_card(&format!("6299{:012}", c), 900_000);
+                let (mut draw_us, mut complete_us) =
+                    (Vec::with_capacity(per), Vec::with_capacity(per));
+                for i in 0..per {
+                    let ws = merchant.session(
+                        &format!("B-{c}-{i}"),
+                        1 + (i as u32 % 900),
+                        mode,
+                        now() + 600,
+                    );
+                    let dr = testkit::card_draw_request(&mut card, &ws, &merchant.origin, None)
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    let env = testkit::draw_envelope(&ws, &dr);
+                    let t = Instant::now();
+                    let d = widget
+                        .draw(&env)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("draw: {e:?}"))?;
+                    draw_us.push(t.elapsed().as_micros() as u64);
+                    let cmd = testkit::open_debit(&ws, &d).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    let resp = card.process(cmd.apdu.as_slice());
+                    let cenv = testkit::complete_envelope(&ws, &resp);
+                    let t = Instant::now();
+                    widget
+                        .complete(&cenv)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("complete: {e:?}"))?;
+                    complete_us.push(t.elapsed().as_micros() as u64);
+                }
+                anyhow::Ok((draw_us, complete_us))
+            }));
+        }
+        let (mut draws, mut completes) = (Vec::new(), Vec::new());
+        for t in tasks {
+            let (d, c) = t.await??;
+            draws.extend(d);
+            completes.extend(c);
+        }
+        let elapsed = started.elapsed();
+        let n = completes.len();
+        let captured = service.captured_total("bench").await?;
+        println!(
+            "purchases:            {n} (mode {}, {} clients, SQLite WAL synchronous=FULL, {})",
+            mode.as_str(),
+            args.clients,
+            db.display()
+        );
+        println!("elapsed:              {:.2} s", elapsed.as_secs_f64());
+        println!(
+            "complete purchases/s: {:.0}",
+            n as f64 / elapsed.as_secs_f64()
+        );
+        println!(
+            "requests/s:           {:.0}",
+            2.0 * n as f64 / elapsed.as_secs_f64()
+        );
+        println!(
+            "draw     p50 {:>8.2?}  p99 {:>8.2?}",
+            pct(&mut draws, 0.5),
+            pct(&mut draws, 0.99)
+        );
+        println!(
+            "complete p50 {:>8.2?}  p99 {:>8.2?}",
+            pct(&mut completes, 0.5),
+            pct(&mut completes, 0.99)
+        );
+        println!("captured total:       {captured} (all purchases debited and verified)");
+        anyhow::ensure!(n == args.clients * per, "every purchase completed");
+        anyhow::Ok(())
+    })?;
+    if args.db.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}

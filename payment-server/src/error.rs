@@ -1,0 +1,136 @@
+//! Every refusal of the payment API, with a stable code and an HTTP status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use purse::wire::{ErrorBody, ErrorDetail};
+
+/// A refusal (or failure) of the payment service. [`PaymentError::code`] is part
+/// of the API: clients match on it, so codes never change meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("request body too large")]
+    BodyTooLarge,
+    #[error("unknown merchant")]
+    UnknownMerchant,
+    #[error("session MAC does not verify")]
+    BadMac,
+    #[error("verify mode not allowed for this merchant")]
+    ModeNotAllowed,
+    #[error("session expired")]
+    Expired,
+    #[error("sealed message does not open under the session keys")]
+    BadSeal,
+    #[error("message is for another transaction")]
+    TxnMismatch,
+    #[error("amount or purse differs from the session")]
+    AmountMismatch,
+    #[error("card currency differs from the session")]
+    CurrencyMismatch,
+    #[error("page origin differs from the session or is not registered for the merchant")]
+    OriginMismatch,
+    #[error("session terminal is not this security module")]
+    TerminalMismatch,
+    #[error("card key version unknown to the security module")]
+    UnknownKeyVersion,
+    #[error("card expired")]
+    CardExpired,
+    #[error("insufficient funds on the card")]
+    InsufficientFunds,
+    #[error("transaction already used (replay)")]
+    Replay,
+    #[error("unknown transaction")]
+    UnknownTxn,
+    #[error("card signature S3 does not match")]
+    S3Mismatch,
+    #[error("transaction is not in a state that allows this")]
+    WrongState,
+    #[error("missing or invalid merchant/operator authentication")]
+    Unauthorized,
+    #[error("not found")]
+    NotFound,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl PaymentError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UnknownMerchant => "unknown_merchant",
+            Self::BadMac => "bad_mac",
+            Self::ModeNotAllowed => "mode_not_allowed",
+            Self::Expired => "expired",
+            Self::BadSeal => "bad_seal",
+            Self::TxnMismatch => "txn_mismatch",
+            Self::AmountMismatch => "amount_mismatch",
+            Self::CurrencyMismatch => "currency_mismatch",
+            Self::OriginMismatch => "origin_mismatch",
+            Self::TerminalMismatch => "terminal_mismatch",
+            Self::UnknownKeyVersion => "unknown_key_version",
+            Self::CardExpired => "card_expired",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::Replay => "replay",
+            Self::UnknownTxn => "unknown_txn",
+            Self::S3Mismatch => "s3_mismatch",
+            Self::WrongState => "wrong_state",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Malformed(_) | Self::TxnMismatch => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnknownMerchant | Self::BadMac | Self::BadSeal | Self::Unauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::ModeNotAllowed | Self::OriginMismatch | Self::TerminalMismatch => {
+                StatusCode::FORBIDDEN
+            }
+            Self::UnknownTxn | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Replay | Self::WrongState => StatusCode::CONFLICT,
+            Self::Expired => StatusCode::GONE,
+            Self::AmountMismatch
+            | Self::CurrencyMismatch
+            | Self::UnknownKeyVersion
+            | Self::CardExpired
+            | Self::InsufficientFunds
+            | Self::S3Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            // Internal details stay in the server log.
+            Self::Internal(_) => "internal error".to_string(),
+            e => e.to_string(),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message,
+            },
+        }
+    }
+}
+
+impl From<rusqlite::Error> for PaymentError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Internal(format!("sqlite: {e}"))
+    }
+}
+
+impl IntoResponse for PaymentError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        (self.status(), axum::Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,303 @@
+//! The transaction store: SQLite in WAL mode with `synchronous = FULL`.
+//!
+//! One writer connection lives on its own thread. Jobs (closures over the
+//! connection) queue to it; the thread runs every queued job in one SQLite
+//! transaction, each inside its own savepoint (a job that returns an error is
+//! rolled back alone), commits once — one fsync for the whole group — and only
+//! then hands each job its result. So every reply that depends on a state change
+//! follows the commit of that change, and the async runtime never blocks on disk.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+
+use crate::error::PaymentError;
+
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+
+/// Most jobs committed together.
+const MAX_GROUP: usize = 512;
+
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS transactions (
+    merchant_id     TEXT NOT NULL,
+    txn_id          TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    verify_mode     TEXT NOT NULL,
+    amount          INTEGER NOT NULL,
+    currency        INTEGER NOT NULL,
+    exponent        INTEGER NOT NULL,
+    purse           INTEGER NOT NULL,
+    origin          TEXT NOT NULL,
+    card_id         TEXT NOT NULL,
+    card_expiry     TEXT NOT NULL,
+    key_version     INTEGER NOT NULL,
+    atc             INTEGER NOT NULL,
+    card_random     BLOB NOT NULL,
+    balance_before  INTEGER NOT NULL,
+    balance_after   INTEGER NOT NULL,
+    seq             INTEGER NOT NULL,
+    date            TEXT NOT NULL,
+    time            TEXT NOT NULL,
+    expected_s3     BLOB NOT NULL,
+    draw_hash       BLOB NOT NULL,
+    draw_response   TEXT NOT NULL,
+    complete_hash   BLOB,
+    complete_response TEXT,
+    card_s3         BLOB,
+    card_sw         INTEGER,
+    resolution      TEXT,
+    created_at      INTEGER NOT NULL,
+    drawn_at        INTEGER NOT NULL,
+    debited_at      INTEGER,
+    confirmed_at    INTEGER,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (merchant_id, txn_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS transactions_card_atc ON transactions (card_id, atc);
+CREATE INDEX IF NOT EXISTS transactions_state ON transactions (state, drawn_at);
+CREATE TABLE IF NOT EXISTS txn_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    merchant_id TEXT NOT NULL,
+    txn_id      TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    detail      TEXT NOT NULL DEFAULT '',
+    at          INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS txn_log_txn ON txn_log (merchant_id, txn_id);
+CREATE TABLE IF NOT EXISTS suspicious_reports (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    merchant_id TEXT NOT NULL,
+    txn_id      TEXT NOT NULL,
+    page_origin TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS suspicious_txn ON suspicious_reports (merchant_id, txn_id);
+CREATE TABLE IF NOT EXISTS sm_counter (
+    terminal TEXT PRIMARY KEY,
+    seq      INTEGER NOT NULL
+);
+"#;
+
+/// Handle to the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Job>,
+}
+
+impl core::fmt::Debug for Store {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+pub fn open_connection(path: &Path) -> Result<Connection, PaymentError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl Store {
+    /// Open (creating) the database and start the writer thread.
+    pub fn open(path: &Path) -> Result<Self, PaymentError> {
+        let conn = open_connection(path)?;
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(PaymentError::Internal(format!(
+                "journal_mode is {mode}, want wal"
+            )));
+        }
+        conn.execute_batch(SCHEMA)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("cardpay-store".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| PaymentError::Internal(format!("spawn store thread: {e}")))?;
+        Ok(Self { tx })
+    }
+
+    /// Run `f` on the writer connection inside its own savepoint; an `Err` rolls
+    /// back only this job. Resolves after the group's commit.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, PaymentError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, PaymentError> + Send + 'static,
+    {
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let r = f(conn);
+            let ok = r.is_ok();
+            let deliver: Deliver = Box::new(move |commit| {
+                let out = match commit {
+                    Ok(()) => r,
+                    Err(e) => Err(PaymentError::Internal(e)),
+                };
+                let _ = otx.send(out);
+            });
+            (ok, deliver)
+        });
+        self.tx
+            .send(job)
+            .map_err(|_| PaymentError::Internal("store thread gone".into()))?;
+        orx.await
+            .map_err(|_| PaymentError::Internal("store thread dropped a job".into()))?
+    }
+}
+
+fn writer(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut delivers = Vec::with_capacity(jobs.len());
+        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begin {
+            let msg = format!("begin: {e}");
+            for job in jobs {
+                // Run nothing; report the failure to each waiter.
+                let (_, d) = job_failed(job, &conn);
+                delivers.push(d);
+            }
+            for d in delivers {
+                d(Err(msg.clone()));
+            }
+            continue;
+        }
+        let mut failed: Option<String> = None;
+        for job in jobs {
+            if let Err(e) = conn
+                .prepare_cached("SAVEPOINT job")
+                .and_then(|mut s| s.execute([]))
+            {
+                failed = Some(format!("savepoint: {e}"));
+            }
+            // A panicking job must not take the writer (and so the whole API) down:
+            // its savepoint is rolled back and its waiter gets an error.
+            let (ok, d) =
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn))) {
+                    Ok(out) => out,
+                    Err(_) => {
+                        let d: Deliver = Box::new(|_| {});
+                        (false, d)
+                    }
+                };
+            let run = |sql: &str| {
+                conn.prepare_cached(sql)
+                    .and_then(|mut s| s.execute([]))
+                    .map(|_| ())
+            };
+            let end = if ok {
+                run("RELEASE job")
+            } else {
+                run("ROLLBACK TO job").and_then(|_| run("RELEASE job"))
+            };
+            if let Err(e) = end {
+                failed = Some(format!("savepoint end: {e}"));
+            }
+            delivers.push(d);
+        }
+        let commit = match failed {
+            None => conn
+                .execute_batch("COMMIT")
+                .map_err(|e| format!("commit: {e}")),
+            Some(e) => Err(e),
+        };
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for d in delivers {
+            d(commit.clone());
+        }
+    }
+}
+
+/// A job that cannot run (the transaction did not begin): run it against a
+/// savepoint-less connection is unsafe, so it is not run; its deliver reports.
+fn job_failed(job: Job, conn: &Connection) -> (bool, Deliver) {
+    // Run inside a throw-away savepoint that is always rolled back, so the
+    // closure's result is discarded and its waiter gets the error.
+    let _ = conn.execute_batch("SAVEPOINT dead");
+    let out = job(conn);
+    let _ = conn.execute_batch("ROLLBACK TO dead; RELEASE dead");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn group_commit_and_rollback_of_one_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = Store::open(&path).unwrap();
+        let mut handles = Vec::new();
+        for i in 0..50u32 {
+            let s = store.clone();
+            handles.push(tokio::spawn(async move {
+                s.run(move |c| {
+                    c.execute(
+                        "INSERT INTO sm_counter (terminal, seq) VALUES (?1, ?2)",
+                        (format!("t{i}"), i),
+                    )?;
+                    if i % 10 == 0 {
+                        return Err(PaymentError::Replay);
+                    }
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for h in handles {
+            match h.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(e) => assert_eq!(e, PaymentError::Replay),
+            }
+        }
+        assert_eq!(ok, 45);
+        // A fresh connection sees exactly the committed jobs.
+        let c = open_connection(&path).unwrap();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM sm_counter", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 45);
+        let sync: i64 = c
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "FULL");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.sqlite")).unwrap();
+        let r: Result<(), _> = store
+            .run(|c| {
+                c.execute("INSERT INTO sm_counter (terminal, seq) VALUES ('x', 1)", [])?;
+                panic!("boom")
+            })
+            .await;
+        assert!(matches!(r, Err(PaymentError::Internal(_))));
+        let n: i64 = store
+            .run(|c| Ok(c.query_row("SELECT COUNT(*) FROM sm_counter", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(
+            n, 0,
+            "the panicking job was rolled back; the writer lives on"
+        );
+    }
+}
