@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev pkg-config pcsc-tools chromium chromium-driver)
+APT_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev pkg-config pcsc-tools chromium chromium-driver g++)
 WASM_BINDGEN_VERSION=0.2.130
 CARGO_FUZZ_VERSION=0.13.2
 

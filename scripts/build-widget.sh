@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Build the Cardpay checkout widget (Rust → wasm) into www/pkg, and print SRI hashes.
+#
+# Installs what a fresh machine lacks, from the project's registries only:
+#   - rustup target wasm32-unknown-unknown
+#   - wasm-bindgen-cli 0.2.130 (cargo install; must equal the wasm-bindgen crate pin)
+#   - wasm-opt from the npm package binaryen@132 (into widget/.tools). Debian's
+#     wasm-opt (binaryen 108) corrupts wasm-bindgen output: it is never used.
+# Options: --no-opt (skip wasm-opt), --dev (debug build, no wasm-opt).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+WASM_BINDGEN_VERSION=0.2.130
+BINARYEN_VERSION=132.0.0
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+OPT=1; PROFILE=release
+for a in "$@"; do
+  case "$a" in
+    --no-opt) OPT=0 ;;
+    --dev) OPT=0; PROFILE=dev ;;
+    *) echo "unknown option $a" >&2; exit 2 ;;
+  esac
+done
+log() { echo "build-widget: $*" >&2; }
+
+# 1. toolchain
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  log "adding rustup target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+WB="$(command -v wasm-bindgen || true)"
+if [ -z "$WB" ] || [ "$("$WB" --version | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (cargo install, ~3 min)"
+  # no --locked: the registry mirror lacks one locked dependency version
+  CARGO_TARGET_DIR="$ROOT/target/tools" cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  WB="$(command -v wasm-bindgen || echo "$HOME/.cargo/bin/wasm-bindgen")"
+fi
+TOOLS="$ROOT/widget/.tools"
+WASM_OPT="$TOOLS/node_modules/.bin/wasm-opt"
+if [ "$OPT" = 1 ] && ! { [ -x "$WASM_OPT" ] && "$WASM_OPT" --version | grep -q "version ${BINARYEN_VERSION%%.*}"; }; then
+  log "installing npm binaryen@$BINARYEN_VERSION into widget/.tools"
+  mkdir -p "$TOOLS"
+  printf '{ "name": "cardpay-widget-tools", "private": true, "dependencies": { "binaryen": "%s" } }\n' "$BINARYEN_VERSION" > "$TOOLS/package.json"
+  (cd "$TOOLS" && npm install --no-audit --no-fund --silent)
+fi
+
+# 2. build
+if [ "$PROFILE" = release ]; then
+  cargo build -p widget --lib --release --target wasm32-unknown-unknown
+  WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/widget.wasm"
+else
+  cargo build -p widget --lib --target wasm32-unknown-unknown
+  WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/debug/widget.wasm"
+fi
+OUT="$ROOT/www/pkg"
+rm -rf "$OUT.tmp" && mkdir -p "$OUT.tmp"
+"$WB" --target web --no-typescript --out-dir "$OUT.tmp" --out-name widget "$WASM"
+if [ "$OPT" = 1 ]; then
+  "$WASM_OPT" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$OUT.tmp/widget_bg.wasm" -o "$OUT.tmp/widget_bg.opt.wasm"
+  mv "$OUT.tmp/widget_bg.opt.wasm" "$OUT.tmp/widget_bg.wasm"
+fi
+rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
+
+# 3. SRI: the merchant's <script integrity> for checkout.js, and hashes of the rest
+sri() { echo "sha384-$(openssl dgst -sha384 -binary "$1" | openssl base64 -A)"; }
+{
+  echo "{"
+  echo "  \"checkout.js\": \"$(sri www/checkout.js)\","
+  echo "  \"widget-boot.js\": \"$(sri www/widget-boot.js)\","
+  echo "  \"widget.css\": \"$(sri www/widget.css)\","
+  echo "  \"pkg/widget.js\": \"$(sri "$OUT/widget.js")\","
+  echo "  \"pkg/widget_bg.wasm\": \"$(sri "$OUT/widget_bg.wasm")\""
+  echo "}"
+} > "$OUT/sri.json"
+log "built $(du -b "$OUT/widget_bg.wasm" | cut -f1) bytes wasm ($(gzip -9c "$OUT/widget_bg.wasm" | wc -c) gzipped) into www/pkg"
+log "checkout.js integrity: $(sri www/checkout.js)  (also in www/pkg/sri.json)"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole Cardpay test suite, on the real stack (pcscd + vpcd + virtual card,
+# Chromium + extension + bridge, payment server on SQLite). This is the command
+# README.md gives and CI runs. Installs what a fresh Debian machine lacks first.
+#
+#   FUZZ_SECONDS=N   length of each bounded fuzz run (default 30)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+export CARGO_TERM_COLOR=never
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+step() { printf '\n==== %s (%ss)\n' "$*" "$SECONDS"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build the binaries the tests start"
+cargo build --workspace --bins --examples --locked
+export CARDPAY_CARD_BIN="$CARGO_TARGET_DIR/debug/card"
+export CARDPAY_BRIDGE_BIN="$CARGO_TARGET_DIR/debug/bridge"
+
+step "unit, property and integration tests (real pcscd, vpcd, SQLite, HTTP)"
+cargo test --workspace --locked
+
+step "bounded fuzz runs (${FUZZ_SECONDS}s each)"
+card/fuzz/run.sh "$FUZZ_SECONDS"
+bridge/fuzz/run.sh "$FUZZ_SECONDS"
+
+step "widget: wasm build and wasm-bindgen tests in headless Chromium"
+bash scripts/build-widget.sh
+bash scripts/test-widget-wasm.sh
+
+step "browser tests: Chromium + extension + bridge + card + servers"
+(cd tests/browser && node --test --test-concurrency=1 ./*.test.mjs)
+
+step "all tests passed"

@@ -1,0 +1,393 @@
+// Support for the checkout widget's browser tests and benchmark:
+// - build the widget (scripts/build-widget.sh), the payment server, bridge + teststack;
+// - run the real payment server (SQLite in a temp dir, serving www/);
+// - a test merchant in Node that mints widget sessions exactly as merchant-kit does
+//   (HKDF → DK, AES-256-GCM ETSK, HMAC session MAC) and serves a checkout page that
+//   embeds the widget with one SRI-pinned <script> tag under a strict CSP;
+// - signed merchant-API calls (GET /v1/transactions/{id});
+// - reading the card over PC/SC through the extension and bridge.
+//
+// TEST KEYS ONLY (docs/TEAM.md).
+
+import { spawn, execFile } from 'node:child_process';
+import { createHash, createHmac, createCipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile, readFile, access } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import * as h from './lib/index.mjs';
+
+const execFileP = promisify(execFile);
+export const repoRoot = h.repoRoot;
+export const wwwDir = path.join(repoRoot, 'www');
+export const TEST_MKP = '404142434445464748494A4B4C4D4E4F';
+export const TEST_MKL = '505152535455565758595A5B5C5D5E5F';
+export const TERMINAL = '000000000001';
+export const PIN = '1234';
+
+export function targetDir() {
+  return process.env.CARGO_TARGET_DIR || path.join(repoRoot, 'target');
+}
+
+/** Build the widget (unless CARDPAY_SKIP_WIDGET_BUILD=1 and it exists) and the Rust binaries. */
+export async function buildAll({ log = false } = {}) {
+  const env = { ...process.env, CARGO_TARGET_DIR: targetDir() };
+  const have = await access(path.join(wwwDir, 'pkg', 'widget_bg.wasm')).then(() => true, () => false);
+  if (!(have && process.env.CARDPAY_SKIP_WIDGET_BUILD === '1')) {
+    const r = await execFileP(path.join(repoRoot, 'scripts', 'build-widget.sh'), [], { cwd: repoRoot, env, maxBuffer: 64 << 20 });
+    if (log) process.stderr.write(r.stderr);
+  }
+  const r = await execFileP('cargo', ['build', '-p', 'payment-server', '--bin', 'payment-server', '-p', 'card', '--bin', 'card',
+    '-p', 'demo-merchant', '--bin', 'demo-merchant'],
+    { cwd: repoRoot, env, maxBuffer: 64 << 20 });
+  if (log) process.stderr.write(r.stderr);
+  // The test stack (testbed) runs this card binary instead of building its own.
+  process.env.CARDPAY_CARD_BIN ||= path.join(targetDir(), 'debug', 'card');
+  const bins = await h.buildRust({ target: targetDir(), log });
+  bins.paymentServer = path.join(targetDir(), 'debug', 'payment-server');
+  bins.demoMerchant = path.join(targetDir(), 'debug', 'demo-merchant');
+  return bins;
+}
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitHttp(url, ms = 30_000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+      last = new Error(`HTTP ${r.status}`);
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not come up: ${last}`);
+}
+
+/**
+ * Start the payment server. `merchants`: [{id, name, key (64 hex), origins?}].
+ * Returns { origin, url(p), dir, stop() }.
+ */
+export async function startPaymentServer({ bin, merchants, port, www = wwwDir, env = {}, corsOrigins = [] }) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cardpay-pay-'));
+  port = port || (await freePort());
+  const toml = [
+    `listen = "127.0.0.1:${port}"`,
+    `db_path = "${path.join(dir, 'payments.sqlite')}"`,
+    `www_dir = "${www}"`,
+    'operator_token = "test-operator-token"',
+    // checkout.js is loaded cross-origin with SRI (crossorigin=anonymous): it needs CORS.
+    `cors_origins = ${JSON.stringify(corsOrigins)}`,
+    '[security_module]',
+    `terminal = "${TERMINAL}"`,
+    '[[security_module.keys]]',
+    'version = 1',
+    `mkp = "${TEST_MKP}"`,
+    `mkl = "${TEST_MKL}"`,
+    ...merchants.flatMap((m) => [
+      '[[merchants]]',
+      `id = "${m.id}"`,
+      `name = "${m.name}"`,
+      `key = "${m.key}"`,
+      `origins = ${JSON.stringify(m.origins || [])}`,
+    ]),
+  ].join('\n');
+  const config = path.join(dir, 'payment-server.toml');
+  await writeFile(config, toml + '\n');
+  const child = spawn(bin, ['--config', config], {
+    env: { ...process.env, RUST_LOG: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  const keep = (d) => { stderr += d; if (stderr.length > 100_000) stderr = stderr.slice(-50_000); };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const origin = `http://127.0.0.1:${port}`;
+  await Promise.race([
+    waitHttp(origin + '/healthz'),
+    exited.then((c) => { throw new Error(`payment server exited ${c}: ${stderr}`); }),
+  ]);
+  return {
+    origin,
+    dir,
+    url: (p = '/') => origin + p,
+    log: () => stderr,
+    async stop() {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Start the demo store (demo-merchant) for merchant `m` ({id, name, key}) on `port`,
+ * paying through `pay`. Returns { origin, url(p), stop() }.
+ */
+export async function startDemoMerchant({ bin, pay, m, port, verifyMode = 'payment_server' }) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cardpay-demo-'));
+  port = port || (await freePort());
+  const origin = `http://127.0.0.1:${port}`;
+  const child = spawn(bin, [], {
+    env: {
+      ...process.env,
+      RUST_LOG: 'warn',
+      DEMO_LISTEN: `127.0.0.1:${port}`,
+      DEMO_DB: path.join(dir, 'demo.sqlite'),
+      DEMO_PAYMENT_URL: pay.origin,
+      DEMO_PUBLIC_ORIGIN: origin,
+      DEMO_MERCHANT_ID: m.id,
+      DEMO_MERCHANT_NAME: m.name,
+      DEMO_MERCHANT_KEY: m.key,
+      DEMO_VERIFY_MODE: verifyMode,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (d) => { out += d; if (out.length > 100_000) out = out.slice(-50_000); };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await Promise.race([
+    waitHttp(origin + '/healthz'),
+    exited.then((c) => { throw new Error(`demo merchant exited ${c}: ${out}`); }),
+  ]);
+  return {
+    origin,
+    url: (p = '/') => origin + p,
+    log: () => out,
+    async stop() {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Records the widget's DOM events (`cardpay:*` CustomEvents bubble from the mount
+ *  element) into `window.cardpayLog` on any merchant page, e.g. the demo store's. */
+export const recordEventsScript = `
+  window.cardpayLog = [];
+  for (const e of ['ready', 'capability', 'result', 'cancel', 'error']) {
+    document.addEventListener('cardpay:' + e, (ev) => window.cardpayLog.push({ event: e, t: performance.now(), detail: ev.detail }));
+  }`;
+
+// ---- merchant side (mirrors payment-server/merchant-kit) ----
+
+function u32be(n) {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
+/** purse::session::Session::canonical_bytes */
+export function canonicalSession(s) {
+  const fields = [
+    s.merchant_id, s.merchant_name, s.txn_id, String(s.amount), String(s.currency), String(s.exponent),
+    s.purse === 'points' ? '1' : '0', String(s.expires_at), s.verify_mode, s.result_url, s.origin, s.terminal,
+  ];
+  const parts = [Buffer.from('cardpay/session/v1')];
+  for (const f of fields) {
+    const b = Buffer.from(f, 'utf8');
+    parts.push(u32be(b.length), b);
+  }
+  return Buffer.concat(parts);
+}
+
+export function deriveDk(kmpHex, txnId, merchantId) {
+  const info = Buffer.concat([Buffer.from('cardpay/dk'), Buffer.from(merchantId)]);
+  return Buffer.from(hkdfSync('sha256', Buffer.from(kmpHex, 'hex'), Buffer.from(txnId), info, 32));
+}
+
+function sealGcm(key, aadStr, plain) {
+  const nonce = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(Buffer.from(aadStr));
+  const ct = Buffer.concat([c.update(plain), c.final()]);
+  return Buffer.concat([nonce, ct, c.getAuthTag()]);
+}
+
+/** merchant-kit `build_session`: {session, session_mac, etsk, tsk} for the widget. */
+export function buildSession(m, p) {
+  const session = {
+    merchant_id: m.id,
+    merchant_name: m.name,
+    txn_id: p.txnId,
+    amount: p.amount,
+    currency: p.currency ?? 978,
+    exponent: p.exponent ?? 2,
+    purse: p.purse ?? 'money',
+    expires_at: p.expiresAt ?? Math.floor(Date.now() / 1000) + 900,
+    verify_mode: p.verifyMode ?? 'payment_server',
+    result_url: p.resultUrl,
+    origin: p.origin,
+    terminal: TERMINAL,
+  };
+  const dk = deriveDk(m.key, session.txn_id, m.id);
+  const tsk = randomBytes(32);
+  const etsk = sealGcm(dk, `cardpay/etsk/${session.txn_id}`, tsk);
+  const mac = createHmac('sha256', Buffer.from(m.key, 'hex')).update(canonicalSession(session)).update(etsk).digest();
+  return { session, session_mac: mac.toString('hex'), etsk: etsk.toString('hex'), tsk: tsk.toString('hex') };
+}
+
+/** Signed merchant-API GET (merchant-kit `auth::sign`). */
+export async function merchantGet(pay, m, p) {
+  const ts = Math.floor(Date.now() / 1000);
+  const bodyHash = createHash('sha256').update('').digest('hex');
+  const msg = `cardpay/merchant-api/v1\nGET\n${p}\n${ts}\n${bodyHash}`;
+  const sig = createHmac('sha256', Buffer.from(m.key, 'hex')).update(msg).digest('hex');
+  const r = await fetch(pay.url(p), {
+    headers: { 'x-cardpay-merchant': m.id, 'x-cardpay-timestamp': String(ts), 'x-cardpay-signature': sig },
+  });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
+export async function sri(file) {
+  return 'sha384-' + createHash('sha384').update(await readFile(file)).digest('base64');
+}
+
+/**
+ * A test merchant page server: GET /checkout?amount=…&txn=…&timeout=… renders a page that
+ * mounts the widget; widget events land in `window.cardpayLog` (with timestamps).
+ * Results posted by the page to /result are kept in `results`.
+ */
+export async function startTestMerchant({ pay, merchant, port }) {
+  const integrity = await sri(path.join(wwwDir, 'checkout.js'));
+  const results = [];
+  const sessions = new Map();
+  port = port || (await freePort());
+  const origin = `http://127.0.0.1:${port}`;
+  merchant.origin = origin;
+  const pageJs = `
+    window.cardpayLog = [];
+    const data = JSON.parse(document.getElementById('cardpay-session').textContent);
+    const opts = { session: data.session, lang: data.lang || undefined, timeoutMs: data.timeoutMs || undefined };
+    performance.mark('mount');
+    const w = Cardpay.mount('#cardpay', opts);
+    for (const e of ['ready', 'capability', 'result', 'cancel', 'error']) {
+      w.on(e, (d) => {
+        window.cardpayLog.push({ event: e, t: performance.now(), detail: d });
+        if (e === 'result') {
+          fetch('/result', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(d.result) })
+            .then((r) => r.text()).then(() => { document.getElementById('status').textContent = 'paid'; });
+        }
+        if (e === 'cancel') document.getElementById('status').textContent = 'cancelled: ' + d.reason;
+      });
+    }`;
+  const site = await h.serve({
+    '/page.js': (req, res) => {
+      res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' });
+      res.end(pageJs);
+    },
+    '/checkout': (req, res) => {
+      const q = new URL(req.url, origin).searchParams;
+      const txnId = q.get('txn') || 'T-' + randomBytes(6).toString('hex');
+      const ws = buildSession(merchant, {
+        txnId,
+        amount: Number(q.get('amount') || 1250),
+        origin,
+        resultUrl: origin + '/result',
+        verifyMode: q.get('mode') || undefined,
+      });
+      sessions.set(txnId, ws);
+      const data = { session: ws, timeoutMs: Number(q.get('timeout') || 0), lang: q.get('lang') || '' };
+      const csp = [
+        "default-src 'self'",
+        `script-src 'self' ${pay.origin}`,
+        `frame-src ${pay.origin}`,
+        "style-src 'self' 'unsafe-inline'",
+        "object-src 'none'",
+        "base-uri 'none'",
+      ].join('; ');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': csp, 'cache-control': 'no-store' });
+      res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Test shop checkout</title>
+<style>#cardpay { --cp-accent: #7a1fa2; max-width: 420px; }</style>
+<script src="${pay.origin}/checkout.js" integrity="${integrity}" crossorigin="anonymous"></script></head>
+<body><h1>Checkout</h1><p id="status">open</p><div id="cardpay"></div>
+<script type="application/json" id="cardpay-session">${JSON.stringify(data).replace(/</g, '\\u003c')}</script>
+<script src="/page.js"></script></body></html>`);
+    },
+    '/result': (req, res) => {
+      let body = '';
+      req.on('data', (d) => { body += d; });
+      req.on('end', () => {
+        try { results.push(JSON.parse(body)); } catch { /* ignore */ }
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      });
+    },
+  }, { port });
+  return { ...site, merchant, results, sessions, integrity };
+}
+
+// ---- the card over PC/SC (extension → bridge → pcscd → vpcd → card) ----
+
+/** Money balance of the card in `reader`, read from a page of the payment origin. */
+export async function readBalance(context, pay, reader) {
+  const page = await context.newPage();
+  try {
+    await page.goto(pay.url('/install.html'));
+    const c = await h.cardpayRequest(page, { type: 'connect', reader });
+    if (!c.result) throw new Error('connect: ' + JSON.stringify(c));
+    const handle = c.result.handle;
+    const sel = await h.transmit(page, handle, h.SELECT_CARDPAY);
+    if (!sel.endsWith('9000')) throw new Error('SELECT ' + sel);
+    const bal = await h.transmit(page, handle, h.GET_BALANCE_MONEY);
+    await h.cardpayRequest(page, { type: 'disconnect', handle });
+    if (!bal.endsWith('9000')) throw new Error('GET BALANCE ' + bal);
+    return parseInt(bal.slice(0, 8), 16);
+  } finally {
+    await page.close();
+  }
+}
+
+/** The widget iframe of a page (a Playwright FrameLocator). */
+export function widgetFrame(page) {
+  return page.frameLocator('iframe[data-cardpay]');
+}
+
+/** Wait for a widget event in the page's log; returns its detail. */
+export async function waitEvent(page, event, { timeoutMs = 30_000, count = 1 } = {}) {
+  await page.waitForFunction(([e, n]) => (window.cardpayLog || []).filter((x) => x.event === e).length >= n, [event, count], { timeout: timeoutMs });
+  return page.evaluate((e) => window.cardpayLog.filter((x) => x.event === e).pop(), event);
+}
+
+/** Type a PIN on the scrambled keypad, finding each key by its accessible name. */
+export async function typePin(frame, pin) {
+  for (const d of pin) {
+    await frame.getByRole('button', { name: d, exact: true }).click();
+  }
+  await frame.getByRole('button', { name: 'OK', exact: true }).click();
+}
+
+/** The keypad's visual digit order and geometry (to compare layouts). */
+export async function keypadLayout(frame) {
+  const pad = frame.locator('[data-testid=keypad]');
+  await pad.waitFor();
+  return pad.evaluate((el) => {
+    const keys = [...el.querySelectorAll('button')].map((b) => {
+      const r = b.getBoundingClientRect();
+      return { label: b.getAttribute('aria-label'), x: Math.round(r.x), y: Math.round(r.y), w: Math.round(r.width), h: Math.round(r.height) };
+    });
+    return { order: el.getAttribute('data-order'), style: el.getAttribute('style'), keys };
+  });
+}
+
+export { h };

@@ -1,0 +1,248 @@
+// End-to-end: the checkout widget in headless Chromium with the real extension, the
+// bridge (native host), pcscd + vpcd + the virtual card, and the real payment server
+// (SQLite in a temp dir, serving www/). The merchant is a small Node shop that mints
+// sessions exactly like merchant-kit and embeds the widget with one SRI-pinned
+// <script> tag under a strict CSP. The demo store's QA path is checkout-demo.test.mjs.
+//
+//   cd tests/browser && node --test checkout-widget.test.mjs
+//
+// The test card (testbed): balance 100.00 EUR, no-PIN limit 20.00, PIN 1234.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as s from './checkout-support.mjs';
+
+const { h } = s;
+let bins, stack, pay, shop, br, merchant;
+
+before(async () => {
+  bins = await s.buildAll();
+  stack = await h.startStack({ bins });
+  merchant = { id: 'e2e-shop', name: 'E2E Shop', key: randomBytes(32).toString('hex') };
+  const shopPort = await s.freePort();
+  pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [merchant], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
+  shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
+  br = await h.launchBrowser({ bins, origins: [pay.origin], install: true });
+  // Several PIN entries in a row: relax the bridge's per-origin VERIFY rate (test profile only).
+  const cfg = path.join(br.userDataDir, 'NativeMessagingHosts', 'cardpay-bridge.config.json');
+  const c = JSON.parse(await readFile(cfg, 'utf8'));
+  Object.assign(c, { verify_burst: 100, verify_refill_secs: 1 });
+  await writeFile(cfg, JSON.stringify(c));
+}, { timeout: 900_000 });
+
+after(async () => {
+  await br?.close();
+  await shop?.close();
+  await pay?.stop();
+  await stack?.stop();
+});
+
+async function openCheckout(query) {
+  const page = await br.context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(shop.url('/checkout?' + new URLSearchParams(query)));
+  const txn = await page.evaluate(() => JSON.parse(document.getElementById('cardpay-session').textContent).session.session.txn_id);
+  return { page, frame: s.widgetFrame(page), txn, errors };
+}
+
+async function txnView(txn) {
+  const r = await s.merchantGet(pay, merchant, `/v1/transactions/${encodeURIComponent(txn)}`);
+  return r;
+}
+
+async function balance() {
+  return s.readBalance(br.context, pay, stack.reader);
+}
+
+let firstLayout;
+
+test('purchase with PIN on the scrambled keypad, receipt, result M, balance, server state', async () => {
+  const before = await balance();
+  const { page, frame, txn, errors } = await openCheckout({ amount: 2500 });
+  const ready = await s.waitEvent(page, 'ready');
+  assert.equal(ready.detail.capability, 'ready');
+  await assert.doesNotReject(frame.getByTestId('payee').filter({ hasText: 'E2E Shop' }).waitFor());
+  assert.equal(await frame.getByTestId('amount').textContent(), '€25.00');
+  assert.equal(await frame.getByTestId('balance').textContent(), `€${(before / 100).toFixed(2)}`);
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  firstLayout = await s.keypadLayout(frame);
+  await s.typePin(frame, s.PIN);
+  await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
+  assert.equal(await frame.getByTestId('receipt-amount').textContent(), '€25.00');
+  assert.equal(await frame.getByTestId('receipt-balance').textContent(), `€${((before - 2500) / 100).toFixed(2)}`);
+  const result = await s.waitEvent(page, 'result');
+  assert.equal(result.detail.txn_id, txn);
+  assert.equal(result.detail.result.kind, 'result_m');
+  assert.match(result.detail.result.result_m, /^[0-9a-f]+$/);
+  await page.getByText('paid').waitFor();
+  assert.equal(shop.results.at(-1).txn_id, txn);
+  assert.equal(await balance(), before - 2500, 'card balance read over PC/SC dropped by exactly the price');
+  const v = await txnView(txn);
+  assert.equal(v.status, 200, JSON.stringify(v.body));
+  assert.ok(['debited', 'confirmed', 'settled'].includes(v.body.state), v.body.state);
+  assert.equal(v.body.amount, 2500);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a second purchase shows a different keypad layout', async () => {
+  assert.ok(firstLayout, 'needs the first purchase');
+  // The card holds 100.00 for the whole file: this one stops at the keypad and cancels.
+  const { page, frame } = await openCheckout({ amount: 2100 });
+  await s.waitEvent(page, 'ready');
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  const second = await s.keypadLayout(frame);
+  assert.notDeepEqual(second, firstLayout);
+  assert.ok(second.order !== firstLayout.order || second.style !== firstLayout.style);
+  await frame.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal((await s.waitEvent(page, 'cancel')).detail.reason, 'user');
+  await page.close();
+});
+
+test('wrong PIN, then the right PIN', async () => {
+  const before = await balance();
+  const { page, frame } = await openCheckout({ amount: 2050 });
+  await s.waitEvent(page, 'ready');
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.typePin(frame, '9999');
+  const alert = frame.getByTestId('pin-error');
+  await alert.waitFor();
+  assert.equal(await alert.textContent(), 'Wrong PIN. 2 tries left.');
+  await s.typePin(frame, s.PIN);
+  await s.waitEvent(page, 'result');
+  assert.equal(await balance(), before - 2050);
+  await page.close();
+});
+
+test('keyboard only: Tab to Approve, type the PIN digits, Enter', async () => {
+  const before = await balance();
+  const { page, frame } = await openCheckout({ amount: 2010, lang: 'de' });
+  await s.waitEvent(page, 'ready');
+  const approve = frame.getByRole('button', { name: 'Zahlung freigeben' });
+  await approve.waitFor();
+  await approve.focus();
+  await page.keyboard.press('Enter');
+  await frame.getByTestId('keypad').waitFor();
+  await page.keyboard.type('1234');
+  assert.equal(await frame.getByTestId('pin-count').getAttribute('data-count'), '4');
+  await page.keyboard.press('Enter');
+  await frame.getByTestId('receipt').waitFor();
+  assert.match(await frame.getByTestId('receipt-amount').textContent(), /^20,10 €$/);
+  assert.equal(await balance(), before - 2010);
+  await page.close();
+});
+
+test('insufficient funds: plain message, nothing taken', async () => {
+  const before = await balance();
+  const { page, frame, txn } = await openCheckout({ amount: before + 2500 });
+  await s.waitEvent(page, 'ready');
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.typePin(frame, s.PIN);
+  const err = await s.waitEvent(page, 'error');
+  assert.equal(err.detail.code, 'insufficient_funds');
+  assert.match(await frame.getByRole('alert').textContent(), /not enough money/);
+  assert.equal(await balance(), before);
+  const v = await txnView(txn);
+  assert.notEqual(v.body?.state, 'debited');
+  await page.close();
+});
+
+test('cancel', async () => {
+  const { page, frame } = await openCheckout({ amount: 300 });
+  await s.waitEvent(page, 'ready');
+  await frame.getByRole('button', { name: 'Cancel' }).click();
+  const c = await s.waitEvent(page, 'cancel');
+  assert.equal(c.detail.reason, 'user');
+  await frame.getByTestId('cancelled').waitFor();
+  await page.close();
+});
+
+test('timeout cancels the request by itself', async () => {
+  const { page, frame } = await openCheckout({ amount: 300, timeout: 2500 });
+  await s.waitEvent(page, 'ready');
+  const c = await s.waitEvent(page, 'cancel', { timeoutMs: 10_000 });
+  assert.equal(c.detail.reason, 'timeout');
+  assert.match(await frame.getByTestId('cancelled').textContent(), /timed out/);
+  await page.close();
+});
+
+test('"this is not my purchase" cancels and is recorded by the payment server', async () => {
+  const before = await balance();
+  const { page, frame, txn } = await openCheckout({ amount: 700 });
+  await s.waitEvent(page, 'ready');
+  await frame.getByRole('button', { name: 'This is not my purchase' }).click();
+  const c = await s.waitEvent(page, 'cancel');
+  assert.equal(c.detail.reason, 'not_mine');
+  assert.equal(await balance(), before);
+  const v = await txnView(txn);
+  // The report is recorded against the transaction id even though it was never drawn.
+  if (v.status === 200) {
+    assert.equal(v.body.suspicious_reports.length, 1);
+    assert.equal(v.body.suspicious_reports[0].page_origin, shop.origin);
+  } else {
+    assert.match(pay.log(), /suspicious/);
+  }
+  await page.close();
+});
+
+test('no card, then the card is inserted', async () => {
+  await stack.removeCard();
+  try {
+    const { page, frame } = await openCheckout({ amount: 500 });
+    const ready = await s.waitEvent(page, 'ready');
+    assert.equal(ready.detail.capability, 'no_card');
+    await frame.getByText('Insert your Cardpay card').waitFor();
+    await stack.insertCard();
+    const cap = await s.waitEvent(page, 'capability', { timeoutMs: 15_000 });
+    assert.equal(cap.detail.capability, 'ready');
+    await frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.waitEvent(page, 'result');
+    await page.close();
+  } finally {
+    await stack.insertCard().catch(() => {});
+  }
+});
+
+test('card pulled during the purchase: clear message, nothing taken, then it completes', async () => {
+  const before = await balance();
+  const { page, frame, txn } = await openCheckout({ amount: 2020 });
+  await s.waitEvent(page, 'ready');
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await frame.getByTestId('keypad').waitFor();
+  await stack.removeCard();
+  const err = await s.waitEvent(page, 'error', { timeoutMs: 15_000 });
+  assert.equal(err.detail.code, 'card_removed');
+  assert.match(await frame.getByRole('alert').textContent(), /taken out of the reader\. Nothing was charged/);
+  await stack.insertCard();
+  await frame.getByRole('button', { name: 'Approve payment' }).waitFor({ timeout: 15_000 });
+  assert.equal((await txnView(txn)).status === 200 ? (await txnView(txn)).body.state : 'none', 'none');
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.typePin(frame, s.PIN);
+  await s.waitEvent(page, 'result');
+  assert.equal(await balance(), before - 2020);
+  await page.close();
+});
+
+test('no extension: the install link is shown', async () => {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({
+    executablePath: h.chromiumPath,
+    headless: false,
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run'],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(shop.url('/checkout?amount=300'));
+    const ready = await s.waitEvent(page, 'ready');
+    assert.equal(ready.detail.capability, 'no_extension');
+    const link = s.widgetFrame(page).getByRole('link', { name: 'Install the Cardpay extension' });
+    await link.waitFor();
+    assert.match(await link.getAttribute('href'), /install/);
+  } finally {
+    await browser.close();
+  }
+});

@@ -1,0 +1,256 @@
+//! The widget's words, in English and German. Every string the shopper sees is here.
+
+/// Shopper language. Picked from the mount option `lang`, else the browser's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    De,
+}
+
+impl Lang {
+    /// `"de"`, `"de-AT"`, … → German; anything else → English.
+    pub fn from_tag(tag: &str) -> Self {
+        let primary = tag
+            .split(['-', '_'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match primary.as_str() {
+            "de" => Lang::De,
+            _ => Lang::En,
+        }
+    }
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::De => "de",
+        }
+    }
+
+    pub fn decimal_sep(self) -> char {
+        match self {
+            Lang::En => '.',
+            Lang::De => ',',
+        }
+    }
+}
+
+/// Message keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Msg {
+    Title,
+    Pay,
+    To,
+    Amount,
+    Balance,
+    BalanceAfter,
+    Card,
+    Approve,
+    Cancel,
+    NotMine,
+    NotMineConfirm,
+    Retry,
+    Close,
+    Detecting,
+    NoExtension,
+    InstallLink,
+    NoBridge,
+    NoReader,
+    NoCard,
+    CardError,
+    Connecting,
+    ReadingCard,
+    Preparing,
+    EnterPin,
+    PinHelp,
+    PinEntered,
+    Delete,
+    Ok,
+    CheckingPin,
+    Authorizing,
+    Debiting,
+    Confirming,
+    Paid,
+    Receipt,
+    Reference,
+    CancelledUser,
+    CancelledTimeout,
+    CancelledNotMine,
+    Reporting,
+    TimeLeft,
+    ErrCardRemoved,
+    ErrCardRemovedCharged,
+    ErrWrongPin,
+    ErrPinBlocked,
+    ErrLastTry,
+    ErrPinRate,
+    ErrFunds,
+    ErrExpired,
+    ErrNetwork,
+    ErrServer,
+    ErrCardRefused,
+    ErrAmountMismatch,
+    ErrBadSession,
+    ErrWrongCurrency,
+    NothingCharged,
+    StepOf,
+}
+
+/// The text for `msg` in `lang`. `{}`-free: callers append numbers themselves.
+pub fn t(lang: Lang, msg: Msg) -> &'static str {
+    use Msg::*;
+    match lang {
+        Lang::En => match msg {
+            Title => "Pay with your Cardpay card",
+            Pay => "Pay",
+            To => "To",
+            Amount => "Amount",
+            Balance => "Card balance",
+            BalanceAfter => "Balance after payment",
+            Card => "Card",
+            Approve => "Approve payment",
+            Cancel => "Cancel",
+            NotMine => "This is not my purchase",
+            NotMineConfirm => "We cancelled this payment and reported it to Cardpay. Your card was not charged.",
+            Retry => "Try again",
+            Close => "Close",
+            Detecting => "Looking for your card reader…",
+            NoExtension => "To pay with your card, install the Cardpay browser extension.",
+            InstallLink => "Install the Cardpay extension",
+            NoBridge => "The Cardpay extension is installed, but the Cardpay reader software is not. Install it to pay with your card.",
+            NoReader => "No card reader found. Connect your card reader.",
+            NoCard => "Insert your Cardpay card into the reader.",
+            CardError => "Your card could not be read. Take it out and insert it again.",
+            Connecting => "Connecting to your card…",
+            ReadingCard => "Reading your card…",
+            Preparing => "Preparing the payment with your card…",
+            EnterPin => "Enter your PIN",
+            PinHelp => "Use the buttons or type the digits on your keyboard. The button layout changes for every payment.",
+            PinEntered => "digits entered",
+            Delete => "Delete last digit",
+            Ok => "OK",
+            CheckingPin => "Checking your PIN…",
+            Authorizing => "Asking the payment server to authorize…",
+            Debiting => "Taking the payment from your card…",
+            Confirming => "Confirming the payment…",
+            Paid => "Payment complete",
+            Receipt => "Receipt",
+            Reference => "Reference",
+            CancelledUser => "Payment cancelled. Your card was not charged.",
+            CancelledTimeout => "The payment request timed out and was cancelled. Your card was not charged.",
+            CancelledNotMine => "We cancelled this payment and reported it to Cardpay. Your card was not charged.",
+            Reporting => "Reporting this payment request…",
+            TimeLeft => "Time left",
+            ErrCardRemoved => "The card was taken out of the reader. Nothing was charged. Insert it again and try again.",
+            ErrCardRemovedCharged => "The card was taken out while it was being charged. Insert it again so we can finish the payment.",
+            ErrWrongPin => "Wrong PIN.",
+            ErrPinBlocked => "Your PIN is blocked. Contact your card issuer.",
+            ErrLastTry => "Only one PIN try is left on your card. To protect your card, use it at your bank instead.",
+            ErrPinRate => "Too many PIN attempts in a short time. Wait a minute, then try again.",
+            ErrFunds => "There is not enough money on your card for this payment.",
+            ErrExpired => "Your card has expired.",
+            ErrNetwork => "We could not reach the payment server. Check your internet connection and try again.",
+            ErrServer => "The payment server refused this payment.",
+            ErrCardRefused => "Your card refused the payment.",
+            ErrAmountMismatch => "The amount to be charged did not match the amount shown. The payment was stopped.",
+            ErrBadSession => "This payment request is not valid. Go back to the shop and try again.",
+            ErrWrongCurrency => "Your card holds a different currency than this shop charges.",
+            NothingCharged => "Your card was not charged.",
+            StepOf => "Step",
+        },
+        Lang::De => match msg {
+            Title => "Mit Ihrer Cardpay-Karte bezahlen",
+            Pay => "Bezahlen",
+            To => "An",
+            Amount => "Betrag",
+            Balance => "Guthaben auf der Karte",
+            BalanceAfter => "Guthaben nach der Zahlung",
+            Card => "Karte",
+            Approve => "Zahlung freigeben",
+            Cancel => "Abbrechen",
+            NotMine => "Das ist nicht mein Einkauf",
+            NotMineConfirm => "Wir haben die Zahlung abgebrochen und Cardpay gemeldet. Ihre Karte wurde nicht belastet.",
+            Retry => "Erneut versuchen",
+            Close => "Schließen",
+            Detecting => "Kartenleser wird gesucht…",
+            NoExtension => "Um mit Ihrer Karte zu bezahlen, installieren Sie die Cardpay-Browsererweiterung.",
+            InstallLink => "Cardpay-Erweiterung installieren",
+            NoBridge => "Die Cardpay-Erweiterung ist installiert, die Cardpay-Lesersoftware aber nicht. Installieren Sie sie, um mit Karte zu bezahlen.",
+            NoReader => "Kein Kartenleser gefunden. Schließen Sie Ihren Kartenleser an.",
+            NoCard => "Stecken Sie Ihre Cardpay-Karte in den Leser.",
+            CardError => "Ihre Karte konnte nicht gelesen werden. Ziehen Sie sie heraus und stecken Sie sie erneut ein.",
+            Connecting => "Verbindung zur Karte…",
+            ReadingCard => "Karte wird gelesen…",
+            Preparing => "Zahlung wird mit Ihrer Karte vorbereitet…",
+            EnterPin => "PIN eingeben",
+            PinHelp => "Nutzen Sie die Tasten oder tippen Sie die Ziffern auf der Tastatur. Die Anordnung ändert sich bei jeder Zahlung.",
+            PinEntered => "Ziffern eingegeben",
+            Delete => "Letzte Ziffer löschen",
+            Ok => "OK",
+            CheckingPin => "PIN wird geprüft…",
+            Authorizing => "Zahlung wird beim Zahlungsserver autorisiert…",
+            Debiting => "Betrag wird von Ihrer Karte abgebucht…",
+            Confirming => "Zahlung wird bestätigt…",
+            Paid => "Zahlung abgeschlossen",
+            Receipt => "Beleg",
+            Reference => "Referenz",
+            CancelledUser => "Zahlung abgebrochen. Ihre Karte wurde nicht belastet.",
+            CancelledTimeout => "Die Zahlungsanfrage ist abgelaufen und wurde abgebrochen. Ihre Karte wurde nicht belastet.",
+            CancelledNotMine => "Wir haben die Zahlung abgebrochen und Cardpay gemeldet. Ihre Karte wurde nicht belastet.",
+            Reporting => "Zahlungsanfrage wird gemeldet…",
+            TimeLeft => "Verbleibende Zeit",
+            ErrCardRemoved => "Die Karte wurde aus dem Leser gezogen. Es wurde nichts abgebucht. Stecken Sie sie wieder ein und versuchen Sie es erneut.",
+            ErrCardRemovedCharged => "Die Karte wurde während der Abbuchung gezogen. Stecken Sie sie wieder ein, damit wir die Zahlung abschließen können.",
+            ErrWrongPin => "Falsche PIN.",
+            ErrPinBlocked => "Ihre PIN ist gesperrt. Wenden Sie sich an Ihren Kartenherausgeber.",
+            ErrLastTry => "Auf Ihrer Karte ist nur noch ein PIN-Versuch übrig. Zum Schutz Ihrer Karte nutzen Sie ihn bitte bei Ihrer Bank.",
+            ErrPinRate => "Zu viele PIN-Versuche in kurzer Zeit. Warten Sie eine Minute und versuchen Sie es dann erneut.",
+            ErrFunds => "Das Guthaben auf Ihrer Karte reicht für diese Zahlung nicht aus.",
+            ErrExpired => "Ihre Karte ist abgelaufen.",
+            ErrNetwork => "Der Zahlungsserver ist nicht erreichbar. Prüfen Sie Ihre Internetverbindung und versuchen Sie es erneut.",
+            ErrServer => "Der Zahlungsserver hat diese Zahlung abgelehnt.",
+            ErrCardRefused => "Ihre Karte hat die Zahlung abgelehnt.",
+            ErrAmountMismatch => "Der abzubuchende Betrag stimmte nicht mit dem angezeigten überein. Die Zahlung wurde gestoppt.",
+            ErrBadSession => "Diese Zahlungsanfrage ist ungültig. Gehen Sie zurück zum Shop und versuchen Sie es erneut.",
+            ErrWrongCurrency => "Ihre Karte hat eine andere Währung als dieser Shop.",
+            NothingCharged => "Ihre Karte wurde nicht belastet.",
+            StepOf => "Schritt",
+        },
+    }
+}
+
+/// "2 tries left" in `lang`.
+pub fn tries_left(lang: Lang, n: u8) -> String {
+    match (lang, n) {
+        (Lang::En, 1) => "1 try left.".into(),
+        (Lang::En, n) => format!("{n} tries left."),
+        (Lang::De, 1) => "Noch 1 Versuch.".into(),
+        (Lang::De, n) => format!("Noch {n} Versuche."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_tags() {
+        assert_eq!(Lang::from_tag("de-AT"), Lang::De);
+        assert_eq!(Lang::from_tag("DE"), Lang::De);
+        assert_eq!(Lang::from_tag("en-GB"), Lang::En);
+        assert_eq!(Lang::from_tag("fr"), Lang::En);
+        assert_eq!(Lang::from_tag(""), Lang::En);
+    }
+
+    #[test]
+    fn every_message_is_translated() {
+        for m in [Msg::Approve, Msg::ErrFunds, Msg::EnterPin, Msg::NoExtension] {
+            assert_ne!(t(Lang::En, m), t(Lang::De, m));
+            assert!(!t(Lang::De, m).is_empty());
+        }
+        assert_eq!(tries_left(Lang::En, 2), "2 tries left.");
+        assert_eq!(tries_left(Lang::De, 1), "Noch 1 Versuch.");
+    }
+}

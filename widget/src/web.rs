@@ -1,0 +1,443 @@
+//! Browser glue (wasm32 only): runs the flow's effects and feeds back what happens.
+//!
+//! - merchant page ↔ iframe: `window.postMessage`; the init message is accepted only
+//!   from `window.parent`, and the origin the *browser* reports for it becomes the
+//!   only target of every event we post back (and must equal the session's origin);
+//! - iframe ↔ extension: `window.postMessage` to this frame itself, in the
+//!   `{channel: "cardpay", dir: "to-extension" | "from-extension"}` envelope of
+//!   docs/bridge.md;
+//! - payment server: `fetch` (gloo-net), same origin;
+//! - DOM: the view's HTML into the root element, clicks by delegation, keyboard.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Element, HtmlElement, KeyboardEvent, MessageEvent, MouseEvent};
+
+use crate::api::Bundle;
+use crate::flow::{Action, BridgeError, Config, Effect, Flow, Input, ParentEvent, Screen, Timer};
+use crate::i18n::Lang;
+use crate::keypad::Entropy;
+
+struct WebEntropy;
+
+impl Entropy for WebEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("crypto.getRandomValues is available");
+    }
+}
+
+struct App {
+    cfg: Config,
+    flow: Option<Flow>,
+    root: Element,
+    /// Merchant page origin, as the browser reported it for the init message.
+    parent_origin: Option<String>,
+    /// The mount's nonce (from our URL): ties the messages to one `Cardpay.mount`.
+    nonce: String,
+    timers: HashMap<Timer, i32>,
+    last_html: String,
+    on_pin: bool,
+}
+
+thread_local! {
+    static APP: RefCell<Option<App>> = const { RefCell::new(None) };
+}
+
+fn window() -> web_sys::Window {
+    web_sys::window().expect("a window")
+}
+
+fn js_of(v: &Value) -> JsValue {
+    js_sys::JSON::parse(&v.to_string()).unwrap_or(JsValue::NULL)
+}
+
+fn value_of(v: &JsValue) -> Option<Value> {
+    let s = js_sys::JSON::stringify(v).ok()?.as_string()?;
+    serde_json::from_str(&s).ok()
+}
+
+/// Feed one input and run the effects (never re-entrant: effects only schedule work).
+fn feed(input: Input) {
+    let effects = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        Some(app.flow.as_mut()?.handle(input))
+    });
+    for e in effects.unwrap_or_default() {
+        run_effect(e);
+    }
+}
+
+fn post_parent(msg: Value) {
+    APP.with(|a| {
+        let a = a.borrow();
+        let Some(app) = a.as_ref() else { return };
+        let Some(origin) = app.parent_origin.as_deref() else {
+            return;
+        };
+        let mut msg = msg;
+        msg["nonce"] = Value::String(app.nonce.clone());
+        if let Ok(Some(parent)) = window().parent() {
+            let _ = parent.post_message(&js_of(&msg), origin);
+        }
+    });
+}
+
+fn parent_event(ev: &ParentEvent) {
+    let mut v = serde_json::to_value(ev).expect("serializable");
+    let name = v["event"].as_str().unwrap_or("error").to_string();
+    v["type"] = Value::String(format!("cardpay:{name}"));
+    post_parent(v);
+}
+
+fn run_effect(e: Effect) {
+    match e {
+        Effect::Bridge { id, mut msg } => {
+            msg["channel"] = "cardpay".into();
+            msg["dir"] = "to-extension".into();
+            msg["id"] = id.into();
+            let w = window();
+            let own = w.location().origin().unwrap_or_default();
+            let _ = w.post_message(&js_of(&msg), &own);
+        }
+        Effect::Http { id, path, body } => {
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = async {
+                    let resp = gloo_net::http::Request::post(path)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .map_err(|e| e.to_string())?
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let status = resp.status();
+                    let text = resp.text().await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((status, text))
+                }
+                .await;
+                feed(Input::Http { id, result });
+            });
+        }
+        Effect::Render(view) => render(view),
+        Effect::Parent(ev) => parent_event(&ev),
+        Effect::StartTimer(t, ms) => {
+            let cb = Closure::once_into_js(move || feed(Input::Timer(t)));
+            let handle = window()
+                .set_timeout_with_callback_and_timeout_and_arguments_0(
+                    cb.unchecked_ref(),
+                    ms as i32,
+                )
+                .unwrap_or(0);
+            APP.with(|a| {
+                if let Some(app) = a.borrow_mut().as_mut() {
+                    if let Some(old) = app.timers.insert(t, handle) {
+                        window().clear_timeout_with_handle(old);
+                    }
+                }
+            });
+        }
+        Effect::StopTimer(t) => APP.with(|a| {
+            if let Some(app) = a.borrow_mut().as_mut() {
+                if let Some(h) = app.timers.remove(&t) {
+                    window().clear_timeout_with_handle(h);
+                }
+            }
+        }),
+    }
+}
+
+/// A key identifying the focused control across re-renders (same button, new DOM).
+fn focus_key(el: &Element) -> Option<String> {
+    let action = el.get_attribute("data-action")?;
+    Some(match el.get_attribute("data-digit") {
+        Some(d) => format!("[data-action=\"{action}\"][data-digit=\"{d}\"]"),
+        None => format!("[data-action=\"{action}\"]"),
+    })
+}
+
+fn render(view: crate::flow::View) {
+    let html = crate::view::render(&view);
+    let on_pin = matches!(view.screen, Screen::Pin { .. });
+    let doc = window().document().expect("a document");
+    let root = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        if app.last_html == html {
+            return None;
+        }
+        app.last_html = html.clone();
+        let same_screen = app.on_pin && on_pin;
+        app.on_pin = on_pin;
+        Some((app.root.clone(), same_screen))
+    });
+    let Some((root, same_screen)) = root else {
+        return;
+    };
+    let keep = if same_screen {
+        doc.active_element().and_then(|e| focus_key(&e))
+    } else {
+        None
+    };
+    root.set_inner_html(&html);
+    apply_styles(&root);
+    let target = keep
+        .and_then(|sel| root.query_selector(&sel).ok().flatten())
+        .or_else(|| root.query_selector("[data-autofocus]").ok().flatten());
+    if let Some(el) = target.and_then(|e| e.dyn_into::<HtmlElement>().ok()) {
+        let _ = el.focus();
+    }
+    doc.document_element()
+        .map(|d| d.set_attribute("lang", view.lang.tag()))
+        .transpose()
+        .ok();
+    let height = root.scroll_height();
+    post_parent(serde_json::json!({"type": "cardpay:resize", "height": height}));
+}
+
+/// Keypad geometry travels as `data-style` and is applied through the CSSOM, so the
+/// page's CSP can forbid inline style attributes.
+fn apply_styles(root: &Element) {
+    let Ok(list) = root.query_selector_all("[data-style]") else {
+        return;
+    };
+    for i in 0..list.length() {
+        if let Some(el) = list.item(i).and_then(|n| n.dyn_into::<HtmlElement>().ok()) {
+            let css = el.get_attribute("data-style").unwrap_or_default();
+            el.style().set_css_text(&css);
+        }
+    }
+}
+
+/// Theme variables from the merchant (`--cp-*` only, plain values only).
+fn apply_theme(theme: &Value) {
+    let Some(map) = theme.as_object() else { return };
+    let Some(doc) = window().document().and_then(|d| d.document_element()) else {
+        return;
+    };
+    let Ok(el) = doc.dyn_into::<HtmlElement>() else {
+        return;
+    };
+    for (k, v) in map {
+        let Some(v) = v.as_str() else { continue };
+        let key_ok = k.starts_with("--cp-")
+            && k.len() <= 40
+            && k[5..].bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+        let val_ok = v.len() <= 100
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" #(),.%-'\"_".contains(&b));
+        if key_ok && val_ok {
+            let _ = el.style().set_property(k, v);
+        }
+    }
+}
+
+fn on_click(ev: MouseEvent) {
+    let Some(t) = ev.target().and_then(|t| t.dyn_into::<Element>().ok()) else {
+        return;
+    };
+    let Ok(Some(btn)) = t.closest("[data-action]") else {
+        return;
+    };
+    if btn.get_attribute("aria-disabled").as_deref() == Some("true") {
+        return;
+    }
+    let action = match btn.get_attribute("data-action").as_deref() {
+        Some("approve") => Action::Approve,
+        Some("cancel") => Action::Cancel,
+        Some("not-mine") => Action::NotMine,
+        Some("retry") => Action::Retry,
+        Some("delete") => Action::Delete,
+        Some("ok") => Action::SubmitPin,
+        Some("digit") => match btn.get_attribute("data-digit").and_then(|d| d.parse().ok()) {
+            Some(d) => Action::Digit(d),
+            None => return,
+        },
+        _ => return,
+    };
+    ev.prevent_default();
+    feed(Input::User(action));
+}
+
+fn on_key(ev: KeyboardEvent) {
+    let on_pin = APP.with(|a| a.borrow().as_ref().is_some_and(|a| a.on_pin));
+    let key = ev.key();
+    let on_button = ev
+        .target()
+        .and_then(|t| t.dyn_into::<Element>().ok())
+        .is_some_and(|e| e.tag_name().eq_ignore_ascii_case("button"));
+    let action = match key.as_str() {
+        "Escape" => Some(Action::Cancel),
+        k if on_pin && k.len() == 1 && k.as_bytes()[0].is_ascii_digit() => {
+            Some(Action::Digit(k.as_bytes()[0] - b'0'))
+        }
+        "Backspace" if on_pin => Some(Action::Delete),
+        // Enter on a focused button is that button's click; elsewhere it submits.
+        "Enter" if on_pin && !on_button => Some(Action::SubmitPin),
+        _ => None,
+    };
+    if let Some(a) = action {
+        ev.prevent_default();
+        feed(Input::User(a));
+    }
+}
+
+fn bridge_error(v: &Value) -> BridgeError {
+    BridgeError {
+        code: v["code"].as_str().unwrap_or("unknown").to_string(),
+        message: v["message"].as_str().unwrap_or("").to_string(),
+    }
+}
+
+fn on_message(ev: MessageEvent) {
+    let w = window();
+    let Some(data) = value_of(&ev.data()) else {
+        return;
+    };
+    let source_is = |other: &JsValue| ev.source().map(JsValue::from).is_some_and(|s| s == *other);
+
+    // From the extension's content script in this very frame.
+    if source_is(&JsValue::from(w.clone()))
+        && data["channel"] == "cardpay"
+        && data["dir"] == "from-extension"
+    {
+        if let Some(id) = data.get("id").and_then(Value::as_u64) {
+            let result = match data.get("error") {
+                Some(e) if !e.is_null() => Err(bridge_error(e)),
+                _ => Ok(data.get("result").cloned().unwrap_or(Value::Null)),
+            };
+            feed(Input::BridgeReply { id, result });
+        } else {
+            let reader = data["reader"].as_str().unwrap_or("").to_string();
+            match data["event"].as_str() {
+                Some("card_inserted") => feed(Input::CardInserted { reader }),
+                Some("card_removed") => feed(Input::CardRemoved { reader }),
+                // Open handles are gone: treat like the card leaving the reader.
+                Some("bridge_disconnected" | "extension_disconnected") => {
+                    let reader = APP.with(|a| {
+                        a.borrow()
+                            .as_ref()
+                            .and_then(|a| a.flow.as_ref())
+                            .and_then(|f| f.reader().map(str::to_string))
+                    });
+                    if let Some(reader) = reader {
+                        feed(Input::CardRemoved { reader });
+                    }
+                }
+                _ => {}
+            }
+        }
+        return;
+    }
+
+    // From the merchant page that mounted us: the init message, once.
+    let parent = w.parent().ok().flatten().map(JsValue::from);
+    if parent.as_ref().is_some_and(source_is) && data["type"] == "cardpay:init" {
+        let origin = ev.origin();
+        let accepted = APP.with(|a| {
+            let mut a = a.borrow_mut();
+            let app = a.as_mut()?;
+            if app.flow.is_some() || data["nonce"].as_str() != Some(app.nonce.as_str()) {
+                return None;
+            }
+            app.parent_origin = Some(origin.clone());
+            apply_theme(&data["theme"]);
+            let bundle: Result<Bundle, _> = serde_json::from_value(data["session"].clone());
+            let outcome = match bundle {
+                Ok(b) => Flow::new(app.cfg.clone(), b, &origin, Box::new(WebEntropy))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("session is not valid: {e}")),
+            };
+            Some(match outcome {
+                Ok(flow) => {
+                    app.flow = Some(flow);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            })
+        });
+        match accepted {
+            Some(Ok(())) => feed(Input::Start),
+            Some(Err(message)) => {
+                post_parent(serde_json::json!({
+                    "type": "cardpay:error", "event": "error", "code": "bad_session", "message": message
+                }));
+                APP.with(|a| {
+                    if let Some(app) = a.borrow().as_ref() {
+                        app.root.set_inner_html(&format!(
+                            "<p class=\"cp-error\" role=\"alert\" data-testid=\"error\" data-code=\"bad_session\">{}</p>",
+                            crate::view::esc(crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession))
+                        ));
+                    }
+                });
+            }
+            None => {}
+        }
+    }
+}
+
+fn param(params: &web_sys::UrlSearchParams, k: &str) -> Option<String> {
+    params.get(k).filter(|s| !s.is_empty())
+}
+
+/// Start the widget in `root`. Options come from our own URL (set by checkout.js):
+/// `nonce`, `lang`, `timeout` (ms, default 120000), `hello_timeout` (ms), `install`.
+#[wasm_bindgen]
+pub fn run(root: Element) -> Result<(), JsValue> {
+    let w = window();
+    let search = w.location().search()?;
+    let params = web_sys::UrlSearchParams::new_with_str(&search)?;
+    let lang = param(&params, "lang")
+        .or_else(|| w.navigator().language())
+        .map(|t| Lang::from_tag(&t))
+        .unwrap_or_default();
+    let mut cfg = Config {
+        lang,
+        ..Config::default()
+    };
+    if let Some(ms) = param(&params, "timeout").and_then(|s| s.parse().ok()) {
+        cfg.timeout_ms = ms;
+    }
+    if let Some(ms) = param(&params, "hello_timeout").and_then(|s| s.parse().ok()) {
+        cfg.hello_timeout_ms = ms;
+    }
+    if let Some(u) = param(&params, "install") {
+        if u.starts_with("https://") || u.starts_with("http://") || u.starts_with('/') {
+            cfg.install_url = u;
+        }
+    }
+    let nonce = param(&params, "nonce").unwrap_or_default();
+    APP.with(|a| {
+        *a.borrow_mut() = Some(App {
+            cfg,
+            flow: None,
+            root: root.clone(),
+            parent_origin: None,
+            nonce: nonce.clone(),
+            timers: HashMap::new(),
+            last_html: String::new(),
+            on_pin: false,
+        })
+    });
+
+    let click = Closure::<dyn FnMut(MouseEvent)>::new(on_click);
+    root.add_event_listener_with_callback("click", click.as_ref().unchecked_ref())?;
+    click.forget();
+    let key = Closure::<dyn FnMut(KeyboardEvent)>::new(on_key);
+    w.add_event_listener_with_callback("keydown", key.as_ref().unchecked_ref())?;
+    key.forget();
+    let msg = Closure::<dyn FnMut(MessageEvent)>::new(on_message);
+    w.add_event_listener_with_callback("message", msg.as_ref().unchecked_ref())?;
+    msg.forget();
+
+    // Tell the page we can take the session. Nothing secret: "*" only means we do not
+    // know the parent's origin yet; the parent checks that we are its iframe.
+    if let Ok(Some(parent)) = w.parent() {
+        let hello = serde_json::json!({"type": "cardpay:loaded", "nonce": nonce});
+        parent.post_message(&js_of(&hello), "*")?;
+    }
+    Ok(())
+}
