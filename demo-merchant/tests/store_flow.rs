@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use demo_merchant::{AppState, StoreConfig};
-use payment_server::testkit::{self, TestMerchant, Widget};
+use payment_testkit::{self as testkit, TestMerchant, Widget};
 use purse::session::{Key32, VerifyMode};
 use reqwest::redirect::Policy;
 

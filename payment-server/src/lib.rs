@@ -3,8 +3,8 @@
 //! recovery. Logic lives in [`service::PaymentService`]; [`http`] is a thin axum
 //! layer; [`store::Store`] serialises durable writes with group commit.
 //!
-//! [`testkit`] plays the widget's part against a virtual `card::Card` for the
-//! integration tests and the benchmark.
+//! The crate `payment-testkit` (in `testkit/`) plays the widget's part against a
+//! virtual `card::Card` for the integration tests and the benchmark.
 
 #![forbid(unsafe_code)]
 
@@ -13,7 +13,6 @@ pub mod error;
 pub mod http;
 pub mod service;
 pub mod store;
-pub mod testkit;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 mod common;
 
 use merchant_kit::{MerchantError, OrderRef};
-use payment_server::testkit::{self, now, WidgetError};
+use payment_testkit::{self as testkit, now, WidgetError};
 use purse::apdu::{Response, StatusWord};
 use purse::session::VerifyMode;
 use purse::types::PurseId;

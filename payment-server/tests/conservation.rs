@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use payment_server::service::{RecoveryList, TxnState, TxnView};
-use payment_server::testkit::{self, now};
+use payment_testkit::{self as testkit, now};
 use purse::apdu::Response;
 use purse::command::{LogRecord, ReadLog, Request, Select};
 use purse::session::VerifyMode;

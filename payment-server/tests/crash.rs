@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use payment_server::testkit::{self, now, TestMerchant, Widget};
+use payment_testkit::{self as testkit, now, TestMerchant, Widget};
 use purse::session::VerifyMode;
 
 struct Server(Child);

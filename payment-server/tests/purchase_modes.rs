@@ -5,7 +5,7 @@ mod common;
 
 use merchant_kit::OrderRef;
 use payment_server::service::{TxnState, TxnView};
-use payment_server::testkit::{self, now};
+use payment_testkit::{self as testkit, now};
 use purse::session::VerifyMode;
 use purse::types::PurseId;
 use purse::wire::PurchaseStatus;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use payment_server::service::PaymentService;
-use payment_server::testkit::{self, TestMerchant, Widget};
 use payment_server::Config;
+use payment_testkit::{self as testkit, TestMerchant, Widget};
 
 pub struct Env {
     pub dir: tempfile::TempDir,

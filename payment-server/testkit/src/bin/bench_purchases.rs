@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use payment_server::testkit::{self, now, TestMerchant, Widget};
+use payment_testkit::{self as testkit, now, TestMerchant, Widget};
 use purse::session::VerifyMode;
 
 #[derive(Parser)]

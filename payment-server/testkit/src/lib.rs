@@ -20,8 +20,8 @@ use purse::wire::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::service::{system_clock, PaymentService};
+use payment_server::config::Config;
+use payment_server::service::{system_clock, PaymentService};
 
 /// TEST KEY (docs/TEAM.md): purchase master key MKP, key version 1.
 pub const TEST_MKP: &str = "404142434445464748494A4B4C4D4E4F";
@@ -139,7 +139,7 @@ pub fn test_config_toml(
 
 /// Start a payment server on an ephemeral loopback port on the current runtime.
 pub async fn spawn_server(config: &Config) -> (SocketAddr, Arc<PaymentService>) {
-    let (service, app) = crate::build(config, system_clock()).expect("server builds");
+    let (service, app) = payment_server::build(config, system_clock()).expect("server builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
