@@ -97,6 +97,7 @@
         var detail = Object.assign({}, d);
         delete detail.nonce;
         delete detail.type;
+        delete detail.event;
         emit(type, detail);
       }
     }

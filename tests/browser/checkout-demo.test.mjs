@@ -46,6 +46,12 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.addInitScript(s.recordEventsScript);
+  // The store moves on to the order page as soon as it has the result; hold its
+  // result POST a moment so the test can look at the widget's receipt first.
+  await page.route('**/orders/*/result', async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue();
+  });
 
   // Browse and fill the cart: 5 × the e-book (4.99) = 24.95, above the card's no-PIN limit.
   await page.goto(demo.url('/'));

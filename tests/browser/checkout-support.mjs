@@ -156,6 +156,8 @@ export async function startDemoMerchant({ bin, pay, m, port, verifyMode = 'payme
       DEMO_MERCHANT_NAME: m.name,
       DEMO_MERCHANT_KEY: m.key,
       DEMO_VERIFY_MODE: verifyMode,
+      // For the store's <script integrity=…> once it takes it (see docs/widget.md).
+      DEMO_CHECKOUT_SRI: await sri(path.join(wwwDir, 'checkout.js')),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

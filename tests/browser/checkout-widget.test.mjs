@@ -151,6 +151,25 @@ test('insufficient funds: plain message, nothing taken', async () => {
   await page.close();
 });
 
+test('network down at the draw: plain message, Try again completes the purchase', async () => {
+  const before = await balance();
+  const { page, frame } = await openCheckout({ amount: 150 });
+  await s.waitEvent(page, 'ready');
+  let failed = 0;
+  await page.route('**/v1/purchases/draw', (route) => {
+    if (failed++ === 0) return route.abort('internetdisconnected');
+    return route.continue();
+  });
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  const err = await s.waitEvent(page, 'error');
+  assert.equal(err.detail.code, 'network');
+  assert.match(await frame.getByRole('alert').textContent(), /could not reach the payment server/);
+  await frame.getByRole('button', { name: 'Try again' }).click();
+  await s.waitEvent(page, 'result');
+  assert.equal(await balance(), before - 150);
+  await page.close();
+});
+
 test('cancel', async () => {
   const { page, frame } = await openCheckout({ amount: 300 });
   await s.waitEvent(page, 'ready');
@@ -167,6 +186,21 @@ test('timeout cancels the request by itself', async () => {
   const c = await s.waitEvent(page, 'cancel', { timeoutMs: 10_000 });
   assert.equal(c.detail.reason, 'timeout');
   assert.match(await frame.getByTestId('cancelled').textContent(), /timed out/);
+  await page.close();
+});
+
+test('before the timeout a warning offers more time (WCAG timing adjustable)', async () => {
+  const { page, frame } = await openCheckout({ amount: 300, timeout: 6000 });
+  await s.waitEvent(page, 'ready');
+  const warning = frame.getByTestId('expiry-warning');
+  await warning.waitFor({ timeout: 10_000 }); // at 4.5 s
+  assert.equal(await warning.getAttribute('role'), 'alert');
+  await frame.getByRole('button', { name: 'I need more time' }).click();
+  await warning.waitFor({ state: 'detached' });
+  await new Promise((r) => setTimeout(r, 3000)); // past the first 6 s
+  assert.equal(await page.evaluate(() => window.cardpayLog.filter((e) => e.event === 'cancel').length), 0);
+  const c = await s.waitEvent(page, 'cancel', { timeoutMs: 15_000 });
+  assert.equal(c.detail.reason, 'timeout');
   await page.close();
 });
 
@@ -244,5 +278,19 @@ test('no extension: the install link is shown', async () => {
     assert.match(await link.getAttribute('href'), /install/);
   } finally {
     await browser.close();
+  }
+});
+
+test('extension without the bridge: no_bridge, with the install link', async () => {
+  const other = await h.launchBrowser({ bins, origins: [pay.origin], install: false });
+  try {
+    const page = await other.context.newPage();
+    await page.goto(shop.url('/checkout?amount=300'));
+    const ready = await s.waitEvent(page, 'ready');
+    assert.equal(ready.detail.capability, 'no_bridge');
+    await s.widgetFrame(page).getByRole('link', { name: 'Install the Cardpay extension' }).waitFor();
+    assert.match(await s.widgetFrame(page).getByTestId('capability').textContent(), /reader software is not/);
+  } finally {
+    await other.close();
   }
 });

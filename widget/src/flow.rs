@@ -25,6 +25,11 @@ use crate::api::{self, Bundle};
 use crate::i18n::Lang;
 use crate::keypad::{Entropy, Layout};
 
+/// The warning comes this long before the request expires.
+pub const WARN_BEFORE_MS: u32 = 20_000;
+/// How often the shopper may ask for more time.
+pub const MAX_EXTENSIONS: u8 = 10;
+
 /// Shortest and longest PIN the card accepts.
 pub const PIN_MIN: usize = 4;
 pub const PIN_MAX: usize = 8;
@@ -39,6 +44,8 @@ pub struct Config {
     pub hello_timeout_ms: u32,
     /// Where the "install" link points.
     pub install_url: String,
+    /// Today's date (the glue's clock), to refuse an expired card at once.
+    pub today: Option<purse::BcdDate>,
 }
 
 impl Default for Config {
@@ -48,6 +55,7 @@ impl Default for Config {
             timeout_ms: 120_000,
             hello_timeout_ms: 1_500,
             install_url: "/install.html".into(),
+            today: None,
         }
     }
 }
@@ -85,6 +93,8 @@ pub enum Action {
     Delete,
     SubmitPin,
     Retry,
+    /// "More time" on the expiry warning.
+    MoreTime,
 }
 
 /// Timers the flow asks the glue to run.
@@ -94,6 +104,8 @@ pub enum Timer {
     Hello,
     /// The whole request expires (120 s without an answer).
     Expiry,
+    /// 20 s before expiry: warn and offer more time (WCAG 2.2.1, timing adjustable).
+    Warn,
 }
 
 /// A bridge error as the extension relays it (`{code, message}`).
@@ -200,6 +212,10 @@ pub enum Problem {
     CardRemoved,
     /// The card was pulled after DEBIT was sent: it may have been charged.
     CardRemovedCharged,
+    /// After such a pull, the card's log shows the debit: charged, not yet confirmed.
+    DebitDone,
+    /// After such a pull, the card's log shows no debit: nothing was charged.
+    DebitNotDone,
     CardError,
     PinBlocked,
     LastPinTry,
@@ -220,6 +236,8 @@ impl Problem {
         match self {
             Problem::CardRemoved => "card_removed",
             Problem::CardRemovedCharged => "debit_unknown",
+            Problem::DebitDone => "debit_unconfirmed",
+            Problem::DebitNotDone => "debit_not_done",
             Problem::CardError => "card_error",
             Problem::PinBlocked => "pin_blocked",
             Problem::LastPinTry => "last_pin_try",
@@ -264,6 +282,8 @@ pub struct View {
     /// Masked card number, once read.
     pub card: Option<String>,
     pub install_url: String,
+    /// The request expires soon: show the warning with "More time".
+    pub expiry_warning: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -300,6 +320,7 @@ enum Resume {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
+    ReadLog,
     Hello,
     Readers,
     Connect,
@@ -343,7 +364,10 @@ impl Stage {
             Stage::Debiting
                 | Stage::Completing
                 | Stage::Done
-                | Stage::Failed(Problem::CardRemovedCharged, _)
+                | Stage::Failed(
+                    Problem::CardRemovedCharged | Problem::DebitDone | Problem::DebitNotDone,
+                    _
+                )
                 | Stage::Failed(_, Some(Resume::Complete))
         )
     }
@@ -369,6 +393,12 @@ pub struct Flow {
     wrong_tries_left: Option<u8>,
     page_origin: String,
     pin_verified: bool,
+    /// ATC of this transaction's INITIALIZE (to find the debit in the card's log).
+    init_atc: Option<u16>,
+    /// Re-reading the card after it was pulled during DEBIT.
+    recovering: bool,
+    expiry_warning: bool,
+    extensions: u8,
     draw_body: Option<String>,
     draw_answer: Option<api::DrawResponse>,
     debit_cmd: Option<api::DebitCommand>,
@@ -428,6 +458,10 @@ impl Flow {
             wrong_tries_left: None,
             page_origin: parent_origin.to_string(),
             pin_verified: false,
+            init_atc: None,
+            recovering: false,
+            expiry_warning: false,
+            extensions: 0,
             draw_body: None,
             draw_answer: None,
             debit_cmd: None,
@@ -496,6 +530,7 @@ impl Flow {
             balance: self.card.map(|c| c.purse(s.purse).balance),
             card: self.card.map(|c| c.card_id.masked()),
             install_url: self.cfg.install_url.clone(),
+            expiry_warning: self.expiry_warning && !self.stage.past_point_of_no_return(),
         }
     }
 
@@ -510,6 +545,13 @@ impl Flow {
             fx.push(Effect::Render(after));
         }
         fx
+    }
+
+    fn start_expiry(&mut self, fx: &mut Vec<Effect>) {
+        fx.push(Effect::StartTimer(Timer::Expiry, self.cfg.timeout_ms));
+        // The real 120 s request warns at 100 s; short ones a quarter before the end.
+        let lead = WARN_BEFORE_MS.min(self.cfg.timeout_ms / 4);
+        fx.push(Effect::StartTimer(Timer::Warn, self.cfg.timeout_ms - lead));
     }
 
     fn id(&mut self) -> u64 {
@@ -578,6 +620,7 @@ impl Flow {
         self.stage = Stage::Cancelled(reason);
         self.pin.clear();
         fx.push(Effect::StopTimer(Timer::Expiry));
+        fx.push(Effect::StopTimer(Timer::Warn));
         self.release_card(fx);
         fx.push(Effect::Parent(ParentEvent::Cancel {
             reason,
@@ -617,17 +660,24 @@ impl Flow {
                     return;
                 }
                 fx.push(Effect::StartTimer(Timer::Hello, self.cfg.hello_timeout_ms));
-                fx.push(Effect::StartTimer(Timer::Expiry, self.cfg.timeout_ms));
+                self.start_expiry(fx);
                 self.stage = Stage::Detecting;
                 self.bridge(fx, Pending::Hello, json!({"type": "hello"}));
             }
             Input::Timer(Timer::Hello) => {
-                if matches!(self.pending, Some((_, Pending::Hello))) {
+                if let Some(p @ (_, Pending::Hello)) = self.pending {
                     self.unavailable(fx, Capability::NoExtension);
+                    // A slow first start of the bridge still counts: keep listening.
+                    self.pending = Some(p);
+                }
+            }
+            Input::Timer(Timer::Warn) => {
+                if !self.stage.past_point_of_no_return() && !self.recovering {
+                    self.expiry_warning = true;
                 }
             }
             Input::Timer(Timer::Expiry) => {
-                if !self.stage.past_point_of_no_return() {
+                if !self.stage.past_point_of_no_return() && !self.recovering {
                     self.finish_cancelled(fx, "timeout");
                 }
             }
@@ -659,6 +709,11 @@ impl Flow {
 
     fn on_inserted(&mut self, reader: String, fx: &mut Vec<Effect>) {
         match self.stage {
+            // Pulled during DEBIT: read the card's log to tell the shopper what happened.
+            Stage::Failed(Problem::CardRemovedCharged, _) => {
+                self.recovering = true;
+                self.connect(fx, reader)
+            }
             Stage::Unavailable(Capability::NoCard | Capability::NoReader) => {
                 self.connect(fx, reader)
             }
@@ -673,6 +728,10 @@ impl Flow {
         }
         self.handle = None;
         self.card = None;
+        if self.recovering && !matches!(self.stage, Stage::Failed(..)) {
+            self.set_capability(fx, Capability::NoCard);
+            return self.fail(fx, Problem::CardRemovedCharged, None);
+        }
         match self.stage {
             Stage::Connecting | Stage::Selecting | Stage::Confirm => {
                 self.unavailable(fx, Capability::NoCard);
@@ -692,6 +751,9 @@ impl Flow {
     }
 
     fn on_user(&mut self, a: Action, fx: &mut Vec<Effect>) {
+        if self.recovering {
+            return; // the debit may have happened: nothing to cancel or retry here
+        }
         match (a, self.stage) {
             (Action::Cancel, s) if !s.past_point_of_no_return() && s != Stage::Reporting => {
                 self.finish_cancelled(fx, "user")
@@ -713,6 +775,13 @@ impl Flow {
                 };
                 let body = serde_json::to_string(&body).expect("serializable");
                 self.http(fx, Pending::Report, api::PATH_SUSPICIOUS, body);
+            }
+            (Action::MoreTime, s) if self.expiry_warning && !s.past_point_of_no_return() => {
+                self.expiry_warning = false;
+                if self.extensions < MAX_EXTENSIONS {
+                    self.extensions += 1;
+                    self.start_expiry(fx);
+                }
             }
             (Action::Approve, Stage::Confirm) => self.initialize(fx),
             (Action::Digit(d), Stage::Pin) if d <= 9 && self.pin.len() < PIN_MAX => {
@@ -918,6 +987,11 @@ impl Flow {
                 let Ok(sel) = SelectResponse::decode(&r.data) else {
                     return self.fail(fx, Problem::CardError, Some(Resume::Card));
                 };
+                if self.cfg.today.is_some_and(|d| sel.expiry.is_expired_on(&d)) {
+                    self.card = Some(sel);
+                    self.set_capability(fx, Capability::Ready);
+                    return self.fail(fx, Problem::Expired, None);
+                }
                 let p = sel.purse(s.purse);
                 if p.currency != s.currency || p.exponent != s.exponent {
                     self.card = Some(sel);
@@ -926,8 +1000,12 @@ impl Flow {
                 }
                 self.card = Some(sel);
                 self.select_data = r.data;
-                self.stage = Stage::Confirm;
                 self.set_capability(fx, Capability::Ready);
+                if self.recovering {
+                    let apdu = Request::ReadLog(purse::command::ReadLog { record: 1 }).to_bytes();
+                    return self.transmit(fx, Pending::ReadLog, apdu);
+                }
+                self.stage = Stage::Confirm;
             }
             Pending::Initialize => {
                 if r.sw == StatusWord::PIN_REQUIRED {
@@ -945,6 +1023,7 @@ impl Flow {
                 let Ok(init) = InitializePurchaseResponse::decode(&r.data) else {
                     return self.fail(fx, Problem::CardError, Some(Resume::Card));
                 };
+                self.init_atc = Some(init.atc);
                 let draw = api::DrawRequest {
                     txn_id: s.txn_id.clone(),
                     page_origin: self.page_origin.clone(),
@@ -981,6 +1060,28 @@ impl Flow {
                     return;
                 }
                 let p = Self::card_status_problem(r.sw);
+                self.fail(fx, p, None)
+            }
+            Pending::ReadLog => {
+                let s = &self.bundle.session;
+                let debited = r.sw.is_ok()
+                    && purse::command::LogRecord::decode(&r.data).is_ok_and(|l| {
+                        l.kind == purse::command::LogKind::Purchase
+                            && Some(l.atc) == self.init_atc
+                            && l.amount == s.amount
+                            && l.purse == s.purse
+                            && l.terminal == s.terminal
+                    });
+                if !r.sw.is_ok() && r.sw != StatusWord(0x6A83) {
+                    // The log could not be read: still unknown.
+                    return self.fail(fx, Problem::CardRemovedCharged, None);
+                }
+                self.release_card(fx);
+                let p = if debited {
+                    Problem::DebitDone
+                } else {
+                    Problem::DebitNotDone
+                };
                 self.fail(fx, p, None)
             }
             Pending::Debit => {
@@ -1070,6 +1171,7 @@ impl Flow {
     fn done(&mut self, fx: &mut Vec<Effect>, result: api::MerchantResult) {
         self.stage = Stage::Done;
         fx.push(Effect::StopTimer(Timer::Expiry));
+        fx.push(Effect::StopTimer(Timer::Warn));
         self.release_card(fx);
         fx.push(Effect::Parent(ParentEvent::Result {
             txn_id: self.bundle.session.txn_id.clone(),

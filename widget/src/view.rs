@@ -30,6 +30,8 @@ pub fn problem_msg(p: Problem) -> Msg {
     match p {
         Problem::CardRemoved => Msg::ErrCardRemoved,
         Problem::CardRemovedCharged => Msg::ErrCardRemovedCharged,
+        Problem::DebitDone => Msg::ErrDebitDone,
+        Problem::DebitNotDone => Msg::ErrDebitNotDone,
         Problem::CardError => Msg::CardError,
         Problem::PinBlocked => Msg::ErrPinBlocked,
         Problem::LastPinTry => Msg::ErrLastTry,
@@ -185,6 +187,13 @@ pub fn render(v: &View) -> String {
         esc(t(l, Msg::Title))
     );
     h.push_str(&summary(v));
+    if v.expiry_warning {
+        h.push_str(&format!(
+            r#"<div class="cp-warning" role="alert" data-testid="expiry-warning"><p>{}</p>{}</div>"#,
+            esc(t(l, Msg::ExpiryWarning)),
+            button("more-time", t(l, Msg::MoreTime), "cp-btn-secondary", false)
+        ));
+    }
     match &v.screen {
         Screen::Progress(s) => {
             let (m, n) = step_msg(*s);
@@ -256,7 +265,10 @@ pub fn render(v: &View) -> String {
             if *retry {
                 h.push_str(&button("retry", t(l, Msg::Retry), "cp-btn-primary", true));
             }
-            if !matches!(problem, Problem::CardRemovedCharged) {
+            if !matches!(
+                problem,
+                Problem::CardRemovedCharged | Problem::DebitDone | Problem::DebitNotDone
+            ) {
                 h.push_str(&button(
                     "cancel",
                     t(l, Msg::Cancel),

@@ -250,6 +250,7 @@ fn on_click(ev: MouseEvent) {
         Some("cancel") => Action::Cancel,
         Some("not-mine") => Action::NotMine,
         Some("retry") => Action::Retry,
+        Some("more-time") => Action::MoreTime,
         Some("delete") => Action::Delete,
         Some("ok") => Action::SubmitPin,
         Some("digit") => match btn.get_attribute("data-digit").and_then(|d| d.parse().ok()) {
@@ -394,12 +395,17 @@ pub fn run(root: Element) -> Result<(), JsValue> {
         .or_else(|| w.navigator().language())
         .map(|t| Lang::from_tag(&t))
         .unwrap_or_default();
+    let now = js_sys::Date::new_0();
+    let today =
+        purse::BcdDate::from_ymd(now.get_full_year(), now.get_month() + 1, now.get_date()).ok();
     let mut cfg = Config {
         lang,
+        today,
         ..Config::default()
     };
-    if let Some(ms) = param(&params, "timeout").and_then(|s| s.parse().ok()) {
-        cfg.timeout_ms = ms;
+    if let Some(ms) = param(&params, "timeout").and_then(|s| s.parse::<u32>().ok()) {
+        // A merchant may shorten the 120 s request timeout, never extend it.
+        cfg.timeout_ms = ms.clamp(1_000, 120_000);
     }
     if let Some(ms) = param(&params, "hello_timeout").and_then(|s| s.parse().ok()) {
         cfg.hello_timeout_ms = ms;

@@ -236,6 +236,67 @@ fn card_pulled_during_debit_is_reported_as_unknown() {
     // The timeout no longer cancels: the transaction is in the server's hands.
     w.feed(Input::Timer(Timer::Expiry));
     assert!(matches!(w.screen, Screen::Failed { .. }));
+    // Back in the reader: the card's log shows the debit.
+    w.inserted = true;
+    w.feed(Input::CardInserted {
+        reader: READER.into(),
+    });
+    assert!(
+        matches!(
+            w.screen,
+            Screen::Failed {
+                problem: widget::flow::Problem::DebitDone,
+                retry: false
+            }
+        ),
+        "{:?}",
+        w.screen
+    );
+    assert!(matches!(
+        w.last_event(),
+        ParentEvent::Error {
+            code: "debit_unconfirmed",
+            ..
+        }
+    ));
+    assert_eq!(w.balance(), 9_000);
+    w.press(Action::Cancel);
+    assert!(
+        matches!(w.screen, Screen::Failed { .. }),
+        "no cancel after a debit"
+    );
+}
+
+#[test]
+fn card_pulled_before_it_processed_debit_shows_not_charged() {
+    let mut w = World::new(card(10_000, 5_000), 1_000, VerifyMode::PaymentServer);
+    w.feed(Input::Start);
+    w.pull_on_ins = Some(0x54);
+    w.pull_before_processing = true;
+    w.press(Action::Approve);
+    assert!(matches!(
+        w.last_event(),
+        ParentEvent::Error {
+            code: "debit_unknown",
+            ..
+        }
+    ));
+    w.inserted = true;
+    w.feed(Input::CardInserted {
+        reader: READER.into(),
+    });
+    assert!(
+        matches!(
+            w.screen,
+            Screen::Failed {
+                problem: widget::flow::Problem::DebitNotDone,
+                ..
+            }
+        ),
+        "{:?}",
+        w.screen
+    );
+    assert_eq!(w.balance(), 10_000);
 }
 
 #[test]
@@ -393,4 +454,139 @@ fn a_debit_command_for_another_amount_is_not_sent_to_the_card() {
         }
     ));
     assert_eq!(w.balance(), 10_000);
+}
+
+#[test]
+fn network_down_at_complete_then_retry_is_idempotent() {
+    let mut w = World::new(card(10_000, 5_000), 400, VerifyMode::PaymentServer);
+    w.feed(Input::Start);
+    // The draw goes through, then the network is down for `complete`.
+    w.server.down_after_draws = 1;
+    w.press(Action::Approve);
+    assert!(
+        matches!(
+            w.screen,
+            Screen::Failed {
+                problem: widget::flow::Problem::Network,
+                retry: true
+            }
+        ),
+        "{:?}",
+        w.screen
+    );
+    assert_eq!(w.balance(), 9_600, "the card was debited");
+    // Cancel and timeout are off now: the money moved.
+    w.press(Action::Cancel);
+    w.feed(Input::Timer(Timer::Expiry));
+    assert!(matches!(w.screen, Screen::Failed { .. }));
+    w.server.down = false;
+    w.server.down_after_draws = u32::MAX;
+    w.press(Action::Retry);
+    assert!(matches!(w.screen, Screen::Done(_)), "{:?}", w.screen);
+    assert_eq!(w.server.debited, vec![("T-1".to_string(), 400)]);
+}
+
+#[test]
+fn screens_render_in_german() {
+    let server = Server::new();
+    let cfg = Config {
+        lang: widget::i18n::Lang::De,
+        ..Config::default()
+    };
+    let mut w = World::new(card(10_000, 0), 1_999, VerifyMode::PaymentServer);
+    w.flow = Flow::new(
+        cfg,
+        server.bundle("T-1", 1_999, VerifyMode::PaymentServer),
+        ORIGIN,
+        Box::new(SplitMix(3)),
+    )
+    .unwrap();
+    w.feed(Input::Start);
+    let html = widget::view::render(&w.flow.view());
+    assert!(html.contains("Zahlung freigeben"), "{html}");
+    assert!(html.contains("19,99 €"));
+    assert!(html.contains("Demo &lt;Store&gt;"), "payee is escaped");
+    w.press(Action::Approve);
+    let html = widget::view::render(&w.flow.view());
+    assert!(html.contains("PIN eingeben"));
+    assert!(html.contains(r#"aria-label="Letzte Ziffer löschen""#));
+}
+
+#[test]
+fn a_late_hello_answer_still_makes_the_widget_ready() {
+    let mut w = World::new(card(10_000, 5_000), 100, VerifyMode::PaymentServer);
+    w.extension = false;
+    w.feed(Input::Start);
+    w.feed(Input::Timer(Timer::Hello));
+    assert_eq!(w.screen, Screen::Unavailable(Capability::NoExtension));
+    // The extension's answer to the first hello (id 1) arrives late.
+    w.extension = true;
+    w.feed(Input::BridgeReply {
+        id: 1,
+        result: Ok(serde_json::json!({"version": 1})),
+    });
+    assert_eq!(w.screen, Screen::Confirm);
+    assert_eq!(
+        w.events.last(),
+        Some(&ParentEvent::Capability {
+            capability: Capability::Ready
+        })
+    );
+}
+
+#[test]
+fn expiry_warning_offers_more_time() {
+    let mut w = World::new(card(10_000, 5_000), 100, VerifyMode::PaymentServer);
+    let fx = w.flow.handle(Input::Start);
+    assert!(fx.contains(&widget::Effect::StartTimer(Timer::Expiry, 120_000)));
+    assert!(fx.contains(&widget::Effect::StartTimer(Timer::Warn, 100_000)));
+    let mut w = World::new(card(10_000, 5_000), 100, VerifyMode::PaymentServer);
+    w.feed(Input::Start);
+    w.feed(Input::Timer(Timer::Warn));
+    assert!(w.flow.view().expiry_warning);
+    let html = widget::view::render(&w.flow.view());
+    assert!(html.contains("data-action=\"more-time\""));
+    let fx = w.flow.handle(Input::User(Action::MoreTime));
+    assert!(fx.contains(&widget::Effect::StartTimer(Timer::Expiry, 120_000)));
+    assert!(!w.flow.view().expiry_warning);
+    // Still usable afterwards.
+    w.press(Action::Approve);
+    assert!(matches!(w.screen, Screen::Done(_)));
+    // After the debit, no warning and no expiry.
+    w.feed(Input::Timer(Timer::Warn));
+    assert!(!w.flow.view().expiry_warning);
+}
+
+#[test]
+fn an_expired_card_is_refused_at_once() {
+    let server = Server::new();
+    let cfg = Config {
+        today: Some(purse::BcdDate::from_ymd(2031, 1, 1).unwrap()),
+        ..Config::default()
+    };
+    let mut w = World::new(card(10_000, 5_000), 100, VerifyMode::PaymentServer);
+    w.flow = Flow::new(
+        cfg,
+        server.bundle("T-1", 100, VerifyMode::PaymentServer),
+        ORIGIN,
+        Box::new(SplitMix(5)),
+    )
+    .unwrap();
+    w.feed(Input::Start);
+    assert!(matches!(
+        w.screen,
+        Screen::Failed {
+            problem: widget::flow::Problem::Expired,
+            retry: false
+        }
+    ));
+    assert!(matches!(
+        w.last_event(),
+        ParentEvent::Error {
+            code: "card_expired",
+            ..
+        }
+    ));
+    let html = widget::view::render(&w.flow.view());
+    assert!(html.contains("Your card has expired."));
 }

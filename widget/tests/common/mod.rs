@@ -39,6 +39,8 @@ pub struct Server {
     pub reports: Vec<String>,
     pub completes: u32,
     pub down: bool,
+    /// Network goes down for `complete` once this many draws were answered.
+    pub down_after_draws: u32,
     /// A hostile server: claims this much more than the session amount.
     pub skim: u32,
 }
@@ -60,6 +62,7 @@ impl Server {
             reports: vec![],
             completes: 0,
             down: false,
+            down_after_draws: u32::MAX,
             skim: 0,
         }
     }
@@ -99,6 +102,10 @@ impl Server {
     fn post(&mut self, path: &str, body: &str) -> Result<(u16, String), String> {
         use api::Hex;
         if self.down {
+            return Err("network down".into());
+        }
+        if path == api::PATH_COMPLETE && self.seq >= self.down_after_draws {
+            self.down = true;
             return Err("network down".into());
         }
         let err = |code: &str| {
@@ -261,6 +268,8 @@ pub struct World<C: Chip> {
     pub extension: bool,
     /// Pull the card when the next APDU with this INS is sent.
     pub pull_on_ins: Option<u8>,
+    /// With `pull_on_ins`: the card leaves before it processed the command.
+    pub pull_before_processing: bool,
     pub queue: std::collections::VecDeque<Input>,
 }
 
@@ -283,6 +292,7 @@ impl<C: Chip> World<C> {
             screen,
             extension: true,
             pull_on_ins: None,
+            pull_before_processing: false,
             queue: Default::default(),
         }
     }
@@ -348,7 +358,9 @@ impl<C: Chip> World<C> {
                 if self.pull_on_ins == Some(apdu[1]) {
                     self.pull_on_ins = None;
                     // The card processes the command, then leaves the reader before answering.
-                    self.card.process(&apdu);
+                    if !self.pull_before_processing {
+                        self.card.process(&apdu);
+                    }
                     self.inserted = false;
                     return err("card_removed");
                 }

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Widget benchmark: gzipped download size, script tag → ready, Approve → result (p50/p99),
+# in headless Chromium on the real stack. Usage: scripts/bench-widget.sh [N]
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+bash "$ROOT/scripts/build-widget.sh"
+cd "$ROOT/tests/browser"
+[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+CARDPAY_SKIP_WIDGET_BUILD=1 exec node checkout-bench.mjs "$@"
