@@ -13,6 +13,9 @@
 //! - VERIFY with a PIN: a per-origin rate limit, and the card is asked first
 //!   (VERIFY without data, which spends nothing) how many tries are left; a
 //!   VERIFY that could spend the last try is refused.
+//!
+//! Refusals by a rate limit are `rate_limited` (with `retry_after_ms`: wait
+//! and send again); every other refusal is `forbidden_apdu` (do not retry).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -209,15 +212,17 @@ impl Bucket {
             last: now,
         }
     }
-    fn take(&mut self, cap: f64, per_sec: f64, now: Instant) -> bool {
+    /// Take a token, or say how long until one is there.
+    fn take(&mut self, cap: f64, per_sec: f64, now: Instant) -> Result<(), Duration> {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + dt * per_sec).min(cap);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            let wait = (1.0 - self.tokens) / per_sec.max(1e-9);
+            Err(Duration::from_secs_f64(wait.min(86_400.0)))
         }
     }
 }
@@ -346,8 +351,14 @@ impl Guard {
             .apdu_rate
             .entry(origin.to_owned())
             .or_insert_with(|| Bucket::new(cap, now));
-        if !bucket.take(cap, rate, now) {
-            return Err(forbidden("too many APDUs from this origin; slow down"));
+        if let Err(wait) = bucket.take(cap, rate, now) {
+            return Err(BridgeError::rate_limited(
+                format!(
+                    "too many APDUs from this origin; slow down (retry in {} ms)",
+                    (wait.as_secs_f64() * 1000.0).round().max(1.0)
+                ),
+                wait,
+            ));
         }
         if (cmd.cla, cmd.ins) == (CLA_ISO, INS_SELECT) {
             if cmd.p1 == 0x04 && cmd.p2 == 0x00 && cmd.data == purse::AID {
@@ -370,9 +381,13 @@ impl Guard {
                 .verify_rate
                 .entry(origin.to_owned())
                 .or_insert_with(|| Bucket::new(cap, now));
-            if !bucket.take(cap, per_sec, now) {
-                return Err(forbidden(
-                    "too many PIN attempts from this origin; wait before trying again",
+            if let Err(wait) = bucket.take(cap, per_sec, now) {
+                return Err(BridgeError::rate_limited(
+                    format!(
+                        "too many PIN attempts from this origin; try again in {} s",
+                        (wait.as_secs_f64() - 0.0005).ceil().max(1.0) as u64
+                    ),
+                    wait,
                 ));
             }
             return Ok(Verdict::ProbePinFirst);
@@ -632,8 +647,10 @@ mod tests {
             g.check(1, O, &BALANCE, now).unwrap();
         }
         let e = g.check(1, O, &BALANCE, now).unwrap_err();
-        assert_eq!(e.code, ErrorCode::ForbiddenApdu);
+        assert_eq!(e.code, ErrorCode::RateLimited);
         assert!(e.message.contains("too many"));
+        // an empty bucket refills at 1/s: the next token is one second away
+        assert_eq!(e.retry_after_ms, Some(1000));
         // another origin is not affected
         g.opened(2, "https://b.example");
         g.check(2, "https://b.example", &SELECT, now).unwrap();
@@ -654,14 +671,25 @@ mod tests {
             );
         }
         let e = g.check(1, O, &VERIFY_1234, now).unwrap_err();
-        assert_eq!(e.code, ErrorCode::ForbiddenApdu);
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        assert_eq!(e.retry_after_ms, Some(20_000));
+        // half the refill time later: half of it is left
+        let e = g
+            .check(1, O, &VERIFY_1234, now + Duration::from_secs(10))
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        assert_eq!(e.retry_after_ms, Some(10_000));
+        assert!(e.message.contains("10 s"), "{}", e.message);
         // the status-only VERIFY is not a PIN attempt
         assert_eq!(g.check(1, O, &PIN_PROBE, now).unwrap(), Verdict::Transmit);
         // a new connection does not reset the per-origin limit
         g.opened(3, O);
         g.check(3, O, &SELECT, now).unwrap();
         g.observe(3, &SELECT, &[0x90, 0x00]);
-        assert!(g.check(3, O, &VERIFY_1234, now).is_err());
+        assert_eq!(
+            g.check(3, O, &VERIFY_1234, now).unwrap_err().code,
+            ErrorCode::RateLimited
+        );
         // after the refill time one more
         let later = now + Duration::from_secs(21);
         assert_eq!(
@@ -670,9 +698,12 @@ mod tests {
         );
         // VERIFY with odd P1/P2 is refused
         let odd = [0x00, 0x20, 0x00, 0x81, 0x04, b'1', b'2', b'3', b'4'];
-        assert!(g
-            .check(3, O, &odd, later + Duration::from_secs(60))
-            .is_err());
+        assert_eq!(
+            g.check(3, O, &odd, later + Duration::from_secs(60))
+                .unwrap_err()
+                .code,
+            ErrorCode::ForbiddenApdu
+        );
     }
 
     #[test]

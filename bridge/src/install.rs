@@ -117,8 +117,55 @@ pub fn launcher_script(exe: &Path, config: &Path) -> String {
     )
 }
 
+/// Rate limits `bridge install` may set (`None` keeps the current value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub apdu_burst: Option<u32>,
+    pub apdu_per_sec: Option<u32>,
+    pub verify_burst: Option<u32>,
+    pub verify_refill_secs: Option<u64>,
+}
+
+impl Limits {
+    /// Write the given limits into `cfg`.
+    pub fn apply(&self, cfg: &mut Config) -> anyhow::Result<()> {
+        for (name, v) in [
+            ("--apdu-burst", self.apdu_burst),
+            ("--apdu-per-sec", self.apdu_per_sec),
+            ("--verify-burst", self.verify_burst),
+        ] {
+            if v == Some(0) {
+                bail!("{name} must be at least 1");
+            }
+        }
+        if let Some(v) = self.apdu_burst {
+            cfg.apdu_burst = v;
+        }
+        if let Some(v) = self.apdu_per_sec {
+            cfg.apdu_per_sec = v;
+        }
+        if let Some(v) = self.verify_burst {
+            cfg.verify_burst = v;
+        }
+        if let Some(v) = self.verify_refill_secs {
+            cfg.verify_refill_secs = v;
+        }
+        Ok(())
+    }
+}
+
 /// Install; `origins` empty keeps those of an existing config.
 pub fn install(target: &Target, exe: &Path, origins: &[String]) -> anyhow::Result<Config> {
+    install_with(target, exe, origins, &Limits::default())
+}
+
+/// Install and set rate limits (those not given keep an existing config's value).
+pub fn install_with(
+    target: &Target,
+    exe: &Path,
+    origins: &[String],
+    limits: &Limits,
+) -> anyhow::Result<Config> {
     let mut cfg = if target.config.exists() {
         Config::load(&target.config).unwrap_or_default()
     } else {
@@ -127,6 +174,7 @@ pub fn install(target: &Target, exe: &Path, origins: &[String]) -> anyhow::Resul
     if !origins.is_empty() {
         cfg.origins = origins.to_vec();
     }
+    limits.apply(&mut cfg)?;
     cfg.allowlist()?;
     cfg.save(&target.config)
         .with_context(|| format!("writing {}", target.config.display()))?;
@@ -204,6 +252,36 @@ mod tests {
         let cfg = install(&t, Path::new("/bin/bridge"), &[]).unwrap();
         assert_eq!(cfg.origins, vec!["http://127.0.0.1:*"]);
         assert!(install(&t, Path::new("/bin/bridge"), &["bogus".into()]).is_err());
+        // rate limits go into the config file; a later install keeps them
+        let limits = Limits {
+            verify_burst: Some(100),
+            verify_refill_secs: Some(1),
+            apdu_burst: Some(5000),
+            ..Default::default()
+        };
+        install_with(&t, Path::new("/bin/bridge"), &[], &limits).unwrap();
+        let saved = Config::load(&t.config).unwrap();
+        assert_eq!(
+            (
+                saved.verify_burst,
+                saved.verify_refill_secs,
+                saved.apdu_burst
+            ),
+            (100, 1, 5000)
+        );
+        assert_eq!(saved.apdu_per_sec, Config::default().apdu_per_sec);
+        assert_eq!(saved.origins, vec!["http://127.0.0.1:*"]);
+        let g = saved.guard();
+        assert_eq!(g.verify_burst, 100.0);
+        assert_eq!(g.verify_refill, std::time::Duration::from_secs(1));
+        install(&t, Path::new("/bin/bridge"), &[]).unwrap();
+        assert_eq!(Config::load(&t.config).unwrap().verify_burst, 100);
+        let zero = Limits {
+            verify_burst: Some(0),
+            ..Default::default()
+        };
+        assert!(install_with(&t, Path::new("/bin/bridge"), &[], &zero).is_err());
+        assert_eq!(Config::load(&t.config).unwrap().verify_burst, 100);
         let removed = uninstall(&t, false).unwrap();
         assert_eq!(removed.len(), 3);
         assert!(!t.manifest.exists());

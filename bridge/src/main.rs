@@ -40,6 +40,12 @@ enum Cmd {
         /// APDU rate limit per origin: sustained APDUs per second (default 50).
         #[arg(long)]
         apdu_per_sec: Option<u32>,
+        /// PIN attempts (VERIFY) per origin before the limit applies (default 3).
+        #[arg(long)]
+        verify_burst: Option<u32>,
+        /// After the burst, one more PIN attempt per origin every N seconds (default 20).
+        #[arg(long)]
+        verify_refill_secs: Option<u64>,
     },
     /// Remove the registration.
     Uninstall {
@@ -183,15 +189,18 @@ fn main() -> anyhow::Result<()> {
             origins,
             apdu_burst,
             apdu_per_sec,
+            verify_burst,
+            verify_refill_secs,
         } => {
             let t = Target::new(browser, profile.as_deref())?;
             let exe = std::env::current_exe()?.canonicalize()?;
-            let mut cfg = install::install(&t, &exe, &origins)?;
-            if apdu_burst.is_some() || apdu_per_sec.is_some() {
-                cfg.apdu_burst = apdu_burst.unwrap_or(cfg.apdu_burst);
-                cfg.apdu_per_sec = apdu_per_sec.unwrap_or(cfg.apdu_per_sec);
-                cfg.save(&t.config)?;
-            }
+            let limits = install::Limits {
+                apdu_burst,
+                apdu_per_sec,
+                verify_burst,
+                verify_refill_secs,
+            };
+            let cfg = install::install_with(&t, &exe, &origins, &limits)?;
             println!("Installed the Cardpay bridge for {browser:?}.");
             println!("  host manifest: {}", t.manifest.display());
             println!("  launcher:      {}", t.launcher.display());

@@ -25,6 +25,9 @@ pub enum ErrorCode {
     NoCard,
     CardRemoved,
     ForbiddenApdu,
+    /// A per-origin rate limit (APDUs, or VERIFY with a PIN) refused the APDU;
+    /// nothing was sent to the card. `retry_after_ms` says when one more passes.
+    RateLimited,
     ForbiddenOrigin,
     BadRequest,
     Timeout,
@@ -40,6 +43,7 @@ impl ErrorCode {
             ErrorCode::NoCard => "no_card",
             ErrorCode::CardRemoved => "card_removed",
             ErrorCode::ForbiddenApdu => "forbidden_apdu",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ForbiddenOrigin => "forbidden_origin",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Timeout => "timeout",
@@ -54,6 +58,8 @@ impl ErrorCode {
 pub struct BridgeError {
     pub code: ErrorCode,
     pub message: String,
+    /// With `rate_limited`: milliseconds until the request would pass.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl BridgeError {
@@ -61,6 +67,17 @@ impl BridgeError {
         Self {
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+    /// `rate_limited`, with the wait until one more request passes.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        // round to the millisecond (the bucket's float arithmetic is not exact)
+        let ms = (retry_after.as_secs_f64() * 1000.0).round().max(1.0) as u64;
+        Self {
+            code: ErrorCode::RateLimited,
+            message: message.into(),
+            retry_after_ms: Some(ms),
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -204,9 +221,14 @@ pub fn reply(id: &Id, result: Value) -> Value {
     json!({ "id": id, "result": result })
 }
 
-/// `{"id": .., "error": {"code": .., "message": ..}}` (`id` null when unknown).
+/// `{"id": .., "error": {"code": .., "message": ..[, "retry_after_ms": ..]}}`
+/// (`id` null when unknown).
 pub fn error_reply(id: Option<&Id>, err: &BridgeError) -> Value {
-    json!({ "id": id, "error": { "code": err.code, "message": err.message } })
+    let mut v = json!({ "id": id, "error": { "code": err.code, "message": err.message } });
+    if let Some(ms) = err.retry_after_ms {
+        v["error"]["retry_after_ms"] = json!(ms);
+    }
+    v
 }
 
 /// `{"event": name, "reader": ..}`
@@ -317,6 +339,13 @@ mod tests {
             json!({"id":9,"error":{"code":"forbidden_apdu","message":"no"}})
         );
         assert_eq!(
+            error_reply(
+                Some(&Id::Num(3)),
+                &BridgeError::rate_limited("slow", std::time::Duration::from_millis(1500)),
+            ),
+            json!({"id":3,"error":{"code":"rate_limited","message":"slow","retry_after_ms":1500}})
+        );
+        assert_eq!(
             error_reply(None, &BridgeError::bad_request("x"))["id"],
             Value::Null
         );
@@ -330,6 +359,7 @@ mod tests {
             ErrorCode::NoCard,
             ErrorCode::CardRemoved,
             ErrorCode::ForbiddenApdu,
+            ErrorCode::RateLimited,
             ErrorCode::ForbiddenOrigin,
             ErrorCode::BadRequest,
             ErrorCode::Timeout,

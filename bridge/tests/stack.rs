@@ -398,15 +398,51 @@ fn bridge_over_real_pcsc_stack() {
         "forbidden_apdu"
     );
 
+    // the VERIFY rate limit per origin (burst 10 in this config, then 1 per 20 s):
+    // attempts the card would refuse anyway are `forbidden_apdu` until the
+    // burst is used up, then `rate_limited` with a retry hint
+    let mut forbidden = 0;
+    let mut limited = None;
+    for _ in 0..12 {
+        let v = b.call(json!({"type": "transmit", "handle": h3, "apdu": "0020000004 31323334"}));
+        match v["error"]["code"].as_str() {
+            Some("forbidden_apdu") => {
+                assert!(limited.is_none(), "forbidden after rate_limited: {v}");
+                forbidden += 1;
+            }
+            Some("rate_limited") => {
+                limited = Some(v);
+                break;
+            }
+            _ => panic!("VERIFY at the last try: {v}"),
+        }
+    }
+    let limited = limited.expect("the VERIFY rate limit never applied");
+    assert!(forbidden >= 1, "{forbidden}");
+    let wait = limited["error"]["retry_after_ms"].as_u64().unwrap();
+    assert!((1..=20_000).contains(&wait), "{limited}");
+    assert!(
+        limited["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PIN attempts"),
+        "{limited}"
+    );
+    // the card still has its last try
+    assert_eq!(sw(&b.apdu(h3, &[0x00, 0x20, 0x00, 0x00])), 0x63C1);
+
     // the APDU rate limit per origin (burst 60, 20/s in this config)
     let mut refused = 0;
     for _ in 0..80 {
         let v = b.call(json!({"type": "transmit", "handle": h3, "apdu": "805C000004"}));
-        if v["error"]["code"] == "forbidden_apdu" {
+        if v.get("error").is_some() {
+            assert_eq!(v["error"]["code"], "rate_limited", "{v}");
             assert!(
                 v["error"]["message"].as_str().unwrap().contains("too many"),
                 "{v}"
             );
+            let wait = v["error"]["retry_after_ms"].as_u64().unwrap();
+            assert!((1..=50).contains(&wait), "20/s: at most 50 ms: {v}");
             refused += 1;
         }
     }

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Form, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Form, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -133,10 +134,56 @@ pub struct StoreConfig {
     pub terminal: Terminal,
     /// Session lifetime in seconds.
     pub session_ttl: u64,
+    /// Subresource Integrity of `checkout.js` (`sha384-…`, from `www/pkg/sri.json`).
+    /// `None`: the loader is included without `integrity` (logged at start).
+    pub checkout_sri: Option<String>,
+}
+
+/// The origin (`scheme://host[:port]`) of a URL, as CSP source and as the base of
+/// `checkout.js`; `None` if `url` is not an http(s) URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return None;
+    }
+    Some(u.origin().ascii_serialization())
+}
+
+/// Check an SRI value (`sha256-|sha384-|sha512-` + base64, space separated).
+pub fn valid_sri(v: &str) -> bool {
+    let mut any = false;
+    for h in v.split_ascii_whitespace() {
+        any = true;
+        let Some((alg, b64)) = h.split_once('-') else {
+            return false;
+        };
+        if !matches!(alg, "sha256" | "sha384" | "sha512")
+            || b64.is_empty()
+            || !b64
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
+        {
+            return false;
+        }
+    }
+    any
+}
+
+/// Read the `checkout.js` entry of `www/pkg/sri.json` (written by scripts/build-widget.sh).
+pub fn sri_from_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    v.get("checkout.js")
+        .and_then(|x| x.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: no \"checkout.js\" entry", path.display()))
 }
 
 pub struct AppState {
     cfg: StoreConfig,
+    /// The Content-Security-Policy of every HTML page.
+    csp: HeaderValue,
     merchant: Merchant,
     db: Mutex<Connection>,
     http: reqwest::Client,
@@ -248,6 +295,23 @@ fn page(title: &str, body: &str) -> Html<String> {
 
 impl AppState {
     pub fn new(cfg: StoreConfig) -> Result<Arc<Self>, StoreError> {
+        let pay_origin = origin_of(&cfg.payment_origin).ok_or_else(|| {
+            StoreError::BadRequest(format!(
+                "payment origin {:?} is not an http(s) URL",
+                cfg.payment_origin
+            ))
+        })?;
+        if let Some(sri) = &cfg.checkout_sri {
+            if !valid_sri(sri) {
+                return Err(StoreError::BadRequest(format!(
+                    "checkout.js SRI {sri:?} is not sha256-/sha384-/sha512-<base64>"
+                )));
+            }
+        } else {
+            tracing::warn!("no SRI for checkout.js (--checkout-sri / --checkout-sri-file): loading it without integrity");
+        }
+        let csp = HeaderValue::from_str(&content_security_policy(&pay_origin))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         let conn = Connection::open(&cfg.db_path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -259,6 +323,7 @@ impl AppState {
         );
         Ok(Arc::new(Self {
             cfg,
+            csp,
             merchant,
             db: Mutex::new(conn),
             http: reqwest::Client::new(),
@@ -536,18 +601,85 @@ async fn checkout(State(st): St, headers: HeaderMap) -> Result<Response, StoreEr
         .into_response())
 }
 
-/// Page glue: mount the widget with the session and forward its result to the
-/// result URL (the store verifies it server-side), then show the order.
-const CHECKOUT_GLUE: &str = r#"window.addEventListener('DOMContentLoaded',function(){
-var el=document.getElementById('cardpay'),st=document.getElementById('cardpay-status');
-if(!window.Cardpay){st.textContent='The payment window could not be loaded.';return;}
-var session=JSON.parse(document.getElementById('cardpay-session').textContent);
-Cardpay.mount(el,{session:session,onResult:function(d){
-fetch(el.dataset.resultUrl,{method:'POST',headers:{'content-type':'application/json'},body:JSON.stringify(d.result)})
-.then(function(r){return r.json().then(function(j){if(r.ok){location.href='/orders/'+el.dataset.order;}else{st.textContent='Payment not accepted: '+j.error.code;}});})
-.catch(function(){st.textContent='Could not reach the store; your order page shows the status.';});
-},onError:function(e){st.textContent='Payment error: '+e.code;}});
-});"#;
+/// The CSP of the store's HTML pages: scripts only from this origin and the
+/// payment origin (no inline script), frames only of the payment origin.
+pub fn content_security_policy(pay_origin: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' {pay_origin}; frame-src {pay_origin}; \
+         connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// How long the widget's receipt stays visible after a successful payment before
+/// the page moves on to the order page.
+pub const RECEIPT_MS: u32 = 1500;
+
+/// Page glue of the checkout page, served same-origin as `/static/checkout-page.js`
+/// (the page's CSP allows no inline script): mount the widget with the session
+/// rendered in `<script type="application/json" id="cardpay-session">`, forward its
+/// result to the result URL (the store verifies it server-side), keep the receipt
+/// in view for [`RECEIPT_MS`], then show the order.
+const CHECKOUT_GLUE: &str = r#"'use strict';
+(function () {
+  function start() {
+    var el = document.getElementById('cardpay'), st = document.getElementById('cardpay-status');
+    if (!window.Cardpay) { st.textContent = 'The payment window could not be loaded.'; return; }
+    var session = JSON.parse(document.getElementById('cardpay-session').textContent);
+    var receiptMs = Number(el.dataset.receiptMs) || 0;
+    Cardpay.mount(el, {
+      session: session,
+      onResult: function (d) {
+        var shown = Date.now();
+        st.textContent = 'Payment received, confirming your order…';
+        fetch(el.dataset.resultUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(d.result) })
+          .then(function (r) {
+            return r.json().then(function (j) {
+              if (!r.ok) { st.textContent = 'Payment not accepted: ' + j.error.code; return; }
+              st.textContent = 'Paid. Opening your order…';
+              // Let the shopper see the receipt before the order page replaces it.
+              setTimeout(function () { location.href = '/orders/' + encodeURIComponent(el.dataset.order); },
+                Math.max(0, receiptMs - (Date.now() - shown)));
+            });
+          })
+          .catch(function () { st.textContent = 'Could not reach the store; your order page shows the status.'; });
+      },
+      onError: function (e) { st.textContent = 'Payment error: ' + e.code; }
+    });
+  }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
+"#;
+
+async fn checkout_page_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        CHECKOUT_GLUE,
+    )
+        .into_response()
+}
+
+/// Every HTML page gets the CSP; every response `nosniff`.
+async fn security_headers(State(st): St, req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/html"));
+    if html {
+        h.insert(header::CONTENT_SECURITY_POLICY, st.csp.clone());
+    }
+    res
+}
 
 /// The checkout page: the session for the widget (as JSON in the page), the
 /// widget's mount point and the loader script from the payment origin.
@@ -578,16 +710,19 @@ async fn pay(State(st): St, Path(id): Path<String>) -> Result<Response, StoreErr
         .replace('<', "\\u003c");
     let body = format!(
         "<p>Order <code>{oid}</code>: <b>{amount}</b>. Insert your Cardpay card and follow the payment window.</p>\
-         <div id=\"cardpay\" data-result-url=\"{result}\" data-order=\"{oid}\"></div>\
+         <div id=\"cardpay\" data-result-url=\"{result}\" data-order=\"{oid}\" data-receipt-ms=\"{RECEIPT_MS}\"></div>\
+         <p id=\"cardpay-status\" role=\"status\"></p><p><a href=\"/orders/{oid}\">Order status</a></p>\
          <script type=\"application/json\" id=\"cardpay-session\">{json}</script>\
-         <script src=\"{origin}/checkout.js\" defer></script>\
-         <script>{glue}</script>\
-         <p id=\"cardpay-status\"></p><p><a href=\"/orders/{oid}\">Order status</a></p>",
+         <script src=\"{origin}/checkout.js\"{integrity} defer></script>\
+         <script src=\"/static/checkout-page.js\" defer></script>",
         oid = esc(&o.id),
         amount = euros(o.amount),
         result = esc(&ws.session.result_url),
-        origin = esc(&st.cfg.payment_origin),
-        glue = CHECKOUT_GLUE,
+        origin = esc(st.cfg.payment_origin.trim_end_matches('/')),
+        integrity = match &st.cfg.checkout_sri {
+            Some(sri) => format!(" integrity=\"{}\" crossorigin=\"anonymous\"", esc(sri)),
+            None => String::new(),
+        },
     );
     Ok(page("Checkout", &body).into_response())
 }
@@ -686,8 +821,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/orders/{id}/pay", get(pay))
         .route("/orders/{id}/result", post(result))
         .route("/orders/{id}/download/{product}", get(download))
+        .route("/static/checkout-page.js", get(checkout_page_js))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(32 * 1024))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 

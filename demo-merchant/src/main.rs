@@ -44,6 +44,12 @@ struct Args {
     /// Session lifetime, seconds.
     #[arg(long, env = "DEMO_SESSION_TTL", default_value_t = 900)]
     session_ttl: u64,
+    /// Subresource Integrity of checkout.js (`sha384-…`, printed by scripts/build-widget.sh).
+    #[arg(long, env = "DEMO_CHECKOUT_SRI")]
+    checkout_sri: Option<String>,
+    /// Read the SRI of checkout.js from this sri.json (`www/pkg/sri.json`) instead.
+    #[arg(long, env = "DEMO_CHECKOUT_SRI_FILE", conflicts_with = "checkout_sri")]
+    checkout_sri_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -72,6 +78,14 @@ async fn main() -> anyhow::Result<()> {
         terminal: Terminal::parse_hex(&a.terminal)
             .map_err(|_| anyhow::anyhow!("--terminal must be 12 hex digits"))?,
         session_ttl: a.session_ttl,
+        checkout_sri: match (a.checkout_sri, a.checkout_sri_file) {
+            (Some(s), _) => Some(s.trim().to_string()),
+            (None, Some(f)) => Some(
+                demo_merchant::sri_from_file(&f)
+                    .map_err(|e| anyhow::anyhow!("--checkout-sri-file: {e}"))?,
+            ),
+            (None, None) => None,
+        },
     };
     tracing::info!(merchant = %cfg.merchant_id, origin = %cfg.public_origin, payment = %cfg.payment_url, mode = verify_mode.as_str(), "starting demo store");
     let state = demo_merchant::AppState::new(cfg)?;

@@ -10,9 +10,14 @@ use payment_testkit::{self as testkit, TestMerchant, Widget};
 use purse::session::{Key32, VerifyMode};
 use reqwest::redirect::Policy;
 
+/// Any well-formed SRI value (the real one comes from www/pkg/sri.json).
+const CHECKOUT_SRI: &str =
+    "sha384-voaMG+EcWsOyhOFVC8XF2UyXzWe4jEORKsJv9b4ZsSWfjxtdai6x5h6SGUnuVyIl";
+
 struct Setup {
     _dir: tempfile::TempDir,
     store: String,
+    pay: String,
     widget: Widget,
     merchant: TestMerchant,
     payment_db: std::path::PathBuf,
@@ -44,6 +49,7 @@ async fn setup(mode: VerifyMode) -> Setup {
         verify_mode: mode,
         terminal: testkit::TEST_TERMINAL,
         session_ttl: 600,
+        checkout_sri: Some(CHECKOUT_SRI.into()),
     })
     .unwrap();
     let app = demo_merchant::router(state.clone());
@@ -51,6 +57,7 @@ async fn setup(mode: VerifyMode) -> Setup {
     Setup {
         _dir: dir,
         store,
+        pay: format!("http://{addr}"),
         widget: Widget::new(addr),
         merchant,
         payment_db,
@@ -125,7 +132,7 @@ impl Setup {
             .unwrap();
         assert!(html.contains("<div id=\"cardpay\""));
         assert!(html.contains("/checkout.js\""));
-        assert!(html.contains("Cardpay.mount(el,{session:session"));
+        assert!(html.contains("<script src=\"/static/checkout-page.js\""));
         let start = html.find("id=\"cardpay-session\">").unwrap() + "id=\"cardpay-session\">".len();
         let end = start + html[start..].find("</script>").unwrap();
         let ws: merchant_kit::WidgetSession = serde_json::from_str(&html[start..end]).unwrap();
@@ -317,4 +324,118 @@ async fn merchant_mode_store_compares_s3_and_captures() {
     s.wait_state(&ws.session.txn_id, "confirmed").await;
     assert_eq!(testkit::balance(&card), 1_000 - 199);
     assert_eq!(s.merchant.id, "demo-store");
+}
+
+/// The checkout page under CSP: the loader from the payment origin pinned by SRI,
+/// no inline script (the glue is a same-origin file), the session as JSON data,
+/// and the CSP header on every HTML page.
+#[tokio::test]
+async fn checkout_page_has_csp_and_sri() {
+    let s = setup(VerifyMode::PaymentServer).await;
+    let (id, _ws) = s.order(&["ebook"]).await;
+    let r = s
+        .http
+        .get(format!("{}/orders/{id}/pay", s.store))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pay = &s.pay;
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        csp,
+        format!(
+            "default-src 'self'; script-src 'self' {pay}; frame-src {pay}; connect-src 'self'; \
+             style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains(&format!(
+            "<script src=\"{pay}/checkout.js\" integrity=\"{CHECKOUT_SRI}\" crossorigin=\"anonymous\" defer></script>"
+        )),
+        "{html}"
+    );
+    // Every script element is external or JSON data: nothing for 'unsafe-inline'.
+    for tag in html.split("<script").skip(1) {
+        let open = &tag[..tag.find('>').unwrap()];
+        assert!(
+            open.contains(" src=\"") || open.contains("type=\"application/json\""),
+            "inline script: <script{open}>"
+        );
+    }
+
+    // The glue is served same-origin as JavaScript and mounts the widget.
+    let g = s
+        .http
+        .get(format!("{}/static/checkout-page.js", s.store))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.status(), 200);
+    assert!(g.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert_eq!(g.headers()["x-content-type-options"], "nosniff");
+    let js = g.text().await.unwrap();
+    assert!(js.contains("Cardpay.mount(el"));
+    assert!(js.contains("receiptMs"));
+
+    // The other HTML pages carry the same policy; JSON does not need one.
+    for path in ["/", "/cart", &format!("/orders/{id}")] {
+        let r = s
+            .http
+            .get(format!("{}{path}", s.store))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["content-security-policy"].to_str().unwrap(),
+            csp,
+            "{path}"
+        );
+    }
+    let r = s
+        .http
+        .get(format!("{}/healthz", s.store))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-security-policy").is_none());
+}
+
+#[test]
+fn sri_values_and_file() {
+    assert!(demo_merchant::valid_sri(CHECKOUT_SRI));
+    assert!(demo_merchant::valid_sri("sha256-abc= sha512-x/y+z"));
+    for bad in [
+        "",
+        "md5-abc",
+        "sha384-",
+        "sha384-a\"b",
+        "sha384-abc onerror=x",
+    ] {
+        assert!(!demo_merchant::valid_sri(bad), "{bad}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sri.json");
+    std::fs::write(&f, format!("{{\"checkout.js\": \"{CHECKOUT_SRI}\"}}")).unwrap();
+    assert_eq!(demo_merchant::sri_from_file(&f).unwrap(), CHECKOUT_SRI);
+    std::fs::write(&f, "{}").unwrap();
+    assert!(demo_merchant::sri_from_file(&f).is_err());
+    assert_eq!(
+        demo_merchant::origin_of("http://127.0.0.1:8440/").as_deref(),
+        Some("http://127.0.0.1:8440")
+    );
+    assert_eq!(
+        demo_merchant::origin_of("https://pay.example/cardpay/").as_deref(),
+        Some("https://pay.example")
+    );
+    assert_eq!(demo_merchant::origin_of("javascript:alert(1)"), None);
 }

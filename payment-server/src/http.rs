@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,8 +30,102 @@ pub struct AppState {
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
     pub body_limit: usize,
+    /// Origins allowed to call the *API* cross-origin. The static files do not
+    /// depend on it: `checkout.js` is always served with `Access-Control-Allow-Origin: *`.
     pub cors_origins: Vec<String>,
     pub www_dir: Option<std::path::PathBuf>,
+    /// Who may frame the widget page (`widget.html`): the merchants' page origins.
+    pub frame_ancestors: FrameAncestors,
+}
+
+/// The `frame-ancestors` of the widget iframe page, from the merchants' `origins`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FrameAncestors {
+    /// Some merchant accepts sessions for any page origin: any page may frame it.
+    Any,
+    /// No merchant origin at all: nobody (`'none'`).
+    #[default]
+    Nobody,
+    /// Only these page origins.
+    Origins(Vec<String>),
+}
+
+impl FrameAncestors {
+    /// From each merchant's `origins` (an empty list means "any origin").
+    /// Origins that are not a plain `scheme://host[:port]` are left out (and logged):
+    /// they could not be a page origin, and must not smuggle CSP syntax into the header.
+    pub fn of_merchants<'a>(merchants: impl IntoIterator<Item = &'a [String]>) -> Self {
+        let mut out: Vec<String> = Vec::new();
+        for origins in merchants {
+            if origins.is_empty() {
+                return Self::Any;
+            }
+            for o in origins {
+                match csp_origin(o) {
+                    Some(o) if !out.contains(&o) => out.push(o),
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!(origin = %o, "merchant origin is not scheme://host[:port]; left out of frame-ancestors")
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            Self::Nobody
+        } else {
+            Self::Origins(out)
+        }
+    }
+
+    /// The CSP directive, e.g. `frame-ancestors https://shop.example`.
+    pub fn directive(&self) -> String {
+        match self {
+            Self::Any => "frame-ancestors *".into(),
+            Self::Nobody => "frame-ancestors 'none'".into(),
+            Self::Origins(o) => format!("frame-ancestors {}", o.join(" ")),
+        }
+    }
+}
+
+/// `scheme://host[:port]` (lower-cased, no trailing slash) if `o` is one, else `None`.
+fn csp_origin(o: &str) -> Option<String> {
+    let o = o.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, rest) = o.split_once("://")?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    let (host, port) = match rest.strip_prefix('[') {
+        // IPv6 literal
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']')?;
+            if addr.is_empty()
+                || !addr
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            {
+                return None;
+            }
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':')?),
+            };
+            (addr, port)
+        }
+        None => match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty();
+    let host_ok = host_ok
+        && (rest.starts_with('[')
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
+    (scheme_ok && host_ok && port_ok).then_some(o)
 }
 
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, PaymentError> {
@@ -170,6 +265,74 @@ async fn not_found() -> PaymentError {
     PaymentError::NotFound
 }
 
+/// What the static-file middleware adds, per response.
+#[derive(Clone)]
+struct StaticPolicy {
+    /// `Content-Security-Policy` of `widget.html`: who may frame it.
+    widget_csp: HeaderValue,
+}
+
+/// The file name a static request names, percent-decoded as `ServeDir` decodes it
+/// (so `/widget%2Ehtml` is `widget.html` too).
+fn static_file_name(path: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    let path = String::from_utf8_lossy(&out);
+    path.rsplit('/').next().unwrap_or("").to_string()
+}
+
+/// Headers of the payment origin's static files (`www_dir`):
+/// - `X-Content-Type-Options: nosniff` on every response;
+/// - `checkout.js`: `Access-Control-Allow-Origin: *`, so a merchant page of any
+///   origin can load it with SRI (`integrity=… crossorigin="anonymous"`); the
+///   loader is public and carries no credentials;
+/// - `widget.html`: `Content-Security-Policy: frame-ancestors <merchant origins>`
+///   (a `<meta>` CSP cannot say `frame-ancestors`); any other HTML page of the
+///   payment origin may not be framed at all (`frame-ancestors 'none'`).
+async fn static_headers(State(p): State<StaticPolicy>, req: Request, next: Next) -> Response {
+    let name = static_file_name(req.uri().path());
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if name == "checkout.js" {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+    let is_html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    if name == "widget.html" {
+        h.insert(header::CONTENT_SECURITY_POLICY, p.widget_csp.clone());
+    } else if is_html {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
+    res
+}
+
 /// The router of the payment API (and the payment origin's static files).
 pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
     let limit = if opts.body_limit == 0 {
@@ -189,22 +352,96 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limit));
-    let mut app = match &opts.www_dir {
-        Some(dir) => api.fallback_service(ServeDir::new(dir)),
-        None => api.fallback(not_found),
-    };
-    if !opts.cors_origins.is_empty() {
+    // CORS for the API only (layered before the fallback is added, so the static
+    // files keep their own headers, see `static_headers`).
+    let api = if opts.cors_origins.is_empty() {
+        api
+    } else {
         let origins: Vec<HeaderValue> = opts
             .cors_origins
             .iter()
             .filter_map(|o| o.parse().ok())
             .collect();
-        app = app.layer(
+        api.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::POST])
                 .allow_headers([header::CONTENT_TYPE]),
+        )
+    };
+    let app = match &opts.www_dir {
+        Some(dir) => {
+            let policy = StaticPolicy {
+                // `directive()` is built from validated origins only.
+                widget_csp: HeaderValue::from_str(&opts.frame_ancestors.directive())
+                    .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'")),
+            };
+            let files = Router::new()
+                .fallback_service(ServeDir::new(dir))
+                .layer(middleware::from_fn_with_state(policy, static_headers));
+            api.fallback_service(files)
+        }
+        None => api.fallback(not_found),
+    };
+    app.with_state(AppState { service })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_ancestors_from_merchant_origins() {
+        let a = vec![
+            "http://127.0.0.1:8450".to_string(),
+            "https://Shop.example/".into(),
+        ];
+        let b = vec![
+            "https://shop.example".to_string(),
+            "http://x; script-src *".into(),
+        ];
+        let fa = FrameAncestors::of_merchants([a.as_slice(), b.as_slice()]);
+        assert_eq!(
+            fa.directive(),
+            "frame-ancestors http://127.0.0.1:8450 https://shop.example"
+        );
+        let any: Vec<String> = vec![];
+        assert_eq!(
+            FrameAncestors::of_merchants([a.as_slice(), any.as_slice()]).directive(),
+            "frame-ancestors *"
+        );
+        assert_eq!(
+            FrameAncestors::of_merchants(std::iter::empty()).directive(),
+            "frame-ancestors 'none'"
         );
     }
-    app.with_state(AppState { service })
+
+    #[test]
+    fn only_plain_origins_pass() {
+        assert_eq!(
+            csp_origin("http://[::1]:8450").as_deref(),
+            Some("http://[::1]:8450")
+        );
+        for bad in [
+            "shop.example",
+            "http://",
+            "http://a b",
+            "http://a,b",
+            "http://a:99999999",
+            "http://a/path",
+            "http://[::1]x",
+            "null",
+        ] {
+            assert_eq!(csp_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn static_names_are_decoded_like_serve_dir() {
+        assert_eq!(static_file_name("/widget%2Ehtml"), "widget.html");
+        assert_eq!(static_file_name("/a/checkout%2ejs"), "checkout.js");
+        assert_eq!(static_file_name("/x%2"), "x%2");
+        assert_eq!(static_file_name("/%2Fwidget.html"), "widget.html");
+        assert_eq!(static_file_name("/"), "");
+    }
 }

@@ -33,6 +33,9 @@ pub fn build(
             body_limit: config.body_limit,
             cors_origins: config.cors_origins.clone(),
             www_dir: config.www_dir.clone(),
+            frame_ancestors: http::FrameAncestors::of_merchants(
+                config.merchants.values().map(|m| m.origins.as_slice()),
+            ),
         },
     );
     Ok((service, router))

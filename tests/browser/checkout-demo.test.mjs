@@ -3,6 +3,10 @@
 // keypad (keys found by their labels) → receipt → order paid → goods released; then
 // the card's balance read over PC/SC is lower by exactly the price and the payment
 // server shows the transaction debited/confirmed.
+// Under the store's Content-Security-Policy with checkout.js pinned by Subresource
+// Integrity: the test asserts both are in force (the header, the integrity attribute,
+// an inline script and a tampered checkout.js refused, the widget page refusing a
+// frame on a foreign origin) and that the purchase itself triggers no CSP violation.
 //
 // Real parts only: pcscd + vpcd + virtual card (testbed), the bridge as native host
 // in a throw-away Chromium profile with the unpacked extension, the payment server
@@ -45,13 +49,15 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   const page = await br.context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  await page.addInitScript(s.recordEventsScript);
-  // The store moves on to the order page as soon as it has the result; hold its
-  // result POST a moment so the test can look at the widget's receipt first.
-  await page.route('**/orders/*/result', async (route) => {
-    await new Promise((r) => setTimeout(r, 1500));
-    await route.continue();
+  // CSP / SRI refusals in any frame (store page or widget iframe), across navigations.
+  const violations = [];
+  await page.exposeFunction('reportCspViolation', (v) => violations.push(v));
+  page.on('console', (msg) => {
+    if (/Content Security Policy|integrity|Refused to/i.test(msg.text())) violations.push({ console: msg.text() });
   });
+  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (e) =>
+    window.reportCspViolation({ directive: e.violatedDirective, blocked: e.blockedURI, doc: e.documentURI }));`);
+  await page.addInitScript(s.recordEventsScript);
 
   // Browse and fill the cart: 5 × the e-book (4.99) = 24.95, above the card's no-PIN limit.
   await page.goto(demo.url('/'));
@@ -63,6 +69,19 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   await page.getByRole('button', { name: 'Pay with Cardpay' }).click();
   await page.waitForURL(/\/orders\/[^/]+\/pay$/);
   const orderId = page.url().split('/').at(-2);
+
+  // The checkout page is under the store's CSP, and checkout.js is pinned by SRI.
+  const payResp = await page.request.get(page.url());
+  const csp = payResp.headers()['content-security-policy'] || '';
+  assert.match(csp, new RegExp(`script-src 'self' ${pay.origin}(;|$)`), csp);
+  assert.match(csp, new RegExp(`frame-src ${pay.origin}(;|$)`), csp);
+  assert.match(csp, /default-src 'self'/, csp);
+  const loader = page.locator(`script[src="${pay.origin}/checkout.js"]`);
+  assert.equal(await loader.count(), 1);
+  assert.equal(await loader.getAttribute('integrity'), await s.sri(`${s.wwwDir}/checkout.js`));
+  assert.equal(await loader.getAttribute('crossorigin'), 'anonymous');
+  // No inline script on the page: every script is external or JSON data.
+  assert.deepEqual(await page.$$eval('script', (ss) => ss.filter((x) => !x.src && x.type !== 'application/json').length), 0);
 
   // The widget: ready, payee and amount, approve.
   const frame = s.widgetFrame(page);
@@ -77,13 +96,19 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   await s.typePin(frame, s.PIN);
 
   // Receipt in the widget, then the store takes result M and shows the order paid.
+  // The store keeps the receipt in view about 1.5 s before it opens the order page.
   const receipt = frame.getByTestId('receipt');
   await receipt.waitFor({ timeout: 30_000 });
   assert.equal(await frame.getByTestId('receipt-amount').textContent(), '€24.95');
   const result = await s.waitEvent(page, 'result');
   assert.equal(result.detail.result.kind, 'result_m');
+  const resultAt = await page.evaluate((t) => performance.timeOrigin + t, result.t);
   await page.waitForURL(new RegExp(`/orders/${orderId}$`), { timeout: 30_000 });
+  const orderPageAt = await page.evaluate(() => performance.timeOrigin);
+  assert.ok(orderPageAt - resultAt >= 1400, `receipt shown only ${Math.round(orderPageAt - resultAt)} ms`);
   assert.equal(await page.locator('#status').textContent(), 'paid');
+  // The whole purchase ran without a single CSP or SRI refusal.
+  assert.deepEqual(violations, []);
 
   // Goods released: the download link works.
   const link = page.getByRole('link', { name: 'download' }).first();
@@ -102,5 +127,52 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   assert.ok(['debited', 'confirmed'].includes(v.body.state), v.body.state);
   assert.equal(v.body.amount, 2495);
   assert.deepEqual(errors, []);
+
+  // CSP and SRI are enforced, not just declared, on the store's page: an inline
+  // script is refused (and reported), and checkout.js with a wrong hash does not run.
+  const inline = await page.evaluate(() => new Promise((resolve) => {
+    document.addEventListener('securitypolicyviolation', (e) => resolve(e.violatedDirective), { once: true });
+    const x = document.createElement('script');
+    x.textContent = 'window.inlineRan = true';
+    document.body.appendChild(x);
+    setTimeout(() => resolve('no violation'), 3000);
+  }));
+  assert.match(inline, /^script-src/);
+  assert.equal(await page.evaluate(() => window.inlineRan), undefined);
+  const tampered = await page.evaluate((src) => new Promise((resolve) => {
+    delete window.Cardpay;
+    const x = document.createElement('script');
+    x.src = src + '?tampered';
+    x.crossOrigin = 'anonymous';
+    x.integrity = 'sha384-' + btoa('x'.repeat(48));
+    x.onload = () => resolve('loaded');
+    x.onerror = () => resolve('refused');
+    document.head.appendChild(x);
+  }), `${pay.origin}/checkout.js`);
+  assert.equal(tampered, 'refused');
+  assert.equal(await page.evaluate(() => typeof window.Cardpay), 'undefined');
   await page.close();
+
+  // The widget page refuses to be framed by an origin that is no merchant's (frame-ancestors).
+  const widgetUrl = `${pay.origin}/widget.html?nonce=00`;
+  const foreign = await h.serve({ '/': `<!doctype html><iframe id="w" src="${widgetUrl}"></iframe>` });
+  try {
+    const p2 = await br.context.newPage();
+    const refusals = [];
+    p2.on('console', (m) => { if (/frame-ancestors/.test(m.text())) refusals.push(m.text()); });
+    await p2.addInitScript(`window.widgetMessages = [];
+      window.addEventListener('message', (e) => {
+        if (e.data && typeof e.data.type === 'string' && e.data.type.startsWith('cardpay:')) window.widgetMessages.push(e.origin + ' ' + e.data.type);
+      });`);
+    await p2.goto(foreign.url('/'));
+    const end = Date.now() + 10_000;
+    const errorPage = () => p2.frames().some((f) => f !== p2.mainFrame() && f.url().startsWith('chrome-error:'));
+    while (!refusals.length && !errorPage() && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(refusals.length || errorPage(), 'the widget page was framed by a foreign origin');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(await p2.evaluate(() => window.widgetMessages), []);
+    await p2.close();
+  } finally {
+    await foreign.close();
+  }
 });

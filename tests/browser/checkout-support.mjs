@@ -26,6 +26,25 @@ export const TEST_MKL = '505152535455565758595A5B5C5D5E5F';
 export const TERMINAL = '000000000001';
 export const PIN = '1234';
 
+/** The widget tests' card: 500.00 EUR (the testbed default of 100.00 is too little
+ * for a whole test file), the default no-PIN limit 20.00, PIN 1234. */
+export const CARD_BALANCE = 50_000;
+export const NO_PIN_LIMIT = 2_000;
+
+/** `bridge install` arguments for tests that enter the PIN many times in a row:
+ * relax the bridge's per-origin VERIFY rate (test profiles only). */
+export const MANY_PINS = ['--verify-burst', '100', '--verify-refill-secs', '1'];
+
+/** The test stack with the widget tests' card ({@link CARD_BALANCE} unless given). */
+export async function startCardStack({ bins, balance = CARD_BALANCE, noPinLimit = NO_PIN_LIMIT } = {}) {
+  const stack = await h.startStack({ bins, balance, noPinLimit });
+  if (stack.balance !== balance || stack.noPinLimit !== noPinLimit) {
+    await stack.stop();
+    throw new Error(`teststack ignored --balance/--no-pin-limit: ${stack.balance}, ${stack.noPinLimit}`);
+  }
+  return stack;
+}
+
 export function targetDir() {
   return process.env.CARGO_TARGET_DIR || path.join(repoRoot, 'target');
 }

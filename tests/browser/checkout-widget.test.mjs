@@ -6,13 +6,12 @@
 //
 //   cd tests/browser && node --test checkout-widget.test.mjs
 //
-// The test card (testbed): balance 100.00 EUR, no-PIN limit 20.00, PIN 1234.
+// The test card (testbed, `teststack --balance`): balance 500.00 EUR (s.CARD_BALANCE),
+// no-PIN limit 20.00, PIN 1234.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
@@ -20,17 +19,13 @@ let bins, stack, pay, shop, br, merchant;
 
 before(async () => {
   bins = await s.buildAll();
-  stack = await h.startStack({ bins });
+  stack = await s.startCardStack({ bins });
   merchant = { id: 'e2e-shop', name: 'E2E Shop', key: randomBytes(32).toString('hex') };
   const shopPort = await s.freePort();
   pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [merchant], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
   shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
-  br = await h.launchBrowser({ bins, origins: [pay.origin], install: true });
   // Several PIN entries in a row: relax the bridge's per-origin VERIFY rate (test profile only).
-  const cfg = path.join(br.userDataDir, 'NativeMessagingHosts', 'cardpay-bridge.config.json');
-  const c = JSON.parse(await readFile(cfg, 'utf8'));
-  Object.assign(c, { verify_burst: 100, verify_refill_secs: 1 });
-  await writeFile(cfg, JSON.stringify(c));
+  br = await h.launchBrowser({ bins, origins: [pay.origin], install: true, installArgs: s.MANY_PINS });
 }, { timeout: 900_000 });
 
 after(async () => {
@@ -40,8 +35,8 @@ after(async () => {
   await stack?.stop();
 });
 
-async function openCheckout(query) {
-  const page = await br.context.newPage();
+async function openCheckout(query, context = br.context) {
+  const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(shop.url('/checkout?' + new URLSearchParams(query)));
@@ -91,7 +86,7 @@ test('purchase with PIN on the scrambled keypad, receipt, result M, balance, ser
 
 test('a second purchase shows a different keypad layout', async () => {
   assert.ok(firstLayout, 'needs the first purchase');
-  // The card holds 100.00 for the whole file: this one stops at the keypad and cancels.
+  // Only the keypad matters here: this one stops at the keypad and cancels.
   const { page, frame } = await openCheckout({ amount: 2100 });
   await s.waitEvent(page, 'ready');
   await frame.getByRole('button', { name: 'Approve payment' }).click();
@@ -258,6 +253,52 @@ test('card pulled during the purchase: clear message, nothing taken, then it com
   await s.typePin(frame, s.PIN);
   await s.waitEvent(page, 'result');
   assert.equal(await balance(), before - 2020);
+  await page.close();
+});
+
+test("the bridge's PIN rate limit: plain message, no PIN try spent, Try again brings the keypad back", async () => {
+  // A profile whose bridge allows one PIN entry per 10 minutes (`bridge install --verify-burst 1`).
+  const strict = await h.launchBrowser({
+    bins, origins: [pay.origin], installArgs: ['--verify-burst', '1', '--verify-refill-secs', '600'],
+  });
+  try {
+    const before = await balance();
+    const first = await openCheckout({ amount: 2200 }, strict.context);
+    await s.waitEvent(first.page, 'ready');
+    await first.frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.typePin(first.frame, s.PIN);
+    await s.waitEvent(first.page, 'result');
+    await first.page.close();
+    assert.equal(await balance(), before - 2200);
+
+    const { page, frame, txn } = await openCheckout({ amount: 2300 }, strict.context);
+    await s.waitEvent(page, 'ready');
+    await frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.typePin(frame, s.PIN);
+    const err = await s.waitEvent(page, 'error');
+    assert.equal(err.detail.code, 'pin_rate_limited');
+    assert.match(await frame.getByRole('alert').textContent(), /Too many PIN attempts/);
+    await frame.getByRole('button', { name: 'Try again' }).click();
+    await frame.getByTestId('keypad').waitFor();
+    await frame.getByRole('button', { name: 'Cancel' }).click();
+    await s.waitEvent(page, 'cancel');
+    await page.close();
+    assert.equal(await balance(), before - 2200);
+    const v = await txnView(txn);
+    assert.notEqual(v.body?.state, 'debited');
+  } finally {
+    await strict.close();
+  }
+  // no PIN try was spent: the next PIN entry (relaxed profile) has all three
+  const { page, frame } = await openCheckout({ amount: 2400 });
+  await s.waitEvent(page, 'ready');
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.typePin(frame, '9999');
+  const alert = frame.getByTestId('pin-error');
+  await alert.waitFor();
+  assert.equal(await alert.textContent(), 'Wrong PIN. 2 tries left.');
+  await s.typePin(frame, s.PIN);
+  await s.waitEvent(page, 'result');
   await page.close();
 });
 

@@ -189,6 +189,50 @@ test('without the bridge installed a page learns it (no_bridge)', async () => {
   }
 });
 
+test('rate limits set by `bridge install` flags: rate_limited with a retry hint reaches the page', async () => {
+  const b3 = await h.launchBrowser({
+    bins, origins: [site.origin],
+    installArgs: ['--apdu-burst', '5', '--apdu-per-sec', '1', '--verify-burst', '1', '--verify-refill-secs', '600'],
+  });
+  try {
+    const cfg = JSON.parse(await readFile(path.join(b3.userDataDir, 'NativeMessagingHosts', 'cardpay-bridge.config.json'), 'utf8'));
+    assert.deepEqual(
+      [cfg.apdu_burst, cfg.apdu_per_sec, cfg.verify_burst, cfg.verify_refill_secs, cfg.origins],
+      [5, 1, 1, 600, [site.origin]],
+    );
+    const page = await b3.context.newPage();
+    await page.goto(site.url('/'));
+    const c = await h.cardpayRequest(page, { type: 'connect', reader: stack.reader });
+    assert.ok(c.result, JSON.stringify(c));
+    const handle = c.result.handle;
+    await h.transmit(page, handle, h.SELECT_CARDPAY); // APDU 1
+    const VERIFY_1234 = '002000000431323334';
+    assert.match(await h.transmit(page, handle, VERIFY_1234), /9000$/); // APDU 2, PIN attempt 1 of 1
+    // the second PIN attempt within 600 s: refused before the card, not forbidden_apdu
+    const pin = await h.cardpayRequest(page, { type: 'transmit', handle, apdu: VERIFY_1234 }); // APDU 3
+    assert.equal(pin.error?.code, 'rate_limited', JSON.stringify(pin));
+    assert.match(pin.error.message, /PIN attempts/);
+    assert.ok(pin.error.retry_after_ms > 590_000 && pin.error.retry_after_ms <= 600_000, JSON.stringify(pin));
+    // the general APDU limit (burst 5, 1/s): GET BALANCE until it applies
+    let limited;
+    for (let i = 0; i < 10 && !limited; i++) {
+      const r = await h.cardpayRequest(page, { type: 'transmit', handle, apdu: h.GET_BALANCE_MONEY });
+      if (r.error) limited = r;
+      else assert.match(r.result.rapdu, /9000$/);
+    }
+    assert.equal(limited?.error.code, 'rate_limited', JSON.stringify(limited));
+    assert.match(limited.error.message, /too many APDUs/);
+    assert.ok(limited.error.retry_after_ms >= 1 && limited.error.retry_after_ms <= 1000, JSON.stringify(limited));
+    // the card's PIN counter is untouched (the refused VERIFY never reached it)
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.match(await h.transmit(page, handle, '00200000'), /9000$|63C3$/);
+    await h.cardpayRequest(page, { type: 'disconnect', handle });
+    await page.close();
+  } finally {
+    await b3.close();
+  }
+});
+
 test('bridge doctor explains what is there and what is missing', async () => {
   const ok = await h.runBridge(bins.bridge, ['doctor', '--profile', browser.userDataDir]);
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);

@@ -108,7 +108,10 @@ pub enum Timer {
     Warn,
 }
 
-/// A bridge error as the extension relays it (`{code, message}`).
+/// A bridge error as the extension relays it (`{code, message}`). Codes
+/// mapped: `rate_limited` (a per-origin limit of the bridge; on VERIFY:
+/// [`Problem::PinRateLimited`]), `forbidden_apdu` (on VERIFY: the last PIN try
+/// is protected, [`Problem::LastPinTry`]), `card_removed`, `no_card`, ….
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeError {
     pub code: String,
@@ -891,9 +894,12 @@ impl Flow {
             (Pending::Connect, "no_reader" | "no_service") => {
                 self.unavailable(fx, Capability::NoReader)
             }
-            (Pending::Verify, "forbidden_apdu") if e.message.contains("too many") => {
+            // The bridge's per-origin VERIFY limit: nothing reached the card; the
+            // shopper may try again after a wait (`retry_after_ms`).
+            (Pending::Verify, "rate_limited") => {
                 self.fail(fx, Problem::PinRateLimited, Some(Resume::Pin))
             }
+            // The guard refused the VERIFY: it would spend the card's last PIN try.
             (Pending::Verify, "forbidden_apdu") => self.fail(fx, Problem::LastPinTry, None),
             (Pending::Debit, _) => {
                 // DEBIT went out; whether the card wrote it is unknown.

@@ -12,7 +12,7 @@ use purse::crypto::DesKey;
 use purse::session::VerifyMode;
 use purse::{CardId, Expiry};
 use widget::api;
-use widget::flow::Screen;
+use widget::flow::{Problem, Screen};
 use widget::keypad::SplitMix;
 use widget::{Action, Capability, Config, Flow, Input, ParentEvent, Timer};
 
@@ -115,6 +115,74 @@ fn purchase_with_wrong_then_right_pin() {
     w.type_pin("1234");
     assert!(matches!(w.screen, Screen::Done(_)), "{:?}", w.screen);
     assert_eq!(w.balance(), 7_500);
+    assert_eq!(w.card.pin_tries_left(), 3);
+}
+
+fn bridge_err(code: &str, message: &str) -> widget::flow::BridgeError {
+    widget::flow::BridgeError {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+#[test]
+fn verify_rate_limit_is_mapped_by_code_and_the_pin_pad_comes_back() {
+    let mut w = World::new(card(10_000, 1_000), 2_500, VerifyMode::PaymentServer);
+    // the code decides, not the words: this message does not say "too many"
+    w.refuse_on_ins = Some((0x20, vec![bridge_err("rate_limited", "wait 20 s")]));
+    w.feed(Input::Start);
+    w.press(Action::Approve);
+    w.type_pin("1234");
+    assert_eq!(
+        w.screen,
+        Screen::Failed {
+            problem: Problem::PinRateLimited,
+            retry: true,
+        }
+    );
+    assert!(
+        matches!(
+            w.last_event(),
+            ParentEvent::Error {
+                code: "pin_rate_limited",
+                ..
+            }
+        ),
+        "{:?}",
+        w.last_event()
+    );
+    // no PIN try was spent: nothing reached the card
+    assert_eq!(w.card.pin_tries_left(), 3);
+    w.press(Action::Retry);
+    assert!(matches!(w.screen, Screen::Pin { .. }), "{:?}", w.screen);
+    w.type_pin("1234");
+    assert!(matches!(w.screen, Screen::Done(_)), "{:?}", w.screen);
+    assert_eq!(w.balance(), 7_500);
+}
+
+#[test]
+fn verify_refused_for_the_last_try_is_not_retried() {
+    let mut w = World::new(card(10_000, 1_000), 2_500, VerifyMode::PaymentServer);
+    // forbidden_apdu on VERIFY is the last-try protection, whatever the words
+    // (this message mentions "too many" and must not read as the rate limit)
+    w.refuse_on_ins = Some((
+        0x20,
+        vec![bridge_err(
+            "forbidden_apdu",
+            "too many tries used: last try",
+        )],
+    ));
+    w.feed(Input::Start);
+    w.press(Action::Approve);
+    w.type_pin("1234");
+    assert_eq!(
+        w.screen,
+        Screen::Failed {
+            problem: Problem::LastPinTry,
+            retry: false,
+        }
+    );
+    assert_eq!(w.balance(), 10_000);
     assert_eq!(w.card.pin_tries_left(), 3);
 }
 

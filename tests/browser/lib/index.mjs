@@ -69,11 +69,16 @@ export async function buildRust({ target = targetDir(), log = false } = {}) {
 
 /**
  * Start pcscd + vpcd + the virtual card (testbed, holding /tmp/cardpay-pcscd.lock).
- * Returns { reader, dir, removeCard(), insertCard(), restartPcscd(), inspect(), stop() }.
+ * `balance` / `noPinLimit` (minor units) personalise the card (defaults: 10000 = 100.00
+ * and 2000 = 20.00). Returns { reader, dir, balance, noPinLimit, removeCard(),
+ * insertCard(), restartPcscd(), inspect(), stop() }.
  */
-export async function startStack({ bins, timeoutMs = 300_000 } = {}) {
+export async function startStack({ bins, timeoutMs = 300_000, balance, noPinLimit } = {}) {
   const b = bins || (await buildRust());
-  const child = spawn(b.teststack, [], {
+  const args = [];
+  if (balance !== undefined) args.push('--balance', String(balance));
+  if (noPinLimit !== undefined) args.push('--no-pin-limit', String(noPinLimit));
+  const child = spawn(b.teststack, args, {
     cwd: repoRoot,
     env: { ...process.env, CARGO_TARGET_DIR: b.target },
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -107,6 +112,8 @@ export async function startStack({ bins, timeoutMs = 300_000 } = {}) {
   return {
     reader: ready.reader,
     dir: ready.dir,
+    balance: ready.balance,
+    noPinLimit: ready.no_pin_limit,
     command,
     removeCard: () => command('remove'),
     insertCard: () => command('insert'),
@@ -169,7 +176,8 @@ export async function runBridge(bridgeBin, args) {
 /**
  * Launch Debian's chromium headless with the unpacked extension and a fresh
  * profile where the bridge is installed for `origins` (`installArgs` go to
- * `bridge install`, e.g. ['--apdu-burst', '100000'] for benchmarks).
+ * `bridge install`, e.g. ['--apdu-burst', '100000'] for benchmarks or
+ * ['--verify-burst', '100', '--verify-refill-secs', '1'] for many PIN entries).
  * Returns { context, userDataDir, extensionId, serviceWorker(), close() }.
  */
 export async function launchBrowser({

@@ -270,6 +270,9 @@ pub struct World<C: Chip> {
     pub pull_on_ins: Option<u8>,
     /// With `pull_on_ins`: the card leaves before it processed the command.
     pub pull_before_processing: bool,
+    /// The bridge's guard refuses the next APDUs with this INS (nothing reaches
+    /// the card) with these errors, one per APDU, in order.
+    pub refuse_on_ins: Option<(u8, Vec<BridgeError>)>,
     pub queue: std::collections::VecDeque<Input>,
 }
 
@@ -292,6 +295,7 @@ impl<C: Chip> World<C> {
             screen,
             extension: true,
             pull_on_ins: None,
+            refuse_on_ins: None,
             pull_before_processing: false,
             queue: Default::default(),
         }
@@ -355,6 +359,11 @@ impl<C: Chip> World<C> {
                     return err("card_removed");
                 }
                 let apdu = hex::decode(msg["apdu"].as_str().unwrap()).unwrap();
+                if let Some((ins, errors)) = &mut self.refuse_on_ins {
+                    if *ins == apdu[1] && !errors.is_empty() {
+                        return Err(errors.remove(0));
+                    }
+                }
                 if self.pull_on_ins == Some(apdu[1]) {
                     self.pull_on_ins = None;
                     // The card processes the command, then leaves the reader before answering.

@@ -1,0 +1,129 @@
+//! The payment origin's static files over real HTTP on loopback: `checkout.js`
+//! is loadable cross-origin with SRI (`Access-Control-Allow-Origin: *` whatever
+//! `cors_origins` says), `widget.html` may be framed only by the merchants'
+//! origins (`frame-ancestors`), every static file is `nosniff`, and the API's
+//! CORS stays limited to `cors_origins`.
+
+use payment_server::Config;
+use payment_testkit::{self as testkit, TestMerchant};
+
+const WWW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../www");
+
+async fn server(origins: &[&[&str]]) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut merchants = vec![];
+    for (i, o) in origins.iter().enumerate() {
+        let mut m = TestMerchant::new(&format!("shop-{i}"), 0x10 + i as u8);
+        m.origin = o.join("\", \"");
+        merchants.push(m);
+    }
+    let mut toml = format!(
+        "www_dir = {:?}\ncors_origins = [\"http://api-client.test\"]\n",
+        WWW
+    );
+    toml.push_str(&testkit::test_config_toml(
+        &dir.path().join("p.sqlite"),
+        &merchants,
+        0,
+    ));
+    // test_config_toml writes `origins = ["<origin>"]`; an empty origin means "any".
+    let toml = toml.replace("origins = [\"\"]", "origins = []");
+    let config = Config::from_toml(&toml, |_| None).unwrap();
+    let (addr, _svc) = testkit::spawn_server(&config).await;
+    (format!("http://{addr}"), dir)
+}
+
+async fn get(url: &str, origin: Option<&str>) -> reqwest::Response {
+    let mut rb = reqwest::Client::new().get(url);
+    if let Some(o) = origin {
+        rb = rb.header("origin", o);
+    }
+    rb.send().await.unwrap()
+}
+
+fn hdr<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
+    let (base, _dir) = server(&[&["http://shop-a.test"], &["https://Shop-B.test:8443/"]]).await;
+
+    for origin in [
+        None,
+        Some("http://evil.test"),
+        Some("http://api-client.test"),
+    ] {
+        let r = get(&format!("{base}/checkout.js"), origin).await;
+        assert_eq!(r.status(), 200, "{origin:?}");
+        assert_eq!(
+            hdr(&r, "access-control-allow-origin"),
+            Some("*"),
+            "{origin:?}"
+        );
+        assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"));
+        assert!(hdr(&r, "content-type").unwrap().contains("javascript"));
+        assert!(r.text().await.unwrap().contains("Cardpay"));
+    }
+
+    // The iframe page, also under a percent-encoded name (ServeDir decodes it).
+    for path in ["/widget.html", "/widget.html?nonce=00", "/widget%2Ehtml"] {
+        let r = get(&format!("{base}{path}"), None).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            hdr(&r, "content-security-policy"),
+            Some("frame-ancestors http://shop-a.test https://shop-b.test:8443"),
+            "{path}"
+        );
+        assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(hdr(&r, "access-control-allow-origin"), None, "{path}");
+    }
+
+    // Other HTML of the payment origin is never framed; other files: nosniff only.
+    let r = get(&format!("{base}/install.html"), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        hdr(&r, "content-security-policy"),
+        Some("frame-ancestors 'none'")
+    );
+    for path in ["/widget.css", "/widget-boot.js", "/no-such-file.js"] {
+        let r = get(&format!("{base}{path}"), Some("http://evil.test")).await;
+        assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(hdr(&r, "access-control-allow-origin"), None, "{path}");
+        assert_eq!(hdr(&r, "content-security-policy"), None, "{path}");
+    }
+
+    // The API's CORS is still `cors_origins` only.
+    let pre = |o: &'static str| {
+        reqwest::Client::new()
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{base}/v1/purchases/draw"),
+            )
+            .header("origin", o)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let r = pre("http://api-client.test").await.unwrap();
+    assert_eq!(
+        hdr(&r, "access-control-allow-origin"),
+        Some("http://api-client.test")
+    );
+    let r = pre("http://evil.test").await.unwrap();
+    assert_eq!(hdr(&r, "access-control-allow-origin"), None);
+    let r = get(&format!("{base}/healthz"), Some("http://evil.test")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(hdr(&r, "access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn a_merchant_of_any_origin_opens_the_widget_to_any_frame() {
+    let (base, _dir) = server(&[&["http://shop-a.test"], &[""]]).await;
+    let r = get(&format!("{base}/widget.html"), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        hdr(&r, "content-security-policy"),
+        Some("frame-ancestors *")
+    );
+}
