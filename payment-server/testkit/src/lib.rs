@@ -348,26 +348,8 @@ impl Widget {
         path: &str,
         body: &B,
     ) -> Result<T, WidgetError> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
+        self.finish(self.http.post(format!("{}{path}", self.base)).json(body))
             .await
-            .map_err(|e| WidgetError::Http(e.to_string()))?;
-        let status = r.status().as_u16();
-        let bytes = r
-            .bytes()
-            .await
-            .map_err(|e| WidgetError::Http(e.to_string()))?;
-        if status == 200 {
-            serde_json::from_slice(&bytes).map_err(|e| WidgetError::Http(format!("bad JSON: {e}")))
-        } else {
-            let code = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error.code)
-                .unwrap_or_else(|_| "?".into());
-            Err(WidgetError::Api { status, code })
-        }
     }
 
     pub async fn draw(&self, env: &DrawEnvelope) -> Result<DrawResponse, WidgetError> {
