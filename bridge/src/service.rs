@@ -340,6 +340,12 @@ impl PcscBackend {
             }
         }
         match result {
+            // A response without a status word is no answer: the card lost power
+            // mid-command (vpcd gives an empty reply when the card goes away).
+            Ok(r) if r.len() < 2 => Err(BridgeError::new(
+                ErrorCode::CardRemoved,
+                "the card gave no status word: it was removed during the command",
+            )),
             Ok(r) => Ok(r),
             Err(e) => {
                 let err = map_pcsc(e);
