@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bridge::framing::{self, Frame, FrameReader};
 use purse::command::{DebitResponse, InitializePurchaseResponse, SelectResponse};
 use purse::crypto::DesKey;
-use purse::security_module::{PurchaseDraw, SecurityModule};
+use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
 use purse::types::{BcdDate, BcdTime, PurseId, Terminal};
 use serde_json::{json, Value};
 
@@ -316,12 +316,13 @@ fn bridge_over_real_pcsc_stack() {
     let r = b.apdu(hd, &init);
     assert_eq!(sw(&r), 0x9000, "INITIALIZE {r:02X?}");
     let ir = InitializePurchaseResponse::decode(data(&r)).unwrap();
-    let mut sm = SecurityModule::new(terminal);
-    sm.add_key_version(
+    let mut keys = SoftwareKeys::new();
+    keys.add_key_version(
         1,
         DesKey::from_hex(testbed::keys::MKP).unwrap(),
         DesKey::from_hex(testbed::keys::MKL).unwrap(),
     );
+    let sm = SecurityModule::software(terminal, keys);
     let auth = sm
         .authorize_purchase(&PurchaseDraw {
             card_id: sel.card_id,

@@ -17,7 +17,7 @@ use purse::command::{
     DebitResponse, InitializePurchase, InitializePurchaseResponse, Request, SelectResponse,
 };
 use purse::crypto::DesKey;
-use purse::security_module::{PurchaseDraw, SecurityModule};
+use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
 use purse::{BcdDate, BcdTime, CardId, Expiry, PurseId, Terminal};
 
 const MKP: &str = "404142434445464748494A4B4C4D4E4F";
@@ -27,13 +27,13 @@ const SELECT: [u8; 14] = [
 ];
 
 fn sm() -> SecurityModule {
-    let mut sm = SecurityModule::new(Terminal([0, 0, 0, 0, 0, 1]));
-    sm.add_key_version(
+    let mut keys = SoftwareKeys::new();
+    keys.add_key_version(
         1,
         DesKey::from_hex(MKP).unwrap(),
         DesKey::from_hex(MKL).unwrap(),
     );
-    sm
+    SecurityModule::software(Terminal([0, 0, 0, 0, 0, 1]), keys)
 }
 
 fn card() -> Card {

@@ -14,6 +14,7 @@ use purse::command::{
     SelectResponse,
 };
 use purse::crypto;
+use purse::security_module::KeyUse;
 use purse::{PurseId, StatusWord};
 
 fn selected() -> (Card, SelectResponse) {
@@ -60,9 +61,9 @@ fn debit_for(
     amount: u32,
     d: &str,
 ) -> DebitPurchase {
-    let sm = sm();
-    let sk = sm
-        .purchase_session_key(
+    let sk = keys()
+        .session_key(
+            KeyUse::Purchase,
             1,
             &purse::CardId::parse(CARD_ID).unwrap(),
             init.random,
@@ -419,10 +420,11 @@ fn load_end_to_end_and_9402() {
 #[test]
 fn credit_pairing_mac_and_expiry() {
     let (mut c, _) = selected();
-    let sm = sm();
     let id = purse::CardId::parse(CARD_ID).unwrap();
     let credit_for = |init: &InitializeLoadResponse, amount: u32, d: &str| {
-        let sk = sm.load_session_key(1, &id, init.random, init.atc).unwrap();
+        let sk = keys()
+            .session_key(KeyUse::Load, 1, &id, init.random, init.atc)
+            .unwrap();
         let (date, time) = (date(d), time("080000"));
         CreditLoad {
             purse: PurseId::Money,
@@ -445,7 +447,9 @@ fn credit_pairing_mac_and_expiry() {
     };
     // S1 is the MAC the HSM expects
     let init = init_load(&mut c, 300);
-    let sk = sm.load_session_key(1, &id, init.random, init.atc).unwrap();
+    let sk = keys()
+        .session_key(KeyUse::Load, 1, &id, init.random, init.atc)
+        .unwrap();
     assert!(crypto::mac_eq(
         &init.s1,
         &crypto::load_s1(&sk, 10_000, 300, init.atc, &TERMINAL)

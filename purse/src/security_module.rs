@@ -27,6 +27,40 @@ pub enum SecurityModuleError {
     S3Mismatch,
     #[error("amount is zero")]
     ZeroAmount,
+    /// The backend (e.g. a PKCS#11 token) failed; the detail is for the log.
+    #[error("security module backend: {0}")]
+    Backend(String),
+}
+
+/// Which of the card's two keys a session key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyUse {
+    /// KP, diversified from MKP: INITIALIZE FOR PURCHASE, DEBIT.
+    Purchase,
+    /// KL, diversified from MKL: INITIALIZE FOR LOAD, CREDIT.
+    Load,
+}
+
+/// The one operation a security module performs inside its boundary: derive
+/// the session key of one INITIALIZE (master key of `key_version` → card key
+/// by EMV option A → SK from R and ATC) and compute ISO 9797-1 alg. 3 MACs
+/// (padding 2) of `messages` under it. Master, card and session keys never
+/// leave the implementation; everything above this trait (which bytes are
+/// MACed, the business rules, constant-time comparison) is shared by every
+/// backend, so a software module and a PKCS#11 token answer alike.
+pub trait SessionMacs: Send + Sync {
+    /// Key versions this module holds master keys for.
+    fn key_versions(&self) -> Vec<u8>;
+    /// One MAC per message, all under the same session key.
+    fn session_macs(
+        &self,
+        key: KeyUse,
+        key_version: u8,
+        card_id: &CardId,
+        random: [u8; 4],
+        atc: u16,
+        messages: &[&[u8]],
+    ) -> Result<Vec<[u8; 8]>, SecurityModuleError>;
 }
 
 /// Master keys of one key version.
@@ -34,6 +68,71 @@ pub enum SecurityModuleError {
 struct MasterKeys {
     mkp: MasterKey,
     mkl: MasterKey,
+}
+
+/// The software backend: master keys in process memory (zeroized on drop).
+/// For tests, the demo and deployments that accept keys in a config file.
+#[derive(Default)]
+pub struct SoftwareKeys {
+    keys: BTreeMap<u8, MasterKeys>,
+}
+
+impl SoftwareKeys {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Install the master keys of one key version (replacing any earlier ones).
+    pub fn add_key_version(&mut self, version: u8, mkp: DesKey, mkl: DesKey) {
+        self.keys.insert(version, MasterKeys { mkp, mkl });
+    }
+
+    /// The session key of a card's INITIALIZE (software only: a hardware
+    /// module never gives a key out). Tests use it to play the card's part.
+    pub fn session_key(
+        &self,
+        key: KeyUse,
+        key_version: u8,
+        card_id: &CardId,
+        random: [u8; 4],
+        atc: u16,
+    ) -> Result<DesKey, SecurityModuleError> {
+        let m = self
+            .keys
+            .get(&key_version)
+            .ok_or(SecurityModuleError::UnknownKeyVersion(key_version))?;
+        let master = match key {
+            KeyUse::Purchase => &m.mkp,
+            KeyUse::Load => &m.mkl,
+        };
+        Ok(crypto::session_key(
+            &crypto::diversify(master, card_id),
+            random,
+            atc,
+        ))
+    }
+}
+
+impl SessionMacs for SoftwareKeys {
+    fn key_versions(&self) -> Vec<u8> {
+        self.keys.keys().copied().collect()
+    }
+
+    fn session_macs(
+        &self,
+        key: KeyUse,
+        key_version: u8,
+        card_id: &CardId,
+        random: [u8; 4],
+        atc: u16,
+        messages: &[&[u8]],
+    ) -> Result<Vec<[u8; 8]>, SecurityModuleError> {
+        let sk = self.session_key(key, key_version, card_id, random, atc)?;
+        Ok(messages
+            .iter()
+            .map(|m| crypto::retail_mac(&sk, m))
+            .collect())
+    }
 }
 
 /// What the security module needs to authorise a purchase: the card's SELECT and
@@ -67,9 +166,13 @@ pub struct PurchaseAuthorization {
 
 impl PurchaseAuthorization {
     /// Constant-time check of the card's S3 and balance after.
-    pub fn verify_s3(&self, balance_after: u32, s3: &[u8; 8]) -> Result<(), SecurityModuleError> {
-        if mac_eq(s3, &self.expected_s3) && balance_after == self.balance_after {
-            Ok(())
+    pub fn verify_s3(
+        &self,
+        balance_after: u32,
+        s3: &[u8; 8],
+    ) -> Result<S3Verified, SecurityModuleError> {
+        if mac_eq(s3, &self.expected_s3) & (balance_after == self.balance_after) {
+            Ok(S3Verified(()))
         } else {
             Err(SecurityModuleError::S3Mismatch)
         }
@@ -118,32 +221,39 @@ impl LoadAuthorization {
     }
 }
 
-/// A software security module with its terminal id and master keys.
+/// The card's S3 (or a log record carrying it) was checked by the security
+/// module against values the client never saw. Only [`PurchaseAuthorization::verify_s3`]
+/// and [`SecurityModule::verify_purchase_s3`] make one, so a capture that
+/// requires it cannot rest on anything but the card's own proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct S3Verified(());
+
+/// The issuer's security module: its terminal id and a [`SessionMacs`]
+/// backend (software keys or a PKCS#11 token). The rules and the bytes MACed
+/// live here once, for every backend.
 pub struct SecurityModule {
     terminal: Terminal,
-    keys: BTreeMap<u8, MasterKeys>,
+    backend: Box<dyn SessionMacs>,
 }
 
 impl core::fmt::Debug for SecurityModule {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SecurityModule")
             .field("terminal", &self.terminal)
-            .field("key_versions", &self.keys.keys().collect::<Vec<_>>())
+            .field("key_versions", &self.backend.key_versions())
             .finish()
     }
 }
 
 impl SecurityModule {
-    pub fn new(terminal: Terminal) -> Self {
-        Self {
-            terminal,
-            keys: BTreeMap::new(),
-        }
+    /// A module over any backend.
+    pub fn new(terminal: Terminal, backend: Box<dyn SessionMacs>) -> Self {
+        Self { terminal, backend }
     }
 
-    /// Install the master keys of one key version (replacing any earlier ones).
-    pub fn add_key_version(&mut self, version: u8, mkp: DesKey, mkl: DesKey) {
-        self.keys.insert(version, MasterKeys { mkp, mkl });
+    /// A module with software keys.
+    pub fn software(terminal: Terminal, keys: SoftwareKeys) -> Self {
+        Self::new(terminal, Box::new(keys))
     }
 
     /// The terminal id the client must put in INITIALIZE.
@@ -151,38 +261,23 @@ impl SecurityModule {
         self.terminal
     }
 
-    pub fn key_versions(&self) -> impl Iterator<Item = u8> + '_ {
-        self.keys.keys().copied()
+    pub fn key_versions(&self) -> Vec<u8> {
+        self.backend.key_versions()
     }
 
-    fn master(&self, version: u8) -> Result<&MasterKeys, SecurityModuleError> {
-        self.keys
-            .get(&version)
-            .ok_or(SecurityModuleError::UnknownKeyVersion(version))
-    }
-
-    /// The purchase session key of a card's INITIALIZE.
-    pub fn purchase_session_key(
+    fn purchase_macs(
         &self,
-        key_version: u8,
-        card_id: &CardId,
-        random: [u8; 4],
-        atc: u16,
-    ) -> Result<DesKey, SecurityModuleError> {
-        let kp = crypto::diversify(&self.master(key_version)?.mkp, card_id);
-        Ok(crypto::session_key(&kp, random, atc))
-    }
-
-    /// The load session key of a card's INITIALIZE FOR LOAD.
-    pub fn load_session_key(
-        &self,
-        key_version: u8,
-        card_id: &CardId,
-        random: [u8; 4],
-        atc: u16,
-    ) -> Result<DesKey, SecurityModuleError> {
-        let kl = crypto::diversify(&self.master(key_version)?.mkl, card_id);
-        Ok(crypto::session_key(&kl, random, atc))
+        d: &PurchaseDraw,
+        messages: &[&[u8]],
+    ) -> Result<Vec<[u8; 8]>, SecurityModuleError> {
+        self.backend.session_macs(
+            KeyUse::Purchase,
+            d.key_version,
+            &d.card_id,
+            d.random,
+            d.atc,
+            messages,
+        )
     }
 
     /// Authorise a purchase: refuse an expired card or short funds already here,
@@ -201,17 +296,10 @@ impl SecurityModule {
                     balance: d.balance,
                     amount: d.amount,
                 })?;
-        let sk = self.purchase_session_key(d.key_version, &d.card_id, d.random, d.atc)?;
-        let s2 = crypto::purchase_s2(
-            &sk,
-            d.amount,
-            d.atc,
-            &self.terminal,
-            d.seq,
-            &d.date,
-            &d.time,
-        );
-        let expected_s3 = crypto::purchase_s3(&sk, balance_after, d.atc, d.amount, d.seq);
+        let s2_in =
+            crypto::purchase_s2_input(d.amount, d.atc, &self.terminal, d.seq, &d.date, &d.time);
+        let s3_in = crypto::purchase_s3_input(balance_after, d.atc, d.amount, d.seq);
+        let macs = self.purchase_macs(d, &[&s2_in, &s3_in])?;
         Ok(PurchaseAuthorization {
             debit: DebitPurchase {
                 purse: d.purse,
@@ -219,11 +307,32 @@ impl SecurityModule {
                 seq: d.seq,
                 date: d.date,
                 time: d.time,
-                s2,
+                s2: macs[0],
             },
             balance_after,
-            expected_s3,
+            expected_s3: macs[1],
         })
+    }
+
+    /// Recompute the S3 of a drawn purchase and compare it (constant time) with
+    /// what the card answered, or what its log record carries.
+    pub fn verify_purchase_s3(
+        &self,
+        d: &PurchaseDraw,
+        balance_after: u32,
+        s3: &[u8; 8],
+    ) -> Result<S3Verified, SecurityModuleError> {
+        let want = d
+            .balance
+            .checked_sub(d.amount)
+            .ok_or(SecurityModuleError::S3Mismatch)?;
+        let s3_in = crypto::purchase_s3_input(want, d.atc, d.amount, d.seq);
+        let mac = self.purchase_macs(d, &[&s3_in])?;
+        if mac_eq(s3, &mac[0]) & (balance_after == want) {
+            Ok(S3Verified(()))
+        } else {
+            Err(SecurityModuleError::S3Mismatch)
+        }
     }
 
     /// Verify a load request's S1, then build the CREDIT command with S2 and the
@@ -232,32 +341,58 @@ impl SecurityModule {
         &self,
         r: &LoadRequest,
     ) -> Result<LoadAuthorization, SecurityModuleError> {
-        let sk = self.load_session_key(r.key_version, &r.card_id, r.random, r.atc)?;
-        let s1 = crypto::load_s1(&sk, r.balance, r.amount, r.atc, &self.terminal);
-        if !mac_eq(&s1, &r.s1) {
+        let s1_in = crypto::load_s1_input(r.balance, r.amount, r.atc, &self.terminal);
+        let s2_in = crypto::load_s2_input(r.amount, r.atc, &self.terminal, &r.date, &r.time);
+        // The S3 of a credit that would exceed the max balance is never used:
+        // the request is refused below, after S1 is checked.
+        let balance_after = r.balance.checked_add(r.amount);
+        let s3_in = crypto::load_s3_input(
+            CreditResponse::LOADED,
+            balance_after.unwrap_or(0),
+            r.atc,
+            r.amount,
+        );
+        let macs = self.backend.session_macs(
+            KeyUse::Load,
+            r.key_version,
+            &r.card_id,
+            r.random,
+            r.atc,
+            &[&s1_in, &s2_in, &s3_in],
+        )?;
+        if !mac_eq(&macs[0], &r.s1) {
             return Err(SecurityModuleError::S1Mismatch);
         }
         if r.expiry.is_expired_on(&r.date) {
             return Err(SecurityModuleError::CardExpired);
         }
-        let balance_after = r
-            .balance
-            .checked_add(r.amount)
+        let balance_after = balance_after
             .filter(|b| *b <= r.max_balance)
             .ok_or(SecurityModuleError::OverMaxBalance)?;
-        let s2 = crypto::load_s2(&sk, r.amount, r.atc, &self.terminal, &r.date, &r.time);
-        let expected_s3 =
-            crypto::load_s3(&sk, CreditResponse::LOADED, balance_after, r.atc, r.amount);
         Ok(LoadAuthorization {
             credit: CreditLoad {
                 purse: r.purse,
                 date: r.date,
                 time: r.time,
-                s2,
+                s2: macs[1],
             },
             balance_after,
-            expected_s3,
+            expected_s3: macs[2],
         })
+    }
+
+    /// MACs under a load session key (S1 checks of zero-value INITIALIZE FOR
+    /// LOAD, S3 of log records): the load server's recovery uses these.
+    pub fn load_macs(
+        &self,
+        key_version: u8,
+        card_id: &CardId,
+        random: [u8; 4],
+        atc: u16,
+        messages: &[&[u8]],
+    ) -> Result<Vec<[u8; 8]>, SecurityModuleError> {
+        self.backend
+            .session_macs(KeyUse::Load, key_version, card_id, random, atc, messages)
     }
 }
 
@@ -266,13 +401,13 @@ mod tests {
     use super::*;
 
     pub(crate) fn test_module() -> SecurityModule {
-        let mut sm = SecurityModule::new(Terminal([0, 0, 0, 0, 0, 1]));
-        sm.add_key_version(
+        let mut keys = SoftwareKeys::new();
+        keys.add_key_version(
             1,
             DesKey::from_hex("404142434445464748494A4B4C4D4E4F").unwrap(),
             DesKey::from_hex("505152535455565758595A5B5C5D5E5F").unwrap(),
         );
-        sm
+        SecurityModule::software(Terminal([0, 0, 0, 0, 0, 1]), keys)
     }
 
     fn draw() -> PurchaseDraw {
@@ -306,6 +441,19 @@ mod tests {
         assert_eq!(auth.debit.s2, s2);
         let s3 = crypto::purchase_s3(&sk, 750, 1, 250, 1);
         assert!(auth.verify_s3(750, &s3).is_ok());
+        // Recomputed by the module from the draw alone (no stored expected S3).
+        assert!(sm.verify_purchase_s3(&d, 750, &s3).is_ok());
+        assert_eq!(
+            sm.verify_purchase_s3(&d, 751, &s3),
+            Err(SecurityModuleError::S3Mismatch)
+        );
+        let mut other = d.clone();
+        other.seq = 2;
+        assert_eq!(
+            sm.verify_purchase_s3(&other, 750, &s3),
+            Err(SecurityModuleError::S3Mismatch),
+            "an S3 of another draw does not verify"
+        );
         assert_eq!(
             auth.verify_s3(751, &s3),
             Err(SecurityModuleError::S3Mismatch)

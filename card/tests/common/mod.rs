@@ -5,7 +5,7 @@ use card::personalise::Personalisation;
 use card::state::CardState;
 use card::{Card, FixedRandom};
 use purse::crypto::DesKey;
-use purse::security_module::SecurityModule;
+use purse::security_module::{SecurityModule, SoftwareKeys};
 use purse::{BcdDate, BcdTime, CardId, Expiry, Terminal};
 
 pub const MKP: &str = "404142434445464748494A4B4C4D4E4F";
@@ -39,14 +39,19 @@ pub fn card() -> Card {
     Card::with_random(state(), Box::new(FixedRandom([0x11, 0x22, 0x33, 0x44])))
 }
 
-pub fn sm() -> SecurityModule {
-    let mut sm = SecurityModule::new(TERMINAL);
-    sm.add_key_version(
+/// The issuer's master keys (TEST KEYS) in software.
+pub fn keys() -> SoftwareKeys {
+    let mut keys = SoftwareKeys::new();
+    keys.add_key_version(
         1,
         DesKey::from_hex(MKP).unwrap(),
         DesKey::from_hex(MKL).unwrap(),
     );
-    sm
+    keys
+}
+
+pub fn sm() -> SecurityModule {
+    SecurityModule::software(TERMINAL, keys())
 }
 
 pub fn date(s: &str) -> BcdDate {

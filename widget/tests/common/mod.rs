@@ -4,7 +4,7 @@
 
 use purse::command::{DebitResponse, InitializePurchaseResponse, Request, SelectResponse};
 use purse::crypto::DesKey;
-use purse::security_module::{PurchaseDraw, SecurityModule};
+use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
 use purse::session::{
     aad, derive_dk, label, open, seal, session_mac, unwrap_tsk, wrap_tsk, Key32, Session,
     VerifyMode,
@@ -47,12 +47,13 @@ pub struct Server {
 
 impl Server {
     pub fn new() -> Self {
-        let mut sm = SecurityModule::new(Terminal([0, 0, 0, 0, 0, 1]));
-        sm.add_key_version(
+        let mut keys = SoftwareKeys::new();
+        keys.add_key_version(
             1,
             DesKey::from_hex(MKP).unwrap(),
             DesKey::from_hex(MKL).unwrap(),
         );
+        let sm = SecurityModule::software(Terminal([0, 0, 0, 0, 0, 1]), keys);
         Server {
             k_mp: Key32::new([0x11; 32]),
             sm,
