@@ -328,6 +328,7 @@ impl Card {
             return Err(StatusWord::FUNDS);
         };
         p.balance = after;
+        let s3 = crypto::purchase_s3(&sk, after, atc, amount, d.seq);
         self.state.push_log(LogRecord {
             kind: LogKind::Purchase,
             purse,
@@ -338,8 +339,8 @@ impl Card {
             date: d.date,
             time: d.time,
             seq: d.seq,
+            s3,
         });
-        let s3 = crypto::purchase_s3(&sk, after, atc, amount, d.seq);
         Ok(DebitResponse {
             balance_after: after,
             s3,
@@ -405,6 +406,8 @@ impl Card {
             _ => return Err(StatusWord::OVER_MAX_BALANCE),
         };
         p.balance = after;
+        let result = CreditResponse::LOADED;
+        let s3 = crypto::load_s3(&sk, result, after, atc, amount);
         self.state.push_log(LogRecord {
             kind: LogKind::Load,
             purse,
@@ -415,9 +418,8 @@ impl Card {
             date: c.date,
             time: c.time,
             seq: 0,
+            s3,
         });
-        let result = CreditResponse::LOADED;
-        let s3 = crypto::load_s3(&sk, result, after, atc, amount);
         Ok(CreditResponse {
             result,
             balance_after: after,

@@ -92,6 +92,8 @@ pub fn verify<T: Transport>(t: &mut T, pin: &str) -> Result<(), ClientError<T::E
 pub struct PurchaseOutcome {
     /// The card's INITIALIZE answer.
     pub init: InitializePurchaseResponse,
+    /// What the security module drew on (it verifies the card's log record with it).
+    pub draw: PurchaseDraw,
     /// The security module's authorisation (DEBIT command, expected S3).
     pub auth: PurchaseAuthorization,
     /// The card's DEBIT answer (S3 verified).
@@ -131,7 +133,7 @@ pub fn purchase<T: Transport>(
         }),
     )?;
     let init = InitializePurchaseResponse::decode(&d)?;
-    let auth = sm.authorize_purchase(&PurchaseDraw {
+    let draw = PurchaseDraw {
         card_id: sel.card_id,
         expiry: sel.expiry,
         key_version: init.key_version,
@@ -143,11 +145,17 @@ pub fn purchase<T: Transport>(
         seq: x.seq,
         date: x.date,
         time: x.time,
-    })?;
+    };
+    let auth = sm.authorize_purchase(&draw)?;
     let d = send(t, "DEBIT", &Request::DebitPurchase(auth.debit))?;
     let debit = DebitResponse::decode(&d)?;
     auth.verify_s3(debit.balance_after, &debit.s3)?;
-    Ok(PurchaseOutcome { init, auth, debit })
+    Ok(PurchaseOutcome {
+        init,
+        draw,
+        auth,
+        debit,
+    })
 }
 
 /// What a completed load gives.

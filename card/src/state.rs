@@ -160,3 +160,36 @@ impl CardState {
         self.log.push(e);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file written before READ LOG carried S3 (log records of 29 bytes).
+    const OLD_STATE: &str = r#"{
+      "format": 1, "card_id": "6280000000000001", "expiry": "301231", "key_version": 1,
+      "kp": "00112233445566778899AABBCCDDEEFF", "kl": "00112233445566778899AABBCCDDEEFF",
+      "pin": "1234", "pin_tries_left": 3, "no_pin_limit": 2000, "atc": 1,
+      "purses": [{"currency": 978, "exponent": 2, "balance": 8766, "max_balance": 100000},
+                 {"currency": 999, "exponent": 0, "balance": 500, "max_balance": 1000000}],
+      "log": [{"kind": "purchase", "purse": "money", "amount": 1234, "balance_after": 8766,
+               "atc": 1, "terminal": "000000000001", "date": "20261123", "time": "194500", "seq": 7}]
+    }"#;
+
+    #[test]
+    fn old_state_files_load_with_empty_receipts() {
+        let s = CardState::from_json(OLD_STATE.as_bytes()).unwrap();
+        assert_eq!(s.log.len(), 1);
+        assert_eq!(s.log[0].amount, 1234);
+        assert_eq!(
+            s.log[0].s3, [0; 8],
+            "no S3 was kept: zeros, which prove nothing"
+        );
+        // Written back, the record keeps its S3 field from now on.
+        let again = CardState::from_json(&s.to_json().unwrap()).unwrap();
+        assert_eq!(again, s);
+        assert!(String::from_utf8(s.to_json().unwrap())
+            .unwrap()
+            .contains("\"s3\": \"0000000000000000\""));
+    }
+}

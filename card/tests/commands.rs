@@ -252,8 +252,13 @@ fn purchase_end_to_end_with_security_module() {
             date: date("20261123"),
             time: time("194500"),
             seq: 7,
+            s3: out.debit.s3,
         }]
     );
+    // The record is a receipt: the security module verifies its S3.
+    assert!(sm
+        .verify_purchase_s3(&out.draw, log[0].balance_after, &log[0].s3)
+        .is_ok());
     // amount 0: authentication only, balance unchanged, still a logged transaction
     let out = client::purchase(&mut c, &sm, &sel, txn(PurseId::Points, 0)).unwrap();
     assert_eq!(out.debit.balance_after, 500);

@@ -330,9 +330,14 @@ impl Request {
                 d.extend_from_slice(&x.s2);
                 Command::new(CLA_PURSE, INS_CREDIT, 0, x.purse.p2(), d, Some(0x0D))
             }
-            Self::ReadLog(r) => {
-                Command::new(CLA_PURSE, INS_READ_LOG, r.record, 0, vec![], Some(29))
-            }
+            Self::ReadLog(r) => Command::new(
+                CLA_PURSE,
+                INS_READ_LOG,
+                r.record,
+                0,
+                vec![],
+                Some(LogRecord::LEN as u16),
+            ),
         }
     }
 
@@ -546,7 +551,9 @@ pub enum LogKind {
     Load = 0x02,
 }
 
-/// One record of the card's cyclic log (29 bytes).
+/// One record of the card's cyclic log (37 bytes): what happened and the S3
+/// the card answered for it. The S3 makes the record a receipt: the security
+/// module that drew the transaction can verify it, nobody else can make it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogRecord {
     pub kind: LogKind,
@@ -559,10 +566,28 @@ pub struct LogRecord {
     pub time: BcdTime,
     /// Security module sequence number (0 for loads).
     pub seq: u32,
+    /// The S3 the card answered for this transaction (purchase or load S3).
+    /// Records written before the card kept it (old state files) carry zeros,
+    /// which verify against nothing.
+    #[serde(default, with = "hex_s3")]
+    pub s3: [u8; 8],
+}
+
+/// The S3 of a log record as hex in the card's state file.
+mod hex_s3 {
+    pub fn serialize<S: serde::Serializer>(v: &[u8; 8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode_upper(v))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 8], D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        let mut out = [0u8; 8];
+        hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
 }
 
 impl LogRecord {
-    pub const LEN: usize = 29;
+    pub const LEN: usize = 37;
     pub fn encode(&self) -> Vec<u8> {
         let mut d = Vec::with_capacity(Self::LEN);
         d.push(self.kind as u8);
@@ -574,6 +599,7 @@ impl LogRecord {
         d.extend_from_slice(&self.date.bytes());
         d.extend_from_slice(&self.time.bytes());
         d.extend_from_slice(&self.seq.to_be_bytes());
+        d.extend_from_slice(&self.s3);
         d
     }
     pub fn decode(d: &[u8]) -> Result<Self, ApduError> {
@@ -595,6 +621,7 @@ impl LogRecord {
             time: BcdTime::from_bytes(arr(&d[22..]))
                 .map_err(|_| ApduError::InvalidField("time"))?,
             seq: u32_at(d, 25),
+            s3: arr(&d[29..]),
         })
     }
 }
@@ -647,7 +674,7 @@ mod tests {
         });
         assert_eq!(&credit.to_bytes()[..5], &[0x80, 0x52, 0x00, 0x00, 0x0F]);
         let log = Request::ReadLog(ReadLog { record: 1 });
-        assert_eq!(log.to_bytes(), vec![0x80, 0x5A, 1, 0, 0x1D]);
+        assert_eq!(log.to_bytes(), vec![0x80, 0x5A, 1, 0, 0x25]);
         let bal = Request::GetBalance(GetBalance {
             purse: PurseId::Points,
         });
@@ -707,7 +734,13 @@ mod tests {
         assert!(DebitResponse::decode(&[0; 11]).is_err());
         assert!(InitializePurchaseResponse::decode(&[0; 13]).is_err());
         assert!(SelectResponse::decode(&[0; 34]).is_err());
-        assert!(LogRecord::decode(&[0; 29]).is_err(), "type 00 is no record");
+        assert!(LogRecord::decode(&[0; 37]).is_err(), "type 00 is no record");
+        let mut old = [0u8; 29];
+        old[0] = 1;
+        assert!(
+            LogRecord::decode(&old).is_err(),
+            "a 29-byte record (no S3) is refused"
+        );
     }
 
     fn any_purse() -> impl Strategy<Value = PurseId> {
@@ -789,8 +822,8 @@ mod tests {
         #[test]
         fn log_record_roundtrip(kind in prop_oneof![Just(LogKind::Purchase), Just(LogKind::Load)],
                                 purse in any_purse(), amount: u32, bal: u32, atc: u16,
-                                t: [u8; 6], date in any_date(), time in any_time(), seq: u32) {
-            let r = LogRecord { kind, purse, amount, balance_after: bal, atc, terminal: Terminal(t), date, time, seq };
+                                t: [u8; 6], date in any_date(), time in any_time(), seq: u32, s3: [u8; 8]) {
+            let r = LogRecord { kind, purse, amount, balance_after: bal, atc, terminal: Terminal(t), date, time, seq, s3 };
             let e = r.encode();
             prop_assert_eq!(e.len(), LogRecord::LEN);
             prop_assert_eq!(LogRecord::decode(&e).unwrap(), r);

@@ -3,7 +3,8 @@
 //! the time. Checks: no panic, every response carries a status word, no
 //! response is longer than a short APDU allows, and money is conserved:
 //! balances never exceed the maximum and only change through a logged
-//! transaction.
+//! transaction, and the logged record carries the S3 the card answered
+//! (READ LOG is a receipt of exactly that DEBIT or CREDIT).
 #![no_main]
 
 use card::personalise::Personalisation;
@@ -66,5 +67,16 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(s.atc >= before.atc);
+        let ok = r.ends_with(&[0x90, 0x00]);
+        // A DEBIT that answered 9000 is logged; it answers balance(4) S3(8), a
+        // CREDIT result(1) balance(4) S3(8).
+        match (ok, apdu.get(1)) {
+            (true, Some(0x54)) => assert_eq!(&r[4..12], &s.log.last().unwrap().s3),
+            (true, Some(0x52)) => assert_eq!(&r[5..13], &s.log.last().unwrap().s3),
+            _ => {}
+        }
+        if ok && apdu.get(1) == Some(&0x5A) {
+            assert_eq!(r.len(), 37 + 2, "READ LOG answers a 37-byte record");
+        }
     }
 });
