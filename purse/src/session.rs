@@ -92,6 +92,10 @@ pub struct Session {
     /// Payee name shown to the shopper.
     pub merchant_name: String,
     pub txn_id: String,
+    /// The merchant's order this transaction pays. Several attempts (txn ids)
+    /// may pay one order; the server captures at most one of them.
+    #[serde(default)]
+    pub order_ref: String,
     /// Amount in minor units of `currency`.
     pub amount: u32,
     /// ISO 4217 numeric (978 EUR), 999 for points.
@@ -110,13 +114,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Unambiguous byte encoding for the session MAC: a version tag, then each field
-    /// as a 4-byte big-endian length and its text, in a fixed order.
+    /// Unambiguous byte encoding for the session MAC: the tag
+    /// `cardpay/session/v2`, then each field as a 4-byte big-endian length and
+    /// its UTF-8 text (numbers in decimal, the purse as its P2, the terminal
+    /// as 12 uppercase hex digits), in this fixed order.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let fields: [&str; 12] = [
+        let fields: [&str; 13] = [
             &self.merchant_id,
             &self.merchant_name,
             &self.txn_id,
+            &self.order_ref,
             &self.amount.to_string(),
             &self.currency.to_string(),
             &self.exponent.to_string(),
@@ -127,7 +134,7 @@ impl Session {
             &self.origin,
             &self.terminal.to_string(),
         ];
-        let mut out = b"cardpay/session/v1".to_vec();
+        let mut out = b"cardpay/session/v2".to_vec();
         for f in fields {
             out.extend_from_slice(&(f.len() as u32).to_be_bytes());
             out.extend_from_slice(f.as_bytes());
@@ -146,6 +153,7 @@ pub mod label {
     pub const RESULT_M: &str = "result-m";
     pub const EXPECTED_S3: &str = "expected-s3";
     pub const SUSPICIOUS: &str = "suspicious";
+    pub const RECOVER_REQUEST: &str = "recover-request";
 }
 
 /// Associated data of a sealed message: `"cardpay/" label "/" txn id`.
@@ -263,6 +271,7 @@ mod tests {
             merchant_id: "demo-store".into(),
             merchant_name: "Demo Store".into(),
             txn_id: "T-1".into(),
+            order_ref: "order-7".into(),
             amount: 250,
             currency: 978,
             exponent: 2,
@@ -360,7 +369,8 @@ mod tests {
         let mac = session_mac(&k, &s, etsk);
         assert!(verify_session_mac(&k, &s, etsk, &mac));
         assert!(!verify_session_mac(&k, &s, b"other", &mac));
-        let changes: [fn(&mut Session); 10] = [
+        let changes: [fn(&mut Session); 11] = [
+            |s| s.order_ref.push('x'),
             |s| s.amount += 1,
             |s| s.currency = 840,
             |s| s.txn_id.push('x'),

@@ -1,35 +1,20 @@
-//! JSON messages between the widget and the payment server (DESIGN §4).
+//! What every JSON message shares: hex bytes ([`Hex`]), sealing ([`Sealed`])
+//! and refusals ([`ErrorBody`] with a stable [`ApiCode`]).
 //!
-//! Owned by the payment-server work; kept free of server-only dependencies so the
-//! wasm widget can use the same types. Binary fields are lowercase hex strings
-//! ([`Hex`]). "Sealed" fields are `nonce || ciphertext || tag` made by
-//! [`crate::session::seal`] under the key and label named on the field, with
-//! associated data [`crate::session::aad`]`(label, txn_id)`.
-//!
-//! Purchase (mode `payment_server` or `security_module`):
-//! 1. widget → `POST /v1/purchases/draw` with [`DrawEnvelope`]; its
-//!    `draw_request` is a [`DrawRequest`] sealed under TSK
-//!    (label `draw-request`). Answer: [`DrawResponse`]; its `debit_command` is a
-//!    [`DebitCommand`] sealed under TSK (label `debit-command`).
-//! 2. widget sends the DEBIT APDU to the card, then
-//!    `POST /v1/purchases/complete` with [`CompleteEnvelope`]; its
-//!    `debit_response` is a [`DebitResponseMsg`] sealed under TSK (label
-//!    `debit-response`). Answer: [`CompleteResponse`] with a [`ResultC`] sealed
-//!    under TSK (label `result-c`) and a [`ResultM`] sealed under DK (label
-//!    `result-m`).
-//! 3. widget posts [`MerchantResult::ResultM`] to the session's `result_url`.
-//!
-//! Modes `client` and `merchant` (one round trip): the draw answer also carries
-//! `expected_s3_m`, an [`ExpectedS3`] sealed under DK (label `expected-s3`); in
-//! `client` mode the sealed debit command also carries the expected S3 in clear
-//! so the widget compares itself. The widget posts [`MerchantResult::S3`] to the
-//! merchant and (best effort, in the background) still calls `complete` so the
-//! payment server captures without waiting for the merchant.
+//! The messages themselves live with their protocol step: [`crate::purchase`]
+//! (draw, complete, recover, suspicious). Binary fields are lowercase hex
+//! (uppercase is accepted on input). A sealed field is
+//! `nonce(12) || ciphertext || tag(16)` made by [`crate::session::seal`] under
+//! the key named on the field, with associated data
+//! [`crate::session::aad`]`(label, txn_id)`; the plaintext is the message's JSON.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-use crate::session::{Session, VerifyMode};
-use crate::types::PurseId;
+use crate::session::{self, Key32, NONCE_LEN};
+
+pub use crate::purchase::*;
 
 /// Bytes carried as a lowercase hex string in JSON.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -74,218 +59,123 @@ impl<'de> Deserialize<'de> for Hex {
     }
 }
 
-/// Body of `POST /v1/purchases/draw`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DrawEnvelope {
-    pub session: Session,
-    /// HMAC-SHA256(K_mp, canonical session || ETSK), 32 bytes.
-    pub session_mac: Hex,
-    /// TSK sealed under DK (label `etsk`).
-    pub etsk: Hex,
-    /// A [`DrawRequest`] sealed under TSK (label `draw-request`).
-    pub draw_request: Hex,
+/// Why a sealed message could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("sealed message does not open: wrong key, label, transaction or tampered")]
+    Open,
+    #[error("sealed message is not the expected JSON: {0}")]
+    Json(String),
+    #[error("sealed message names another transaction")]
+    TxnMismatch,
 }
 
-/// What the widget gathered from the card, sealed under TSK.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DrawRequest {
-    pub txn_id: String,
-    /// Origin of the page embedding the widget, as the browser reported it.
-    pub page_origin: String,
-    /// Amount the widget put into INITIALIZE (must equal the session's).
-    pub amount: u32,
-    pub purse: PurseId,
-    /// Data of the card's SELECT response (without SW).
-    pub select: Hex,
-    /// Data of the card's INITIALIZE FOR PURCHASE response (without SW).
-    pub initialize: Hex,
-    /// Whether a VERIFY succeeded in this selection (informational).
-    #[serde(default)]
-    pub pin_verified: bool,
-}
+/// A message that travels sealed (AES-256-GCM): its label and the transaction
+/// it belongs to make its associated data. Sealing and opening are written
+/// once here for every message of every protocol.
+pub trait Sealed: Serialize + DeserializeOwned {
+    /// Label in the associated data (`crate::session::label`).
+    const LABEL: &'static str;
+    /// The transaction the message names.
+    fn txn_id(&self) -> &str;
 
-/// Answer of `POST /v1/purchases/draw`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DrawResponse {
-    pub txn_id: String,
-    pub verify_mode: VerifyMode,
-    /// A [`DebitCommand`] sealed under TSK (label `debit-command`).
-    pub debit_command: Hex,
-    /// Modes `client` and `merchant`: an [`ExpectedS3`] sealed under DK
-    /// (label `expected-s3`), for the merchant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_s3_m: Option<Hex>,
-}
+    /// Seal under `key` with a fresh `nonce` (never reuse one under a key).
+    fn seal(&self, key: &Key32, nonce: [u8; NONCE_LEN]) -> Hex {
+        let plain = Zeroizing::new(serde_json::to_vec(self).expect("messages serialize"));
+        Hex(session::seal(
+            key,
+            nonce,
+            &session::aad(Self::LABEL, self.txn_id()),
+            &plain,
+        ))
+    }
 
-/// The security module's debit command, sealed under TSK.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DebitCommand {
-    pub txn_id: String,
-    /// The complete DEBIT FOR PURCHASE command APDU for the card.
-    pub apdu: Hex,
-    /// The debit amount (the widget checks it equals the session's).
-    pub amount: u32,
-    /// The balance the card will report after the debit.
-    pub balance_after: u32,
-    /// Mode `client` only: the S3 the card must answer (8 bytes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_s3: Option<Hex>,
-}
-
-/// Expected S3 for the merchant (modes `client`/`merchant`), sealed under DK.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExpectedS3 {
-    pub merchant_id: String,
-    pub txn_id: String,
-    pub amount: u32,
-    pub currency: u16,
-    pub exponent: u8,
-    pub purse: PurseId,
-    pub origin: String,
-    /// Masked card id (last four digits).
-    pub card: String,
-    pub atc: u16,
-    pub seq: u32,
-    pub balance_after: u32,
-    pub expected_s3: Hex,
-}
-
-/// The card's answer to DEBIT, sealed under TSK.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DebitResponseMsg {
-    pub txn_id: String,
-    /// The card's complete response APDU: data (balance after, S3) then SW.
-    pub response: Hex,
-}
-
-/// Body of `POST /v1/purchases/complete`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteEnvelope {
-    pub session: Session,
-    pub session_mac: Hex,
-    pub etsk: Hex,
-    /// A [`DebitResponseMsg`] sealed under TSK (label `debit-response`).
-    pub debit_response: Hex,
-}
-
-/// Outcome of a purchase as results report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PurchaseStatus {
-    /// The card was debited and its S3 verified.
-    Debited,
-    /// The card refused the debit (nothing was taken).
-    Failed,
-}
-
-/// Answer of `POST /v1/purchases/complete`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CompleteResponse {
-    pub txn_id: String,
-    pub status: PurchaseStatus,
-    /// A [`ResultC`] sealed under TSK (label `result-c`).
-    pub result_c: Hex,
-    /// A [`ResultM`] sealed under DK (label `result-m`).
-    pub result_m: Hex,
-}
-
-/// Result for the shopper, sealed under TSK.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResultC {
-    pub txn_id: String,
-    pub status: PurchaseStatus,
-    pub merchant_name: String,
-    pub amount: u32,
-    pub currency: u16,
-    pub exponent: u8,
-    /// Balance after the debit (when debited).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub balance_after: Option<u32>,
-    /// Card status word when the card refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub card_sw: Option<String>,
-    /// `YYYYMMDD` and `HHMMSS` of the debit command.
-    pub date: String,
-    pub time: String,
-}
-
-/// Result for the merchant, sealed under DK (the client cannot read or forge it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResultM {
-    pub merchant_id: String,
-    pub txn_id: String,
-    pub status: PurchaseStatus,
-    pub amount: u32,
-    pub currency: u16,
-    pub exponent: u8,
-    pub purse: PurseId,
-    pub origin: String,
-    pub verify_mode: VerifyMode,
-    /// Masked card id (last four digits).
-    pub card: String,
-    pub atc: u16,
-    pub seq: u32,
-    pub date: String,
-    pub time: String,
-}
-
-/// What the widget posts to the merchant's `result_url`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum MerchantResult {
-    /// Modes `payment_server`/`security_module`: result M from `complete`.
-    ResultM { txn_id: String, result_m: Hex },
-    /// Modes `client`/`merchant`: the card's raw S3 and the DK-sealed expected S3.
-    S3 {
-        txn_id: String,
-        balance_after: u32,
-        s3: Hex,
-        expected_s3_m: Hex,
-    },
-}
-
-impl MerchantResult {
-    pub fn txn_id(&self) -> &str {
-        match self {
-            Self::ResultM { txn_id, .. } | Self::S3 { txn_id, .. } => txn_id,
+    /// Open a message sealed for `txn_id`; one that names another transaction
+    /// inside is refused too.
+    fn open(key: &Key32, txn_id: &str, sealed: &[u8]) -> Result<Self, SealError> {
+        let plain = Zeroizing::new(
+            session::open(key, &session::aad(Self::LABEL, txn_id), sealed)
+                .map_err(|_| SealError::Open)?,
+        );
+        let m: Self = serde_json::from_slice(&plain).map_err(|e| SealError::Json(e.to_string()))?;
+        if m.txn_id() != txn_id {
+            return Err(SealError::TxnMismatch);
         }
+        Ok(m)
     }
 }
 
-/// Body of `POST /v1/purchases/suspicious` ("this is not my purchase").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SuspiciousEnvelope {
-    pub session: Session,
-    pub session_mac: Hex,
-    pub etsk: Hex,
-    /// A [`SuspiciousReport`] sealed under TSK (label `suspicious`).
-    pub report: Hex,
+/// Stable machine-readable refusal codes of the payment and load APIs. Both
+/// ends match on these; a code never changes meaning. Unknown codes (a newer
+/// server) read as [`ApiCode::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiCode {
+    Malformed,
+    BodyTooLarge,
+    UnknownMerchant,
+    BadMac,
+    ModeNotAllowed,
+    Expired,
+    BadSeal,
+    TxnMismatch,
+    AmountMismatch,
+    CurrencyMismatch,
+    OriginMismatch,
+    TerminalMismatch,
+    UnknownKeyVersion,
+    CardExpired,
+    InsufficientFunds,
+    Replay,
+    UnknownTxn,
+    S3Mismatch,
+    /// A log record that does not verify (forged, of another card or
+    /// transaction): refused whole, nothing changed.
+    BadLogRecord,
+    /// The merchant's order is already paid by another transaction.
+    OrderPaid,
+    /// Another attempt for the same order is still undecided.
+    OrderInFlight,
+    WrongState,
+    Unauthorized,
+    NotFound,
+    Internal,
+    #[serde(other)]
+    Other,
 }
 
-/// The shopper's report, sealed under TSK.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SuspiciousReport {
-    pub txn_id: String,
-    /// Origin of the page that asked for the payment, as the browser reported it.
-    pub page_origin: String,
-    /// Free text from the shopper (at most 500 characters are kept).
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// Answer of `POST /v1/purchases/suspicious`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SuspiciousAck {
-    pub txn_id: String,
-    pub recorded: bool,
+impl ApiCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UnknownMerchant => "unknown_merchant",
+            Self::BadMac => "bad_mac",
+            Self::ModeNotAllowed => "mode_not_allowed",
+            Self::Expired => "expired",
+            Self::BadSeal => "bad_seal",
+            Self::TxnMismatch => "txn_mismatch",
+            Self::AmountMismatch => "amount_mismatch",
+            Self::CurrencyMismatch => "currency_mismatch",
+            Self::OriginMismatch => "origin_mismatch",
+            Self::TerminalMismatch => "terminal_mismatch",
+            Self::UnknownKeyVersion => "unknown_key_version",
+            Self::CardExpired => "card_expired",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::Replay => "replay",
+            Self::UnknownTxn => "unknown_txn",
+            Self::S3Mismatch => "s3_mismatch",
+            Self::BadLogRecord => "bad_log_record",
+            Self::OrderPaid => "order_paid",
+            Self::OrderInFlight => "order_in_flight",
+            Self::WrongState => "wrong_state",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Internal => "internal",
+            Self::Other => "other",
+        }
+    }
 }
 
 /// Every refusal: `{"error": {"code": "...", "message": "..."}}`.
@@ -296,8 +186,8 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code (see the payment server's OpenAPI document).
-    pub code: String,
+    /// Stable machine-readable code.
+    pub code: ApiCode,
     pub message: String,
 }
 
@@ -317,27 +207,49 @@ mod tests {
     }
 
     #[test]
-    fn merchant_result_is_tagged() {
-        let m = MerchantResult::ResultM {
-            txn_id: "T1".into(),
-            result_m: Hex(vec![1, 2]),
+    fn sealed_messages_open_only_for_their_txn_and_label() {
+        let k = Key32::new([4; 32]);
+        let r = SuspiciousReport {
+            txn_id: "T-1".into(),
+            page_origin: "http://a".into(),
+            reason: String::new(),
         };
-        let v = serde_json::to_value(&m).unwrap();
-        assert_eq!(v["kind"], "result_m");
-        assert_eq!(v["result_m"], "0102");
-        let s: MerchantResult = serde_json::from_value(serde_json::json!({
-            "kind": "s3", "txn_id": "T2", "balance_after": 5, "s3": "0011", "expected_s3_m": "22"
-        }))
-        .unwrap();
-        assert_eq!(s.txn_id(), "T2");
+        let s = r.seal(&k, [1; 12]);
+        assert_eq!(SuspiciousReport::open(&k, "T-1", s.as_slice()).unwrap(), r);
+        assert_eq!(
+            SuspiciousReport::open(&k, "T-2", s.as_slice()),
+            Err(SealError::Open)
+        );
+        // Same key and txn, another label: does not open as another kind.
+        assert_eq!(
+            RecoverRequest::open(&k, "T-1", s.as_slice()),
+            Err(SealError::Open)
+        );
+        // A message sealed for T-1 that names T-2 inside is refused.
+        let lying = SuspiciousReport {
+            txn_id: "T-2".into(),
+            ..r.clone()
+        };
+        let sealed = Hex(session::seal(
+            &k,
+            [2; 12],
+            &session::aad(SuspiciousReport::LABEL, "T-1"),
+            &serde_json::to_vec(&lying).unwrap(),
+        ));
+        assert_eq!(
+            SuspiciousReport::open(&k, "T-1", sealed.as_slice()),
+            Err(SealError::TxnMismatch)
+        );
     }
 
     #[test]
-    fn draw_request_refuses_unknown_fields() {
-        let v = serde_json::json!({
-            "txn_id": "T", "page_origin": "http://a", "amount": 1, "purse": "money",
-            "select": "", "initialize": "", "evil": 1
-        });
-        assert!(serde_json::from_value::<DrawRequest>(v).is_err());
+    fn api_codes_are_stable_and_unknown_ones_read_as_other() {
+        for c in [ApiCode::BadLogRecord, ApiCode::OrderPaid, ApiCode::S3Mismatch] {
+            let v = serde_json::to_value(c).unwrap();
+            assert_eq!(v, c.as_str());
+            assert_eq!(serde_json::from_value::<ApiCode>(v).unwrap(), c);
+        }
+        let c: ApiCode = serde_json::from_str("\"from_the_future\"").unwrap();
+        assert_eq!(c, ApiCode::Other);
     }
 }

@@ -1,0 +1,40 @@
+//! What the merchant page hands the widget (`Cardpay.mount(el, {session: …})`).
+//!
+//! # Format
+//! `{"session": {…}, "session_mac": "<hex 32>", "etsk": "<hex>", "tsk": "<hex 32>"}`
+//! (`ETSK`/`TSK` are accepted as aliases). TSK is the widget's key for this
+//! one transaction; the merchant made it and wrapped it as ETSK for the server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::{Key32, Session};
+use crate::wire::Hex;
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetSession {
+    pub session: Session,
+    /// HMAC-SHA256(K_mp, canonical session || ETSK).
+    pub session_mac: Hex,
+    /// TSK sealed under DK (label `etsk`).
+    #[serde(alias = "ETSK")]
+    pub etsk: Hex,
+    /// The transaction session key (32 bytes).
+    #[serde(alias = "TSK")]
+    pub tsk: Hex,
+}
+
+impl WidgetSession {
+    /// TSK as a key, if it is 32 bytes.
+    pub fn tsk(&self) -> Option<Key32> {
+        Key32::from_slice(self.tsk.as_slice()).ok()
+    }
+}
+
+impl core::fmt::Debug for WidgetSession {
+    // Never print TSK.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WidgetSession")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,77 @@
+//! Recovery of a torn DEBIT (card pulled, bridge or network gone after DEBIT
+//! was sent): the card's log is the truth, and its records prove themselves
+//! (each carries the S3 the card answered).
+//!
+//! # Format
+//! ```text
+//! POST /v1/purchases/recover
+//! {"session": {…}, "session_mac": "<hex>", "etsk": "<hex>",
+//!  "recover_request": "<RecoverRequest sealed under TSK, label recover-request>"}
+//! → {"txn_id": "T-1", "status": "debited" | "failed" | "unknown",
+//!    "result_c": "<sealed under TSK>", "result_m": "<sealed under DK>"}  (results once decided)
+//! ```
+//!
+//! The server decides (DESIGN §4): a record of this transaction whose S3 the
+//! security module verifies → `debited`; a log that reaches back past the
+//! transaction's ATC with no record for it → `failed`; otherwise `unknown`
+//! (the next use of the card anywhere settles it: every draw carries the log).
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::{label, Session};
+use crate::wire::{Hex, Sealed};
+
+/// Body of `POST /v1/purchases/recover`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverEnvelope {
+    pub session: Session,
+    pub session_mac: Hex,
+    pub etsk: Hex,
+    /// A [`RecoverRequest`] sealed under TSK (label `recover-request`).
+    pub recover_request: Hex,
+}
+
+/// The card's log, read after the card came back, sealed under TSK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    pub txn_id: String,
+    /// The card's newest log records (READ LOG 1, 2, …; 37 bytes each), at
+    /// most [`super::MAX_LOG_RECORDS`]; the widget reads until it has passed
+    /// the transaction's ATC or the log ends.
+    pub log: Vec<Hex>,
+}
+
+impl Sealed for RecoverRequest {
+    const LABEL: &'static str = label::RECOVER_REQUEST;
+    fn txn_id(&self) -> &str {
+        &self.txn_id
+    }
+}
+
+/// The server's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoverStatus {
+    /// The card's record proves the debit: captured.
+    Debited,
+    /// The log shows the card never debited this transaction.
+    Failed,
+    /// Not decided yet (the log does not reach back far enough, or the card
+    /// has not been used since).
+    Unknown,
+}
+
+/// Answer of `POST /v1/purchases/recover`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverResponse {
+    pub txn_id: String,
+    pub status: RecoverStatus,
+    /// Once decided: a [`super::ResultC`] sealed under TSK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_c: Option<Hex>,
+    /// Once decided: a [`super::ResultM`] sealed under DK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_m: Option<Hex>,
+}
