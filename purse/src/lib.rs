@@ -12,10 +12,12 @@
 pub mod apdu;
 pub mod command;
 pub mod crypto;
+pub mod merchant_api;
 pub mod purchase;
 pub mod security_module;
 pub mod session;
 pub mod types;
+pub mod webhook;
 pub mod wire;
 
 /// Application identifier of the Cardpay purse: `F0` + ASCII "CARDPAY".

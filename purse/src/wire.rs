@@ -244,7 +244,11 @@ mod tests {
 
     #[test]
     fn api_codes_are_stable_and_unknown_ones_read_as_other() {
-        for c in [ApiCode::BadLogRecord, ApiCode::OrderPaid, ApiCode::S3Mismatch] {
+        for c in [
+            ApiCode::BadLogRecord,
+            ApiCode::OrderPaid,
+            ApiCode::S3Mismatch,
+        ] {
             let v = serde_json::to_value(c).unwrap();
             assert_eq!(v, c.as_str());
             assert_eq!(serde_json::from_value::<ApiCode>(v).unwrap(), c);

@@ -1038,6 +1038,7 @@ impl Flow {
                     select: api::Hex(self.select_data.clone()),
                     initialize: api::Hex(init.encode()),
                     pin_verified: self.pin_verified,
+                    log: vec![],
                 };
                 let sealed = self.seal_json(label::DRAW_REQUEST, &draw);
                 let body = api::DrawEnvelope {
@@ -1134,12 +1135,7 @@ impl Flow {
         }
         match s.verify_mode {
             VerifyMode::PaymentServer | VerifyMode::SecurityModule => self.complete(fx, rapdu),
-            VerifyMode::Client
-                if !cmd
-                    .expected_s3
-                    .as_ref()
-                    .is_some_and(|e| purse::crypto::mac_eq(e.as_slice(), &resp.s3)) =>
-            {
+            VerifyMode::Client if !cmd.answer_matches(resp.balance_after, &resp.s3) => {
                 self.fail(fx, Problem::CardRefused, None)
             }
             VerifyMode::Client | VerifyMode::Merchant => {
@@ -1187,15 +1183,14 @@ impl Flow {
     }
 
     fn server_problem(status: u16, body: &str) -> Problem {
+        use api::ApiCode;
         let code = serde_json::from_str::<api::ErrorBody>(body)
             .map(|b| b.error.code)
-            .unwrap_or_default();
-        match code.as_str() {
-            "card_expired" | "expired_card" => Problem::Expired,
-            "insufficient_funds" | "funds" => Problem::Funds,
-            "bad_session" | "session_mac" | "session_expired" | "expired" | "bad_mac" => {
-                Problem::BadSession
-            }
+            .unwrap_or(ApiCode::Other);
+        match code {
+            ApiCode::CardExpired => Problem::Expired,
+            ApiCode::InsufficientFunds => Problem::Funds,
+            ApiCode::Expired | ApiCode::BadMac => Problem::BadSession,
             _ if status == 400 || status == 401 || status == 403 => Problem::BadSession,
             _ => Problem::Server,
         }

@@ -2,22 +2,29 @@
 //!
 //! - [`Merchant::build_session`]: for an order, make the transaction session key
 //!   TSK, wrap it as ETSK under the per-transaction derived key DK and MAC the
-//!   session; the page hands [`WidgetSession`] to the widget.
-//! - [`Merchant::verify_result`]: check what the widget brought back — a result M
-//!   sealed under DK (modes `payment_server`/`security_module`), or the card's S3
-//!   plus the DK-sealed expected S3 (modes `client`/`merchant`) — against the order.
-//!   Only a [`VerifiedPayment`] should release goods.
-//! - [`auth`]: sign requests to the payment server's merchant API
-//!   (`GET /v1/transactions/{id}` …).
+//!   session; the page hands the [`WidgetSession`] to the widget.
+//! - [`Merchant::verify_result`]: check what the widget brought back against
+//!   the order. A result M (sealed under DK, which the client never has) means
+//!   the server captured: [`Verified::Captured`]. The card's S3 with the
+//!   DK-sealed expected S3 (modes `client`/`merchant`) is only a match:
+//!   [`Verified::ConfirmWithServer`] — POST its [`ConfirmRequest`] to
+//!   `/v1/transactions/{txn}/confirm` and release the goods only when
+//!   [`Merchant::check_confirmed`] accepts the server's answer.
+//! - [`Merchant::verify_webhook`]: the server's signed webhooks (every state
+//!   change, delivered until acknowledged). Deduplicate by event id.
+//! - [`auth`]: sign requests to the payment server's merchant API.
 //!
 //! No I/O besides the OS random source; the merchant's HTTP stack is its own.
 
 #![forbid(unsafe_code)]
 
 use purse::crypto::mac_eq;
-use purse::session::{self, label, Key32, Session, VerifyMode};
+use purse::merchant_api::{ConfirmRequest, TxnView};
+use purse::purchase::{ExpectedS3, MerchantResult, PurchaseStatus, ResultM, WidgetSession};
+use purse::session::{self, Key32, Session, VerifyMode};
 use purse::types::{PurseId, Terminal};
-use purse::wire::{ExpectedS3, Hex, MerchantResult, PurchaseStatus, ResultM};
+use purse::webhook::{self, WebhookError, WebhookEvent};
+use purse::wire::{Hex, Sealed};
 use serde::{Deserialize, Serialize};
 
 pub use purse;
@@ -46,6 +53,7 @@ pub struct Merchant {
     pub id: String,
     pub name: String,
     key: Key32,
+    webhook_key: Key32,
 }
 
 impl core::fmt::Debug for Merchant {
@@ -57,10 +65,14 @@ impl core::fmt::Debug for Merchant {
     }
 }
 
-/// What the merchant decides for one order's session.
+/// What the merchant decides for one payment attempt of an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionParams {
+    /// This attempt's transaction id (a new one per attempt: reloading the
+    /// payment page makes a new attempt for the same order).
     pub txn_id: String,
+    /// The order being paid: the server captures at most one attempt per order.
+    pub order_ref: String,
     pub amount: u32,
     pub currency: u16,
     pub exponent: u8,
@@ -72,35 +84,14 @@ pub struct SessionParams {
     pub terminal: Terminal,
 }
 
-/// What the merchant page hands to the widget: `{session, session_mac, etsk, tsk}`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WidgetSession {
-    pub session: Session,
-    pub session_mac: Hex,
-    pub etsk: Hex,
-    pub tsk: Hex,
-}
-
-impl core::fmt::Debug for WidgetSession {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("WidgetSession")
-            .field("session", &self.session)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WidgetSession {
-    pub fn tsk(&self) -> Key32 {
-        Key32::from_slice(self.tsk.as_slice()).expect("TSK is 32 bytes")
-    }
-}
-
 /// The order a result must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRef<'a> {
     pub txn_id: &'a str,
+    pub order_ref: &'a str,
     pub amount: u32,
     pub currency: u16,
+    pub exponent: u8,
     pub purse: PurseId,
     pub origin: &'a str,
     pub verify_mode: VerifyMode,
@@ -116,8 +107,22 @@ pub struct VerifiedPayment {
     pub card: String,
     pub atc: u16,
     pub seq: u32,
-    /// How it was verified: `result_m` or `s3`.
+    /// How the capture was verified: `result_m`, `confirm` (the server
+    /// verified the card's S3 on the merchant's confirm) or `webhook`.
     pub evidence: String,
+}
+
+/// What a result from the widget proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Result M: the server verified the card's S3 and captured.
+    Captured(VerifiedPayment),
+    /// The card's S3 matches what the security module expects: confirm with
+    /// the server (it verifies S3 itself and captures); not paid until then.
+    ConfirmWithServer {
+        txn_id: String,
+        confirm: ConfirmRequest,
+    },
 }
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], MerchantError> {
@@ -126,12 +131,26 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], MerchantError> {
     Ok(b)
 }
 
+/// The fields every result names, checked against the order.
+struct Claimed<'a> {
+    merchant_id: &'a str,
+    txn_id: &'a str,
+    amount: u32,
+    currency: u16,
+    exponent: u8,
+    purse: PurseId,
+    origin: &'a str,
+}
+
 impl Merchant {
     pub fn new(id: impl Into<String>, name: impl Into<String>, key: Key32) -> Self {
+        let id = id.into();
+        let webhook_key = webhook::webhook_key(&key, &id);
         Self {
-            id: id.into(),
+            id,
             name: name.into(),
             key,
+            webhook_key,
         }
     }
 
@@ -151,7 +170,7 @@ impl Merchant {
         Ok(self.build_session_with(p, tsk, nonce))
     }
 
-    /// [`Self::build_session`] with the caller's TSK and nonce (tests).
+    /// [`Self::build_session`] with the caller's TSK and nonce (tests, vectors).
     pub fn build_session_with(
         &self,
         p: SessionParams,
@@ -162,6 +181,7 @@ impl Merchant {
             merchant_id: self.id.clone(),
             merchant_name: self.name.clone(),
             txn_id: p.txn_id,
+            order_ref: p.order_ref,
             amount: p.amount,
             currency: p.currency,
             exponent: p.exponent,
@@ -185,13 +205,7 @@ impl Merchant {
 
     /// Open a result M for this order (does not check its content).
     pub fn open_result_m(&self, txn_id: &str, sealed: &[u8]) -> Result<ResultM, MerchantError> {
-        let plain = session::open(
-            &self.dk(txn_id),
-            &session::aad(label::RESULT_M, txn_id),
-            sealed,
-        )
-        .map_err(|_| MerchantError::BadSeal)?;
-        serde_json::from_slice(&plain).map_err(|e| MerchantError::Malformed(e.to_string()))
+        ResultM::open(&self.dk(txn_id), txn_id, sealed).map_err(|_| MerchantError::BadSeal)
     }
 
     /// Open the DK-sealed expected S3 of a `client`/`merchant` mode purchase.
@@ -200,13 +214,7 @@ impl Merchant {
         txn_id: &str,
         sealed: &[u8],
     ) -> Result<ExpectedS3, MerchantError> {
-        let plain = session::open(
-            &self.dk(txn_id),
-            &session::aad(label::EXPECTED_S3, txn_id),
-            sealed,
-        )
-        .map_err(|_| MerchantError::BadSeal)?;
-        serde_json::from_slice(&plain).map_err(|e| MerchantError::Malformed(e.to_string()))
+        ExpectedS3::open(&self.dk(txn_id), txn_id, sealed).map_err(|_| MerchantError::BadSeal)
     }
 
     /// Verify what the widget posted to the result URL against the order.
@@ -214,7 +222,7 @@ impl Merchant {
         &self,
         order: &OrderRef<'_>,
         result: &MerchantResult,
-    ) -> Result<VerifiedPayment, MerchantError> {
+    ) -> Result<Verified, MerchantError> {
         if result.txn_id() != order.txn_id {
             return Err(MerchantError::WrongOrder("txn_id"));
         }
@@ -223,17 +231,23 @@ impl Merchant {
                 let m = self.open_result_m(order.txn_id, result_m.as_slice())?;
                 self.check_fields(
                     order,
-                    &m.merchant_id,
-                    &m.txn_id,
-                    m.amount,
-                    m.currency,
-                    m.purse,
-                    &m.origin,
+                    &Claimed {
+                        merchant_id: &m.merchant_id,
+                        txn_id: &m.txn_id,
+                        amount: m.amount,
+                        currency: m.currency,
+                        exponent: m.exponent,
+                        purse: m.purse,
+                        origin: &m.origin,
+                    },
                 )?;
+                if m.order_ref != order.order_ref {
+                    return Err(MerchantError::WrongOrder("order_ref"));
+                }
                 if m.status != PurchaseStatus::Debited {
                     return Err(MerchantError::NotDebited);
                 }
-                Ok(VerifiedPayment {
+                Ok(Verified::Captured(VerifiedPayment {
                     txn_id: m.txn_id,
                     amount: m.amount,
                     currency: m.currency,
@@ -241,7 +255,7 @@ impl Merchant {
                     atc: m.atc,
                     seq: m.seq,
                     evidence: "result_m".into(),
-                })
+                }))
             }
             MerchantResult::S3 {
                 balance_after,
@@ -255,50 +269,99 @@ impl Merchant {
                 let e = self.open_expected_s3(order.txn_id, expected_s3_m.as_slice())?;
                 self.check_fields(
                     order,
-                    &e.merchant_id,
-                    &e.txn_id,
-                    e.amount,
-                    e.currency,
-                    e.purse,
-                    &e.origin,
+                    &Claimed {
+                        merchant_id: &e.merchant_id,
+                        txn_id: &e.txn_id,
+                        amount: e.amount,
+                        currency: e.currency,
+                        exponent: e.exponent,
+                        purse: e.purse,
+                        origin: &e.origin,
+                    },
                 )?;
                 if !compare_s3(&e, *balance_after, s3.as_slice()) {
                     return Err(MerchantError::S3Mismatch);
                 }
-                Ok(VerifiedPayment {
+                Ok(Verified::ConfirmWithServer {
                     txn_id: e.txn_id,
-                    amount: e.amount,
-                    currency: e.currency,
-                    card: e.card,
-                    atc: e.atc,
-                    seq: e.seq,
-                    evidence: "s3".into(),
+                    confirm: ConfirmRequest {
+                        balance_after: Some(*balance_after),
+                        s3: Some(s3.clone()),
+                    },
                 })
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn check_fields(
+    /// The server's answer to a confirm (or a `GET /v1/transactions/{txn}`):
+    /// paid only if the server has captured exactly this order.
+    pub fn check_confirmed(
         &self,
         order: &OrderRef<'_>,
-        merchant_id: &str,
-        txn_id: &str,
-        amount: u32,
-        currency: u16,
-        purse: PurseId,
-        origin: &str,
-    ) -> Result<(), MerchantError> {
-        if merchant_id != self.id {
+        view: &TxnView,
+    ) -> Result<VerifiedPayment, MerchantError> {
+        self.check_fields(
+            order,
+            &Claimed {
+                merchant_id: &view.merchant_id,
+                txn_id: &view.txn_id,
+                amount: view.amount,
+                currency: view.currency,
+                exponent: view.exponent,
+                purse: view.purse,
+                origin: &view.origin,
+            },
+        )?;
+        if view.order_ref != order.order_ref {
+            return Err(MerchantError::WrongOrder("order_ref"));
+        }
+        if !view.state.is_captured() {
+            return Err(MerchantError::NotDebited);
+        }
+        Ok(VerifiedPayment {
+            txn_id: view.txn_id.clone(),
+            amount: view.amount,
+            currency: view.currency,
+            card: view.card.clone(),
+            atc: view.atc,
+            seq: view.seq,
+            evidence: "confirm".into(),
+        })
+    }
+
+    /// Verify a webhook delivery (headers `cardpay-event-id`,
+    /// `cardpay-timestamp`, `cardpay-signature`) at time `now`. The caller
+    /// then deduplicates by `event_id` and checks the event against its order.
+    pub fn verify_webhook(
+        &self,
+        event_id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<WebhookEvent, WebhookError> {
+        let ev = webhook::verify(&self.webhook_key, event_id, timestamp, signature, body, now)?;
+        if ev.merchant_id != self.id {
+            return Err(WebhookError::Body("event for another merchant".into()));
+        }
+        Ok(ev)
+    }
+
+    fn check_fields(&self, order: &OrderRef<'_>, c: &Claimed<'_>) -> Result<(), MerchantError> {
+        if c.merchant_id != self.id {
             return Err(MerchantError::WrongOrder("merchant_id"));
         }
-        if txn_id != order.txn_id {
+        if c.txn_id != order.txn_id {
             return Err(MerchantError::WrongOrder("txn_id"));
         }
-        if amount != order.amount || currency != order.currency || purse != order.purse {
+        if c.amount != order.amount
+            || c.currency != order.currency
+            || c.exponent != order.exponent
+            || c.purse != order.purse
+        {
             return Err(MerchantError::WrongOrder("amount"));
         }
-        if origin != order.origin {
+        if c.origin != order.origin {
             return Err(MerchantError::WrongOrder("origin"));
         }
         Ok(())
@@ -377,6 +440,7 @@ mod tests {
     fn params(mode: VerifyMode) -> SessionParams {
         SessionParams {
             txn_id: "T-1".into(),
+            order_ref: "o-1".into(),
             amount: 250,
             currency: 978,
             exponent: 2,
@@ -392,8 +456,10 @@ mod tests {
     fn order(mode: VerifyMode) -> OrderRef<'static> {
         OrderRef {
             txn_id: "T-1",
+            order_ref: "o-1",
             amount: 250,
             currency: 978,
+            exponent: 2,
             purse: PurseId::Money,
             origin: "http://shop",
             verify_mode: mode,
@@ -411,20 +477,31 @@ mod tests {
             ws.session_mac.as_slice()
         ));
         let tsk = session::unwrap_tsk(&m.dk("T-1"), "T-1", ws.etsk.as_slice()).unwrap();
-        assert_eq!(tsk, ws.tsk());
+        assert_eq!(Some(tsk), ws.tsk());
         let ws2 = m.build_session(params(VerifyMode::PaymentServer)).unwrap();
         assert_ne!(ws.tsk, ws2.tsk, "fresh TSK per session");
         assert!(!format!("{ws:?}").contains(&hex::encode(ws.tsk.as_slice())));
     }
 
     fn result_m(m: &Merchant, txn: &str, amount: u32, status: PurchaseStatus) -> Vec<u8> {
+        result_m_exp(m, txn, amount, 2, status)
+    }
+
+    fn result_m_exp(
+        m: &Merchant,
+        txn: &str,
+        amount: u32,
+        exponent: u8,
+        status: PurchaseStatus,
+    ) -> Vec<u8> {
         let r = ResultM {
             merchant_id: m.id.clone(),
             txn_id: txn.into(),
+            order_ref: "o-1".into(),
             status,
             amount,
             currency: 978,
-            exponent: 2,
+            exponent,
             purse: PurseId::Money,
             origin: "http://shop".into(),
             verify_mode: VerifyMode::PaymentServer,
@@ -434,12 +511,7 @@ mod tests {
             date: "20261123".into(),
             time: "120000".into(),
         };
-        session::seal(
-            &m.dk(txn),
-            [5; 12],
-            &session::aad(label::RESULT_M, txn),
-            &serde_json::to_vec(&r).unwrap(),
-        )
+        r.seal(&m.dk(txn), [5; 12]).0
     }
 
     #[test]
@@ -450,7 +522,25 @@ mod tests {
             txn_id: "T-1".into(),
             result_m: Hex(result_m(&m, "T-1", 250, PurchaseStatus::Debited)),
         };
-        assert_eq!(m.verify_result(&o, &ok).unwrap().amount, 250);
+        match m.verify_result(&o, &ok).unwrap() {
+            Verified::Captured(p) => assert_eq!((p.amount, p.evidence.as_str()), (250, "result_m")),
+            other => panic!("{other:?}"),
+        }
+        // Same minor units, another exponent: 2.50 EUR is not 25.0 EUR.
+        let exp = MerchantResult::ResultM {
+            txn_id: "T-1".into(),
+            result_m: Hex(result_m_exp(&m, "T-1", 250, 1, PurchaseStatus::Debited)),
+        };
+        assert_eq!(
+            m.verify_result(&o, &exp),
+            Err(MerchantError::WrongOrder("amount"))
+        );
+        let mut other_order = o.clone();
+        other_order.order_ref = "o-2";
+        assert_eq!(
+            m.verify_result(&other_order, &ok),
+            Err(MerchantError::WrongOrder("order_ref"))
+        );
         // moved from another order: does not open under this order's DK
         let moved = MerchantResult::ResultM {
             txn_id: "T-1".into(),
@@ -491,12 +581,7 @@ mod tests {
             balance_after: 750,
             expected_s3: Hex(vec![7; 8]),
         };
-        let sealed = session::seal(
-            &m.dk("T-1"),
-            [1; 12],
-            &session::aad(label::EXPECTED_S3, "T-1"),
-            &serde_json::to_vec(&e).unwrap(),
-        );
+        let sealed = e.seal(&m.dk("T-1"), [1; 12]).0;
         let mk = |s3: Vec<u8>, bal| MerchantResult::S3 {
             txn_id: "T-1".into(),
             balance_after: bal,
@@ -504,7 +589,17 @@ mod tests {
             expected_s3_m: Hex(sealed.clone()),
         };
         let o = order(VerifyMode::Merchant);
-        assert!(m.verify_result(&o, &mk(vec![7; 8], 750)).is_ok());
+        // A match is not a capture: the merchant must confirm with the server.
+        assert_eq!(
+            m.verify_result(&o, &mk(vec![7; 8], 750)),
+            Ok(Verified::ConfirmWithServer {
+                txn_id: "T-1".into(),
+                confirm: ConfirmRequest {
+                    balance_after: Some(750),
+                    s3: Some(Hex(vec![7; 8])),
+                },
+            })
+        );
         assert_eq!(
             m.verify_result(&o, &mk(vec![8; 8], 750)),
             Err(MerchantError::S3Mismatch)
@@ -560,5 +655,103 @@ mod tests {
             b"",
             &h[2].1
         ));
+    }
+}
+
+#[cfg(test)]
+mod confirm_and_webhook_tests {
+    use super::*;
+    use purse::merchant_api::TxnState;
+    use purse::webhook::EventKind;
+
+    fn view(state: TxnState, amount: u32) -> TxnView {
+        TxnView {
+            merchant_id: "shop".into(),
+            txn_id: "T-1".into(),
+            order_ref: "o-1".into(),
+            state,
+            verify_mode: VerifyMode::Merchant,
+            amount,
+            currency: 978,
+            exponent: 2,
+            purse: PurseId::Money,
+            origin: "http://shop".into(),
+            card: "…0001".into(),
+            atc: 1,
+            seq: 1,
+            created_at: 0,
+            drawn_at: 0,
+            debited_at: None,
+            confirmed_at: None,
+            updated_at: 0,
+            resolution: None,
+            log: vec![],
+            suspicious_reports: vec![],
+        }
+    }
+
+    #[test]
+    fn only_a_captured_matching_transaction_is_paid() {
+        let m = Merchant::new("shop", "Shop", Key32::new([1; 32]));
+        let o = OrderRef {
+            txn_id: "T-1",
+            order_ref: "o-1",
+            amount: 250,
+            currency: 978,
+            exponent: 2,
+            purse: PurseId::Money,
+            origin: "http://shop",
+            verify_mode: VerifyMode::Merchant,
+        };
+        assert!(m
+            .check_confirmed(&o, &view(TxnState::Confirmed, 250))
+            .is_ok());
+        assert_eq!(
+            m.check_confirmed(&o, &view(TxnState::Drawn, 250)),
+            Err(MerchantError::NotDebited)
+        );
+        assert_eq!(
+            m.check_confirmed(&o, &view(TxnState::Confirmed, 249)),
+            Err(MerchantError::WrongOrder("amount"))
+        );
+    }
+
+    #[test]
+    fn webhooks_verify_under_the_merchant_key_only() {
+        let key = Key32::new([1; 32]);
+        let m = Merchant::new("shop", "Shop", key.clone());
+        let ev = WebhookEvent {
+            event_id: "evt_1".into(),
+            kind: EventKind::Captured,
+            created_at: 10,
+            merchant_id: "shop".into(),
+            txn_id: "T-1".into(),
+            order_ref: "o-1".into(),
+            state: TxnState::Debited,
+            amount: 250,
+            currency: 978,
+            exponent: 2,
+            purse: PurseId::Money,
+            card: "…0001".into(),
+            atc: 1,
+            detail: String::new(),
+        };
+        let body = serde_json::to_vec(&ev).unwrap();
+        let sig = webhook::sign(&webhook::webhook_key(&key, "shop"), 10, "evt_1", &body);
+        assert_eq!(
+            m.verify_webhook("evt_1", "10", &sig, &body, 20),
+            Ok(ev.clone())
+        );
+        let other = Merchant::new("shop", "Shop", Key32::new([2; 32]));
+        assert_eq!(
+            other.verify_webhook("evt_1", "10", &sig, &body, 20),
+            Err(WebhookError::Signature)
+        );
+        // Signed by the server for another merchant: refused here.
+        let mut theirs = ev;
+        theirs.merchant_id = "other".into();
+        let body = serde_json::to_vec(&theirs).unwrap();
+        let sig = webhook::sign(&webhook::webhook_key(&key, "shop"), 10, "evt_1", &body);
+        assert!(m.verify_webhook("evt_1", "10", &sig, &body, 20).is_err());
     }
 }

@@ -73,6 +73,7 @@ impl Server {
             merchant_id: "demo-store".into(),
             merchant_name: "Demo <Store>".into(),
             txn_id: txn.into(),
+            order_ref: String::new(),
             amount,
             currency: 978,
             exponent: 2,
@@ -161,8 +162,14 @@ impl Server {
                     apdu: Hex(Request::DebitPurchase(auth.debit).to_bytes()),
                     amount: s.amount + self.skim,
                     balance_after: auth.balance_after,
-                    expected_s3: (s.verify_mode == VerifyMode::Client)
-                        .then(|| Hex(auth.expected_s3.to_vec())),
+                    check_value: (s.verify_mode == VerifyMode::Client).then(|| {
+                        Hex(purse::purchase::check_value(
+                            &s.txn_id,
+                            auth.balance_after,
+                            &auth.expected_s3,
+                        )
+                        .to_vec())
+                    }),
                 };
                 let sealed = seal(
                     &tsk,

@@ -1,0 +1,177 @@
+//! The merchant (and operator) API of the payment server: signed server-to-server
+//! calls, and what they answer. Declared here once for the server and the
+//! merchant kit.
+//!
+//! # Format
+//! ```text
+//! GET  /v1/transactions/{txn}            → TxnView
+//! POST /v1/transactions/{txn}/confirm    {"balance_after": 750, "s3": "<hex 8>"}? → TxnView
+//! GET  /v1/recovery                      → RecoveryList
+//! GET  /v1/suspicious                    → SuspiciousList
+//! ```
+//! Requests carry `x-cardpay-merchant`, `x-cardpay-timestamp` and
+//! `x-cardpay-signature` (see `merchant-kit`'s `auth`), or the operator's bearer token.
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::VerifyMode;
+use crate::types::PurseId;
+use crate::wire::Hex;
+
+/// Transaction states (DESIGN §4): `created → drawn → debited → confirmed →
+/// settled`, or `failed`, `reversed`, `unknown` (needs the card's log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnState {
+    Created,
+    Drawn,
+    Debited,
+    Confirmed,
+    Settled,
+    Failed,
+    Reversed,
+    Unknown,
+}
+
+impl TxnState {
+    pub const ALL: [TxnState; 8] = [
+        Self::Created,
+        Self::Drawn,
+        Self::Debited,
+        Self::Confirmed,
+        Self::Settled,
+        Self::Failed,
+        Self::Reversed,
+        Self::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Drawn => "drawn",
+            Self::Debited => "debited",
+            Self::Confirmed => "confirmed",
+            Self::Settled => "settled",
+            Self::Failed => "failed",
+            Self::Reversed => "reversed",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// States in which the card's debit is proven (money captured).
+    pub fn is_captured(self) -> bool {
+        matches!(self, Self::Debited | Self::Confirmed | Self::Settled)
+    }
+
+    /// States that still wait for the card's proof one way or the other.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Drawn | Self::Unknown)
+    }
+}
+
+/// A transaction as the merchant and operator see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnView {
+    pub merchant_id: String,
+    pub txn_id: String,
+    #[serde(default)]
+    pub order_ref: String,
+    pub state: TxnState,
+    pub verify_mode: VerifyMode,
+    pub amount: u32,
+    pub currency: u16,
+    pub exponent: u8,
+    pub purse: PurseId,
+    pub origin: String,
+    /// Masked card id.
+    pub card: String,
+    pub atc: u16,
+    pub seq: u32,
+    pub created_at: u64,
+    pub drawn_at: u64,
+    pub debited_at: Option<u64>,
+    pub confirmed_at: Option<u64>,
+    pub updated_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    pub log: Vec<LogEntry>,
+    pub suspicious_reports: Vec<SuspiciousEntry>,
+}
+
+/// One entry of a transaction's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub event: String,
+    pub state: String,
+    pub detail: String,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspiciousEntry {
+    pub page_origin: String,
+    pub reason: String,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspiciousListEntry {
+    pub merchant_id: String,
+    pub txn_id: String,
+    pub page_origin: String,
+    pub reason: String,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspiciousList {
+    pub reports: Vec<SuspiciousListEntry>,
+}
+
+/// A transaction that waits for the card's log (drawn and silent, or unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryItem {
+    pub merchant_id: String,
+    pub txn_id: String,
+    pub state: TxnState,
+    pub amount: u32,
+    pub currency: u16,
+    pub card: String,
+    pub atc: u16,
+    pub seq: u32,
+    pub drawn_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryList {
+    pub transactions: Vec<RecoveryItem>,
+}
+
+/// Merchant confirmation: the goods are released. In `client`/`merchant`
+/// mode, on a transaction the server has not captured yet, it carries the
+/// card's S3, which the server verifies before it captures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    #[serde(default)]
+    pub balance_after: Option<u32>,
+    #[serde(default)]
+    pub s3: Option<Hex>,
+}
+
+/// Operator's resolution of a transaction in recovery, from the card's log
+/// read some other way (e.g. at the issuer's counter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// The card's newest log records (READ LOG, 37 bytes each).
+    #[serde(default)]
+    pub log: Vec<Hex>,
+    /// The card's current ATC, if known (a later INITIALIZE).
+    #[serde(default)]
+    pub card_atc: Option<u16>,
+}
