@@ -588,13 +588,15 @@ fn log_is_cyclic_of_ten_newest_first() {
     );
     assert_eq!(log[0].atc, 12);
     assert_eq!(log[0].balance_after, 10_000 - (1..=12).sum::<u32>());
-    // each record: 29 bytes then 9000
+    // each record: 37 bytes (with the S3 the card answered) then 9000
     let r = c.process(&Request::ReadLog(ReadLog { record: 10 }).to_bytes());
-    assert_eq!(r.len(), 29 + 2);
-    assert_eq!(LogRecord::decode(&r[..29]).unwrap().amount, 3);
-    assert_eq!(sw(&c.process(&[0x80, 0x5A, 11, 0, 0x1D])), 0x6A86);
-    assert_eq!(sw(&c.process(&[0x80, 0x5A, 0, 0, 0x1D])), 0x6A86);
-    assert_eq!(sw(&c.process(&[0x80, 0x5A, 1, 1, 0x1D])), 0x6A86);
+    assert_eq!(r.len(), 37 + 2);
+    let oldest = LogRecord::decode(&r[..37]).unwrap();
+    assert_eq!(oldest.amount, 3);
+    assert_ne!(oldest.s3, [0; 8], "a receipt, not a placeholder");
+    assert_eq!(sw(&c.process(&[0x80, 0x5A, 11, 0, 0x25])), 0x6A86);
+    assert_eq!(sw(&c.process(&[0x80, 0x5A, 0, 0, 0x25])), 0x6A86);
+    assert_eq!(sw(&c.process(&[0x80, 0x5A, 1, 1, 0x25])), 0x6A86);
 }
 
 #[test]

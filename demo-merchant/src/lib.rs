@@ -1,8 +1,17 @@
 //! Cardpay demo store: a small real shop of digital goods that takes Cardpay
 //! payments exactly as a merchant would — catalog, cart (cookie), checkout page
-//! rendering the session for the widget, a result endpoint that verifies result M
-//! (or the S3 pair in `merchant`/`client` mode) with `merchant-kit`, marks the
-//! order paid exactly once and releases the downloads. Orders live in SQLite.
+//! rendering the session for the widget, and an order that is paid only on a
+//! capture the store verified itself, exactly once:
+//! - a result M from the widget (sealed under DK: the server captured);
+//! - its own S3 compare (modes `client`/`merchant`) *confirmed by the server*,
+//!   which verifies the card's S3 before it captures (retried until it answers);
+//! - or the server's signed webhook (`POST /webhooks/cardpay`), deduplicated by
+//!   event id — so an order is paid even if the shopper's page never reports.
+//!
+//! Every load of the payment page is a new attempt (a new txn id) for the same
+//! order (`order_ref`); the payment server captures at most one attempt per
+//! order. Before making a new attempt the page asks the server about the open
+//! ones. Orders, attempts and processed webhook ids live in SQLite.
 
 #![forbid(unsafe_code)]
 
@@ -16,10 +25,12 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use merchant_kit::{Merchant, OrderRef, SessionParams, VerifiedPayment};
+use merchant_kit::{Merchant, OrderRef, SessionParams, Verified, VerifiedPayment};
+use purse::merchant_api::{ConfirmRequest, TxnState, TxnView};
+use purse::purchase::{MerchantResult, WidgetSession};
 use purse::session::{Key32, VerifyMode};
 use purse::types::{PurseId, Terminal};
-use purse::wire::MerchantResult;
+use purse::webhook::{EventKind, WebhookEvent};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +93,10 @@ pub enum StoreError {
     NotFound,
     #[error("payment refused: {0}")]
     Payment(#[from] merchant_kit::MerchantError),
+    #[error("webhook refused: {0}")]
+    Webhook(#[from] purse::webhook::WebhookError),
+    #[error("the payment server has not confirmed the capture yet")]
+    Unconfirmed,
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("internal: {0}")]
@@ -94,6 +109,8 @@ impl StoreError {
             Self::Db(_) | Self::Internal(_) => "internal",
             Self::NotFound => "not_found",
             Self::Payment(_) => "payment_refused",
+            Self::Webhook(_) => "webhook_refused",
+            Self::Unconfirmed => "unconfirmed",
             Self::BadRequest(_) => "malformed",
         }
     }
@@ -102,6 +119,8 @@ impl StoreError {
             Self::Db(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Payment(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Webhook(_) => StatusCode::UNAUTHORIZED,
+            Self::Unconfirmed => StatusCode::ACCEPTED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -190,19 +209,35 @@ pub struct AppState {
 }
 
 const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS orders (
+CREATE TABLE IF NOT EXISTS shop_orders (
     id          TEXT PRIMARY KEY,
-    txn_id      TEXT NOT NULL UNIQUE,
     items       TEXT NOT NULL,
     amount      INTEGER NOT NULL,
     currency    INTEGER NOT NULL,
+    exponent    INTEGER NOT NULL,
     verify_mode TEXT NOT NULL,
-    expires_at  INTEGER NOT NULL,
-    status      TEXT NOT NULL,
+    status      TEXT NOT NULL,          -- pending | paid
+    paid_txn    TEXT,
     evidence    TEXT,
     card        TEXT,
     created_at  INTEGER NOT NULL,
     paid_at     INTEGER
+);
+-- One row per load of the payment page: a transaction id of the order.
+CREATE TABLE IF NOT EXISTS payment_attempts (
+    txn_id      TEXT PRIMARY KEY,
+    order_id    TEXT NOT NULL REFERENCES shop_orders (id),
+    expires_at  INTEGER NOT NULL,
+    status      TEXT NOT NULL,          -- open | captured | failed
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payment_attempts_order ON payment_attempts (order_id);
+-- Webhook event ids already processed (deliveries are at least once).
+CREATE TABLE IF NOT EXISTS webhook_events (
+    event_id    TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    txn_id      TEXT NOT NULL,
+    received_at INTEGER NOT NULL
 );
 "#;
 
@@ -210,17 +245,20 @@ CREATE TABLE IF NOT EXISTS orders (
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub id: String,
-    pub txn_id: String,
     pub items: Vec<(String, u32)>,
     pub amount: u32,
     pub currency: u16,
+    pub exponent: u8,
     pub verify_mode: VerifyMode,
-    pub expires_at: u64,
     pub status: String,
+    /// The attempt whose capture paid the order.
+    pub paid_txn: Option<String>,
     pub evidence: Option<String>,
     pub card: Option<String>,
     pub created_at: u64,
     pub paid_at: Option<u64>,
+    /// Every attempt: (txn id, open | captured | failed).
+    pub attempts: Vec<(String, String)>,
 }
 
 pub fn now() -> u64 {
@@ -352,91 +390,215 @@ impl AppState {
         self.db(move |c| load_order(c, &id)).await
     }
 
-    fn session_for(&self, o: &Order) -> Result<merchant_kit::WidgetSession, StoreError> {
-        self.merchant
+    /// A new attempt (txn id) for an order and its session for the widget.
+    async fn new_attempt(self: &Arc<Self>, o: &Order) -> Result<WidgetSession, StoreError> {
+        let txn = random_id("demo-")?;
+        let expires_at = now() + self.cfg.session_ttl;
+        let ws = self
+            .merchant
             .build_session(SessionParams {
-                txn_id: o.txn_id.clone(),
+                txn_id: txn.clone(),
+                order_ref: o.id.clone(),
                 amount: o.amount,
                 currency: o.currency,
-                exponent: 2,
+                exponent: o.exponent,
                 purse: PurseId::Money,
-                expires_at: o.expires_at,
+                expires_at,
                 verify_mode: o.verify_mode,
                 result_url: format!("{}/orders/{}/result", self.cfg.public_origin, o.id),
                 origin: self.cfg.public_origin.clone(),
                 terminal: self.cfg.terminal,
             })
-            .map_err(|e| StoreError::Internal(e.to_string()))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let oid = o.id.clone();
+        self.db(move |c| {
+            c.execute(
+                "INSERT INTO payment_attempts (txn_id, order_id, expires_at, status, created_at)
+                 VALUES (?1, ?2, ?3, 'open', ?4)",
+                params![txn, oid, expires_at, now()],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(ws)
     }
 
-    /// Verify a result for an order and mark it paid exactly once.
+    fn order_ref<'a>(&'a self, o: &'a Order, txn_id: &'a str) -> OrderRef<'a> {
+        OrderRef {
+            txn_id,
+            order_ref: &o.id,
+            amount: o.amount,
+            currency: o.currency,
+            exponent: o.exponent,
+            purse: PurseId::Money,
+            origin: &self.cfg.public_origin,
+            verify_mode: o.verify_mode,
+        }
+    }
+
+    /// The order of an attempt.
+    async fn order_of_txn(self: &Arc<Self>, txn: &str) -> Result<Order, StoreError> {
+        let txn = txn.to_string();
+        let id: String = self
+            .db(move |c| {
+                c.query_row(
+                    "SELECT order_id FROM payment_attempts WHERE txn_id = ?1",
+                    params![txn],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or(StoreError::NotFound)
+            })
+            .await?;
+        self.order(&id).await
+    }
+
+    /// Mark the order paid by a verified capture, exactly once. A second
+    /// capture for an already paid order (two attempts both captured) is a
+    /// refund to make; it is logged for the back office, never a second paid.
+    async fn mark_paid(
+        self: &Arc<Self>,
+        o: &Order,
+        p: &VerifiedPayment,
+    ) -> Result<Order, StoreError> {
+        let (id, txn, ev, card) = (
+            o.id.clone(),
+            p.txn_id.clone(),
+            p.evidence.clone(),
+            p.card.clone(),
+        );
+        let (order, newly) = self
+            .db(move |c| {
+                c.execute(
+                    "UPDATE payment_attempts SET status = 'captured' WHERE txn_id = ?1",
+                    params![txn],
+                )?;
+                let n = c.execute(
+                    "UPDATE shop_orders SET status = 'paid', paid_txn = ?2, evidence = ?3, card = ?4, paid_at = ?5
+                     WHERE id = ?1 AND status = 'pending'",
+                    params![id, txn, ev, card, now()],
+                )?;
+                Ok((load_order(c, &id)?, n == 1))
+            })
+            .await?;
+        if newly {
+            tracing::info!(order = %order.id, txn = %p.txn_id, evidence = %p.evidence, "order paid");
+        } else if order.paid_txn.as_deref() != Some(p.txn_id.as_str()) {
+            tracing::warn!(order = %order.id, txn = %p.txn_id, "second capture for a paid order: refund due");
+        }
+        Ok(order)
+    }
+
+    async fn mark_failed(self: &Arc<Self>, txn: &str) -> Result<(), StoreError> {
+        let txn = txn.to_string();
+        self.db(move |c| {
+            c.execute(
+                "UPDATE payment_attempts SET status = 'failed' WHERE txn_id = ?1 AND status = 'open'",
+                params![txn],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// What the widget posted to the result URL: verified with merchant-kit.
+    /// Result M → paid. A matching S3 → confirmed with the server (which
+    /// verifies S3 itself and captures) → paid; if the server cannot be
+    /// reached the order stays pending, the confirm is retried in the
+    /// background and the webhook pays it too.
     pub async fn take_result(
         self: &Arc<Self>,
         order_id: &str,
         result: MerchantResult,
     ) -> Result<Order, StoreError> {
         let o = self.order(order_id).await?;
-        let verified: VerifiedPayment = self.merchant.verify_result(
-            &OrderRef {
-                txn_id: &o.txn_id,
-                amount: o.amount,
-                currency: o.currency,
-                purse: PurseId::Money,
-                origin: &self.cfg.public_origin,
-                verify_mode: o.verify_mode,
-            },
-            &result,
-        )?;
-        let id = o.id.clone();
-        let ev = verified.evidence.clone();
-        let card = verified.card.clone();
-        let (order, newly_paid) = self
-            .db(move |c| {
-                let n = c.execute(
-                    "UPDATE orders SET status = 'paid', evidence = ?2, card = ?3, paid_at = ?4
-                     WHERE id = ?1 AND status = 'pending'",
-                    params![id, ev, card, now()],
-                )?;
-                Ok((load_order(c, &id)?, n == 1))
-            })
-            .await?;
-        if newly_paid {
-            tracing::info!(order = %order.id, txn = %order.txn_id, evidence = %verified.evidence, "order paid");
-            // Tell the payment server the goods are released (and, in one-round-trip
-            // modes, hand it the S3 proof so it captures). Best effort: the payment
-            // server also lists unconfirmed transactions for recovery.
-            let body = match &result {
-                MerchantResult::S3 {
-                    balance_after, s3, ..
-                } => {
-                    serde_json::json!({"balance_after": balance_after, "s3": s3})
-                }
-                MerchantResult::ResultM { .. } => serde_json::json!({}),
-            };
-            let me = self.clone();
-            let txn = order.txn_id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = me.confirm(&txn, &body).await {
-                    tracing::warn!(txn = %txn, error = %e, "confirm at payment server failed");
-                }
-            });
+        let txn = result.txn_id().to_string();
+        if !o.attempts.iter().any(|(t, _)| *t == txn) {
+            return Err(StoreError::Payment(
+                merchant_kit::MerchantError::WrongOrder("txn_id"),
+            ));
         }
-        Ok(order)
+        match self
+            .merchant
+            .verify_result(&self.order_ref(&o, &txn), &result)?
+        {
+            Verified::Captured(p) => {
+                let order = self.mark_paid(&o, &p).await?;
+                // The goods are released: tell the server (best effort, retried).
+                self.spawn_confirm(txn, ConfirmRequest::default());
+                Ok(order)
+            }
+            Verified::ConfirmWithServer { txn_id, confirm } => {
+                match self.confirm_and_check(&o, &txn_id, &confirm).await {
+                    Ok(order) => Ok(order),
+                    Err(e) => {
+                        tracing::warn!(txn = %txn_id, error = %e, "confirm failed; retrying in the background");
+                        self.spawn_confirm(txn_id, confirm);
+                        Err(StoreError::Unconfirmed)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn confirm_and_check(
+        self: &Arc<Self>,
+        o: &Order,
+        txn: &str,
+        body: &ConfirmRequest,
+    ) -> Result<Order, StoreError> {
+        let view = self.confirm(txn, body).await?;
+        let p = self
+            .merchant
+            .check_confirmed(&self.order_ref(o, txn), &view)?;
+        self.mark_paid(o, &p).await
+    }
+
+    /// Retry a confirm with backoff until the server answers (or refuses).
+    fn spawn_confirm(self: &Arc<Self>, txn: String, body: ConfirmRequest) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_millis(250);
+            for _ in 0..12 {
+                let r = match me.order_of_txn(&txn).await {
+                    Ok(o) => me.confirm_and_check(&o, &txn, &body).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(()) => return,
+                    Err(StoreError::Payment(e)) => {
+                        tracing::warn!(txn = %txn, error = %e, "server does not confirm the capture");
+                        return;
+                    }
+                    Err(e) => tracing::debug!(txn = %txn, error = %e, "confirm not answered yet"),
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+        });
     }
 
     /// `POST /v1/transactions/{txn}/confirm` at the payment server, signed.
-    pub async fn confirm(
-        &self,
-        txn: &str,
-        body: &serde_json::Value,
-    ) -> Result<serde_json::Value, StoreError> {
+    pub async fn confirm(&self, txn: &str, body: &ConfirmRequest) -> Result<TxnView, StoreError> {
         let path = format!("/v1/transactions/{txn}/confirm");
         let bytes = serde_json::to_vec(body).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let mut rb = self
-            .http
-            .post(format!("{}{path}", self.cfg.payment_url))
-            .body(bytes.clone());
-        for (k, v) in merchant_kit::auth::sign(&self.merchant, "POST", &path, now(), &bytes) {
+        self.merchant_api("POST", &path, bytes).await
+    }
+
+    /// A signed merchant API call; the server's answer or its refusal.
+    async fn merchant_api<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<T, StoreError> {
+        let url = format!("{}{path}", self.cfg.payment_url);
+        let mut rb = if method == "GET" {
+            self.http.get(url)
+        } else {
+            self.http.post(url).body(bytes.clone())
+        };
+        for (k, v) in merchant_kit::auth::sign(&self.merchant, method, path, now(), &bytes) {
             rb = rb.header(k, v);
         }
         let r = rb
@@ -444,59 +606,164 @@ impl AppState {
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let status = r.status();
-        let v: serde_json::Value = r
-            .json()
+        let text = r
+            .text()
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        if !status.is_success() {
-            return Err(StoreError::Internal(format!(
-                "payment server answered {status}: {v}"
+        if status.is_success() {
+            return serde_json::from_str(&text).map_err(|e| StoreError::Internal(e.to_string()));
+        }
+        if status.is_client_error() && status != StatusCode::NOT_FOUND {
+            // A refusal (e.g. S3 mismatch): the capture will not happen this way.
+            return Err(StoreError::Payment(merchant_kit::MerchantError::Malformed(
+                format!("payment server answered {status}: {text}"),
             )));
         }
-        Ok(v)
+        Err(StoreError::Internal(format!(
+            "payment server answered {status}: {text}"
+        )))
+    }
+
+    /// Ask the server about the order's open attempts (a reloaded payment
+    /// page, a lost result): a captured one pays the order.
+    pub async fn reconcile(self: &Arc<Self>, o: &Order) -> Result<Order, StoreError> {
+        for (txn, status) in &o.attempts {
+            if status != "open" {
+                continue;
+            }
+            let view: Result<TxnView, _> = self
+                .merchant_api("GET", &format!("/v1/transactions/{txn}"), vec![])
+                .await;
+            match view {
+                Ok(v) if v.state.is_captured() => {
+                    let p = self.merchant.check_confirmed(&self.order_ref(o, txn), &v)?;
+                    let order = self.mark_paid(o, &p).await?;
+                    self.spawn_confirm(txn.clone(), ConfirmRequest::default());
+                    return Ok(order);
+                }
+                Ok(v) if v.state == TxnState::Failed => self.mark_failed(txn).await?,
+                // Not drawn (page opened, never paid) and expired: nothing can come of it.
+                Err(StoreError::Internal(_)) | Err(StoreError::Payment(_)) => {}
+                _ => {}
+            }
+        }
+        self.order(&o.id).await
+    }
+
+    /// A webhook from the payment server: verified, deduplicated by event id,
+    /// then applied to the order of its attempt.
+    pub async fn take_webhook(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        use purse::webhook::{HEADER_EVENT_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ev: WebhookEvent = self.merchant.verify_webhook(
+            h(HEADER_EVENT_ID),
+            h(HEADER_TIMESTAMP),
+            h(HEADER_SIGNATURE),
+            body,
+            now(),
+        )?;
+        let (id, kind, txn) = (ev.event_id.clone(), ev.kind.as_str(), ev.txn_id.clone());
+        let first = self
+            .db(move |c| {
+                Ok(c.execute(
+                    "INSERT OR IGNORE INTO webhook_events (event_id, kind, txn_id, received_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, kind, txn, now()],
+                )? == 1)
+            })
+            .await?;
+        if !first {
+            return Ok(());
+        }
+        tracing::info!(event = %ev.event_id, kind = ev.kind.as_str(), txn = %ev.txn_id, "webhook");
+        let o = match self.order_of_txn(&ev.txn_id).await {
+            Ok(o) => o,
+            Err(StoreError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match ev.kind {
+            EventKind::Captured | EventKind::Recovered | EventKind::Settled
+                if ev.state.is_captured() =>
+            {
+                let order = self.order_ref(&o, &ev.txn_id);
+                if ev.amount != order.amount
+                    || ev.currency != order.currency
+                    || ev.exponent != order.exponent
+                    || ev.order_ref != o.id
+                {
+                    return Err(StoreError::Payment(
+                        merchant_kit::MerchantError::WrongOrder("amount"),
+                    ));
+                }
+                self.mark_paid(
+                    &o,
+                    &VerifiedPayment {
+                        txn_id: ev.txn_id.clone(),
+                        amount: ev.amount,
+                        currency: ev.currency,
+                        card: ev.card.clone(),
+                        atc: ev.atc,
+                        seq: 0,
+                        evidence: "webhook".into(),
+                    },
+                )
+                .await?;
+            }
+            EventKind::Failed | EventKind::Recovered if ev.state == TxnState::Failed => {
+                self.mark_failed(&ev.txn_id).await?
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
 fn load_order(c: &Connection, id: &str) -> Result<Order, StoreError> {
-    let r = c
+    let o = c
         .query_row(
-            "SELECT id, txn_id, items, amount, currency, verify_mode, expires_at, status, evidence, card, created_at, paid_at
-             FROM orders WHERE id = ?1",
+            "SELECT id, items, amount, currency, exponent, verify_mode, status, paid_txn, evidence, card, created_at, paid_at
+             FROM shop_orders WHERE id = ?1",
             params![id],
             |r| {
+                let items: String = r.get("items")?;
+                let mode: String = r.get("verify_mode")?;
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, u32>(3)?,
-                    r.get::<_, u16>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, u64>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, u64>(10)?,
-                    r.get::<_, Option<u64>>(11)?,
+                    Order {
+                        id: r.get("id")?,
+                        items: vec![],
+                        amount: r.get("amount")?,
+                        currency: r.get("currency")?,
+                        exponent: r.get("exponent")?,
+                        verify_mode: VerifyMode::default(),
+                        status: r.get("status")?,
+                        paid_txn: r.get("paid_txn")?,
+                        evidence: r.get("evidence")?,
+                        card: r.get("card")?,
+                        created_at: r.get("created_at")?,
+                        paid_at: r.get("paid_at")?,
+                        attempts: vec![],
+                    },
+                    items,
+                    mode,
                 ))
             },
         )
         .optional()?
         .ok_or(StoreError::NotFound)?;
-    Ok(Order {
-        id: r.0,
-        txn_id: r.1,
-        items: serde_json::from_str(&r.2).map_err(|e| StoreError::Internal(e.to_string()))?,
-        amount: r.3,
-        currency: r.4,
-        verify_mode: serde_json::from_value(serde_json::Value::String(r.5))
-            .map_err(|e| StoreError::Internal(e.to_string()))?,
-        expires_at: r.6,
-        status: r.7,
-        evidence: r.8,
-        card: r.9,
-        created_at: r.10,
-        paid_at: r.11,
-    })
+    let (mut order, items, mode) = o;
+    order.items = serde_json::from_str(&items).map_err(|e| StoreError::Internal(e.to_string()))?;
+    order.verify_mode = serde_json::from_value(serde_json::Value::String(mode))
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    let mut stmt = c.prepare_cached(
+        "SELECT txn_id, status FROM payment_attempts WHERE order_id = ?1 ORDER BY created_at, txn_id",
+    )?;
+    order.attempts = stmt
+        .query_map(params![id], |r| Ok((r.get("txn_id")?, r.get("status")?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(order)
 }
 
 type St = State<Arc<AppState>>;
@@ -579,17 +846,15 @@ async fn checkout(State(st): St, headers: HeaderMap) -> Result<Response, StoreEr
     }
     let amount = total(&items);
     let id = random_id("o-")?;
-    let txn = random_id("demo-")?;
     let mode = st.cfg.verify_mode;
-    let expires_at = now() + st.cfg.session_ttl;
     let items_json =
         serde_json::to_string(&items).map_err(|e| StoreError::Internal(e.to_string()))?;
     let oid = id.clone();
     st.db(move |c| {
         c.execute(
-            "INSERT INTO orders (id, txn_id, items, amount, currency, verify_mode, expires_at, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, 978, ?5, ?6, 'pending', ?7)",
-            params![oid, txn, items_json, amount, mode.as_str(), expires_at, now()],
+            "INSERT INTO shop_orders (id, items, amount, currency, exponent, verify_mode, status, created_at)
+             VALUES (?1, ?2, ?3, 978, 2, ?4, 'pending', ?5)",
+            params![oid, items_json, amount, mode.as_str(), now()],
         )?;
         Ok(())
     })
@@ -635,6 +900,7 @@ const CHECKOUT_GLUE: &str = r#"'use strict';
         fetch(el.dataset.resultUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(d.result) })
           .then(function (r) {
             return r.json().then(function (j) {
+              if (r.status === 202) { st.textContent = 'Payment received; the store is confirming it with the payment server. Your order page will show it.'; return; }
               if (!r.ok) { st.textContent = 'Payment not accepted: ' + j.error.code; return; }
               st.textContent = 'Paid. Opening your order…';
               // Let the shopper see the receipt before the order page replaces it.
@@ -644,7 +910,12 @@ const CHECKOUT_GLUE: &str = r#"'use strict';
           })
           .catch(function () { st.textContent = 'Could not reach the store; your order page shows the status.'; });
       },
-      onError: function (e) { st.textContent = 'Payment error: ' + e.code; }
+      onError: function (e) {
+        if (e.code === 'order_paid') { location.href = '/orders/' + encodeURIComponent(el.dataset.order); return; }
+        st.textContent = e.code === 'order_in_flight'
+          ? 'An earlier payment for this order is still being checked. Put your card in, or come back in a few minutes.'
+          : 'Payment error: ' + e.code;
+      }
     });
   }
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
@@ -684,26 +955,18 @@ async fn security_headers(State(st): St, req: Request, next: Next) -> Response {
 /// The checkout page: the session for the widget (as JSON in the page), the
 /// widget's mount point and the loader script from the payment origin.
 async fn pay(State(st): St, Path(id): Path<String>) -> Result<Response, StoreError> {
-    let mut o = st.order(&id).await?;
+    let o = st.order(&id).await?;
+    // An earlier attempt may have been captured while its page was gone
+    // (closed tab, lost answer): ask the server before making a new one.
+    let o = if o.status == "pending" {
+        st.reconcile(&o).await?
+    } else {
+        o
+    };
     if o.status == "paid" {
         return Ok(Redirect::to(&format!("/orders/{id}")).into_response());
     }
-    if o.expires_at < now() + 60 {
-        // A stale checkout page: a fresh session lifetime for the same txn id (the
-        // payment server still allows only one draw per txn id).
-        let expires_at = now() + st.cfg.session_ttl;
-        let oid = o.id.clone();
-        st.db(move |c| {
-            c.execute(
-                "UPDATE orders SET expires_at = ?2 WHERE id = ?1 AND status = 'pending'",
-                params![oid, expires_at],
-            )?;
-            Ok(())
-        })
-        .await?;
-        o.expires_at = expires_at;
-    }
-    let ws = st.session_for(&o)?;
+    let ws = st.new_attempt(&o).await?;
     // `<` escaped so the JSON cannot close the script element.
     let json = serde_json::to_string(&ws)
         .map_err(|e| StoreError::Internal(e.to_string()))?
@@ -745,6 +1008,11 @@ async fn result(
 
 async fn order_json(State(st): St, Path(id): Path<String>) -> Result<Json<Order>, StoreError> {
     Ok(Json(st.order(&id).await?))
+}
+
+async fn webhook(State(st): St, headers: HeaderMap, body: Bytes) -> Result<Response, StoreError> {
+    st.take_webhook(&headers, &body).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn order_page(State(st): St, Path(id): Path<String>) -> Result<Html<String>, StoreError> {
@@ -821,6 +1089,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/orders/{id}/pay", get(pay))
         .route("/orders/{id}/result", post(result))
         .route("/orders/{id}/download/{product}", get(download))
+        .route("/webhooks/cardpay", post(webhook))
         .route("/static/checkout-page.js", get(checkout_page_js))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(32 * 1024))

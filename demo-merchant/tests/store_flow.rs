@@ -1,12 +1,16 @@
 //! The demo store end to end over loopback HTTP: cart, checkout page with the
-//! session, the widget's part against a virtual card and the real payment
-//! server, the result posted to the store, paid exactly once, goods released.
+//! session, the real purchase client against a virtual card and the real
+//! payment server (with webhooks to the store), the result posted to the
+//! store. An order is paid only on a capture the store verified, exactly once,
+//! and an order never charges twice.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use demo_merchant::{AppState, StoreConfig};
-use payment_testkit::{self as testkit, TestMerchant, Widget};
+use demo_merchant::{AppState, Order, StoreConfig};
+use payment_testkit::*;
+use purse::purchase::client::{Outgoing, Problem};
+use purse::purchase::{MerchantResult, WidgetSession, PATH_COMPLETE};
 use purse::session::{Key32, VerifyMode};
 use reqwest::redirect::Policy;
 
@@ -18,26 +22,36 @@ struct Setup {
     _dir: tempfile::TempDir,
     store: String,
     pay: String,
-    widget: Widget,
-    merchant: TestMerchant,
+    api: Api,
     payment_db: std::path::PathBuf,
     http: reqwest::Client,
     _state: Arc<AppState>,
 }
 
 async fn setup(mode: VerifyMode) -> Setup {
+    setup_with(mode, true).await
+}
+
+async fn setup_with(mode: VerifyMode, webhooks: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let store = format!("http://{}", listener.local_addr().unwrap());
     let mut merchant = TestMerchant::new("demo-store", 0xD5);
     merchant.origin = store.clone();
+    if webhooks {
+        merchant.webhook_url = Some(format!("{store}/webhooks/cardpay"));
+    }
     let payment_db = dir.path().join("payments.sqlite");
     let config = payment_server::Config::from_toml(
-        &testkit::test_config_toml(&payment_db, &[merchant.clone()], 0),
+        &format!(
+            "webhook_max_backoff_secs = 1\n{}",
+            test_config_toml(&payment_db, &[merchant.clone()], 0)
+        ),
         |_| None,
     )
     .unwrap();
-    let (addr, _svc) = testkit::spawn_server(&config).await;
+    let (addr, svc) = spawn_server(&config).await;
+    payment_server::start_background(&svc, &config);
     let state = AppState::new(StoreConfig {
         db_path: dir.path().join("orders.sqlite"),
         payment_url: format!("http://{addr}"),
@@ -47,7 +61,7 @@ async fn setup(mode: VerifyMode) -> Setup {
         merchant_name: "Demo".into(),
         merchant_key: Key32::from_hex(&merchant.key_hex).unwrap(),
         verify_mode: mode,
-        terminal: testkit::TEST_TERMINAL,
+        terminal: TEST_TERMINAL,
         session_ttl: 600,
         checkout_sri: Some(CHECKOUT_SRI.into()),
     })
@@ -58,8 +72,7 @@ async fn setup(mode: VerifyMode) -> Setup {
         _dir: dir,
         store,
         pay: format!("http://{addr}"),
-        widget: Widget::new(addr),
-        merchant,
+        api: Api::new(addr),
         payment_db,
         http: reqwest::Client::builder()
             .redirect(Policy::none())
@@ -89,23 +102,12 @@ impl Setup {
         cookie_of(&r)
     }
 
-    /// Cart → checkout → order id and the session the page renders.
-    async fn order(&self, products: &[&str]) -> (String, merchant_kit::WidgetSession) {
+    /// Cart → checkout → order id.
+    async fn order(&self, products: &[&str]) -> String {
         let mut cookie = String::new();
         for p in products {
             cookie = self.add(&cookie, p).await;
         }
-        let cart = self
-            .http
-            .get(format!("{}/cart", self.store))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(cart.contains("Pay with Cardpay"));
         let r = self
             .http
             .post(format!("{}/checkout", self.store))
@@ -115,35 +117,33 @@ impl Setup {
             .unwrap();
         assert_eq!(r.status(), 303);
         let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let id = loc
-            .strip_prefix("/orders/")
+        loc.strip_prefix("/orders/")
             .unwrap()
             .strip_suffix("/pay")
             .unwrap()
-            .to_string();
-        let html = self
-            .http
-            .get(format!("{}{loc}", self.store))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(html.contains("<div id=\"cardpay\""));
-        assert!(html.contains("/checkout.js\""));
-        assert!(html.contains("<script src=\"/static/checkout-page.js\""));
-        let start = html.find("id=\"cardpay-session\">").unwrap() + "id=\"cardpay-session\">".len();
-        let end = start + html[start..].find("</script>").unwrap();
-        let ws: merchant_kit::WidgetSession = serde_json::from_str(&html[start..end]).unwrap();
-        (id, ws)
+            .to_string()
     }
 
-    async fn post_result(
-        &self,
-        ws: &merchant_kit::WidgetSession,
-        body: &purse::wire::MerchantResult,
-    ) -> reqwest::Response {
+    /// Load the payment page: a new attempt and its session, or None when the
+    /// store sends the shopper to the (paid) order instead.
+    async fn pay_page(&self, id: &str) -> Option<WidgetSession> {
+        let r = self
+            .http
+            .get(format!("{}/orders/{id}/pay", self.store))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 303 {
+            return None;
+        }
+        let html = r.text().await.unwrap();
+        assert!(html.contains("<div id=\"cardpay\""));
+        let start = html.find("id=\"cardpay-session\">").unwrap() + "id=\"cardpay-session\">".len();
+        let end = start + html[start..].find("</script>").unwrap();
+        Some(serde_json::from_str(&html[start..end]).unwrap())
+    }
+
+    async fn post_result(&self, ws: &WidgetSession, body: &MerchantResult) -> reqwest::Response {
         self.http
             .post(&ws.session.result_url)
             .json(body)
@@ -152,187 +152,271 @@ impl Setup {
             .unwrap()
     }
 
-    async fn payment_state(&self, txn: &str) -> Option<String> {
-        let c = rusqlite::Connection::open(&self.payment_db).unwrap();
-        c.query_row(
-            "SELECT state FROM transactions WHERE txn_id = ?1",
-            [txn],
-            |r| r.get(0),
-        )
-        .ok()
+    async fn get_order(&self, id: &str) -> Order {
+        self.http
+            .get(format!("{}/orders/{id}/json", self.store))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
-    async fn wait_state(&self, txn: &str, want: &str) {
-        for _ in 0..50 {
-            if self.payment_state(txn).await.as_deref() == Some(want) {
-                return;
+    async fn wait_paid(&self, id: &str) -> Order {
+        for _ in 0..100 {
+            let o = self.get_order(id).await;
+            if o.status == "paid" {
+                return o;
             }
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "{txn} never reached {want}: {:?}",
-            self.payment_state(txn).await
-        );
+        panic!("order {id} never paid: {:?}", self.get_order(id).await);
+    }
+
+    fn captured(&self) -> u64 {
+        let c = rusqlite::Connection::open(&self.payment_db).unwrap();
+        c.query_row(
+            "SELECT COALESCE(SUM(amount),0) FROM transactions WHERE state IN ('debited','confirmed','settled')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    }
+
+    async fn download(&self, id: &str, product: &str) -> reqwest::StatusCode {
+        self.http
+            .get(format!("{}/orders/{id}/download/{product}", self.store))
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 }
 
 #[tokio::test]
 async fn buy_pay_download_once() {
     let s = setup(VerifyMode::PaymentServer).await;
-    let (id, ws) = s.order(&["ebook", "song", "song"]).await;
-    assert_eq!(ws.session.amount, 499 + 2 * 99);
-    assert_eq!(ws.session.origin, s.store);
-    assert_eq!(ws.session.merchant_id, "demo-store");
-    // Not paid yet: no downloads.
-    let r = s
-        .http
-        .get(format!("{}/orders/{id}/download/ebook", s.store))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 402);
-    let mut card = testkit::test_card("6280000000000031", 5_000);
-    let p = s
-        .widget
-        .purchase(&mut card, &ws, &s.store, false)
-        .await
-        .unwrap();
-    let r = s.post_result(&ws, &p.merchant_result).await;
+    let id = s.order(&["ebook", "song"]).await;
+    assert_eq!(s.download(&id, "ebook").await, 402, "not before it is paid");
+    let ws = s.pay_page(&id).await.unwrap();
+    assert_eq!(ws.session.amount, 499 + 99);
+    assert_eq!(ws.session.order_ref, id);
+    let mut shopper = Shopper::new(test_card("6280000000000601", 5_000), s.api.clone());
+    let out = shopper.pay(&ws).await;
+    let result = out.result().unwrap().clone();
+    let r = s.post_result(&ws, &result).await;
     assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["status"], "paid");
-    let o: demo_merchant::Order = s
-        .http
-        .get(format!("{}/orders/{id}/json", s.store))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let o = s.get_order(&id).await;
     assert_eq!(o.status, "paid");
-    assert_eq!(o.card.as_deref(), Some("…0031"));
-    let paid_at = o.paid_at;
-    // The same result again: still paid once.
-    assert_eq!(s.post_result(&ws, &p.merchant_result).await.status(), 200);
-    let o2: demo_merchant::Order = s
-        .http
-        .get(format!("{}/orders/{id}/json", s.store))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(o2.paid_at, paid_at);
-    let r = s
-        .http
-        .get(format!("{}/orders/{id}/download/ebook", s.store))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("Stored value, explained"));
-    let page = s
-        .http
-        .get(format!("{}/orders/{id}", s.store))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("download"));
-    assert_eq!(testkit::balance(&card), 5_000 - 697);
-    s.wait_state(&ws.session.txn_id, "confirmed").await;
-
-    // A second order: the first order's result M is refused there.
-    let (id2, ws2) = s.order(&["font"]).await;
-    let moved = purse::wire::MerchantResult::ResultM {
-        txn_id: ws2.session.txn_id.clone(),
-        result_m: match &p.merchant_result {
-            purse::wire::MerchantResult::ResultM { result_m, .. } => result_m.clone(),
-            _ => unreachable!(),
-        },
-    };
-    let r = s.post_result(&ws2, &moved).await;
-    assert_eq!(r.status(), 422);
-    let o: demo_merchant::Order = s
-        .http
-        .get(format!("{}/orders/{id2}/json", s.store))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(o.status, "pending");
-    let r = s
-        .http
-        .get(format!("{}/orders/{id2}/download/font", s.store))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 402);
+    assert_eq!(o.evidence.as_deref(), Some("result_m"));
+    assert_eq!(s.download(&id, "ebook").await, 200);
+    assert_eq!(s.download(&id, "font").await, 402, "not in the order");
+    // The result again, and the webhook: still paid once.
+    assert_eq!(s.post_result(&ws, &result).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = s.get_order(&id).await;
+    assert_eq!((again.paid_at, again.paid_txn), (o.paid_at, o.paid_txn));
+    assert_eq!(s.captured(), 598);
+    assert_eq!(balance(&shopper.card), 5_000 - 598);
+    // Once paid, the payment page sends the shopper to the order.
+    assert!(s.pay_page(&id).await.is_none());
 }
 
 #[tokio::test]
-async fn merchant_mode_store_compares_s3_and_captures() {
-    let s = setup(VerifyMode::Merchant).await;
-    let (id, ws) = s.order(&["wallpaper"]).await;
-    assert_eq!(ws.session.verify_mode, VerifyMode::Merchant);
-    let mut card = testkit::test_card("6280000000000032", 1_000);
-    let p = s
-        .widget
-        .purchase(&mut card, &ws, &s.store, false)
-        .await
-        .unwrap();
-    // A forged S3 first: refused, order stays pending.
-    let purse::wire::MerchantResult::S3 {
-        txn_id,
-        balance_after,
-        expected_s3_m,
-        ..
-    } = p.merchant_result.clone()
-    else {
-        panic!()
+async fn a_forged_or_foreign_result_pays_nothing() {
+    let s = setup(VerifyMode::PaymentServer).await;
+    let id = s.order(&["ebook"]).await;
+    let ws = s.pay_page(&id).await.unwrap();
+    // A result M of another order (paid by the same shopper) posted for this one.
+    let other = s.order(&["song"]).await;
+    let ws_other = s.pay_page(&other).await.unwrap();
+    let mut shopper = Shopper::new(test_card("6280000000000602", 5_000), s.api.clone());
+    let paid_other = shopper.pay(&ws_other).await;
+    let r = s.post_result(&ws, paid_other.result().unwrap()).await;
+    assert_eq!(r.status(), 422);
+    let MerchantResult::ResultM { result_m, .. } = paid_other.result().unwrap().clone() else {
+        unreachable!()
     };
-    let forged = purse::wire::MerchantResult::S3 {
+    let moved = MerchantResult::ResultM {
+        txn_id: ws.session.txn_id.clone(),
+        result_m,
+    };
+    assert_eq!(s.post_result(&ws, &moved).await.status(), 422);
+    assert_eq!(s.get_order(&id).await.status, "pending");
+    assert_eq!(s.download(&id, "ebook").await, 402);
+}
+
+#[tokio::test]
+async fn merchant_mode_pays_only_after_the_server_confirms_the_s3() {
+    // No background complete: only the store's confirm can capture.
+    let s = setup_with(VerifyMode::Merchant, false).await;
+    let id = s.order(&["font"]).await;
+    let ws = s.pay_page(&id).await.unwrap();
+    let mut shopper = Shopper::new(test_card("6280000000000603", 5_000), s.api.clone());
+    let mut c = shopper.client(&ws);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_post(r, PATH_COMPLETE) {
+                Cut::RequestLost
+            } else {
+                Cut::None
+            }
+        })
+        .await;
+    let result = out.result().unwrap().clone();
+    assert!(matches!(result, MerchantResult::S3 { .. }));
+    assert_eq!(
+        s.captured(),
+        0,
+        "nothing captured before the store confirms"
+    );
+    // A forged S3: the store's own compare refuses it.
+    let MerchantResult::S3 {
         txn_id,
         balance_after,
-        s3: purse::wire::Hex(vec![0; 8]),
+        s3,
+        expected_s3_m,
+    } = result.clone()
+    else {
+        unreachable!()
+    };
+    let mut bad = s3.clone();
+    bad.0[0] ^= 1;
+    let forged = MerchantResult::S3 {
+        txn_id,
+        balance_after,
+        s3: bad,
         expected_s3_m,
     };
     assert_eq!(s.post_result(&ws, &forged).await.status(), 422);
+    assert_eq!(s.get_order(&id).await.status, "pending");
+    // The real one: the store confirms, the server verifies S3 and captures, then paid.
+    assert_eq!(s.post_result(&ws, &result).await.status(), 200);
+    let o = s.get_order(&id).await;
     assert_eq!(
-        s.payment_state(&ws.session.txn_id).await.as_deref(),
-        Some("drawn")
+        (o.status.as_str(), o.evidence.as_deref()),
+        ("paid", Some("confirm"))
     );
-    // The genuine S3: paid, and the store's confirm makes the payment server capture.
-    assert_eq!(s.post_result(&ws, &p.merchant_result).await.status(), 200);
-    let o: demo_merchant::Order = s
-        .http
-        .get(format!("{}/orders/{id}/json", s.store))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(o.status, "paid");
-    assert_eq!(o.evidence.as_deref(), Some("s3"));
-    s.wait_state(&ws.session.txn_id, "confirmed").await;
-    assert_eq!(testkit::balance(&card), 1_000 - 199);
-    assert_eq!(s.merchant.id, "demo-store");
+    assert_eq!(s.captured(), 350);
 }
 
-/// The checkout page under CSP: the loader from the payment origin pinned by SRI,
-/// no inline script (the glue is a same-origin file), the session as JSON data,
-/// and the CSP header on every HTML page.
+#[tokio::test]
+async fn reloading_the_pay_page_makes_a_new_attempt_and_never_charges_twice() {
+    let s = setup(VerifyMode::PaymentServer).await;
+    let id = s.order(&["ebook"]).await;
+    let first = s.pay_page(&id).await.unwrap();
+    let second = s.pay_page(&id).await.unwrap();
+    assert_ne!(
+        first.session.txn_id, second.session.txn_id,
+        "a new attempt per load"
+    );
+    let mut shopper = Shopper::new(test_card("6280000000000604", 5_000), s.api.clone());
+    assert!(shopper.pay(&second).await.is_paid());
+    // The stale first page is used after all: the server refuses (order paid).
+    let out = shopper.pay(&first).await;
+    assert_eq!(
+        out.problem(),
+        Some(Problem::ServerRefused(purse::wire::ApiCode::OrderPaid))
+    );
+    let o = s.wait_paid(&id).await;
+    assert_eq!(o.paid_txn.as_deref(), Some(second.session.txn_id.as_str()));
+    assert_eq!(s.captured(), 499);
+    assert_eq!(balance(&shopper.card), 4_501);
+}
+
+#[tokio::test]
+async fn complete_answer_lost_then_tab_closed_the_webhook_pays_the_order() {
+    let s = setup(VerifyMode::PaymentServer).await;
+    let id = s.order(&["wallpaper"]).await;
+    let ws = s.pay_page(&id).await.unwrap();
+    let mut shopper = Shopper::new(test_card("6280000000000605", 5_000), s.api.clone());
+    let mut c = shopper.client(&ws);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_post(r, PATH_COMPLETE) {
+                Cut::ReplyLost
+            } else {
+                Cut::None
+            }
+        })
+        .await;
+    assert_eq!(out.problem(), Some(Problem::ServerUnreachable));
+    // The tab is closed: no result ever reaches the store. The webhook does.
+    let o = s.wait_paid(&id).await;
+    assert_eq!(o.evidence.as_deref(), Some("webhook"));
+    assert_eq!(s.download(&id, "wallpaper").await, 200);
+    // Reloading the payment page goes to the paid order; no second charge.
+    assert!(s.pay_page(&id).await.is_none());
+    assert_eq!(s.captured(), 199);
+    assert_eq!(balance(&shopper.card), 4_801);
+}
+
+#[tokio::test]
+async fn without_webhooks_a_reload_asks_the_server_and_finds_the_capture() {
+    let s = setup_with(VerifyMode::PaymentServer, false).await;
+    let id = s.order(&["song"]).await;
+    let ws = s.pay_page(&id).await.unwrap();
+    let mut shopper = Shopper::new(test_card("6280000000000606", 5_000), s.api.clone());
+    let mut c = shopper.client(&ws);
+    let _ = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_post(r, PATH_COMPLETE) {
+                Cut::ReplyLost
+            } else {
+                Cut::None
+            }
+        })
+        .await;
+    assert_eq!(s.get_order(&id).await.status, "pending");
+    assert!(
+        s.pay_page(&id).await.is_none(),
+        "the reload reconciles and finds it paid"
+    );
+    let o = s.get_order(&id).await;
+    assert_eq!(
+        (o.status.as_str(), o.evidence.as_deref()),
+        ("paid", Some("confirm"))
+    );
+    assert_eq!(s.captured(), 99);
+}
+
+#[tokio::test]
+async fn a_torn_purchase_recovered_by_the_card_pays_the_order_once() {
+    let s = setup(VerifyMode::PaymentServer).await;
+    let id = s.order(&["ebook"]).await;
+    let ws = s.pay_page(&id).await.unwrap();
+    let mut shopper = Shopper::new(test_card("6280000000000607", 5_000), s.api.clone());
+    let mut c = shopper.client(&ws);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_debit(r) {
+                Cut::CardAfter
+            } else {
+                Cut::None
+            }
+        })
+        .await;
+    assert_eq!(out.problem(), Some(Problem::Torn));
+    // The shopper reloads before putting the card back: the new attempt's draw
+    // carries the card's log, which proves the first attempt: refused as paid.
+    let second = s.pay_page(&id).await.unwrap();
+    shopper.card_present = true;
+    let out = shopper.pay(&second).await;
+    assert_eq!(
+        out.problem(),
+        Some(Problem::ServerRefused(purse::wire::ApiCode::OrderPaid))
+    );
+    let o = s.wait_paid(&id).await;
+    assert_eq!(o.paid_txn.as_deref(), Some(ws.session.txn_id.as_str()));
+    assert_eq!(s.captured(), 499);
+    assert_eq!(balance(&shopper.card), 4_501);
+}
+
 #[tokio::test]
 async fn checkout_page_has_csp_and_sri() {
     let s = setup(VerifyMode::PaymentServer).await;
-    let (id, _ws) = s.order(&["ebook"]).await;
+    let id = s.order(&["ebook"]).await;
     let r = s
         .http
         .get(format!("{}/orders/{id}/pay", s.store))

@@ -34,9 +34,16 @@ pub struct ConfigFile {
     /// Origins allowed to call the API cross-origin (CORS); empty = same origin only.
     #[serde(default)]
     pub cors_origins: Vec<String>,
-    /// A `drawn` transaction older than this is listed as needing recovery.
+    /// A `drawn` transaction this long past its session's expiry becomes
+    /// `unknown` (only the card's log can decide it then).
     #[serde(default = "default_grace")]
     pub recovery_grace_secs: u64,
+    /// How often the recovery sweeper runs.
+    #[serde(default = "default_sweep")]
+    pub sweep_interval_secs: u64,
+    /// Longest wait between two deliveries of an unacknowledged webhook.
+    #[serde(default = "default_backoff")]
+    pub webhook_max_backoff_secs: u64,
     /// Maximum request body in bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit: usize,
@@ -54,6 +61,12 @@ fn default_listen() -> String {
     "127.0.0.1:8440".into()
 }
 fn default_grace() -> u64 {
+    300
+}
+fn default_sweep() -> u64 {
+    30
+}
+fn default_backoff() -> u64 {
     300
 }
 fn default_body_limit() -> usize {
@@ -94,12 +107,15 @@ pub struct MerchantFile {
     pub key: Option<String>,
     #[serde(default)]
     pub key_env: Option<String>,
-    /// Page origins the merchant's sessions may name; empty = any.
+    /// Page origins the merchant's sessions may name (required, at least one).
     #[serde(default)]
     pub origins: Vec<String>,
-    /// Verify modes this merchant may use; empty = all four.
+    /// Verify modes this merchant may use (required, at least one).
     #[serde(default)]
     pub verify_modes: Vec<VerifyMode>,
+    /// Where signed webhooks go (every state change of its transactions).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 /// A merchant as the service uses it.
@@ -108,8 +124,11 @@ pub struct MerchantEntry {
     pub id: String,
     pub name: String,
     pub key: Key32,
+    /// `K_wh`, derived from the merchant key: signs its webhooks.
+    pub webhook_key: Key32,
     pub origins: Vec<String>,
     pub verify_modes: Vec<VerifyMode>,
+    pub webhook_url: Option<String>,
 }
 
 impl core::fmt::Debug for MerchantEntry {
@@ -118,6 +137,7 @@ impl core::fmt::Debug for MerchantEntry {
             .field("id", &self.id)
             .field("origins", &self.origins)
             .field("verify_modes", &self.verify_modes)
+            .field("webhook_url", &self.webhook_url)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +156,8 @@ pub struct Config {
     pub www_dir: Option<PathBuf>,
     pub cors_origins: Vec<String>,
     pub recovery_grace_secs: u64,
+    pub sweep_interval_secs: u64,
+    pub webhook_max_backoff_secs: u64,
     pub body_limit: usize,
     pub operator_token: Option<String>,
     pub terminal: Terminal,
@@ -232,22 +254,38 @@ impl Config {
             };
             let key = Key32::from_hex(&hex)
                 .map_err(|_| inv(format!("merchant {}: key must be 64 hex digits", m.id)))?;
-            let verify_modes = if m.verify_modes.is_empty() {
-                vec![
-                    VerifyMode::SecurityModule,
-                    VerifyMode::PaymentServer,
-                    VerifyMode::Client,
-                    VerifyMode::Merchant,
-                ]
-            } else {
-                m.verify_modes
-            };
+            // Safe defaults: nothing is allowed that the operator did not write.
+            if m.origins.is_empty() {
+                return Err(inv(format!(
+                    "merchant {}: `origins` is empty; list the page origins that embed the widget, \
+                     e.g. origins = [\"https://shop.example\"]",
+                    m.id
+                )));
+            }
+            if m.verify_modes.is_empty() {
+                return Err(inv(format!(
+                    "merchant {}: `verify_modes` is empty; name the modes it may use, \
+                     e.g. verify_modes = [\"payment_server\"] (others: security_module, client, merchant)",
+                    m.id
+                )));
+            }
+            if let Some(u) = &m.webhook_url {
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    return Err(inv(format!(
+                        "merchant {}: webhook_url must be an http(s) URL",
+                        m.id
+                    )));
+                }
+            }
+            let webhook_key = purse::webhook::webhook_key(&key, &m.id);
             let entry = MerchantEntry {
                 id: m.id.clone(),
                 name: m.name,
                 key,
+                webhook_key,
                 origins: m.origins,
-                verify_modes,
+                verify_modes: m.verify_modes,
+                webhook_url: m.webhook_url,
             };
             if merchants.insert(m.id.clone(), entry).is_some() {
                 return Err(inv(format!("merchant {} listed twice", m.id)));
@@ -264,6 +302,8 @@ impl Config {
             www_dir: f.www_dir,
             cors_origins: f.cors_origins,
             recovery_grace_secs: f.recovery_grace_secs,
+            sweep_interval_secs: f.sweep_interval_secs.max(1),
+            webhook_max_backoff_secs: f.webhook_max_backoff_secs.max(1),
             body_limit: f.body_limit,
             operator_token,
             terminal,
@@ -288,6 +328,7 @@ mkp = "404142434445464748494A4B4C4D4E4F"
 id = "demo"
 name = "Demo"
 key_env = "DEMO_KEY"
+origins = ["https://shop.example"]
 verify_modes = ["merchant"]
 "#;
 
@@ -310,5 +351,29 @@ verify_modes = ["merchant"]
         // missing env key is an error naming the variable
         let e = Config::from_toml(TOML, |_| None).err().unwrap().to_string();
         assert!(e.contains("CARDPAY_SM_MKL_1"), "{e}");
+    }
+
+    #[test]
+    fn unsafe_merchant_defaults_are_refused_with_what_to_write() {
+        let env = |k: &str| match k {
+            "CARDPAY_SM_MKL_1" => Some("505152535455565758595A5B5C5D5E5F".to_string()),
+            "DEMO_KEY" => Some("11".repeat(32)),
+            _ => None,
+        };
+        let no_origins = TOML.replace("origins = [\"https://shop.example\"]\n", "");
+        let e = Config::from_toml(&no_origins, env)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("`origins` is empty") && e.contains("origins = ["),
+            "{e}"
+        );
+        let no_modes = TOML.replace("verify_modes = [\"merchant\"]\n", "");
+        let e = Config::from_toml(&no_modes, env).err().unwrap().to_string();
+        assert!(
+            e.contains("`verify_modes` is empty") && e.contains("payment_server"),
+            "{e}"
+        );
     }
 }

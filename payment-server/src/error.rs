@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use purse::wire::{ErrorBody, ErrorDetail};
+use purse::wire::{ApiCode, ErrorBody, ErrorDetail};
 
 /// A refusal (or failure) of the payment service. [`PaymentError::code`] is part
 /// of the API: clients match on it, so codes never change meaning.
@@ -44,6 +44,12 @@ pub enum PaymentError {
     UnknownTxn,
     #[error("card signature S3 does not match")]
     S3Mismatch,
+    #[error("a card log record does not verify (forged, or of another card or transaction)")]
+    BadLogRecord,
+    #[error("the order is already paid by another transaction")]
+    OrderPaid,
+    #[error("another payment attempt for this order is still being decided")]
+    OrderInFlight,
     #[error("transaction is not in a state that allows this")]
     WrongState,
     #[error("missing or invalid merchant/operator authentication")]
@@ -55,30 +61,34 @@ pub enum PaymentError {
 }
 
 impl PaymentError {
-    pub fn code(&self) -> &'static str {
+    /// The stable code clients match on.
+    pub fn code(&self) -> ApiCode {
         match self {
-            Self::Malformed(_) => "malformed",
-            Self::BodyTooLarge => "body_too_large",
-            Self::UnknownMerchant => "unknown_merchant",
-            Self::BadMac => "bad_mac",
-            Self::ModeNotAllowed => "mode_not_allowed",
-            Self::Expired => "expired",
-            Self::BadSeal => "bad_seal",
-            Self::TxnMismatch => "txn_mismatch",
-            Self::AmountMismatch => "amount_mismatch",
-            Self::CurrencyMismatch => "currency_mismatch",
-            Self::OriginMismatch => "origin_mismatch",
-            Self::TerminalMismatch => "terminal_mismatch",
-            Self::UnknownKeyVersion => "unknown_key_version",
-            Self::CardExpired => "card_expired",
-            Self::InsufficientFunds => "insufficient_funds",
-            Self::Replay => "replay",
-            Self::UnknownTxn => "unknown_txn",
-            Self::S3Mismatch => "s3_mismatch",
-            Self::WrongState => "wrong_state",
-            Self::Unauthorized => "unauthorized",
-            Self::NotFound => "not_found",
-            Self::Internal(_) => "internal",
+            Self::Malformed(_) => ApiCode::Malformed,
+            Self::BodyTooLarge => ApiCode::BodyTooLarge,
+            Self::UnknownMerchant => ApiCode::UnknownMerchant,
+            Self::BadMac => ApiCode::BadMac,
+            Self::ModeNotAllowed => ApiCode::ModeNotAllowed,
+            Self::Expired => ApiCode::Expired,
+            Self::BadSeal => ApiCode::BadSeal,
+            Self::TxnMismatch => ApiCode::TxnMismatch,
+            Self::AmountMismatch => ApiCode::AmountMismatch,
+            Self::CurrencyMismatch => ApiCode::CurrencyMismatch,
+            Self::OriginMismatch => ApiCode::OriginMismatch,
+            Self::TerminalMismatch => ApiCode::TerminalMismatch,
+            Self::UnknownKeyVersion => ApiCode::UnknownKeyVersion,
+            Self::CardExpired => ApiCode::CardExpired,
+            Self::InsufficientFunds => ApiCode::InsufficientFunds,
+            Self::Replay => ApiCode::Replay,
+            Self::UnknownTxn => ApiCode::UnknownTxn,
+            Self::S3Mismatch => ApiCode::S3Mismatch,
+            Self::BadLogRecord => ApiCode::BadLogRecord,
+            Self::OrderPaid => ApiCode::OrderPaid,
+            Self::OrderInFlight => ApiCode::OrderInFlight,
+            Self::WrongState => ApiCode::WrongState,
+            Self::Unauthorized => ApiCode::Unauthorized,
+            Self::NotFound => ApiCode::NotFound,
+            Self::Internal(_) => ApiCode::Internal,
         }
     }
 
@@ -93,14 +103,17 @@ impl PaymentError {
                 StatusCode::FORBIDDEN
             }
             Self::UnknownTxn | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Replay | Self::WrongState => StatusCode::CONFLICT,
+            Self::Replay | Self::WrongState | Self::OrderPaid | Self::OrderInFlight => {
+                StatusCode::CONFLICT
+            }
             Self::Expired => StatusCode::GONE,
             Self::AmountMismatch
             | Self::CurrencyMismatch
             | Self::UnknownKeyVersion
             | Self::CardExpired
             | Self::InsufficientFunds
-            | Self::S3Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::S3Mismatch
+            | Self::BadLogRecord => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,7 +126,7 @@ impl PaymentError {
         };
         ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_string(),
+                code: self.code(),
                 message,
             },
         }

@@ -1,7 +1,13 @@
-//! Cardpay payment server (DESIGN §4): the purchase API (`draw`, `complete`),
-//! the security module, the SQLite transaction store, the merchant API and
-//! recovery. Logic lives in [`service::PaymentService`]; [`http`] is a thin axum
-//! layer; [`store::Store`] serialises durable writes with group commit.
+//! Cardpay payment server (DESIGN §4): the purchase API (`draw`, `complete`,
+//! `recover`), the security module, the SQLite transaction store, the merchant
+//! API, recovery and signed webhooks.
+//!
+//! # Layout
+//! - [`purchase`]: the transaction rules ([`purchase::PaymentService`]), one module per step;
+//! - [`store`]: SQL only (rows mapped by column name, group commit, outbox);
+//! - [`http`]: thin axum handlers, the auth extractor, static files;
+//! - [`webhooks`]: delivery of the outbox with backoff; the recovery sweeper;
+//! - [`config`], [`error`]: the TOML file and every refusal's stable code.
 //!
 //! The crate `payment-testkit` (in `testkit/`) plays the widget's part against a
 //! virtual `card::Card` for the integration tests and the benchmark.
@@ -11,19 +17,21 @@
 pub mod config;
 pub mod error;
 pub mod http;
-pub mod service;
+pub mod purchase;
 pub mod store;
+pub mod webhooks;
 
 use std::sync::Arc;
 
 pub use config::Config;
 pub use error::PaymentError;
-pub use service::PaymentService;
+pub use purchase::PaymentService;
 
-/// Build the service and router from a resolved config.
+/// Build the service and router from a resolved config. Background tasks
+/// (webhook delivery, recovery sweeper) are started by [`start_background`].
 pub fn build(
     config: &Config,
-    clock: service::Clock,
+    clock: purchase::Clock,
 ) -> Result<(Arc<PaymentService>, axum::Router), PaymentError> {
     let store = store::Store::open(&config.db_path)?;
     let service = Arc::new(PaymentService::new(config, store, clock));
@@ -39,4 +47,19 @@ pub fn build(
         },
     );
     Ok((service, router))
+}
+
+/// Start webhook delivery and the recovery sweeper on the current runtime.
+pub fn start_background(service: &Arc<PaymentService>, config: &Config) {
+    webhooks::spawn(
+        service.clone(),
+        webhooks::Delivery {
+            max_backoff_secs: config.webhook_max_backoff_secs,
+            ..Default::default()
+        },
+    );
+    webhooks::spawn_sweeper(
+        service.clone(),
+        std::time::Duration::from_secs(config.sweep_interval_secs),
+    );
 }

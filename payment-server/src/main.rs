@@ -30,7 +30,8 @@ async fn main() -> anyhow::Result<()> {
         config.listen = l;
     }
     tracing::info!(config = ?config, "starting");
-    let (_service, app) = payment_server::build(&config, payment_server::service::system_clock())?;
+    let (service, app) = payment_server::build(&config, payment_server::purchase::system_clock())?;
+    payment_server::start_background(&service, &config);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

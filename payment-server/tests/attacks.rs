@@ -1,516 +1,614 @@
-//! Attacks: each refused with its error code, and nothing captured.
+//! Attacks by a hostile client, page or merchant: each is refused with its
+//! stable code and nothing moves. Money: after every attack the server's
+//! captured total equals what the test cards were really debited.
 
-mod common;
-
-use merchant_kit::{MerchantError, OrderRef};
-use payment_testkit::{self as testkit, now, WidgetError};
+use merchant_kit::{MerchantError, OrderRef, Verified};
+use payment_testkit::*;
 use purse::apdu::{Response, StatusWord};
+use purse::command::{DebitResponse, LogRecord};
+use purse::merchant_api::{SuspiciousList, TxnView};
+use purse::purchase::client::{Outgoing, Problem};
+use purse::purchase::{
+    CompleteEnvelope, DebitCommand, DebitResponseMsg, DrawRequest, DrawResponse, MerchantResult,
+    RecoverEnvelope, RecoverRequest, RecoverResponse, RecoverStatus, PATH_COMPLETE, PATH_DRAW,
+    PATH_RECOVER,
+};
 use purse::session::VerifyMode;
 use purse::types::PurseId;
-use purse::wire::{Hex, MerchantResult};
+use purse::wire::{ApiCode, Hex, Sealed};
 
-fn api(code: &str) -> impl Fn(&WidgetError) -> bool + '_ {
-    move |e| e.code() == Some(code)
+async fn server() -> TestServer {
+    let a = TestMerchant::new("shop-a", 0xA1);
+    let mut b = TestMerchant::new("shop-b", 0xB2);
+    b.modes = vec![VerifyMode::PaymentServer];
+    TestServer::start(&[a, b]).await
 }
 
-fn assert_code<T: std::fmt::Debug>(r: Result<T, WidgetError>, code: &str) {
-    match r {
-        Err(e) if api(code)(&e) => {}
-        other => panic!("expected refusal {code}, got {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn amount_changed_in_the_draw_request() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000011", 5_000);
-    let ws =
-        e.a.session("T-amt", 900, VerifyMode::PaymentServer, now() + 600);
-    let mut dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    dr.amount = 1;
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws, &dr)).await,
-        "amount_mismatch",
-    );
-    // The session itself with a changed amount breaks the MAC.
-    let mut ws2 = ws.clone();
-    ws2.session.amount = 1;
-    let dr2 = testkit::card_draw_request(&mut card, &ws2, &e.a.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws2, &dr2)).await,
-        "bad_mac",
-    );
-    assert_eq!(common::state_of(&e.db, "shop-a", "T-amt"), None);
-    assert_eq!(common::captured(&e.db), 0);
+fn refused(out: &Outcome, code: ApiCode) {
+    assert_eq!(out.problem(), Some(Problem::ServerRefused(code)), "{out:?}");
 }
 
 #[tokio::test]
-async fn session_mac_forged() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000012", 5_000);
-    let mut ws =
-        e.a.session("T-mac", 100, VerifyMode::PaymentServer, now() + 600);
-    ws.session_mac.0[0] ^= 1;
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws, &dr)).await,
-        "bad_mac",
-    );
-    // A session MAC'd under a key the attacker made up.
-    let fake = testkit::TestMerchant {
-        key_hex: hex::encode([0x66; 32]),
-        ..e.a.clone()
-    };
-    let ws = fake.session("T-mac2", 100, VerifyMode::PaymentServer, now() + 600);
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws, &dr)).await,
-        "bad_mac",
-    );
-    // An unknown merchant.
-    let ghost = testkit::TestMerchant::new("ghost", 0x11);
-    let ws = ghost.session("T-ghost", 100, VerifyMode::PaymentServer, now() + 600);
-    let dr = testkit::card_draw_request(&mut card, &ws, &ghost.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws, &dr)).await,
-        "unknown_merchant",
-    );
-    assert_eq!(common::captured(&e.db), 0);
-}
-
-#[tokio::test]
-async fn session_expired() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000013", 5_000);
-    let ws =
-        e.a.session("T-exp", 100, VerifyMode::PaymentServer, now() - 1);
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws, &dr)).await,
-        "expired",
-    );
-    assert_eq!(common::state_of(&e.db, "shop-a", "T-exp"), None);
-}
-
-#[tokio::test]
-async fn draw_replayed() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000014", 5_000);
-    let ws =
-        e.a.session("T-rep", 100, VerifyMode::PaymentServer, now() + 600);
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    let env = testkit::draw_envelope(&ws, &dr);
-    let d = e.widget.draw(&env).await.unwrap();
-    let cmd = testkit::open_debit(&ws, &d).unwrap();
-    let resp = card.process(cmd.apdu.as_slice());
-    e.widget
-        .complete(&testkit::complete_envelope(&ws, &resp))
-        .await
-        .unwrap();
-    assert_eq!(testkit::balance(&card), 4_900);
-    // The very same draw envelope after completion: replay.
-    assert_code(e.widget.draw(&env).await, "replay");
-    // The same txn id with a fresh INITIALIZE (new ATC): replay.
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws, &dr)).await,
-        "replay",
-    );
-    // Another txn id reusing a card's (id, ATC) already drawn: replay.
-    let ws2 =
-        e.a.session("T-rep2", 100, VerifyMode::PaymentServer, now() + 600);
-    let ws3 =
-        e.a.session("T-rep3", 100, VerifyMode::PaymentServer, now() + 600);
-    let dr2 = testkit::card_draw_request(&mut card, &ws2, &e.a.origin, None).unwrap();
-    e.widget
-        .draw(&testkit::draw_envelope(&ws2, &dr2))
-        .await
-        .unwrap();
-    let mut dr3 = dr2.clone();
-    dr3.txn_id = "T-rep3".into();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws3, &dr3)).await,
-        "replay",
-    );
-    assert_eq!(common::state_of(&e.db, "shop-a", "T-rep3"), None);
-    // Retrying the identical draw while still drawn gives the stored answer (idempotent).
-    let again = e
-        .widget
-        .draw(&testkit::draw_envelope(&ws2, &dr2))
-        .await
-        .unwrap();
-    assert_eq!(again.txn_id, "T-rep2");
-    assert_eq!(common::captured(&e.db), 100, "only the first purchase");
-}
-
-#[tokio::test]
-async fn complete_replayed_with_different_s3() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000015", 5_000);
-    let ws =
-        e.a.session("T-c2", 300, VerifyMode::PaymentServer, now() + 600);
-    let p = e
-        .widget
-        .purchase(&mut card, &ws, &e.a.origin, false)
-        .await
-        .unwrap();
-    let mut other = p.card_response.clone();
-    other[5] ^= 0xFF; // inside S3
-    assert_code(
-        e.widget
-            .complete(&testkit::complete_envelope(&ws, &other))
-            .await,
-        "replay",
-    );
-    // Also a "card refused" answer after the capture: refused, state unchanged.
-    let sw = StatusWord::FUNDS.to_bytes().to_vec();
-    assert_code(
-        e.widget
-            .complete(&testkit::complete_envelope(&ws, &sw))
-            .await,
-        "replay",
-    );
-    assert_eq!(
-        common::state_of(&e.db, "shop-a", "T-c2").as_deref(),
-        Some("debited")
-    );
-    assert_eq!(common::captured(&e.db), 300);
-}
-
-#[tokio::test]
-async fn s3_forged() {
-    for mode in [VerifyMode::PaymentServer, VerifyMode::SecurityModule] {
-        let e = common::env().await;
-        let mut card = testkit::test_card("6280000000000016", 5_000);
-        let ws = e.a.session("T-s3", 300, mode, now() + 600);
-        let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-        let d = e
-            .widget
-            .draw(&testkit::draw_envelope(&ws, &dr))
-            .await
-            .unwrap();
-        let cmd = testkit::open_debit(&ws, &d).unwrap();
-        // The client does not send DEBIT but claims a debit with a made-up S3.
-        let forged = [&4_700u32.to_be_bytes()[..], &[0x42; 8], &[0x90, 0x00]].concat();
-        assert_code(
-            e.widget
-                .complete(&testkit::complete_envelope(&ws, &forged))
-                .await,
-            "s3_mismatch",
-        );
-        assert_eq!(
-            common::state_of(&e.db, "shop-a", "T-s3").as_deref(),
-            Some("drawn")
-        );
-        assert_eq!(common::captured(&e.db), 0);
-        assert_eq!(testkit::balance(&card), 5_000);
-        // The forged attempt does not block the genuine debit and completion.
-        let resp = card.process(cmd.apdu.as_slice());
-        e.widget
-            .complete(&testkit::complete_envelope(&ws, &resp))
-            .await
-            .unwrap();
-        assert_eq!(common::captured(&e.db), 300);
-        assert_eq!(testkit::balance(&card), 4_700);
-    }
-    // Merchant mode: a forged S3 sent to the merchant is refused by merchant-kit,
-    // and by the server when the merchant reports it.
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000017", 5_000);
-    let ws = e.a.session("T-s3m", 300, VerifyMode::Merchant, now() + 600);
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    let d = e
-        .widget
-        .draw(&testkit::draw_envelope(&ws, &dr))
-        .await
-        .unwrap();
-    let forged = MerchantResult::S3 {
-        txn_id: "T-s3m".into(),
-        balance_after: 4_700,
-        s3: Hex(vec![0x42; 8]),
-        expected_s3_m: d.expected_s3_m.clone().unwrap(),
-    };
-    let order = OrderRef {
-        txn_id: "T-s3m",
-        amount: 300,
-        currency: 978,
-        purse: PurseId::Money,
-        origin: &e.a.origin,
-        verify_mode: VerifyMode::Merchant,
-    };
-    assert_eq!(
-        e.a.kit().verify_result(&order, &forged),
-        Err(MerchantError::S3Mismatch)
-    );
-    let body = serde_json::json!({"balance_after": 4700, "s3": "4242424242424242"});
-    let r: Result<serde_json::Value, _> = e
-        .widget
-        .merchant_call(
-            &e.a.kit(),
-            "POST",
-            "/v1/transactions/T-s3m/confirm",
-            Some(&body),
-        )
+async fn amount_changed_in_the_draw_request_or_the_session() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000011", 5_000), srv.api());
+    let ws = m.session("T-amt", 900, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_post(r, PATH_DRAW) {
+                rewrite::<DrawRequest>(r, &ws, "draw_request", |d| d.amount = 1);
+            }
+            Cut::None
+        })
         .await;
-    assert_code(r, "s3_mismatch");
-    assert_eq!(common::captured(&e.db), 0);
+    refused(&out, ApiCode::AmountMismatch);
+    // The session itself with a changed amount breaks the MAC.
+    let mut ws2 = m.session("T-amt2", 900, VerifyMode::PaymentServer, now() + 600);
+    ws2.session.amount = 1;
+    let out = shopper.pay(&ws2).await;
+    refused(&out, ApiCode::BadMac);
+    assert_eq!(srv.state_of("shop-a", "T-amt"), None);
+    assert_eq!(srv.captured(), 0);
+    assert_eq!(balance(&shopper.card), 5_000);
+}
+
+#[tokio::test]
+async fn forged_sessions_expired_sessions_and_other_merchants_keys() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000012", 5_000), srv.api());
+    let mut ws = m.session("T-mac", 100, VerifyMode::PaymentServer, now() + 600);
+    ws.session_mac.0[0] ^= 1;
+    refused(&shopper.pay(&ws).await, ApiCode::BadMac);
+    // A session MAC'd under a key the attacker made up.
+    let mut fake = TestMerchant::new("shop-a", 0x66);
+    fake.origin = m.origin.clone();
+    refused(
+        &shopper
+            .pay(&fake.session("T-fake", 100, VerifyMode::PaymentServer, now() + 600))
+            .await,
+        ApiCode::BadMac,
+    );
+    // Expired.
+    refused(
+        &shopper
+            .pay(&m.session("T-old", 100, VerifyMode::PaymentServer, now() - 1))
+            .await,
+        ApiCode::Expired,
+    );
+    // Merchant A's session presented as merchant B's: B's key does not make its MAC.
+    let b = &srv.merchants[1];
+    let mut ws_b = m.session("T-ab", 100, VerifyMode::PaymentServer, now() + 600);
+    ws_b.session.merchant_id = b.id.clone();
+    refused(&shopper.pay(&ws_b).await, ApiCode::BadMac);
+    // B with a mode B does not allow (and B's own key).
+    refused(
+        &shopper
+            .pay(&b.session("T-bm", 100, VerifyMode::Merchant, now() + 600))
+            .await,
+        ApiCode::ModeNotAllowed,
+    );
+    // A page of another origin cannot use the session at all.
+    let r = purse::purchase::client::Client::new(
+        ws.clone(),
+        "http://evil.test",
+        Box::new(OsEntropy),
+        None,
+    );
+    assert!(r.is_err());
+    assert_eq!(srv.captured(), 0);
+    assert_eq!(balance(&shopper.card), 5_000);
+}
+
+#[tokio::test]
+async fn client_mode_forgery_without_a_debit_is_refused_and_captures_nothing() {
+    // The hole this closes: the debit command used to carry the expected S3 in
+    // clear, so a client could skip DEBIT and post `balance || S3 || 9000`.
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000013", 5_000), srv.api());
+    let ws = m.session("T-cf", 1_000, VerifyMode::Client, now() + 600);
+    let mut c = shopper.client(&ws);
+    let mut draw_answer = None;
+    // Run up to the DEBIT and keep it from the card.
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_debit(r) {
+                Cut::CardBefore
+            } else {
+                Cut::None
+            }
+        })
+        .await;
+    assert_eq!(out.problem(), Some(Problem::Torn));
+    for o in &shopper.trace {
+        if let Outgoing::Server { path, body } = o {
+            if *path == PATH_DRAW {
+                draw_answer = Some(body.clone());
+            }
+        }
+    }
+    assert!(draw_answer.is_some());
+    // What the client holds: the sealed debit command. Replay the draw to see it.
+    let (status, text) = srv
+        .api()
+        .post_raw(PATH_DRAW, draw_answer.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let d: DrawResponse = serde_json::from_str(&text).unwrap();
+    let tsk = ws.tsk().unwrap();
+    let cmd = DebitCommand::open(&tsk, "T-cf", d.debit_command.as_slice()).unwrap();
+    let check = cmd
+        .check_value
+        .clone()
+        .expect("client mode has a check value");
+    assert_eq!(check.0.len(), 32);
+    // The expected S3 itself is nowhere in what the client gets.
+    let plain = serde_json::to_string(&cmd).unwrap();
+    assert!(!plain.contains("expected_s3"));
+    // Forge an answer: the client cannot invert the check value, so it guesses.
+    for guess in [[0u8; 8], [0xFF; 8], check.0[..8].try_into().unwrap()] {
+        let mut forged = DebitResponse {
+            balance_after: cmd.balance_after,
+            s3: guess,
+        }
+        .encode();
+        forged.extend_from_slice(&[0x90, 0x00]);
+        let msg = DebitResponseMsg {
+            txn_id: "T-cf".into(),
+            response: Hex(forged),
+        };
+        let env = CompleteEnvelope {
+            session: ws.session.clone(),
+            session_mac: ws.session_mac.clone(),
+            etsk: ws.etsk.clone(),
+            debit_response: msg.seal(&tsk, [guess[0]; 12]),
+        };
+        let r: Result<serde_json::Value, _> = srv.api().post(PATH_COMPLETE, &env).await;
+        assert_eq!(r.unwrap_err().code(), Some(ApiCode::S3Mismatch));
+        // Nor through the merchant's confirm.
+        let body =
+            serde_json::json!({"balance_after": cmd.balance_after, "s3": hex::encode(guess)});
+        let r: Result<TxnView, _> = srv
+            .api()
+            .merchant_call(
+                &m.kit(),
+                "POST",
+                "/v1/transactions/T-cf/confirm",
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.unwrap_err().code(), Some(ApiCode::S3Mismatch));
+    }
+    assert_eq!(srv.state_of("shop-a", "T-cf").as_deref(), Some("drawn"));
+    assert_eq!(srv.captured(), 0, "nothing captured");
+    assert_eq!(balance(&shopper.card), 5_000, "the card was never debited");
+}
+
+#[tokio::test]
+async fn forged_and_replayed_card_answers() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000014", 5_000), srv.api());
+    let ws = m.session("T-s3", 500, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    // The card's real answer, with one bit of S3 flipped on the way to the server.
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_post(r, PATH_COMPLETE) {
+                rewrite::<DebitResponseMsg>(r, &ws, "debit_response", |d| d.response.0[5] ^= 1);
+            }
+            Cut::None
+        })
+        .await;
+    refused(&out, ApiCode::S3Mismatch);
+    assert_eq!(srv.captured(), 0);
+    assert_eq!(balance(&shopper.card), 4_500, "the card was debited ...");
+    // ... and its own log proves it: the next use of the card captures it.
+    let out = shopper
+        .pay(&m.session("T-s3b", 100, VerifyMode::PaymentServer, now() + 600))
+        .await;
+    assert!(out.is_paid());
+    assert_eq!(srv.state_of("shop-a", "T-s3").as_deref(), Some("debited"));
+    assert_eq!(srv.captured(), 600);
+    assert_eq!(balance(&shopper.card), 4_400);
+    // The DEBIT APDU replayed to the card: no INITIALIZE pending, then a wrong MAC.
+    let debit = shopper
+        .trace
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            Outgoing::Card(a) if is_debit(r) => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let r = Response::parse(&shopper.card.process(&debit)).unwrap();
+    assert_eq!(r.sw, StatusWord::NO_INITIALIZE);
+    assert_eq!(balance(&shopper.card), 4_400, "debited once");
+}
+
+#[tokio::test]
+async fn draws_replayed_under_the_same_txn_or_the_same_card_atc() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000015", 5_000), srv.api());
+    let ws = m.session("T-rp", 300, VerifyMode::PaymentServer, now() + 600);
+    assert!(shopper.pay(&ws).await.is_paid());
+    let draw_body = shopper
+        .trace
+        .iter()
+        .find_map(|r| match r {
+            Outgoing::Server { path, body } if *path == PATH_DRAW => Some(body.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // The same draw after the purchase completed: a replay.
+    let (status, text) = srv
+        .api()
+        .post_raw(PATH_DRAW, draw_body.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "{text}");
+    // The card's INITIALIZE answer moved into another transaction's draw.
+    let ws2 = m.session("T-rp2", 300, VerifyMode::PaymentServer, now() + 600);
+    let tsk1 = ws.tsk().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&draw_body).unwrap();
+    let sealed: Hex = serde_json::from_value(v["draw_request"].clone()).unwrap();
+    let mut dr = DrawRequest::open(&tsk1, "T-rp", sealed.as_slice()).unwrap();
+    dr.txn_id = "T-rp2".into();
+    let env = purse::purchase::DrawEnvelope {
+        session: ws2.session.clone(),
+        session_mac: ws2.session_mac.clone(),
+        etsk: ws2.etsk.clone(),
+        draw_request: dr.seal(&ws2.tsk().unwrap(), [9; 12]),
+    };
+    let r: Result<DrawResponse, _> = srv.api().post(PATH_DRAW, &env).await;
+    assert_eq!(
+        r.unwrap_err().code(),
+        Some(ApiCode::Replay),
+        "(card, ATC) used once"
+    );
+    assert_eq!(srv.captured(), 300);
 }
 
 #[tokio::test]
 async fn result_m_forged_or_moved_to_another_order() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000018", 5_000);
-    let kit = e.a.kit();
-    let ws =
-        e.a.session("T-cheap", 100, VerifyMode::PaymentServer, now() + 600);
-    let p = e
-        .widget
-        .purchase(&mut card, &ws, &e.a.origin, false)
-        .await
-        .unwrap();
-    let MerchantResult::ResultM { result_m, .. } = &p.merchant_result else {
-        panic!()
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000016", 5_000), srv.api());
+    let out = shopper
+        .pay(&m.session("T-rm", 250, VerifyMode::PaymentServer, now() + 600))
+        .await;
+    let Some(MerchantResult::ResultM { result_m, .. }) = out.result().cloned() else {
+        panic!("{out:?}")
     };
-    // Moved to an expensive order of the same merchant.
-    let expensive = OrderRef {
-        txn_id: "T-dear",
-        amount: 900,
+    let kit = m.kit();
+    let order = |txn: &'static str, amount| OrderRef {
+        txn_id: txn,
+        order_ref: "",
+        amount,
         currency: 978,
+        exponent: 2,
         purse: PurseId::Money,
-        origin: &e.a.origin,
+        origin: "http://shop-a.test",
         verify_mode: VerifyMode::PaymentServer,
     };
+    let genuine = MerchantResult::ResultM {
+        txn_id: "T-rm".into(),
+        result_m: result_m.clone(),
+    };
+    assert!(matches!(
+        kit.verify_result(&order("T-rm", 250), &genuine),
+        Ok(Verified::Captured(_))
+    ));
+    // The same result presented for a dearer order: amount check.
+    assert_eq!(
+        kit.verify_result(&order("T-rm", 2_500), &genuine),
+        Err(MerchantError::WrongOrder("amount"))
+    );
+    // Moved to another transaction: does not open under that one's DK.
     let moved = MerchantResult::ResultM {
-        txn_id: "T-dear".into(),
+        txn_id: "T-other".into(),
         result_m: result_m.clone(),
     };
     assert_eq!(
-        kit.verify_result(&expensive, &moved),
+        kit.verify_result(&order("T-other", 250), &moved),
         Err(MerchantError::BadSeal)
     );
-    // Forged: one bit flipped, or made up by the client under TSK (which it has).
-    let mut flipped = result_m.clone();
-    flipped.0[20] ^= 1;
-    let cheap = OrderRef {
-        txn_id: "T-cheap",
-        amount: 100,
-        currency: 978,
-        purse: PurseId::Money,
-        origin: &e.a.origin,
-        verify_mode: VerifyMode::PaymentServer,
+    // Tampered.
+    let mut t = result_m.clone();
+    t.0[20] ^= 1;
+    let forged = MerchantResult::ResultM {
+        txn_id: "T-rm".into(),
+        result_m: t,
     };
     assert_eq!(
-        kit.verify_result(
-            &cheap,
-            &MerchantResult::ResultM {
-                txn_id: "T-cheap".into(),
-                result_m: flipped
-            }
-        ),
+        kit.verify_result(&order("T-rm", 250), &forged),
         Err(MerchantError::BadSeal)
     );
-    let under_tsk = purse::session::seal(
-        &ws.tsk(),
-        [0; 12],
-        &purse::session::aad("result-m", "T-cheap"),
-        b"{}",
-    );
+    // Another merchant's kit cannot open it.
     assert_eq!(
-        kit.verify_result(
-            &cheap,
-            &MerchantResult::ResultM {
-                txn_id: "T-cheap".into(),
-                result_m: Hex(under_tsk)
-            }
-        ),
+        srv.merchants[1]
+            .kit()
+            .verify_result(&order("T-rm", 250), &genuine),
         Err(MerchantError::BadSeal)
     );
-    // The genuine one verifies for its own order only.
-    assert!(kit.verify_result(&cheap, &p.merchant_result).is_ok());
-    assert_eq!(common::captured(&e.db), 100);
 }
 
-#[tokio::test]
-async fn session_of_merchant_a_used_at_merchant_b() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000019", 5_000);
-    let ws_a =
-        e.a.session("T-ab", 100, VerifyMode::PaymentServer, now() + 600);
-    // Relabelled as B's session: B's key does not verify A's MAC.
-    let mut ws = ws_a.clone();
-    ws.session.merchant_id = "shop-b".into();
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws, &dr)).await,
-        "bad_mac",
-    );
-    // A's session run on B's page: the page origin differs from the session's.
-    let dr = testkit::card_draw_request(&mut card, &ws_a, &e.b.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws_a, &dr)).await,
-        "origin_mismatch",
-    );
-    // A's genuine result M handed to B: B cannot open it.
-    let p = e
-        .widget
-        .purchase(&mut card, &ws_a, &e.a.origin, false)
-        .await
-        .unwrap();
-    let order_b = OrderRef {
-        txn_id: "T-ab",
-        amount: 100,
-        currency: 978,
-        purse: PurseId::Money,
-        origin: &e.b.origin,
-        verify_mode: VerifyMode::PaymentServer,
-    };
-    assert_eq!(
-        e.b.kit().verify_result(&order_b, &p.merchant_result),
-        Err(MerchantError::BadSeal)
-    );
-    // B may not read A's transaction.
-    let r: Result<serde_json::Value, _> = e
-        .widget
-        .merchant_call(&e.b.kit(), "GET", "/v1/transactions/T-ab", None)
+/// A torn purchase on a card: drawn, DEBIT applied by the card, answer lost.
+async fn torn_purchase(srv: &TestServer, card: &str, txn: &str, amount: u32) -> Shopper {
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card(card, 5_000), srv.api());
+    let ws = m.session(txn, amount, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_debit(r) {
+                Cut::CardAfter
+            } else {
+                Cut::None
+            }
+        })
         .await;
-    assert_code(r, "not_found");
-    // B only allows payment_server mode.
-    let ws_b = e.b.session("T-bm", 100, VerifyMode::Client, now() + 600);
-    let dr = testkit::card_draw_request(&mut card, &ws_b, &e.b.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws_b, &dr)).await,
-        "mode_not_allowed",
-    );
-    assert_eq!(common::state_of(&e.db, "shop-b", "T-ab"), None);
+    assert_eq!(out.problem(), Some(Problem::Torn));
+    assert_eq!(srv.state_of("shop-a", txn).as_deref(), Some("drawn"));
+    shopper.card_present = true;
+    shopper
+}
+
+fn recover_body(ws: &purse::purchase::WidgetSession, log: Vec<Hex>, nonce: u8) -> RecoverEnvelope {
+    let req = RecoverRequest {
+        txn_id: ws.session.txn_id.clone(),
+        log,
+        current_atc: None,
+    };
+    RecoverEnvelope {
+        session: ws.session.clone(),
+        session_mac: ws.session_mac.clone(),
+        etsk: ws.etsk.clone(),
+        recover_request: req.seal(&ws.tsk().unwrap(), [nonce; 12]),
+    }
 }
 
 #[tokio::test]
-async fn debit_command_replayed_to_the_card() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000020", 5_000);
-    let ws =
-        e.a.session("T-dr", 400, VerifyMode::PaymentServer, now() + 600);
-    let p = e
-        .widget
-        .purchase(&mut card, &ws, &e.a.origin, false)
-        .await
-        .unwrap();
-    assert_eq!(testkit::balance(&card), 4_600);
-    let cmd = testkit::open_debit(&ws, &p.draw).unwrap();
-    // Straight again: no INITIALIZE pending.
-    let r = Response::parse(&card.process(cmd.apdu.as_slice())).unwrap();
-    assert_eq!(r.sw, StatusWord::NO_INITIALIZE);
-    // After a fresh INITIALIZE (new ATC and R): the old S2 does not verify.
-    let ws2 =
-        e.a.session("T-dr2", 400, VerifyMode::PaymentServer, now() + 600);
-    testkit::card_draw_request(&mut card, &ws2, &e.a.origin, None).unwrap();
-    let r = Response::parse(&card.process(cmd.apdu.as_slice())).unwrap();
-    assert_eq!(r.sw, StatusWord::MAC_WRONG);
-    assert_eq!(testkit::balance(&card), 4_600, "debited once");
-    assert_eq!(common::captured(&e.db), 400);
+async fn forged_moved_and_replayed_log_records_are_refused() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let ws = m.session("T-lr", 700, VerifyMode::PaymentServer, now() + 600);
+    let mut shopper = torn_purchase(&srv, "6280000000000017", "T-lr", 700).await;
+    let log = shopper.card_log();
+    assert_eq!(log.len(), 1);
+    let genuine = log[0];
+    let enc = |r: &LogRecord| Hex(r.encode());
+    // 1. A forged S3 (one bit) for the right ATC: refused whole.
+    let mut forged = genuine;
+    forged.s3[0] ^= 1;
+    let r: Result<RecoverResponse, _> = srv
+        .api()
+        .post(PATH_RECOVER, &recover_body(&ws, vec![enc(&forged)], 1))
+        .await;
+    assert_eq!(r.unwrap_err().code(), Some(ApiCode::BadLogRecord));
+    // 2. The amount or balance changed in the record: refused.
+    for change in [
+        |r: &mut LogRecord| r.amount += 1,
+        |r: &mut LogRecord| r.balance_after += 1,
+    ] {
+        let mut x = genuine;
+        change(&mut x);
+        let r: Result<RecoverResponse, _> = srv
+            .api()
+            .post(PATH_RECOVER, &recover_body(&ws, vec![enc(&x)], 2))
+            .await;
+        assert_eq!(r.unwrap_err().code(), Some(ApiCode::BadLogRecord));
+    }
+    assert_eq!(
+        srv.state_of("shop-a", "T-lr").as_deref(),
+        Some("drawn"),
+        "nothing changed"
+    );
+    // 3. A genuine record of another card, presented for this transaction
+    //    (same ATC 1 on both cards): it does not verify for this card.
+    let mut other = torn_purchase(&srv, "6280000000000018", "T-lr-other", 700).await;
+    let their = other.card_log()[0];
+    assert_eq!(their.atc, genuine.atc);
+    let r: Result<RecoverResponse, _> = srv
+        .api()
+        .post(PATH_RECOVER, &recover_body(&ws, vec![enc(&their)], 3))
+        .await;
+    assert_eq!(r.unwrap_err().code(), Some(ApiCode::BadLogRecord));
+    assert_eq!(srv.state_of("shop-a", "T-lr").as_deref(), Some("drawn"));
+    // 4. A forged record inside a draw refuses the draw and changes nothing.
+    let ws_d = m.session("T-lr-d", 100, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws_d);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_post(r, PATH_DRAW) {
+                rewrite::<DrawRequest>(r, &ws_d, "draw_request", |d| d.log = vec![enc(&forged)]);
+            }
+            Cut::None
+        })
+        .await;
+    refused(&out, ApiCode::BadLogRecord);
+    assert_eq!(srv.state_of("shop-a", "T-lr").as_deref(), Some("drawn"));
+    assert_eq!(srv.state_of("shop-a", "T-lr-d"), None);
+    // 5. The genuine record decides: captured once; replaying it changes nothing.
+    for n in 0..2 {
+        let r: RecoverResponse = srv
+            .api()
+            .post(
+                PATH_RECOVER,
+                &recover_body(&ws, vec![enc(&genuine)], 10 + n),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, RecoverStatus::Debited);
+    }
+    // Replayed into another card's transaction recovery: refused, untouched.
+    let r: Result<RecoverResponse, _> = srv
+        .api()
+        .post(
+            PATH_RECOVER,
+            &recover_body(
+                &m.session("T-lr-other", 700, VerifyMode::PaymentServer, now() + 600),
+                vec![enc(&genuine)],
+                20,
+            ),
+        )
+        .await;
+    assert_eq!(r.unwrap_err().code(), Some(ApiCode::BadLogRecord));
+    assert_eq!(
+        srv.state_of("shop-a", "T-lr-other").as_deref(),
+        Some("drawn")
+    );
+    assert_eq!(srv.captured(), 700, "the one real debit, once");
+    assert_eq!(balance(&shopper.card), 4_300);
+    assert_eq!(balance(&other.card), 4_300);
+}
+
+#[tokio::test]
+async fn one_capture_per_order() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000019", 5_000), srv.api());
+    // Attempt 1 is drawn, its DEBIT lost before the card: undecided.
+    let ws1 = m.session_for_order(
+        "T-o1",
+        "order-9",
+        800,
+        VerifyMode::PaymentServer,
+        now() + 600,
+    );
+    let mut c = shopper.client(&ws1);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_debit(r) {
+                Cut::CardBefore
+            } else {
+                Cut::None
+            }
+        })
+        .await;
+    assert_eq!(out.problem(), Some(Problem::Torn));
+    // Another card pays attempt 2 of the same order meanwhile: refused, attempt 1 is open.
+    let mut other = Shopper::new(test_card("6280000000000029", 5_000), srv.api());
+    let ws2 = m.session_for_order(
+        "T-o2",
+        "order-9",
+        800,
+        VerifyMode::PaymentServer,
+        now() + 600,
+    );
+    refused(&other.pay(&ws2).await, ApiCode::OrderInFlight);
+    // The first card back: its draw for attempt 3 carries its log; the log
+    // decides attempt 1 (never debited) and attempt 3 goes through.
+    shopper.card_present = true;
+    let ws3 = m.session_for_order(
+        "T-o3",
+        "order-9",
+        800,
+        VerifyMode::PaymentServer,
+        now() + 600,
+    );
+    assert!(shopper.pay(&ws3).await.is_paid());
+    assert_eq!(srv.state_of("shop-a", "T-o1").as_deref(), Some("failed"));
+    // Paid: every further attempt is refused.
+    let ws4 = m.session_for_order(
+        "T-o4",
+        "order-9",
+        800,
+        VerifyMode::PaymentServer,
+        now() + 600,
+    );
+    refused(&other.pay(&ws4).await, ApiCode::OrderPaid);
+    assert_eq!(srv.captured(), 800);
+    assert_eq!(balance(&shopper.card), 4_200);
+    assert_eq!(balance(&other.card), 5_000);
 }
 
 #[tokio::test]
 async fn malformed_and_oversized_bodies_get_json_errors() {
-    let e = common::env().await;
+    let srv = server().await;
+    let base = srv.api().base;
     let c = reqwest::Client::new();
     let r = c
-        .post(format!("{}/v1/purchases/draw", e.widget.base))
+        .post(format!("{base}/v1/purchases/draw"))
         .body("{not json")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
     let b: purse::wire::ErrorBody = r.json().await.unwrap();
-    assert_eq!(b.error.code, "malformed");
-    let big = vec![b'x'; 200 * 1024];
+    assert_eq!(b.error.code, ApiCode::Malformed);
     let r = c
-        .post(format!("{}/v1/purchases/complete", e.widget.base))
-        .body(big)
+        .post(format!("{base}/v1/purchases/complete"))
+        .body(vec![b'x'; 200 * 1024])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
     let b: purse::wire::ErrorBody = r.json().await.unwrap();
-    assert_eq!(b.error.code, "body_too_large");
+    assert_eq!(b.error.code, ApiCode::BodyTooLarge);
     // A txn id outside the allowed alphabet is refused before anything else.
-    let ws =
-        e.a.session("T/../x", 100, VerifyMode::PaymentServer, now() + 600);
-    let mut card = testkit::test_card("6280000000000022", 1_000);
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    assert_code(
-        e.widget.draw(&testkit::draw_envelope(&ws, &dr)).await,
-        "malformed",
-    );
+    let mut shopper = Shopper::new(test_card("6280000000000022", 1_000), srv.api());
+    let ws = srv.merchants[0].session("T/../x", 100, VerifyMode::PaymentServer, now() + 600);
+    refused(&shopper.pay(&ws).await, ApiCode::Malformed);
+    // Eleven log records.
+    let r: Result<RecoverResponse, _> = srv
+        .api()
+        .post(
+            PATH_RECOVER,
+            &recover_body(
+                &srv.merchants[0].session("T-x", 1, VerifyMode::PaymentServer, now() + 60),
+                vec![Hex(vec![0; 37]); 11],
+                1,
+            ),
+        )
+        .await;
+    assert_eq!(r.unwrap_err().code(), Some(ApiCode::Malformed));
     let r = c
-        .get(format!("{}/v1/transactions/x", e.widget.base))
+        .get(format!("{base}/v1/transactions/x"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
     let b: purse::wire::ErrorBody = r.json().await.unwrap();
-    assert_eq!(b.error.code, "unauthorized");
+    assert_eq!(b.error.code, ApiCode::Unauthorized);
 }
 
 #[tokio::test]
-async fn suspicious_report_is_visible_to_the_merchant() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000021", 5_000);
-    let ws =
-        e.a.session("T-sus", 100, VerifyMode::PaymentServer, now() + 600);
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    e.widget
-        .draw(&testkit::draw_envelope(&ws, &dr))
-        .await
-        .unwrap();
-    let rep = purse::wire::SuspiciousReport {
-        txn_id: "T-sus".into(),
-        page_origin: e.a.origin.clone(),
-        reason: "not my purchase".into(),
-    };
-    let sealed = purse::session::seal(
-        &ws.tsk(),
-        [3; 12],
-        &purse::session::aad("suspicious", "T-sus"),
-        &serde_json::to_vec(&rep).unwrap(),
-    );
-    let env = purse::wire::SuspiciousEnvelope {
-        session: ws.session.clone(),
-        session_mac: ws.session_mac.clone(),
-        etsk: ws.etsk.clone(),
-        report: Hex(sealed),
-    };
-    let ack: purse::wire::SuspiciousAck = e
-        .widget
-        .post("/v1/purchases/suspicious", &env)
-        .await
-        .unwrap();
-    assert!(ack.recorded);
-    let v: payment_server::service::TxnView = e
-        .widget
-        .merchant_call(&e.a.kit(), "GET", "/v1/transactions/T-sus", None)
-        .await
-        .unwrap();
-    assert_eq!(v.suspicious_reports.len(), 1);
-    assert_eq!(v.suspicious_reports[0].reason, "not my purchase");
-    // Also listed for the merchant (and not for another merchant).
-    let l: payment_server::service::SuspiciousList = e
-        .widget
-        .merchant_call(&e.a.kit(), "GET", "/v1/suspicious", None)
+async fn suspicious_report_is_visible_to_its_merchant_only() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000021", 5_000), srv.api());
+    let ws = m.session("T-sus", 100, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    // The shopper reads the amount and presses "not mine" at the confirm screen.
+    let out = shopper
+        .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
+    assert!(out.is_paid(), "the run approves automatically: {out:?}");
+    let ws2 = m.session("T-sus2", 100, VerifyMode::PaymentServer, now() + 600);
+    let mut c2 = shopper.client(&ws2);
+    assert!(c2.not_mine());
+    let out = shopper
+        .run(&mut c2, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
+    assert_eq!(out, Outcome::Cancelled("not_mine"));
+    let l: SuspiciousList = srv
+        .api()
+        .merchant_call(&m.kit(), "GET", "/v1/suspicious", None)
         .await
         .unwrap();
     assert_eq!(l.reports.len(), 1);
-    assert_eq!(l.reports[0].txn_id, "T-sus");
-    let l: payment_server::service::SuspiciousList = e
-        .widget
-        .merchant_call(&e.b.kit(), "GET", "/v1/suspicious", None)
+    assert_eq!(l.reports[0].txn_id, "T-sus2");
+    let l: SuspiciousList = srv
+        .api()
+        .merchant_call(&srv.merchants[1].kit(), "GET", "/v1/suspicious", None)
         .await
         .unwrap();
     assert!(l.reports.is_empty());
-    // A report under a forged session MAC is refused and not recorded.
-    let mut bad = env.clone();
-    bad.session_mac.0[3] ^= 1;
-    let r: Result<purse::wire::SuspiciousAck, _> =
-        e.widget.post("/v1/purchases/suspicious", &bad).await;
-    assert_eq!(r.unwrap_err().code(), Some("bad_mac"));
+    assert_eq!(srv.captured(), 100);
 }

@@ -1,12 +1,15 @@
 //! The real binary as a child process: a draw's reply means its row is on disk.
-//! SIGKILL right after the reply, restart on the same SQLite file, and the
-//! purchase completes; nothing is lost or captured twice.
+//! SIGKILL right after the reply (the card debits meanwhile), restart on the
+//! same SQLite file, and the purchase completes; nothing is lost or captured
+//! twice.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use payment_testkit::{self as testkit, now, TestMerchant, Widget};
+use payment_testkit::*;
+use purse::purchase::client::{Outgoing, Problem};
+use purse::purchase::PATH_COMPLETE;
 use purse::session::VerifyMode;
 
 struct Server(Child);
@@ -54,79 +57,87 @@ async fn draw_survives_sigkill_and_completes_after_restart() {
     let db = dir.path().join("payments.sqlite");
     let m = TestMerchant::new("shop-a", 0xA1);
     let cfg = dir.path().join("ps.toml");
-    std::fs::write(
-        &cfg,
-        testkit::test_config_toml(&db, std::slice::from_ref(&m), 0),
-    )
-    .unwrap();
+    std::fs::write(&cfg, test_config_toml(&db, std::slice::from_ref(&m), 0)).unwrap();
 
     let port = free_port();
-    let mut server = start(&cfg, port).await;
-    let widget = Widget::new(format!("127.0.0.1:{port}").parse().unwrap());
-    let mut card = testkit::test_card("6280000000000041", 2_000);
+    let server = std::cell::RefCell::new(Some(start(&cfg, port).await));
+    let api = |port: u16| Api::new(format!("127.0.0.1:{port}").parse().unwrap());
+    let mut shopper = Shopper::new(test_card("6280000000000041", 2_000), api(port));
     let ws = m.session("T-crash", 650, VerifyMode::PaymentServer, now() + 600);
-    let dr = testkit::card_draw_request(&mut card, &ws, &m.origin, None).unwrap();
-    let draw = widget
-        .draw(&testkit::draw_envelope(&ws, &dr))
-        .await
-        .unwrap();
-    // Power cut right after the reply.
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
-    let c = rusqlite::Connection::open(&db).unwrap();
-    let state: String = c
+    let mut c = shopper.client(&ws);
+    // Power cut right after the draw's reply: the card debits meanwhile, the
+    // complete finds nobody.
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_debit(r) {
+                if let Some(mut s) = server.borrow_mut().take() {
+                    s.0.kill().unwrap();
+                    s.0.wait().unwrap();
+                }
+            }
+            Cut::None
+        })
+        .await;
+    assert_eq!(out.problem(), Some(Problem::ServerUnreachable), "{out:?}");
+    assert_eq!(balance(&shopper.card), 1_350, "the card debited");
+    let c0 = rusqlite::Connection::open(&db).unwrap();
+    let (state, seq1): (String, i64) = c0
         .query_row(
-            "SELECT state FROM transactions WHERE txn_id = 'T-crash'",
+            "SELECT state, seq FROM transactions WHERE txn_id = 'T-crash'",
             [],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     assert_eq!(state, "drawn", "the reply followed the commit");
-    drop(c);
+    drop(c0);
 
-    // The card debits meanwhile; the server comes back on the same file.
-    let cmd = testkit::open_debit(&ws, &draw).unwrap();
-    let resp = card.process(cmd.apdu.as_slice());
+    // The server comes back on the same file; the client retries complete.
     let port = free_port();
     let _server = start(&cfg, port).await;
-    let widget = Widget::new(format!("127.0.0.1:{port}").parse().unwrap());
-    let done = widget
-        .complete(&testkit::complete_envelope(&ws, &resp))
-        .await
+    shopper.api = api(port);
+    c.retry();
+    let out = shopper
+        .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
+    assert!(out.is_paid(), "{out:?}");
+    // Retried once more (a lost answer): the stored answer, no second capture.
+    let complete = shopper
+        .trace
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            Outgoing::Server { path, body } if *path == PATH_COMPLETE => Some(body.clone()),
+            _ => None,
+        })
         .unwrap();
-    assert_eq!(done.status, purse::wire::PurchaseStatus::Debited);
-    let again = widget
-        .complete(&testkit::complete_envelope(&ws, &resp))
-        .await
-        .unwrap();
-    assert_eq!(again, done);
-    assert_eq!(testkit::balance(&card), 1_350);
-    let c = rusqlite::Connection::open(&db).unwrap();
-    let (n, sum): (i64, i64) = c
+    let (status, _) = shopper.api.post_raw(PATH_COMPLETE, complete).await.unwrap();
+    assert_eq!(status, 200);
+    let c0 = rusqlite::Connection::open(&db).unwrap();
+    let (n, sum): (i64, i64) = c0
         .query_row(
             "SELECT COUNT(*), SUM(amount) FROM transactions WHERE state = 'debited'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((n, sum), (1, 650));
-    // The security module's sequence number survived too: the next draw gets seq 2.
-    let seq: i64 = c
-        .query_row("SELECT seq FROM sm_counter", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(seq, 1);
-    let ws2 = m.session("T-crash2", 100, VerifyMode::PaymentServer, now() + 600);
-    let dr2 = testkit::card_draw_request(&mut card, &ws2, &m.origin, None).unwrap();
-    widget
-        .draw(&testkit::draw_envelope(&ws2, &dr2))
+    assert_eq!((n, sum), (1, 650), "captured once");
+    // The security module's sequence numbers never repeat across the crash.
+    assert!(shopper
+        .pay(&m.session("T-crash2", 100, VerifyMode::PaymentServer, now() + 600))
         .await
-        .unwrap();
-    let seq2: i64 = c
+        .is_paid());
+    let seq2: i64 = c0
         .query_row(
             "SELECT seq FROM transactions WHERE txn_id = 'T-crash2'",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(seq2, 2);
+    let reserved: i64 = c0
+        .query_row("SELECT seq FROM sm_counter", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        seq2 > seq1 && seq2 <= reserved,
+        "seq {seq1} then {seq2}, reserved up to {reserved}"
+    );
 }

@@ -1,297 +1,177 @@
-//! A full purchase in each verify mode over real HTTP and a real SQLite file,
-//! the widget's part played against the virtual card.
+//! Every verify mode end to end: the real client, the real card state machine,
+//! the real server on HTTP and SQLite; the merchant kit decides what is paid.
+//! Money: after each purchase the card's debit equals the server's capture.
 
-mod common;
-
-use merchant_kit::OrderRef;
-use payment_server::service::{TxnState, TxnView};
-use payment_testkit::{self as testkit, now};
+use merchant_kit::{OrderRef, Verified};
+use payment_testkit::*;
+use purse::merchant_api::{TxnState, TxnView};
+use purse::purchase::client::Outgoing;
+use purse::purchase::MerchantResult;
 use purse::session::VerifyMode;
 use purse::types::PurseId;
-use purse::wire::PurchaseStatus;
 
-async fn one_purchase(mode: VerifyMode, background_complete: bool) -> (TxnView, u32) {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000001", 5_000);
-    let txn = format!("T-{}", mode.as_str());
-    let ws = e.a.session(&txn, 750, mode, now() + 600);
-    let p = e
-        .widget
-        .purchase(&mut card, &ws, &e.a.origin, background_complete)
-        .await
-        .unwrap();
-    assert_eq!(testkit::balance(&card), 4_250, "card debited exactly once");
-    if let Some(c) = &p.result_c {
-        assert_eq!(c.status, PurchaseStatus::Debited);
-        assert_eq!(c.balance_after, Some(4_250));
-    }
-    // The merchant verifies what the widget brought.
-    let kit = e.a.kit();
-    let order = OrderRef {
-        txn_id: &txn,
-        amount: 750,
+fn order<'a>(m: &'a TestMerchant, txn: &'a str, amount: u32, mode: VerifyMode) -> OrderRef<'a> {
+    OrderRef {
+        txn_id: txn,
+        order_ref: "",
+        amount,
         currency: 978,
+        exponent: 2,
         purse: PurseId::Money,
-        origin: &e.a.origin,
+        origin: &m.origin,
         verify_mode: mode,
-    };
-    let paid = kit.verify_result(&order, &p.merchant_result).unwrap();
-    assert_eq!(paid.amount, 750);
-    assert_eq!(paid.card, "…0001");
-    // The merchant confirms (in merchant mode with the S3 it compared).
-    let body = match (&p.merchant_result, &p.complete) {
-        (
-            purse::wire::MerchantResult::S3 {
-                balance_after, s3, ..
-            },
-            None,
-        ) => {
-            serde_json::json!({"balance_after": balance_after, "s3": s3})
-        }
-        _ => serde_json::json!({}),
-    };
-    let v: TxnView = e
-        .widget
-        .merchant_call(
-            &kit,
-            "POST",
-            &format!("/v1/transactions/{txn}/confirm"),
-            Some(&body),
-        )
-        .await
-        .unwrap();
-    assert_eq!(v.state, TxnState::Confirmed);
-    let v: TxnView = e
-        .widget
-        .merchant_call(&kit, "GET", &format!("/v1/transactions/{txn}"), None)
-        .await
-        .unwrap();
-    assert_eq!(
-        common::state_of(&e.db, "shop-a", &txn).as_deref(),
-        Some("confirmed")
-    );
-    assert_eq!(common::captured(&e.db), 750);
-    (v, testkit::balance(&card))
+    }
 }
 
-#[tokio::test]
-async fn purchase_in_payment_server_mode() {
-    let (v, bal) = one_purchase(VerifyMode::PaymentServer, false).await;
-    assert_eq!(v.verify_mode, VerifyMode::PaymentServer);
-    assert_eq!(bal, 4_250);
-    let events: Vec<_> = v.log.iter().map(|l| l.event.as_str()).collect();
-    assert_eq!(events, ["draw", "complete", "confirm"]);
-    assert!(v.debited_at.is_some() && v.confirmed_at.is_some());
-    assert_eq!(v.card, "…0001");
-}
-
-#[tokio::test]
-async fn purchase_in_security_module_mode() {
-    let (v, _) = one_purchase(VerifyMode::SecurityModule, false).await;
-    assert_eq!(v.verify_mode, VerifyMode::SecurityModule);
-    assert_eq!(v.log[1].detail, "S3 verified");
-}
-
-#[tokio::test]
-async fn purchase_in_client_mode() {
-    // The widget compares S3 itself and captures in the background.
-    let (v, _) = one_purchase(VerifyMode::Client, true).await;
-    assert_eq!(v.verify_mode, VerifyMode::Client);
-    let events: Vec<_> = v.log.iter().map(|l| l.event.as_str()).collect();
-    assert_eq!(events, ["draw", "complete", "confirm"]);
-}
-
-#[tokio::test]
-async fn purchase_in_merchant_mode() {
-    // One round trip: the merchant compares S3 and reports it to capture.
-    let (v, _) = one_purchase(VerifyMode::Merchant, false).await;
-    assert_eq!(v.verify_mode, VerifyMode::Merchant);
-    let events: Vec<_> = v.log.iter().map(|l| l.event.as_str()).collect();
-    assert_eq!(events, ["draw", "confirm"]);
-}
-
-#[tokio::test]
-async fn late_background_complete_after_merchant_confirm() {
-    // Merchant mode: the merchant confirms with S3 first; the widget's background
-    // complete arrives later and gets results, without a second capture.
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000004", 1_000);
-    let ws =
-        e.a.session("T-late", 120, VerifyMode::Merchant, now() + 600);
-    let p = e
-        .widget
-        .purchase(&mut card, &ws, &e.a.origin, false)
-        .await
-        .unwrap();
-    let purse::wire::MerchantResult::S3 {
-        balance_after, s3, ..
-    } = &p.merchant_result
-    else {
-        panic!("merchant mode gives S3")
-    };
-    let body = serde_json::json!({"balance_after": balance_after, "s3": s3});
-    let _: TxnView = e
-        .widget
-        .merchant_call(
-            &e.a.kit(),
-            "POST",
-            "/v1/transactions/T-late/confirm",
-            Some(&body),
-        )
-        .await
-        .unwrap();
-    let late = e
-        .widget
-        .complete(&testkit::complete_envelope(&ws, &p.card_response))
-        .await
-        .unwrap();
-    assert_eq!(late.status, PurchaseStatus::Debited);
-    assert_eq!(
-        common::state_of(&e.db, "shop-a", "T-late").as_deref(),
-        Some("confirmed")
-    );
-    assert_eq!(common::captured(&e.db), 120);
-    // A different answer now is a replay.
-    let mut other = p.card_response.clone();
-    other[6] ^= 1;
-    let r = e
-        .widget
-        .complete(&testkit::complete_envelope(&ws, &other))
+/// One purchase in `mode`; the background complete of the one-trip modes is
+/// delivered only if `background`. Returns what the merchant ends up with.
+async fn one_purchase(mode: VerifyMode, background: bool) -> (TestServer, TxnView, u32) {
+    let srv = TestServer::start(&[TestMerchant::new("shop", 1)]).await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000001", 10_000), srv.api());
+    let ws = m.session("T-1", 1_234, mode, now() + 600);
+    let mut c = shopper.client(&ws);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if !background
+                && is_post(r, purse::purchase::PATH_COMPLETE)
+                && matches!(mode, VerifyMode::Client | VerifyMode::Merchant)
+            {
+                Cut::RequestLost
+            } else {
+                Cut::None
+            }
+        })
         .await;
-    assert_eq!(r.unwrap_err().code(), Some("replay"));
-}
-
-#[tokio::test]
-async fn complete_is_idempotent_and_health_and_openapi_answer() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000002", 1_000);
-    let ws =
-        e.a.session("T-idem", 100, VerifyMode::PaymentServer, now() + 600);
-    let p = e
-        .widget
-        .purchase(&mut card, &ws, &e.a.origin, false)
-        .await
-        .unwrap();
-    // The same debit response again (re-sealed with a new nonce): the same stored answer.
-    let again = e
-        .widget
-        .complete(&testkit::complete_envelope(&ws, &p.card_response))
-        .await
-        .unwrap();
-    assert_eq!(Some(&again), p.complete.as_ref());
-    assert_eq!(common::captured(&e.db), 100);
-    let h: serde_json::Value = reqwest::get(format!("{}/healthz", e.widget.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(h["status"], "ok");
-    let o: serde_json::Value = reqwest::get(format!("{}/openapi.json", e.widget.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(o["paths"]["/v1/purchases/draw"].is_object());
-    let missing = reqwest::get(format!("{}/nope", e.widget.base))
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
-}
-
-#[tokio::test]
-async fn card_refusal_is_recorded_as_failed_and_nothing_captured() {
-    let e = common::env().await;
-    let mut card = testkit::test_card("6280000000000003", 1_000);
-    let ws =
-        e.a.session("T-fail", 100, VerifyMode::PaymentServer, now() + 600);
-    let dr = testkit::card_draw_request(&mut card, &ws, &e.a.origin, None).unwrap();
-    let _draw = e
-        .widget
-        .draw(&testkit::draw_envelope(&ws, &dr))
-        .await
-        .unwrap();
-    // The card lost power: the pending INITIALIZE is gone, DEBIT answers 6985.
-    card.reset();
-    let sw = purse::apdu::StatusWord::NO_INITIALIZE.to_bytes().to_vec();
-    let c = e
-        .widget
-        .complete(&testkit::complete_envelope(&ws, &sw))
-        .await
-        .unwrap();
-    assert_eq!(c.status, PurchaseStatus::Failed);
-    let rc = testkit::open_result_c(&ws, &c).unwrap();
-    assert_eq!(rc.card_sw.as_deref(), Some("6985"));
-    assert_eq!(
-        common::state_of(&e.db, "shop-a", "T-fail").as_deref(),
-        Some("failed")
-    );
-    assert_eq!(common::captured(&e.db), 0);
-    assert_eq!(testkit::balance(&card), 1_000);
-    // result M says failed: the merchant-kit refuses to release goods.
-    let order = OrderRef {
-        txn_id: "T-fail",
-        amount: 100,
-        currency: 978,
-        purse: PurseId::Money,
-        origin: &e.a.origin,
-        verify_mode: VerifyMode::PaymentServer,
+    let Outcome::Paid { receipt, result } = out else {
+        panic!("{mode:?}: {out:?}")
     };
-    let r = purse::wire::MerchantResult::ResultM {
-        txn_id: "T-fail".into(),
-        result_m: c.result_m,
+    assert_eq!(receipt.balance_after, 10_000 - 1_234);
+    let kit = m.kit();
+    let view = match kit
+        .verify_result(&order(m, "T-1", 1_234, mode), &result)
+        .unwrap()
+    {
+        Verified::Captured(p) => {
+            assert!(matches!(result, MerchantResult::ResultM { .. }));
+            assert_eq!(p.evidence, "result_m");
+            srv.api()
+                .merchant_call::<TxnView>(&kit, "POST", "/v1/transactions/T-1/confirm", None)
+                .await
+                .unwrap()
+        }
+        Verified::ConfirmWithServer { txn_id, confirm } => {
+            assert!(matches!(mode, VerifyMode::Client | VerifyMode::Merchant));
+            let body = serde_json::to_value(&confirm).unwrap();
+            let v: TxnView = srv
+                .api()
+                .merchant_call(
+                    &kit,
+                    "POST",
+                    &format!("/v1/transactions/{txn_id}/confirm"),
+                    Some(&body),
+                )
+                .await
+                .unwrap();
+            let paid = kit
+                .check_confirmed(&order(m, "T-1", 1_234, mode), &v)
+                .unwrap();
+            assert_eq!(paid.evidence, "confirm");
+            v
+        }
     };
-    assert_eq!(
-        e.a.kit().verify_result(&order, &r),
-        Err(merchant_kit::MerchantError::NotDebited)
-    );
+    let bal = balance(&shopper.card);
+    (srv, view, bal)
 }
 
 #[tokio::test]
-async fn serves_www_dir_and_cors_for_the_payment_origin() {
-    let dir = tempfile::tempdir().unwrap();
-    let www = dir.path().join("www");
-    std::fs::create_dir(&www).unwrap();
-    std::fs::write(www.join("checkout.js"), "/* loader */").unwrap();
-    let a = testkit::TestMerchant::new("shop-a", 0xA1);
-    let toml = testkit::test_config_toml(&dir.path().join("p.sqlite"), &[a], 0);
-    let mut config = payment_server::Config::from_toml(&toml, |_| None).unwrap();
-    config.www_dir = Some(www);
-    config.cors_origins = vec!["http://pay.test".into()];
-    let (addr, _svc) = testkit::spawn_server(&config).await;
-    let c = reqwest::Client::new();
-    let js = c
-        .get(format!("http://{addr}/checkout.js"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(js.status(), 200);
-    assert_eq!(js.text().await.unwrap(), "/* loader */");
-    let pre = c
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("http://{addr}/v1/purchases/draw"),
-        )
-        .header("origin", "http://pay.test")
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        pre.headers()["access-control-allow-origin"],
-        "http://pay.test"
-    );
-    let other = c
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("http://{addr}/v1/purchases/draw"),
-        )
-        .header("origin", "http://evil.test")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
-    assert!(other.headers().get("access-control-allow-origin").is_none());
+async fn every_mode_captures_exactly_the_card_debit() {
+    for mode in [
+        VerifyMode::PaymentServer,
+        VerifyMode::SecurityModule,
+        VerifyMode::Client,
+        VerifyMode::Merchant,
+    ] {
+        for background in [true, false] {
+            let (srv, v, bal) = one_purchase(mode, background).await;
+            assert_eq!(v.state, TxnState::Confirmed, "{mode:?}");
+            assert_eq!(bal, 10_000 - 1_234);
+            assert_eq!(
+                srv.captured(),
+                1_234,
+                "{mode:?} background={background}: one capture"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_background_complete_captures_without_the_merchant() {
+    for mode in [VerifyMode::Client, VerifyMode::Merchant] {
+        let srv = TestServer::start(&[TestMerchant::new("shop", 1)]).await;
+        let m = &srv.merchants[0];
+        let mut shopper = Shopper::new(test_card("6280000000000002", 5_000), srv.api());
+        let out = shopper
+            .pay(&m.session("T-bg", 700, mode, now() + 600))
+            .await;
+        assert!(out.is_paid(), "{out:?}");
+        // The merchant never confirmed: the card's S3 reached the server anyway.
+        assert_eq!(srv.state_of("shop", "T-bg").as_deref(), Some("debited"));
+        assert_eq!(srv.captured(), 700);
+        assert_eq!(balance(&shopper.card), 4_300);
+    }
+}
+
+#[tokio::test]
+async fn above_the_no_pin_limit_the_pin_is_asked_and_verified() {
+    let srv = TestServer::start(&[TestMerchant::new("shop", 1)]).await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000003", 10_000), srv.api());
+    let out = shopper
+        .pay(&m.session("T-pin", 2_500, VerifyMode::PaymentServer, now() + 600))
+        .await;
+    assert!(out.is_paid(), "{out:?}");
+    // SELECT, READ LOG (empty), INITIALIZE (6982), VERIFY, INITIALIZE, draw, DEBIT, complete.
+    let verifies = shopper
+        .trace
+        .iter()
+        .filter(|r| matches!(r, Outgoing::Card(a) if a.get(1) == Some(&0x20)))
+        .count();
+    assert_eq!(verifies, 1);
+    // Without the PIN the purchase waits on the keypad and nothing moves.
+    let mut no_pin = Shopper::new(test_card("6280000000000004", 10_000), srv.api());
+    no_pin.pin = None;
+    let out = no_pin
+        .pay(&m.session("T-nopin", 2_500, VerifyMode::PaymentServer, now() + 600))
+        .await;
+    assert_eq!(out, Outcome::Waiting("pin".into()));
+    assert_eq!(balance(&no_pin.card), 10_000);
+    assert_eq!(srv.captured(), 2_500);
+}
+
+#[tokio::test]
+async fn draw_requests_carry_the_cards_log() {
+    let srv = TestServer::start(&[TestMerchant::new("shop", 1)]).await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000005", 10_000), srv.api());
+    for i in 0..3 {
+        let out = shopper
+            .pay(&m.session(
+                &format!("T-{i}"),
+                100,
+                VerifyMode::PaymentServer,
+                now() + 600,
+            ))
+            .await;
+        assert!(out.is_paid());
+    }
+    // The third purchase read two records before its draw.
+    let reads = shopper
+        .trace
+        .iter()
+        .filter(|r| matches!(r, Outgoing::Card(a) if a.get(1) == Some(&0x5A)))
+        .count();
+    // 1 (empty) + 2 (one record, then the end) + 3 (two records, then the end)
+    assert_eq!(reads, 6);
+    assert_eq!(srv.captured(), 300);
 }

@@ -26,8 +26,6 @@ async fn server(origins: &[&[&str]]) -> (String, tempfile::TempDir) {
         &merchants,
         0,
     ));
-    // test_config_toml writes `origins = ["<origin>"]`; an empty origin means "any".
-    let toml = toml.replace("origins = [\"\"]", "origins = []");
     let config = Config::from_toml(&toml, |_| None).unwrap();
     let (addr, _svc) = testkit::spawn_server(&config).await;
     (format!("http://{addr}"), dir)
@@ -117,13 +115,18 @@ async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
     assert_eq!(hdr(&r, "access-control-allow-origin"), None);
 }
 
-#[tokio::test]
-async fn a_merchant_of_any_origin_opens_the_widget_to_any_frame() {
-    let (base, _dir) = server(&[&["http://shop-a.test"], &[""]]).await;
-    let r = get(&format!("{base}/widget.html"), None).await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        hdr(&r, "content-security-policy"),
-        Some("frame-ancestors *")
-    );
+#[test]
+fn a_merchant_without_origins_is_refused_at_start_up() {
+    // Before, an empty `origins` opened the widget page to any frame
+    // (`frame-ancestors *`) and sessions to any page origin.
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = TestMerchant::new("shop-x", 0x10);
+    m.origin = String::new();
+    let toml = testkit::test_config_toml(&dir.path().join("p.sqlite"), &[m], 0)
+        .replace("origins = [\"\"]", "origins = []");
+    let e = Config::from_toml(&toml, |_| None)
+        .map(|_| ())
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("shop-x") && e.contains("origins"), "{e}");
 }

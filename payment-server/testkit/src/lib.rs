@@ -1,27 +1,39 @@
-//! The widget's part, in Rust, against a virtual [`card::Card`]: used by the
-//! integration tests and the benchmark (and a reference for the wasm widget).
-//! Also test fixtures with the team's clearly marked TEST keys.
+//! Test kit: the real purchase client ([`purse::purchase::client::Client`],
+//! the same code the widget runs) driven against the real virtual card
+//! (`card::Card`, in memory) and the real payment server (axum on a loopback
+//! port, SQLite in a temp dir), with faults injected at the boundaries:
+//! a command lost before or after the card applied it, a request or a reply
+//! lost on the network. Also fixtures with the team's clearly marked TEST keys.
+//!
+//! ```no_run
+//! # async fn f() {
+//! use payment_testkit::*;
+//! let env = TestServer::start(&[TestMerchant::new("shop", 1)]).await;
+//! let mut shopper = Shopper::new(test_card("6280000000000001", 10_000), env.api());
+//! let ws = env.merchants[0].session("T-1", 250, purse::session::VerifyMode::PaymentServer, now() + 600);
+//! let out = shopper.pay(&ws).await;
+//! assert!(out.is_paid());
+//! # }
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use card::personalise::Personalisation;
 use card::Card;
-use merchant_kit::{Merchant, WidgetSession};
-use purse::apdu::{Response, StatusWord};
-use purse::command::{InitializePurchase, Request, Select, SelectResponse, Verify};
-use purse::crypto::{mac_eq, DesKey};
-use purse::session::{self, label, Key32, VerifyMode};
-use purse::types::{CardId, Expiry, PurseId, Terminal};
-use purse::wire::{
-    CompleteEnvelope, CompleteResponse, DebitCommand, DebitResponseMsg, DrawEnvelope, DrawRequest,
-    DrawResponse, ErrorBody, Hex, MerchantResult, ResultC,
-};
+use merchant_kit::Merchant;
+use purse::command::{LogRecord, ReadLog, Request, Select};
+use purse::crypto::DesKey;
+use purse::purchase::client::{Client, Entropy, Outgoing, Problem, Receipt, Reply, Status};
+use purse::purchase::{MerchantResult, WidgetSession};
+use purse::session::VerifyMode;
+use purse::types::{BcdDate, CardId, Expiry, PurseId, Terminal};
+use purse::wire::{ApiCode, ErrorBody, Hex, Sealed};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use payment_server::config::Config;
-use payment_server::service::{system_clock, PaymentService};
+use payment_server::purchase::{system_clock, PaymentService};
 
 /// TEST KEY (docs/TEAM.md): purchase master key MKP, key version 1.
 pub const TEST_MKP: &str = "404142434445464748494A4B4C4D4E4F";
@@ -31,8 +43,14 @@ pub const TEST_MKL: &str = "505152535455565758595A5B5C5D5E5F";
 pub const TEST_TERMINAL: Terminal = Terminal([0, 0, 0, 0, 0, 1]);
 pub const TEST_PIN: &str = "1234";
 
-/// A personalised test card (EUR, exponent 2, expiry 2030-12-31, PIN 1234).
+/// A personalised test card (EUR, exponent 2, expiry 2030-12-31, PIN 1234,
+/// no PIN below 20.00).
 pub fn test_card(card_digits: &str, balance: u32) -> Card {
+    test_card_with(card_digits, balance, 2_000)
+}
+
+/// [`test_card`] with its no-PIN limit.
+pub fn test_card_with(card_digits: &str, balance: u32, no_pin_limit: u32) -> Card {
     let state = Personalisation {
         card_id: CardId::parse(card_digits).expect("16 digits"),
         expiry: Expiry::parse("301231").expect("valid"),
@@ -40,10 +58,10 @@ pub fn test_card(card_digits: &str, balance: u32) -> Card {
         exponent: 2,
         balance,
         max_balance: 1_000_000,
-        points: 0,
+        points: 500,
         points_max: 100_000,
         pin: TEST_PIN.into(),
-        no_pin_limit: 1_000_000,
+        no_pin_limit,
         key_version: 1,
         mkp: DesKey::from_hex(TEST_MKP).expect("hex"),
         mkl: DesKey::from_hex(TEST_MKL).expect("hex"),
@@ -58,6 +76,22 @@ pub fn balance(card: &Card) -> u32 {
     card.state().purses[0].balance
 }
 
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The OS random source for the client's nonces.
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("OS random source");
+    }
+}
+
 /// A merchant for the config and its merchant-kit side.
 #[derive(Clone)]
 pub struct TestMerchant {
@@ -65,25 +99,35 @@ pub struct TestMerchant {
     pub key_hex: String,
     pub origin: String,
     pub modes: Vec<VerifyMode>,
+    pub webhook_url: Option<String>,
 }
 
 impl TestMerchant {
+    /// A merchant allowed every verify mode, page origin `http://<id>.test`.
     pub fn new(id: &str, key_byte: u8) -> Self {
         Self {
             id: id.into(),
             key_hex: hex::encode([key_byte; 32]),
             origin: format!("http://{id}.test"),
-            modes: vec![],
+            modes: vec![
+                VerifyMode::PaymentServer,
+                VerifyMode::SecurityModule,
+                VerifyMode::Client,
+                VerifyMode::Merchant,
+            ],
+            webhook_url: None,
         }
     }
+
     pub fn kit(&self) -> Merchant {
         Merchant::new(
             self.id.clone(),
             format!("{} shop", self.id),
-            Key32::from_hex(&self.key_hex).expect("hex"),
+            purse::session::Key32::from_hex(&self.key_hex).expect("hex"),
         )
     }
-    /// A session for `amount` cents under `mode`, expiring at `expires_at`.
+
+    /// A session for `amount` cents under `mode` (order = txn id).
     pub fn session(
         &self,
         txn_id: &str,
@@ -91,9 +135,22 @@ impl TestMerchant {
         mode: VerifyMode,
         expires_at: u64,
     ) -> WidgetSession {
+        self.session_for_order(txn_id, "", amount, mode, expires_at)
+    }
+
+    /// A session paying `order_ref` (several attempts may pay one order).
+    pub fn session_for_order(
+        &self,
+        txn_id: &str,
+        order_ref: &str,
+        amount: u32,
+        mode: VerifyMode,
+        expires_at: u64,
+    ) -> WidgetSession {
         self.kit()
             .build_session(merchant_kit::SessionParams {
                 txn_id: txn_id.into(),
+                order_ref: order_ref.into(),
                 amount,
                 currency: 978,
                 exponent: 2,
@@ -133,11 +190,16 @@ pub fn test_config_toml(
             m.origin,
             modes.join(", ")
         ));
+        if let Some(u) = &m.webhook_url {
+            t.push_str(&format!("webhook_url = \"{u}\"\n"));
+        }
     }
     t
 }
 
-/// Start a payment server on an ephemeral loopback port on the current runtime.
+/// Start a payment server on an ephemeral loopback port on the current
+/// runtime (no background tasks: tests call `sweep` and webhook delivery
+/// themselves, or [`payment_server::start_background`]).
 pub async fn spawn_server(config: &Config) -> (SocketAddr, Arc<PaymentService>) {
     let (service, app) = payment_server::build(config, system_clock()).expect("server builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -150,192 +212,87 @@ pub async fn spawn_server(config: &Config) -> (SocketAddr, Arc<PaymentService>) 
     (addr, service)
 }
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// A payment server with a fresh SQLite file in a temp dir.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub db: std::path::PathBuf,
+    pub addr: SocketAddr,
+    pub service: Arc<PaymentService>,
+    pub merchants: Vec<TestMerchant>,
 }
 
+impl TestServer {
+    pub async fn start(merchants: &[TestMerchant]) -> Self {
+        Self::start_with_grace(merchants, 0).await
+    }
+
+    pub async fn start_with_grace(merchants: &[TestMerchant], grace: u64) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("payments.sqlite");
+        let toml = test_config_toml(&db, merchants, grace);
+        let config = Config::from_toml(&toml, |_| None).expect("test config");
+        let (addr, service) = spawn_server(&config).await;
+        Self {
+            dir,
+            db,
+            addr,
+            service,
+            merchants: merchants.to_vec(),
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(self.addr)
+    }
+
+    /// Sum of captured amounts over all merchants, straight from the database.
+    pub fn captured(&self) -> u64 {
+        let c = rusqlite::Connection::open(&self.db).expect("db");
+        c.query_row(
+            "SELECT COALESCE(SUM(amount),0) FROM transactions WHERE state IN ('debited','confirmed','settled')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("query") as u64
+    }
+
+    /// A transaction's state, straight from the database.
+    pub fn state_of(&self, merchant: &str, txn: &str) -> Option<String> {
+        let c = rusqlite::Connection::open(&self.db).expect("db");
+        c.query_row(
+            "SELECT state FROM transactions WHERE merchant_id = ?1 AND txn_id = ?2",
+            (merchant, txn),
+            |r| r.get(0),
+        )
+        .ok()
+    }
+}
+
+/// An answer the API refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WidgetError {
-    /// The payment server refused with this HTTP status and error code.
-    Api {
-        status: u16,
-        code: String,
-    },
-    /// The card answered this status word.
-    Card(StatusWord),
+pub enum ApiError {
+    Refused { status: u16, code: ApiCode },
     Http(String),
-    /// The widget's own checks failed (amount changed, S3 mismatch in client mode …).
-    Check(&'static str),
 }
 
-impl WidgetError {
-    pub fn code(&self) -> Option<&str> {
+impl ApiError {
+    pub fn code(&self) -> Option<ApiCode> {
         match self {
-            Self::Api { code, .. } => Some(code),
-            _ => None,
+            Self::Refused { code, .. } => Some(*code),
+            Self::Http(_) => None,
         }
     }
 }
 
-/// Send an APDU to the card and split the answer.
-pub fn transmit(card: &mut Card, req: &Request) -> Response {
-    let r = card.process(&req.to_bytes());
-    Response::parse(&r).expect("card answers a valid response APDU")
-}
-
-fn seal<T: Serialize>(key: &Key32, lab: &str, txn: &str, msg: &T) -> Hex {
-    let mut nonce = [0u8; 12];
-    getrandom::fill(&mut nonce).expect("random");
-    Hex(session::seal(
-        key,
-        nonce,
-        &session::aad(lab, txn),
-        &serde_json::to_vec(msg).expect("json"),
-    ))
-}
-
-fn open<T: DeserializeOwned>(
-    key: &Key32,
-    lab: &str,
-    txn: &str,
-    sealed: &Hex,
-) -> Result<T, WidgetError> {
-    let p = session::open(key, &session::aad(lab, txn), sealed.as_slice())
-        .map_err(|_| WidgetError::Check("seal"))?;
-    serde_json::from_slice(&p).map_err(|_| WidgetError::Check("json"))
-}
-
-/// SELECT, VERIFY (with `pin`), INITIALIZE FOR PURCHASE: the draw request.
-pub fn card_draw_request(
-    card: &mut Card,
-    ws: &WidgetSession,
-    page_origin: &str,
-    pin: Option<&str>,
-) -> Result<DrawRequest, WidgetError> {
-    card.reset();
-    let sel = transmit(
-        card,
-        &Request::Select(Select {
-            aid: purse::AID.to_vec(),
-        }),
-    );
-    if !sel.sw.is_ok() {
-        return Err(WidgetError::Card(sel.sw));
-    }
-    let info = SelectResponse::decode(&sel.data).map_err(|_| WidgetError::Check("select"))?;
-    let s = &ws.session;
-    if info.purse(s.purse).currency != s.currency {
-        return Err(WidgetError::Check("currency"));
-    }
-    let mut pin_verified = false;
-    if let Some(pin) = pin {
-        let v = transmit(
-            card,
-            &Request::Verify(Verify {
-                pin: Some(pin.as_bytes().to_vec()),
-            }),
-        );
-        if !v.sw.is_ok() {
-            return Err(WidgetError::Card(v.sw));
-        }
-        pin_verified = true;
-    }
-    let init = transmit(
-        card,
-        &Request::InitializePurchase(InitializePurchase {
-            purse: s.purse,
-            amount: s.amount,
-            terminal: s.terminal,
-        }),
-    );
-    if !init.sw.is_ok() {
-        return Err(WidgetError::Card(init.sw));
-    }
-    Ok(DrawRequest {
-        txn_id: s.txn_id.clone(),
-        page_origin: page_origin.into(),
-        amount: s.amount,
-        purse: s.purse,
-        select: Hex(sel.data),
-        initialize: Hex(init.data),
-        pin_verified,
-    })
-}
-
-pub fn draw_envelope(ws: &WidgetSession, dr: &DrawRequest) -> DrawEnvelope {
-    DrawEnvelope {
-        session: ws.session.clone(),
-        session_mac: ws.session_mac.clone(),
-        etsk: ws.etsk.clone(),
-        draw_request: seal(&ws.tsk(), label::DRAW_REQUEST, &ws.session.txn_id, dr),
-    }
-}
-
-/// Open the debit command and check its amount against the session (the widget's check).
-pub fn open_debit(ws: &WidgetSession, d: &DrawResponse) -> Result<DebitCommand, WidgetError> {
-    let cmd: DebitCommand = open(
-        &ws.tsk(),
-        label::DEBIT_COMMAND,
-        &ws.session.txn_id,
-        &d.debit_command,
-    )?;
-    let parsed =
-        purse::apdu::Command::parse(cmd.apdu.as_slice()).map_err(|_| WidgetError::Check("apdu"))?;
-    let amount = u32::from_be_bytes(
-        parsed
-            .data
-            .get(..4)
-            .and_then(|a| a.try_into().ok())
-            .ok_or(WidgetError::Check("apdu"))?,
-    );
-    if cmd.amount != ws.session.amount
-        || amount != ws.session.amount
-        || cmd.txn_id != ws.session.txn_id
-    {
-        return Err(WidgetError::Check("debit amount differs from the session"));
-    }
-    Ok(cmd)
-}
-
-pub fn complete_envelope(ws: &WidgetSession, card_response: &[u8]) -> CompleteEnvelope {
-    let msg = DebitResponseMsg {
-        txn_id: ws.session.txn_id.clone(),
-        response: Hex(card_response.to_vec()),
-    };
-    CompleteEnvelope {
-        session: ws.session.clone(),
-        session_mac: ws.session_mac.clone(),
-        etsk: ws.etsk.clone(),
-        debit_response: seal(&ws.tsk(), label::DEBIT_RESPONSE, &ws.session.txn_id, &msg),
-    }
-}
-
-pub fn open_result_c(ws: &WidgetSession, c: &CompleteResponse) -> Result<ResultC, WidgetError> {
-    open(&ws.tsk(), label::RESULT_C, &ws.session.txn_id, &c.result_c)
-}
-
-/// HTTP side of the widget.
+/// HTTP to the payment server: the client's POSTs, and signed merchant and
+/// operator calls.
 #[derive(Clone)]
-pub struct Widget {
+pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
 }
 
-/// What a finished purchase gives the widget.
-#[derive(Debug, Clone)]
-pub struct Purchase {
-    pub draw: DrawResponse,
-    pub card_response: Vec<u8>,
-    pub complete: Option<CompleteResponse>,
-    pub result_c: Option<ResultC>,
-    /// What the widget posts to the merchant's result URL.
-    pub merchant_result: MerchantResult,
-}
-
-impl Widget {
+impl Api {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             http: reqwest::Client::new(),
@@ -343,100 +300,31 @@ impl Widget {
         }
     }
 
+    /// POST a raw body; the HTTP status and body, as the client sees them.
+    pub async fn post_raw(&self, path: &str, body: String) -> Result<(u16, String), String> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        Ok((status, r.text().await.map_err(|e| e.to_string())?))
+    }
+
+    /// POST a message, parse the answer.
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
-    ) -> Result<T, WidgetError> {
-        self.finish(self.http.post(format!("{}{path}", self.base)).json(body))
+    ) -> Result<T, ApiError> {
+        let (status, text) = self
+            .post_raw(path, serde_json::to_string(body).expect("json"))
             .await
-    }
-
-    pub async fn draw(&self, env: &DrawEnvelope) -> Result<DrawResponse, WidgetError> {
-        self.post("/v1/purchases/draw", env).await
-    }
-
-    pub async fn complete(&self, env: &CompleteEnvelope) -> Result<CompleteResponse, WidgetError> {
-        self.post("/v1/purchases/complete", env).await
-    }
-
-    /// A whole purchase as the widget runs it. In `client`/`merchant` mode,
-    /// `background_complete` also posts `complete` (capture without the merchant).
-    pub async fn purchase(
-        &self,
-        card: &mut Card,
-        ws: &WidgetSession,
-        page_origin: &str,
-        background_complete: bool,
-    ) -> Result<Purchase, WidgetError> {
-        let dr = card_draw_request(card, ws, page_origin, Some(TEST_PIN))?;
-        let draw = self.draw(&draw_envelope(ws, &dr)).await?;
-        let cmd = open_debit(ws, &draw)?;
-        let card_response = card.process(cmd.apdu.as_slice());
-        let resp =
-            Response::parse(&card_response).map_err(|_| WidgetError::Check("card response"))?;
-        let txn_id = ws.session.txn_id.clone();
-        match ws.session.verify_mode {
-            VerifyMode::PaymentServer | VerifyMode::SecurityModule => {
-                let complete = self
-                    .complete(&complete_envelope(ws, &card_response))
-                    .await?;
-                let result_c = open_result_c(ws, &complete)?;
-                if !resp.sw.is_ok() {
-                    return Err(WidgetError::Card(resp.sw));
-                }
-                Ok(Purchase {
-                    merchant_result: MerchantResult::ResultM {
-                        txn_id,
-                        result_m: complete.result_m.clone(),
-                    },
-                    draw,
-                    card_response,
-                    complete: Some(complete),
-                    result_c: Some(result_c),
-                })
-            }
-            VerifyMode::Client | VerifyMode::Merchant => {
-                if !resp.sw.is_ok() {
-                    return Err(WidgetError::Card(resp.sw));
-                }
-                let d = purse::command::DebitResponse::decode(&resp.data)
-                    .map_err(|_| WidgetError::Check("debit response"))?;
-                if ws.session.verify_mode == VerifyMode::Client {
-                    let exp = cmd
-                        .expected_s3
-                        .as_ref()
-                        .ok_or(WidgetError::Check("no expected S3"))?;
-                    if !mac_eq(exp.as_slice(), &d.s3) || d.balance_after != cmd.balance_after {
-                        return Err(WidgetError::Check("S3 mismatch"));
-                    }
-                }
-                let (complete, result_c) = if background_complete {
-                    let c = self
-                        .complete(&complete_envelope(ws, &card_response))
-                        .await?;
-                    let rc = open_result_c(ws, &c)?;
-                    (Some(c), Some(rc))
-                } else {
-                    (None, None)
-                };
-                Ok(Purchase {
-                    merchant_result: MerchantResult::S3 {
-                        txn_id,
-                        balance_after: d.balance_after,
-                        s3: Hex(d.s3.to_vec()),
-                        expected_s3_m: draw
-                            .expected_s3_m
-                            .clone()
-                            .ok_or(WidgetError::Check("no expected_s3_m"))?,
-                    },
-                    draw,
-                    card_response,
-                    complete,
-                    result_c,
-                })
-            }
-        }
+            .map_err(ApiError::Http)?;
+        finish(status, &text)
     }
 
     /// A signed merchant API call (GET with empty body, or POST with JSON).
@@ -446,7 +334,7 @@ impl Widget {
         method: &str,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<T, WidgetError> {
+    ) -> Result<T, ApiError> {
         let bytes = body
             .map(|b| serde_json::to_vec(b).expect("json"))
             .unwrap_or_default();
@@ -459,7 +347,7 @@ impl Widget {
         for (k, v) in merchant_kit::auth::sign(m, method, path, now(), &bytes) {
             rb = rb.header(k, v);
         }
-        self.finish(rb).await
+        self.send(rb).await
     }
 
     /// An operator call with the test operator token.
@@ -468,7 +356,7 @@ impl Widget {
         method: &str,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<T, WidgetError> {
+    ) -> Result<T, ApiError> {
         let url = format!("{}{path}", self.base);
         let mut rb = if method == "GET" {
             self.http.get(url)
@@ -478,29 +366,282 @@ impl Widget {
                 .json(body.unwrap_or(&serde_json::Value::Null))
         };
         rb = rb.header("authorization", "Bearer test-operator-token");
-        self.finish(rb).await
+        self.send(rb).await
     }
 
-    async fn finish<T: DeserializeOwned>(
-        &self,
-        rb: reqwest::RequestBuilder,
-    ) -> Result<T, WidgetError> {
-        let r = rb
-            .send()
-            .await
-            .map_err(|e| WidgetError::Http(e.to_string()))?;
+    async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ApiError> {
+        let r = rb.send().await.map_err(|e| ApiError::Http(e.to_string()))?;
         let status = r.status().as_u16();
-        let bytes = r
-            .bytes()
-            .await
-            .map_err(|e| WidgetError::Http(e.to_string()))?;
-        if status == 200 {
-            serde_json::from_slice(&bytes).map_err(|e| WidgetError::Http(format!("bad JSON: {e}")))
-        } else {
-            let code = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error.code)
-                .unwrap_or_else(|_| "?".into());
-            Err(WidgetError::Api { status, code })
+        let text = r.text().await.map_err(|e| ApiError::Http(e.to_string()))?;
+        finish(status, &text)
+    }
+}
+
+fn finish<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
+    if status == 200 {
+        serde_json::from_str(text).map_err(|e| ApiError::Http(format!("bad JSON: {e}")))
+    } else {
+        let code = serde_json::from_str::<ErrorBody>(text)
+            .map(|b| b.error.code)
+            .unwrap_or(ApiCode::Other);
+        Err(ApiError::Refused { status, code })
+    }
+}
+
+/// Where a request is cut (fault injection at the client's boundaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Delivered, answer delivered.
+    None,
+    /// The card is pulled before the command reaches it.
+    CardBefore,
+    /// The card applies the command, then is pulled before it answers.
+    CardAfter,
+    /// The card answers, then is pulled.
+    PulledAfterAnswer,
+    /// The request never reaches the server.
+    RequestLost,
+    /// The server handles the request; its answer is lost.
+    ReplyLost,
+}
+
+/// What the shopper saw at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Paid {
+        receipt: Receipt,
+        result: MerchantResult,
+    },
+    Failed {
+        problem: Problem,
+        retry: bool,
+    },
+    Cancelled(&'static str),
+    /// The client waits for the shopper (Confirm, PIN) or the card.
+    Waiting(String),
+}
+
+impl Outcome {
+    pub fn is_paid(&self) -> bool {
+        matches!(self, Self::Paid { .. })
+    }
+    pub fn problem(&self) -> Option<Problem> {
+        match self {
+            Self::Failed { problem, .. } => Some(*problem),
+            _ => None,
         }
+    }
+    pub fn result(&self) -> Option<&MerchantResult> {
+        match self {
+            Self::Paid { result, .. } => Some(result),
+            _ => None,
+        }
+    }
+}
+
+/// The shopper's machine: a card in the reader and the purchase client.
+pub struct Shopper {
+    pub card: Card,
+    pub api: Api,
+    /// The PIN typed when the card asks (None: the shopper gives up).
+    pub pin: Option<String>,
+    /// Whether the card is in the reader.
+    pub card_present: bool,
+    /// Every request the client made, in order (for assertions).
+    pub trace: Vec<Outgoing>,
+}
+
+impl Shopper {
+    pub fn new(card: Card, api: Api) -> Self {
+        Self {
+            card,
+            api,
+            pin: Some(TEST_PIN.into()),
+            card_present: true,
+            trace: Vec::new(),
+        }
+    }
+
+    /// A client for a session, embedded by the session's own origin.
+    pub fn client(&self, ws: &WidgetSession) -> Client {
+        let origin = ws.session.origin.clone();
+        let today = BcdDate::from_unix(now());
+        Client::new(ws.clone(), &origin, Box::new(OsEntropy), Some(today)).expect("bundle")
+    }
+
+    /// Pay with every step delivered.
+    pub async fn pay(&mut self, ws: &WidgetSession) -> Outcome {
+        let mut c = self.client(ws);
+        self.run(&mut c, &mut |_| Cut::None).await
+    }
+
+    /// Drive the client until it waits for something the shopper or the card
+    /// must do that the plan cannot: approve and PIN are given automatically
+    /// (the PIN from `self.pin`), a torn DEBIT is recovered when the card is
+    /// present. `plan` sees every request first: it decides a cut, and may
+    /// rewrite the request (a hostile client).
+    pub async fn run(
+        &mut self,
+        c: &mut Client,
+        plan: &mut dyn FnMut(&mut Outgoing) -> Cut,
+    ) -> Outcome {
+        let mut pin_given = false;
+        let mut reconnected = false;
+        for _ in 0..200 {
+            if let Some(mut req) = c.poll_request() {
+                let background = !c.is_awaiting();
+                let cut = plan(&mut req);
+                self.trace.push(req.clone());
+                let reply = self.carry(&req, cut).await;
+                if !background {
+                    c.handle(reply);
+                }
+                continue;
+            }
+            match c.status() {
+                Status::Confirm => c.approve(),
+                Status::NeedPin { wrong_tries_left } => match (&self.pin, wrong_tries_left) {
+                    (Some(pin), None) if !pin_given => {
+                        pin_given = true;
+                        let digits: Vec<u8> = pin.bytes().map(|b| b - b'0').collect();
+                        c.submit_pin(&digits);
+                    }
+                    _ => return Outcome::Waiting("pin".into()),
+                },
+                _ if c.wants_card() && self.card_present && !c.is_finished() && !reconnected => {
+                    // A fresh selection, as after a reconnect (once per run:
+                    // an undecided recovery waits for the next try).
+                    reconnected = !matches!(c.status(), Status::WaitingForCard);
+                    if matches!(c.status(), Status::Failed { .. }) {
+                        c.retry();
+                    }
+                    self.card.reset();
+                    c.card_ready();
+                    if c.wants_card() {
+                        return self.outcome(c);
+                    }
+                }
+                _ => return self.outcome(c),
+            }
+        }
+        panic!("client did not settle in 200 steps: {:?}", c.status());
+    }
+
+    fn outcome(&self, c: &Client) -> Outcome {
+        match c.status() {
+            Status::Done { receipt, result } => Outcome::Paid {
+                receipt: receipt.clone(),
+                result: result.clone(),
+            },
+            Status::Failed { problem, retry } => Outcome::Failed { problem, retry },
+            Status::Cancelled(r) => Outcome::Cancelled(r),
+            other => Outcome::Waiting(format!("{other:?}")),
+        }
+    }
+
+    /// Carry one request across its boundary with a cut.
+    pub async fn carry(&mut self, req: &Outgoing, cut: Cut) -> Reply {
+        match req {
+            Outgoing::Card(apdu) => {
+                if !self.card_present {
+                    return Reply::CardLost;
+                }
+                match cut {
+                    Cut::CardBefore => {
+                        self.card_present = false;
+                        Reply::CardLost
+                    }
+                    Cut::CardAfter => {
+                        let _ = self.card.process(apdu);
+                        self.card_present = false;
+                        Reply::CardLost
+                    }
+                    Cut::PulledAfterAnswer => {
+                        let r = self.card.process(apdu);
+                        self.card_present = false;
+                        Reply::Card(r)
+                    }
+                    _ => Reply::Card(self.card.process(apdu)),
+                }
+            }
+            Outgoing::Server { path, body } => match cut {
+                Cut::RequestLost => Reply::ServerUnreachable,
+                Cut::ReplyLost => {
+                    let _ = self.api.post_raw(path, body.clone()).await;
+                    Reply::ServerUnreachable
+                }
+                _ => match self.api.post_raw(path, body.clone()).await {
+                    Ok((status, text)) => Reply::Server(status, text),
+                    Err(_) => Reply::ServerUnreachable,
+                },
+            },
+        }
+    }
+
+    /// The card's newest log records, read as a terminal would.
+    pub fn card_log(&mut self) -> Vec<LogRecord> {
+        read_card_log(&mut self.card)
+    }
+}
+
+/// SELECT and READ LOG 1..10 on a card (after a reset).
+pub fn read_card_log(card: &mut Card) -> Vec<LogRecord> {
+    card.reset();
+    let _ = card.process(
+        &Request::Select(Select {
+            aid: purse::AID.to_vec(),
+        })
+        .to_bytes(),
+    );
+    let mut out = Vec::new();
+    for n in 1..=10u8 {
+        let r = card.process(&Request::ReadLog(ReadLog { record: n }).to_bytes());
+        let r = purse::apdu::Response::parse(&r).expect("response");
+        if !r.sw.is_ok() {
+            break;
+        }
+        out.push(LogRecord::decode(&r.data).expect("37-byte record"));
+    }
+    out
+}
+
+/// Is this request the DEBIT command?
+pub fn is_debit(req: &Outgoing) -> bool {
+    matches!(req, Outgoing::Card(a) if a.get(1) == Some(&purse::command::INS_DEBIT))
+}
+
+/// Is this request a POST to `path`?
+pub fn is_post(req: &Outgoing, path: &str) -> bool {
+    matches!(req, Outgoing::Server { path: p, .. } if *p == path)
+}
+
+/// A hostile client rewrites a sealed field of a request body: open `field`
+/// with the session's TSK as a `T`, change it, seal it again.
+pub fn reseal<T: Sealed>(
+    ws: &WidgetSession,
+    body: &str,
+    field: &str,
+    f: impl FnOnce(&mut T),
+) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(body).expect("json body");
+    let sealed: Hex = serde_json::from_value(v[field].clone()).expect("sealed field");
+    let tsk = ws.tsk().expect("tsk");
+    let mut m = T::open(&tsk, &ws.session.txn_id, sealed.as_slice()).expect("opens under TSK");
+    f(&mut m);
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).expect("random");
+    v[field] = serde_json::to_value(m.seal(&tsk, nonce)).expect("hex");
+    v.to_string()
+}
+
+/// Rewrite the body of a server request in place (see [`reseal`]).
+pub fn rewrite<T: Sealed>(
+    req: &mut Outgoing,
+    ws: &WidgetSession,
+    field: &str,
+    f: impl FnOnce(&mut T),
+) {
+    if let Outgoing::Server { body, .. } = req {
+        *body = reseal(ws, body, field, f);
     }
 }

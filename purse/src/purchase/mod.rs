@@ -10,6 +10,7 @@
 //! complete.rs   DEBIT answer → complete → result C (shopper) and result M (merchant)
 //! recover.rs    a torn DEBIT: the card's log records → recover → the server's decision
 //! suspicious.rs "this is not my purchase"
+//! client.rs     the client half as a sans-IO state machine (widget, test kit, benches)
 //! ```
 //!
 //! # Flow
@@ -30,6 +31,7 @@
 //! neither moved to another transaction nor read as another kind.
 
 pub mod bundle;
+pub mod client;
 pub mod complete;
 pub mod draw;
 pub mod recover;

@@ -41,6 +41,12 @@ pub struct RecoverRequest {
     /// most [`super::MAX_LOG_RECORDS`]; the widget reads until it has passed
     /// the transaction's ATC or the log ends.
     pub log: Vec<Hex>,
+    /// The card's ATC now, from an INITIALIZE FOR PURCHASE of amount 0 the
+    /// widget sends when the log alone cannot decide (a young card whose log
+    /// holds nothing at or before the transaction's ATC). That INITIALIZE also
+    /// replaces any pending one, so the torn DEBIT can never apply after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_atc: Option<u16>,
 }
 
 impl Sealed for RecoverRequest {

@@ -1,7 +1,8 @@
 //! Benchmark: complete purchases per second (draw + complete, each reply after
 //! its SQLite commit with synchronous=FULL) with concurrent clients, and p50/p99
 //! latency per request. The server runs in-process on a loopback port; each
-//! client plays the widget against its own virtual card.
+//! client runs the real purchase client (the widget's) against its own virtual
+//! card, whose log is read and carried in every draw request.
 //!
 //! `cargo run --release -p payment-server --bin bench-purchases -- --clients 32 --purchases 5000`
 
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use payment_testkit::{self as testkit, now, TestMerchant, Widget};
+use payment_testkit::{self as testkit, now, Shopper, TestMerchant};
+use purse::purchase::client::{Outgoing, Reply, Status};
+use purse::purchase::PATH_DRAW;
 use purse::session::VerifyMode;
 
 #[derive(Parser)]
@@ -59,16 +62,18 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let (addr, service) = testkit::spawn_server(&config).await;
-        let widget = Widget::new(addr);
+        let api = testkit::Api::new(addr);
         let per = args.purchases.div_ceil(args.clients);
         let merchant = Arc::new(merchant);
         let started = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..args.clients {
-            let widget = widget.clone();
+            let api = api.clone();
             let merchant = merchant.clone();
             tasks.push(tokio::spawn(async move {
-                let mut card = testkit::test_card(&format!("6299{:012}", c), 900_000);
+                let card = testkit::test_card_with(&format!("6299{:012}", c), 900_000, 1_000_000);
+                let mut shopper = Shopper::new(card, api);
+                let mut log_records = 0;
                 let (mut draw_us, mut complete_us) =
                     (Vec::with_capacity(per), Vec::with_capacity(per));
                 for i in 0..per {
@@ -78,37 +83,52 @@ fn main() -> anyhow::Result<()> {
                         mode,
                         now() + 600,
                     );
-                    let dr = testkit::card_draw_request(&mut card, &ws, &merchant.origin, None)
-                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                    let env = testkit::draw_envelope(&ws, &dr);
-                    let t = Instant::now();
-                    let d = widget
-                        .draw(&env)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("draw: {e:?}"))?;
-                    draw_us.push(t.elapsed().as_micros() as u64);
-                    let cmd = testkit::open_debit(&ws, &d).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                    let resp = card.process(cmd.apdu.as_slice());
-                    let cenv = testkit::complete_envelope(&ws, &resp);
-                    let t = Instant::now();
-                    widget
-                        .complete(&cenv)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("complete: {e:?}"))?;
-                    complete_us.push(t.elapsed().as_micros() as u64);
+                    let mut client = shopper.client(&ws);
+                    shopper.card.reset();
+                    client.card_ready();
+                    while let Some(req) = client.poll_request() {
+                        let reply = match &req {
+                            Outgoing::Card(apdu) => Reply::Card(shopper.card.process(apdu)),
+                            Outgoing::Server { path, body } => {
+                                let t = Instant::now();
+                                let r = shopper.api.post_raw(path, body.clone()).await;
+                                let us = t.elapsed().as_micros() as u64;
+                                if *path == PATH_DRAW {
+                                    draw_us.push(us);
+                                } else {
+                                    complete_us.push(us);
+                                }
+                                match r {
+                                    Ok((status, text)) => Reply::Server(status, text),
+                                    Err(_) => Reply::ServerUnreachable,
+                                }
+                            }
+                        };
+                        client.handle(reply);
+                        if matches!(client.status(), Status::Confirm) {
+                            client.approve();
+                        }
+                    }
+                    anyhow::ensure!(
+                        matches!(client.status(), Status::Done { .. }),
+                        "purchase {c}/{i}: {:?}",
+                        client.status()
+                    );
+                    log_records = log_records.max(shopper.card.state().log.len());
                 }
-                anyhow::Ok((draw_us, complete_us))
+                anyhow::Ok((draw_us, complete_us, log_records))
             }));
         }
-        let (mut draws, mut completes) = (Vec::new(), Vec::new());
+        let (mut draws, mut completes, mut records) = (Vec::new(), Vec::new(), 0);
         for t in tasks {
-            let (d, c) = t.await??;
+            let (d, c, r) = t.await??;
             draws.extend(d);
             completes.extend(c);
+            records = records.max(r);
         }
         let elapsed = started.elapsed();
         let n = completes.len();
-        let captured = service.captured_total("bench").await?;
+        let captured = service.captured_total("bench")?;
         println!(
             "purchases:            {n} (mode {}, {} clients, SQLite WAL synchronous=FULL, {})",
             mode.as_str(),
@@ -134,6 +154,7 @@ fn main() -> anyhow::Result<()> {
             pct(&mut completes, 0.5),
             pct(&mut completes, 0.99)
         );
+        println!("log records per draw: up to {records} (READ LOG before each draw)");
         println!("captured total:       {captured} (all purchases debited and verified)");
         anyhow::ensure!(n == args.clients * per, "every purchase completed");
         anyhow::Ok(())

@@ -1,25 +1,31 @@
-//! Thin axum handlers over [`PaymentService`].
+//! The HTTP layer: routes, body limits, CORS and the payment origin's static
+//! files. Handlers are thin: [`purchase`] (the widget's calls) and
+//! [`merchant`] (signed merchant/operator calls, authenticated by the
+//! [`auth::ApiCaller`] extractor) parse and call [`PaymentService`].
+
+pub mod auth;
+pub mod merchant;
+pub mod purchase;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 
 use crate::error::PaymentError;
-use crate::service::{ConfirmRequest, PaymentService, ResolveRequest};
+use crate::purchase::PaymentService;
 
 /// The OpenAPI document of this API.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 #[derive(Clone)]
 pub struct AppState {
@@ -41,8 +47,6 @@ pub struct HttpOptions {
 /// The `frame-ancestors` of the widget iframe page, from the merchants' `origins`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum FrameAncestors {
-    /// Some merchant accepts sessions for any page origin: any page may frame it.
-    Any,
     /// No merchant origin at all: nobody (`'none'`).
     #[default]
     Nobody,
@@ -51,15 +55,12 @@ pub enum FrameAncestors {
 }
 
 impl FrameAncestors {
-    /// From each merchant's `origins` (an empty list means "any origin").
+    /// From each merchant's `origins` (every merchant lists at least one).
     /// Origins that are not a plain `scheme://host[:port]` are left out (and logged):
     /// they could not be a page origin, and must not smuggle CSP syntax into the header.
     pub fn of_merchants<'a>(merchants: impl IntoIterator<Item = &'a [String]>) -> Self {
         let mut out: Vec<String> = Vec::new();
         for origins in merchants {
-            if origins.is_empty() {
-                return Self::Any;
-            }
             for o in origins {
                 match csp_origin(o) {
                     Some(o) if !out.contains(&o) => out.push(o),
@@ -80,7 +81,6 @@ impl FrameAncestors {
     /// The CSP directive, e.g. `frame-ancestors https://shop.example`.
     pub fn directive(&self) -> String {
         match self {
-            Self::Any => "frame-ancestors *".into(),
             Self::Nobody => "frame-ancestors 'none'".into(),
             Self::Origins(o) => format!("frame-ancestors {}", o.join(" ")),
         }
@@ -128,7 +128,7 @@ fn csp_origin(o: &str) -> Option<String> {
     (scheme_ok && host_ok && port_ok).then_some(o)
 }
 
-fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, PaymentError> {
+pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, PaymentError> {
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             PaymentError::BodyTooLarge
@@ -138,120 +138,13 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, PaymentError> {
     })
 }
 
-fn parse<T: DeserializeOwned>(b: &[u8]) -> Result<T, PaymentError> {
+pub(crate) fn parse<T: DeserializeOwned>(b: &[u8]) -> Result<T, PaymentError> {
     serde_json::from_slice(b).map_err(|e| PaymentError::Malformed(e.to_string()))
-}
-
-async fn draw(
-    State(st): State<AppState>,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, PaymentError> {
-    let env = parse(&body(b)?)?;
-    Ok(Json(st.service.draw(env).await?).into_response())
-}
-
-async fn complete(
-    State(st): State<AppState>,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, PaymentError> {
-    let env = parse(&body(b)?)?;
-    Ok(Json(st.service.complete(env).await?).into_response())
-}
-
-async fn suspicious(
-    State(st): State<AppState>,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, PaymentError> {
-    let env = parse(&body(b)?)?;
-    Ok(Json(st.service.suspicious(env).await?).into_response())
-}
-
-fn path_and_query(uri: &Uri) -> &str {
-    uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-}
-
-#[derive(Deserialize)]
-struct MerchantQuery {
-    merchant: Option<String>,
-}
-
-async fn transaction(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<MerchantQuery>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, PaymentError> {
-    let caller = st
-        .service
-        .authenticate(method.as_str(), path_and_query(&uri), &headers, b"")?;
-    Ok(Json(st.service.transaction(caller, q.merchant, id).await?).into_response())
-}
-
-async fn confirm(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, PaymentError> {
-    let b = body(b)?;
-    let caller = st
-        .service
-        .authenticate(method.as_str(), path_and_query(&uri), &headers, &b)?;
-    let req: ConfirmRequest = if b.is_empty() {
-        ConfirmRequest::default()
-    } else {
-        parse(&b)?
-    };
-    Ok(Json(st.service.confirm(caller, id, req).await?).into_response())
-}
-
-async fn recovery(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, PaymentError> {
-    let caller = st
-        .service
-        .authenticate(method.as_str(), path_and_query(&uri), &headers, b"")?;
-    Ok(Json(st.service.recovery(caller).await?).into_response())
-}
-
-async fn suspicious_list(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, PaymentError> {
-    let caller = st
-        .service
-        .authenticate(method.as_str(), path_and_query(&uri), &headers, b"")?;
-    Ok(Json(st.service.suspicious_reports(caller).await?).into_response())
-}
-
-async fn resolve(
-    State(st): State<AppState>,
-    Path((merchant, id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Response, PaymentError> {
-    let b = body(b)?;
-    let caller = st
-        .service
-        .authenticate(method.as_str(), path_and_query(&uri), &headers, &b)?;
-    let req: ResolveRequest = parse(&b)?;
-    Ok(Json(st.service.resolve(caller, merchant, id, req).await?).into_response())
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
     // A round trip through the store proves the writer thread and the DB are alive.
-    match st.service.captured_total("").await {
+    match st.service.health().await {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
         Err(e) => e.into_response(),
     }
@@ -340,15 +233,20 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
     } else {
         opts.body_limit
     };
+    use purse::purchase::{PATH_COMPLETE, PATH_DRAW, PATH_RECOVER, PATH_SUSPICIOUS};
     let api = Router::new()
-        .route("/v1/purchases/draw", post(draw))
-        .route("/v1/purchases/complete", post(complete))
-        .route("/v1/purchases/suspicious", post(suspicious))
-        .route("/v1/transactions/{id}", get(transaction))
-        .route("/v1/transactions/{id}/confirm", post(confirm))
-        .route("/v1/suspicious", get(suspicious_list))
-        .route("/v1/recovery", get(recovery))
-        .route("/v1/recovery/{merchant}/{id}/resolve", post(resolve))
+        .route(PATH_DRAW, post(purchase::draw))
+        .route(PATH_COMPLETE, post(purchase::complete))
+        .route(PATH_RECOVER, post(purchase::recover))
+        .route(PATH_SUSPICIOUS, post(purchase::suspicious))
+        .route("/v1/transactions/{id}", get(merchant::transaction))
+        .route("/v1/transactions/{id}/confirm", post(merchant::confirm))
+        .route("/v1/suspicious", get(merchant::suspicious_list))
+        .route("/v1/recovery", get(merchant::recovery))
+        .route(
+            "/v1/recovery/{merchant}/{id}/resolve",
+            post(merchant::resolve),
+        )
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limit));
@@ -404,11 +302,6 @@ mod tests {
         assert_eq!(
             fa.directive(),
             "frame-ancestors http://127.0.0.1:8450 https://shop.example"
-        );
-        let any: Vec<String> = vec![];
-        assert_eq!(
-            FrameAncestors::of_merchants([a.as_slice(), any.as_slice()]).directive(),
-            "frame-ancestors *"
         );
         assert_eq!(
             FrameAncestors::of_merchants(std::iter::empty()).directive(),

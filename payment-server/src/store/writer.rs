@@ -1,4 +1,4 @@
-//! The transaction store: SQLite in WAL mode with `synchronous = FULL`.
+//! The writer: one SQLite connection on its own thread.
 //!
 //! One writer connection lives on its own thread. Jobs (closures over the
 //! connection) queue to it; the thread runs every queued job in one SQLite
@@ -7,7 +7,6 @@
 //! then hands each job its result. So every reply that depends on a state change
 //! follows the commit of that change, and the async runtime never blocks on disk.
 
-use std::path::Path;
 use std::sync::mpsc;
 
 use rusqlite::Connection;
@@ -20,102 +19,15 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
 /// Most jobs committed together.
 const MAX_GROUP: usize = 512;
 
-pub const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS transactions (
-    merchant_id     TEXT NOT NULL,
-    txn_id          TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    verify_mode     TEXT NOT NULL,
-    amount          INTEGER NOT NULL,
-    currency        INTEGER NOT NULL,
-    exponent        INTEGER NOT NULL,
-    purse           INTEGER NOT NULL,
-    origin          TEXT NOT NULL,
-    card_id         TEXT NOT NULL,
-    card_expiry     TEXT NOT NULL,
-    key_version     INTEGER NOT NULL,
-    atc             INTEGER NOT NULL,
-    card_random     BLOB NOT NULL,
-    balance_before  INTEGER NOT NULL,
-    balance_after   INTEGER NOT NULL,
-    seq             INTEGER NOT NULL,
-    date            TEXT NOT NULL,
-    time            TEXT NOT NULL,
-    expected_s3     BLOB NOT NULL,
-    draw_hash       BLOB NOT NULL,
-    draw_response   TEXT NOT NULL,
-    complete_hash   BLOB,
-    complete_response TEXT,
-    card_s3         BLOB,
-    card_sw         INTEGER,
-    resolution      TEXT,
-    created_at      INTEGER NOT NULL,
-    drawn_at        INTEGER NOT NULL,
-    debited_at      INTEGER,
-    confirmed_at    INTEGER,
-    updated_at      INTEGER NOT NULL,
-    PRIMARY KEY (merchant_id, txn_id)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS transactions_card_atc ON transactions (card_id, atc);
-CREATE INDEX IF NOT EXISTS transactions_state ON transactions (state, drawn_at);
-CREATE TABLE IF NOT EXISTS txn_log (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    merchant_id TEXT NOT NULL,
-    txn_id      TEXT NOT NULL,
-    event       TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    detail      TEXT NOT NULL DEFAULT '',
-    at          INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS txn_log_txn ON txn_log (merchant_id, txn_id);
-CREATE TABLE IF NOT EXISTS suspicious_reports (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    merchant_id TEXT NOT NULL,
-    txn_id      TEXT NOT NULL,
-    page_origin TEXT NOT NULL,
-    reason      TEXT NOT NULL,
-    at          INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS suspicious_txn ON suspicious_reports (merchant_id, txn_id);
-CREATE TABLE IF NOT EXISTS sm_counter (
-    terminal TEXT PRIMARY KEY,
-    seq      INTEGER NOT NULL
-);
-"#;
-
 /// Handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct Writer {
     tx: mpsc::Sender<Job>,
 }
 
-impl core::fmt::Debug for Store {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("Store")
-    }
-}
-
-pub fn open_connection(path: &Path) -> Result<Connection, PaymentError> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-impl Store {
-    /// Open (creating) the database and start the writer thread.
-    pub fn open(path: &Path) -> Result<Self, PaymentError> {
-        let conn = open_connection(path)?;
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(PaymentError::Internal(format!(
-                "journal_mode is {mode}, want wal"
-            )));
-        }
-        conn.execute_batch(SCHEMA)?;
+impl Writer {
+    /// Start the writer thread on an open, migrated connection.
+    pub fn start(conn: Connection) -> Result<Self, PaymentError> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("cardpay-store".into())
@@ -242,12 +154,12 @@ mod tests {
     async fn group_commit_and_rollback_of_one_job() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
-        let store = Store::open(&path).unwrap();
+        let store = super::super::Store::open(&path).unwrap();
         let mut handles = Vec::new();
         for i in 0..50u32 {
             let s = store.clone();
             handles.push(tokio::spawn(async move {
-                s.run(move |c| {
+                s.write(move |c| {
                     c.execute(
                         "INSERT INTO sm_counter (terminal, seq) VALUES (?1, ?2)",
                         (format!("t{i}"), i),
@@ -269,7 +181,7 @@ mod tests {
         }
         assert_eq!(ok, 45);
         // A fresh connection sees exactly the committed jobs.
-        let c = open_connection(&path).unwrap();
+        let c = super::super::open_connection(&path).unwrap();
         let n: i64 = c
             .query_row("SELECT COUNT(*) FROM sm_counter", [], |r| r.get(0))
             .unwrap();
@@ -283,16 +195,16 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_job_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("p.sqlite")).unwrap();
+        let store = super::super::Store::open(&dir.path().join("p.sqlite")).unwrap();
         let r: Result<(), _> = store
-            .run(|c| {
+            .write(|c| {
                 c.execute("INSERT INTO sm_counter (terminal, seq) VALUES ('x', 1)", [])?;
                 panic!("boom")
             })
             .await;
         assert!(matches!(r, Err(PaymentError::Internal(_))));
         let n: i64 = store
-            .run(|c| Ok(c.query_row("SELECT COUNT(*) FROM sm_counter", [], |r| r.get(0))?))
+            .write(|c| Ok(c.query_row("SELECT COUNT(*) FROM sm_counter", [], |r| r.get(0))?))
             .await
             .unwrap();
         assert_eq!(

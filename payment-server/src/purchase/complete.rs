@@ -1,0 +1,177 @@
+//! `POST /v1/purchases/complete` and the merchant's confirm: a capture rests
+//! only on the card's own S3, verified against what the client never saw.
+
+use purse::apdu::{Response, StatusWord};
+use purse::command::DebitResponse;
+use purse::merchant_api::{ConfirmRequest, TxnState, TxnView};
+use purse::purchase::{CompleteEnvelope, CompleteResponse, DebitResponseMsg, PurchaseStatus};
+use purse::webhook::EventKind;
+use purse::wire::Sealed;
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use super::results::seal_results;
+use super::{malformed, sealed_error, Caller, PaymentService};
+use crate::error::PaymentError;
+use crate::store::txn::{self, Transition, TxnRow};
+
+impl PaymentService {
+    /// `POST /v1/purchases/complete`.
+    pub async fn complete(&self, env: CompleteEnvelope) -> Result<CompleteResponse, PaymentError> {
+        let span = tracing::info_span!("complete", txn = %env.session.txn_id, merchant = %env.session.merchant_id);
+        let r = self.complete_inner(env).instrument(span.clone()).await;
+        span.in_scope(|| match &r {
+            Ok(c) => tracing::info!(status = ?c.status, "completed"),
+            Err(e) => tracing::warn!(code = e.code().as_str(), "complete refused"),
+        });
+        r
+    }
+
+    async fn complete_inner(
+        &self,
+        env: CompleteEnvelope,
+    ) -> Result<CompleteResponse, PaymentError> {
+        let s = env.session;
+        let keys = self.open_session(&s, env.session_mac.as_slice(), env.etsk.as_slice(), false)?;
+        let msg = DebitResponseMsg::open(&keys.tsk, &s.txn_id, env.debit_response.as_slice())
+            .map_err(sealed_error)?;
+        let card_resp = Response::parse(msg.response.as_slice()).map_err(malformed)?;
+        let debit = if card_resp.sw == StatusWord::OK {
+            Some(DebitResponse::decode(&card_resp.data).map_err(malformed)?)
+        } else {
+            None
+        };
+        let fingerprint = Sha256::digest(msg.response.as_slice()).to_vec();
+        let row = self
+            .store
+            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?
+            .ok_or(PaymentError::UnknownTxn)?;
+        if let Some(stored) = stored_complete(&row, &fingerprint)? {
+            return Ok(stored);
+        }
+        let now = self.now();
+        let (status, mut change) = match &debit {
+            Some(d) => {
+                // The only way to a capture: the card's S3 against what the
+                // security module expects. A client that never sent DEBIT
+                // cannot make it (client mode holds only a one-way check value).
+                let proof = self.verify_s3(&row, d.balance_after, &d.s3)?;
+                let change = if row.state.is_captured() {
+                    // Captured already (the merchant's confirm with S3, or the
+                    // card's log): record this answer, capture nothing twice.
+                    Transition::record_complete(&row, now)
+                } else {
+                    let kind = if row.state == TxnState::Drawn {
+                        EventKind::Captured
+                    } else {
+                        EventKind::Recovered
+                    };
+                    let mut t = Transition::capture(&row, proof, d.s3, "complete", now);
+                    t.detail = "S3 verified".into();
+                    t.webhook =
+                        self.webhook_for(&row, kind, TxnState::Debited, "card S3 verified", now);
+                    t
+                };
+                (PurchaseStatus::Debited, change)
+            }
+            None => {
+                if !row.state.is_open() {
+                    return Err(PaymentError::Replay);
+                }
+                let detail = format!("card refused: {:04X}", card_resp.sw.0);
+                let mut t = Transition::fail(&row, "complete", now);
+                t.card_sw = Some(card_resp.sw.0);
+                t.webhook =
+                    self.webhook_for(&row, EventKind::Failed, TxnState::Failed, &detail, now);
+                t.detail = detail;
+                (PurchaseStatus::Failed, t)
+            }
+        };
+        let sw = debit.is_none().then_some(card_resp.sw);
+        let resp = seal_results(&s, &row, status, sw, &keys);
+        change.complete = Some((
+            fingerprint.clone(),
+            serde_json::to_string(&resp).map_err(malformed)?,
+        ));
+        if self.apply(vec![change]).await?[0] {
+            return Ok(resp);
+        }
+        // The row changed under us (a concurrent retry or confirm): decide again.
+        let row = self
+            .store
+            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?
+            .ok_or(PaymentError::UnknownTxn)?;
+        match stored_complete(&row, &fingerprint)? {
+            Some(stored) => Ok(stored),
+            None => Err(PaymentError::Replay),
+        }
+    }
+
+    /// `POST /v1/transactions/{id}/confirm` (merchant): the merchant has
+    /// released the goods. On a transaction not captured yet (modes `client`
+    /// and `merchant`), it must bring the card's S3, which is verified here
+    /// exactly as in `complete` before anything is captured.
+    pub async fn confirm(
+        &self,
+        caller: Caller,
+        txn_id: String,
+        req: ConfirmRequest,
+    ) -> Result<TxnView, PaymentError> {
+        let Caller::Merchant(merchant_id) = caller else {
+            return Err(PaymentError::Unauthorized);
+        };
+        let row = self
+            .store
+            .read(|c| txn::get(c, &merchant_id, &txn_id))?
+            .ok_or(PaymentError::UnknownTxn)?;
+        let now = self.now();
+        let changes = match row.state {
+            TxnState::Confirmed | TxnState::Settled => vec![],
+            TxnState::Debited => vec![Transition::confirm(&row, now)],
+            TxnState::Drawn | TxnState::Unknown | TxnState::Failed => {
+                let (Some(bal), Some(s3)) = (req.balance_after, &req.s3) else {
+                    return Err(PaymentError::WrongState);
+                };
+                let s3: [u8; 8] = s3
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| PaymentError::Malformed("s3 must be 8 bytes".into()))?;
+                let proof = self.verify_s3(&row, bal, &s3)?;
+                let kind = if row.state == TxnState::Drawn {
+                    EventKind::Captured
+                } else {
+                    EventKind::Recovered
+                };
+                let mut capture = Transition::capture(&row, proof, s3, "confirm", now);
+                capture.detail = "S3 verified on the merchant's confirm".into();
+                capture.webhook =
+                    self.webhook_for(&row, kind, TxnState::Debited, "card S3 verified", now);
+                vec![capture, Transition::confirm(&row, now)]
+            }
+            TxnState::Created | TxnState::Reversed => return Err(PaymentError::WrongState),
+        };
+        if !changes.is_empty() && !self.apply(changes).await?[0] {
+            // Changed concurrently: the view tells the merchant where it stands.
+            let v = self.store.read(|c| txn::view(c, &merchant_id, &txn_id))?;
+            if !v.state.is_captured() {
+                return Err(PaymentError::WrongState);
+            }
+            return Ok(v);
+        }
+        self.store.read(|c| txn::view(c, &merchant_id, &txn_id))
+    }
+}
+
+/// The stored answer of a `complete` with the same card response, if any.
+fn stored_complete(
+    row: &TxnRow,
+    fingerprint: &[u8],
+) -> Result<Option<CompleteResponse>, PaymentError> {
+    if row.complete_hash.as_deref() != Some(fingerprint) {
+        return Ok(None);
+    }
+    let stored = row.complete_response.as_deref().unwrap_or_default();
+    serde_json::from_str(stored)
+        .map(Some)
+        .map_err(|e| PaymentError::Internal(e.to_string()))
+}

@@ -1,0 +1,206 @@
+//! `POST /v1/purchases/draw`: check the session and the draw request, settle
+//! the card's undecided transactions from the log it carries, keep one
+//! undecided attempt per order, and answer the security module's debit
+//! command (stored durably before the answer leaves).
+
+use purse::command::{InitializePurchaseResponse, Request, SelectResponse};
+use purse::merchant_api::TxnState;
+use purse::purchase::draw::DrawMismatch;
+use purse::purchase::{
+    check_value, DebitCommand, DrawEnvelope, DrawRequest, DrawResponse, ExpectedS3,
+};
+use purse::session::VerifyMode;
+use purse::types::{BcdDate, BcdTime};
+use purse::wire::{Hex, Sealed};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use super::recover::{decode_log, CardLog};
+use super::{malformed, random12, sealed_error, sm_error, PaymentService};
+use crate::error::PaymentError;
+use crate::store::txn::{self, InsertConflict, TxnRow};
+
+impl PaymentService {
+    /// `POST /v1/purchases/draw`.
+    pub async fn draw(&self, env: DrawEnvelope) -> Result<DrawResponse, PaymentError> {
+        let span = tracing::info_span!("draw", txn = %env.session.txn_id, merchant = %env.session.merchant_id);
+        let r = self.draw_inner(env).instrument(span.clone()).await;
+        span.in_scope(|| match &r {
+            Ok(_) => tracing::info!("drawn"),
+            Err(e) => tracing::warn!(code = e.code().as_str(), "draw refused"),
+        });
+        r
+    }
+
+    async fn draw_inner(&self, env: DrawEnvelope) -> Result<DrawResponse, PaymentError> {
+        let s = env.session;
+        let keys = self.open_session(&s, env.session_mac.as_slice(), env.etsk.as_slice(), true)?;
+        let dr = DrawRequest::open(&keys.tsk, &s.txn_id, env.draw_request.as_slice())
+            .map_err(sealed_error)?;
+        dr.check(&s).map_err(|e| match e {
+            DrawMismatch::Origin => PaymentError::OriginMismatch,
+            DrawMismatch::Amount => PaymentError::AmountMismatch,
+            DrawMismatch::LogTooLong => PaymentError::Malformed(e.to_string()),
+        })?;
+        let sel = SelectResponse::decode(dr.select.as_slice()).map_err(malformed)?;
+        let init =
+            InitializePurchaseResponse::decode(dr.initialize.as_slice()).map_err(malformed)?;
+        let p = sel.purse(s.purse);
+        if p.currency != s.currency || p.exponent != s.exponent {
+            return Err(PaymentError::CurrencyMismatch);
+        }
+        if init.key_version != sel.key_version {
+            return Err(PaymentError::Malformed(
+                "key version differs between SELECT and INITIALIZE".into(),
+            ));
+        }
+        if init.atc == 0 {
+            return Err(PaymentError::Malformed(
+                "ATC 0 is never returned by INITIALIZE".into(),
+            ));
+        }
+        let log = decode_log(&dr.log)?;
+        // The same draw again (a retry) gets the stored answer.
+        let draw_hash = Sha256::digest(serde_json::to_vec(&dr).map_err(malformed)?).to_vec();
+        if let Some(row) = self
+            .store
+            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?
+        {
+            return stored_draw(&row, &draw_hash);
+        }
+        // The card's log settles what this server still waits for on this card
+        // (a forged record refuses the whole draw and changes nothing).
+        self.settle_card(
+            &sel.card_id,
+            &CardLog {
+                records: log,
+                current_atc: Some(init.atc),
+            },
+        )
+        .await?;
+        if !s.order_ref.is_empty() {
+            let attempts = self
+                .store
+                .read(|c| txn::order_attempts(c, &s.merchant_id, &s.order_ref))?;
+            if attempts.iter().any(|(_, st)| st.is_captured()) {
+                return Err(PaymentError::OrderPaid);
+            }
+            if attempts.iter().any(|(_, st)| st.is_open()) {
+                return Err(PaymentError::OrderInFlight);
+            }
+        }
+        let now = self.now();
+        let (date, time) = (BcdDate::from_unix(now), BcdTime::from_unix(now));
+        let seq = self.next_seq().await?;
+        let draw = purse::security_module::PurchaseDraw {
+            card_id: sel.card_id,
+            expiry: sel.expiry,
+            key_version: init.key_version,
+            purse: s.purse,
+            balance: init.balance,
+            atc: init.atc,
+            random: init.random,
+            amount: s.amount,
+            seq,
+            date,
+            time,
+        };
+        let auth = self.sm.authorize_purchase(&draw).map_err(sm_error)?;
+        let cmd = DebitCommand {
+            txn_id: s.txn_id.clone(),
+            apdu: Hex(Request::DebitPurchase(auth.debit).to_bytes()),
+            amount: s.amount,
+            balance_after: auth.balance_after,
+            check_value: (s.verify_mode == VerifyMode::Client).then(|| {
+                Hex(check_value(&s.txn_id, auth.balance_after, &auth.expected_s3).to_vec())
+            }),
+        };
+        let one_trip = matches!(s.verify_mode, VerifyMode::Client | VerifyMode::Merchant);
+        let expected_s3_m = one_trip.then(|| {
+            ExpectedS3 {
+                merchant_id: s.merchant_id.clone(),
+                txn_id: s.txn_id.clone(),
+                amount: s.amount,
+                currency: s.currency,
+                exponent: s.exponent,
+                purse: s.purse,
+                origin: s.origin.clone(),
+                card: sel.card_id.masked(),
+                atc: init.atc,
+                seq,
+                balance_after: auth.balance_after,
+                expected_s3: Hex(auth.expected_s3.to_vec()),
+            }
+            .seal(&keys.dk, random12())
+        });
+        let resp = DrawResponse {
+            txn_id: s.txn_id.clone(),
+            verify_mode: s.verify_mode,
+            debit_command: cmd.seal(&keys.tsk, random12()),
+            expected_s3_m,
+        };
+        let row = TxnRow {
+            merchant_id: s.merchant_id.clone(),
+            txn_id: s.txn_id.clone(),
+            order_ref: s.order_ref.clone(),
+            state: TxnState::Drawn,
+            verify_mode: s.verify_mode,
+            amount: s.amount,
+            currency: s.currency,
+            exponent: s.exponent,
+            purse: s.purse,
+            origin: s.origin.clone(),
+            card_id: sel.card_id,
+            card_expiry: sel.expiry,
+            key_version: init.key_version,
+            atc: init.atc,
+            card_random: init.random,
+            balance_before: init.balance,
+            balance_after: auth.balance_after,
+            seq,
+            date,
+            time,
+            expected_s3: auth.expected_s3,
+            draw_hash: draw_hash.clone(),
+            draw_response: serde_json::to_string(&resp).map_err(malformed)?,
+            complete_hash: None,
+            complete_response: None,
+            card_s3: None,
+            card_sw: None,
+            resolution: None,
+            expires_at: s.expires_at,
+            created_at: now,
+            drawn_at: now,
+            debited_at: None,
+            confirmed_at: None,
+            updated_at: now,
+        };
+        let (merchant, txn_id) = (s.merchant_id.clone(), s.txn_id.clone());
+        let outcome = self
+            .store
+            .write(move |c| {
+                Ok(match txn::insert_drawn(c, &row)? {
+                    Ok(()) => Ok(resp),
+                    // A concurrent retry of the same draw won the race.
+                    Err(InsertConflict::TxnId) => match txn::get(c, &merchant, &txn_id)? {
+                        Some(stored) => stored_draw(&stored, &draw_hash),
+                        None => Err(PaymentError::Replay),
+                    },
+                    Err(InsertConflict::CardAtc) => Err(PaymentError::Replay),
+                    Err(InsertConflict::OpenOrder) => Err(PaymentError::OrderInFlight),
+                })
+            })
+            .await?;
+        outcome
+    }
+}
+
+/// A draw for a transaction id already used: the stored answer if it is the
+/// same request and nothing happened since, else a replay.
+fn stored_draw(row: &TxnRow, draw_hash: &[u8]) -> Result<DrawResponse, PaymentError> {
+    if row.state == TxnState::Drawn && row.draw_hash == draw_hash {
+        serde_json::from_str(&row.draw_response).map_err(|e| PaymentError::Internal(e.to_string()))
+    } else {
+        Err(PaymentError::Replay)
+    }
+}

@@ -1,0 +1,231 @@
+//! The transaction store. SQLite (WAL, `synchronous = FULL`) by default.
+//!
+//! Only SQL runs here: the security module's crypto, sealing and JSON happen
+//! on the request's task before or after. Writes go to one writer thread that
+//! commits queued jobs in groups ([`writer`]); reads use a small pool of
+//! read-only connections, so they never wait behind a commit.
+//!
+//! - [`txn`]: the `transactions` table, rows mapped by column name;
+//! - [`outbox`]: webhooks waiting for delivery;
+//! - schema changes are the files in `migrations/sqlite/`, applied in order at
+//!   start and recorded in `schema_migrations`.
+
+pub mod outbox;
+pub mod txn;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::PaymentError;
+pub use writer::Writer;
+
+/// The migrations, in order. Never edit one that has shipped: add another.
+const MIGRATIONS: [(&str, &str); 2] = [
+    (
+        "0001_initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        "0002_recovery_webhooks",
+        include_str!("../../migrations/sqlite/0002_recovery_webhooks.sql"),
+    ),
+];
+
+/// Read connections kept open.
+const READERS: usize = 4;
+
+pub fn open_connection(path: &Path) -> Result<Connection, PaymentError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), PaymentError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    for (name, sql) in MIGRATIONS {
+        let done: Option<String> = conn
+            .query_row(
+                "SELECT name FROM schema_migrations WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if done.is_some() {
+            continue;
+        }
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)
+            .map_err(|e| PaymentError::Internal(format!("migration {name}: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES (?1, strftime('%s','now'))",
+            params![name],
+        )?;
+        tx.commit()?;
+        tracing::info!(migration = name, "applied");
+    }
+    Ok(())
+}
+
+/// Read-only connections for queries outside the writer.
+struct Readers {
+    pool: Vec<Mutex<Connection>>,
+}
+
+impl Readers {
+    fn open(path: &Path) -> Result<Self, PaymentError> {
+        let mut pool = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let c = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.set_prepared_statement_cache_capacity(64);
+            pool.push(Mutex::new(c));
+        }
+        Ok(Self { pool })
+    }
+
+    /// Run a query on a free reader (or wait for the first one). Queries are
+    /// point lookups by index from the page cache: short enough to run on
+    /// the request's task.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, PaymentError>,
+    ) -> Result<R, PaymentError> {
+        for m in &self.pool {
+            if let Ok(c) = m.try_lock() {
+                return f(&c);
+            }
+        }
+        let c = self.pool[0]
+            .lock()
+            .map_err(|_| PaymentError::Internal("reader poisoned".into()))?;
+        f(&c)
+    }
+}
+
+/// Handle to the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: Writer,
+    readers: std::sync::Arc<Readers>,
+}
+
+impl core::fmt::Debug for Store {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Store(sqlite)")
+    }
+}
+
+impl Store {
+    /// Open (creating and migrating) the database and start the writer thread.
+    pub fn open(path: &Path) -> Result<Self, PaymentError> {
+        let conn = open_connection(path)?;
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(PaymentError::Internal(format!(
+                "journal_mode is {mode}, want wal"
+            )));
+        }
+        migrate(&conn)?;
+        let readers = std::sync::Arc::new(Readers::open(path)?);
+        Ok(Self {
+            writer: Writer::start(conn)?,
+            readers,
+        })
+    }
+
+    /// Run `f` on the writer connection inside its own savepoint; an `Err`
+    /// rolls back only this job. Resolves after the group's commit.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, PaymentError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, PaymentError> + Send + 'static,
+    {
+        self.writer.run(f).await
+    }
+
+    /// Run a read-only query.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, PaymentError>,
+    ) -> Result<R, PaymentError> {
+        self.readers.with(f)
+    }
+}
+
+/// Statements run through SQLite's prepared-statement cache: the hot path
+/// parses no SQL after warm-up.
+pub(crate) fn exec<P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    p: P,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
+pub(crate) fn qrow<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+    c: &Connection,
+    sql: &str,
+    p: P,
+    f: F,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(p, f)
+}
+
+/// Which unique constraint an insert hit.
+pub(crate) fn unique_violation(e: &rusqlite::Error) -> Option<&str> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, Some(msg))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Some(msg.as_str())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrations_upgrade_a_first_release_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = open_connection(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0].1).unwrap();
+            c.execute(
+                "INSERT INTO sm_counter (terminal, seq) VALUES ('000000000001', 41)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let (seq, applied): (i64, i64) = store
+            .read(|c| {
+                Ok((
+                    c.query_row("SELECT seq FROM sm_counter", [], |r| r.get(0))?,
+                    c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(seq, 41, "data kept");
+        assert_eq!(applied, MIGRATIONS.len() as i64);
+        // Opening again applies nothing twice.
+        drop(store);
+        Store::open(&path).unwrap();
+    }
+}

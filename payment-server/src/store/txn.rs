@@ -1,0 +1,644 @@
+//! The `transactions` table: rows read by column name, one insert for a draw,
+//! and state changes as compare-and-set updates (the row changes only if it
+//! is still in a state the change may leave), each with its history entry and
+//! its webhook written in the same database transaction.
+
+use purse::merchant_api::{
+    LogEntry, RecoveryItem, SuspiciousEntry, SuspiciousListEntry, TxnState, TxnView,
+};
+use purse::security_module::{PurchaseAuthorization, PurchaseDraw, S3Verified};
+use purse::session::VerifyMode;
+use purse::types::{BcdDate, BcdTime, CardId, Expiry, PurseId};
+use purse::webhook::WebhookEvent;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{exec, outbox, qrow, unique_violation};
+use crate::error::PaymentError;
+
+/// One transaction as stored.
+#[derive(Debug, Clone)]
+pub struct TxnRow {
+    pub merchant_id: String,
+    pub txn_id: String,
+    pub order_ref: String,
+    pub state: TxnState,
+    pub verify_mode: VerifyMode,
+    pub amount: u32,
+    pub currency: u16,
+    pub exponent: u8,
+    pub purse: PurseId,
+    pub origin: String,
+    pub card_id: CardId,
+    pub card_expiry: Expiry,
+    pub key_version: u8,
+    pub atc: u16,
+    pub card_random: [u8; 4],
+    pub balance_before: u32,
+    pub balance_after: u32,
+    pub seq: u32,
+    pub date: BcdDate,
+    pub time: BcdTime,
+    /// The S3 the security module expects (kept server-side, never sent to the client).
+    pub expected_s3: [u8; 8],
+    pub draw_hash: Vec<u8>,
+    pub draw_response: String,
+    pub complete_hash: Option<Vec<u8>>,
+    pub complete_response: Option<String>,
+    pub card_s3: Option<Vec<u8>>,
+    pub card_sw: Option<u16>,
+    pub resolution: Option<String>,
+    pub expires_at: u64,
+    pub created_at: u64,
+    pub drawn_at: u64,
+    pub debited_at: Option<u64>,
+    pub confirmed_at: Option<u64>,
+    pub updated_at: u64,
+}
+
+fn bad(what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("stored {what} invalid").into(),
+    )
+}
+
+impl TxnRow {
+    const COLUMNS: &'static str = "merchant_id, txn_id, order_ref, state, verify_mode, amount, \
+        currency, exponent, purse, origin, card_id, card_expiry, key_version, atc, card_random, \
+        balance_before, balance_after, seq, date, time, expected_s3, draw_hash, draw_response, \
+        complete_hash, complete_response, card_s3, card_sw, resolution, expires_at, created_at, \
+        drawn_at, debited_at, confirmed_at, updated_at";
+
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        let state: String = r.get("state")?;
+        let mode: String = r.get("verify_mode")?;
+        let card: String = r.get("card_id")?;
+        let expiry: String = r.get("card_expiry")?;
+        let random: Vec<u8> = r.get("card_random")?;
+        let expected: Vec<u8> = r.get("expected_s3")?;
+        let date: String = r.get("date")?;
+        let time: String = r.get("time")?;
+        Ok(Self {
+            merchant_id: r.get("merchant_id")?,
+            txn_id: r.get("txn_id")?,
+            order_ref: r.get("order_ref")?,
+            state: TxnState::parse(&state).ok_or_else(|| bad("state"))?,
+            verify_mode: serde_json::from_value(serde_json::Value::String(mode))
+                .map_err(|_| bad("verify mode"))?,
+            amount: r.get("amount")?,
+            currency: r.get("currency")?,
+            exponent: r.get("exponent")?,
+            purse: PurseId::from_p2(r.get("purse")?).map_err(|_| bad("purse"))?,
+            origin: r.get("origin")?,
+            card_id: CardId::parse(&card).map_err(|_| bad("card"))?,
+            card_expiry: Expiry::parse(&expiry).map_err(|_| bad("expiry"))?,
+            key_version: r.get("key_version")?,
+            atc: r.get("atc")?,
+            card_random: random.try_into().map_err(|_| bad("random"))?,
+            balance_before: r.get("balance_before")?,
+            balance_after: r.get("balance_after")?,
+            seq: r.get("seq")?,
+            date: BcdDate::parse(&date).map_err(|_| bad("date"))?,
+            time: BcdTime::parse(&time).map_err(|_| bad("time"))?,
+            expected_s3: expected.try_into().map_err(|_| bad("expected S3"))?,
+            draw_hash: r.get("draw_hash")?,
+            draw_response: r.get("draw_response")?,
+            complete_hash: r.get("complete_hash")?,
+            complete_response: r.get("complete_response")?,
+            card_s3: r.get("card_s3")?,
+            card_sw: r.get("card_sw")?,
+            resolution: r.get("resolution")?,
+            expires_at: r.get("expires_at")?,
+            created_at: r.get("created_at")?,
+            drawn_at: r.get("drawn_at")?,
+            debited_at: r.get("debited_at")?,
+            confirmed_at: r.get("confirmed_at")?,
+            updated_at: r.get("updated_at")?,
+        })
+    }
+
+    /// What the security module drew on: it recomputes S2/S3 from this.
+    pub fn draw(&self) -> PurchaseDraw {
+        PurchaseDraw {
+            card_id: self.card_id,
+            expiry: self.card_expiry,
+            key_version: self.key_version,
+            purse: self.purse,
+            balance: self.balance_before,
+            atc: self.atc,
+            random: self.card_random,
+            amount: self.amount,
+            seq: self.seq,
+            date: self.date,
+            time: self.time,
+        }
+    }
+
+    /// The authorisation as drawn (its `verify_s3` compares with the stored
+    /// expected S3 in constant time).
+    pub fn authorization(&self) -> PurchaseAuthorization {
+        PurchaseAuthorization {
+            debit: purse::command::DebitPurchase {
+                purse: self.purse,
+                amount: self.amount,
+                seq: self.seq,
+                date: self.date,
+                time: self.time,
+                s2: [0; 8],
+            },
+            balance_after: self.balance_after,
+            expected_s3: self.expected_s3,
+        }
+    }
+
+    pub fn into_view(self, log: Vec<LogEntry>, reports: Vec<SuspiciousEntry>) -> TxnView {
+        TxnView {
+            card: self.card_id.masked(),
+            merchant_id: self.merchant_id,
+            txn_id: self.txn_id,
+            order_ref: self.order_ref,
+            state: self.state,
+            verify_mode: self.verify_mode,
+            amount: self.amount,
+            currency: self.currency,
+            exponent: self.exponent,
+            purse: self.purse,
+            origin: self.origin,
+            atc: self.atc,
+            seq: self.seq,
+            created_at: self.created_at,
+            drawn_at: self.drawn_at,
+            debited_at: self.debited_at,
+            confirmed_at: self.confirmed_at,
+            updated_at: self.updated_at,
+            resolution: self.resolution,
+            log,
+            suspicious_reports: reports,
+        }
+    }
+
+    /// The webhook body for a change of this row to `state`.
+    pub fn event(
+        &self,
+        kind: purse::webhook::EventKind,
+        state: TxnState,
+        detail: &str,
+        now: u64,
+    ) -> WebhookEvent {
+        WebhookEvent {
+            event_id: outbox::new_event_id(),
+            kind,
+            created_at: now,
+            merchant_id: self.merchant_id.clone(),
+            txn_id: self.txn_id.clone(),
+            order_ref: self.order_ref.clone(),
+            state,
+            amount: self.amount,
+            currency: self.currency,
+            exponent: self.exponent,
+            purse: self.purse,
+            card: self.card_id.masked(),
+            atc: self.atc,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub fn get(
+    c: &Connection,
+    merchant_id: &str,
+    txn_id: &str,
+) -> Result<Option<TxnRow>, PaymentError> {
+    let sql = format!(
+        "SELECT {} FROM transactions WHERE merchant_id = ?1 AND txn_id = ?2",
+        TxnRow::COLUMNS
+    );
+    Ok(qrow(c, &sql, params![merchant_id, txn_id], TxnRow::from_row).optional()?)
+}
+
+/// A card's transactions its log can still decide: undecided ones, and
+/// failed ones (a later record proving a debit overrides a decision made
+/// from the log's silence).
+pub fn card_undecided(c: &Connection, card_id: &CardId) -> Result<Vec<TxnRow>, PaymentError> {
+    let sql = format!(
+        "SELECT {} FROM transactions WHERE card_id = ?1 AND state IN ('drawn', 'unknown', 'failed') ORDER BY atc",
+        TxnRow::COLUMNS
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![card_id.full()], TxnRow::from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The other attempts at one order, with their states.
+pub fn order_attempts(
+    c: &Connection,
+    merchant_id: &str,
+    order_ref: &str,
+) -> Result<Vec<(String, TxnState)>, PaymentError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT txn_id, state FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2",
+    )?;
+    let rows = stmt.query_map(params![merchant_id, order_ref], |r| {
+        let s: String = r.get(1)?;
+        Ok((r.get(0)?, TxnState::parse(&s).ok_or_else(|| bad("state"))?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Why a draw's insert was refused by a unique constraint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertConflict {
+    /// (merchant, txn id) exists.
+    TxnId,
+    /// (card, ATC) was drawn before.
+    CardAtc,
+    /// Another attempt at the order is undecided.
+    OpenOrder,
+}
+
+/// Insert a freshly drawn transaction (state `drawn`) with its history entry.
+pub fn insert_drawn(
+    c: &Connection,
+    row: &TxnRow,
+) -> Result<Result<(), InsertConflict>, PaymentError> {
+    let r = exec(
+        c,
+        "INSERT INTO transactions (merchant_id, txn_id, order_ref, state, verify_mode, amount, currency,
+            exponent, purse, origin, card_id, card_expiry, key_version, atc, card_random,
+            balance_before, balance_after, seq, date, time, expected_s3, draw_hash, draw_response,
+            expires_at, created_at, drawn_at, updated_at)
+         VALUES (?1, ?2, ?3, 'drawn', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?24, ?24)",
+        params![
+            row.merchant_id,
+            row.txn_id,
+            row.order_ref,
+            row.verify_mode.as_str(),
+            row.amount,
+            row.currency,
+            row.exponent,
+            row.purse.p2(),
+            row.origin,
+            row.card_id.full(),
+            String::from(row.card_expiry),
+            row.key_version,
+            row.atc,
+            row.card_random.to_vec(),
+            row.balance_before,
+            row.balance_after,
+            row.seq,
+            String::from(row.date),
+            String::from(row.time),
+            row.expected_s3.to_vec(),
+            row.draw_hash,
+            row.draw_response,
+            row.expires_at,
+            row.drawn_at,
+        ],
+    );
+    match r {
+        Ok(_) => {}
+        Err(e) => {
+            return match unique_violation(&e) {
+                Some(m) if m.contains("card_id") => Ok(Err(InsertConflict::CardAtc)),
+                Some(m) if m.contains("order_ref") => Ok(Err(InsertConflict::OpenOrder)),
+                Some(m) if m.contains("txn_id") => Ok(Err(InsertConflict::TxnId)),
+                _ => Err(e.into()),
+            }
+        }
+    }
+    log_event(
+        c,
+        &row.merchant_id,
+        &row.txn_id,
+        "draw",
+        TxnState::Drawn,
+        &format!("card {} atc {}", row.card_id, row.atc),
+        row.drawn_at,
+    )?;
+    Ok(Ok(()))
+}
+
+pub fn log_event(
+    c: &Connection,
+    merchant_id: &str,
+    txn_id: &str,
+    event: &str,
+    state: TxnState,
+    detail: &str,
+    at: u64,
+) -> Result<(), PaymentError> {
+    exec(
+        c,
+        "INSERT INTO txn_log (merchant_id, txn_id, event, state, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![merchant_id, txn_id, event, state.as_str(), detail, at],
+    )?;
+    Ok(())
+}
+
+/// A state change of one transaction. The target state is set only by the
+/// constructors, and a capture only with the card's proof ([`S3Verified`]).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub merchant_id: String,
+    pub txn_id: String,
+    from: &'static [TxnState],
+    to: TxnState,
+    /// Request fingerprint and stored answer of `complete` (idempotent replay).
+    pub complete: Option<(Vec<u8>, String)>,
+    pub card_s3: Option<[u8; 8]>,
+    pub card_sw: Option<u16>,
+    pub resolution: Option<String>,
+    /// History entry: event name and detail.
+    pub event: &'static str,
+    pub detail: String,
+    /// The webhook to deliver, when the merchant has a webhook URL.
+    pub webhook: Option<WebhookEvent>,
+    pub now: u64,
+}
+
+const UNDECIDED: &[TxnState] = &[TxnState::Drawn, TxnState::Unknown, TxnState::Failed];
+const OPEN: &[TxnState] = &[TxnState::Drawn, TxnState::Unknown];
+
+impl Transition {
+    fn new(
+        row: &TxnRow,
+        from: &'static [TxnState],
+        to: TxnState,
+        event: &'static str,
+        now: u64,
+    ) -> Self {
+        Self {
+            merchant_id: row.merchant_id.clone(),
+            txn_id: row.txn_id.clone(),
+            from,
+            to,
+            complete: None,
+            card_s3: None,
+            card_sw: None,
+            resolution: None,
+            event,
+            detail: String::new(),
+            webhook: None,
+            now,
+        }
+    }
+
+    /// The card's debit is proven: captured (`debited`). From any undecided
+    /// state, `failed` included: a proof beats a decision from silence.
+    pub fn capture(
+        row: &TxnRow,
+        _proof: S3Verified,
+        s3: [u8; 8],
+        event: &'static str,
+        now: u64,
+    ) -> Self {
+        let mut t = Self::new(row, UNDECIDED, TxnState::Debited, event, now);
+        t.card_s3 = Some(s3);
+        t.card_sw = Some(0x9000);
+        t
+    }
+
+    /// The card refused, or its log proves no debit came.
+    pub fn fail(row: &TxnRow, event: &'static str, now: u64) -> Self {
+        Self::new(row, OPEN, TxnState::Failed, event, now)
+    }
+
+    /// The merchant released the goods of a captured transaction.
+    pub fn confirm(row: &TxnRow, now: u64) -> Self {
+        Self::new(
+            row,
+            &[TxnState::Debited],
+            TxnState::Confirmed,
+            "confirm",
+            now,
+        )
+    }
+
+    /// Record a late `complete` answer on an already captured transaction,
+    /// without changing its state.
+    pub fn record_complete(row: &TxnRow, now: u64) -> Self {
+        Self::new(
+            row,
+            &[TxnState::Debited, TxnState::Confirmed, TxnState::Settled],
+            row.state,
+            "complete",
+            now,
+        )
+    }
+
+    pub fn to(&self) -> TxnState {
+        self.to
+    }
+
+    /// Apply if the row is still in a state this change may leave. Returns
+    /// whether it was applied; history and webhook only if it was.
+    pub fn apply(&self, c: &Connection) -> Result<bool, PaymentError> {
+        let states: Vec<String> = self
+            .from
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let stamp = match self.to {
+            TxnState::Debited => ", debited_at = ?3",
+            TxnState::Confirmed => ", confirmed_at = ?3",
+            _ => "",
+        };
+        let sql = format!(
+            "UPDATE transactions SET state = ?4, updated_at = ?3{stamp},
+                complete_hash = COALESCE(?5, complete_hash),
+                complete_response = COALESCE(?6, complete_response),
+                card_s3 = COALESCE(?7, card_s3), card_sw = COALESCE(?8, card_sw),
+                resolution = COALESCE(?9, resolution)
+             WHERE merchant_id = ?1 AND txn_id = ?2 AND state IN ({})",
+            states.join(", ")
+        );
+        let (hash, resp) = match &self.complete {
+            Some((h, r)) => (Some(h.clone()), Some(r.clone())),
+            None => (None, None),
+        };
+        let n = exec(
+            c,
+            &sql,
+            params![
+                self.merchant_id,
+                self.txn_id,
+                self.now,
+                self.to.as_str(),
+                hash,
+                resp,
+                self.card_s3.map(|s| s.to_vec()),
+                self.card_sw,
+                self.resolution,
+            ],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        log_event(
+            c,
+            &self.merchant_id,
+            &self.txn_id,
+            self.event,
+            self.to,
+            &self.detail,
+            self.now,
+        )?;
+        if let Some(ev) = &self.webhook {
+            outbox::enqueue(c, ev, self.now)?;
+        }
+        Ok(true)
+    }
+}
+
+/// `drawn` transactions whose session expired more than `grace` seconds ago
+/// become `unknown`: only the card's log can decide them now.
+pub fn sweep_expired(c: &Connection, now: u64, grace: u64) -> Result<usize, PaymentError> {
+    let cutoff = now.saturating_sub(grace);
+    let mut stmt = c.prepare_cached(
+        "UPDATE transactions SET state = 'unknown', updated_at = ?1
+         WHERE state = 'drawn' AND expires_at < ?2 RETURNING merchant_id, txn_id",
+    )?;
+    let moved: Vec<(String, String)> = stmt
+        .query_map(params![now, cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (m, t) in &moved {
+        log_event(
+            c,
+            m,
+            t,
+            "sweep",
+            TxnState::Unknown,
+            "session expired without an answer from the card: waiting for its log",
+            now,
+        )?;
+    }
+    Ok(moved.len())
+}
+
+/// A transaction with its history and the shopper's reports.
+pub fn view(c: &Connection, merchant_id: &str, txn_id: &str) -> Result<TxnView, PaymentError> {
+    let row = get(c, merchant_id, txn_id)?.ok_or(PaymentError::NotFound)?;
+    let mut stmt = c.prepare_cached(
+        "SELECT event, state, detail, at FROM txn_log WHERE merchant_id = ?1 AND txn_id = ?2 ORDER BY id",
+    )?;
+    let log = stmt
+        .query_map(params![merchant_id, txn_id], |r| {
+            Ok(LogEntry {
+                event: r.get("event")?,
+                state: r.get("state")?,
+                detail: r.get("detail")?,
+                at: r.get("at")?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = c.prepare_cached(
+        "SELECT page_origin, reason, at FROM suspicious_reports WHERE merchant_id = ?1 AND txn_id = ?2 ORDER BY id",
+    )?;
+    let reports = stmt
+        .query_map(params![merchant_id, txn_id], |r| {
+            Ok(SuspiciousEntry {
+                page_origin: r.get("page_origin")?,
+                reason: r.get("reason")?,
+                at: r.get("at")?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(row.into_view(log, reports))
+}
+
+/// Transactions waiting for the card's log: drawn before `cutoff`, or unknown.
+pub fn recovery_list(
+    c: &Connection,
+    cutoff: u64,
+    merchant: Option<&str>,
+) -> Result<Vec<RecoveryItem>, PaymentError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT merchant_id, txn_id, state, amount, currency, card_id, atc, seq, drawn_at
+         FROM transactions WHERE (state = 'unknown' OR (state = 'drawn' AND drawn_at <= ?1))
+           AND (?2 IS NULL OR merchant_id = ?2) ORDER BY drawn_at",
+    )?;
+    let rows = stmt.query_map(params![cutoff, merchant], |r| {
+        let state: String = r.get("state")?;
+        let card: String = r.get("card_id")?;
+        Ok(RecoveryItem {
+            merchant_id: r.get("merchant_id")?,
+            txn_id: r.get("txn_id")?,
+            state: TxnState::parse(&state).ok_or_else(|| bad("state"))?,
+            amount: r.get("amount")?,
+            currency: r.get("currency")?,
+            card: CardId::parse(&card).map(|c| c.masked()).unwrap_or_default(),
+            atc: r.get("atc")?,
+            seq: r.get("seq")?,
+            drawn_at: r.get("drawn_at")?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn insert_suspicious(
+    c: &Connection,
+    merchant_id: &str,
+    txn_id: &str,
+    page_origin: &str,
+    reason: &str,
+    at: u64,
+) -> Result<(), PaymentError> {
+    exec(
+        c,
+        "INSERT INTO suspicious_reports (merchant_id, txn_id, page_origin, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![merchant_id, txn_id, page_origin, reason, at],
+    )?;
+    Ok(())
+}
+
+pub fn suspicious_list(
+    c: &Connection,
+    merchant: Option<&str>,
+) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT merchant_id, txn_id, page_origin, reason, at FROM suspicious_reports
+         WHERE (?1 IS NULL OR merchant_id = ?1) ORDER BY id DESC LIMIT 1000",
+    )?;
+    let rows = stmt.query_map(params![merchant], |r| {
+        Ok(SuspiciousListEntry {
+            merchant_id: r.get("merchant_id")?,
+            txn_id: r.get("txn_id")?,
+            page_origin: r.get("page_origin")?,
+            reason: r.get("reason")?,
+            at: r.get("at")?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Sum of captured amounts (debited, confirmed, settled) of a merchant.
+pub fn captured_total(c: &Connection, merchant_id: &str) -> Result<u64, PaymentError> {
+    let v: i64 = qrow(
+        c,
+        "SELECT COALESCE(SUM(amount), 0) FROM transactions
+         WHERE merchant_id = ?1 AND state IN ('debited', 'confirmed', 'settled')",
+        params![merchant_id],
+        |r| r.get(0),
+    )?;
+    Ok(v as u64)
+}
+
+/// Reserve `n` security module sequence numbers; returns the first.
+pub fn reserve_seq(c: &Connection, terminal: &str, n: u32) -> Result<u32, PaymentError> {
+    exec(
+        c,
+        "INSERT INTO sm_counter (terminal, seq) VALUES (?1, 0) ON CONFLICT (terminal) DO NOTHING",
+        params![terminal],
+    )?;
+    let end: i64 = qrow(
+        c,
+        "UPDATE sm_counter SET seq = seq + ?2 WHERE terminal = ?1 RETURNING seq",
+        params![terminal, n],
+        |r| r.get(0),
+    )?;
+    let end = u32::try_from(end)
+        .map_err(|_| PaymentError::Internal("security module sequence exhausted".into()))?;
+    Ok(end - n + 1)
+}
