@@ -318,7 +318,10 @@ pub enum DerivedUse {
 }
 
 /// The template of a derived key: a session object (gone with the session at
-/// the latest), private, sensitive, never extractable, one use only.
+/// the latest), sensitive, never extractable, one use only. Not `CKA_PRIVATE`:
+/// a session object is visible only to this process's sessions, all logged
+/// in, so privacy adds nothing but SoftHSM's in-memory encryption of the value
+/// on every use (measured: a third more authorisations per CPU second without).
 pub fn derived_template(usage: DerivedUse) -> Vec<Attribute> {
     let (derive, encrypt, mech) = match usage {
         DerivedUse::CardKey => (true, false, DES3_ECB_ENCRYPT_DATA),
@@ -328,7 +331,7 @@ pub fn derived_template(usage: DerivedUse) -> Vec<Attribute> {
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::DES2),
         Attribute::Token(false),
-        Attribute::Private(true),
+        Attribute::Private(false),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Derive(derive),
