@@ -39,9 +39,6 @@ pub enum Pkcs11Error {
     /// The token lacks a mechanism the module needs.
     #[error("the token lacks mechanism {0}")]
     MechanismMissing(&'static str),
-    /// A key version has no master key object (or only one of MKP/MKL).
-    #[error("no master key labelled {0:?} in the token")]
-    KeyMissing(String),
     /// Import or generate would overwrite a master key.
     #[error("master key {0:?} exists already; use a new key version")]
     KeyExists(String),

@@ -56,9 +56,22 @@ impl TestToken {
         let pin = format!("{:016x}", random_u64());
         let pin_file = dir.join("pin");
         write_private(&pin_file, &pin).map_err(|e| format!("{}: {e}", pin_file.display()))?;
+        let token = Self {
+            dir,
+            label: label.into(),
+            pin_file,
+        };
+        token.init_token(label)?;
+        Ok(token)
+    }
+
+    /// Initialise one more token in this directory, with the same user PIN.
+    /// SoftHSM sees it only if no PKCS#11 call has been made in this process yet.
+    pub fn init_token(&self, label: &str) -> Result<(), String> {
+        let pin = std::fs::read_to_string(&self.pin_file).map_err(|e| e.to_string())?;
         let so_pin = format!("{:016x}", random_u64());
         let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
+            .env("SOFTHSM2_CONF", self.dir.join("softhsm2.conf"))
             .args(["--init-token", "--free", "--label", label])
             .args(["--so-pin", &so_pin, "--pin", &pin])
             .output()
@@ -73,11 +86,7 @@ impl TestToken {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        Ok(Self {
-            dir,
-            label: label.into(),
-            pin_file,
-        })
+        Ok(())
     }
 
     /// A configuration for this token, the PIN read from its file.
