@@ -68,12 +68,12 @@ const CHROMIUM_ARGS = [
  * Cardpay extension built for `extensionOrigins` (`extension: false`: none; a folder:
  * that build as it is) and the
  * bridge registered for `origins` (`install: false`: not registered; `installArgs`
- * go to `bridge install`, e.g. rate limits).
+ * go to `bridge install`, e.g. rate limits; `firefoxPrefs`: extra about:config prefs).
  * Returns { name, browser, extensionDir, newPage(), close(), bridgeLog() }.
  */
 export async function openBrowser({
   browser = 'chromium', bins, bridgeBin = bins && bins.bridge, origins = [], extensionOrigins = origins,
-  extension = true, install = true, installArgs = [], env = {},
+  extension = true, install = true, installArgs = [], env = {}, firefoxPrefs = {},
 } = {}) {
   const { default: puppeteer } = await import('puppeteer-core');
   const dir = await mkdtemp(path.join(tmpdir(), `cardpay-${browser}-`));
@@ -109,6 +109,7 @@ export async function openBrowser({
         browser: 'firefox',
         executablePath: firefoxPath,
         headless: true,
+        extraPrefsFirefox: firefoxPrefs,
         env: { ...childEnv, HOME: home, XDG_CONFIG_HOME: path.join(home, '.config') },
       });
       // A temporary add-on (WebDriver BiDi webExtension.install); its id is the manifest's gecko id.
