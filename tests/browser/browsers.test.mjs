@@ -9,8 +9,8 @@
 //   cd tests/browser && node --test browsers.test.mjs
 //   CARDPAY_BROWSERS=firefox node --test browsers.test.mjs     (one browser)
 //
-// - readiness: ready (payee, amount, balance), no card then inserted, no bridge,
-//   no extension;
+// - readiness: ready (payee, amount, balance), no card then inserted, no extension
+//   then (extension installed) no bridge;
 // - purchases through the demo store, without PIN (1.99) and with the PIN on the
 //   scrambled keypad (24.95): receipt, order paid, the card's balance over PC/SC;
 // - the card pulled and re-inserted: the payment frame hears it, while the merchant
@@ -57,8 +57,11 @@ before(async () => {
   site = await h.serve({
     '/pay': (req, res) => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(recorderPage('payment page', `<iframe id="foreign" src="${foreign.url('/')}"></iframe>`));
+      res.end(recorderPage('payment page', `<iframe id="foreign" src="${foreign.url('/')}"></iframe>` +
+        '<iframe id="sandboxed" sandbox="allow-scripts" src="/sandboxed"></iframe>'));
     },
+    // the payment origin's URL, but an opaque origin (sandboxed frame)
+    '/sandboxed': recorderPage('sandboxed'),
   });
 }, { timeout: 900_000 });
 
@@ -220,6 +223,7 @@ for (const name of h.browsersToRun()) {
         ['a page of another port', otherPort.mainFrame()],
         ['a page of another host', otherHost.mainFrame()],
         ['a frame of another origin in the payment page', inner],
+        ['a sandboxed frame (opaque origin) at a payment-origin URL', await h.findFrame(payPage, (u) => u.endsWith('/sandboxed'))],
         ['a frame of another origin in the other-host page', await h.findFrame(otherHost, (u) => u.startsWith(foreign.origin))],
       ];
       for (const [what, f] of silent) await probe(f, 'before').catch((e) => assert.fail(`${what}: ${e.message}`));
@@ -258,27 +262,24 @@ for (const name of h.browsersToRun()) {
       for (const p of [payPage, merchant, otherPort, otherHost]) await p.close();
     });
 
-    test('readiness: no bridge, then no extension', async () => {
-      const noBridge = await h.openBrowser({ browser: name, bins, origins: [pay.origin], install: false });
+    test('readiness: no extension, then no bridge (a shopper who installs only the extension)', async () => {
+      const fresh = await h.openBrowser({ browser: name, bins, origins: [pay.origin], extension: false, install: false });
       try {
-        const { page } = await newPage(noBridge);
+        const { page } = await newPage(fresh);
         await page.goto(shop.url('/checkout?amount=300'));
-        assert.equal((await h.waitWidgetEvent(page, 'ready')).detail.capability, 'no_bridge');
-        const widget = await h.widgetFrameOf(page);
+        assert.equal((await h.waitWidgetEvent(page, 'ready')).detail.capability, 'no_extension');
+        assert.match(await h.textOf(await h.widgetFrameOf(page), '[data-testid=install]'), /Install the Cardpay extension/);
+        await page.close();
+
+        await fresh.installExtension();
+        const again = (await newPage(fresh)).page;
+        await again.goto(shop.url('/checkout?amount=300'));
+        assert.equal((await h.waitWidgetEvent(again, 'ready')).detail.capability, 'no_bridge');
+        const widget = await h.widgetFrameOf(again);
         assert.match(await h.textOf(widget, '[data-testid=capability]'), /reader software is not/);
         await h.waitFor(widget, () => !!document.querySelector('[data-testid=install]'), null, { what: 'the install link' });
       } finally {
-        await noBridge.close();
-      }
-      const noExtension = await h.openBrowser({ browser: name, bins, origins: [pay.origin], extension: false });
-      try {
-        const { page } = await newPage(noExtension);
-        await page.goto(shop.url('/checkout?amount=300'));
-        assert.equal((await h.waitWidgetEvent(page, 'ready')).detail.capability, 'no_extension');
-        const widget = await h.widgetFrameOf(page);
-        assert.match(await h.textOf(widget, '[data-testid=install]'), /Install the Cardpay extension/);
-      } finally {
-        await noExtension.close();
+        await fresh.close();
       }
     });
   });

@@ -6,7 +6,7 @@
 // browsers.test.mjs.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as h from './lib/index.mjs';
 
@@ -139,6 +139,39 @@ test('pages on other origins get nothing: no greeting, no reply', async () => {
     for (const r of rs) assert.equal(r.timeout, true, `${url}: ${JSON.stringify(r)}`);
     assert.deepEqual(await h.cardpayEvents(p), [], url);
     await p.close();
+  }
+});
+
+test('where a match pattern cannot pin the origin, the origin check does: other ports get nothing', async () => {
+  // The build for `site`, its content script widened to every port of the host (as
+  // Firefox's patterns are): the script runs in `other`, the background script hangs up.
+  const wide = await h.buildExtension({ origins: [site.origin] });
+  const m = JSON.parse(await readFile(path.join(wide, 'manifest.json'), 'utf8'));
+  m.content_scripts[0].matches = ['http://127.0.0.1:*/*'];
+  await writeFile(path.join(wide, 'manifest.json'), JSON.stringify(m));
+  const b = await h.launchBrowser({ bins, origins: [site.origin, other.origin], extension: wide });
+  try {
+    const p = await b.context.newPage();
+    await p.addInitScript(h.pageClientSource);
+    // the content script does run in `other`: its isolated world appears there ...
+    const cdp = await b.context.newCDPSession(p);
+    const worlds = [];
+    cdp.on('Runtime.executionContextCreated', (e) => worlds.push(e.context));
+    await cdp.send('Runtime.enable');
+    await p.goto(other.url('/'));
+    await p.waitForFunction(() => true);
+    assert.ok(worlds.some((c) => c.auxData?.type === 'isolated' && c.name === 'Cardpay' &&
+      c.origin === `chrome-extension://${h.EXTENSION_ID}`), JSON.stringify(worlds));
+    assert.ok(worlds.some((c) => c.auxData?.type === 'default' && c.origin === other.origin),
+      JSON.stringify(worlds));
+    // ... but `other` (allowed by the bridge, not by the extension) hears nothing
+    const reqs = [{ type: 'hello' }, { type: 'readers' }, { type: 'status' }, { type: 'connect', reader: stack.reader }];
+    const rs = await Promise.all(reqs.map((req) => h.cardpayRequest(p, req, { timeoutMs: 1000 })));
+    for (const r of rs) assert.equal(r.timeout, true, JSON.stringify(r));
+    assert.deepEqual(await h.cardpayEvents(p), []);
+  } finally {
+    await b.close();
+    await rm(wide, { recursive: true, force: true });
   }
 });
 

@@ -64,12 +64,16 @@ const CHROMIUM_ARGS = [
 ];
 
 /**
- * Launch `browser` ('chromium' | 'firefox') headless through puppeteer-core with the
- * Cardpay extension built for `extensionOrigins` (`extension: false`: none; a folder:
- * that build as it is) and the
- * bridge registered for `origins` (`install: false`: not registered; `installArgs`
- * go to `bridge install`, e.g. rate limits; `firefoxPrefs`: extra about:config prefs).
- * Returns { name, browser, extensionDir, newPage(), close(), bridgeLog() }.
+ * Launch `browser` ('chromium' | 'firefox') headless through puppeteer-core, with the
+ * bridge registered for `origins` (`install: false`: not registered; `installArgs` go
+ * to `bridge install`, e.g. rate limits; `firefoxPrefs`: extra about:config prefs), and
+ * the Cardpay extension built for `extensionOrigins` installed into the running browser
+ * (`extension: false`: not yet — `installExtension()` later, as a shopper would;
+ * a folder: that build as it is). Both browsers take the extension the same way:
+ * puppeteer's `browser.installExtension` (Chromium: CDP Extensions.loadUnpacked over
+ * the pipe; Firefox: BiDi webExtension.install, a temporary add-on).
+ * Returns { name, browser, extensionDir, extensionId, installExtension(), newPage(),
+ * bridgeLog(), close() }.
  */
 export async function openBrowser({
   browser = 'chromium', bins, bridgeBin = bins && bins.bridge, origins = [], extensionOrigins = origins,
@@ -79,27 +83,44 @@ export async function openBrowser({
   const dir = await mkdtemp(path.join(tmpdir(), `cardpay-${browser}-`));
   const bridgeLogFile = path.join(dir, 'bridge.log');
   const cleanup = () => rm(dir, { recursive: true, force: true });
-  let extensionDir = null;
   let b;
+  const handle = {
+    name: browser,
+    browser: null,
+    extensionDir: null,
+    extensionId: null,
+    /** Build (unless `extension` is a folder) and install the extension; its id. */
+    async installExtension() {
+      const ext = typeof extension === 'string' ? extension
+        : await buildExtension({ browser, origins: extensionOrigins, out: path.join(dir, 'extension') });
+      const id = await b.installExtension(ext);
+      const want = browser === 'chromium' ? await extensionIdOf(ext) : FIREFOX_ADDON_ID;
+      if (id !== want) throw new Error(`${browser} installed the extension as ${id}, not ${want}`);
+      handle.extensionDir = ext;
+      handle.extensionId = id;
+      return id;
+    },
+    newPage: () => b.newPage(),
+    bridgeLog: () => readFile(bridgeLogFile, 'utf8').catch(() => ''),
+    async close() {
+      await b?.close().catch(() => {});
+      await cleanup();
+    },
+  };
   try {
-    if (typeof extension === 'string') extensionDir = extension;
-    else if (extension) {
-      extensionDir = await buildExtension({ browser, origins: extensionOrigins, out: path.join(dir, 'extension') });
-    }
     if (install && !bridgeBin) throw new Error('openBrowser needs bins or bridgeBin to install the host');
     const childEnv = { ...process.env, CARDPAY_BRIDGE_LOG_FILE: bridgeLogFile, ...env };
     if (browser === 'chromium') {
       const userDataDir = path.join(dir, 'profile');
       if (install) await installHost({ bridgeBin, userDataDir, origins, extraArgs: installArgs });
-      const args = [...CHROMIUM_ARGS];
-      if (extensionDir) args.push(`--load-extension=${extensionDir}`, `--disable-extensions-except=${extensionDir}`);
       b = await puppeteer.launch({
         browser: 'chrome',
         executablePath: chromiumPath,
         headless: true, // the new headless mode: extensions and native messaging work there
         userDataDir,
-        args,
-        ignoreDefaultArgs: ['--disable-extensions'],
+        args: CHROMIUM_ARGS,
+        enableExtensions: true, // --enable-unsafe-extension-debugging, over a pipe
+        pipe: true,
         env: childEnv,
       });
     } else if (browser === 'firefox') {
@@ -112,31 +133,16 @@ export async function openBrowser({
         extraPrefsFirefox: firefoxPrefs,
         env: { ...childEnv, HOME: home, XDG_CONFIG_HOME: path.join(home, '.config') },
       });
-      // A temporary add-on (WebDriver BiDi webExtension.install); its id is the manifest's gecko id.
-      if (extensionDir) {
-        const id = await b.installExtension(extensionDir);
-        if (id !== FIREFOX_ADDON_ID) throw new Error(`Firefox installed the extension as ${id}`);
-      }
     } else {
       throw new Error(`unknown browser ${browser}`);
     }
+    handle.browser = b;
+    if (extension) await handle.installExtension();
   } catch (e) {
-    await b?.close().catch(() => {});
-    await cleanup();
+    await handle.close();
     throw e;
   }
-  return {
-    name: browser,
-    browser: b,
-    extensionDir,
-    extensionId: browser === 'chromium' && extensionDir ? await extensionIdOf(extensionDir) : FIREFOX_ADDON_ID,
-    newPage: () => b.newPage(),
-    bridgeLog: () => readFile(bridgeLogFile, 'utf8').catch(() => ''),
-    async close() {
-      await b.close().catch(() => {});
-      await cleanup();
-    },
-  };
+  return handle;
 }
 
 // ---- page helpers that behave the same in both browsers ----
