@@ -16,7 +16,7 @@
 // started with (Firefox reads host manifests only there or system-wide).
 
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -28,6 +28,7 @@ export const BROWSERS = ['chromium', 'firefox'];
 export const firefoxPath = process.env.FIREFOX || '/usr/bin/firefox-esr';
 /** The add-on id of the Firefox build (`browser_specific_settings.gecko.id`). */
 export const FIREFOX_ADDON_ID = 'cardpay@cardpay.example';
+
 
 /** Browsers to run (`CARDPAY_BROWSERS=chromium,firefox`, default both). */
 export function browsersToRun() {
@@ -49,11 +50,8 @@ export async function installFirefoxHost({ bridgeBin, home, origins = [], extraA
   });
   const manifest = path.join(home, '.mozilla', 'native-messaging-hosts', `${HOST_NAME}.json`);
   const m = JSON.parse(await readFile(manifest, 'utf8'));
-  if (!(m.allowed_extensions || []).includes(FIREFOX_ADDON_ID)) {
-    // A bridge built before its default Firefox id became cardpay@cardpay.example
-    // allows another id: allow ours (the manifest is otherwise the bridge's own).
-    m.allowed_extensions = [FIREFOX_ADDON_ID];
-    await writeFile(manifest, JSON.stringify(m, null, 2) + '\n');
+  if (JSON.stringify(m.allowed_extensions) !== JSON.stringify([FIREFOX_ADDON_ID])) {
+    throw new Error(`bridge install --browser firefox allowed ${JSON.stringify(m.allowed_extensions)}, not the add-on ${FIREFOX_ADDON_ID}`);
   }
   return manifest;
 }
