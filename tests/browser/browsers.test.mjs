@@ -84,20 +84,8 @@ async function newPage(br, { record = false } = {}) {
 }
 
 /** The card's money balance over PC/SC, asked from a payment-origin page. */
-async function balance(br) {
-  const page = await br.newPage();
-  try {
-    await page.goto(pay.url('/install.html'));
-    const c = await h.cardpayRequest(page, { type: 'connect', reader: stack.reader });
-    assert.ok(c.result, `connect: ${JSON.stringify(c)}`);
-    assert.match(await h.transmit(page, c.result.handle, h.SELECT_CARDPAY), /9000$/);
-    const bal = await h.transmit(page, c.result.handle, h.GET_BALANCE_MONEY);
-    await h.cardpayRequest(page, { type: 'disconnect', handle: c.result.handle });
-    assert.match(bal, /^[0-9A-F]{8}9000$/);
-    return parseInt(bal.slice(0, 8), 16);
-  } finally {
-    await page.close();
-  }
+function balance(br) {
+  return h.readCardBalance(br.newPage, pay.url('/install.html'), stack.reader);
 }
 
 /** Demo store: put `n` × the product named `name` in the cart, then "Pay with Cardpay". */

@@ -302,6 +302,28 @@ export async function transmit(frame, handle, apdu) {
   return r.result.rapdu;
 }
 
+/**
+ * The card's money balance over PC/SC through the extension and the bridge, read
+ * from a new page at `url` (a payment-origin page) made by `newPage()` (Playwright's
+ * `context.newPage` or puppeteer's `browser.newPage`: both work).
+ */
+export async function readCardBalance(newPage, url, reader) {
+  const page = await newPage();
+  try {
+    await page.goto(url);
+    const c = await cardpayRequest(page, { type: 'connect', reader });
+    if (!c.result) throw new Error(`connect: ${JSON.stringify(c)}`);
+    const sel = await transmit(page, c.result.handle, SELECT_CARDPAY);
+    if (!sel.endsWith('9000')) throw new Error(`SELECT ${sel}`);
+    const bal = await transmit(page, c.result.handle, GET_BALANCE_MONEY);
+    await cardpayRequest(page, { type: 'disconnect', handle: c.result.handle });
+    if (!/^[0-9A-F]{8}9000$/.test(bal)) throw new Error(`GET BALANCE ${bal}`);
+    return parseInt(bal.slice(0, 8), 16);
+  } finally {
+    await page.close();
+  }
+}
+
 /** SELECT of the Cardpay AID, as hex. */
 export const SELECT_CARDPAY = '00A4040008F04341524450415900';
 export const GET_BALANCE_MONEY = '805C000004';
