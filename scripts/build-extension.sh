@@ -11,8 +11,9 @@
 #
 # What it writes: the extension files, a manifest whose content script matches exactly
 # the given origins, and config.js with the same origins for the background script's
-# runtime check. Match patterns cannot always pin an origin: Chromium pins the port,
-# Firefox ignores it (http://127.0.0.1/* covers every port). The background script
+# runtime check. Match patterns cannot always pin an origin: Chromium pins the port;
+# Firefox cannot (http://127.0.0.1/* covers every port, and a pattern with a port
+# matches nothing), so its build names the host only. The background script
 # therefore admits a frame only if the origin the browser reports for it is one of
 # the list; any other frame the script lands in hears nothing (docs/bridge.md).
 #
@@ -75,8 +76,8 @@ for (const o of origins) {
 }
 
 // Chromium pins the port (the effective one, also when it is the scheme's default);
-// Firefox ignores ports in match patterns, so its pattern names the host only and the
-// runtime check on the sender's origin pins the port.
+// a Firefox pattern with a port matches nothing, so there the pattern names the host
+// only and the runtime check on the sender's origin pins the port.
 function matchPattern(o) {
   const u = new URL(o);
   if (browser === 'firefox') return `${u.protocol}//${u.hostname}/*`;
