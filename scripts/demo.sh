@@ -130,6 +130,15 @@ cat <<TXT
   (or, in your own Chromium: load $ROOT/extension unpacked via chrome://extensions,
    then run: $BIN/bridge install --origin $PAY)
 
+  Or in Firefox (firefox-esr): register the bridge for Firefox and build the add-on once,
+
+    $BIN/bridge install --browser firefox --origin $PAY
+    $ROOT/scripts/build-extension.sh --browser firefox --origin $PAY --out $DIR/extension-firefox
+
+  then start Firefox, open about:debugging#/runtime/this-firefox, choose
+  "Load Temporary Add-on…", pick $DIR/extension-firefox/manifest.json
+  (it stays until Firefox closes) and open $SHOP/
+
   Store:            $SHOP/          (add goods over 20.00 EUR to see the PIN keypad)
   Payment server:   $PAY/           (widget: $PAY/widget.html, loader: $PAY/checkout.js)
   Card:             Virtual PCD 00 00, 100.00 EUR, PIN 1234 (TEST card)

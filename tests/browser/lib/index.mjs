@@ -1,4 +1,6 @@
-// Reusable headless-Chromium harness for Cardpay browser tests.
+// Reusable browser harness for Cardpay tests: headless Chromium through
+// playwright-core (launchBrowser), and Chromium or Firefox through puppeteer-core
+// (openBrowser, ./browsers.mjs: the same test body for both browsers).
 //
 //   import * as h from './lib/index.mjs';
 //   const bins  = await h.buildRust();                       // bridge + teststack
@@ -11,7 +13,9 @@
 //
 // Everything is torn down by the returned close()/stop() functions; the
 // browser profile is a throw-away temp dir with the native host manifest
-// installed by `bridge install --profile`.
+// installed by `bridge install --profile`. The extension is built for the
+// payment origins by scripts/build-extension.sh (as shipped: its content script
+// matches only those origins and it admits only frames of those origins).
 
 import { spawn, execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -29,7 +33,9 @@ export const HOST_NAME = 'com.cardpay.bridge';
 /** The extension's fixed ID (from the `key` in extension/manifest.json). */
 export const EXTENSION_ID = 'balkbpnchocdfjmodhmppaobcgfpdlih';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The extension's sources (a development build for the demo's http://127.0.0.1:8440). */
 export const extensionDir = path.join(repoRoot, 'extension');
+export const buildExtensionScript = path.join(repoRoot, 'scripts', 'build-extension.sh');
 export const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 /** Extension ID from a base64 DER public key (Chrome's rule: sha256, first 32 hex, 0-f → a-p). */
@@ -42,6 +48,18 @@ export function extensionIdFromKey(b64) {
 export async function extensionIdOf(dir = extensionDir) {
   const m = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8'));
   return extensionIdFromKey(m.key);
+}
+
+/**
+ * `scripts/build-extension.sh --browser B --origin O… --out DIR`: the extension as
+ * shipped, for `origins` only. `out` defaults to a new temp dir. Returns the folder.
+ */
+export async function buildExtension({ browser = 'chromium', origins, out } = {}) {
+  if (!origins || origins.length === 0) throw new Error('buildExtension needs the payment origins');
+  out ||= await mkdtemp(path.join(tmpdir(), `cardpay-ext-${browser}-`));
+  const args = ['--browser', browser, ...origins.flatMap((o) => ['--origin', o]), '--out', out];
+  await execFileP(buildExtensionScript, args);
+  return out;
 }
 
 export function targetDir() {
@@ -174,18 +192,21 @@ export async function runBridge(bridgeBin, args) {
 }
 
 /**
- * Launch Debian's chromium headless with the unpacked extension and a fresh
+ * Launch Debian's chromium headless with the extension built for
+ * `extensionOrigins` (default `origins`; or the folder `extension`) and a fresh
  * profile where the bridge is installed for `origins` (`installArgs` go to
  * `bridge install`, e.g. ['--apdu-burst', '100000'] for benchmarks or
  * ['--verify-burst', '100', '--verify-refill-secs', '1'] for many PIN entries).
  * Returns { context, userDataDir, extensionId, serviceWorker(), close() }.
  */
 export async function launchBrowser({
-  bins, bridgeBin = bins && bins.bridge, origins = [], extension = extensionDir,
+  bins, bridgeBin = bins && bins.bridge, origins = [], extensionOrigins = origins, extension,
   headless = true, env = {}, install = true, installArgs = [],
 } = {}) {
   const { chromium } = await import('playwright-core');
   const userDataDir = await mkdtemp(path.join(tmpdir(), 'cardpay-chromium-'));
+  let builtExtension = null;
+  if (!extension) extension = builtExtension = await buildExtension({ browser: 'chromium', origins: extensionOrigins });
   if (install) {
     if (!bridgeBin) throw new Error('launchBrowser needs bins or bridgeBin to install the host');
     await installHost({ bridgeBin, userDataDir, origins, extraArgs: installArgs });
@@ -214,9 +235,11 @@ export async function launchBrowser({
     extensionId,
     serviceWorker,
     bridgeLog: () => readFile(path.join(userDataDir, 'bridge.log'), 'utf8').catch(() => ''),
+    extensionDir: extension,
     async close() {
       await context.close().catch(() => {});
       await rm(userDataDir, { recursive: true, force: true });
+      if (builtExtension) await rm(builtExtension, { recursive: true, force: true });
     },
   };
 }
@@ -279,6 +302,28 @@ export async function transmit(frame, handle, apdu) {
   return r.result.rapdu;
 }
 
+/**
+ * The card's money balance over PC/SC through the extension and the bridge, read
+ * from a new page at `url` (a payment-origin page) made by `newPage()` (Playwright's
+ * `context.newPage` or puppeteer's `browser.newPage`: both work).
+ */
+export async function readCardBalance(newPage, url, reader) {
+  const page = await newPage();
+  try {
+    await page.goto(url);
+    const c = await cardpayRequest(page, { type: 'connect', reader });
+    if (!c.result) throw new Error(`connect: ${JSON.stringify(c)}`);
+    const sel = await transmit(page, c.result.handle, SELECT_CARDPAY);
+    if (!sel.endsWith('9000')) throw new Error(`SELECT ${sel}`);
+    const bal = await transmit(page, c.result.handle, GET_BALANCE_MONEY);
+    await cardpayRequest(page, { type: 'disconnect', handle: c.result.handle });
+    if (!/^[0-9A-F]{8}9000$/.test(bal)) throw new Error(`GET BALANCE ${bal}`);
+    return parseInt(bal.slice(0, 8), 16);
+  } finally {
+    await page.close();
+  }
+}
+
 /** SELECT of the Cardpay AID, as hex. */
 export const SELECT_CARDPAY = '00A4040008F04341524450415900';
 export const GET_BALANCE_MONEY = '805C000004';
@@ -287,3 +332,5 @@ export function percentile(values, q) {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.round((s.length - 1) * q)];
 }
+
+export * from './browsers.mjs';
