@@ -12,7 +12,6 @@ use purse::webhook::{self, HEADER_EVENT_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
 use crate::error::PaymentError;
 use crate::purchase::PaymentService;
-use crate::store::outbox;
 
 /// How long a leased event is ours before another deliverer may take it.
 const LEASE_SECS: u64 = 60;
@@ -54,7 +53,7 @@ pub async fn deliver_due(
     let now = service.now();
     let due = service
         .store()
-        .write(move |c| outbox::lease_due(c, now, LEASE_SECS, BATCH))
+        .lease_webhooks(now, LEASE_SECS, BATCH)
         .await?;
     let mut delivered = 0;
     for d in due {
@@ -90,20 +89,14 @@ pub async fn deliver_due(
         let id = d.id;
         match outcome {
             Ok(()) => {
-                service
-                    .store()
-                    .write(move |c| outbox::mark_delivered(c, id, now))
-                    .await?;
+                service.store().webhook_delivered(id, now).await?;
                 delivered += 1;
                 tracing::debug!(event = %d.event_id, merchant = %d.merchant_id, "webhook delivered");
             }
             Err(e) => {
                 let next = now + backoff(d.attempts, cfg.max_backoff_secs);
                 tracing::warn!(event = %d.event_id, merchant = %d.merchant_id, attempts = d.attempts + 1, error = %e, retry_at = next, "webhook not acknowledged");
-                service
-                    .store()
-                    .write(move |c| outbox::reschedule(c, id, next, &e))
-                    .await?;
+                service.store().webhook_failed(id, next, e).await?;
             }
         }
     }

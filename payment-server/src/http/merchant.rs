@@ -22,7 +22,7 @@ pub(super) async fn transaction(
     Query(q): Query<MerchantQuery>,
     a: ApiCaller,
 ) -> Result<Response, PaymentError> {
-    Ok(Json(st.service.transaction(a.caller, q.merchant, id)?).into_response())
+    Ok(Json(st.service.transaction(a.caller, q.merchant, id).await?).into_response())
 }
 
 pub(super) async fn confirm(
@@ -42,14 +42,14 @@ pub(super) async fn recovery(
     State(st): State<AppState>,
     a: ApiCaller,
 ) -> Result<Response, PaymentError> {
-    Ok(Json(st.service.recovery(a.caller)?).into_response())
+    Ok(Json(st.service.recovery(a.caller).await?).into_response())
 }
 
 pub(super) async fn suspicious_list(
     State(st): State<AppState>,
     a: ApiCaller,
 ) -> Result<Response, PaymentError> {
-    Ok(Json(st.service.suspicious_reports(a.caller)?).into_response())
+    Ok(Json(st.service.suspicious_reports(a.caller).await?).into_response())
 }
 
 pub(super) async fn resolve(

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::results::seal_results;
 use super::{malformed, sealed_error, Caller, PaymentService};
 use crate::error::PaymentError;
-use crate::store::txn::{self, Transition, TxnRow};
+use crate::store::{Transition, TxnRow};
 
 impl PaymentService {
     /// `POST /v1/purchases/complete`.
@@ -44,7 +44,8 @@ impl PaymentService {
         let fingerprint = Sha256::digest(msg.response.as_slice()).to_vec();
         let row = self
             .store
-            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?
+            .get_txn(&s.merchant_id, &s.txn_id)
+            .await?
             .ok_or(PaymentError::UnknownTxn)?;
         if let Some(stored) = stored_complete(&row, &fingerprint)? {
             return Ok(stored);
@@ -99,7 +100,8 @@ impl PaymentService {
         // The row changed under us (a concurrent retry or confirm): decide again.
         let row = self
             .store
-            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?
+            .get_txn(&s.merchant_id, &s.txn_id)
+            .await?
             .ok_or(PaymentError::UnknownTxn)?;
         match stored_complete(&row, &fingerprint)? {
             Some(stored) => Ok(stored),
@@ -122,7 +124,8 @@ impl PaymentService {
         };
         let row = self
             .store
-            .read(|c| txn::get(c, &merchant_id, &txn_id))?
+            .get_txn(&merchant_id, &txn_id)
+            .await?
             .ok_or(PaymentError::UnknownTxn)?;
         let now = self.now();
         let changes = match row.state {
@@ -152,13 +155,13 @@ impl PaymentService {
         };
         if !changes.is_empty() && !self.apply(changes).await?[0] {
             // Changed concurrently: the view tells the merchant where it stands.
-            let v = self.store.read(|c| txn::view(c, &merchant_id, &txn_id))?;
+            let v = self.store.view(&merchant_id, &txn_id).await?;
             if !v.state.is_captured() {
                 return Err(PaymentError::WrongState);
             }
             return Ok(v);
         }
-        self.store.read(|c| txn::view(c, &merchant_id, &txn_id))
+        self.store.view(&merchant_id, &txn_id).await
     }
 }
 

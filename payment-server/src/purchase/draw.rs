@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::recover::{decode_log, CardLog};
 use super::{malformed, random12, sealed_error, sm_error, PaymentService};
 use crate::error::PaymentError;
-use crate::store::txn::{self, InsertConflict, TxnRow};
+use crate::store::{InsertConflict, TxnRow};
 
 impl PaymentService {
     /// `POST /v1/purchases/draw`.
@@ -62,10 +62,7 @@ impl PaymentService {
         let log = decode_log(&dr.log)?;
         // The same draw again (a retry) gets the stored answer.
         let draw_hash = Sha256::digest(serde_json::to_vec(&dr).map_err(malformed)?).to_vec();
-        if let Some(row) = self
-            .store
-            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?
-        {
+        if let Some(row) = self.store.get_txn(&s.merchant_id, &s.txn_id).await? {
             return stored_draw(&row, &draw_hash);
         }
         // The card's log settles what this server still waits for on this card
@@ -81,7 +78,8 @@ impl PaymentService {
         if !s.order_ref.is_empty() {
             let attempts = self
                 .store
-                .read(|c| txn::order_attempts(c, &s.merchant_id, &s.order_ref))?;
+                .order_attempts(&s.merchant_id, &s.order_ref)
+                .await?;
             if attempts.iter().any(|(_, st)| st.is_captured()) {
                 return Err(PaymentError::OrderPaid);
             }
@@ -175,23 +173,18 @@ impl PaymentService {
             confirmed_at: None,
             updated_at: now,
         };
-        let (merchant, txn_id) = (s.merchant_id.clone(), s.txn_id.clone());
-        let outcome = self
-            .store
-            .write(move |c| {
-                Ok(match txn::insert_drawn(c, &row)? {
-                    Ok(()) => Ok(resp),
-                    // A concurrent retry of the same draw won the race.
-                    Err(InsertConflict::TxnId) => match txn::get(c, &merchant, &txn_id)? {
-                        Some(stored) => stored_draw(&stored, &draw_hash),
-                        None => Err(PaymentError::Replay),
-                    },
-                    Err(InsertConflict::CardAtc) => Err(PaymentError::Replay),
-                    Err(InsertConflict::OpenOrder) => Err(PaymentError::OrderInFlight),
-                })
-            })
-            .await?;
-        outcome
+        match self.store.insert_drawn(row).await? {
+            Ok(()) => Ok(resp),
+            // A concurrent retry of the same draw won the race.
+            Err(InsertConflict::TxnId) => {
+                match self.store.get_txn(&s.merchant_id, &s.txn_id).await? {
+                    Some(stored) => stored_draw(&stored, &draw_hash),
+                    None => Err(PaymentError::Replay),
+                }
+            }
+            Err(InsertConflict::CardAtc) => Err(PaymentError::Replay),
+            Err(InsertConflict::OpenOrder) => Err(PaymentError::OrderInFlight),
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 
 use crate::config::{Config, MerchantEntry};
 use crate::error::PaymentError;
-use crate::store::{txn, txn::TxnRow, Store};
+use crate::store::{Store, Transition, TxnRow};
 
 /// Wall clock in Unix seconds (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -208,10 +208,7 @@ impl PaymentService {
             }
         }
         let terminal = self.sm.terminal().to_string();
-        let first = self
-            .store
-            .write(move |c| txn::reserve_seq(c, &terminal, SEQ_BLOCK))
-            .await?;
+        let first = self.store.reserve_seq(terminal, SEQ_BLOCK).await?;
         let mut s = self.seq.lock().expect("seq lock");
         if s.0 >= s.1 {
             *s = (first, first + SEQ_BLOCK);
@@ -259,15 +256,9 @@ impl PaymentService {
     }
 
     /// Apply state changes in one database transaction; returns which applied.
-    pub(crate) async fn apply(
-        &self,
-        changes: Vec<txn::Transition>,
-    ) -> Result<Vec<bool>, PaymentError> {
+    pub(crate) async fn apply(&self, changes: Vec<Transition>) -> Result<Vec<bool>, PaymentError> {
         let any_webhook = changes.iter().any(|t| t.webhook.is_some());
-        let applied = self
-            .store
-            .write(move |c| changes.iter().map(|t| t.apply(c)).collect())
-            .await?;
+        let applied = self.store.apply(changes).await?;
         if any_webhook {
             self.webhooks.notify_one();
         }
@@ -275,7 +266,7 @@ impl PaymentService {
     }
 
     /// `GET /v1/transactions/{id}` (a merchant sees its own; the operator needs `merchant`).
-    pub fn transaction(
+    pub async fn transaction(
         &self,
         caller: Caller,
         merchant: Option<String>,
@@ -286,42 +277,38 @@ impl PaymentService {
             Caller::Operator => merchant
                 .ok_or_else(|| PaymentError::Malformed("operator must name ?merchant=".into()))?,
         };
-        self.store.read(|c| txn::view(c, &merchant_id, &txn_id))
+        self.store.view(&merchant_id, &txn_id).await
     }
 
     /// `GET /v1/recovery`: drawn and silent past the grace period, or unknown.
-    pub fn recovery(&self, caller: Caller) -> Result<RecoveryList, PaymentError> {
+    pub async fn recovery(&self, caller: Caller) -> Result<RecoveryList, PaymentError> {
         let cutoff = self.now().saturating_sub(self.recovery_grace_secs);
         let only = match caller {
             Caller::Merchant(m) => Some(m),
             Caller::Operator => None,
         };
-        let transactions = self
-            .store
-            .read(|c| txn::recovery_list(c, cutoff, only.as_deref()))?;
+        let transactions = self.store.recovery_list(cutoff, only.as_deref()).await?;
         Ok(RecoveryList { transactions })
     }
 
     /// `GET /v1/suspicious`: the shopper reports of a merchant (all of them for
     /// the operator), newest first, including those of sessions never drawn.
-    pub fn suspicious_reports(&self, caller: Caller) -> Result<SuspiciousList, PaymentError> {
+    pub async fn suspicious_reports(&self, caller: Caller) -> Result<SuspiciousList, PaymentError> {
         let only = match caller {
             Caller::Merchant(m) => Some(m),
             Caller::Operator => None,
         };
-        let reports = self
-            .store
-            .read(|c| txn::suspicious_list(c, only.as_deref()))?;
+        let reports = self.store.suspicious_list(only.as_deref()).await?;
         Ok(SuspiciousList { reports })
     }
 
     /// Sum of captured amounts (debited, confirmed, settled) of a merchant.
-    pub fn captured_total(&self, merchant_id: &str) -> Result<u64, PaymentError> {
-        self.store.read(|c| txn::captured_total(c, merchant_id))
+    pub async fn captured_total(&self, merchant_id: &str) -> Result<u64, PaymentError> {
+        self.store.captured_total(merchant_id).await
     }
 
     /// A round trip through the writer: it and the database are alive.
     pub async fn health(&self) -> Result<(), PaymentError> {
-        self.store.write(|_| Ok(())).await
+        self.store.health().await
     }
 }

@@ -33,7 +33,7 @@ use tracing::Instrument;
 use super::results::seal_results;
 use super::{sealed_error, Caller, PaymentService};
 use crate::error::PaymentError;
-use crate::store::txn::{self, Transition, TxnRow};
+use crate::store::{Transition, TxnRow};
 
 /// The card's log as a client presented it.
 #[derive(Debug, Clone, Default)]
@@ -90,7 +90,7 @@ impl PaymentService {
         card: &CardId,
         log: &CardLog,
     ) -> Result<(), PaymentError> {
-        let rows = self.store.read(|c| txn::card_undecided(c, card))?;
+        let rows = self.store.card_undecided(card).await?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -172,7 +172,8 @@ impl PaymentService {
         let records = decode_log(&req.log)?;
         let row = self
             .store
-            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?
+            .get_txn(&s.merchant_id, &s.txn_id)
+            .await?
             .ok_or(PaymentError::UnknownTxn)?;
         self.settle_card(
             &row.card_id,
@@ -184,7 +185,8 @@ impl PaymentService {
         .await?;
         let row = self
             .store
-            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?
+            .get_txn(&s.merchant_id, &s.txn_id)
+            .await?
             .ok_or(PaymentError::UnknownTxn)?;
         let (status, purchase) = match row.state {
             st if st.is_captured() => (RecoverStatus::Debited, Some(PurchaseStatus::Debited)),
@@ -221,7 +223,8 @@ impl PaymentService {
         let records = decode_log(&req.log)?;
         let row = self
             .store
-            .read(|c| txn::get(c, &merchant_id, &txn_id))?
+            .get_txn(&merchant_id, &txn_id)
+            .await?
             .ok_or(PaymentError::UnknownTxn)?;
         self.settle_card(
             &row.card_id,
@@ -231,7 +234,7 @@ impl PaymentService {
             },
         )
         .await?;
-        self.store.read(|c| txn::view(c, &merchant_id, &txn_id))
+        self.store.view(&merchant_id, &txn_id).await
     }
 
     /// Move `drawn` transactions past their session expiry plus the grace
@@ -239,10 +242,7 @@ impl PaymentService {
     pub async fn sweep(&self) -> Result<usize, PaymentError> {
         let now = self.now();
         let grace = self.recovery_grace_secs;
-        let n = self
-            .store
-            .write(move |c| txn::sweep_expired(c, now, grace))
-            .await?;
+        let n = self.store.sweep_expired(now, grace).await?;
         if n > 0 {
             tracing::info!(moved = n, "drawn transactions past expiry are now unknown");
         }

@@ -8,7 +8,7 @@ use purse::session::Session;
 use purse::wire::Sealed;
 
 use super::{random12, SessionKeys};
-use crate::store::txn::TxnRow;
+use crate::store::TxnRow;
 
 /// Both results of a decided purchase.
 pub(crate) fn seal_results(

@@ -8,7 +8,7 @@ use purse::wire::Sealed;
 
 use super::{sealed_error, PaymentService};
 use crate::error::PaymentError;
-use crate::store::{outbox, txn};
+use crate::store::outbox;
 
 impl PaymentService {
     pub async fn suspicious(&self, env: SuspiciousEnvelope) -> Result<SuspiciousAck, PaymentError> {
@@ -20,9 +20,7 @@ impl PaymentService {
         let origin: String = rep.page_origin.chars().take(200).collect();
         let now = self.now();
         tracing::warn!(txn = %s.txn_id, merchant = %s.merchant_id, "shopper reported a suspicious purchase");
-        let row = self
-            .store
-            .read(|c| txn::get(c, &s.merchant_id, &s.txn_id))?;
+        let row = self.store.get_txn(&s.merchant_id, &s.txn_id).await?;
         let webhook = self
             .merchant(&s.merchant_id)?
             .webhook_url
@@ -49,13 +47,7 @@ impl PaymentService {
         let queued = webhook.is_some();
         let txn_id = s.txn_id.clone();
         self.store
-            .write(move |c| {
-                txn::insert_suspicious(c, &s.merchant_id, &s.txn_id, &origin, &reason, now)?;
-                if let Some(ev) = &webhook {
-                    outbox::enqueue(c, ev, now)?;
-                }
-                Ok(())
-            })
+            .record_suspicious(s.merchant_id, s.txn_id, origin, reason, now, webhook)
             .await?;
         if queued {
             self.webhooks.notify_one();

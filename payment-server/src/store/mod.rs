@@ -19,7 +19,13 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
+use purse::types::CardId;
+use purse::webhook::WebhookEvent;
+
 use crate::error::PaymentError;
+pub use outbox::Due;
+pub use txn::{InsertConflict, Transition, TxnRow};
 pub use writer::Writer;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
@@ -148,7 +154,7 @@ impl Store {
 
     /// Run `f` on the writer connection inside its own savepoint; an `Err`
     /// rolls back only this job. Resolves after the group's commit.
-    pub async fn write<R, F>(&self, f: F) -> Result<R, PaymentError>
+    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, PaymentError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, PaymentError> + Send + 'static,
@@ -157,11 +163,135 @@ impl Store {
     }
 
     /// Run a read-only query.
-    pub fn read<R>(
+    pub(crate) fn read<R>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, PaymentError>,
     ) -> Result<R, PaymentError> {
         self.readers.with(f)
+    }
+}
+
+/// The store's operations: everything the service asks of a database. A
+/// second backend (PostgreSQL) implements exactly these.
+impl Store {
+    pub async fn get_txn(
+        &self,
+        merchant_id: &str,
+        txn_id: &str,
+    ) -> Result<Option<TxnRow>, PaymentError> {
+        self.read(|c| txn::get(c, merchant_id, txn_id))
+    }
+
+    /// A card's transactions its log can still decide (drawn, unknown, failed).
+    pub async fn card_undecided(&self, card: &CardId) -> Result<Vec<TxnRow>, PaymentError> {
+        self.read(|c| txn::card_undecided(c, card))
+    }
+
+    /// The attempts at one order and their states.
+    pub async fn order_attempts(
+        &self,
+        merchant_id: &str,
+        order_ref: &str,
+    ) -> Result<Vec<(String, TxnState)>, PaymentError> {
+        self.read(|c| txn::order_attempts(c, merchant_id, order_ref))
+    }
+
+    /// Insert a drawn transaction; a unique constraint says why not.
+    pub async fn insert_drawn(
+        &self,
+        row: TxnRow,
+    ) -> Result<Result<(), InsertConflict>, PaymentError> {
+        self.write(move |c| txn::insert_drawn(c, &row)).await
+    }
+
+    /// Apply state changes in one database transaction; which applied.
+    pub async fn apply(&self, changes: Vec<Transition>) -> Result<Vec<bool>, PaymentError> {
+        self.write(move |c| changes.iter().map(|t| t.apply(c)).collect())
+            .await
+    }
+
+    /// `drawn` past expiry + grace → `unknown`; how many.
+    pub async fn sweep_expired(&self, now: u64, grace: u64) -> Result<usize, PaymentError> {
+        self.write(move |c| txn::sweep_expired(c, now, grace)).await
+    }
+
+    pub async fn view(&self, merchant_id: &str, txn_id: &str) -> Result<TxnView, PaymentError> {
+        self.read(|c| txn::view(c, merchant_id, txn_id))
+    }
+
+    pub async fn recovery_list(
+        &self,
+        cutoff: u64,
+        merchant: Option<&str>,
+    ) -> Result<Vec<RecoveryItem>, PaymentError> {
+        self.read(|c| txn::recovery_list(c, cutoff, merchant))
+    }
+
+    /// Keep a shopper's report, and queue its webhook in the same transaction.
+    pub async fn record_suspicious(
+        &self,
+        merchant_id: String,
+        txn_id: String,
+        page_origin: String,
+        reason: String,
+        at: u64,
+        webhook: Option<WebhookEvent>,
+    ) -> Result<(), PaymentError> {
+        self.write(move |c| {
+            txn::insert_suspicious(c, &merchant_id, &txn_id, &page_origin, &reason, at)?;
+            if let Some(ev) = &webhook {
+                outbox::enqueue(c, ev, at)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn suspicious_list(
+        &self,
+        merchant: Option<&str>,
+    ) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
+        self.read(|c| txn::suspicious_list(c, merchant))
+    }
+
+    pub async fn captured_total(&self, merchant_id: &str) -> Result<u64, PaymentError> {
+        self.read(|c| txn::captured_total(c, merchant_id))
+    }
+
+    /// Reserve `n` security module sequence numbers; the first.
+    pub async fn reserve_seq(&self, terminal: String, n: u32) -> Result<u32, PaymentError> {
+        self.write(move |c| txn::reserve_seq(c, &terminal, n)).await
+    }
+
+    /// Lease due webhooks for delivery.
+    pub async fn lease_webhooks(
+        &self,
+        now: u64,
+        lease_secs: u64,
+        limit: u32,
+    ) -> Result<Vec<Due>, PaymentError> {
+        self.write(move |c| outbox::lease_due(c, now, lease_secs, limit))
+            .await
+    }
+
+    pub async fn webhook_delivered(&self, id: i64, now: u64) -> Result<(), PaymentError> {
+        self.write(move |c| outbox::mark_delivered(c, id, now))
+            .await
+    }
+
+    pub async fn webhook_failed(
+        &self,
+        id: i64,
+        next_at: u64,
+        error: String,
+    ) -> Result<(), PaymentError> {
+        self.write(move |c| outbox::reschedule(c, id, next_at, &error))
+            .await
+    }
+
+    /// A round trip through the writer: it and the database are alive.
+    pub async fn health(&self) -> Result<(), PaymentError> {
+        self.write(|_| Ok(())).await
     }
 }
 

@@ -128,7 +128,7 @@ fn main() -> anyhow::Result<()> {
         }
         let elapsed = started.elapsed();
         let n = completes.len();
-        let captured = service.captured_total("bench")?;
+        let captured = service.captured_total("bench").await?;
         println!(
             "purchases:            {n} (mode {}, {} clients, SQLite WAL synchronous=FULL, {})",
             mode.as_str(),
