@@ -75,6 +75,17 @@ pub enum VerifyMode {
 }
 
 impl VerifyMode {
+    pub const ALL: [VerifyMode; 4] = [
+        Self::SecurityModule,
+        Self::PaymentServer,
+        Self::Client,
+        Self::Merchant,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SecurityModule => "security_module",

@@ -73,7 +73,13 @@ fn digits_to_bcd<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 fn bcd_to_digits(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{:02X}", x)).collect()
+    // BCD nibbles are 0..=9 (checked at construction): one ASCII digit each.
+    let mut out = String::with_capacity(2 * b.len());
+    for x in b {
+        out.push(char::from(b'0' + (x >> 4)));
+        out.push(char::from(b'0' + (x & 0x0F)));
+    }
+    out
 }
 
 /// Card id: 16 decimal digits as 8 BCD bytes. `Display` masks all but the last

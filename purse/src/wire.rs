@@ -44,18 +44,26 @@ impl core::fmt::Debug for Hex {
     }
 }
 
+// Byte-slice hex (not `hex::encode`/`decode`, which go char by char): every
+// sealed field and log record passes through here on the hot path.
 impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(&self.0))
+        let mut out = vec![0u8; self.0.len() * 2];
+        hex::encode_to_slice(&self.0, &mut out).expect("output is twice the input");
+        s.serialize_str(core::str::from_utf8(&out).expect("hex digits are ASCII"))
     }
 }
 
 impl<'de> Deserialize<'de> for Hex {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        hex::decode(s.as_ref())
-            .map(Hex)
-            .map_err(|_| serde::de::Error::custom("expected a hex string"))
+        let bad = || serde::de::Error::custom("expected a hex string");
+        if s.len() % 2 != 0 {
+            return Err(bad());
+        }
+        let mut out = vec![0u8; s.len() / 2];
+        hex::decode_to_slice(s.as_bytes(), &mut out).map_err(|_| bad())?;
+        Ok(Hex(out))
     }
 }
 

@@ -10,7 +10,7 @@
 // TEST KEYS ONLY (docs/TEAM.md).
 
 import { spawn, execFile } from 'node:child_process';
-import { createHash, createHmac, createCipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createHash, createHmac, createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile, readFile, access } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -122,6 +122,7 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
       `name = "${m.name}"`,
       `key = "${m.key}"`,
       `origins = ${JSON.stringify(m.origins || [])}`,
+      `verify_modes = ${JSON.stringify(m.verifyModes || ['payment_server', 'security_module', 'client', 'merchant'])}`,
     ]),
   ].join('\n');
   const config = path.join(dir, 'payment-server.toml');
@@ -222,10 +223,10 @@ function u32be(n) {
 /** purse::session::Session::canonical_bytes */
 export function canonicalSession(s) {
   const fields = [
-    s.merchant_id, s.merchant_name, s.txn_id, String(s.amount), String(s.currency), String(s.exponent),
+    s.merchant_id, s.merchant_name, s.txn_id, s.order_ref ?? '', String(s.amount), String(s.currency), String(s.exponent),
     s.purse === 'points' ? '1' : '0', String(s.expires_at), s.verify_mode, s.result_url, s.origin, s.terminal,
   ];
-  const parts = [Buffer.from('cardpay/session/v1')];
+  const parts = [Buffer.from('cardpay/session/v2')];
   for (const f of fields) {
     const b = Buffer.from(f, 'utf8');
     parts.push(u32be(b.length), b);
@@ -233,13 +234,39 @@ export function canonicalSession(s) {
   return Buffer.concat(parts);
 }
 
+/** Open what {@link sealGcm} made; throws if it does not authenticate. */
+export function openGcm(key, aadStr, sealed) {
+  const d = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12));
+  d.setAAD(Buffer.from(aadStr));
+  d.setAuthTag(sealed.subarray(sealed.length - 16));
+  return Buffer.concat([d.update(sealed.subarray(12, sealed.length - 16)), d.final()]);
+}
+
+/** `K_wh = HKDF-SHA256(K_mp, salt "", info "cardpay/webhook" || merchant id)`. */
+export function webhookKey(kmpHex, merchantId) {
+  const info = Buffer.concat([Buffer.from('cardpay/webhook'), Buffer.from(merchantId)]);
+  return Buffer.from(hkdfSync('sha256', Buffer.from(kmpHex, 'hex'), Buffer.alloc(0), info, 32));
+}
+
+/** The `cardpay-signature` of a webhook delivery. */
+export function webhookSignature(kwh, timestamp, eventId, body) {
+  return 'v1=' + createHmac('sha256', kwh).update(`cardpay/webhook/v1\n${timestamp}\n${eventId}\n`).update(body).digest('hex');
+}
+
+/** The merchant API request signature (merchant-kit `auth::sign`). */
+export function merchantApiSignature(kmpHex, method, pathAndQuery, ts, body = '') {
+  const bodyHash = createHash('sha256').update(body).digest('hex');
+  const msg = `cardpay/merchant-api/v1\n${method}\n${pathAndQuery}\n${ts}\n${bodyHash}`;
+  return createHmac('sha256', Buffer.from(kmpHex, 'hex')).update(msg).digest('hex');
+}
+
 export function deriveDk(kmpHex, txnId, merchantId) {
   const info = Buffer.concat([Buffer.from('cardpay/dk'), Buffer.from(merchantId)]);
   return Buffer.from(hkdfSync('sha256', Buffer.from(kmpHex, 'hex'), Buffer.from(txnId), info, 32));
 }
 
-function sealGcm(key, aadStr, plain) {
-  const nonce = randomBytes(12);
+/** AES-256-GCM `nonce || ciphertext || tag` (docs/protocol.md "Sealing"). */
+export function sealGcm(key, aadStr, plain, nonce = randomBytes(12)) {
   const c = createCipheriv('aes-256-gcm', key, nonce);
   c.setAAD(Buffer.from(aadStr));
   const ct = Buffer.concat([c.update(plain), c.final()]);
@@ -252,6 +279,7 @@ export function buildSession(m, p) {
     merchant_id: m.id,
     merchant_name: m.name,
     txn_id: p.txnId,
+    order_ref: p.orderRef ?? '',
     amount: p.amount,
     currency: p.currency ?? 978,
     exponent: p.exponent ?? 2,
@@ -272,9 +300,7 @@ export function buildSession(m, p) {
 /** Signed merchant-API GET (merchant-kit `auth::sign`). */
 export async function merchantGet(pay, m, p) {
   const ts = Math.floor(Date.now() / 1000);
-  const bodyHash = createHash('sha256').update('').digest('hex');
-  const msg = `cardpay/merchant-api/v1\nGET\n${p}\n${ts}\n${bodyHash}`;
-  const sig = createHmac('sha256', Buffer.from(m.key, 'hex')).update(msg).digest('hex');
+  const sig = merchantApiSignature(m.key, 'GET', p, ts);
   const r = await fetch(pay.url(p), {
     headers: { 'x-cardpay-merchant': m.id, 'x-cardpay-timestamp': String(ts), 'x-cardpay-signature': sig },
   });

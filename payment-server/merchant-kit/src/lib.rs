@@ -53,7 +53,6 @@ pub struct Merchant {
     pub id: String,
     pub name: String,
     key: Key32,
-    webhook_key: Key32,
 }
 
 impl core::fmt::Debug for Merchant {
@@ -144,13 +143,10 @@ struct Claimed<'a> {
 
 impl Merchant {
     pub fn new(id: impl Into<String>, name: impl Into<String>, key: Key32) -> Self {
-        let id = id.into();
-        let webhook_key = webhook::webhook_key(&key, &id);
         Self {
-            id,
+            id: id.into(),
             name: name.into(),
             key,
-            webhook_key,
         }
     }
 
@@ -340,7 +336,8 @@ impl Merchant {
         body: &[u8],
         now: u64,
     ) -> Result<WebhookEvent, WebhookError> {
-        let ev = webhook::verify(&self.webhook_key, event_id, timestamp, signature, body, now)?;
+        let k_wh = webhook::webhook_key(&self.key, &self.id);
+        let ev = webhook::verify(&k_wh, event_id, timestamp, signature, body, now)?;
         if ev.merchant_id != self.id {
             return Err(WebhookError::Body("event for another merchant".into()));
         }

@@ -13,7 +13,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS transactions_open_order
 CREATE INDEX IF NOT EXISTS transactions_order ON transactions (merchant_id, order_ref);
 -- A card's transactions the card's log can still decide.
 CREATE INDEX IF NOT EXISTS transactions_card_undecided
-    ON transactions (card_id) WHERE state IN ('drawn', 'unknown', 'failed');
+    ON transactions (card_id, atc) WHERE state IN ('drawn', 'unknown', 'failed');
 CREATE INDEX IF NOT EXISTS transactions_drawn_expiry
     ON transactions (expires_at) WHERE state = 'drawn';
 

@@ -60,8 +60,8 @@ impl PaymentService {
             ));
         }
         let log = decode_log(&dr.log)?;
-        // The same draw again (a retry) gets the stored answer.
-        let draw_hash = Sha256::digest(serde_json::to_vec(&dr).map_err(malformed)?).to_vec();
+        // The same draw again (a retry sends the same sealed bytes) gets the stored answer.
+        let draw_hash = Sha256::digest(env.draw_request.as_slice()).to_vec();
         if let Some(row) = self.store.get_txn(&s.merchant_id, &s.txn_id).await? {
             return stored_draw(&row, &draw_hash);
         }

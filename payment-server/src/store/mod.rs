@@ -2,8 +2,8 @@
 //!
 //! Only SQL runs here: the security module's crypto, sealing and JSON happen
 //! on the request's task before or after. Writes go to one writer thread that
-//! commits queued jobs in groups ([`writer`]); reads use a small pool of
-//! read-only connections, so they never wait behind a commit.
+//! commits queued jobs in groups ([`writer`]); reads run on the same thread at
+//! once, outside the group's transaction (warm page cache, no fsync to wait for).
 //!
 //! - [`txn`]: the `transactions` table, rows mapped by column name;
 //! - [`outbox`]: webhooks waiting for delivery;
@@ -15,7 +15,6 @@ pub mod txn;
 pub mod writer;
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -39,9 +38,6 @@ const MIGRATIONS: [(&str, &str); 2] = [
         include_str!("../../migrations/sqlite/0002_recovery_webhooks.sql"),
     ),
 ];
-
-/// Read connections kept open.
-const READERS: usize = 4;
 
 pub fn open_connection(path: &Path) -> Result<Connection, PaymentError> {
     let conn = Connection::open(path)?;
@@ -81,51 +77,10 @@ fn migrate(conn: &Connection) -> Result<(), PaymentError> {
     Ok(())
 }
 
-/// Read-only connections for queries outside the writer.
-struct Readers {
-    pool: Vec<Mutex<Connection>>,
-}
-
-impl Readers {
-    fn open(path: &Path) -> Result<Self, PaymentError> {
-        let mut pool = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            let c = Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            c.busy_timeout(std::time::Duration::from_secs(5))?;
-            c.set_prepared_statement_cache_capacity(64);
-            pool.push(Mutex::new(c));
-        }
-        Ok(Self { pool })
-    }
-
-    /// Run a query on a free reader (or wait for the first one). Queries are
-    /// point lookups by index from the page cache: short enough to run on
-    /// the request's task.
-    fn with<R>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R, PaymentError>,
-    ) -> Result<R, PaymentError> {
-        for m in &self.pool {
-            if let Ok(c) = m.try_lock() {
-                return f(&c);
-            }
-        }
-        let c = self.pool[0]
-            .lock()
-            .map_err(|_| PaymentError::Internal("reader poisoned".into()))?;
-        f(&c)
-    }
-}
-
 /// Handle to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     writer: Writer,
-    readers: std::sync::Arc<Readers>,
 }
 
 impl core::fmt::Debug for Store {
@@ -145,10 +100,8 @@ impl Store {
             )));
         }
         migrate(&conn)?;
-        let readers = std::sync::Arc::new(Readers::open(path)?);
         Ok(Self {
             writer: Writer::start(conn)?,
-            readers,
         })
     }
 
@@ -162,12 +115,13 @@ impl Store {
         self.writer.run(f).await
     }
 
-    /// Run a read-only query.
-    pub(crate) fn read<R>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R, PaymentError>,
-    ) -> Result<R, PaymentError> {
-        self.readers.with(f)
+    /// Run a read-only query (committed data; no commit to wait for).
+    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, PaymentError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, PaymentError> + Send + 'static,
+    {
+        self.writer.read(f).await
     }
 }
 
@@ -179,12 +133,14 @@ impl Store {
         merchant_id: &str,
         txn_id: &str,
     ) -> Result<Option<TxnRow>, PaymentError> {
-        self.read(|c| txn::get(c, merchant_id, txn_id))
+        let (m, t) = (merchant_id.to_string(), txn_id.to_string());
+        self.read(move |c| txn::get(c, &m, &t)).await
     }
 
     /// A card's transactions its log can still decide (drawn, unknown, failed).
     pub async fn card_undecided(&self, card: &CardId) -> Result<Vec<TxnRow>, PaymentError> {
-        self.read(|c| txn::card_undecided(c, card))
+        let card = *card;
+        self.read(move |c| txn::card_undecided(c, &card)).await
     }
 
     /// The attempts at one order and their states.
@@ -193,7 +149,8 @@ impl Store {
         merchant_id: &str,
         order_ref: &str,
     ) -> Result<Vec<(String, TxnState)>, PaymentError> {
-        self.read(|c| txn::order_attempts(c, merchant_id, order_ref))
+        let (m, o) = (merchant_id.to_string(), order_ref.to_string());
+        self.read(move |c| txn::order_attempts(c, &m, &o)).await
     }
 
     /// Insert a drawn transaction; a unique constraint says why not.
@@ -216,7 +173,8 @@ impl Store {
     }
 
     pub async fn view(&self, merchant_id: &str, txn_id: &str) -> Result<TxnView, PaymentError> {
-        self.read(|c| txn::view(c, merchant_id, txn_id))
+        let (m, t) = (merchant_id.to_string(), txn_id.to_string());
+        self.read(move |c| txn::view(c, &m, &t)).await
     }
 
     pub async fn recovery_list(
@@ -224,7 +182,9 @@ impl Store {
         cutoff: u64,
         merchant: Option<&str>,
     ) -> Result<Vec<RecoveryItem>, PaymentError> {
-        self.read(|c| txn::recovery_list(c, cutoff, merchant))
+        let m = merchant.map(str::to_string);
+        self.read(move |c| txn::recovery_list(c, cutoff, m.as_deref()))
+            .await
     }
 
     /// Keep a shopper's report, and queue its webhook in the same transaction.
@@ -251,11 +211,14 @@ impl Store {
         &self,
         merchant: Option<&str>,
     ) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
-        self.read(|c| txn::suspicious_list(c, merchant))
+        let m = merchant.map(str::to_string);
+        self.read(move |c| txn::suspicious_list(c, m.as_deref()))
+            .await
     }
 
     pub async fn captured_total(&self, merchant_id: &str) -> Result<u64, PaymentError> {
-        self.read(|c| txn::captured_total(c, merchant_id))
+        let m = merchant_id.to_string();
+        self.read(move |c| txn::captured_total(c, &m)).await
     }
 
     /// Reserve `n` security module sequence numbers; the first.
@@ -351,6 +314,7 @@ mod tests {
                     c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))?,
                 ))
             })
+            .await
             .unwrap();
         assert_eq!(seq, 41, "data kept");
         assert_eq!(applied, MIGRATIONS.len() as i64);

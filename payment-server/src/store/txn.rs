@@ -63,58 +63,111 @@ fn bad(what: &str) -> rusqlite::Error {
     )
 }
 
-impl TxnRow {
-    const COLUMNS: &'static str = "merchant_id, txn_id, order_ref, state, verify_mode, amount, \
-        currency, exponent, purse, origin, card_id, card_expiry, key_version, atc, card_random, \
-        balance_before, balance_after, seq, date, time, expected_s3, draw_hash, draw_response, \
-        complete_hash, complete_response, card_s3, card_sw, resolution, expires_at, created_at, \
-        drawn_at, debited_at, confirmed_at, updated_at";
+/// The columns a [`TxnRow`] is read from, named once: the SELECT list is
+/// built from these names and each field is read at its name's position (no
+/// name lookup per row).
+macro_rules! txn_columns {
+    ($($name:ident),+ $(,)?) => {
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Clone, Copy)]
+        enum Col { $($name),+ }
+        const COLUMN_NAMES: &[&str] = &[$(stringify!($name)),+];
+    };
+}
 
+txn_columns!(
+    merchant_id,
+    txn_id,
+    order_ref,
+    state,
+    verify_mode,
+    amount,
+    currency,
+    exponent,
+    purse,
+    origin,
+    card_id,
+    card_expiry,
+    key_version,
+    atc,
+    card_random,
+    balance_before,
+    balance_after,
+    seq,
+    date,
+    time,
+    expected_s3,
+    draw_hash,
+    draw_response,
+    complete_hash,
+    complete_response,
+    card_s3,
+    card_sw,
+    resolution,
+    expires_at,
+    created_at,
+    drawn_at,
+    debited_at,
+    confirmed_at,
+    updated_at,
+);
+
+/// `SELECT <columns> FROM transactions WHERE <cond>`, built once per query.
+fn select(cell: &'static std::sync::OnceLock<String>, cond: &str) -> &'static str {
+    cell.get_or_init(|| {
+        format!(
+            "SELECT {} FROM transactions WHERE {cond}",
+            COLUMN_NAMES.join(", ")
+        )
+    })
+}
+
+impl TxnRow {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
-        let state: String = r.get("state")?;
-        let mode: String = r.get("verify_mode")?;
-        let card: String = r.get("card_id")?;
-        let expiry: String = r.get("card_expiry")?;
-        let random: Vec<u8> = r.get("card_random")?;
-        let expected: Vec<u8> = r.get("expected_s3")?;
-        let date: String = r.get("date")?;
-        let time: String = r.get("time")?;
+        let get = |c: Col| c as usize;
+        let state: String = r.get(get(Col::state))?;
+        let mode: String = r.get(get(Col::verify_mode))?;
+        let card: String = r.get(get(Col::card_id))?;
+        let expiry: String = r.get(get(Col::card_expiry))?;
+        let random: Vec<u8> = r.get(get(Col::card_random))?;
+        let expected: Vec<u8> = r.get(get(Col::expected_s3))?;
+        let date: String = r.get(get(Col::date))?;
+        let time: String = r.get(get(Col::time))?;
         Ok(Self {
-            merchant_id: r.get("merchant_id")?,
-            txn_id: r.get("txn_id")?,
-            order_ref: r.get("order_ref")?,
+            merchant_id: r.get(get(Col::merchant_id))?,
+            txn_id: r.get(get(Col::txn_id))?,
+            order_ref: r.get(get(Col::order_ref))?,
             state: TxnState::parse(&state).ok_or_else(|| bad("state"))?,
-            verify_mode: serde_json::from_value(serde_json::Value::String(mode))
-                .map_err(|_| bad("verify mode"))?,
-            amount: r.get("amount")?,
-            currency: r.get("currency")?,
-            exponent: r.get("exponent")?,
-            purse: PurseId::from_p2(r.get("purse")?).map_err(|_| bad("purse"))?,
-            origin: r.get("origin")?,
+            verify_mode: VerifyMode::parse(&mode).ok_or_else(|| bad("verify mode"))?,
+            amount: r.get(get(Col::amount))?,
+            currency: r.get(get(Col::currency))?,
+            exponent: r.get(get(Col::exponent))?,
+            purse: PurseId::from_p2(r.get(get(Col::purse))?).map_err(|_| bad("purse"))?,
+            origin: r.get(get(Col::origin))?,
             card_id: CardId::parse(&card).map_err(|_| bad("card"))?,
             card_expiry: Expiry::parse(&expiry).map_err(|_| bad("expiry"))?,
-            key_version: r.get("key_version")?,
-            atc: r.get("atc")?,
+            key_version: r.get(get(Col::key_version))?,
+            atc: r.get(get(Col::atc))?,
             card_random: random.try_into().map_err(|_| bad("random"))?,
-            balance_before: r.get("balance_before")?,
-            balance_after: r.get("balance_after")?,
-            seq: r.get("seq")?,
+            balance_before: r.get(get(Col::balance_before))?,
+            balance_after: r.get(get(Col::balance_after))?,
+            seq: r.get(get(Col::seq))?,
             date: BcdDate::parse(&date).map_err(|_| bad("date"))?,
             time: BcdTime::parse(&time).map_err(|_| bad("time"))?,
             expected_s3: expected.try_into().map_err(|_| bad("expected S3"))?,
-            draw_hash: r.get("draw_hash")?,
-            draw_response: r.get("draw_response")?,
-            complete_hash: r.get("complete_hash")?,
-            complete_response: r.get("complete_response")?,
-            card_s3: r.get("card_s3")?,
-            card_sw: r.get("card_sw")?,
-            resolution: r.get("resolution")?,
-            expires_at: r.get("expires_at")?,
-            created_at: r.get("created_at")?,
-            drawn_at: r.get("drawn_at")?,
-            debited_at: r.get("debited_at")?,
-            confirmed_at: r.get("confirmed_at")?,
-            updated_at: r.get("updated_at")?,
+            draw_hash: r.get(get(Col::draw_hash))?,
+            draw_response: r.get(get(Col::draw_response))?,
+            complete_hash: r.get(get(Col::complete_hash))?,
+            complete_response: r.get(get(Col::complete_response))?,
+            card_s3: r.get(get(Col::card_s3))?,
+            card_sw: r.get(get(Col::card_sw))?,
+            resolution: r.get(get(Col::resolution))?,
+            expires_at: r.get(get(Col::expires_at))?,
+            created_at: r.get(get(Col::created_at))?,
+            drawn_at: r.get(get(Col::drawn_at))?,
+            debited_at: r.get(get(Col::debited_at))?,
+            confirmed_at: r.get(get(Col::confirmed_at))?,
+            updated_at: r.get(get(Col::updated_at))?,
         })
     }
 
@@ -210,22 +263,21 @@ pub fn get(
     merchant_id: &str,
     txn_id: &str,
 ) -> Result<Option<TxnRow>, PaymentError> {
-    let sql = format!(
-        "SELECT {} FROM transactions WHERE merchant_id = ?1 AND txn_id = ?2",
-        TxnRow::COLUMNS
-    );
-    Ok(qrow(c, &sql, params![merchant_id, txn_id], TxnRow::from_row).optional()?)
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = select(&SQL, "merchant_id = ?1 AND txn_id = ?2");
+    Ok(qrow(c, sql, params![merchant_id, txn_id], TxnRow::from_row).optional()?)
 }
 
 /// A card's transactions its log can still decide: undecided ones, and
 /// failed ones (a later record proving a debit overrides a decision made
 /// from the log's silence).
 pub fn card_undecided(c: &Connection, card_id: &CardId) -> Result<Vec<TxnRow>, PaymentError> {
-    let sql = format!(
-        "SELECT {} FROM transactions WHERE card_id = ?1 AND state IN ('drawn', 'unknown', 'failed') ORDER BY atc",
-        TxnRow::COLUMNS
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = select(
+        &SQL,
+        "card_id = ?1 AND state IN ('drawn', 'unknown', 'failed') ORDER BY atc",
     );
-    let mut stmt = c.prepare_cached(&sql)?;
+    let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map(params![card_id.full()], TxnRow::from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -343,7 +395,8 @@ pub fn log_event(
 pub struct Transition {
     pub merchant_id: String,
     pub txn_id: String,
-    from: &'static [TxnState],
+    /// The compare-and-set UPDATE of this kind of change.
+    sql: &'static str,
     to: TxnState,
     /// Request fingerprint and stored answer of `complete` (idempotent replay).
     pub complete: Option<(Vec<u8>, String)>,
@@ -358,21 +411,35 @@ pub struct Transition {
     pub now: u64,
 }
 
-const UNDECIDED: &[TxnState] = &[TxnState::Drawn, TxnState::Unknown, TxnState::Failed];
-const OPEN: &[TxnState] = &[TxnState::Drawn, TxnState::Unknown];
+/// `UPDATE … SET state = ?4 …` of a transition: `$stamp` sets the moment,
+/// `$from` lists the states the change may leave.
+macro_rules! transition_sql {
+    ($stamp:literal, $from:literal) => {
+        concat!(
+            "UPDATE transactions SET state = ?4, updated_at = ?3",
+            $stamp,
+            ", complete_hash = COALESCE(?5, complete_hash),
+                complete_response = COALESCE(?6, complete_response),
+                card_s3 = COALESCE(?7, card_s3), card_sw = COALESCE(?8, card_sw),
+                resolution = COALESCE(?9, resolution)
+             WHERE merchant_id = ?1 AND txn_id = ?2 AND state IN (",
+            $from,
+            ")"
+        )
+    };
+}
+
+const CAPTURE: &str = transition_sql!(", debited_at = ?3", "'drawn', 'unknown', 'failed'");
+const FAIL: &str = transition_sql!("", "'drawn', 'unknown'");
+const CONFIRM: &str = transition_sql!(", confirmed_at = ?3", "'debited'");
+const RECORD: &str = transition_sql!("", "'debited', 'confirmed', 'settled'");
 
 impl Transition {
-    fn new(
-        row: &TxnRow,
-        from: &'static [TxnState],
-        to: TxnState,
-        event: &'static str,
-        now: u64,
-    ) -> Self {
+    fn new(row: &TxnRow, sql: &'static str, to: TxnState, event: &'static str, now: u64) -> Self {
         Self {
             merchant_id: row.merchant_id.clone(),
             txn_id: row.txn_id.clone(),
-            from,
+            sql,
             to,
             complete: None,
             card_s3: None,
@@ -394,7 +461,7 @@ impl Transition {
         event: &'static str,
         now: u64,
     ) -> Self {
-        let mut t = Self::new(row, UNDECIDED, TxnState::Debited, event, now);
+        let mut t = Self::new(row, CAPTURE, TxnState::Debited, event, now);
         t.card_s3 = Some(s3);
         t.card_sw = Some(0x9000);
         t
@@ -402,30 +469,18 @@ impl Transition {
 
     /// The card refused, or its log proves no debit came.
     pub fn fail(row: &TxnRow, event: &'static str, now: u64) -> Self {
-        Self::new(row, OPEN, TxnState::Failed, event, now)
+        Self::new(row, FAIL, TxnState::Failed, event, now)
     }
 
     /// The merchant released the goods of a captured transaction.
     pub fn confirm(row: &TxnRow, now: u64) -> Self {
-        Self::new(
-            row,
-            &[TxnState::Debited],
-            TxnState::Confirmed,
-            "confirm",
-            now,
-        )
+        Self::new(row, CONFIRM, TxnState::Confirmed, "confirm", now)
     }
 
     /// Record a late `complete` answer on an already captured transaction,
     /// without changing its state.
     pub fn record_complete(row: &TxnRow, now: u64) -> Self {
-        Self::new(
-            row,
-            &[TxnState::Debited, TxnState::Confirmed, TxnState::Settled],
-            row.state,
-            "complete",
-            now,
-        )
+        Self::new(row, RECORD, row.state, "complete", now)
     }
 
     pub fn to(&self) -> TxnState {
@@ -435,32 +490,13 @@ impl Transition {
     /// Apply if the row is still in a state this change may leave. Returns
     /// whether it was applied; history and webhook only if it was.
     pub fn apply(&self, c: &Connection) -> Result<bool, PaymentError> {
-        let states: Vec<String> = self
-            .from
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
-        let stamp = match self.to {
-            TxnState::Debited => ", debited_at = ?3",
-            TxnState::Confirmed => ", confirmed_at = ?3",
-            _ => "",
-        };
-        let sql = format!(
-            "UPDATE transactions SET state = ?4, updated_at = ?3{stamp},
-                complete_hash = COALESCE(?5, complete_hash),
-                complete_response = COALESCE(?6, complete_response),
-                card_s3 = COALESCE(?7, card_s3), card_sw = COALESCE(?8, card_sw),
-                resolution = COALESCE(?9, resolution)
-             WHERE merchant_id = ?1 AND txn_id = ?2 AND state IN ({})",
-            states.join(", ")
-        );
         let (hash, resp) = match &self.complete {
-            Some((h, r)) => (Some(h.clone()), Some(r.clone())),
+            Some((h, r)) => (Some(h.as_slice()), Some(r.as_str())),
             None => (None, None),
         };
         let n = exec(
             c,
-            &sql,
+            self.sql,
             params![
                 self.merchant_id,
                 self.txn_id,

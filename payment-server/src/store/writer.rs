@@ -6,6 +6,11 @@
 //! rolled back alone), commits once — one fsync for the whole group — and only
 //! then hands each job its result. So every reply that depends on a state change
 //! follows the commit of that change, and the async runtime never blocks on disk.
+//!
+//! Reads queue to the same thread but run at once, outside the group's
+//! transaction, before its writes: they see only committed data, never wait
+//! for an fsync, and use the one connection whose page cache stays warm
+//! (separate reader connections re-read every page after each commit).
 
 use std::sync::mpsc;
 
@@ -15,6 +20,12 @@ use crate::error::PaymentError;
 
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+enum Task {
+    Read(ReadJob),
+    Write(Job),
+}
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 512;
@@ -22,13 +33,13 @@ const MAX_GROUP: usize = 512;
 /// Handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Task>,
 }
 
 impl Writer {
     /// Start the writer thread on an open, migrated connection.
     pub fn start(conn: Connection) -> Result<Self, PaymentError> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Task>();
         std::thread::Builder::new()
             .name("cardpay-store".into())
             .spawn(move || writer(conn, rx))
@@ -57,21 +68,48 @@ impl Writer {
             (ok, deliver)
         });
         self.tx
-            .send(job)
+            .send(Task::Write(job))
+            .map_err(|_| PaymentError::Internal("store thread gone".into()))?;
+        orx.await
+            .map_err(|_| PaymentError::Internal("store thread dropped a job".into()))?
+    }
+
+    /// Run a read-only query on the writer's connection, at once (committed
+    /// data only; no commit to wait for).
+    pub async fn read<R, F>(&self, f: F) -> Result<R, PaymentError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, PaymentError> + Send + 'static,
+    {
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(PaymentError::Internal("read job panicked".into())));
+            let _ = otx.send(r);
+        });
+        self.tx
+            .send(Task::Read(job))
             .map_err(|_| PaymentError::Internal("store thread gone".into()))?;
         orx.await
             .map_err(|_| PaymentError::Internal("store thread dropped a job".into()))?
     }
 }
 
-fn writer(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
     while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+        let mut jobs = Vec::new();
+        let mut next = Some(first);
+        while let Some(task) = next.take() {
+            match task {
+                Task::Read(r) => r(&conn),
+                Task::Write(j) => jobs.push(j),
             }
+            if jobs.len() < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if jobs.is_empty() {
+            continue;
         }
         let mut delivers = Vec::with_capacity(jobs.len());
         let begin = conn.execute_batch("BEGIN IMMEDIATE");
