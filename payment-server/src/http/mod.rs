@@ -330,6 +330,61 @@ mod tests {
     }
 
     #[test]
+    fn openapi_names_every_route_and_code() {
+        use purse::purchase::{PATH_COMPLETE, PATH_DRAW, PATH_RECOVER, PATH_SUSPICIOUS};
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for p in [
+            PATH_DRAW,
+            PATH_COMPLETE,
+            PATH_RECOVER,
+            PATH_SUSPICIOUS,
+            "/v1/transactions/{id}",
+            "/v1/transactions/{id}/confirm",
+            "/v1/suspicious",
+            "/v1/recovery",
+            "/v1/recovery/{merchant}/{id}/resolve",
+        ] {
+            assert!(doc["paths"].get(p).is_some(), "{p} missing from openapi.json");
+        }
+        let codes = &doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]["properties"]
+            ["code"]["enum"];
+        let errors = [
+            PaymentError::Malformed(String::new()),
+            PaymentError::BodyTooLarge,
+            PaymentError::UnknownMerchant,
+            PaymentError::BadMac,
+            PaymentError::ModeNotAllowed,
+            PaymentError::Expired,
+            PaymentError::BadSeal,
+            PaymentError::TxnMismatch,
+            PaymentError::AmountMismatch,
+            PaymentError::CurrencyMismatch,
+            PaymentError::OriginMismatch,
+            PaymentError::TerminalMismatch,
+            PaymentError::UnknownKeyVersion,
+            PaymentError::CardExpired,
+            PaymentError::InsufficientFunds,
+            PaymentError::Replay,
+            PaymentError::UnknownTxn,
+            PaymentError::S3Mismatch,
+            PaymentError::BadLogRecord,
+            PaymentError::OrderPaid,
+            PaymentError::OrderInFlight,
+            PaymentError::WrongState,
+            PaymentError::Unauthorized,
+            PaymentError::NotFound,
+            PaymentError::Internal(String::new()),
+        ];
+        for e in errors {
+            let c = e.code().as_str();
+            assert!(
+                codes.as_array().unwrap().iter().any(|v| v == c),
+                "code {c} missing from openapi.json"
+            );
+        }
+    }
+
+    #[test]
     fn static_names_are_decoded_like_serve_dir() {
         assert_eq!(static_file_name("/widget%2Ehtml"), "widget.html");
         assert_eq!(static_file_name("/a/checkout%2ejs"), "checkout.js");
