@@ -27,6 +27,10 @@ export CARDPAY_BRIDGE_BIN="$CARGO_TARGET_DIR/debug/bridge"
 step "unit, property and integration tests (real pcscd, vpcd, SQLite, HTTP)"
 cargo test --workspace --locked
 
+step "payment server suites again with the security module in a PKCS#11 token (SoftHSM2)"
+CARDPAY_TEST_SM=pkcs11 cargo test --locked -p payment-server \
+  --test purchase_modes --test attacks --test recovery --test crash --test webhooks
+
 step "bounded fuzz runs (${FUZZ_SECONDS}s each)"
 card/fuzz/run.sh "$FUZZ_SECONDS"
 bridge/fuzz/run.sh "$FUZZ_SECONDS"

@@ -85,6 +85,10 @@ pub struct SecurityModuleFile {
     /// Extra key versions taken only from the environment.
     #[serde(default)]
     pub env_key_versions: Vec<u8>,
+    /// The master keys in a PKCS#11 token instead (docs/pkcs11.md): then no
+    /// key may be in this file or the environment.
+    #[serde(default)]
+    pub pkcs11: Option<cardpay_pkcs11::Pkcs11Config>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +153,14 @@ pub struct KeyVersion {
     pub mkl: DesKey,
 }
 
+/// Where the master keys are.
+pub enum KeyStore {
+    /// In process memory (TOML or environment).
+    Software(Vec<KeyVersion>),
+    /// Non-extractable objects in a PKCS#11 token; loaded by `payment-server hsm import`.
+    Pkcs11(cardpay_pkcs11::Pkcs11Config),
+}
+
 /// Everything the service needs, resolved and validated.
 pub struct Config {
     pub listen: String,
@@ -161,7 +173,7 @@ pub struct Config {
     pub body_limit: usize,
     pub operator_token: Option<String>,
     pub terminal: Terminal,
-    pub key_versions: Vec<KeyVersion>,
+    pub keys: KeyStore,
     pub merchants: BTreeMap<String, MerchantEntry>,
 }
 
@@ -173,12 +185,16 @@ impl core::fmt::Debug for Config {
             .field("www_dir", &self.www_dir)
             .field("terminal", &self.terminal)
             .field(
-                "key_versions",
-                &self
-                    .key_versions
-                    .iter()
-                    .map(|k| k.version)
-                    .collect::<Vec<_>>(),
+                "keys",
+                &match &self.keys {
+                    KeyStore::Software(v) => {
+                        format!(
+                            "software {:?}",
+                            v.iter().map(|k| k.version).collect::<Vec<_>>()
+                        )
+                    }
+                    KeyStore::Pkcs11(c) => format!("pkcs11 token {:?}", c.token_label),
+                },
             )
             .field("merchants", &self.merchants.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -220,6 +236,13 @@ impl Config {
             DesKey::from_hex(hex.trim())
                 .map_err(|_| inv(format!("key version {v}: {which} must be 32 hex digits")))
         };
+        let sm = &f.security_module;
+        if sm.pkcs11.is_some() && (!sm.keys.is_empty() || !sm.env_key_versions.is_empty()) {
+            return Err(inv(
+                "security_module: with [security_module.pkcs11] the master keys live in the token; \
+                 remove `keys` and `env_key_versions` (load them with `payment-server hsm import`)",
+            ));
+        }
         let mut key_versions = Vec::new();
         for k in &f.security_module.keys {
             key_versions.push(KeyVersion {
@@ -235,9 +258,13 @@ impl Config {
                 mkl: des(v, "mkl", &None)?,
             });
         }
-        if key_versions.is_empty() {
-            return Err(inv("security_module needs at least one key version"));
-        }
+        let keys = match f.security_module.pkcs11 {
+            Some(p) => KeyStore::Pkcs11(p),
+            None if key_versions.is_empty() => {
+                return Err(inv("security_module needs at least one key version"))
+            }
+            None => KeyStore::Software(key_versions),
+        };
         let mut merchants = BTreeMap::new();
         for m in f.merchants {
             if m.id.is_empty() || m.id.len() > 64 {
@@ -307,7 +334,7 @@ impl Config {
             body_limit: f.body_limit,
             operator_token,
             terminal,
-            key_versions,
+            keys,
             merchants,
         })
     }
@@ -340,7 +367,10 @@ verify_modes = ["merchant"]
             _ => None,
         };
         let c = Config::from_toml(TOML, env).unwrap();
-        assert_eq!(c.key_versions[0].version, 1);
+        let KeyStore::Software(kv) = &c.keys else {
+            panic!("software keys")
+        };
+        assert_eq!(kv[0].version, 1);
         assert_eq!(c.merchants["demo"].verify_modes, vec![VerifyMode::Merchant]);
         assert_eq!(c.listen, "127.0.0.1:8440");
         let dbg = format!("{c:?} {:?}", c.merchants["demo"]);
@@ -375,5 +405,36 @@ verify_modes = ["merchant"]
             e.contains("`verify_modes` is empty") && e.contains("payment_server"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod pkcs11_config_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_and_keys_in_the_file_are_refused_together() {
+        let base = r#"
+db_path = "/tmp/x.sqlite"
+[security_module]
+terminal = "000000000001"
+[security_module.pkcs11]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "cardpay"
+pin = { env = "CARDPAY_HSM_PIN" }
+"#;
+        let c = Config::from_toml(base, |_| None).unwrap();
+        assert!(matches!(c.keys, KeyStore::Pkcs11(_)));
+        let both = base.replace(
+            "[security_module.pkcs11]",
+            "env_key_versions = [1]\n[security_module.pkcs11]",
+        );
+        let e = Config::from_toml(&both, |_| None)
+            .map(|_| ())
+            .expect_err("refused");
+        assert!(e.to_string().contains("hsm import"), "{e}");
+        // A PIN written into the file is refused by the token config itself.
+        let pin_inline = base.replace("pin = { env = \"CARDPAY_HSM_PIN\" }", "pin = \"1234\"");
+        assert!(Config::from_toml(&pin_inline, |_| None).is_err());
     }
 }

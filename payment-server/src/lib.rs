@@ -34,7 +34,7 @@ pub fn build(
     clock: purchase::Clock,
 ) -> Result<(Arc<PaymentService>, axum::Router), PaymentError> {
     let store = store::Store::open(&config.db_path)?;
-    let service = Arc::new(PaymentService::new(config, store, clock));
+    let service = Arc::new(PaymentService::new(config, store, clock)?);
     let router = http::router(
         service.clone(),
         &http::HttpOptions {

@@ -1,9 +1,14 @@
 //! `payment-server --config payment-server.toml`: parse config, open the store, serve.
+//! `payment-server --config … hsm import|generate|list`: the master keys in the
+//! PKCS#11 token (docs/pkcs11.md).
 
+use std::io::BufRead;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::Parser;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use payment_server::config::KeyStore;
+use purse::crypto::DesKey;
 
 #[derive(Parser)]
 #[command(about = "Cardpay payment server")]
@@ -14,6 +19,82 @@ struct Args {
     /// Override the listen address of the config.
     #[arg(long)]
     listen: Option<String>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Master keys in the PKCS#11 token named by `[security_module.pkcs11]`.
+    Hsm {
+        #[command(subcommand)]
+        op: HsmOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum HsmOp {
+    /// Import MKP and MKL of a key version as non-extractable token objects.
+    /// The keys come from CARDPAY_SM_MKP_<v> / CARDPAY_SM_MKL_<v>, or from
+    /// stdin (two lines of 32 hex digits: MKP then MKL); never from the command line.
+    Import {
+        #[arg(long)]
+        version: u8,
+    },
+    /// Generate fresh master keys of a key version inside the token.
+    Generate {
+        #[arg(long)]
+        version: u8,
+    },
+    /// List the master keys on the token with their check values.
+    List,
+}
+
+fn read_keys(version: u8) -> anyhow::Result<(DesKey, DesKey)> {
+    let from_env = |w: &str| std::env::var(format!("CARDPAY_SM_{w}_{version}")).ok();
+    let (mkp, mkl) = match (from_env("MKP"), from_env("MKL")) {
+        (Some(p), Some(l)) => (p, l),
+        _ => {
+            eprintln!("MKP and MKL of key version {version}: two lines of 32 hex digits on stdin");
+            let mut lines = std::io::stdin().lock().lines();
+            let mut next = || -> anyhow::Result<String> {
+                Ok(lines.next().context("stdin ended")??.trim().to_string())
+            };
+            (next()?, next()?)
+        }
+    };
+    let parse = |h: &str, which: &str| {
+        DesKey::from_hex(h.trim()).map_err(|_| anyhow::anyhow!("{which} must be 32 hex digits"))
+    };
+    Ok((parse(&mkp, "MKP")?, parse(&mkl, "MKL")?))
+}
+
+fn hsm(config: &payment_server::Config, op: HsmOp) -> anyhow::Result<()> {
+    let KeyStore::Pkcs11(p) = &config.keys else {
+        bail!("the config has no [security_module.pkcs11]: the keys are in software");
+    };
+    match op {
+        HsmOp::Import { version } => {
+            let (mkp, mkl) = read_keys(version)?;
+            let r = cardpay_pkcs11::import_master_keys(p, version, &mkp, &mkl)?;
+            println!("imported {r}");
+        }
+        HsmOp::Generate { version } => {
+            let r = cardpay_pkcs11::generate_master_keys(p, version)?;
+            println!("generated {r}");
+        }
+        HsmOp::List => {
+            for k in cardpay_pkcs11::list_master_keys(p)? {
+                let kcv = k.kcv.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+                let protection = k.unprotected.as_deref().unwrap_or("protected");
+                println!(
+                    "key version {} {:?}: {} KCV {kcv} ({protection})",
+                    k.key_version, k.key, k.label
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -26,6 +107,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let mut config = payment_server::Config::load(&args.config).context("loading config")?;
+    if let Some(Cmd::Hsm { op }) = args.cmd {
+        return hsm(&config, op);
+    }
     if let Some(l) = args.listen {
         config.listen = l;
     }

@@ -344,7 +344,10 @@ mod tests {
             "/v1/recovery",
             "/v1/recovery/{merchant}/{id}/resolve",
         ] {
-            assert!(doc["paths"].get(p).is_some(), "{p} missing from openapi.json");
+            assert!(
+                doc["paths"].get(p).is_some(),
+                "{p} missing from openapi.json"
+            );
         }
         let codes = &doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]["properties"]
             ["code"]["enum"];

@@ -27,7 +27,7 @@ use purse::session::{self, Key32, Session, VerifyMode};
 use purse::wire::SealError;
 use tokio::sync::Notify;
 
-use crate::config::{Config, MerchantEntry};
+use crate::config::{Config, KeyStore, MerchantEntry};
 use crate::error::PaymentError;
 use crate::store::{Store, Transition, TxnRow};
 
@@ -112,18 +112,29 @@ pub(crate) struct SessionKeys {
 }
 
 impl PaymentService {
-    /// A service with the software security module of the config.
-    pub fn new(config: &Config, store: Store, clock: Clock) -> Self {
-        let mut keys = SoftwareKeys::new();
-        for k in &config.key_versions {
-            keys.add_key_version(k.version, k.mkp.clone(), k.mkl.clone());
+    /// A service with the security module of the config (software keys, or
+    /// the PKCS#11 token it names).
+    pub fn new(config: &Config, store: Store, clock: Clock) -> Result<Self, PaymentError> {
+        let sm = match &config.keys {
+            KeyStore::Software(versions) => {
+                let mut keys = SoftwareKeys::new();
+                for k in versions {
+                    keys.add_key_version(k.version, k.mkp.clone(), k.mkl.clone());
+                }
+                SecurityModule::software(config.terminal, keys)
+            }
+            KeyStore::Pkcs11(p) => {
+                let keys = cardpay_pkcs11::Pkcs11Keys::open(p)
+                    .map_err(|e| PaymentError::Internal(format!("security module token: {e}")))?;
+                SecurityModule::new(config.terminal, Box::new(keys))
+            }
+        };
+        if sm.key_versions().is_empty() {
+            return Err(PaymentError::Internal(
+                "the security module holds no master keys (payment-server hsm import)".into(),
+            ));
         }
-        Self::with_security_module(
-            config,
-            store,
-            clock,
-            SecurityModule::software(config.terminal, keys),
-        )
+        Ok(Self::with_security_module(config, store, clock, sm))
     }
 
     /// A service over any security module (software, PKCS#11).
