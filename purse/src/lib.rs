@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apdu;
+pub mod bridge_msg;
 pub mod command;
 pub mod crypto;
 pub mod security_module;
