@@ -94,20 +94,33 @@ fn card_gone(e: pcsc::Error) -> bool {
 }
 
 /// What to send after a T=0 procedure status, if anything: `61xx` → GET
-/// RESPONSE for xx bytes; `6Cxx` → the same command with Le = xx, only when
-/// the command has an Le (ISO/IEC 7816-3: 6Cxx answers a wrong Le). Never
-/// touches the command's data: a VERIFY (no Le) answered `6Cxx` is not sent
-/// again, so no PIN digit can be changed into a wrong PIN.
+/// RESPONSE for xx bytes; `6Cxx` ("wrong Le, not processed", ISO/IEC 7816-3)
+/// → the same command with Le = xx: only the Le byte is replaced, or appended
+/// to a command that had none; CLA, INS, P1, P2, Lc and the data never change.
+/// A VERIFY is never sent again: the PIN check before it counted one try, and
+/// a card that answers `6Cxx` to a PIN must not get a second attempt from us.
 pub fn t0_followup(apdu: &[u8], rapdu: &[u8]) -> Option<Vec<u8>> {
     match *rapdu {
         [0x61, n] => Some(vec![0x00, 0xC0, 0x00, 0x00, n]),
         [0x6C, n] => {
             let mut cmd = Command::parse(apdu).ok()?;
-            cmd.le?;
+            if (cmd.cla, cmd.ins) == (purse::command::CLA_ISO, purse::command::INS_VERIFY) {
+                return None;
+            }
             cmd.le = Some(if n == 0 { 256 } else { u16::from(n) });
             cmd.try_to_bytes().ok()
         }
         _ => None,
+    }
+}
+
+/// Send one APDU, completing T=0 `61xx`/`6Cxx` ([`t0_followup`]) once.
+pub fn transmit_t0(card: &Card, apdu: &[u8]) -> Result<Vec<u8>, pcsc::Error> {
+    let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
+    let first = card.transmit(apdu, &mut buf)?.to_vec();
+    match t0_followup(apdu, &first) {
+        Some(next) => card.transmit(&next, &mut buf).map(<[u8]>::to_vec),
+        None => Ok(first),
     }
 }
 
@@ -141,8 +154,9 @@ impl Connection {
         }
     }
 
-    pub fn transmit<'b>(&self, apdu: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8], pcsc::Error> {
-        self.card().transmit(apdu, buf)
+    /// Send one APDU (with the T=0 follow-up of [`transmit_t0`]).
+    pub fn transmit(&self, apdu: &[u8]) -> Result<Vec<u8>, pcsc::Error> {
+        transmit_t0(self.card(), apdu)
     }
 
     pub fn atr(&self) -> Vec<u8> {
@@ -357,6 +371,19 @@ impl PcscBackend {
     fn connect(&mut self, origin: &str, reader: &str) -> Result<Connected, BridgeError> {
         self.guard.may_open(origin)?;
         let name = CString::new(reader).map_err(|_| BridgeError::bad_request("bad reader name"))?;
+        // pcscd makes SCardConnect wait while any connection holds a
+        // transaction on the reader, ours included: end ours first (the
+        // newest page takes the card; the other one gets it back, selected
+        // again, with its next APDU)
+        let holders: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(h, c)| c.reader == reader && self.sessions.holds(**h))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in holders {
+            self.end_session(h, Disposition::LeaveCard);
+        }
         let card = self.with_ctx(|ctx| ctx.connect(&name, ShareMode::Shared, Protocols::ANY))?;
         let conn = Connection::new(card);
         let atr = conn.atr();
@@ -412,12 +439,7 @@ impl PcscBackend {
             .get(&handle)
             .ok_or_else(|| BridgeError::bad_request("unknown or closed handle"))?
             .conn;
-        let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        let mut result = conn.transmit(apdu, &mut buf).map(<[u8]>::to_vec);
-        if let Some(next) = result.as_ref().ok().and_then(|r| t0_followup(apdu, r)) {
-            result = conn.transmit(&next, &mut buf).map(<[u8]>::to_vec);
-        }
-        match result {
+        match conn.transmit(apdu) {
             // A response without a status word is no answer: the card lost power
             // mid-command (vpcd gives an empty reply when the card goes away).
             Ok(r) if r.len() < 2 => Err(BridgeError::new(
@@ -600,14 +622,10 @@ impl PcscBackend {
             Err(e) => return out(Status::new(Readiness::CardError, e.message)),
         };
         let today = BcdDate::from_unix((self.clock)() / 1000);
-        let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        let s = match card
-            .transmit(&select_cardpay(), &mut buf)
-            .map(<[u8]>::to_vec)
-        {
+        let s = match transmit_t0(&card, &select_cardpay()) {
             Err(e) => Status::new(Readiness::CardError, map_pcsc(e).message),
             Ok(sel) if sw_of(&sel) != StatusWord::OK => card_readiness(&sel, None, today),
-            Ok(sel) => match card.transmit(&PIN_PROBE, &mut buf).map(sw_of) {
+            Ok(sel) => match transmit_t0(&card, &PIN_PROBE).map(|r| sw_of(&r)) {
                 Err(e) => Status::new(Readiness::CardError, map_pcsc(e).message),
                 Ok(probe) => card_readiness(&sel, Some(probe), today),
             },
@@ -681,11 +699,22 @@ mod tests {
         let again = t0_followup(&init, &[0x6C, 0x0C]).unwrap();
         assert_eq!(again[..15], init[..15]);
         assert_eq!(again[15], 0x0C);
-        // case 3 (VERIFY with a PIN, no Le): never re-sent, the PIN is not touched
+        // case 3 (INITIALIZE without Le): the Le is appended, the terminal id
+        // (the last data byte) stays as the page sent it
+        let init3 = hex::decode("8050010C0A000001F4000000000001").unwrap();
+        let again = t0_followup(&init3, &[0x6C, 0x0C]).unwrap();
+        assert_eq!(again[..15], init3[..]);
+        assert_eq!(again.len(), 16);
+        assert_eq!(again[15], 0x0C);
+        // case 1: Le appended
+        assert_eq!(
+            t0_followup(&[0x80, 0x5C, 0x00, 0x00], &[0x6C, 0x04]),
+            Some(vec![0x80, 0x5C, 0x00, 0x00, 0x04])
+        );
+        // VERIFY with a PIN: never re-sent, so no PIN digit is ever rewritten
         let verify = [0x00, 0x20, 0x00, 0x00, 0x04, b'1', b'2', b'3', b'4'];
         assert_eq!(t0_followup(&verify, &[0x6C, 0x39]), None);
         assert_eq!(t0_followup(&verify, &[0x6C, 0x00]), None);
-        // case 1: nothing to correct
         assert_eq!(t0_followup(&[0x00, 0x20, 0x00, 0x00], &[0x6C, 0x02]), None);
         // 6C00 means 256
         assert_eq!(
@@ -699,6 +728,7 @@ mod tests {
         );
         assert_eq!(t0_followup(&verify, &[0x90, 0x00]), None);
         assert_eq!(t0_followup(&verify, &[0x12, 0x6C, 0x04]), None);
+        assert_eq!(t0_followup(&[0x80], &[0x6C, 0x04]), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use purse::command::{Request, Verify};
 use zeroize::Zeroizing;
 
 use crate::guard::{select_cardpay, PIN_PROBE};
+use crate::pcsc::transmit_t0;
 use crate::readiness::sw_of;
 
 /// What to do once the card told its PIN state.
@@ -141,10 +142,9 @@ pub fn run_with(
     let tx = card
         .transaction()
         .context("cannot get the card to ourselves")?;
-    let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE];
-    let select = sw_of(tx.transmit(&select_cardpay(), &mut buf).context("SELECT")?);
+    let select = sw_of(&transmit_t0(&tx, &select_cardpay()).context("SELECT")?);
     let probe = if select == StatusWord::OK {
-        sw_of(tx.transmit(&PIN_PROBE, &mut buf).context("PIN state")?)
+        sw_of(&transmit_t0(&tx, &PIN_PROBE).context("PIN state")?)
     } else {
         StatusWord(0)
     };
@@ -168,14 +168,14 @@ pub fn run_with(
                     })
                     .to_bytes(),
                 );
-                let sw = sw_of(tx.transmit(&verify, &mut buf).context("VERIFY")?);
+                let mut buf = Zeroizing::new([0u8; 258]);
+                let sw = sw_of(tx.transmit(&verify, &mut buf[..]).context("VERIFY")?);
                 let (ok, message) = after_verify(sw);
                 writeln!(out, "{message}")?;
                 ok
             }
         }
     };
-    buf.fill(0);
     if let Err((_, e)) = tx.end(Disposition::ResetCard) {
         bail!("ending the card session: {e}");
     }
