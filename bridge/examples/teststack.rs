@@ -24,9 +24,9 @@
 use std::io::BufRead;
 
 use purse::command::{InitializePurchaseResponse, Request, SelectResponse};
-use purse::crypto::DesKey;
-use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
-use purse::types::{BcdDate, BcdTime, PurseId, Terminal};
+
+#[path = "../tests/common/sm.rs"]
+mod sm;
 
 fn personality(stack: &mut testbed::Stack, json: &str) -> Result<String, String> {
     let decoy: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
@@ -66,28 +66,7 @@ fn debit(args: &str) -> Result<String, String> {
     let hex = |s: &str| hex::decode(s).map_err(|e| e.to_string());
     let sel = SelectResponse::decode(&hex(select)?).map_err(|e| e.to_string())?;
     let ir = InitializePurchaseResponse::decode(&hex(init)?).map_err(|e| e.to_string())?;
-    let mut keys = SoftwareKeys::new();
-    keys.add_key_version(
-        testbed::keys::KEY_VERSION,
-        DesKey::from_hex(testbed::keys::MKP).map_err(|e| e.to_string())?,
-        DesKey::from_hex(testbed::keys::MKL).map_err(|e| e.to_string())?,
-    );
-    let sm = SecurityModule::software(Terminal(testbed::keys::TERMINAL), keys);
-    let auth = sm
-        .authorize_purchase(&PurchaseDraw {
-            card_id: sel.card_id,
-            expiry: sel.expiry,
-            key_version: ir.key_version,
-            purse: PurseId::Money,
-            balance: ir.balance,
-            atc: ir.atc,
-            random: ir.random,
-            amount,
-            seq: 1,
-            date: BcdDate::from_ymd(2026, 11, 23).map_err(|e| e.to_string())?,
-            time: BcdTime::from_hms(12, 0, 0).map_err(|e| e.to_string())?,
-        })
-        .map_err(|e| e.to_string())?;
+    let auth = sm::authorize_purchase(&sel, &ir, amount);
     Ok(hex::encode_upper(
         Request::DebitPurchase(auth.debit).to_bytes(),
     ))

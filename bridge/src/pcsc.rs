@@ -114,6 +114,36 @@ pub fn t0_followup(apdu: &[u8], rapdu: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Every reader and whether a usable card is in it.
+pub fn reader_states(ctx: &Context) -> Result<Vec<(String, bool)>, pcsc::Error> {
+    let names = match ctx.list_readers_owned() {
+        Ok(n) => n,
+        Err(pcsc::Error::NoReadersAvailable) => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    if names.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut states: Vec<ReaderState> = names
+        .iter()
+        .map(|n| ReaderState::new(n.clone(), State::UNAWARE))
+        .collect();
+    match ctx.get_status_change(Duration::ZERO, &mut states) {
+        Ok(()) | Err(pcsc::Error::Timeout) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(states
+        .iter()
+        .map(|s| {
+            let ev = s.event_state();
+            (
+                s.name().to_string_lossy().into_owned(),
+                ev.contains(State::PRESENT) && !ev.contains(State::MUTE),
+            )
+        })
+        .collect())
+}
+
 /// Send one APDU, completing T=0 `61xx`/`6Cxx` ([`t0_followup`]) once.
 pub fn transmit_t0(card: &Card, apdu: &[u8]) -> Result<Vec<u8>, pcsc::Error> {
     let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
@@ -328,34 +358,7 @@ impl PcscBackend {
     }
 
     fn reader_list(&mut self) -> Result<Vec<(String, bool)>, BridgeError> {
-        self.with_ctx(|ctx| {
-            let names = match ctx.list_readers_owned() {
-                Ok(n) => n,
-                Err(pcsc::Error::NoReadersAvailable) => return Ok(vec![]),
-                Err(e) => return Err(e),
-            };
-            if names.is_empty() {
-                return Ok(vec![]);
-            }
-            let mut states: Vec<ReaderState> = names
-                .iter()
-                .map(|n| ReaderState::new(n.clone(), State::UNAWARE))
-                .collect();
-            match ctx.get_status_change(Duration::ZERO, &mut states) {
-                Ok(()) | Err(pcsc::Error::Timeout) => {}
-                Err(e) => return Err(e),
-            }
-            Ok(states
-                .iter()
-                .map(|s| {
-                    (
-                        s.name().to_string_lossy().into_owned(),
-                        s.event_state().contains(State::PRESENT)
-                            && !s.event_state().contains(State::MUTE),
-                    )
-                })
-                .collect())
-        })
+        self.with_ctx(reader_states)
     }
 
     fn readers(&mut self) -> Result<Readers, BridgeError> {

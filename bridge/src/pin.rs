@@ -15,16 +15,15 @@
 
 use std::ffi::CString;
 use std::io::{self, BufRead as _, IsTerminal as _, Write};
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
+use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
 use purse::apdu::StatusWord;
 use purse::command::{Request, Verify};
 use zeroize::Zeroizing;
 
 use crate::guard::{select_cardpay, PIN_PROBE};
-use crate::pcsc::transmit_t0;
+use crate::pcsc::{reader_states, transmit_t0};
 use crate::readiness::sw_of;
 
 /// What to do once the card told its PIN state.
@@ -104,22 +103,13 @@ fn pick_reader(ctx: &Context, want: Option<&str>) -> anyhow::Result<CString> {
     if let Some(w) = want {
         return Ok(CString::new(w)?);
     }
-    let names = ctx
-        .list_readers_owned()
-        .context("no card reader is connected")?;
-    let mut states: Vec<ReaderState> = names
-        .iter()
-        .map(|n| ReaderState::new(n.clone(), State::UNAWARE))
-        .collect();
-    match ctx.get_status_change(Duration::ZERO, &mut states) {
-        Ok(()) | Err(pcsc::Error::Timeout) => {}
-        Err(e) => return Err(e).context("reading the readers"),
-    }
-    states
-        .iter()
-        .find(|s| s.event_state().contains(State::PRESENT))
-        .map(|s| s.name().to_owned())
-        .context("no card in any reader: insert your Cardpay card")
+    let readers = reader_states(ctx).context("reading the readers")?;
+    anyhow::ensure!(!readers.is_empty(), "no card reader is connected");
+    let (name, _) = readers
+        .into_iter()
+        .find(|(_, present)| *present)
+        .context("no card in any reader: insert your Cardpay card")?;
+    Ok(CString::new(name)?)
 }
 
 /// `bridge pin`: returns whether the tries are full afterwards.

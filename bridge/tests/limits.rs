@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use purse::command::{DebitResponse, InitializePurchaseResponse};
-use purse::crypto::DesKey;
-use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
-use purse::types::{BcdDate, BcdTime, PurseId, Terminal};
+use purse::types::Terminal;
 use serde_json::{json, Value};
 
 /// One testbed stack at a time in this binary.
@@ -57,24 +55,6 @@ fn personality(stack: &mut testbed::Stack, decoy: Value) {
     std::fs::write(stack.state_path(), serde_json::to_vec_pretty(&st).unwrap()).unwrap();
     stack.start_card().unwrap();
     stack.wait_card_present(Duration::from_secs(5)).unwrap();
-}
-
-/// Another PC/SC program on the same machine.
-fn other_program(stack: &testbed::Stack) -> (pcsc::Context, pcsc::Card) {
-    let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
-    let card = ctx
-        .connect(
-            &stack.reader_cstr(),
-            pcsc::ShareMode::Shared,
-            pcsc::Protocols::ANY,
-        )
-        .unwrap();
-    (ctx, card)
-}
-
-fn other_transmit(card: &pcsc::Card, apdu: &[u8]) -> Result<u16, pcsc::Error> {
-    let mut buf = [0u8; 300];
-    card.transmit(apdu, &mut buf).map(sw)
 }
 
 #[test]
@@ -254,13 +234,7 @@ fn another_program_cannot_redirect_the_verify_to_another_application() {
     // other program is told so, reconnects, and then has the card
     assert!(matches!(r, Err(pcsc::Error::ResetCard)), "{r:?}");
     let mut other = other.join().unwrap();
-    other
-        .reconnect(
-            pcsc::ShareMode::Shared,
-            pcsc::Protocols::ANY,
-            pcsc::Disposition::LeaveCard,
-        )
-        .unwrap();
+    reconnect(&mut other);
     assert_eq!(other_transmit(&other, SELECT_DECOY).unwrap(), 0x9000);
     assert_eq!(other_transmit(&other, VERIFY_1234).unwrap(), 0x63C2); // its own wrong PIN
     assert_eq!(sw(&b.apdu(h, VERIFY_1234)), 0x9000);
@@ -293,13 +267,7 @@ fn sessions_end_when_idle_released_or_reset_and_the_page_keeps_working() {
     // the session ended with a reset: the page's verified PIN is gone
     assert!(matches!(r, Err(pcsc::Error::ResetCard)), "{r:?}");
     let mut other = other.join().unwrap();
-    other
-        .reconnect(
-            pcsc::ShareMode::Shared,
-            pcsc::Protocols::ANY,
-            pcsc::Disposition::LeaveCard,
-        )
-        .unwrap();
+    reconnect(&mut other);
     assert_eq!(other_transmit(&other, &select_apdu()).unwrap(), 0x9000);
     assert_eq!(
         other_transmit(&other, &[0x00, 0x20, 0x00, 0x00]).unwrap(),
@@ -338,13 +306,7 @@ fn sessions_end_when_idle_released_or_reset_and_the_page_keeps_working() {
     );
     b.close();
     // the host ending released the card (with a reset)
-    other
-        .reconnect(
-            pcsc::ShareMode::Shared,
-            pcsc::Protocols::ANY,
-            pcsc::Disposition::LeaveCard,
-        )
-        .unwrap();
+    reconnect(&mut other);
     assert_eq!(other_transmit(&other, &select_apdu()).unwrap(), 0x9000);
 }
 
@@ -370,29 +332,7 @@ fn t0_6cxx_retry_changes_only_le() {
     let ir = InitializePurchaseResponse::decode(data(&r)).unwrap();
     // the security module signs for terminal 000000000001: the DEBIT passes only
     // if the card's session was opened for that terminal
-    let terminal = Terminal::parse_hex("000000000001").unwrap();
-    let mut keys = SoftwareKeys::new();
-    keys.add_key_version(
-        1,
-        DesKey::from_hex(testbed::keys::MKP).unwrap(),
-        DesKey::from_hex(testbed::keys::MKL).unwrap(),
-    );
-    let sm = SecurityModule::software(terminal, keys);
-    let auth = sm
-        .authorize_purchase(&PurchaseDraw {
-            card_id: sel.card_id,
-            expiry: sel.expiry,
-            key_version: ir.key_version,
-            purse: PurseId::Money,
-            balance: ir.balance,
-            atc: ir.atc,
-            random: ir.random,
-            amount,
-            seq: 1,
-            date: BcdDate::from_ymd(2026, 11, 23).unwrap(),
-            time: BcdTime::from_hms(12, 0, 0).unwrap(),
-        })
-        .unwrap();
+    let auth = common::sm::authorize_purchase(&sel, &ir, amount);
     let r = b.apdu(
         h,
         &purse::command::Request::DebitPurchase(auth.debit).to_bytes(),

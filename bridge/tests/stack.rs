@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use bridge::stdio::{self, Frame};
 use common::*;
 use purse::command::{DebitResponse, InitializePurchaseResponse, SelectResponse};
-use purse::crypto::DesKey;
-use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
-use purse::types::{BcdDate, BcdTime, PurseId, Terminal};
+use purse::types::{PurseId, Terminal};
 use serde_json::{json, Value};
 
 /// One testbed stack at a time in this binary.
@@ -159,28 +157,7 @@ fn bridge_over_real_pcsc_stack() {
     let r = b.apdu(hd, &init);
     assert_eq!(sw(&r), 0x9000, "INITIALIZE {r:02X?}");
     let ir = InitializePurchaseResponse::decode(data(&r)).unwrap();
-    let mut keys = SoftwareKeys::new();
-    keys.add_key_version(
-        1,
-        DesKey::from_hex(testbed::keys::MKP).unwrap(),
-        DesKey::from_hex(testbed::keys::MKL).unwrap(),
-    );
-    let sm = SecurityModule::software(terminal, keys);
-    let auth = sm
-        .authorize_purchase(&PurchaseDraw {
-            card_id: sel.card_id,
-            expiry: sel.expiry,
-            key_version: ir.key_version,
-            purse: PurseId::Money,
-            balance: ir.balance,
-            atc: ir.atc,
-            random: ir.random,
-            amount,
-            seq: 1,
-            date: BcdDate::from_ymd(2026, 11, 23).unwrap(),
-            time: BcdTime::from_hms(12, 0, 0).unwrap(),
-        })
-        .unwrap();
+    let auth = common::sm::authorize_purchase(&sel, &ir, amount);
     let debit = purse::command::Request::DebitPurchase(auth.debit).to_bytes();
     let r = b.apdu(hd, &debit);
     assert_eq!(sw(&r), 0x9000, "DEBIT {r:02X?}");
@@ -338,14 +315,7 @@ fn bridge_over_real_pcsc_stack() {
     // a blocked PIN (spent by another program, not through the bridge) is reported
     b.ok(json!({"type": "disconnect", "handle": h4}));
     {
-        let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
-        let card = ctx
-            .connect(
-                &stack.reader_cstr(),
-                pcsc::ShareMode::Shared,
-                pcsc::Protocols::ANY,
-            )
-            .unwrap();
+        let (_ctx, card) = other_program(&stack);
         let mut buf = [0u8; 300];
         card.transmit(&select_apdu(), &mut buf).unwrap();
         let r = card

@@ -1,6 +1,8 @@
 //! The bridge process driven over stdio, for the tests on the real stack.
 #![allow(dead_code)]
 
+pub mod sm;
+
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -12,6 +14,12 @@ use serde_json::{json, Value};
 
 pub const ORIGIN: &str = "http://127.0.0.1:4242";
 pub const EXT: &str = "chrome-extension://balkbpnchocdfjmodhmppaobcgfpdlih/";
+
+/// The bridge under test (`CARDPAY_BRIDGE_BIN` runs the same tests against
+/// another build, e.g. an older one to see a test fail without its fix).
+pub fn bridge_bin() -> String {
+    std::env::var("CARDPAY_BRIDGE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bridge").into())
+}
 
 pub struct Bridge {
     pub child: Child,
@@ -55,7 +63,7 @@ impl Bridge {
         )
         .unwrap();
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bridge"))
+        let mut child = Command::new(bridge_bin())
             .args(["host", "--config"])
             .arg(&cfg)
             .arg(EXT)
@@ -189,4 +197,32 @@ pub fn connect_and_select(b: &mut Bridge) -> (u64, SelectResponse) {
     let r = b.apdu(h, &select_apdu());
     assert_eq!(sw(&r), 0x9000);
     (h, SelectResponse::decode(data(&r)).unwrap())
+}
+
+/// Another PC/SC program on the same machine.
+pub fn other_program(stack: &testbed::Stack) -> (pcsc::Context, pcsc::Card) {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
+    let card = ctx
+        .connect(
+            &stack.reader_cstr(),
+            pcsc::ShareMode::Shared,
+            pcsc::Protocols::ANY,
+        )
+        .unwrap();
+    (ctx, card)
+}
+
+/// The other program reconnects after a reset (as PC/SC programs must).
+pub fn reconnect(card: &mut pcsc::Card) {
+    card.reconnect(
+        pcsc::ShareMode::Shared,
+        pcsc::Protocols::ANY,
+        pcsc::Disposition::LeaveCard,
+    )
+    .unwrap();
+}
+
+pub fn other_transmit(card: &pcsc::Card, apdu: &[u8]) -> Result<u16, pcsc::Error> {
+    let mut buf = [0u8; 300];
+    card.transmit(apdu, &mut buf).map(sw)
 }
