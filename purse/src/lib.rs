@@ -6,6 +6,9 @@
 //! network-protocol crypto (session MAC, HKDF-derived keys, AES-256-GCM sealing).
 //! No sockets, files, clocks or randomness: callers pass those in, so the same
 //! code runs in the virtual card, the bridge tests, the wasm widget and the server.
+//!
+//! Also [`bridge_msg`], the messages between the widget, the extension and the bridge
+//! (requests, replies, events, stable error codes), shared by both ends.
 
 #![forbid(unsafe_code)]
 
