@@ -1,7 +1,17 @@
 //! Keeps a testbed stack (pcscd + vpcd + virtual card, holding the pcscd flock)
 //! up for the browser tests. Prints one JSON line when ready, then reads
-//! commands on stdin (`remove`, `insert`, `restart_pcscd`, `inspect`), answering
-//! one JSON line each; stdin closed = tear down.
+//! commands on stdin, answering one JSON line each; stdin closed = tear down:
+//!
+//! - `remove`, `insert`, `restart_pcscd`, `inspect` (the `card inspect` text);
+//! - `personality JSON`: give the card an opt-in test personality
+//!   (card/src/decoy.rs, e.g. `{"app":{"pin":"0000","pin_tries_left":3},"strict_le":true}`):
+//!   the card is taken out, its state file gets the `"decoy"` entry, it is put back;
+//! - `facts`: `{"atc", "pin_tries_left", "decoy_pin_tries_left", "log_terminals"}` as JSON text
+//!   (no keys, no PIN);
+//! - `debit AMOUNT SELECT_HEX INITIALIZE_HEX`: the security module (test keys)
+//!   authorises a purchase of AMOUNT for the card's SELECT and INITIALIZE answers
+//!   (data, no status word) and returns the DEBIT APDU as hex: it passes the
+//!   card's MAC check only if the INITIALIZE was for terminal 000000000001.
 //!
 //! `cargo run -p bridge --example teststack [-- --balance MINOR] [--no-pin-limit MINOR]`
 //!
@@ -12,6 +22,55 @@
 //! echoes both: `{"ready":true,"reader":…,"dir":…,"balance":N,"no_pin_limit":N}`.
 
 use std::io::BufRead;
+
+use purse::command::{InitializePurchaseResponse, Request, SelectResponse};
+
+#[path = "../tests/common/sm.rs"]
+mod sm;
+
+fn personality(stack: &mut testbed::Stack, json: &str) -> Result<String, String> {
+    let decoy: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    stack.kill_card().map_err(|e| e.to_string())?;
+    stack
+        .wait_card_absent(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let mut st = stack.state_json().map_err(|e| e.to_string())?;
+    st["decoy"] = decoy;
+    let bytes = serde_json::to_vec_pretty(&st).map_err(|e| e.to_string())?;
+    std::fs::write(stack.state_path(), bytes).map_err(|e| e.to_string())?;
+    stack.start_card().map_err(|e| e.to_string())?;
+    Ok(String::new())
+}
+
+fn facts(stack: &testbed::Stack) -> Result<String, String> {
+    let st = stack.state_json().map_err(|e| e.to_string())?;
+    let terminals: Vec<serde_json::Value> = st["log"]
+        .as_array()
+        .map(|l| l.iter().map(|r| r["terminal"].clone()).collect())
+        .unwrap_or_default();
+    Ok(serde_json::json!({
+        "atc": st["atc"],
+        "pin_tries_left": st["pin_tries_left"],
+        "decoy_pin_tries_left": st["decoy"]["app"]["pin_tries_left"],
+        "log_terminals": terminals,
+    })
+    .to_string())
+}
+
+fn debit(args: &str) -> Result<String, String> {
+    let parts: Vec<&str> = args.split_whitespace().collect();
+    let [amount, select, init] = parts[..] else {
+        return Err("debit AMOUNT SELECT_HEX INITIALIZE_HEX".into());
+    };
+    let amount: u32 = amount.parse().map_err(|_| "bad amount")?;
+    let hex = |s: &str| hex::decode(s).map_err(|e| e.to_string());
+    let sel = SelectResponse::decode(&hex(select)?).map_err(|e| e.to_string())?;
+    let ir = InitializePurchaseResponse::decode(&hex(init)?).map_err(|e| e.to_string())?;
+    let auth = sm::authorize_purchase(&sel, &ir, amount);
+    Ok(hex::encode_upper(
+        Request::DebitPurchase(auth.debit).to_bytes(),
+    ))
+}
 
 /// The card's starting balance and no-PIN limit (testbed defaults).
 const DEFAULT_BALANCE: u32 = 10_000;
@@ -52,6 +111,13 @@ fn builder(args: &[String]) -> Result<(testbed::Builder, u32, u32), String> {
     Ok((b, balance, no_pin_limit))
 }
 
+fn answer(r: Result<String, String>) {
+    match r {
+        Ok(out) => println!("{}", serde_json::json!({"ok": true, "output": out})),
+        Err(e) => println!("{}", serde_json::json!({"ok": false, "error": e})),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = builder(&args);
@@ -84,6 +150,18 @@ fn main() {
             "insert" => stack.insert_card().map(|_| String::new()),
             "restart_pcscd" => stack.restart_pcscd().map(|_| String::new()),
             "inspect" => stack.inspect(),
+            "facts" => {
+                answer(facts(&stack));
+                continue;
+            }
+            l if l.starts_with("personality ") => {
+                answer(personality(&mut stack, &l["personality ".len()..]));
+                continue;
+            }
+            l if l.starts_with("debit ") => {
+                answer(debit(&l["debit ".len()..]));
+                continue;
+            }
             "" => continue,
             other => {
                 println!(

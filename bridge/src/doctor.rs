@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use crate::config::Config;
 use crate::guard::GuardConfig;
 use crate::install::{Target, HOST_NAME};
-use crate::service::PcscBackend;
+use crate::pcsc::PcscBackend;
+use purse::bridge_msg::{Readiness, Status};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,38 +115,45 @@ pub fn install_checks(target: &Target) -> Vec<Check> {
 
 /// The card checks, through the same readiness answer the extension shows.
 pub fn card_checks() -> Vec<Check> {
-    let mut backend = PcscBackend::new(GuardConfig::default());
-    let status = backend.status(None);
-    let state = status["state"].as_str().unwrap_or("card_error");
-    let message = status["message"].as_str().unwrap_or_default().to_owned();
-    let reader = status["reader"].as_str().map(str::to_owned);
+    let mut backend = PcscBackend::new(GuardConfig::default(), None);
+    card_checks_from(&backend.status(None))
+}
+
+/// The card checks for a readiness answer (sans-IO).
+pub fn card_checks_from(status: &Status) -> Vec<Check> {
+    let state = status.state;
+    let message = status.message.clone();
     let mut out = vec![];
     out.push(check(
-        state != "no_service",
+        state != Readiness::NoService,
         "The smart-card service (pcscd) is running.",
         "The smart-card service (pcscd) is not running. Install it with `sudo apt install pcscd` and start it with `sudo systemctl start pcscd`.",
     ));
-    if state == "no_service" {
+    if state == Readiness::NoService {
         return out;
     }
     out.push(check(
-        state != "no_reader",
-        format!("A card reader is connected{}.", reader.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()),
+        state != Readiness::NoReader,
+        format!("A card reader is connected{}.", status.reader.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()),
         "No card reader is connected. Plug in your reader (and install its driver, e.g. `sudo apt install libccid`).",
     ));
-    if state == "no_reader" {
+    if state == Readiness::NoReader {
         return out;
     }
     out.push(check(
-        state != "no_card",
+        state != Readiness::NoCard,
         "A card is in the reader.",
         "No card in the reader. Insert your Cardpay card.",
     ));
-    if state == "no_card" {
+    if state == Readiness::NoCard {
         return out;
     }
+    let one_try = status
+        .card
+        .as_ref()
+        .is_some_and(|c| c.pin_tries_left == Some(1));
     out.push(check(
-        state == "ready",
+        state == Readiness::Ready && !one_try,
         format!("The card is a usable Cardpay card. {message}"),
         message,
     ));
@@ -175,6 +183,25 @@ pub fn render(checks: &[Check]) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pin_try_left_is_a_fix_that_names_bridge_pin() {
+        let mut st = Status::new(Readiness::Ready, crate::readiness::ONE_TRY_LEFT);
+        st.card = Some(purse::bridge_msg::CardInfo {
+            expiry: "301231".into(),
+            app_version: 1,
+            pin_tries_left: Some(1),
+        });
+        let (text, ok) = render(&card_checks_from(&st));
+        assert!(!ok);
+        assert!(
+            text.contains("FIX") && text.contains("bridge pin"),
+            "{text}"
+        );
+        st.card.as_mut().unwrap().pin_tries_left = Some(3);
+        st.message = "The card is ready.".into();
+        assert!(render(&card_checks_from(&st)).1);
+    }
 
     #[test]
     fn render_marks_fixes() {

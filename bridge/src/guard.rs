@@ -1,6 +1,5 @@
-//! The guard: what a web origin may send to the card. Sans-IO: the caller
-//! passes the clock (`now`) and the card's answers in, so every rule is unit
-//! tested without a card.
+//! The guard: what a web origin may send to the card. Sans-IO: the card's
+//! answers are passed in, so every rule is unit tested without a card.
 //!
 //! Rules (DESIGN §2):
 //! - requests only from origins on the allowlist ([`Allowlist`]);
@@ -9,21 +8,25 @@
 //!   command needs a successful Cardpay SELECT on that connection first;
 //! - only the CLA/INS pairs of the purse command set (`purse::command::COMMAND_SET`),
 //!   short APDUs, at most [`GuardConfig::max_apdu_len`] bytes;
-//! - a per-origin APDU rate limit;
-//! - VERIFY with a PIN: a per-origin rate limit, and the card is asked first
-//!   (VERIFY without data, which spends nothing) how many tries are left; a
-//!   VERIFY that could spend the last try is refused.
+//! - VERIFY with a PIN: P1=P2=00, and the card is asked first (VERIFY
+//!   without data, which spends nothing) how many tries are left; a VERIFY
+//!   that could spend the last try is refused (`last_pin_try`), and so is one
+//!   on a blocked PIN (`pin_blocked`).
 //!
-//! Refusals by a rate limit are `rate_limited` (with `retry_after_ms`: wait
-//! and send again); every other refusal is `forbidden_apdu` (do not retry).
+//! The guard classifies each APDU ([`Kind`]) so the caller can apply the
+//! budgets ([`crate::budget`]: APDUs and PIN attempts per origin, card
+//! transactions per card) and the exclusive session ([`crate::exclusive`]).
+//! Refusals by the guard itself are `forbidden_apdu` (do not retry).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use purse::apdu::{Command, StatusWord};
-use purse::command::{CLA_ISO, COMMAND_SET, INS_SELECT, INS_VERIFY};
-
-use crate::protocol::{BridgeError, ErrorCode};
+use purse::bridge_msg::{BridgeError, ErrorCode};
+use purse::command::{
+    SelectResponse, CLA_ISO, CLA_PURSE, COMMAND_SET, INS_INITIALIZE, INS_SELECT, INS_VERIFY,
+};
+use sha2::{Digest as _, Sha256};
 
 /// An origin pattern: `scheme://host[:port]`, where the port may be `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,64 +210,65 @@ impl Default for GuardConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(cap: f64, now: Instant) -> Self {
-        Self {
-            tokens: cap,
-            last: now,
-        }
-    }
-    /// Take a token, or say how long until one is there.
-    fn take(&mut self, cap: f64, per_sec: f64, now: Instant) -> Result<(), Duration> {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * per_sec).min(cap);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - self.tokens) / per_sec.max(1e-9);
-            Err(Duration::from_secs_f64(wait.min(86_400.0)))
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Conn {
     origin: String,
+    /// The page selected the Cardpay application on this connection (its
+    /// last SELECT succeeded): purse commands may follow.
     selected: bool,
+    /// The card that answered that SELECT ([`card_tag`]).
+    card: Option<String>,
 }
 
-/// What the caller must do with an APDU the guard let through.
+/// What an APDU the guard let through is, for the budgets and the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Send it.
-    Transmit,
-    /// Send [`PIN_PROBE`] first, hand its status word to
-    /// [`Guard::check_pin_probe`], and send the APDU only if that allows it.
-    ProbePinFirst,
+pub enum Kind {
+    /// SELECT of the Cardpay application.
+    Select,
+    /// VERIFY with a PIN: send [`PIN_PROBE`] first, hand its status word to
+    /// [`Guard::check_pin_probe`], and take one PIN attempt of the origin's budget.
+    VerifyPin,
+    /// INITIALIZE (purchase or load): spends one of the card's transaction
+    /// numbers; take one of the card's budget.
+    Initialize,
+    /// Anything else of the purse set.
+    Other,
 }
 
 /// VERIFY without data: reports the PIN state, spends no try.
 pub const PIN_PROBE: [u8; 4] = [0x00, 0x20, 0x00, 0x00];
 
-fn forbidden(msg: impl Into<String>) -> BridgeError {
-    BridgeError::new(ErrorCode::ForbiddenApdu, msg)
+/// The SELECT of the Cardpay application, as the purse command set builds it.
+pub fn select_cardpay() -> Vec<u8> {
+    purse::command::Request::Select(purse::command::Select {
+        aid: purse::AID.to_vec(),
+    })
+    .to_bytes()
 }
 
-/// Per-connection and per-origin guard state.
+/// A short, stable name of a card for per-card budgets, from its id (never
+/// the id itself: the state file does not hold card numbers).
+pub fn card_tag(card_id: &[u8]) -> String {
+    let h = Sha256::new()
+        .chain_update(b"cardpay/bridge/card-budget")
+        .chain_update(card_id)
+        .finalize();
+    hex::encode(&h[..8])
+}
+
+fn forbidden(msg: impl Into<String>) -> BridgeError {
+    BridgeError::forbidden_apdu(msg)
+}
+
+fn is_ok(rapdu: &[u8]) -> bool {
+    rapdu.len() >= 2 && rapdu[rapdu.len() - 2..] == [0x90, 0x00]
+}
+
+/// Per-connection guard state.
 #[derive(Debug)]
 pub struct Guard {
     cfg: GuardConfig,
     conns: HashMap<u32, Conn>,
-    apdu_rate: HashMap<String, Bucket>,
-    verify_rate: HashMap<String, Bucket>,
 }
 
 impl Guard {
@@ -272,22 +276,21 @@ impl Guard {
         Self {
             cfg,
             conns: HashMap::new(),
-            apdu_rate: HashMap::new(),
-            verify_rate: HashMap::new(),
         }
+    }
+
+    pub fn config(&self) -> &GuardConfig {
+        &self.cfg
     }
 
     /// May `origin` open one more connection?
     pub fn may_open(&self, origin: &str) -> Result<(), BridgeError> {
         let n = self.conns.values().filter(|c| c.origin == origin).count();
         if n >= self.cfg.max_connections {
-            return Err(BridgeError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "at most {} open connections per origin",
-                    self.cfg.max_connections
-                ),
-            ));
+            return Err(BridgeError::bad_request(format!(
+                "at most {} open connections per origin",
+                self.cfg.max_connections
+            )));
         }
         Ok(())
     }
@@ -298,6 +301,7 @@ impl Guard {
             Conn {
                 origin: origin.to_owned(),
                 selected: false,
+                card: None,
             },
         );
     }
@@ -311,9 +315,14 @@ impl Guard {
         self.conns.clear();
     }
 
-    /// Is the Cardpay application selected on this connection?
+    /// Has the page selected the Cardpay application on this connection?
     pub fn is_selected(&self, handle: u32) -> bool {
         self.conns.get(&handle).is_some_and(|c| c.selected)
+    }
+
+    /// The card the connection's SELECT found ([`card_tag`]).
+    pub fn card(&self, handle: u32) -> Option<&str> {
+        self.conns.get(&handle).and_then(|c| c.card.as_deref())
     }
 
     /// The origin that owns the handle, if it is open.
@@ -321,24 +330,22 @@ impl Guard {
         self.conns.get(&handle).map(|c| c.origin.as_str())
     }
 
-    /// Check a command APDU from `origin` on `handle`.
-    pub fn check(
-        &mut self,
-        handle: u32,
-        origin: &str,
-        apdu: &[u8],
-        now: Instant,
-    ) -> Result<Verdict, BridgeError> {
-        let conn = self
-            .conns
-            .get(&handle)
-            .ok_or_else(|| BridgeError::bad_request("unknown or closed handle"))?;
-        if conn.origin != origin {
-            return Err(BridgeError::new(
+    /// `Ok` if `origin` owns `handle`.
+    pub fn check_owner(&self, handle: u32, origin: &str) -> Result<(), BridgeError> {
+        match self.owner(handle) {
+            None => Err(BridgeError::bad_request("unknown or closed handle")),
+            Some(o) if o != origin => Err(BridgeError::new(
                 ErrorCode::ForbiddenOrigin,
                 "this connection belongs to another origin",
-            ));
+            )),
+            Some(_) => Ok(()),
         }
+    }
+
+    /// Check a command APDU from `origin` on `handle`.
+    pub fn check(&self, handle: u32, origin: &str, apdu: &[u8]) -> Result<Kind, BridgeError> {
+        self.check_owner(handle, origin)?;
+        let selected = self.is_selected(handle);
         if apdu.len() > self.cfg.max_apdu_len {
             return Err(forbidden(format!(
                 "APDU of {} bytes exceeds the {}-byte limit",
@@ -353,24 +360,9 @@ impl Guard {
                 cmd.cla, cmd.ins
             )));
         }
-        let selected = conn.selected;
-        let (cap, rate) = (self.cfg.apdu_burst, self.cfg.apdu_per_sec);
-        let bucket = self
-            .apdu_rate
-            .entry(origin.to_owned())
-            .or_insert_with(|| Bucket::new(cap, now));
-        if let Err(wait) = bucket.take(cap, rate, now) {
-            return Err(BridgeError::rate_limited(
-                format!(
-                    "too many APDUs from this origin; slow down (retry in {} ms)",
-                    (wait.as_secs_f64() * 1000.0).round().max(1.0)
-                ),
-                wait,
-            ));
-        }
         if (cmd.cla, cmd.ins) == (CLA_ISO, INS_SELECT) {
             if cmd.p1 == 0x04 && cmd.p2 == 0x00 && cmd.data == purse::AID {
-                return Ok(Verdict::Transmit);
+                return Ok(Kind::Select);
             }
             return Err(forbidden("only the Cardpay application may be selected"));
         }
@@ -383,24 +375,12 @@ impl Guard {
             if cmd.p1 != 0 || cmd.p2 != 0 {
                 return Err(forbidden("VERIFY must use P1=00 P2=00"));
             }
-            let (cap, refill) = (self.cfg.verify_burst, self.cfg.verify_refill);
-            let per_sec = 1.0 / refill.as_secs_f64().max(0.001);
-            let bucket = self
-                .verify_rate
-                .entry(origin.to_owned())
-                .or_insert_with(|| Bucket::new(cap, now));
-            if let Err(wait) = bucket.take(cap, per_sec, now) {
-                return Err(BridgeError::rate_limited(
-                    format!(
-                        "too many PIN attempts from this origin; try again in {} s",
-                        (wait.as_secs_f64() - 0.0005).ceil().max(1.0) as u64
-                    ),
-                    wait,
-                ));
-            }
-            return Ok(Verdict::ProbePinFirst);
+            return Ok(Kind::VerifyPin);
         }
-        Ok(Verdict::Transmit)
+        if (cmd.cla, cmd.ins) == (CLA_PURSE, INS_INITIALIZE) {
+            return Ok(Kind::Initialize);
+        }
+        Ok(Kind::Other)
     }
 
     /// Decide on a VERIFY after the card answered [`PIN_PROBE`] with `sw`.
@@ -408,14 +388,15 @@ impl Guard {
         if sw == StatusWord::OK {
             return Ok(()); // already verified in this selection; the counter is full
         }
-        if sw == StatusWord::PIN_BLOCKED {
-            return Err(forbidden("the card's PIN is blocked"));
+        if sw == StatusWord::PIN_BLOCKED || sw.pin_tries_left() == Some(0) {
+            return Err(BridgeError::new(
+                ErrorCode::PinBlocked,
+                "the card's PIN is blocked; only the card issuer can unblock it",
+            ));
         }
         match sw.pin_tries_left() {
             Some(n) if n >= 2 => Ok(()),
-            Some(_) => Err(forbidden(
-                "refused: a wrong PIN now would block the card (last try); ask the card issuer",
-            )),
+            Some(_) => Err(BridgeError::last_pin_try()),
             None => Err(forbidden(format!(
                 "the card did not report its PIN tries (SW {:04X})",
                 sw.0
@@ -423,7 +404,8 @@ impl Guard {
         }
     }
 
-    /// Tell the guard what the card answered, so it tracks SELECT state.
+    /// Tell the guard what the card answered, so it tracks the page's
+    /// selection and which card it is.
     pub fn observe(&mut self, handle: u32, apdu: &[u8], rapdu: &[u8]) {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
@@ -432,15 +414,25 @@ impl Guard {
             return;
         };
         if (cmd.cla, cmd.ins) == (CLA_ISO, INS_SELECT) {
-            let ok = rapdu.len() >= 2 && rapdu[rapdu.len() - 2..] == [0x90, 0x00];
-            conn.selected = ok && cmd.data == purse::AID && cmd.p1 == 0x04;
+            conn.selected = is_ok(rapdu) && cmd.data == purse::AID && cmd.p1 == 0x04;
+            conn.card = conn
+                .selected
+                .then(|| SelectResponse::decode(&rapdu[..rapdu.len() - 2]).ok())
+                .flatten()
+                .map(|s| card_tag(&s.card_id.bytes()));
+            if conn.selected && conn.card.is_none() {
+                // not a Cardpay SELECT response: nothing may follow
+                conn.selected = false;
+            }
         }
     }
 
-    /// The card was reset or reconnected: the selection is gone.
+    /// The page's selection is gone (another card, or the card was reset and
+    /// could not be selected again).
     pub fn deselect(&mut self, handle: u32) {
         if let Some(c) = self.conns.get_mut(&handle) {
             c.selected = false;
+            c.card = None;
         }
     }
 }
@@ -456,11 +448,20 @@ mod tests {
     const BALANCE: [u8; 5] = [0x80, 0x5C, 0x00, 0x00, 0x04];
     const VERIFY_1234: [u8; 9] = [0x00, 0x20, 0x00, 0x00, 0x04, b'1', b'2', b'3', b'4'];
 
-    fn selected_guard(cfg: GuardConfig, now: Instant) -> Guard {
+    /// A Cardpay SELECT answer (the demo card), with 9000.
+    fn select_ok() -> Vec<u8> {
+        let mut r =
+            hex::decode("6280000000000001301231010103D20200002710000186A003E700000001F4000F4240")
+                .unwrap();
+        r.extend([0x90, 0x00]);
+        r
+    }
+
+    fn selected_guard(cfg: GuardConfig) -> Guard {
         let mut g = Guard::new(cfg);
         g.opened(1, O);
-        assert_eq!(g.check(1, O, &SELECT, now).unwrap(), Verdict::Transmit);
-        g.observe(1, &SELECT, &[0x90, 0x00]);
+        assert_eq!(g.check(1, O, &SELECT).unwrap(), Kind::Select);
+        g.observe(1, &SELECT, &select_ok());
         assert!(g.is_selected(1));
         g
     }
@@ -514,24 +515,22 @@ mod tests {
 
     #[test]
     fn nothing_before_select() {
-        let now = Instant::now();
         let mut g = Guard::new(GuardConfig::default());
         g.opened(1, O);
-        let e = g.check(1, O, &BALANCE, now).unwrap_err();
+        let e = g.check(1, O, &BALANCE).unwrap_err();
         assert_eq!(e.code, ErrorCode::ForbiddenApdu);
         // a failed SELECT does not unlock
         g.observe(1, &SELECT, &[0x6A, 0x82]);
-        assert!(g.check(1, O, &BALANCE, now).is_err());
-        g.observe(1, &SELECT, &[0x90, 0x00]);
-        assert_eq!(g.check(1, O, &BALANCE, now).unwrap(), Verdict::Transmit);
+        assert!(g.check(1, O, &BALANCE).is_err());
+        g.observe(1, &SELECT, &select_ok());
+        assert_eq!(g.check(1, O, &BALANCE).unwrap(), Kind::Other);
         g.deselect(1);
-        assert!(g.check(1, O, &BALANCE, now).is_err());
+        assert!(g.check(1, O, &BALANCE).is_err());
     }
 
     #[test]
     fn only_the_cardpay_aid_may_be_selected() {
-        let now = Instant::now();
-        let mut g = selected_guard(GuardConfig::default(), now);
+        let mut g = selected_guard(GuardConfig::default());
         // EMV PSE, PIV, another AID, SELECT by path, SELECT with P1=04 but P2 "next"
         let emv = hex::decode("00A404000E315041592E5359532E444446303100").unwrap();
         let piv = hex::decode("00A4040009A0000003080000100000").unwrap();
@@ -539,7 +538,7 @@ mod tests {
         let next = hex::decode("00A4040208F04341524450415900").unwrap();
         let prefix = hex::decode("00A4040007F043415244504100").unwrap();
         for apdu in [emv, piv, by_file, next, prefix] {
-            let e = g.check(1, O, &apdu, now).unwrap_err();
+            let e = g.check(1, O, &apdu).unwrap_err();
             assert_eq!(e.code, ErrorCode::ForbiddenApdu, "{apdu:02X?}");
         }
         // and SELECT of something else (if a card answered 9000) would deselect
@@ -553,15 +552,14 @@ mod tests {
 
     #[test]
     fn only_purse_cla_ins() {
-        let now = Instant::now();
-        let mut g = selected_guard(GuardConfig::default(), now);
+        let g = selected_guard(GuardConfig::default());
         let ok = ["805C000004", "805C000104", "00200000", "805A01001D"];
         for h in ok {
             let apdu = hex::decode(h).unwrap();
-            assert_eq!(g.check(1, O, &apdu, now).unwrap(), Verdict::Transmit, "{h}");
+            assert_eq!(g.check(1, O, &apdu).unwrap(), Kind::Other, "{h}");
         }
         let init = hex::decode("8050010C0A000001F40000000000010C").unwrap();
-        assert!(g.check(1, O, &init, now).is_ok());
+        assert!(g.check(1, O, &init).is_ok());
         for bad in [
             "00B0000000", // READ BINARY
             "00CA9F1700", // GET DATA
@@ -574,15 +572,14 @@ mod tests {
             "80CA000000",
         ] {
             let apdu = hex::decode(bad).unwrap();
-            let e = g.check(1, O, &apdu, now).unwrap_err();
+            let e = g.check(1, O, &apdu).unwrap_err();
             assert_eq!(e.code, ErrorCode::ForbiddenApdu, "{bad}");
         }
     }
 
     #[test]
     fn malformed_and_oversize_apdus() {
-        let now = Instant::now();
-        let mut g = selected_guard(GuardConfig::default(), now);
+        let g = selected_guard(GuardConfig::default());
         for bad in [
             &[][..],
             &[0x80],
@@ -590,39 +587,36 @@ mod tests {
             &[0x80, 0x5C, 0, 0, 5, 1],
         ] {
             assert_eq!(
-                g.check(1, O, bad, now).unwrap_err().code,
+                g.check(1, O, bad).unwrap_err().code,
                 ErrorCode::ForbiddenApdu
             );
         }
         let mut long = vec![0x80, 0x54, 0x01, 0x00, 100];
         long.extend([0u8; 100]);
         assert_eq!(
-            g.check(1, O, &long, now).unwrap_err().code,
+            g.check(1, O, &long).unwrap_err().code,
             ErrorCode::ForbiddenApdu
         );
         // extended length is refused by the codec
         let ext = [0x80, 0x54, 0x01, 0x00, 0x00, 0x00, 0x01, 0xAA];
         assert_eq!(
-            g.check(1, O, &ext, now).unwrap_err().code,
+            g.check(1, O, &ext).unwrap_err().code,
             ErrorCode::ForbiddenApdu
         );
     }
 
     #[test]
     fn connection_belongs_to_its_origin() {
-        let now = Instant::now();
-        let mut g = selected_guard(GuardConfig::default(), now);
-        let e = g
-            .check(1, "https://evil.example", &BALANCE, now)
-            .unwrap_err();
+        let mut g = selected_guard(GuardConfig::default());
+        let e = g.check(1, "https://evil.example", &BALANCE).unwrap_err();
         assert_eq!(e.code, ErrorCode::ForbiddenOrigin);
         assert_eq!(
-            g.check(2, O, &BALANCE, now).unwrap_err().code,
+            g.check(2, O, &BALANCE).unwrap_err().code,
             ErrorCode::BadRequest
         );
         g.closed(1);
         assert_eq!(
-            g.check(1, O, &BALANCE, now).unwrap_err().code,
+            g.check(1, O, &BALANCE).unwrap_err().code,
             ErrorCode::BadRequest
         );
     }
@@ -643,75 +637,42 @@ mod tests {
     }
 
     #[test]
-    fn apdu_rate_limit_per_origin() {
-        let now = Instant::now();
-        let cfg = GuardConfig {
-            apdu_burst: 5.0,
-            apdu_per_sec: 1.0,
-            ..Default::default()
-        };
-        let mut g = selected_guard(cfg, now); // the SELECT used one token
-        for _ in 0..4 {
-            g.check(1, O, &BALANCE, now).unwrap();
-        }
-        let e = g.check(1, O, &BALANCE, now).unwrap_err();
-        assert_eq!(e.code, ErrorCode::RateLimited);
-        assert!(e.message.contains("too many"));
-        // an empty bucket refills at 1/s: the next token is one second away
-        assert_eq!(e.retry_after_ms, Some(1000));
-        // another origin is not affected
-        g.opened(2, "https://b.example");
-        g.check(2, "https://b.example", &SELECT, now).unwrap();
-        // one second later one more is allowed
-        let later = now + Duration::from_millis(1001);
-        g.check(1, O, &BALANCE, later).unwrap();
-        assert!(g.check(1, O, &BALANCE, later).is_err());
-    }
-
-    #[test]
-    fn verify_is_probed_and_rate_limited_per_origin() {
-        let now = Instant::now();
-        let mut g = selected_guard(GuardConfig::default(), now);
-        for _ in 0..3 {
-            assert_eq!(
-                g.check(1, O, &VERIFY_1234, now).unwrap(),
-                Verdict::ProbePinFirst
-            );
-        }
-        let e = g.check(1, O, &VERIFY_1234, now).unwrap_err();
-        assert_eq!(e.code, ErrorCode::RateLimited);
-        assert_eq!(e.retry_after_ms, Some(20_000));
-        // half the refill time later: half of it is left
-        let e = g
-            .check(1, O, &VERIFY_1234, now + Duration::from_secs(10))
-            .unwrap_err();
-        assert_eq!(e.code, ErrorCode::RateLimited);
-        assert_eq!(e.retry_after_ms, Some(10_000));
-        assert!(e.message.contains("10 s"), "{}", e.message);
-        // the status-only VERIFY is not a PIN attempt
-        assert_eq!(g.check(1, O, &PIN_PROBE, now).unwrap(), Verdict::Transmit);
-        // a new connection does not reset the per-origin limit
-        g.opened(3, O);
-        g.check(3, O, &SELECT, now).unwrap();
-        g.observe(3, &SELECT, &[0x90, 0x00]);
-        assert_eq!(
-            g.check(3, O, &VERIFY_1234, now).unwrap_err().code,
-            ErrorCode::RateLimited
-        );
-        // after the refill time one more
-        let later = now + Duration::from_secs(21);
-        assert_eq!(
-            g.check(3, O, &VERIFY_1234, later).unwrap(),
-            Verdict::ProbePinFirst
-        );
+    fn apdus_are_classified_for_budgets_and_sessions() {
+        let g = selected_guard(GuardConfig::default());
+        assert_eq!(g.check(1, O, &VERIFY_1234).unwrap(), Kind::VerifyPin);
+        assert_eq!(g.check(1, O, &PIN_PROBE).unwrap(), Kind::Other);
+        let init_purchase = hex::decode("8050010C0A000001F40000000000010C").unwrap();
+        let init_load = hex::decode("8050020C0A000001F400000000000114").unwrap();
+        assert_eq!(g.check(1, O, &init_purchase).unwrap(), Kind::Initialize);
+        assert_eq!(g.check(1, O, &init_load).unwrap(), Kind::Initialize);
+        assert_eq!(g.check(1, O, &BALANCE).unwrap(), Kind::Other);
+        assert_eq!(g.check(1, O, &SELECT).unwrap(), Kind::Select);
         // VERIFY with odd P1/P2 is refused
         let odd = [0x00, 0x20, 0x00, 0x81, 0x04, b'1', b'2', b'3', b'4'];
         assert_eq!(
-            g.check(3, O, &odd, later + Duration::from_secs(60))
-                .unwrap_err()
-                .code,
+            g.check(1, O, &odd).unwrap_err().code,
             ErrorCode::ForbiddenApdu
         );
+    }
+
+    #[test]
+    fn the_select_answer_names_the_card() {
+        let mut g = selected_guard(GuardConfig::default());
+        let tag = g.card(1).unwrap().to_owned();
+        assert_eq!(tag.len(), 16);
+        assert!(!tag.contains("6280"), "the tag is not the card number");
+        // another card in the same connection gets another tag
+        let mut other = select_ok();
+        other[7] = 0x99;
+        g.observe(1, &SELECT, &other);
+        assert!(g.is_selected(1));
+        assert_ne!(g.card(1).unwrap(), tag);
+        // a 9000 without a Cardpay SELECT response selects nothing
+        g.observe(1, &SELECT, &[0x90, 0x00]);
+        assert!(!g.is_selected(1));
+        assert_eq!(g.card(1), None);
+        // the SELECT the bridge sends itself is the one the purse set builds
+        assert_eq!(select_cardpay(), SELECT.to_vec());
     }
 
     #[test]
@@ -720,13 +681,16 @@ mod tests {
         g.check_pin_probe(StatusWord::OK).unwrap();
         g.check_pin_probe(StatusWord::pin_tries(3)).unwrap();
         g.check_pin_probe(StatusWord::pin_tries(2)).unwrap();
-        for sw in [
-            StatusWord::pin_tries(1),
-            StatusWord::pin_tries(0),
-            StatusWord::PIN_BLOCKED,
-            StatusWord::INS_NOT_SUPPORTED,
-            StatusWord(0x6F00),
-        ] {
+        let e = g.check_pin_probe(StatusWord::pin_tries(1)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LastPinTry);
+        assert!(e.message.contains("bridge pin"), "{}", e.message);
+        for sw in [StatusWord::pin_tries(0), StatusWord::PIN_BLOCKED] {
+            assert_eq!(
+                g.check_pin_probe(sw).unwrap_err().code,
+                ErrorCode::PinBlocked
+            );
+        }
+        for sw in [StatusWord::INS_NOT_SUPPORTED, StatusWord(0x6F00)] {
             let e = g.check_pin_probe(sw).unwrap_err();
             assert_eq!(e.code, ErrorCode::ForbiddenApdu, "{sw:?}");
         }

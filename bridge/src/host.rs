@@ -3,22 +3,34 @@
 //! Threads: one reads stdin frames, one (the backend worker) does all PC/SC
 //! work, one (optional) watches card events; this loop owns stdout and never
 //! waits on the card. A request the worker has not answered within the
-//! timeout gets a `timeout` error; a late answer is then dropped.
+//! timeout gets a `timeout` error; a late answer is then dropped. Between
+//! requests the worker wakes for the backend's own deadlines (the idle end
+//! of an exclusive session, saving budgets); when stdin closes it lets the
+//! backend finish (end sessions, save budgets) before the host returns.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use purse::bridge_msg::{BridgeError, BridgeRequest, BridgeResult, ErrorCode, Hello, Id};
+use serde_json::Value;
 
 use crate::guard::Allowlist;
-use crate::protocol::{self, Body, BridgeError, ErrorCode, Id, PROTOCOL_VERSION};
+use crate::protocol::{self, PROTOCOL_VERSION};
 use crate::stdio::{self, Frame};
 
 /// Does the PC/SC work; runs on its own thread.
 pub trait Backend: Send + 'static {
-    fn handle(&mut self, origin: &str, body: Body) -> Result<Value, BridgeError>;
+    fn handle(&mut self, origin: &str, req: BridgeRequest) -> Result<BridgeResult, BridgeError>;
+    /// How long until the backend has something to do on its own.
+    fn poll_timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// Do what is due (called after a request, or when `poll_timeout` passed).
+    fn handle_timeout(&mut self) {}
+    /// The host is ending (stdin closed).
+    fn finish(&mut self) {}
 }
 
 /// Who may ask what.
@@ -47,7 +59,7 @@ impl EventSink {
 
 pub enum Input {
     Frame(io::Result<Option<Frame>>),
-    Done(u64, Result<Value, BridgeError>),
+    Done(u64, Result<BridgeResult, BridgeError>),
     Event(Value),
 }
 
@@ -62,12 +74,51 @@ fn normalise(o: &str) -> &str {
     o.strip_suffix('/').unwrap_or(o)
 }
 
-pub fn hello() -> Value {
-    json!({
-        "version": PROTOCOL_VERSION,
-        "bridge": env!("CARGO_PKG_VERSION"),
-        "capabilities": ["status", "readers", "connect", "transmit", "disconnect", "events"],
-    })
+pub fn hello() -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        bridge: env!("CARGO_PKG_VERSION").into(),
+        capabilities: [
+            "status",
+            "readers",
+            "connect",
+            "transmit",
+            "release",
+            "disconnect",
+            "events",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+/// The worker: requests in order, the backend's deadlines in between.
+fn work<B: Backend>(
+    mut backend: B,
+    jobs: Receiver<(u64, String, BridgeRequest)>,
+    done: Sender<Input>,
+) {
+    loop {
+        let job = match backend.poll_timeout() {
+            Some(wait) => match jobs.recv_timeout(wait) {
+                Ok(j) => Some(j),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match jobs.recv() {
+                Ok(j) => Some(j),
+                Err(_) => break,
+            },
+        };
+        if let Some((seq, origin, req)) = job {
+            let r = backend.handle(&origin, req);
+            if done.send(Input::Done(seq, r)).is_err() {
+                break;
+            }
+        }
+        backend.handle_timeout();
+    }
+    backend.finish();
 }
 
 /// Run the host until stdin closes. `start_events` is called once with a sink
@@ -76,7 +127,7 @@ pub fn run<R, W, B>(
     input: R,
     mut output: W,
     opts: HostOptions,
-    mut backend: B,
+    backend: B,
     start_events: impl FnOnce(EventSink),
 ) -> io::Result<()>
 where
@@ -100,22 +151,33 @@ where
             }
         })?;
 
-    let (job_tx, job_rx) = mpsc::channel::<(u64, String, Body)>();
+    let (job_tx, job_rx) = mpsc::channel::<(u64, String, BridgeRequest)>();
     let tx_done = tx.clone();
+    let (finished_tx, finished_rx) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("pcsc".into())
         .spawn(move || {
-            while let Ok((seq, origin, body)) = job_rx.recv() {
-                let r = backend.handle(&origin, body);
-                if tx_done.send(Input::Done(seq, r)).is_err() {
-                    break;
-                }
-            }
+            work(backend, job_rx, tx_done);
+            let _ = finished_tx.send(());
         })?;
 
     start_events(EventSink(tx.clone()));
     drop(tx);
 
+    let r = serve(&rx, &mut output, &opts, &job_tx);
+    // let the worker end its sessions and save budgets (bounded: a card
+    // that hangs must not keep the host alive)
+    drop(job_tx);
+    let _ = finished_rx.recv_timeout(Duration::from_secs(3));
+    r
+}
+
+fn serve<W: Write>(
+    rx: &Receiver<Input>,
+    output: &mut W,
+    opts: &HostOptions,
+    job_tx: &Sender<(u64, String, BridgeRequest)>,
+) -> io::Result<()> {
     let ext: Vec<String> = opts
         .extension_origins
         .iter()
@@ -151,7 +213,7 @@ where
                     ErrorCode::Timeout,
                     "the card or reader did not answer in time",
                 );
-                write_msg(&mut output, &protocol::error_reply(Some(&id), &e))?;
+                write_msg(output, &protocol::error_reply(Some(&id), &e))?;
             }
         }
         let Some(msg) = msg else { continue };
@@ -166,7 +228,7 @@ where
             }
             Input::Frame(Ok(Some(Frame::Refused(e)))) => {
                 write_msg(
-                    &mut output,
+                    output,
                     &protocol::error_reply(None, &BridgeError::bad_request(e)),
                 )?;
             }
@@ -174,7 +236,7 @@ where
                 let req = match protocol::parse_request(bytes.as_bytes()) {
                     Ok(r) => r,
                     Err(f) => {
-                        write_msg(&mut output, &protocol::error_reply(f.id.as_ref(), &f.error))?;
+                        write_msg(output, &protocol::error_reply(f.id.as_ref(), &f.error))?;
                         continue;
                     }
                 };
@@ -186,7 +248,8 @@ where
                     })
                 });
                 let allowed = if is_ext {
-                    matches!(req.body, Body::Hello | Body::Status { .. } | Body::Readers)
+                    req.body
+                        .is_status_only()
                         .then_some(origin.unwrap_or_default())
                         .ok_or_else(|| {
                             BridgeError::new(
@@ -201,12 +264,13 @@ where
                     Ok(o) => o.to_owned(),
                     Err(e) => {
                         tracing::warn!("refused {} from {:?}", req.body.name(), req.origin);
-                        write_msg(&mut output, &protocol::error_reply(Some(&req.id), &e))?;
+                        write_msg(output, &protocol::error_reply(Some(&req.id), &e))?;
                         continue;
                     }
                 };
-                if req.body == Body::Hello {
-                    write_msg(&mut output, &protocol::reply(&req.id, hello()))?;
+                if req.body == BridgeRequest::Hello {
+                    let hello = BridgeResult::Hello(hello());
+                    write_msg(output, &protocol::reply(&req.id, &hello))?;
                     continue;
                 }
                 seq += 1;
@@ -218,13 +282,13 @@ where
             Input::Done(s, result) => {
                 if let Some((id, _)) = pending.remove(&s) {
                     let v = match result {
-                        Ok(v) => protocol::reply(&id, v),
+                        Ok(v) => protocol::reply(&id, &v),
                         Err(e) => protocol::error_reply(Some(&id), &e),
                     };
-                    write_msg(&mut output, &v)?;
+                    write_msg(output, &v)?;
                 }
             }
-            Input::Event(ev) => write_msg(&mut output, &ev)?,
+            Input::Event(ev) => write_msg(output, &ev)?,
         }
     }
 }
@@ -235,19 +299,68 @@ mod tests {
     use crate::stdio::encode;
     use std::sync::{Arc, Mutex};
 
-    /// A backend that answers `readers` at once and sleeps on `transmit`.
+    use purse::bridge_msg::{ApduHex, Event, ReaderInfo, Readers, Transmitted};
+    use serde_json::json;
+
+    /// A backend that answers `readers` at once (naming the origin as the
+    /// reader) and sleeps on `transmit`.
     struct Slow;
     impl Backend for Slow {
-        fn handle(&mut self, origin: &str, body: Body) -> Result<Value, BridgeError> {
-            match body {
-                Body::Transmit { .. } => {
+        fn handle(
+            &mut self,
+            origin: &str,
+            req: BridgeRequest,
+        ) -> Result<BridgeResult, BridgeError> {
+            match req {
+                BridgeRequest::Transmit { .. } => {
                     std::thread::sleep(Duration::from_millis(400));
-                    Ok(json!({"rapdu": "9000"}))
+                    Ok(BridgeResult::Transmitted(Transmitted {
+                        rapdu: ApduHex(vec![0x90, 0x00]),
+                    }))
                 }
-                Body::Readers => Ok(json!({"readers": [], "origin": origin})),
+                BridgeRequest::Readers => Ok(BridgeResult::Readers(Readers {
+                    readers: vec![ReaderInfo {
+                        name: origin.into(),
+                        card_present: false,
+                    }],
+                })),
                 _ => Err(BridgeError::new(ErrorCode::NoCard, "none")),
             }
         }
+    }
+
+    /// A backend with a deadline every 50 ms, counting wake-ups and noting the end.
+    struct Ticking(Arc<Mutex<(u32, bool)>>);
+    impl Backend for Ticking {
+        fn handle(&mut self, _: &str, _: BridgeRequest) -> Result<BridgeResult, BridgeError> {
+            Err(BridgeError::new(ErrorCode::NoCard, "none"))
+        }
+        fn poll_timeout(&self) -> Option<Duration> {
+            Some(Duration::from_millis(50))
+        }
+        fn handle_timeout(&mut self) {
+            self.0.lock().unwrap().0 += 1;
+        }
+        fn finish(&mut self) {
+            self.0.lock().unwrap().1 = true;
+        }
+    }
+
+    #[test]
+    fn the_worker_wakes_for_deadlines_and_finishes_before_the_host_returns() {
+        let seen = Arc::new(Mutex::new((0, false)));
+        let script = Script::new(vec![(400, vec![])]);
+        run(
+            script,
+            Shared::default(),
+            opts(1000),
+            Ticking(seen.clone()),
+            |_| (),
+        )
+        .unwrap();
+        let (ticks, finished) = *seen.lock().unwrap();
+        assert!((4..=12).contains(&ticks), "{ticks} wake-ups in 400 ms");
+        assert!(finished, "finish() ran before run() returned");
     }
 
     #[derive(Clone, Default)]
@@ -377,14 +490,20 @@ mod tests {
         let by_id = |id: u64| m.iter().find(|v| v["id"] == id).unwrap();
         assert_eq!(by_id(1)["error"]["code"], "forbidden_origin");
         assert_eq!(by_id(2)["error"]["code"], "forbidden_origin");
-        assert_eq!(by_id(3)["result"]["origin"], "chrome-extension://abc");
+        assert_eq!(
+            by_id(3)["result"]["readers"][0]["name"],
+            "chrome-extension://abc"
+        );
         assert_eq!(by_id(4)["error"]["code"], "forbidden_origin");
         let anon: Vec<_> = m.iter().filter(|v| v["id"].is_null()).collect();
         assert_eq!(anon.len(), 3);
         for v in anon {
             assert_eq!(v["error"]["code"], "bad_request");
         }
-        assert_eq!(by_id(5)["result"]["origin"], "http://127.0.0.1:4000");
+        assert_eq!(
+            by_id(5)["result"]["readers"][0]["name"],
+            "http://127.0.0.1:4000"
+        );
     }
 
     #[test]
@@ -414,7 +533,10 @@ mod tests {
         run(script, out.clone(), o, Slow, |_| ()).unwrap();
         let m = msgs(&out);
         let by_id = |id: u64| m.iter().find(|v| v["id"] == id).unwrap().clone();
-        assert_eq!(by_id(1)["result"]["origin"], "moz-extension://0f1e-uuid");
+        assert_eq!(
+            by_id(1)["result"]["readers"][0]["name"],
+            "moz-extension://0f1e-uuid"
+        );
         assert_eq!(by_id(2)["error"]["code"], "forbidden_origin");
         assert_eq!(by_id(3)["error"]["code"], "forbidden_origin");
         assert_eq!(by_id(4)["error"]["code"], "forbidden_origin");
@@ -425,7 +547,7 @@ mod tests {
         let script = Script::new(vec![(200, vec![])]);
         let out = Shared::default();
         run(script, out.clone(), opts(1000), Slow, |sink| {
-            sink.send(protocol::event("card_inserted", "R"));
+            sink.send(protocol::event(&Event::CardInserted { reader: "R".into() }));
         })
         .unwrap();
         assert_eq!(

@@ -8,7 +8,8 @@ use bridge::config::{default_config_path, Config, Limits};
 use bridge::doctor;
 use bridge::host::{self, HostOptions};
 use bridge::install::{self, Browser, Target};
-use bridge::service::{self, PcscBackend};
+use bridge::pcsc::PcscBackend;
+use bridge::store::BudgetFile;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -73,6 +74,14 @@ enum Cmd {
         /// What the browser passes: the calling extension's origin (and more).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         caller: Vec<String>,
+    },
+    /// Restore the card's PIN tries: type your PIN here, at this computer's
+    /// own prompt (never on a web page). A correct PIN gives the card all its
+    /// tries back; a payment page may never use the last one.
+    Pin {
+        /// The reader (default: the first one with a card).
+        #[arg(long)]
+        reader: Option<String>,
     },
     /// Print the readiness status as JSON (same answer as the `status` message).
     Status,
@@ -154,8 +163,14 @@ fn run_host(config: Option<PathBuf>, caller: Vec<String>) -> anyhow::Result<()> 
         extension_origins,
         request_timeout: cfg.request_timeout(),
     };
-    tracing::info!("bridge host {} for {:?}", env!("CARGO_PKG_VERSION"), caller);
-    let backend = PcscBackend::new(cfg.guard());
+    tracing::info!(
+        "bridge host {} (pid {}) for {:?}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        caller
+    );
+    let state = bridge::config::state_path(&path);
+    let backend = PcscBackend::new(cfg.guard(), Some(BudgetFile::new(state)));
     host::run(
         std::io::stdin(),
         std::io::stdout().lock(),
@@ -164,7 +179,7 @@ fn run_host(config: Option<PathBuf>, caller: Vec<String>) -> anyhow::Result<()> 
         |sink| {
             let _ = std::thread::Builder::new()
                 .name("monitor".into())
-                .spawn(move || service::monitor(sink));
+                .spawn(move || bridge::monitor::monitor(sink));
         },
     )?;
     Ok(())
@@ -178,10 +193,8 @@ fn bench(reader: &str, n: usize) -> anyhow::Result<()> {
         .connect(&name, ShareMode::Shared, Protocols::ANY)
         .context("connect")?;
     let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE];
-    let mut select = vec![0x00, 0xA4, 0x04, 0x00, 0x08];
-    select.extend_from_slice(&purse::AID);
-    select.push(0);
-    card.transmit(&select, &mut buf).context("select")?;
+    card.transmit(&bridge::guard::select_cardpay(), &mut buf)
+        .context("select")?;
     let apdu = [0x80, 0x5C, 0x00, 0x00, 0x04];
     let mut t = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
@@ -269,10 +282,16 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Host { config, caller } => run_host(config, caller)?,
         Cmd::Status => {
-            let mut b = PcscBackend::new(Default::default());
+            let mut b = PcscBackend::new(Default::default(), None);
             println!("{}", serde_json::to_string_pretty(&b.status(None))?);
         }
         Cmd::Bench { reader, n } => bench(&reader, n)?,
+        Cmd::Pin { reader } => {
+            let ok = bridge::pin::run(reader.as_deref(), &mut std::io::stdout())?;
+            if !ok {
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
 }

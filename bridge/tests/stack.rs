@@ -4,178 +4,17 @@
 //! (events seen), pcscd killed and restarted (recovery without restarting the
 //! bridge), and the bridge-over-stdio round trip time next to direct PC/SC.
 
+mod common;
+
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bridge::stdio::{self, Frame};
+use common::*;
 use purse::command::{DebitResponse, InitializePurchaseResponse, SelectResponse};
-use purse::crypto::DesKey;
-use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
-use purse::types::{BcdDate, BcdTime, PurseId, Terminal};
+use purse::types::{PurseId, Terminal};
 use serde_json::{json, Value};
-
-const ORIGIN: &str = "http://127.0.0.1:4242";
-const EXT: &str = "chrome-extension://balkbpnchocdfjmodhmppaobcgfpdlih/";
-
-struct Bridge {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    rx: Receiver<Value>,
-    next: u64,
-    events: Vec<Value>,
-}
-
-impl Bridge {
-    fn start(dir: &std::path::Path) -> Bridge {
-        Self::start_with(dir, true)
-    }
-
-    fn start_with(dir: &std::path::Path, write_config: bool) -> Bridge {
-        let cfg = dir.join("bridge.json");
-        if write_config {
-            std::fs::write(
-            &cfg,
-            json!({"origins": [ORIGIN], "verify_burst": 10, "apdu_burst": 60, "apdu_per_sec": 20, "request_timeout_ms": 10000}).to_string(),
-        )
-        .unwrap();
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bridge"))
-            .args(["host", "--config"])
-            .arg(&cfg)
-            .arg(EXT)
-            .env("CARDPAY_BRIDGE_LOG", "debug")
-            .env("CARDPAY_BRIDGE_LOG_FILE", dir.join("bridge.log"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start bridge");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = stdout;
-            while let Ok(Some(Frame::Message(m))) = stdio::read_frame(&mut r) {
-                let v: Value = serde_json::from_str(&m).expect("bridge sends JSON");
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Bridge {
-            child,
-            stdin: Some(stdin),
-            rx,
-            next: 1,
-            events: vec![],
-        }
-    }
-
-    fn send(&mut self, mut msg: Value) -> u64 {
-        let id = self.next;
-        self.next += 1;
-        msg["id"] = json!(id);
-        if msg.get("origin").is_none() {
-            msg["origin"] = json!(ORIGIN);
-        }
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(&stdio::encode(&msg.to_string())).unwrap();
-        stdin.flush().unwrap();
-        id
-    }
-
-    /// Send and wait for the answer; events arriving meanwhile are kept.
-    fn call(&mut self, msg: Value) -> Value {
-        let id = self.send(msg);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self.rx.recv_timeout(left).expect("bridge answered in time");
-            if v.get("event").is_some() {
-                self.events.push(v);
-            } else if v["id"] == id {
-                return v;
-            } else {
-                panic!("unexpected message {v}");
-            }
-        }
-    }
-
-    fn ok(&mut self, msg: Value) -> Value {
-        let v = self.call(msg.clone());
-        assert!(v.get("error").is_none(), "{msg} → {v}");
-        v["result"].clone()
-    }
-
-    fn err(&mut self, msg: Value) -> String {
-        let v = self.call(msg.clone());
-        v["error"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{msg} → {v}"))
-            .to_owned()
-    }
-
-    fn apdu(&mut self, handle: u64, apdu: &[u8]) -> Vec<u8> {
-        let r = self.ok(json!({"type": "transmit", "handle": handle, "apdu": hex::encode(apdu)}));
-        hex::decode(r["rapdu"].as_str().unwrap()).unwrap()
-    }
-
-    fn apdu_err(&mut self, handle: u64, apdu: &[u8]) -> String {
-        self.err(json!({"type": "transmit", "handle": handle, "apdu": hex::encode(apdu)}))
-    }
-
-    /// Wait until an event with this name (and reader) has been seen.
-    fn wait_event(&mut self, name: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(pos) = self.events.iter().position(|e| e["event"] == name) {
-                return self.events.remove(pos);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(v) if v.get("event").is_some() => self.events.push(v),
-                Ok(v) => panic!("unexpected message {v}"),
-                Err(_) => panic!(
-                    "no `{name}` event within {timeout:?}; saw {:?}",
-                    self.events
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn select_apdu() -> Vec<u8> {
-    let mut a = vec![0x00, 0xA4, 0x04, 0x00, 0x08];
-    a.extend_from_slice(&purse::AID);
-    a.push(0);
-    a
-}
-
-fn sw(r: &[u8]) -> u16 {
-    u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
-}
-
-fn data(r: &[u8]) -> &[u8] {
-    &r[..r.len() - 2]
-}
-
-fn connect_and_select(b: &mut Bridge) -> (u64, SelectResponse) {
-    let c = b.ok(json!({"type": "connect", "reader": testbed::READER}));
-    let h = c["handle"].as_u64().unwrap();
-    assert!(!c["atr"].as_str().unwrap().is_empty());
-    let r = b.apdu(h, &select_apdu());
-    assert_eq!(sw(&r), 0x9000);
-    (h, SelectResponse::decode(data(&r)).unwrap())
-}
 
 /// One testbed stack at a time in this binary.
 static STACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -318,28 +157,7 @@ fn bridge_over_real_pcsc_stack() {
     let r = b.apdu(hd, &init);
     assert_eq!(sw(&r), 0x9000, "INITIALIZE {r:02X?}");
     let ir = InitializePurchaseResponse::decode(data(&r)).unwrap();
-    let mut keys = SoftwareKeys::new();
-    keys.add_key_version(
-        1,
-        DesKey::from_hex(testbed::keys::MKP).unwrap(),
-        DesKey::from_hex(testbed::keys::MKL).unwrap(),
-    );
-    let sm = SecurityModule::software(terminal, keys);
-    let auth = sm
-        .authorize_purchase(&PurchaseDraw {
-            card_id: sel.card_id,
-            expiry: sel.expiry,
-            key_version: ir.key_version,
-            purse: PurseId::Money,
-            balance: ir.balance,
-            atc: ir.atc,
-            random: ir.random,
-            amount,
-            seq: 1,
-            date: BcdDate::from_ymd(2026, 11, 23).unwrap(),
-            time: BcdTime::from_hms(12, 0, 0).unwrap(),
-        })
-        .unwrap();
+    let auth = common::sm::authorize_purchase(&sel, &ir, amount);
     let debit = purse::command::Request::DebitPurchase(auth.debit).to_bytes();
     let r = b.apdu(hd, &debit);
     assert_eq!(sw(&r), 0x9000, "DEBIT {r:02X?}");
@@ -353,13 +171,15 @@ fn bridge_over_real_pcsc_stack() {
     assert_eq!(sw(&r), 0x63C2);
     let r = b.apdu(hd, b"\x00\x20\x00\x00\x049999");
     assert_eq!(sw(&r), 0x63C1);
-    assert_eq!(
-        b.apdu_err(hd, b"\x00\x20\x00\x00\x049999"),
-        "forbidden_apdu"
-    );
-    assert_eq!(
-        b.apdu_err(hd, b"\x00\x20\x00\x00\x041234"),
-        "forbidden_apdu"
+    assert_eq!(b.apdu_err(hd, b"\x00\x20\x00\x00\x049999"), "last_pin_try");
+    let v = b.call(json!({"type": "transmit", "handle": hd, "apdu": "002000000431323334"}));
+    assert_eq!(v["error"]["code"], "last_pin_try", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bridge pin"),
+        "{v}"
     );
     // the card still has its last try (the status VERIFY passes through)
     let r = b.apdu(hd, &[0x00, 0x20, 0x00, 0x00]);
@@ -390,42 +210,11 @@ fn bridge_over_real_pcsc_stack() {
     assert_eq!(ev["reader"], testbed::READER);
     let (h3, sel) = connect_and_select(&mut b);
     assert_eq!(sel.purse(PurseId::Money).balance, 7_500);
-    // a fresh selection: the PIN counter is still at one try, the guard still refuses
-    assert_eq!(
-        b.apdu_err(h3, b"\x00\x20\x00\x00\x041234"),
-        "forbidden_apdu"
-    );
-
-    // the VERIFY rate limit per origin (burst 10 in this config, then 1 per 20 s):
-    // attempts the card would refuse anyway are `forbidden_apdu` until the
-    // burst is used up, then `rate_limited` with a retry hint
-    let mut forbidden = 0;
-    let mut limited = None;
+    // a fresh selection: the PIN counter is still at one try, the guard still
+    // refuses, however often a page tries (and spends none of its PIN budget)
     for _ in 0..12 {
-        let v = b.call(json!({"type": "transmit", "handle": h3, "apdu": "0020000004 31323334"}));
-        match v["error"]["code"].as_str() {
-            Some("forbidden_apdu") => {
-                assert!(limited.is_none(), "forbidden after rate_limited: {v}");
-                forbidden += 1;
-            }
-            Some("rate_limited") => {
-                limited = Some(v);
-                break;
-            }
-            _ => panic!("VERIFY at the last try: {v}"),
-        }
+        assert_eq!(b.apdu_err(h3, b"\x00\x20\x00\x00\x041234"), "last_pin_try");
     }
-    let limited = limited.expect("the VERIFY rate limit never applied");
-    assert!(forbidden >= 1, "{forbidden}");
-    let wait = limited["error"]["retry_after_ms"].as_u64().unwrap();
-    assert!((1..=20_000).contains(&wait), "{limited}");
-    assert!(
-        limited["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("PIN attempts"),
-        "{limited}"
-    );
     // the card still has its last try
     assert_eq!(sw(&b.apdu(h3, &[0x00, 0x20, 0x00, 0x00])), 0x63C1);
 
@@ -526,14 +315,7 @@ fn bridge_over_real_pcsc_stack() {
     // a blocked PIN (spent by another program, not through the bridge) is reported
     b.ok(json!({"type": "disconnect", "handle": h4}));
     {
-        let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
-        let card = ctx
-            .connect(
-                &stack.reader_cstr(),
-                pcsc::ShareMode::Shared,
-                pcsc::Protocols::ANY,
-            )
-            .unwrap();
+        let (_ctx, card) = other_program(&stack);
         let mut buf = [0u8; 300];
         card.transmit(&select_apdu(), &mut buf).unwrap();
         let r = card

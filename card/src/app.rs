@@ -92,6 +92,8 @@ enum Pending {
 #[derive(Clone, Default)]
 struct Session {
     selected: bool,
+    /// The second application of [`crate::decoy`] is selected.
+    decoy: bool,
     pin_verified: bool,
     pending: Option<Pending>,
 }
@@ -160,6 +162,10 @@ impl Card {
             Ok(data) => Response::ok(data),
             Err(sw) => Response::status(sw),
         };
+        if let Some(sw) = crate::decoy::wrong_le(&before.0.decoy, apdu, &resp.to_bytes()) {
+            (self.state, self.session) = before; // 6Cxx: not processed
+            return Response::status(sw).to_bytes();
+        }
         if self.state != before.0 && commit(&self.state).is_err() {
             self.state = before.0;
             self.session = before.1;
@@ -170,6 +176,15 @@ impl Card {
 
     fn dispatch(&mut self, apdu: &[u8]) -> Outcome {
         let cmd = Command::parse(apdu).map_err(|_| StatusWord::WRONG_LENGTH)?;
+        if let Some(out) =
+            crate::decoy::intercept(&mut self.state.decoy, &mut self.session.decoy, &cmd)
+        {
+            self.session = Session {
+                decoy: true,
+                ..Session::default()
+            };
+            return out;
+        }
         let req = Request::parse(&cmd)?;
         if !matches!(req, Request::Select(_)) && !self.session.selected {
             return Err(StatusWord::NO_INITIALIZE);

@@ -6,6 +6,7 @@
 //! - [`store::Store`]: atomic, durable persistence (temp file, fsync, rename,
 //!   fsync dir);
 //! - [`personalise`]: a fresh card from issuer master keys;
+//! - [`decoy`]: opt-in test personalities (a second application, strict Le);
 //! - [`vpcd`]: the connector that plugs the card into pcscd's
 //!   `vsmartcard-vpcd` reader.
 //!
@@ -13,6 +14,7 @@
 
 pub mod app;
 pub mod client;
+pub mod decoy;
 pub mod personalise;
 pub mod state;
 pub mod store;

@@ -91,6 +91,7 @@ impl Personalisation {
                 },
             ],
             log: Vec::new(),
+            decoy: None,
         })
     }
 }

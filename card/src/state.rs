@@ -95,6 +95,9 @@ pub struct CardState {
     pub purses: [PurseState; 2],
     /// Last transactions, oldest first, at most [`LOG_SIZE`].
     pub log: Vec<LogRecord>,
+    /// Opt-in test personalities ([`crate::decoy`]); none on a normal card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoy: Option<crate::decoy::Decoy>,
 }
 
 impl fmt::Debug for CardState {

@@ -6,10 +6,14 @@
 //! network-protocol crypto (session MAC, HKDF-derived keys, AES-256-GCM sealing).
 //! No sockets, files, clocks or randomness: callers pass those in, so the same
 //! code runs in the virtual card, the bridge tests, the wasm widget and the server.
+//!
+//! Also [`bridge_msg`], the messages between the widget, the extension and the bridge
+//! (requests, replies, events, stable error codes), shared by both ends.
 
 #![forbid(unsafe_code)]
 
 pub mod apdu;
+pub mod bridge_msg;
 pub mod command;
 pub mod crypto;
 pub mod merchant_api;

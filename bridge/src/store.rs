@@ -1,0 +1,317 @@
+//! The budgets on disk: a small JSON file next to the config
+//! (`bridge.state.json`), so limits survive the bridge's restarts (the
+//! extension stops it 30 s after the last payment frame is gone, and a
+//! crash restarts it too).
+//!
+//! - Crash-safe: write a temp file, fsync it, rename it over the file, fsync
+//!   the folder; a reader sees the old file or the new one, never a mix.
+//! - Shared: several bridge processes (two browsers) may run at once; every
+//!   write is a read-merge-write under an exclusive `flock` of a lock file
+//!   next to it, and merging keeps the emptier bucket.
+//! - Count, then act: a PIN attempt or a card transaction is taken from its
+//!   budget and made durable *before* the command goes to the card; if that
+//!   cannot be written, the command is refused (fail closed).
+//! - APDUs are counted in memory and written at most once a second (and when
+//!   the host ends), since an fsync per APDU would cost more than the APDU.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::io::AsRawFd as _;
+use std::path::{Path, PathBuf};
+
+use purse::bridge_msg::{BridgeError, ErrorCode, Limit};
+
+use crate::budget::{refusal, Budgets, Ms, Rates};
+
+/// APDU budgets are written at most this often.
+pub const APDU_FLUSH_MS: Ms = 1000;
+
+/// The state file.
+#[derive(Debug, Clone)]
+pub struct BudgetFile {
+    path: PathBuf,
+    lock: PathBuf,
+}
+
+/// An exclusive `flock`, released when dropped (the file is closed).
+struct Locked(#[allow(dead_code)] File);
+
+impl BudgetFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let lock = path.with_extension("lock");
+        Self { path, lock }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> io::Result<Locked> {
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)?;
+        // SAFETY: flock(2) on a descriptor we own for the duration of the call.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Locked(f))
+    }
+
+    /// The saved budgets; none yet (or an unreadable file) = full budgets.
+    pub fn load(&self) -> Budgets {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "{} is not a budget file ({e}); starting afresh",
+                    self.path.display()
+                );
+                Budgets::default()
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Budgets::default(),
+            Err(e) => {
+                tracing::warn!("cannot read {}: {e}", self.path.display());
+                Budgets::default()
+            }
+        }
+    }
+
+    /// Durably replace the file: temp file, fsync, rename, fsync the folder.
+    fn save(&self, b: &Budgets) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(b).map_err(io::Error::other)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, &self.path)?;
+        File::open(dir)?.sync_all()
+    }
+
+    /// Read-merge-modify-write under the lock: the file's budgets and `mem`
+    /// (this process's view) are merged, `f` runs on the result, the result
+    /// is saved and becomes `mem`.
+    pub fn update<T>(
+        &self,
+        mem: &mut Budgets,
+        rates: &Rates,
+        now: Ms,
+        f: impl FnOnce(&mut Budgets) -> T,
+    ) -> io::Result<T> {
+        let _lock = self.lock()?;
+        let mut b = self.load();
+        b.merge(mem, rates, now);
+        let out = f(&mut b);
+        b.prune(rates, now);
+        self.save(&b)?;
+        *mem = b;
+        Ok(out)
+    }
+}
+
+/// The budgets a bridge process enforces: in memory, backed by a
+/// [`BudgetFile`] (none in unit tests of other parts).
+#[derive(Debug)]
+pub struct Keeper {
+    mem: Budgets,
+    file: Option<BudgetFile>,
+    rates: Rates,
+    /// When unsaved APDU counts were first taken.
+    dirty_since: Option<Ms>,
+}
+
+impl Keeper {
+    pub fn new(rates: Rates, file: Option<BudgetFile>) -> Self {
+        let mem = file.as_ref().map(BudgetFile::load).unwrap_or_default();
+        Self {
+            mem,
+            file,
+            rates,
+            dirty_since: None,
+        }
+    }
+
+    /// An APDU from `origin` (in memory; saved by [`Keeper::flush_due`]).
+    pub fn take_apdu(&mut self, origin: &str, now: Ms) -> Result<(), BridgeError> {
+        self.mem
+            .take(Limit::Apdu, origin, &self.rates, now)
+            .map_err(|wait| refusal(Limit::Apdu, wait))?;
+        self.dirty_since.get_or_insert(now);
+        Ok(())
+    }
+
+    /// A PIN attempt (per origin) or a card transaction (per card), made
+    /// durable before the caller sends the command.
+    pub fn take_durable(&mut self, limit: Limit, key: &str, now: Ms) -> Result<(), BridgeError> {
+        let rates = self.rates;
+        let taken = match &self.file {
+            Some(file) => file
+                .update(&mut self.mem, &rates, now, |b| b.take(limit, key, &rates, now))
+                .map_err(|e| {
+                    tracing::error!("cannot record the limit in {}: {e}", file.path().display());
+                    BridgeError::new(
+                        ErrorCode::CardError,
+                        "the bridge cannot record its limits (state file); nothing was sent to the card",
+                    )
+                })?,
+            None => self.mem.take(limit, key, &rates, now),
+        };
+        if self.file.is_some() {
+            self.dirty_since = None; // the APDU counts went out with it
+        }
+        taken.map_err(|wait| refusal(limit, wait))
+    }
+
+    /// When the next save of APDU counts is due.
+    pub fn poll_flush(&self) -> Option<Ms> {
+        self.file.as_ref()?;
+        self.dirty_since.map(|t| t + APDU_FLUSH_MS)
+    }
+
+    /// Save the APDU counts if they have waited long enough.
+    pub fn flush_due(&mut self, now: Ms) {
+        if self.poll_flush().is_some_and(|due| due <= now) {
+            self.flush(now);
+        }
+    }
+
+    /// Save now (the host is ending).
+    pub fn flush(&mut self, now: Ms) {
+        let Some(file) = &self.file else { return };
+        if self.dirty_since.is_none() {
+            return;
+        }
+        let rates = self.rates;
+        match file.update(&mut self.mem, &rates, now, |_| ()) {
+            Ok(()) => self.dirty_since = None,
+            Err(e) => tracing::warn!("cannot save APDU budgets to {}: {e}", file.path().display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Rate;
+    use std::time::Duration;
+
+    fn rates() -> Rates {
+        Rates {
+            apdu: Rate::per_sec(3.0, 1.0),
+            verify: Rate::every(2.0, Duration::from_secs(600)),
+            initialize: Rate::per_hour(1.0, 1.0),
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bridge-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn durable_budgets_survive_a_new_keeper() {
+        let d = dir("restart");
+        let path = d.join("bridge.state.json");
+        let t0 = 1_700_000_000_000;
+        let mut k = Keeper::new(rates(), Some(BudgetFile::new(&path)));
+        k.take_durable(Limit::Verify, "https://pay.example", t0)
+            .unwrap();
+        k.take_durable(Limit::Verify, "https://pay.example", t0)
+            .unwrap();
+        k.take_durable(Limit::Initialize, "card-a", t0).unwrap();
+        // a restarted bridge (a new keeper on the same file) keeps the counts
+        let mut k2 = Keeper::new(rates(), Some(BudgetFile::new(&path)));
+        let e = k2
+            .take_durable(Limit::Verify, "https://pay.example", t0 + 1000)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.limit),
+            (ErrorCode::RateLimited, Some(Limit::Verify))
+        );
+        assert_eq!(e.retry_after_ms, Some(599_000));
+        assert!(k2
+            .take_durable(Limit::Initialize, "card-a", t0 + 1000)
+            .is_err());
+        k2.take_durable(Limit::Initialize, "card-b", t0 + 1000)
+            .unwrap();
+        // no temp file is left behind
+        assert!(!path.with_extension("json.tmp").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn apdu_counts_are_saved_within_a_second_and_at_the_end() {
+        let d = dir("apdu");
+        let path = d.join("s.json");
+        let t0 = 1_700_000_000_000;
+        let mut k = Keeper::new(rates(), Some(BudgetFile::new(&path)));
+        for _ in 0..3 {
+            k.take_apdu("o", t0).unwrap();
+        }
+        assert!(k.take_apdu("o", t0).is_err());
+        assert_eq!(k.poll_flush(), Some(t0 + APDU_FLUSH_MS));
+        k.flush_due(t0 + 10);
+        assert!(!path.exists(), "saved before it was due");
+        k.flush_due(t0 + APDU_FLUSH_MS);
+        assert!(path.exists());
+        assert_eq!(k.poll_flush(), None);
+        let mut k2 = Keeper::new(rates(), Some(BudgetFile::new(&path)));
+        assert!(k2.take_apdu("o", t0 + APDU_FLUSH_MS).is_ok()); // one refilled in that second
+        assert!(k2.take_apdu("o", t0 + APDU_FLUSH_MS).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn two_processes_share_the_file() {
+        let d = dir("shared");
+        let path = d.join("s.json");
+        let t0 = 1_700_000_000_000;
+        // both start before either wrote anything
+        let mut a = Keeper::new(rates(), Some(BudgetFile::new(&path)));
+        let mut b = Keeper::new(rates(), Some(BudgetFile::new(&path)));
+        a.take_durable(Limit::Verify, "o", t0).unwrap();
+        b.take_durable(Limit::Verify, "o", t0).unwrap();
+        // the second process's write merged the first's: the budget of 2 is spent
+        assert!(a.take_durable(Limit::Verify, "o", t0).is_err());
+        assert!(b.take_durable(Limit::Verify, "o", t0).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_state_file_refuses_the_command() {
+        let d = dir("ro");
+        fs::create_dir_all(&d).unwrap();
+        // the "folder" of the state file is a regular file: nothing can be written
+        let blocker = d.join("not-a-dir");
+        fs::write(&blocker, b"x").unwrap();
+        let mut k = Keeper::new(rates(), Some(BudgetFile::new(blocker.join("s.json"))));
+        let e = k.take_durable(Limit::Verify, "o", 1).unwrap_err();
+        assert_eq!(e.code, ErrorCode::CardError);
+        assert!(e.message.contains("nothing was sent"));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_broken_file_starts_afresh() {
+        let d = dir("broken");
+        fs::create_dir_all(&d).unwrap();
+        let path = d.join("s.json");
+        fs::write(&path, b"{not json").unwrap();
+        let mut k = Keeper::new(rates(), Some(BudgetFile::new(&path)));
+        k.take_durable(Limit::Verify, "o", 5).unwrap();
+        let saved: Budgets = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert!(saved.verify.contains_key("o"));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
