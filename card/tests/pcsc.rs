@@ -92,7 +92,8 @@ fn purchase_and_load_through_pcscd_and_vpcd() {
     let raw = t
         .transmit(&Request::ReadLog(ReadLog { record: 2 }).to_bytes())
         .unwrap();
-    assert_eq!(LogRecord::decode(&raw[..29]).unwrap(), log[1]);
+    assert_eq!(raw.len(), LogRecord::LEN + 2, "37-byte record and SW");
+    assert_eq!(LogRecord::decode(&raw[..LogRecord::LEN]).unwrap(), log[1]);
 
     // latency: vpcd's two unbuffered writes cost ~44 ms per APDU unless the
     // card re-arms TCP_QUICKACK (shared/ENVIRONMENT.md); keep it sub-ms
