@@ -16,6 +16,13 @@
 //! # }
 //! ```
 
+pub mod load;
+
+pub use load::{
+    is_credit, is_initialize_load, test_config_toml_full, Account, HoldState, LoadOutcome,
+    TestBank,
+};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -219,6 +226,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub service: Arc<PaymentService>,
     pub merchants: Vec<TestMerchant>,
+    pub banks: Vec<TestBank>,
 }
 
 impl TestServer {
@@ -238,6 +246,7 @@ impl TestServer {
             addr,
             service,
             merchants: merchants.to_vec(),
+            banks: Vec::new(),
         }
     }
 
@@ -377,7 +386,7 @@ impl Api {
     }
 }
 
-fn finish<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
+pub(crate) fn finish<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
     if status == 200 {
         serde_json::from_str(text).map_err(|e| ApiError::Http(format!("bad JSON: {e}")))
     } else {
