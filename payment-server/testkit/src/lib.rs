@@ -19,8 +19,8 @@
 pub mod load;
 
 pub use load::{
-    is_credit, is_initialize_load, test_config_toml_full, Account, HoldState, LoadOutcome,
-    TestBank,
+    is_credit, is_initialize_load, reseal_load, rewrite_load, test_config_toml_full, Account,
+    HoldState, LoadOutcome, TestBank,
 };
 
 use std::net::SocketAddr;
@@ -76,6 +76,33 @@ pub fn test_card_with(card_digits: &str, balance: u32, no_pin_limit: u32) -> Car
     .build()
     .expect("valid personalisation");
     Card::new(state)
+}
+
+/// A test card with its own maximum balance and expiry (`YYMMDD`).
+pub fn test_card_custom(card_digits: &str, balance: u32, max_balance: u32, expiry: &str) -> Card {
+    let state = Personalisation {
+        card_id: CardId::parse(card_digits).expect("16 digits"),
+        expiry: Expiry::parse(expiry).expect("valid"),
+        currency: 978,
+        exponent: 2,
+        balance,
+        max_balance,
+        points: 500,
+        points_max: 100_000,
+        pin: TEST_PIN.into(),
+        no_pin_limit: 2_000,
+        key_version: 1,
+        mkp: DesKey::from_hex(TEST_MKP).expect("hex"),
+        mkl: DesKey::from_hex(TEST_MKL).expect("hex"),
+    }
+    .build()
+    .expect("valid personalisation");
+    Card::new(state)
+}
+
+/// Points balance of a card.
+pub fn points(card: &Card) -> u32 {
+    card.state().purses[1].balance
 }
 
 /// Money balance of a card.

@@ -469,3 +469,34 @@ pub fn test_config_toml_full(
     }
     t
 }
+
+/// A hostile client rewrites a sealed field of a load request body: open
+/// `field` with the load session's TSK as a `T`, change it, seal it again.
+pub fn reseal_load<T: purse::wire::Sealed>(
+    ws: &LoadWidgetSession,
+    body: &str,
+    field: &str,
+    f: impl FnOnce(&mut T),
+) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(body).expect("json body");
+    let sealed: purse::wire::Hex = serde_json::from_value(v[field].clone()).expect("sealed field");
+    let tsk = ws.tsk().expect("tsk");
+    let mut m = T::open(&tsk, &ws.session.txn_id, sealed.as_slice()).expect("opens under TSK");
+    f(&mut m);
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).expect("random");
+    v[field] = serde_json::to_value(m.seal(&tsk, nonce)).expect("hex");
+    v.to_string()
+}
+
+/// Rewrite the body of a load request in place (see [`reseal_load`]).
+pub fn rewrite_load<T: purse::wire::Sealed>(
+    req: &mut Outgoing,
+    ws: &LoadWidgetSession,
+    field: &str,
+    f: impl FnOnce(&mut T),
+) {
+    if let Outgoing::Server { body, .. } = req {
+        *body = reseal_load(ws, body, field, f);
+    }
+}
