@@ -404,7 +404,10 @@ fn resolve_banks(
         }
         if let Some(u) = &b.webhook_url {
             if !(u.starts_with("https://") || u.starts_with("http://")) {
-                return Err(inv(format!("bank {}: webhook_url must be an http(s) URL", b.id)));
+                return Err(inv(format!(
+                    "bank {}: webhook_url must be an http(s) URL",
+                    b.id
+                )));
             }
         }
         let entry = BankEntry {
@@ -494,7 +497,10 @@ verify_modes = ["merchant"]
             env,
         )
         .unwrap();
-        assert_eq!(points.banks["bank"].purses, vec![purse::types::PurseId::Points]);
+        assert_eq!(
+            points.banks["bank"].purses,
+            vec![purse::types::PurseId::Points]
+        );
     }
 
     #[test]

@@ -115,15 +115,11 @@ impl PaymentError {
             | Self::UnknownBank
             | Self::BadMac
             | Self::BadSeal
-            | Self::Unauthorized => {
-                StatusCode::UNAUTHORIZED
-            }
+            | Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::ModeNotAllowed
             | Self::PurseNotAllowed
             | Self::OriginMismatch
-            | Self::TerminalMismatch => {
-                StatusCode::FORBIDDEN
-            }
+            | Self::TerminalMismatch => StatusCode::FORBIDDEN,
             Self::UnknownTxn | Self::NotFound => StatusCode::NOT_FOUND,
             Self::Replay | Self::WrongState | Self::OrderPaid | Self::OrderInFlight => {
                 StatusCode::CONFLICT

@@ -30,7 +30,11 @@ async fn server() -> TestServer {
 }
 
 fn refused(out: &LoadOutcome, code: ApiCode) {
-    assert_eq!(out.problem(), Some(LoadProblem::ServerRefused(code)), "{out:?}");
+    assert_eq!(
+        out.problem(),
+        Some(LoadProblem::ServerRefused(code)),
+        "{out:?}"
+    );
     assert_eq!(out.charged(), Some(Charged::No), "{out:?}");
 }
 
@@ -65,7 +69,12 @@ async fn recover(
 /// A zero-value INITIALIZE FOR LOAD in a fresh selection, as a terminal would.
 fn zero_initialize(card: &mut card::Card) -> Vec<u8> {
     card.reset();
-    card.process(&Request::Select(Select { aid: purse::AID.to_vec() }).to_bytes());
+    card.process(
+        &Request::Select(Select {
+            aid: purse::AID.to_vec(),
+        })
+        .to_bytes(),
+    );
     let r = card.process(
         &Request::InitializeLoad(InitializeLoad {
             purse: PurseId::Money,
@@ -92,7 +101,9 @@ async fn a_forged_s1_is_refused_and_nothing_is_drawn() {
     let out = shopper
         .run_load(&mut c, &mut |r: &mut Outgoing| {
             if is_post(r, PATH_LOAD_DRAW) {
-                rewrite_load::<LoadDrawRequest>(r, &ws2, "load_request", |d| d.initialize.0[12] ^= 1);
+                rewrite_load::<LoadDrawRequest>(r, &ws2, "load_request", |d| {
+                    d.initialize.0[12] ^= 1
+                });
             }
             Cut::None
         })
@@ -106,7 +117,9 @@ async fn a_forged_s1_is_refused_and_nothing_is_drawn() {
     let out = shopper
         .run_load(&mut c, &mut |r: &mut Outgoing| {
             if is_post(r, PATH_LOAD_DRAW) {
-                rewrite_load::<LoadDrawRequest>(r, &ws2, "load_request", |d| d.initialize.0[3] ^= 1);
+                rewrite_load::<LoadDrawRequest>(r, &ws2, "load_request", |d| {
+                    d.initialize.0[3] ^= 1
+                });
             }
             Cut::None
         })
@@ -136,7 +149,13 @@ async fn a_forged_s3_without_a_credit_is_refused_and_the_card_proves_no_load() {
     let mut c = shopper.load_client(&ws);
     // The hostile client keeps CREDIT from the card...
     shopper
-        .run_load(&mut c, &mut |r: &mut Outgoing| if is_credit(r) { Cut::CardBefore } else { Cut::None })
+        .run_load(&mut c, &mut |r: &mut Outgoing| {
+            if is_credit(r) {
+                Cut::CardBefore
+            } else {
+                Cut::None
+            }
+        })
         .await;
     // ...and claims the card answered "loaded" with an S3 of its own making.
     let mut fake = vec![0x00];
@@ -170,9 +189,13 @@ async fn a_forged_s3_without_a_credit_is_refused_and_the_card_proves_no_load() {
     assert_eq!(srv.load_state("bank-a", "L-s3").as_deref(), Some("drawn"));
     // The card comes back: its own proof says not loaded; the bank releases.
     shopper.card_present = true;
-    let out = shopper.run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
+    let out = shopper
+        .run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
     assert_eq!(out.problem(), Some(LoadProblem::NotCredited));
-    acct.take_result(b, &srv.api(), out.bank_result().unwrap()).await.unwrap();
+    acct.take_result(b, &srv.api(), out.bank_result().unwrap())
+        .await
+        .unwrap();
     assert_eq!(acct.state("L-s3"), Some(HoldState::Released));
     assert_eq!(balance(&shopper.card), 1_000);
     assert_eq!(srv.credited(), 0);
@@ -187,7 +210,9 @@ async fn a_replayed_credit_or_load_request_credits_nothing_twice() {
     let mut shopper = Shopper::new(test_card("6280000000004003", 1_000), srv.api());
     let ws1 = acct.hold(b, "L-r1", ACCOUNT, 2_000, PurseId::Money);
     let out = shopper.load(&ws1).await;
-    acct.take_result(b, &srv.api(), out.bank_result().unwrap()).await.unwrap();
+    acct.take_result(b, &srv.api(), out.bank_result().unwrap())
+        .await
+        .unwrap();
     let old_credit = shopper
         .trace
         .iter()
@@ -207,7 +232,12 @@ async fn a_replayed_credit_or_load_request_credits_nothing_twice() {
     assert_eq!(balance(&shopper.card), 3_000);
     // The old CREDIT straight to the card: no INITIALIZE pending.
     shopper.card.reset();
-    shopper.card.process(&Request::Select(Select { aid: purse::AID.to_vec() }).to_bytes());
+    shopper.card.process(
+        &Request::Select(Select {
+            aid: purse::AID.to_vec(),
+        })
+        .to_bytes(),
+    );
     let r = Response::parse(&shopper.card.process(&old_credit)).unwrap();
     assert_eq!(r.sw, purse::StatusWord::NO_INITIALIZE);
     // The old CREDIT in place of a new load's: another session key, 6988; the
@@ -223,14 +253,24 @@ async fn a_replayed_credit_or_load_request_credits_nothing_twice() {
         })
         .await;
     assert_eq!(out.problem(), Some(LoadProblem::NotCredited), "{out:?}");
-    acct.take_result(b, &srv.api(), out.bank_result().unwrap()).await.unwrap();
+    acct.take_result(b, &srv.api(), out.bank_result().unwrap())
+        .await
+        .unwrap();
     assert_eq!(acct.state("L-r2"), Some(HoldState::Released));
     // The old load request again: the stored answer, no second load.
-    let (status, _) = srv.api().post_raw(PATH_LOAD_DRAW, old_draw_body.clone()).await.unwrap();
-    assert_eq!(status, 409, "L-r1 is decided: its draw is not answered again");
+    let (status, _) = srv
+        .api()
+        .post_raw(PATH_LOAD_DRAW, old_draw_body.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 409,
+        "L-r1 is decided: its draw is not answered again"
+    );
     // Its INITIALIZE under a fresh session of the same bank: one load per (card, ATC).
     let env: LoadEnvelope = serde_json::from_str(&old_draw_body).unwrap();
-    let mut req = LoadDrawRequest::open(&ws1.tsk().unwrap(), "L-r1", env.load_request.as_slice()).unwrap();
+    let mut req =
+        LoadDrawRequest::open(&ws1.tsk().unwrap(), "L-r1", env.load_request.as_slice()).unwrap();
     let ws3 = acct.hold(b, "L-r3", ACCOUNT, 2_000, PurseId::Money);
     req.txn_id = "L-r3".into();
     let env3 = LoadEnvelope {
@@ -261,13 +301,25 @@ async fn a_load_session_of_bank_a_is_refused_at_bank_b() {
     // MACed by A for a page of B's origin: not an origin of A.
     let mut evil = a.clone();
     evil.origin = b.origin.clone();
-    refused(&shopper.load(&evil.session("L-ab2", ACCOUNT, 1_000, now() + 600)).await, ApiCode::OriginMismatch);
+    refused(
+        &shopper
+            .load(&evil.session("L-ab2", ACCOUNT, 1_000, now() + 600))
+            .await,
+        ApiCode::OriginMismatch,
+    );
     // A bank that is not configured at all.
     let ghost = TestBank::new("ghost", 0x66);
-    refused(&shopper.load(&ghost.session("L-gh", ACCOUNT, 1_000, now() + 600)).await, ApiCode::UnknownBank);
+    refused(
+        &shopper
+            .load(&ghost.session("L-gh", ACCOUNT, 1_000, now() + 600))
+            .await,
+        ApiCode::UnknownBank,
+    );
     // A money bank may not load points.
     refused(
-        &shopper.load(&a.session_for("L-pts", ACCOUNT, 50, PurseId::Points, now() + 600)).await,
+        &shopper
+            .load(&a.session_for("L-pts", ACCOUNT, 50, PurseId::Points, now() + 600))
+            .await,
         ApiCode::PurseNotAllowed,
     );
     assert_eq!(srv.load_rows(), 0);
@@ -275,16 +327,37 @@ async fn a_load_session_of_bank_a_is_refused_at_bank_b() {
     let ws = acct.hold(a, "L-a", ACCOUNT, 1_000, PurseId::Money);
     let mut c = shopper.load_client(&ws);
     shopper
-        .run_load(&mut c, &mut |r: &mut Outgoing| if is_credit(r) { Cut::CardBefore } else { Cut::None })
+        .run_load(&mut c, &mut |r: &mut Outgoing| {
+            if is_credit(r) {
+                Cut::CardBefore
+            } else {
+                Cut::None
+            }
+        })
         .await;
-    let v: purse::load::bank_api::LoadView =
-        srv.api().bank_call(&b.kit(), "POST", "/v1/bank/loads/L-a/void").await.unwrap();
-    assert_eq!((v.bank_id.as_str(), v.state), ("bank-b", purse::load::bank_api::LoadState::Voided));
-    assert_eq!(srv.load_state("bank-a", "L-a").as_deref(), Some("drawn"), "A's load untouched");
-    let r: Result<serde_json::Value, _> = srv.api().bank_call(&b.kit(), "GET", "/v1/bank/loads/L-a").await;
+    let v: purse::load::bank_api::LoadView = srv
+        .api()
+        .bank_call(&b.kit(), "POST", "/v1/bank/loads/L-a/void")
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.bank_id.as_str(), v.state),
+        ("bank-b", purse::load::bank_api::LoadState::Voided)
+    );
+    assert_eq!(
+        srv.load_state("bank-a", "L-a").as_deref(),
+        Some("drawn"),
+        "A's load untouched"
+    );
+    let r: Result<serde_json::Value, _> = srv
+        .api()
+        .bank_call(&b.kit(), "GET", "/v1/bank/loads/L-a")
+        .await;
     assert!(r.is_ok(), "B sees only its own (voided) row");
     shopper.card_present = true;
-    let out = shopper.run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
+    let out = shopper
+        .run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
     let result = out.bank_result().unwrap().clone();
     let hold = merchant_kit::bank::HoldRef {
         txn_id: "L-a",
@@ -295,7 +368,10 @@ async fn a_load_session_of_bank_a_is_refused_at_bank_b() {
         purse: PurseId::Money,
         origin: &b.origin,
     };
-    assert_eq!(b.kit().verify_result(&hold, &result), Err(BankError::BadSeal));
+    assert_eq!(
+        b.kit().verify_result(&hold, &result),
+        Err(BankError::BadSeal)
+    );
     assert!(matches!(
         acct.take_result(a, &srv.api(), &result).await,
         Ok(Booking::Release(_))
@@ -361,29 +437,52 @@ async fn a_zero_value_initialize_cannot_fake_a_negative_result() {
     let ws = acct.hold(a, "L-z", ACCOUNT, 4_000, PurseId::Money);
     let mut c = shopper.load_client(&ws);
     shopper
-        .run_load(&mut c, &mut |r: &mut Outgoing| if is_credit(r) { Cut::CardAfter } else { Cut::None })
+        .run_load(&mut c, &mut |r: &mut Outgoing| {
+            if is_credit(r) {
+                Cut::CardAfter
+            } else {
+                Cut::None
+            }
+        })
         .await;
     assert_eq!(balance(&shopper.card), 5_000, "the card was loaded");
     let refusal = Some(vec![0x94, 0x02]);
     // The old one predates the load: it decides nothing.
-    let r = recover(&srv, &ws, refusal.clone(), Some(old_zero)).await.unwrap();
+    let r = recover(&srv, &ws, refusal.clone(), Some(old_zero))
+        .await
+        .unwrap();
     assert_eq!(r.status, LoadRecoverStatus::Unknown);
     assert!(r.result_b.is_none());
     // A fresh one with a forged S1, or a balance changed to the one before the load.
     let fresh = zero_initialize(&mut shopper.card);
     let mut forged = fresh.clone();
     forged[12] ^= 1;
-    let e = recover(&srv, &ws, refusal.clone(), Some(forged)).await.unwrap_err();
+    let e = recover(&srv, &ws, refusal.clone(), Some(forged))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ApiCode::S1Mismatch));
     let mut lying = fresh.clone();
     lying[0..4].copy_from_slice(&1_000u32.to_be_bytes());
-    let e = recover(&srv, &ws, refusal.clone(), Some(lying)).await.unwrap_err();
+    let e = recover(&srv, &ws, refusal.clone(), Some(lying))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ApiCode::S1Mismatch));
     // Another card's zero-value INITIALIZE.
     let mut other = test_card("6280000000004007", 1_000);
-    let e = recover(&srv, &ws, refusal.clone(), Some(zero_initialize(&mut other))).await.unwrap_err();
+    let e = recover(
+        &srv,
+        &ws,
+        refusal.clone(),
+        Some(zero_initialize(&mut other)),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Some(ApiCode::S1Mismatch));
-    assert_eq!(srv.load_state("bank-a", "L-z").as_deref(), Some("drawn"), "nothing decided by any of these");
+    assert_eq!(
+        srv.load_state("bank-a", "L-z").as_deref(),
+        Some("drawn"),
+        "nothing decided by any of these"
+    );
     // The genuine one: the card's own S1 shows the credit — the negative
     // result was not true. Credited; the bank posts.
     let r = recover(&srv, &ws, refusal, Some(fresh)).await.unwrap();

@@ -5,8 +5,8 @@
 //! CREDIT reaches it or after it applied it, a request or reply lost.
 
 use payment_testkit::*;
-use purse::load::client::{Charged, LoadProblem};
 use purse::load::client::LoadClient;
+use purse::load::client::{Charged, LoadProblem};
 use purse::load::{LoadDrawRequest, PATH_LOAD_COMPLETE, PATH_LOAD_DRAW, PATH_LOAD_RECOVER};
 use purse::purchase::client::Outgoing;
 use purse::session::VerifyMode;
@@ -40,7 +40,11 @@ fn agree(acct: &Account, srv: &TestServer, card_before: u32, card_after: u32) {
         100_000 - posted as i64,
         "posted once"
     );
-    assert_eq!(srv.credited(), posted, "server's credited total equals the bank's posts");
+    assert_eq!(
+        srv.credited(),
+        posted,
+        "server's credited total equals the bank's posts"
+    );
 }
 
 #[tokio::test]
@@ -54,7 +58,10 @@ async fn a_load_credits_the_card_and_the_bank_posts_it_once() {
     let LoadOutcome::Loaded { receipt, result } = out else {
         panic!("{out:?}")
     };
-    assert_eq!((receipt.balance_before, receipt.balance_after), (1_000, 6_000));
+    assert_eq!(
+        (receipt.balance_before, receipt.balance_after),
+        (1_000, 6_000)
+    );
     assert_eq!(balance(&shopper.card), 6_000);
     assert_eq!(srv.load_state("bank", "L-1").as_deref(), Some("credited"));
     assert!(matches!(
@@ -62,7 +69,9 @@ async fn a_load_credits_the_card_and_the_bank_posts_it_once() {
         Ok(merchant_kit::bank::Booking::Post(_))
     ));
     // The page posting the result twice books nothing twice.
-    acct.take_result(bank(&srv), &srv.api(), &result).await.unwrap();
+    acct.take_result(bank(&srv), &srv.api(), &result)
+        .await
+        .unwrap();
     assert_eq!(acct.state("L-1"), Some(HoldState::Posted));
     agree(&acct, &srv, 1_000, balance(&shopper.card));
     // The bank's own view agrees.
@@ -86,7 +95,9 @@ async fn over_max_balance_is_refused_by_the_card_and_the_hold_released() {
     );
     let ws = acct.hold(bank(&srv), "L-max", ACCOUNT, 5_000, PurseId::Money);
     let mut c = shopper.load_client(&ws);
-    let out = shopper.run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
+    let out = shopper
+        .run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
     assert_eq!(out.problem(), Some(LoadProblem::OverMaxBalance), "{out:?}");
     assert_eq!(out.charged(), Some(Charged::No));
     // The card's 9402 came at INITIALIZE: nothing was drawn.
@@ -140,7 +151,8 @@ async fn an_expired_card_is_refused_and_a_card_refusing_credit_9403_is_proven_no
             .run_load(&mut c, &mut |r: &mut Outgoing| {
                 if is_post(r, PATH_LOAD_DRAW) {
                     rewrite_load::<LoadDrawRequest>(r, &ws2, "load_request", |d| {
-                        d.select.0[8..11].copy_from_slice(&Expiry::parse("301231").unwrap().bytes());
+                        d.select.0[8..11]
+                            .copy_from_slice(&Expiry::parse("301231").unwrap().bytes());
                     });
                 }
                 if is_post(r, PATH_LOAD_RECOVER) {
@@ -181,28 +193,44 @@ async fn credit_answer_lost_after_the_card_applied_it_is_recovered_as_credited()
         })
         .await;
     assert_eq!(out.problem(), Some(LoadProblem::Torn));
-    assert_eq!(out.charged(), Some(Charged::Maybe), "the shopper hears it may be loaded");
-    assert!(out.bank_result().is_none(), "nothing to post or release yet");
+    assert_eq!(
+        out.charged(),
+        Some(Charged::Maybe),
+        "the shopper hears it may be loaded"
+    );
+    assert!(
+        out.bank_result().is_none(),
+        "nothing to post or release yet"
+    );
     assert!(!c.cancel(), "no cancel once CREDIT went out");
     assert_eq!(balance(&shopper.card), 4_000, "the card did apply it");
     // The bank asks meanwhile: still drawn, it keeps holding.
     assert_eq!(
-        acct.ask_server(bank(&srv), &srv.api(), "L-after", true).await,
+        acct.ask_server(bank(&srv), &srv.api(), "L-after", true)
+            .await,
         Ok(merchant_kit::bank::Booking::Keep)
     );
     assert_eq!(acct.state("L-after"), Some(HoldState::Held));
     // The card is put back: log + zero-value INITIALIZE → credited.
     shopper.card_present = true;
-    let out = shopper.run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
+    let out = shopper
+        .run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
     let LoadOutcome::Loaded { receipt, result } = out else {
         panic!("{out:?}")
     };
     assert_eq!(receipt.balance_after, 4_000);
     assert_eq!(
-        shopper.trace.iter().filter(|r| is_post(r, PATH_LOAD_RECOVER)).count(),
+        shopper
+            .trace
+            .iter()
+            .filter(|r| is_post(r, PATH_LOAD_RECOVER))
+            .count(),
         1
     );
-    acct.take_result(bank(&srv), &srv.api(), &result).await.unwrap();
+    acct.take_result(bank(&srv), &srv.api(), &result)
+        .await
+        .unwrap();
     assert_eq!(acct.state("L-after"), Some(HoldState::Posted));
     agree(&acct, &srv, 1_000, balance(&shopper.card));
 }
@@ -216,7 +244,13 @@ async fn credit_lost_before_the_card_applied_it_is_recovered_as_not_credited() {
     for (card, history) in [("6280000000003006", 0u32), ("6280000000003007", 2)] {
         let mut shopper = Shopper::new(test_card(card, 1_000), srv.api());
         for i in 0..history {
-            let ws = acct.hold(bank(&srv), &format!("H-{card}-{i}"), ACCOUNT, 100, PurseId::Money);
+            let ws = acct.hold(
+                bank(&srv),
+                &format!("H-{card}-{i}"),
+                ACCOUNT,
+                100,
+                PurseId::Money,
+            );
             let out = shopper.load(&ws).await;
             let r = out.bank_result().unwrap().clone();
             acct.take_result(bank(&srv), &srv.api(), &r).await.unwrap();
@@ -235,8 +269,14 @@ async fn credit_lost_before_the_card_applied_it_is_recovered_as_not_credited() {
             .await;
         assert_eq!(out.problem(), Some(LoadProblem::Torn));
         shopper.card_present = true;
-        let out = shopper.run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
-        assert_eq!(out.problem(), Some(LoadProblem::NotCredited), "history {history}: {out:?}");
+        let out = shopper
+            .run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+            .await;
+        assert_eq!(
+            out.problem(),
+            Some(LoadProblem::NotCredited),
+            "history {history}: {out:?}"
+        );
         assert_eq!(out.charged(), Some(Charged::No));
         let r = out.bank_result().unwrap().clone();
         acct.take_result(bank(&srv), &srv.api(), &r).await.unwrap();
@@ -262,7 +302,11 @@ async fn an_abandoned_load_is_decided_by_the_cards_next_uses() {
     let mut c1 = shopper.load_client(&ws1);
     shopper
         .run_load(&mut c1, &mut |r: &mut Outgoing| {
-            if is_credit(r) { Cut::CardAfter } else { Cut::None }
+            if is_credit(r) {
+                Cut::CardAfter
+            } else {
+                Cut::None
+            }
         })
         .await;
     // Load 2: CREDIT never reaches the card; abandoned too.
@@ -271,7 +315,11 @@ async fn an_abandoned_load_is_decided_by_the_cards_next_uses() {
     let mut c2 = shopper.load_client(&ws2);
     shopper
         .run_load(&mut c2, &mut |r: &mut Outgoing| {
-            if is_credit(r) { Cut::CardBefore } else { Cut::None }
+            if is_credit(r) {
+                Cut::CardBefore
+            } else {
+                Cut::None
+            }
         })
         .await;
     shopper.card_present = true;
@@ -281,8 +329,15 @@ async fn an_abandoned_load_is_decided_by_the_cards_next_uses() {
         .pay(&m.session("P-1", 200, VerifyMode::PaymentServer, now() + 600))
         .await;
     assert!(out.is_paid(), "{out:?}");
-    assert_eq!(srv.load_state("bank", "L-ab-1").as_deref(), Some("credited"));
-    assert_eq!(srv.load_state("bank", "L-ab-2").as_deref(), Some("drawn"), "a purchase's INITIALIZE proves nothing");
+    assert_eq!(
+        srv.load_state("bank", "L-ab-1").as_deref(),
+        Some("credited")
+    );
+    assert_eq!(
+        srv.load_state("bank", "L-ab-2").as_deref(),
+        Some("drawn"),
+        "a purchase's INITIALIZE proves nothing"
+    );
     // The next load's S1 settles load 2: every movement since is accounted
     // (the captured purchase), and its balance shows no credit of 400.
     let ws3 = acct.hold(b, "L-ab-3", ACCOUNT, 100, PurseId::Money);
@@ -316,7 +371,10 @@ async fn lost_requests_and_replies_are_retried_without_a_second_credit() {
     .into_iter()
     .enumerate()
     {
-        let mut shopper = Shopper::new(test_card(&format!("62800000000031{i:02}"), 1_000), srv.api());
+        let mut shopper = Shopper::new(
+            test_card(&format!("62800000000031{i:02}"), 1_000),
+            srv.api(),
+        );
         let txn = format!("L-net-{i}");
         let ws = acct.hold(bank(&srv), &txn, ACCOUNT, 250, PurseId::Money);
         let mut c = shopper.load_client(&ws);
@@ -331,13 +389,26 @@ async fn lost_requests_and_replies_are_retried_without_a_second_credit() {
                 }
             })
             .await;
-        assert_eq!(out.problem(), Some(LoadProblem::ServerUnreachable), "{path} {cut:?}");
-        let expect = if path == PATH_LOAD_COMPLETE { Charged::Yes } else { Charged::No };
+        assert_eq!(
+            out.problem(),
+            Some(LoadProblem::ServerUnreachable),
+            "{path} {cut:?}"
+        );
+        let expect = if path == PATH_LOAD_COMPLETE {
+            Charged::Yes
+        } else {
+            Charged::No
+        };
         assert_eq!(out.charged(), Some(expect));
         // The shopper presses retry: the same request, the same answer.
         c.retry();
-        let out = shopper.run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
-        let r = out.bank_result().unwrap_or_else(|| panic!("{out:?}")).clone();
+        let out = shopper
+            .run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+            .await;
+        let r = out
+            .bank_result()
+            .unwrap_or_else(|| panic!("{out:?}"))
+            .clone();
         assert!(out.is_loaded(), "{path} {cut:?}: {out:?}");
         acct.take_result(bank(&srv), &srv.api(), &r).await.unwrap();
         assert_eq!(balance(&shopper.card), 1_250, "{path} {cut:?}");
@@ -355,7 +426,13 @@ async fn a_recover_reply_lost_is_asked_again_with_the_same_decision() {
     let ws = acct.hold(bank(&srv), "L-rl", ACCOUNT, 900, PurseId::Money);
     let mut c = shopper.load_client(&ws);
     shopper
-        .run_load(&mut c, &mut |r: &mut Outgoing| if is_credit(r) { Cut::CardAfter } else { Cut::None })
+        .run_load(&mut c, &mut |r: &mut Outgoing| {
+            if is_credit(r) {
+                Cut::CardAfter
+            } else {
+                Cut::None
+            }
+        })
         .await;
     shopper.card_present = true;
     let mut once = true;
@@ -372,7 +449,9 @@ async fn a_recover_reply_lost_is_asked_again_with_the_same_decision() {
     assert_eq!(out.problem(), Some(LoadProblem::ServerUnreachable));
     assert_eq!(out.charged(), Some(Charged::Maybe));
     c.retry();
-    let out = shopper.run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
+    let out = shopper
+        .run_load(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
     assert!(out.is_loaded(), "{out:?}");
     let r = out.bank_result().unwrap().clone();
     acct.take_result(bank(&srv), &srv.api(), &r).await.unwrap();

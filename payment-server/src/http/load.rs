@@ -62,7 +62,10 @@ impl FromRequest<AppState> for BankCaller {
         ) else {
             return Err(PaymentError::Unauthorized);
         };
-        let bank = st.service.bank(id).map_err(|_| PaymentError::Unauthorized)?;
+        let bank = st
+            .service
+            .bank(id)
+            .map_err(|_| PaymentError::Unauthorized)?;
         let ts: u64 = ts.parse().map_err(|_| PaymentError::Unauthorized)?;
         if !auth::verify(&bank.key, &method, &path, ts, st.service.now(), &b, sig) {
             return Err(PaymentError::Unauthorized);

@@ -68,13 +68,11 @@ pub fn decide(
                 purse: p,
                 amount,
                 state,
-            } if p == purse && a > atc && a < fact.atc => {
-                match decided(a).unwrap_or(state) {
-                    s if s.is_credited() => expected += amount as i64,
-                    s if s.is_not_credited() => {}
-                    _ => return Decision::Open,
-                }
-            }
+            } if p == purse && a > atc && a < fact.atc => match decided(a).unwrap_or(state) {
+                s if s.is_credited() => expected += amount as i64,
+                s if s.is_not_credited() => {}
+                _ => return Decision::Open,
+            },
             Movement::Purchase {
                 atc: a,
                 purse: p,
@@ -121,12 +119,27 @@ mod tests {
     #[test]
     fn the_next_initialize_decides_alone() {
         // Load of 500 at ATC 7 on a balance of 1000.
-        assert_eq!(decide(7, 1000, 500, M, &fact(8, 1000), &[], &none), Decision::NotCredited);
-        assert_eq!(decide(7, 1000, 500, M, &fact(8, 1500), &[], &none), Decision::Credited);
-        assert_eq!(decide(7, 1000, 500, M, &fact(8, 1200), &[], &none), Decision::Inconsistent);
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(8, 1000), &[], &none),
+            Decision::NotCredited
+        );
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(8, 1500), &[], &none),
+            Decision::Credited
+        );
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(8, 1200), &[], &none),
+            Decision::Inconsistent
+        );
         // An older or the same INITIALIZE says nothing.
-        assert_eq!(decide(7, 1000, 500, M, &fact(7, 1000), &[], &none), Decision::Open);
-        assert_eq!(decide(7, 1000, 500, M, &fact(6, 1000), &[], &none), Decision::Open);
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(7, 1000), &[], &none),
+            Decision::Open
+        );
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(6, 1000), &[], &none),
+            Decision::Open
+        );
         // The other purse's INITIALIZE says nothing about this one.
         let points = BalanceFact {
             purse: PurseId::Points,
@@ -144,8 +157,14 @@ mod tests {
             state: TxnState::Debited,
         };
         // Credited 500, then spent 300: 1200 at ATC 10.
-        assert_eq!(decide(7, 1000, 500, M, &fact(10, 1200), &[captured], &none), Decision::Credited);
-        assert_eq!(decide(7, 1000, 500, M, &fact(10, 700), &[captured], &none), Decision::NotCredited);
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(10, 1200), &[captured], &none),
+            Decision::Credited
+        );
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(10, 700), &[captured], &none),
+            Decision::NotCredited
+        );
         // A purchase whose outcome is not proven: no decision.
         for state in [TxnState::Drawn, TxnState::Unknown, TxnState::Failed] {
             let open = Movement::Purchase {
@@ -154,7 +173,11 @@ mod tests {
                 amount: 300,
                 state,
             };
-            assert_eq!(decide(7, 1000, 500, M, &fact(10, 1200), &[open], &none), Decision::Open, "{state:?}");
+            assert_eq!(
+                decide(7, 1000, 500, M, &fact(10, 1200), &[open], &none),
+                Decision::Open,
+                "{state:?}"
+            );
         }
         // Another load in between, decided earlier in this pass.
         let other = Movement::Load {
@@ -163,11 +186,20 @@ mod tests {
             amount: 100,
             state: LoadState::Drawn,
         };
-        assert_eq!(decide(7, 1000, 500, M, &fact(10, 1600), &[other], &none), Decision::Open);
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(10, 1600), &[other], &none),
+            Decision::Open
+        );
         let credited = |a: u16| (a == 8).then_some(LoadState::Credited);
-        assert_eq!(decide(7, 1000, 500, M, &fact(10, 1600), &[other], &credited), Decision::Credited);
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(10, 1600), &[other], &credited),
+            Decision::Credited
+        );
         let failed = |a: u16| (a == 8).then_some(LoadState::Failed);
-        assert_eq!(decide(7, 1000, 500, M, &fact(10, 1000), &[other], &failed), Decision::NotCredited);
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(10, 1000), &[other], &failed),
+            Decision::NotCredited
+        );
         // Movements of the other purse do not count.
         let points = Movement::Purchase {
             atc: 9,
@@ -175,6 +207,9 @@ mod tests {
             amount: 40,
             state: TxnState::Drawn,
         };
-        assert_eq!(decide(7, 1000, 500, M, &fact(10, 1500), &[points], &none), Decision::Credited);
+        assert_eq!(
+            decide(7, 1000, 500, M, &fact(10, 1500), &[points], &none),
+            Decision::Credited
+        );
     }
 }

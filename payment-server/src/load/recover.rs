@@ -27,9 +27,9 @@ use purse::wire::Sealed;
 use tracing::Instrument;
 
 use super::decide::{decide, BalanceFact, Decision};
+use super::load_sm_error;
 use super::proof::{CreditProven, How, NoCreditProven};
 use super::results::seal_load_results;
-use super::load_sm_error;
 use crate::error::PaymentError;
 use crate::purchase::recover::{decode_log, CardLog};
 use crate::purchase::{malformed, sealed_error, PaymentService};
@@ -112,14 +112,18 @@ impl PaymentService {
                     Vec::new()
                 };
                 let known = |a: u16| decided.iter().find(|(x, _)| *x == a).map(|(_, s)| *s);
-                match decide(d.atc, d.balance_before, row.amount, row.purse, f, &between, &known) {
+                match decide(
+                    d.atc,
+                    d.balance_before,
+                    row.amount,
+                    row.purse,
+                    f,
+                    &between,
+                    &known,
+                ) {
                     Decision::Credited => {
-                        let mut t = LoadTransition::credit(
-                            row,
-                            CreditProven::new(How::S1),
-                            "recover",
-                            now,
-                        );
+                        let mut t =
+                            LoadTransition::credit(row, CreditProven::new(How::S1), "recover", now);
                         t.detail = format!(
                             "the card's S1 at ATC {} shows the credit (a negative result was not true)",
                             f.atc
@@ -127,8 +131,12 @@ impl PaymentService {
                         Some((t, LoadState::Credited))
                     }
                     Decision::NotCredited if row.state.is_open() => {
-                        let mut t =
-                            LoadTransition::not_credited(row, NoCreditProven::new(), "recover", now);
+                        let mut t = LoadTransition::not_credited(
+                            row,
+                            NoCreditProven::new(),
+                            "recover",
+                            now,
+                        );
                         t.detail = format!(
                             "the card's S1 at ATC {} shows the balance without the credit",
                             f.atc
@@ -152,7 +160,10 @@ impl PaymentService {
                 let (kind, detail) = if *to == LoadState::Credited {
                     (LoadEventKind::Credited, "the card's proof shows the credit")
                 } else {
-                    (LoadEventKind::NotCredited, "the card's proof shows no credit")
+                    (
+                        LoadEventKind::NotCredited,
+                        "the card's proof shows no credit",
+                    )
                 };
                 t.webhook = self.load_webhook(row, kind, *to, detail, now);
                 t.resolution = Some(t.detail.clone());
@@ -247,11 +258,11 @@ impl PaymentService {
             .await?
             .ok_or(PaymentError::UnknownTxn)?;
         let (status, results) = match row.state {
-            st if st.is_credited() => (
-                LoadRecoverStatus::Credited,
-                Some(LoadStatus::Credited),
+            st if st.is_credited() => (LoadRecoverStatus::Credited, Some(LoadStatus::Credited)),
+            LoadState::Failed => (
+                LoadRecoverStatus::NotCredited,
+                Some(LoadStatus::NotCredited),
             ),
-            LoadState::Failed => (LoadRecoverStatus::NotCredited, Some(LoadStatus::NotCredited)),
             _ => (LoadRecoverStatus::Unknown, None),
         };
         let sealed = results.map(|st| {

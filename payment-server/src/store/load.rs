@@ -79,7 +79,8 @@ fn bad(what: &str) -> rusqlite::Error {
 }
 
 impl LoadRow {
-    const COLUMNS: &'static str = "bank_id, txn_id, account_ref, state, amount, currency, exponent, \
+    const COLUMNS: &'static str =
+        "bank_id, txn_id, account_ref, state, amount, currency, exponent, \
         purse, origin, card_id, card_expiry, key_version, atc, card_random, balance_before, \
         balance_after, max_balance, date, time, expected_s3, draw_hash, draw_response, \
         complete_hash, complete_response, proof, resolution, expires_at, created_at, decided_at, \
@@ -136,7 +137,13 @@ impl LoadRow {
     }
 
     /// The webhook body for a change of this row to `state`.
-    pub fn event(&self, kind: LoadEventKind, state: LoadState, detail: &str, now: u64) -> LoadEvent {
+    pub fn event(
+        &self,
+        kind: LoadEventKind,
+        state: LoadState,
+        detail: &str,
+        now: u64,
+    ) -> LoadEvent {
         LoadEvent {
             event_id: outbox::new_event_id(),
             kind,
@@ -207,8 +214,18 @@ pub fn card_open(c: &Connection, card: &CardId) -> Result<Vec<LoadRow>, PaymentE
 /// purchases, for the balance account between two of its proofs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Movement {
-    Load { atc: u16, purse: PurseId, amount: u32, state: LoadState },
-    Purchase { atc: u16, purse: PurseId, amount: u32, state: TxnState },
+    Load {
+        atc: u16,
+        purse: PurseId,
+        amount: u32,
+        state: LoadState,
+    },
+    Purchase {
+        atc: u16,
+        purse: PurseId,
+        amount: u32,
+        state: TxnState,
+    },
 }
 
 pub fn card_movements(
@@ -261,7 +278,10 @@ pub enum LoadConflict {
 }
 
 /// Insert a freshly drawn load (state `drawn`) with its history entry.
-pub fn insert_drawn(c: &Connection, row: &LoadRow) -> Result<Result<(), LoadConflict>, PaymentError> {
+pub fn insert_drawn(
+    c: &Connection,
+    row: &LoadRow,
+) -> Result<Result<(), LoadConflict>, PaymentError> {
     let d = row
         .drawn
         .as_ref()
@@ -337,10 +357,32 @@ pub fn void(
     )?;
     let row = get(c, bank_id, txn_id)?.ok_or(PaymentError::NotFound)?;
     if n == 1 {
-        log_event(c, bank_id, txn_id, "void", LoadState::Voided, "voided by the bank", now)?;
+        log_event(
+            c,
+            bank_id,
+            txn_id,
+            "void",
+            LoadState::Voided,
+            "voided by the bank",
+            now,
+        )?;
         if webhook {
-            let ev = row.event(LoadEventKind::Voided, LoadState::Voided, "voided by the bank", now);
-            outbox::enqueue_to(c, outbox::Audience::Bank, &ev.event_id, &ev.bank_id, &ev.txn_id, ev.kind.as_str(), &ev, now)?;
+            let ev = row.event(
+                LoadEventKind::Voided,
+                LoadState::Voided,
+                "voided by the bank",
+                now,
+            );
+            outbox::enqueue_to(
+                c,
+                outbox::Audience::Bank,
+                &ev.event_id,
+                &ev.bank_id,
+                &ev.txn_id,
+                ev.kind.as_str(),
+                &ev,
+                now,
+            )?;
         }
     }
     Ok(row)
@@ -389,7 +431,13 @@ const CREDITABLE: &[LoadState] = &[LoadState::Drawn, LoadState::Unknown, LoadSta
 const OPEN: &[LoadState] = &[LoadState::Drawn, LoadState::Unknown];
 
 impl LoadTransition {
-    fn new(row: &LoadRow, from: &'static [LoadState], to: LoadState, event: &'static str, now: u64) -> Self {
+    fn new(
+        row: &LoadRow,
+        from: &'static [LoadState],
+        to: LoadState,
+        event: &'static str,
+        now: u64,
+    ) -> Self {
         Self {
             bank_id: row.bank_id.clone(),
             txn_id: row.txn_id.clone(),
@@ -418,7 +466,12 @@ impl LoadTransition {
     }
 
     /// The card proved it was not credited.
-    pub fn not_credited(row: &LoadRow, _proof: NoCreditProven, event: &'static str, now: u64) -> Self {
+    pub fn not_credited(
+        row: &LoadRow,
+        _proof: NoCreditProven,
+        event: &'static str,
+        now: u64,
+    ) -> Self {
         let mut t = Self::new(row, OPEN, LoadState::Failed, event, now);
         t.proof = Some("s1");
         t.decides = true;
@@ -442,8 +495,16 @@ impl LoadTransition {
 
     /// Apply if the row is still in a state this change may leave.
     pub fn apply(&self, c: &Connection) -> Result<bool, PaymentError> {
-        let states: Vec<String> = self.from.iter().map(|s| format!("'{}'", s.as_str())).collect();
-        let decided = if self.decides { ", decided_at = ?3" } else { "" };
+        let states: Vec<String> = self
+            .from
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let decided = if self.decides {
+            ", decided_at = ?3"
+        } else {
+            ""
+        };
         let sql = format!(
             "UPDATE loads SET state = ?4, updated_at = ?3{decided},
                 complete_hash = COALESCE(?5, complete_hash),
@@ -476,7 +537,15 @@ impl LoadTransition {
         if n == 0 {
             return Ok(false);
         }
-        log_event(c, &self.bank_id, &self.txn_id, self.event, self.to, &self.detail, self.now)?;
+        log_event(
+            c,
+            &self.bank_id,
+            &self.txn_id,
+            self.event,
+            self.to,
+            &self.detail,
+            self.now,
+        )?;
         if let Some(ev) = &self.webhook {
             outbox::enqueue_to(
                 c,

@@ -357,7 +357,8 @@ impl Store {
 
     /// `drawn` loads past expiry + grace → `unknown`; how many.
     pub async fn sweep_loads(&self, now: u64, grace: u64) -> Result<usize, PaymentError> {
-        self.write(move |c| load::sweep_expired(c, now, grace)).await
+        self.write(move |c| load::sweep_expired(c, now, grace))
+            .await
     }
 
     pub async fn load_view(&self, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {

@@ -55,7 +55,13 @@ impl TestBank {
     }
 
     /// A money load of `amount` cents for `account`.
-    pub fn session(&self, txn_id: &str, account: &str, amount: u32, expires_at: u64) -> LoadWidgetSession {
+    pub fn session(
+        &self,
+        txn_id: &str,
+        account: &str,
+        amount: u32,
+        expires_at: u64,
+    ) -> LoadWidgetSession {
         self.session_for(txn_id, account, amount, PurseId::Money, expires_at)
     }
 
@@ -92,7 +98,16 @@ impl TestBank {
         let purses: Vec<String> = self
             .purses
             .iter()
-            .map(|p| format!("\"{}\"", if *p == PurseId::Money { "money" } else { "points" }))
+            .map(|p| {
+                format!(
+                    "\"{}\"",
+                    if *p == PurseId::Money {
+                        "money"
+                    } else {
+                        "points"
+                    }
+                )
+            })
             .collect();
         let mut t = format!(
             "[[banks]]\nid = \"{}\"\nname = \"{} bank\"\nkey = \"{}\"\norigins = [\"{}\"]\npurses = [{}]\n",
@@ -410,7 +425,11 @@ impl Account {
 
 impl TestServer {
     /// A payment and load server with merchants and banks.
-    pub async fn start_full(merchants: &[crate::TestMerchant], banks: &[TestBank], grace: u64) -> Self {
+    pub async fn start_full(
+        merchants: &[crate::TestMerchant],
+        banks: &[TestBank],
+        grace: u64,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("payments.sqlite");
         let toml = test_config_toml_full(&db, merchants, banks, grace);
