@@ -15,6 +15,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bank;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -274,7 +276,7 @@ fn random_id(prefix: &str) -> Result<String, StoreError> {
     Ok(format!("{prefix}{}", hex::encode(b)))
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -282,7 +284,7 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn euros(cents: u32) -> String {
+pub(crate) fn euros(cents: u32) -> String {
     format!("{}.{:02} EUR", cents / 100, cents % 100)
 }
 
