@@ -337,11 +337,16 @@ impl BankState {
     /// bank's database.
     pub fn new(cfg: BankConfig) -> Result<Arc<Self>, BankError> {
         let pay_origin = origin_of(&cfg.payment_origin).ok_or_else(|| {
-            BankError::BadRequest(format!("payment origin {:?} is not an http(s) URL", cfg.payment_origin))
+            BankError::BadRequest(format!(
+                "payment origin {:?} is not an http(s) URL",
+                cfg.payment_origin
+            ))
         })?;
         if let Some(sri) = &cfg.checkout_sri {
             if !valid_sri(sri) {
-                return Err(BankError::BadRequest(format!("checkout.js SRI {sri:?} is not valid")));
+                return Err(BankError::BadRequest(format!(
+                    "checkout.js SRI {sri:?} is not valid"
+                )));
             }
         }
         let csp = HeaderValue::from_str(&content_security_policy(&pay_origin))
@@ -366,7 +371,11 @@ impl BankState {
             }
             tracing::info!("seeded the demo accounts (TEST passwords: docs/loading.md)");
         }
-        let kit = Bank::new(cfg.bank_id.clone(), cfg.bank_name.clone(), cfg.bank_key.clone());
+        let kit = Bank::new(
+            cfg.bank_id.clone(),
+            cfg.bank_name.clone(),
+            cfg.bank_key.clone(),
+        );
         Ok(Arc::new(Self {
             cfg,
             csp,
@@ -393,7 +402,11 @@ impl BankState {
     }
 
     /// Check a password; a fresh login token (its hash is stored).
-    pub async fn login(self: &Arc<Self>, username: &str, password: &str) -> Result<String, BankError> {
+    pub async fn login(
+        self: &Arc<Self>,
+        username: &str,
+        password: &str,
+    ) -> Result<String, BankError> {
         let (user, pw) = (username.to_string(), password.to_string());
         let token = hex::encode(random_token::<32>()?);
         let hash = Sha256::digest(token.as_bytes()).to_vec();
@@ -431,7 +444,11 @@ impl BankState {
         let token = headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|c| c.split(';').map(str::trim).find_map(|c| c.strip_prefix("bank_session=")))
+            .and_then(|c| {
+                c.split(';')
+                    .map(str::trim)
+                    .find_map(|c| c.strip_prefix("bank_session="))
+            })
             .ok_or(BankError::LoggedOut)?
             .to_string();
         let hash = Sha256::digest(token.as_bytes()).to_vec();
@@ -589,7 +606,11 @@ impl BankState {
     }
 
     /// What the widget posted to the result URL.
-    pub async fn take_result(self: &Arc<Self>, txn: &str, r: &BankResult) -> Result<CardLoad, BankError> {
+    pub async fn take_result(
+        self: &Arc<Self>,
+        txn: &str,
+        r: &BankResult,
+    ) -> Result<CardLoad, BankError> {
         let l = self.card_load(txn).await?;
         let booking = self
             .kit
@@ -610,25 +631,42 @@ impl BankState {
         for (k, v) in self.kit.sign("POST", &path, now(), b"") {
             rb = rb.header(k, v);
         }
-        let r = rb.send().await.map_err(|e| BankError::Upstream(e.to_string()))?;
+        let r = rb
+            .send()
+            .await
+            .map_err(|e| BankError::Upstream(e.to_string()))?;
         let status = r.status();
-        let text = r.text().await.map_err(|e| BankError::Upstream(e.to_string()))?;
+        let text = r
+            .text()
+            .await
+            .map_err(|e| BankError::Upstream(e.to_string()))?;
         if !status.is_success() {
             return Err(BankError::Upstream(format!("HTTP {status}: {text}")));
         }
-        let v: LoadView = serde_json::from_str(&text).map_err(|e| BankError::Upstream(e.to_string()))?;
+        let v: LoadView =
+            serde_json::from_str(&text).map_err(|e| BankError::Upstream(e.to_string()))?;
         self.kit
             .check_view(&self.hold_ref(l), &v)
             .map_err(|e| BankError::Refused(e.to_string()))
     }
 
     /// A signed webhook from the load server: verified, deduplicated, booked.
-    pub async fn take_webhook(self: &Arc<Self>, headers: &HeaderMap, body: &[u8]) -> Result<(), BankError> {
+    pub async fn take_webhook(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), BankError> {
         use purse::webhook::{HEADER_EVENT_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
         let ev = self
             .kit
-            .verify_webhook(h(HEADER_EVENT_ID), h(HEADER_TIMESTAMP), h(HEADER_SIGNATURE), body, now())
+            .verify_webhook(
+                h(HEADER_EVENT_ID),
+                h(HEADER_TIMESTAMP),
+                h(HEADER_SIGNATURE),
+                body,
+                now(),
+            )
             .map_err(|e| BankError::Refused(e.to_string()))?;
         let l = match self.card_load(&ev.txn_id).await {
             Ok(l) => l,
@@ -674,7 +712,9 @@ impl BankState {
                     }
                     self.book(&l.txn_id, &b).await?;
                 }
-                Err(e) => tracing::warn!(txn = %l.txn_id, error = %e, "load server not reached; hold kept"),
+                Err(e) => {
+                    tracing::warn!(txn = %l.txn_id, error = %e, "load server not reached; hold kept")
+                }
             }
         }
         Ok(decided)
@@ -713,7 +753,11 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(st): St, headers: HeaderMap, Form(f): Form<LoginForm>) -> Result<Response, BankError> {
+async fn login(
+    State(st): St,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, BankError> {
     same_origin(&st, &headers)?;
     match st.login(&f.username, &f.password).await {
         Ok(token) => Ok((
@@ -736,7 +780,10 @@ async fn login(State(st): St, headers: HeaderMap, Form(f): Form<LoginForm>) -> R
 async fn logout(State(st): St, headers: HeaderMap) -> Result<Response, BankError> {
     same_origin(&st, &headers)?;
     Ok((
-        [(header::SET_COOKIE, "bank_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0".to_string())],
+        [(
+            header::SET_COOKIE,
+            "bank_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0".to_string(),
+        )],
         Redirect::to("/"),
     )
         .into_response())
@@ -777,17 +824,25 @@ struct LoadForm {
     amount: String,
 }
 
-async fn new_load(State(st): St, headers: HeaderMap, Form(f): Form<LoadForm>) -> Result<Response, BankError> {
+async fn new_load(
+    State(st): St,
+    headers: HeaderMap,
+    Form(f): Form<LoadForm>,
+) -> Result<Response, BankError> {
     same_origin(&st, &headers)?;
     let id = st.who(&headers).await?;
-    let amount = parse_euros(&f.amount).ok_or_else(|| BankError::BadRequest("amount like 50.00".into()))?;
+    let amount =
+        parse_euros(&f.amount).ok_or_else(|| BankError::BadRequest("amount like 50.00".into()))?;
     let ws = st.start_load(&id, amount).await?;
     // The session is rendered once, on the load page (no second hold on reload).
     let json = serde_json::to_string(&ws).map_err(|e| BankError::Internal(e.to_string()))?;
     let txn = ws.session.txn_id.clone();
     let stash = txn.clone();
     st.db(move |c| {
-        c.execute("INSERT INTO load_pages (txn_id, session) VALUES (?1, ?2)", params![stash, json])?;
+        c.execute(
+            "INSERT INTO load_pages (txn_id, session) VALUES (?1, ?2)",
+            params![stash, json],
+        )?;
         Ok(())
     })
     .await?;
@@ -796,7 +851,11 @@ async fn new_load(State(st): St, headers: HeaderMap, Form(f): Form<LoadForm>) ->
 
 /// The "load my card" page: the session for the widget, the mount point, the
 /// loader from the payment origin (the same script tag as the store's).
-async fn load_page(State(st): St, headers: HeaderMap, Path(txn): Path<String>) -> Result<Response, BankError> {
+async fn load_page(
+    State(st): St,
+    headers: HeaderMap,
+    Path(txn): Path<String>,
+) -> Result<Response, BankError> {
     let id = st.who(&headers).await?;
     let l = st.card_load(&txn).await?;
     if l.account_id != id {
@@ -808,9 +867,13 @@ async fn load_page(State(st): St, headers: HeaderMap, Path(txn): Path<String>) -
     let t = txn.clone();
     let json: String = st
         .db(move |c| {
-            c.query_row("SELECT session FROM load_pages WHERE txn_id = ?1", params![t], |r| r.get(0))
-                .optional()?
-                .ok_or(BankError::NotFound)
+            c.query_row(
+                "SELECT session FROM load_pages WHERE txn_id = ?1",
+                params![t],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(BankError::NotFound)
         })
         .await?;
     let body = format!(
@@ -832,12 +895,21 @@ async fn load_page(State(st): St, headers: HeaderMap, Path(txn): Path<String>) -
     Ok(page("Load my card", true, &body).into_response())
 }
 
-async fn result(State(st): St, Path(txn): Path<String>, body: Bytes) -> Result<Json<CardLoad>, BankError> {
-    let r: BankResult = serde_json::from_slice(&body).map_err(|e| BankError::BadRequest(e.to_string()))?;
+async fn result(
+    State(st): St,
+    Path(txn): Path<String>,
+    body: Bytes,
+) -> Result<Json<CardLoad>, BankError> {
+    let r: BankResult =
+        serde_json::from_slice(&body).map_err(|e| BankError::BadRequest(e.to_string()))?;
     Ok(Json(st.take_result(&txn, &r).await?))
 }
 
-async fn load_json(State(st): St, headers: HeaderMap, Path(txn): Path<String>) -> Result<Json<CardLoad>, BankError> {
+async fn load_json(
+    State(st): St,
+    headers: HeaderMap,
+    Path(txn): Path<String>,
+) -> Result<Json<CardLoad>, BankError> {
     let id = st.who(&headers).await?;
     let l = st.card_load(&txn).await?;
     if l.account_id != id {
@@ -946,7 +1018,10 @@ async fn load_page_js() -> Response {
 async fn security_headers(State(st): St, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let html = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -976,12 +1051,18 @@ pub fn router(state: Arc<BankState>) -> Router {
         .route("/static/load-page.js", get(load_page_js))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(32 * 1024))
-        .layer(middleware::from_fn_with_state(state.clone(), security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 
 /// Run [`BankState::reconcile`] every `every` until the process ends.
-pub fn spawn_reconciler(state: Arc<BankState>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_reconciler(
+    state: Arc<BankState>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;

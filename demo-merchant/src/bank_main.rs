@@ -16,7 +16,11 @@ struct Args {
     #[arg(long, env = "BANK_DB", default_value = "demo-bank.sqlite")]
     db: PathBuf,
     /// Load server (payment server) API base URL.
-    #[arg(long, env = "BANK_PAYMENT_URL", default_value = "http://127.0.0.1:8440")]
+    #[arg(
+        long,
+        env = "BANK_PAYMENT_URL",
+        default_value = "http://127.0.0.1:8440"
+    )]
     payment_url: String,
     /// Origin serving checkout.js (default: the payment URL).
     #[arg(long, env = "BANK_PAYMENT_ORIGIN")]
