@@ -67,11 +67,17 @@ async fn bench_loads(
         let bank = bank.clone();
         tasks.push(tokio::spawn(async move {
             // Low balance, high maximum: every load fits.
-            let card = testkit::test_card_custom(&format!("6298{:012}", c), 0, 1_000_000_000, "301231");
+            let card =
+                testkit::test_card_custom(&format!("6298{:012}", c), 0, 1_000_000_000, "301231");
             let mut shopper = Shopper::new(card, api);
             let (mut draw_us, mut complete_us) = (Vec::with_capacity(per), Vec::with_capacity(per));
             for i in 0..per {
-                let ws = bank.session(&format!("BL-{c}-{i}"), "acct", 1 + (i as u32 % 900), now() + 600);
+                let ws = bank.session(
+                    &format!("BL-{c}-{i}"),
+                    "acct",
+                    1 + (i as u32 % 900),
+                    now() + 600,
+                );
                 let mut client = shopper.load_client(&ws);
                 shopper.card.reset();
                 client.card_ready();
@@ -117,7 +123,10 @@ async fn bench_loads(
     let n = completes.len();
     println!("loads:                {n} ({} clients)", args.clients);
     println!("elapsed:              {:.2} s", elapsed.as_secs_f64());
-    println!("complete loads/s:     {:.0}", n as f64 / elapsed.as_secs_f64());
+    println!(
+        "complete loads/s:     {:.0}",
+        n as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "load draw     p50 {:>8.2?}  p99 {:>8.2?}",
         pct(&mut draws, 0.5),
