@@ -35,7 +35,12 @@ fn h(b: &[u8]) -> String {
     hex::encode(b)
 }
 
-fn sealed<T: Sealed + serde::Serialize>(m: &T, key: &Key32, key_name: &str, nonce: [u8; 12]) -> Value {
+fn sealed<T: Sealed + serde::Serialize>(
+    m: &T,
+    key: &Key32,
+    key_name: &str,
+    nonce: [u8; 12],
+) -> Value {
     json!({
         "label": T::LABEL,
         "key": key_name,
@@ -78,25 +83,50 @@ fn compute() -> Value {
     let terminal = Terminal([0, 0, 0, 0, 0, 1]);
     let id = CardId::parse("6280000000000001").unwrap();
     let kl = crypto::diversify(&DesKey::from_hex(MKL).unwrap(), &id);
-    let (amount, date, time) = (5_000u32, BcdDate::parse("20261129").unwrap(), BcdTime::parse("120000").unwrap());
+    let (amount, date, time) = (
+        5_000u32,
+        BcdDate::parse("20261129").unwrap(),
+        BcdTime::parse("120000").unwrap(),
+    );
 
     // The card: SELECT, INITIALIZE FOR LOAD (R = 01020304, ATC 1), CREDIT, READ LOG 1,
     // then a zero-value INITIALIZE FOR LOAD (R = 01020305, ATC 2).
     let mut c = card();
-    let select = ok(c.process(&Request::Select(Select { aid: purse::AID.to_vec() }).to_bytes()));
-    let init_apdu = Request::InitializeLoad(InitializeLoad { purse: PurseId::Money, amount, terminal }).to_bytes();
+    let select = ok(c.process(
+        &Request::Select(Select {
+            aid: purse::AID.to_vec(),
+        })
+        .to_bytes(),
+    ));
+    let init_apdu = Request::InitializeLoad(InitializeLoad {
+        purse: PurseId::Money,
+        amount,
+        terminal,
+    })
+    .to_bytes();
     let init_data = ok(c.process(&init_apdu));
     let init = InitializeLoadResponse::decode(&init_data).unwrap();
     let sk = crypto::session_key(&kl, init.random, init.atc);
     let s1_in = crypto::load_s1_input(init.balance, amount, init.atc, &terminal);
     let s2_in = crypto::load_s2_input(amount, init.atc, &terminal, &date, &time);
     let s2 = crypto::retail_mac(&sk, &s2_in);
-    let credit_apdu = Request::CreditLoad(CreditLoad { purse: PurseId::Money, date, time, s2 }).to_bytes();
+    let credit_apdu = Request::CreditLoad(CreditLoad {
+        purse: PurseId::Money,
+        date,
+        time,
+        s2,
+    })
+    .to_bytes();
     let credit_data = ok(c.process(&credit_apdu));
     let credit = CreditResponse::decode(&credit_data).unwrap();
     let s3_in = crypto::load_s3_input(0, credit.balance_after, init.atc, amount);
     let log1 = ok(c.process(&Request::ReadLog(ReadLog { record: 1 }).to_bytes()));
-    let zero_apdu = Request::InitializeLoad(InitializeLoad { purse: PurseId::Money, amount: 0, terminal }).to_bytes();
+    let zero_apdu = Request::InitializeLoad(InitializeLoad {
+        purse: PurseId::Money,
+        amount: 0,
+        terminal,
+    })
+    .to_bytes();
     let zero_data = ok(c.process(&zero_apdu));
     let zero = InitializeLoadResponse::decode(&zero_data).unwrap();
     let zsk = crypto::session_key(&kl, zero.random, zero.atc);
@@ -138,7 +168,10 @@ fn compute() -> Value {
     };
     let mut rapdu = credit_data.clone();
     rapdu.extend_from_slice(&[0x90, 0x00]);
-    let resp = CreditResponseMsg { txn_id: txn.clone(), response: Hex(rapdu) };
+    let resp = CreditResponseMsg {
+        txn_id: txn.clone(),
+        response: Hex(rapdu),
+    };
     let result_c = LoadResultC {
         txn_id: txn.clone(),
         status: LoadStatus::Credited,
@@ -234,10 +267,17 @@ fn load_vectors_match_purse_and_the_card() {
     }
     let text = std::fs::read_to_string(path()).expect("tests/vectors/load.json");
     let file: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(file, now, "the load vectors changed: a protocol change needs a new vector file");
+    assert_eq!(
+        file, now,
+        "the load vectors changed: a protocol change needs a new vector file"
+    );
     // And the file's values verify on their own, with the security module.
     let mut keys = purse::security_module::SoftwareKeys::new();
-    keys.add_key_version(1, DesKey::from_hex(MKP).unwrap(), DesKey::from_hex(MKL).unwrap());
+    keys.add_key_version(
+        1,
+        DesKey::from_hex(MKP).unwrap(),
+        DesKey::from_hex(MKL).unwrap(),
+    );
     let sm = purse::security_module::SecurityModule::software(Terminal([0, 0, 0, 0, 0, 1]), keys);
     let l = &file["load"];
     let hx = |v: &Value| hex::decode(v.as_str().unwrap()).unwrap();
@@ -261,7 +301,10 @@ fn load_vectors_match_purse_and_the_card() {
     assert_eq!(h(&auth.credit.s2), l["s2"].as_str().unwrap());
     assert_eq!(h(&auth.expected_s3), l["s3"].as_str().unwrap());
     let rec = LogRecord::decode(&hx(&l["log_record_1"])).unwrap();
-    assert_eq!((rec.atc, h(&rec.s3)), (init.atc, l["s3"].as_str().unwrap().to_string()));
+    assert_eq!(
+        (rec.atc, h(&rec.s3)),
+        (init.atc, l["s3"].as_str().unwrap().to_string())
+    );
     // Every sealed message opens under its key with its label and txn id.
     let k = |name: &str| match name {
         "tsk" => Key32::new(TSK),
@@ -274,6 +317,9 @@ fn load_vectors_match_purse_and_the_card() {
             &hx(&m["sealed"]),
         )
         .unwrap_or_else(|_| panic!("{} opens", m["label"]));
-        assert_eq!(std::str::from_utf8(&plain).unwrap(), m["plaintext"].as_str().unwrap());
+        assert_eq!(
+            std::str::from_utf8(&plain).unwrap(),
+            m["plaintext"].as_str().unwrap()
+        );
     }
 }
