@@ -16,6 +16,7 @@ pub mod apdu;
 pub mod bridge_msg;
 pub mod command;
 pub mod crypto;
+pub mod load;
 pub mod merchant_api;
 pub mod purchase;
 pub mod security_module;

@@ -4,6 +4,7 @@
 //! [`auth::ApiCaller`] extractor) parse and call [`PaymentService`].
 
 pub mod auth;
+pub mod load;
 pub mod merchant;
 pub mod purchase;
 
@@ -247,6 +248,11 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
             "/v1/recovery/{merchant}/{id}/resolve",
             post(merchant::resolve),
         )
+        .route(purse::load::PATH_LOAD_DRAW, post(load::draw))
+        .route(purse::load::PATH_LOAD_COMPLETE, post(load::complete))
+        .route(purse::load::PATH_LOAD_RECOVER, post(load::recover))
+        .route("/v1/bank/loads/{id}", get(load::view))
+        .route("/v1/bank/loads/{id}/void", post(load::void))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limit));

@@ -10,6 +10,7 @@
 //! - schema changes are the files in `migrations/sqlite/`, applied in order at
 //!   start and recorded in `schema_migrations`.
 
+pub mod load;
 pub mod outbox;
 pub mod txn;
 pub mod writer;
@@ -18,17 +19,19 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use purse::load::bank_api::LoadView;
 use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
 use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
 use crate::error::PaymentError;
+pub use load::{LoadConflict, LoadDrawn, LoadRow, LoadTransition, Movement};
 pub use outbox::Due;
 pub use txn::{InsertConflict, Transition, TxnRow};
 pub use writer::Writer;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(&str, &str); 2] = [
+const MIGRATIONS: [(&str, &str); 3] = [
     (
         "0001_initial",
         include_str!("../../migrations/sqlite/0001_initial.sql"),
@@ -36,6 +39,10 @@ const MIGRATIONS: [(&str, &str); 2] = [
     (
         "0002_recovery_webhooks",
         include_str!("../../migrations/sqlite/0002_recovery_webhooks.sql"),
+    ),
+    (
+        "0003_loads",
+        include_str!("../../migrations/sqlite/0003_loads.sql"),
     ),
 ];
 
@@ -255,6 +262,81 @@ impl Store {
     /// A round trip through the writer: it and the database are alive.
     pub async fn health(&self) -> Result<(), PaymentError> {
         self.write(|_| Ok(())).await
+    }
+
+    // ---- loads ------------------------------------------------------------
+
+    pub async fn get_load(
+        &self,
+        bank_id: &str,
+        txn_id: &str,
+    ) -> Result<Option<LoadRow>, PaymentError> {
+        let (b, t) = (bank_id.to_string(), txn_id.to_string());
+        self.read(move |c| load::get(c, &b, &t)).await
+    }
+
+    /// A card's loads its proofs can still decide (drawn, unknown, failed).
+    pub async fn card_open_loads(&self, card: &CardId) -> Result<Vec<LoadRow>, PaymentError> {
+        let card = *card;
+        self.read(move |c| load::card_open(c, &card)).await
+    }
+
+    /// A card's loads and purchases with an ATC strictly between `from` and `to`.
+    pub async fn card_movements(
+        &self,
+        card: &CardId,
+        from: u16,
+        to: u16,
+    ) -> Result<Vec<Movement>, PaymentError> {
+        let card = *card;
+        self.read(move |c| load::card_movements(c, &card, from, to))
+            .await
+    }
+
+    /// Insert a drawn load; a unique constraint says why not.
+    pub async fn insert_load_drawn(
+        &self,
+        row: LoadRow,
+    ) -> Result<Result<(), LoadConflict>, PaymentError> {
+        self.write(move |c| load::insert_drawn(c, &row)).await
+    }
+
+    /// Void a load never drawn (so it never can be); the row as it stands.
+    pub async fn void_load(
+        &self,
+        bank_id: String,
+        txn_id: String,
+        now: u64,
+        webhook: bool,
+    ) -> Result<LoadRow, PaymentError> {
+        self.write(move |c| load::void(c, &bank_id, &txn_id, now, webhook))
+            .await
+    }
+
+    /// Apply load state changes in one database transaction; which applied.
+    pub async fn apply_loads(
+        &self,
+        changes: Vec<LoadTransition>,
+    ) -> Result<Vec<bool>, PaymentError> {
+        self.write(move |c| changes.iter().map(|t| t.apply(c)).collect())
+            .await
+    }
+
+    /// `drawn` loads past expiry + grace → `unknown`; how many.
+    pub async fn sweep_loads(&self, now: u64, grace: u64) -> Result<usize, PaymentError> {
+        self.write(move |c| load::sweep_expired(c, now, grace))
+            .await
+    }
+
+    pub async fn load_view(&self, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {
+        let (b, t) = (bank_id.to_string(), txn_id.to_string());
+        self.read(move |c| load::view(c, &b, &t)).await
+    }
+
+    /// Sum of credited amounts of a bank.
+    pub async fn bank_credited_total(&self, bank_id: &str) -> Result<u64, PaymentError> {
+        let b = bank_id.to_string();
+        self.read(move |c| load::credited_total(c, &b)).await
     }
 }
 

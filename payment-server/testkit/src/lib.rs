@@ -16,6 +16,13 @@
 //! # }
 //! ```
 
+pub mod load;
+
+pub use load::{
+    is_credit, is_initialize_load, reseal_load, rewrite_load, test_config_toml_full, Account,
+    HoldState, LoadOutcome, TestBank,
+};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -69,6 +76,33 @@ pub fn test_card_with(card_digits: &str, balance: u32, no_pin_limit: u32) -> Car
     .build()
     .expect("valid personalisation");
     Card::new(state)
+}
+
+/// A test card with its own maximum balance and expiry (`YYMMDD`).
+pub fn test_card_custom(card_digits: &str, balance: u32, max_balance: u32, expiry: &str) -> Card {
+    let state = Personalisation {
+        card_id: CardId::parse(card_digits).expect("16 digits"),
+        expiry: Expiry::parse(expiry).expect("valid"),
+        currency: 978,
+        exponent: 2,
+        balance,
+        max_balance,
+        points: 500,
+        points_max: 100_000,
+        pin: TEST_PIN.into(),
+        no_pin_limit: 2_000,
+        key_version: 1,
+        mkp: DesKey::from_hex(TEST_MKP).expect("hex"),
+        mkl: DesKey::from_hex(TEST_MKL).expect("hex"),
+    }
+    .build()
+    .expect("valid personalisation");
+    Card::new(state)
+}
+
+/// Points balance of a card.
+pub fn points(card: &Card) -> u32 {
+    card.state().purses[1].balance
 }
 
 /// Money balance of a card.
@@ -219,6 +253,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub service: Arc<PaymentService>,
     pub merchants: Vec<TestMerchant>,
+    pub banks: Vec<TestBank>,
 }
 
 impl TestServer {
@@ -238,6 +273,7 @@ impl TestServer {
             addr,
             service,
             merchants: merchants.to_vec(),
+            banks: Vec::new(),
         }
     }
 
@@ -377,7 +413,7 @@ impl Api {
     }
 }
 
-fn finish<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
+pub(crate) fn finish<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
     if status == 200 {
         serde_json::from_str(text).map_err(|e| ApiError::Http(format!("bad JSON: {e}")))
     } else {
@@ -623,14 +659,24 @@ pub fn reseal<T: Sealed>(
     field: &str,
     f: impl FnOnce(&mut T),
 ) -> String {
+    reseal_with(&ws.tsk().expect("tsk"), &ws.session.txn_id, body, field, f)
+}
+
+/// [`reseal`] under any TSK and txn id (purchases and loads).
+pub fn reseal_with<T: Sealed>(
+    tsk: &purse::session::Key32,
+    txn_id: &str,
+    body: &str,
+    field: &str,
+    f: impl FnOnce(&mut T),
+) -> String {
     let mut v: serde_json::Value = serde_json::from_str(body).expect("json body");
     let sealed: Hex = serde_json::from_value(v[field].clone()).expect("sealed field");
-    let tsk = ws.tsk().expect("tsk");
-    let mut m = T::open(&tsk, &ws.session.txn_id, sealed.as_slice()).expect("opens under TSK");
+    let mut m = T::open(tsk, txn_id, sealed.as_slice()).expect("opens under TSK");
     f(&mut m);
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).expect("random");
-    v[field] = serde_json::to_value(m.seal(&tsk, nonce)).expect("hex");
+    v[field] = serde_json::to_value(m.seal(tsk, nonce)).expect("hex");
     v.to_string()
 }
 
