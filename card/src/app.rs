@@ -272,14 +272,15 @@ impl Card {
         Ok(self.state.atc)
     }
 
-    fn session_key(&mut self, load: bool, atc: u16) -> ([u8; 4], SessionKey) {
+    /// A fresh R and the session key of this INITIALIZE, bound to its purse.
+    fn session_key(&mut self, load: bool, atc: u16, purse: PurseId) -> ([u8; 4], SessionKey) {
         let r = self.rng.random4();
         let k = DesKey::new(if load {
             self.state.kl.0
         } else {
             self.state.kp.0
         });
-        (r, crypto::session_key(&k, r, atc))
+        (r, crypto::session_key(&k, r, atc, purse))
     }
 
     fn initialize_purchase(&mut self, i: InitializePurchase) -> Outcome {
@@ -299,7 +300,7 @@ impl Card {
             return Err(StatusWord::FUNDS);
         }
         let atc = self.next_atc()?;
-        let (random, sk) = self.session_key(false, atc);
+        let (random, sk) = self.session_key(false, atc, i.purse);
         self.session.pending = Some(Pending::Purchase {
             purse: i.purse,
             amount: i.amount,
@@ -374,7 +375,7 @@ impl Card {
             return Err(StatusWord::OVER_MAX_BALANCE);
         }
         let atc = self.next_atc()?;
-        let (random, sk) = self.session_key(true, atc);
+        let (random, sk) = self.session_key(true, atc, i.purse);
         let s1 = crypto::load_s1(&sk, balance, i.amount, atc, &i.terminal);
         self.session.pending = Some(Pending::Load {
             purse: i.purse,

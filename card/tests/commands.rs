@@ -68,6 +68,7 @@ fn debit_for(
             &purse::CardId::parse(CARD_ID).unwrap(),
             init.random,
             init.atc,
+            purse,
         )
         .unwrap();
     let (date, time) = (date(d), time("120000"));
@@ -428,7 +429,7 @@ fn credit_pairing_mac_and_expiry() {
     let id = purse::CardId::parse(CARD_ID).unwrap();
     let credit_for = |init: &InitializeLoadResponse, amount: u32, d: &str| {
         let sk = keys()
-            .session_key(KeyUse::Load, 1, &id, init.random, init.atc)
+            .session_key(KeyUse::Load, 1, &id, init.random, init.atc, PurseId::Money)
             .unwrap();
         let (date, time) = (date(d), time("080000"));
         CreditLoad {
@@ -453,7 +454,7 @@ fn credit_pairing_mac_and_expiry() {
     // S1 is the MAC the HSM expects
     let init = init_load(&mut c, 300);
     let sk = keys()
-        .session_key(KeyUse::Load, 1, &id, init.random, init.atc)
+        .session_key(KeyUse::Load, 1, &id, init.random, init.atc, PurseId::Money)
         .unwrap();
     assert!(crypto::mac_eq(
         &init.s1,

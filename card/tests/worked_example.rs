@@ -85,7 +85,7 @@ fn generate() -> String {
     };
     let p = client::purchase(&mut rec, &sm, &sel, x).unwrap();
     let atc = p.init.atc;
-    let sk = crypto::session_key(&kp, p.init.random, atc);
+    let sk = crypto::session_key(&kp, p.init.random, atc, PurseId::Money);
     let mut r_atc = p.init.random.to_vec();
     r_atc.extend_from_slice(&atc.to_be_bytes());
     writeln!(
@@ -144,7 +144,7 @@ fn generate() -> String {
     )
     .unwrap();
     let atc = l.init.atc;
-    let sk = crypto::session_key(&kl, l.init.random, atc);
+    let sk = crypto::session_key(&kl, l.init.random, atc, PurseId::Money);
     let mut r_atc = l.init.random.to_vec();
     r_atc.extend_from_slice(&atc.to_be_bytes());
     writeln!(w, "\nLoad of 5000 (50.00 EUR), 2026-11-23 19:45:00:").unwrap();

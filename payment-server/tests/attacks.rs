@@ -612,3 +612,43 @@ async fn suspicious_report_is_visible_to_its_merchant_only() {
     assert!(l.reports.is_empty());
     assert_eq!(srv.captured(), 100);
 }
+
+#[tokio::test]
+async fn a_money_purchase_cannot_be_paid_from_the_points_purse() {
+    // The hostile client runs INITIALIZE and DEBIT on the points purse (P2 = 01)
+    // and tells the server it is the money purse. The session key is bound to
+    // the purse of the INITIALIZE, so the server's S2 (money) does not verify
+    // on the card's points session: nothing is debited, nothing captured.
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000031", 5_000), srv.api());
+    let points_before = shopper.card.state().purses[1].balance;
+    assert!(points_before >= 250);
+    let ws = m.session("T-pts", 250, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    let mut swapped = 0;
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if let Outgoing::Card(a) = r {
+                if matches!(a.get(1), Some(0x50) | Some(0x54)) && a.get(3) == Some(&0x00) {
+                    a[3] = 0x01;
+                    swapped += 1;
+                }
+            }
+            Cut::None
+        })
+        .await;
+    assert_eq!(
+        swapped, 2,
+        "INITIALIZE and DEBIT both went to the points purse"
+    );
+    assert_eq!(
+        out.problem(),
+        Some(Problem::CardRefused(StatusWord::MAC_WRONG)),
+        "{out:?}"
+    );
+    assert_eq!(shopper.card.state().purses[1].balance, points_before);
+    assert_eq!(balance(&shopper.card), 5_000);
+    assert_eq!(srv.captured(), 0);
+    assert_eq!(srv.state_of("shop-a", "T-pts").as_deref(), Some("failed"));
+}

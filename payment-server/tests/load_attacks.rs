@@ -499,3 +499,43 @@ async fn a_zero_value_initialize_cannot_fake_a_negative_result() {
     assert_eq!(srv.credited(), 4_000);
     assert_eq!(balance(&shopper.card), 5_000);
 }
+
+#[tokio::test]
+async fn a_points_load_cannot_land_on_the_money_purse() {
+    // A loyalty program loads points. The hostile client runs INITIALIZE FOR
+    // LOAD and CREDIT on the money purse (P2 = 00) instead: the session key is
+    // bound to the purse, so the card's S1 (money) does not verify for the
+    // points load the HSM checks. Nothing is drawn or credited.
+    let srv = TestServer::start_full(
+        &[TestMerchant::new("shop", 1)],
+        &[TestBank::points("loyalty", 0x7A)],
+        0,
+    )
+    .await;
+    let b = &srv.banks[0];
+    let mut acct = Account::default();
+    acct.open(ACCOUNT, 100_000);
+    let mut shopper = Shopper::new(test_card("6280000000004099", 1_000), srv.api());
+    let points_before = shopper.card.state().purses[1].balance;
+    let ws = acct.hold(b, "L-p2m", ACCOUNT, 300, PurseId::Points);
+    let mut c = shopper.load_client(&ws);
+    let mut swapped = 0;
+    let out = shopper
+        .run_load(&mut c, &mut |r: &mut Outgoing| {
+            if let Outgoing::Card(a) = r {
+                // INITIALIZE FOR LOAD (80 50 02 P2) and CREDIT (80 52 00 P2) on money.
+                if matches!(a.get(1), Some(0x50) | Some(0x52)) && a.get(3) == Some(&0x01) {
+                    a[3] = 0x00;
+                    swapped += 1;
+                }
+            }
+            Cut::None
+        })
+        .await;
+    assert!(swapped >= 1, "the client moved the load to the money purse");
+    refused(&out, ApiCode::S1Mismatch);
+    assert_eq!(srv.load_rows(), 0, "nothing drawn");
+    assert_eq!(balance(&shopper.card), 1_000, "money untouched");
+    assert_eq!(shopper.card.state().purses[1].balance, points_before);
+    assert_eq!(srv.credited(), 0);
+}

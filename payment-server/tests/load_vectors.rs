@@ -106,7 +106,7 @@ fn compute() -> Value {
     .to_bytes();
     let init_data = ok(c.process(&init_apdu));
     let init = InitializeLoadResponse::decode(&init_data).unwrap();
-    let sk = crypto::session_key(&kl, init.random, init.atc);
+    let sk = crypto::session_key(&kl, init.random, init.atc, PurseId::Money);
     let s1_in = crypto::load_s1_input(init.balance, amount, init.atc, &terminal);
     let s2_in = crypto::load_s2_input(amount, init.atc, &terminal, &date, &time);
     let s2 = crypto::retail_mac(&sk, &s2_in);
@@ -129,7 +129,7 @@ fn compute() -> Value {
     .to_bytes();
     let zero_data = ok(c.process(&zero_apdu));
     let zero = InitializeLoadResponse::decode(&zero_data).unwrap();
-    let zsk = crypto::session_key(&kl, zero.random, zero.atc);
+    let zsk = crypto::session_key(&kl, zero.random, zero.atc, PurseId::Money);
 
     // The bank's session.
     let k_bl = Key32::new(K_BL);

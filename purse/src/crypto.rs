@@ -10,7 +10,7 @@ use retail_mac::{Mac, RetailMac};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::types::{BcdDate, BcdTime, CardId, Terminal};
+use crate::types::{BcdDate, BcdTime, CardId, PurseId, Terminal};
 
 /// A 2-key triple-DES key (16 bytes). Zeroized on drop; `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
@@ -97,10 +97,16 @@ pub fn adjust_parity(key: &mut [u8]) {
     }
 }
 
+/// The two blocks EMV option A encrypts under the master key: `id`, `id XOR FF..FF`.
+/// (A hardware module derives the card key from exactly these.)
+pub fn diversification_data(card_id: &CardId) -> [[u8; 8]; 2] {
+    let id = card_id.bytes();
+    [id, id.map(|b| !b)]
+}
+
 /// EMV option A: `K = 3DES_MK(id) || 3DES_MK(id XOR FF..FF)`, parity adjusted.
 pub fn diversify(master: &MasterKey, card_id: &CardId) -> CardKey {
-    let id = card_id.bytes();
-    let inv = id.map(|b| !b);
+    let [id, inv] = diversification_data(card_id);
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&master.encrypt_block(id));
     k[8..].copy_from_slice(&master.encrypt_block(inv));
@@ -110,15 +116,27 @@ pub fn diversify(master: &MasterKey, card_id: &CardId) -> CardKey {
     key
 }
 
-/// Session key of one INITIALIZE:
-/// `SK = 3DES_K(R || ATC || F0 00) || 3DES_K(R || ATC || 0F 00)`.
-pub fn session_key(card_key: &CardKey, random: [u8; 4], atc: u16) -> SessionKey {
+/// The two blocks the card key encrypts into a session key:
+/// `R || ATC || F0 || P2` and `R || ATC || 0F || P2`. The last byte is the
+/// purse of the INITIALIZE (00 money, 01 points), so the money purse's keys
+/// are DESIGN §3's `F0 00`/`0F 00` and a transaction's MACs are bound to its
+/// purse: S2 made for one purse does not verify on the other, and an S1/S3 of
+/// one purse never passes for the other's.
+pub fn session_key_data(random: [u8; 4], atc: u16, purse: PurseId) -> [[u8; 8]; 2] {
     let mut left = [0u8; 8];
     left[..4].copy_from_slice(&random);
     left[4..6].copy_from_slice(&atc.to_be_bytes());
+    left[7] = purse.p2();
     let mut right = left;
     left[6] = 0xF0;
     right[6] = 0x0F;
+    [left, right]
+}
+
+/// Session key of one INITIALIZE:
+/// `SK = 3DES_K(R || ATC || F0 || P2) || 3DES_K(R || ATC || 0F || P2)`.
+pub fn session_key(card_key: &CardKey, random: [u8; 4], atc: u16, purse: PurseId) -> SessionKey {
+    let [left, right] = session_key_data(random, atc, purse);
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&card_key.encrypt_block(left));
     k[8..].copy_from_slice(&card_key.encrypt_block(right));
@@ -360,11 +378,25 @@ mod tests {
     #[test]
     fn session_key_layout() {
         let k = DesKey::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap();
-        let sk = session_key(&k, [1, 2, 3, 4], 0x0102);
+        let sk = session_key(&k, [1, 2, 3, 4], 0x0102, PurseId::Money);
         assert_eq!(&sk.bytes()[..8], &k.encrypt_block(h("010203040102F000")));
         assert_eq!(&sk.bytes()[8..], &k.encrypt_block(h("0102030401020F00")));
-        assert_ne!(session_key(&k, [1, 2, 3, 4], 0x0103), sk, "ATC changes SK");
-        assert_ne!(session_key(&k, [1, 2, 3, 5], 0x0102), sk, "R changes SK");
+        assert_ne!(
+            session_key(&k, [1, 2, 3, 4], 0x0103, PurseId::Money),
+            sk,
+            "ATC changes SK"
+        );
+        assert_ne!(
+            session_key(&k, [1, 2, 3, 5], 0x0102, PurseId::Money),
+            sk,
+            "R changes SK"
+        );
+        let points = session_key(&k, [1, 2, 3, 4], 0x0102, PurseId::Points);
+        assert_eq!(
+            &points.bytes()[..8],
+            &k.encrypt_block(h("010203040102F001"))
+        );
+        assert_ne!(points, sk, "the purse changes SK");
     }
 
     #[test]

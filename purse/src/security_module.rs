@@ -51,7 +51,9 @@ pub enum KeyUse {
 pub trait SessionMacs: Send + Sync {
     /// Key versions this module holds master keys for.
     fn key_versions(&self) -> Vec<u8>;
-    /// One MAC per message, all under the same session key.
+    /// One MAC per message, all under the same session key (of `purse`'s
+    /// INITIALIZE: [`crypto::session_key_data`]).
+    #[allow(clippy::too_many_arguments)]
     fn session_macs(
         &self,
         key: KeyUse,
@@ -59,6 +61,7 @@ pub trait SessionMacs: Send + Sync {
         card_id: &CardId,
         random: [u8; 4],
         atc: u16,
+        purse: PurseId,
         messages: &[&[u8]],
     ) -> Result<Vec<[u8; 8]>, SecurityModuleError>;
 }
@@ -96,6 +99,7 @@ impl SoftwareKeys {
         card_id: &CardId,
         random: [u8; 4],
         atc: u16,
+        purse: PurseId,
     ) -> Result<DesKey, SecurityModuleError> {
         let m = self
             .keys
@@ -109,6 +113,7 @@ impl SoftwareKeys {
             &crypto::diversify(master, card_id),
             random,
             atc,
+            purse,
         ))
     }
 }
@@ -125,9 +130,10 @@ impl SessionMacs for SoftwareKeys {
         card_id: &CardId,
         random: [u8; 4],
         atc: u16,
+        purse: PurseId,
         messages: &[&[u8]],
     ) -> Result<Vec<[u8; 8]>, SecurityModuleError> {
-        let sk = self.session_key(key, key_version, card_id, random, atc)?;
+        let sk = self.session_key(key, key_version, card_id, random, atc, purse)?;
         Ok(messages
             .iter()
             .map(|m| crypto::retail_mac(&sk, m))
@@ -276,6 +282,7 @@ impl SecurityModule {
             &d.card_id,
             d.random,
             d.atc,
+            d.purse,
             messages,
         )
     }
@@ -358,6 +365,7 @@ impl SecurityModule {
             &r.card_id,
             r.random,
             r.atc,
+            r.purse,
             &[&s1_in, &s2_in, &s3_in],
         )?;
         if !mac_eq(&macs[0], &r.s1) {
@@ -389,10 +397,18 @@ impl SecurityModule {
         card_id: &CardId,
         random: [u8; 4],
         atc: u16,
+        purse: PurseId,
         messages: &[&[u8]],
     ) -> Result<Vec<[u8; 8]>, SecurityModuleError> {
-        self.backend
-            .session_macs(KeyUse::Load, key_version, card_id, random, atc, messages)
+        self.backend.session_macs(
+            KeyUse::Load,
+            key_version,
+            card_id,
+            random,
+            atc,
+            purse,
+            messages,
+        )
     }
 }
 
@@ -436,7 +452,7 @@ mod tests {
             &DesKey::from_hex("404142434445464748494A4B4C4D4E4F").unwrap(),
             &d.card_id,
         );
-        let sk = crypto::session_key(&kp, d.random, d.atc);
+        let sk = crypto::session_key(&kp, d.random, d.atc, d.purse);
         let s2 = crypto::purchase_s2(&sk, 250, 1, &sm.terminal(), 1, &d.date, &d.time);
         assert_eq!(auth.debit.s2, s2);
         let s3 = crypto::purchase_s3(&sk, 750, 1, 250, 1);
@@ -497,7 +513,7 @@ mod tests {
             &DesKey::from_hex("505152535455565758595A5B5C5D5E5F").unwrap(),
             &id,
         );
-        let sk = crypto::session_key(&kl, [1, 1, 1, 1], 3);
+        let sk = crypto::session_key(&kl, [1, 1, 1, 1], 3, PurseId::Money);
         let t = sm.terminal();
         let mut r = LoadRequest {
             card_id: id,

@@ -82,7 +82,7 @@ fn generate() -> Value {
     let kp = crypto::diversify(&mkp, &card_id);
     let random = [0x11, 0x22, 0x33, 0x44];
     let atc = 7u16;
-    let sk = crypto::session_key(&kp, random, atc);
+    let sk = crypto::session_key(&kp, random, atc, PurseId::Money);
     let (seq, date, time) = (
         42u32,
         BcdDate::parse("20261123").unwrap(),

@@ -108,7 +108,7 @@ impl MiniCard {
                     return Err(StatusWord::MAC_WRONG);
                 }
                 let kp = crypto::diversify(&DesKey::from_hex(MKP).unwrap(), &self.id);
-                let sk = crypto::session_key(&kp, r, atc);
+                let sk = crypto::session_key(&kp, r, atc, d.purse);
                 let s2 = crypto::purchase_s2(
                     &sk,
                     amount,

@@ -167,13 +167,29 @@ fn main() {
         backends.map(|b| rate(1, |_, i| f(b, i)))
     };
     let [a, b] = both(&|b, i| {
-        b.session_macs(KeyUse::Purchase, 1, &id, [0; 4], i as u16, &[&msg23])
-            .unwrap();
+        b.session_macs(
+            KeyUse::Purchase,
+            1,
+            &id,
+            [0; 4],
+            i as u16,
+            PurseId::Money,
+            &[&msg23],
+        )
+        .unwrap();
     });
     line("derive SK + 1 MAC (S2, 3 blocks)", a, b);
     let [a, b] = both(&|b, i| {
-        b.session_macs(KeyUse::Purchase, 1, &id, [1; 4], i as u16, &sixteen)
-            .unwrap();
+        b.session_macs(
+            KeyUse::Purchase,
+            1,
+            &id,
+            [1; 4],
+            i as u16,
+            PurseId::Money,
+            &sixteen,
+        )
+        .unwrap();
     });
     line("MACs, 16 under each SK", a * 16.0, b * 16.0);
 

@@ -3,8 +3,9 @@
 //! Per call, inside the token (session objects, destroyed after use):
 //! 1. card key `K = derive(MK, id || id XOR FF..FF)` — EMV option A; SoftHSM
 //!    sets DES parity on derived keys, so K equals `purse::crypto::diversify` bit for bit;
-//! 2. `SK = derive(K, R||ATC||F000 || R||ATC||0F00)` and
-//!    `SKL = derive(K, R||ATC||F000 || R||ATC||F000)`, i.e. K1||K1 with K1 the left half of SK;
+//! 2. `SK = derive(K, R||ATC||F0||P2 || R||ATC||0F||P2)` and
+//!    `SKL = derive(K, R||ATC||F0||P2 || R||ATC||F0||P2)`, i.e. K1||K1 with K1 the left half of SK
+//!    (the blocks of `purse::crypto::session_key_data`);
 //! 3. per message, padded by ISO 9797-1 method 2 into blocks B1..Bn:
 //!    `H = last block of 3DES-CBC(SKL, IV 0, B1..Bn-1)` (single DES CBC under K1,
 //!    since K1||K1 is single DES; H = 0 when n = 1), then
@@ -17,9 +18,9 @@ use std::sync::{Arc, RwLock};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
-use purse::crypto::pad_method_2;
+use purse::crypto::{self, pad_method_2};
 use purse::security_module::{KeyUse, SecurityModuleError, SessionMacs};
-use purse::CardId;
+use purse::{CardId, PurseId};
 
 use crate::config::{KeyLabels, Pkcs11Config};
 use crate::error::Pkcs11Error;
@@ -121,6 +122,7 @@ impl Pkcs11Keys {
     }
 
     /// [`SessionMacs::session_macs`] with the token's own error.
+    #[allow(clippy::too_many_arguments)]
     pub fn try_session_macs(
         &self,
         key: KeyUse,
@@ -128,14 +130,16 @@ impl Pkcs11Keys {
         card_id: &CardId,
         random: [u8; 4],
         atc: u16,
+        purse: PurseId,
         messages: &[&[u8]],
     ) -> Result<Option<Vec<[u8; 8]>>, Pkcs11Error> {
         let Some(mk) = self.master(key, key_version) else {
             return Ok(None);
         };
+        let sk_data = crypto::session_key_data(random, atc, purse);
         self.inner
             .pool
-            .with_session(|s| session_macs_in(s, mk, card_id, random, atc, messages))
+            .with_session(|s| session_macs_in(s, mk, card_id, sk_data, messages))
             .map(Some)
     }
 }
@@ -158,9 +162,10 @@ impl SessionMacs for Pkcs11Keys {
         card_id: &CardId,
         random: [u8; 4],
         atc: u16,
+        purse: PurseId,
         messages: &[&[u8]],
     ) -> Result<Vec<[u8; 8]>, SecurityModuleError> {
-        match self.try_session_macs(key, key_version, card_id, random, atc, messages) {
+        match self.try_session_macs(key, key_version, card_id, random, atc, purse, messages) {
             Ok(Some(macs)) => Ok(macs),
             Ok(None) => Err(SecurityModuleError::UnknownKeyVersion(key_version)),
             Err(e) => {
@@ -176,22 +181,16 @@ fn session_macs_in(
     s: &Session,
     mk: ObjectHandle,
     card_id: &CardId,
-    random: [u8; 4],
-    atc: u16,
+    [left, right]: [[u8; 8]; 2],
     messages: &[&[u8]],
 ) -> Result<Vec<[u8; 8]>, Pkcs11Error> {
-    let id = card_id.bytes();
+    // The same blocks as the software module (purse::crypto), encrypted inside the token.
+    let [id, inv] = crypto::diversification_data(card_id);
     let mut div = [0u8; 16];
     div[..8].copy_from_slice(&id);
-    div[8..].copy_from_slice(&id.map(|b| !b));
+    div[8..].copy_from_slice(&inv);
     let card_key = Ephemeral::derive(s, mk, &div, DerivedUse::CardKey)?;
 
-    let mut left = [0u8; 8];
-    left[..4].copy_from_slice(&random);
-    left[4..6].copy_from_slice(&atc.to_be_bytes());
-    let mut right = left;
-    left[6] = 0xF0;
-    right[6] = 0x0F;
     let mut sk_data = [0u8; 16];
     sk_data[..8].copy_from_slice(&left);
     sk_data[8..].copy_from_slice(&right);

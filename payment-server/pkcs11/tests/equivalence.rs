@@ -43,12 +43,14 @@ proptest! {
         id in card_id(),
         random in any::<[u8; 4]>(),
         atc in any::<u16>(),
+        points in any::<bool>(),
         messages in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..5),
     ) {
         let f = fixture();
+        let purse = if points { PurseId::Points } else { PurseId::Money };
         let msgs: Vec<&[u8]> = messages.iter().map(|m| m.as_slice()).collect();
-        let hsm = f.keys.session_macs(key, v, &id, random, atc, &msgs).unwrap();
-        let sw = f.software().session_macs(key, v, &id, random, atc, &msgs).unwrap();
+        let hsm = f.keys.session_macs(key, v, &id, random, atc, purse, &msgs).unwrap();
+        let sw = f.software().session_macs(key, v, &id, random, atc, purse, &msgs).unwrap();
         prop_assert_eq!(hsm, sw);
     }
 
@@ -107,7 +109,7 @@ proptest! {
     ) {
         let f = fixture();
         let sw_keys = f.software();
-        let sk = sw_keys.session_key(KeyUse::Load, v, &id, random, atc).unwrap();
+        let sk = sw_keys.session_key(KeyUse::Load, v, &id, random, atc, PurseId::Money).unwrap();
         let s1 = if genuine_s1 {
             crypto::load_s1(&sk, balance, amount, atc, &common::TERMINAL)
         } else {
@@ -142,12 +144,12 @@ fn unknown_key_versions_are_refused_alike() {
     for v in [0u8, 5, 200] {
         let hsm = f
             .keys
-            .session_macs(KeyUse::Purchase, v, &id, [0; 4], 1, &[b"x"]);
+            .session_macs(KeyUse::Purchase, v, &id, [0; 4], 1, PurseId::Money, &[b"x"]);
         assert_eq!(hsm, Err(SecurityModuleError::UnknownKeyVersion(v)));
         assert_eq!(
             hsm,
             f.software()
-                .session_macs(KeyUse::Purchase, v, &id, [0; 4], 1, &[b"x"])
+                .session_macs(KeyUse::Purchase, v, &id, [0; 4], 1, PurseId::Money, &[b"x"])
         );
     }
     assert_eq!(f.pkcs11_module().key_versions(), VERSIONS);
@@ -160,14 +162,27 @@ fn known_vector_from_the_team_test_keys() {
     let f = fixture();
     let id = CardId::parse("6280000000000001").unwrap();
     let mkp = purse::crypto::DesKey::from_hex(common::TEST_MKP).unwrap();
-    let sk = crypto::session_key(&crypto::diversify(&mkp, &id), [9, 8, 7, 6], 1);
+    let sk = crypto::session_key(
+        &crypto::diversify(&mkp, &id),
+        [9, 8, 7, 6],
+        1,
+        PurseId::Money,
+    );
     let date = BcdDate::parse("20261123").unwrap();
     let time = BcdTime::parse("120000").unwrap();
     let want = crypto::purchase_s2(&sk, 250, 1, &common::TERMINAL, 1, &date, &time);
     let input = crypto::purchase_s2_input(250, 1, &common::TERMINAL, 1, &date, &time);
     let got = f
         .keys
-        .session_macs(KeyUse::Purchase, 1, &id, [9, 8, 7, 6], 1, &[&input])
+        .session_macs(
+            KeyUse::Purchase,
+            1,
+            &id,
+            [9, 8, 7, 6],
+            1,
+            PurseId::Money,
+            &[&input],
+        )
         .unwrap();
     assert_eq!(got, vec![want]);
 }
@@ -195,10 +210,26 @@ fn concurrent_callers_share_the_pool() {
                     let v = VERSIONS[usize::from(i) % VERSIONS.len()];
                     let msg = [t as u8; 23];
                     let a = keys
-                        .session_macs(key, v, &id, [t as u8, 1, 2, 3], i, &[&msg, &msg[..14]])
+                        .session_macs(
+                            key,
+                            v,
+                            &id,
+                            [t as u8, 1, 2, 3],
+                            i,
+                            PurseId::Money,
+                            &[&msg, &msg[..14]],
+                        )
                         .unwrap();
                     let b = sw
-                        .session_macs(key, v, &id, [t as u8, 1, 2, 3], i, &[&msg, &msg[..14]])
+                        .session_macs(
+                            key,
+                            v,
+                            &id,
+                            [t as u8, 1, 2, 3],
+                            i,
+                            PurseId::Money,
+                            &[&msg, &msg[..14]],
+                        )
                         .unwrap();
                     assert_eq!(a, b);
                     assert!(keys.open_sessions() <= max);

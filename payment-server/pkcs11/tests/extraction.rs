@@ -26,6 +26,7 @@ use cryptoki::session::Session;
 use purse::crypto::{self, DesKey};
 use purse::security_module::{KeyUse, SecurityModuleError, SessionMacs};
 use purse::CardId;
+use purse::PurseId;
 
 /// The tests below count session objects and change the token's key set.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -279,7 +280,15 @@ fn derived_objects_do_not_outlive_the_call() {
     let id = CardId::parse("6280000000000009").unwrap();
     for i in 0..50u16 {
         f.keys
-            .session_macs(KeyUse::Load, 2, &id, [1, 2, 3, 4], i, &[b"abc", &[0; 17]])
+            .session_macs(
+                KeyUse::Load,
+                2,
+                &id,
+                [1, 2, 3, 4],
+                i,
+                PurseId::Money,
+                &[b"abc", &[0; 17]],
+            )
             .unwrap();
     }
     assert_eq!(session_objects(ts.session()), before);
@@ -342,15 +351,31 @@ fn generated_keys_never_leave_the_token() {
     let id = CardId::parse("6280000000000001").unwrap();
     let a = f
         .keys
-        .session_macs(KeyUse::Purchase, 20, &id, [0; 4], 1, &[b"m"])
+        .session_macs(
+            KeyUse::Purchase,
+            20,
+            &id,
+            [0; 4],
+            1,
+            PurseId::Money,
+            &[b"m"],
+        )
         .unwrap();
     let b = f
         .keys
-        .session_macs(KeyUse::Purchase, 20, &id, [0; 4], 1, &[b"m"])
+        .session_macs(
+            KeyUse::Purchase,
+            20,
+            &id,
+            [0; 4],
+            1,
+            PurseId::Money,
+            &[b"m"],
+        )
         .unwrap();
     let c = f
         .keys
-        .session_macs(KeyUse::Load, 20, &id, [0; 4], 1, &[b"m"])
+        .session_macs(KeyUse::Load, 20, &id, [0; 4], 1, PurseId::Money, &[b"m"])
         .unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
@@ -391,8 +416,15 @@ fn unprotected_or_half_master_keys_are_not_used() {
     assert!(!f.keys.refresh().unwrap().contains(&30));
     let id = CardId::parse("6280000000000001").unwrap();
     assert_eq!(
-        f.keys
-            .session_macs(KeyUse::Purchase, 30, &id, [0; 4], 1, &[b"m"]),
+        f.keys.session_macs(
+            KeyUse::Purchase,
+            30,
+            &id,
+            [0; 4],
+            1,
+            PurseId::Money,
+            &[b"m"]
+        ),
         Err(SecurityModuleError::UnknownKeyVersion(30))
     );
 

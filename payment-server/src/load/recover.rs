@@ -34,20 +34,30 @@ use crate::error::PaymentError;
 use crate::purchase::recover::{decode_log, CardLog};
 use crate::purchase::{malformed, sealed_error, PaymentService};
 use crate::store::{LoadDrawn, LoadRow, LoadTransition};
+use purse::types::PurseId;
 
 impl PaymentService {
-    /// Verify an INITIALIZE FOR LOAD answer of `card` for `amount` (0 for the
-    /// negative-result handling): its S1 makes its balance a fact.
+    /// Verify an INITIALIZE FOR LOAD answer of `card`'s `purse` for `amount`
+    /// (0 for the negative-result handling): its S1 makes its balance a fact.
+    /// The session key is bound to the purse, so another purse's S1 fails.
     pub(crate) fn verify_load_s1(
         &self,
         card: &CardId,
+        purse: PurseId,
         init: &InitializeLoadResponse,
         amount: u32,
     ) -> Result<(), PaymentError> {
         let input = crypto::load_s1_input(init.balance, amount, init.atc, &self.sm.terminal());
         let mac = self
             .sm
-            .load_macs(init.key_version, card, init.random, init.atc, &[&input])
+            .load_macs(
+                init.key_version,
+                card,
+                init.random,
+                init.atc,
+                purse,
+                &[&input],
+            )
             .map_err(load_sm_error)?;
         if mac_eq(&mac[0], &init.s1) {
             Ok(())
@@ -229,7 +239,7 @@ impl PaymentService {
         };
         let fact = match &zero {
             Some(z) => {
-                self.verify_load_s1(&d.card_id, z, 0)?;
+                self.verify_load_s1(&d.card_id, row.purse, z, 0)?;
                 Some(BalanceFact {
                     atc: z.atc,
                     balance: z.balance,
