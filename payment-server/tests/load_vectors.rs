@@ -5,7 +5,7 @@
 //! The file is checked byte for byte against `purse` and against the real
 //! card (`card::Card` with a fixed random): the card's INITIALIZE FOR LOAD
 //! answer (S1), its CREDIT answer (S3) and its zero-value INITIALIZE after
-//! the credit must be the vectors'. `CARDPAY_WRITE_VECTORS=1 cargo test -p
+//! the credit must be the vectors'. `CARDPAY_BLESS=1 cargo test -p
 //! payment-server --test load_vectors` rewrites the file (after a deliberate
 //! protocol change only).
 
@@ -209,7 +209,7 @@ fn compute() -> Value {
         log: vec![Hex(log1.clone())],
     };
     json!({
-        "description": "Cardpay load messages (DESIGN §3-4, docs/protocol-load.md). Every key here is a TEST KEY.",
+        "description": "Cardpay load messages (DESIGN §3-4, docs/protocol.md §11). Every key here is a TEST KEY.",
         "keys": { "mkl": MKL, "key_version": 1, "k_bl": h(&K_BL), "tsk": h(&TSK) },
         "card": {
             "card_id": "6280000000000001", "expiry": "301231", "kl": h(kl.bytes()),
@@ -261,7 +261,7 @@ fn path() -> std::path::PathBuf {
 #[test]
 fn load_vectors_match_purse_and_the_card() {
     let now = compute();
-    if std::env::var("CARDPAY_WRITE_VECTORS").as_deref() == Ok("1") {
+    if std::env::var_os("CARDPAY_BLESS").is_some() {
         std::fs::create_dir_all(path().parent().unwrap()).unwrap();
         std::fs::write(path(), serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
     }
