@@ -113,7 +113,7 @@ test('wrong PIN, then the right PIN', async () => {
   await page.close();
 });
 
-test('keyboard only: Tab to Approve, type the PIN digits, Enter', async () => {
+test('typed digits never become PIN digits (a key logger would see them); the keypad works from the keyboard alone', async () => {
   const before = await balance();
   const { page, frame } = await openCheckout({ amount: 2010, lang: 'de' });
   await s.waitEvent(page, 'ready');
@@ -122,9 +122,29 @@ test('keyboard only: Tab to Approve, type the PIN digits, Enter', async () => {
   await approve.focus();
   await page.keyboard.press('Enter');
   await frame.getByTestId('keypad').waitFor();
+  // The shopper is told in plain words.
+  assert.match(await frame.locator('#cp-pin-help').textContent(), /auf der Tastatur getippte Ziffern nicht verwendet.*Pfeiltasten/);
+  // Digits typed on the keyboard (top row and number pad), then Enter: nothing entered,
+  // nothing sent to the card, the hint shown and said.
   await page.keyboard.type('1234');
-  assert.equal(await frame.getByTestId('pin-count').getAttribute('data-count'), '4');
+  for (const k of ['Numpad1', 'Numpad2', 'Numpad3', 'Numpad4']) await page.keyboard.press(k);
+  assert.equal(await frame.getByTestId('pin-count').getAttribute('data-count'), '0');
+  const note = frame.getByTestId('typed-digits');
+  await note.waitFor();
+  assert.match(await note.textContent(), /Getippte Ziffern werden hier nicht verwendet/);
+  assert.match(await frame.locator('#cp-live').textContent(), /Getippte Ziffern werden hier nicht verwendet/);
   await page.keyboard.press('Enter');
+  assert.equal(await frame.locator('[data-screen]').getAttribute('data-screen'), 'pin');
+  assert.equal(await frame.getByTestId('pin-count').getAttribute('data-count'), '0');
+  // The keys carry only what they show as their names.
+  const names = await frame.locator('.cp-key').evaluateAll((ks) => ks.map((k) => k.getAttribute('aria-label') || k.textContent));
+  assert.deepEqual([...names].sort(), ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'Letzte Ziffer löschen', 'OK'].sort());
+  // Tab moves over the keys too.
+  await page.keyboard.press('Tab');
+  assert.equal(await frame.locator(':focus').getAttribute('class').then((c) => c.includes('cp-key')), true);
+  // Keyboard only: arrows to each digit, Enter/Space to press it, then OK.
+  const pressed = await s.keyboardPin(page, s.PIN);
+  assert.ok(pressed.every((k) => ['ArrowRight', 'Enter', 'Space'].includes(k)), pressed.join(' '));
   await frame.getByTestId('receipt').waitFor();
   assert.match(await frame.getByTestId('receipt-amount').textContent(), /^20,10 €$/);
   assert.equal(await balance(), before - 2010);
@@ -224,7 +244,8 @@ test('no card, then the card is inserted', async () => {
     const { page, frame } = await openCheckout({ amount: 500 });
     const ready = await s.waitEvent(page, 'ready');
     assert.equal(ready.detail.capability, 'no_card');
-    await frame.getByText('Insert your Cardpay card').waitFor();
+    // the visible notice (the live region says the same words to screen readers)
+    await frame.getByTestId('capability').filter({ hasText: 'Insert your Cardpay card' }).waitFor();
     await stack.insertCard();
     const cap = await s.waitEvent(page, 'capability', { timeoutMs: 15_000 });
     assert.equal(cap.detail.capability, 'ready');
