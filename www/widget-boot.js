@@ -1,10 +1,29 @@
-// Boots the wasm widget inside the payment-origin iframe (widget.html).
-import init, { run } from './pkg/widget.js';
-
+// Boots the wasm widget inside the payment-origin iframe (widget.html), doing the
+// waiting in parallel rather than one step after the other:
+// - it says `cardpay:loaded` at once and keeps the messages that arrive while the wasm
+//   downloads and compiles (the page's `init` among them); the widget then handles
+//   them with the same checks as any other;
+// - it sends the extension a `hello` of its own (id "warmup", whose answer the widget
+//   ignores), so the extension's port to the bridge is open when the widget asks;
+// - the glue and the wasm are already on their way (preloaded by widget.html).
 const root = document.getElementById('cardpay-root');
-init({ module_or_path: new URL('./pkg/widget_bg.wasm', import.meta.url) })
-  .then(() => run(root))
+const early = [];
+const keep = (ev) => early.push(ev);
+addEventListener('message', keep);
+const nonce = new URLSearchParams(location.search).get('nonce') || '';
+// Nothing secret: "*" only because the parent's origin is not known yet; the parent
+// accepts it only from its own iframe, and answers to the payment origin.
+if (parent !== window) parent.postMessage({ type: 'cardpay:loaded', nonce }, '*');
+postMessage({ channel: 'cardpay', dir: 'to-extension', type: 'hello', id: 'warmup' }, location.origin);
+
+import('./pkg/widget.js')
+  .then(async ({ default: init, run }) => {
+    await init({ module_or_path: new URL('./pkg/widget_bg.wasm', import.meta.url) });
+    removeEventListener('message', keep);
+    run(root, early);
+  })
   .catch((e) => {
+    removeEventListener('message', keep);
     root.innerHTML = '<p class="cp-error" role="alert" data-testid="error" data-code="load">Cardpay could not start.</p>';
     console.error('cardpay: widget failed to start', e);
   });

@@ -121,8 +121,11 @@ fn run_effect(e: Effect) {
             let _ = w.post_message(&js_of(&msg), &own);
         }
         Effect::Http { id, path, body } => {
+            // The request goes out now, before the render that follows it in the same
+            // batch of effects; only its answer is awaited.
+            let sent = post_json(path, &body);
             wasm_bindgen_futures::spawn_local(async move {
-                let result = post_json(path, &body).await;
+                let result = read_answer(sent).await;
                 feed(Input::Http { id, result });
             });
         }
@@ -154,31 +157,37 @@ fn run_effect(e: Effect) {
     }
 }
 
-/// `POST path` with a JSON body on our own origin: (status, body text), or the
-/// network error (no HTTP library: `fetch` through web-sys is all it needs).
-async fn post_json(path: &str, body: &str) -> Result<(u16, String), String> {
-    use wasm_bindgen_futures::JsFuture;
-    let err = |e: JsValue| {
-        e.dyn_ref::<js_sys::Error>()
-            .map(|e| String::from(e.message()))
-            .unwrap_or_else(|| "fetch failed".into())
-    };
+fn js_error(e: JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .unwrap_or_else(|| "fetch failed".into())
+}
+
+/// Start `POST path` with a JSON body on our own origin (no HTTP library: `fetch`
+/// through web-sys is all it needs).
+fn post_json(path: &str, body: &str) -> Result<js_sys::Promise, String> {
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
-    let headers = web_sys::Headers::new().map_err(err)?;
+    let headers = web_sys::Headers::new().map_err(js_error)?;
     headers
         .append("content-type", "application/json")
-        .map_err(err)?;
+        .map_err(js_error)?;
     init.set_headers(&headers);
-    let resp: web_sys::Response = JsFuture::from(window().fetch_with_str_and_init(path, &init))
+    Ok(window().fetch_with_str_and_init(path, &init))
+}
+
+/// The answer to a request from [`post_json`]: (status, body text), or the network error.
+async fn read_answer(sent: Result<js_sys::Promise, String>) -> Result<(u16, String), String> {
+    use wasm_bindgen_futures::JsFuture;
+    let resp: web_sys::Response = JsFuture::from(sent?)
         .await
-        .map_err(err)?
+        .map_err(js_error)?
         .unchecked_into();
     let status = resp.status();
-    let text = JsFuture::from(resp.text().map_err(err)?)
+    let text = JsFuture::from(resp.text().map_err(js_error)?)
         .await
-        .map_err(err)?;
+        .map_err(js_error)?;
     Ok((status, text.as_string().unwrap_or_default()))
 }
 
@@ -205,9 +214,11 @@ fn available_width() -> i32 {
 }
 
 fn render(mut view: View) {
-    let width = available_width();
     let last = view.clone();
+    // Measuring forces a layout: only the keypad needs the width.
+    let mut width = 0;
     if let Screen::Pin { layout, .. } = &mut view.screen {
+        width = available_width();
         if width > 0 {
             *layout = layout.fitted(width as u32);
         }
@@ -220,7 +231,9 @@ fn render(mut view: View) {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
         app.last_view = Some(last);
-        app.last_width = width;
+        if width > 0 {
+            app.last_width = width;
+        }
         if app.last_html == html {
             return None;
         }
@@ -271,7 +284,8 @@ fn render(mut view: View) {
         .map(|d| d.set_attribute("lang", view.lang.tag()))
         .transpose()
         .ok();
-    post_height();
+    // The new height reaches the page through the ResizeObserver (after layout, so no
+    // layout is forced here).
 }
 
 /// Put `text` into the stable live region (screen readers say it once).
@@ -290,6 +304,8 @@ fn post_height() {
     let changed = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
+        // Nobody to tell before the page's init: keep it for then.
+        app.parent_origin.as_ref()?;
         (app.last_height != height).then(|| app.last_height = height)
     });
     if changed.is_some() {
@@ -576,8 +592,13 @@ fn param(params: &web_sys::UrlSearchParams, k: &str) -> Option<String> {
 
 /// Start the widget in `root`. Options come from our own URL (set by checkout.js):
 /// `nonce`, `lang`, `timeout` (ms, default 120000), `hello_timeout` (ms), `install`.
+///
+/// `early`: the `message` events widget-boot.js caught while the wasm loaded (it posts
+/// `cardpay:loaded` itself as soon as it runs, so the page's `init` travels while the
+/// wasm downloads and compiles); they are handled now, through the same checks as any
+/// later message. Without it, `run` posts `cardpay:loaded` itself.
 #[wasm_bindgen]
-pub fn run(root: Element) -> Result<(), JsValue> {
+pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     let w = window();
     let search = w.location().search()?;
     let params = web_sys::UrlSearchParams::new_with_str(&search)?;
@@ -641,11 +662,24 @@ pub fn run(root: Element) -> Result<(), JsValue> {
     w.add_event_listener_with_callback("message", msg.as_ref().unchecked_ref())?;
     msg.forget();
 
-    // Tell the page we can take the session. Nothing secret: "*" only means we do not
-    // know the parent's origin yet; the parent checks that we are its iframe.
-    if let Ok(Some(parent)) = w.parent() {
-        let hello = serde_json::json!({"type": "cardpay:loaded", "nonce": nonce});
-        parent.post_message(&js_of(&hello), "*")?;
+    match early {
+        Some(events) => {
+            for ev in events.iter() {
+                if let Ok(ev) = ev.dyn_into::<MessageEvent>() {
+                    on_message(ev);
+                }
+            }
+        }
+        // Tell the page we can take the session. Nothing secret: "*" only means we do
+        // not know the parent's origin yet; the parent checks that we are its iframe.
+        None => {
+            if let Ok(Some(parent)) = w.parent() {
+                let hello = serde_json::json!({"type": "cardpay:loaded", "nonce": nonce});
+                parent.post_message(&js_of(&hello), "*")?;
+            }
+        }
     }
+    // The first height, now that the page may be listening.
+    post_height();
     Ok(())
 }
