@@ -137,8 +137,8 @@ try {
     for (const v of i % 2 ? [...variants].reverse() : variants) {
       const page = await br.context.newPage();
       await page.goto(v.shop.url('/checkout?amount=10'));
-      const ready = await s.waitEvent(page, 'ready');
-      if (ready.detail.capability !== 'ready') throw new Error('not ready: ' + JSON.stringify(ready.detail));
+      const ready = await s.waitEvent(page, 'ready').catch((e) => { throw new Error(`${v.label}, run ${i}: ${e.message}`); });
+      if (ready.detail.capability !== 'ready') throw new Error(`${v.label}: not ready: ` + JSON.stringify(ready.detail));
       const scriptStart = await page.evaluate(() => performance.getEntriesByType('resource').find((e) => e.name.endsWith('/checkout.js')).startTime);
       const frame = page.frames().find((f) => f.url().includes('/widget.html'));
       await frame.waitForSelector('[data-action=approve]');
