@@ -43,7 +43,7 @@ for (const [label, www] of [['this build', s.wwwDir], ...(otherWww ? [['compared
   const merchant = { id: 'bench-shop', name: 'Bench Shop', key: randomBytes(32).toString('hex') };
   const shopPort = await s.freePort();
   const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [merchant], www, corsOrigins: [`http://127.0.0.1:${shopPort}`] });
-  const shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
+  const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www });
   variants.push({ label, www, pay, shop, sizes: await sizesOf(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
 const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000'] });

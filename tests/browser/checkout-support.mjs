@@ -290,8 +290,8 @@ export async function sri(file) {
  * mounts the widget; widget events land in `window.cardpayLog` (with timestamps).
  * Results posted by the page to /result are kept in `results`.
  */
-export async function startTestMerchant({ pay, merchant, port }) {
-  const integrity = await sri(path.join(wwwDir, 'checkout.js'));
+export async function startTestMerchant({ pay, merchant, port, www = wwwDir }) {
+  const integrity = await sri(path.join(www, 'checkout.js'));
   const results = [];
   const sessions = new Map();
   port = port || (await freePort());

@@ -15,7 +15,6 @@
 //!   changes (content, language, a narrow screen), and refits the keypad to the width.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
@@ -45,7 +44,8 @@ struct App {
     parent_origin: Option<String>,
     /// The mount's nonce (from our URL): ties the messages to one `Cardpay.mount`.
     nonce: String,
-    timers: HashMap<Timer, i32>,
+    /// Running `setTimeout` handles by timer (three at most: a list, no hash map).
+    timers: Vec<(Timer, i32)>,
     last_html: String,
     /// The last view (re-rendered when the width changes: the keypad is fitted to it).
     last_view: Option<View>,
@@ -89,25 +89,36 @@ fn feed(input: Input) {
 }
 
 fn post_parent(msg: Value) {
+    post_parent_js(js_of(&msg));
+}
+
+/// Post `msg` (an object) to the page, with the mount's nonce, to the page's origin only.
+fn post_parent_js(msg: JsValue) {
     APP.with(|a| {
         let a = a.borrow();
         let Some(app) = a.as_ref() else { return };
         let Some(origin) = app.parent_origin.as_deref() else {
             return;
         };
-        let mut msg = msg;
-        msg["nonce"] = Value::String(app.nonce.clone());
+        let _ = js_sys::Reflect::set(&msg, &"nonce".into(), &app.nonce.as_str().into());
         if let Ok(Some(parent)) = window().parent() {
-            let _ = parent.post_message(&js_of(&msg), origin);
+            let _ = parent.post_message(&msg, origin);
         }
     });
 }
 
 fn parent_event(ev: &ParentEvent) {
-    let mut v = serde_json::to_value(ev).expect("serializable");
-    let name = v["event"].as_str().unwrap_or("error").to_string();
-    v["type"] = Value::String(format!("cardpay:{name}"));
-    post_parent(v);
+    // Straight to text and into a JS object (no intermediate serde_json::Value).
+    let text = serde_json::to_string(ev).expect("serializable");
+    let Ok(msg) = js_sys::JSON::parse(&text) else {
+        return;
+    };
+    let name = js_sys::Reflect::get(&msg, &"event".into())
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_else(|| "error".into());
+    let _ = js_sys::Reflect::set(&msg, &"type".into(), &format!("cardpay:{name}").into());
+    post_parent_js(msg);
 }
 
 fn run_effect(e: Effect) {
@@ -141,15 +152,18 @@ fn run_effect(e: Effect) {
                 .unwrap_or(0);
             APP.with(|a| {
                 if let Some(app) = a.borrow_mut().as_mut() {
-                    if let Some(old) = app.timers.insert(t, handle) {
+                    if let Some(i) = app.timers.iter().position(|(k, _)| *k == t) {
+                        let (_, old) = app.timers.swap_remove(i);
                         window().clear_timeout_with_handle(old);
                     }
+                    app.timers.push((t, handle));
                 }
             });
         }
         Effect::StopTimer(t) => APP.with(|a| {
             if let Some(app) = a.borrow_mut().as_mut() {
-                if let Some(h) = app.timers.remove(&t) {
+                if let Some(i) = app.timers.iter().position(|(k, _)| *k == t) {
+                    let (_, h) = app.timers.swap_remove(i);
                     window().clear_timeout_with_handle(h);
                 }
             }
@@ -551,7 +565,8 @@ fn on_message(ev: MessageEvent) {
             }
             app.parent_origin = Some(origin.clone());
             apply_theme(&data["theme"]);
-            let bundle: Result<Bundle, _> = serde_json::from_value(data["session"].clone());
+            // From text, like every other message (no second, Value-based decoder).
+            let bundle: Result<Bundle, _> = serde_json::from_str(&data["session"].to_string());
             let outcome = match bundle {
                 Ok(b) => Flow::new(app.cfg.clone(), b, &origin, Box::new(WebEntropy))
                     .map_err(|e| e.to_string()),
@@ -634,7 +649,7 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             root: root.clone(),
             parent_origin: None,
             nonce: nonce.clone(),
-            timers: HashMap::new(),
+            timers: Vec::new(),
             last_html: String::new(),
             last_view: None,
             on_pin: false,
