@@ -462,9 +462,9 @@ export async function focusedInWidget(page) {
 }
 
 /** Record every text the widget's live region takes (and that it is one stable node). */
-export async function recordLiveRegion(page) {
+export async function recordLiveRegion(page, { timeoutMs = 30_000 } = {}) {
   const frame = await widgetFrameHandle(page);
-  await frame.waitForSelector('#cp-live', { state: 'attached' });
+  await frame.waitForSelector('#cp-live', { state: 'attached', timeout: timeoutMs });
   await frame.evaluate(() => {
     const live = document.getElementById('cp-live');
     window.cardpayLive = { node: live, texts: [live.textContent].filter(Boolean) };
@@ -478,7 +478,8 @@ export async function liveTexts(page) {
   const frame = await widgetFrameHandle(page);
   return frame.evaluate(() => {
     const live = document.getElementById('cp-live');
-    if (!window.cardpayLive || live !== window.cardpayLive.node) throw new Error('the live region was replaced');
+    if (!window.cardpayLive) throw new Error('no live region was recorded (is there a #cp-live?)');
+    if (live !== window.cardpayLive.node) throw new Error('the live region was replaced');
     if (live.getAttribute('aria-live') !== 'polite' || live.getAttribute('role') !== 'status') throw new Error('not a polite status region');
     return window.cardpayLive.texts.map((t) => t.replace(/\u00a0$/, ''));
   });
