@@ -3,8 +3,6 @@
 // - it says `cardpay:loaded` at once and keeps the messages that arrive while the wasm
 //   downloads and compiles (the page's `init` among them); the widget then handles
 //   them with the same checks as any other;
-// - it sends the extension a `hello` of its own (id "warmup", whose answer the widget
-//   ignores), so the extension's port to the bridge is open when the widget asks;
 // - the glue and the wasm are already on their way (preloaded by widget.html).
 const root = document.getElementById('cardpay-root');
 const early = [];
@@ -14,7 +12,6 @@ const nonce = new URLSearchParams(location.search).get('nonce') || '';
 // Nothing secret: "*" only because the parent's origin is not known yet; the parent
 // accepts it only from its own iframe, and answers to the payment origin.
 if (parent !== window) parent.postMessage({ type: 'cardpay:loaded', nonce }, '*');
-postMessage({ channel: 'cardpay', dir: 'to-extension', type: 'hello', id: 'warmup' }, location.origin);
 
 import('./pkg/widget.js')
   .then(async ({ default: init, run }) => {

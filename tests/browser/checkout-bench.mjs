@@ -106,9 +106,7 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   span('wasm compile+instantiate', ws?.t, wr?.t);
   span('wasm ready → init from page', wr?.t, first('init')?.t);
   span('frame start → init from page', f.origin, first('init')?.t);
-  const pre = sends.filter((x) => x.t < clickedAt && x.id !== 'warmup');
-  const warm = sends.find((x) => x.id === 'warmup');
-  span('warm-up hello (boot script)', warm?.t, replyTo(warm)?.t);
+  const pre = sends.filter((x) => x.t < clickedAt);
   const post = sends.filter((x) => x.t >= clickedAt);
   for (const sd of pre) span(`bridge ${sd.type}${sd.apdu ? ' ' + sd.apdu : ''}`, sd.t, replyTo(sd)?.t);
   const lastPre = pre.filter((x) => replyTo(x)).pop();
