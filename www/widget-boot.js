@@ -6,7 +6,9 @@
 // - the glue and the wasm are already on their way (preloaded by widget.html).
 const root = document.getElementById('cardpay-root');
 const early = [];
-const keep = (ev) => early.push(ev);
+// Only the page that embeds us has anything to say this early (its `init`), and only a
+// handful: another frame cannot fill the list and crowd the init out.
+const keep = (ev) => { if (ev.source === parent && early.length < 16) early.push(ev); };
 addEventListener('message', keep);
 const nonce = new URLSearchParams(location.search).get('nonce') || '';
 // Nothing secret: "*" only because the parent's origin is not known yet; the parent

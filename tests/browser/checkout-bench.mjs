@@ -64,6 +64,11 @@ const traceScript = `(() => {
     else if (m && m.type === 'cardpay:loaded') log.push({ t: t(), ev: 'loaded' });
     else if (m && m.type === 'cardpay:init') log.push({ t: t(), ev: 'init' });
   }, true);
+  const text = Response.prototype.text;
+  Response.prototype.text = function () {
+    const url = this.url;
+    return text.call(this).then((b) => { log.push({ t: t(), ev: 'body', url }); return b; });
+  };
   for (const k of ['instantiate', 'instantiateStreaming']) {
     const f = WebAssembly[k];
     WebAssembly[k] = function (...a) {
@@ -124,7 +129,9 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   span('DEBIT (extension+bridge+card)', debit?.t, replyTo(debit)?.t);
   span('→ complete request starts', replyTo(debit)?.t, comp && abs(f.origin, comp.start));
   span('POST complete', comp && abs(f.origin, comp.start), comp && abs(f.origin, comp.end));
-  span('→ result at page', comp && abs(f.origin, comp.end), resultAt);
+  const compBody = f.log.find((x) => x.ev === 'body' && x.url.endsWith('/complete'));
+  span('→ complete answer read by the widget', comp && abs(f.origin, comp.end), compBody?.t);
+  span('→ result at page', compBody?.t ?? (comp && abs(f.origin, comp.end)), resultAt);
   span('TOTAL Approve → result', clickedAt, resultAt);
   return out;
 }
