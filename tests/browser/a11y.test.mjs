@@ -13,27 +13,18 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
-let bins, stack, pay, shop, br, merchant;
+let env, bins, stack, pay, shop, br, merchant;
 
 before(async () => {
-  bins = await s.buildAll();
-  stack = await s.startCardStack({ bins });
-  merchant = { id: 'a11y-shop', name: 'A11y Shop', key: randomBytes(32).toString('hex') };
-  const shopPort = await s.freePort();
-  pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [merchant], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
-  shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
-  br = await h.launchBrowser({ bins, origins: [pay.origin], install: true, installArgs: s.MANY_PINS });
+  env = await s.startWidgetStack({ id: 'a11y-shop', name: 'A11y Shop' });
+  ({ bins, stack, pay, shop, br, merchant } = env);
 }, { timeout: 900_000 });
 
 after(async () => {
-  await br?.close();
-  await shop?.close();
-  await pay?.stop();
-  await stack?.stop();
+  await env?.stop();
 });
 
 /** Every state checked, for the summary at the end. */
@@ -288,32 +279,36 @@ test('the focus ring: ≥ 3:1 against what surrounds it, and it fits between the
 test('320 CSS px: no sideways overflow on any screen, and the iframe height follows the content (also on resize)', async () => {
   // Open wide, then narrow the window: the height must follow without a new screen.
   const { page, frame } = await open({ amount: 2700 }, { viewport: { width: 900, height: 900 } });
+  // The layout once the iframe's height has caught up with its content (a resize is
+  // a message away), or as it is after 2.5 s.
+  const settled = async () => {
+    for (let i = 0; i < 50; i++) {
+      const f = await s.layoutFacts(page);
+      if (Math.abs(f.iframeHeight - f.contentHeight) <= 1) return f;
+      await page.waitForTimeout(50);
+    }
+    return s.layoutFacts(page);
+  };
   await s.waitEvent(page, 'ready');
   await screen(frame, 'confirm');
-  await page.waitForTimeout(100);
-  let f = await s.layoutFacts(page);
+  let f = await settled();
   assert.equal(f.clippedY, 0, `wide: ${JSON.stringify(f)}`);
-  const wideHeight = f.iframeHeight;
   await page.setViewportSize({ width: 320, height: 900 });
-  await page.waitForFunction((hh) => document.querySelector('iframe[data-cardpay]').getBoundingClientRect().height !== hh, wideHeight, { timeout: 5000 })
-    .catch(() => {});
-  f = await s.layoutFacts(page);
+  f = await settled();
   assert.equal(f.clippedY, 0, `after narrowing to 320: ${JSON.stringify(f)}`);
   assert.equal(f.overflowX, 0, `confirm at 320: ${JSON.stringify(f)}`);
   assert.ok(Math.abs(f.iframeHeight - f.contentHeight) <= 1, `iframe ${f.iframeHeight} px for ${f.contentHeight} px of content`);
 
   await frame.getByRole('button', { name: 'Approve payment' }).click();
   await screen(frame, 'pin');
-  await page.waitForTimeout(100);
-  f = await s.layoutFacts(page);
+  f = await settled();
   assert.equal(f.overflowX, 0, `PIN at 320: ${JSON.stringify(f)}`);
   assert.equal(f.clippedY, 0, `PIN at 320: ${JSON.stringify(f)}`);
   const keys = await frame.locator('.cp-key').evaluateAll((ks) => ks.map((k) => k.getBoundingClientRect().width));
   assert.ok(Math.min(...keys) >= 44, `keys stay ≥ 44 px: ${keys}`);
   await s.typePin(frame, s.PIN);
   await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
-  await page.waitForTimeout(100);
-  f = await s.layoutFacts(page);
+  f = await settled();
   assert.equal(f.overflowX, 0, `receipt at 320: ${JSON.stringify(f)}`);
   assert.equal(f.clippedY, 0, `receipt at 320: ${JSON.stringify(f)}`);
   await expectAccessible(page, 'done at 320 px');

@@ -558,3 +558,32 @@ export async function keyboardPin(page, pin, { ok = true } = {}) {
   }
   return pressed;
 }
+
+/**
+ * The widget tests' whole stack: built binaries, the card stack (widget tests' card),
+ * the payment server, the Node test shop and a browser with the extension and the
+ * bridge (VERIFY rate relaxed: several PIN entries in a row). `stop()` ends it all.
+ */
+export async function startWidgetStack({ id, name }) {
+  const bins = await buildAll();
+  const started = [];
+  const stop = async () => {
+    for (const f of started.reverse()) await f().catch(() => {});
+  };
+  try {
+    const stack = await startCardStack({ bins });
+    started.push(() => stack.stop());
+    const merchant = { id, name, key: randomBytes(32).toString('hex') };
+    const shopPort = await freePort();
+    const pay = await startPaymentServer({ bin: bins.paymentServer, merchants: [merchant], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
+    started.push(() => pay.stop());
+    const shop = await startTestMerchant({ pay, merchant, port: shopPort });
+    started.push(() => shop.close());
+    const br = await h.launchBrowser({ bins, origins: [pay.origin], install: true, installArgs: MANY_PINS });
+    started.push(() => br.close());
+    return { bins, stack, merchant, pay, shop, br, stop };
+  } catch (e) {
+    await stop(); // what did start must not outlive a failed start (pcscd is one per machine)
+    throw e;
+  }
+}

@@ -11,28 +11,18 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
-let bins, stack, pay, shop, br, merchant;
+let env, bins, stack, pay, shop, br, merchant;
 
 before(async () => {
-  bins = await s.buildAll();
-  stack = await s.startCardStack({ bins });
-  merchant = { id: 'e2e-shop', name: 'E2E Shop', key: randomBytes(32).toString('hex') };
-  const shopPort = await s.freePort();
-  pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [merchant], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
-  shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
-  // Several PIN entries in a row: relax the bridge's per-origin VERIFY rate (test profile only).
-  br = await h.launchBrowser({ bins, origins: [pay.origin], install: true, installArgs: s.MANY_PINS });
+  env = await s.startWidgetStack({ id: 'e2e-shop', name: 'E2E Shop' });
+  ({ bins, stack, pay, shop, br, merchant } = env);
 }, { timeout: 900_000 });
 
 after(async () => {
-  await br?.close();
-  await shop?.close();
-  await pay?.stop();
-  await stack?.stop();
+  await env?.stop();
 });
 
 async function openCheckout(query, context = br.context) {
