@@ -7,6 +7,8 @@
 //! - [`store`]: SQL only (rows mapped by column name, group commit, outbox);
 //! - [`http`]: thin axum handlers, the auth extractor, static files;
 //! - [`webhooks`]: delivery of the outbox with backoff; the recovery sweeper;
+//! - [`clearing`]: batches at the concentration point, clearing into a
+//!   double-entry ledger, payouts, reconciliation, the merchant's settlement page;
 //! - [`config`], [`error`]: the TOML file and every refusal's stable code.
 //!
 //! The crate `payment-testkit` (in `testkit/`) plays the widget's part against a
@@ -14,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clearing;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -64,13 +64,13 @@ fn bad(what: &str) -> rusqlite::Error {
 }
 
 impl TxnRow {
-    const COLUMNS: &'static str = "merchant_id, txn_id, order_ref, state, verify_mode, amount, \
+    pub(crate) const COLUMNS: &'static str = "merchant_id, txn_id, order_ref, state, verify_mode, amount, \
         currency, exponent, purse, origin, card_id, card_expiry, key_version, atc, card_random, \
         balance_before, balance_after, seq, date, time, expected_s3, draw_hash, draw_response, \
         complete_hash, complete_response, card_s3, card_sw, resolution, expires_at, created_at, \
         drawn_at, debited_at, confirmed_at, updated_at";
 
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+    pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         let state: String = r.get("state")?;
         let mode: String = r.get("verify_mode")?;
         let card: String = r.get("card_id")?;
@@ -416,6 +416,18 @@ impl Transition {
         )
     }
 
+    /// Clearing has checked the card's proof again and posted the purchase:
+    /// it is `settled` (only a captured transaction can be).
+    pub fn settle(row: &TxnRow, now: u64) -> Self {
+        Self::new(
+            row,
+            &[TxnState::Debited, TxnState::Confirmed],
+            TxnState::Settled,
+            "settle",
+            now,
+        )
+    }
+
     /// Record a late `complete` answer on an already captured transaction,
     /// without changing its state.
     pub fn record_complete(row: &TxnRow, now: u64) -> Self {
@@ -443,6 +455,7 @@ impl Transition {
         let stamp = match self.to {
             TxnState::Debited => ", debited_at = ?3",
             TxnState::Confirmed => ", confirmed_at = ?3",
+            TxnState::Settled => ", settled_at = ?3",
             _ => "",
         };
         let sql = format!(

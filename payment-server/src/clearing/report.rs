@@ -1,0 +1,1 @@
+//! What the merchant and operator pages show (filled below).
