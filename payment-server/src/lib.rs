@@ -65,4 +65,16 @@ pub fn start_background(service: &Arc<PaymentService>, config: &Config) {
         service.clone(),
         std::time::Duration::from_secs(config.sweep_interval_secs),
     );
+    if let Some(c) = &config.clearing {
+        clearing::produce::spawn_schedule(service.clone(), c);
+    }
+}
+
+/// The batch signer of a `[clearing]` section.
+pub fn batch_signer(c: &config::ClearingProducer) -> clearing::produce::BatchSigner {
+    clearing::produce::BatchSigner {
+        key_id: c.key_id.clone(),
+        key: c.key.clone(),
+        spool: c.spool.clone(),
+    }
 }

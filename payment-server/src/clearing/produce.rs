@@ -115,6 +115,32 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<Pat
     Ok(path)
 }
 
+/// Close batches every `batch_interval_secs` (0: only on demand); at start,
+/// write any closed batch a crash left out of the spool.
+pub fn spawn_schedule(
+    service: std::sync::Arc<PaymentService>,
+    c: &crate::config::ClearingProducer,
+) -> tokio::task::JoinHandle<()> {
+    let signer = crate::batch_signer(c);
+    let every = c.batch_interval_secs;
+    tokio::spawn(async move {
+        if let Err(e) = service.export_batches(&signer.spool).await {
+            tracing::error!(error = %e, "exporting closed batches failed");
+        }
+        if every == 0 {
+            return;
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(every)).await;
+            match service.close_purchase_batches(&signer).await {
+                Ok(ids) if !ids.is_empty() => tracing::info!(batches = ids.len(), "scheduled close"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "closing batches failed"),
+            }
+        }
+    })
+}
+
 impl PaymentService {
     /// Close a batch per merchant with captured, unbatched purchases; then
     /// write every closed batch not yet in the spool. Returns the new batch ids.

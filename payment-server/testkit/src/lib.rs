@@ -16,6 +16,8 @@
 //! # }
 //! ```
 
+pub mod clearing;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

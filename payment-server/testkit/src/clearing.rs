@@ -1,0 +1,171 @@
+//! Clearing fixtures: TEST batch signing keys, configs for the clearing
+//! process, and a load played on the real card with the real security module
+//! (the load server's part, until it lands) giving the clearing record a load
+//! server would batch.
+
+use std::path::Path;
+
+use card::Card;
+use ed25519_dalek::SigningKey;
+use payment_server::clearing::batch::LoadRecord;
+use payment_server::clearing::produce::BatchSigner;
+use purse::apdu::Response;
+use purse::command::{
+    CreditResponse, InitializeLoad, InitializeLoadResponse, Request, Select, SelectResponse,
+};
+use purse::security_module::{LoadRequest, SecurityModule, SoftwareKeys};
+use purse::types::{BcdDate, BcdTime, PurseId};
+use purse::wire::Hex;
+
+use crate::{now, TestMerchant, TEST_MKL, TEST_MKP, TEST_TERMINAL};
+
+/// TEST KEY: the payment server's batch signing key (Ed25519 seed).
+pub const TEST_PAYMENTS_SEED: [u8; 32] = [0x5A; 32];
+/// TEST KEY: the load server's batch signing key.
+pub const TEST_LOADS_SEED: [u8; 32] = [0x4C; 32];
+
+pub fn payments_key() -> SigningKey {
+    SigningKey::from_bytes(&TEST_PAYMENTS_SEED)
+}
+pub fn loads_key() -> SigningKey {
+    SigningKey::from_bytes(&TEST_LOADS_SEED)
+}
+
+/// The payment server's signer writing to `spool`.
+pub fn payments_signer(spool: &Path) -> BatchSigner {
+    BatchSigner {
+        key_id: "payments-test".into(),
+        key: payments_key(),
+        spool: spool.to_path_buf(),
+    }
+}
+
+/// Test IBANs (valid check digits) for the n-th merchant or bank.
+pub const TEST_IBANS: [&str; 4] = [
+    "DE89370400440532013000",
+    "GB82WEST12345698765432",
+    "FR1420041010050500013M02606",
+    "NL91ABNA0417164300",
+];
+
+/// A clearing config: database and folders under `dir`, the payment
+/// server's config at `payment_config`, fees of `fee_fixed` + `fee_bps`
+/// for every merchant, and banks `bank-1`, `bank-2`.
+pub fn clearing_config_toml(
+    dir: &Path,
+    payment_config: &Path,
+    merchants: &[TestMerchant],
+    fee_fixed: u32,
+    fee_bps: u32,
+) -> String {
+    let mut t = format!(
+        "db_path = {:?}\npayment_config = {:?}\ninbox = {:?}\nout_dir = {:?}\ninterval_secs = 1\n\
+         [issuer]\nid = \"issuer\"\nname = \"Cardpay Test Issuer\"\niban = \"{}\"\nbic = \"COBADEFFXXX\"\n\
+         [[signers]]\nkey_id = \"payments-test\"\npublic_key = \"{}\"\nkind = \"purchases\"\n\
+         [[signers]]\nkey_id = \"loads-test\"\npublic_key = \"{}\"\nkind = \"loads\"\n",
+        dir.join("clearing.sqlite").display().to_string(),
+        payment_config.display().to_string(),
+        dir.join("spool").display().to_string(),
+        dir.join("settlement").display().to_string(),
+        TEST_IBANS[0],
+        hex::encode(payments_key().verifying_key().to_bytes()),
+        hex::encode(loads_key().verifying_key().to_bytes()),
+    );
+    for (i, m) in merchants.iter().enumerate() {
+        t.push_str(&format!(
+            "[[merchants]]\nid = \"{}\"\niban = \"{}\"\nbic = \"WESTGB2L\"\nfee_fixed = {fee_fixed}\nfee_bps = {fee_bps}\n",
+            m.id,
+            TEST_IBANS[(i + 1) % TEST_IBANS.len()]
+        ));
+    }
+    for b in ["bank-1", "bank-2"] {
+        t.push_str(&format!(
+            "[[banks]]\nid = \"{b}\"\nname = \"{b} test bank\"\niban = \"{}\"\n",
+            TEST_IBANS[3]
+        ));
+    }
+    t
+}
+
+/// The test security module (TEST keys).
+pub fn test_security_module() -> SecurityModule {
+    let mut keys = SoftwareKeys::new();
+    keys.add_key_version(
+        1,
+        purse::crypto::DesKey::from_hex(TEST_MKP).expect("hex"),
+        purse::crypto::DesKey::from_hex(TEST_MKL).expect("hex"),
+    );
+    SecurityModule::software(TEST_TERMINAL, keys)
+}
+
+fn send(card: &mut Card, r: Request) -> Response {
+    Response::parse(&card.process(&r.to_bytes())).expect("response")
+}
+
+/// Load `amount` onto the card's money purse: SELECT, INITIALIZE FOR LOAD
+/// (S1), the security module's CREDIT (S2), the card's answer (S3, checked).
+/// Returns the record a load server would put in its bank's batch.
+pub fn load_card(
+    card: &mut Card,
+    sm: &SecurityModule,
+    bank_id: &str,
+    load_id: &str,
+    amount: u32,
+) -> LoadRecord {
+    card.reset();
+    let sel = send(card, Request::Select(Select { aid: purse::AID.to_vec() }));
+    let sel = SelectResponse::decode(&sel.data).expect("select");
+    let init = send(
+        card,
+        Request::InitializeLoad(InitializeLoad {
+            purse: PurseId::Money,
+            amount,
+            terminal: TEST_TERMINAL,
+        }),
+    );
+    assert!(init.sw.is_ok(), "INITIALIZE FOR LOAD {:?}", init.sw);
+    let init = InitializeLoadResponse::decode(&init.data).expect("init load");
+    let t = now();
+    let req = LoadRequest {
+        card_id: sel.card_id,
+        expiry: sel.expiry,
+        key_version: sel.key_version,
+        purse: PurseId::Money,
+        balance: init.balance,
+        max_balance: sel.purses[0].max_balance,
+        atc: init.atc,
+        random: init.random,
+        amount,
+        s1: init.s1,
+        date: BcdDate::from_unix(t),
+        time: BcdTime::from_unix(t),
+    };
+    let auth = sm.authorize_load(&req).expect("S1 verifies");
+    let r = send(card, Request::CreditLoad(auth.credit));
+    assert!(r.sw.is_ok(), "CREDIT {:?}", r.sw);
+    let credit = CreditResponse::decode(&r.data).expect("credit");
+    auth.verify_s3(&credit).expect("the card's S3");
+    LoadRecord {
+        bank_id: bank_id.into(),
+        load_id: load_id.into(),
+        card_id: sel.card_id,
+        key_version: sel.key_version,
+        purse: PurseId::Money,
+        atc: init.atc,
+        random: Hex(init.random.to_vec()),
+        balance_before: init.balance,
+        amount,
+        balance_after: credit.balance_after,
+        date: req.date,
+        time: req.time,
+        s3: Hex(credit.s3.to_vec()),
+        completed_at: t,
+    }
+}
+
+/// A consistent copy of a SQLite database (`VACUUM INTO`), WAL included.
+pub fn snapshot(from: &Path, to: &Path) {
+    let c = rusqlite::Connection::open(from).expect("open");
+    c.execute("VACUUM INTO ?1", [to.display().to_string()])
+        .expect("vacuum into");
+}
