@@ -47,6 +47,12 @@ pub fn build(
             frame_ancestors: http::FrameAncestors::of_merchants(
                 config.merchants.values().map(|m| m.origins.as_slice()),
             ),
+            clearing: config.clearing.as_ref().map(|c| {
+                Arc::new(http::clearing::ClearingWeb::new(
+                    c.clearing_db.clone(),
+                    Some(batch_signer(c)),
+                ))
+            }),
         },
     );
     Ok((service, router))

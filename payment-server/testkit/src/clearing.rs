@@ -169,3 +169,14 @@ pub fn snapshot(from: &Path, to: &Path) {
     c.execute("VACUUM INTO ?1", [to.display().to_string()])
         .expect("vacuum into");
 }
+
+/// The payment server's `[clearing]` section (TEST signing key), to append
+/// to [`crate::test_config_toml`].
+pub fn producer_toml(spool: &Path, clearing_db: &Path) -> String {
+    format!(
+        "[clearing]\nkey_id = \"payments-test\"\nsigning_key = \"{}\"\nspool = {:?}\nclearing_db = {:?}\n",
+        hex::encode(TEST_PAYMENTS_SEED),
+        spool.display().to_string(),
+        clearing_db.display().to_string()
+    )
+}
