@@ -237,6 +237,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_configs_load() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(base.join("clearing.example.toml"))
+            .unwrap()
+            .replace("\"payment-server.toml\"", "\"payment-server.example.toml\"");
+        let c = ClearingConfig::from_toml(&text, base, |_| None).unwrap();
+        assert_eq!(c.signers[0].key_id, "payments-1");
+        assert_eq!(c.merchants["demo-store"].fee, Fee { fixed: 5, bps: 150 });
+        assert_eq!(c.merchants["demo-store"].name, "Cardpay Demo Store");
+        // The payment server's commented [clearing] section, switched on.
+        let example = std::fs::read_to_string(base.join("payment-server.example.toml")).unwrap();
+        let (head, tail) = example.split_once("# Clearing (docs/clearing.md)").unwrap();
+        let on: Vec<&str> = tail
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.strip_prefix("# ").filter(|l| !l.starts_with('#')))
+            .collect();
+        let p = format!("{head}\n{}\n", on.join("\n"));
+        let pc = Config::from_toml(&p, |_| None).unwrap();
+        let producer = pc.clearing.unwrap();
+        assert_eq!(
+            hex::encode(producer.key.verifying_key().to_bytes()),
+            hex::encode(c.signers[0].key.to_bytes()),
+            "the example's signing key pairs with the example signer"
+        );
+    }
+
+    #[test]
     fn iban_checksum() {
         assert!(iban_ok("DE89370400440532013000"));
         assert!(iban_ok("GB82 WEST 1234 5698 7654 32"));
