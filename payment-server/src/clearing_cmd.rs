@@ -69,7 +69,11 @@ pub async fn close_batches(config: &Path) -> anyhow::Result<()> {
     for id in &ids {
         println!("{id}");
     }
-    eprintln!("{} batches closed into {}", ids.len(), producer.spool.display());
+    eprintln!(
+        "{} batches closed into {}",
+        ids.len(),
+        producer.spool.display()
+    );
     Ok(())
 }
 
@@ -122,7 +126,9 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
                 let results = clearing::run_pass(&mut o.clearing, &o.payment, &o.cfg.inbox).await?;
                 for r in &results {
                     match r {
-                        Ok(c) => tracing::info!(batch = %c.batch_id, again = c.again, accepted = c.accepted, rejected = c.rejected, "cleared"),
+                        Ok(c) => {
+                            tracing::info!(batch = %c.batch_id, again = c.again, accepted = c.accepted, rejected = c.rejected, "cleared")
+                        }
                         Err(e) => tracing::warn!(error = %e, "batch not cleared"),
                     }
                 }
@@ -149,7 +155,8 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
             clearing::resume(&mut o.clearing, &o.payment).await?;
             let mut code = 0;
             for f in files {
-                let bytes = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+                let bytes =
+                    std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
                 let name = f.display().to_string();
                 match clearing::clear_file(&mut o.clearing, &o.payment, &name, &bytes).await {
                     Ok(c) => println!(
@@ -158,9 +165,16 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
                         c.batch_id,
                         c.accepted,
                         c.rejected,
-                        if c.again { " (submitted before: nothing changed)" } else { "" }
+                        if c.again {
+                            " (submitted before: nothing changed)"
+                        } else {
+                            ""
+                        }
                     ),
-                    Err(e @ (clearing::ClearingError::Refused(_) | clearing::ClearingError::IdReused(_))) => {
+                    Err(
+                        e @ (clearing::ClearingError::Refused(_)
+                        | clearing::ClearingError::IdReused(_)),
+                    ) => {
                         println!("{name}: {e}");
                         code = 1;
                     }
@@ -201,7 +215,13 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
             let o = open(&config, clearing::post::DEFAULT_CHUNK)?;
             let view = reconcile::PaymentView {
                 captured: o.payment.store().captured_transactions().await?,
-                last_close: o.payment.store().last_batch_close().await?.into_iter().collect(),
+                last_close: o
+                    .payment
+                    .store()
+                    .last_batch_close()
+                    .await?
+                    .into_iter()
+                    .collect(),
             };
             match reconcile::reconcile(
                 o.clearing.conn(),
@@ -214,8 +234,14 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
                         println!("{}", serde_json::to_string_pretty(&s)?);
                     } else {
                         println!("reconciled: the ledger balances ({} entries), {} batches, {} records posted, {} rejected", s.journal_entries, s.batches, s.records_posted, s.records_rejected);
-                        println!("issuer float {} = loads {} − purchases {}", s.issuer_float, s.loads_total, s.purchases_total);
-                        println!("captured {} ({} not batched yet), fees {}, paid out {}", s.captured, s.captured_unbatched, s.fees_total, s.paid_out_total);
+                        println!(
+                            "issuer float {} = loads {} − purchases {}",
+                            s.issuer_float, s.loads_total, s.purchases_total
+                        );
+                        println!(
+                            "captured {} ({} not batched yet), fees {}, paid out {}",
+                            s.captured, s.captured_unbatched, s.fees_total, s.paid_out_total
+                        );
                         for (a, b) in &s.balances {
                             println!("  {a:40} {b:>14}");
                         }

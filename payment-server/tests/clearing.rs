@@ -49,12 +49,24 @@ const FEE_BPS: u32 = 150;
 async fn view(srv: &TestServer) -> PaymentView {
     PaymentView {
         captured: srv.service.store().captured_transactions().await.unwrap(),
-        last_close: srv.service.store().last_batch_close().await.unwrap().into_iter().collect(),
+        last_close: srv
+            .service
+            .store()
+            .last_batch_close()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect(),
     }
 }
 
 fn check(day: &Day, v: &PaymentView) -> Result<Summary, Discrepancy> {
-    reconcile(day.clearing.conn(), day.clearing.security_module(), &day.cfg.signers, v)
+    reconcile(
+        day.clearing.conn(),
+        day.clearing.security_module(),
+        &day.cfg.signers,
+        v,
+    )
 }
 
 fn spool(day: &Day) -> PathBuf {
@@ -79,7 +91,11 @@ async fn a_day(seed: u64) -> Day {
     let pcfg = dir.path().join("payment-server.toml");
     std::fs::write(&pcfg, test_config_toml(&srv.db, &merchants, 0)).unwrap();
     let ccfg = dir.path().join("clearing.toml");
-    std::fs::write(&ccfg, clearing_config_toml(dir.path(), &pcfg, &merchants, FEE_FIXED, FEE_BPS)).unwrap();
+    std::fs::write(
+        &ccfg,
+        clearing_config_toml(dir.path(), &pcfg, &merchants, FEE_FIXED, FEE_BPS),
+    )
+    .unwrap();
     let cfg = ClearingConfig::load(&ccfg).unwrap();
     let mut c = clearing::open(&cfg, system_clock()).unwrap();
     c.chunk = 7; // several commits per batch
@@ -92,9 +108,19 @@ async fn a_day(seed: u64) -> Day {
     let mut loads = Vec::new();
     for (i, s) in shoppers.iter_mut().enumerate() {
         for k in 0..2 {
-            let bank = if rng.below(2) == 0 { "bank-1" } else { "bank-2" };
+            let bank = if rng.below(2) == 0 {
+                "bank-1"
+            } else {
+                "bank-2"
+            };
             let amount = 3_000 + rng.below(12_000) as u32;
-            loads.push(load_card(&mut s.card, &sm, bank, &format!("L-{i}-{k}"), amount));
+            loads.push(load_card(
+                &mut s.card,
+                &sm,
+                bank,
+                &format!("L-{i}-{k}"),
+                amount,
+            ));
         }
     }
     // Forty purchases: random card, merchant, amount and mode; some torn at
@@ -109,7 +135,11 @@ async fn a_day(seed: u64) -> Day {
             continue;
         }
         let amount = 100 + rng.below(u64::from(bal.min(2_500)) - 99) as u32;
-        let mode = if rng.below(2) == 0 { VerifyMode::PaymentServer } else { VerifyMode::SecurityModule };
+        let mode = if rng.below(2) == 0 {
+            VerifyMode::PaymentServer
+        } else {
+            VerifyMode::SecurityModule
+        };
         let ws = m.session(&format!("T-{n}"), amount, mode, now() + 600);
         let mut c = s.client(&ws);
         let fault = rng.below(10);
@@ -135,8 +165,18 @@ async fn a_day(seed: u64) -> Day {
             assert!(out.is_paid(), "{out:?}");
         }
     }
-    assert!(torn > 0 && cut_before > 0, "seed {seed}: torn {torn}, cut before {cut_before}");
-    Day { srv, dir, cfg, clearing: c, shoppers, loads }
+    assert!(
+        torn > 0 && cut_before > 0,
+        "seed {seed}: torn {torn}, cut before {cut_before}"
+    );
+    Day {
+        srv,
+        dir,
+        cfg,
+        clearing: c,
+        shoppers,
+        loads,
+    }
 }
 
 async fn close_and_clear(day: &mut Day) {
@@ -148,11 +188,18 @@ async fn close_and_clear(day: &mut Day) {
         .unwrap();
     assert!(!ids.is_empty());
     for bank in ["bank-1", "bank-2"] {
-        let recs: Vec<LoadRecord> = day.loads.iter().filter(|l| l.bank_id == bank).cloned().collect();
+        let recs: Vec<LoadRecord> = day
+            .loads
+            .iter()
+            .filter(|l| l.bank_id == bank)
+            .cloned()
+            .collect();
         let (b, f) = load_batch(bank, recs, now(), "loads-test", &loads_key());
         write_atomic(&spool(day), &format!("{}.batch", b.batch_id), &f.to_bytes()).unwrap();
     }
-    let results = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox).await.unwrap();
+    let results = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox)
+        .await
+        .unwrap();
     assert_eq!(results.len(), ids.len() + 2);
     for r in &results {
         let c = r.as_ref().unwrap();
@@ -165,9 +212,16 @@ fn submit_raw(day: &mut Day, name: &str, bytes: &[u8]) {
 }
 
 fn sign_purchases(party: &str, id: &str, records: Vec<Record>) -> Vec<u8> {
-    Batch::new(id.into(), BatchKind::Purchases, "payment-server", party, now(), records)
-        .sign("payments-test", &payments_key())
-        .to_bytes()
+    Batch::new(
+        id.into(),
+        BatchKind::Purchases,
+        "payment-server",
+        party,
+        now(),
+        records,
+    )
+    .sign("payments-test", &payments_key())
+    .to_bytes()
 }
 
 fn a_posted_purchase(c: &Connection) -> (i64, String, PurchaseRecord) {
@@ -178,7 +232,9 @@ fn a_posted_purchase(c: &Connection) -> (i64, String, PurchaseRecord) {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    let Record::Purchase(p) = serde_json::from_str(&body).unwrap() else { panic!() };
+    let Record::Purchase(p) = serde_json::from_str(&body).unwrap() else {
+        panic!()
+    };
     (id, batch, p)
 }
 
@@ -189,7 +245,10 @@ fn binary_reconcile(config: &Path) -> (i32, String) {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -201,27 +260,52 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
 
     // Every captured purchase is settled; shop-a got a `settled` webhook for each of its own.
     let pc = Connection::open(&day.srv.db).unwrap();
-    assert_eq!(count(&pc, "SELECT COUNT(*) FROM transactions WHERE state IN ('debited','confirmed')"), 0);
-    let settled = count(&pc, "SELECT COUNT(*) FROM transactions WHERE state = 'settled'");
+    assert_eq!(
+        count(
+            &pc,
+            "SELECT COUNT(*) FROM transactions WHERE state IN ('debited','confirmed')"
+        ),
+        0
+    );
+    let settled = count(
+        &pc,
+        "SELECT COUNT(*) FROM transactions WHERE state = 'settled'",
+    );
     assert!(settled >= 20, "{settled}");
     assert_eq!(
-        count(&pc, "SELECT COUNT(*) FROM transactions WHERE state = 'settled' AND merchant_id = 'shop-a'"),
-        count(&pc, "SELECT COUNT(*) FROM webhook_outbox WHERE kind = 'settled' AND merchant_id = 'shop-a'"),
+        count(
+            &pc,
+            "SELECT COUNT(*) FROM transactions WHERE state = 'settled' AND merchant_id = 'shop-a'"
+        ),
+        count(
+            &pc,
+            "SELECT COUNT(*) FROM webhook_outbox WHERE kind = 'settled' AND merchant_id = 'shop-a'"
+        ),
     );
     assert_eq!(count(&pc, "SELECT COUNT(*) FROM webhook_outbox WHERE kind = 'settled' AND merchant_id <> 'shop-a'"), 0);
 
     // The issuer's float is exactly what is on the cards; each bank owes its loads.
     let c = day.clearing.conn();
-    let on_cards: i64 = day.shoppers.iter().map(|s| i64::from(balance(&s.card))).sum();
+    let on_cards: i64 = day
+        .shoppers
+        .iter()
+        .map(|s| i64::from(balance(&s.card)))
+        .sum();
     assert_eq!(-ledger::balance(c, ledger::FLOAT).unwrap(), on_cards);
     for bank in ["bank-1", "bank-2"] {
-        let loaded: i64 = day.loads.iter().filter(|l| l.bank_id == bank).map(|l| i64::from(l.amount)).sum();
+        let loaded: i64 = day
+            .loads
+            .iter()
+            .filter(|l| l.bank_id == bank)
+            .map(|l| i64::from(l.amount))
+            .sum();
         assert_eq!(ledger::balance(c, &ledger::bank_due(bank)).unwrap(), loaded);
     }
 
     // Payouts for today, a CSV a bank takes and pain.001 with the same sums.
     let t = now();
-    let payouts = settle::settle(&mut day.clearing, &day.cfg, &clearing::db::iso_date(t), t).unwrap();
+    let payouts =
+        settle::settle(&mut day.clearing, &day.cfg, &clearing::db::iso_date(t), t).unwrap();
     assert_eq!(payouts.len(), 3, "{payouts:?}");
     let dirs = settle::export(&day.clearing, &day.cfg, t).unwrap();
     assert_eq!(dirs.len(), 1);
@@ -236,14 +320,21 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
         assert_eq!(p.gross as i64, captured);
         assert_eq!(p.amount, p.gross - p.fees);
         assert!(p.fees >= p.count * u64::from(FEE_FIXED));
-        let tx = std::fs::read_to_string(dirs[0].join(format!("{}.transactions.csv", p.payout_id))).unwrap();
+        let tx = std::fs::read_to_string(dirs[0].join(format!("{}.transactions.csv", p.payout_id)))
+            .unwrap();
         assert_eq!(tx.lines().count() as u64, p.count + 1);
     }
     let csv = std::fs::read_to_string(dirs[0].join("payouts.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
     let xml = std::fs::read_to_string(dirs[0].join("pain001.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
-    let ctrl = doc.descendants().find(|n| n.has_tag_name("CtrlSum")).unwrap().text().unwrap().to_string();
+    let ctrl = doc
+        .descendants()
+        .find(|n| n.has_tag_name("CtrlSum"))
+        .unwrap()
+        .text()
+        .unwrap()
+        .to_string();
     let total: u64 = payouts.iter().map(|p| p.amount).sum();
     assert_eq!(ctrl, format!("{}.{:02}", total / 100, total % 100));
     let float_csv = std::fs::read_to_string(dirs[0].join("bank-float.csv")).unwrap();
@@ -257,22 +348,43 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
 
     // A batch submitted again changes nothing.
     let done = spool(&day).join("done");
-    let first = std::fs::read_dir(&done).unwrap().next().unwrap().unwrap().path();
+    let first = std::fs::read_dir(&done)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let bytes = std::fs::read(&first).unwrap();
     submit_raw(&mut day, "again.batch", &bytes);
-    let r = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox).await.unwrap();
+    let r = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox)
+        .await
+        .unwrap();
     assert!(r[0].as_ref().unwrap().again);
     // Torn and altered files are refused whole.
     submit_raw(&mut day, "torn.batch", &bytes[..bytes.len() * 2 / 3]);
     let text = String::from_utf8(bytes.clone()).unwrap();
     let i = text.find("\\\"amount\\\":").unwrap() + 11;
     let mut altered = text.into_bytes();
-    altered[i] = if altered[i] == b'9' { b'1' } else { altered[i] + 1 };
+    altered[i] = if altered[i] == b'9' {
+        b'1'
+    } else {
+        altered[i] + 1
+    };
     submit_raw(&mut day, "xaltered.batch", &altered);
-    let r = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox).await.unwrap();
+    let r = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox)
+        .await
+        .unwrap();
     assert_eq!(r.len(), 2);
-    assert!(r[0].as_ref().unwrap_err().contains("torn or not JSON"), "{r:?}");
-    assert!(r[1].as_ref().unwrap_err().contains("signature does not verify"), "{r:?}");
+    assert!(
+        r[0].as_ref().unwrap_err().contains("torn or not JSON"),
+        "{r:?}"
+    );
+    assert!(
+        r[1].as_ref()
+            .unwrap_err()
+            .contains("signature does not verify"),
+        "{r:?}"
+    );
     assert!(spool(&day).join("refused").join("torn.batch").exists());
     // Signed, but a forged record (its amount raised: the S3 no longer
     // verifies) and a record cleared before (replayed in a new batch): both
@@ -283,24 +395,45 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
     forged.amount += 100;
     forged.balance_before += 100;
     let party = orig.merchant_id.clone();
-    let bytes = sign_purchases(&party, "PB-forged-1", vec![Record::Purchase(forged), Record::Purchase(orig.clone())]);
+    let bytes = sign_purchases(
+        &party,
+        "PB-forged-1",
+        vec![Record::Purchase(forged), Record::Purchase(orig.clone())],
+    );
     submit_raw(&mut day, "forged.batch", &bytes);
-    let r = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox).await.unwrap();
+    let r = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox)
+        .await
+        .unwrap();
     let cl = r[0].as_ref().unwrap();
     assert_eq!((cl.accepted, cl.rejected), (0, 2));
     let reasons: Vec<(String, String)> = {
         let mut st = day.clearing.conn().prepare("SELECT reason_code, reason FROM records WHERE batch_id = 'PB-forged-1' ORDER BY idx").unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     };
     assert_eq!(reasons[0].0, "s3_mismatch");
-    assert_eq!(reasons[1], ("already_cleared".into(), format!("already cleared in batch {first_batch}")));
-    assert_eq!(ledger::fingerprint(day.clearing.conn()).unwrap(), before, "nothing posted");
+    assert_eq!(
+        reasons[1],
+        (
+            "already_cleared".into(),
+            format!("already cleared in batch {first_batch}")
+        )
+    );
+    assert_eq!(
+        ledger::fingerprint(day.clearing.conn()).unwrap(),
+        before,
+        "nothing posted"
+    );
     let s2 = check(&day, &view(&day.srv).await).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(s2.records_rejected, 2);
 
     // A purchase after the close waits for the next batch: not a discrepancy.
     let m = TestMerchant::new("shop-b", 0xB2);
-    let out = day.shoppers[0].pay(&m.session("T-late", 100, VerifyMode::PaymentServer, now() + 600)).await;
+    let out = day.shoppers[0]
+        .pay(&m.session("T-late", 100, VerifyMode::PaymentServer, now() + 600))
+        .await;
     assert!(out.is_paid(), "{out:?}");
     let v = view(&day.srv).await;
     assert_eq!(check(&day, &v).unwrap().captured_unbatched, 1);
@@ -311,7 +444,8 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
         c.execute_batch("SAVEPOINT corrupt").unwrap();
         c.execute_batch(sql).unwrap();
         let r = check(day, v);
-        c.execute_batch("ROLLBACK TO corrupt; RELEASE corrupt").unwrap();
+        c.execute_batch("ROLLBACK TO corrupt; RELEASE corrupt")
+            .unwrap();
         r.expect_err(sql)
     };
     let (rid, rbatch, rec) = a_posted_purchase(day.clearing.conn());
@@ -326,7 +460,10 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
         &v,
     );
     assert_eq!(d.check, "batches and records");
-    assert!(d.detail.contains(&rec.txn_id) && d.detail.contains("altered"), "{d}");
+    assert!(
+        d.detail.contains(&rec.txn_id) && d.detail.contains("altered"),
+        "{d}"
+    );
     // a batch replayed into the ledger
     let d = corrupt(
         &day,
@@ -338,10 +475,16 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
         &v,
     );
     assert_eq!(d.check, "batches in the ledger");
-    assert!(d.detail.contains(&rbatch) && d.detail.contains("replayed"), "{d}");
+    assert!(
+        d.detail.contains(&rbatch) && d.detail.contains("replayed"),
+        "{d}"
+    );
     // a record dropped
     let d = corrupt(&day, &format!("DELETE FROM records WHERE id = {rid}"), &v);
-    assert!(d.detail.contains(&rbatch) && d.detail.contains("dropped"), "{d}");
+    assert!(
+        d.detail.contains(&rbatch) && d.detail.contains("dropped"),
+        "{d}"
+    );
     // a ledger row edited
     let d = corrupt(&day, "UPDATE postings SET amount = amount - 100 WHERE id = (SELECT MIN(id) FROM postings WHERE account = 'issuer:float')", &v);
     assert_eq!(d.check, "ledger balances");
@@ -360,10 +503,21 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
     assert_eq!(d.check, "every captured transaction in one batch");
     assert!(d.detail.contains("settled but in no cleared batch"), "{d}");
     // the payment store's amount of a cleared purchase changed
-    pc.execute("UPDATE transactions SET amount = amount + 5 WHERE txn_id = ?1", [&rec.txn_id]).unwrap();
+    pc.execute(
+        "UPDATE transactions SET amount = amount + 5 WHERE txn_id = ?1",
+        [&rec.txn_id],
+    )
+    .unwrap();
     let d = check(&day, &view(&day.srv).await).unwrap_err();
-    assert!(d.detail.contains(&rec.txn_id) && d.detail.contains("payment store says"), "{d}");
-    pc.execute("UPDATE transactions SET amount = amount - 5 WHERE txn_id = ?1", [&rec.txn_id]).unwrap();
+    assert!(
+        d.detail.contains(&rec.txn_id) && d.detail.contains("payment store says"),
+        "{d}"
+    );
+    pc.execute(
+        "UPDATE transactions SET amount = amount - 5 WHERE txn_id = ?1",
+        [&rec.txn_id],
+    )
+    .unwrap();
     assert!(check(&day, &view(&day.srv).await).is_ok());
 
     // The real binary: passes, then names a committed corruption and exits 1.
@@ -373,9 +527,15 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
     assert!(out.contains("reconciled: the ledger balances"), "{out}");
     day.clearing
         .conn()
-        .execute("UPDATE postings SET amount = amount + 1 WHERE id = (SELECT MAX(id) FROM postings)", [])
+        .execute(
+            "UPDATE postings SET amount = amount + 1 WHERE id = (SELECT MAX(id) FROM postings)",
+            [],
+        )
         .unwrap();
     let (code, out) = binary_reconcile(&ccfg);
     assert_eq!(code, 1, "{out}");
-    assert!(out.starts_with("DISCREPANCY in ledger balances: journal entry"), "{out}");
+    assert!(
+        out.starts_with("DISCREPANCY in ledger balances: journal entry"),
+        "{out}"
+    );
 }

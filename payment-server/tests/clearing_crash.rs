@@ -60,10 +60,15 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
     let pcfg = dir.path().join("ps.toml");
     std::fs::write(&pcfg, test_config_toml(&db, &merchants(), 0)).unwrap();
     let ccfg = dir.path().join("clearing.toml");
-    std::fs::write(&ccfg, clearing_config_toml(dir.path(), &pcfg, &merchants(), 5, 150)).unwrap();
+    std::fs::write(
+        &ccfg,
+        clearing_config_toml(dir.path(), &pcfg, &merchants(), 5, 150),
+    )
+    .unwrap();
     let run = |kill: Option<u64>| {
         let mut c = bin();
-        c.args(["clearing", "run", "--once", "--chunk", "2", "--config"]).arg(&ccfg);
+        c.args(["clearing", "run", "--once", "--chunk", "2", "--config"])
+            .arg(&ccfg);
         if let Some(k) = kill {
             c.env("CARDPAY_CLEARING_KILL_AT", k.to_string());
         }
@@ -73,11 +78,23 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
     let killed = first.status.signal() == Some(9);
     if killed {
         let again = run(None);
-        assert!(again.status.success(), "restart after kill at {kill_at:?}: {}", String::from_utf8_lossy(&again.stderr));
+        assert!(
+            again.status.success(),
+            "restart after kill at {kill_at:?}: {}",
+            String::from_utf8_lossy(&again.stderr)
+        );
     } else {
-        assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+        assert!(
+            first.status.success(),
+            "{}",
+            String::from_utf8_lossy(&first.stderr)
+        );
     }
-    let rec = bin().args(["clearing", "reconcile", "--config"]).arg(&ccfg).output().unwrap();
+    let rec = bin()
+        .args(["clearing", "reconcile", "--config"])
+        .arg(&ccfg)
+        .output()
+        .unwrap();
     assert!(
         rec.status.success(),
         "reconcile after kill at {kill_at:?}: {}",
@@ -86,18 +103,41 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
     let c = Connection::open(dir.path().join("clearing.sqlite")).unwrap();
     let p = Connection::open(&db).unwrap();
     let records = {
-        let mut s = c.prepare("SELECT batch_id, idx, status FROM records ORDER BY batch_id, idx").unwrap();
-        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
+        let mut s = c
+            .prepare("SELECT batch_id, idx, status FROM records ORDER BY batch_id, idx")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     };
     let states = {
-        let mut s = p.prepare("SELECT txn_id, state, batch_id FROM transactions ORDER BY txn_id").unwrap();
-        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
+        let mut s = p
+            .prepare("SELECT txn_id, state, batch_id FROM transactions ORDER BY txn_id")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     };
     let settled_webhooks = p
-        .query_row("SELECT COUNT(*) FROM webhook_outbox WHERE kind = 'settled'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM webhook_outbox WHERE kind = 'settled'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    let acked: i64 = c.query_row("SELECT COUNT(*) FROM batches WHERE state = 'acked'", [], |r| r.get(0)).unwrap();
-    assert_eq!(acked, 4, "every batch acknowledged after kill at {kill_at:?}");
+    let acked: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM batches WHERE state = 'acked'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        acked, 4,
+        "every batch acknowledged after kill at {kill_at:?}"
+    );
     (
         killed,
         Books {
@@ -119,17 +159,32 @@ async fn sigkill_at_every_step_of_posting_ends_with_the_same_books() {
     let mut shopper = Shopper::new(test_card("6280000000000301", 0), srv.api());
     let mut loads: Vec<LoadRecord> = Vec::new();
     for i in 0..5 {
-        loads.push(load_card(&mut shopper.card, &sm, "bank-1", &format!("L-{i}"), 4_000));
+        loads.push(load_card(
+            &mut shopper.card,
+            &sm,
+            "bank-1",
+            &format!("L-{i}"),
+            4_000,
+        ));
     }
     let ms = merchants();
     for n in 0..12 {
         let m = &ms[n % 3];
         let out = shopper
-            .pay(&m.session(&format!("T-{n}"), 150 + 10 * n as u32, VerifyMode::PaymentServer, now() + 600))
+            .pay(&m.session(
+                &format!("T-{n}"),
+                150 + 10 * n as u32,
+                VerifyMode::PaymentServer,
+                now() + 600,
+            ))
             .await;
         assert!(out.is_paid(), "{out:?}");
     }
-    let ids = srv.service.close_purchase_batches(&payments_signer(&spool)).await.unwrap();
+    let ids = srv
+        .service
+        .close_purchase_batches(&payments_signer(&spool))
+        .await
+        .unwrap();
     assert_eq!(ids.len(), 3);
     let (b, f) = load_batch("bank-1", loads, now(), "loads-test", &loads_key());
     write_atomic(&spool, &format!("{}.batch", b.batch_id), &f.to_bytes()).unwrap();

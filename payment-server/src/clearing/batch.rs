@@ -235,8 +235,7 @@ pub enum BatchError {
 pub fn id_ok(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 128
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 

@@ -119,7 +119,10 @@ impl core::fmt::Debug for ClearingConfig {
             .field("db_path", &self.db_path)
             .field("inbox", &self.inbox)
             .field("out_dir", &self.out_dir)
-            .field("signers", &self.signers.iter().map(|s| &s.key_id).collect::<Vec<_>>())
+            .field(
+                "signers",
+                &self.signers.iter().map(|s| &s.key_id).collect::<Vec<_>>(),
+            )
             .field("merchants", &self.merchants.keys().collect::<Vec<_>>())
             .field("banks", &self.banks.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -136,7 +139,9 @@ pub fn iban_ok(iban: &str) -> bool {
     if !(15..=34).contains(&s.len())
         || !s[..2].chars().all(|c| c.is_ascii_uppercase())
         || !s[2..4].chars().all(|c| c.is_ascii_digit())
-        || !s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     {
         return false;
     }
@@ -168,8 +173,7 @@ impl ClearingConfig {
     ) -> Result<Self, ConfigError> {
         let f: File = toml::from_str(text)?;
         let pc = base.join(&f.payment_config);
-        let ptext =
-            std::fs::read_to_string(&pc).map_err(|e| ConfigError::Read(pc.clone(), e))?;
+        let ptext = std::fs::read_to_string(&pc).map_err(|e| ConfigError::Read(pc.clone(), e))?;
         let payment = Config::from_toml(&ptext, env)?;
         if !f.issuer.iban.is_empty() && !iban_ok(&f.issuer.iban) {
             return Err(inv("issuer.iban is not a valid IBAN"));
@@ -177,7 +181,10 @@ impl ClearingConfig {
         let mut signers = Vec::new();
         for s in f.signers {
             let key = verifying_key_from_hex(&s.public_key).ok_or_else(|| {
-                inv(format!("signer {}: public_key must be 64 hex digits of an Ed25519 key", s.key_id))
+                inv(format!(
+                    "signer {}: public_key must be 64 hex digits of an Ed25519 key",
+                    s.key_id
+                ))
             })?;
             signers.push(Signer {
                 key_id: s.key_id,
@@ -228,7 +235,10 @@ impl ClearingConfig {
 
     /// A merchant's fee (none if it has no terms).
     pub fn fee(&self, merchant: &str) -> Fee {
-        self.merchants.get(merchant).map(|m| m.fee).unwrap_or_default()
+        self.merchants
+            .get(merchant)
+            .map(|m| m.fee)
+            .unwrap_or_default()
     }
 }
 

@@ -59,7 +59,8 @@ pub fn post(
 
 /// Every account's balance (debits positive).
 pub fn balances(c: &Connection) -> rusqlite::Result<BTreeMap<String, i64>> {
-    let mut stmt = c.prepare_cached("SELECT account, SUM(amount) FROM postings GROUP BY account")?;
+    let mut stmt =
+        c.prepare_cached("SELECT account, SUM(amount) FROM postings GROUP BY account")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
@@ -104,9 +105,12 @@ pub fn entries(c: &Connection) -> rusqlite::Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// (kind, reference, sorted lines) of every entry, sorted.
+pub type Fingerprint = Vec<(String, String, Vec<(String, i64)>)>;
+
 /// The ledger without ids and timestamps, sorted: two runs that posted the
 /// same things compare equal.
-pub fn fingerprint(c: &Connection) -> rusqlite::Result<Vec<(String, String, Vec<(String, i64)>)>> {
+pub fn fingerprint(c: &Connection) -> rusqlite::Result<Fingerprint> {
     let mut v: Vec<_> = entries(c)?
         .into_iter()
         .map(|mut e| {

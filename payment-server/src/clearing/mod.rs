@@ -50,9 +50,16 @@ pub fn security_module(cfg: &crate::Config) -> SecurityModule {
 }
 
 /// The engine for a clearing config.
-pub fn open(cfg: &ClearingConfig, clock: crate::purchase::Clock) -> Result<Clearing, ClearingError> {
+pub fn open(
+    cfg: &ClearingConfig,
+    clock: crate::purchase::Clock,
+) -> Result<Clearing, ClearingError> {
     let conn = db::open(&cfg.db_path)?;
-    let fees = cfg.merchants.iter().map(|(k, m)| (k.clone(), m.fee)).collect();
+    let fees = cfg
+        .merchants
+        .iter()
+        .map(|(k, m)| (k.clone(), m.fee))
+        .collect();
     Ok(Clearing::new(
         conn,
         Arc::new(security_module(&cfg.payment)),
@@ -84,7 +91,10 @@ pub async fn clear_file(
 }
 
 /// Finish what a crash left: post received batches, acknowledge posted ones.
-pub async fn resume(clearing: &mut Clearing, payment: &PaymentService) -> Result<usize, ClearingError> {
+pub async fn resume(
+    clearing: &mut Clearing,
+    payment: &PaymentService,
+) -> Result<usize, ClearingError> {
     let todo = clearing.unposted()?;
     let n = todo.len();
     for (id, file) in todo {
@@ -97,15 +107,25 @@ pub async fn resume(clearing: &mut Clearing, payment: &PaymentService) -> Result
 
 /// Step 4 for every posted batch: purchases move to `settled` in the payment
 /// database (each chunk one commit there; idempotent), then the batch is acked.
-pub async fn acknowledge(clearing: &mut Clearing, payment: &PaymentService) -> Result<(), ClearingError> {
-    for (batch_id, kind, items) in clearing.unacked()? {
+pub async fn acknowledge(
+    clearing: &mut Clearing,
+    payment: &PaymentService,
+) -> Result<(), ClearingError> {
+    for post::Unacked {
+        batch_id,
+        kind,
+        items,
+    } in clearing.unacked()?
+    {
         match kind {
             BatchKind::Purchases => {
                 for chunk in items.chunks(ACK_CHUNK) {
                     payment
                         .settle_cleared(&batch_id, chunk)
                         .await
-                        .map_err(|e| ClearingError::Other(format!("acknowledging {batch_id}: {e}")))?;
+                        .map_err(|e| {
+                            ClearingError::Other(format!("acknowledging {batch_id}: {e}"))
+                        })?;
                     clearing.ack_step();
                 }
             }
@@ -138,12 +158,20 @@ pub async fn run_pass(
             .filter(|p| p.extension().is_some_and(|x| x == "batch") && p.is_file())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
-        Err(e) => return Err(ClearingError::Other(format!("reading {}: {e}", inbox.display()))),
+        Err(e) => {
+            return Err(ClearingError::Other(format!(
+                "reading {}: {e}",
+                inbox.display()
+            )))
+        }
     };
     files.sort();
     let mut out = Vec::new();
     for path in files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let bytes = std::fs::read(&path)
             .map_err(|e| ClearingError::Other(format!("reading {}: {e}", path.display())))?;
         let r = clear_file(clearing, payment, &name, &bytes).await;

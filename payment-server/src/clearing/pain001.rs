@@ -148,7 +148,13 @@ mod tests {
                 remittance: "x".repeat(500),
             },
         ];
-        let xml = write("SR-20261129T213000Z", "2026-11-29T21:30:00", "2026-11-30", &d, &ts);
+        let xml = write(
+            "SR-20261129T213000Z",
+            "2026-11-29T21:30:00",
+            "2026-11-30",
+            &d,
+            &ts,
+        );
         let doc = roxmltree::Document::parse(&xml).expect("well-formed");
         let ns = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09";
         assert_eq!(doc.root_element().tag_name().namespace(), Some(ns));

@@ -92,6 +92,15 @@ pub struct StoredBatch {
     pub received_at: u64,
 }
 
+/// A posted batch waiting for its source's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unacked {
+    pub batch_id: String,
+    pub kind: BatchKind,
+    /// (party, txn id) of its posted records.
+    pub items: Vec<(String, String)>,
+}
+
 /// What clearing a file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cleared {
@@ -143,7 +152,6 @@ impl Clearing {
     fn now(&self) -> u64 {
         (self.clock)()
     }
-
 
     /// Step 1: open and store the file (or recognise it). Returns the batch
     /// and whether it was known before.
@@ -371,7 +379,7 @@ impl Clearing {
 
     /// Posted batches whose source has not acknowledged yet, with the
     /// (party, txn id) of their posted records.
-    pub fn unacked(&self) -> Result<Vec<(String, BatchKind, Vec<(String, String)>)>, ClearingError> {
+    pub fn unacked(&self) -> Result<Vec<Unacked>, ClearingError> {
         let mut stmt = self.conn.prepare(
             "SELECT batch_id, kind FROM batches WHERE state = 'posted' ORDER BY posted_at, batch_id",
         )?;
@@ -388,7 +396,11 @@ impl Clearing {
                 .collect::<Result<_, _>>()?;
             let kind = BatchKind::parse(&kind)
                 .ok_or_else(|| ClearingError::Other(format!("batch {id}: kind {kind}")))?;
-            out.push((id, kind, v));
+            out.push(Unacked {
+                batch_id: id,
+                kind,
+                items: v,
+            });
         }
         Ok(out)
     }

@@ -133,7 +133,9 @@ pub fn spawn_schedule(
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(every)).await;
             match service.close_purchase_batches(&signer).await {
-                Ok(ids) if !ids.is_empty() => tracing::info!(batches = ids.len(), "scheduled close"),
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::info!(batches = ids.len(), "scheduled close")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "closing batches failed"),
             }
@@ -251,7 +253,8 @@ impl PaymentService {
             }
             let mut t = crate::store::Transition::settle(&row, now);
             t.detail = format!("cleared in batch {batch_id}");
-            t.webhook = self.webhook_for(&row, EventKind::Settled, TxnState::Settled, &t.detail, now);
+            t.webhook =
+                self.webhook_for(&row, EventKind::Settled, TxnState::Settled, &t.detail, now);
             changes.push(t);
         }
         let applied = self.apply(changes).await?;

@@ -79,7 +79,11 @@ pub fn verify_purchase(module: &SecurityModule, p: &PurchaseRecord) -> Result<()
     if p.expiry.is_expired_on(&p.date) {
         return Err(Rejection::Expired);
     }
-    let random: [u8; 4] = p.random.as_slice().try_into().map_err(|_| Rejection::Length)?;
+    let random: [u8; 4] = p
+        .random
+        .as_slice()
+        .try_into()
+        .map_err(|_| Rejection::Length)?;
     let s3: [u8; 8] = p.s3.as_slice().try_into().map_err(|_| Rejection::Length)?;
     let draw = PurchaseDraw {
         card_id: p.card_id,
@@ -110,7 +114,11 @@ pub fn verify_load(module: &SecurityModule, l: &LoadRecord) -> Result<(), Reject
     if l.balance_before.checked_add(l.amount) != Some(l.balance_after) {
         return Err(Rejection::Balance);
     }
-    let random: [u8; 4] = l.random.as_slice().try_into().map_err(|_| Rejection::Length)?;
+    let random: [u8; 4] = l
+        .random
+        .as_slice()
+        .try_into()
+        .map_err(|_| Rejection::Length)?;
     let s3: [u8; 8] = l.s3.as_slice().try_into().map_err(|_| Rejection::Length)?;
     let input = crypto::load_s3_input(CreditResponse::LOADED, l.balance_after, l.atc, l.amount);
     let mac = module

@@ -143,7 +143,14 @@ pub fn reconcile(
             .map_err(db)?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .map_err(db)?;
         rows.collect::<Result<_, _>>().map_err(db)?
@@ -156,10 +163,18 @@ pub fn reconcile(
     for (id, _, state, file, _, _) in &batches {
         let batch = match BatchFile::open(file.as_bytes(), signers) {
             Ok((_, b)) => b,
-            Err(e) => return fail("batches and records", format!("stored batch {id} no longer opens: {e}")),
+            Err(e) => {
+                return fail(
+                    "batches and records",
+                    format!("stored batch {id} no longer opens: {e}"),
+                )
+            }
         };
         if &batch.batch_id != id {
-            return fail("batches and records", format!("stored batch {id} carries id {}", batch.batch_id));
+            return fail(
+                "batches and records",
+                format!("stored batch {id} carries id {}", batch.batch_id),
+            );
         }
         let stored = by_batch.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         if state != "received" && stored.len() != batch.records.len() {
@@ -174,9 +189,14 @@ pub fn reconcile(
         }
         for r in stored {
             let Some(orig) = batch.records.get(r.idx as usize) else {
-                return fail("batches and records", format!("batch {id} has no record {}", r.idx));
+                return fail(
+                    "batches and records",
+                    format!("batch {id} has no record {}", r.idx),
+                );
             };
-            let same_body = serde_json::to_string(orig).map(|b| b == r.body).unwrap_or(false);
+            let same_body = serde_json::to_string(orig)
+                .map(|b| b == r.body)
+                .unwrap_or(false);
             if !same_body
                 || orig.txn_id() != r.txn_id
                 || orig.party() != r.party
@@ -185,7 +205,10 @@ pub fn reconcile(
             {
                 return fail(
                     "batches and records",
-                    format!("record {}/{} of batch {id} differs from the signed batch (altered)", r.party, r.txn_id),
+                    format!(
+                        "record {}/{} of batch {id} differs from the signed batch (altered)",
+                        r.party, r.txn_id
+                    ),
                 );
             }
             if r.status == "posted" {
@@ -203,14 +226,23 @@ pub fn reconcile(
     let mut posted: HashMap<(&str, &str), Vec<&StoredRecord>> = HashMap::new();
     let mut seen_in: HashMap<(&str, &str), Vec<&StoredRecord>> = HashMap::new();
     for r in records.iter().filter(|r| r.kind == "purchase") {
-        seen_in.entry((r.party.as_str(), r.txn_id.as_str())).or_default().push(r);
+        seen_in
+            .entry((r.party.as_str(), r.txn_id.as_str()))
+            .or_default()
+            .push(r);
         if r.status == "posted" {
-            posted.entry((r.party.as_str(), r.txn_id.as_str())).or_default().push(r);
+            posted
+                .entry((r.party.as_str(), r.txn_id.as_str()))
+                .or_default()
+                .push(r);
             s.records_posted += 1;
         }
     }
     s.records_rejected = records.iter().filter(|r| r.status == "rejected").count() as u64;
-    let received: HashMap<&str, &str> = batches.iter().map(|b| (b.0.as_str(), b.2.as_str())).collect();
+    let received: HashMap<&str, &str> = batches
+        .iter()
+        .map(|b| (b.0.as_str(), b.2.as_str()))
+        .collect();
     let mut captured_by_key: HashMap<(&str, &str), &CapturedTxn> = HashMap::new();
     let mut settled_sum: HashMap<&str, i64> = HashMap::new();
     for t in &payment.captured {
@@ -220,7 +252,10 @@ pub fn reconcile(
         let name = format!("{}/{}", t.merchant_id, t.txn_id);
         let p = posted.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         if p.len() > 1 {
-            return fail("every captured transaction in one batch", format!("{name} is posted in {} batches", p.len()));
+            return fail(
+                "every captured transaction in one batch",
+                format!("{name} is posted in {} batches", p.len()),
+            );
         }
         if t.state == "settled" {
             *settled_sum.entry(t.merchant_id.as_str()).or_default() += i64::from(t.amount);
@@ -229,7 +264,10 @@ pub fn reconcile(
                 (Some(r), _) => {
                     return fail(
                         "every captured transaction in one batch",
-                        format!("{name} was closed into batch {:?} but cleared in {}", t.batch_id, r.batch_id),
+                        format!(
+                            "{name} was closed into batch {:?} but cleared in {}",
+                            t.batch_id, r.batch_id
+                        ),
                     )
                 }
                 (None, _) => {
@@ -242,11 +280,16 @@ pub fn reconcile(
         }
         match &t.batch_id {
             Some(b) if received.contains_key(b.as_str()) && received[b.as_str()] != "received" => {
-                let here = seen_in.get(&key).map(|v| v.iter().any(|r| &r.batch_id == b)).unwrap_or(false);
+                let here = seen_in
+                    .get(&key)
+                    .map(|v| v.iter().any(|r| &r.batch_id == b))
+                    .unwrap_or(false);
                 if !here {
                     return fail(
                         "every captured transaction in one batch",
-                        format!("{name} was closed into batch {b}, which clearing holds without it"),
+                        format!(
+                            "{name} was closed into batch {b}, which clearing holds without it"
+                        ),
                     );
                 }
             }
@@ -266,14 +309,20 @@ pub fn reconcile(
             if r.amount != i64::from(t.amount) || r.atc != i64::from(t.atc) {
                 return fail(
                     "every captured transaction in one batch",
-                    format!("{name}: the payment store says {} cents at ATC {}, clearing {} at ATC {}", t.amount, t.atc, r.amount, r.atc),
+                    format!(
+                        "{name}: the payment store says {} cents at ATC {}, clearing {} at ATC {}",
+                        t.amount, t.atc, r.amount, r.atc
+                    ),
                 );
             }
             let card_ok = serde_json::from_str::<Record>(&r.body)
                 .map(|b| b.card_id().full() == t.card_id)
                 .unwrap_or(false);
             if !card_ok {
-                return fail("every captured transaction in one batch", format!("{name}: the card differs between the stores"));
+                return fail(
+                    "every captured transaction in one batch",
+                    format!("{name}: the card differs between the stores"),
+                );
             }
         }
     }
@@ -293,21 +342,42 @@ pub fn reconcile(
     }
     for (id, kind, state, _, accepted_total, fee_total) in &batches {
         let stored = by_batch.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let gross: i64 = stored.iter().filter(|r| r.status == "posted").map(|r| r.amount).sum();
-        let fees: i64 = stored.iter().filter(|r| r.status == "posted").map(|r| r.fee).sum();
-        let es = entries_of.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let main_kind = if kind == "loads" { "loads" } else { "purchases" };
+        let gross: i64 = stored
+            .iter()
+            .filter(|r| r.status == "posted")
+            .map(|r| r.amount)
+            .sum();
+        let fees: i64 = stored
+            .iter()
+            .filter(|r| r.status == "posted")
+            .map(|r| r.fee)
+            .sum();
+        let es = entries_of
+            .get(id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let main_kind = if kind == "loads" {
+            "loads"
+        } else {
+            "purchases"
+        };
         let count = |k: &str| es.iter().filter(|e| e.kind == k).count();
         if state == "received" {
             if !es.is_empty() {
-                return fail("batches in the ledger", format!("batch {id} is not posted yet but has ledger entries"));
+                return fail(
+                    "batches in the ledger",
+                    format!("batch {id} is not posted yet but has ledger entries"),
+                );
             }
             continue;
         }
         if count(main_kind) > 1 || count("fees") > 1 {
             return fail(
                 "batches in the ledger",
-                format!("batch {id} is in the ledger {} times (replayed)", count(main_kind).max(count("fees"))),
+                format!(
+                    "batch {id} is in the ledger {} times (replayed)",
+                    count(main_kind).max(count("fees"))
+                ),
             );
         }
         let amount_of = |k: &str, acct: &str| -> i64 {
@@ -321,7 +391,10 @@ pub fn reconcile(
         let (posted_gross, posted_fees) = if kind == "loads" {
             (-amount_of("loads", ledger::FLOAT), 0)
         } else {
-            (amount_of("purchases", ledger::FLOAT), -amount_of("fees", ledger::FEES))
+            (
+                amount_of("purchases", ledger::FLOAT),
+                -amount_of("fees", ledger::FEES),
+            )
         };
         if posted_gross != gross || gross != *accepted_total {
             return fail(
@@ -338,8 +411,16 @@ pub fn reconcile(
     }
 
     // 5. Issuer float = Σ loads − Σ purchases.
-    s.loads_total = records.iter().filter(|r| r.kind == "load" && r.status == "posted").map(|r| r.amount).sum();
-    s.purchases_total = records.iter().filter(|r| r.kind == "purchase" && r.status == "posted").map(|r| r.amount).sum();
+    s.loads_total = records
+        .iter()
+        .filter(|r| r.kind == "load" && r.status == "posted")
+        .map(|r| r.amount)
+        .sum();
+    s.purchases_total = records
+        .iter()
+        .filter(|r| r.kind == "purchase" && r.status == "posted")
+        .map(|r| r.amount)
+        .sum();
     s.issuer_float = -s.balances.get(ledger::FLOAT).copied().unwrap_or(0);
     if s.issuer_float != s.loads_total - s.purchases_total {
         return fail(
@@ -352,7 +433,11 @@ pub fn reconcile(
     }
     let acked_purchases: i64 = records
         .iter()
-        .filter(|r| r.kind == "purchase" && r.status == "posted" && received.get(r.batch_id.as_str()) == Some(&"acked"))
+        .filter(|r| {
+            r.kind == "purchase"
+                && r.status == "posted"
+                && received.get(r.batch_id.as_str()) == Some(&"acked")
+        })
         .map(|r| r.amount)
         .sum();
     let settled_total: i64 = settled_sum.values().sum();
@@ -365,13 +450,19 @@ pub fn reconcile(
     if settled_total > s.purchases_total {
         return fail(
             "issuer float",
-            format!("payment store has {settled_total} settled, clearing posted only {}", s.purchases_total),
+            format!(
+                "payment store has {settled_total} settled, clearing posted only {}",
+                s.purchases_total
+            ),
         );
     }
 
     // 6. Per merchant and per payout.
     let mut merchants: BTreeMap<&str, (i64, i64)> = BTreeMap::new(); // (gross, fees) posted
-    for r in records.iter().filter(|r| r.kind == "purchase" && r.status == "posted") {
+    for r in records
+        .iter()
+        .filter(|r| r.kind == "purchase" && r.status == "posted")
+    {
         let e = merchants.entry(r.party.as_str()).or_default();
         e.0 += r.amount;
         e.1 += r.fee;
@@ -379,17 +470,26 @@ pub fn reconcile(
     s.fees_total = merchants.values().map(|v| v.1).sum();
     for (m, (gross, fees)) in &merchants {
         let payable = -s.balances.get(&ledger::payable(m)).copied().unwrap_or(0);
-        let paid = -s.balances.get(&ledger::merchant_bank(m)).copied().unwrap_or(0);
+        let paid = -s
+            .balances
+            .get(&ledger::merchant_bank(m))
+            .copied()
+            .unwrap_or(0);
         s.paid_out_total += paid;
         if paid + payable != gross - fees {
             return fail(
                 "merchant settlement",
-                format!("{m}: paid out {paid} + payable {payable} ≠ Σ captured {gross} − fees {fees}"),
+                format!(
+                    "{m}: paid out {paid} + payable {payable} ≠ Σ captured {gross} − fees {fees}"
+                ),
             );
         }
         let settled = settled_sum.get(m).copied().unwrap_or(0);
         if settled > *gross {
-            return fail("merchant settlement", format!("{m}: {settled} settled in the payment store, {gross} cleared"));
+            return fail(
+                "merchant settlement",
+                format!("{m}: {settled} settled in the payment store, {gross} cleared"),
+            );
         }
     }
     let payouts: Vec<(String, String, i64, i64, i64)> = {
@@ -397,12 +497,17 @@ pub fn reconcile(
             .prepare("SELECT payout_id, merchant_id, amount, gross, fees FROM payouts ORDER BY payout_id")
             .map_err(db)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .map_err(db)?;
         rows.collect::<Result<_, _>>().map_err(db)?
     };
     for (id, m, amount, gross, fees) in &payouts {
-        let covered: Vec<&StoredRecord> = records.iter().filter(|r| r.payout_id.as_deref() == Some(id.as_str())).collect();
+        let covered: Vec<&StoredRecord> = records
+            .iter()
+            .filter(|r| r.payout_id.as_deref() == Some(id.as_str()))
+            .collect();
         let g: i64 = covered.iter().map(|r| r.amount).sum();
         let f: i64 = covered.iter().map(|r| r.fee).sum();
         let in_ledger: i64 = entries_of

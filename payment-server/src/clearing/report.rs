@@ -161,7 +161,16 @@ pub fn operator(c: &Connection) -> rusqlite::Result<OperatorReport> {
          FROM batches ORDER BY received_at DESC, batch_id LIMIT 200",
     )?;
     let batches = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut stmt = c.prepare(
         "SELECT batch_id, party, txn_id, amount, COALESCE(reason_code, ''), COALESCE(reason, '') FROM records
@@ -179,7 +188,8 @@ pub fn operator(c: &Connection) -> rusqlite::Result<OperatorReport> {
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut stmt = c.prepare("SELECT name, reason, at FROM refused_files ORDER BY id DESC LIMIT 200")?;
+    let mut stmt =
+        c.prepare("SELECT name, reason, at FROM refused_files ORDER BY id DESC LIMIT 200")?;
     let refused_files = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -344,7 +354,8 @@ pub fn payout_html(p: &Payout, lines: &[PayoutLine]) -> String {
 
 /// CSV of payouts.
 pub fn payouts_csv(payouts: &[Payout]) -> String {
-    let mut s = String::from("payout_id,business_date,reference,count,gross,fees,amount,currency\n");
+    let mut s =
+        String::from("payout_id,business_date,reference,count,gross,fees,amount,currency\n");
     for p in payouts {
         s.push_str(&format!(
             "{},{},{},{},{},{},{},EUR\n",
@@ -387,7 +398,11 @@ pub fn operator_html(r: &OperatorReport) -> String {
         esc(&eur(r.fees.max(0) as u64))
     );
     for (bank, owed) in &r.banks {
-        b.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(bank), esc(&eur((*owed).max(0) as u64))));
+        b.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(bank),
+            esc(&eur((*owed).max(0) as u64))
+        ));
     }
     b.push_str("</tbody></table><h2>Merchants</h2><table><thead><tr><th>Merchant</th><th>Payable</th><th>Paid out</th></tr></thead><tbody>");
     for (m, payable, paid) in &r.merchants {
@@ -412,7 +427,11 @@ pub fn operator_html(r: &OperatorReport) -> String {
     }
     b.push_str("</tbody></table><h2>Refused files</h2><table><tbody>");
     for (name, reason, _) in &r.refused_files {
-        b.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(name), esc(reason)));
+        b.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            esc(reason)
+        ));
     }
     b.push_str("</tbody></table><h2>Batches</h2><table><thead><tr><th>Batch</th><th>Kind</th><th>Party</th><th>State</th><th>Posted</th><th>Rejected</th></tr></thead><tbody>");
     for (id, kind, party, state, ok, rej) in &r.batches {
@@ -451,9 +470,18 @@ mod tests {
         assert_eq!(days[28].amount, 2_495);
         let svg = chart_svg(&days);
         assert_eq!(svg.matches("<rect class=\"bar\"").count(), 30);
-        assert!(svg.contains("height=\"180.0\""), "the largest day fills the plot");
-        assert!(svg.contains("height=\"90.0\""), "half of it is half as high");
+        assert!(
+            svg.contains("height=\"180.0\""),
+            "the largest day fills the plot"
+        );
+        assert!(
+            svg.contains("height=\"90.0\""),
+            "half of it is half as high"
+        );
         assert!(svg.contains("€49.90 (2 purchases)"));
-        assert_eq!(esc("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+        assert_eq!(
+            esc("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
     }
 }

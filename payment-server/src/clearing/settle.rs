@@ -62,12 +62,20 @@ pub(crate) const PAYOUT_COLUMNS: &str =
 /// bank's 35-character reference.
 pub fn reference(payout_id: &str, business_date: &str) -> String {
     let h = Sha256::digest(payout_id.as_bytes());
-    format!("CP-{}-{}", business_date.replace('-', ""), &hex::encode(h)[..12])
+    format!(
+        "CP-{}-{}",
+        business_date.replace('-', ""),
+        &hex::encode(h)[..12]
+    )
 }
 
 fn run_id(now: u64) -> String {
     let t = purse::types::BcdTime::from_unix(now).bytes();
-    format!("SR-{}T{}Z", purse::types::BcdDate::from_unix(now), hex::encode(t))
+    format!(
+        "SR-{}T{}Z",
+        purse::types::BcdDate::from_unix(now),
+        hex::encode(t)
+    )
 }
 
 /// Create the payouts of every merchant with settlement terms for the
@@ -131,7 +139,10 @@ pub fn settle(
             params![p.payout_id, merchant, day],
         )?;
         if n as i64 != count {
-            return Err(ClearingError::Other(format!("payout {}: {n} records, expected {count}", p.payout_id)));
+            return Err(ClearingError::Other(format!(
+                "payout {}: {n} records, expected {count}",
+                p.payout_id
+            )));
         }
         if net > 0 {
             ledger::post(
@@ -140,7 +151,10 @@ pub fn settle(
                 &p.payout_id,
                 &format!("{count} purchases of {day}, reference {}", p.reference),
                 now,
-                &[(&ledger::payable(&merchant), net), (&ledger::merchant_bank(&merchant), -net)],
+                &[
+                    (&ledger::payable(&merchant), net),
+                    (&ledger::merchant_bank(&merchant), -net),
+                ],
             )?;
         }
         out.push(p);
@@ -150,7 +164,11 @@ pub fn settle(
 }
 
 /// Write the files of every payout not exported yet; returns the run folders.
-pub fn export(clearing: &Clearing, cfg: &ClearingConfig, now: u64) -> Result<Vec<PathBuf>, ClearingError> {
+pub fn export(
+    clearing: &Clearing,
+    cfg: &ClearingConfig,
+    now: u64,
+) -> Result<Vec<PathBuf>, ClearingError> {
     let c = clearing.conn();
     let pending: Vec<Payout> = {
         let mut stmt = c.prepare(&format!(
@@ -261,7 +279,12 @@ fn write_run(
                 decimal((a - f) as u64)
             ));
         }
-        write_atomic(dir, &format!("{}.transactions.csv", p.payout_id), tcsv.as_bytes()).map_err(io)?;
+        write_atomic(
+            dir,
+            &format!("{}.transactions.csv", p.payout_id),
+            tcsv.as_bytes(),
+        )
+        .map_err(io)?;
     }
     write_atomic(dir, "payouts.csv", csv.as_bytes()).map_err(io)?;
     let created = payouts.first().map(|p| p.created_at).unwrap_or(0);
@@ -291,7 +314,11 @@ fn write_run(
         .collect::<Result<_, _>>()?;
     for (bank, n) in rows {
         let owed = ledger::balance(c, &ledger::bank_due(&bank))?;
-        let name = cfg.banks.get(&bank).map(|b| b.name.as_str()).unwrap_or(&bank);
+        let name = cfg
+            .banks
+            .get(&bank)
+            .map(|b| b.name.as_str())
+            .unwrap_or(&bank);
         fcsv.push_str(&format!(
             "{},{},{n},{}\n",
             csv_field(&bank),

@@ -84,7 +84,17 @@ impl ClearingWeb {
         getrandom::fill(&mut nonce).expect("OS random source");
         let n = hex::encode(nonce);
         let t = now.to_string();
-        let mac = hmac(&self.secret, &[b"challenge\n", merchant.as_bytes(), b"\n", t.as_bytes(), b"\n", n.as_bytes()]);
+        let mac = hmac(
+            &self.secret,
+            &[
+                b"challenge\n",
+                merchant.as_bytes(),
+                b"\n",
+                t.as_bytes(),
+                b"\n",
+                n.as_bytes(),
+            ],
+        );
         format!("{t}.{n}.{}", hex::encode(mac))
     }
 
@@ -95,21 +105,37 @@ impl ClearingWeb {
         let [t, n, mac] = parts.as_slice() else {
             return false;
         };
-        let Ok(ts) = t.parse::<u64>() else { return false };
-        let want = hmac(&self.secret, &[b"challenge\n", merchant.as_bytes(), b"\n", t.as_bytes(), b"\n", n.as_bytes()]);
+        let Ok(ts) = t.parse::<u64>() else {
+            return false;
+        };
+        let want = hmac(
+            &self.secret,
+            &[
+                b"challenge\n",
+                merchant.as_bytes(),
+                b"\n",
+                t.as_bytes(),
+                b"\n",
+                n.as_bytes(),
+            ],
+        );
         let ok = hex::decode(mac).is_ok_and(|m| purse::crypto::mac_eq(&m, &want));
         if !ok || ts + CHALLENGE_SECS < now || ts > now + 5 {
             return false;
         }
         let mut used = self.used.lock().expect("used challenges");
         used.retain(|_, exp| *exp >= now);
-        used.insert(challenge.to_string(), ts + CHALLENGE_SECS).is_none()
+        used.insert(challenge.to_string(), ts + CHALLENGE_SECS)
+            .is_none()
     }
 
     fn session_cookie(&self, merchant: &str, now: u64) -> String {
         let exp = (now + SESSION_SECS).to_string();
         let id = hex::encode(merchant.as_bytes());
-        let mac = hmac(&self.secret, &[b"session\n", id.as_bytes(), b"\n", exp.as_bytes()]);
+        let mac = hmac(
+            &self.secret,
+            &[b"session\n", id.as_bytes(), b"\n", exp.as_bytes()],
+        );
         format!("{COOKIE}={id}.{exp}.{}; Path=/merchant; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}", hex::encode(mac))
     }
 
@@ -117,10 +143,17 @@ impl ClearingWeb {
         let cookies = headers.get_all(header::COOKIE);
         for v in cookies.iter().filter_map(|v| v.to_str().ok()) {
             for c in v.split(';') {
-                let Some(val) = c.trim().strip_prefix(&format!("{COOKIE}=")) else { continue };
+                let Some(val) = c.trim().strip_prefix(&format!("{COOKIE}=")) else {
+                    continue;
+                };
                 let parts: Vec<&str> = val.split('.').collect();
-                let [id, exp, mac] = parts.as_slice() else { continue };
-                let want = hmac(&self.secret, &[b"session\n", id.as_bytes(), b"\n", exp.as_bytes()]);
+                let [id, exp, mac] = parts.as_slice() else {
+                    continue;
+                };
+                let want = hmac(
+                    &self.secret,
+                    &[b"session\n", id.as_bytes(), b"\n", exp.as_bytes()],
+                );
                 let ok = hex::decode(mac).is_ok_and(|m| purse::crypto::mac_eq(&m, &want));
                 let live = exp.parse::<u64>().is_ok_and(|e| e >= now);
                 if ok && live {
@@ -136,14 +169,21 @@ fn web(st: &AppState) -> Result<&ClearingWeb, PaymentError> {
     st.clearing.as_deref().ok_or(PaymentError::NotFound)
 }
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn html(body: String) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body,
@@ -152,11 +192,20 @@ fn html(body: String) -> Response {
 }
 
 fn csv(name: &str, body: String) -> Response {
-    let disp = format!("attachment; filename=\"{}.csv\"", name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"));
+    let disp = format!(
+        "attachment; filename=\"{}.csv\"",
+        name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+    );
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")),
-            (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disp).unwrap_or(HeaderValue::from_static("attachment"))),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disp).unwrap_or(HeaderValue::from_static("attachment")),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body,
@@ -173,7 +222,11 @@ async fn merchant_report(st: &AppState, merchant: &str) -> Result<MerchantReport
     let w = web(st)?;
     let now = st.service.now();
     let today_day = now / 86_400;
-    let takings = st.service.store().daily_takings(merchant, (today_day - 29) * 86_400).await?;
+    let takings = st
+        .service
+        .store()
+        .daily_takings(merchant, (today_day - 29) * 86_400)
+        .await?;
     let daily = report::last_30_days(&takings, today_day);
     let (today_captured, today_count) = daily.last().map(|d| (d.amount, d.count)).unwrap_or((0, 0));
     let (payouts, unpaid, unpaid_fees) = match &w.clearing_db {
@@ -185,7 +238,11 @@ async fn merchant_report(st: &AppState, merchant: &str) -> Result<MerchantReport
     };
     Ok(MerchantReport {
         merchant_id: merchant.to_string(),
-        name: st.service.merchant(merchant).map(|m| m.name.clone()).unwrap_or_default(),
+        name: st
+            .service
+            .merchant(merchant)
+            .map(|m| m.name.clone())
+            .unwrap_or_default(),
         today: db::iso_date(now),
         today_captured,
         today_count,
@@ -196,30 +253,54 @@ async fn merchant_report(st: &AppState, merchant: &str) -> Result<MerchantReport
     })
 }
 
-async fn payout_of(st: &AppState, merchant: &str, id: &str) -> Result<(Payout, Vec<report::PayoutLine>), PaymentError> {
+async fn payout_of(
+    st: &AppState,
+    merchant: &str,
+    id: &str,
+) -> Result<(Payout, Vec<report::PayoutLine>), PaymentError> {
     let w = web(st)?;
-    let path = w.clearing_db.as_ref().filter(|p| p.exists()).ok_or(PaymentError::NotFound)?;
+    let path = w
+        .clearing_db
+        .as_ref()
+        .filter(|p| p.exists())
+        .ok_or(PaymentError::NotFound)?;
     let c = db::open_read_only(path).map_err(internal)?;
-    report::payout_lines(&c, merchant, id).map_err(internal)?.ok_or(PaymentError::NotFound)
+    report::payout_lines(&c, merchant, id)
+        .map_err(internal)?
+        .ok_or(PaymentError::NotFound)
 }
 
 fn signed_in(st: &AppState, headers: &HeaderMap) -> Result<Option<String>, PaymentError> {
     Ok(web(st)?.session(headers, st.service.now()))
 }
 
-pub(super) async fn page(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, PaymentError> {
+pub(super) async fn page(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PaymentError> {
     let Some(m) = signed_in(&st, &headers)? else {
         return Ok(Redirect::to("/merchant/login").into_response());
     };
-    Ok(html(report::merchant_html(&merchant_report(&st, &m).await?)))
+    Ok(html(report::merchant_html(
+        &merchant_report(&st, &m).await?,
+    )))
 }
 
-pub(super) async fn settlements_csv(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, PaymentError> {
+pub(super) async fn settlements_csv(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PaymentError> {
     let m = signed_in(&st, &headers)?.ok_or(PaymentError::Unauthorized)?;
-    Ok(csv(&format!("settlements-{m}"), report::payouts_csv(&merchant_report(&st, &m).await?.payouts)))
+    Ok(csv(
+        &format!("settlements-{m}"),
+        report::payouts_csv(&merchant_report(&st, &m).await?.payouts),
+    ))
 }
 
-pub(super) async fn settlements_json(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, PaymentError> {
+pub(super) async fn settlements_json(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PaymentError> {
     let m = signed_in(&st, &headers)?.ok_or(PaymentError::Unauthorized)?;
     Ok(Json(merchant_report(&st, &m).await?).into_response())
 }
@@ -269,7 +350,11 @@ pub(super) async fn login_js() -> Response {
 }
 
 pub(super) async fn style_css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], report::STYLE_CSS).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        report::STYLE_CSS,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -277,13 +362,19 @@ pub(super) struct ChallengeReq {
     merchant: String,
 }
 
-pub(super) async fn challenge(State(st): State<AppState>, Json(r): Json<ChallengeReq>) -> Result<Response, PaymentError> {
+pub(super) async fn challenge(
+    State(st): State<AppState>,
+    Json(r): Json<ChallengeReq>,
+) -> Result<Response, PaymentError> {
     let w = web(&st)?;
     if r.merchant.is_empty() || r.merchant.len() > 128 {
         return Err(PaymentError::Malformed("merchant id".into()));
     }
     // A challenge for any id: the answer does not tell which merchants exist.
-    Ok(Json(serde_json::json!({ "challenge": w.challenge(&r.merchant, st.service.now()) })).into_response())
+    Ok(
+        Json(serde_json::json!({ "challenge": w.challenge(&r.merchant, st.service.now()) }))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -293,11 +384,25 @@ pub(super) struct LoginReq {
     mac: String,
 }
 
-pub(super) async fn login(State(st): State<AppState>, Json(r): Json<LoginReq>) -> Result<Response, PaymentError> {
+pub(super) async fn login(
+    State(st): State<AppState>,
+    Json(r): Json<LoginReq>,
+) -> Result<Response, PaymentError> {
     let w = web(&st)?;
     let now = st.service.now();
-    let m = st.service.merchant(&r.merchant).map_err(|_| PaymentError::Unauthorized)?;
-    let want = hmac(m.key.bytes(), &[LOGIN_LABEL.as_bytes(), r.merchant.as_bytes(), b"\n", r.challenge.as_bytes()]);
+    let m = st
+        .service
+        .merchant(&r.merchant)
+        .map_err(|_| PaymentError::Unauthorized)?;
+    let want = hmac(
+        m.key.bytes(),
+        &[
+            LOGIN_LABEL.as_bytes(),
+            r.merchant.as_bytes(),
+            b"\n",
+            r.challenge.as_bytes(),
+        ],
+    );
     let mac_ok = hex::decode(&r.mac).is_ok_and(|g| purse::crypto::mac_eq(&g, &want));
     // Checked after the MAC, so a wrong key does not burn a good challenge.
     if !mac_ok || !w.take_challenge(&r.merchant, &r.challenge, now) {
@@ -307,7 +412,10 @@ pub(super) async fn login(State(st): State<AppState>, Json(r): Json<LoginReq>) -
     let cookie = w.session_cookie(&r.merchant, now);
     Ok((
         StatusCode::OK,
-        [(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(internal)?)],
+        [(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&cookie).map_err(internal)?,
+        )],
         Json(serde_json::json!({ "ok": true })),
     )
         .into_response())
@@ -315,7 +423,10 @@ pub(super) async fn login(State(st): State<AppState>, Json(r): Json<LoginReq>) -
 
 pub(super) async fn logout() -> Response {
     (
-        [(header::SET_COOKIE, format!("{COOKIE}=; Path=/merchant; HttpOnly; SameSite=Strict; Max-Age=0"))],
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; Path=/merchant; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
         Redirect::to("/merchant/login"),
     )
         .into_response()
@@ -368,22 +479,35 @@ fn operator(a: &ApiCaller) -> Result<(), PaymentError> {
 }
 
 fn operator_report(st: &AppState) -> Result<report::OperatorReport, PaymentError> {
-    let path = web(st)?.clearing_db.as_ref().filter(|p| p.exists()).ok_or(PaymentError::NotFound)?;
+    let path = web(st)?
+        .clearing_db
+        .as_ref()
+        .filter(|p| p.exists())
+        .ok_or(PaymentError::NotFound)?;
     let c = db::open_read_only(path).map_err(internal)?;
     report::operator(&c).map_err(internal)
 }
 
-pub(super) async fn operator_page(State(st): State<AppState>, a: ApiCaller) -> Result<Response, PaymentError> {
+pub(super) async fn operator_page(
+    State(st): State<AppState>,
+    a: ApiCaller,
+) -> Result<Response, PaymentError> {
     operator(&a)?;
     Ok(html(report::operator_html(&operator_report(&st)?)))
 }
 
-pub(super) async fn operator_json(State(st): State<AppState>, a: ApiCaller) -> Result<Response, PaymentError> {
+pub(super) async fn operator_json(
+    State(st): State<AppState>,
+    a: ApiCaller,
+) -> Result<Response, PaymentError> {
     operator(&a)?;
     Ok(Json(operator_report(&st)?).into_response())
 }
 
-pub(super) async fn close_now(State(st): State<AppState>, a: ApiCaller) -> Result<Response, PaymentError> {
+pub(super) async fn close_now(
+    State(st): State<AppState>,
+    a: ApiCaller,
+) -> Result<Response, PaymentError> {
     operator(&a)?;
     let signer = web(&st)?.signer.as_ref().ok_or(PaymentError::NotFound)?;
     let ids = st.service.close_purchase_batches(signer).await?;

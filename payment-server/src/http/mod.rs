@@ -253,13 +253,19 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
             post(merchant::resolve),
         )
         .route("/merchant", get(clearing::page))
-        .route("/merchant/login", get(clearing::login_page).post(clearing::login))
+        .route(
+            "/merchant/login",
+            get(clearing::login_page).post(clearing::login),
+        )
         .route("/merchant/login.js", get(clearing::login_js))
         .route("/merchant/style.css", get(clearing::style_css))
         .route("/merchant/challenge", post(clearing::challenge))
         .route("/merchant/logout", post(clearing::logout))
         .route("/merchant/settlements.csv", get(clearing::settlements_csv))
-        .route("/merchant/settlements.json", get(clearing::settlements_json))
+        .route(
+            "/merchant/settlements.json",
+            get(clearing::settlements_json),
+        )
         .route("/merchant/payouts/{id}", get(clearing::payout_page))
         .route("/v1/settlements", get(clearing::api_settlements))
         .route("/v1/settlements/{id}", get(clearing::api_payout))

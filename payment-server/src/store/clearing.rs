@@ -45,7 +45,11 @@ pub fn unbatched_merchants(c: &Connection) -> Result<Vec<String>, PaymentError> 
 }
 
 /// A merchant's captured money-purse transactions waiting for a batch, oldest first.
-pub fn unbatched(c: &Connection, merchant_id: &str, limit: u32) -> Result<Vec<TxnRow>, PaymentError> {
+pub fn unbatched(
+    c: &Connection,
+    merchant_id: &str,
+    limit: u32,
+) -> Result<Vec<TxnRow>, PaymentError> {
     let sql = format!(
         "SELECT {} FROM transactions
          WHERE merchant_id = ?1 AND batch_id IS NULL AND state IN ('debited', 'confirmed') AND purse = 0

@@ -307,7 +307,11 @@ impl Store {
     }
 
     /// A merchant's captured transactions waiting for a batch (oldest first).
-    pub async fn unbatched(&self, merchant_id: &str, limit: u32) -> Result<Vec<TxnRow>, PaymentError> {
+    pub async fn unbatched(
+        &self,
+        merchant_id: &str,
+        limit: u32,
+    ) -> Result<Vec<TxnRow>, PaymentError> {
         self.read(|c| clearing::unbatched(c, merchant_id, limit))
     }
 

@@ -64,7 +64,8 @@ fn bad(what: &str) -> rusqlite::Error {
 }
 
 impl TxnRow {
-    pub(crate) const COLUMNS: &'static str = "merchant_id, txn_id, order_ref, state, verify_mode, amount, \
+    pub(crate) const COLUMNS: &'static str =
+        "merchant_id, txn_id, order_ref, state, verify_mode, amount, \
         currency, exponent, purse, origin, card_id, card_expiry, key_version, atc, card_random, \
         balance_before, balance_after, seq, date, time, expected_s3, draw_hash, draw_response, \
         complete_hash, complete_response, card_s3, card_sw, resolution, expires_at, created_at, \

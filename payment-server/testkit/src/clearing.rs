@@ -113,7 +113,12 @@ pub fn load_card(
     amount: u32,
 ) -> LoadRecord {
     card.reset();
-    let sel = send(card, Request::Select(Select { aid: purse::AID.to_vec() }));
+    let sel = send(
+        card,
+        Request::Select(Select {
+            aid: purse::AID.to_vec(),
+        }),
+    );
     let sel = SelectResponse::decode(&sel.data).expect("select");
     let init = send(
         card,

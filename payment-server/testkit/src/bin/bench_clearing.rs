@@ -84,7 +84,11 @@ fn fill(db: &std::path::Path, n: u32) -> anyhow::Result<()> {
 }
 
 fn rate(n: u32, d: std::time::Duration) -> String {
-    format!("{:>9.0} records/s ({:.2} s)", f64::from(n) / d.as_secs_f64(), d.as_secs_f64())
+    format!(
+        "{:>9.0} records/s ({:.2} s)",
+        f64::from(n) / d.as_secs_f64(),
+        d.as_secs_f64()
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,22 +100,37 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(dir.path().join("ps.toml"), &ptoml)?;
     std::fs::write(
         dir.path().join("clearing.toml"),
-        clearing_config_toml(dir.path(), &dir.path().join("ps.toml"), std::slice::from_ref(&m), 5, 150),
+        clearing_config_toml(
+            dir.path(),
+            &dir.path().join("ps.toml"),
+            std::slice::from_ref(&m),
+            5,
+            150,
+        ),
     )?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let pcfg = payment_server::Config::from_toml(&ptoml, |_| None)?;
         let store = Store::open(&db)?;
         let t0 = Instant::now();
         fill(&db, args.records)?;
-        eprintln!("fixture: {} captured purchases in {:.1} s", args.records, t0.elapsed().as_secs_f64());
+        eprintln!(
+            "fixture: {} captured purchases in {:.1} s",
+            args.records,
+            t0.elapsed().as_secs_f64()
+        );
         let service = Arc::new(PaymentService::new(&pcfg, store, system_clock()));
         let cfg = ClearingConfig::load(&dir.path().join("clearing.toml"))?;
         let mut c = clearing::open(&cfg, system_clock())?;
         c.chunk = args.chunk;
 
         let t = Instant::now();
-        let ids = service.close_purchase_batches(&payments_signer(&cfg.inbox)).await?;
+        let ids = service
+            .close_purchase_batches(&payments_signer(&cfg.inbox))
+            .await?;
         let close = t.elapsed();
         anyhow::ensure!(ids.len() == 1, "one batch");
         let file = cfg.inbox.join(format!("{}.batch", ids[0]));
@@ -123,25 +142,40 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let stored = c.post(&batch)?;
         let post = t.elapsed();
-        anyhow::ensure!(stored.accepted_count == u64::from(args.records), "all posted: {stored:?}");
+        anyhow::ensure!(
+            stored.accepted_count == u64::from(args.records),
+            "all posted: {stored:?}"
+        );
         let t = Instant::now();
         clearing::acknowledge(&mut c, &service).await?;
         let ack = t.elapsed();
         let t = Instant::now();
         let view = reconcile::PaymentView {
             captured: service.store().captured_transactions().await?,
-            last_close: service.store().last_batch_close().await?.into_iter().collect(),
+            last_close: service
+                .store()
+                .last_batch_close()
+                .await?
+                .into_iter()
+                .collect(),
         };
         let s = reconcile::reconcile(c.conn(), c.security_module(), &cfg.signers, &view)
             .map_err(|d| anyhow::anyhow!("{d}"))?;
         let rec = t.elapsed();
         anyhow::ensure!(s.records_posted == u64::from(args.records));
         let n = args.records;
-        println!("batch of {n} records ({} MB signed file), chunk {}", bytes.len() / 1_000_000, args.chunk);
+        println!(
+            "batch of {n} records ({} MB signed file), chunk {}",
+            bytes.len() / 1_000_000,
+            args.chunk
+        );
         println!("close + sign + spool (payment server) {}", rate(n, close));
         println!("receive: open + verify signature     {}", rate(n, receive));
         println!("check S3 again + post (clearing)     {}", rate(n, post));
-        println!("cleared end to end (receive + post)  {}", rate(n, receive + post));
+        println!(
+            "cleared end to end (receive + post)  {}",
+            rate(n, receive + post)
+        );
         println!("acknowledge: settled in payment DB   {}", rate(n, ack));
         println!("reconcile (all checks, S3 again)     {}", rate(n, rec));
         anyhow::Ok(())
