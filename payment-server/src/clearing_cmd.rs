@@ -64,7 +64,7 @@ pub async fn close_batches(config: &Path) -> anyhow::Result<()> {
     let store = Store::open(&cfg.db_path)?;
     let service = PaymentService::new(&cfg, store, system_clock());
     let ids = service
-        .close_purchase_batches(&payment_server::batch_signer(producer))
+        .close_batches(&payment_server::batch_signer(producer))
         .await?;
     for id in &ids {
         println!("{id}");
@@ -213,16 +213,7 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
         }
         ClearingCmd::Reconcile { config, json } => {
             let o = open(&config, clearing::post::DEFAULT_CHUNK)?;
-            let view = reconcile::PaymentView {
-                captured: o.payment.store().captured_transactions().await?,
-                last_close: o
-                    .payment
-                    .store()
-                    .last_batch_close()
-                    .await?
-                    .into_iter()
-                    .collect(),
-            };
+            let view = clearing::payment_view(&o.payment).await?;
             match reconcile::reconcile(
                 o.clearing.conn(),
                 o.clearing.security_module(),

@@ -55,6 +55,9 @@ pub struct ConfigFile {
     pub security_module: SecurityModuleFile,
     #[serde(default)]
     pub merchants: Vec<MerchantFile>,
+    /// Banks that load cards through this server (the load server).
+    #[serde(default)]
+    pub banks: Vec<BankFile>,
     /// Batches for clearing (docs/clearing.md); absent: no batches are closed.
     #[serde(default)]
     pub clearing: Option<ClearingFile>,
@@ -162,6 +165,56 @@ pub struct MerchantFile {
     pub webhook_url: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankFile {
+    pub id: String,
+    pub name: String,
+    /// K_bl as 64 hex digits, or `key_env` naming an env variable holding it.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Page origins of the bank that embed the widget (required, at least one).
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Purses the bank may load (default: money only; a loyalty program: points).
+    #[serde(default = "default_purses")]
+    pub purses: Vec<purse::types::PurseId>,
+    /// Where signed load webhooks go.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+}
+
+fn default_purses() -> Vec<purse::types::PurseId> {
+    vec![purse::types::PurseId::Money]
+}
+
+/// A bank as the load server uses it.
+#[derive(Clone)]
+pub struct BankEntry {
+    pub id: String,
+    pub name: String,
+    /// `K_bl`, shared with the bank.
+    pub key: Key32,
+    /// `K_wh`, derived from K_bl: signs the bank's webhooks.
+    pub webhook_key: Key32,
+    pub origins: Vec<String>,
+    pub purses: Vec<purse::types::PurseId>,
+    pub webhook_url: Option<String>,
+}
+
+impl core::fmt::Debug for BankEntry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BankEntry")
+            .field("id", &self.id)
+            .field("origins", &self.origins)
+            .field("purses", &self.purses)
+            .field("webhook_url", &self.webhook_url)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A merchant as the service uses it.
 #[derive(Clone)]
 pub struct MerchantEntry {
@@ -208,6 +261,7 @@ pub struct Config {
     pub key_versions: Vec<KeyVersion>,
     pub merchants: BTreeMap<String, MerchantEntry>,
     pub clearing: Option<ClearingProducer>,
+    pub banks: BTreeMap<String, BankEntry>,
 }
 
 impl core::fmt::Debug for Config {
@@ -227,6 +281,7 @@ impl core::fmt::Debug for Config {
             )
             .field("merchants", &self.merchants.keys().collect::<Vec<_>>())
             .field("clearing", &self.clearing)
+            .field("banks", &self.banks.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -337,6 +392,7 @@ impl Config {
                 return Err(inv(format!("merchant {} listed twice", m.id)));
             }
         }
+        let banks = resolve_banks(f.banks, &env)?;
         let operator_token = match (f.operator_token, f.operator_token_env) {
             (Some(t), _) => Some(t),
             (None, Some(var)) => env(&var),
@@ -382,8 +438,65 @@ impl Config {
             key_versions,
             merchants,
             clearing,
+            banks,
         })
     }
+}
+
+/// The `[[banks]]` section: the same safe defaults as merchants.
+fn resolve_banks(
+    files: Vec<BankFile>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, BankEntry>, ConfigError> {
+    let mut banks = BTreeMap::new();
+    for b in files {
+        if b.id.is_empty() || b.id.len() > 64 {
+            return Err(inv("bank id must be 1..64 characters"));
+        }
+        let hex = match (&b.key, &b.key_env) {
+            (Some(k), _) => k.clone(),
+            (None, Some(var)) => {
+                env(var).ok_or_else(|| inv(format!("bank {}: ${var} not set", b.id)))?
+            }
+            (None, None) => return Err(inv(format!("bank {}: key or key_env required", b.id))),
+        };
+        let key = Key32::from_hex(&hex)
+            .map_err(|_| inv(format!("bank {}: key must be 64 hex digits", b.id)))?;
+        if b.origins.is_empty() {
+            return Err(inv(format!(
+                "bank {}: `origins` is empty; list the page origins that embed the widget, \
+                 e.g. origins = [\"https://bank.example\"]",
+                b.id
+            )));
+        }
+        if b.purses.is_empty() {
+            return Err(inv(format!(
+                "bank {}: `purses` is empty; name the purses it may load, e.g. purses = [\"money\"]",
+                b.id
+            )));
+        }
+        if let Some(u) = &b.webhook_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(inv(format!(
+                    "bank {}: webhook_url must be an http(s) URL",
+                    b.id
+                )));
+            }
+        }
+        let entry = BankEntry {
+            id: b.id.clone(),
+            name: b.name,
+            webhook_key: purse::webhook::webhook_key(&key, &b.id),
+            key,
+            origins: b.origins,
+            purses: b.purses,
+            webhook_url: b.webhook_url,
+        };
+        if banks.insert(b.id.clone(), entry).is_some() {
+            return Err(inv(format!("bank {} listed twice", b.id)));
+        }
+    }
+    Ok(banks)
 }
 
 #[cfg(test)]
@@ -424,6 +537,43 @@ verify_modes = ["merchant"]
         // missing env key is an error naming the variable
         let e = Config::from_toml(TOML, |_| None).err().unwrap().to_string();
         assert!(e.contains("CARDPAY_SM_MKL_1"), "{e}");
+    }
+
+    #[test]
+    fn banks_section_with_safe_defaults() {
+        let env = |k: &str| match k {
+            "CARDPAY_SM_MKL_1" => Some("505152535455565758595A5B5C5D5E5F".to_string()),
+            "DEMO_KEY" => Some("11".repeat(32)),
+            "BANK_KEY" => Some("22".repeat(32)),
+            _ => None,
+        };
+        let with = |bank: &str| format!("{TOML}[[banks]]\nid = \"bank\"\nname = \"Bank\"\n{bank}");
+        let c = Config::from_toml(
+            &with("key_env = \"BANK_KEY\"\norigins = [\"https://bank.example\"]\n"),
+            env,
+        )
+        .unwrap();
+        assert_eq!(c.banks["bank"].purses, vec![purse::types::PurseId::Money]);
+        assert!(!format!("{c:?} {:?}", c.banks["bank"]).contains("2222"));
+        let e = Config::from_toml(&with("key_env = \"BANK_KEY\"\n"), env)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`origins` is empty"), "{e}");
+        let e = Config::from_toml(&with("origins = [\"https://b\"]\n"), env)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("key or key_env"), "{e}");
+        let points = Config::from_toml(
+            &with("key_env = \"BANK_KEY\"\norigins = [\"https://b\"]\npurses = [\"points\"]\n"),
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            points.banks["bank"].purses,
+            vec![purse::types::PurseId::Points]
+        );
     }
 
     #[test]

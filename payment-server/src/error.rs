@@ -52,6 +52,16 @@ pub enum PaymentError {
     OrderInFlight,
     #[error("transaction is not in a state that allows this")]
     WrongState,
+    #[error("unknown bank")]
+    UnknownBank,
+    #[error("card signature S1 does not verify")]
+    S1Mismatch,
+    #[error("the load would exceed the card's maximum balance")]
+    OverMaxBalance,
+    #[error("this bank may not load this purse")]
+    PurseNotAllowed,
+    #[error("the card's proof does not fit this load (refused whole, nothing changed)")]
+    BadProof,
     #[error("missing or invalid merchant/operator authentication")]
     Unauthorized,
     #[error("not found")]
@@ -86,6 +96,11 @@ impl PaymentError {
             Self::OrderPaid => ApiCode::OrderPaid,
             Self::OrderInFlight => ApiCode::OrderInFlight,
             Self::WrongState => ApiCode::WrongState,
+            Self::UnknownBank => ApiCode::UnknownBank,
+            Self::S1Mismatch => ApiCode::S1Mismatch,
+            Self::OverMaxBalance => ApiCode::OverMaxBalance,
+            Self::PurseNotAllowed => ApiCode::PurseNotAllowed,
+            Self::BadProof => ApiCode::BadProof,
             Self::Unauthorized => ApiCode::Unauthorized,
             Self::NotFound => ApiCode::NotFound,
             Self::Internal(_) => ApiCode::Internal,
@@ -96,12 +111,15 @@ impl PaymentError {
         match self {
             Self::Malformed(_) | Self::TxnMismatch => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnknownMerchant | Self::BadMac | Self::BadSeal | Self::Unauthorized => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::ModeNotAllowed | Self::OriginMismatch | Self::TerminalMismatch => {
-                StatusCode::FORBIDDEN
-            }
+            Self::UnknownMerchant
+            | Self::UnknownBank
+            | Self::BadMac
+            | Self::BadSeal
+            | Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::ModeNotAllowed
+            | Self::PurseNotAllowed
+            | Self::OriginMismatch
+            | Self::TerminalMismatch => StatusCode::FORBIDDEN,
             Self::UnknownTxn | Self::NotFound => StatusCode::NOT_FOUND,
             Self::Replay | Self::WrongState | Self::OrderPaid | Self::OrderInFlight => {
                 StatusCode::CONFLICT
@@ -113,6 +131,9 @@ impl PaymentError {
             | Self::CardExpired
             | Self::InsufficientFunds
             | Self::S3Mismatch
+            | Self::S1Mismatch
+            | Self::OverMaxBalance
+            | Self::BadProof
             | Self::BadLogRecord => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`purchase`]: the transaction rules ([`purchase::PaymentService`]), one module per step;
+//! - [`load`]: the load server (banks, the HSM's S1/S2/S3, negative and missing results);
 //! - [`store`]: SQL only (rows mapped by column name, group commit, outbox);
 //! - [`http`]: thin axum handlers, the auth extractor, static files;
 //! - [`webhooks`]: delivery of the outbox with backoff; the recovery sweeper;
@@ -20,6 +21,7 @@ pub mod clearing;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod load;
 pub mod purchase;
 pub mod store;
 pub mod webhooks;
@@ -44,8 +46,13 @@ pub fn build(
             body_limit: config.body_limit,
             cors_origins: config.cors_origins.clone(),
             www_dir: config.www_dir.clone(),
+            // Merchants' and banks' pages both embed the widget.
             frame_ancestors: http::FrameAncestors::of_merchants(
-                config.merchants.values().map(|m| m.origins.as_slice()),
+                config
+                    .merchants
+                    .values()
+                    .map(|m| m.origins.as_slice())
+                    .chain(config.banks.values().map(|b| b.origins.as_slice())),
             ),
             clearing: config.clearing.as_ref().map(|c| {
                 Arc::new(http::clearing::ClearingWeb::new(

@@ -12,6 +12,7 @@ use purse::webhook::{self, HEADER_EVENT_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
 use crate::error::PaymentError;
 use crate::purchase::PaymentService;
+use crate::store::outbox::Audience;
 
 /// How long a leased event is ours before another deliverer may take it.
 const LEASE_SECS: u64 = 60;
@@ -57,11 +58,21 @@ pub async fn deliver_due(
         .await?;
     let mut delivered = 0;
     for d in due {
-        let outcome = match service.merchants.get(&d.merchant_id) {
-            Some(m) => match &m.webhook_url {
+        let target = match d.audience {
+            Audience::Merchant => service
+                .merchants
+                .get(&d.merchant_id)
+                .map(|m| (&m.webhook_url, &m.webhook_key)),
+            Audience::Bank => service
+                .banks
+                .get(&d.merchant_id)
+                .map(|b| (&b.webhook_url, &b.webhook_key)),
+        };
+        let outcome = match target {
+            Some((url, key)) => match url {
                 Some(url) => {
                     let ts = service.now();
-                    let sig = webhook::sign(&m.webhook_key, ts, &d.event_id, d.body.as_bytes());
+                    let sig = webhook::sign(key, ts, &d.event_id, d.body.as_bytes());
                     client
                         .post(url)
                         .timeout(cfg.timeout)
@@ -81,9 +92,9 @@ pub async fn deliver_due(
                             }
                         })
                 }
-                None => Err("merchant has no webhook_url".into()),
+                None => Err("recipient has no webhook_url".into()),
             },
-            None => Err("merchant no longer configured".into()),
+            None => Err("recipient no longer configured".into()),
         };
         let now = service.now();
         let id = d.id;
@@ -123,6 +134,9 @@ pub fn spawn_sweeper(service: Arc<PaymentService>, every: Duration) -> tokio::ta
         loop {
             if let Err(e) = service.sweep().await {
                 tracing::error!(error = %e, "recovery sweep failed");
+            }
+            if let Err(e) = service.sweep_loads().await {
+                tracing::error!(error = %e, "load sweep failed");
             }
             tokio::time::sleep(every).await;
         }

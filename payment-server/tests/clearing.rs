@@ -1,7 +1,8 @@
-//! Clearing on real SQLite files: a day of random loads and purchases across
-//! three merchants, two banks and six cards (torn purchases recovered by the
-//! card's log among them) is batched, cleared, acknowledged (`settled`, with
-//! the merchants' webhooks queued), paid out and reconciled; batches submitted
+//! Clearing on real SQLite files: a day of random loads (through the load
+//! server) and purchases across three merchants, two banks and six cards
+//! (torn loads and purchases recovered by the card's log among them) is
+//! batched, cleared, acknowledged (`settled`, with the merchants' webhooks
+//! queued), paid out and reconciled; batches submitted
 //! twice, torn, altered or carrying forged or replayed records change nothing;
 //! then each single corruption of the books makes reconciliation fail and
 //! name it, in the library and through the real binary.
@@ -9,8 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use payment_server::clearing::batch::{Batch, BatchKind, LoadRecord, PurchaseRecord, Record};
-use payment_server::clearing::produce::{load_batch, write_atomic};
+use payment_server::clearing::batch::{Batch, BatchKind, PurchaseRecord, Record};
 use payment_server::clearing::reconcile::{reconcile, Discrepancy, PaymentView, Summary};
 use payment_server::clearing::{self, ledger, settle, Clearing, ClearingConfig};
 use payment_server::purchase::system_clock;
@@ -40,24 +40,13 @@ struct Day {
     cfg: ClearingConfig,
     clearing: Clearing,
     shoppers: Vec<Shopper>,
-    loads: Vec<LoadRecord>,
 }
 
 const FEE_FIXED: u32 = 5;
 const FEE_BPS: u32 = 150;
 
 async fn view(srv: &TestServer) -> PaymentView {
-    PaymentView {
-        captured: srv.service.store().captured_transactions().await.unwrap(),
-        last_close: srv
-            .service
-            .store()
-            .last_batch_close()
-            .await
-            .unwrap()
-            .into_iter()
-            .collect(),
-    }
+    clearing::payment_view(&srv.service).await.unwrap()
 }
 
 fn check(day: &Day, v: &PaymentView) -> Result<Summary, Discrepancy> {
@@ -86,10 +75,11 @@ async fn a_day(seed: u64) -> Day {
     ];
     // shop-a hears about every change (nothing listens: the outbox keeps them).
     merchants[0].webhook_url = Some("http://127.0.0.1:9/hook".into());
-    let srv = TestServer::start(&merchants).await;
+    let banks = [TestBank::new("bank-1", 0xE1), TestBank::new("bank-2", 0xE2)];
+    let srv = TestServer::start_full(&merchants, &banks, 0).await;
     let dir = tempfile::tempdir().unwrap();
     let pcfg = dir.path().join("payment-server.toml");
-    std::fs::write(&pcfg, test_config_toml(&srv.db, &merchants, 0)).unwrap();
+    std::fs::write(&pcfg, test_config_toml_full(&srv.db, &merchants, &banks, 0)).unwrap();
     let ccfg = dir.path().join("clearing.toml");
     std::fs::write(
         &ccfg,
@@ -100,29 +90,43 @@ async fn a_day(seed: u64) -> Day {
     let mut c = clearing::open(&cfg, system_clock()).unwrap();
     c.chunk = 7; // several commits per batch
 
-    // Six empty cards; every cent on them comes from a cleared load.
-    let sm = test_security_module();
+    // Six empty cards; every cent on them comes from loads through the load
+    // server, one in four torn at CREDIT (the card applied it, its answer
+    // lost) and recovered from the card's log.
     let mut shoppers: Vec<Shopper> = (0..6)
         .map(|i| Shopper::new(test_card(&format!("62800000000002{i:02}"), 0), srv.api()))
         .collect();
-    let mut loads = Vec::new();
+    let mut torn_loads = 0;
     for (i, s) in shoppers.iter_mut().enumerate() {
         for k in 0..2 {
-            let bank = if rng.below(2) == 0 {
-                "bank-1"
-            } else {
-                "bank-2"
-            };
+            let bank = &banks[rng.below(2) as usize];
             let amount = 3_000 + rng.below(12_000) as u32;
-            loads.push(load_card(
-                &mut s.card,
-                &sm,
-                bank,
-                &format!("L-{i}-{k}"),
-                amount,
-            ));
+            let ws = bank.session(&format!("L-{i}-{k}"), "acct", amount, now() + 600);
+            let mut lc = s.load_client(&ws);
+            let torn = rng.below(4) == 0;
+            let out = s
+                .run_load(&mut lc, &mut |r: &mut Outgoing| {
+                    if torn && is_credit(r) {
+                        Cut::CardAfter
+                    } else {
+                        Cut::None
+                    }
+                })
+                .await;
+            if torn {
+                torn_loads += 1;
+                assert!(!out.is_loaded(), "{out:?}");
+                s.card_present = true;
+                let out = s
+                    .run_load(&mut lc, &mut |_r: &mut Outgoing| Cut::None)
+                    .await;
+                assert!(out.is_loaded(), "recovered from the card's log: {out:?}");
+            } else {
+                assert!(out.is_loaded(), "{out:?}");
+            }
         }
     }
+    eprintln!("torn loads {torn_loads}");
     // Forty purchases: random card, merchant, amount and mode; some torn at
     // DEBIT (the card applied it, its answer lost) and recovered from the
     // card's log when it is back, some cut before DEBIT reached the card.
@@ -175,7 +179,6 @@ async fn a_day(seed: u64) -> Day {
         cfg,
         clearing: c,
         shoppers,
-        loads,
     }
 }
 
@@ -183,24 +186,15 @@ async fn close_and_clear(day: &mut Day) {
     let ids = day
         .srv
         .service
-        .close_purchase_batches(&payments_signer(&spool(day)))
+        .close_batches(&payments_signer(&spool(day)))
         .await
         .unwrap();
-    assert!(!ids.is_empty());
-    for bank in ["bank-1", "bank-2"] {
-        let recs: Vec<LoadRecord> = day
-            .loads
-            .iter()
-            .filter(|l| l.bank_id == bank)
-            .cloned()
-            .collect();
-        let (b, f) = load_batch(bank, recs, now(), "loads-test", &loads_key());
-        write_atomic(&spool(day), &format!("{}.batch", b.batch_id), &f.to_bytes()).unwrap();
-    }
+    assert_eq!(ids.iter().filter(|i| i.starts_with("PB-")).count(), 3);
+    assert_eq!(ids.iter().filter(|i| i.starts_with("LB-")).count(), 2);
     let results = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox)
         .await
         .unwrap();
-    assert_eq!(results.len(), ids.len() + 2);
+    assert_eq!(results.len(), ids.len());
     for r in &results {
         let c = r.as_ref().unwrap();
         assert!(!c.again && c.rejected == 0, "{c:?}");
@@ -293,14 +287,23 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
         .sum();
     assert_eq!(-ledger::balance(c, ledger::FLOAT).unwrap(), on_cards);
     for bank in ["bank-1", "bank-2"] {
-        let loaded: i64 = day
-            .loads
-            .iter()
-            .filter(|l| l.bank_id == bank)
-            .map(|l| i64::from(l.amount))
-            .sum();
+        let loaded: i64 = pc
+            .query_row(
+                "SELECT COALESCE(SUM(amount), 0) FROM loads WHERE bank_id = ?1 AND state = 'settled'",
+                [bank],
+                |r| r.get(0),
+            )
+            .unwrap();
         assert_eq!(ledger::balance(c, &ledger::bank_due(bank)).unwrap(), loaded);
     }
+    assert_eq!(
+        count(&pc, "SELECT COUNT(*) FROM loads WHERE state = 'credited'"),
+        0
+    );
+    assert_eq!(
+        count(&pc, "SELECT COUNT(*) FROM loads WHERE state = 'settled'"),
+        12
+    );
 
     // Payouts for today, a CSV a bank takes and pain.001 with the same sums.
     let t = now();
@@ -431,7 +434,10 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
 
     // A purchase after the close waits for the next batch: not a discrepancy.
     let m = TestMerchant::new("shop-b", 0xB2);
-    let out = day.shoppers[0]
+    let richest = (0..6)
+        .max_by_key(|i| balance(&day.shoppers[*i].card))
+        .unwrap();
+    let out = day.shoppers[richest]
         .pay(&m.session("T-late", 100, VerifyMode::PaymentServer, now() + 600))
         .await;
     assert!(out.is_paid(), "{out:?}");
@@ -516,6 +522,43 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
     pc.execute(
         "UPDATE transactions SET amount = amount - 5 WHERE txn_id = ?1",
         [&rec.txn_id],
+    )
+    .unwrap();
+    assert!(check(&day, &view(&day.srv).await).is_ok());
+    // a settled load's amount changed in the load store
+    pc.execute(
+        "UPDATE loads SET amount = amount + 7 WHERE txn_id = 'L-0-0'",
+        [],
+    )
+    .unwrap();
+    let d = check(&day, &view(&day.srv).await).unwrap_err();
+    assert!(
+        d.detail.contains("credited load") && d.detail.contains("L-0-0"),
+        "{d}"
+    );
+    pc.execute(
+        "UPDATE loads SET amount = amount - 7 WHERE txn_id = 'L-0-0'",
+        [],
+    )
+    .unwrap();
+    // a settled load whose batch mark is lost (in no batch as far as the load store knows)
+    let lb: String = pc
+        .query_row(
+            "SELECT batch_id FROM loads WHERE txn_id = 'L-0-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    pc.execute(
+        "UPDATE loads SET batch_id = NULL WHERE txn_id = 'L-0-1'",
+        [],
+    )
+    .unwrap();
+    let d = check(&day, &view(&day.srv).await).unwrap_err();
+    assert!(d.detail.contains("L-0-1"), "{d}");
+    pc.execute(
+        "UPDATE loads SET batch_id = ?1 WHERE txn_id = 'L-0-1'",
+        [&lb],
     )
     .unwrap();
     assert!(check(&day, &view(&day.srv).await).is_ok());

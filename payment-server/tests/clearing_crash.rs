@@ -10,9 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 
-use payment_server::clearing::batch::LoadRecord;
 use payment_server::clearing::ledger;
-use payment_server::clearing::produce::{load_batch, write_atomic};
 use payment_testkit::clearing::*;
 use payment_testkit::*;
 use purse::session::VerifyMode;
@@ -25,6 +23,7 @@ struct Books {
     ledger: Ledger,
     records: Vec<(String, i64, String)>,
     states: Vec<(String, String, Option<String>)>,
+    loads: Vec<(String, String, Option<String>)>,
     settled_webhooks: i64,
 }
 
@@ -36,6 +35,10 @@ fn merchants() -> Vec<TestMerchant> {
     ];
     m[0].webhook_url = Some("http://127.0.0.1:9/hook".into());
     m
+}
+
+fn banks() -> Vec<TestBank> {
+    vec![TestBank::new("bank-1", 0xE1)]
 }
 
 fn bin() -> Command {
@@ -58,7 +61,7 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
         std::fs::copy(&p, spool.join(p.file_name().unwrap())).unwrap();
     }
     let pcfg = dir.path().join("ps.toml");
-    std::fs::write(&pcfg, test_config_toml(&db, &merchants(), 0)).unwrap();
+    std::fs::write(&pcfg, test_config_toml_full(&db, &merchants(), &banks(), 0)).unwrap();
     let ccfg = dir.path().join("clearing.toml");
     std::fs::write(
         &ccfg,
@@ -120,6 +123,15 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
             .collect::<Result<_, _>>()
             .unwrap()
     };
+    let loads = {
+        let mut s = p
+            .prepare("SELECT txn_id, state, batch_id FROM loads ORDER BY txn_id")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
     let settled_webhooks = p
         .query_row(
             "SELECT COUNT(*) FROM webhook_outbox WHERE kind = 'settled'",
@@ -144,6 +156,7 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
             ledger: ledger::fingerprint(&c).unwrap(),
             records,
             states,
+            loads,
             settled_webhooks,
         },
     )
@@ -152,20 +165,15 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
 #[tokio::test]
 async fn sigkill_at_every_step_of_posting_ends_with_the_same_books() {
     // The day's captured purchases (three merchants) closed into batches, and a bank's loads.
-    let srv = TestServer::start(&merchants()).await;
+    let srv = TestServer::start_full(&merchants(), &banks(), 0).await;
     let pristine = tempfile::tempdir().unwrap();
     let spool = pristine.path().join("spool");
-    let sm = test_security_module();
     let mut shopper = Shopper::new(test_card("6280000000000301", 0), srv.api());
-    let mut loads: Vec<LoadRecord> = Vec::new();
     for i in 0..5 {
-        loads.push(load_card(
-            &mut shopper.card,
-            &sm,
-            "bank-1",
-            &format!("L-{i}"),
-            4_000,
-        ));
+        let out = shopper
+            .load(&banks()[0].session(&format!("L-{i}"), "acct", 4_000, now() + 600))
+            .await;
+        assert!(out.is_loaded(), "{out:?}");
     }
     let ms = merchants();
     for n in 0..12 {
@@ -182,17 +190,20 @@ async fn sigkill_at_every_step_of_posting_ends_with_the_same_books() {
     }
     let ids = srv
         .service
-        .close_purchase_batches(&payments_signer(&spool))
+        .close_batches(&payments_signer(&spool))
         .await
         .unwrap();
-    assert_eq!(ids.len(), 3);
-    let (b, f) = load_batch("bank-1", loads, now(), "loads-test", &loads_key());
-    write_atomic(&spool, &format!("{}.batch", b.batch_id), &f.to_bytes()).unwrap();
+    assert_eq!(ids.len(), 4, "three merchants and a bank");
     snapshot(&srv.db, &pristine.path().join("payments.sqlite"));
 
     let (killed, reference) = run_case(pristine.path(), None);
     assert!(!killed);
     assert_eq!(reference.settled_webhooks, 4, "shop-a's four purchases");
+    assert!(
+        reference.loads.iter().all(|l| l.1 == "settled"),
+        "{:?}",
+        reference.loads
+    );
     assert!(reference.ledger.len() >= 7, "{:?}", reference.ledger);
     let mut steps = 0;
     for k in 1..200 {

@@ -12,6 +12,7 @@
 pub mod apdu;
 pub mod command;
 pub mod crypto;
+pub mod load;
 pub mod merchant_api;
 pub mod purchase;
 pub mod security_module;

@@ -154,6 +154,12 @@ pub mod label {
     pub const EXPECTED_S3: &str = "expected-s3";
     pub const SUSPICIOUS: &str = "suspicious";
     pub const RECOVER_REQUEST: &str = "recover-request";
+    pub const LOAD_REQUEST: &str = "load-request";
+    pub const CREDIT_COMMAND: &str = "credit-command";
+    pub const CREDIT_RESPONSE: &str = "credit-response";
+    pub const LOAD_RECOVER_REQUEST: &str = "load-recover-request";
+    pub const LOAD_RESULT_C: &str = "load-result-c";
+    pub const LOAD_RESULT_B: &str = "load-result-b";
 }
 
 /// Associated data of a sealed message: `"cardpay/" label "/" txn id`.

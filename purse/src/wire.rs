@@ -136,6 +136,18 @@ pub enum ApiCode {
     OrderPaid,
     /// Another attempt for the same order is still undecided.
     OrderInFlight,
+    /// The load session names a bank the load server does not know.
+    UnknownBank,
+    /// The card's S1 does not verify (forged, changed amount or balance,
+    /// another card).
+    S1Mismatch,
+    /// The load would take the card past its maximum balance.
+    OverMaxBalance,
+    /// The bank may not load this purse.
+    PurseNotAllowed,
+    /// The card's proof (a zero-value INITIALIZE FOR LOAD, a log record) does
+    /// not fit this load: refused whole, nothing changed.
+    BadProof,
     WrongState,
     Unauthorized,
     NotFound,
@@ -169,6 +181,11 @@ impl ApiCode {
             Self::BadLogRecord => "bad_log_record",
             Self::OrderPaid => "order_paid",
             Self::OrderInFlight => "order_in_flight",
+            Self::UnknownBank => "unknown_bank",
+            Self::S1Mismatch => "s1_mismatch",
+            Self::OverMaxBalance => "over_max_balance",
+            Self::PurseNotAllowed => "purse_not_allowed",
+            Self::BadProof => "bad_proof",
             Self::WrongState => "wrong_state",
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",

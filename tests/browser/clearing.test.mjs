@@ -73,7 +73,7 @@ async function clearingConfig() {
     `inbox = "${path.join(pay.dir, 'spool')}"`,
     `out_dir = "${path.join(pay.dir, 'settlement')}"`,
     '[issuer]', 'id = "issuer"', 'name = "Cardpay Test Issuer"', 'iban = "DE89370400440532013000"', 'bic = "COBADEFFXXX"',
-    '[[signers]]', 'key_id = "payments-1"', `public_key = "${keys.public}"`, 'kind = "purchases"',
+    '[[signers]]', 'key_id = "payments-1"', `public_key = "${keys.public}"`, 'kinds = ["purchases", "loads"]',
     '[[merchants]]', `id = "${m.id}"`, 'iban = "GB82WEST12345698765432"', 'bic = "WESTGB2L"', `fee_fixed = ${FEE_FIXED}`,
   ].join('\n') + '\n');
   return file;

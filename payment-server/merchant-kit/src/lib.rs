@@ -14,9 +14,14 @@
 //!   change, delivered until acknowledged). Deduplicate by event id.
 //! - [`auth`]: sign requests to the payment server's merchant API.
 //!
+//! - [`bank`]: the same for a bank's backend that loads cards (load sessions,
+//!   result B, load webhooks, signed bank API calls).
+//!
 //! No I/O besides the OS random source; the merchant's HTTP stack is its own.
 
 #![forbid(unsafe_code)]
+
+pub mod bank;
 
 use purse::crypto::mac_eq;
 use purse::merchant_api::{ConfirmRequest, TxnView};

@@ -24,3 +24,9 @@ CREATE TABLE IF NOT EXISTS clearing_batches (
     exported_at  INTEGER
 );
 CREATE INDEX IF NOT EXISTS clearing_batches_party ON clearing_batches (party, closed_at);
+
+-- Completed loads (`credited`) are closed into batches per bank likewise.
+ALTER TABLE loads ADD COLUMN batch_id TEXT;
+CREATE INDEX IF NOT EXISTS loads_unbatched
+    ON loads (bank_id) WHERE batch_id IS NULL AND state = 'credited';
+CREATE INDEX IF NOT EXISTS loads_batch ON loads (batch_id) WHERE batch_id IS NOT NULL;

@@ -103,8 +103,17 @@ pub struct LoadRecord {
     pub balance_after: u32,
     pub date: BcdDate,
     pub time: BcdTime,
+    /// The card's S3 (empty when only a later S1 proved the credit).
     pub s3: Hex,
+    /// How the load server proved it: `s3` (CREDIT answer), `log` (the
+    /// card's log record), `s1` (a later INITIALIZE's S1; no receipt).
+    #[serde(default = "default_proof")]
+    pub proof: String,
     pub completed_at: u64,
+}
+
+fn default_proof() -> String {
+    "s3".into()
 }
 
 /// One record of a batch.
@@ -323,7 +332,8 @@ impl Batch {
 pub struct Signer {
     pub key_id: String,
     pub key: VerifyingKey,
-    pub kind: BatchKind,
+    /// Kinds of batch it may sign.
+    pub kinds: Vec<BatchKind>,
     /// Parties it may sign for; empty = any.
     pub parties: Vec<String>,
 }
@@ -362,7 +372,7 @@ impl BatchFile {
             .map_err(|_| BatchError::BadSignature(f.key_id.clone()))?;
         let b: Batch =
             serde_json::from_str(&f.payload).map_err(|e| BatchError::Payload(e.to_string()))?;
-        if b.kind != s.kind || !(s.parties.is_empty() || s.parties.contains(&b.party)) {
+        if !s.kinds.contains(&b.kind) || !(s.parties.is_empty() || s.parties.contains(&b.party)) {
             return Err(BatchError::NotAllowed {
                 key: s.key_id.clone(),
                 kind: b.kind.as_str(),
@@ -416,7 +426,7 @@ pub(crate) mod tests {
         Signer {
             key_id: "payments-1".into(),
             key: key.verifying_key(),
-            kind: BatchKind::Purchases,
+            kinds: vec![BatchKind::Purchases],
             parties: vec![],
         }
     }
@@ -453,7 +463,7 @@ pub(crate) mod tests {
             BatchError::BadSignature(_)
         ));
         let mut loads_only = signer(&key);
-        loads_only.kind = BatchKind::Loads;
+        loads_only.kinds = vec![BatchKind::Loads];
         assert!(matches!(
             BatchFile::open(&bytes, &[loads_only]).unwrap_err(),
             BatchError::NotAllowed { .. }

@@ -53,7 +53,8 @@ struct SignerFile {
     key_id: String,
     /// Ed25519 public key, 64 hex digits.
     public_key: String,
-    kind: BatchKind,
+    /// `["purchases"]`, `["loads"]` or both.
+    kinds: Vec<BatchKind>,
     #[serde(default)]
     parties: Vec<String>,
 }
@@ -189,7 +190,7 @@ impl ClearingConfig {
             signers.push(Signer {
                 key_id: s.key_id,
                 key,
-                kind: s.kind,
+                kinds: s.kinds,
                 parties: s.parties,
             });
         }

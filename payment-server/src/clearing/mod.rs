@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`batch`]: the signed batch file and its records (sans-IO);
-//! - [`produce`]: the payment server closes batches per merchant; [`produce::load_batch`] for loads;
+//! - [`produce`]: the payment server closes batches per merchant, the load server per bank;
 //! - [`proof`]: a record's S3 checked again through the security module;
 //! - [`post`]: receiving and posting a batch in crash-safe steps ([`post::Clearing`]);
 //! - [`ledger`]: accounts, journal entries, balances;
@@ -106,7 +106,8 @@ pub async fn resume(
 }
 
 /// Step 4 for every posted batch: purchases move to `settled` in the payment
-/// database (each chunk one commit there; idempotent), then the batch is acked.
+/// database, loads to `settled` (each chunk one commit there; idempotent),
+/// then the batch is acked.
 pub async fn acknowledge(
     clearing: &mut Clearing,
     payment: &PaymentService,
@@ -129,19 +130,34 @@ pub async fn acknowledge(
                     clearing.ack_step();
                 }
             }
-            BatchKind::Loads => ack_loads(&batch_id, &items)?,
+            BatchKind::Loads => {
+                for chunk in items.chunks(ACK_CHUNK) {
+                    payment
+                        .settle_cleared_loads(&batch_id, chunk)
+                        .await
+                        .map_err(|e| {
+                            ClearingError::Other(format!("acknowledging {batch_id}: {e}"))
+                        })?;
+                    clearing.ack_step();
+                }
+            }
         }
         clearing.mark_acked(&batch_id)?;
     }
     Ok(())
 }
 
-/// The load server's acknowledgement of a posted load batch. The load
-/// server (branch `load`) keeps its loads in its own table; until it lands
-/// there is nothing to mark there, and the posted batch is acknowledged as is.
-pub fn ack_loads(batch_id: &str, items: &[(String, String)]) -> Result<(), ClearingError> {
-    tracing::info!(batch = batch_id, loads = items.len(), "load batch posted");
-    Ok(())
+/// What reconciliation reads from the payment (and load) database.
+pub async fn payment_view(
+    payment: &PaymentService,
+) -> Result<reconcile::PaymentView, crate::PaymentError> {
+    let st = payment.store();
+    Ok(reconcile::PaymentView {
+        captured: st.captured_transactions().await?,
+        last_close: st.last_batch_close().await?.into_iter().collect(),
+        loads: st.credited_loads().await?,
+        last_load_close: st.last_load_batch_close().await?.into_iter().collect(),
+    })
 }
 
 /// One pass of `clearing run`: resume, then clear every `*.batch` file in the

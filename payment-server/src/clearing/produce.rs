@@ -3,9 +3,8 @@
 //! schedule and on demand), signs it, records it with its transactions in one
 //! database transaction, and drops the file into the spool clearing reads.
 //!
-//! The load side is [`load_batch`]: the load server closes a batch per bank of
-//! its completed loads with it (see docs/clearing.md; its producer over the
-//! `loads` table is wired when the load server lands).
+//! The load server (same process and database) closes a batch per bank of
+//! its credited money-purse loads likewise ([`PaymentService::close_load_batches`]).
 
 use std::path::{Path, PathBuf};
 
@@ -79,7 +78,32 @@ pub fn purchase_record(row: &TxnRow) -> Option<PurchaseRecord> {
     })
 }
 
-/// A signed batch of a bank's completed loads: what the load server closes.
+/// The clearing record of a credited load (None if the stored row is not one).
+pub fn load_record(l: &crate::store::LoadCandidate) -> Option<LoadRecord> {
+    Some(LoadRecord {
+        bank_id: l.bank_id.clone(),
+        load_id: l.txn_id.clone(),
+        card_id: purse::types::CardId::parse(&l.card_id).ok()?,
+        key_version: l.key_version,
+        purse: purse::types::PurseId::Money,
+        atc: l.atc,
+        random: Hex(l.card_random.clone()),
+        balance_before: l.balance_before,
+        amount: l.amount,
+        balance_after: l.balance_after,
+        date: BcdDate::parse(&l.date).ok()?,
+        time: BcdTime::parse(&l.time).ok()?,
+        s3: Hex(l.card_s3.clone().unwrap_or_default()),
+        proof: if l.proof.is_empty() {
+            "s3".into()
+        } else {
+            l.proof.clone()
+        },
+        completed_at: l.decided_at,
+    })
+}
+
+/// A signed batch of a bank's loads, from records made elsewhere.
 pub fn load_batch(
     bank_id: &str,
     records: Vec<LoadRecord>,
@@ -132,7 +156,7 @@ pub fn spawn_schedule(
         }
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(every)).await;
-            match service.close_purchase_batches(&signer).await {
+            match service.close_batches(&signer).await {
                 Ok(ids) if !ids.is_empty() => {
                     tracing::info!(batches = ids.len(), "scheduled close")
                 }
@@ -144,6 +168,79 @@ pub fn spawn_schedule(
 }
 
 impl PaymentService {
+    /// Close every batch due: purchases per merchant, loads per bank.
+    pub async fn close_batches(&self, signer: &BatchSigner) -> Result<Vec<String>, PaymentError> {
+        let mut ids = self.close_purchase_batches(signer).await?;
+        ids.extend(self.close_load_batches(signer).await?);
+        Ok(ids)
+    }
+
+    /// Close a batch per bank of its credited, unbatched money-purse loads
+    /// (the load server's side of the concentration point); then write
+    /// every closed batch not yet in the spool.
+    pub async fn close_load_batches(
+        &self,
+        signer: &BatchSigner,
+    ) -> Result<Vec<String>, PaymentError> {
+        let mut closed = Vec::new();
+        for bank in self.store.unbatched_banks().await? {
+            loop {
+                let rows = self.store.unbatched_loads(&bank, MAX_PER_BATCH).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let full = rows.len() as u32 == MAX_PER_BATCH;
+                let now = self.now();
+                let mut records = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let r = load_record(row).ok_or_else(|| {
+                        PaymentError::Internal(format!(
+                            "credited load {} is incomplete",
+                            row.txn_id
+                        ))
+                    })?;
+                    records.push(Record::Load(r));
+                }
+                let batch = Batch::new(
+                    batch_id(BatchKind::Loads, &bank, now),
+                    BatchKind::Loads,
+                    "load-server",
+                    &bank,
+                    now,
+                    records,
+                );
+                let file = batch.sign(&signer.key_id, &signer.key);
+                let txn_ids = rows.iter().map(|r| r.txn_id.clone()).collect();
+                let closed_batch = ClosedBatch {
+                    batch_id: batch.batch_id.clone(),
+                    kind: BatchKind::Loads.as_str().into(),
+                    party: bank.clone(),
+                    closed_at: now,
+                    record_count: batch.totals.count,
+                    total: batch.totals.amount,
+                    file: String::from_utf8(file.to_bytes()).expect("JSON is UTF-8"),
+                };
+                match self
+                    .store
+                    .record_batch(closed_batch, file.digest().to_vec(), txn_ids)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(batch = %batch.batch_id, bank = %bank, records = batch.totals.count, total = batch.totals.amount, "load batch closed");
+                        closed.push(batch.batch_id);
+                    }
+                    Err(PaymentError::WrongState) => continue,
+                    Err(e) => return Err(e),
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        self.export_batches(&signer.spool).await?;
+        Ok(closed)
+    }
+
     /// Close a batch per merchant with captured, unbatched purchases; then
     /// write every closed batch not yet in the spool. Returns the new batch ids.
     pub async fn close_purchase_batches(
@@ -258,6 +355,33 @@ impl PaymentService {
             changes.push(t);
         }
         let applied = self.apply(changes).await?;
+        Ok(applied.into_iter().filter(|a| *a).count())
+    }
+
+    /// Clearing's acknowledgement of a load batch: each posted load moves
+    /// from `credited` to `settled` (once). Returns how many moved.
+    pub async fn settle_cleared_loads(
+        &self,
+        batch_id: &str,
+        items: &[(String, String)],
+    ) -> Result<usize, PaymentError> {
+        use purse::load::bank_api::LoadState;
+        let now = self.now();
+        let mut changes = Vec::with_capacity(items.len());
+        for (bank, txn) in items {
+            let Some(row) = self.store.get_load(bank, txn).await? else {
+                return Err(PaymentError::Internal(format!(
+                    "cleared load {bank}/{txn} is not in the payment database"
+                )));
+            };
+            if row.state != LoadState::Credited {
+                continue;
+            }
+            let mut t = crate::store::LoadTransition::settle(&row, now);
+            t.detail = format!("cleared in batch {batch_id}");
+            changes.push(t);
+        }
+        let applied = self.store.apply_loads(changes).await?;
         Ok(applied.into_iter().filter(|a| *a).count())
     }
 }

@@ -27,6 +27,8 @@ pub enum Rejection {
     KeyVersion(u8),
     #[error("random R or S3 of the wrong length")]
     Length,
+    #[error("no card receipt to check again (the credit was proven by a later S1 only)")]
+    NoReceipt,
     #[error("already cleared in batch {0}")]
     AlreadyCleared(String),
     #[error("security module: {0}")]
@@ -45,6 +47,7 @@ impl Rejection {
             Self::KeyVersion(_) => "key_version",
             Self::Length => "length",
             Self::AlreadyCleared(_) => "already_cleared",
+            Self::NoReceipt => "no_receipt",
             Self::Module(_) => "security_module",
         }
     }
@@ -110,6 +113,9 @@ pub fn verify_load(module: &SecurityModule, l: &LoadRecord) -> Result<(), Reject
     }
     if l.amount == 0 {
         return Err(Rejection::ZeroAmount);
+    }
+    if l.proof == "s1" {
+        return Err(Rejection::NoReceipt);
     }
     if l.balance_before.checked_add(l.amount) != Some(l.balance_after) {
         return Err(Rejection::Balance);

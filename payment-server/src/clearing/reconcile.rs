@@ -28,6 +28,10 @@ pub struct PaymentView {
     pub captured: Vec<CapturedTxn>,
     /// Newest purchase batch close per merchant.
     pub last_close: HashMap<String, u64>,
+    /// Credited loads (`merchant_id` holds the bank).
+    pub loads: Vec<CapturedTxn>,
+    /// Newest load batch close per bank.
+    pub last_load_close: HashMap<String, u64>,
 }
 
 /// The first discrepancy: which check, and what exactly.
@@ -222,116 +226,139 @@ pub fn reconcile(
         }
     }
 
-    // 3. Every captured purchase in exactly one batch; every posted record a captured purchase.
-    let mut posted: HashMap<(&str, &str), Vec<&StoredRecord>> = HashMap::new();
-    let mut seen_in: HashMap<(&str, &str), Vec<&StoredRecord>> = HashMap::new();
-    for r in records.iter().filter(|r| r.kind == "purchase") {
-        seen_in
-            .entry((r.party.as_str(), r.txn_id.as_str()))
-            .or_default()
-            .push(r);
-        if r.status == "posted" {
-            posted
-                .entry((r.party.as_str(), r.txn_id.as_str()))
-                .or_default()
-                .push(r);
-            s.records_posted += 1;
-        }
-    }
-    s.records_rejected = records.iter().filter(|r| r.status == "rejected").count() as u64;
+    // 3. Every captured purchase and credited load in exactly one batch;
+    //    every posted record a captured purchase or credited load.
     let received: HashMap<&str, &str> = batches
         .iter()
         .map(|b| (b.0.as_str(), b.2.as_str()))
         .collect();
-    let mut captured_by_key: HashMap<(&str, &str), &CapturedTxn> = HashMap::new();
+    s.records_posted = records.iter().filter(|r| r.status == "posted").count() as u64;
+    s.records_rejected = records.iter().filter(|r| r.status == "rejected").count() as u64;
     let mut settled_sum: HashMap<&str, i64> = HashMap::new();
-    for t in &payment.captured {
-        s.captured += 1;
-        let key = (t.merchant_id.as_str(), t.txn_id.as_str());
-        captured_by_key.insert(key, t);
-        let name = format!("{}/{}", t.merchant_id, t.txn_id);
-        let p = posted.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-        if p.len() > 1 {
-            return fail(
-                "every captured transaction in one batch",
-                format!("{name} is posted in {} batches", p.len()),
-            );
-        }
-        if t.state == "settled" {
-            *settled_sum.entry(t.merchant_id.as_str()).or_default() += i64::from(t.amount);
-            match (p.first(), &t.batch_id) {
-                (Some(r), Some(b)) if &r.batch_id == b => {}
-                (Some(r), _) => {
-                    return fail(
-                        "every captured transaction in one batch",
-                        format!(
-                            "{name} was closed into batch {:?} but cleared in {}",
-                            t.batch_id, r.batch_id
-                        ),
-                    )
-                }
-                (None, _) => {
-                    return fail(
-                        "every captured transaction in one batch",
-                        format!("{name} is settled but in no cleared batch"),
-                    )
-                }
+    let mut settled_loads: i64 = 0;
+    for (kind, txns, last_close, what) in [
+        (
+            "purchase",
+            &payment.captured,
+            &payment.last_close,
+            "captured purchase",
+        ),
+        (
+            "load",
+            &payment.loads,
+            &payment.last_load_close,
+            "credited load",
+        ),
+    ] {
+        let mut posted: HashMap<(&str, &str), Vec<&StoredRecord>> = HashMap::new();
+        let mut seen_in: HashMap<(&str, &str), Vec<&StoredRecord>> = HashMap::new();
+        for r in records.iter().filter(|r| r.kind == kind) {
+            seen_in
+                .entry((r.party.as_str(), r.txn_id.as_str()))
+                .or_default()
+                .push(r);
+            if r.status == "posted" {
+                posted
+                    .entry((r.party.as_str(), r.txn_id.as_str()))
+                    .or_default()
+                    .push(r);
             }
         }
-        match &t.batch_id {
-            Some(b) if received.contains_key(b.as_str()) && received[b.as_str()] != "received" => {
-                let here = seen_in
-                    .get(&key)
-                    .map(|v| v.iter().any(|r| &r.batch_id == b))
+        let mut known: HashMap<(&str, &str), &CapturedTxn> = HashMap::new();
+        for t in txns.iter() {
+            if kind == "purchase" {
+                s.captured += 1;
+            }
+            let key = (t.merchant_id.as_str(), t.txn_id.as_str());
+            known.insert(key, t);
+            let name = format!("{what} {}/{}", t.merchant_id, t.txn_id);
+            let check = "every captured transaction in one batch";
+            let p = posted.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            if p.len() > 1 {
+                return fail(check, format!("{name} is posted in {} batches", p.len()));
+            }
+            if t.state == "settled" {
+                if kind == "purchase" {
+                    *settled_sum.entry(t.merchant_id.as_str()).or_default() += i64::from(t.amount);
+                } else {
+                    settled_loads += i64::from(t.amount);
+                }
+                match (p.first(), &t.batch_id) {
+                    (Some(r), Some(b)) if &r.batch_id == b => {}
+                    (Some(r), _) => {
+                        return fail(
+                            check,
+                            format!(
+                                "{name} was closed into batch {:?} but cleared in {}",
+                                t.batch_id, r.batch_id
+                            ),
+                        )
+                    }
+                    (None, _) => {
+                        return fail(check, format!("{name} is settled but in no cleared batch"))
+                    }
+                }
+            }
+            match &t.batch_id {
+                Some(b) if received.get(b.as_str()).is_some_and(|st| *st != "received") => {
+                    let here = seen_in
+                        .get(&key)
+                        .map(|v| v.iter().any(|r| &r.batch_id == b))
+                        .unwrap_or(false);
+                    if !here {
+                        return fail(
+                            check,
+                            format!(
+                                "{name} was closed into batch {b}, which clearing holds without it"
+                            ),
+                        );
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if kind == "purchase" {
+                        s.captured_unbatched += 1;
+                    }
+                    let last = last_close.get(&t.merchant_id).copied().unwrap_or(0);
+                    if t.debited_at < last {
+                        return fail(
+                            check,
+                            format!("{name} was captured before its last batch closed, and is in no batch"),
+                        );
+                    }
+                }
+            }
+            if let Some(r) = p.first() {
+                if r.amount != i64::from(t.amount) || r.atc != i64::from(t.atc) {
+                    return fail(
+                        check,
+                        format!(
+                            "{name}: the payment store says {} cents at ATC {}, clearing {} at ATC {}",
+                            t.amount, t.atc, r.amount, r.atc
+                        ),
+                    );
+                }
+                let card_ok = serde_json::from_str::<Record>(&r.body)
+                    .map(|b| b.card_id().full() == t.card_id)
                     .unwrap_or(false);
-                if !here {
+                if !card_ok {
                     return fail(
-                        "every captured transaction in one batch",
-                        format!(
-                            "{name} was closed into batch {b}, which clearing holds without it"
-                        ),
-                    );
-                }
-            }
-            Some(_) => {}
-            None => {
-                s.captured_unbatched += 1;
-                let last = payment.last_close.get(&t.merchant_id).copied().unwrap_or(0);
-                if t.debited_at < last {
-                    return fail(
-                        "every captured transaction in one batch",
-                        format!("{name} was captured before its merchant's last batch closed, and is in no batch"),
+                        check,
+                        format!("{name}: the card differs between the stores"),
                     );
                 }
             }
         }
-        if let Some(r) = p.first() {
-            if r.amount != i64::from(t.amount) || r.atc != i64::from(t.atc) {
+        for ((m, t), v) in &posted {
+            if !known.contains_key(&(*m, *t)) {
                 return fail(
                     "every captured transaction in one batch",
                     format!(
-                        "{name}: the payment store says {} cents at ATC {}, clearing {} at ATC {}",
-                        t.amount, t.atc, r.amount, r.atc
+                        "posted record {m}/{t} of batch {} is no {what} of the payment store",
+                        v[0].batch_id
                     ),
                 );
             }
-            let card_ok = serde_json::from_str::<Record>(&r.body)
-                .map(|b| b.card_id().full() == t.card_id)
-                .unwrap_or(false);
-            if !card_ok {
-                return fail(
-                    "every captured transaction in one batch",
-                    format!("{name}: the card differs between the stores"),
-                );
-            }
-        }
-    }
-    for ((m, t), v) in &posted {
-        if !captured_by_key.contains_key(&(*m, *t)) {
-            return fail(
-                "every captured transaction in one batch",
-                format!("posted record {m}/{t} of batch {} is no captured transaction of the payment store", v[0].batch_id),
-            );
         }
     }
 
@@ -453,6 +480,24 @@ pub fn reconcile(
             format!(
                 "payment store has {settled_total} settled, clearing posted only {}",
                 s.purchases_total
+            ),
+        );
+    }
+    let acked_loads: i64 = records
+        .iter()
+        .filter(|r| {
+            r.kind == "load"
+                && r.status == "posted"
+                && received.get(r.batch_id.as_str()) == Some(&"acked")
+        })
+        .map(|r| r.amount)
+        .sum();
+    if settled_loads < acked_loads || settled_loads > s.loads_total {
+        return fail(
+            "issuer float",
+            format!(
+                "the load store has {settled_loads} settled, clearing posted {} and acknowledged {acked_loads}",
+                s.loads_total
             ),
         );
     }

@@ -510,7 +510,7 @@ pub(super) async fn close_now(
 ) -> Result<Response, PaymentError> {
     operator(&a)?;
     let signer = web(&st)?.signer.as_ref().ok_or(PaymentError::NotFound)?;
-    let ids = st.service.close_purchase_batches(signer).await?;
+    let ids = st.service.close_batches(signer).await?;
     Ok(Json(serde_json::json!({ "batches": ids })).into_response())
 }
 

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod clearing;
+pub mod load;
 pub mod merchant;
 pub mod purchase;
 
@@ -272,6 +273,11 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
         .route("/v1/clearing/report", get(clearing::operator_json))
         .route("/v1/clearing/close", post(clearing::close_now))
         .route("/operator/clearing", get(clearing::operator_page))
+        .route(purse::load::PATH_LOAD_DRAW, post(load::draw))
+        .route(purse::load::PATH_LOAD_COMPLETE, post(load::complete))
+        .route(purse::load::PATH_LOAD_RECOVER, post(load::recover))
+        .route("/v1/bank/loads/{id}", get(load::view))
+        .route("/v1/bank/loads/{id}/void", post(load::void))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limit));

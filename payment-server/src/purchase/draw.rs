@@ -70,11 +70,14 @@ impl PaymentService {
         self.settle_card(
             &sel.card_id,
             &CardLog {
-                records: log,
+                records: log.clone(),
                 current_atc: Some(init.atc),
             },
         )
         .await?;
+        // The same log settles the card's open loads (a record with its S3).
+        self.settle_card_loads(&sel.card_id, &log, None, None)
+            .await?;
         if !s.order_ref.is_empty() {
             let attempts = self
                 .store

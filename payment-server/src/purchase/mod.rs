@@ -27,7 +27,7 @@ use purse::session::{self, Key32, Session, VerifyMode};
 use purse::wire::SealError;
 use tokio::sync::Notify;
 
-use crate::config::{Config, MerchantEntry};
+use crate::config::{BankEntry, Config, MerchantEntry};
 use crate::error::PaymentError;
 use crate::store::{Store, Transition, TxnRow};
 
@@ -57,6 +57,8 @@ const SEQ_BLOCK: u32 = 1000;
 /// The payment service.
 pub struct PaymentService {
     pub(crate) merchants: BTreeMap<String, MerchantEntry>,
+    /// Banks of the load server ([`crate::load`]).
+    pub(crate) banks: BTreeMap<String, BankEntry>,
     pub(crate) sm: Arc<SecurityModule>,
     pub(crate) store: Store,
     clock: Clock,
@@ -135,6 +137,7 @@ impl PaymentService {
     ) -> Self {
         Self {
             merchants: config.merchants.clone(),
+            banks: config.banks.clone(),
             sm: Arc::new(sm),
             store,
             clock,

@@ -178,11 +178,13 @@ impl PaymentService {
         self.settle_card(
             &row.card_id,
             &CardLog {
-                records,
+                records: records.clone(),
                 current_atc: req.current_atc,
             },
         )
         .await?;
+        self.settle_card_loads(&row.card_id, &records, None, None)
+            .await?;
         let row = self
             .store
             .get_txn(&s.merchant_id, &s.txn_id)

@@ -33,6 +33,94 @@ pub struct CapturedTxn {
     pub debited_at: u64,
 }
 
+/// A credited load waiting for its bank's batch, with the card's receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadCandidate {
+    pub bank_id: String,
+    pub txn_id: String,
+    pub amount: u32,
+    pub card_id: String,
+    pub key_version: u8,
+    pub atc: u16,
+    pub card_random: Vec<u8>,
+    pub balance_before: u32,
+    pub balance_after: u32,
+    pub date: String,
+    pub time: String,
+    /// The card's S3 (CREDIT or log record); None when a later S1 proved it.
+    pub card_s3: Option<Vec<u8>>,
+    pub proof: String,
+    pub decided_at: u64,
+}
+
+/// Banks with credited money-purse loads waiting for a batch.
+pub fn unbatched_banks(c: &Connection) -> Result<Vec<String>, PaymentError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT DISTINCT bank_id FROM loads
+         WHERE batch_id IS NULL AND state = 'credited' AND purse = 0 ORDER BY bank_id",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A bank's credited money-purse loads waiting for a batch, oldest first.
+pub fn unbatched_loads(
+    c: &Connection,
+    bank_id: &str,
+    limit: u32,
+) -> Result<Vec<LoadCandidate>, PaymentError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT bank_id, txn_id, amount, card_id, key_version, atc, card_random, balance_before,
+                balance_after, date, time, card_s3, COALESCE(proof, '') AS proof,
+                COALESCE(decided_at, updated_at) AS decided_at
+         FROM loads WHERE bank_id = ?1 AND batch_id IS NULL AND state = 'credited' AND purse = 0
+         ORDER BY decided_at, txn_id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![bank_id, limit], |r| {
+        Ok(LoadCandidate {
+            bank_id: r.get("bank_id")?,
+            txn_id: r.get("txn_id")?,
+            amount: r.get("amount")?,
+            card_id: r.get("card_id")?,
+            key_version: r.get("key_version")?,
+            atc: r.get("atc")?,
+            card_random: r.get("card_random")?,
+            balance_before: r.get("balance_before")?,
+            balance_after: r.get("balance_after")?,
+            date: r.get("date")?,
+            time: r.get("time")?,
+            card_s3: r.get("card_s3")?,
+            proof: r.get("proof")?,
+            decided_at: r.get("decided_at")?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every credited money-purse load (credited, settled), for reconciliation
+/// (`merchant_id` holds the bank).
+pub fn credited_loads(c: &Connection) -> Result<Vec<CapturedTxn>, PaymentError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT bank_id, txn_id, state, amount, card_id, atc, batch_id,
+                COALESCE(decided_at, updated_at) AS decided_at
+         FROM loads WHERE state IN ('credited', 'settled') AND purse = 0
+         ORDER BY bank_id, txn_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(CapturedTxn {
+            merchant_id: r.get("bank_id")?,
+            txn_id: r.get("txn_id")?,
+            state: r.get("state")?,
+            amount: r.get("amount")?,
+            card_id: r.get("card_id")?,
+            atc: r.get("atc")?,
+            batch_id: r.get("batch_id")?,
+            debited_at: r.get("decided_at")?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Merchants with captured money-purse transactions waiting for a batch.
 pub fn unbatched_merchants(c: &Connection) -> Result<Vec<String>, PaymentError> {
     let mut stmt = c.prepare_cached(
@@ -69,13 +157,18 @@ pub fn record_batch(
     sha256: &[u8],
     txn_ids: &[String],
 ) -> Result<(), PaymentError> {
-    for t in txn_ids {
-        let n = exec(
-            c,
+    let sql = match b.kind.as_str() {
+        "loads" => {
+            "UPDATE loads SET batch_id = ?3 WHERE bank_id = ?1 AND txn_id = ?2
+               AND batch_id IS NULL AND state = 'credited'"
+        }
+        _ => {
             "UPDATE transactions SET batch_id = ?3 WHERE merchant_id = ?1 AND txn_id = ?2
-               AND batch_id IS NULL AND state IN ('debited', 'confirmed')",
-            params![b.party, t, b.batch_id],
-        )?;
+               AND batch_id IS NULL AND state IN ('debited', 'confirmed')"
+        }
+    };
+    for t in txn_ids {
+        let n = exec(c, sql, params![b.party, t, b.batch_id])?;
         if n != 1 {
             return Err(PaymentError::WrongState);
         }
@@ -139,12 +232,12 @@ pub fn batch(c: &Connection, batch_id: &str) -> Result<Option<ClosedBatch>, Paym
     .optional()?)
 }
 
-/// Newest close time per party.
-pub fn last_close(c: &Connection) -> Result<Vec<(String, u64)>, PaymentError> {
+/// Newest close time per party of a kind (`purchases`, `loads`).
+pub fn last_close(c: &Connection, kind: &str) -> Result<Vec<(String, u64)>, PaymentError> {
     let mut stmt = c.prepare_cached(
-        "SELECT party, MAX(closed_at) FROM clearing_batches WHERE kind = 'purchases' GROUP BY party",
+        "SELECT party, MAX(closed_at) FROM clearing_batches WHERE kind = ?1 GROUP BY party",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -12,6 +12,7 @@
 //!   start and recorded in `schema_migrations`.
 
 pub mod clearing;
+pub mod load;
 pub mod outbox;
 pub mod txn;
 pub mod writer;
@@ -21,18 +22,20 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use purse::load::bank_api::LoadView;
 use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
 use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
 use crate::error::PaymentError;
-pub use clearing::{CapturedTxn, ClosedBatch};
+pub use clearing::{CapturedTxn, ClosedBatch, LoadCandidate};
+pub use load::{LoadConflict, LoadDrawn, LoadRow, LoadTransition, Movement};
 pub use outbox::Due;
 pub use txn::{InsertConflict, Transition, TxnRow};
 pub use writer::Writer;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(&str, &str); 3] = [
+const MIGRATIONS: [(&str, &str); 4] = [
     (
         "0001_initial",
         include_str!("../../migrations/sqlite/0001_initial.sql"),
@@ -40,6 +43,10 @@ const MIGRATIONS: [(&str, &str); 3] = [
     (
         "0002_recovery_webhooks",
         include_str!("../../migrations/sqlite/0002_recovery_webhooks.sql"),
+    ),
+    (
+        "0003_loads",
+        include_str!("../../migrations/sqlite/0003_loads.sql"),
     ),
     (
         "0004_clearing",
@@ -342,7 +349,31 @@ impl Store {
 
     /// Newest purchase batch close time per merchant.
     pub async fn last_batch_close(&self) -> Result<Vec<(String, u64)>, PaymentError> {
-        self.read(clearing::last_close)
+        self.read(|c| clearing::last_close(c, "purchases"))
+    }
+
+    /// Newest load batch close time per bank.
+    pub async fn last_load_batch_close(&self) -> Result<Vec<(String, u64)>, PaymentError> {
+        self.read(|c| clearing::last_close(c, "loads"))
+    }
+
+    /// Banks with credited loads waiting for a batch.
+    pub async fn unbatched_banks(&self) -> Result<Vec<String>, PaymentError> {
+        self.read(clearing::unbatched_banks)
+    }
+
+    /// A bank's credited loads waiting for a batch (oldest first).
+    pub async fn unbatched_loads(
+        &self,
+        bank_id: &str,
+        limit: u32,
+    ) -> Result<Vec<LoadCandidate>, PaymentError> {
+        self.read(|c| clearing::unbatched_loads(c, bank_id, limit))
+    }
+
+    /// Every credited money-purse load, for reconciliation.
+    pub async fn credited_loads(&self) -> Result<Vec<CapturedTxn>, PaymentError> {
+        self.read(clearing::credited_loads)
     }
 
     /// Every captured money-purse transaction, for reconciliation.
@@ -357,6 +388,75 @@ impl Store {
         since: u64,
     ) -> Result<Vec<(u64, u64, u64)>, PaymentError> {
         self.read(|c| clearing::daily_takings(c, merchant_id, since))
+    }
+
+    // ---- loads ------------------------------------------------------------
+
+    pub async fn get_load(
+        &self,
+        bank_id: &str,
+        txn_id: &str,
+    ) -> Result<Option<LoadRow>, PaymentError> {
+        self.read(|c| load::get(c, bank_id, txn_id))
+    }
+
+    /// A card's loads its proofs can still decide (drawn, unknown, failed).
+    pub async fn card_open_loads(&self, card: &CardId) -> Result<Vec<LoadRow>, PaymentError> {
+        self.read(|c| load::card_open(c, card))
+    }
+
+    /// A card's loads and purchases with an ATC strictly between `from` and `to`.
+    pub async fn card_movements(
+        &self,
+        card: &CardId,
+        from: u16,
+        to: u16,
+    ) -> Result<Vec<Movement>, PaymentError> {
+        self.read(|c| load::card_movements(c, card, from, to))
+    }
+
+    /// Insert a drawn load; a unique constraint says why not.
+    pub async fn insert_load_drawn(
+        &self,
+        row: LoadRow,
+    ) -> Result<Result<(), LoadConflict>, PaymentError> {
+        self.write(move |c| load::insert_drawn(c, &row)).await
+    }
+
+    /// Void a load never drawn (so it never can be); the row as it stands.
+    pub async fn void_load(
+        &self,
+        bank_id: String,
+        txn_id: String,
+        now: u64,
+        webhook: bool,
+    ) -> Result<LoadRow, PaymentError> {
+        self.write(move |c| load::void(c, &bank_id, &txn_id, now, webhook))
+            .await
+    }
+
+    /// Apply load state changes in one database transaction; which applied.
+    pub async fn apply_loads(
+        &self,
+        changes: Vec<LoadTransition>,
+    ) -> Result<Vec<bool>, PaymentError> {
+        self.write(move |c| changes.iter().map(|t| t.apply(c)).collect())
+            .await
+    }
+
+    /// `drawn` loads past expiry + grace → `unknown`; how many.
+    pub async fn sweep_loads(&self, now: u64, grace: u64) -> Result<usize, PaymentError> {
+        self.write(move |c| load::sweep_expired(c, now, grace))
+            .await
+    }
+
+    pub async fn load_view(&self, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {
+        self.read(|c| load::view(c, bank_id, txn_id))
+    }
+
+    /// Sum of credited amounts of a bank.
+    pub async fn bank_credited_total(&self, bank_id: &str) -> Result<u64, PaymentError> {
+        self.read(|c| load::credited_total(c, bank_id))
     }
 }
 

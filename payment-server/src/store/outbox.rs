@@ -18,12 +18,60 @@ pub fn new_event_id() -> String {
 }
 
 pub fn enqueue(c: &Connection, ev: &WebhookEvent, now: u64) -> Result<(), PaymentError> {
-    let body = serde_json::to_string(ev).map_err(|e| PaymentError::Internal(e.to_string()))?;
+    enqueue_to(
+        c,
+        Audience::Merchant,
+        &ev.event_id,
+        &ev.merchant_id,
+        &ev.txn_id,
+        ev.kind.as_str(),
+        ev,
+        now,
+    )
+}
+
+/// Who a webhook goes to: a merchant (purchases) or a bank (loads). The
+/// recipient's id is kept in the `merchant_id` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Merchant,
+    Bank,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Merchant => "merchant",
+            Self::Bank => "bank",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "merchant" => Some(Self::Merchant),
+            "bank" => Some(Self::Bank),
+            _ => None,
+        }
+    }
+}
+
+/// Queue any event body for a recipient.
+#[allow(clippy::too_many_arguments)]
+pub fn enqueue_to<T: serde::Serialize>(
+    c: &Connection,
+    audience: Audience,
+    event_id: &str,
+    recipient: &str,
+    txn_id: &str,
+    kind: &str,
+    body: &T,
+    now: u64,
+) -> Result<(), PaymentError> {
+    let body = serde_json::to_string(body).map_err(|e| PaymentError::Internal(e.to_string()))?;
     exec(
         c,
-        "INSERT INTO webhook_outbox (event_id, merchant_id, txn_id, kind, body, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![ev.event_id, ev.merchant_id, ev.txn_id, ev.kind.as_str(), body, now],
+        "INSERT INTO webhook_outbox (event_id, merchant_id, txn_id, kind, body, created_at, next_attempt_at, audience)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+        params![event_id, recipient, txn_id, kind, body, now, audience.as_str()],
     )?;
     Ok(())
 }
@@ -33,6 +81,9 @@ pub fn enqueue(c: &Connection, ev: &WebhookEvent, now: u64) -> Result<(), Paymen
 pub struct Due {
     pub id: i64,
     pub event_id: String,
+    /// Merchant or bank.
+    pub audience: Audience,
+    /// The recipient's id (merchant id, or bank id for loads).
     pub merchant_id: String,
     pub body: String,
     pub attempts: u32,
@@ -51,12 +102,14 @@ pub fn lease_due(
                       WHERE delivered_at IS NULL AND next_attempt_at <= ?1
                         AND (lease_until IS NULL OR lease_until <= ?1)
                       ORDER BY next_attempt_at LIMIT ?3)
-         RETURNING id, event_id, merchant_id, body, attempts",
+         RETURNING id, event_id, merchant_id, body, attempts, audience",
     )?;
     let rows = stmt.query_map(params![now, now + lease_secs, limit], |r| {
+        let audience: String = r.get("audience")?;
         Ok(Due {
             id: r.get("id")?,
             event_id: r.get("event_id")?,
+            audience: Audience::parse(&audience).unwrap_or(Audience::Merchant),
             merchant_id: r.get("merchant_id")?,
             body: r.get("body")?,
             attempts: r.get("attempts")?,

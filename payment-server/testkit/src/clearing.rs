@@ -1,23 +1,14 @@
 //! Clearing fixtures: TEST batch signing keys, configs for the clearing
-//! process, and a load played on the real card with the real security module
-//! (the load server's part, until it lands) giving the clearing record a load
-//! server would batch.
+//! process and the payment server's `[clearing]` section, the test security
+//! module, database snapshots.
 
 use std::path::Path;
 
-use card::Card;
 use ed25519_dalek::SigningKey;
-use payment_server::clearing::batch::LoadRecord;
 use payment_server::clearing::produce::BatchSigner;
-use purse::apdu::Response;
-use purse::command::{
-    CreditResponse, InitializeLoad, InitializeLoadResponse, Request, Select, SelectResponse,
-};
-use purse::security_module::{LoadRequest, SecurityModule, SoftwareKeys};
-use purse::types::{BcdDate, BcdTime, PurseId};
-use purse::wire::Hex;
+use purse::security_module::{SecurityModule, SoftwareKeys};
 
-use crate::{now, TestMerchant, TEST_MKL, TEST_MKP, TEST_TERMINAL};
+use crate::{TestMerchant, TEST_MKL, TEST_MKP, TEST_TERMINAL};
 
 /// TEST KEY: the payment server's batch signing key (Ed25519 seed).
 pub const TEST_PAYMENTS_SEED: [u8; 32] = [0x5A; 32];
@@ -61,8 +52,8 @@ pub fn clearing_config_toml(
     let mut t = format!(
         "db_path = {:?}\npayment_config = {:?}\ninbox = {:?}\nout_dir = {:?}\ninterval_secs = 1\n\
          [issuer]\nid = \"issuer\"\nname = \"Cardpay Test Issuer\"\niban = \"{}\"\nbic = \"COBADEFFXXX\"\n\
-         [[signers]]\nkey_id = \"payments-test\"\npublic_key = \"{}\"\nkind = \"purchases\"\n\
-         [[signers]]\nkey_id = \"loads-test\"\npublic_key = \"{}\"\nkind = \"loads\"\n",
+         [[signers]]\nkey_id = \"payments-test\"\npublic_key = \"{}\"\nkinds = [\"purchases\", \"loads\"]\n\
+         [[signers]]\nkey_id = \"loads-test\"\npublic_key = \"{}\"\nkinds = [\"loads\"]\n",
         dir.join("clearing.sqlite").display().to_string(),
         payment_config.display().to_string(),
         dir.join("spool").display().to_string(),
@@ -96,76 +87,6 @@ pub fn test_security_module() -> SecurityModule {
         purse::crypto::DesKey::from_hex(TEST_MKL).expect("hex"),
     );
     SecurityModule::software(TEST_TERMINAL, keys)
-}
-
-fn send(card: &mut Card, r: Request) -> Response {
-    Response::parse(&card.process(&r.to_bytes())).expect("response")
-}
-
-/// Load `amount` onto the card's money purse: SELECT, INITIALIZE FOR LOAD
-/// (S1), the security module's CREDIT (S2), the card's answer (S3, checked).
-/// Returns the record a load server would put in its bank's batch.
-pub fn load_card(
-    card: &mut Card,
-    sm: &SecurityModule,
-    bank_id: &str,
-    load_id: &str,
-    amount: u32,
-) -> LoadRecord {
-    card.reset();
-    let sel = send(
-        card,
-        Request::Select(Select {
-            aid: purse::AID.to_vec(),
-        }),
-    );
-    let sel = SelectResponse::decode(&sel.data).expect("select");
-    let init = send(
-        card,
-        Request::InitializeLoad(InitializeLoad {
-            purse: PurseId::Money,
-            amount,
-            terminal: TEST_TERMINAL,
-        }),
-    );
-    assert!(init.sw.is_ok(), "INITIALIZE FOR LOAD {:?}", init.sw);
-    let init = InitializeLoadResponse::decode(&init.data).expect("init load");
-    let t = now();
-    let req = LoadRequest {
-        card_id: sel.card_id,
-        expiry: sel.expiry,
-        key_version: sel.key_version,
-        purse: PurseId::Money,
-        balance: init.balance,
-        max_balance: sel.purses[0].max_balance,
-        atc: init.atc,
-        random: init.random,
-        amount,
-        s1: init.s1,
-        date: BcdDate::from_unix(t),
-        time: BcdTime::from_unix(t),
-    };
-    let auth = sm.authorize_load(&req).expect("S1 verifies");
-    let r = send(card, Request::CreditLoad(auth.credit));
-    assert!(r.sw.is_ok(), "CREDIT {:?}", r.sw);
-    let credit = CreditResponse::decode(&r.data).expect("credit");
-    auth.verify_s3(&credit).expect("the card's S3");
-    LoadRecord {
-        bank_id: bank_id.into(),
-        load_id: load_id.into(),
-        card_id: sel.card_id,
-        key_version: sel.key_version,
-        purse: PurseId::Money,
-        atc: init.atc,
-        random: Hex(init.random.to_vec()),
-        balance_before: init.balance,
-        amount,
-        balance_after: credit.balance_after,
-        date: req.date,
-        time: req.time,
-        s3: Hex(credit.s3.to_vec()),
-        completed_at: t,
-    }
 }
 
 /// A consistent copy of a SQLite database (`VACUUM INTO`), WAL included.

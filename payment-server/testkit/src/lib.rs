@@ -17,6 +17,12 @@
 //! ```
 
 pub mod clearing;
+pub mod load;
+
+pub use load::{
+    is_credit, is_initialize_load, reseal_load, rewrite_load, test_config_toml_full, Account,
+    HoldState, LoadOutcome, TestBank,
+};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +77,33 @@ pub fn test_card_with(card_digits: &str, balance: u32, no_pin_limit: u32) -> Car
     .build()
     .expect("valid personalisation");
     Card::new(state)
+}
+
+/// A test card with its own maximum balance and expiry (`YYMMDD`).
+pub fn test_card_custom(card_digits: &str, balance: u32, max_balance: u32, expiry: &str) -> Card {
+    let state = Personalisation {
+        card_id: CardId::parse(card_digits).expect("16 digits"),
+        expiry: Expiry::parse(expiry).expect("valid"),
+        currency: 978,
+        exponent: 2,
+        balance,
+        max_balance,
+        points: 500,
+        points_max: 100_000,
+        pin: TEST_PIN.into(),
+        no_pin_limit: 2_000,
+        key_version: 1,
+        mkp: DesKey::from_hex(TEST_MKP).expect("hex"),
+        mkl: DesKey::from_hex(TEST_MKL).expect("hex"),
+    }
+    .build()
+    .expect("valid personalisation");
+    Card::new(state)
+}
+
+/// Points balance of a card.
+pub fn points(card: &Card) -> u32 {
+    card.state().purses[1].balance
 }
 
 /// Money balance of a card.
@@ -221,6 +254,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub service: Arc<PaymentService>,
     pub merchants: Vec<TestMerchant>,
+    pub banks: Vec<TestBank>,
 }
 
 impl TestServer {
@@ -240,6 +274,7 @@ impl TestServer {
             addr,
             service,
             merchants: merchants.to_vec(),
+            banks: Vec::new(),
         }
     }
 
@@ -379,7 +414,7 @@ impl Api {
     }
 }
 
-fn finish<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
+pub(crate) fn finish<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
     if status == 200 {
         serde_json::from_str(text).map_err(|e| ApiError::Http(format!("bad JSON: {e}")))
     } else {

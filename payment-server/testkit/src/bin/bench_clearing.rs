@@ -150,15 +150,7 @@ fn main() -> anyhow::Result<()> {
         clearing::acknowledge(&mut c, &service).await?;
         let ack = t.elapsed();
         let t = Instant::now();
-        let view = reconcile::PaymentView {
-            captured: service.store().captured_transactions().await?,
-            last_close: service
-                .store()
-                .last_batch_close()
-                .await?
-                .into_iter()
-                .collect(),
-        };
+        let view = clearing::payment_view(&service).await?;
         let s = reconcile::reconcile(c.conn(), c.security_module(), &cfg.signers, &view)
             .map_err(|d| anyhow::anyhow!("{d}"))?;
         let rec = t.elapsed();
