@@ -6,7 +6,7 @@
 //! A batch file is one JSON object:
 //! ```text
 //! {"format": "cardpay-batch/v1", "key_id": "payments-1",
-//!  "payload": "{\"batch_id\":\"PB-shop-a-20261129T212300Z-3f9c\",\"kind\":\"purchases\",…}",
+//!  "payload": "{\"batch_id\":\"PB-shop-a-2026-11-29T212300Z-3f9c\",\"kind\":\"purchases\",…}",
 //!  "signature": "<128 hex: Ed25519 over \"cardpay/batch/v1\\n\" || payload>"}
 //! ```
 //! The payload is kept as the exact string that was signed, so no JSON

@@ -36,7 +36,7 @@ impl core::fmt::Debug for BatchSigner {
     }
 }
 
-/// `PB-<party>-<YYYYMMDD>T<HHMMSS>Z-<8 hex>` (`LB-` for loads).
+/// `PB-<party>-<YYYY-MM-DD>T<HHMMSS>Z-<8 hex>` (`LB-` for loads).
 pub fn batch_id(kind: BatchKind, party: &str, now: u64) -> String {
     let mut r = [0u8; 4];
     getrandom::fill(&mut r).expect("OS random source");

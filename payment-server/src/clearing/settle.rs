@@ -6,7 +6,7 @@
 //! it owes the issuer. Files are written after the commit and marked
 //! exported; a crash in between writes them on the next run.
 //!
-//! # Files of a run `SR-<YYYYMMDD>T<HHMMSS>Z` (in `out_dir/<run id>/`)
+//! # Files of a run `SR-<YYYY-MM-DD>T<HHMMSS>Z` (in `out_dir/<run id>/`)
 //! - `payouts.csv`: `payout_id,merchant_id,merchant_name,iban,bic,business_date,currency,amount,gross,fees,count,reference`
 //! - `pain001.xml`: one credit transfer per payout, end-to-end id = reference
 //! - `<payout_id>.transactions.csv`: `payout_id,txn_id,batch_id,business_date,amount,fee,net`
