@@ -122,6 +122,7 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
       `name = "${m.name}"`,
       `key = "${m.key}"`,
       `origins = ${JSON.stringify(m.origins || [])}`,
+      `verify_modes = ${JSON.stringify(m.verifyModes || ['payment_server', 'security_module', 'client', 'merchant'])}`,
     ]),
     // Further sections (e.g. `[clearing]`), given the server's temp dir.
     extraToml(dir),

@@ -7,7 +7,8 @@
 // server's /merchant page with its id and key (the key signs a one-time
 // challenge in the browser) and sees today's payout, the chart of daily
 // takings with today's bar, and the transaction behind the payout. On failure
-// the test keeps a screenshot (path printed).
+// the test keeps a screenshot (path printed); CARDPAY_SCREENSHOTS=<dir> keeps
+// one of the merchant page in any case.
 //
 //   cd tests/browser && node --test clearing.test.mjs
 
@@ -99,6 +100,8 @@ test('merchant page after a demo purchase: payout, chart and the transaction beh
     await page.waitForURL(new RegExp(`/orders/${orderId}$`), { timeout: 30_000 });
     assert.equal(await page.locator('#status').textContent(), 'paid');
     const order = await (await fetch(demo.url(`/orders/${orderId}/json`))).json();
+    const txnId = order.paid_txn ?? order.txn_id;
+    assert.ok(txnId, JSON.stringify(order));
 
     // Concentration point and clearing, with the real binary.
     const closed = await ps(['close-batches', '--config', pay.config]);
@@ -108,8 +111,8 @@ test('merchant page after a demo purchase: payout, chart and the transaction beh
     const settled = await ps(['clearing', 'settle', '--through', 'today', '--config', cfg]);
     const payoutId = settled.match(/^(PO-demo-store-\d{8}-1) /m)?.[1];
     assert.ok(payoutId, settled);
-    const v = await s.merchantGet(pay, m, `/v1/transactions/${encodeURIComponent(order.txn_id)}`);
-    assert.equal(v.body.state, 'settled');
+    const v = await s.merchantGet(pay, m, `/v1/transactions/${encodeURIComponent(txnId)}`);
+    assert.equal(v.body?.state, 'settled', JSON.stringify(v));
     assert.equal((await ps(['clearing', 'reconcile', '--config', cfg])).split('\n')[0].startsWith('reconciled'), true);
 
     // The merchant signs in on the payment server with its id and key.
@@ -135,10 +138,14 @@ test('merchant page after a demo purchase: payout, chart and the transaction beh
     assert.equal(await today.getAttribute('data-amount'), '499');
     const box = await today.boundingBox();
     assert.ok(box && box.height > 50, `today's bar ${JSON.stringify(box)}`);
+    if (process.env.CARDPAY_SCREENSHOTS) {
+      await mkdir(process.env.CARDPAY_SCREENSHOTS, { recursive: true });
+      await page.screenshot({ path: path.join(process.env.CARDPAY_SCREENSHOTS, 'merchant-settlements.png'), fullPage: true });
+    }
     // The transaction behind the payout.
     await row.getByRole('link', { name: payoutId }).click();
     await page.waitForURL(new RegExp(`/merchant/payouts/${payoutId}$`));
-    assert.ok(await page.getByTestId('payout-lines').getByRole('cell', { name: order.txn_id }).isVisible());
+    assert.ok(await page.getByTestId('payout-lines').getByRole('cell', { name: txnId }).isVisible());
     assert.equal(await page.getByTestId('payout-amount').textContent(), `€${((499 - FEE_FIXED) / 100).toFixed(2)}`);
     assert.deepEqual(errors, []);
   } catch (e) {

@@ -222,6 +222,15 @@ pub fn esc(s: &str) -> String {
     o
 }
 
+/// `1 purchase`, `2 purchases`.
+pub fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// `€12.34`.
 pub fn eur(cents: u64) -> String {
     format!("€{}", decimal(cents))
@@ -264,13 +273,13 @@ pub fn chart_svg(days: &[Day]) -> String {
         let bh = (base - pad_t) * d.amount as f64 / max as f64;
         let x = pad_l + i as f64 * slot + slot * 0.15;
         s.push_str(&format!(
-            "<rect class=\"bar\" data-date=\"{date}\" data-amount=\"{a}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"#2f6fdf\"><title>{date}: {label} ({n} purchases)</title></rect>",
+            "<rect class=\"bar\" data-date=\"{date}\" data-amount=\"{a}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"#2f6fdf\"><title>{date}: {label} ({n})</title></rect>",
             date = esc(&d.date),
             a = d.amount,
             y = base - bh,
             bw = slot * 0.7,
             label = esc(&eur(d.amount)),
-            n = d.count,
+            n = plural(d.count, "purchase"),
         ));
         if i % 7 == days.len().saturating_sub(1) % 7 {
             s.push_str(&format!(
@@ -289,14 +298,14 @@ pub fn chart_svg(days: &[Day]) -> String {
 pub fn merchant_html(r: &MerchantReport) -> String {
     let mut b = format!(
         "<header><h1>Settlements · {name}</h1><form method=\"post\" action=\"/merchant/logout\"><button>Sign out</button></form></header>\
-         <section class=\"cards\"><div class=\"card\" data-testid=\"today\"><h2>Today ({today})</h2><p class=\"big\">{tc}</p><p>{tn} purchases captured</p></div>\
+         <section class=\"cards\"><div class=\"card\" data-testid=\"today\"><h2>Today ({today})</h2><p class=\"big\">{tc}</p><p>{tn} captured</p></div>\
          <div class=\"card\" data-testid=\"unpaid\"><h2>Cleared, awaiting payout</h2><p class=\"big\">{cu}</p><p>fees {cf}</p></div></section>\
          <section><h2>Daily takings</h2>{chart}</section>\
          <section><h2>Payouts</h2><p><a href=\"/merchant/settlements.csv\">CSV</a> · <a href=\"/merchant/settlements.json\">JSON</a></p>",
         name = esc(&r.name),
         today = esc(&r.today),
         tc = esc(&eur(r.today_captured)),
-        tn = r.today_count,
+        tn = plural(r.today_count, "purchase"),
         cu = esc(&eur(r.cleared_unpaid.saturating_sub(r.cleared_unpaid_fees))),
         cf = esc(&eur(r.cleared_unpaid_fees)),
         chart = chart_svg(&r.daily),
