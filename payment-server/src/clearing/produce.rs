@@ -189,50 +189,26 @@ impl PaymentService {
                 if rows.is_empty() {
                     break;
                 }
-                let full = rows.len() as u32 == MAX_PER_BATCH;
-                let now = self.now();
-                let mut records = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let r = load_record(row).ok_or_else(|| {
-                        PaymentError::Internal(format!(
-                            "credited load {} is incomplete",
-                            row.txn_id
-                        ))
-                    })?;
-                    records.push(Record::Load(r));
-                }
-                let batch = Batch::new(
-                    batch_id(BatchKind::Loads, &bank, now),
-                    BatchKind::Loads,
-                    "load-server",
-                    &bank,
-                    now,
-                    records,
-                );
-                let file = batch.sign(&signer.key_id, &signer.key);
-                let txn_ids = rows.iter().map(|r| r.txn_id.clone()).collect();
-                let closed_batch = ClosedBatch {
-                    batch_id: batch.batch_id.clone(),
-                    kind: BatchKind::Loads.as_str().into(),
-                    party: bank.clone(),
-                    closed_at: now,
-                    record_count: batch.totals.count,
-                    total: batch.totals.amount,
-                    file: String::from_utf8(file.to_bytes()).expect("JSON is UTF-8"),
+                let records = rows
+                    .iter()
+                    .map(|row| {
+                        load_record(row).map(Record::Load).ok_or_else(|| {
+                            PaymentError::Internal(format!(
+                                "credited load {} is incomplete",
+                                row.txn_id
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let ids = rows.iter().map(|r| r.txn_id.clone()).collect();
+                let Some(id) = self
+                    .close_one(BatchKind::Loads, &bank, records, ids, signer)
+                    .await?
+                else {
+                    continue; // another closer took some meanwhile: look again
                 };
-                match self
-                    .store
-                    .record_batch(closed_batch, file.digest().to_vec(), txn_ids)
-                    .await
-                {
-                    Ok(()) => {
-                        tracing::info!(batch = %batch.batch_id, bank = %bank, records = batch.totals.count, total = batch.totals.amount, "load batch closed");
-                        closed.push(batch.batch_id);
-                    }
-                    Err(PaymentError::WrongState) => continue,
-                    Err(e) => return Err(e),
-                }
-                if !full {
+                closed.push(id);
+                if rows.len() < MAX_PER_BATCH as usize {
                     break;
                 }
             }
@@ -254,59 +230,79 @@ impl PaymentService {
                 if rows.is_empty() {
                     break;
                 }
-                let full = rows.len() as u32 == MAX_PER_BATCH;
-                let now = self.now();
-                let mut records = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    match purchase_record(row) {
-                        Some(r) => records.push(Record::Purchase(r)),
-                        None => {
-                            return Err(PaymentError::Internal(format!(
+                let records = rows
+                    .iter()
+                    .map(|row| {
+                        purchase_record(row).map(Record::Purchase).ok_or_else(|| {
+                            PaymentError::Internal(format!(
                                 "captured transaction {} has no card S3",
                                 row.txn_id
-                            )))
-                        }
-                    }
-                }
-                let batch = Batch::new(
-                    batch_id(BatchKind::Purchases, &merchant, now),
-                    BatchKind::Purchases,
-                    "payment-server",
-                    &merchant,
-                    now,
-                    records,
-                );
-                let file = batch.sign(&signer.key_id, &signer.key);
-                let txn_ids = rows.iter().map(|r| r.txn_id.clone()).collect();
-                let closed_batch = ClosedBatch {
-                    batch_id: batch.batch_id.clone(),
-                    kind: BatchKind::Purchases.as_str().into(),
-                    party: merchant.clone(),
-                    closed_at: now,
-                    record_count: batch.totals.count,
-                    total: batch.totals.amount,
-                    file: String::from_utf8(file.to_bytes()).expect("JSON is UTF-8"),
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let ids = rows.iter().map(|r| r.txn_id.clone()).collect();
+                let Some(id) = self
+                    .close_one(BatchKind::Purchases, &merchant, records, ids, signer)
+                    .await?
+                else {
+                    continue; // another closer took some meanwhile: look again
                 };
-                match self
-                    .store
-                    .record_batch(closed_batch, file.digest().to_vec(), txn_ids)
-                    .await
-                {
-                    Ok(()) => {
-                        tracing::info!(batch = %batch.batch_id, merchant = %merchant, records = batch.totals.count, total = batch.totals.amount, "batch closed");
-                        closed.push(batch.batch_id);
-                    }
-                    // Another closer took some of them meanwhile: look again.
-                    Err(PaymentError::WrongState) => continue,
-                    Err(e) => return Err(e),
-                }
-                if !full {
+                closed.push(id);
+                if rows.len() < MAX_PER_BATCH as usize {
                     break;
                 }
             }
         }
         self.export_batches(&signer.spool).await?;
         Ok(closed)
+    }
+
+    /// Sign one batch and record it with its transactions in one commit.
+    /// `None`: some of them were batched meanwhile (nothing recorded).
+    async fn close_one(
+        &self,
+        kind: BatchKind,
+        party: &str,
+        records: Vec<Record>,
+        txn_ids: Vec<String>,
+        signer: &BatchSigner,
+    ) -> Result<Option<String>, PaymentError> {
+        let now = self.now();
+        let source = match kind {
+            BatchKind::Purchases => "payment-server",
+            BatchKind::Loads => "load-server",
+        };
+        let batch = Batch::new(
+            batch_id(kind, party, now),
+            kind,
+            source,
+            party,
+            now,
+            records,
+        );
+        let file = batch.sign(&signer.key_id, &signer.key);
+        let closed = ClosedBatch {
+            batch_id: batch.batch_id.clone(),
+            kind: kind.as_str().into(),
+            party: party.to_string(),
+            closed_at: now,
+            record_count: batch.totals.count,
+            total: batch.totals.amount,
+            file: String::from_utf8(file.to_bytes()).expect("JSON is UTF-8"),
+        };
+        match self
+            .store
+            .record_batch(closed, file.digest().to_vec(), txn_ids)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(batch = %batch.batch_id, kind = kind.as_str(), party, records = batch.totals.count, total = batch.totals.amount, "batch closed");
+                Ok(Some(batch.batch_id))
+            }
+            Err(PaymentError::WrongState) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Write closed batches that are not in the spool yet (after a crash

@@ -33,6 +33,21 @@ pub struct CapturedTxn {
     pub debited_at: u64,
 }
 
+impl CapturedTxn {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            merchant_id: r.get("merchant_id")?,
+            txn_id: r.get("txn_id")?,
+            state: r.get("state")?,
+            amount: r.get("amount")?,
+            card_id: r.get("card_id")?,
+            atc: r.get("atc")?,
+            batch_id: r.get("batch_id")?,
+            debited_at: r.get("debited_at")?,
+        })
+    }
+}
+
 /// A credited load waiting for its bank's batch, with the card's receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadCandidate {
@@ -101,23 +116,12 @@ pub fn unbatched_loads(
 /// (`merchant_id` holds the bank).
 pub fn credited_loads(c: &Connection) -> Result<Vec<CapturedTxn>, PaymentError> {
     let mut stmt = c.prepare_cached(
-        "SELECT bank_id, txn_id, state, amount, card_id, atc, batch_id,
-                COALESCE(decided_at, updated_at) AS decided_at
+        "SELECT bank_id AS merchant_id, txn_id, state, amount, card_id, atc, batch_id,
+                COALESCE(decided_at, updated_at) AS debited_at
          FROM loads WHERE state IN ('credited', 'settled') AND purse = 0
          ORDER BY bank_id, txn_id",
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(CapturedTxn {
-            merchant_id: r.get("bank_id")?,
-            txn_id: r.get("txn_id")?,
-            state: r.get("state")?,
-            amount: r.get("amount")?,
-            card_id: r.get("card_id")?,
-            atc: r.get("atc")?,
-            batch_id: r.get("batch_id")?,
-            debited_at: r.get("decided_at")?,
-        })
-    })?;
+    let rows = stmt.query_map([], CapturedTxn::from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -248,18 +252,7 @@ pub fn captured(c: &Connection) -> Result<Vec<CapturedTxn>, PaymentError> {
          FROM transactions WHERE state IN ('debited', 'confirmed', 'settled') AND purse = 0
          ORDER BY merchant_id, txn_id",
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(CapturedTxn {
-            merchant_id: r.get("merchant_id")?,
-            txn_id: r.get("txn_id")?,
-            state: r.get("state")?,
-            amount: r.get("amount")?,
-            card_id: r.get("card_id")?,
-            atc: r.get("atc")?,
-            batch_id: r.get("batch_id")?,
-            debited_at: r.get("debited_at")?,
-        })
-    })?;
+    let rows = stmt.query_map([], CapturedTxn::from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
