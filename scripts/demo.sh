@@ -21,11 +21,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 DIR="${DEMO_DIR:-/tmp/cardpay-demo}"
 PAY_PORT="${CARDPAY_PAY_PORT:-8440}"
 SHOP_PORT="${CARDPAY_SHOP_PORT:-8450}"
+BANK_PORT="${CARDPAY_BANK_PORT:-8460}"
+BANK="http://127.0.0.1:$BANK_PORT"
 PAY="http://127.0.0.1:$PAY_PORT"
 SHOP="http://127.0.0.1:$SHOP_PORT"
 PROFILE="$DIR/chromium-profile"
 # TEST KEY (K_mp of merchant "demo-store", as in payment-server/payment-server.example.toml).
 DEMO_KMP=d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5
+# TEST KEYS: K_bl of the demo bank, and of the demo store's loyalty program (points).
+DEMO_KBL=dbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdbdb
+DEMO_KLOYALTY=1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c
 BIN="$CARGO_TARGET_DIR/debug"
 
 log() { printf 'demo: %s\n' "$*" >&2; }
@@ -43,6 +48,7 @@ stop_pid() {
   rm -f "$f"
 }
 stop_all() {
+  stop_pid demo-bank
   stop_pid demo-merchant
   stop_pid payment-server
   bash scripts/pcsc-stack.sh down --state-dir "$DIR/stack" || true
@@ -71,7 +77,7 @@ command -v curl >/dev/null || { log "installing curl"; apt-get install -y -q cur
 
 log "2/6 building the widget (wasm) and the binaries"
 bash scripts/build-widget.sh
-cargo build -q -p payment-server --bin payment-server -p demo-merchant --bin demo-merchant \
+cargo build -q -p payment-server --bin payment-server -p demo-merchant --bin demo-merchant --bin demo-bank \
   -p bridge --bin bridge -p card --bin card
 
 log "3/6 PC/SC stack: pcscd + vpcd + virtual card"
@@ -99,6 +105,19 @@ id = "demo-store"
 name = "Cardpay Demo Store"
 key = "$DEMO_KMP"
 origins = ["$SHOP"]
+[[banks]]
+id = "demo-bank"
+name = "Cardpay Demo Bank"
+key = "$DEMO_KBL"
+origins = ["$BANK"]
+webhook_url = "$BANK/webhooks/cardpay"
+[[banks]]
+id = "demo-store-loyalty"
+name = "Cardpay Demo Store points"
+key = "$DEMO_KLOYALTY"
+origins = ["$SHOP"]
+purses = ["points"]
+webhook_url = "$SHOP/webhooks/loyalty"
 TOML
 setsid "$BIN/payment-server" --config "$DIR/payment-server.toml" >>"$DIR/payment-server.log" 2>&1 </dev/null &
 echo $! > "$DIR/payment-server.pid"
@@ -109,9 +128,16 @@ stop_pid demo-merchant
 # The store pins checkout.js with SRI (<script integrity>) from the widget build's sri.json.
 DEMO_LISTEN="127.0.0.1:$SHOP_PORT" DEMO_DB="$DIR/demo-merchant.sqlite" DEMO_PAYMENT_URL="$PAY" \
   DEMO_PUBLIC_ORIGIN="$SHOP" DEMO_MERCHANT_KEY="$DEMO_KMP" DEMO_CHECKOUT_SRI_FILE="$ROOT/www/pkg/sri.json" \
+  DEMO_LOYALTY_KEY="$DEMO_KLOYALTY" \
   setsid "$BIN/demo-merchant" >>"$DIR/demo-merchant.log" 2>&1 </dev/null &
 echo $! > "$DIR/demo-merchant.pid"
 wait_http "$SHOP/healthz" "demo store" "$DIR/demo-merchant.log"
+stop_pid demo-bank
+BANK_LISTEN="127.0.0.1:$BANK_PORT" BANK_DB="$DIR/demo-bank.sqlite" BANK_PAYMENT_URL="$PAY" \
+  BANK_PUBLIC_ORIGIN="$BANK" BANK_KEY="$DEMO_KBL" BANK_CHECKOUT_SRI_FILE="$ROOT/www/pkg/sri.json" \
+  setsid "$BIN/demo-bank" >>"$DIR/demo-bank.log" 2>&1 </dev/null &
+echo $! > "$DIR/demo-bank.pid"
+wait_http "$BANK/healthz" "demo bank" "$DIR/demo-bank.log"
 
 log "6/6 registering the bridge for the browser profile $PROFILE"
 mkdir -p "$PROFILE"
@@ -140,6 +166,8 @@ cat <<TXT
   (it stays until Firefox closes) and open $SHOP/
 
   Store:            $SHOP/          (add goods over 20.00 EUR to see the PIN keypad)
+  Bank:             $BANK/          (load your card; TEST logins alice / alice-test-password,
+                                     bob / bob-test-password; the widget's load mode comes with the widget)
   Payment server:   $PAY/           (widget: $PAY/widget.html, loader: $PAY/checkout.js)
   Card:             Virtual PCD 00 00, 100.00 EUR, PIN 1234 (TEST card)
                     pull / insert it: scripts/pcsc-stack.sh remove|insert --state-dir $DIR/stack

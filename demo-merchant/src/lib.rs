@@ -15,6 +15,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bank;
+pub mod points;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -206,6 +209,8 @@ pub struct AppState {
     merchant: Merchant,
     db: Mutex<Connection>,
     http: reqwest::Client,
+    /// The store's loyalty program: a "bank" of the points purse ([`points`]).
+    loyalty: Option<points::Loyalty>,
 }
 
 const SCHEMA: &str = r#"
@@ -274,7 +279,7 @@ fn random_id(prefix: &str) -> Result<String, StoreError> {
     Ok(format!("{prefix}{}", hex::encode(b)))
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -282,7 +287,7 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn euros(cents: u32) -> String {
+pub(crate) fn euros(cents: u32) -> String {
     format!("{}.{:02} EUR", cents / 100, cents % 100)
 }
 
@@ -333,6 +338,15 @@ fn page(title: &str, body: &str) -> Html<String> {
 
 impl AppState {
     pub fn new(cfg: StoreConfig) -> Result<Arc<Self>, StoreError> {
+        Self::new_with_loyalty(cfg, None)
+    }
+
+    /// A store that also earns its customers points on paid orders (a points
+    /// load signed with the loyalty key).
+    pub fn new_with_loyalty(
+        cfg: StoreConfig,
+        loyalty: Option<points::Loyalty>,
+    ) -> Result<Arc<Self>, StoreError> {
         let pay_origin = origin_of(&cfg.payment_origin).ok_or_else(|| {
             StoreError::BadRequest(format!(
                 "payment origin {:?} is not an http(s) URL",
@@ -359,12 +373,14 @@ impl AppState {
             cfg.merchant_name.clone(),
             cfg.merchant_key.clone(),
         );
+        conn.execute_batch(points::SCHEMA)?;
         Ok(Arc::new(Self {
             cfg,
             csp,
             merchant,
             db: Mutex::new(conn),
             http: reqwest::Client::new(),
+            loyalty,
         }))
     }
 
@@ -1090,6 +1106,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/orders/{id}/result", post(result))
         .route("/orders/{id}/download/{product}", get(download))
         .route("/webhooks/cardpay", post(webhook))
+        .route("/orders/{id}/points", get(points::offer))
+        .route("/orders/{id}/points/result", post(points::result))
+        .route("/webhooks/loyalty", post(points::webhook))
         .route("/static/checkout-page.js", get(checkout_page_js))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(32 * 1024))

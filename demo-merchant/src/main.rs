@@ -50,6 +50,13 @@ struct Args {
     /// Read the SRI of checkout.js from this sri.json (`www/pkg/sri.json`) instead.
     #[arg(long, env = "DEMO_CHECKOUT_SRI_FILE", conflicts_with = "checkout_sri")]
     checkout_sri_file: Option<PathBuf>,
+    /// K_bl of the store's loyalty program at the load server (points earned
+    /// on paid orders), 64 hex digits; without it the store earns no points.
+    #[arg(long, env = "DEMO_LOYALTY_KEY", hide_env_values = true)]
+    loyalty_key: Option<String>,
+    /// The loyalty program's bank id at the load server.
+    #[arg(long, env = "DEMO_LOYALTY_ID", default_value = "demo-store-loyalty")]
+    loyalty_id: String,
 }
 
 #[tokio::main]
@@ -88,7 +95,17 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     tracing::info!(merchant = %cfg.merchant_id, origin = %cfg.public_origin, payment = %cfg.payment_url, mode = verify_mode.as_str(), "starting demo store");
-    let state = demo_merchant::AppState::new(cfg)?;
+    let loyalty = match &a.loyalty_key {
+        Some(k) => Some(demo_merchant::points::Loyalty::new(
+            &a.loyalty_id,
+            "Cardpay Demo Store points",
+            Key32::from_hex(k)
+                .map_err(|_| anyhow::anyhow!("--loyalty-key must be 64 hex digits"))?,
+            10,
+        )),
+        None => None,
+    };
+    let state = demo_merchant::AppState::new_with_loyalty(cfg, loyalty)?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;

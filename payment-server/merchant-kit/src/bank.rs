@@ -139,7 +139,12 @@ impl Bank {
     }
 
     /// [`Self::build_session`] with the caller's TSK and nonce (tests, vectors).
-    pub fn build_session_with(&self, p: LoadParams, tsk: Key32, nonce: [u8; 12]) -> LoadWidgetSession {
+    pub fn build_session_with(
+        &self,
+        p: LoadParams,
+        tsk: Key32,
+        nonce: [u8; 12],
+    ) -> LoadWidgetSession {
         let s = LoadSession {
             bank_id: self.id.clone(),
             bank_name: self.name.clone(),
@@ -234,7 +239,14 @@ impl Bank {
         body: &[u8],
         now: u64,
     ) -> Result<LoadEvent, WebhookError> {
-        let ev = bank_api::verify_load_event(&self.webhook_key, event_id, timestamp, signature, body, now)?;
+        let ev = bank_api::verify_load_event(
+            &self.webhook_key,
+            event_id,
+            timestamp,
+            signature,
+            body,
+            now,
+        )?;
         if ev.bank_id != self.id {
             return Err(WebhookError::Body("event for another bank".into()));
         }
@@ -256,7 +268,8 @@ impl Bank {
         if ev.state == LoadState::Voided {
             return Ok(Booking::Release(v));
         }
-        if ev.amount != hold.amount || ev.account_ref != hold.account_ref || ev.purse != hold.purse {
+        if ev.amount != hold.amount || ev.account_ref != hold.account_ref || ev.purse != hold.purse
+        {
             return Err(BankError::WrongLoad("amount"));
         }
         Ok(match ev.state {
@@ -267,7 +280,13 @@ impl Bank {
     }
 
     /// Headers of a signed bank API request.
-    pub fn sign(&self, method: &str, path: &str, ts: u64, body: &[u8]) -> [(&'static str, String); 3] {
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        ts: u64,
+        body: &[u8],
+    ) -> [(&'static str, String); 3] {
         bank_api::auth::sign(&self.id, &self.key, method, path, ts, body)
     }
 
@@ -350,7 +369,10 @@ mod tests {
             txn_id: "L-1".into(),
             result_b: other.seal(&b.dk("L-1"), [3; 12]),
         };
-        assert_eq!(b.verify_result(&hold(), &r2), Err(BankError::WrongLoad("amount")));
+        assert_eq!(
+            b.verify_result(&hold(), &r2),
+            Err(BankError::WrongLoad("amount"))
+        );
         // Sealed by someone without DK (another bank's key).
         let evil = Bank::new("bank", "Bank", Key32::new([4; 32]));
         let r3 = BankResult::ResultB {
@@ -371,6 +393,9 @@ mod tests {
             txn_id: "L-1".into(),
             reason: "card_refused".into(),
         };
-        assert!(matches!(b.verify_result(&hold(), &n), Ok(Booking::AskServer { .. })));
+        assert!(matches!(
+            b.verify_result(&hold(), &n),
+            Ok(Booking::AskServer { .. })
+        ));
     }
 }

@@ -106,7 +106,7 @@ impl PaymentService {
                 t.detail = "card log record: S3 verified".into();
                 Some((t, LoadState::Credited))
             } else if let Some(f) = &fact {
-                let between = if f.atc > d.atc + 1 {
+                let between = if u32::from(f.atc) > u32::from(d.atc) + 1 {
                     self.store.card_movements(card, d.atc, f.atc).await?
                 } else {
                     Vec::new()

@@ -660,14 +660,24 @@ pub fn reseal<T: Sealed>(
     field: &str,
     f: impl FnOnce(&mut T),
 ) -> String {
+    reseal_with(&ws.tsk().expect("tsk"), &ws.session.txn_id, body, field, f)
+}
+
+/// [`reseal`] under any TSK and txn id (purchases and loads).
+pub fn reseal_with<T: Sealed>(
+    tsk: &purse::session::Key32,
+    txn_id: &str,
+    body: &str,
+    field: &str,
+    f: impl FnOnce(&mut T),
+) -> String {
     let mut v: serde_json::Value = serde_json::from_str(body).expect("json body");
     let sealed: Hex = serde_json::from_value(v[field].clone()).expect("sealed field");
-    let tsk = ws.tsk().expect("tsk");
-    let mut m = T::open(&tsk, &ws.session.txn_id, sealed.as_slice()).expect("opens under TSK");
+    let mut m = T::open(tsk, txn_id, sealed.as_slice()).expect("opens under TSK");
     f(&mut m);
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).expect("random");
-    v[field] = serde_json::to_value(m.seal(&tsk, nonce)).expect("hex");
+    v[field] = serde_json::to_value(m.seal(tsk, nonce)).expect("hex");
     v.to_string()
 }
 

@@ -497,15 +497,7 @@ pub fn reseal_load<T: purse::wire::Sealed>(
     field: &str,
     f: impl FnOnce(&mut T),
 ) -> String {
-    let mut v: serde_json::Value = serde_json::from_str(body).expect("json body");
-    let sealed: purse::wire::Hex = serde_json::from_value(v[field].clone()).expect("sealed field");
-    let tsk = ws.tsk().expect("tsk");
-    let mut m = T::open(&tsk, &ws.session.txn_id, sealed.as_slice()).expect("opens under TSK");
-    f(&mut m);
-    let mut nonce = [0u8; 12];
-    getrandom::fill(&mut nonce).expect("random");
-    v[field] = serde_json::to_value(m.seal(&tsk, nonce)).expect("hex");
-    v.to_string()
+    crate::reseal_with(&ws.tsk().expect("tsk"), &ws.session.txn_id, body, field, f)
 }
 
 /// Rewrite the body of a load request in place (see [`reseal_load`]).

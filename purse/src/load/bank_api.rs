@@ -17,9 +17,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::session::Key32;
 use crate::types::PurseId;
 use crate::webhook::{self, WebhookError};
-use crate::session::Key32;
 
 /// States of a load: `drawn → credited → settled`, or `failed` (the card
 /// proved it was not credited), `voided` (the bank voided it before any
@@ -236,11 +236,51 @@ mod tests {
     fn bank_requests_are_signed_over_method_path_time_and_body() {
         let k = Key32::new([7; 32]);
         let [_, _, (_, sig)] = auth::sign("bank", &k, "POST", "/v1/bank/loads/L/void", 1000, b"");
-        assert!(auth::verify(&k, "POST", "/v1/bank/loads/L/void", 1000, 1010, b"", &sig));
-        assert!(!auth::verify(&k, "GET", "/v1/bank/loads/L/void", 1000, 1010, b"", &sig));
-        assert!(!auth::verify(&k, "POST", "/v1/bank/loads/M/void", 1000, 1010, b"", &sig));
-        assert!(!auth::verify(&k, "POST", "/v1/bank/loads/L/void", 1000, 1010, b"x", &sig));
-        assert!(!auth::verify(&k, "POST", "/v1/bank/loads/L/void", 1000, 2000, b"", &sig));
+        assert!(auth::verify(
+            &k,
+            "POST",
+            "/v1/bank/loads/L/void",
+            1000,
+            1010,
+            b"",
+            &sig
+        ));
+        assert!(!auth::verify(
+            &k,
+            "GET",
+            "/v1/bank/loads/L/void",
+            1000,
+            1010,
+            b"",
+            &sig
+        ));
+        assert!(!auth::verify(
+            &k,
+            "POST",
+            "/v1/bank/loads/M/void",
+            1000,
+            1010,
+            b"",
+            &sig
+        ));
+        assert!(!auth::verify(
+            &k,
+            "POST",
+            "/v1/bank/loads/L/void",
+            1000,
+            1010,
+            b"x",
+            &sig
+        ));
+        assert!(!auth::verify(
+            &k,
+            "POST",
+            "/v1/bank/loads/L/void",
+            1000,
+            2000,
+            b"",
+            &sig
+        ));
         assert!(!auth::verify(
             &Key32::new([8; 32]),
             "POST",

@@ -866,12 +866,11 @@ impl LoadClient {
             }
             State::Crediting { card, drawn, .. } => {
                 let rapdu = r.to_bytes();
-                let loaded = r
-                    .sw
-                    .is_ok()
-                    .then(|| CreditResponse::decode(&r.data).ok())
-                    .flatten()
-                    .filter(|c| c.result == CreditResponse::LOADED);
+                let loaded =
+                    r.sw.is_ok()
+                        .then(|| CreditResponse::decode(&r.data).ok())
+                        .flatten()
+                        .filter(|c| c.result == CreditResponse::LOADED);
                 match loaded {
                     Some(c) => {
                         let body = self.complete_body(rapdu);
@@ -893,12 +892,11 @@ impl LoadClient {
                 card_answer,
                 log,
             } => {
-                let zero = r
-                    .sw
-                    .is_ok()
-                    .then(|| InitializeLoadResponse::decode(&r.data).ok())
-                    .flatten()
-                    .map(|i| i.encode());
+                let zero =
+                    r.sw.is_ok()
+                        .then(|| InitializeLoadResponse::decode(&r.data).ok())
+                        .flatten()
+                        .map(|i| i.encode());
                 self.recover(drawn, card_answer, zero, log);
             }
             other => self.state = other,
@@ -994,13 +992,9 @@ impl LoadClient {
                     .then(|| serde_json::from_str::<LoadCompleteResponse>(&text).ok())
                     .flatten();
                 match done {
-                    Some(c) => self.finish(
-                        Some(&card.select),
-                        &drawn,
-                        c.status,
-                        c.result_c,
-                        c.result_b,
-                    ),
+                    Some(c) => {
+                        self.finish(Some(&card.select), &drawn, c.status, c.result_c, c.result_b)
+                    }
                     // A refusal here (an S3 that does not verify): the card's
                     // proof decides through recovery.
                     None => {

@@ -186,10 +186,7 @@ mod tests {
     fn credit_check_reads_the_apdu_itself() {
         let s = super::super::session::tests::session();
         assert!(command(5_000, PurseId::Money).check(&s).is_ok());
-        assert_eq!(
-            command(5_001, PurseId::Money).check(&s),
-            Err(CreditChanged)
-        );
+        assert_eq!(command(5_001, PurseId::Money).check(&s), Err(CreditChanged));
         assert_eq!(
             command(5_000, PurseId::Points).check(&s),
             Err(CreditChanged)

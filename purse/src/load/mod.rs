@@ -47,7 +47,9 @@ pub use complete::{
     LoadResultC, LoadStatus,
 };
 pub use draw::{CreditCommand, LoadDrawRequest, LoadDrawResponse, LoadEnvelope};
-pub use recover::{LoadRecoverEnvelope, LoadRecoverRequest, LoadRecoverResponse, LoadRecoverStatus};
+pub use recover::{
+    LoadRecoverEnvelope, LoadRecoverRequest, LoadRecoverResponse, LoadRecoverStatus,
+};
 pub use session::{LoadSession, LoadWidgetSession};
 
 /// Paths of the load API on the payment origin (the widget's calls).
