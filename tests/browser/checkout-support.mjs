@@ -100,7 +100,7 @@ async function waitHttp(url, ms = 30_000) {
  * Start the payment server. `merchants`: [{id, name, key (64 hex), origins?}].
  * Returns { origin, url(p), dir, stop() }.
  */
-export async function startPaymentServer({ bin, merchants, port, www = wwwDir, env = {}, corsOrigins = [] }) {
+export async function startPaymentServer({ bin, merchants, port, www = wwwDir, env = {}, corsOrigins = [], extraToml = (dir) => '' }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'cardpay-pay-'));
   port = port || (await freePort());
   const toml = [
@@ -124,6 +124,8 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
       `origins = ${JSON.stringify(m.origins || [])}`,
       `verify_modes = ${JSON.stringify(m.verifyModes || ['payment_server', 'security_module', 'client', 'merchant'])}`,
     ]),
+    // Further sections (e.g. `[clearing]`), given the server's temp dir.
+    extraToml(dir),
   ].join('\n');
   const config = path.join(dir, 'payment-server.toml');
   await writeFile(config, toml + '\n');
@@ -144,6 +146,7 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
   return {
     origin,
     dir,
+    config,
     url: (p = '/') => origin + p,
     log: () => stderr,
     async stop() {

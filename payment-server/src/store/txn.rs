@@ -112,6 +112,12 @@ txn_columns!(
     updated_at,
 );
 
+/// The SELECT list of a [`TxnRow`] (in [`Col`] order).
+pub(crate) fn columns() -> &'static str {
+    static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| COLUMN_NAMES.join(", "))
+}
+
 /// `SELECT <columns> FROM transactions WHERE <cond>`, built once per query.
 fn select(cell: &'static std::sync::OnceLock<String>, cond: &str) -> &'static str {
     cell.get_or_init(|| {
@@ -123,7 +129,7 @@ fn select(cell: &'static std::sync::OnceLock<String>, cond: &str) -> &'static st
 }
 
 impl TxnRow {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+    pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         let get = |c: Col| c as usize;
         let state: String = r.get(get(Col::state))?;
         let mode: String = r.get(get(Col::verify_mode))?;
@@ -433,6 +439,7 @@ const CAPTURE: &str = transition_sql!(", debited_at = ?3", "'drawn', 'unknown', 
 const FAIL: &str = transition_sql!("", "'drawn', 'unknown'");
 const CONFIRM: &str = transition_sql!(", confirmed_at = ?3", "'debited'");
 const RECORD: &str = transition_sql!("", "'debited', 'confirmed', 'settled'");
+const SETTLE: &str = transition_sql!(", settled_at = ?3", "'debited', 'confirmed'");
 
 impl Transition {
     fn new(row: &TxnRow, sql: &'static str, to: TxnState, event: &'static str, now: u64) -> Self {
@@ -475,6 +482,12 @@ impl Transition {
     /// The merchant released the goods of a captured transaction.
     pub fn confirm(row: &TxnRow, now: u64) -> Self {
         Self::new(row, CONFIRM, TxnState::Confirmed, "confirm", now)
+    }
+
+    /// Clearing has checked the card's proof again and posted the purchase:
+    /// it is `settled` (only a captured transaction can be).
+    pub fn settle(row: &TxnRow, now: u64) -> Self {
+        Self::new(row, SETTLE, TxnState::Settled, "settle", now)
     }
 
     /// Record a late `complete` answer on an already captured transaction,
