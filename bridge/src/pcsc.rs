@@ -374,19 +374,9 @@ impl PcscBackend {
     fn connect(&mut self, origin: &str, reader: &str) -> Result<Connected, BridgeError> {
         self.guard.may_open(origin)?;
         let name = CString::new(reader).map_err(|_| BridgeError::bad_request("bad reader name"))?;
-        // pcscd makes SCardConnect wait while any connection holds a
-        // transaction on the reader, ours included: end ours first (the
-        // newest page takes the card; the other one gets it back, selected
-        // again, with its next APDU)
-        let holders: Vec<u32> = self
-            .conns
-            .iter()
-            .filter(|(h, c)| c.reader == reader && self.sessions.holds(**h))
-            .map(|(h, _)| *h)
-            .collect();
-        for h in holders {
-            self.end_session(h, Disposition::LeaveCard);
-        }
+        // the newest page takes the card; the other one gets it back,
+        // selected again, with its next APDU
+        self.free_reader(reader, None);
         let card = self.with_ctx(|ctx| ctx.connect(&name, ShareMode::Shared, Protocols::ANY))?;
         let conn = Connection::new(card);
         let atr = conn.atr();
@@ -429,9 +419,31 @@ impl PcscBackend {
 
     fn close(&mut self, handle: u32, disposition: Disposition) {
         self.guard.closed(handle);
-        self.sessions.closed(handle);
         if let Some(c) = self.conns.remove(&handle) {
+            self.free_reader(&c.reader, Some(handle));
+            self.sessions.closed(handle);
             c.conn.close(disposition);
+        } else {
+            self.sessions.closed(handle);
+        }
+    }
+
+    /// End the sessions of our connections on `reader` (but `except`'s).
+    /// pcscd (pcsc-lite) makes SCardConnect and SCardDisconnect wait while
+    /// any connection holds a transaction on the reader, ours included: the
+    /// worker would wait on itself for ever, and pcscd would keep the lock
+    /// after we exit (no other program could reach the card until pcscd
+    /// restarts). The pages whose sessions end get the card back, selected
+    /// again, with their next APDU.
+    fn free_reader(&mut self, reader: &str, except: Option<u32>) {
+        let holders: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(h, c)| c.reader == reader && Some(**h) != except && self.sessions.holds(**h))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in holders {
+            self.end_session(h, Disposition::LeaveCard);
         }
     }
 

@@ -340,3 +340,44 @@ fn bridge_over_real_pcsc_stack() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// pcscd (pcsc-lite) makes SCardDisconnect and SCardConnect wait while any
+/// connection holds a transaction on the reader, the bridge's own included.
+/// A page closing an old connection while another page of the same bridge
+/// holds the card (e.g. after the card was pulled and put back: the widget
+/// connects again, the old handle is disconnected later) must not hang the
+/// bridge, and must not leave pcscd waiting on a lock nobody will release:
+/// a new bridge (the browser restarted) still reaches the card.
+#[test]
+fn closing_one_page_while_another_holds_the_card_does_not_hang_pcscd() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = testbed::Stack::start().expect("testbed stack");
+    let dir = stack.dir().to_path_buf();
+    let mut b = Bridge::start(&dir);
+    let (old, _) = connect_and_select(&mut b);
+    // the card is pulled and put back: the old connection is stale
+    stack.remove_card().unwrap();
+    stack.insert_card().unwrap();
+    let (new, sel) = connect_and_select(&mut b);
+    assert_eq!(sel.purse(PurseId::Money).balance, 10_000);
+    // the new page holds the card (its SELECT began a transaction); the old
+    // page goes away now
+    let t = Instant::now();
+    b.ok(json!({"type": "disconnect", "handle": old}));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // the new page goes on, its card selected again
+    assert_eq!(sw(&b.apdu(new, &[0x80, 0x5C, 0x00, 0x00, 0x04])), 0x9000);
+    // and two live pages: the one not holding the card closes first
+    let (a, _) = connect_and_select(&mut b);
+    let (c, _) = connect_and_select(&mut b);
+    b.ok(json!({"type": "disconnect", "handle": a}));
+    assert_eq!(sw(&b.apdu(c, &[0x80, 0x5C, 0x00, 0x00, 0x04])), 0x9000);
+    b.close();
+    // the browser restarts: a new bridge reaches the card at once
+    let mut b = Bridge::start(&dir);
+    let t = Instant::now();
+    let (_, sel) = connect_and_select(&mut b);
+    assert_eq!(sel.purse(PurseId::Money).balance, 10_000);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    b.close();
+}

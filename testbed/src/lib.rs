@@ -291,8 +291,10 @@ impl Stack {
             return Ok(());
         }
         let log = log_file(self.dir.path(), "pcscd.log")?;
+        // CARDPAY_PCSCD_DEBUG=1: pcscd logs every call (handles, locks).
+        let debug = std::env::var_os("CARDPAY_PCSCD_DEBUG").is_some_and(|v| v == "1");
         let child = Command::new(pcscd_path())
-            .args(["-f", "-i", "-c"])
+            .args(["-f", if debug { "-d" } else { "-i" }, "-c"])
             .arg(&self.conf_dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io_err("log"))?)
