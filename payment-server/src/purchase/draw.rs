@@ -187,6 +187,8 @@ impl PaymentService {
             }
             Err(InsertConflict::CardAtc) => Err(PaymentError::Replay),
             Err(InsertConflict::OpenOrder) => Err(PaymentError::OrderInFlight),
+            // Another attempt at the order was captured since the check above.
+            Err(InsertConflict::OrderPaid) => Err(PaymentError::OrderPaid),
         }
     }
 }

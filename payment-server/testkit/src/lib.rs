@@ -16,7 +16,10 @@
 //! # }
 //! ```
 
+pub mod db;
 pub mod load;
+
+pub use db::{security_module_toml, Backend, TestDb};
 
 pub use load::{
     is_credit, is_initialize_load, reseal_load, rewrite_load, test_config_toml_full, Account,
@@ -199,16 +202,13 @@ impl TestMerchant {
     }
 }
 
-/// A config TOML for tests (TEST keys only).
-pub fn test_config_toml(
-    db_path: &std::path::Path,
-    merchants: &[TestMerchant],
-    grace: u64,
-) -> String {
+/// A config TOML for tests (TEST keys only) on `db`, with the security
+/// module `CARDPAY_TEST_SM` names (software keys, or the SoftHSM2 token).
+pub fn test_config_toml(db: &TestDb, merchants: &[TestMerchant], grace: u64) -> String {
     let mut t = format!(
-        "listen = \"127.0.0.1:0\"\ndb_path = {:?}\nrecovery_grace_secs = {grace}\noperator_token = \"test-operator-token\"\n\
-         [security_module]\nterminal = \"000000000001\"\n[[security_module.keys]]\nversion = 1\nmkp = \"{TEST_MKP}\"\nmkl = \"{TEST_MKL}\"\n",
-        db_path.display().to_string()
+        "listen = \"127.0.0.1:0\"\n{}recovery_grace_secs = {grace}\noperator_token = \"test-operator-token\"\n{}",
+        db.toml(),
+        security_module_toml(db::pkcs11_from_env()),
     );
     for m in merchants {
         let modes: Vec<String> = m
@@ -235,7 +235,9 @@ pub fn test_config_toml(
 /// runtime (no background tasks: tests call `sweep` and webhook delivery
 /// themselves, or [`payment_server::start_background`]).
 pub async fn spawn_server(config: &Config) -> (SocketAddr, Arc<PaymentService>) {
-    let (service, app) = payment_server::build(config, system_clock()).expect("server builds");
+    let (service, app) = payment_server::build(config, system_clock())
+        .await
+        .expect("server builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -246,10 +248,11 @@ pub async fn spawn_server(config: &Config) -> (SocketAddr, Arc<PaymentService>) 
     (addr, service)
 }
 
-/// A payment server with a fresh SQLite file in a temp dir.
+/// A payment server on a fresh database (a SQLite file in a temp dir, or a
+/// PostgreSQL schema: [`TestDb`]).
 pub struct TestServer {
     pub dir: tempfile::TempDir,
-    pub db: std::path::PathBuf,
+    pub db: TestDb,
     pub addr: SocketAddr,
     pub service: Arc<PaymentService>,
     pub merchants: Vec<TestMerchant>,
@@ -263,7 +266,7 @@ impl TestServer {
 
     pub async fn start_with_grace(merchants: &[TestMerchant], grace: u64) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("payments.sqlite");
+        let db = TestDb::in_dir(dir.path());
         let toml = test_config_toml(&db, merchants, grace);
         let config = Config::from_toml(&toml, |_| None).expect("test config");
         let (addr, service) = spawn_server(&config).await;
@@ -283,24 +286,18 @@ impl TestServer {
 
     /// Sum of captured amounts over all merchants, straight from the database.
     pub fn captured(&self) -> u64 {
-        let c = rusqlite::Connection::open(&self.db).expect("db");
-        c.query_row(
-            "SELECT COALESCE(SUM(amount),0) FROM transactions WHERE state IN ('debited','confirmed','settled')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .expect("query") as u64
+        self.db.int(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transactions WHERE state IN ('debited','confirmed','settled')",
+            &[],
+        ) as u64
     }
 
     /// A transaction's state, straight from the database.
     pub fn state_of(&self, merchant: &str, txn: &str) -> Option<String> {
-        let c = rusqlite::Connection::open(&self.db).expect("db");
-        c.query_row(
+        self.db.text(
             "SELECT state FROM transactions WHERE merchant_id = ?1 AND txn_id = ?2",
-            (merchant, txn),
-            |r| r.get(0),
+            &[merchant, txn],
         )
-        .ok()
     }
 }
 

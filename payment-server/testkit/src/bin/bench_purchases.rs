@@ -153,7 +153,7 @@ fn main() -> anyhow::Result<()> {
     let bank = testkit::TestBank::new("bench-bank", 0x43);
     let config = payment_server::Config::from_toml(
         &testkit::test_config_toml_full(
-            &db,
+            &testkit::TestDb::Sqlite(db.clone()),
             std::slice::from_ref(&merchant),
             std::slice::from_ref(&bank),
             300,
