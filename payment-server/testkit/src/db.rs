@@ -272,6 +272,63 @@ pub fn test_token() -> &'static cardpay_pkcs11::softhsm::TestToken {
     token
 }
 
+/// A PostgreSQL for a test that needs one whatever `CARDPAY_TEST_DB` says
+/// (several instances on one database): `CARDPAY_PG_URL` when set
+/// (scripts/test.sh sets it), else a private throw-away server started with
+/// `scripts/pg.sh` in its own directory and port, stopped when dropped.
+pub struct TestPg {
+    pub url: String,
+    private: Option<(PathBuf, u16)>,
+}
+
+impl TestPg {
+    pub fn get() -> Self {
+        if let Ok(url) = std::env::var("CARDPAY_PG_URL") {
+            return Self { url, private: None };
+        }
+        let dir = std::env::temp_dir().join(format!("cardpay-pg-test-{}", random_hex()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let out = std::process::Command::new("bash")
+            .arg(pg_script())
+            .arg("up")
+            .env("CARDPAY_PG_DIR", &dir)
+            .env("CARDPAY_PG_PORT", port.to_string())
+            .output()
+            .expect("run scripts/pg.sh");
+        assert!(
+            out.status.success(),
+            "scripts/pg.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Self {
+            url,
+            private: Some((dir, port)),
+        }
+    }
+}
+
+impl Drop for TestPg {
+    fn drop(&mut self) {
+        if let Some((dir, port)) = &self.private {
+            let _ = std::process::Command::new("bash")
+                .arg(pg_script())
+                .arg("down")
+                .env("CARDPAY_PG_DIR", dir)
+                .env("CARDPAY_PG_PORT", port.to_string())
+                .output();
+        }
+    }
+}
+
+/// `scripts/pg.sh` of this checkout.
+pub fn pg_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg.sh")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

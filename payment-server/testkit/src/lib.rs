@@ -19,7 +19,7 @@
 pub mod db;
 pub mod load;
 
-pub use db::{security_module_toml, Backend, TestDb};
+pub use db::{security_module_toml, Backend, TestDb, TestPg};
 
 pub use load::{
     is_credit, is_initialize_load, reseal_load, rewrite_load, test_config_toml_full, Account,
@@ -323,6 +323,16 @@ impl ApiError {
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
+    /// Several instances behind one client ([`Api::spread`]).
+    spread: Option<Arc<Spread>>,
+}
+
+/// The instances a spread [`Api`] sends to, in turn.
+struct Spread {
+    bases: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Requests sent again to the next instance (the one tried did not answer).
+    failovers: std::sync::atomic::AtomicUsize,
 }
 
 impl Api {
@@ -330,14 +340,74 @@ impl Api {
         Self {
             http: reqwest::Client::new(),
             base: format!("http://{addr}"),
+            spread: None,
         }
+    }
+
+    /// A client in front of several server instances, as a load balancer
+    /// is: each POST goes to the next instance in turn; one that does not
+    /// answer (down, or killed while handling it) is skipped and the request
+    /// sent again to the next (the API is idempotent by design). Signed
+    /// merchant and operator calls go to the first.
+    pub fn spread(addrs: &[SocketAddr]) -> Self {
+        let bases: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+        Self {
+            http: reqwest::Client::new(),
+            base: bases[0].clone(),
+            spread: Some(Arc::new(Spread {
+                bases,
+                next: Default::default(),
+                failovers: Default::default(),
+            })),
+        }
+    }
+
+    /// Every instance's base URL (one for an unspread client).
+    pub fn bases(&self) -> Vec<String> {
+        match &self.spread {
+            Some(s) => s.bases.clone(),
+            None => vec![self.base.clone()],
+        }
+    }
+
+    /// How many requests a spread client sent again to another instance.
+    pub fn failovers(&self) -> usize {
+        self.spread.as_ref().map_or(0, |s| {
+            s.failovers.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// POST a raw body; the HTTP status and body, as the client sees them.
     pub async fn post_raw(&self, path: &str, body: String) -> Result<(u16, String), String> {
+        let Some(s) = &self.spread else {
+            return self.post_to(&self.base, path, body).await;
+        };
+        let first = s.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut last = String::new();
+        for i in 0..s.bases.len() {
+            let base = &s.bases[(first + i) % s.bases.len()];
+            match self.post_to(base, path, body.clone()).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    s.failovers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    last = e
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// POST a raw body to one instance.
+    pub async fn post_to(
+        &self,
+        base: &str,
+        path: &str,
+        body: String,
+    ) -> Result<(u16, String), String> {
         let r = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(format!("{base}{path}"))
             .header("content-type", "application/json")
             .body(body)
             .send()
