@@ -495,7 +495,7 @@ impl LoadTransition {
     }
 
     /// The states this change may leave.
-    pub(crate) fn from_states(&self) -> &'static [LoadState] {
+    pub(crate) fn leaves(&self) -> &'static [LoadState] {
         self.from
     }
 

@@ -447,7 +447,7 @@ impl TransitionKind {
     pub(crate) const ALL: [Self; 4] = [Self::Capture, Self::Fail, Self::Confirm, Self::Record];
 
     /// The states this change may leave.
-    pub(crate) fn from(self) -> &'static [TxnState] {
+    pub(crate) fn leaves(self) -> &'static [TxnState] {
         match self {
             Self::Capture => &[TxnState::Drawn, TxnState::Unknown, TxnState::Failed],
             Self::Fail => &[TxnState::Drawn, TxnState::Unknown],
@@ -466,8 +466,8 @@ impl TransitionKind {
     }
 
     /// `'a', 'b'`: the states this change may leave, for `state IN (…)`.
-    pub(crate) fn from_list(self) -> String {
-        self.from()
+    pub(crate) fn leaves_sql(self) -> String {
+        self.leaves()
             .iter()
             .map(|s| format!("'{}'", s.as_str()))
             .collect::<Vec<_>>()
@@ -488,7 +488,7 @@ fn transition_sql(kind: TransitionKind) -> &'static str {
                     card_s3 = COALESCE(?7, card_s3), card_sw = COALESCE(?8, card_sw),
                     resolution = COALESCE(?9, resolution)
                  WHERE merchant_id = ?1 AND txn_id = ?2 AND state IN ({})",
-                k.from_list()
+                k.leaves_sql()
             )
         })
     });

@@ -318,7 +318,7 @@ async fn log_event(
 /// The compare-and-set UPDATE of a load change, with history and webhook.
 fn transition_sql(t: &LoadTransition) -> String {
     let states: Vec<String> = t
-        .from_states()
+        .leaves()
         .iter()
         .map(|s| format!("'{}'", s.as_str()))
         .collect();

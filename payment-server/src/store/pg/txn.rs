@@ -286,7 +286,7 @@ fn transition_sql(kind: TransitionKind) -> &'static str {
                     SELECT merchant_id, txn_id, $10::text, $4::text, $11::text, $3 FROM up),
                  ob AS ({})
                  SELECT count(*) FROM up",
-                k.from_list(),
+                k.leaves_sql(),
                 outbox::insert_from_up("merchant_id", 3, 12),
             )
         })
