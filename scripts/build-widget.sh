@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# Build the Cardpay checkout widget (Rust → wasm) into www/pkg, and print SRI hashes.
+# Build the Cardpay checkout widget (Rust → wasm) with wasm-pack into www/pkg, and
+# print SRI hashes. wasm-pack's settings (wasm-opt flags, wasm-bindgen options) are in
+# widget/Cargo.toml, [package.metadata.wasm-pack].
 #
 # Installs what a fresh machine lacks, from the project's registries only:
 #   - rustup target wasm32-unknown-unknown
-#   - wasm-bindgen-cli 0.2.130 (cargo install; must equal the wasm-bindgen crate pin)
-#   - wasm-opt from the npm package binaryen@132 (into widget/.tools). Debian's
-#     wasm-opt (binaryen 108) corrupts wasm-bindgen output: it is never used.
+#   - wasm-bindgen-cli 0.2.130 (cargo install; must equal the wasm-bindgen crate pin,
+#     so wasm-pack uses it instead of downloading one)
+#   - wasm-pack 0.15.1 (cargo install --locked)
+#   - wasm-opt from the npm package binaryen@132 (into widget/.tools), first on PATH so
+#     wasm-pack takes it. Debian's wasm-opt (binaryen 108) corrupts wasm-bindgen
+#     output: it is never used.
+# Nothing is downloaded at build time (wasm-pack only asks crates.io, in the
+# background, whether a newer wasm-pack exists).
 # Options: --no-opt (skip wasm-opt), --dev (debug build, no wasm-opt).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 WASM_BINDGEN_VERSION=0.2.130
+WASM_PACK_VERSION=0.15.1
 BINARYEN_VERSION=132.0.0
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-OPT=1; PROFILE=release
+MODE=(--release)
 for a in "$@"; do
   case "$a" in
-    --no-opt) OPT=0 ;;
-    --dev) OPT=0; PROFILE=dev ;;
+    --no-opt) MODE=(--release --no-opt) ;;
+    --dev) MODE=(--dev) ;;
     *) echo "unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -33,37 +41,30 @@ if [ -z "$WB" ] || [ "$("$WB" --version | awk '{print $2}')" != "$WASM_BINDGEN_V
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (cargo install, ~3 min)"
   # no --locked: the registry mirror lacks one locked dependency version
   CARGO_TARGET_DIR="$ROOT/target/tools" cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
-  WB="$(command -v wasm-bindgen || echo "$HOME/.cargo/bin/wasm-bindgen")"
+fi
+if ! wasm-pack --version 2>/dev/null | grep -q " $WASM_PACK_VERSION\$"; then
+  log "installing wasm-pack $WASM_PACK_VERSION (cargo install, ~2 min)"
+  CARGO_TARGET_DIR="$ROOT/target/tools" cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked --force
 fi
 TOOLS="$ROOT/widget/.tools"
 WASM_OPT="$TOOLS/node_modules/.bin/wasm-opt"
-if [ "$OPT" = 1 ] && ! { [ -x "$WASM_OPT" ] && "$WASM_OPT" --version | grep -q "version ${BINARYEN_VERSION%%.*}"; }; then
+if ! { [ -x "$WASM_OPT" ] && "$WASM_OPT" --version | grep -q "version ${BINARYEN_VERSION%%.*}"; }; then
   log "installing npm binaryen@$BINARYEN_VERSION into widget/.tools"
   mkdir -p "$TOOLS"
   printf '{ "name": "cardpay-widget-tools", "private": true, "dependencies": { "binaryen": "%s" } }\n' "$BINARYEN_VERSION" > "$TOOLS/package.json"
   (cd "$TOOLS" && npm install --no-audit --no-fund --silent)
 fi
+# wasm-pack finds wasm-bindgen and wasm-opt on PATH: ours first.
+export PATH="$TOOLS/node_modules/.bin:$(dirname "$(command -v wasm-bindgen)"):$PATH"
 
-# 2. build
-if [ "$PROFILE" = release ]; then
-  # Size over speed for every crate in the wasm (the workspace profile sets it for widget only).
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
-    cargo build -p widget --lib --release --target wasm32-unknown-unknown
-  WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/widget.wasm"
-else
-  cargo build -p widget --lib --target wasm32-unknown-unknown
-  WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/debug/widget.wasm"
-fi
+# 2. build. Size over speed for every crate in the wasm (the workspace profile sets
+# opt-level z for the widget crate only).
 OUT="$ROOT/www/pkg"
-rm -rf "$OUT.tmp" && mkdir -p "$OUT.tmp"
-"$WB" --target web --no-typescript --remove-name-section --remove-producers-section \
-  --out-dir "$OUT.tmp" --out-name widget "$WASM"
-if [ "$OPT" = 1 ]; then
-  "$WASM_OPT" -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$OUT.tmp/widget_bg.wasm" -o "$OUT.tmp/widget_bg.opt.wasm"
-  mv "$OUT.tmp/widget_bg.opt.wasm" "$OUT.tmp/widget_bg.wasm"
-fi
+rm -rf "$OUT.tmp"
+CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+  wasm-pack --log-level warn build "${MODE[@]}" --target web --no-typescript --no-pack \
+  --out-dir "$OUT.tmp" --out-name widget widget
+rm -f "$OUT.tmp/.gitignore" "$OUT.tmp/README.md"
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 
 # 3. SRI: the merchant's <script integrity> for checkout.js, and hashes of the rest

@@ -16,6 +16,7 @@ APT_PACKAGES+=(postgresql)
 # Firefox for the browser tests (puppeteer-core drives it over WebDriver BiDi, no driver binary).
 APT_PACKAGES+=(firefox-esr)
 WASM_BINDGEN_VERSION=0.2.130
+WASM_PACK_VERSION=0.15.1
 CARGO_FUZZ_VERSION=0.13.2
 
 missing=()
@@ -40,6 +41,13 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; th
   echo "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes)"
   # Not --locked: the registry lacks one locked dependency version (ENVIRONMENT.md).
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# The widget is built with wasm-pack (settings in widget/Cargo.toml); it uses the
+# wasm-bindgen-cli above and npm binaryen's wasm-opt, downloading nothing itself.
+if ! wasm-pack --version 2>/dev/null | grep -q " $WASM_PACK_VERSION\$"; then
+  echo "setup: installing wasm-pack $WASM_PACK_VERSION (about 2 minutes)"
+  cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked
 fi
 
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then

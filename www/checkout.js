@@ -89,8 +89,10 @@
         iframe.contentWindow.postMessage(
           { type: 'cardpay:init', nonce: n, session: session, theme: theme(el, opts.theme) }, PAY_ORIGIN);
       } else if (type === 'resize') {
-        var h = Math.max(120, Math.min(1200, d.height | 0));
-        iframe.style.height = h + 24 + 'px';
+        // The frame's content height, exactly (the widget posts it on every change:
+        // new screen, narrower page, larger text), so nothing is clipped or scrolls.
+        var h = Math.max(80, Math.min(2400, d.height | 0));
+        iframe.style.height = h + 'px';
       } else if (EVENTS.indexOf(type) >= 0) {
         if (done && type !== 'capability') return;
         if (type === 'result' || type === 'cancel') done = true;

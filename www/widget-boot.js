@@ -1,10 +1,28 @@
-// Boots the wasm widget inside the payment-origin iframe (widget.html).
-import init, { run } from './pkg/widget.js';
-
+// Boots the wasm widget inside the payment-origin iframe (widget.html), doing the
+// waiting in parallel rather than one step after the other:
+// - it says `cardpay:loaded` at once and keeps the messages that arrive while the wasm
+//   downloads and compiles (the page's `init` among them); the widget then handles
+//   them with the same checks as any other;
+// - the glue and the wasm are already on their way (preloaded by widget.html).
 const root = document.getElementById('cardpay-root');
-init({ module_or_path: new URL('./pkg/widget_bg.wasm', import.meta.url) })
-  .then(() => run(root))
+const early = [];
+// Only the page that embeds us has anything to say this early (its `init`), and only a
+// handful: another frame cannot fill the list and crowd the init out.
+const keep = (ev) => { if (ev.source === parent && early.length < 16) early.push(ev); };
+addEventListener('message', keep);
+const nonce = new URLSearchParams(location.search).get('nonce') || '';
+// Nothing secret: "*" only because the parent's origin is not known yet; the parent
+// accepts it only from its own iframe, and answers to the payment origin.
+if (parent !== window) parent.postMessage({ type: 'cardpay:loaded', nonce }, '*');
+
+import('./pkg/widget.js')
+  .then(async ({ default: init, run }) => {
+    await init({ module_or_path: new URL('./pkg/widget_bg.wasm', import.meta.url) });
+    removeEventListener('message', keep);
+    run(root, early);
+  })
   .catch((e) => {
+    removeEventListener('message', keep);
     root.innerHTML = '<p class="cp-error" role="alert" data-testid="error" data-code="load">Cardpay could not start.</p>';
     console.error('cardpay: widget failed to start', e);
   });

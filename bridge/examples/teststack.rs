@@ -148,6 +148,9 @@ fn main() {
         let r = match line.trim() {
             "remove" => stack.remove_card().map(|_| String::new()),
             "insert" => stack.insert_card().map(|_| String::new()),
+            // The card applies the next DEBIT / CREDIT, then is pulled before answering.
+            "tear debit" => stack.tear_next(0x54).map(|_| String::new()),
+            "tear credit" => stack.tear_next(0x52).map(|_| String::new()),
             "restart_pcscd" => stack.restart_pcscd().map(|_| String::new()),
             "inspect" => stack.inspect(),
             "facts" => {

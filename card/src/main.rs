@@ -76,7 +76,9 @@ enum Cmd {
         force: bool,
     },
     /// Plug the card into vpcd and serve APDUs. SIGUSR1 removes the card,
-    /// SIGUSR2 inserts it again.
+    /// SIGUSR2 inserts it again. For fault tests, a file `<state>.tear`
+    /// holding an INS in hex (e.g. `54` for DEBIT) makes the card apply the
+    /// next such command, then pull itself out before answering (one-shot).
     Run {
         /// State file.
         #[arg(long)]
@@ -154,6 +156,8 @@ fn main() -> Result<()> {
 struct PersistentCard {
     card: Card,
     store: Store,
+    /// `<state>.tear`: holds the INS (hex) of the next command to tear (tests).
+    tear_file: PathBuf,
 }
 
 impl Chip for PersistentCard {
@@ -173,6 +177,17 @@ impl Chip for PersistentCard {
     }
     fn reset(&mut self) {
         self.card.reset();
+    }
+    fn tear_after(&mut self, apdu: &[u8]) -> bool {
+        let Ok(text) = std::fs::read_to_string(&self.tear_file) else {
+            return false;
+        };
+        let armed = u8::from_str_radix(text.trim(), 16).ok();
+        if armed.is_some() && armed == apdu.get(1).copied() {
+            let _ = std::fs::remove_file(&self.tear_file);
+            return true;
+        }
+        false
     }
 }
 
@@ -212,6 +227,7 @@ fn run(state: PathBuf, addr: &str) -> Result<()> {
     let mut chip = PersistentCard {
         card: Card::new(s),
         store,
+        tear_file: state.with_extension("tear"),
     };
     vpcd::serve(&mut chip, addr, &ctl, &|| false);
     Ok(())

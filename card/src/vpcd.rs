@@ -38,6 +38,12 @@ pub trait Chip {
     fn apdu(&mut self, apdu: &[u8]) -> Vec<u8>;
     /// Power off, power on or reset: RAM state is lost.
     fn reset(&mut self);
+    /// Fault injection for tests: after this APDU was processed (and its
+    /// state change is on disk), pull the card instead of answering — the
+    /// torn command of a card pulled mid-transaction. One-shot.
+    fn tear_after(&mut self, _apdu: &[u8]) -> bool {
+        false
+    }
 }
 
 /// Insert/remove switch shared between the signal handler and the run loop.
@@ -124,7 +130,7 @@ pub fn serve(chip: &mut dyn Chip, addr: &str, ctl: &Control, stop: &dyn Fn() -> 
         }
         tracing::info!("connected to vpcd at {addr}: card inserted");
         chip.reset();
-        match session(chip, stream) {
+        match session(chip, stream, ctl) {
             Ok(()) => tracing::info!("vpcd closed the connection"),
             Err(e) => tracing::info!("vpcd connection ended: {e}"),
         }
@@ -138,8 +144,9 @@ pub fn serve(chip: &mut dyn Chip, addr: &str, ctl: &Control, stop: &dyn Fn() -> 
     }
 }
 
-/// One vpcd connection; Ok(()) on orderly EOF.
-pub fn session(chip: &mut dyn Chip, mut s: TcpStream) -> io::Result<()> {
+/// One vpcd connection; Ok(()) on orderly EOF or when a torn command pulls
+/// the card ([`Chip::tear_after`]).
+pub fn session(chip: &mut dyn Chip, mut s: TcpStream, ctl: &Control) -> io::Result<()> {
     s.set_nodelay(true)?;
     let atr = atr();
     let mut buf = vec![0u8; 0x10000];
@@ -162,7 +169,18 @@ pub fn session(chip: &mut dyn Chip, mut s: TcpStream) -> io::Result<()> {
             }
             [0x04] => Some(atr.clone()),
             [_] => None,
-            apdu => Some(chip.apdu(apdu)),
+            apdu => {
+                let r = chip.apdu(apdu);
+                if chip.tear_after(apdu) {
+                    tracing::info!(
+                        ins = apdu.get(1).copied().unwrap_or(0),
+                        "torn: command applied, card pulled before its answer"
+                    );
+                    ctl.remove();
+                    return Ok(());
+                }
+                Some(r)
+            }
         };
         if let Some(r) = reply {
             let mut out = Vec::with_capacity(2 + r.len());

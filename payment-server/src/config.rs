@@ -70,6 +70,50 @@ pub struct ConfigFile {
     /// Banks that load cards through this server (the load server).
     #[serde(default)]
     pub banks: Vec<BankFile>,
+    /// Batches for clearing (docs/clearing.md); absent: no batches are closed.
+    #[serde(default)]
+    pub clearing: Option<ClearingFile>,
+}
+
+/// `[clearing]`: how this server closes batches for the concentration point.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearingFile {
+    /// The id clearing knows the signing key by.
+    pub key_id: String,
+    /// Ed25519 signing key (64 hex digits, the seed), or `signing_key_env`.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    #[serde(default)]
+    pub signing_key_env: Option<String>,
+    /// The spool batch files are written to (clearing's inbox).
+    pub spool: PathBuf,
+    /// Close batches every this many seconds; 0: only on demand.
+    #[serde(default)]
+    pub batch_interval_secs: u64,
+    /// The clearing database, read for the merchants' settlement pages.
+    #[serde(default)]
+    pub clearing_db: Option<PathBuf>,
+}
+
+/// `[clearing]` resolved.
+pub struct ClearingProducer {
+    pub key_id: String,
+    pub key: ed25519_dalek::SigningKey,
+    pub spool: PathBuf,
+    pub batch_interval_secs: u64,
+    pub clearing_db: Option<PathBuf>,
+}
+
+impl core::fmt::Debug for ClearingProducer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClearingProducer")
+            .field("key_id", &self.key_id)
+            .field("spool", &self.spool)
+            .field("batch_interval_secs", &self.batch_interval_secs)
+            .field("clearing_db", &self.clearing_db)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_listen() -> String {
@@ -323,6 +367,7 @@ pub struct Config {
     pub terminal: Terminal,
     pub keys: KeyStore,
     pub merchants: BTreeMap<String, MerchantEntry>,
+    pub clearing: Option<ClearingProducer>,
     pub banks: BTreeMap<String, BankEntry>,
 }
 
@@ -346,6 +391,7 @@ impl core::fmt::Debug for Config {
                 },
             )
             .field("merchants", &self.merchants.keys().collect::<Vec<_>>())
+            .field("clearing", &self.clearing)
             .field("banks", &self.banks.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -481,6 +527,32 @@ impl Config {
             f.database_pool_size,
             &env,
         )?;
+        let clearing = match f.clearing {
+            None => None,
+            Some(c) => {
+                let hex = match (&c.signing_key, &c.signing_key_env) {
+                    (Some(k), _) => k.clone(),
+                    (None, Some(var)) => {
+                        env(var).ok_or_else(|| inv(format!("clearing: ${var} not set")))?
+                    }
+                    (None, None) => {
+                        return Err(inv("clearing: signing_key or signing_key_env required"))
+                    }
+                };
+                let key = crate::clearing::batch::signing_key_from_hex(&hex)
+                    .ok_or_else(|| inv("clearing: signing_key must be 64 hex digits"))?;
+                if !crate::clearing::batch::id_ok(&c.key_id) {
+                    return Err(inv("clearing: key_id must be 1..128 of [A-Za-z0-9-_.:]"));
+                }
+                Some(ClearingProducer {
+                    key_id: c.key_id,
+                    key,
+                    spool: c.spool,
+                    batch_interval_secs: c.batch_interval_secs,
+                    clearing_db: c.clearing_db,
+                })
+            }
+        };
         Ok(Self {
             listen: f.listen,
             database,
@@ -494,6 +566,7 @@ impl Config {
             terminal,
             keys,
             merchants,
+            clearing,
             banks,
         })
     }

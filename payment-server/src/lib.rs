@@ -9,6 +9,8 @@
 //! - [`store`]: SQL only, SQLite (group commit) or PostgreSQL (pool), same operations;
 //! - [`http`]: thin axum handlers, the auth extractor, static files;
 //! - [`webhooks`]: delivery of the outbox with backoff; the recovery sweeper;
+//! - [`clearing`]: batches at the concentration point, clearing into a
+//!   double-entry ledger, payouts, reconciliation, the merchant's settlement page;
 //! - [`config`], [`error`]: the TOML file and every refusal's stable code.
 //!
 //! The crate `payment-testkit` (in `testkit/`) plays the widget's part against a
@@ -16,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clearing;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -53,6 +56,12 @@ pub async fn build(
                     .map(|m| m.origins.as_slice())
                     .chain(config.banks.values().map(|b| b.origins.as_slice())),
             ),
+            clearing: config.clearing.as_ref().map(|c| {
+                Arc::new(http::clearing::ClearingWeb::new(
+                    c.clearing_db.clone(),
+                    Some(batch_signer(c)),
+                ))
+            }),
         },
     );
     Ok((service, router))
@@ -71,4 +80,16 @@ pub fn start_background(service: &Arc<PaymentService>, config: &Config) {
         service.clone(),
         std::time::Duration::from_secs(config.sweep_interval_secs),
     );
+    if let Some(c) = &config.clearing {
+        clearing::produce::spawn_schedule(service.clone(), c);
+    }
+}
+
+/// The batch signer of a `[clearing]` section.
+pub fn batch_signer(c: &config::ClearingProducer) -> clearing::produce::BatchSigner {
+    clearing::produce::BatchSigner {
+        key_id: c.key_id.clone(),
+        key: c.key.clone(),
+        spool: c.spool.clone(),
+    }
 }

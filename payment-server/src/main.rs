@@ -1,6 +1,10 @@
 //! `payment-server --config payment-server.toml`: parse config, open the store, serve.
 //! `payment-server --config … hsm import|generate|list`: the master keys in the
 //! PKCS#11 token (docs/pkcs11.md).
+//! `payment-server close-batches …` and `payment-server clearing …`: the
+//! concentration point and the clearing process (docs/clearing.md).
+
+mod clearing_cmd;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use purse::crypto::DesKey;
 struct Args {
     /// TOML config file (see docs/payment-server.md).
     #[arg(long, env = "CARDPAY_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Override the listen address of the config.
     #[arg(long)]
     listen: Option<String>,
@@ -30,6 +34,16 @@ enum Cmd {
         #[command(subcommand)]
         op: HsmOp,
     },
+    /// Close a batch per merchant of the captured purchases now (as the
+    /// schedule does) and write them to the spool.
+    CloseBatches {
+        /// The payment server's config (its `[clearing]` section).
+        #[arg(long, env = "CARDPAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// The clearing process (its own config and database).
+    #[command(subcommand)]
+    Clearing(clearing_cmd::ClearingCmd),
 }
 
 #[derive(Subcommand)]
@@ -100,17 +114,38 @@ fn hsm(config: &payment_server::Config, op: HsmOp) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .init();
     let args = Args::parse();
-    let mut config = payment_server::Config::load(&args.config).context("loading config")?;
-    if let Some(Cmd::Hsm { op }) = args.cmd {
-        return hsm(&config, op);
+    match args.cmd {
+        None => {
+            let config = args
+                .config
+                .context("--config is required (or CARDPAY_CONFIG)")?;
+            serve(config, args.listen).await
+        }
+        Some(Cmd::Hsm { op }) => {
+            let path = args
+                .config
+                .context("--config is required (or CARDPAY_CONFIG)")?;
+            let config = payment_server::Config::load(&path).context("loading config")?;
+            hsm(&config, op)
+        }
+        Some(Cmd::CloseBatches { config }) => clearing_cmd::close_batches(&config).await,
+        Some(Cmd::Clearing(c)) => {
+            let code = clearing_cmd::run(c).await?;
+            std::process::exit(code)
+        }
     }
-    if let Some(l) = args.listen {
+}
+
+async fn serve(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> {
+    let mut config = payment_server::Config::load(&config).context("loading config")?;
+    if let Some(l) = listen {
         config.listen = l;
     }
     tracing::info!(config = ?config, "starting");

@@ -295,3 +295,60 @@ async fn an_attempt_captured_since_the_order_check_stops_the_insert() {
         Ok(())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_closing_batches_at_once_batch_each_purchase_once() {
+    use payment_server::store::ClosedBatch;
+    let pg = TestPg::get();
+    let (db, a, b) = two_stores(&pg).await;
+    for i in 0..40u16 {
+        a.insert_drawn(drawn(&format!("K-{i}"), "", "6280000000000931", i + 1, 999))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    payment_testkit::db::pg_blocking(&db.url_or_path(), |c| {
+        c.execute(
+            "UPDATE transactions SET state = 'debited', debited_at = 5",
+            &[],
+        )
+    })
+    .unwrap();
+    // Both instances see the same 40 unbatched purchases and close them at once.
+    let (ua, ub) = tokio::join!(a.unbatched("shop", 100), b.unbatched("shop", 100));
+    assert_eq!((ua.unwrap().len(), ub.unwrap().len()), (40, 40));
+    let close = |s: Store, id: &'static str| async move {
+        let ids: Vec<String> = (0..40).map(|i| format!("K-{i}")).collect();
+        let batch = ClosedBatch {
+            batch_id: id.into(),
+            kind: "purchases".into(),
+            party: "shop".into(),
+            closed_at: 6,
+            record_count: 40,
+            total: 4_000,
+            file: format!("{{\"batch\":\"{id}\"}}"),
+        };
+        s.record_batch(batch, vec![1; 32], ids).await
+    };
+    let (ra, rb) = tokio::join!(
+        tokio::spawn(close(a.clone(), "PB-a")),
+        tokio::spawn(close(b.clone(), "PB-b"))
+    );
+    let results = [ra.unwrap(), rb.unwrap()];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .any(|r| *r == Err(payment_server::PaymentError::WrongState)));
+    assert_eq!(db.int("SELECT COUNT(*) FROM clearing_batches", &[]), 1);
+    assert_eq!(
+        db.int("SELECT COUNT(DISTINCT batch_id) FROM transactions", &[]),
+        1,
+        "every purchase in the one batch recorded"
+    );
+    assert!(a.unbatched_merchants().await.unwrap().is_empty());
+    assert_eq!(b.unexported_batches().await.unwrap().len(), 1);
+}

@@ -369,6 +369,14 @@ impl Stack {
 
     /// Pull the card out of the reader (SIGUSR1 to `card run`); returns once
     /// PC/SC sees the reader empty. The process keeps running.
+    /// Arm a torn command: the card applies the next APDU with this INS
+    /// (e.g. `0x54` DEBIT, `0x52` CREDIT), then is pulled before it answers.
+    /// Put it back with [`Stack::insert_card`].
+    pub fn tear_next(&mut self, ins: u8) -> Result<()> {
+        let f = self.state_path().with_extension("tear");
+        std::fs::write(&f, format!("{ins:02X}")).map_err(io_err("writing the tear file"))
+    }
+
     pub fn remove_card(&mut self) -> Result<()> {
         self.signal_card(libc::SIGUSR1)?;
         self.wait_card_absent(Duration::from_secs(5))

@@ -5,7 +5,15 @@
 //  - time from the Approve click to the `result` event (p50/p99), purchases under
 //    the card's no-PIN limit (the card dialogue + draw + debit + complete).
 //
+//  - a trace of both (phases, p50 over the runs): where the milliseconds go. Taken
+//    from Resource/Navigation Timing and from the widget frame's own messages (an
+//    init script in every frame timestamps the postMessage traffic between the widget
+//    and the extension, and the wasm instantiation), so the widget is unchanged.
+//
 //   node checkout-bench.mjs [N]        (default N = 30 purchases of 0.10 EUR)
+//   node checkout-bench.mjs [N] --compare OTHER_WWW   A/B: a second payment server
+//        serves OTHER_WWW (e.g. an older build) and the runs alternate between the two
+//        in one browser, so both see the same machine load.
 
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -14,63 +22,173 @@ import path from 'node:path';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
-const N = Number(process.argv[2] || 30);
+const N = Number(process.argv.slice(2).find((x) => /^\d+$/.test(x)) || 30);
+const cmp = process.argv.indexOf('--compare');
+const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : null;
 
 const files = ['checkout.js', 'widget.html', 'widget-boot.js', 'widget.css', 'pkg/widget.js', 'pkg/widget_bg.wasm'];
-const sizes = [];
-for (const f of files) {
-  const b = await readFile(path.join(s.wwwDir, f));
-  sizes.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length });
+async function sizesOf(www) {
+  const out = [];
+  for (const f of files) {
+    const b = await readFile(path.join(www, f)).catch(() => null);
+    if (b) out.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length });
+  }
+  return out;
 }
 
 const bins = await s.buildAll();
 const stack = await h.startStack({ bins });
-const merchant = { id: 'bench-shop', name: 'Bench Shop', key: randomBytes(32).toString('hex') };
-const shopPort = await s.freePort();
-const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [`http://127.0.0.1:${shopPort}`] }], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
-const shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
-const br = await h.launchBrowser({ bins, origins: [pay.origin], installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000'] });
+const variants = [];
+for (const [label, www] of [['this build', s.wwwDir], ...(otherWww ? [['compared (' + otherWww + ')', otherWww]] : [])]) {
+  const merchant = { id: 'bench-shop', name: 'Bench Shop', key: randomBytes(32).toString('hex') };
+  const shopPort = await s.freePort();
+  const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [`http://127.0.0.1:${shopPort}`] }], www, corsOrigins: [`http://127.0.0.1:${shopPort}`] });
+  const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www });
+  variants.push({ label, www, pay, shop, sizes: await sizesOf(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
+}
+const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000'] });
 
-const toReady = [];
-const navToReady = [];
-const approveToResult = [];
+// Timestamps (epoch ms) of the widget frame's traffic, recorded in the frame itself.
+const traceScript = `(() => {
+  if (!location.pathname.endsWith('/widget.html')) return;
+  const t = () => performance.timeOrigin + performance.now();
+  const log = window.__cpTrace = [];
+  const post = window.postMessage.bind(window);
+  window.postMessage = function (m, o) {
+    if (m && m.dir === 'to-extension') log.push({ t: t(), ev: 'send', type: m.type, id: m.id, apdu: m.apdu && m.apdu.slice(0, 4) });
+    return post(m, o);
+  };
+  window.addEventListener('message', (e) => {
+    const m = e.data;
+    if (m && m.dir === 'from-extension' && m.id != null) log.push({ t: t(), ev: 'reply', id: m.id });
+    else if (m && m.type === 'cardpay:loaded') log.push({ t: t(), ev: 'loaded' });
+    else if (m && m.type === 'cardpay:init') log.push({ t: t(), ev: 'init' });
+  }, true);
+  const text = Response.prototype.text;
+  Response.prototype.text = function () {
+    const url = this.url;
+    return text.call(this).then((b) => { log.push({ t: t(), ev: 'body', url }); return b; });
+  };
+  for (const k of ['instantiate', 'instantiateStreaming']) {
+    const f = WebAssembly[k];
+    WebAssembly[k] = function (...a) {
+      log.push({ t: t(), ev: 'wasm-start' });
+      return f.apply(this, a).then((r) => { log.push({ t: t(), ev: 'wasm-ready' }); return r; });
+    };
+  }
+})();`;
+await br.context.addInitScript(traceScript);
+
+/** The phases of one page load and purchase, as durations in ms. */
+async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
+  const pageOrigin = await page.evaluate(() => performance.timeOrigin);
+  const res = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => ({ name: e.name, start: e.startTime, end: e.responseEnd })));
+  const f = await frame.evaluate(() => ({
+    origin: performance.timeOrigin,
+    nav: performance.getEntriesByType('navigation')[0].toJSON(),
+    res: performance.getEntriesByType('resource').map((e) => ({ name: e.name, start: e.startTime, end: e.responseEnd })),
+    log: window.__cpTrace || [],
+  }));
+  const abs = (o, x) => o + x;
+  const cj = res.find((e) => e.name.endsWith('/checkout.js'));
+  const r = (suffix) => f.res.find((e) => e.name.includes(suffix));
+  const first = (ev, pred = () => true) => f.log.find((x) => x.ev === ev && pred(x));
+  const sends = f.log.filter((x) => x.ev === 'send');
+  const replyTo = (s) => s && f.log.find((x) => x.ev === 'reply' && x.id === s.id);
+  const S = abs(pageOrigin, scriptStart);
+  const out = {};
+  const span = (name, a, b) => { if (a != null && b != null) out[name] = b - a; };
+  span('checkout.js fetched', S, abs(pageOrigin, cj.end));
+  span('→ iframe navigation starts', abs(pageOrigin, cj.end), f.origin);
+  span('widget.html fetched', f.origin, abs(f.origin, f.nav.responseEnd));
+  for (const x of ['widget.css', 'widget-boot.js', 'pkg/widget.js', 'widget_bg.wasm']) {
+    const e = r(x);
+    if (e) span(`${x} (from frame start: requested)`, f.origin, abs(f.origin, e.start));
+    if (e) span(`${x} (from frame start: loaded)`, f.origin, abs(f.origin, e.end));
+  }
+  const ws = first('wasm-start');
+  const wr = first('wasm-ready');
+  span('wasm compile+instantiate', ws?.t, wr?.t);
+  span('wasm ready → init from page', wr?.t, first('init')?.t);
+  span('frame start → init from page', f.origin, first('init')?.t);
+  const pre = sends.filter((x) => x.t < clickedAt);
+  const post = sends.filter((x) => x.t >= clickedAt);
+  for (const sd of pre) span(`bridge ${sd.type}${sd.apdu ? ' ' + sd.apdu : ''}`, sd.t, replyTo(sd)?.t);
+  const lastPre = pre.filter((x) => replyTo(x)).pop();
+  span('last reply → ready at page', replyTo(lastPre)?.t, readyAt);
+  span('TOTAL script tag → ready', S, readyAt);
+  const draw = r('/v1/purchases/draw');
+  const comp = r('/v1/purchases/complete');
+  const init = post.find((x) => x.apdu === '8050');
+  const debit = post.find((x) => x.apdu === '8054');
+  span('click → INITIALIZE sent', clickedAt, init?.t);
+  span('INITIALIZE (extension+bridge+card)', init?.t, replyTo(init)?.t);
+  span('→ draw request starts', replyTo(init)?.t, draw && abs(f.origin, draw.start));
+  span('POST draw', draw && abs(f.origin, draw.start), draw && abs(f.origin, draw.end));
+  span('→ DEBIT sent', draw && abs(f.origin, draw.end), debit?.t);
+  span('DEBIT (extension+bridge+card)', debit?.t, replyTo(debit)?.t);
+  span('→ complete request starts', replyTo(debit)?.t, comp && abs(f.origin, comp.start));
+  span('POST complete', comp && abs(f.origin, comp.start), comp && abs(f.origin, comp.end));
+  const compBody = f.log.find((x) => x.ev === 'body' && x.url.endsWith('/complete'));
+  span('→ complete answer read by the widget', comp && abs(f.origin, comp.end), compBody?.t);
+  span('→ result at page', compBody?.t ?? (comp && abs(f.origin, comp.end)), resultAt);
+  span('TOTAL Approve → result', clickedAt, resultAt);
+  return out;
+}
+
 try {
-  // Warm-up (bridge start, caches) — not counted.
+  // The first two runs of each variant warm up (bridge start, caches) and are not counted.
   for (let i = 0; i < N + 2; i++) {
-    const page = await br.context.newPage();
-    await page.goto(shop.url('/checkout?amount=10'));
-    const ready = await s.waitEvent(page, 'ready');
-    if (ready.detail.capability !== 'ready') throw new Error('not ready: ' + JSON.stringify(ready.detail));
-    const scriptStart = await page.evaluate(() => performance.getEntriesByType('resource').find((e) => e.name.endsWith('/checkout.js')).startTime);
-    const frame = page.frames().find((f) => f.url().includes('/widget.html'));
-    await frame.waitForSelector('[data-action=approve]');
-    const clickedAt = await frame.evaluate(() => {
-      const t = performance.timeOrigin + performance.now();
-      document.querySelector('[data-action=approve]').click();
-      return t;
-    });
-    const result = await s.waitEvent(page, 'result');
-    const resultAt = await page.evaluate((t) => performance.timeOrigin + t, result.t);
-    if (i >= 2) {
-      toReady.push(ready.t - scriptStart);
-      navToReady.push(ready.t);
-      approveToResult.push(resultAt - clickedAt);
+    for (const v of i % 2 ? [...variants].reverse() : variants) {
+      const page = await br.context.newPage();
+      await page.goto(v.shop.url('/checkout?amount=10'));
+      const ready = await s.waitEvent(page, 'ready').catch((e) => { throw new Error(`${v.label}, run ${i}: ${e.message}`); });
+      if (ready.detail.capability !== 'ready') throw new Error(`${v.label}: not ready: ` + JSON.stringify(ready.detail));
+      const scriptStart = await page.evaluate(() => performance.getEntriesByType('resource').find((e) => e.name.endsWith('/checkout.js')).startTime);
+      const frame = page.frames().find((f) => f.url().includes('/widget.html'));
+      await frame.waitForSelector('[data-action=approve]');
+      const readyAt = await page.evaluate((t) => performance.timeOrigin + t, ready.t);
+      const clickedAt = await frame.evaluate(() => {
+        const t = performance.timeOrigin + performance.now();
+        document.querySelector('[data-action=approve]').click();
+        return t;
+      });
+      const result = await s.waitEvent(page, 'result');
+      const resultAt = await page.evaluate((t) => performance.timeOrigin + t, result.t);
+      await page.waitForTimeout(50); // let the frame's resource timing settle
+      if (i >= 2) {
+        v.traces.push(await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt));
+        v.toReady.push(ready.t - scriptStart);
+        v.navToReady.push(ready.t);
+        v.approveToResult.push(resultAt - clickedAt);
+      }
+      await page.close();
     }
-    await page.close();
   }
 } finally {
   await br.close();
-  await shop.close();
-  await pay.stop();
+  for (const v of variants) {
+    await v.shop.close();
+    await v.pay.stop();
+  }
   await stack.stop();
 }
 
 const p = (v, q) => h.percentile(v, q).toFixed(1);
-const total = sizes.reduce((a, x) => a + x.gz, 0);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
-console.log('download, gzip -9:');
-for (const x of sizes) console.log(`  ${x.f.padEnd(20)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz`);
-console.log(`  total (wasm + JS + HTML + CSS)        → ${total} B gz (${(total / 1024).toFixed(1)} KiB)`);
-console.log(`script tag (checkout.js fetch start) → ready: p50 ${p(toReady, 0.5)} ms, p99 ${p(toReady, 0.99)} ms (n=${toReady.length})`);
-console.log(`navigation start → ready:                p50 ${p(navToReady, 0.5)} ms, p99 ${p(navToReady, 0.99)} ms`);
-console.log(`Approve → result (no PIN):               p50 ${p(approveToResult, 0.5)} ms, p99 ${p(approveToResult, 0.99)} ms (n=${approveToResult.length})`);
+for (const { label, sizes, traces, toReady, navToReady, approveToResult } of variants) {
+  const total = sizes.reduce((a, x) => a + x.gz, 0);
+  console.log(`== ${label}`);
+  console.log('download, gzip -9:');
+  for (const x of sizes) console.log(`  ${x.f.padEnd(20)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz`);
+  console.log(`  total (wasm + JS + HTML + CSS)        → ${total} B gz (${(total / 1024).toFixed(1)} KiB)`);
+  console.log(`script tag (checkout.js fetch start) → ready: p50 ${p(toReady, 0.5)} ms, p99 ${p(toReady, 0.99)} ms (n=${toReady.length})`);
+  console.log(`navigation start → ready:                p50 ${p(navToReady, 0.5)} ms, p99 ${p(navToReady, 0.99)} ms`);
+  console.log(`Approve → result (no PIN):               p50 ${p(approveToResult, 0.5)} ms, p99 ${p(approveToResult, 0.99)} ms (n=${approveToResult.length})`);
+  console.log('trace, p50 of each phase (ms; phases of the load overlap where files load in parallel):');
+  const names = [...new Set(traces.flatMap((x) => Object.keys(x)))];
+  for (const n of names) {
+    const v = traces.map((x) => x[n]).filter((x) => x != null);
+    if (v.length) console.log(`  ${n.padEnd(52)} ${h.percentile(v, 0.5).toFixed(1).padStart(7)}`);
+  }
+}

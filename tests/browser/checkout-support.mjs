@@ -100,7 +100,7 @@ async function waitHttp(url, ms = 30_000) {
  * Start the payment server. `merchants`: [{id, name, key (64 hex), origins?}].
  * Returns { origin, url(p), dir, stop() }.
  */
-export async function startPaymentServer({ bin, merchants, port, www = wwwDir, env = {}, corsOrigins = [] }) {
+export async function startPaymentServer({ bin, merchants, port, www = wwwDir, env = {}, corsOrigins = [], extraToml = (dir) => '' }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'cardpay-pay-'));
   port = port || (await freePort());
   const toml = [
@@ -124,6 +124,8 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
       `origins = ${JSON.stringify(m.origins || [])}`,
       `verify_modes = ${JSON.stringify(m.verifyModes || ['payment_server', 'security_module', 'client', 'merchant'])}`,
     ]),
+    // Further sections (e.g. `[clearing]`), given the server's temp dir.
+    extraToml(dir),
   ].join('\n');
   const config = path.join(dir, 'payment-server.toml');
   await writeFile(config, toml + '\n');
@@ -144,6 +146,7 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
   return {
     origin,
     dir,
+    config,
     url: (p = '/') => origin + p,
     log: () => stderr,
     async stop() {
@@ -316,8 +319,8 @@ export async function sri(file) {
  * mounts the widget; widget events land in `window.cardpayLog` (with timestamps).
  * Results posted by the page to /result are kept in `results`.
  */
-export async function startTestMerchant({ pay, merchant, port }) {
-  const integrity = await sri(path.join(wwwDir, 'checkout.js'));
+export async function startTestMerchant({ pay, merchant, port, www = wwwDir }) {
+  const integrity = await sri(path.join(www, 'checkout.js'));
   const results = [];
   const sessions = new Map();
   port = port || (await freePort());
@@ -438,3 +441,178 @@ export async function keypadLayout(frame) {
 }
 
 export { h };
+
+// ---- accessibility (axe-core in the widget frame, and what axe cannot see) ----
+
+/** The widget iframe of a page as a Playwright Frame (for evaluate). */
+export async function widgetFrameHandle(page, { timeoutMs = 15_000 } = {}) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const f = page.frames().find((x) => x.url().includes('/widget.html'));
+    if (f) return f;
+    if (Date.now() > end) throw new Error('no widget frame');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let axeSourceText;
+/** WCAG 2.0–2.2 A/AA and best practices. */
+export const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'];
+
+/**
+ * Run axe-core (npm `axe-core`, injected into the widget frame through the driver, so
+ * the frame's CSP needs no change) and return its violations as short strings.
+ */
+export async function axeViolations(page) {
+  const frame = await widgetFrameHandle(page);
+  if (!axeSourceText) {
+    const { createRequire } = await import('node:module');
+    const require = createRequire(import.meta.url);
+    axeSourceText = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
+  }
+  if (!(await frame.evaluate(() => typeof window.axe === 'object'))) await frame.evaluate(axeSourceText);
+  return frame.evaluate(async (tags) => {
+    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] });
+    return r.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  }, AXE_TAGS);
+}
+
+/** What has focus in the widget frame: {tag, id, action, testid, label, text}. */
+export async function focusedInWidget(page) {
+  const frame = await widgetFrameHandle(page);
+  return frame.evaluate(() => {
+    const e = document.activeElement;
+    if (!e) return { tag: 'none' };
+    return {
+      tag: e.tagName.toLowerCase(), id: e.id, action: e.getAttribute('data-action'),
+      testid: e.getAttribute('data-testid'), label: e.getAttribute('aria-label'), text: (e.textContent || '').trim().slice(0, 80),
+    };
+  });
+}
+
+/** Record every text the widget's live region takes (and that it is one stable node). */
+export async function recordLiveRegion(page, { timeoutMs = 30_000 } = {}) {
+  const frame = await widgetFrameHandle(page);
+  await frame.waitForSelector('#cp-live', { state: 'attached', timeout: timeoutMs });
+  await frame.evaluate(() => {
+    const live = document.getElementById('cp-live');
+    window.cardpayLive = { node: live, texts: [live.textContent].filter(Boolean) };
+    new MutationObserver(() => window.cardpayLive.texts.push(live.textContent))
+      .observe(live, { childList: true, characterData: true, subtree: true });
+  });
+}
+
+/** The live region's texts so far; throws if the region was replaced (it must stay). */
+export async function liveTexts(page) {
+  const frame = await widgetFrameHandle(page);
+  return frame.evaluate(() => {
+    const live = document.getElementById('cp-live');
+    if (!window.cardpayLive) throw new Error('no live region was recorded (is there a #cp-live?)');
+    if (live !== window.cardpayLive.node) throw new Error('the live region was replaced');
+    if (live.getAttribute('aria-live') !== 'polite' || live.getAttribute('role') !== 'status') throw new Error('not a polite status region');
+    return window.cardpayLive.texts.map((t) => t.replace(/\u00a0$/, ''));
+  });
+}
+
+/**
+ * Layout facts axe cannot see: horizontal overflow inside the frame (px past the
+ * frame's width, from the page and from any element), and whether the iframe's height
+ * matches its content (clipped px).
+ */
+export async function layoutFacts(page) {
+  const frame = await widgetFrameHandle(page);
+  const inner = await frame.evaluate(() => {
+    const de = document.documentElement;
+    let widest = 0;
+    let culprit = '';
+    for (const el of document.querySelectorAll('#cardpay-root *')) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 || el.closest('.cp-sr')) continue;
+      if (r.right > widest) { widest = r.right; culprit = el.tagName + '.' + el.className; }
+    }
+    const root = document.getElementById('cardpay-root').getBoundingClientRect();
+    return {
+      clientWidth: de.clientWidth, scrollWidth: de.scrollWidth, widest, culprit,
+      contentHeight: Math.ceil(root.height), viewportHeight: window.innerHeight, scrollHeight: de.scrollHeight,
+    };
+  });
+  const iframeHeight = await page.evaluate(() => document.querySelector('iframe[data-cardpay]').getBoundingClientRect().height);
+  return {
+    ...inner,
+    overflowX: Math.max(0, inner.scrollWidth - inner.clientWidth, Math.ceil(inner.widest - inner.clientWidth)),
+    clippedY: Math.max(0, inner.contentHeight - Math.floor(iframeHeight)),
+    iframeHeight,
+  };
+}
+
+/** WCAG contrast ratio of two CSS colours `rgb(r, g, b)` / `rgba(…)`. */
+export function contrast(a, b) {
+  const lum = (c) => {
+    const [r, g, bl] = c.match(/[\d.]+/g).slice(0, 3).map((x) => Number(x) / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
+
+/**
+ * Enter `pin` on the scrambled keypad with the keyboard only: arrow keys move the
+ * focus to each digit, Enter or Space presses it, then OK. Returns the keys pressed.
+ */
+export async function keyboardPin(page, pin, { ok = true } = {}) {
+  const frame = await widgetFrameHandle(page);
+  const pressed = [];
+  const focusedKey = () => frame.evaluate(() => document.activeElement?.closest?.('[data-testid=keypad] .cp-key') ? (document.activeElement.getAttribute('aria-label') || document.activeElement.textContent) : null);
+  const goTo = async (label) => {
+    for (let i = 0; i < 13; i++) {
+      if ((await focusedKey()) === label) return;
+      await page.keyboard.press('ArrowRight');
+      pressed.push('ArrowRight');
+    }
+    throw new Error(`could not reach key ${label} with the arrow keys`);
+  };
+  let n = 0;
+  for (const d of pin) {
+    await goTo(d);
+    const key = n++ % 2 ? 'Space' : 'Enter';
+    await page.keyboard.press(key);
+    pressed.push(key);
+    await frame.waitForFunction((c) => document.querySelector('[data-testid=pin-count]')?.getAttribute('data-count') === String(c), n);
+  }
+  if (ok) {
+    await goTo('OK');
+    await page.keyboard.press('Enter');
+    pressed.push('Enter');
+  }
+  return pressed;
+}
+
+/**
+ * The widget tests' whole stack: built binaries, the card stack (widget tests' card),
+ * the payment server, the Node test shop and a browser with the extension and the
+ * bridge (VERIFY rate relaxed: several PIN entries in a row). `stop()` ends it all.
+ */
+export async function startWidgetStack({ id, name }) {
+  const bins = await buildAll();
+  const started = [];
+  const stop = async () => {
+    for (const f of started.reverse()) await f().catch(() => {});
+  };
+  try {
+    const stack = await startCardStack({ bins });
+    started.push(() => stack.stop());
+    const merchant = { id, name, key: randomBytes(32).toString('hex') };
+    const shopPort = await freePort();
+    const pay = await startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [`http://127.0.0.1:${shopPort}`] }], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
+    started.push(() => pay.stop());
+    const shop = await startTestMerchant({ pay, merchant, port: shopPort });
+    started.push(() => shop.close());
+    const br = await h.launchBrowser({ bins, origins: [pay.origin], install: true, installArgs: MANY_PINS });
+    started.push(() => br.close());
+    return { bins, stack, merchant, pay, shop, br, stop };
+  } catch (e) {
+    await stop(); // what did start must not outlive a failed start (pcscd is one per machine)
+    throw e;
+  }
+}

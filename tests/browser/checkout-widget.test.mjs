@@ -11,28 +11,18 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
-let bins, stack, pay, shop, br, merchant;
+let env, bins, stack, pay, shop, br, merchant;
 
 before(async () => {
-  bins = await s.buildAll();
-  stack = await s.startCardStack({ bins });
-  merchant = { id: 'e2e-shop', name: 'E2E Shop', key: randomBytes(32).toString('hex') };
-  const shopPort = await s.freePort();
-  pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [`http://127.0.0.1:${shopPort}`] }], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
-  shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
-  // Several PIN entries in a row: relax the bridge's per-origin VERIFY rate (test profile only).
-  br = await h.launchBrowser({ bins, origins: [pay.origin], install: true, installArgs: s.MANY_PINS });
+  env = await s.startWidgetStack({ id: 'e2e-shop', name: 'E2E Shop' });
+  ({ bins, stack, pay, shop, br, merchant } = env);
 }, { timeout: 900_000 });
 
 after(async () => {
-  await br?.close();
-  await shop?.close();
-  await pay?.stop();
-  await stack?.stop();
+  await env?.stop();
 });
 
 async function openCheckout(query, context = br.context) {
@@ -113,7 +103,7 @@ test('wrong PIN, then the right PIN', async () => {
   await page.close();
 });
 
-test('keyboard only: Tab to Approve, type the PIN digits, Enter', async () => {
+test('typed digits never become PIN digits (a key logger would see them); the keypad works from the keyboard alone', async () => {
   const before = await balance();
   const { page, frame } = await openCheckout({ amount: 2010, lang: 'de' });
   await s.waitEvent(page, 'ready');
@@ -122,9 +112,35 @@ test('keyboard only: Tab to Approve, type the PIN digits, Enter', async () => {
   await approve.focus();
   await page.keyboard.press('Enter');
   await frame.getByTestId('keypad').waitFor();
+  // The shopper is told in plain words.
+  assert.match(await frame.locator('#cp-pin-help').textContent(), /auf der Tastatur getippte Ziffern nicht verwendet.*Pfeiltasten/);
+  // Digits typed on the keyboard, then Enter: nothing entered, nothing sent to the
+  // card, the hint shown and said.
   await page.keyboard.type('1234');
-  assert.equal(await frame.getByTestId('pin-count').getAttribute('data-count'), '4');
+  assert.equal(await frame.getByTestId('pin-count').getAttribute('data-count'), '0');
+  // A number-pad digit too (Playwright's number pad is NumLock-off navigation, so the
+  // key event is made by hand): refused the same way.
+  const fw = await s.widgetFrameHandle(page);
+  assert.equal(await fw.evaluate(() => !document.activeElement.dispatchEvent(new KeyboardEvent('keydown',
+    { key: '7', code: 'Numpad7', location: 3, bubbles: true, cancelable: true }))), true, 'number-pad digit swallowed');
+  assert.equal(await frame.getByTestId('pin-count').getAttribute('data-count'), '0');
+  assert.equal((await s.focusedInWidget(page)).testid, 'keypad', 'focus still on the pad');
+  const note = frame.getByTestId('typed-digits');
+  await note.waitFor();
+  assert.match(await note.textContent(), /Getippte Ziffern werden hier nicht verwendet/);
+  assert.match(await frame.locator('#cp-live').textContent(), /Getippte Ziffern werden hier nicht verwendet/);
   await page.keyboard.press('Enter');
+  assert.equal(await frame.locator('[data-screen]').getAttribute('data-screen'), 'pin');
+  assert.equal(await frame.getByTestId('pin-count').getAttribute('data-count'), '0');
+  // The keys carry only what they show as their names.
+  const names = await frame.locator('.cp-key').evaluateAll((ks) => ks.map((k) => k.getAttribute('aria-label') || k.textContent));
+  assert.deepEqual([...names].sort(), ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'Letzte Ziffer löschen', 'OK'].sort());
+  // Tab moves over the keys too.
+  await page.keyboard.press('Tab');
+  assert.equal(await frame.locator(':focus').getAttribute('class').then((c) => c.includes('cp-key')), true);
+  // Keyboard only: arrows to each digit, Enter/Space to press it, then OK.
+  const pressed = await s.keyboardPin(page, s.PIN);
+  assert.ok(pressed.every((k) => ['ArrowRight', 'Enter', 'Space'].includes(k)), pressed.join(' '));
   await frame.getByTestId('receipt').waitFor();
   assert.match(await frame.getByTestId('receipt-amount').textContent(), /^20,10 €$/);
   assert.equal(await balance(), before - 2010);
@@ -224,7 +240,8 @@ test('no card, then the card is inserted', async () => {
     const { page, frame } = await openCheckout({ amount: 500 });
     const ready = await s.waitEvent(page, 'ready');
     assert.equal(ready.detail.capability, 'no_card');
-    await frame.getByText('Insert your Cardpay card').waitFor();
+    // the visible notice (the live region says the same words to screen readers)
+    await frame.getByTestId('capability').filter({ hasText: 'Insert your Cardpay card' }).waitFor();
     await stack.insertCard();
     const cap = await s.waitEvent(page, 'capability', { timeoutMs: 15_000 });
     assert.equal(cap.detail.capability, 'ready');

@@ -65,7 +65,10 @@ pub enum Msg {
     Preparing,
     EnterPin,
     PinHelp,
-    PinEntered,
+    /// Said when a digit is typed on the physical keyboard on the PIN screen.
+    TypedDigitsIgnored,
+    /// Said when the confirm screen appears.
+    ReadyToPay,
     Delete,
     Ok,
     CheckingPin,
@@ -131,8 +134,9 @@ pub fn t(lang: Lang, msg: Msg) -> &'static str {
             ReadingCard => "Reading your card…",
             Preparing => "Preparing the payment with your card…",
             EnterPin => "Enter your PIN",
-            PinHelp => "Use the buttons or type the digits on your keyboard. The button layout changes for every payment.",
-            PinEntered => "digits entered",
+            PinHelp => "For your safety, digits typed on your keyboard are not used. Click the keys on screen, or move between them with the arrow keys or Tab and press Enter or Space. The keys change places for every payment.",
+            TypedDigitsIgnored => "Typing digits does nothing here. Use the keys on screen: move with the arrow keys or Tab, press Enter or Space.",
+            ReadyToPay => "Your card is ready. Check the amount, then approve the payment.",
             Delete => "Delete last digit",
             Ok => "OK",
             CheckingPin => "Checking your PIN…",
@@ -193,8 +197,9 @@ pub fn t(lang: Lang, msg: Msg) -> &'static str {
             ReadingCard => "Karte wird gelesen…",
             Preparing => "Zahlung wird mit Ihrer Karte vorbereitet…",
             EnterPin => "PIN eingeben",
-            PinHelp => "Nutzen Sie die Tasten oder tippen Sie die Ziffern auf der Tastatur. Die Anordnung ändert sich bei jeder Zahlung.",
-            PinEntered => "Ziffern eingegeben",
+            PinHelp => "Zu Ihrer Sicherheit werden auf der Tastatur getippte Ziffern nicht verwendet. Klicken Sie auf die Tasten am Bildschirm oder wechseln Sie mit den Pfeiltasten oder der Tabulatortaste zwischen ihnen und drücken Sie Enter oder die Leertaste. Die Tasten wechseln bei jeder Zahlung ihren Platz.",
+            TypedDigitsIgnored => "Getippte Ziffern werden hier nicht verwendet. Nutzen Sie die Tasten am Bildschirm: mit den Pfeiltasten oder Tab wechseln, mit Enter oder Leertaste drücken.",
+            ReadyToPay => "Ihre Karte ist bereit. Prüfen Sie den Betrag und geben Sie die Zahlung frei.",
             Delete => "Letzte Ziffer löschen",
             Ok => "OK",
             CheckingPin => "PIN wird geprüft…",
@@ -233,6 +238,18 @@ pub fn t(lang: Lang, msg: Msg) -> &'static str {
     }
 }
 
+/// "1 digit entered", "2 digits entered" in `lang` (the PIN count; never the digits).
+pub fn digits_entered(lang: Lang, n: usize) -> String {
+    match (lang, n) {
+        (Lang::En, 0) => "No digits entered".into(),
+        (Lang::En, 1) => "1 digit entered".into(),
+        (Lang::En, n) => format!("{n} digits entered"),
+        (Lang::De, 0) => "Keine Ziffern eingegeben".into(),
+        (Lang::De, 1) => "1 Ziffer eingegeben".into(),
+        (Lang::De, n) => format!("{n} Ziffern eingegeben"),
+    }
+}
+
 /// "2 tries left" in `lang`.
 pub fn tries_left(lang: Lang, n: u8) -> String {
     match (lang, n) {
@@ -264,5 +281,36 @@ mod tests {
         }
         assert_eq!(tries_left(Lang::En, 2), "2 tries left.");
         assert_eq!(tries_left(Lang::De, 1), "Noch 1 Versuch.");
+    }
+
+    #[test]
+    fn counts_are_plural_aware_in_every_language() {
+        for (l, zero, one, two) in [
+            (
+                Lang::En,
+                "No digits entered",
+                "1 digit entered",
+                "2 digits entered",
+            ),
+            (
+                Lang::De,
+                "Keine Ziffern eingegeben",
+                "1 Ziffer eingegeben",
+                "2 Ziffern eingegeben",
+            ),
+        ] {
+            assert_eq!(digits_entered(l, 0), zero);
+            assert_eq!(digits_entered(l, 1), one);
+            assert_eq!(digits_entered(l, 2), two);
+            assert_eq!(digits_entered(l, 8), two.replace('2', "8"));
+        }
+    }
+
+    #[test]
+    fn the_pin_help_says_typed_digits_are_not_used() {
+        assert!(t(Lang::En, Msg::PinHelp).contains("digits typed on your keyboard are not used"));
+        assert!(t(Lang::En, Msg::PinHelp).contains("arrow keys"));
+        assert!(t(Lang::De, Msg::PinHelp).contains("nicht verwendet"));
+        assert!(t(Lang::De, Msg::PinHelp).contains("Pfeiltasten"));
     }
 }

@@ -42,6 +42,12 @@ pub struct Layout {
     pub offset_y_px: u16,
 }
 
+/// Smallest key edge (WCAG 2.5.5 target size).
+pub const MIN_BUTTON_PX: u16 = 44;
+/// Smallest gap: twice the focus ring's reach (3 px ring at 1 px offset), so the
+/// ring around a key never touches its neighbour.
+pub const MIN_GAP_PX: u16 = 8;
+
 /// Uniform integer in `0..n` (rejection sampling, no modulo bias).
 pub fn uniform(rng: &mut dyn Entropy, n: u32) -> u32 {
     assert!(n > 0);
@@ -86,10 +92,44 @@ impl Layout {
             columns,
             rows,
             button_px: 44 + uniform(rng, 21) as u16, // 44..=64: always a comfortable target
-            gap_px: 4 + uniform(rng, 13) as u16,     // 4..=16
-            offset_x_px: uniform(rng, 41) as u16,    // 0..=40
-            offset_y_px: uniform(rng, 17) as u16,    // 0..=16
+            // 8..=16: the focus ring (3 px at 1 px offset) stays inside the gap.
+            gap_px: MIN_GAP_PX + uniform(rng, 9) as u16,
+            offset_x_px: uniform(rng, 41) as u16, // 0..=40
+            offset_y_px: uniform(rng, 17) as u16, // 0..=16
         }
+    }
+
+    /// Width of the pad in CSS px, left offset included.
+    pub fn width_px(&self) -> u32 {
+        let c = self.columns as u32;
+        c * self.button_px as u32 + (c - 1) * self.gap_px as u32 + self.offset_x_px as u32
+    }
+
+    /// The same keys, with the geometry shrunk (offset first, then gap, then key
+    /// size, never below [`MIN_GAP_PX`] / [`MIN_BUTTON_PX`]) so the pad fits `avail_px`
+    /// (a narrow phone screen: 320 CSS px). The digit order never changes.
+    pub fn fitted(&self, avail_px: u32) -> Layout {
+        let mut l = self.clone();
+        if l.width_px() <= avail_px {
+            return l;
+        }
+        let c = l.columns as u32;
+        let keys_and_gaps = |b: u32, g: u32| c * b + (c - 1) * g;
+        let fixed = keys_and_gaps(l.button_px as u32, l.gap_px as u32);
+        l.offset_x_px = avail_px.saturating_sub(fixed).min(l.offset_x_px as u32) as u16;
+        if l.width_px() <= avail_px {
+            return l;
+        }
+        l.offset_x_px = 0;
+        let b = l.button_px as u32;
+        let g_fit = avail_px.saturating_sub(c * b) / (c - 1);
+        l.gap_px = g_fit.clamp(MIN_GAP_PX as u32, l.gap_px as u32) as u16;
+        if l.width_px() <= avail_px {
+            return l;
+        }
+        let b_fit = avail_px.saturating_sub((c - 1) * l.gap_px as u32) / c;
+        l.button_px = b_fit.clamp(MIN_BUTTON_PX as u32, l.button_px as u32) as u16;
+        l
     }
 
     /// The digits in visual order (for comparing two layouts).
@@ -102,6 +142,32 @@ impl Layout {
             })
             .collect()
     }
+}
+
+/// Where an arrow key moves on a keypad of `n` keys in `cols` columns (visual order
+/// = DOM order, row by row): Left/Right step through the keys, Up/Down stay in the
+/// column, both wrap around; Home/End go to the first/last key. `from` is `None` when
+/// the pad itself has focus (the first move enters it).
+pub fn move_focus(key: &str, from: Option<usize>, n: usize, cols: usize) -> Option<usize> {
+    if n == 0 || cols == 0 {
+        return None;
+    }
+    let Some(i) = from else {
+        return match key {
+            "ArrowRight" | "ArrowDown" | "ArrowLeft" | "ArrowUp" | "Home" => Some(0),
+            "End" => Some(n - 1),
+            _ => None,
+        };
+    };
+    Some(match key {
+        "ArrowRight" => (i + 1) % n,
+        "ArrowLeft" => (i + n - 1) % n,
+        "ArrowDown" => (i + cols) % n,
+        "ArrowUp" => (i + n - cols % n) % n,
+        "Home" => 0,
+        "End" => n - 1,
+        _ => return None,
+    })
 }
 
 /// A small deterministic generator (SplitMix64) for tests and seeded runs.
@@ -142,7 +208,24 @@ mod tests {
             prop_assert_eq!(cells.len(), 12);
             prop_assert!(l.keys.iter().all(|p| p.col <= l.columns && p.row <= l.rows));
             prop_assert!((44..=64).contains(&l.button_px));
-            prop_assert!((4..=16).contains(&l.gap_px));
+            prop_assert!((8..=16).contains(&l.gap_px));
+        }
+
+        #[test]
+        fn a_fitted_layout_fits_keeps_its_keys_and_its_minimums(seed in any::<u64>(), avail in 150u32..400) {
+            let l = Layout::random(&mut SplitMix(seed));
+            let f = l.fitted(avail);
+            prop_assert_eq!(&f.keys, &l.keys);
+            prop_assert!(f.button_px >= MIN_BUTTON_PX && f.button_px <= l.button_px);
+            prop_assert!(f.gap_px >= MIN_GAP_PX && f.gap_px <= l.gap_px);
+            prop_assert!(f.offset_x_px <= l.offset_x_px);
+            let smallest = l.columns as u32 * 44 + (l.columns as u32 - 1) * 8;
+            if avail >= smallest {
+                prop_assert!(f.width_px() <= avail, "{} > {}", f.width_px(), avail);
+            }
+            if l.width_px() <= avail {
+                prop_assert_eq!(&f, &l);
+            }
         }
     }
 
@@ -155,6 +238,20 @@ mod tests {
             assert_ne!(prev, next);
             prev = next;
         }
+    }
+
+    #[test]
+    fn arrows_walk_the_grid_and_wrap() {
+        // 4 columns, 12 keys: index = row * 4 + col
+        assert_eq!(move_focus("ArrowRight", Some(3), 12, 4), Some(4));
+        assert_eq!(move_focus("ArrowRight", Some(11), 12, 4), Some(0));
+        assert_eq!(move_focus("ArrowLeft", Some(0), 12, 4), Some(11));
+        assert_eq!(move_focus("ArrowDown", Some(1), 12, 4), Some(5));
+        assert_eq!(move_focus("ArrowDown", Some(9), 12, 4), Some(1));
+        assert_eq!(move_focus("ArrowUp", Some(1), 12, 3), Some(10));
+        assert_eq!(move_focus("End", Some(1), 12, 3), Some(11));
+        assert_eq!(move_focus("ArrowUp", None, 12, 3), Some(0));
+        assert_eq!(move_focus("Enter", Some(2), 12, 3), None);
     }
 
     #[test]

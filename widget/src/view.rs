@@ -1,12 +1,19 @@
 //! Views → HTML. Pure string building (escaped), so every screen is testable
 //! natively; the glue sets it into the iframe and wires `data-action` clicks.
 //!
-//! Accessibility: one `<h1>`, a polite live region for progress, `role="alert"`
-//! for problems, real `<button>`s with labels, the keypad in visual (= tab) order,
-//! focus set on the element marked `data-autofocus`.
+//! Accessibility:
+//! - [`skeleton`] is written once: the `<h1>` (the focus target of screens without a
+//!   control of their own: progress, "insert your card" …) and a polite live region
+//!   that is never replaced; [`render`] fills only the screen part, and the glue puts
+//!   [`announce`]'s text into the live region, so every status change is read out
+//!   once (a region created together with its text is not announced).
+//! - Problems are `role="alert"` elements (an alert is announced when inserted).
+//! - Real `<button>`s with labels, focus moved to the element marked
+//!   `data-autofocus`; the keypad in visual (= tab) order, its keys named by the
+//!   digit they show and nothing else (see docs/widget.md "Keypad").
 
 use crate::flow::{Capability, Problem, Screen, Step, View};
-use crate::i18n::{t, tries_left, Lang, Msg};
+use crate::i18n::{digits_entered, t, tries_left, Lang, Msg};
 use crate::keypad::Key;
 use crate::money::format_amount;
 
@@ -109,6 +116,8 @@ fn keypad(v: &View, layout: &crate::keypad::Layout, entered: usize, wrong: Optio
         esc(t(l, Msg::EnterPin)),
         esc(t(l, Msg::PinHelp))
     ));
+    // Filled and shown by the glue when a digit is typed on the keyboard.
+    h.push_str(r#"<p class="cp-note" data-testid="typed-digits" hidden></p>"#);
     if let Some(n) = wrong {
         h.push_str(&format!(
             r#"<p class="cp-error" role="alert" data-testid="pin-error">{} {}</p>"#,
@@ -127,12 +136,13 @@ fn keypad(v: &View, layout: &crate::keypad::Layout, entered: usize, wrong: Optio
             }
         })
         .collect();
+    // The count as text for screen readers (the live region also says it when it changes).
     h.push_str(&format!(
-        r#"<div class="cp-pin" role="status" aria-live="polite" data-testid="pin-count" data-count="{entered}" aria-label="{entered} {}">{dots}</div>"#,
-        esc(t(l, Msg::PinEntered))
+        r#"<div class="cp-pin" data-testid="pin-count" data-count="{entered}"><span class="cp-dots" aria-hidden="true">{dots}</span><span class="cp-sr">{}</span></div>"#,
+        esc(&digits_entered(l, entered))
     ));
     h.push_str(&format!(
-        r#"<div class="cp-keypad" role="group" tabindex="-1" data-autofocus="1" aria-labelledby="cp-pin-title" aria-describedby="cp-pin-help" data-testid="keypad" data-order="{order}" data-style="grid-template-columns:repeat({cols},{b}px);grid-auto-rows:{b}px;gap:{g}px;margin:{oy}px 0 0 {ox}px">"#,
+        r#"<div class="cp-keypad" role="group" tabindex="-1" data-autofocus="1" aria-labelledby="cp-pin-title" aria-describedby="cp-pin-help" data-testid="keypad" data-order="{order}" data-cols="{cols}" data-style="grid-template-columns:repeat({cols},{b}px);grid-auto-rows:{b}px;gap:{g}px;margin:{oy}px 0 0 {ox}px">"#,
         order = layout.digit_order().iter().map(|d| d.to_string()).collect::<String>(),
         cols = layout.columns,
         b = layout.button_px,
@@ -142,19 +152,19 @@ fn keypad(v: &View, layout: &crate::keypad::Layout, entered: usize, wrong: Optio
     ));
     for p in &layout.keys {
         let pos = format!("grid-row:{};grid-column:{}", p.row, p.col);
-        // Focus starts on the pad itself (typed digits and Enter work there).
-        let af = "";
+        // A key's accessible name is exactly what it shows: no row/column or "key n of
+        // 12", which would tell a listener (or any program reading the accessibility
+        // tree) more about the layout than the screen does.
         let b = match p.key {
             Key::Digit(d) => format!(
-                r#"<button type="button" class="cp-key" data-action="digit" data-digit="{d}" aria-label="{d}" data-style="{pos}"{af}>{d}</button>"#
+                r#"<button type="button" class="cp-key" data-action="digit" data-digit="{d}" aria-label="{d}" data-style="{pos}">{d}</button>"#
             ),
             Key::Delete => format!(
-                r#"<button type="button" class="cp-key cp-key-del" data-action="delete" aria-label="{}" data-style="{pos}"{af}>⌫</button>"#,
+                r#"<button type="button" class="cp-key cp-key-del" data-action="delete" aria-label="{}" data-style="{pos}"><span aria-hidden="true">⌫</span></button>"#,
                 esc(t(l, Msg::Delete))
             ),
             Key::Ok => format!(
-                r#"<button type="button" class="cp-key cp-key-ok" data-action="ok" aria-label="{}" data-style="{pos}"{af}{dis}>{}</button>"#,
-                esc(t(l, Msg::Ok)),
+                r#"<button type="button" class="cp-key cp-key-ok" data-action="ok" data-style="{pos}"{dis}>{}</button>"#,
                 esc(t(l, Msg::Ok)),
                 dis = if entered < crate::flow::PIN_MIN {
                     r#" aria-disabled="true""#
@@ -177,14 +187,66 @@ fn secondary(l: Lang) -> String {
     )
 }
 
-/// The whole widget body for `v`.
+/// What stays in the root for the whole transaction: the heading (focus target of
+/// screens without a control of their own), the screen container [`render`] fills,
+/// and the polite live region [`announce`] speaks through.
+pub fn skeleton(l: Lang) -> String {
+    format!(
+        r#"<h1 class="cp-title" id="cp-title" tabindex="-1">{}</h1><div id="cp-screen"></div><p id="cp-live" class="cp-sr" role="status" aria-live="polite" aria-atomic="true" data-testid="live"></p>"#,
+        esc(t(l, Msg::Title))
+    )
+}
+
+/// The sentence the live region says when `v` appears (empty: say nothing; problems
+/// speak through their own `role="alert"`). Never a PIN digit, only the count.
+pub fn announce(v: &View) -> String {
+    let l = v.lang;
+    match &v.screen {
+        Screen::Progress(s) => t(l, step_msg(*s).0).to_string(),
+        Screen::Unavailable(c) => t(l, capability_msg(*c)).to_string(),
+        Screen::Confirm => t(l, Msg::ReadyToPay).to_string(),
+        Screen::Pin { entered, .. } => {
+            if *entered == 0 {
+                t(l, Msg::EnterPin).to_string()
+            } else {
+                digits_entered(l, *entered)
+            }
+        }
+        Screen::Failed { .. } => String::new(),
+        Screen::Done(r) => format!(
+            "{}. {} {}",
+            t(l, Msg::Paid),
+            t(l, Msg::Amount),
+            format_amount(r.amount as u64, r.currency, r.exponent, l)
+        ),
+        Screen::Cancelled(reason) => t(l, cancel_msg(reason)).to_string(),
+    }
+}
+
+fn capability_msg(c: Capability) -> Msg {
+    match c {
+        Capability::NoExtension => Msg::NoExtension,
+        Capability::NoBridge => Msg::NoBridge,
+        Capability::NoReader => Msg::NoReader,
+        Capability::NoCard | Capability::Ready => Msg::NoCard,
+    }
+}
+
+fn cancel_msg(reason: &str) -> Msg {
+    match reason {
+        "timeout" => Msg::CancelledTimeout,
+        "not_mine" => Msg::CancelledNotMine,
+        _ => Msg::CancelledUser,
+    }
+}
+
+/// The screen part of the widget for `v` (goes into `#cp-screen`).
 pub fn render(v: &View) -> String {
     let l = v.lang;
     let mut h = format!(
-        r#"<div class="cp-widget" lang="{}" data-screen="{}"><h1 class="cp-title">{}</h1>"#,
+        r#"<div class="cp-widget" lang="{}" data-screen="{}">"#,
         l.tag(),
         screen_name(&v.screen),
-        esc(t(l, Msg::Title))
     );
     h.push_str(&summary(v));
     if v.expiry_warning {
@@ -198,7 +260,7 @@ pub fn render(v: &View) -> String {
         Screen::Progress(s) => {
             let (m, n) = step_msg(*s);
             h.push_str(&format!(
-                r#"<div class="cp-progress" role="status" aria-live="polite" data-testid="progress" data-step="{}"><span class="cp-spinner" aria-hidden="true"></span>{}</div>"#,
+                r#"<div class="cp-progress" data-testid="progress" data-step="{}"><span class="cp-spinner" aria-hidden="true"></span>{}</div>"#,
                 n,
                 esc(t(l, m))
             ));
@@ -216,16 +278,10 @@ pub fn render(v: &View) -> String {
             }
         }
         Screen::Unavailable(c) => {
-            let m = match c {
-                Capability::NoExtension => Msg::NoExtension,
-                Capability::NoBridge => Msg::NoBridge,
-                Capability::NoReader => Msg::NoReader,
-                Capability::NoCard | Capability::Ready => Msg::NoCard,
-            };
             h.push_str(&format!(
-                r#"<p class="cp-notice" role="status" aria-live="polite" data-testid="capability" data-capability="{}">{}</p>"#,
+                r#"<p class="cp-notice" data-testid="capability" data-capability="{}">{}</p>"#,
                 c.as_str(),
-                esc(t(l, m))
+                esc(t(l, capability_msg(*c)))
             ));
             if matches!(c, Capability::NoExtension | Capability::NoBridge) {
                 h.push_str(&format!(
@@ -280,7 +336,7 @@ pub fn render(v: &View) -> String {
         }
         Screen::Done(r) => {
             h.push_str(&format!(
-                r#"<section class="cp-receipt" role="status" aria-live="polite" data-testid="receipt" tabindex="-1" data-autofocus="1"><h2>✓ {}</h2><dl><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-amount">{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-balance">{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-ref">{}</dd></div></dl></section>"#,
+                r#"<section class="cp-receipt" aria-labelledby="cp-receipt-title" data-testid="receipt" tabindex="-1" data-autofocus="1"><h2 id="cp-receipt-title"><span aria-hidden="true">✓ </span>{}</h2><dl><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-amount">{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-balance">{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-ref">{}</dd></div></dl></section>"#,
                 esc(t(l, Msg::Paid)),
                 esc(t(l, Msg::To)),
                 esc(&r.merchant_name),
@@ -293,15 +349,10 @@ pub fn render(v: &View) -> String {
             ));
         }
         Screen::Cancelled(reason) => {
-            let m = match *reason {
-                "timeout" => Msg::CancelledTimeout,
-                "not_mine" => Msg::CancelledNotMine,
-                _ => Msg::CancelledUser,
-            };
             h.push_str(&format!(
-                r#"<p class="cp-notice" role="status" aria-live="polite" data-testid="cancelled" data-reason="{}" tabindex="-1" data-autofocus="1">{}</p>"#,
+                r#"<p class="cp-notice" data-testid="cancelled" data-reason="{}" tabindex="-1" data-autofocus="1">{}</p>"#,
                 esc(reason),
-                esc(t(l, m))
+                esc(t(l, cancel_msg(reason)))
             ));
         }
     }
@@ -324,6 +375,89 @@ pub fn screen_name(s: &Screen) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::keypad::{Layout, SplitMix};
+
+    fn view(screen: Screen) -> View {
+        View {
+            screen,
+            lang: Lang::En,
+            merchant_name: "Shop".into(),
+            amount: 2500,
+            currency: 978,
+            exponent: 2,
+            balance: Some(10_000),
+            card: None,
+            install_url: "/install.html".into(),
+            expiry_warning: false,
+        }
+    }
+
+    fn pin(entered: usize) -> Screen {
+        Screen::Pin {
+            layout: Layout::random(&mut SplitMix(3)),
+            entered,
+            wrong_tries_left: None,
+        }
+    }
+
+    #[test]
+    fn the_live_region_says_the_count_never_a_digit() {
+        assert_eq!(announce(&view(pin(0))), "Enter your PIN");
+        assert_eq!(announce(&view(pin(1))), "1 digit entered");
+        assert_eq!(announce(&view(pin(3))), "3 digits entered");
+        let html = render(&view(pin(1)));
+        assert!(html.contains(">1 digit entered<"), "{html}");
+        assert!(!html.contains("1 digits"));
+        assert_eq!(
+            announce(&view(Screen::Progress(Step::Authorizing))),
+            "Asking the payment server to authorize…"
+        );
+        assert_eq!(
+            announce(&view(Screen::Confirm)),
+            t(Lang::En, Msg::ReadyToPay)
+        );
+    }
+
+    #[test]
+    fn keys_are_named_by_what_they_show_and_nothing_else() {
+        let html = render(&view(pin(0)));
+        for d in 0..10 {
+            assert!(
+                html.contains(&format!(r#"aria-label="{d}" data-style"#)),
+                "{d}"
+            );
+        }
+        let mut names: Vec<String> = html
+            .split(r#"aria-label=""#)
+            .skip(1)
+            .map(|r| r[..r.find('"').unwrap()].to_string())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+        want.push(t(Lang::En, Msg::Delete).into());
+        want.sort();
+        assert_eq!(names, want, "only the keys are named, by what they show");
+        assert!(html.contains(r#"data-cols=""#));
+        assert!(html.contains(r#"data-testid="typed-digits" hidden"#));
+    }
+
+    #[test]
+    fn screens_leave_live_announcing_to_the_stable_region() {
+        let sk = skeleton(Lang::De);
+        assert!(sk.contains(r#"id="cp-live""#) && sk.contains(r#"aria-live="polite""#));
+        assert!(sk.contains(r#"<h1 class="cp-title" id="cp-title" tabindex="-1">"#));
+        for s in [
+            Screen::Confirm,
+            pin(2),
+            Screen::Progress(Step::Debiting),
+            Screen::Cancelled("user"),
+        ] {
+            let html = render(&view(s));
+            assert!(!html.contains("aria-live"), "{html}");
+            assert!(!html.contains("role=\"status\""), "{html}");
+        }
+    }
 
     #[test]
     fn escapes_markup() {

@@ -6,19 +6,25 @@
 //! - iframe ↔ extension: `window.postMessage` to this frame itself, in the
 //!   `{channel: "cardpay", dir: "to-extension" | "from-extension"}` envelope of
 //!   docs/bridge.md;
-//! - payment server: `fetch` (gloo-net), same origin;
-//! - DOM: the view's HTML into the root element, clicks by delegation, keyboard.
+//! - payment server: `fetch` (web-sys), same origin;
+//! - DOM: [`crate::view::skeleton`] once into the root (heading, screen container, live
+//!   region), then each view's HTML into the screen container; clicks by delegation;
+//!   keyboard: typed digits never become PIN digits, arrows/Tab move over the keypad,
+//!   Enter/Space press the focused key (a native button click);
+//! - size: a `ResizeObserver` on the root posts the height to the page whenever it
+//!   changes (content, language, a narrow screen), and refits the keypad to the width.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Element, HtmlElement, KeyboardEvent, MessageEvent, MouseEvent};
+use web_sys::{Element, HtmlElement, KeyboardEvent, MessageEvent, MouseEvent, ResizeObserver};
 
 use crate::api::Bundle;
-use crate::flow::{Action, BridgeError, Config, Effect, Flow, Input, ParentEvent, Screen, Timer};
+use crate::flow::{
+    Action, BridgeError, Config, Effect, Flow, Input, ParentEvent, Screen, Timer, View,
+};
 use crate::i18n::Lang;
 use crate::keypad::Entropy;
 
@@ -38,9 +44,19 @@ struct App {
     parent_origin: Option<String>,
     /// The mount's nonce (from our URL): ties the messages to one `Cardpay.mount`.
     nonce: String,
-    timers: HashMap<Timer, i32>,
+    /// Running `setTimeout` handles by timer (three at most: a list, no hash map).
+    timers: Vec<(Timer, i32)>,
     last_html: String,
+    /// The last view (re-rendered when the width changes: the keypad is fitted to it).
+    last_view: Option<View>,
     on_pin: bool,
+    /// What the live region says now (set only when it changes).
+    last_announce: String,
+    /// The height last posted to the page, and the width the keypad was fitted to.
+    last_height: i32,
+    last_width: i32,
+    /// Toggled so that a repeated hint is announced again.
+    hint_toggle: bool,
 }
 
 thread_local! {
@@ -73,25 +89,36 @@ fn feed(input: Input) {
 }
 
 fn post_parent(msg: Value) {
+    post_parent_js(js_of(&msg));
+}
+
+/// Post `msg` (an object) to the page, with the mount's nonce, to the page's origin only.
+fn post_parent_js(msg: JsValue) {
     APP.with(|a| {
         let a = a.borrow();
         let Some(app) = a.as_ref() else { return };
         let Some(origin) = app.parent_origin.as_deref() else {
             return;
         };
-        let mut msg = msg;
-        msg["nonce"] = Value::String(app.nonce.clone());
+        let _ = js_sys::Reflect::set(&msg, &"nonce".into(), &app.nonce.as_str().into());
         if let Ok(Some(parent)) = window().parent() {
-            let _ = parent.post_message(&js_of(&msg), origin);
+            let _ = parent.post_message(&msg, origin);
         }
     });
 }
 
 fn parent_event(ev: &ParentEvent) {
-    let mut v = serde_json::to_value(ev).expect("serializable");
-    let name = v["event"].as_str().unwrap_or("error").to_string();
-    v["type"] = Value::String(format!("cardpay:{name}"));
-    post_parent(v);
+    // Straight to text and into a JS object (no intermediate serde_json::Value).
+    let text = serde_json::to_string(ev).expect("serializable");
+    let Ok(msg) = js_sys::JSON::parse(&text) else {
+        return;
+    };
+    let name = js_sys::Reflect::get(&msg, &"event".into())
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_else(|| "error".into());
+    let _ = js_sys::Reflect::set(&msg, &"type".into(), &format!("cardpay:{name}").into());
+    post_parent_js(msg);
 }
 
 fn run_effect(e: Effect) {
@@ -105,20 +132,11 @@ fn run_effect(e: Effect) {
             let _ = w.post_message(&js_of(&msg), &own);
         }
         Effect::Http { id, path, body } => {
+            // The request goes out now, before the render that follows it in the same
+            // batch of effects; only its answer is awaited.
+            let sent = post_json(path, &body);
             wasm_bindgen_futures::spawn_local(async move {
-                let result = async {
-                    let resp = gloo_net::http::Request::post(path)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .map_err(|e| e.to_string())?
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let status = resp.status();
-                    let text = resp.text().await.map_err(|e| e.to_string())?;
-                    Ok::<_, String>((status, text))
-                }
-                .await;
+                let result = read_answer(sent).await;
                 feed(Input::Http { id, result });
             });
         }
@@ -134,20 +152,57 @@ fn run_effect(e: Effect) {
                 .unwrap_or(0);
             APP.with(|a| {
                 if let Some(app) = a.borrow_mut().as_mut() {
-                    if let Some(old) = app.timers.insert(t, handle) {
+                    if let Some(i) = app.timers.iter().position(|(k, _)| *k == t) {
+                        let (_, old) = app.timers.swap_remove(i);
                         window().clear_timeout_with_handle(old);
                     }
+                    app.timers.push((t, handle));
                 }
             });
         }
         Effect::StopTimer(t) => APP.with(|a| {
             if let Some(app) = a.borrow_mut().as_mut() {
-                if let Some(h) = app.timers.remove(&t) {
+                if let Some(i) = app.timers.iter().position(|(k, _)| *k == t) {
+                    let (_, h) = app.timers.swap_remove(i);
                     window().clear_timeout_with_handle(h);
                 }
             }
         }),
     }
+}
+
+fn js_error(e: JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .unwrap_or_else(|| "fetch failed".into())
+}
+
+/// Start `POST path` with a JSON body on our own origin (no HTTP library: `fetch`
+/// through web-sys is all it needs).
+fn post_json(path: &str, body: &str) -> Result<js_sys::Promise, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JsValue::from_str(body));
+    let headers = web_sys::Headers::new().map_err(js_error)?;
+    headers
+        .append("content-type", "application/json")
+        .map_err(js_error)?;
+    init.set_headers(&headers);
+    Ok(window().fetch_with_str_and_init(path, &init))
+}
+
+/// The answer to a request from [`post_json`]: (status, body text), or the network error.
+async fn read_answer(sent: Result<js_sys::Promise, String>) -> Result<(u16, String), String> {
+    use wasm_bindgen_futures::JsFuture;
+    let resp: web_sys::Response = JsFuture::from(sent?)
+        .await
+        .map_err(js_error)?
+        .unchecked_into();
+    let status = resp.status();
+    let text = JsFuture::from(resp.text().map_err(js_error)?)
+        .await
+        .map_err(js_error)?;
+    Ok((status, text.as_string().unwrap_or_default()))
 }
 
 /// A key identifying the focused control across re-renders (same button, new DOM).
@@ -159,43 +214,133 @@ fn focus_key(el: &Element) -> Option<String> {
     })
 }
 
-fn render(view: crate::flow::View) {
+fn by_id(id: &str) -> Option<HtmlElement> {
+    window()
+        .document()?
+        .get_element_by_id(id)?
+        .dyn_into::<HtmlElement>()
+        .ok()
+}
+
+/// Width the keypad may take: the screen container's content box.
+fn available_width() -> i32 {
+    by_id("cp-screen").map(|e| e.client_width()).unwrap_or(0)
+}
+
+fn render(mut view: View) {
+    let last = view.clone();
+    // Measuring forces a layout: only the keypad needs the width.
+    let mut width = 0;
+    if let Screen::Pin { layout, .. } = &mut view.screen {
+        width = available_width();
+        if width > 0 {
+            *layout = layout.fitted(width as u32);
+        }
+    }
     let html = crate::view::render(&view);
+    let announce = crate::view::announce(&view);
     let on_pin = matches!(view.screen, Screen::Pin { .. });
     let doc = window().document().expect("a document");
-    let root = APP.with(|a| {
+    let changed = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
+        app.last_view = Some(last);
+        if width > 0 {
+            app.last_width = width;
+        }
         if app.last_html == html {
             return None;
         }
         app.last_html = html.clone();
-        let same_screen = app.on_pin && on_pin;
         app.on_pin = on_pin;
-        Some((app.root.clone(), same_screen))
+        let say = (app.last_announce != announce).then(|| announce.clone());
+        app.last_announce = announce;
+        Some(say)
     });
-    let Some((root, same_screen)) = root else {
+    let Some(say) = changed else {
         return;
     };
-    let keep = if same_screen {
-        doc.active_element().and_then(|e| focus_key(&e))
-    } else {
-        None
+    let (Some(screen), Some(title)) = (by_id("cp-screen"), by_id("cp-title")) else {
+        return;
     };
-    root.set_inner_html(&html);
-    apply_styles(&root);
+    let had_focus = doc.has_focus().unwrap_or(false);
+    // The same control keeps focus across re-renders (a keypad key, Cancel during
+    // the progress steps) if it is still there.
+    let keep = doc
+        .active_element()
+        .filter(|e| screen.contains(Some(e)))
+        .and_then(|e| focus_key(&e));
+    screen.set_inner_html(&html);
+    apply_styles(&screen);
     let target = keep
-        .and_then(|sel| root.query_selector(&sel).ok().flatten())
-        .or_else(|| root.query_selector("[data-autofocus]").ok().flatten());
-    if let Some(el) = target.and_then(|e| e.dyn_into::<HtmlElement>().ok()) {
-        let _ = el.focus();
+        .and_then(|sel| screen.query_selector(&sel).ok().flatten())
+        .or_else(|| screen.query_selector("[data-autofocus]").ok().flatten());
+    match target.and_then(|e| e.dyn_into::<HtmlElement>().ok()) {
+        Some(el) => {
+            let _ = el.focus();
+        }
+        // A screen without a control of its own (progress, "insert your card", a
+        // problem nothing can be done about here): focus goes to the heading, which is
+        // never replaced, rather than falling to the page body.
+        None => {
+            let lost = doc
+                .active_element()
+                .is_none_or(|e| !e.is_connected() || e.tag_name().eq_ignore_ascii_case("body"));
+            if had_focus && lost {
+                let _ = title.focus();
+            }
+        }
+    }
+    if let Some(text) = say {
+        set_live(&text);
     }
     doc.document_element()
         .map(|d| d.set_attribute("lang", view.lang.tag()))
         .transpose()
         .ok();
-    let height = root.scroll_height();
-    post_parent(serde_json::json!({"type": "cardpay:resize", "height": height}));
+    // The new height reaches the page through the ResizeObserver (after layout, so no
+    // layout is forced here).
+}
+
+/// Put `text` into the stable live region (screen readers say it once).
+fn set_live(text: &str) {
+    if let Some(live) = by_id("cp-live") {
+        live.set_text_content(Some(text));
+    }
+}
+
+/// Tell the page how tall we are (only when it changed): checkout.js sizes the iframe.
+fn post_height() {
+    let Some(root) = APP.with(|a| a.borrow().as_ref().map(|a| a.root.clone())) else {
+        return;
+    };
+    let height = root.get_bounding_client_rect().height().ceil() as i32;
+    let changed = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        // Nobody to tell before the page's init: keep it for then.
+        app.parent_origin.as_ref()?;
+        (app.last_height != height).then(|| app.last_height = height)
+    });
+    if changed.is_some() {
+        post_parent(serde_json::json!({"type": "cardpay:resize", "height": height}));
+    }
+}
+
+/// The root changed size: post the new height; on a new width, refit the keypad.
+fn on_resize() {
+    let width = available_width();
+    let refit = APP.with(|a| {
+        let a = a.borrow();
+        let app = a.as_ref()?;
+        (app.on_pin && app.last_width != width)
+            .then(|| app.last_view.clone())
+            .flatten()
+    });
+    if let Some(view) = refit {
+        render(view);
+    }
+    post_height();
 }
 
 /// Keypad geometry travels as `data-style` and is applied through the CSSOM, so the
@@ -263,20 +408,94 @@ fn on_click(ev: MouseEvent) {
     feed(Input::User(action));
 }
 
+/// Move focus over the keypad with the arrow keys; true if the key was used.
+fn keypad_arrow(ev: &KeyboardEvent, target: Option<&Element>) -> bool {
+    let Some(t) = target else { return false };
+    let Ok(Some(pad)) = t.closest("[data-testid=keypad]") else {
+        return false;
+    };
+    let Ok(keys) = pad.query_selector_all(".cp-key") else {
+        return false;
+    };
+    let n = keys.length() as usize;
+    let cols: usize = pad
+        .get_attribute("data-cols")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(3);
+    let from = (0..n).find(|&i| {
+        keys.item(i as u32)
+            .is_some_and(|k| JsValue::from(k) == JsValue::from(t.clone()))
+    });
+    let Some(to) = crate::keypad::move_focus(&ev.key(), from, n, cols) else {
+        return false;
+    };
+    if let Some(k) = keys
+        .item(to as u32)
+        .and_then(|k| k.dyn_into::<HtmlElement>().ok())
+    {
+        let _ = k.focus();
+    }
+    true
+}
+
+/// A digit typed on the physical keyboard on the PIN screen: not a PIN digit (a key
+/// logger would see it). Show and say how to use the keypad instead.
+fn typed_digit_hint() {
+    let lang = APP
+        .with(|a| a.borrow().as_ref().map(|a| a.cfg.lang))
+        .unwrap_or_default();
+    let hint = crate::i18n::t(lang, crate::i18n::Msg::TypedDigitsIgnored);
+    if let Some(note) = window().document().and_then(|d| {
+        d.query_selector("[data-testid=typed-digits]")
+            .ok()
+            .flatten()
+    }) {
+        note.set_text_content(Some(hint));
+        let _ = note.remove_attribute("hidden");
+    }
+    // Alternate a trailing no-break space so that the same hint is said again.
+    let toggle = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        app.hint_toggle = !app.hint_toggle;
+        app.last_announce = String::new();
+        Some(app.hint_toggle)
+    });
+    let text = if toggle.unwrap_or(false) {
+        format!("{hint}\u{a0}")
+    } else {
+        hint.to_string()
+    };
+    set_live(&text);
+}
+
 fn on_key(ev: KeyboardEvent) {
     let on_pin = APP.with(|a| a.borrow().as_ref().is_some_and(|a| a.on_pin));
     let key = ev.key();
-    let on_button = ev
-        .target()
-        .and_then(|t| t.dyn_into::<Element>().ok())
+    let target = ev.target().and_then(|t| t.dyn_into::<Element>().ok());
+    if ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
+        return;
+    }
+    if on_pin {
+        if key.len() == 1 && key.as_bytes()[0].is_ascii_digit() {
+            // Never a PIN digit: swallow it and explain.
+            ev.prevent_default();
+            typed_digit_hint();
+            return;
+        }
+        if keypad_arrow(&ev, target.as_ref()) {
+            ev.prevent_default();
+            return;
+        }
+    }
+    let on_button = target
+        .as_ref()
         .is_some_and(|e| e.tag_name().eq_ignore_ascii_case("button"));
     let action = match key.as_str() {
         "Escape" => Some(Action::Cancel),
-        k if on_pin && k.len() == 1 && k.as_bytes()[0].is_ascii_digit() => {
-            Some(Action::Digit(k.as_bytes()[0] - b'0'))
-        }
+        // Deleting tells a key logger nothing about the PIN.
         "Backspace" if on_pin => Some(Action::Delete),
-        // Enter on a focused button is that button's click; elsewhere it submits.
+        // Enter on a focused button is that button's click; on the pad it submits.
         "Enter" if on_pin && !on_button => Some(Action::SubmitPin),
         _ => None,
     };
@@ -346,7 +565,8 @@ fn on_message(ev: MessageEvent) {
             }
             app.parent_origin = Some(origin.clone());
             apply_theme(&data["theme"]);
-            let bundle: Result<Bundle, _> = serde_json::from_value(data["session"].clone());
+            // From text, like every other message (no second, Value-based decoder).
+            let bundle: Result<Bundle, _> = serde_json::from_str(&data["session"].to_string());
             let outcome = match bundle {
                 Ok(b) => Flow::new(app.cfg.clone(), b, &origin, Box::new(WebEntropy))
                     .map_err(|e| e.to_string()),
@@ -368,7 +588,8 @@ fn on_message(ev: MessageEvent) {
                 }));
                 APP.with(|a| {
                     if let Some(app) = a.borrow().as_ref() {
-                        app.root.set_inner_html(&format!(
+                        let screen = by_id("cp-screen").map(Element::from);
+                        screen.unwrap_or_else(|| app.root.clone()).set_inner_html(&format!(
                             "<p class=\"cp-error\" role=\"alert\" data-testid=\"error\" data-code=\"bad_session\">{}</p>",
                             crate::view::esc(crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession))
                         ));
@@ -386,8 +607,13 @@ fn param(params: &web_sys::UrlSearchParams, k: &str) -> Option<String> {
 
 /// Start the widget in `root`. Options come from our own URL (set by checkout.js):
 /// `nonce`, `lang`, `timeout` (ms, default 120000), `hello_timeout` (ms), `install`.
+///
+/// `early`: the `message` events widget-boot.js caught while the wasm loaded (it posts
+/// `cardpay:loaded` itself as soon as it runs, so the page's `init` travels while the
+/// wasm downloads and compiles); they are handled now, through the same checks as any
+/// later message. Without it, `run` posts `cardpay:loaded` itself.
 #[wasm_bindgen]
-pub fn run(root: Element) -> Result<(), JsValue> {
+pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     let w = window();
     let search = w.location().search()?;
     let params = web_sys::UrlSearchParams::new_with_str(&search)?;
@@ -423,11 +649,23 @@ pub fn run(root: Element) -> Result<(), JsValue> {
             root: root.clone(),
             parent_origin: None,
             nonce: nonce.clone(),
-            timers: HashMap::new(),
+            timers: Vec::new(),
             last_html: String::new(),
+            last_view: None,
             on_pin: false,
+            last_announce: String::new(),
+            last_height: 0,
+            last_width: 0,
+            hint_toggle: false,
         })
     });
+    root.set_inner_html(&crate::view::skeleton(lang));
+    root.remove_attribute("aria-live")?;
+
+    let resize = Closure::<dyn FnMut()>::new(on_resize);
+    let observer = ResizeObserver::new(resize.as_ref().unchecked_ref())?;
+    observer.observe(&root);
+    resize.forget();
 
     let click = Closure::<dyn FnMut(MouseEvent)>::new(on_click);
     root.add_event_listener_with_callback("click", click.as_ref().unchecked_ref())?;
@@ -439,11 +677,24 @@ pub fn run(root: Element) -> Result<(), JsValue> {
     w.add_event_listener_with_callback("message", msg.as_ref().unchecked_ref())?;
     msg.forget();
 
-    // Tell the page we can take the session. Nothing secret: "*" only means we do not
-    // know the parent's origin yet; the parent checks that we are its iframe.
-    if let Ok(Some(parent)) = w.parent() {
-        let hello = serde_json::json!({"type": "cardpay:loaded", "nonce": nonce});
-        parent.post_message(&js_of(&hello), "*")?;
+    match early {
+        Some(events) => {
+            for ev in events.iter() {
+                if let Ok(ev) = ev.dyn_into::<MessageEvent>() {
+                    on_message(ev);
+                }
+            }
+        }
+        // Tell the page we can take the session. Nothing secret: "*" only means we do
+        // not know the parent's origin yet; the parent checks that we are its iframe.
+        None => {
+            if let Ok(Some(parent)) = w.parent() {
+                let hello = serde_json::json!({"type": "cardpay:loaded", "nonce": nonce});
+                parent.post_message(&js_of(&hello), "*")?;
+            }
+        }
     }
+    // The first height, now that the page may be listening.
+    post_height();
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! [`auth::ApiCaller`] extractor) parse and call [`PaymentService`].
 
 pub mod auth;
+pub mod clearing;
 pub mod load;
 pub mod merchant;
 pub mod purchase;
@@ -31,6 +32,8 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<PaymentService>,
+    /// Settlement pages and batch closing (the `[clearing]` section).
+    pub clearing: Option<Arc<clearing::ClearingWeb>>,
 }
 
 /// Options of the HTTP layer.
@@ -43,6 +46,8 @@ pub struct HttpOptions {
     pub www_dir: Option<std::path::PathBuf>,
     /// Who may frame the widget page (`widget.html`): the merchants' page origins.
     pub frame_ancestors: FrameAncestors,
+    /// Settlement pages and batch closing, when clearing is configured.
+    pub clearing: Option<Arc<clearing::ClearingWeb>>,
 }
 
 /// The `frame-ancestors` of the widget iframe page, from the merchants' `origins`.
@@ -248,6 +253,26 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
             "/v1/recovery/{merchant}/{id}/resolve",
             post(merchant::resolve),
         )
+        .route("/merchant", get(clearing::page))
+        .route(
+            "/merchant/login",
+            get(clearing::login_page).post(clearing::login),
+        )
+        .route("/merchant/login.js", get(clearing::login_js))
+        .route("/merchant/style.css", get(clearing::style_css))
+        .route("/merchant/challenge", post(clearing::challenge))
+        .route("/merchant/logout", post(clearing::logout))
+        .route("/merchant/settlements.csv", get(clearing::settlements_csv))
+        .route(
+            "/merchant/settlements.json",
+            get(clearing::settlements_json),
+        )
+        .route("/merchant/payouts/{id}", get(clearing::payout_page))
+        .route("/v1/settlements", get(clearing::api_settlements))
+        .route("/v1/settlements/{id}", get(clearing::api_payout))
+        .route("/v1/clearing/report", get(clearing::operator_json))
+        .route("/v1/clearing/close", post(clearing::close_now))
+        .route("/operator/clearing", get(clearing::operator_page))
         .route(purse::load::PATH_LOAD_DRAW, post(load::draw))
         .route(purse::load::PATH_LOAD_COMPLETE, post(load::complete))
         .route(purse::load::PATH_LOAD_RECOVER, post(load::recover))
@@ -287,7 +312,10 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
         }
         None => api.fallback(not_found),
     };
-    app.with_state(AppState { service })
+    app.with_state(AppState {
+        service,
+        clearing: opts.clearing.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -107,6 +107,31 @@ pub(crate) fn sm_error(e: SecurityModuleError) -> PaymentError {
     }
 }
 
+/// The issuer's security module the config names: software keys, or the
+/// PKCS#11 token (the payment server, the load server and clearing all use this).
+pub fn security_module(config: &Config) -> Result<SecurityModule, PaymentError> {
+    let sm = match &config.keys {
+        KeyStore::Software(versions) => {
+            let mut keys = SoftwareKeys::new();
+            for k in versions {
+                keys.add_key_version(k.version, k.mkp.clone(), k.mkl.clone());
+            }
+            SecurityModule::software(config.terminal, keys)
+        }
+        KeyStore::Pkcs11(p) => {
+            let keys = cardpay_pkcs11::Pkcs11Keys::open(p)
+                .map_err(|e| PaymentError::Internal(format!("security module token: {e}")))?;
+            SecurityModule::new(config.terminal, Box::new(keys))
+        }
+    };
+    if sm.key_versions().is_empty() {
+        return Err(PaymentError::Internal(
+            "the security module holds no master keys (payment-server hsm import)".into(),
+        ));
+    }
+    Ok(sm)
+}
+
 /// Keys of one verified session (DK and TSK), zeroized on drop.
 pub(crate) struct SessionKeys {
     pub dk: Key32,
@@ -117,25 +142,7 @@ impl PaymentService {
     /// A service with the security module of the config (software keys, or
     /// the PKCS#11 token it names).
     pub fn new(config: &Config, store: Store, clock: Clock) -> Result<Self, PaymentError> {
-        let sm = match &config.keys {
-            KeyStore::Software(versions) => {
-                let mut keys = SoftwareKeys::new();
-                for k in versions {
-                    keys.add_key_version(k.version, k.mkp.clone(), k.mkl.clone());
-                }
-                SecurityModule::software(config.terminal, keys)
-            }
-            KeyStore::Pkcs11(p) => {
-                let keys = cardpay_pkcs11::Pkcs11Keys::open(p)
-                    .map_err(|e| PaymentError::Internal(format!("security module token: {e}")))?;
-                SecurityModule::new(config.terminal, Box::new(keys))
-            }
-        };
-        if sm.key_versions().is_empty() {
-            return Err(PaymentError::Internal(
-                "the security module holds no master keys (payment-server hsm import)".into(),
-            ));
-        }
+        let sm = security_module(config)?;
         Ok(Self::with_security_module(config, store, clock, sm))
     }
 

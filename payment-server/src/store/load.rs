@@ -479,6 +479,18 @@ impl LoadTransition {
         t
     }
 
+    /// Clearing has checked the card's receipt again and posted the load:
+    /// it is `settled` (only a credited load can be).
+    pub fn settle(row: &LoadRow, now: u64) -> Self {
+        Self::new(
+            row,
+            &[LoadState::Credited],
+            LoadState::Settled,
+            "settle",
+            now,
+        )
+    }
+
     /// Record a late `complete` answer on a credited load, state unchanged.
     pub fn record_complete(row: &LoadRow, now: u64) -> Self {
         Self::new(

@@ -9,11 +9,13 @@
 //! - [`txn`]: the `transactions` table's rows and state changes (and their SQLite SQL);
 //! - [`load`]: the `loads` table, likewise;
 //! - [`outbox`]: webhooks waiting for delivery;
+//! - [`clearing`]: captured transactions waiting for a batch, closed batches;
 //! - [`sqlite`]: the SQLite backend (one writer thread with group commit, [`writer`]),
 //!   migrations in `migrations/sqlite/`;
 //! - [`pg`]: the PostgreSQL backend (a connection pool; constraints, row locks and
 //!   `SKIP LOCKED` make several instances one), migrations in `migrations/postgres/`.
 
+pub mod clearing;
 pub mod load;
 pub mod outbox;
 pub mod pg;
@@ -28,6 +30,7 @@ use purse::webhook::WebhookEvent;
 
 use crate::config::Database;
 use crate::error::PaymentError;
+pub use clearing::{CapturedTxn, ClosedBatch, LoadCandidate};
 pub use load::{LoadConflict, LoadDrawn, LoadRow, LoadTransition, Movement};
 pub use outbox::Due;
 pub use pg::PgStore;
@@ -118,6 +121,31 @@ operations! {
     fn webhook_failed(&self, id: i64, next_at: u64, error: String) -> ();
     /// A round trip to the database: it (and the SQLite writer) are alive.
     fn health(&self) -> ();
+
+    /// Merchants with captured transactions waiting for a batch.
+    fn unbatched_merchants(&self) -> Vec<String>;
+    /// A merchant's captured transactions waiting for a batch (oldest first).
+    fn unbatched(&self, merchant_id: &str, limit: u32) -> Vec<TxnRow>;
+    /// Record a closed batch and mark its transactions, all or nothing.
+    fn record_batch(&self, batch: ClosedBatch, sha256: Vec<u8>, txn_ids: Vec<String>) -> ();
+    /// Closed batches whose file is not in the spool yet.
+    fn unexported_batches(&self) -> Vec<ClosedBatch>;
+    fn batch_exported(&self, batch_id: String, now: u64) -> ();
+    fn closed_batch(&self, batch_id: &str) -> Option<ClosedBatch>;
+    /// Newest purchase batch close time per merchant.
+    fn last_batch_close(&self) -> Vec<(String, u64)>;
+    /// Newest load batch close time per bank.
+    fn last_load_batch_close(&self) -> Vec<(String, u64)>;
+    /// Banks with credited loads waiting for a batch.
+    fn unbatched_banks(&self) -> Vec<String>;
+    /// A bank's credited loads waiting for a batch (oldest first).
+    fn unbatched_loads(&self, bank_id: &str, limit: u32) -> Vec<LoadCandidate>;
+    /// Every credited money-purse load, for reconciliation.
+    fn credited_loads(&self) -> Vec<CapturedTxn>;
+    /// Every captured money-purse transaction, for reconciliation.
+    fn captured_transactions(&self) -> Vec<CapturedTxn>;
+    /// A merchant's captured takings per UTC day since `since`: (day, sum, count).
+    fn daily_takings(&self, merchant_id: &str, since: u64) -> Vec<(u64, u64, u64)>;
 
     fn get_load(&self, bank_id: &str, txn_id: &str) -> Option<LoadRow>;
     /// A card's loads its proofs can still decide (drawn, unknown, failed).

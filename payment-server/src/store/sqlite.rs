@@ -15,15 +15,16 @@ use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
 use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
-use super::{load, outbox, txn, writer};
+use super::{clearing, load, outbox, txn, writer};
 use super::{
-    Due, InsertConflict, LoadConflict, LoadRow, LoadTransition, Movement, Transition, TxnRow,
+    CapturedTxn, ClosedBatch, Due, InsertConflict, LoadCandidate, LoadConflict, LoadRow,
+    LoadTransition, Movement, Transition, TxnRow,
 };
 use crate::error::PaymentError;
 use writer::Writer;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(&str, &str); 3] = [
+const MIGRATIONS: [(&str, &str); 4] = [
     (
         "0001_initial",
         include_str!("../../migrations/sqlite/0001_initial.sql"),
@@ -35,6 +36,10 @@ const MIGRATIONS: [(&str, &str); 3] = [
     (
         "0003_loads",
         include_str!("../../migrations/sqlite/0003_loads.sql"),
+    ),
+    (
+        "0004_clearing",
+        include_str!("../../migrations/sqlite/0004_clearing.sql"),
     ),
 ];
 
@@ -257,6 +262,94 @@ impl SqliteStore {
     /// A round trip through the writer: it and the database are alive.
     pub async fn health(&self) -> Result<(), PaymentError> {
         self.write(|_| Ok(())).await
+    }
+
+    /// Merchants with captured transactions waiting for a batch.
+    pub async fn unbatched_merchants(&self) -> Result<Vec<String>, PaymentError> {
+        self.read(clearing::unbatched_merchants).await
+    }
+
+    /// A merchant's captured transactions waiting for a batch (oldest first).
+    pub async fn unbatched(
+        &self,
+        merchant_id: &str,
+        limit: u32,
+    ) -> Result<Vec<TxnRow>, PaymentError> {
+        let m = merchant_id.to_string();
+        self.read(move |c| clearing::unbatched(c, &m, limit)).await
+    }
+
+    /// Record a closed batch and mark its transactions, all or nothing.
+    pub async fn record_batch(
+        &self,
+        batch: ClosedBatch,
+        sha256: Vec<u8>,
+        txn_ids: Vec<String>,
+    ) -> Result<(), PaymentError> {
+        self.write(move |c| clearing::record_batch(c, &batch, &sha256, &txn_ids))
+            .await
+    }
+
+    /// Closed batches whose file is not in the spool yet.
+    pub async fn unexported_batches(&self) -> Result<Vec<ClosedBatch>, PaymentError> {
+        self.read(clearing::unexported).await
+    }
+
+    pub async fn batch_exported(&self, batch_id: String, now: u64) -> Result<(), PaymentError> {
+        self.write(move |c| clearing::mark_exported(c, &batch_id, now))
+            .await
+    }
+
+    pub async fn closed_batch(&self, batch_id: &str) -> Result<Option<ClosedBatch>, PaymentError> {
+        let b = batch_id.to_string();
+        self.read(move |c| clearing::batch(c, &b)).await
+    }
+
+    /// Newest purchase batch close time per merchant.
+    pub async fn last_batch_close(&self) -> Result<Vec<(String, u64)>, PaymentError> {
+        self.read(|c| clearing::last_close(c, "purchases")).await
+    }
+
+    /// Newest load batch close time per bank.
+    pub async fn last_load_batch_close(&self) -> Result<Vec<(String, u64)>, PaymentError> {
+        self.read(|c| clearing::last_close(c, "loads")).await
+    }
+
+    /// Banks with credited loads waiting for a batch.
+    pub async fn unbatched_banks(&self) -> Result<Vec<String>, PaymentError> {
+        self.read(clearing::unbatched_banks).await
+    }
+
+    /// A bank's credited loads waiting for a batch (oldest first).
+    pub async fn unbatched_loads(
+        &self,
+        bank_id: &str,
+        limit: u32,
+    ) -> Result<Vec<LoadCandidate>, PaymentError> {
+        let b = bank_id.to_string();
+        self.read(move |c| clearing::unbatched_loads(c, &b, limit))
+            .await
+    }
+
+    /// Every credited money-purse load, for reconciliation.
+    pub async fn credited_loads(&self) -> Result<Vec<CapturedTxn>, PaymentError> {
+        self.read(clearing::credited_loads).await
+    }
+
+    /// Every captured money-purse transaction, for reconciliation.
+    pub async fn captured_transactions(&self) -> Result<Vec<CapturedTxn>, PaymentError> {
+        self.read(clearing::captured).await
+    }
+
+    /// A merchant's captured takings per UTC day since `since`: (day, sum, count).
+    pub async fn daily_takings(
+        &self,
+        merchant_id: &str,
+        since: u64,
+    ) -> Result<Vec<(u64, u64, u64)>, PaymentError> {
+        let m = merchant_id.to_string();
+        self.read(move |c| clearing::daily_takings(c, &m, since))
+            .await
     }
 
     // ---- loads ------------------------------------------------------------

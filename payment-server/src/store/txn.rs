@@ -113,6 +113,12 @@ txn_columns!(
     updated_at,
 );
 
+/// The SELECT list of a [`TxnRow`] (in [`Col`] order).
+pub(crate) fn columns() -> &'static str {
+    static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| COLUMN_NAMES.join(", "))
+}
+
 /// `SELECT <columns> FROM transactions WHERE <cond>`, built once per query.
 fn select(cell: &'static std::sync::OnceLock<String>, cond: &str) -> &'static str {
     cell.get_or_init(|| {
@@ -124,7 +130,7 @@ fn select(cell: &'static std::sync::OnceLock<String>, cond: &str) -> &'static st
 }
 
 impl TxnRow {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+    pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         let get = |c: Col| c as usize;
         let state: String = r.get(get(Col::state))?;
         let mode: String = r.get(get(Col::verify_mode))?;
@@ -441,10 +447,17 @@ pub(crate) enum TransitionKind {
     Fail,
     Confirm,
     Record,
+    Settle,
 }
 
 impl TransitionKind {
-    pub(crate) const ALL: [Self; 4] = [Self::Capture, Self::Fail, Self::Confirm, Self::Record];
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Capture,
+        Self::Fail,
+        Self::Confirm,
+        Self::Record,
+        Self::Settle,
+    ];
 
     /// The states this change may leave.
     pub(crate) fn leaves(self) -> &'static [TxnState] {
@@ -453,6 +466,7 @@ impl TransitionKind {
             Self::Fail => &[TxnState::Drawn, TxnState::Unknown],
             Self::Confirm => &[TxnState::Debited],
             Self::Record => &[TxnState::Debited, TxnState::Confirmed, TxnState::Settled],
+            Self::Settle => &[TxnState::Debited, TxnState::Confirmed],
         }
     }
 
@@ -461,6 +475,7 @@ impl TransitionKind {
         match self {
             Self::Capture => Some("debited_at"),
             Self::Confirm => Some("confirmed_at"),
+            Self::Settle => Some("settled_at"),
             Self::Fail | Self::Record => None,
         }
     }
@@ -477,7 +492,7 @@ impl TransitionKind {
 
 /// SQLite's `UPDATE … SET state = ?4 …` of each kind, built once.
 fn transition_sql(kind: TransitionKind) -> &'static str {
-    static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
+    static SQL: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
         TransitionKind::ALL.map(|k| {
             let stamp = k.stamp().map(|c| format!(", {c} = ?3")).unwrap_or_default();
@@ -546,6 +561,18 @@ impl Transition {
             TransitionKind::Confirm,
             TxnState::Confirmed,
             "confirm",
+            now,
+        )
+    }
+
+    /// Clearing has checked the card's proof again and posted the purchase:
+    /// it is `settled` (only a captured transaction can be).
+    pub fn settle(row: &TxnRow, now: u64) -> Self {
+        Self::new(
+            row,
+            TransitionKind::Settle,
+            TxnState::Settled,
+            "settle",
             now,
         )
     }

@@ -110,6 +110,14 @@ impl TestDb {
         format!("db_path = {:?}\n", self.url_or_path())
     }
 
+    /// The SQLite file (for tests that read or copy it as a file).
+    pub fn sqlite_path(&self) -> &Path {
+        match self {
+            Self::Sqlite(p) => p,
+            Self::Postgres { .. } => panic!("this test reads the SQLite file itself"),
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres { .. })
     }

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod clearing;
 pub mod db;
 pub mod load;
 

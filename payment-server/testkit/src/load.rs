@@ -430,8 +430,31 @@ impl TestServer {
         banks: &[TestBank],
         grace: u64,
     ) -> Self {
+        Self::start_full_on(None, merchants, banks, grace).await
+    }
+
+    /// [`TestServer::start_full`] on SQLite whatever `CARDPAY_TEST_DB` says,
+    /// for tests that read or copy the database file itself (clearing's
+    /// corruption and crash tests).
+    pub async fn start_full_sqlite(
+        merchants: &[crate::TestMerchant],
+        banks: &[TestBank],
+        grace: u64,
+    ) -> Self {
+        Self::start_full_on(Some("payments.sqlite"), merchants, banks, grace).await
+    }
+
+    async fn start_full_on(
+        sqlite: Option<&str>,
+        merchants: &[crate::TestMerchant],
+        banks: &[TestBank],
+        grace: u64,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = crate::TestDb::in_dir(dir.path());
+        let db = match sqlite {
+            Some(name) => crate::TestDb::Sqlite(dir.path().join(name)),
+            None => crate::TestDb::in_dir(dir.path()),
+        };
         let toml = test_config_toml_full(&db, merchants, banks, grace);
         let config = payment_server::Config::from_toml(&toml, |_| None).expect("test config");
         let (addr, service) = crate::spawn_server(&config).await;

@@ -134,6 +134,8 @@ export async function startStack({ bins, timeoutMs = 300_000, balance, noPinLimi
     noPinLimit: ready.no_pin_limit,
     command,
     removeCard: () => command('remove'),
+    /** The card applies the next DEBIT ('debit') or CREDIT ('credit'), then is pulled before it answers. */
+    tearNext: (what) => command('tear ' + what),
     insertCard: () => command('insert'),
     restartPcscd: () => command('restart_pcscd'),
     inspect: () => command('inspect'),

@@ -21,6 +21,7 @@
 //! prepared once per connection and cached; queries on one connection are
 //! pipelined). No TLS to the database: run it on the host or a private network.
 
+mod clearing;
 mod load;
 mod outbox;
 mod txn;
@@ -34,16 +35,23 @@ use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
 use super::{
-    Due, InsertConflict, LoadConflict, LoadRow, LoadTransition, Movement, Transition, TxnRow,
+    CapturedTxn, ClosedBatch, Due, InsertConflict, LoadCandidate, LoadConflict, LoadRow,
+    LoadTransition, Movement, Transition, TxnRow,
 };
 use crate::config::{redact_password, PgDatabase};
 use crate::error::PaymentError;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(&str, &str); 1] = [(
-    "0001_initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: [(&str, &str); 2] = [
+    (
+        "0001_initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        "0002_clearing",
+        include_str!("../../../migrations/postgres/0002_clearing.sql"),
+    ),
+];
 
 /// The PostgreSQL store: a pool of connections. Cheap to clone.
 #[derive(Clone)]
@@ -305,6 +313,77 @@ impl PgStore {
         let c = self.conn().await?;
         c.simple_query("SELECT 1").await.map_err(pg_error)?;
         Ok(())
+    }
+
+    // ---- clearing ---------------------------------------------------------
+
+    pub async fn unbatched_merchants(&self) -> Result<Vec<String>, PaymentError> {
+        clearing::unbatched_merchants(&self.conn().await?).await
+    }
+
+    pub async fn unbatched(
+        &self,
+        merchant_id: &str,
+        limit: u32,
+    ) -> Result<Vec<TxnRow>, PaymentError> {
+        clearing::unbatched(&self.conn().await?, merchant_id, limit).await
+    }
+
+    pub async fn record_batch(
+        &self,
+        batch: ClosedBatch,
+        sha256: Vec<u8>,
+        txn_ids: Vec<String>,
+    ) -> Result<(), PaymentError> {
+        clearing::record_batch(&mut self.conn().await?, &batch, &sha256, &txn_ids).await
+    }
+
+    pub async fn unexported_batches(&self) -> Result<Vec<ClosedBatch>, PaymentError> {
+        clearing::unexported(&self.conn().await?).await
+    }
+
+    pub async fn batch_exported(&self, batch_id: String, now: u64) -> Result<(), PaymentError> {
+        clearing::mark_exported(&self.conn().await?, &batch_id, now).await
+    }
+
+    pub async fn closed_batch(&self, batch_id: &str) -> Result<Option<ClosedBatch>, PaymentError> {
+        clearing::batch(&self.conn().await?, batch_id).await
+    }
+
+    pub async fn last_batch_close(&self) -> Result<Vec<(String, u64)>, PaymentError> {
+        clearing::last_close(&self.conn().await?, "purchases").await
+    }
+
+    pub async fn last_load_batch_close(&self) -> Result<Vec<(String, u64)>, PaymentError> {
+        clearing::last_close(&self.conn().await?, "loads").await
+    }
+
+    pub async fn unbatched_banks(&self) -> Result<Vec<String>, PaymentError> {
+        clearing::unbatched_banks(&self.conn().await?).await
+    }
+
+    pub async fn unbatched_loads(
+        &self,
+        bank_id: &str,
+        limit: u32,
+    ) -> Result<Vec<LoadCandidate>, PaymentError> {
+        clearing::unbatched_loads(&self.conn().await?, bank_id, limit).await
+    }
+
+    pub async fn credited_loads(&self) -> Result<Vec<CapturedTxn>, PaymentError> {
+        clearing::credited_loads(&self.conn().await?).await
+    }
+
+    pub async fn captured_transactions(&self) -> Result<Vec<CapturedTxn>, PaymentError> {
+        clearing::captured(&self.conn().await?).await
+    }
+
+    pub async fn daily_takings(
+        &self,
+        merchant_id: &str,
+        since: u64,
+    ) -> Result<Vec<(u64, u64, u64)>, PaymentError> {
+        clearing::daily_takings(&self.conn().await?, merchant_id, since).await
     }
 
     // ---- loads ------------------------------------------------------------

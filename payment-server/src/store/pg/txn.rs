@@ -33,7 +33,7 @@ fn select(cell: &'static OnceLock<String>, cond: &str) -> &'static str {
 }
 
 /// A row of [`select`], each field read at its column's position.
-fn txn_row(r: &Row) -> Result<TxnRow, PaymentError> {
+pub(super) fn txn_row(r: &Row) -> Result<TxnRow, PaymentError> {
     let at = |c: Col| c as usize;
     let int = |c: Col| -> Result<i64, PaymentError> { r.try_get(at(c)).map_err(pg_error) };
     let opt_int =
@@ -267,7 +267,7 @@ pub async fn insert_drawn(
 /// One compare-and-set state change with its history entry and webhook, in
 /// one statement; per kind, built once.
 fn transition_sql(kind: TransitionKind) -> &'static str {
-    static SQL: OnceLock<[String; 4]> = OnceLock::new();
+    static SQL: OnceLock<[String; 5]> = OnceLock::new();
     let all = SQL.get_or_init(|| {
         TransitionKind::ALL.map(|k| {
             let stamp = k.stamp().map(|c| format!(", {c} = $3")).unwrap_or_default();

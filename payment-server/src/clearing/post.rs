@@ -1,0 +1,447 @@
+//! Posting a batch, in steps that each commit, so a crash anywhere resumes
+//! where it stopped and ends with the same ledger:
+//!
+//! 1. **receive**: the file opens (signature, totals; else refused whole and
+//!    noted) and the batch is stored `received` with its file. The same batch
+//!    again is recognised by id and digest and changes nothing; the same id
+//!    with other content is refused.
+//! 2. **records**, a chunk at a time: each record's proof checked again by the
+//!    security module, and one already posted by another batch refused; each
+//!    stored `posted` (with its fee) or `rejected` (with the reason), and the
+//!    batch's `next_record` advanced in the same commit.
+//! 3. **post**: the batch's totals of posted records go to the ledger and the
+//!    batch becomes `posted`, in one commit.
+//! 4. **ack**: the payment server moves the posted purchases to `settled`
+//!    (idempotent: a settled transaction stays so); then the batch is `acked`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use purse::security_module::SecurityModule;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::batch::{Batch, BatchError, BatchFile, BatchKind, Record, Signer};
+use super::config::Fee;
+use super::db::iso_date;
+use super::ledger;
+use super::proof::{self, Rejection};
+
+/// Records per commit.
+pub const DEFAULT_CHUNK: usize = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClearingError {
+    #[error("batch refused: {0}")]
+    Refused(#[from] BatchError),
+    #[error("batch {0} was received before with other content: refused")]
+    IdReused(String),
+    #[error("clearing database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Fault injection for the crash tests: with `CARDPAY_CLEARING_KILL_AT=<n>`
+/// in the environment, the process SIGKILLs itself at the n-th step (each
+/// commit of posting counts one). Inert otherwise.
+#[derive(Debug, Default)]
+pub struct CrashPoints {
+    kill_at: Option<u64>,
+    seen: u64,
+}
+
+impl CrashPoints {
+    pub fn from_env() -> Self {
+        Self {
+            kill_at: std::env::var("CARDPAY_CLEARING_KILL_AT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            seen: 0,
+        }
+    }
+
+    fn step(&mut self, what: &str) {
+        self.seen += 1;
+        if self.kill_at == Some(self.seen) {
+            eprintln!("fault injection: SIGKILL after step {} ({what})", self.seen);
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg(std::process::id().to_string())
+                .status();
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// A batch as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub batch_id: String,
+    pub kind: BatchKind,
+    pub party: String,
+    pub state: String,
+    pub record_count: u64,
+    pub total: u64,
+    pub accepted_count: u64,
+    pub accepted_total: u64,
+    pub fee_total: u64,
+    pub rejected_count: u64,
+    pub closed_at: u64,
+    pub received_at: u64,
+}
+
+/// A posted batch waiting for its source's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unacked {
+    pub batch_id: String,
+    pub kind: BatchKind,
+    /// (party, txn id) of its posted records.
+    pub items: Vec<(String, String)>,
+}
+
+/// What clearing a file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cleared {
+    pub batch_id: String,
+    /// The batch was known already (a resubmission): nothing new posted.
+    pub again: bool,
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+/// The clearing engine over its database.
+pub struct Clearing {
+    pub(crate) conn: Connection,
+    sm: Arc<SecurityModule>,
+    signers: Vec<Signer>,
+    fees: BTreeMap<String, Fee>,
+    pub chunk: usize,
+    crash: CrashPoints,
+    clock: crate::purchase::Clock,
+}
+
+impl Clearing {
+    pub fn new(
+        conn: Connection,
+        sm: Arc<SecurityModule>,
+        signers: Vec<Signer>,
+        fees: BTreeMap<String, Fee>,
+        clock: crate::purchase::Clock,
+    ) -> Self {
+        Self {
+            conn,
+            sm,
+            signers,
+            fees,
+            chunk: DEFAULT_CHUNK,
+            crash: CrashPoints::from_env(),
+            clock,
+        }
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn security_module(&self) -> &SecurityModule {
+        &self.sm
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Step 1: open and store the file (or recognise it). Returns the batch
+    /// and whether it was known before.
+    pub fn receive(&mut self, name: &str, bytes: &[u8]) -> Result<(Batch, bool), ClearingError> {
+        let (file, batch) = match BatchFile::open(bytes, &self.signers) {
+            Ok(x) => x,
+            Err(e) => {
+                self.note_refused(name, bytes, &e.to_string())?;
+                return Err(e.into());
+            }
+        };
+        let digest = file.digest();
+        let known: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT sha256 FROM batches WHERE batch_id = ?1",
+                params![batch.batch_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match known {
+            Some(d) if d == digest => return Ok((batch, true)),
+            Some(_) => {
+                let e = ClearingError::IdReused(batch.batch_id.clone());
+                self.note_refused(name, bytes, &e.to_string())?;
+                return Err(e);
+            }
+            None => {}
+        }
+        self.conn.execute(
+            "INSERT INTO batches (batch_id, kind, party, source, key_id, closed_at, record_count, total,
+                sha256, file, state, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'received', ?11)",
+            params![
+                batch.batch_id,
+                batch.kind.as_str(),
+                batch.party,
+                batch.source,
+                file.key_id,
+                batch.closed_at,
+                batch.totals.count,
+                batch.totals.amount,
+                digest.to_vec(),
+                String::from_utf8_lossy(&file.to_bytes()),
+                self.now(),
+            ],
+        )?;
+        self.crash.step("received");
+        Ok((batch, false))
+    }
+
+    fn note_refused(&self, name: &str, bytes: &[u8], reason: &str) -> Result<(), ClearingError> {
+        use sha2::{Digest, Sha256};
+        tracing::warn!(file = name, reason, "batch refused whole");
+        self.conn.execute(
+            "INSERT INTO refused_files (name, sha256, reason, at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, Sha256::digest(bytes).to_vec(), reason, self.now()],
+        )?;
+        Ok(())
+    }
+
+    /// A stored batch's state.
+    pub fn batch(&self, batch_id: &str) -> Result<Option<StoredBatch>, ClearingError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT batch_id, kind, party, state, record_count, total, COALESCE(accepted_count, 0),
+                    COALESCE(accepted_total, 0), COALESCE(fee_total, 0), COALESCE(rejected_count, 0),
+                    closed_at, received_at
+                 FROM batches WHERE batch_id = ?1",
+                params![batch_id],
+                stored_batch,
+            )
+            .optional()?)
+    }
+
+    /// Steps 2 and 3 for a received batch (resuming after the last committed chunk).
+    pub fn post(&mut self, batch: &Batch) -> Result<StoredBatch, ClearingError> {
+        let (state, mut next): (String, usize) = self.conn.query_row(
+            "SELECT state, next_record FROM batches WHERE batch_id = ?1",
+            params![batch.batch_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if state == "received" {
+            while next < batch.records.len() {
+                let end = (next + self.chunk).min(batch.records.len());
+                self.post_chunk(batch, next, end)?;
+                next = end;
+                self.crash.step("records");
+            }
+            self.post_totals(batch)?;
+            self.crash.step("posted");
+        }
+        self.batch(&batch.batch_id)?
+            .ok_or_else(|| ClearingError::Other("batch vanished".into()))
+    }
+
+    fn post_chunk(&mut self, batch: &Batch, from: usize, to: usize) -> Result<(), ClearingError> {
+        let fee = match batch.kind {
+            BatchKind::Purchases => self.fees.get(&batch.party).copied().unwrap_or_default(),
+            BatchKind::Loads => Fee::default(),
+        };
+        let sm = self.sm.clone();
+        let tx = self.conn.transaction()?;
+        {
+            let mut posted_in = tx.prepare_cached(
+                "SELECT batch_id FROM records WHERE kind = ?1 AND party = ?2 AND txn_id = ?3 AND status = 'posted'",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO records (batch_id, idx, kind, party, txn_id, atc, amount, fee, business_date,
+                    status, reason_code, reason, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?;
+            for (i, r) in batch.records.iter().enumerate().take(to).skip(from) {
+                let kind = record_kind(r);
+                let check = proof::verify(&sm, r).and_then(|()| {
+                    let prior: Option<String> = posted_in
+                        .query_row(params![kind, r.party(), r.txn_id()], |x| x.get(0))
+                        .optional()
+                        .map_err(|e| Rejection::Module(e.to_string()))?;
+                    match prior {
+                        Some(b) => Err(Rejection::AlreadyCleared(b)),
+                        None => Ok(()),
+                    }
+                });
+                let (status, code, reason, fee) = match &check {
+                    Ok(()) => ("posted", None, None, fee.of(r.amount())),
+                    Err(rej) => {
+                        tracing::warn!(batch = %batch.batch_id, txn = r.txn_id(), reason = %rej, "record rejected");
+                        ("rejected", Some(rej.code()), Some(rej.to_string()), 0)
+                    }
+                };
+                insert.execute(params![
+                    batch.batch_id,
+                    i as i64,
+                    kind,
+                    r.party(),
+                    r.txn_id(),
+                    r.atc(),
+                    r.amount(),
+                    fee,
+                    iso_date(r.at()),
+                    status,
+                    code,
+                    reason,
+                    serde_json::to_string(r).expect("record serialises"),
+                ])?;
+            }
+            tx.execute(
+                "UPDATE batches SET next_record = ?2 WHERE batch_id = ?1",
+                params![batch.batch_id, to as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn post_totals(&mut self, batch: &Batch) -> Result<(), ClearingError> {
+        let now = self.now();
+        let tx = self.conn.transaction()?;
+        let (n, gross, fees, rejected): (i64, i64, i64, i64) = tx.query_row(
+            "SELECT COALESCE(SUM(status = 'posted'), 0),
+                    COALESCE(SUM(CASE WHEN status = 'posted' THEN amount END), 0),
+                    COALESCE(SUM(CASE WHEN status = 'posted' THEN fee END), 0),
+                    COALESCE(SUM(status = 'rejected'), 0)
+             FROM records WHERE batch_id = ?1",
+            params![batch.batch_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        let memo = format!("{n} records of batch {}", batch.batch_id);
+        if gross > 0 {
+            match batch.kind {
+                BatchKind::Purchases => {
+                    let payable = ledger::payable(&batch.party);
+                    ledger::post(
+                        &tx,
+                        "purchases",
+                        &batch.batch_id,
+                        &memo,
+                        now,
+                        &[(ledger::FLOAT, gross), (&payable, -gross)],
+                    )?;
+                    if fees > 0 {
+                        ledger::post(
+                            &tx,
+                            "fees",
+                            &batch.batch_id,
+                            &memo,
+                            now,
+                            &[(&payable, fees), (ledger::FEES, -fees)],
+                        )?;
+                    }
+                }
+                BatchKind::Loads => {
+                    let due = ledger::bank_due(&batch.party);
+                    ledger::post(
+                        &tx,
+                        "loads",
+                        &batch.batch_id,
+                        &memo,
+                        now,
+                        &[(&due, gross), (ledger::FLOAT, -gross)],
+                    )?;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE batches SET state = 'posted', posted_at = ?2, accepted_count = ?3,
+                accepted_total = ?4, fee_total = ?5, rejected_count = ?6
+             WHERE batch_id = ?1 AND state = 'received'",
+            params![batch.batch_id, now, n, gross, fees, rejected],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Batches received but not yet posted (a crash stopped them): their files.
+    pub fn unposted(&self) -> Result<Vec<(String, Vec<u8>)>, ClearingError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT batch_id, file FROM batches WHERE state = 'received' ORDER BY received_at, batch_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)?.into_bytes())))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Posted batches whose source has not acknowledged yet, with the
+    /// (party, txn id) of their posted records.
+    pub fn unacked(&self) -> Result<Vec<Unacked>, ClearingError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT batch_id, kind FROM batches WHERE state = 'posted' ORDER BY posted_at, batch_id",
+        )?;
+        let batches: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        let mut items = self.conn.prepare(
+            "SELECT party, txn_id FROM records WHERE batch_id = ?1 AND status = 'posted' ORDER BY idx",
+        )?;
+        for (id, kind) in batches {
+            let v = items
+                .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let kind = BatchKind::parse(&kind)
+                .ok_or_else(|| ClearingError::Other(format!("batch {id}: kind {kind}")))?;
+            out.push(Unacked {
+                batch_id: id,
+                kind,
+                items: v,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Step 4's end: the source acknowledged.
+    pub fn mark_acked(&mut self, batch_id: &str) -> Result<(), ClearingError> {
+        self.conn.execute(
+            "UPDATE batches SET state = 'acked', acked_at = ?2 WHERE batch_id = ?1 AND state = 'posted'",
+            params![batch_id, self.now()],
+        )?;
+        self.crash.step("acked");
+        Ok(())
+    }
+
+    /// Count one step of the acknowledgement (for fault injection).
+    pub fn ack_step(&mut self) {
+        self.crash.step("ack");
+    }
+}
+
+pub(crate) fn record_kind(r: &Record) -> &'static str {
+    match r {
+        Record::Purchase(_) => "purchase",
+        Record::Load(_) => "load",
+    }
+}
+
+fn stored_batch(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredBatch> {
+    let kind: String = r.get(1)?;
+    Ok(StoredBatch {
+        batch_id: r.get(0)?,
+        kind: BatchKind::parse(&kind).unwrap_or(BatchKind::Purchases),
+        party: r.get(2)?,
+        state: r.get(3)?,
+        record_count: r.get(4)?,
+        total: r.get(5)?,
+        accepted_count: r.get(6)?,
+        accepted_total: r.get(7)?,
+        fee_total: r.get(8)?,
+        rejected_count: r.get(9)?,
+        closed_at: r.get(10)?,
+        received_at: r.get(11)?,
+    })
+}
