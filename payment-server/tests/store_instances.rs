@@ -340,9 +340,7 @@ async fn two_instances_closing_batches_at_once_batch_each_purchase_once() {
         1,
         "{results:?}"
     );
-    assert!(results
-        .iter()
-        .any(|r| *r == Err(payment_server::PaymentError::WrongState)));
+    assert!(results.contains(&Err(payment_server::PaymentError::WrongState)));
     assert_eq!(db.int("SELECT COUNT(*) FROM clearing_batches", &[]), 1);
     assert_eq!(
         db.int("SELECT COUNT(DISTINCT batch_id) FROM transactions", &[]),
