@@ -130,7 +130,7 @@ async function payAtDemoStore(br, { name, n, price, pin }) {
   assert.equal(await balance(br), before - price, 'the card balance read over PC/SC dropped by exactly the price');
   const order = await (await fetch(demo.url(`/orders/${orderId}/json`))).json();
   assert.equal(order.status, 'paid');
-  const v = await s.merchantGet(pay, demoM, `/v1/transactions/${encodeURIComponent(order.txn_id)}`);
+  const v = await s.merchantGet(pay, demoM, `/v1/transactions/${encodeURIComponent(order.paid_txn)}`);
   assert.equal(v.status, 200, JSON.stringify(v.body));
   assert.ok(['debited', 'confirmed', 'settled'].includes(v.body.state), v.body.state);
   assert.equal(v.body.amount, price);

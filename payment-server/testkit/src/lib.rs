@@ -543,9 +543,37 @@ impl Outcome {
     }
 }
 
+/// The card side of a shopper's machine: the in-memory virtual card, or a
+/// real reader (pcscd + vpcd + `card run`, see tests/real_stack.rs). The cut
+/// is applied where the card is: in memory here, by pulling or tearing the
+/// real card there.
+pub trait Reader {
+    /// Carry one APDU across the card boundary with a cut; `None` when the
+    /// card was gone before it answered.
+    fn exchange(&mut self, apdu: &[u8], cut: Cut) -> Option<Vec<u8>>;
+    /// A fresh session with the card (a reset, a reconnect once it is back).
+    fn reset(&mut self);
+}
+
+impl Reader for Card {
+    fn exchange(&mut self, apdu: &[u8], cut: Cut) -> Option<Vec<u8>> {
+        match cut {
+            Cut::CardBefore => None,
+            Cut::CardAfter => {
+                let _ = self.process(apdu);
+                None
+            }
+            _ => Some(self.process(apdu)),
+        }
+    }
+    fn reset(&mut self) {
+        Card::reset(self)
+    }
+}
+
 /// The shopper's machine: a card in the reader and the purchase client.
-pub struct Shopper {
-    pub card: Card,
+pub struct Shopper<R: Reader = Card> {
+    pub card: R,
     pub api: Api,
     /// The PIN typed when the card asks (None: the shopper gives up).
     pub pin: Option<String>,
@@ -555,8 +583,8 @@ pub struct Shopper {
     pub trace: Vec<Outgoing>,
 }
 
-impl Shopper {
-    pub fn new(card: Card, api: Api) -> Self {
+impl<R: Reader> Shopper<R> {
+    pub fn new(card: R, api: Api) -> Self {
         Self {
             card,
             api,
@@ -650,23 +678,11 @@ impl Shopper {
                 if !self.card_present {
                     return Reply::CardLost;
                 }
-                match cut {
-                    Cut::CardBefore => {
-                        self.card_present = false;
-                        Reply::CardLost
-                    }
-                    Cut::CardAfter => {
-                        let _ = self.card.process(apdu);
-                        self.card_present = false;
-                        Reply::CardLost
-                    }
-                    Cut::PulledAfterAnswer => {
-                        let r = self.card.process(apdu);
-                        self.card_present = false;
-                        Reply::Card(r)
-                    }
-                    _ => Reply::Card(self.card.process(apdu)),
+                let answer = self.card.exchange(apdu, cut);
+                if answer.is_none() || cut == Cut::PulledAfterAnswer {
+                    self.card_present = false;
                 }
+                answer.map_or(Reply::CardLost, Reply::Card)
             }
             Outgoing::Server { path, body } => match cut {
                 Cut::RequestLost => Reply::ServerUnreachable,
@@ -681,7 +697,9 @@ impl Shopper {
             },
         }
     }
+}
 
+impl Shopper<Card> {
     /// The card's newest log records, read as a terminal would.
     pub fn card_log(&mut self) -> Vec<LogRecord> {
         read_card_log(&mut self.card)

@@ -14,7 +14,7 @@ use purse::load::{BankResult, LoadWidgetSession};
 use purse::purchase::client::Outgoing;
 use purse::types::{BcdDate, PurseId};
 
-use crate::{now, Api, ApiError, Cut, OsEntropy, Shopper, TestServer, TEST_TERMINAL};
+use crate::{now, Api, ApiError, Cut, OsEntropy, Reader, Shopper, TestServer, TEST_TERMINAL};
 
 /// A bank for the config and its bank-kit side.
 #[derive(Clone)]
@@ -168,7 +168,7 @@ impl LoadOutcome {
     }
 }
 
-impl Shopper {
+impl<R: Reader> Shopper<R> {
     /// A load client for a session, embedded by the session's own origin.
     pub fn load_client(&self, ws: &LoadWidgetSession) -> LoadClient {
         let origin = ws.session.origin.clone();
