@@ -56,7 +56,9 @@ async fn start(config: &std::path::Path, port: u16) -> Server {
         .spawn()
         .unwrap();
     let s = Server(child);
-    for _ in 0..200 {
+    // Up to 30 s: three processes log in to one SoftHSM2 token at once
+    // (CARDPAY_TEST_SM=pkcs11) and meet on the migration lock.
+    for _ in 0..600 {
         if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
             if r.status() == 200 {
                 return s;
