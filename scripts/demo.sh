@@ -4,6 +4,8 @@
 #   scripts/demo.sh            install what is missing, build, start everything, wait (Ctrl-C stops)
 #   scripts/demo.sh --detach   same, but return after start; stop later with: scripts/demo.sh stop
 #   scripts/demo.sh stop       stop what a detached demo started
+#   scripts/demo.sh --postgres [--detach]   the same with the payment server's store on a
+#                              throw-away PostgreSQL (scripts/pg.sh, in $DEMO_DIR/pg)
 #
 # Starts: pcscd + vpcd + the virtual card (scripts/pcsc-stack.sh; TEST keys, PIN 1234,
 # 100.00 EUR, no-PIN limit 20.00), the payment server on :8440 (SQLite; serves the
@@ -51,6 +53,10 @@ stop_all() {
   stop_pid demo-bank
   stop_pid demo-merchant
   stop_pid payment-server
+  if [ -f "$DIR/pg.started" ]; then
+    CARDPAY_PG_DIR="$DIR/pg" CARDPAY_PG_PORT="$(cat "$DIR/pg.started")" bash scripts/pg.sh down || true
+    rm -f "$DIR/pg.started"
+  fi
   bash scripts/pcsc-stack.sh down --state-dir "$DIR/stack" || true
 }
 wait_http() { # wait_http URL NAME LOGFILE
@@ -61,12 +67,15 @@ wait_http() { # wait_http URL NAME LOGFILE
   log "$2 did not come up; last lines of $3:"; tail -20 "$3" >&2; exit 1
 }
 
-case "${1:-}" in
-  stop) stop_all; exit 0 ;;
-  --detach|"") ;;
-  *) echo "usage: $0 [--detach|stop]" >&2; exit 2 ;;
-esac
-DETACH=0; [ "${1:-}" = --detach ] && DETACH=1
+DETACH=0; POSTGRES=0
+for a in "$@"; do
+  case "$a" in
+    stop) stop_all; exit 0 ;;
+    --detach) DETACH=1 ;;
+    --postgres) POSTGRES=1 ;;
+    *) echo "usage: $0 [--detach] [--postgres] | stop" >&2; exit 2 ;;
+  esac
+done
 
 mkdir -p "$DIR"
 if [ "${CARDPAY_SKIP_SETUP:-0}" != 1 ]; then
@@ -85,10 +94,19 @@ CARD_BIN="$BIN/card" bash scripts/pcsc-stack.sh up --state-dir "$DIR/stack"
 
 log "4/6 payment server on $PAY"
 stop_pid payment-server
+# The store: a SQLite file, or (--postgres) a throw-away PostgreSQL (scripts/pg.sh).
+DB_LINE="db_path = \"$DIR/payments.sqlite\""
+if [ "$POSTGRES" = 1 ]; then
+  PG_PORT="${CARDPAY_PG_PORT:-55442}"
+  PG_URL="$(CARDPAY_PG_DIR="$DIR/pg" CARDPAY_PG_PORT="$PG_PORT" bash scripts/pg.sh up)"
+  echo "$PG_PORT" > "$DIR/pg.started"
+  DB_LINE="database_url = \"$PG_URL\""
+  log "   store on PostgreSQL: $PG_URL"
+fi
 cat > "$DIR/payment-server.toml" <<TOML
 # Demo configuration written by scripts/demo.sh. TEST KEYS ONLY (docs/TEAM.md).
 listen = "127.0.0.1:$PAY_PORT"
-db_path = "$DIR/payments.sqlite"
+$DB_LINE
 www_dir = "$ROOT/www"
 # checkout.js is served with Access-Control-Allow-Origin: * (SRI from any store);
 # the widget page may be framed only by the merchants' origins below.
@@ -172,6 +190,7 @@ cat <<TXT
   Card:             Virtual PCD 00 00, 100.00 EUR, PIN 1234 (TEST card)
                     pull / insert it: scripts/pcsc-stack.sh remove|insert --state-dir $DIR/stack
   Logs and state:   $DIR
+  Payments store:   ${DB_LINE#* = }
 TXT
 
 if [ "$DETACH" = 1 ]; then

@@ -10,6 +10,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev pkg-config pcsc-tools chromium chromium-driver g++ curl)
 # The PKCS#11 security module tests (softhsm2); pkcs11-tool for diagnostics (opensc).
 APT_PACKAGES+=(softhsm2 opensc)
+# PostgreSQL for the second store backend: scripts/pg.sh runs a throw-away server
+# from its binaries (initdb + pg_ctl as an unprivileged user) for tests and the demo.
+APT_PACKAGES+=(postgresql)
 # Firefox for the browser tests (puppeteer-core drives it over WebDriver BiDi, no driver binary).
 APT_PACKAGES+=(firefox-esr)
 WASM_BINDGEN_VERSION=0.2.130

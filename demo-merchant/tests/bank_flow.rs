@@ -33,7 +33,7 @@ async fn setup(session_ttl: u64) -> Setup {
     let config = payment_server::Config::from_toml(
         &format!(
             "webhook_max_backoff_secs = 1\n{}",
-            test_config_toml_full(&dir.path().join("payments.sqlite"), &[], &[tb.clone()], 0)
+            test_config_toml_full(&TestDb::in_dir(dir.path()), &[], &[tb.clone()], 0)
         ),
         |_| None,
     )

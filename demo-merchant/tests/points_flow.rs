@@ -36,7 +36,7 @@ async fn setup() -> Setup {
         &format!(
             "webhook_max_backoff_secs = 1\n{}",
             test_config_toml_full(
-                &dir.path().join("payments.sqlite"),
+                &TestDb::in_dir(dir.path()),
                 &[merchant.clone()],
                 &[loyalty.clone()],
                 0

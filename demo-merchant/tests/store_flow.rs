@@ -23,7 +23,7 @@ struct Setup {
     store: String,
     pay: String,
     api: Api,
-    payment_db: std::path::PathBuf,
+    payment_db: TestDb,
     http: reqwest::Client,
     _state: Arc<AppState>,
 }
@@ -41,7 +41,7 @@ async fn setup_with(mode: VerifyMode, webhooks: bool) -> Setup {
     if webhooks {
         merchant.webhook_url = Some(format!("{store}/webhooks/cardpay"));
     }
-    let payment_db = dir.path().join("payments.sqlite");
+    let payment_db = TestDb::in_dir(dir.path());
     let config = payment_server::Config::from_toml(
         &format!(
             "webhook_max_backoff_secs = 1\n{}",
@@ -175,13 +175,10 @@ impl Setup {
     }
 
     fn captured(&self) -> u64 {
-        let c = rusqlite::Connection::open(&self.payment_db).unwrap();
-        c.query_row(
-            "SELECT COALESCE(SUM(amount),0) FROM transactions WHERE state IN ('debited','confirmed','settled')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap() as u64
+        self.payment_db.int(
+            "SELECT CAST(COALESCE(SUM(amount),0) AS BIGINT) FROM transactions WHERE state IN ('debited','confirmed','settled')",
+            &[],
+        ) as u64
     }
 
     async fn download(&self, id: &str, product: &str) -> reqwest::StatusCode {

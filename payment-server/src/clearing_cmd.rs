@@ -61,7 +61,7 @@ pub async fn close_batches(config: &Path) -> anyhow::Result<()> {
         .clearing
         .as_ref()
         .context("the config has no [clearing] section")?;
-    let store = Store::open(&cfg.db_path)?;
+    let store = Store::open(&cfg.database).await?;
     let service = PaymentService::new(&cfg, store, system_clock())?;
     let ids = service
         .close_batches(&payment_server::batch_signer(producer))
@@ -83,11 +83,13 @@ struct Opened {
     payment: Arc<PaymentService>,
 }
 
-fn open(config: &Path, chunk: usize) -> anyhow::Result<Opened> {
+async fn open(config: &Path, chunk: usize) -> anyhow::Result<Opened> {
     let cfg = ClearingConfig::load(config).context("loading clearing config")?;
     let mut c = clearing::open(&cfg, system_clock()).context("opening the clearing database")?;
     c.chunk = chunk.max(1);
-    let store = Store::open(&cfg.payment.db_path).context("opening the payment database")?;
+    let store = Store::open(&cfg.payment.database)
+        .await
+        .context("opening the payment database")?;
     let payment = Arc::new(PaymentService::new(&cfg.payment, store, system_clock())?);
     Ok(Opened {
         cfg,
@@ -121,7 +123,7 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
             settle: and_settle,
             chunk,
         } => {
-            let mut o = open(&config, chunk)?;
+            let mut o = open(&config, chunk).await?;
             loop {
                 let results = clearing::run_pass(&mut o.clearing, &o.payment, &o.cfg.inbox).await?;
                 for r in &results {
@@ -151,7 +153,7 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
             chunk,
             files,
         } => {
-            let mut o = open(&config, chunk)?;
+            let mut o = open(&config, chunk).await?;
             clearing::resume(&mut o.clearing, &o.payment).await?;
             let mut code = 0;
             for f in files {
@@ -184,7 +186,7 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
             Ok(code)
         }
         ClearingCmd::Settle { config, through } => {
-            let mut o = open(&config, clearing::post::DEFAULT_CHUNK)?;
+            let mut o = open(&config, clearing::post::DEFAULT_CHUNK).await?;
             let through = match through.as_deref() {
                 None => today_offset(-1),
                 Some("today") => today_offset(0),
@@ -212,7 +214,7 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         ClearingCmd::Reconcile { config, json } => {
-            let o = open(&config, clearing::post::DEFAULT_CHUNK)?;
+            let o = open(&config, clearing::post::DEFAULT_CHUNK).await?;
             let view = clearing::payment_view(&o.payment).await?;
             match reconcile::reconcile(
                 o.clearing.conn(),

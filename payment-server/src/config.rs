@@ -27,7 +27,19 @@ pub enum ConfigError {
 pub struct ConfigFile {
     #[serde(default = "default_listen")]
     pub listen: String,
-    pub db_path: PathBuf,
+    /// The SQLite file; or a `postgres://…` URL (the same as `database_url`).
+    #[serde(default)]
+    pub db_path: Option<PathBuf>,
+    /// PostgreSQL: `postgres://user[:password]@host:port/database[?options]`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// The name of an env variable holding the PostgreSQL URL (keeps its
+    /// password out of the file).
+    #[serde(default)]
+    pub database_url_env: Option<String>,
+    /// Connections each instance keeps to PostgreSQL (default 16).
+    #[serde(default)]
+    pub database_pool_size: Option<usize>,
     /// Static files of the payment origin (widget iframe page, checkout.js).
     #[serde(default)]
     pub www_dir: Option<PathBuf>,
@@ -258,10 +270,93 @@ pub enum KeyStore {
     Pkcs11(cardpay_pkcs11::Pkcs11Config),
 }
 
+/// Where the transactions, loads and webhooks are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (one server process).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (any number of server processes).
+    Postgres(PgDatabase),
+}
+
+/// A PostgreSQL database and how many connections an instance keeps to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgDatabase {
+    /// `postgres://…` (may hold a password: never printed, see `Debug`).
+    pub url: String,
+    pub pool_size: usize,
+}
+
+/// Connections per instance unless `database_pool_size` says otherwise.
+pub const DEFAULT_PG_POOL: usize = 16;
+
+impl Database {
+    /// A `postgres://` or `postgresql://` URL is PostgreSQL; anything else a SQLite path.
+    pub fn from_path_or_url(s: &str) -> Self {
+        if is_pg_url(s) {
+            Self::Postgres(PgDatabase {
+                url: s.to_string(),
+                pool_size: DEFAULT_PG_POOL,
+            })
+        } else {
+            Self::Sqlite(PathBuf::from(s))
+        }
+    }
+}
+
+fn is_pg_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+impl core::fmt::Debug for Database {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "sqlite {}", p.display()),
+            Self::Postgres(pg) => write!(
+                f,
+                "postgres {} (pool {})",
+                redact_password(&pg.url),
+                pg.pool_size
+            ),
+        }
+    }
+}
+
+/// The URL with its password (between `user:` and `@`) replaced by `***`, and
+/// any `password=` parameter too.
+pub fn redact_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let q: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// Everything the service needs, resolved and validated.
 pub struct Config {
     pub listen: String,
-    pub db_path: PathBuf,
+    pub database: Database,
     pub www_dir: Option<PathBuf>,
     pub cors_origins: Vec<String>,
     pub recovery_grace_secs: u64,
@@ -280,7 +375,7 @@ impl core::fmt::Debug for Config {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("db_path", &self.db_path)
+            .field("database", &self.database)
             .field("www_dir", &self.www_dir)
             .field("terminal", &self.terminal)
             .field(
@@ -425,6 +520,13 @@ impl Config {
             (None, Some(var)) => env(&var),
             _ => None,
         };
+        let database = resolve_database(
+            f.db_path,
+            f.database_url,
+            f.database_url_env,
+            f.database_pool_size,
+            &env,
+        )?;
         let clearing = match f.clearing {
             None => None,
             Some(c) => {
@@ -453,7 +555,7 @@ impl Config {
         };
         Ok(Self {
             listen: f.listen,
-            db_path: f.db_path,
+            database,
             www_dir: f.www_dir,
             cors_origins: f.cors_origins,
             recovery_grace_secs: f.recovery_grace_secs,
@@ -468,6 +570,58 @@ impl Config {
             banks,
         })
     }
+}
+
+/// `db_path`, `database_url` or `database_url_env`: exactly one.
+fn resolve_database(
+    db_path: Option<PathBuf>,
+    url: Option<String>,
+    url_env: Option<String>,
+    pool_size: Option<usize>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Database, ConfigError> {
+    let url = match (url, url_env) {
+        (Some(_), Some(_)) => {
+            return Err(inv("database_url and database_url_env: write one of them"))
+        }
+        (Some(u), None) => Some(u),
+        (None, Some(var)) => Some(
+            env(&var)
+                .ok_or_else(|| inv(format!("${var} not set")))
+                .map(|u| u.trim().to_string())?,
+        ),
+        (None, None) => None,
+    };
+    let db = match (db_path, url) {
+        (Some(_), Some(_)) => return Err(inv(
+            "db_path and database_url both given: write one (a SQLite path, or a postgres:// URL)",
+        )),
+        (Some(p), None) => Database::from_path_or_url(&p.to_string_lossy()),
+        (None, Some(u)) if is_pg_url(&u) => Database::from_path_or_url(&u),
+        (None, Some(_)) => {
+            return Err(inv(
+                "database_url must be a postgres:// URL (a SQLite file goes in db_path)",
+            ))
+        }
+        (None, None) => return Err(inv(
+            "no database: write db_path = \"payments.sqlite\" or database_url = \"postgres://…\"",
+        )),
+    };
+    Ok(match (db, pool_size) {
+        (Database::Postgres(mut pg), Some(n)) => {
+            if n == 0 {
+                return Err(inv("database_pool_size must be at least 1"));
+            }
+            pg.pool_size = n;
+            Database::Postgres(pg)
+        }
+        (Database::Sqlite(_), Some(_)) => {
+            return Err(inv(
+                "database_pool_size is for PostgreSQL (SQLite has one writer)",
+            ))
+        }
+        (db, None) => db,
+    })
 }
 
 /// The `[[banks]]` section: the same safe defaults as merchants.
@@ -628,6 +782,63 @@ verify_modes = ["merchant"]
             e.contains("`verify_modes` is empty") && e.contains("payment_server"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn database_by_path_or_url_and_the_password_never_printed() {
+        let env = |k: &str| match k {
+            "CARDPAY_SM_MKL_1" => Some("505152535455565758595A5B5C5D5E5F".to_string()),
+            "DEMO_KEY" => Some("11".repeat(32)),
+            "PG_URL" => Some("postgres://pay:s3cret@db.internal:5432/pay\n".to_string()),
+            _ => None,
+        };
+        let body = TOML.replace("db_path = \"/tmp/x.sqlite\"\n", "");
+        let with = |db: &str| Config::from_toml(&format!("{db}\n{body}"), env);
+        assert_eq!(
+            with("db_path = \"/tmp/x.sqlite\"").unwrap().database,
+            Database::Sqlite("/tmp/x.sqlite".into())
+        );
+        let c = with("db_path = \"postgres://pay:s3cret@db/pay\"").unwrap();
+        assert!(matches!(&c.database, Database::Postgres(pg) if pg.pool_size == DEFAULT_PG_POOL));
+        let c = with("database_url_env = \"PG_URL\"\ndatabase_pool_size = 4").unwrap();
+        let Database::Postgres(pg) = &c.database else {
+            panic!("postgres")
+        };
+        assert_eq!(
+            (pg.url.as_str(), pg.pool_size),
+            ("postgres://pay:s3cret@db.internal:5432/pay", 4)
+        );
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        assert!(
+            dbg.contains("postgres://pay:***@db.internal:5432/pay"),
+            "{dbg}"
+        );
+        assert_eq!(
+            redact_password("postgresql://h/db?user=u&password=x&sslmode=disable"),
+            "postgresql://h/db?user=u&password=***&sslmode=disable"
+        );
+        // Refused, with what to write.
+        for (db, says) in [
+            ("", "no database"),
+            (
+                "db_path = \"a.sqlite\"\ndatabase_url = \"postgres://h/d\"",
+                "both",
+            ),
+            ("database_url = \"/tmp/a.sqlite\"", "postgres:// URL"),
+            (
+                "db_path = \"a.sqlite\"\ndatabase_pool_size = 3",
+                "PostgreSQL",
+            ),
+            (
+                "database_url = \"postgres://h/d\"\ndatabase_pool_size = 0",
+                "at least 1",
+            ),
+            ("database_url_env = \"NOPE\"", "$NOPE not set"),
+        ] {
+            let e = with(db).err().unwrap().to_string();
+            assert!(e.contains(says), "{db}: {e}");
+        }
     }
 }
 

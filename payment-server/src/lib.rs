@@ -1,11 +1,12 @@
 //! Cardpay payment server (DESIGN §4): the purchase API (`draw`, `complete`,
-//! `recover`), the security module, the SQLite transaction store, the merchant
-//! API, recovery and signed webhooks.
+//! `recover`), the security module, the transaction store (SQLite, or
+//! PostgreSQL for several instances), the merchant API, recovery and signed
+//! webhooks.
 //!
 //! # Layout
 //! - [`purchase`]: the transaction rules ([`purchase::PaymentService`]), one module per step;
 //! - [`load`]: the load server (banks, the HSM's S1/S2/S3, negative and missing results);
-//! - [`store`]: SQL only (rows mapped by column name, group commit, outbox);
+//! - [`store`]: SQL only, SQLite (group commit) or PostgreSQL (pool), same operations;
 //! - [`http`]: thin axum handlers, the auth extractor, static files;
 //! - [`webhooks`]: delivery of the outbox with backoff; the recovery sweeper;
 //! - [`clearing`]: batches at the concentration point, clearing into a
@@ -32,13 +33,14 @@ pub use config::Config;
 pub use error::PaymentError;
 pub use purchase::PaymentService;
 
-/// Build the service and router from a resolved config. Background tasks
-/// (webhook delivery, recovery sweeper) are started by [`start_background`].
-pub fn build(
+/// Build the service and router from a resolved config: open (and migrate)
+/// the database. Background tasks (webhook delivery, recovery sweeper) are
+/// started by [`start_background`].
+pub async fn build(
     config: &Config,
     clock: purchase::Clock,
 ) -> Result<(Arc<PaymentService>, axum::Router), PaymentError> {
-    let store = store::Store::open(&config.db_path)?;
+    let store = store::Store::open(&config.database).await?;
     let service = Arc::new(PaymentService::new(config, store, clock)?);
     let router = http::router(
         service.clone(),

@@ -149,7 +149,8 @@ async fn serve(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> {
         config.listen = l;
     }
     tracing::info!(config = ?config, "starting");
-    let (service, app) = payment_server::build(&config, payment_server::purchase::system_clock())?;
+    let (service, app) =
+        payment_server::build(&config, payment_server::purchase::system_clock()).await?;
     payment_server::start_background(&service, &config);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -76,7 +76,8 @@ async fn a_day(seed: u64) -> Day {
     // shop-a hears about every change (nothing listens: the outbox keeps them).
     merchants[0].webhook_url = Some("http://127.0.0.1:9/hook".into());
     let banks = [TestBank::new("bank-1", 0xE1), TestBank::new("bank-2", 0xE2)];
-    let srv = TestServer::start_full(&merchants, &banks, 0).await;
+    // Corrupts the payment database with SQL of its own: SQLite.
+    let srv = TestServer::start_full_sqlite(&merchants, &banks, 0).await;
     let dir = tempfile::tempdir().unwrap();
     let pcfg = dir.path().join("payment-server.toml");
     std::fs::write(&pcfg, test_config_toml_full(&srv.db, &merchants, &banks, 0)).unwrap();
@@ -253,7 +254,7 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
     close_and_clear(&mut day).await;
 
     // Every captured purchase is settled; shop-a got a `settled` webhook for each of its own.
-    let pc = Connection::open(&day.srv.db).unwrap();
+    let pc = Connection::open(day.srv.db.sqlite_path()).unwrap();
     assert_eq!(
         count(
             &pc,

@@ -61,7 +61,11 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
         std::fs::copy(&p, spool.join(p.file_name().unwrap())).unwrap();
     }
     let pcfg = dir.path().join("ps.toml");
-    std::fs::write(&pcfg, test_config_toml_full(&db, &merchants(), &banks(), 0)).unwrap();
+    std::fs::write(
+        &pcfg,
+        test_config_toml_full(&TestDb::Sqlite(db.clone()), &merchants(), &banks(), 0),
+    )
+    .unwrap();
     let ccfg = dir.path().join("clearing.toml");
     std::fs::write(
         &ccfg,
@@ -165,7 +169,8 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
 #[tokio::test]
 async fn sigkill_at_every_step_of_posting_ends_with_the_same_books() {
     // The day's captured purchases (three merchants) closed into batches, and a bank's loads.
-    let srv = TestServer::start_full(&merchants(), &banks(), 0).await;
+    // Copies the SQLite file at every step: SQLite.
+    let srv = TestServer::start_full_sqlite(&merchants(), &banks(), 0).await;
     let pristine = tempfile::tempdir().unwrap();
     let spool = pristine.path().join("spool");
     let mut shopper = Shopper::new(test_card("6280000000000301", 0), srv.api());
@@ -194,7 +199,10 @@ async fn sigkill_at_every_step_of_posting_ends_with_the_same_books() {
         .await
         .unwrap();
     assert_eq!(ids.len(), 4, "three merchants and a bank");
-    snapshot(&srv.db, &pristine.path().join("payments.sqlite"));
+    snapshot(
+        srv.db.sqlite_path(),
+        &pristine.path().join("payments.sqlite"),
+    );
 
     let (killed, reference) = run_case(pristine.path(), None);
     assert!(!killed);

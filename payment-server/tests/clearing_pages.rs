@@ -82,7 +82,7 @@ async fn merchant_signs_in_with_its_key_and_sees_its_payouts_only() {
     let cdb = dir.path().join("clearing.sqlite");
     let ptoml = format!(
         "{}{}",
-        test_config_toml(&db, &merchants, 0),
+        test_config_toml(&TestDb::Sqlite(db.clone()), &merchants, 0),
         producer_toml(&spool, &cdb)
     );
     let pcfg = dir.path().join("ps.toml");

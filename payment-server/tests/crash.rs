@@ -1,7 +1,7 @@
 //! The real binary as a child process: a draw's reply means its row is on disk.
 //! SIGKILL right after the reply (the card debits meanwhile), restart on the
-//! same SQLite file, and the purchase completes; nothing is lost or captured
-//! twice.
+//! same database (SQLite file, or PostgreSQL schema), and the purchase
+//! completes; nothing is lost or captured twice.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -54,7 +54,7 @@ async fn start(config: &std::path::Path, port: u16) -> Server {
 #[tokio::test]
 async fn draw_survives_sigkill_and_completes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("payments.sqlite");
+    let db = TestDb::in_dir(dir.path());
     let m = TestMerchant::new("shop-a", 0xA1);
     let cfg = dir.path().join("ps.toml");
     std::fs::write(&cfg, test_config_toml(&db, std::slice::from_ref(&m), 0)).unwrap();
@@ -80,16 +80,16 @@ async fn draw_survives_sigkill_and_completes_after_restart() {
         .await;
     assert_eq!(out.problem(), Some(Problem::ServerUnreachable), "{out:?}");
     assert_eq!(balance(&shopper.card), 1_350, "the card debited");
-    let c0 = rusqlite::Connection::open(&db).unwrap();
-    let (state, seq1): (String, i64) = c0
-        .query_row(
-            "SELECT state, seq FROM transactions WHERE txn_id = 'T-crash'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(state, "drawn", "the reply followed the commit");
-    drop(c0);
+    let state = db.text(
+        "SELECT state FROM transactions WHERE txn_id = 'T-crash'",
+        &[],
+    );
+    let seq1 = db.int("SELECT seq FROM transactions WHERE txn_id = 'T-crash'", &[]);
+    assert_eq!(
+        state.as_deref(),
+        Some("drawn"),
+        "the reply followed the commit"
+    );
 
     // The server comes back on the same file; the client retries complete.
     let port = free_port();
@@ -112,30 +112,23 @@ async fn draw_survives_sigkill_and_completes_after_restart() {
         .unwrap();
     let (status, _) = shopper.api.post_raw(PATH_COMPLETE, complete).await.unwrap();
     assert_eq!(status, 200);
-    let c0 = rusqlite::Connection::open(&db).unwrap();
-    let (n, sum): (i64, i64) = c0
-        .query_row(
-            "SELECT COUNT(*), SUM(amount) FROM transactions WHERE state = 'debited'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+    let n_sum = db
+        .ints(
+            "SELECT COUNT(*), CAST(SUM(amount) AS BIGINT) FROM transactions WHERE state = 'debited'",
+            &[],
         )
         .unwrap();
-    assert_eq!((n, sum), (1, 650), "captured once");
+    assert_eq!(n_sum, [1, 650], "captured once");
     // The security module's sequence numbers never repeat across the crash.
     assert!(shopper
         .pay(&m.session("T-crash2", 100, VerifyMode::PaymentServer, now() + 600))
         .await
         .is_paid());
-    let seq2: i64 = c0
-        .query_row(
-            "SELECT seq FROM transactions WHERE txn_id = 'T-crash2'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let reserved: i64 = c0
-        .query_row("SELECT seq FROM sm_counter", [], |r| r.get(0))
-        .unwrap();
+    let seq2 = db.int(
+        "SELECT seq FROM transactions WHERE txn_id = 'T-crash2'",
+        &[],
+    );
+    let reserved = db.int("SELECT seq FROM sm_counter", &[]);
     assert!(
         seq2 > seq1 && seq2 <= reserved,
         "seq {seq1} then {seq2}, reserved up to {reserved}"

@@ -35,12 +35,12 @@ async fn keys_imported_by_the_cli_serve_purchases_and_never_leave_the_token() {
     let token = TestToken::shared();
     let cfg = token.config();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("p.sqlite");
+    let db = TestDb::in_dir(dir.path());
     let m = TestMerchant::new("shop", 7);
     let toml = format!(
-        "listen = \"127.0.0.1:0\"\ndb_path = {:?}\n[security_module]\nterminal = \"000000000001\"\n\
+        "listen = \"127.0.0.1:0\"\n{}[security_module]\nterminal = \"000000000001\"\n\
          [security_module.pkcs11]\nmodule = {:?}\ntoken_label = {:?}\npin = {{ file = {:?} }}\n{}",
-        db.display().to_string(),
+        db.toml(),
         cfg.module.display().to_string(),
         cfg.token_label,
         token.pin_file().display().to_string(),

@@ -23,21 +23,14 @@ impl Lcg {
 }
 
 fn per_card(srv: &TestServer, card: &str) -> (i64, i64) {
-    let c = rusqlite::Connection::open(&srv.db).unwrap();
-    let loaded: i64 = c
-        .query_row(
-            "SELECT COALESCE(SUM(amount),0) FROM loads WHERE card_id = ?1 AND state IN ('credited','settled')",
-            [card],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let spent: i64 = c
-        .query_row(
-            "SELECT COALESCE(SUM(amount),0) FROM transactions WHERE card_id = ?1 AND state IN ('debited','confirmed','settled')",
-            [card],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let loaded = srv.db.int(
+        "SELECT CAST(COALESCE(SUM(amount),0) AS BIGINT) FROM loads WHERE card_id = ?1 AND state IN ('credited','settled')",
+        &[card],
+    );
+    let spent = srv.db.int(
+        "SELECT CAST(COALESCE(SUM(amount),0) AS BIGINT) FROM transactions WHERE card_id = ?1 AND state IN ('debited','confirmed','settled')",
+        &[card],
+    );
     (loaded, spent)
 }
 

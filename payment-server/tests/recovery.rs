@@ -397,16 +397,12 @@ async fn money_is_conserved_under_random_faults() {
         debited,
         "seed {seed:#x}: captures = card debits"
     );
-    let c = rusqlite::Connection::open(&srv.db).unwrap();
     for s in &shoppers {
         let id = s.card.state().card_id.full();
-        let captured: i64 = c
-            .query_row(
-                "SELECT COALESCE(SUM(amount),0) FROM transactions WHERE card_id = ?1 AND state IN ('debited','confirmed','settled')",
-                [&id],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let captured = srv.db.int(
+            "SELECT CAST(COALESCE(SUM(amount),0) AS BIGINT) FROM transactions WHERE card_id = ?1 AND state IN ('debited','confirmed','settled')",
+            &[&id],
+        );
         assert_eq!(
             captured as u32,
             START - balance(&s.card),

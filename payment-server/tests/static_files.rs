@@ -22,7 +22,7 @@ async fn server(origins: &[&[&str]]) -> (String, tempfile::TempDir) {
         WWW
     );
     toml.push_str(&testkit::test_config_toml(
-        &dir.path().join("p.sqlite"),
+        &testkit::TestDb::in_dir(dir.path()),
         &merchants,
         0,
     ));
@@ -122,7 +122,7 @@ fn a_merchant_without_origins_is_refused_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = TestMerchant::new("shop-x", 0x10);
     m.origin = String::new();
-    let toml = testkit::test_config_toml(&dir.path().join("p.sqlite"), &[m], 0)
+    let toml = testkit::test_config_toml(&testkit::TestDb::in_dir(dir.path()), &[m], 0)
         .replace("origins = [\"\"]", "origins = []");
     let e = Config::from_toml(&toml, |_| None)
         .map(|_| ())

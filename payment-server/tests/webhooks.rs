@@ -299,7 +299,7 @@ async fn receiver_down_then_back_across_a_server_restart() {
     let hook_port = free_port();
     m.webhook_url = Some(format!("http://127.0.0.1:{hook_port}/hook"));
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("p.sqlite");
+    let db = TestDb::in_dir(dir.path());
     let cfg = dir.path().join("ps.toml");
     std::fs::write(
         &cfg,
@@ -320,14 +320,14 @@ async fn receiver_down_then_back_across_a_server_restart() {
         .await
         .is_paid());
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let waiting = |db: &std::path::Path| -> (i64, i64) {
-        let c = rusqlite::Connection::open(db).unwrap();
-        c.query_row(
-            "SELECT COUNT(*), COALESCE(MAX(attempts), 0) FROM webhook_outbox WHERE delivered_at IS NULL",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
+    let waiting = |db: &TestDb| -> (i64, i64) {
+        let v = db
+            .ints(
+                "SELECT COUNT(*), COALESCE(MAX(attempts), 0) FROM webhook_outbox WHERE delivered_at IS NULL",
+                &[],
+            )
+            .unwrap();
+        (v[0], v[1])
     };
     let (n, attempts) = waiting(&db);
     assert_eq!(n, 1, "one event waits");

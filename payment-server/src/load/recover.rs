@@ -101,6 +101,19 @@ impl PaymentService {
         card_answer: Option<(&str, &str, Vec<u8>)>,
     ) -> Result<(), PaymentError> {
         let rows = self.store.card_open_loads(card).await?;
+        self.settle_open_loads(rows, card, log, fact, card_answer)
+            .await
+    }
+
+    /// [`Self::settle_card_loads`] on the card's open loads read already.
+    pub(crate) async fn settle_open_loads(
+        &self,
+        rows: Vec<LoadRow>,
+        card: &CardId,
+        log: &[LogRecord],
+        fact: Option<BalanceFact>,
+        card_answer: Option<(&str, &str, Vec<u8>)>,
+    ) -> Result<(), PaymentError> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -62,12 +62,21 @@ impl PaymentService {
         let log = decode_log(&dr.log)?;
         // The same draw again (a retry sends the same sealed bytes) gets the stored answer.
         let draw_hash = Sha256::digest(env.draw_request.as_slice()).to_vec();
-        if let Some(row) = self.store.get_txn(&s.merchant_id, &s.txn_id).await? {
+        // The three reads at once: one trip to the store (SQLite's writer
+        // thread takes them together; PostgreSQL's pool in parallel). The
+        // settling below changes purchases only, not the loads read here.
+        let (stored, undecided, open_loads) = tokio::try_join!(
+            self.store.get_txn(&s.merchant_id, &s.txn_id),
+            self.store.card_undecided(&sel.card_id),
+            self.store.card_open_loads(&sel.card_id),
+        )?;
+        if let Some(row) = stored {
             return stored_draw(&row, &draw_hash);
         }
         // The card's log settles what this server still waits for on this card
         // (a forged record refuses the whole draw and changes nothing).
-        self.settle_card(
+        self.settle_undecided(
+            undecided,
             &sel.card_id,
             &CardLog {
                 records: log.clone(),
@@ -76,7 +85,7 @@ impl PaymentService {
         )
         .await?;
         // The same log settles the card's open loads (a record with its S3).
-        self.settle_card_loads(&sel.card_id, &log, None, None)
+        self.settle_open_loads(open_loads, &sel.card_id, &log, None, None)
             .await?;
         if !s.order_ref.is_empty() {
             let attempts = self
@@ -187,6 +196,8 @@ impl PaymentService {
             }
             Err(InsertConflict::CardAtc) => Err(PaymentError::Replay),
             Err(InsertConflict::OpenOrder) => Err(PaymentError::OrderInFlight),
+            // Another attempt at the order was captured since the check above.
+            Err(InsertConflict::OrderPaid) => Err(PaymentError::OrderPaid),
         }
     }
 }

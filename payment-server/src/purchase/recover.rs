@@ -91,6 +91,16 @@ impl PaymentService {
         log: &CardLog,
     ) -> Result<(), PaymentError> {
         let rows = self.store.card_undecided(card).await?;
+        self.settle_undecided(rows, card, log).await
+    }
+
+    /// [`Self::settle_card`] on the card's undecided transactions read already.
+    pub(crate) async fn settle_undecided(
+        &self,
+        rows: Vec<TxnRow>,
+        card: &CardId,
+        log: &CardLog,
+    ) -> Result<(), PaymentError> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -4,8 +4,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::sqlite::{exec, qrow};
 use super::txn::TxnRow;
-use super::{exec, qrow};
 use crate::error::PaymentError;
 
 /// A batch as this server closed it.

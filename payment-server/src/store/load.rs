@@ -8,7 +8,8 @@ use purse::security_module::LoadAuthorization;
 use purse::types::{BcdDate, BcdTime, CardId, Expiry, PurseId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{exec, outbox, qrow, unique_violation};
+use super::outbox;
+use super::sqlite::{exec, qrow, unique_violation};
 use crate::error::PaymentError;
 use crate::load::proof::{CreditProven, NoCreditProven};
 
@@ -79,7 +80,7 @@ fn bad(what: &str) -> rusqlite::Error {
 }
 
 impl LoadRow {
-    const COLUMNS: &'static str =
+    pub(crate) const COLUMNS: &'static str =
         "bank_id, txn_id, account_ref, state, amount, currency, exponent, \
         purse, origin, card_id, card_expiry, key_version, atc, card_random, balance_before, \
         balance_after, max_balance, date, time, expected_s3, draw_hash, draw_response, \
@@ -503,6 +504,21 @@ impl LoadTransition {
 
     pub fn to(&self) -> LoadState {
         self.to
+    }
+
+    /// The states this change may leave.
+    pub(crate) fn leaves(&self) -> &'static [LoadState] {
+        self.from
+    }
+
+    /// How the decision was proven (`s1`, `s3`, …), if this is one.
+    pub(crate) fn proof(&self) -> Option<&'static str> {
+        self.proof
+    }
+
+    /// A decision (stamps `decided_at`), not a late record.
+    pub(crate) fn decides(&self) -> bool {
+        self.decides
     }
 
     /// Apply if the row is still in a state this change may leave.

@@ -1,208 +1,108 @@
-//! The transaction store. SQLite (WAL, `synchronous = FULL`) by default.
+//! The transaction store: SQLite (one file, the default) or PostgreSQL
+//! (several server instances on one database), chosen by the config
+//! ([`crate::config::Database`]). [`Store`] is the one API the service uses:
+//! named operations, the same on both backends.
 //!
 //! Only SQL runs here: the security module's crypto, sealing and JSON happen
-//! on the request's task before or after. Writes go to one writer thread that
-//! commits queued jobs in groups ([`writer`]); reads run on the same thread at
-//! once, outside the group's transaction (warm page cache, no fsync to wait for).
+//! on the request's task before or after.
 //!
-//! - [`txn`]: the `transactions` table, rows mapped by column name;
+//! - [`txn`]: the `transactions` table's rows and state changes (and their SQLite SQL);
+//! - [`load`]: the `loads` table, likewise;
 //! - [`outbox`]: webhooks waiting for delivery;
 //! - [`clearing`]: captured transactions waiting for a batch, closed batches;
-//! - schema changes are the files in `migrations/sqlite/`, applied in order at
-//!   start and recorded in `schema_migrations`.
+//! - [`sqlite`]: the SQLite backend (one writer thread with group commit, [`writer`]),
+//!   migrations in `migrations/sqlite/`;
+//! - [`pg`]: the PostgreSQL backend (a connection pool; constraints, row locks and
+//!   `SKIP LOCKED` make several instances one), migrations in `migrations/postgres/`.
 
 pub mod clearing;
 pub mod load;
 pub mod outbox;
+pub mod pg;
+pub mod sqlite;
 pub mod txn;
 pub mod writer;
-
-use std::path::Path;
-
-use rusqlite::{params, Connection, OptionalExtension};
 
 use purse::load::bank_api::LoadView;
 use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
 use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
+use crate::config::Database;
 use crate::error::PaymentError;
 pub use clearing::{CapturedTxn, ClosedBatch, LoadCandidate};
 pub use load::{LoadConflict, LoadDrawn, LoadRow, LoadTransition, Movement};
 pub use outbox::Due;
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
 pub use txn::{InsertConflict, Transition, TxnRow};
-pub use writer::Writer;
 
-/// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(&str, &str); 4] = [
-    (
-        "0001_initial",
-        include_str!("../../migrations/sqlite/0001_initial.sql"),
-    ),
-    (
-        "0002_recovery_webhooks",
-        include_str!("../../migrations/sqlite/0002_recovery_webhooks.sql"),
-    ),
-    (
-        "0003_loads",
-        include_str!("../../migrations/sqlite/0003_loads.sql"),
-    ),
-    (
-        "0004_clearing",
-        include_str!("../../migrations/sqlite/0004_clearing.sql"),
-    ),
-];
-
-pub fn open_connection(path: &Path) -> Result<Connection, PaymentError> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-fn migrate(conn: &Connection) -> Result<(), PaymentError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )?;
-    for (name, sql) in MIGRATIONS {
-        let done: Option<String> = conn
-            .query_row(
-                "SELECT name FROM schema_migrations WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if done.is_some() {
-            continue;
-        }
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)
-            .map_err(|e| PaymentError::Internal(format!("migration {name}: {e}")))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (name, applied_at) VALUES (?1, strftime('%s','now'))",
-            params![name],
-        )?;
-        tx.commit()?;
-        tracing::info!(migration = name, "applied");
-    }
-    Ok(())
-}
-
-/// Handle to the store. Cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    writer: Writer,
-}
-
-impl core::fmt::Debug for Store {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("Store(sqlite)")
-    }
+/// Handle to the store, on one backend. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
-    /// Open (creating and migrating) the database and start the writer thread.
-    pub fn open(path: &Path) -> Result<Self, PaymentError> {
-        let conn = open_connection(path)?;
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(PaymentError::Internal(format!(
-                "journal_mode is {mode}, want wal"
-            )));
-        }
-        migrate(&conn)?;
-        Ok(Self {
-            writer: Writer::start(conn)?,
+    /// Open the configured database: create or migrate the schema, start the
+    /// SQLite writer thread or the PostgreSQL pool.
+    pub async fn open(db: &Database) -> Result<Self, PaymentError> {
+        Ok(match db {
+            Database::Sqlite(path) => Self::Sqlite(SqliteStore::open(path)?),
+            Database::Postgres(pg) => Self::Postgres(PgStore::connect(pg).await?),
         })
     }
 
-    /// Run `f` on the writer connection inside its own savepoint; an `Err`
-    /// rolls back only this job. Resolves after the group's commit.
-    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, PaymentError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, PaymentError> + Send + 'static,
-    {
-        self.writer.run(f).await
-    }
-
-    /// Run a read-only query (committed data; no commit to wait for).
-    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, PaymentError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, PaymentError> + Send + 'static,
-    {
-        self.writer.read(f).await
+    /// Which backend, for logs and benchmarks.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
     }
 }
 
-/// The store's operations: everything the service asks of a database. A
-/// second backend (PostgreSQL) implements exactly these.
-impl Store {
-    pub async fn get_txn(
-        &self,
-        merchant_id: &str,
-        txn_id: &str,
-    ) -> Result<Option<TxnRow>, PaymentError> {
-        let (m, t) = (merchant_id.to_string(), txn_id.to_string());
-        self.read(move |c| txn::get(c, &m, &t)).await
-    }
+/// Every operation of the store, forwarded to the backend. Both backends
+/// implement exactly this list (a missing one does not compile).
+macro_rules! operations {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
+    )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, PaymentError> {
+                    match self {
+                        Self::Sqlite(s) => s.$name($($arg),*).await,
+                        Self::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
 
+operations! {
+    fn get_txn(&self, merchant_id: &str, txn_id: &str) -> Option<TxnRow>;
     /// A card's transactions its log can still decide (drawn, unknown, failed).
-    pub async fn card_undecided(&self, card: &CardId) -> Result<Vec<TxnRow>, PaymentError> {
-        let card = *card;
-        self.read(move |c| txn::card_undecided(c, &card)).await
-    }
-
+    fn card_undecided(&self, card: &CardId) -> Vec<TxnRow>;
     /// The attempts at one order and their states.
-    pub async fn order_attempts(
-        &self,
-        merchant_id: &str,
-        order_ref: &str,
-    ) -> Result<Vec<(String, TxnState)>, PaymentError> {
-        let (m, o) = (merchant_id.to_string(), order_ref.to_string());
-        self.read(move |c| txn::order_attempts(c, &m, &o)).await
-    }
-
-    /// Insert a drawn transaction; a unique constraint says why not.
-    pub async fn insert_drawn(
-        &self,
-        row: TxnRow,
-    ) -> Result<Result<(), InsertConflict>, PaymentError> {
-        self.write(move |c| txn::insert_drawn(c, &row)).await
-    }
-
-    /// Apply state changes in one database transaction; which applied.
-    pub async fn apply(&self, changes: Vec<Transition>) -> Result<Vec<bool>, PaymentError> {
-        self.write(move |c| changes.iter().map(|t| t.apply(c)).collect())
-            .await
-    }
-
+    fn order_attempts(&self, merchant_id: &str, order_ref: &str) -> Vec<(String, TxnState)>;
+    /// Insert a drawn transaction; a unique constraint (or an attempt at the
+    /// same order captured meanwhile) says why not.
+    fn insert_drawn(&self, row: TxnRow) -> Result<(), InsertConflict>;
+    /// Apply state changes in one database transaction; which applied. Each is
+    /// a compare-and-set: it applies only if the row is still in a state the
+    /// change may leave, with its history entry and webhook.
+    fn apply(&self, changes: Vec<Transition>) -> Vec<bool>;
     /// `drawn` past expiry + grace → `unknown`; how many.
-    pub async fn sweep_expired(&self, now: u64, grace: u64) -> Result<usize, PaymentError> {
-        self.write(move |c| txn::sweep_expired(c, now, grace)).await
-    }
-
-    pub async fn view(&self, merchant_id: &str, txn_id: &str) -> Result<TxnView, PaymentError> {
-        let (m, t) = (merchant_id.to_string(), txn_id.to_string());
-        self.read(move |c| txn::view(c, &m, &t)).await
-    }
-
-    pub async fn recovery_list(
-        &self,
-        cutoff: u64,
-        merchant: Option<&str>,
-    ) -> Result<Vec<RecoveryItem>, PaymentError> {
-        let m = merchant.map(str::to_string);
-        self.read(move |c| txn::recovery_list(c, cutoff, m.as_deref()))
-            .await
-    }
-
+    fn sweep_expired(&self, now: u64, grace: u64) -> usize;
+    fn view(&self, merchant_id: &str, txn_id: &str) -> TxnView;
+    fn recovery_list(&self, cutoff: u64, merchant: Option<&str>) -> Vec<RecoveryItem>;
     /// Keep a shopper's report, and queue its webhook in the same transaction.
-    pub async fn record_suspicious(
+    fn record_suspicious(
         &self,
         merchant_id: String,
         txn_id: String,
@@ -210,293 +110,57 @@ impl Store {
         reason: String,
         at: u64,
         webhook: Option<WebhookEvent>,
-    ) -> Result<(), PaymentError> {
-        self.write(move |c| {
-            txn::insert_suspicious(c, &merchant_id, &txn_id, &page_origin, &reason, at)?;
-            if let Some(ev) = &webhook {
-                outbox::enqueue(c, ev, at)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    pub async fn suspicious_list(
-        &self,
-        merchant: Option<&str>,
-    ) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
-        let m = merchant.map(str::to_string);
-        self.read(move |c| txn::suspicious_list(c, m.as_deref()))
-            .await
-    }
-
-    pub async fn captured_total(&self, merchant_id: &str) -> Result<u64, PaymentError> {
-        let m = merchant_id.to_string();
-        self.read(move |c| txn::captured_total(c, &m)).await
-    }
-
+    ) -> ();
+    fn suspicious_list(&self, merchant: Option<&str>) -> Vec<SuspiciousListEntry>;
+    fn captured_total(&self, merchant_id: &str) -> u64;
     /// Reserve `n` security module sequence numbers; the first.
-    pub async fn reserve_seq(&self, terminal: String, n: u32) -> Result<u32, PaymentError> {
-        self.write(move |c| txn::reserve_seq(c, &terminal, n)).await
-    }
-
-    /// Lease due webhooks for delivery.
-    pub async fn lease_webhooks(
-        &self,
-        now: u64,
-        lease_secs: u64,
-        limit: u32,
-    ) -> Result<Vec<Due>, PaymentError> {
-        self.write(move |c| outbox::lease_due(c, now, lease_secs, limit))
-            .await
-    }
-
-    pub async fn webhook_delivered(&self, id: i64, now: u64) -> Result<(), PaymentError> {
-        self.write(move |c| outbox::mark_delivered(c, id, now))
-            .await
-    }
-
-    pub async fn webhook_failed(
-        &self,
-        id: i64,
-        next_at: u64,
-        error: String,
-    ) -> Result<(), PaymentError> {
-        self.write(move |c| outbox::reschedule(c, id, next_at, &error))
-            .await
-    }
-
-    /// A round trip through the writer: it and the database are alive.
-    pub async fn health(&self) -> Result<(), PaymentError> {
-        self.write(|_| Ok(())).await
-    }
+    fn reserve_seq(&self, terminal: String, n: u32) -> u32;
+    /// Lease due webhooks for delivery (no other deliverer gets them meanwhile).
+    fn lease_webhooks(&self, now: u64, lease_secs: u64, limit: u32) -> Vec<Due>;
+    fn webhook_delivered(&self, id: i64, now: u64) -> ();
+    fn webhook_failed(&self, id: i64, next_at: u64, error: String) -> ();
+    /// A round trip to the database: it (and the SQLite writer) are alive.
+    fn health(&self) -> ();
 
     /// Merchants with captured transactions waiting for a batch.
-    pub async fn unbatched_merchants(&self) -> Result<Vec<String>, PaymentError> {
-        self.read(clearing::unbatched_merchants).await
-    }
-
+    fn unbatched_merchants(&self) -> Vec<String>;
     /// A merchant's captured transactions waiting for a batch (oldest first).
-    pub async fn unbatched(
-        &self,
-        merchant_id: &str,
-        limit: u32,
-    ) -> Result<Vec<TxnRow>, PaymentError> {
-        let m = merchant_id.to_string();
-        self.read(move |c| clearing::unbatched(c, &m, limit)).await
-    }
-
+    fn unbatched(&self, merchant_id: &str, limit: u32) -> Vec<TxnRow>;
     /// Record a closed batch and mark its transactions, all or nothing.
-    pub async fn record_batch(
-        &self,
-        batch: ClosedBatch,
-        sha256: Vec<u8>,
-        txn_ids: Vec<String>,
-    ) -> Result<(), PaymentError> {
-        self.write(move |c| clearing::record_batch(c, &batch, &sha256, &txn_ids))
-            .await
-    }
-
+    fn record_batch(&self, batch: ClosedBatch, sha256: Vec<u8>, txn_ids: Vec<String>) -> ();
     /// Closed batches whose file is not in the spool yet.
-    pub async fn unexported_batches(&self) -> Result<Vec<ClosedBatch>, PaymentError> {
-        self.read(clearing::unexported).await
-    }
-
-    pub async fn batch_exported(&self, batch_id: String, now: u64) -> Result<(), PaymentError> {
-        self.write(move |c| clearing::mark_exported(c, &batch_id, now))
-            .await
-    }
-
-    pub async fn closed_batch(&self, batch_id: &str) -> Result<Option<ClosedBatch>, PaymentError> {
-        let b = batch_id.to_string();
-        self.read(move |c| clearing::batch(c, &b)).await
-    }
-
+    fn unexported_batches(&self) -> Vec<ClosedBatch>;
+    fn batch_exported(&self, batch_id: String, now: u64) -> ();
+    fn closed_batch(&self, batch_id: &str) -> Option<ClosedBatch>;
     /// Newest purchase batch close time per merchant.
-    pub async fn last_batch_close(&self) -> Result<Vec<(String, u64)>, PaymentError> {
-        self.read(|c| clearing::last_close(c, "purchases")).await
-    }
-
+    fn last_batch_close(&self) -> Vec<(String, u64)>;
     /// Newest load batch close time per bank.
-    pub async fn last_load_batch_close(&self) -> Result<Vec<(String, u64)>, PaymentError> {
-        self.read(|c| clearing::last_close(c, "loads")).await
-    }
-
+    fn last_load_batch_close(&self) -> Vec<(String, u64)>;
     /// Banks with credited loads waiting for a batch.
-    pub async fn unbatched_banks(&self) -> Result<Vec<String>, PaymentError> {
-        self.read(clearing::unbatched_banks).await
-    }
-
+    fn unbatched_banks(&self) -> Vec<String>;
     /// A bank's credited loads waiting for a batch (oldest first).
-    pub async fn unbatched_loads(
-        &self,
-        bank_id: &str,
-        limit: u32,
-    ) -> Result<Vec<LoadCandidate>, PaymentError> {
-        let b = bank_id.to_string();
-        self.read(move |c| clearing::unbatched_loads(c, &b, limit))
-            .await
-    }
-
+    fn unbatched_loads(&self, bank_id: &str, limit: u32) -> Vec<LoadCandidate>;
     /// Every credited money-purse load, for reconciliation.
-    pub async fn credited_loads(&self) -> Result<Vec<CapturedTxn>, PaymentError> {
-        self.read(clearing::credited_loads).await
-    }
-
+    fn credited_loads(&self) -> Vec<CapturedTxn>;
     /// Every captured money-purse transaction, for reconciliation.
-    pub async fn captured_transactions(&self) -> Result<Vec<CapturedTxn>, PaymentError> {
-        self.read(clearing::captured).await
-    }
-
+    fn captured_transactions(&self) -> Vec<CapturedTxn>;
     /// A merchant's captured takings per UTC day since `since`: (day, sum, count).
-    pub async fn daily_takings(
-        &self,
-        merchant_id: &str,
-        since: u64,
-    ) -> Result<Vec<(u64, u64, u64)>, PaymentError> {
-        let m = merchant_id.to_string();
-        self.read(move |c| clearing::daily_takings(c, &m, since))
-            .await
-    }
+    fn daily_takings(&self, merchant_id: &str, since: u64) -> Vec<(u64, u64, u64)>;
 
-    // ---- loads ------------------------------------------------------------
-
-    pub async fn get_load(
-        &self,
-        bank_id: &str,
-        txn_id: &str,
-    ) -> Result<Option<LoadRow>, PaymentError> {
-        let (b, t) = (bank_id.to_string(), txn_id.to_string());
-        self.read(move |c| load::get(c, &b, &t)).await
-    }
-
+    fn get_load(&self, bank_id: &str, txn_id: &str) -> Option<LoadRow>;
     /// A card's loads its proofs can still decide (drawn, unknown, failed).
-    pub async fn card_open_loads(&self, card: &CardId) -> Result<Vec<LoadRow>, PaymentError> {
-        let card = *card;
-        self.read(move |c| load::card_open(c, &card)).await
-    }
-
+    fn card_open_loads(&self, card: &CardId) -> Vec<LoadRow>;
     /// A card's loads and purchases with an ATC strictly between `from` and `to`.
-    pub async fn card_movements(
-        &self,
-        card: &CardId,
-        from: u16,
-        to: u16,
-    ) -> Result<Vec<Movement>, PaymentError> {
-        let card = *card;
-        self.read(move |c| load::card_movements(c, &card, from, to))
-            .await
-    }
-
+    fn card_movements(&self, card: &CardId, from: u16, to: u16) -> Vec<Movement>;
     /// Insert a drawn load; a unique constraint says why not.
-    pub async fn insert_load_drawn(
-        &self,
-        row: LoadRow,
-    ) -> Result<Result<(), LoadConflict>, PaymentError> {
-        self.write(move |c| load::insert_drawn(c, &row)).await
-    }
-
+    fn insert_load_drawn(&self, row: LoadRow) -> Result<(), LoadConflict>;
     /// Void a load never drawn (so it never can be); the row as it stands.
-    pub async fn void_load(
-        &self,
-        bank_id: String,
-        txn_id: String,
-        now: u64,
-        webhook: bool,
-    ) -> Result<LoadRow, PaymentError> {
-        self.write(move |c| load::void(c, &bank_id, &txn_id, now, webhook))
-            .await
-    }
-
+    fn void_load(&self, bank_id: String, txn_id: String, now: u64, webhook: bool) -> LoadRow;
     /// Apply load state changes in one database transaction; which applied.
-    pub async fn apply_loads(
-        &self,
-        changes: Vec<LoadTransition>,
-    ) -> Result<Vec<bool>, PaymentError> {
-        self.write(move |c| changes.iter().map(|t| t.apply(c)).collect())
-            .await
-    }
-
+    fn apply_loads(&self, changes: Vec<LoadTransition>) -> Vec<bool>;
     /// `drawn` loads past expiry + grace → `unknown`; how many.
-    pub async fn sweep_loads(&self, now: u64, grace: u64) -> Result<usize, PaymentError> {
-        self.write(move |c| load::sweep_expired(c, now, grace))
-            .await
-    }
-
-    pub async fn load_view(&self, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {
-        let (b, t) = (bank_id.to_string(), txn_id.to_string());
-        self.read(move |c| load::view(c, &b, &t)).await
-    }
-
+    fn sweep_loads(&self, now: u64, grace: u64) -> usize;
+    fn load_view(&self, bank_id: &str, txn_id: &str) -> LoadView;
     /// Sum of credited amounts of a bank.
-    pub async fn bank_credited_total(&self, bank_id: &str) -> Result<u64, PaymentError> {
-        let b = bank_id.to_string();
-        self.read(move |c| load::credited_total(c, &b)).await
-    }
-}
-
-/// Statements run through SQLite's prepared-statement cache: the hot path
-/// parses no SQL after warm-up.
-pub(crate) fn exec<P: rusqlite::Params>(
-    c: &Connection,
-    sql: &str,
-    p: P,
-) -> rusqlite::Result<usize> {
-    c.prepare_cached(sql)?.execute(p)
-}
-
-pub(crate) fn qrow<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
-    c: &Connection,
-    sql: &str,
-    p: P,
-    f: F,
-) -> rusqlite::Result<T> {
-    c.prepare_cached(sql)?.query_row(p, f)
-}
-
-/// Which unique constraint an insert hit.
-pub(crate) fn unique_violation(e: &rusqlite::Error) -> Option<&str> {
-    match e {
-        rusqlite::Error::SqliteFailure(f, Some(msg))
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Some(msg.as_str())
-        }
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn migrations_upgrade_a_first_release_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.sqlite");
-        {
-            let c = open_connection(&path).unwrap();
-            c.execute_batch(MIGRATIONS[0].1).unwrap();
-            c.execute(
-                "INSERT INTO sm_counter (terminal, seq) VALUES ('000000000001', 41)",
-                [],
-            )
-            .unwrap();
-        }
-        let store = Store::open(&path).unwrap();
-        let (seq, applied): (i64, i64) = store
-            .read(|c| {
-                Ok((
-                    c.query_row("SELECT seq FROM sm_counter", [], |r| r.get(0))?,
-                    c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))?,
-                ))
-            })
-            .await
-            .unwrap();
-        assert_eq!(seq, 41, "data kept");
-        assert_eq!(applied, MIGRATIONS.len() as i64);
-        // Opening again applies nothing twice.
-        drop(store);
-        Store::open(&path).unwrap();
-    }
+    fn bank_credited_total(&self, bank_id: &str) -> u64;
 }

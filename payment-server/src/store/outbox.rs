@@ -7,7 +7,7 @@
 use purse::webhook::WebhookEvent;
 use rusqlite::{params, Connection};
 
-use super::exec;
+use super::sqlite::exec;
 use crate::error::PaymentError;
 
 /// A fresh event id: `evt_` and 32 random hex digits.

@@ -12,7 +12,8 @@ use purse::types::{BcdDate, BcdTime, CardId, Expiry, PurseId};
 use purse::webhook::WebhookEvent;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{exec, outbox, qrow, unique_violation};
+use super::outbox;
+use super::sqlite::{exec, qrow, unique_violation};
 use crate::error::PaymentError;
 
 /// One transaction as stored.
@@ -70,8 +71,8 @@ macro_rules! txn_columns {
     ($($name:ident),+ $(,)?) => {
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Clone, Copy)]
-        enum Col { $($name),+ }
-        const COLUMN_NAMES: &[&str] = &[$(stringify!($name)),+];
+        pub(super) enum Col { $($name),+ }
+        pub(super) const COLUMN_NAMES: &[&str] = &[$(stringify!($name)),+];
     };
 }
 
@@ -313,6 +314,9 @@ pub enum InsertConflict {
     CardAtc,
     /// Another attempt at the order is undecided.
     OpenOrder,
+    /// Another attempt at the order was captured (after the service's check,
+    /// before this insert): the insert is rolled back.
+    OrderPaid,
 }
 
 /// Insert a freshly drawn transaction (state `drawn`) with its history entry.
@@ -366,6 +370,25 @@ pub fn insert_drawn(
             }
         }
     }
+    // The service checked the order before the security module drew; an
+    // attempt captured since must stop this one. Checked after the insert, in
+    // the same transaction (the insert waited out any capture in flight: the
+    // open-order index), so no capture can slip between check and insert.
+    if !row.order_ref.is_empty() {
+        let paid = qrow(
+            c,
+            concat!(
+                "SELECT EXISTS (SELECT 1 FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2 ",
+                "AND txn_id <> ?3 AND state IN ('debited', 'confirmed', 'settled'))"
+            ),
+            params![row.merchant_id, row.order_ref, row.txn_id],
+            |r| r.get::<_, bool>(0),
+        )?;
+        if paid {
+            // An error rolls this job's savepoint back: the row is not kept.
+            return Err(PaymentError::OrderPaid);
+        }
+    }
     log_event(
         c,
         &row.merchant_id,
@@ -401,8 +424,8 @@ pub fn log_event(
 pub struct Transition {
     pub merchant_id: String,
     pub txn_id: String,
-    /// The compare-and-set UPDATE of this kind of change.
-    sql: &'static str,
+    /// Which change: the states it may leave and the moment it stamps.
+    kind: TransitionKind,
     to: TxnState,
     /// Request fingerprint and stored answer of `complete` (idempotent replay).
     pub complete: Option<(Vec<u8>, String)>,
@@ -417,36 +440,88 @@ pub struct Transition {
     pub now: u64,
 }
 
-/// `UPDATE … SET state = ?4 …` of a transition: `$stamp` sets the moment,
-/// `$from` lists the states the change may leave.
-macro_rules! transition_sql {
-    ($stamp:literal, $from:literal) => {
-        concat!(
-            "UPDATE transactions SET state = ?4, updated_at = ?3",
-            $stamp,
-            ", complete_hash = COALESCE(?5, complete_hash),
-                complete_response = COALESCE(?6, complete_response),
-                card_s3 = COALESCE(?7, card_s3), card_sw = COALESCE(?8, card_sw),
-                resolution = COALESCE(?9, resolution)
-             WHERE merchant_id = ?1 AND txn_id = ?2 AND state IN (",
-            $from,
-            ")"
-        )
-    };
+/// The kinds of state change, each a compare-and-set UPDATE in every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransitionKind {
+    Capture,
+    Fail,
+    Confirm,
+    Record,
+    Settle,
 }
 
-const CAPTURE: &str = transition_sql!(", debited_at = ?3", "'drawn', 'unknown', 'failed'");
-const FAIL: &str = transition_sql!("", "'drawn', 'unknown'");
-const CONFIRM: &str = transition_sql!(", confirmed_at = ?3", "'debited'");
-const RECORD: &str = transition_sql!("", "'debited', 'confirmed', 'settled'");
-const SETTLE: &str = transition_sql!(", settled_at = ?3", "'debited', 'confirmed'");
+impl TransitionKind {
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Capture,
+        Self::Fail,
+        Self::Confirm,
+        Self::Record,
+        Self::Settle,
+    ];
+
+    /// The states this change may leave.
+    pub(crate) fn leaves(self) -> &'static [TxnState] {
+        match self {
+            Self::Capture => &[TxnState::Drawn, TxnState::Unknown, TxnState::Failed],
+            Self::Fail => &[TxnState::Drawn, TxnState::Unknown],
+            Self::Confirm => &[TxnState::Debited],
+            Self::Record => &[TxnState::Debited, TxnState::Confirmed, TxnState::Settled],
+            Self::Settle => &[TxnState::Debited, TxnState::Confirmed],
+        }
+    }
+
+    /// The column stamped with the moment of the change, if any.
+    pub(crate) fn stamp(self) -> Option<&'static str> {
+        match self {
+            Self::Capture => Some("debited_at"),
+            Self::Confirm => Some("confirmed_at"),
+            Self::Settle => Some("settled_at"),
+            Self::Fail | Self::Record => None,
+        }
+    }
+
+    /// `'a', 'b'`: the states this change may leave, for `state IN (…)`.
+    pub(crate) fn leaves_sql(self) -> String {
+        self.leaves()
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// SQLite's `UPDATE … SET state = ?4 …` of each kind, built once.
+fn transition_sql(kind: TransitionKind) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        TransitionKind::ALL.map(|k| {
+            let stamp = k.stamp().map(|c| format!(", {c} = ?3")).unwrap_or_default();
+            format!(
+                "UPDATE transactions SET state = ?4, updated_at = ?3{stamp},
+                    complete_hash = COALESCE(?5, complete_hash),
+                    complete_response = COALESCE(?6, complete_response),
+                    card_s3 = COALESCE(?7, card_s3), card_sw = COALESCE(?8, card_sw),
+                    resolution = COALESCE(?9, resolution)
+                 WHERE merchant_id = ?1 AND txn_id = ?2 AND state IN ({})",
+                k.leaves_sql()
+            )
+        })
+    });
+    &all[kind as usize]
+}
 
 impl Transition {
-    fn new(row: &TxnRow, sql: &'static str, to: TxnState, event: &'static str, now: u64) -> Self {
+    fn new(
+        row: &TxnRow,
+        kind: TransitionKind,
+        to: TxnState,
+        event: &'static str,
+        now: u64,
+    ) -> Self {
         Self {
             merchant_id: row.merchant_id.clone(),
             txn_id: row.txn_id.clone(),
-            sql,
+            kind,
             to,
             complete: None,
             card_s3: None,
@@ -468,7 +543,7 @@ impl Transition {
         event: &'static str,
         now: u64,
     ) -> Self {
-        let mut t = Self::new(row, CAPTURE, TxnState::Debited, event, now);
+        let mut t = Self::new(row, TransitionKind::Capture, TxnState::Debited, event, now);
         t.card_s3 = Some(s3);
         t.card_sw = Some(0x9000);
         t
@@ -476,24 +551,40 @@ impl Transition {
 
     /// The card refused, or its log proves no debit came.
     pub fn fail(row: &TxnRow, event: &'static str, now: u64) -> Self {
-        Self::new(row, FAIL, TxnState::Failed, event, now)
+        Self::new(row, TransitionKind::Fail, TxnState::Failed, event, now)
     }
 
     /// The merchant released the goods of a captured transaction.
     pub fn confirm(row: &TxnRow, now: u64) -> Self {
-        Self::new(row, CONFIRM, TxnState::Confirmed, "confirm", now)
+        Self::new(
+            row,
+            TransitionKind::Confirm,
+            TxnState::Confirmed,
+            "confirm",
+            now,
+        )
     }
 
     /// Clearing has checked the card's proof again and posted the purchase:
     /// it is `settled` (only a captured transaction can be).
     pub fn settle(row: &TxnRow, now: u64) -> Self {
-        Self::new(row, SETTLE, TxnState::Settled, "settle", now)
+        Self::new(
+            row,
+            TransitionKind::Settle,
+            TxnState::Settled,
+            "settle",
+            now,
+        )
     }
 
     /// Record a late `complete` answer on an already captured transaction,
     /// without changing its state.
     pub fn record_complete(row: &TxnRow, now: u64) -> Self {
-        Self::new(row, RECORD, row.state, "complete", now)
+        Self::new(row, TransitionKind::Record, row.state, "complete", now)
+    }
+
+    pub(crate) fn kind(&self) -> TransitionKind {
+        self.kind
     }
 
     pub fn to(&self) -> TxnState {
@@ -509,7 +600,7 @@ impl Transition {
         };
         let n = exec(
             c,
-            self.sql,
+            transition_sql(self.kind),
             params![
                 self.merchant_id,
                 self.txn_id,

@@ -192,7 +192,7 @@ mod tests {
     async fn group_commit_and_rollback_of_one_job() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
-        let store = super::super::Store::open(&path).unwrap();
+        let store = super::super::sqlite::SqliteStore::open(&path).unwrap();
         let mut handles = Vec::new();
         for i in 0..50u32 {
             let s = store.clone();
@@ -219,7 +219,7 @@ mod tests {
         }
         assert_eq!(ok, 45);
         // A fresh connection sees exactly the committed jobs.
-        let c = super::super::open_connection(&path).unwrap();
+        let c = super::super::sqlite::open_connection(&path).unwrap();
         let n: i64 = c
             .query_row("SELECT COUNT(*) FROM sm_counter", [], |r| r.get(0))
             .unwrap();
@@ -233,7 +233,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_job_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = super::super::Store::open(&dir.path().join("p.sqlite")).unwrap();
+        let store = super::super::sqlite::SqliteStore::open(&dir.path().join("p.sqlite")).unwrap();
         let r: Result<(), _> = store
             .write(|c| {
                 c.execute("INSERT INTO sm_counter (terminal, seq) VALUES ('x', 1)", [])?;

@@ -17,7 +17,10 @@
 //! ```
 
 pub mod clearing;
+pub mod db;
 pub mod load;
+
+pub use db::{security_module_toml, Backend, TestDb, TestPg};
 
 pub use load::{
     is_credit, is_initialize_load, reseal_load, rewrite_load, test_config_toml_full, Account,
@@ -200,16 +203,13 @@ impl TestMerchant {
     }
 }
 
-/// A config TOML for tests (TEST keys only).
-pub fn test_config_toml(
-    db_path: &std::path::Path,
-    merchants: &[TestMerchant],
-    grace: u64,
-) -> String {
+/// A config TOML for tests (TEST keys only) on `db`, with the security
+/// module `CARDPAY_TEST_SM` names (software keys, or the SoftHSM2 token).
+pub fn test_config_toml(db: &TestDb, merchants: &[TestMerchant], grace: u64) -> String {
     let mut t = format!(
-        "listen = \"127.0.0.1:0\"\ndb_path = {:?}\nrecovery_grace_secs = {grace}\noperator_token = \"test-operator-token\"\n\
-         [security_module]\nterminal = \"000000000001\"\n[[security_module.keys]]\nversion = 1\nmkp = \"{TEST_MKP}\"\nmkl = \"{TEST_MKL}\"\n",
-        db_path.display().to_string()
+        "listen = \"127.0.0.1:0\"\n{}recovery_grace_secs = {grace}\noperator_token = \"test-operator-token\"\n{}",
+        db.toml(),
+        security_module_toml(db::pkcs11_from_env()),
     );
     for m in merchants {
         let modes: Vec<String> = m
@@ -236,7 +236,9 @@ pub fn test_config_toml(
 /// runtime (no background tasks: tests call `sweep` and webhook delivery
 /// themselves, or [`payment_server::start_background`]).
 pub async fn spawn_server(config: &Config) -> (SocketAddr, Arc<PaymentService>) {
-    let (service, app) = payment_server::build(config, system_clock()).expect("server builds");
+    let (service, app) = payment_server::build(config, system_clock())
+        .await
+        .expect("server builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -247,10 +249,11 @@ pub async fn spawn_server(config: &Config) -> (SocketAddr, Arc<PaymentService>) 
     (addr, service)
 }
 
-/// A payment server with a fresh SQLite file in a temp dir.
+/// A payment server on a fresh database (a SQLite file in a temp dir, or a
+/// PostgreSQL schema: [`TestDb`]).
 pub struct TestServer {
     pub dir: tempfile::TempDir,
-    pub db: std::path::PathBuf,
+    pub db: TestDb,
     pub addr: SocketAddr,
     pub service: Arc<PaymentService>,
     pub merchants: Vec<TestMerchant>,
@@ -264,7 +267,7 @@ impl TestServer {
 
     pub async fn start_with_grace(merchants: &[TestMerchant], grace: u64) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("payments.sqlite");
+        let db = TestDb::in_dir(dir.path());
         let toml = test_config_toml(&db, merchants, grace);
         let config = Config::from_toml(&toml, |_| None).expect("test config");
         let (addr, service) = spawn_server(&config).await;
@@ -284,24 +287,18 @@ impl TestServer {
 
     /// Sum of captured amounts over all merchants, straight from the database.
     pub fn captured(&self) -> u64 {
-        let c = rusqlite::Connection::open(&self.db).expect("db");
-        c.query_row(
-            "SELECT COALESCE(SUM(amount),0) FROM transactions WHERE state IN ('debited','confirmed','settled')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .expect("query") as u64
+        self.db.int(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transactions WHERE state IN ('debited','confirmed','settled')",
+            &[],
+        ) as u64
     }
 
     /// A transaction's state, straight from the database.
     pub fn state_of(&self, merchant: &str, txn: &str) -> Option<String> {
-        let c = rusqlite::Connection::open(&self.db).expect("db");
-        c.query_row(
+        self.db.text(
             "SELECT state FROM transactions WHERE merchant_id = ?1 AND txn_id = ?2",
-            (merchant, txn),
-            |r| r.get(0),
+            &[merchant, txn],
         )
-        .ok()
     }
 }
 
@@ -327,6 +324,16 @@ impl ApiError {
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
+    /// Several instances behind one client ([`Api::spread`]).
+    spread: Option<Arc<Spread>>,
+}
+
+/// The instances a spread [`Api`] sends to, in turn.
+struct Spread {
+    bases: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Requests sent again to the next instance (the one tried did not answer).
+    failovers: std::sync::atomic::AtomicUsize,
 }
 
 impl Api {
@@ -334,14 +341,74 @@ impl Api {
         Self {
             http: reqwest::Client::new(),
             base: format!("http://{addr}"),
+            spread: None,
         }
+    }
+
+    /// A client in front of several server instances, as a load balancer
+    /// is: each POST goes to the next instance in turn; one that does not
+    /// answer (down, or killed while handling it) is skipped and the request
+    /// sent again to the next (the API is idempotent by design). Signed
+    /// merchant and operator calls go to the first.
+    pub fn spread(addrs: &[SocketAddr]) -> Self {
+        let bases: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+        Self {
+            http: reqwest::Client::new(),
+            base: bases[0].clone(),
+            spread: Some(Arc::new(Spread {
+                bases,
+                next: Default::default(),
+                failovers: Default::default(),
+            })),
+        }
+    }
+
+    /// Every instance's base URL (one for an unspread client).
+    pub fn bases(&self) -> Vec<String> {
+        match &self.spread {
+            Some(s) => s.bases.clone(),
+            None => vec![self.base.clone()],
+        }
+    }
+
+    /// How many requests a spread client sent again to another instance.
+    pub fn failovers(&self) -> usize {
+        self.spread.as_ref().map_or(0, |s| {
+            s.failovers.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// POST a raw body; the HTTP status and body, as the client sees them.
     pub async fn post_raw(&self, path: &str, body: String) -> Result<(u16, String), String> {
+        let Some(s) = &self.spread else {
+            return self.post_to(&self.base, path, body).await;
+        };
+        let first = s.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut last = String::new();
+        for i in 0..s.bases.len() {
+            let base = &s.bases[(first + i) % s.bases.len()];
+            match self.post_to(base, path, body.clone()).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    s.failovers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    last = e
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// POST a raw body to one instance.
+    pub async fn post_to(
+        &self,
+        base: &str,
+        path: &str,
+        body: String,
+    ) -> Result<(u16, String), String> {
         let r = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(format!("{base}{path}"))
             .header("content-type", "application/json")
             .body(body)
             .send()

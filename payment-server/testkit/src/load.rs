@@ -430,8 +430,31 @@ impl TestServer {
         banks: &[TestBank],
         grace: u64,
     ) -> Self {
+        Self::start_full_on(None, merchants, banks, grace).await
+    }
+
+    /// [`TestServer::start_full`] on SQLite whatever `CARDPAY_TEST_DB` says,
+    /// for tests that read or copy the database file itself (clearing's
+    /// corruption and crash tests).
+    pub async fn start_full_sqlite(
+        merchants: &[crate::TestMerchant],
+        banks: &[TestBank],
+        grace: u64,
+    ) -> Self {
+        Self::start_full_on(Some("payments.sqlite"), merchants, banks, grace).await
+    }
+
+    async fn start_full_on(
+        sqlite: Option<&str>,
+        merchants: &[crate::TestMerchant],
+        banks: &[TestBank],
+        grace: u64,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("payments.sqlite");
+        let db = match sqlite {
+            Some(name) => crate::TestDb::Sqlite(dir.path().join(name)),
+            None => crate::TestDb::in_dir(dir.path()),
+        };
         let toml = test_config_toml_full(&db, merchants, banks, grace);
         let config = payment_server::Config::from_toml(&toml, |_| None).expect("test config");
         let (addr, service) = crate::spawn_server(&config).await;
@@ -447,42 +470,34 @@ impl TestServer {
 
     /// Sum of credited loads over all banks, straight from the database.
     pub fn credited(&self) -> u64 {
-        let c = rusqlite::Connection::open(&self.db).expect("db");
-        c.query_row(
-            "SELECT COALESCE(SUM(amount),0) FROM loads WHERE state IN ('credited','settled')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .expect("query") as u64
+        self.db.int(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM loads WHERE state IN ('credited','settled')",
+            &[],
+        ) as u64
     }
 
     /// A load's state, straight from the database.
     pub fn load_state(&self, bank: &str, txn: &str) -> Option<String> {
-        let c = rusqlite::Connection::open(&self.db).expect("db");
-        c.query_row(
+        self.db.text(
             "SELECT state FROM loads WHERE bank_id = ?1 AND txn_id = ?2",
-            (bank, txn),
-            |r| r.get(0),
+            &[bank, txn],
         )
-        .ok()
     }
 
     /// How many load rows exist (drawn, decided or voided).
     pub fn load_rows(&self) -> u64 {
-        let c = rusqlite::Connection::open(&self.db).expect("db");
-        c.query_row("SELECT COUNT(*) FROM loads", [], |r| r.get::<_, i64>(0))
-            .expect("query") as u64
+        self.db.int("SELECT COUNT(*) FROM loads", &[]) as u64
     }
 }
 
 /// A config TOML with merchants and banks (TEST keys only).
 pub fn test_config_toml_full(
-    db_path: &std::path::Path,
+    db: &crate::TestDb,
     merchants: &[crate::TestMerchant],
     banks: &[TestBank],
     grace: u64,
 ) -> String {
-    let mut t = crate::test_config_toml(db_path, merchants, grace);
+    let mut t = crate::test_config_toml(db, merchants, grace);
     for b in banks {
         t.push_str(&b.toml());
     }

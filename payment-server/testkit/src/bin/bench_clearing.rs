@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("payments.sqlite");
     let m = TestMerchant::new("bench", 0x42);
-    let ptoml = test_config_toml(&db, std::slice::from_ref(&m), 300);
+    let ptoml = test_config_toml(&TestDb::Sqlite(db.clone()), std::slice::from_ref(&m), 300);
     std::fs::write(dir.path().join("ps.toml"), &ptoml)?;
     std::fs::write(
         dir.path().join("clearing.toml"),
@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let pcfg = payment_server::Config::from_toml(&ptoml, |_| None)?;
-        let store = Store::open(&db)?;
+        let store = Store::open(&pcfg.database).await?;
         let t0 = Instant::now();
         fill(&db, args.records)?;
         eprintln!(
