@@ -1,4 +1,6 @@
-//! `payment-server --config payment-server.toml`: parse config, open the store, serve.
+//! `payment-server --config payment-server.toml [--insecure-http]`: parse
+//! config, open the store, serve over TLS (the config's `[tls]`), or over plain
+//! HTTP only with `--insecure-http`.
 
 use std::path::PathBuf;
 
@@ -14,6 +16,10 @@ struct Args {
     /// Override the listen address of the config.
     #[arg(long)]
     listen: Option<String>,
+    /// Serve plain HTTP, without TLS: for local development only. Without it
+    /// the server refuses to start unless the config has `[tls]`.
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 #[tokio::main]
@@ -29,17 +35,18 @@ async fn main() -> anyhow::Result<()> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
+    let transport = payment_server::transport(&config, args.insecure_http)?;
     tracing::info!(config = ?config, "starting");
     let (service, app) = payment_server::build(&config, payment_server::purchase::system_clock())?;
     payment_server::start_background(&service, &config);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let addr = listener.local_addr()?;
+    if matches!(transport, cardpay_tls::Transport::InsecureHttp) {
+        tracing::warn!(%addr, "serving PLAIN HTTP (--insecure-http): for local development only");
+    }
+    tracing::info!(url = %format!("{}://{addr}", transport.scheme()), "listening");
+    cardpay_tls::serve(listener, app, transport, cardpay_tls::shutdown_signal()).await?;
     Ok(())
 }
