@@ -43,7 +43,7 @@ pub(crate) fn page(title: &str, body: &str) -> Html<String> {
          <style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}}\
          .p{{border:1px solid #ccc;border-radius:6px;padding:.8rem;margin:.6rem 0}}button{{padding:.4rem .9rem}}\
          input[type=number]{{width:4rem;padding:.3rem}}td{{padding:.3rem .6rem .3rem 0}}form.inline{{display:inline}}\
-         .hint{{color:#444}}#cardpay{{min-height:4rem;border:1px dashed #999;padding:.5rem}}</style></head>\
+         .hint{{color:#444}}.sr{{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}}#cardpay{{min-height:4rem;border:1px dashed #999;padding:.5rem}}</style></head>\
          <body><header><a href=\"/\">Demo store</a> · <a href=\"/cart\">Cart</a></header><main><h1>{t}</h1>{body}</main></body></html>",
         t = esc(title)
     ))
@@ -110,9 +110,10 @@ fn with_cookies(cookies: Vec<String>, r: impl IntoResponse) -> Response {
     r
 }
 
-fn qty_input(name: &str, value: u32, min: u32, label: &str) -> String {
+/// A quantity field (`name="qty"`, `min`..=[`MAX_QTY`]).
+fn qty_input(value: u32, min: u32, attrs: &str) -> String {
     format!(
-        "<label>{label} <input type=\"number\" name=\"{name}\" value=\"{value}\" min=\"{min}\" max=\"{MAX_QTY}\" inputmode=\"numeric\" required></label>"
+        "<input type=\"number\" name=\"qty\" value=\"{value}\" min=\"{min}\" max=\"{MAX_QTY}\" inputmode=\"numeric\" required{attrs}>"
     )
 }
 
@@ -142,7 +143,7 @@ pub(crate) async fn catalog(State(st): St, headers: HeaderMap) -> Result<Respons
             desc = esc(p.description),
             price = euros(p.price),
             id = esc(p.id),
-            qty = qty_input("qty", 1, 1, "Quantity"),
+            qty = format!("<label>Quantity {}</label>", qty_input(1, 1, "")),
         ));
     }
     Ok(with_cookies(cookies, page("Catalog", &b)))
@@ -223,7 +224,7 @@ pub(crate) async fn cart_page(State(st): St, headers: HeaderMap) -> Result<Respo
     }
     let mut b = String::from(
         "<table><thead><tr><th scope=\"col\">Item</th><th scope=\"col\">Quantity</th>\
-         <th scope=\"col\">Price</th><th scope=\"col\"><span hidden>Remove</span></th></tr></thead><tbody>",
+         <th scope=\"col\">Price</th><th scope=\"col\"><span class=\"sr\">Remove</span></th></tr></thead><tbody>",
     );
     for (id, n) in &cart.items {
         let p = product(id).expect("the cart keeps known products");
@@ -237,7 +238,7 @@ pub(crate) async fn cart_page(State(st): St, headers: HeaderMap) -> Result<Respo
              <button aria-label=\"Remove {name}\">Remove</button></form></td></tr>",
             id = esc(p.id),
             name = esc(p.name),
-            qty = qty_input("qty", *n, 0, &format!("<span hidden>{}</span>", esc(p.name))),
+            qty = qty_input(*n, 0, &format!(" aria-label=\"Quantity of {}\"", esc(p.name))),
             line = euros(p.price * n),
         ));
     }
