@@ -171,13 +171,24 @@ trust() { # trust NSSDB_DIR
 }
 trust "$HOMEDIR/.pki/nssdb"
 trust "$FIREFOX_PROFILE"
-# Quiet first start for the demo's Firefox profile.
+# The demo's Firefox profile: a quiet first start, and the add-on installed in the
+# profile. It is not signed by Mozilla: Firefox ESR (not release Firefox) loads it when
+# xpinstall.signatures.required is false; that holds for this demo profile only.
 cat > "$FIREFOX_PROFILE/user.js" <<'JS'
 user_pref("browser.shell.checkDefaultBrowser", false);
 user_pref("browser.aboutwelcome.enabled", false);
 user_pref("datareporting.policy.dataSubmissionEnabled", false);
 user_pref("trailhead.firstrun.didSeeAboutWelcome", true);
+user_pref("xpinstall.signatures.required", false);
+user_pref("extensions.autoDisableScopes", 0);
+user_pref("extensions.enabledScopes", 15);
 JS
+FIREFOX_ADDON=0
+if command -v python3 >/dev/null; then
+  mkdir -p "$FIREFOX_PROFILE/extensions"
+  (cd "$DIR/extension-firefox" && python3 -m zipfile -c "$FIREFOX_PROFILE/extensions/cardpay@cardpay.example.xpi" ./*)
+  FIREFOX_ADDON=1
+fi
 mkdir -p "$CHROMIUM_PROFILE"
 "$BIN/bridge" install --browser chromium --profile "$CHROMIUM_PROFILE" --origin "$PAY" >/dev/null
 # Firefox reads host manifests only from $HOME/.mozilla: the demo HOME's.
@@ -202,6 +213,12 @@ FIREFOX_BIN="$(command -v firefox-esr || command -v firefox || echo firefox-esr)
 launcher "$DIR/open-chromium" "'$CHROMIUM_BIN' --user-data-dir='$CHROMIUM_PROFILE' --no-first-run --load-extension='$DIR/extension-chromium' '$SHOP/'"
 launcher "$DIR/open-firefox" "'$FIREFOX_BIN' --profile '$FIREFOX_PROFILE' '$SHOP/'"
 
+FIREFOX_NOTE=""
+if [ "$FIREFOX_ADDON" = 0 ]; then
+  FIREFOX_NOTE="
+  (python3 is missing, so the add-on is not in the profile: open about:debugging#/runtime/this-firefox,
+   \"Load Temporary Add-on…\", pick $DIR/extension-firefox/manifest.json, then reload the store.)"
+fi
 cat <<TXT
 
   Cardpay demo is running, over https.
@@ -210,14 +227,10 @@ cat <<TXT
 
     $DIR/open-chromium
 
-  Or in Firefox (firefox-esr; bridge registered, demo CA trusted):
+  Or in Firefox ESR (the add-on installed in the demo profile, bridge registered, demo CA trusted):
 
     $DIR/open-firefox
-
-  then open about:debugging#/runtime/this-firefox, choose "Load Temporary Add-on…" and
-  pick $DIR/extension-firefox/manifest.json (Firefox keeps it until it closes); reload
-  the store.
-
+$FIREFOX_NOTE
   Store:            $SHOP/          (add goods over 20.00 EUR, e.g. 5 × the e-book, to see the PIN keypad)
   Payment server:   $PAY/           (widget: $PAY/widget.html, loader: $PAY/checkout.js)
   Card:             Virtual PCD 00 00, 100.00 EUR, PIN 1234 (TEST card)

@@ -27,7 +27,7 @@ const bins = await s.buildAll();
 const stack = await h.startStack({ bins });
 const merchant = { id: 'bench-shop', name: 'Bench Shop', key: randomBytes(32).toString('hex') };
 const shopPort = await s.freePort();
-const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [merchant], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
+const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [s.localOrigin(shopPort)] }], corsOrigins: [s.localOrigin(shopPort)] });
 const shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
 const br = await h.launchBrowser({ bins, origins: [pay.origin], installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000'] });
 

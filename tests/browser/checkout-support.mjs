@@ -240,13 +240,13 @@ function u32be(n) {
   return b;
 }
 
-/** purse::session::Session::canonical_bytes */
+/** purse::session::Session::canonical_bytes (`cardpay/session/v2`, with the order reference) */
 export function canonicalSession(s) {
   const fields = [
-    s.merchant_id, s.merchant_name, s.txn_id, String(s.amount), String(s.currency), String(s.exponent),
+    s.merchant_id, s.merchant_name, s.txn_id, s.order_ref, String(s.amount), String(s.currency), String(s.exponent),
     s.purse === 'points' ? '1' : '0', String(s.expires_at), s.verify_mode, s.result_url, s.origin, s.terminal,
   ];
-  const parts = [Buffer.from('cardpay/session/v1')];
+  const parts = [Buffer.from('cardpay/session/v2')];
   for (const f of fields) {
     const b = Buffer.from(f, 'utf8');
     parts.push(u32be(b.length), b);
@@ -273,6 +273,8 @@ export function buildSession(m, p) {
     merchant_id: m.id,
     merchant_name: m.name,
     txn_id: p.txnId,
+    // One order per transaction unless the test says otherwise.
+    order_ref: p.orderRef ?? p.txnId,
     amount: p.amount,
     currency: p.currency ?? 978,
     exponent: p.exponent ?? 2,

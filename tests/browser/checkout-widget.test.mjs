@@ -22,7 +22,7 @@ before(async () => {
   stack = await s.startCardStack({ bins });
   merchant = { id: 'e2e-shop', name: 'E2E Shop', key: randomBytes(32).toString('hex') };
   const shopPort = await s.freePort();
-  pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [merchant], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
+  pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [s.localOrigin(shopPort)] }], corsOrigins: [s.localOrigin(shopPort)] });
   shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
   // Several PIN entries in a row: relax the bridge's per-origin VERIFY rate (test profile only).
   br = await h.launchBrowser({ bins, origins: [pay.origin], install: true, installArgs: s.MANY_PINS });
@@ -308,6 +308,7 @@ test('no extension: the install link is shown', async () => {
     executablePath: h.chromiumPath,
     headless: false,
     args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run'],
+    env: { ...process.env, HOME: await h.trustingHome() }, // trusts the test CA (https)
   });
   try {
     const page = await browser.newPage();

@@ -78,3 +78,18 @@ export function trustChromiumHome(home, caFile) {
 export function trustFirefoxProfile(profile, caFile) {
   return nssTrust(profile, caFile);
 }
+
+let sharedHome;
+/**
+ * A throw-away HOME (one per process, removed at exit) whose NSS database trusts the
+ * test CA: for a Chromium a test launches itself, e.g.
+ * `chromium.launch({ …, env: { ...process.env, HOME: await trustingHome() } })`.
+ */
+export async function trustingHome() {
+  if (!sharedHome) {
+    const home = mkdtempSync(path.join(tmpdir(), 'cardpay-home-'));
+    process.once('exit', () => rmSync(home, { recursive: true, force: true }));
+    sharedHome = trustChromiumHome(home).then(() => home);
+  }
+  return sharedHome;
+}
