@@ -46,7 +46,7 @@ BIN="$CARGO_TARGET_DIR/debug"
 
 log() { printf 'demo: %s\n' "$*" >&2; }
 usage() { sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-alive() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" | cut -c1 | grep -q '[ZX]'; }
+alive() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1 | grep -q '[ZX]'; }
 stop_pid() {
   local f="$DIR/$1.pid" pid
   [ -f "$f" ] || return 0
@@ -160,8 +160,8 @@ echo $! > "$DIR/demo-merchant.pid"
 wait_https "$SHOP/healthz" "demo store" "$DIR/demo-merchant.log" "$(cat "$DIR/demo-merchant.pid")"
 
 log "7/7 browsers: the extension for $PAY, the bridge, trust in the TEST CA"
-bash scripts/build-extension.sh --browser chromium --origin "$PAY" --out "$DIR/extension-chromium"
-bash scripts/build-extension.sh --browser firefox --origin "$PAY" --out "$DIR/extension-firefox"
+bash scripts/build-extension.sh --browser chromium --origin "$PAY" --out "$DIR/extension-chromium" >/dev/null
+bash scripts/build-extension.sh --browser firefox --origin "$PAY" --out "$DIR/extension-firefox" >/dev/null
 # The CA, trusted by NSS databases of the demo's own (a fresh db each time: idempotent).
 trust() { # trust NSSDB_DIR
   mkdir -p "$1"
@@ -199,14 +199,15 @@ HOME="$HOMEDIR" XDG_CONFIG_HOME="$HOMEDIR/.config" \
 # Launchers: the demo HOME (its NSS database trusts the CA; Firefox finds the bridge
 # there), the display settings of the caller kept.
 launcher() { # launcher FILE COMMAND...
+  local file="$1"; shift
   {
     echo '#!/bin/sh'
     echo '# Written by scripts/demo.sh: a browser for the Cardpay demo (its own HOME and profile).'
     echo "export XAUTHORITY=\"\${XAUTHORITY:-\$HOME/.Xauthority}\""
     echo "export HOME='$HOMEDIR' XDG_CONFIG_HOME='$HOMEDIR/.config'"
     echo "exec $* \"\$@\""
-  } > "$1"
-  chmod +x "$1"
+  } > "$file"
+  chmod +x "$file"
 }
 CHROMIUM_BIN="$(command -v chromium || echo chromium)"
 FIREFOX_BIN="$(command -v firefox-esr || command -v firefox || echo firefox-esr)"

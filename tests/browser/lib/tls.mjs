@@ -48,8 +48,10 @@ function makeTestCa() {
 /** This process's test CA: { dir, caFile, certFile, keyFile, caPem, cert, key }. */
 export const testCa = makeTestCa();
 
-// Node's fetch (and so every `fetch` in the tests) trusts the CA too.
-setGlobalDispatcher(new Agent({ connect: { ca: [...tls.rootCertificates, testCa.caPem] } }));
+// Node's fetch (and so every `fetch` in the tests) trusts the CA too, besides Node's
+// roots and NODE_EXTRA_CA_CERTS (which an explicit `ca` would otherwise drop).
+const extra = process.env.NODE_EXTRA_CA_CERTS ? [readFileSync(process.env.NODE_EXTRA_CA_CERTS, 'utf8')] : [];
+setGlobalDispatcher(new Agent({ connect: { ca: [...tls.rootCertificates, ...extra, testCa.caPem] } }));
 
 async function certutil(args) {
   try {
