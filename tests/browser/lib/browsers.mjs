@@ -67,7 +67,8 @@ const CHROMIUM_ARGS = [
 /**
  * Launch `browser` ('chromium' | 'firefox') headless through puppeteer-core, with the
  * bridge registered for `origins` (`install: false`: not registered; `installArgs` go
- * to `bridge install`, e.g. rate limits; `firefoxPrefs`: extra about:config prefs), and
+ * to `bridge install`, e.g. rate limits; `firefoxPrefs`: extra about:config prefs;
+ * `chromiumArgs`: extra Chromium flags), and
  * the Cardpay extension built for `extensionOrigins` installed into the running browser
  * (`extension: false`: not yet — `installExtension()` later, as a shopper would;
  * a folder: that build as it is). Both browsers take the extension the same way:
@@ -78,7 +79,7 @@ const CHROMIUM_ARGS = [
  */
 export async function openBrowser({
   browser = 'chromium', bins, bridgeBin = bins && bins.bridge, origins = [], extensionOrigins = origins,
-  extension = true, install = true, installArgs = [], env = {}, firefoxPrefs = {},
+  extension = true, install = true, installArgs = [], env = {}, firefoxPrefs = {}, chromiumArgs = [],
 } = {}) {
   const { default: puppeteer } = await import('puppeteer-core');
   const dir = await mkdtemp(path.join(tmpdir(), `cardpay-${browser}-`));
@@ -121,7 +122,7 @@ export async function openBrowser({
         executablePath: chromiumPath,
         headless: true, // the new headless mode: extensions and native messaging work there
         userDataDir,
-        args: CHROMIUM_ARGS,
+        args: [...CHROMIUM_ARGS, ...chromiumArgs],
         enableExtensions: true, // --enable-unsafe-extension-debugging, over a pipe
         pipe: true,
         env: { ...childEnv, HOME: home },
