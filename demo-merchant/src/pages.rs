@@ -138,12 +138,12 @@ pub(crate) async fn catalog(State(st): St, headers: HeaderMap) -> Result<Respons
         b.push_str(&format!(
             "<div class=\"p\"><h3>{name}</h3><p>{desc}</p><p><b>{price}</b></p>\
              <form method=\"post\" action=\"/cart/add\"><input type=\"hidden\" name=\"product\" value=\"{id}\">\
-             {qty} <button>Add to cart</button></form></div>",
+             <label>Quantity {qty}</label> <button>Add to cart</button></form></div>",
             name = esc(p.name),
             desc = esc(p.description),
             price = euros(p.price),
             id = esc(p.id),
-            qty = format!("<label>Quantity {}</label>", qty_input(1, 1, "")),
+            qty = qty_input(1, 1, ""),
         ));
     }
     Ok(with_cookies(cookies, page("Catalog", &b)))
