@@ -15,6 +15,9 @@ APT_PACKAGES+=(softhsm2 opensc)
 APT_PACKAGES+=(postgresql)
 # Firefox for the browser tests (puppeteer-core drives it over WebDriver BiDi, no driver binary).
 APT_PACKAGES+=(firefox-esr)
+# TLS for the demo and the browser tests: openssl makes the local TEST CA
+# (scripts/certs.sh); certutil puts it into the browsers' NSS databases.
+APT_PACKAGES+=(openssl libnss3-tools)
 WASM_BINDGEN_VERSION=0.2.130
 WASM_PACK_VERSION=0.15.1
 CARGO_FUZZ_VERSION=0.13.2

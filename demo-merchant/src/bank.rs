@@ -35,7 +35,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{content_security_policy, esc, euros, now, origin_of, valid_sri};
+use crate::pages::{esc, euros};
+use crate::{content_security_policy, now, origin_of, valid_sri};
 
 /// The demo accounts seeded on first start: (username, TEST password, name,
 /// opening balance in cents). TEST passwords, shown in docs/loading.md.
@@ -131,6 +132,8 @@ pub struct BankConfig {
     pub session_ttl: u64,
     /// Subresource Integrity of `checkout.js`.
     pub checkout_sri: Option<String>,
+    /// Extra CA certificate(s) trusted for calls to the load server.
+    pub ca_file: Option<PathBuf>,
 }
 
 pub struct BankState {
@@ -371,6 +374,8 @@ impl BankState {
             }
             tracing::info!("seeded the demo accounts (TEST passwords: docs/loading.md)");
         }
+        let http = cardpay_tls::http_client(cfg.ca_file.as_deref())
+            .map_err(|e| BankError::BadRequest(e.to_string()))?;
         let kit = Bank::new(
             cfg.bank_id.clone(),
             cfg.bank_name.clone(),
@@ -381,7 +386,7 @@ impl BankState {
             csp,
             kit,
             db: Mutex::new(conn),
-            http: reqwest::Client::new(),
+            http,
         }))
     }
 

@@ -1,4 +1,6 @@
 //! `demo-merchant`: the Cardpay demo store. Flags or env (see `--help`).
+//! Served over TLS (`--tls-cert`/`--tls-key`), or over plain HTTP only with
+//! `--insecure-http` (local development).
 
 use std::path::PathBuf;
 
@@ -14,17 +16,32 @@ struct Args {
     listen: String,
     #[arg(long, env = "DEMO_DB", default_value = "demo-merchant.sqlite")]
     db: PathBuf,
+    /// TLS certificate chain of the store (PEM: the certificate, then intermediates).
+    #[arg(long, env = "DEMO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "DEMO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra CA certificate(s) (PEM) to trust when calling the payment server,
+    /// besides the system's roots (e.g. the local test CA of scripts/certs.sh).
+    #[arg(long, env = "DEMO_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Serve plain HTTP and allow a plain-HTTP payment URL: for local
+    /// development only. Without it the store refuses to start without TLS.
+    #[arg(long)]
+    insecure_http: bool,
     /// Payment server API base URL.
     #[arg(
         long,
         env = "DEMO_PAYMENT_URL",
-        default_value = "http://127.0.0.1:8440"
+        default_value = "https://127.0.0.1:8440"
     )]
     payment_url: String,
     /// Origin serving checkout.js (default: the payment URL).
     #[arg(long, env = "DEMO_PAYMENT_ORIGIN")]
     payment_origin: Option<String>,
-    /// This store's origin as browsers see it (default: http://<listen>).
+    /// This store's origin as browsers see it (default: https://<listen>, or
+    /// http://<listen> with --insecure-http).
     #[arg(long, env = "DEMO_PUBLIC_ORIGIN")]
     public_origin: Option<String>,
     #[arg(long, env = "DEMO_MERCHANT_ID", default_value = "demo-store")]
@@ -70,13 +87,26 @@ async fn main() -> anyhow::Result<()> {
     let verify_mode: VerifyMode =
         serde_json::from_value(serde_json::Value::String(a.verify_mode.clone()))
             .context("--verify-mode")?;
+    let tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert_file), Some(key_file)) => Some(cardpay_tls::TlsFiles {
+            cert_file,
+            key_file,
+        }),
+        _ => None,
+    };
+    let transport = cardpay_tls::Transport::choose(
+        tls.as_ref(),
+        a.insecure_http,
+        "give --tls-cert and --tls-key (or DEMO_TLS_CERT and DEMO_TLS_KEY); \
+         scripts/certs.sh makes a local test CA and a certificate for 127.0.0.1",
+    )?;
     let cfg = demo_merchant::StoreConfig {
         db_path: a.db,
         payment_origin: a.payment_origin.unwrap_or_else(|| a.payment_url.clone()),
         payment_url: a.payment_url,
         public_origin: a
             .public_origin
-            .unwrap_or_else(|| format!("http://{}", a.listen)),
+            .unwrap_or_else(|| format!("{}://{}", transport.scheme(), a.listen)),
         merchant_id: a.merchant_id,
         merchant_name: a.merchant_name,
         merchant_key: Key32::from_hex(&a.merchant_key)
@@ -93,6 +123,8 @@ async fn main() -> anyhow::Result<()> {
             ),
             (None, None) => None,
         },
+        ca_file: a.ca_file,
+        insecure_http: a.insecure_http,
     };
     tracing::info!(merchant = %cfg.merchant_id, origin = %cfg.public_origin, payment = %cfg.payment_url, mode = verify_mode.as_str(), "starting demo store");
     let loyalty = match &a.loyalty_key {
@@ -109,11 +141,17 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, demo_merchant::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let addr = listener.local_addr()?;
+    if a.insecure_http {
+        tracing::warn!(%addr, "serving PLAIN HTTP (--insecure-http): for local development only");
+    }
+    tracing::info!(url = %format!("{}://{addr}", transport.scheme()), "listening");
+    cardpay_tls::serve(
+        listener,
+        demo_merchant::router(state),
+        transport,
+        cardpay_tls::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -51,6 +51,7 @@ async fn setup(session_ttl: u64) -> Setup {
         terminal: TEST_TERMINAL,
         session_ttl,
         checkout_sri: None,
+        ca_file: None,
     })
     .unwrap();
     let app = demo_merchant::bank::router(state.clone());

@@ -60,6 +60,8 @@ async fn setup() -> Setup {
             terminal: TEST_TERMINAL,
             session_ttl: 600,
             checkout_sri: None,
+            ca_file: None,
+            insecure_http: true,
         },
         Some(Loyalty::new(
             "demo-store-loyalty",

@@ -64,6 +64,9 @@ async fn setup_with(mode: VerifyMode, webhooks: bool) -> Setup {
         terminal: TEST_TERMINAL,
         session_ttl: 600,
         checkout_sri: Some(CHECKOUT_SRI.into()),
+        // Plain HTTP on loopback (tests/tls.rs covers TLS).
+        ca_file: None,
+        insecure_http: true,
     })
     .unwrap();
     let app = demo_merchant::router(state.clone());

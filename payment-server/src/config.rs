@@ -19,6 +19,8 @@ pub enum ConfigError {
     Toml(#[from] toml::de::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Tls(#[from] cardpay_tls::TlsError),
 }
 
 /// The file as written (secrets as hex strings, or names of env variables).
@@ -64,6 +66,14 @@ pub struct ConfigFile {
     pub operator_token: Option<String>,
     #[serde(default)]
     pub operator_token_env: Option<String>,
+    /// The server's certificate and key. Without it the server refuses to
+    /// start, unless `--insecure-http` is given (local development only).
+    #[serde(default)]
+    pub tls: Option<TlsFile>,
+    /// Extra CA certificate(s) (PEM) to trust for outgoing calls (webhooks),
+    /// besides the system's roots: e.g. the local test CA of scripts/certs.sh.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     pub security_module: SecurityModuleFile,
     #[serde(default)]
     pub merchants: Vec<MerchantFile>,
@@ -114,6 +124,16 @@ impl core::fmt::Debug for ClearingProducer {
             .field("clearing_db", &self.clearing_db)
             .finish_non_exhaustive()
     }
+}
+
+/// `[tls]`: PEM files.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// The server certificate, then any intermediate CA certificates.
+    pub cert_file: PathBuf,
+    /// Its private key.
+    pub key_file: PathBuf,
 }
 
 fn default_listen() -> String {
@@ -369,6 +389,12 @@ pub struct Config {
     pub merchants: BTreeMap<String, MerchantEntry>,
     pub clearing: Option<ClearingProducer>,
     pub banks: BTreeMap<String, BankEntry>,
+    /// `[tls]`, if configured (see [`crate::transport`]).
+    pub tls: Option<cardpay_tls::TlsFiles>,
+    pub ca_file: Option<PathBuf>,
+    /// The client of outgoing calls (webhooks): rustls, the system's roots
+    /// plus `ca_file`; it verifies every certificate.
+    pub webhook_client: reqwest::Client,
 }
 
 impl core::fmt::Debug for Config {
@@ -393,6 +419,8 @@ impl core::fmt::Debug for Config {
             .field("merchants", &self.merchants.keys().collect::<Vec<_>>())
             .field("clearing", &self.clearing)
             .field("banks", &self.banks.keys().collect::<Vec<_>>())
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -553,6 +581,7 @@ impl Config {
                 })
             }
         };
+        let webhook_client = cardpay_tls::http_client(f.ca_file.as_deref())?;
         Ok(Self {
             listen: f.listen,
             database,
@@ -568,6 +597,12 @@ impl Config {
             merchants,
             clearing,
             banks,
+            tls: f.tls.map(|t| cardpay_tls::TlsFiles {
+                cert_file: t.cert_file,
+                key_file: t.key_file,
+            }),
+            ca_file: f.ca_file,
+            webhook_client,
         })
     }
 }

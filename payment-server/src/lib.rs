@@ -11,7 +11,9 @@
 //! - [`webhooks`]: delivery of the outbox with backoff; the recovery sweeper;
 //! - [`clearing`]: batches at the concentration point, clearing into a
 //!   double-entry ledger, payouts, reconciliation, the merchant's settlement page;
-//! - [`config`], [`error`]: the TOML file and every refusal's stable code.
+//! - [`config`], [`error`]: the TOML file and every refusal's stable code;
+//! - [`transport`]: TLS (`[tls]`) or, only when asked for, plain HTTP; the
+//!   serving itself is `cardpay_tls::serve` (shared with the demo store).
 //!
 //! The crate `payment-testkit` (in `testkit/`) plays the widget's part against a
 //! virtual `card::Card` for the integration tests and the benchmark.
@@ -67,6 +69,39 @@ pub async fn build(
     Ok((service, router))
 }
 
+/// Where the TLS certificate goes, for the start-up refusal.
+const TLS_HOW: &str =
+    "write [tls] cert_file = \"/path/server.pem\" and key_file = \"/path/server.key\" \
+     in the config (scripts/certs.sh makes a local test CA and a certificate for 127.0.0.1)";
+
+/// How the server listens: TLS with the config's `[tls]` certificate, or plain
+/// HTTP only if `insecure_http` (the `--insecure-http` flag) says so; neither
+/// is refused with a message that says what to write. Over TLS, webhook URLs
+/// must be `https://` too (a signed webhook still tells a network observer
+/// about every payment).
+pub fn transport(
+    config: &Config,
+    insecure_http: bool,
+) -> Result<cardpay_tls::Transport, config::ConfigError> {
+    let t = cardpay_tls::Transport::choose(config.tls.as_ref(), insecure_http, TLS_HOW)?;
+    if !insecure_http {
+        for m in config.merchants.values() {
+            if let Some(u) = m
+                .webhook_url
+                .as_deref()
+                .filter(|u| !u.starts_with("https://"))
+            {
+                return Err(config::ConfigError::Invalid(format!(
+                    "merchant {}: webhook_url {u} is not https://; over TLS webhooks go over TLS too \
+                     (use --insecure-http for a plain-HTTP development setup)",
+                    m.id
+                )));
+            }
+        }
+    }
+    Ok(t)
+}
+
 /// Start webhook delivery and the recovery sweeper on the current runtime.
 pub fn start_background(service: &Arc<PaymentService>, config: &Config) {
     webhooks::spawn(
@@ -75,6 +110,7 @@ pub fn start_background(service: &Arc<PaymentService>, config: &Config) {
             max_backoff_secs: config.webhook_max_backoff_secs,
             ..Default::default()
         },
+        config.webhook_client.clone(),
     );
     webhooks::spawn_sweeper(
         service.clone(),

@@ -1,4 +1,6 @@
-//! `payment-server --config payment-server.toml`: parse config, open the store, serve.
+//! `payment-server --config payment-server.toml [--insecure-http]`: parse
+//! config, open the store, serve over TLS (the config's `[tls]`), or over plain
+//! HTTP only with `--insecure-http`.
 //! `payment-server --config … hsm import|generate|list`: the master keys in the
 //! PKCS#11 token (docs/pkcs11.md).
 //! `payment-server close-batches …` and `payment-server clearing …`: the
@@ -23,6 +25,10 @@ struct Args {
     /// Override the listen address of the config.
     #[arg(long)]
     listen: Option<String>,
+    /// Serve plain HTTP, without TLS: for local development only. Without it
+    /// the server refuses to start unless the config has `[tls]`.
+    #[arg(long)]
+    insecure_http: bool,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -126,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
             let config = args
                 .config
                 .context("--config is required (or CARDPAY_CONFIG)")?;
-            serve(config, args.listen).await
+            serve(config, args.listen, args.insecure_http).await
         }
         Some(Cmd::Hsm { op }) => {
             let path = args
@@ -143,11 +149,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> {
+async fn serve(config: PathBuf, listen: Option<String>, insecure_http: bool) -> anyhow::Result<()> {
     let mut config = payment_server::Config::load(&config).context("loading config")?;
     if let Some(l) = listen {
         config.listen = l;
     }
+    let transport = payment_server::transport(&config, insecure_http)?;
     tracing::info!(config = ?config, "starting");
     let (service, app) =
         payment_server::build(&config, payment_server::purchase::system_clock()).await?;
@@ -155,11 +162,11 @@ async fn serve(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let addr = listener.local_addr()?;
+    if matches!(transport, cardpay_tls::Transport::InsecureHttp) {
+        tracing::warn!(%addr, "serving PLAIN HTTP (--insecure-http): for local development only");
+    }
+    tracing::info!(url = %format!("{}://{addr}", transport.scheme()), "listening");
+    cardpay_tls::serve(listener, app, transport, cardpay_tls::shutdown_signal()).await?;
     Ok(())
 }

@@ -115,10 +115,14 @@ pub async fn deliver_due(
 }
 
 /// Run delivery until the process ends: a pass whenever an event is queued,
-/// and at least every `idle`.
-pub fn spawn(service: Arc<PaymentService>, cfg: Delivery) -> tokio::task::JoinHandle<()> {
+/// and at least every `idle`. `client` is the config's `webhook_client`
+/// (rustls; the system's roots plus the config's `ca_file`).
+pub fn spawn(
+    service: Arc<PaymentService>,
+    cfg: Delivery,
+    client: reqwest::Client,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = reqwest::Client::new();
         loop {
             if let Err(e) = deliver_due(&service, &client, &cfg).await {
                 tracing::error!(error = %e, "webhook delivery pass failed");

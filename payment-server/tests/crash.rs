@@ -35,6 +35,8 @@ async fn start(config: &std::path::Path, port: u16) -> Server {
         .arg(config)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        // These tests speak plain HTTP (tests/tls.rs covers TLS).
+        .arg("--insecure-http")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

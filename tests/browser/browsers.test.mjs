@@ -42,8 +42,8 @@ before(async () => {
   stack = await s.startCardStack({ bins });
   const demoPort = await s.freePort();
   const shopPort = await s.freePort();
-  const demoOrigin = `http://127.0.0.1:${demoPort}`;
-  const shopOrigin = `http://127.0.0.1:${shopPort}`;
+  const demoOrigin = s.localOrigin(demoPort);
+  const shopOrigin = s.localOrigin(shopPort);
   pay = await s.startPaymentServer({
     bin: bins.paymentServer,
     merchants: [{ ...demoM, origins: [demoOrigin] }, { ...shopM, origins: [shopOrigin] }],
@@ -205,7 +205,7 @@ for (const name of h.browsersToRun()) {
       const otherPort = (await newPage(br)).page;
       await otherPort.goto(foreign.url('/'));
       const otherHost = (await newPage(br)).page;
-      await otherHost.goto(`http://localhost:${site.port}/pay`);
+      await otherHost.goto(`https://localhost:${site.port}/pay`);
       const silent = [
         ['the merchant page', merchant.mainFrame()],
         ['a page of another port', otherPort.mainFrame()],

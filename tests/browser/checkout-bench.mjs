@@ -42,7 +42,7 @@ const variants = [];
 for (const [label, www] of [['this build', s.wwwDir], ...(otherWww ? [['compared (' + otherWww + ')', otherWww]] : [])]) {
   const merchant = { id: 'bench-shop', name: 'Bench Shop', key: randomBytes(32).toString('hex') };
   const shopPort = await s.freePort();
-  const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [`http://127.0.0.1:${shopPort}`] }], www, corsOrigins: [`http://127.0.0.1:${shopPort}`] });
+  const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [s.localOrigin(shopPort)] }], www, corsOrigins: [s.localOrigin(shopPort)] });
   const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www });
   variants.push({ label, www, pay, shop, sizes: await sizesOf(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }

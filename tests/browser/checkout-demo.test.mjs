@@ -7,6 +7,10 @@
 // Integrity: the test asserts both are in force (the header, the integrity attribute,
 // an inline script and a tampered checkout.js refused, the widget page refusing a
 // frame on a foreign origin) and that the purchase itself triggers no CSP violation.
+// Then the store's pages: quantities in the catalog and the cart, a cancelled payment
+// that keeps the cart, the same order paid with the PIN emptying it, the favicon,
+// and not one console error or warning, failed request or HTTP error on any page.
+// Everything over https with the test CA (lib/tls.mjs).
 //
 // Real parts only: pcscd + vpcd + virtual card (testbed), the bridge as native host
 // in a throw-away Chromium profile with the unpacked extension, the payment server
@@ -27,7 +31,7 @@ before(async () => {
   bins = await s.buildAll();
   stack = await h.startStack({ bins });
   const demoPort = await s.freePort();
-  const demoOrigin = `http://127.0.0.1:${demoPort}`;
+  const demoOrigin = s.localOrigin(demoPort);
   pay = await s.startPaymentServer({
     bin: bins.paymentServer,
     merchants: [{ ...m, origins: [demoOrigin] }],
@@ -71,8 +75,9 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   const orderId = page.url().split('/').at(-2);
 
   // The checkout page is under the store's CSP, and checkout.js is pinned by SRI.
-  const payResp = await page.request.get(page.url());
-  const csp = payResp.headers()['content-security-policy'] || '';
+  // (Node's fetch, which trusts the test CA: lib/tls.mjs.)
+  const payResp = await fetch(page.url());
+  const csp = payResp.headers.get('content-security-policy') || '';
   assert.match(csp, new RegExp(`script-src 'self' ${pay.origin}(;|$)`), csp);
   assert.match(csp, new RegExp(`frame-src ${pay.origin}(;|$)`), csp);
   assert.match(csp, /default-src 'self'/, csp);
@@ -112,8 +117,8 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
 
   // Goods released: the download link works.
   const link = page.getByRole('link', { name: 'download' }).first();
-  const dl = await page.request.get(new URL(await link.getAttribute('href'), demo.origin).href);
-  assert.equal(dl.status(), 200);
+  const dl = await fetch(new URL(await link.getAttribute('href'), demo.origin).href);
+  assert.equal(dl.status, 200);
   assert.match(await dl.text(), /Stored value, explained/);
 
   // The card, read over PC/SC through extension + bridge + pcscd: exactly the price less.
@@ -175,4 +180,73 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   } finally {
     await foreign.close();
   }
+});
+
+test('store pages: quantities, a cancelled payment keeps the cart, paying empties it, favicon, no console error anywhere', async () => {
+  const page = await br.context.newPage();
+  // Every console error or warning of any frame (store page or widget iframe), page
+  // errors, failed requests and HTTP errors of the store, on every page visited.
+  const problems = [];
+  page.on('console', (m) => { if (['error', 'warning'].includes(m.type())) problems.push(`console ${m.type()} on ${page.url()}: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error on ${page.url()}: ${e}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  await page.addInitScript(s.recordEventsScript);
+  const total = () => page.locator('#total').textContent();
+
+  // Two wallpaper packs through the catalog's quantity field, then 11 in the cart:
+  // 21.89 EUR, over the demo card's no-PIN limit, as the store says.
+  await page.goto(demo.url('/'));
+  assert.match(await page.locator('main').textContent(), /over 20\.00 EUR the payment window asks for your PIN/);
+  const item = page.locator('.p', { hasText: 'wallpaper pack' });
+  await item.getByLabel('Quantity').fill('2');
+  await item.getByRole('button', { name: 'Add to cart' }).click();
+  await page.waitForURL(/\/cart$/);
+  assert.equal(await total(), '3.98 EUR');
+  assert.match(await page.locator('main').textContent(), /add goods over 20\.00 EUR to see the PIN keypad/);
+  const row = page.locator('tr[data-product=wallpaper]');
+  await row.getByLabel('Quantity of Smart-card wallpaper pack').fill('11');
+  await row.getByRole('button', { name: 'Update' }).click();
+  await page.waitForURL(/\/cart$/);
+  assert.equal(await total(), '21.89 EUR');
+  assert.match(await page.locator('main').textContent(), /will ask for your PIN/);
+
+  // Pay, then cancel in the widget: nothing charged, the cart is kept.
+  const before = await s.readBalance(br.context, pay, stack.reader);
+  await page.getByRole('button', { name: 'Pay with Cardpay' }).click();
+  await page.waitForURL(/\/orders\/[^/]+\/pay$/);
+  const orderId = page.url().split('/').at(-2);
+  assert.equal((await s.waitEvent(page, 'ready')).detail.capability, 'ready');
+  await s.widgetFrame(page).getByRole('button', { name: 'Cancel' }).click();
+  await s.waitEvent(page, 'cancel');
+  await page.locator('#cardpay-status', { hasText: 'Your cart is kept' }).waitFor();
+  await page.getByRole('link', { name: 'Back to the cart' }).click();
+  await page.waitForURL(/\/cart$/);
+  assert.equal(await total(), '21.89 EUR');
+
+  // Pay again: the same order (the cart is unchanged), now with the PIN; once it is
+  // paid the cart is empty.
+  await page.getByRole('button', { name: 'Pay with Cardpay' }).click();
+  await page.waitForURL(new RegExp(`/orders/${orderId}/pay$`));
+  const frame = s.widgetFrame(page);
+  await s.waitEvent(page, 'ready');
+  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await frame.getByRole('group', { name: 'Enter your PIN' }).waitFor();
+  await s.typePin(frame, s.PIN);
+  await page.waitForURL(new RegExp(`/orders/${orderId}$`), { timeout: 30_000 });
+  assert.equal(await page.locator('#status').textContent(), 'paid');
+  await page.goto(demo.url('/cart'));
+  assert.match(await page.locator('main').textContent(), /Your cart is empty/);
+  assert.equal(await s.readBalance(br.context, pay, stack.reader), before - 2189);
+
+  // The favicon the pages link, and the one browsers ask for by default.
+  for (const p of ['/favicon.svg', '/favicon.ico']) {
+    const r = await fetch(demo.url(p));
+    assert.equal(r.status, 200, p);
+    assert.equal(r.headers.get('content-type'), 'image/svg+xml', p);
+  }
+  await page.goto(demo.url(`/orders/${orderId}`));
+  await page.goto(demo.url('/'));
+  assert.deepEqual(problems, []);
+  await page.close();
 });

@@ -6,6 +6,8 @@
 //   embeds the widget with one SRI-pinned <script> tag under a strict CSP;
 // - signed merchant-API calls (GET /v1/transactions/{id});
 // - reading the card over PC/SC through the extension and bridge.
+// Everything over https with this process's test CA (lib/tls.mjs): the servers
+// get its certificate and trust it for their own calls (ca_file / DEMO_CA_FILE).
 //
 // TEST KEYS ONLY (docs/TEAM.md).
 
@@ -30,6 +32,14 @@ export const PIN = '1234';
  * for a whole test file), the default no-PIN limit 20.00, PIN 1234. */
 export const CARD_BALANCE = 50_000;
 export const NO_PIN_LIMIT = 2_000;
+
+/** Every verify mode: what a test merchant may use unless it names its own. */
+export const ALL_VERIFY_MODES = ['payment_server', 'security_module', 'client', 'merchant'];
+
+/** The https origin of a loopback port (what every test server serves). */
+export function localOrigin(port, host = '127.0.0.1') {
+  return `https://${host}:${port}`;
+}
 
 /** `bridge install` arguments for tests that enter the PIN many times in a row:
  * relax the bridge's per-origin VERIFY rate (test profiles only). */
@@ -97,14 +107,16 @@ async function waitHttp(url, ms = 30_000) {
 }
 
 /**
- * Start the payment server. `merchants`: [{id, name, key (64 hex), origins?}].
- * Returns { origin, url(p), dir, stop() }.
+ * Start the payment server over https (the test CA's certificate; its webhooks
+ * trust the test CA). `merchants`: [{id, name, key (64 hex), origins?,
+ * verifyModes? (default all four), webhookUrl?}]. Returns { origin, url(p), dir, stop() }.
  */
 export async function startPaymentServer({ bin, merchants, port, www = wwwDir, env = {}, corsOrigins = [], extraToml = (dir) => '' }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'cardpay-pay-'));
   port = port || (await freePort());
   const toml = [
     `listen = "127.0.0.1:${port}"`,
+    `ca_file = "${h.testCa.caFile}"`,
     `db_path = "${path.join(dir, 'payments.sqlite')}"`,
     `www_dir = "${www}"`,
     'operator_token = "test-operator-token"',
@@ -122,10 +134,14 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
       `name = "${m.name}"`,
       `key = "${m.key}"`,
       `origins = ${JSON.stringify(m.origins || [])}`,
-      `verify_modes = ${JSON.stringify(m.verifyModes || ['payment_server', 'security_module', 'client', 'merchant'])}`,
+      `verify_modes = ${JSON.stringify(m.verifyModes || ALL_VERIFY_MODES)}`,
+      ...(m.webhookUrl ? [`webhook_url = "${m.webhookUrl}"`] : []),
     ]),
     // Further sections (e.g. `[clearing]`), given the server's temp dir.
     extraToml(dir),
+    '[tls]',
+    `cert_file = "${h.testCa.certFile}"`,
+    `key_file = "${h.testCa.keyFile}"`,
   ].join('\n');
   const config = path.join(dir, 'payment-server.toml');
   await writeFile(config, toml + '\n');
@@ -138,7 +154,7 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  const origin = `http://127.0.0.1:${port}`;
+  const origin = localOrigin(port);
   await Promise.race([
     waitHttp(origin + '/healthz'),
     exited.then((c) => { throw new Error(`payment server exited ${c}: ${stderr}`); }),
@@ -160,13 +176,14 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
 }
 
 /**
- * Start the demo store (demo-merchant) for merchant `m` ({id, name, key}) on `port`,
- * paying through `pay`. Returns { origin, url(p), stop() }.
+ * Start the demo store (demo-merchant) for merchant `m` ({id, name, key}) on `port`
+ * over https (the test CA's certificate), paying through `pay` (trusting the test
+ * CA). Returns { origin, url(p), stop() }.
  */
 export async function startDemoMerchant({ bin, pay, m, port, verifyMode = 'payment_server' }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'cardpay-demo-'));
   port = port || (await freePort());
-  const origin = `http://127.0.0.1:${port}`;
+  const origin = localOrigin(port);
   const child = spawn(bin, [], {
     env: {
       ...process.env,
@@ -179,6 +196,9 @@ export async function startDemoMerchant({ bin, pay, m, port, verifyMode = 'payme
       DEMO_MERCHANT_NAME: m.name,
       DEMO_MERCHANT_KEY: m.key,
       DEMO_VERIFY_MODE: verifyMode,
+      DEMO_TLS_CERT: h.testCa.certFile,
+      DEMO_TLS_KEY: h.testCa.keyFile,
+      DEMO_CA_FILE: h.testCa.caFile,
       // For the store's <script integrity=…> once it takes it (see docs/widget.md).
       DEMO_CHECKOUT_SRI: await sri(path.join(wwwDir, 'checkout.js')),
     },
@@ -223,7 +243,7 @@ function u32be(n) {
   return b;
 }
 
-/** purse::session::Session::canonical_bytes */
+/** purse::session::Session::canonical_bytes (`cardpay/session/v2`, with the order reference) */
 export function canonicalSession(s) {
   const fields = [
     s.merchant_id, s.merchant_name, s.txn_id, s.order_ref ?? '', String(s.amount), String(s.currency), String(s.exponent),
@@ -282,7 +302,8 @@ export function buildSession(m, p) {
     merchant_id: m.id,
     merchant_name: m.name,
     txn_id: p.txnId,
-    order_ref: p.orderRef ?? '',
+    // One order per transaction unless the test says otherwise.
+    order_ref: p.orderRef ?? p.txnId,
     amount: p.amount,
     currency: p.currency ?? 978,
     exponent: p.exponent ?? 2,
@@ -324,7 +345,7 @@ export async function startTestMerchant({ pay, merchant, port, www = wwwDir }) {
   const results = [];
   const sessions = new Map();
   port = port || (await freePort());
-  const origin = `http://127.0.0.1:${port}`;
+  const origin = localOrigin(port);
   merchant.origin = origin;
   const pageJs = `
     window.cardpayLog = [];
@@ -604,7 +625,7 @@ export async function startWidgetStack({ id, name }) {
     started.push(() => stack.stop());
     const merchant = { id, name, key: randomBytes(32).toString('hex') };
     const shopPort = await freePort();
-    const pay = await startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [`http://127.0.0.1:${shopPort}`] }], corsOrigins: [`http://127.0.0.1:${shopPort}`] });
+    const pay = await startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [localOrigin(shopPort)] }], corsOrigins: [localOrigin(shopPort)] });
     started.push(() => pay.stop());
     const shop = await startTestMerchant({ pay, merchant, port: shopPort });
     started.push(() => shop.close());

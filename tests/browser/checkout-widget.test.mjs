@@ -325,6 +325,7 @@ test('no extension: the install link is shown', async () => {
     executablePath: h.chromiumPath,
     headless: false,
     args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run'],
+    env: { ...process.env, HOME: await h.trustingHome() }, // trusts the test CA (https)
   });
   try {
     const page = await browser.newPage();

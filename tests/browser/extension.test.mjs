@@ -130,7 +130,7 @@ test('the built manifest injects into the payment origin only', async () => {
 });
 
 test('pages on other origins get nothing: no greeting, no reply', async () => {
-  for (const url of [`http://localhost:${site.port}/`, other.url('/')]) {
+  for (const url of [`https://localhost:${site.port}/`, other.url('/')]) {
     const p = await browser.context.newPage();
     await p.addInitScript(h.pageClientSource);
     await p.goto(url);
@@ -147,7 +147,7 @@ test('where a match pattern cannot pin the origin, the origin check does: other 
   // Firefox's patterns are): the script runs in `other`, the background script hangs up.
   const wide = await h.buildExtension({ origins: [site.origin] });
   const m = JSON.parse(await readFile(path.join(wide, 'manifest.json'), 'utf8'));
-  m.content_scripts[0].matches = ['http://127.0.0.1:*/*'];
+  m.content_scripts[0].matches = ['https://127.0.0.1:*/*'];
   await writeFile(path.join(wide, 'manifest.json'), JSON.stringify(m));
   const b = await h.launchBrowser({ bins, origins: [site.origin, other.origin], extension: wide });
   try {

@@ -345,6 +345,15 @@ impl Api {
         }
     }
 
+    /// A client of the server at `base` through `http` (e.g. over TLS).
+    pub fn with_client(http: reqwest::Client, base: String) -> Self {
+        Self {
+            http,
+            base,
+            spread: None,
+        }
+    }
+
     /// A client in front of several server instances, as a load balancer
     /// is: each POST goes to the next instance in turn; one that does not
     /// answer (down, or killed while handling it) is skipped and the request

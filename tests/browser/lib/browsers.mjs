@@ -14,6 +14,8 @@
 // `bridge install`: Chromium per profile (`--profile`), Firefox in
 // `$HOME/.mozilla/native-messaging-hosts` of a throw-away HOME that the browser is
 // started with (Firefox reads host manifests only there or system-wide).
+// Both trust the test CA of ./tls.mjs for real: Chromium through the NSS database
+// of its throw-away HOME, Firefox through cert9.db in its throw-away profile.
 
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, readFile } from 'node:fs/promises';
@@ -21,6 +23,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { HOST_NAME, chromiumPath, buildExtension, installHost, extensionIdOf } from './index.mjs';
+import { trustChromiumHome, trustFirefoxProfile } from './tls.mjs';
 
 const execFileP = promisify(execFile);
 
@@ -64,7 +67,8 @@ const CHROMIUM_ARGS = [
 /**
  * Launch `browser` ('chromium' | 'firefox') headless through puppeteer-core, with the
  * bridge registered for `origins` (`install: false`: not registered; `installArgs` go
- * to `bridge install`, e.g. rate limits; `firefoxPrefs`: extra about:config prefs), and
+ * to `bridge install`, e.g. rate limits; `firefoxPrefs`: extra about:config prefs;
+ * `chromiumArgs`: extra Chromium flags), and
  * the Cardpay extension built for `extensionOrigins` installed into the running browser
  * (`extension: false`: not yet — `installExtension()` later, as a shopper would;
  * a folder: that build as it is). Both browsers take the extension the same way:
@@ -75,7 +79,7 @@ const CHROMIUM_ARGS = [
  */
 export async function openBrowser({
   browser = 'chromium', bins, bridgeBin = bins && bins.bridge, origins = [], extensionOrigins = origins,
-  extension = true, install = true, installArgs = [], env = {}, firefoxPrefs = {},
+  extension = true, install = true, installArgs = [], env = {}, firefoxPrefs = {}, chromiumArgs = [],
 } = {}) {
   const { default: puppeteer } = await import('puppeteer-core');
   const dir = await mkdtemp(path.join(tmpdir(), `cardpay-${browser}-`));
@@ -108,26 +112,30 @@ export async function openBrowser({
   try {
     if (install && !bridgeBin) throw new Error('openBrowser needs bins or bridgeBin to install the host');
     const childEnv = { ...process.env, CARDPAY_BRIDGE_LOG_FILE: bridgeLogFile, ...env };
+    const home = path.join(dir, 'home');
     if (browser === 'chromium') {
       const userDataDir = path.join(dir, 'profile');
+      await trustChromiumHome(home);
       if (install) await installHost({ bridgeBin, userDataDir, origins, extraArgs: installArgs });
       b = await puppeteer.launch({
         browser: 'chrome',
         executablePath: chromiumPath,
         headless: true, // the new headless mode: extensions and native messaging work there
         userDataDir,
-        args: CHROMIUM_ARGS,
+        args: [...CHROMIUM_ARGS, ...chromiumArgs],
         enableExtensions: true, // --enable-unsafe-extension-debugging, over a pipe
         pipe: true,
-        env: childEnv,
+        env: { ...childEnv, HOME: home },
       });
     } else if (browser === 'firefox') {
-      const home = path.join(dir, 'home');
+      const profile = path.join(dir, 'firefox-profile');
+      await trustFirefoxProfile(profile);
       if (install) await installFirefoxHost({ bridgeBin, home, origins, extraArgs: installArgs });
       b = await puppeteer.launch({
         browser: 'firefox',
         executablePath: firefoxPath,
         headless: true,
+        userDataDir: profile,
         extraPrefsFirefox: firefoxPrefs,
         env: { ...childEnv, HOME: home, XDG_CONFIG_HOME: path.join(home, '.config') },
       });

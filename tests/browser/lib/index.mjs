@@ -5,7 +5,7 @@
 //   import * as h from './lib/index.mjs';
 //   const bins  = await h.buildRust();                       // bridge + teststack
 //   const stack = await h.startStack({ bins });              // pcscd + vpcd + virtual card (flock held)
-//   const site  = await h.serve({ '/': '<h1>pay</h1>' });    // http://127.0.0.1:PORT
+//   const site  = await h.serve({ '/': '<h1>pay</h1>' });    // https://127.0.0.1:PORT (test CA, ./tls.mjs)
 //   const br    = await h.launchBrowser({ bins, origins: [site.origin] });
 //   const page  = await br.context.newPage(); await page.goto(site.url('/'));
 //   const hello = await h.cardpayRequest(page, { type: 'hello' });
@@ -13,19 +13,22 @@
 //
 // Everything is torn down by the returned close()/stop() functions; the
 // browser profile is a throw-away temp dir with the native host manifest
-// installed by `bridge install --profile`. The extension is built for the
+// installed by `bridge install --profile`. Everything runs over https with this
+// process's test CA, which the browsers and Node's fetch trust (./tls.mjs). The extension is built for the
 // payment origins by scripts/build-extension.sh (as shipped: its content script
 // matches only those origins and it admits only frames of those origins).
 
 import { spawn, execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { testCa, trustChromiumHome } from './tls.mjs';
 
 const execFileP = promisify(execFile);
 
@@ -33,7 +36,7 @@ export const HOST_NAME = 'com.cardpay.bridge';
 /** The extension's fixed ID (from the `key` in extension/manifest.json). */
 export const EXTENSION_ID = 'balkbpnchocdfjmodhmppaobcgfpdlih';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-/** The extension's sources (a development build for the demo's http://127.0.0.1:8440). */
+/** The extension's sources (a development build; tests and the demo build theirs with build-extension.sh). */
 export const extensionDir = path.join(repoRoot, 'extension');
 export const buildExtensionScript = path.join(repoRoot, 'scripts', 'build-extension.sh');
 export const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -149,11 +152,12 @@ export async function startStack({ bins, timeoutMs = 300_000, balance, noPinLimi
 }
 
 /**
- * A tiny HTTP server. `routes` maps a path to an HTML string or to
- * `(req, res) => void`. Returns { origin, port, url(path), close() }.
+ * A tiny web server, https with the test CA's certificate (`tls: false`: plain
+ * http). `routes` maps a path to an HTML string or to `(req, res) => void`.
+ * Returns { origin, port, url(path), close() }.
  */
-export async function serve(routes, { host = '127.0.0.1', port = 0 } = {}) {
-  const server = createServer((req, res) => {
+export async function serve(routes, { host = '127.0.0.1', port = 0, tls = true } = {}) {
+  const handler = (req, res) => {
     const p = new URL(req.url, 'http://x').pathname;
     const r = routes[p];
     if (typeof r === 'function') return r(req, res);
@@ -162,10 +166,13 @@ export async function serve(routes, { host = '127.0.0.1', port = 0 } = {}) {
       return res.end(r);
     }
     res.writeHead(404).end('not found');
-  });
+  };
+  const server = tls
+    ? createHttpsServer({ cert: testCa.cert, key: testCa.key }, handler)
+    : createHttpServer(handler);
   await new Promise((resolve) => server.listen(port, host, resolve));
   const actual = server.address().port;
-  const origin = `http://${host}:${actual}`;
+  const origin = `${tls ? 'https' : 'http'}://${host}:${actual}`;
   return {
     origin,
     port: actual,
@@ -207,6 +214,9 @@ export async function launchBrowser({
 } = {}) {
   const { chromium } = await import('playwright-core');
   const userDataDir = await mkdtemp(path.join(tmpdir(), 'cardpay-chromium-'));
+  // A HOME of its own whose NSS database trusts the test CA (the profile stays in userDataDir).
+  const home = await mkdtemp(path.join(tmpdir(), 'cardpay-chromium-home-'));
+  await trustChromiumHome(home);
   let builtExtension = null;
   if (!extension) extension = builtExtension = await buildExtension({ browser: 'chromium', origins: extensionOrigins });
   if (install) {
@@ -224,7 +234,7 @@ export async function launchBrowser({
     headless: false, // we pass --headless=new ourselves (extensions need the new headless)
     args,
     ignoreDefaultArgs: ['--disable-extensions'],
-    env: { ...process.env, CARDPAY_BRIDGE_LOG_FILE: path.join(userDataDir, 'bridge.log'), ...env },
+    env: { ...process.env, HOME: home, CARDPAY_BRIDGE_LOG_FILE: path.join(userDataDir, 'bridge.log'), ...env },
   });
   const extensionId = await extensionIdOf(extension);
   const serviceWorker = async (ms = 10_000) => {
@@ -241,6 +251,7 @@ export async function launchBrowser({
     async close() {
       await context.close().catch(() => {});
       await rm(userDataDir, { recursive: true, force: true });
+      await rm(home, { recursive: true, force: true });
       if (builtExtension) await rm(builtExtension, { recursive: true, force: true });
     },
   };
@@ -336,3 +347,4 @@ export function percentile(values, q) {
 }
 
 export * from './browsers.mjs';
+export * from './tls.mjs';

@@ -1,0 +1,178 @@
+//! A real server over TLS on a loopback port, real clients that verify it.
+
+use std::time::Duration;
+
+use axum::routing::get;
+use cardpay_tls::test_ca::TestCa;
+use cardpay_tls::{http_client, serve, TlsError, TlsFiles, Transport};
+
+fn app() -> axum::Router {
+    axum::Router::new().route("/hello", get(|| async { "hello over TLS" }))
+}
+
+/// Serve `app()` with `transport`; the address and a shutdown trigger.
+async fn start(
+    transport: Transport,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, app(), transport, async {
+        let _ = rx.await;
+    }));
+    (addr, tx, task)
+}
+
+#[tokio::test]
+async fn serves_tls_that_a_verifying_client_accepts_and_others_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "Cardpay TEST CA (serve)");
+    let transport = Transport::choose(Some(&ca.server), false, "").unwrap();
+    assert_eq!(transport.scheme(), "https");
+    let (addr, stop, task) = start(transport).await;
+
+    // A client that trusts the test CA (and verifies as always).
+    let client = http_client(Some(&ca.ca_file)).unwrap();
+    for host in [
+        format!("127.0.0.1:{}", addr.port()),
+        format!("localhost:{}", addr.port()),
+    ] {
+        let r = client
+            .get(format!("https://{host}/hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "hello over TLS");
+    }
+
+    // A client with the system's roots only: the certificate is not trusted.
+    let e = http_client(None)
+        .unwrap()
+        .get(format!("https://{addr}/hello"))
+        .send()
+        .await
+        .unwrap_err();
+    let chain = format!("{:?}", e);
+    assert!(e.is_connect() && chain.contains("UnknownIssuer"), "{chain}");
+
+    // Another CA's client: refused as well.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = TestCa::new(other_dir.path(), "Another TEST CA");
+    let e = http_client(Some(&other.ca_file))
+        .unwrap()
+        .get(format!("https://{addr}/hello"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("UnknownIssuer"), "{e:?}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/hello"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plain.as_ref().map(|r| r.status() != 200).unwrap_or(true),
+        "plain HTTP was answered: {plain:?}"
+    );
+
+    // Shutdown ends the server.
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_ca_vouches_only_for_loopback_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = TestCa::new(dir.path(), "Cardpay TEST CA (constraints)");
+    // A certificate the CA signed for a name outside its constraints.
+    let rogue = TlsFiles {
+        cert_file: dir.path().join("rogue.pem"),
+        key_file: dir.path().join("rogue.key"),
+    };
+    ca.issue(&["shop.example"], &rogue);
+    let (addr, _stop, _task) = start(Transport::choose(Some(&rogue), false, "").unwrap()).await;
+    let pem = std::fs::read(&ca.ca_file).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .resolve("shop.example", addr)
+        .build()
+        .unwrap();
+    let e = client
+        .get(format!("https://shop.example:{}/hello", addr.port()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:?}").contains("NameConstraintViolation"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn insecure_http_serves_plain_http_only_when_asked() {
+    let (addr, stop, task) = start(Transport::choose(None, true, "").unwrap()).await;
+    let r = reqwest::get(format!("http://{addr}/hello")).await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "hello over TLS");
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[test]
+fn unusable_files_are_refused_with_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestCa::new(dir.path(), "A");
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = TestCa::new(b_dir.path(), "B");
+    // A's certificate with B's key.
+    let mixed = TlsFiles {
+        cert_file: a.server.cert_file.clone(),
+        key_file: b.server.key_file.clone(),
+    };
+    let e = Transport::choose(Some(&mixed), false, "").unwrap_err();
+    assert!(matches!(e, TlsError::Unusable { .. }), "{e}");
+    assert!(e.to_string().contains("do not fit together"), "{e}");
+    // A key where the certificate should be, and a certificate as the key.
+    let swapped = TlsFiles {
+        cert_file: a.server.key_file.clone(),
+        key_file: a.server.cert_file.clone(),
+    };
+    let e = Transport::choose(Some(&swapped), false, "")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no PEM certificate") && e.contains("server.key"),
+        "{e}"
+    );
+    let swapped_key = TlsFiles {
+        cert_file: a.server.cert_file.clone(),
+        key_file: a.server.cert_file.clone(),
+    };
+    let e = Transport::choose(Some(&swapped_key), false, "")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no private key"), "{e}");
+    // A CA file without a certificate, and a missing one.
+    let e = http_client(Some(&a.server.key_file))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("CA file") && e.contains("no PEM certificate"),
+        "{e}"
+    );
+    let e = http_client(Some(&dir.path().join("missing.pem")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.pem"), "{e}");
+}
