@@ -14,6 +14,7 @@
 
 pub mod apdu;
 pub mod bridge_msg;
+pub mod client;
 pub mod command;
 pub mod crypto;
 pub mod load;

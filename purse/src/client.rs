@@ -1,0 +1,585 @@
+//! What every client half shares (the purchase client,
+//! [`crate::purchase::client`], and the load client, [`crate::load::client`]):
+//! the driver types, the request plumbing, the deadlines, sealing and the
+//! request envelopes, the card read (SELECT + READ LOG) and the reading of
+//! the server's answers. Each protocol step is written once, here or in its
+//! message file; the two clients only say which step comes next.
+//!
+//! ```text
+//! driver ──poll_request──▶ Outgoing::Card(APDU) | Outgoing::Server{path, body}
+//!        ◀──handle(Reply)── Card(RAPDU) | CardLost | Refused(why) | Server(status, body) | ServerUnreachable
+//!        ──poll_timeout / handle_timeout(now)── deadlines (time is an input)
+//! ```
+
+use serde::Serialize;
+
+use crate::apdu::Response;
+use crate::bridge_msg::Limit;
+use crate::command::{LogRecord, ReadLog, Request, Select, SelectResponse};
+use crate::session::{Key32, NONCE_LEN};
+use crate::types::{BcdDate, CardId, PurseId};
+use crate::wire::{ApiCode, ErrorBody, Hex, Sealed};
+use crate::AID;
+
+/// The request expires after this long without the shopper finishing (ms).
+pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+/// The shopper is warned this long before the request expires (ms).
+pub const WARN_BEFORE_MS: u64 = 20_000;
+/// How often the shopper may ask for more time.
+pub const MAX_EXTENSIONS: u8 = 10;
+
+/// Fresh random bytes (AES-GCM nonces): the OS source natively,
+/// `crypto.getRandomValues` in the browser.
+pub trait Entropy: Send {
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// What a client asks its driver to do.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Send this command APDU to the card.
+    Card(Vec<u8>),
+    /// POST `body` (JSON) to `path` on the payment origin.
+    Server { path: &'static str, body: String },
+}
+
+impl core::fmt::Debug for Outgoing {
+    // Never print APDUs (a VERIFY carries the PIN) or sealed bodies.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Outgoing::Card(a) => write!(f, "Card({:02X?})", &a[..a.len().min(4)]),
+            Outgoing::Server { path, .. } => write!(f, "Server({path})"),
+        }
+    }
+}
+
+/// Why the bridge refused to send a command (nothing reached the card).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A per-origin limit of the bridge (`limit`); one more passes after
+    /// `retry_after_ms`.
+    RateLimited { retry_after_ms: u64, limit: Limit },
+    /// The VERIFY would use the card's last PIN try: web pages may not.
+    LastPinTry,
+    /// The card's PIN is blocked: the bridge sends no VERIFY.
+    PinBlocked,
+    /// Any other refusal.
+    Other,
+}
+
+/// The answer to the outstanding [`Outgoing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The card's response APDU (data then SW).
+    Card(Vec<u8>),
+    /// The command did not come back: card pulled, reader or bridge gone.
+    /// Whether the card processed it is unknown.
+    CardLost,
+    /// The bridge did not send the command.
+    Refused(Refusal),
+    /// The payment server answered (HTTP status, body).
+    Server(u16, String),
+    /// No answer from the payment server (network, timeout).
+    ServerUnreachable,
+}
+
+/// A client as its driver sees it: the purchase and the load client both
+/// are one, so a driver (the widget, the test kit) runs either with one loop.
+pub trait Driven {
+    /// The next request to carry out (each is returned once).
+    fn poll_request(&mut self) -> Option<Outgoing>;
+    /// A request is out and its reply is awaited.
+    fn is_awaiting(&self) -> bool;
+    /// Feed the answer to the outstanding request.
+    fn handle(&mut self, reply: Reply);
+    /// The card is connected in a fresh selection.
+    fn card_ready(&mut self);
+    /// The driver must connect to the card and call [`Driven::card_ready`].
+    fn wants_card(&self) -> bool;
+    /// The card went away while nothing was outstanding.
+    fn card_removed(&mut self);
+    /// The shopper approved.
+    fn approve(&mut self);
+    /// Retry where the failure left off.
+    fn retry(&mut self);
+    /// The shopper cancelled (refused past the point of no return).
+    fn cancel(&mut self) -> bool;
+    /// The request's lifetime (ms), before [`Driven::start_clock`].
+    fn set_timeout(&mut self, ms: u64);
+    fn start_clock(&mut self, now: u64);
+    fn poll_timeout(&self) -> Option<u64>;
+    fn handle_timeout(&mut self, now: u64);
+    fn is_finished(&self) -> bool;
+    /// The card may have been written: no cancel, no expiry.
+    fn past_point_of_no_return(&self) -> bool;
+}
+
+/// `impl Driven for $t` by its inherent methods of the same names.
+macro_rules! driven {
+    ($t:ty) => {
+        impl $crate::client::Driven for $t {
+            fn poll_request(&mut self) -> Option<$crate::client::Outgoing> {
+                <$t>::poll_request(self)
+            }
+            fn is_awaiting(&self) -> bool {
+                <$t>::is_awaiting(self)
+            }
+            fn handle(&mut self, reply: $crate::client::Reply) {
+                <$t>::handle(self, reply)
+            }
+            fn card_ready(&mut self) {
+                <$t>::card_ready(self)
+            }
+            fn wants_card(&self) -> bool {
+                <$t>::wants_card(self)
+            }
+            fn card_removed(&mut self) {
+                <$t>::card_removed(self)
+            }
+            fn approve(&mut self) {
+                <$t>::approve(self)
+            }
+            fn retry(&mut self) {
+                <$t>::retry(self)
+            }
+            fn cancel(&mut self) -> bool {
+                <$t>::cancel(self)
+            }
+            fn set_timeout(&mut self, ms: u64) {
+                <$t>::set_timeout(self, ms)
+            }
+            fn start_clock(&mut self, now: u64) {
+                <$t>::start_clock(self, now)
+            }
+            fn poll_timeout(&self) -> Option<u64> {
+                <$t>::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: u64) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn is_finished(&self) -> bool {
+                <$t>::is_finished(self)
+            }
+            fn past_point_of_no_return(&self) -> bool {
+                <$t>::past_point_of_no_return(self)
+            }
+        }
+    };
+}
+pub(crate) use driven;
+
+/// The one outstanding request, and a background one nobody waits for.
+#[derive(Debug, Default)]
+pub(crate) struct Wire {
+    pending: Option<Outgoing>,
+    awaiting: bool,
+    background: Option<Outgoing>,
+}
+
+impl Wire {
+    pub fn poll(&mut self) -> Option<Outgoing> {
+        if let Some(p) = self.pending.take() {
+            self.awaiting = true;
+            return Some(p);
+        }
+        self.background.take()
+    }
+
+    pub fn is_awaiting(&self) -> bool {
+        self.awaiting
+    }
+
+    /// Whether a reply is expected now (it is taken: the next is not).
+    pub fn take_reply(&mut self) -> bool {
+        core::mem::replace(&mut self.awaiting, false)
+    }
+
+    pub fn card(&mut self, r: &Request) {
+        self.pending = Some(Outgoing::Card(r.to_bytes()));
+    }
+
+    pub fn apdu(&mut self, apdu: Vec<u8>) {
+        self.pending = Some(Outgoing::Card(apdu));
+    }
+
+    pub fn post(&mut self, path: &'static str, body: String) {
+        self.pending = Some(Outgoing::Server { path, body });
+    }
+
+    /// A POST whose answer nobody waits for.
+    pub fn post_in_background(&mut self, path: &'static str, body: String) {
+        self.background = Some(Outgoing::Server { path, body });
+    }
+
+    /// Nothing more to send for the failed step.
+    pub fn drop_pending(&mut self) {
+        self.pending = None;
+    }
+
+    /// Stop: nothing to send, and no answer wanted.
+    pub fn stop(&mut self) {
+        self.pending = None;
+        self.awaiting = false;
+    }
+}
+
+/// The origin a bundle was made for must be the page's (as the browser said).
+pub(crate) fn same_origin(session_origin: &str, page_origin: &str) -> bool {
+    session_origin.trim_end_matches('/') == page_origin.trim_end_matches('/')
+}
+
+/// Sealing under TSK, and the request envelopes
+/// `{"session":…,"session_mac":…,"etsk":…,"<field>":"<sealed>"}`.
+pub(crate) struct Sealer {
+    tsk: Key32,
+    txn_id: String,
+    /// The envelope up to the sealed field, serialised once.
+    head: String,
+    rng: Box<dyn Entropy>,
+}
+
+impl Sealer {
+    pub fn new<S: Serialize>(
+        session: &S,
+        txn_id: &str,
+        session_mac: &Hex,
+        etsk: &Hex,
+        tsk: Key32,
+        rng: Box<dyn Entropy>,
+    ) -> Self {
+        let head = format!(
+            "{{\"session\":{},\"session_mac\":{},\"etsk\":{}",
+            json(session),
+            json(session_mac),
+            json(etsk)
+        );
+        Self {
+            tsk,
+            txn_id: txn_id.to_string(),
+            head,
+            rng,
+        }
+    }
+
+    /// Seal `m` under TSK with a fresh nonce.
+    pub fn seal<T: Sealed>(&mut self, m: &T) -> Hex {
+        let mut n = [0u8; NONCE_LEN];
+        self.rng.fill(&mut n);
+        m.seal(&self.tsk, n)
+    }
+
+    /// Open a message the server sealed under TSK for this transaction.
+    pub fn open<T: Sealed>(&self, sealed: &Hex) -> Option<T> {
+        T::open(&self.tsk, &self.txn_id, sealed.as_slice()).ok()
+    }
+
+    /// The request body: the bundle's session, MAC and ETSK, and `m` sealed
+    /// under TSK as `field`.
+    pub fn envelope<T: Sealed>(&mut self, field: &str, m: &T) -> String {
+        let sealed = self.seal(m);
+        format!("{},\"{field}\":{}}}", self.head, json(&sealed))
+    }
+}
+
+pub(crate) fn json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("messages serialize")
+}
+
+/// The request's clock: an optional warning, then expiry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    timeout_ms: u64,
+    /// Warn before expiry (and offer more time).
+    warns: bool,
+    warn_at: Option<u64>,
+    expire_at: Option<u64>,
+    warning: bool,
+    extensions: u8,
+}
+
+impl Deadlines {
+    pub fn new(warns: bool) -> Self {
+        Self {
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            warns,
+            warn_at: None,
+            expire_at: None,
+            warning: false,
+            extensions: 0,
+        }
+    }
+
+    pub fn set_timeout(&mut self, ms: u64) {
+        self.timeout_ms = ms;
+    }
+
+    pub fn start(&mut self, now: u64) {
+        let lead = WARN_BEFORE_MS.min(self.timeout_ms / 4);
+        self.expire_at = Some(now + self.timeout_ms);
+        self.warn_at = self.warns.then(|| now + self.timeout_ms - lead);
+        self.warning = false;
+    }
+
+    pub fn next(&self) -> Option<u64> {
+        if self.warning {
+            self.expire_at
+        } else {
+            [self.warn_at, self.expire_at].into_iter().flatten().min()
+        }
+    }
+
+    /// Time moved to `now`: true when the request expired (else it may warn).
+    pub fn expired(&mut self, now: u64) -> bool {
+        if self.expire_at.is_some_and(|t| t <= now) {
+            return true;
+        }
+        if self.warn_at.is_some_and(|t| t <= now) {
+            self.warning = true;
+        }
+        false
+    }
+
+    pub fn warning(&self) -> bool {
+        self.warning
+    }
+
+    /// "More time": restart the clock (at most [`MAX_EXTENSIONS`] times).
+    pub fn extend(&mut self, now: u64) -> bool {
+        if !self.warning || self.extensions >= MAX_EXTENSIONS {
+            return false;
+        }
+        self.extensions += 1;
+        self.start(now);
+        true
+    }
+}
+
+/// What the card told us in this selection.
+#[derive(Debug, Clone)]
+pub(crate) struct CardRead {
+    pub select: SelectResponse,
+    /// SELECT's answer as the card gave it (the server reads it again).
+    pub select_data: Vec<u8>,
+    /// READ LOG records, newest first.
+    pub log: Vec<LogRecord>,
+    /// VERIFY succeeded in this selection (purchases).
+    pub pin_verified: bool,
+}
+
+impl CardRead {
+    /// The log as it travels in draw and recover requests.
+    pub fn log_hex(&self) -> Vec<Hex> {
+        log_hex(&self.log)
+    }
+}
+
+pub(crate) fn log_hex(log: &[LogRecord]) -> Vec<Hex> {
+    log.iter().map(|r| Hex(r.encode())).collect()
+}
+
+/// What a card must be for this session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expect {
+    /// A new transaction: not expired today, the session's currency.
+    Fresh {
+        today: Option<BcdDate>,
+        purse: PurseId,
+        currency: u16,
+        exponent: u8,
+    },
+    /// Recovery: the log is read back to `atc`; the card is `card_id` when known.
+    Recovering { atc: u16, card_id: Option<CardId> },
+}
+
+/// Why a card read stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadStop {
+    Unreadable,
+    Expired,
+    WrongCurrency,
+    OtherCard,
+}
+
+/// The next step of a card read.
+pub(crate) enum ReadStep {
+    Send(Request),
+    Done(CardRead),
+    Stopped(ReadStop),
+}
+
+/// SELECT, then READ LOG 1, 2, … until the log ends, is full, or (in
+/// recovery) reaches back to the transaction's ATC.
+#[derive(Debug, Clone)]
+pub(crate) struct CardReader {
+    expect: Expect,
+    card: Option<CardRead>,
+}
+
+impl CardReader {
+    /// A read and its first command (SELECT).
+    pub fn start(expect: Expect) -> (Self, Request) {
+        let select = Request::Select(Select { aid: AID.to_vec() });
+        (Self { expect, card: None }, select)
+    }
+
+    /// The card's SELECT answer, once read.
+    pub fn select(&self) -> Option<&SelectResponse> {
+        self.card.as_ref().map(|c| &c.select)
+    }
+
+    /// Take the card's answer to the last command.
+    pub fn step(mut self, r: Response) -> (Self, ReadStep) {
+        let Some(mut card) = self.card.take() else {
+            let sel = match (r.sw.is_ok(), SelectResponse::decode(&r.data)) {
+                (true, Ok(sel)) => sel,
+                _ => return (self, ReadStep::Stopped(ReadStop::Unreadable)),
+            };
+            if let Some(stop) = self.refuses(&sel) {
+                return (self, ReadStep::Stopped(stop));
+            }
+            let card = CardRead {
+                select: sel,
+                select_data: r.data,
+                log: Vec::new(),
+                pin_verified: false,
+            };
+            return self.next(card);
+        };
+        // 6A83: the log holds no more records. A record that does not decode ends the read too.
+        match r.sw.is_ok().then(|| LogRecord::decode(&r.data).ok()).flatten() {
+            Some(rec) => {
+                card.log.push(rec);
+                self.next(card)
+            }
+            None => (self, ReadStep::Done(card)),
+        }
+    }
+
+    fn refuses(&self, sel: &SelectResponse) -> Option<ReadStop> {
+        match self.expect {
+            Expect::Fresh {
+                today,
+                purse,
+                currency,
+                exponent,
+            } => {
+                if today.is_some_and(|d| sel.expiry.is_expired_on(&d)) {
+                    return Some(ReadStop::Expired);
+                }
+                let p = sel.purse(purse);
+                (p.currency != currency || p.exponent != exponent).then_some(ReadStop::WrongCurrency)
+            }
+            Expect::Recovering {
+                card_id: Some(id), ..
+            } if id != sel.card_id => Some(ReadStop::OtherCard),
+            Expect::Recovering { .. } => None,
+        }
+    }
+
+    fn next(mut self, card: CardRead) -> (Self, ReadStep) {
+        let n = card.log.len() + 1;
+        let passed = match self.expect {
+            Expect::Recovering { atc, .. } => card.log.last().is_some_and(|r| r.atc <= atc),
+            Expect::Fresh { .. } => false,
+        };
+        if n > crate::command::LOG_SIZE as usize || passed {
+            return (self, ReadStep::Done(card));
+        }
+        self.card = Some(card);
+        let read = Request::ReadLog(ReadLog { record: n as u8 });
+        (self, ReadStep::Send(read))
+    }
+}
+
+/// The payment server's answer to a POST, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// No answer, or a 5xx: the same request may be sent again.
+    Transient,
+    /// 200 with its body.
+    Ok(String),
+    /// Refused with the server's stable code.
+    Refused(ApiCode),
+}
+
+impl Answer {
+    /// The answer in a [`Reply`] (`None`: not a server answer).
+    pub fn of(reply: Reply) -> Option<Self> {
+        match reply {
+            Reply::Server(status, body) => Some(Self::new(status, body)),
+            Reply::ServerUnreachable => Some(Self::Transient),
+            _ => None,
+        }
+    }
+
+    pub fn new(status: u16, body: String) -> Self {
+        match status {
+            200 => Self::Ok(body),
+            s if s >= 500 => Self::Transient,
+            _ => Self::Refused(
+                serde_json::from_str::<ErrorBody>(&body)
+                    .map(|b| b.error.code)
+                    .unwrap_or(ApiCode::Other),
+            ),
+        }
+    }
+
+    /// The 200 body as `T`, or the code it was refused with (`other` for an
+    /// answer that does not parse).
+    pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiCode> {
+        match self {
+            Self::Ok(body) => serde_json::from_str(&body).map_err(|_| ApiCode::Other),
+            Self::Refused(code) => Err(code),
+            Self::Transient => Err(ApiCode::Other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_warn_then_expire_and_extend_a_bounded_number_of_times() {
+        let mut d = Deadlines::new(true);
+        d.start(0);
+        assert_eq!(d.next(), Some(100_000));
+        assert!(!d.expired(99_999));
+        assert!(!d.warning());
+        assert!(!d.expired(100_000));
+        assert!(d.warning());
+        assert_eq!(d.next(), Some(120_000));
+        for i in 0..MAX_EXTENSIONS as u64 {
+            assert!(d.extend(200_000 * i));
+            assert!(!d.warning());
+            assert!(!d.expired(200_000 * i + 100_000));
+        }
+        assert!(!d.extend(0));
+        let mut quiet = Deadlines::new(false);
+        quiet.set_timeout(1_000);
+        quiet.start(5);
+        assert_eq!(quiet.next(), Some(1_005));
+        assert!(!quiet.expired(1_004) && !quiet.warning());
+        assert!(quiet.expired(1_005));
+    }
+
+    #[test]
+    fn answers_are_read_by_status_and_code() {
+        assert_eq!(Answer::new(503, String::new()), Answer::Transient);
+        assert_eq!(
+            Answer::new(
+                402,
+                r#"{"error":{"code":"insufficient_funds","message":"x"}}"#.into()
+            ),
+            Answer::Refused(ApiCode::InsufficientFunds)
+        );
+        assert_eq!(
+            Answer::new(400, "not json".into()),
+            Answer::Refused(ApiCode::Other)
+        );
+        assert_eq!(
+            Answer::Ok("{".into()).parse::<ErrorBody>().unwrap_err(),
+            ApiCode::Other
+        );
+    }
+}
