@@ -114,6 +114,64 @@ pub trait Driven {
     fn past_point_of_no_return(&self) -> bool;
 }
 
+/// The driver-facing methods both clients have alike (request plumbing and
+/// the clock), over their `wire` and `deadlines` fields and their own
+/// `is_finished`, `past_point_of_no_return` and `cancel_with`.
+macro_rules! driver_methods {
+    () => {
+        /// The request's lifetime (ms); call before `start_clock`.
+        pub fn set_timeout(&mut self, ms: u64) {
+            self.deadlines.set_timeout(ms);
+        }
+
+        /// Start the request's clock at `now` (ms, the driver's monotonic time).
+        pub fn start_clock(&mut self, now: u64) {
+            self.deadlines.start(now);
+        }
+
+        /// The next deadline, if any (none once the card may be written).
+        pub fn poll_timeout(&self) -> Option<u64> {
+            if self.is_finished() || self.past_point_of_no_return() {
+                return None;
+            }
+            self.deadlines.next()
+        }
+
+        /// Time moved to `now`: warn, or cancel the request when it expired
+        /// (never once the card may be written).
+        pub fn handle_timeout(&mut self, now: u64) {
+            if !self.is_finished() && !self.past_point_of_no_return() && self.deadlines.expired(now) {
+                self.cancel_with("timeout");
+            }
+        }
+
+        /// The next request to carry out (each is returned once).
+        pub fn poll_request(&mut self) -> Option<$crate::client::Outgoing> {
+            self.wire.poll()
+        }
+
+        /// A request is out and its reply is awaited.
+        pub fn is_awaiting(&self) -> bool {
+            self.wire.is_awaiting()
+        }
+
+        /// The shopper cancelled. Refused once the card may be written.
+        pub fn cancel(&mut self) -> bool {
+            if self.past_point_of_no_return() || self.is_finished() {
+                return false;
+            }
+            self.cancel_with("user");
+            true
+        }
+
+        fn cancel_with(&mut self, reason: &'static str) {
+            self.wire.stop();
+            self.state = State::Cancelled(reason);
+        }
+    };
+}
+pub(crate) use driver_methods;
+
 /// `impl Driven for $t` by its inherent methods of the same names.
 macro_rules! driven {
     ($t:ty) => {

@@ -311,41 +311,7 @@ impl LoadClient {
         &self.session
     }
 
-    /// The load's lifetime (ms); call before [`Self::start_clock`].
-    pub fn set_timeout(&mut self, ms: u64) {
-        self.deadlines.set_timeout(ms);
-    }
-
-    /// Start the clock at `now` (ms, the driver's monotonic time).
-    pub fn start_clock(&mut self, now: u64) {
-        self.deadlines.start(now);
-    }
-
-    /// The next deadline, if any (none once CREDIT is on its way).
-    pub fn poll_timeout(&self) -> Option<u64> {
-        if self.is_finished() || self.past_point_of_no_return() {
-            return None;
-        }
-        self.deadlines.next()
-    }
-
-    /// Time moved to `now`: cancel the load when it expired (never once
-    /// CREDIT is on its way).
-    pub fn handle_timeout(&mut self, now: u64) {
-        if !self.is_finished() && !self.past_point_of_no_return() && self.deadlines.expired(now) {
-            self.wire.stop();
-            self.state = State::Cancelled("timeout");
-        }
-    }
-
-    /// The next request to carry out (each is returned once).
-    pub fn poll_request(&mut self) -> Option<Outgoing> {
-        self.wire.poll()
-    }
-
-    pub fn is_awaiting(&self) -> bool {
-        self.wire.is_awaiting()
-    }
+    crate::client::driver_methods!();
 
     pub fn is_finished(&self) -> bool {
         matches!(self.state, State::Done { .. } | State::Cancelled(_))
@@ -505,16 +471,6 @@ impl LoadClient {
             self.wire.post(path, body.clone());
         }
         self.state = *next;
-    }
-
-    /// The shopper cancelled. Refused once CREDIT is on its way.
-    pub fn cancel(&mut self) -> bool {
-        if self.past_point_of_no_return() || self.is_finished() {
-            return false;
-        }
-        self.wire.stop();
-        self.state = State::Cancelled("user");
-        true
     }
 
     /// What the bank's page posts to the bank now: the result of a finished

@@ -313,34 +313,7 @@ impl Client {
         &self.session
     }
 
-    /// The request's lifetime (ms); call before [`Self::start_clock`].
-    pub fn set_timeout(&mut self, ms: u64) {
-        self.deadlines.set_timeout(ms);
-    }
-
-    /// Start the request's clock at `now` (ms, the driver's monotonic time).
-    pub fn start_clock(&mut self, now: u64) {
-        self.deadlines.start(now);
-    }
-
-    /// The next deadline, if any.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        if self.is_finished() || self.past_point_of_no_return() {
-            return None;
-        }
-        self.deadlines.next()
-    }
-
-    /// Time moved to `now`: warn, or cancel the request when it expired
-    /// (never once DEBIT is on its way).
-    pub fn handle_timeout(&mut self, now: u64) {
-        if self.is_finished() || self.past_point_of_no_return() {
-            return;
-        }
-        if self.deadlines.expired(now) {
-            self.cancel_with("timeout");
-        }
-    }
+    crate::client::driver_methods!();
 
     /// The expiry warning is showing.
     pub fn expiry_warning(&self) -> bool {
@@ -350,16 +323,6 @@ impl Client {
     /// "More time": restart the clock (at most [`MAX_EXTENSIONS`] times).
     pub fn more_time(&mut self, now: u64) -> bool {
         self.expiry_warning() && self.deadlines.extend(now)
-    }
-
-    /// The next request to carry out (each is returned once).
-    pub fn poll_request(&mut self) -> Option<Outgoing> {
-        self.wire.poll()
-    }
-
-    /// A request is out and its reply is awaited.
-    pub fn is_awaiting(&self) -> bool {
-        self.wire.is_awaiting()
     }
 
     pub fn is_finished(&self) -> bool {
@@ -541,15 +504,6 @@ impl Client {
         self.state = *next;
     }
 
-    /// The shopper cancelled. Refused once DEBIT is on its way.
-    pub fn cancel(&mut self) -> bool {
-        if self.past_point_of_no_return() || self.is_finished() {
-            return false;
-        }
-        self.cancel_with("user");
-        true
-    }
-
     /// "This is not my purchase": report it, then the purchase is off.
     pub fn not_mine(&mut self) -> bool {
         if self.past_point_of_no_return()
@@ -599,11 +553,6 @@ impl Client {
             problem,
             resume: resume.map(Box::new),
         };
-    }
-
-    fn cancel_with(&mut self, reason: &'static str) {
-        self.wire.stop();
-        self.state = State::Cancelled(reason);
     }
 
     fn torn(&mut self, drawn: Drawn) {
