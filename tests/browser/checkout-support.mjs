@@ -97,7 +97,7 @@ async function waitHttp(url, ms = 30_000) {
 }
 
 /**
- * Start the payment server. `merchants`: [{id, name, key (64 hex), origins?}].
+ * Start the payment server. `merchants`: [{id, name, key (64 hex), origins?, verifyModes?, webhookUrl?}].
  * Returns { origin, url(p), dir, stop() }.
  */
 export async function startPaymentServer({ bin, merchants, port, www = wwwDir, env = {}, corsOrigins = [], extraToml = (dir) => '' }) {
@@ -123,6 +123,7 @@ export async function startPaymentServer({ bin, merchants, port, www = wwwDir, e
       `key = "${m.key}"`,
       `origins = ${JSON.stringify(m.origins || [])}`,
       `verify_modes = ${JSON.stringify(m.verifyModes || ['payment_server', 'security_module', 'client', 'merchant'])}`,
+      ...(m.webhookUrl ? [`webhook_url = "${m.webhookUrl}"`] : []),
     ]),
     // Further sections (e.g. `[clearing]`), given the server's temp dir.
     extraToml(dir),
