@@ -90,7 +90,11 @@ test('card pulled during DEBIT: put back, the widget shows the server\'s answer 
     await stack.insertCard();
     inserted = true;
     // The widget reads the card's log, asks the server, and shows its answer: charged.
-    const result = await s.waitEvent(page, 'result', { timeoutMs: 30_000 });
+    const result = await s.waitEvent(page, 'result', { timeoutMs: 30_000 }).catch(async (e) => {
+      const log = await page.evaluate(() => JSON.stringify(window.cardpayLog));
+      const screen = await frame.locator('#cp-screen').innerHTML().catch(() => '?');
+      throw new Error(`${e.message}\nevents: ${log}\nscreen: ${screen}\nserver: ${pay.log().slice(-2000)}`);
+    });
     assert.equal(result.detail.result.kind, 'result_m');
     await frame.getByTestId('recovered').waitFor();
     assert.match(await frame.getByTestId('recovered').textContent(), /charged once/);

@@ -215,7 +215,13 @@ pub struct Checkout {
     recovering: bool,
     /// The card's balance and masked number, as last read.
     seen: Option<(u32, String)>,
+    /// When to look for the card again while a recovery waits for it (card
+    /// events can be missed: a card pulled and put back within PC/SC's poll).
+    card_poll_at: Option<u64>,
 }
+
+/// How often the checkout looks for the card while a recovery waits for it (ms).
+pub const CARD_POLL_MS: u64 = 1_000;
 
 /// Why a session cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +311,7 @@ impl Checkout {
             released: false,
             recovering: false,
             seen: None,
+            card_poll_at: None,
         };
         let timeout = c.cfg.timeout_ms as u64;
         c.txn.driver().set_timeout(timeout);
@@ -339,7 +346,7 @@ impl Checkout {
     /// When the glue must call back with [`Input::Tick`] (ms, the clock of `handle`).
     pub fn poll_timeout(&self) -> Option<u64> {
         let hello = self.hello_at.filter(|_| self.bridge.awaiting_hello());
-        [hello, self.txn.driven().poll_timeout()]
+        [hello, self.card_poll_at, self.txn.driven().poll_timeout()]
             .into_iter()
             .flatten()
             .min()
@@ -365,6 +372,12 @@ impl Checkout {
                     self.bridge.hello_timed_out();
                 }
                 self.txn.driver().handle_timeout(now);
+                if self.card_poll_at.is_some_and(|t| t <= now) {
+                    self.card_poll_at = None;
+                    if self.txn.driven().wants_card() {
+                        self.bridge.wants_card(&mut out);
+                    }
+                }
             }
             Input::Extension(text) => match self.bridge.on_message(&text, &mut out) {
                 Some(Heard::Card(reply)) => self.txn.driver().handle(reply),
@@ -391,6 +404,13 @@ impl Checkout {
         }
         self.pump(&mut fx);
         self.remember_card();
+        // A recovery waits for the card: look for it now and then, not only on events.
+        let waiting = self.txn.driven().wants_card() && self.txn.driven().past_point_of_no_return();
+        if !waiting {
+            self.card_poll_at = None;
+        } else if self.card_poll_at.is_none() {
+            self.card_poll_at = Some(now + CARD_POLL_MS);
+        }
         self.tell(&mut fx);
         let after = self.view();
         if force || after != before {

@@ -324,8 +324,9 @@ async fn card_pulled_during_debit_then_back_shows_the_servers_answer_charged() {
     assert_eq!(last_error(&w), "debit_unknown");
     assert!(w.html().contains("Put it back in the reader"), "{}", w.html());
     assert!(!w.html().contains("data-action=\"cancel\""), "no cancel once the card may be charged");
-    // The timeout no longer cancels: the transaction is in the server's hands.
-    assert_eq!(w.co.poll_timeout(), None);
+    // The timeout no longer cancels: the transaction is in the server's hands
+    // (the only deadline left: looking for the card again).
+    assert_eq!(w.co.poll_timeout(), Some(w.now + widget::checkout::CARD_POLL_MS));
     w.advance(200_000).await;
     assert!(matches!(w.screen, Screen::Failed { .. }));
     w.press(Action::Cancel).await;
@@ -350,6 +351,28 @@ async fn card_pulled_during_debit_then_back_shows_the_servers_answer_charged() {
     assert_eq!(w.balance(), 9_000);
     assert_eq!(srv.state_of("shop", "T-1").as_deref(), Some("debited"));
     assert_eq!(srv.captured(), 1_000);
+}
+
+#[tokio::test]
+async fn a_recovery_looks_for_the_card_even_when_no_card_event_comes() {
+    // PC/SC can miss a card pulled and put back within its poll: no events at all.
+    let (srv, mut w) = world(10_000, 5_000, 700, VerifyMode::PaymentServer).await;
+    w.start().await;
+    w.pull_on_ins = Some(0x54);
+    w.press(Action::Approve).await;
+    assert_eq!(last_error(&w), "debit_unknown");
+    assert_eq!(w.co.poll_timeout(), Some(super_poll(&w)));
+    w.advance(1_000).await; // the card is still out: looked for, not found
+    assert!(matches!(w.screen, Screen::Failed { .. }));
+    w.inserted = true; // back, silently
+    w.advance(1_000).await;
+    assert!(matches!(w.screen, Screen::Done { recovered: true, .. }), "{:?}", w.screen);
+    assert_eq!(srv.captured(), 700);
+    assert_eq!(w.co.poll_timeout(), None, "nothing more to wait for");
+}
+
+fn super_poll(w: &World) -> u64 {
+    w.now + widget::checkout::CARD_POLL_MS
 }
 
 #[tokio::test]
