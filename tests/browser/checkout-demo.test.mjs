@@ -122,7 +122,7 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   // The payment server's view of the transaction.
   const order = await (await fetch(demo.url(`/orders/${orderId}/json`))).json();
   assert.equal(order.status, 'paid');
-  const v = await s.merchantGet(pay, m, `/v1/transactions/${encodeURIComponent(order.txn_id)}`);
+  const v = await s.merchantGet(pay, m, `/v1/transactions/${encodeURIComponent(order.paid_txn)}`);
   assert.equal(v.status, 200, JSON.stringify(v.body));
   assert.ok(['debited', 'confirmed'].includes(v.body.state), v.body.state);
   assert.equal(v.body.amount, 2495);
