@@ -121,12 +121,12 @@ macro_rules! driver_methods {
     () => {
         /// The request's lifetime (ms); call before `start_clock`.
         pub fn set_timeout(&mut self, ms: u64) {
-            self.deadlines.set_timeout(ms);
+            self.core.deadlines.set_timeout(ms);
         }
 
         /// Start the request's clock at `now` (ms, the driver's monotonic time).
         pub fn start_clock(&mut self, now: u64) {
-            self.deadlines.start(now);
+            self.core.deadlines.start(now);
         }
 
         /// The next deadline, if any (none once the card may be written).
@@ -134,25 +134,28 @@ macro_rules! driver_methods {
             if self.is_finished() || self.past_point_of_no_return() {
                 return None;
             }
-            self.deadlines.next()
+            self.core.deadlines.next()
         }
 
         /// Time moved to `now`: warn, or cancel the request when it expired
         /// (never once the card may be written).
         pub fn handle_timeout(&mut self, now: u64) {
-            if !self.is_finished() && !self.past_point_of_no_return() && self.deadlines.expired(now) {
+            if !self.is_finished()
+                && !self.past_point_of_no_return()
+                && self.core.deadlines.expired(now)
+            {
                 self.cancel_with("timeout");
             }
         }
 
         /// The next request to carry out (each is returned once).
         pub fn poll_request(&mut self) -> Option<$crate::client::Outgoing> {
-            self.wire.poll()
+            self.core.wire.poll()
         }
 
         /// A request is out and its reply is awaited.
         pub fn is_awaiting(&self) -> bool {
-            self.wire.is_awaiting()
+            self.core.wire.is_awaiting()
         }
 
         /// The shopper cancelled. Refused once the card may be written.
@@ -165,8 +168,45 @@ macro_rules! driver_methods {
         }
 
         fn cancel_with(&mut self, reason: &'static str) {
-            self.wire.stop();
+            self.core.wire.stop();
             self.state = State::Cancelled(reason);
+        }
+
+        /// Where the client waits: a failure's resume state, else the state itself.
+        fn waiting(&self) -> &State {
+            match &self.state {
+                State::Failed {
+                    resume: Some(next), ..
+                } => next,
+                s => s,
+            }
+        }
+
+        /// The driver must connect to the card and call `card_ready`.
+        pub fn wants_card(&self) -> bool {
+            matches!(self.waiting(), State::Idle | State::Torn { .. })
+        }
+
+        /// The state a retry goes back to, taken out of a failure.
+        fn take_resume(&mut self) -> Option<Box<State>> {
+            match &mut self.state {
+                State::Failed { resume, .. } => resume.take(),
+                _ => None,
+            }
+        }
+
+        /// The shopper approved the amount: INITIALIZE.
+        pub fn approve(&mut self) {
+            if let State::Confirm { .. } = self.state {
+                if let State::Confirm { card } = std::mem::replace(&mut self.state, State::Idle) {
+                    self.initialize(card);
+                }
+            }
+        }
+
+        /// Feed the answer to the outstanding request (ignored when none is awaited).
+        pub fn handle(&mut self, reply: $crate::client::Reply) {
+            $crate::client::dispatch(self, reply)
         }
     };
 }
@@ -281,9 +321,123 @@ impl Wire {
     }
 }
 
-/// The origin a bundle was made for must be the page's (as the browser said).
-pub(crate) fn same_origin(session_origin: &str, page_origin: &str) -> bool {
-    session_origin.trim_end_matches('/') == page_origin.trim_end_matches('/')
+/// What the page hands the widget, purchase or load: `{session, session_mac, etsk, tsk}`.
+pub(crate) trait Bundle {
+    type Session: Serialize;
+    fn session(&self) -> &Self::Session;
+    fn txn_id(&self) -> &str;
+    /// The page origin the session was made for.
+    fn origin(&self) -> &str;
+    fn session_mac(&self) -> &Hex;
+    fn etsk(&self) -> &Hex;
+    fn tsk(&self) -> Option<Key32>;
+}
+
+/// Why a session bundle cannot be used (purchase or load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("TSK must be 32 bytes")]
+    Tsk,
+    #[error("the session is for another page origin")]
+    Origin,
+}
+
+/// What every client holds besides its session and its state: the page's
+/// origin, the sealing key, the outstanding request, the clock.
+pub(crate) struct Core {
+    pub page_origin: String,
+    pub sealer: Sealer,
+    pub wire: Wire,
+    /// The driver's date (an expired card is refused at once).
+    pub today: Option<BcdDate>,
+    pub deadlines: Deadlines,
+}
+
+impl Core {
+    /// For `bundle`, embedded by a page whose origin the browser reported as
+    /// `page_origin` (it must be the session's); `warns`: warn before expiry.
+    pub fn new<B: Bundle>(
+        bundle: &B,
+        page_origin: &str,
+        rng: Box<dyn Entropy>,
+        today: Option<BcdDate>,
+        warns: bool,
+    ) -> Result<Self, BundleError> {
+        let tsk = bundle.tsk().ok_or(BundleError::Tsk)?;
+        let page_origin = page_origin.trim_end_matches('/');
+        if bundle.origin().trim_end_matches('/') != page_origin {
+            return Err(BundleError::Origin);
+        }
+        let sealer = Sealer::new(
+            bundle.session(),
+            bundle.txn_id(),
+            bundle.session_mac(),
+            bundle.etsk(),
+            tsk,
+            rng,
+        );
+        Ok(Self {
+            page_origin: page_origin.to_string(),
+            sealer,
+            wire: Wire::default(),
+            today,
+            deadlines: Deadlines::new(warns),
+        })
+    }
+
+    /// A fresh card read for a new transaction on `purse`, in `currency`/`exponent`.
+    pub fn read_fresh(&mut self, purse: PurseId, currency: u16, exponent: u8) -> CardReader {
+        self.read(Expect::Fresh {
+            today: self.today,
+            purse,
+            currency,
+            exponent,
+        })
+    }
+
+    /// Start a card read: SELECT goes out.
+    pub fn read(&mut self, expect: Expect) -> CardReader {
+        let (reader, select) = CardReader::start(expect);
+        self.wire.card(&select);
+        reader
+    }
+}
+
+/// The steps a client takes on each kind of reply; [`dispatch`] reads the reply.
+pub(crate) trait Machine {
+    type State;
+    type Problem;
+    /// The card left during the command.
+    const REMOVED: Self::Problem;
+    /// The card answered something unreadable.
+    const UNREADABLE: Self::Problem;
+    fn core(&mut self) -> &mut Core;
+    /// Take the state out (the step puts the next one in).
+    fn take_state(&mut self) -> Self::State;
+    fn on_card(&mut self, state: Self::State, r: Response);
+    /// The command's fate is unknown (lost, unreadable answer).
+    fn card_gone(&mut self, state: Self::State, problem: Self::Problem);
+    fn on_refused(&mut self, state: Self::State, r: Refusal);
+    fn on_server(&mut self, state: Self::State, answer: Answer);
+}
+
+/// Feed the answer to the outstanding request. A reply when none is awaited
+/// (a late answer, a background request's) is ignored.
+pub(crate) fn dispatch<M: Machine>(m: &mut M, reply: Reply) {
+    if !m.core().wire.take_reply() {
+        return;
+    }
+    let state = m.take_state();
+    match reply {
+        Reply::Card(bytes) => match Response::parse(&bytes) {
+            Ok(r) => m.on_card(state, r),
+            Err(_) => m.card_gone(state, M::UNREADABLE),
+        },
+        Reply::CardLost => m.card_gone(state, M::REMOVED),
+        Reply::Refused(r) => m.on_refused(state, r),
+        Reply::Server(status, body) => m.on_server(state, Answer::new(status, body)),
+        Reply::ServerUnreachable => m.on_server(state, Answer::Transient),
+    }
 }
 
 /// Sealing under TSK, and the request envelopes
@@ -435,6 +589,39 @@ pub(crate) fn log_hex(log: &[LogRecord]) -> Vec<Hex> {
     log.iter().map(|r| Hex(r.encode())).collect()
 }
 
+/// What the card said, as a draw request carries it (purchase and load alike).
+pub(crate) struct CardEvidence {
+    pub txn_id: String,
+    pub page_origin: String,
+    pub amount: u32,
+    pub purse: PurseId,
+    pub select: Hex,
+    pub initialize: Hex,
+    pub log: Vec<Hex>,
+}
+
+impl Core {
+    /// The evidence of `card` and its INITIALIZE answer for a draw request.
+    pub fn evidence(
+        &self,
+        card: &CardRead,
+        txn_id: &str,
+        amount: u32,
+        purse: PurseId,
+        initialize: Vec<u8>,
+    ) -> CardEvidence {
+        CardEvidence {
+            txn_id: txn_id.to_string(),
+            page_origin: self.page_origin.clone(),
+            amount,
+            purse,
+            select: Hex(card.select_data.clone()),
+            initialize: Hex(initialize),
+            log: card.log_hex(),
+        }
+    }
+}
+
 /// What a card must be for this session.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Expect {
@@ -460,7 +647,8 @@ pub(crate) enum ReadStop {
 
 /// The next step of a card read.
 pub(crate) enum ReadStep {
-    Send(Request),
+    /// The next command is out: keep reading.
+    Reading(CardReader),
     Done(CardRead),
     Stopped(ReadStop),
 }
@@ -485,15 +673,15 @@ impl CardReader {
         self.card.as_ref().map(|c| &c.select)
     }
 
-    /// Take the card's answer to the last command.
-    pub fn step(mut self, r: Response) -> (Self, ReadStep) {
+    /// Take the card's answer to the last command; the next one goes on `wire`.
+    pub fn step(mut self, r: Response, wire: &mut Wire) -> ReadStep {
         let Some(mut card) = self.card.take() else {
             let sel = match (r.sw.is_ok(), SelectResponse::decode(&r.data)) {
                 (true, Ok(sel)) => sel,
-                _ => return (self, ReadStep::Stopped(ReadStop::Unreadable)),
+                _ => return ReadStep::Stopped(ReadStop::Unreadable),
             };
             if let Some(stop) = self.refuses(&sel) {
-                return (self, ReadStep::Stopped(stop));
+                return ReadStep::Stopped(stop);
             }
             let card = CardRead {
                 select: sel,
@@ -501,15 +689,20 @@ impl CardReader {
                 log: Vec::new(),
                 pin_verified: false,
             };
-            return self.next(card);
+            return self.next(card, wire);
         };
         // 6A83: the log holds no more records. A record that does not decode ends the read too.
-        match r.sw.is_ok().then(|| LogRecord::decode(&r.data).ok()).flatten() {
+        match r
+            .sw
+            .is_ok()
+            .then(|| LogRecord::decode(&r.data).ok())
+            .flatten()
+        {
             Some(rec) => {
                 card.log.push(rec);
-                self.next(card)
+                self.next(card, wire)
             }
-            None => (self, ReadStep::Done(card)),
+            None => ReadStep::Done(card),
         }
     }
 
@@ -525,7 +718,8 @@ impl CardReader {
                     return Some(ReadStop::Expired);
                 }
                 let p = sel.purse(purse);
-                (p.currency != currency || p.exponent != exponent).then_some(ReadStop::WrongCurrency)
+                (p.currency != currency || p.exponent != exponent)
+                    .then_some(ReadStop::WrongCurrency)
             }
             Expect::Recovering {
                 card_id: Some(id), ..
@@ -534,18 +728,18 @@ impl CardReader {
         }
     }
 
-    fn next(mut self, card: CardRead) -> (Self, ReadStep) {
+    fn next(mut self, card: CardRead, wire: &mut Wire) -> ReadStep {
         let n = card.log.len() + 1;
         let passed = match self.expect {
             Expect::Recovering { atc, .. } => card.log.last().is_some_and(|r| r.atc <= atc),
             Expect::Fresh { .. } => false,
         };
         if n > crate::command::LOG_SIZE as usize || passed {
-            return (self, ReadStep::Done(card));
+            return ReadStep::Done(card);
         }
         self.card = Some(card);
-        let read = Request::ReadLog(ReadLog { record: n as u8 });
-        (self, ReadStep::Send(read))
+        wire.card(&Request::ReadLog(ReadLog { record: n as u8 }));
+        ReadStep::Reading(self)
     }
 }
 
@@ -561,15 +755,6 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
-    /// The answer in a [`Reply`] (`None`: not a server answer).
-    pub fn of(reply: Reply) -> Option<Self> {
-        match reply {
-            Reply::Server(status, body) => Some(Self::new(status, body)),
-            Reply::ServerUnreachable => Some(Self::Transient),
-            _ => None,
-        }
-    }
-
     pub fn new(status: u16, body: String) -> Self {
         match status {
             200 => Self::Ok(body),
@@ -641,3 +826,32 @@ mod tests {
         );
     }
 }
+
+/// `impl Bundle` for a `{session, session_mac, etsk, tsk}` struct.
+macro_rules! bundle {
+    ($t:ty, $s:ty) => {
+        impl Bundle for $t {
+            type Session = $s;
+            fn session(&self) -> &$s {
+                &self.session
+            }
+            fn txn_id(&self) -> &str {
+                &self.session.txn_id
+            }
+            fn origin(&self) -> &str {
+                &self.session.origin
+            }
+            fn session_mac(&self) -> &Hex {
+                &self.session_mac
+            }
+            fn etsk(&self) -> &Hex {
+                &self.etsk
+            }
+            fn tsk(&self) -> Option<Key32> {
+                <$t>::tsk(self)
+            }
+        }
+    };
+}
+bundle!(crate::purchase::WidgetSession, crate::session::Session);
+bundle!(crate::load::LoadWidgetSession, crate::load::LoadSession);

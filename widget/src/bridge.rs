@@ -47,7 +47,9 @@ enum Asked {
     Readers,
     Connect,
     /// A command APDU; `verify`: a VERIFY (for the last-try refusal of older bridges).
-    Transmit { verify: bool },
+    Transmit {
+        verify: bool,
+    },
 }
 
 /// What the checkout hears from the bridge side.
@@ -121,7 +123,10 @@ impl Bridge {
             origin: None,
             body,
         };
-        (id, serde_json::to_string(&msg).expect("bridge messages serialize"))
+        (
+            id,
+            serde_json::to_string(&msg).expect("bridge messages serialize"),
+        )
     }
 
     /// The first request: is the extension there, and the bridge behind it?
@@ -190,7 +195,12 @@ impl Bridge {
         }
     }
 
-    fn on_reply(&mut self, asked: Asked, text: &str, out: &mut Vec<(u64, String)>) -> Option<Heard> {
+    fn on_reply(
+        &mut self,
+        asked: Asked,
+        text: &str,
+        out: &mut Vec<(u64, String)>,
+    ) -> Option<Heard> {
         match asked {
             Asked::Hello => {
                 self.hello_answered = true;

@@ -136,7 +136,10 @@ pub enum ParentEvent {
 #[derive(Clone, PartialEq)]
 pub enum Effect {
     /// Post this message (JSON text of a [`purse::bridge_msg::Request`]) to the extension.
-    Bridge { id: u64, msg: String },
+    Bridge {
+        id: u64,
+        msg: String,
+    },
     /// POST `body` (JSON) to `path` on the payment origin.
     Http {
         id: u64,
@@ -439,7 +442,9 @@ impl Checkout {
                     c.more_time(now);
                 }
             }
-            Action::Digit(d) if pin_screen && d <= 9 && self.pin.len() < PIN_MAX => self.pin.push(d),
+            Action::Digit(d) if pin_screen && d <= 9 && self.pin.len() < PIN_MAX => {
+                self.pin.push(d)
+            }
             Action::Delete if pin_screen => {
                 self.pin.pop();
             }
@@ -558,9 +563,7 @@ impl Checkout {
                         result: Outcome::Purchase(result.clone()),
                     },
                 )),
-                PayStatus::Failed { problem, .. } => {
-                    Some(self.error(Problem::Pay(problem), None))
-                }
+                PayStatus::Failed { problem, .. } => Some(self.error(Problem::Pay(problem), None)),
                 PayStatus::Cancelled(reason) => Some(self.cancelled(reason)),
                 _ => None,
             },

@@ -160,7 +160,10 @@ mod tests {
             .text(Lang::En)
             .contains("never be charged twice"));
         let over = Problem::Load(LoadProblem::OverMaxBalance, Charged::No).text(Lang::En);
-        assert!(over.contains("maximum balance") && over.contains("not charged"), "{over}");
+        assert!(
+            over.contains("maximum balance") && over.contains("not charged"),
+            "{over}"
+        );
         assert_eq!(
             Problem::Pay(PayProblem::RateLimited {
                 limit: Limit::Initialize,

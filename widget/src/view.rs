@@ -140,15 +140,36 @@ fn summary(v: &View) -> String {
     let amount = format_amount(v.amount as u64, v.currency, v.exponent, l);
     let mut rows = format!(
         r#"<dl class="cp-summary"><div><dt>{}</dt><dd class="cp-payee" data-testid="payee">{}</dd></div><div><dt>{}</dt><dd class="cp-amount" data-testid="amount">{}</dd></div>"#,
-        esc(t(l, if v.mode == Mode::Load { Msg::From } else { Msg::To })),
+        esc(t(
+            l,
+            if v.mode == Mode::Load {
+                Msg::From
+            } else {
+                Msg::To
+            }
+        )),
         esc(&v.payee),
-        esc(t(l, if v.mode == Mode::Load { Msg::LoadAmount } else { Msg::Amount })),
+        esc(t(
+            l,
+            if v.mode == Mode::Load {
+                Msg::LoadAmount
+            } else {
+                Msg::Amount
+            }
+        )),
         esc(&amount)
     );
     if let Some(b) = v.balance {
         rows.push_str(&format!(
             r#"<div><dt>{}</dt><dd class="cp-balance" data-testid="balance">{}</dd></div>"#,
-            esc(t(l, if v.mode == Mode::Load { Msg::BalanceNow } else { Msg::Balance })),
+            esc(t(
+                l,
+                if v.mode == Mode::Load {
+                    Msg::BalanceNow
+                } else {
+                    Msg::Balance
+                }
+            )),
             esc(&format_amount(b as u64, v.currency, v.exponent, l))
         ));
     }
@@ -246,8 +267,16 @@ fn load_confirm(v: &View, c: &ConfirmView) -> String {
     let l = v.lang;
     let money = |a: u64| format_amount(a, v.currency, v.exponent, l);
     let mut h = String::from(r#"<dl class="cp-summary cp-load">"#);
-    h.push_str(&row(t(l, Msg::BalanceAfterLoad), &money(c.balance_after), "balance-after"));
-    h.push_str(&row(t(l, Msg::MaxBalance), &money(c.max_balance as u64), "max-balance"));
+    h.push_str(&row(
+        t(l, Msg::BalanceAfterLoad),
+        &money(c.balance_after),
+        "balance-after",
+    ));
+    h.push_str(&row(
+        t(l, Msg::MaxBalance),
+        &money(c.max_balance as u64),
+        "max-balance",
+    ));
     h.push_str("</dl>");
     if c.over_max {
         h.push_str(&format!(
@@ -257,7 +286,12 @@ fn load_confirm(v: &View, c: &ConfirmView) -> String {
     }
     h.push_str(&format!(
         r#"<div class="cp-actions">{}{}</div>"#,
-        button("approve", t(l, Msg::ApproveLoad), "cp-btn-primary", !c.over_max),
+        button(
+            "approve",
+            t(l, Msg::ApproveLoad),
+            "cp-btn-primary",
+            !c.over_max
+        ),
         button("cancel", t(l, Msg::Cancel), "cp-btn-secondary", c.over_max)
     ));
     h
@@ -271,8 +305,16 @@ fn load_receipt(v: &View, r: &LoadReceipt) -> String {
         esc(t(l, Msg::Loaded)),
         row(t(l, Msg::From), &r.bank_name, "receipt-bank"),
         row(t(l, Msg::LoadAmount), &money(r.amount), "receipt-amount"),
-        row(t(l, Msg::BalanceNow), &money(r.balance_before), "receipt-balance-before"),
-        row(t(l, Msg::BalanceAfterLoad), &money(r.balance_after), "receipt-balance"),
+        row(
+            t(l, Msg::BalanceNow),
+            &money(r.balance_before),
+            "receipt-balance-before"
+        ),
+        row(
+            t(l, Msg::BalanceAfterLoad),
+            &money(r.balance_after),
+            "receipt-balance"
+        ),
         row(t(l, Msg::Reference), &r.txn_id, "receipt-ref"),
         esc(t(l, Msg::AccountCharged)),
     )

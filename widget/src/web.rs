@@ -141,7 +141,9 @@ fn parent_event(ev: &ParentEvent) {
     let Ok(msg) = js_sys::JSON::parse(&text) else {
         return;
     };
-    let name = get(&msg, "event").as_string().unwrap_or_else(|| "error".into());
+    let name = get(&msg, "event")
+        .as_string()
+        .unwrap_or_else(|| "error".into());
     set(&msg, "type", format!("cardpay:{name}"));
     post_parent_js(msg);
 }
@@ -529,7 +531,10 @@ fn on_message(ev: MessageEvent) {
         && get(&data, "channel").as_string().as_deref() == Some("cardpay")
         && get(&data, "dir").as_string().as_deref() == Some("from-extension")
     {
-        if let Some(text) = js_sys::JSON::stringify(&data).ok().and_then(|t| t.as_string()) {
+        if let Some(text) = js_sys::JSON::stringify(&data)
+            .ok()
+            .and_then(|t| t.as_string())
+        {
             feed(Input::Extension(text));
         }
         return;
@@ -558,9 +563,15 @@ fn on_message(ev: MessageEvent) {
         app.parent_origin = Some(origin.clone());
         apply_theme(&get(&data, "theme"));
         Some(
-            Checkout::new(app.cfg.clone(), app.mode, &session, &origin, Box::new(WebEntropy))
-                .map(|c| app.checkout = Some(c))
-                .map_err(|e| e.to_string()),
+            Checkout::new(
+                app.cfg.clone(),
+                app.mode,
+                &session,
+                &origin,
+                Box::new(WebEntropy),
+            )
+            .map(|c| app.checkout = Some(c))
+            .map_err(|e| e.to_string()),
         )
     });
     match accepted {

@@ -30,7 +30,12 @@ fn card(balance: u32, no_pin_limit: u32) -> card::Card {
     test_card_with("6280000000000001", balance, no_pin_limit)
 }
 
-async fn world(balance: u32, no_pin_limit: u32, amount: u32, mode: VerifyMode) -> (TestServer, World) {
+async fn world(
+    balance: u32,
+    no_pin_limit: u32,
+    amount: u32,
+    mode: VerifyMode,
+) -> (TestServer, World) {
     let srv = server().await;
     let ws = session(&srv, "T-1", amount, mode);
     let w = World::new(
@@ -224,7 +229,11 @@ async fn a_blocked_pin_and_the_bridges_other_limits_in_plain_words() {
         )
     );
     assert_eq!(last_error(&w), "rate_limited");
-    assert!(w.html().contains("too many payments in the last hour"), "{}", w.html());
+    assert!(
+        w.html().contains("too many payments in the last hour"),
+        "{}",
+        w.html()
+    );
     assert_eq!(w.balance(), 10_000);
     // Try again reads the card afresh and pays.
     w.press(Action::Retry).await;
@@ -252,7 +261,11 @@ async fn no_extension_then_install_link() {
     let (_srv, mut w) = world(10_000, 5_000, 100, VerifyMode::PaymentServer).await;
     w.extension = false;
     w.start().await;
-    assert_eq!(w.co.poll_timeout(), Some(1_500), "the hello deadline comes first");
+    assert_eq!(
+        w.co.poll_timeout(),
+        Some(1_500),
+        "the hello deadline comes first"
+    );
     w.advance(1_500).await;
     assert_eq!(
         w.events,
@@ -286,7 +299,10 @@ async fn no_card_then_inserted() {
     // Removed again while confirming: back to "insert your card", no error.
     w.remove().await;
     assert_eq!(w.screen, Screen::Unavailable(Capability::NoCard));
-    assert!(!w.events.iter().any(|e| matches!(e, ParentEvent::Error { .. })));
+    assert!(!w
+        .events
+        .iter()
+        .any(|e| matches!(e, ParentEvent::Error { .. })));
     w.insert().await;
     assert_eq!(w.screen, Screen::Confirm);
     w.press(Action::Approve).await;
@@ -322,15 +338,28 @@ async fn card_pulled_during_debit_then_back_shows_the_servers_answer_charged() {
         }
     ));
     assert_eq!(last_error(&w), "debit_unknown");
-    assert!(w.html().contains("Put it back in the reader"), "{}", w.html());
-    assert!(!w.html().contains("data-action=\"cancel\""), "no cancel once the card may be charged");
+    assert!(
+        w.html().contains("Put it back in the reader"),
+        "{}",
+        w.html()
+    );
+    assert!(
+        !w.html().contains("data-action=\"cancel\""),
+        "no cancel once the card may be charged"
+    );
     // The timeout no longer cancels: the transaction is in the server's hands
     // (the only deadline left: looking for the card again).
-    assert_eq!(w.co.poll_timeout(), Some(w.now + widget::checkout::CARD_POLL_MS));
+    assert_eq!(
+        w.co.poll_timeout(),
+        Some(w.now + widget::checkout::CARD_POLL_MS)
+    );
     w.advance(200_000).await;
     assert!(matches!(w.screen, Screen::Failed { .. }));
     w.press(Action::Cancel).await;
-    assert!(matches!(w.screen, Screen::Failed { .. }), "no cancel after a debit");
+    assert!(
+        matches!(w.screen, Screen::Failed { .. }),
+        "no cancel after a debit"
+    );
     // Back in the reader: the card's log goes to the server, which decides.
     w.insert().await;
     let Screen::Done { receipt, recovered } = &w.screen else {
@@ -366,7 +395,17 @@ async fn a_recovery_looks_for_the_card_even_when_no_card_event_comes() {
     assert!(matches!(w.screen, Screen::Failed { .. }));
     w.inserted = true; // back, silently
     w.advance(1_000).await;
-    assert!(matches!(w.screen, Screen::Done { recovered: true, .. }), "{:?}", w.screen);
+    assert!(
+        matches!(
+            w.screen,
+            Screen::Done {
+                recovered: true,
+                ..
+            }
+        ),
+        "{:?}",
+        w.screen
+    );
     assert_eq!(srv.captured(), 700);
     assert_eq!(w.co.poll_timeout(), None, "nothing more to wait for");
 }
@@ -521,7 +560,14 @@ async fn keypad_differs_between_transactions() {
     let srv = server().await;
     let layout = |seed| {
         let ws = session(&srv, "T-1", 100, VerifyMode::PaymentServer);
-        let w = World::new(&srv, card(10_000, 0), Mode::Purchase, &ws, Config::default(), seed);
+        let w = World::new(
+            &srv,
+            card(10_000, 0),
+            Mode::Purchase,
+            &ws,
+            Config::default(),
+            seed,
+        );
         w.co.layout().clone()
     };
     assert_ne!(layout(1), layout(2));

@@ -15,7 +15,12 @@ use widget::view::Screen;
 use widget::{Action, Config, Mode, Outcome, ParentEvent};
 
 async fn server() -> TestServer {
-    TestServer::start_full(&[TestMerchant::new("shop", 1)], &[TestBank::new("bank", 0xB1)], 0).await
+    TestServer::start_full(
+        &[TestMerchant::new("shop", 1)],
+        &[TestBank::new("bank", 0xB1)],
+        0,
+    )
+    .await
 }
 
 fn world(srv: &TestServer, card: card::Card, amount: u32) -> World {
@@ -47,7 +52,10 @@ async fn a_load_shows_bank_amount_and_balances_and_credits_the_card_once() {
     let Screen::LoadConfirm(c) = &w.screen else {
         panic!("{:?}", w.screen)
     };
-    assert_eq!((c.balance, c.balance_after, c.over_max), (1_000, 6_000, false));
+    assert_eq!(
+        (c.balance, c.balance_after, c.over_max),
+        (1_000, 6_000, false)
+    );
     let html = w.html();
     for want in ["bank bank", "€50.00", "€10.00", "€60.00", "Load my card"] {
         assert!(html.contains(want), "{want}: {html}");
@@ -57,7 +65,10 @@ async fn a_load_shows_bank_amount_and_balances_and_credits_the_card_once() {
     let Screen::Loaded(r) = &w.screen else {
         panic!("{:?}", w.screen)
     };
-    assert_eq!((r.balance_before, r.balance_after, r.amount), (1_000, 6_000, 5_000));
+    assert_eq!(
+        (r.balance_before, r.balance_after, r.amount),
+        (1_000, 6_000, 5_000)
+    );
     assert!(w.html().contains("data-testid=\"receipt-balance\">€60.00"));
     assert!(matches!(
         w.last_event(),
@@ -77,7 +88,11 @@ async fn a_load_shows_bank_amount_and_balances_and_credits_the_card_once() {
 #[tokio::test]
 async fn over_the_cards_maximum_balance_is_said_before_and_nothing_is_charged() {
     let srv = server().await;
-    let mut w = world(&srv, test_card_custom("6280000000004002", 9_000, 10_000, "301231"), 5_000);
+    let mut w = world(
+        &srv,
+        test_card_custom("6280000000004002", 9_000, 10_000, "301231"),
+        5_000,
+    );
     w.start().await;
     let Screen::LoadConfirm(c) = &w.screen else {
         panic!("{:?}", w.screen)
@@ -95,9 +110,15 @@ async fn over_the_cards_maximum_balance_is_said_before_and_nothing_is_charged() 
     );
     let (code, charged, result) = last_error(&w);
     assert_eq!((code, charged), ("over_max_balance", Some("no")));
-    assert!(matches!(result, Some(BankResult::NotLoaded { .. })), "{result:?}");
+    assert!(
+        matches!(result, Some(BankResult::NotLoaded { .. })),
+        "{result:?}"
+    );
     let html = w.html();
-    assert!(html.contains("maximum balance") && html.contains("Your bank account was not charged"), "{html}");
+    assert!(
+        html.contains("maximum balance") && html.contains("Your bank account was not charged"),
+        "{html}"
+    );
     assert!(html.contains("data-charged=\"no\""));
     assert_eq!(w.balance(), 9_000);
     assert_eq!(srv.credited(), 0);
@@ -118,7 +139,10 @@ async fn card_pulled_during_credit_says_maybe_then_the_card_decides() {
         }
     );
     let (code, charged, result) = last_error(&w);
-    assert_eq!((code, charged, result), ("credit_unknown", Some("maybe"), None));
+    assert_eq!(
+        (code, charged, result),
+        ("credit_unknown", Some("maybe"), None)
+    );
     assert!(!w.html().contains("data-action=\"cancel\""));
     w.insert().await;
     let Screen::Loaded(r) = &w.screen else {

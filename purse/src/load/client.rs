@@ -20,10 +20,7 @@
 
 use crate::apdu::{Response, StatusWord};
 use crate::bridge_msg::Limit;
-use crate::client::{
-    log_hex, same_origin, Answer, CardRead, CardReader, Deadlines, Expect, ReadStep, ReadStop,
-    Sealer, Wire,
-};
+use crate::client::{log_hex, Answer, CardRead, CardReader, Core, Expect, ReadStep, ReadStop};
 use crate::command::{
     CreditResponse, InitializeLoad, InitializeLoadResponse, LogRecord, Request, SelectResponse,
 };
@@ -31,6 +28,9 @@ use crate::types::{BcdDate, CardId};
 use crate::wire::{ApiCode, Hex};
 
 pub use crate::client::{Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS};
+
+/// Why a load bundle cannot be used (the purchase client's reasons).
+pub type LoadBundleError = crate::client::BundleError;
 
 use super::draw::CreditChecked;
 use super::{
@@ -81,7 +81,10 @@ pub enum LoadProblem {
     /// The credit command is not for what the shopper approved.
     CreditChanged,
     /// A limit of the bridge refused a command (nothing reached the card).
-    RateLimited { limit: Limit, retry_after_ms: u64 },
+    RateLimited {
+        limit: Limit,
+        retry_after_ms: u64,
+    },
     /// The load server could not be reached.
     ServerUnreachable,
     /// The load server refused.
@@ -196,7 +199,7 @@ pub enum Status<'a> {
 
 /// A drawn load: what CREDIT and recovery need.
 #[derive(Debug, Clone)]
-struct Drawn {
+pub(crate) struct Drawn {
     card_id: CardId,
     atc: u16,
     balance_before: u32,
@@ -204,7 +207,7 @@ struct Drawn {
 }
 
 #[derive(Debug, Clone)]
-enum State {
+pub(crate) enum State {
     Idle,
     /// SELECT and READ LOG (for a new load, or to recover `recovering`).
     Reading {
@@ -263,22 +266,9 @@ enum State {
 
 /// The load client for one load session.
 pub struct LoadClient {
+    core: Core,
     session: LoadSession,
-    page_origin: String,
-    sealer: Sealer,
     state: State,
-    wire: Wire,
-    today: Option<BcdDate>,
-    deadlines: Deadlines,
-}
-
-/// Why a load bundle cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoadBundleError {
-    #[error("TSK must be 32 bytes")]
-    Tsk,
-    #[error("the session is for another bank origin")]
-    Origin,
 }
 
 impl LoadClient {
@@ -290,20 +280,11 @@ impl LoadClient {
         rng: Box<dyn Entropy>,
         today: Option<BcdDate>,
     ) -> Result<Self, LoadBundleError> {
-        let tsk = bundle.tsk().ok_or(LoadBundleError::Tsk)?;
-        if !same_origin(&bundle.session.origin, page_origin) {
-            return Err(LoadBundleError::Origin);
-        }
-        let s = &bundle.session;
-        let sealer = Sealer::new(s, &s.txn_id, &bundle.session_mac, &bundle.etsk, tsk, rng);
+        let core = Core::new(&bundle, page_origin, rng, today, false)?;
         Ok(Self {
-            sealer,
+            core,
             session: bundle.session,
-            page_origin: page_origin.trim_end_matches('/').to_string(),
             state: State::Idle,
-            wire: Wire::default(),
-            today,
-            deadlines: Deadlines::new(false),
         })
     }
 
@@ -385,82 +366,39 @@ impl LoadClient {
         }
     }
 
-    /// The driver must connect to the card and call [`Self::card_ready`].
-    pub fn wants_card(&self) -> bool {
-        match &self.state {
-            State::Idle | State::Torn { .. } => true,
-            State::Failed {
-                resume: Some(next), ..
-            } => matches!(next.as_ref(), State::Idle | State::Torn { .. }),
-            _ => false,
-        }
-    }
-
     /// The card is connected in a fresh selection: read it, or recover a
     /// lost CREDIT answer.
     pub fn card_ready(&mut self) {
-        let waiting = match &self.state {
-            State::Failed {
-                resume: Some(next), ..
-            } => next.as_ref(),
-            s => s,
-        };
-        let (expect, recovering) = match waiting {
+        let (reader, recovering) = match self.waiting() {
             State::Idle => {
                 let s = &self.session;
-                let fresh = Expect::Fresh {
-                    today: self.today,
-                    purse: s.purse,
-                    currency: s.currency,
-                    exponent: s.exponent,
-                };
-                (fresh, None)
+                (self.core.read_fresh(s.purse, s.currency, s.exponent), None)
             }
             State::Torn { drawn } => {
+                let drawn = drawn.clone();
                 let again = Expect::Recovering {
                     atc: drawn.atc,
                     card_id: Some(drawn.card_id),
                 };
-                (again, Some(drawn.clone()))
+                (self.core.read(again), Some(drawn))
             }
             _ => return,
         };
-        let (reader, select) = CardReader::start(expect);
         self.state = State::Reading { reader, recovering };
-        self.wire.card(&select);
     }
 
     /// The card went away while nothing was outstanding.
     pub fn card_removed(&mut self) {
-        if !self.wire.is_awaiting() && matches!(self.state, State::Confirm { .. }) {
+        if !self.core.wire.is_awaiting() && matches!(self.state, State::Confirm { .. }) {
             self.fail(LoadProblem::CardRemoved, Some(State::Idle));
-        }
-    }
-
-    /// The shopper approved the load.
-    pub fn approve(&mut self) {
-        if let State::Confirm { .. } = self.state {
-            let State::Confirm { card } = std::mem::replace(&mut self.state, State::Idle) else {
-                return;
-            };
-            let s = &self.session;
-            let r = Request::InitializeLoad(InitializeLoad {
-                purse: s.purse,
-                amount: s.amount,
-                terminal: s.terminal,
-            });
-            self.state = State::Initializing { card };
-            self.wire.card(&r);
         }
     }
 
     /// Retry where the failure left off.
     pub fn retry(&mut self) {
-        let next = match &mut self.state {
-            State::Failed { resume, .. } => resume.take(),
-            _ => None,
+        let Some(next) = self.take_resume() else {
+            return;
         };
-        let Some(next) = next else { return };
         let again = match next.as_ref() {
             State::Drawing { body, .. } => Some((PATH_LOAD_DRAW, body)),
             State::Completing { body, .. } => Some((PATH_LOAD_COMPLETE, body)),
@@ -468,7 +406,7 @@ impl LoadClient {
             _ => None,
         };
         if let Some((path, body)) = again {
-            self.wire.post(path, body.clone());
+            self.core.wire.post(path, body.clone());
         }
         self.state = *next;
     }
@@ -481,26 +419,6 @@ impl LoadClient {
             State::Failed { result, .. } => result.clone(),
             State::Cancelled(reason) => Some(self.not_loaded(reason)),
             _ => None,
-        }
-    }
-
-    /// Feed the answer to the outstanding request.
-    pub fn handle(&mut self, reply: Reply) {
-        if !self.wire.take_reply() {
-            return;
-        }
-        let state = std::mem::replace(&mut self.state, State::Idle);
-        match reply {
-            Reply::Card(bytes) => match Response::parse(&bytes) {
-                Ok(r) => self.on_card(state, r),
-                Err(_) => self.card_gone(state, LoadProblem::CardUnreadable),
-            },
-            Reply::CardLost => self.card_gone(state, LoadProblem::CardRemoved),
-            Reply::Refused(r) => self.on_refused(state, r),
-            server => {
-                let answer = Answer::of(server).expect("a server reply");
-                self.on_server(state, answer)
-            }
         }
     }
 
@@ -531,7 +449,7 @@ impl LoadClient {
         charged: Charged,
         result: Option<BankResult>,
     ) {
-        self.wire.drop_pending();
+        self.core.wire.drop_pending();
         self.state = State::Failed {
             problem,
             resume: resume.map(Box::new),
@@ -542,6 +460,169 @@ impl LoadClient {
 
     fn torn(&mut self, drawn: Drawn) {
         self.fail_maybe(LoadProblem::Torn, State::Torn { drawn });
+    }
+
+    fn initialize(&mut self, card: CardRead) {
+        let s = &self.session;
+        let r = Request::InitializeLoad(InitializeLoad {
+            purse: s.purse,
+            amount: s.amount,
+            terminal: s.terminal,
+        });
+        self.state = State::Initializing { card };
+        self.core.wire.card(&r);
+    }
+
+    /// The seed's negative-result handling: a zero-value INITIALIZE FOR LOAD.
+    fn zero_init(&mut self, drawn: Drawn, card_answer: Option<Vec<u8>>, log: Vec<LogRecord>) {
+        let s = &self.session;
+        let r = Request::InitializeLoad(InitializeLoad {
+            purse: s.purse,
+            amount: 0,
+            terminal: s.terminal,
+        });
+        self.state = State::ZeroInit {
+            drawn,
+            card_answer,
+            log,
+        };
+        self.core.wire.card(&r);
+    }
+
+    fn recover(
+        &mut self,
+        drawn: Drawn,
+        card_answer: Option<Vec<u8>>,
+        zero: Option<Vec<u8>>,
+        log: Vec<LogRecord>,
+    ) {
+        let req = LoadRecoverRequest {
+            txn_id: self.session.txn_id.clone(),
+            card_answer: card_answer.map(Hex),
+            zero_initialize: zero.map(Hex),
+            log: log_hex(&log),
+        };
+        let body = self.core.sealer.envelope("recover_request", &req);
+        self.core.wire.post(PATH_LOAD_RECOVER, body.clone());
+        self.state = State::Recovering { drawn, body };
+    }
+
+    fn draw(&mut self, card: CardRead, init: InitializeLoadResponse) {
+        let s = &self.session;
+        let e = self
+            .core
+            .evidence(&card, &s.txn_id, s.amount, s.purse, init.encode());
+        let req = LoadDrawRequest::from(e);
+        let body = self.core.sealer.envelope("load_request", &req);
+        self.core.wire.post(PATH_LOAD_DRAW, body.clone());
+        self.state = State::Drawing { card, body, init };
+    }
+
+    /// CREDIT's answer.
+    fn credited(&mut self, card: CardRead, drawn: Drawn, r: Response) {
+        let rapdu = r.to_bytes();
+        let loaded =
+            r.sw.is_ok()
+                .then(|| CreditResponse::decode(&r.data).ok())
+                .flatten()
+                .filter(|c| c.result == CreditResponse::LOADED);
+        let Some(c) = loaded else {
+            // A negative result: the card's word alone proves nothing;
+            // a zero-value INITIALIZE in this same selection does.
+            return self.zero_init(drawn, Some(rapdu), card.log);
+        };
+        let msg = CreditResponseMsg {
+            txn_id: self.session.txn_id.clone(),
+            response: Hex(rapdu),
+        };
+        let body = self.core.sealer.envelope("credit_response", &msg);
+        self.core.wire.post(PATH_LOAD_COMPLETE, body.clone());
+        self.state = State::Completing {
+            card,
+            drawn,
+            body,
+            balance_after: c.balance_after,
+        };
+    }
+
+    /// The credit command came: check it, then CREDIT.
+    fn credit(&mut self, card: CardRead, init: InitializeLoadResponse, answer: LoadDrawResponse) {
+        let Some(cmd) = self
+            .core
+            .sealer
+            .open::<CreditCommand>(&answer.credit_command)
+        else {
+            return self.fail(LoadProblem::ServerRefused(ApiCode::BadSeal), None);
+        };
+        let Ok(checked) = cmd.check(&self.session) else {
+            return self.fail(LoadProblem::CreditChanged, None);
+        };
+        self.core.wire.apdu(checked.apdu().to_vec());
+        self.state = State::Crediting {
+            drawn: Drawn {
+                card_id: card.select.card_id,
+                atc: init.atc,
+                balance_before: init.balance,
+                cmd,
+            },
+            card,
+            _checked: checked,
+        };
+    }
+
+    fn finish(
+        &mut self,
+        card: Option<&SelectResponse>,
+        drawn: &Drawn,
+        status: LoadStatus,
+        result_c: Hex,
+        result_b: Hex,
+    ) {
+        let txn = self.session.txn_id.clone();
+        let result = BankResult::ResultB {
+            txn_id: txn.clone(),
+            result_b,
+        };
+        if status == LoadStatus::NotCredited {
+            return self.fail_with(LoadProblem::NotCredited, None, Charged::No, Some(result));
+        }
+        let c = self.core.sealer.open::<LoadResultC>(&result_c);
+        let s = &self.session;
+        let receipt = Receipt {
+            txn_id: txn,
+            bank_name: s.bank_name.clone(),
+            amount: s.amount,
+            currency: s.currency,
+            exponent: s.exponent,
+            balance_before: drawn.balance_before,
+            balance_after: c
+                .as_ref()
+                .and_then(|c| c.balance_after)
+                .unwrap_or(drawn.cmd.balance_after),
+            card: card
+                .map(|c| c.card_id.masked())
+                .unwrap_or_else(|| drawn.card_id.masked()),
+            when: c
+                .as_ref()
+                .map(|c| format!("{} {}", c.date, c.time))
+                .unwrap_or_default(),
+        };
+        self.state = State::Done { receipt, result };
+    }
+}
+
+impl crate::client::Machine for LoadClient {
+    type State = State;
+    type Problem = LoadProblem;
+    const REMOVED: LoadProblem = LoadProblem::CardRemoved;
+    const UNREADABLE: LoadProblem = LoadProblem::CardUnreadable;
+
+    fn core(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    fn take_state(&mut self) -> State {
+        std::mem::replace(&mut self.state, State::Idle)
     }
 
     /// The card's answer did not come back, came back unreadable, or the
@@ -573,82 +654,33 @@ impl LoadClient {
         self.card_gone(state, problem)
     }
 
-    /// The seed's negative-result handling: a zero-value INITIALIZE FOR LOAD.
-    fn zero_init(&mut self, drawn: Drawn, card_answer: Option<Vec<u8>>, log: Vec<LogRecord>) {
-        let s = &self.session;
-        let r = Request::InitializeLoad(InitializeLoad {
-            purse: s.purse,
-            amount: 0,
-            terminal: s.terminal,
-        });
-        self.state = State::ZeroInit {
-            drawn,
-            card_answer,
-            log,
-        };
-        self.wire.card(&r);
-    }
-
-    fn recover(
-        &mut self,
-        drawn: Drawn,
-        card_answer: Option<Vec<u8>>,
-        zero: Option<Vec<u8>>,
-        log: Vec<LogRecord>,
-    ) {
-        let req = LoadRecoverRequest {
-            txn_id: self.session.txn_id.clone(),
-            card_answer: card_answer.map(Hex),
-            zero_initialize: zero.map(Hex),
-            log: log_hex(&log),
-        };
-        let body = self.sealer.envelope("recover_request", &req);
-        self.wire.post(PATH_LOAD_RECOVER, body.clone());
-        self.state = State::Recovering { drawn, body };
-    }
-
-    fn draw(&mut self, card: CardRead, init: InitializeLoadResponse) {
-        let s = &self.session;
-        let req = LoadDrawRequest {
-            txn_id: s.txn_id.clone(),
-            page_origin: self.page_origin.clone(),
-            amount: s.amount,
-            purse: s.purse,
-            select: Hex(card.select_data.clone()),
-            initialize: Hex(init.encode()),
-            log: card.log_hex(),
-        };
-        let body = self.sealer.envelope("load_request", &req);
-        self.wire.post(PATH_LOAD_DRAW, body.clone());
-        self.state = State::Drawing { card, body, init };
-    }
-
     fn on_card(&mut self, state: State, r: Response) {
         match state {
-            State::Reading { reader, recovering } => match reader.step(r) {
-                (reader, ReadStep::Send(next)) => {
-                    self.state = State::Reading { reader, recovering };
-                    self.wire.card(&next);
+            State::Reading { reader, recovering } => {
+                let (stop, drawn) = match (reader.step(r, &mut self.core.wire), recovering) {
+                    (ReadStep::Reading(reader), recovering) => {
+                        self.state = State::Reading { reader, recovering };
+                        return;
+                    }
+                    (ReadStep::Done(card), None) => {
+                        self.state = State::Confirm { card };
+                        return;
+                    }
+                    (ReadStep::Done(card), Some(drawn)) => {
+                        return self.zero_init(drawn, None, card.log)
+                    }
+                    (ReadStep::Stopped(stop), drawn) => (stop, drawn),
+                };
+                match (stop, drawn) {
+                    (ReadStop::OtherCard, Some(drawn)) => {
+                        self.fail_maybe(LoadProblem::OtherCard, State::Torn { drawn })
+                    }
+                    (_, Some(drawn)) => self.torn(drawn),
+                    (ReadStop::Expired, None) => self.fail(LoadProblem::CardExpired, None),
+                    (ReadStop::WrongCurrency, None) => self.fail(LoadProblem::WrongCurrency, None),
+                    (_, None) => self.fail(LoadProblem::CardUnreadable, Some(State::Idle)),
                 }
-                (_, ReadStep::Done(card)) => match recovering {
-                    None => self.state = State::Confirm { card },
-                    Some(drawn) => self.zero_init(drawn, None, card.log),
-                },
-                (_, ReadStep::Stopped(ReadStop::Expired)) => {
-                    self.fail(LoadProblem::CardExpired, None)
-                }
-                (_, ReadStep::Stopped(ReadStop::WrongCurrency)) => {
-                    self.fail(LoadProblem::WrongCurrency, None)
-                }
-                (_, ReadStep::Stopped(ReadStop::OtherCard)) => {
-                    let drawn = recovering.expect("only a recovery checks the card");
-                    self.fail_maybe(LoadProblem::OtherCard, State::Torn { drawn })
-                }
-                (reader, ReadStep::Stopped(ReadStop::Unreadable)) => self.card_gone(
-                    State::Reading { reader, recovering },
-                    LoadProblem::CardUnreadable,
-                ),
-            },
+            }
             State::Initializing { card } => {
                 if !r.sw.is_ok() {
                     return self.fail(LoadProblem::of_card(r.sw), None);
@@ -673,54 +705,6 @@ impl LoadClient {
             }
             other => self.state = other,
         }
-    }
-
-    /// CREDIT's answer.
-    fn credited(&mut self, card: CardRead, drawn: Drawn, r: Response) {
-        let rapdu = r.to_bytes();
-        let loaded =
-            r.sw.is_ok()
-                .then(|| CreditResponse::decode(&r.data).ok())
-                .flatten()
-                .filter(|c| c.result == CreditResponse::LOADED);
-        let Some(c) = loaded else {
-            // A negative result: the card's word alone proves nothing;
-            // a zero-value INITIALIZE in this same selection does.
-            return self.zero_init(drawn, Some(rapdu), card.log);
-        };
-        let msg = CreditResponseMsg {
-            txn_id: self.session.txn_id.clone(),
-            response: Hex(rapdu),
-        };
-        let body = self.sealer.envelope("credit_response", &msg);
-        self.wire.post(PATH_LOAD_COMPLETE, body.clone());
-        self.state = State::Completing {
-            card,
-            drawn,
-            body,
-            balance_after: c.balance_after,
-        };
-    }
-
-    /// The credit command came: check it, then CREDIT.
-    fn credit(&mut self, card: CardRead, init: InitializeLoadResponse, answer: LoadDrawResponse) {
-        let Some(cmd) = self.sealer.open::<CreditCommand>(&answer.credit_command) else {
-            return self.fail(LoadProblem::ServerRefused(ApiCode::BadSeal), None);
-        };
-        let Ok(checked) = cmd.check(&self.session) else {
-            return self.fail(LoadProblem::CreditChanged, None);
-        };
-        self.wire.apdu(checked.apdu().to_vec());
-        self.state = State::Crediting {
-            drawn: Drawn {
-                card_id: card.select.card_id,
-                atc: init.atc,
-                balance_before: init.balance,
-                cmd,
-            },
-            card,
-            _checked: checked,
-        };
     }
 
     fn on_server(&mut self, state: State, answer: Answer) {
@@ -756,7 +740,12 @@ impl LoadClient {
                     body,
                     balance_after,
                 };
-                self.fail_with(LoadProblem::ServerUnreachable, Some(back), Charged::Yes, None);
+                self.fail_with(
+                    LoadProblem::ServerUnreachable,
+                    Some(back),
+                    Charged::Yes,
+                    None,
+                );
             }
             State::Completing { card, drawn, .. } => match answer.parse::<LoadCompleteResponse>() {
                 Ok(c) => self.finish(Some(&card.select), &drawn, c.status, c.result_c, c.result_b),
@@ -787,46 +776,6 @@ impl LoadClient {
             },
             other => self.state = other,
         }
-    }
-
-    fn finish(
-        &mut self,
-        card: Option<&SelectResponse>,
-        drawn: &Drawn,
-        status: LoadStatus,
-        result_c: Hex,
-        result_b: Hex,
-    ) {
-        let txn = self.session.txn_id.clone();
-        let result = BankResult::ResultB {
-            txn_id: txn.clone(),
-            result_b,
-        };
-        if status == LoadStatus::NotCredited {
-            return self.fail_with(LoadProblem::NotCredited, None, Charged::No, Some(result));
-        }
-        let c = self.sealer.open::<LoadResultC>(&result_c);
-        let s = &self.session;
-        let receipt = Receipt {
-            txn_id: txn,
-            bank_name: s.bank_name.clone(),
-            amount: s.amount,
-            currency: s.currency,
-            exponent: s.exponent,
-            balance_before: drawn.balance_before,
-            balance_after: c
-                .as_ref()
-                .and_then(|c| c.balance_after)
-                .unwrap_or(drawn.cmd.balance_after),
-            card: card
-                .map(|c| c.card_id.masked())
-                .unwrap_or_else(|| drawn.card_id.masked()),
-            when: c
-                .as_ref()
-                .map(|c| format!("{} {}", c.date, c.time))
-                .unwrap_or_default(),
-        };
-        self.state = State::Done { receipt, result };
     }
 }
 

@@ -23,10 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::apdu::{Response, StatusWord};
 use crate::bridge_msg::Limit;
-use crate::client::{
-    same_origin, Answer, CardRead, CardReader, Deadlines, Expect, ReadStep, ReadStop, Sealer,
-    Wire,
-};
+use crate::client::{Answer, CardRead, CardReader, Core, Expect, ReadStep, ReadStop};
 use crate::command::{
     DebitResponse, InitializePurchase, InitializePurchaseResponse, Request, SelectResponse, Verify,
 };
@@ -35,7 +32,8 @@ use crate::types::BcdDate;
 use crate::wire::{ApiCode, Hex};
 
 pub use crate::client::{
-    Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS, MAX_EXTENSIONS, WARN_BEFORE_MS,
+    BundleError, Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS, MAX_EXTENSIONS,
+    WARN_BEFORE_MS,
 };
 
 use super::draw::AmountChecked;
@@ -190,14 +188,14 @@ pub enum Status<'a> {
 
 /// A drawn transaction: what DEBIT needs and what recovery needs.
 #[derive(Debug, Clone)]
-struct Drawn {
+pub(crate) struct Drawn {
     atc: u16,
     answer: DrawResponse,
     cmd: DebitCommand,
 }
 
 #[derive(Debug, Clone)]
-enum State {
+pub(crate) enum State {
     Idle,
     /// SELECT and READ LOG (for a new purchase, or to recover `recovering`).
     Reading {
@@ -264,22 +262,9 @@ enum State {
 
 /// The purchase client for one transaction.
 pub struct Client {
+    core: Core,
     session: Session,
-    page_origin: String,
-    sealer: Sealer,
     state: State,
-    wire: Wire,
-    today: Option<BcdDate>,
-    deadlines: Deadlines,
-}
-
-/// Why a session bundle cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BundleError {
-    #[error("TSK must be 32 bytes")]
-    Tsk,
-    #[error("the session is for another merchant origin")]
-    Origin,
 }
 
 impl Client {
@@ -292,20 +277,11 @@ impl Client {
         rng: Box<dyn Entropy>,
         today: Option<BcdDate>,
     ) -> Result<Self, BundleError> {
-        let tsk = bundle.tsk().ok_or(BundleError::Tsk)?;
-        if !same_origin(&bundle.session.origin, page_origin) {
-            return Err(BundleError::Origin);
-        }
-        let s = &bundle.session;
-        let sealer = Sealer::new(s, &s.txn_id, &bundle.session_mac, &bundle.etsk, tsk, rng);
+        let core = Core::new(&bundle, page_origin, rng, today, true)?;
         Ok(Self {
-            sealer,
+            core,
             session: bundle.session,
-            page_origin: page_origin.trim_end_matches('/').to_string(),
             state: State::Idle,
-            wire: Wire::default(),
-            today,
-            deadlines: Deadlines::new(true),
         })
     }
 
@@ -317,12 +293,12 @@ impl Client {
 
     /// The expiry warning is showing.
     pub fn expiry_warning(&self) -> bool {
-        self.deadlines.warning() && !self.past_point_of_no_return() && !self.is_finished()
+        self.core.deadlines.warning() && !self.past_point_of_no_return() && !self.is_finished()
     }
 
     /// "More time": restart the clock (at most [`MAX_EXTENSIONS`] times).
     pub fn more_time(&mut self, now: u64) -> bool {
-        self.expiry_warning() && self.deadlines.extend(now)
+        self.expiry_warning() && self.core.deadlines.extend(now)
     }
 
     pub fn is_finished(&self) -> bool {
@@ -373,7 +349,9 @@ impl Client {
     pub fn status(&self) -> Status<'_> {
         match &self.state {
             State::Idle | State::Torn { .. } => Status::WaitingForCard,
-            State::ReadingAtc { .. } | State::Recovering { .. } => Status::Working(Step::Recovering),
+            State::ReadingAtc { .. } | State::Recovering { .. } => {
+                Status::Working(Step::Recovering)
+            }
             State::Reading { recovering, .. } => Status::Working(if recovering.is_some() {
                 Step::Recovering
             } else {
@@ -403,64 +381,31 @@ impl Client {
     /// The card is connected in a fresh selection (first time, after it was
     /// put back, or after a reset): read it, or recover a torn DEBIT.
     pub fn card_ready(&mut self) {
-        let waiting = match &self.state {
-            State::Failed {
-                resume: Some(next), ..
-            } => next.as_ref(),
-            s => s,
-        };
-        let recovering = match waiting {
+        let recovering = match self.waiting() {
             State::Idle => None,
             State::Torn { drawn } => Some(drawn.clone()),
             // Not waiting for a card: nothing to do.
             _ => return,
         };
         let s = &self.session;
-        let expect = match &recovering {
-            None => Expect::Fresh {
-                today: self.today,
-                purse: s.purse,
-                currency: s.currency,
-                exponent: s.exponent,
-            },
-            Some(d) => Expect::Recovering {
+        let reader = match &recovering {
+            None => self.core.read_fresh(s.purse, s.currency, s.exponent),
+            Some(d) => self.core.read(Expect::Recovering {
                 atc: d.atc,
                 card_id: None,
-            },
+            }),
         };
-        let (reader, select) = CardReader::start(expect);
         self.state = State::Reading { reader, recovering };
-        self.wire.card(&select);
-    }
-
-    /// The driver must connect to the card and call [`Self::card_ready`].
-    pub fn wants_card(&self) -> bool {
-        match &self.state {
-            State::Idle | State::Torn { .. } => true,
-            State::Failed {
-                resume: Some(next), ..
-            } => matches!(next.as_ref(), State::Idle | State::Torn { .. }),
-            _ => false,
-        }
     }
 
     /// The card went away while nothing was outstanding.
     pub fn card_removed(&mut self) {
-        if self.wire.is_awaiting() {
+        if self.core.wire.is_awaiting() {
             // The outstanding command's fate is reported through `handle`.
             return;
         }
         if matches!(self.state, State::Confirm { .. } | State::NeedPin { .. }) {
             self.fail(Problem::CardRemoved, Some(State::Idle));
-        }
-    }
-
-    /// The shopper approved the amount.
-    pub fn approve(&mut self) {
-        if let State::Confirm { .. } = self.state {
-            if let State::Confirm { card } = std::mem::replace(&mut self.state, State::Idle) {
-                self.initialize(card);
-            }
         }
     }
 
@@ -483,21 +428,19 @@ impl Client {
             .to_bytes(),
         );
         self.state = State::Verifying { card };
-        self.wire.apdu(apdu.to_vec());
+        self.core.wire.apdu(apdu.to_vec());
     }
 
     /// Retry where the failure left off. After a card problem the client
     /// waits for the card again ([`Self::wants_card`]).
     pub fn retry(&mut self) {
-        let next = match &mut self.state {
-            State::Failed { resume, .. } => resume.take(),
-            _ => None,
+        let Some(next) = self.take_resume() else {
+            return;
         };
-        let Some(next) = next else { return };
         match next.as_ref() {
-            State::Drawing { body, .. } => self.wire.post(PATH_DRAW, body.clone()),
+            State::Drawing { body, .. } => self.core.wire.post(PATH_DRAW, body.clone()),
             State::Completing { body, .. } | State::Refused { body, .. } => {
-                self.wire.post(PATH_COMPLETE, body.clone())
+                self.core.wire.post(PATH_COMPLETE, body.clone())
             }
             _ => {}
         }
@@ -514,41 +457,20 @@ impl Client {
         }
         let report = SuspiciousReport {
             txn_id: self.session.txn_id.clone(),
-            page_origin: self.page_origin.clone(),
+            page_origin: self.core.page_origin.clone(),
             reason: "not my purchase (shopper pressed the button in the widget)".into(),
         };
-        let body = self.sealer.envelope("report", &report);
+        let body = self.core.sealer.envelope("report", &report);
         self.state = State::Reporting;
-        self.wire.stop();
-        self.wire.post(PATH_SUSPICIOUS, body);
+        self.core.wire.stop();
+        self.core.wire.post(PATH_SUSPICIOUS, body);
         true
-    }
-
-    /// Feed the answer to the outstanding request. A reply when none is
-    /// awaited (a late answer, a background request's) is ignored.
-    pub fn handle(&mut self, reply: Reply) {
-        if !self.wire.take_reply() {
-            return;
-        }
-        let state = std::mem::replace(&mut self.state, State::Idle);
-        match reply {
-            Reply::Card(bytes) => match Response::parse(&bytes) {
-                Ok(r) => self.on_card(state, r),
-                Err(_) => self.card_gone(state, Problem::CardUnreadable),
-            },
-            Reply::CardLost => self.card_gone(state, Problem::CardRemoved),
-            Reply::Refused(r) => self.on_refused(state, r),
-            server => {
-                let answer = Answer::of(server).expect("a server reply");
-                self.on_server(state, answer)
-            }
-        }
     }
 
     // ---- internals -------------------------------------------------------
 
     fn fail(&mut self, problem: Problem, resume: Option<State>) {
-        self.wire.drop_pending();
+        self.core.wire.drop_pending();
         self.state = State::Failed {
             problem,
             resume: resume.map(Box::new),
@@ -567,7 +489,177 @@ impl Client {
             terminal: s.terminal,
         });
         self.state = State::Initializing { card };
-        self.wire.card(&r);
+        self.core.wire.card(&r);
+    }
+
+    fn log_read(&mut self, card: CardRead, recovering: Option<Drawn>) {
+        let Some(drawn) = recovering else {
+            self.state = State::Confirm { card };
+            return;
+        };
+        // The log decides if it holds the transaction's ATC or an older one,
+        // or is full; else the card's ATC must say.
+        let decides =
+            card.log.len() >= super::MAX_LOG_RECORDS || card.log.iter().any(|r| r.atc <= drawn.atc);
+        if decides {
+            return self.recover(card, drawn, None);
+        }
+        let s = &self.session;
+        let r = Request::InitializePurchase(InitializePurchase {
+            purse: s.purse,
+            amount: 0,
+            terminal: s.terminal,
+        });
+        self.state = State::ReadingAtc { card, drawn };
+        self.core.wire.card(&r);
+    }
+
+    fn recover(&mut self, card: CardRead, drawn: Drawn, current_atc: Option<u16>) {
+        let req = RecoverRequest {
+            txn_id: self.session.txn_id.clone(),
+            log: card.log_hex(),
+            current_atc,
+        };
+        let body = self.core.sealer.envelope("recover_request", &req);
+        self.state = State::Recovering { drawn };
+        self.core.wire.post(PATH_RECOVER, body);
+    }
+
+    fn draw(&mut self, card: CardRead, init: InitializePurchaseResponse) {
+        let s = &self.session;
+        let e = self
+            .core
+            .evidence(&card, &s.txn_id, s.amount, s.purse, init.encode());
+        let dr = DrawRequest::from_card(e, card.pin_verified);
+        let body = self.core.sealer.envelope("draw_request", &dr);
+        self.core.wire.post(PATH_DRAW, body.clone());
+        self.state = State::Drawing {
+            card,
+            body,
+            atc: init.atc,
+        };
+    }
+
+    fn complete_body(&mut self, rapdu: Vec<u8>) -> String {
+        let msg = DebitResponseMsg {
+            txn_id: self.session.txn_id.clone(),
+            response: Hex(rapdu),
+        };
+        self.core.sealer.envelope("debit_response", &msg)
+    }
+
+    /// The debit command came: check it, then DEBIT.
+    fn debit(&mut self, card: CardRead, atc: u16, answer: DrawResponse) {
+        let Some(cmd) = self.core.sealer.open::<DebitCommand>(&answer.debit_command) else {
+            return self.fail(Problem::ServerRefused(ApiCode::BadSeal), None);
+        };
+        // The card is charged only what the shopper approved.
+        let Ok(checked) = cmd.check(&self.session) else {
+            return self.fail(Problem::AmountChanged, None);
+        };
+        self.core.wire.apdu(checked.apdu().to_vec());
+        self.state = State::Debiting {
+            card,
+            drawn: Drawn { atc, answer, cmd },
+            _checked: checked,
+        };
+    }
+
+    /// DEBIT's answer.
+    fn debited(&mut self, card: CardRead, drawn: Drawn, r: Response) {
+        let rapdu = r.to_bytes();
+        if !r.sw.is_ok() {
+            // The card refused and wrote nothing; the server records the failure.
+            let body = self.complete_body(rapdu);
+            self.core.wire.post(PATH_COMPLETE, body.clone());
+            self.state = State::Refused {
+                problem: Problem::of_card(r.sw),
+                body,
+            };
+            return;
+        }
+        let Ok(resp) = DebitResponse::decode(&r.data) else {
+            return self.torn(drawn);
+        };
+        let body = self.complete_body(rapdu);
+        let one_trip = match self.session.verify_mode {
+            VerifyMode::Merchant => true,
+            // The check value says the answer is right without the
+            // client ever holding S3; a mismatch is for the server.
+            VerifyMode::Client => drawn.cmd.answer_matches(resp.balance_after, &resp.s3),
+            _ => false,
+        };
+        if !one_trip {
+            self.core.wire.post(PATH_COMPLETE, body.clone());
+            self.state = State::Completing { card, drawn, body };
+            return;
+        }
+        let receipt = self.receipt(Some(&card.select), resp.balance_after, String::new());
+        let result = MerchantResult::S3 {
+            txn_id: self.session.txn_id.clone(),
+            balance_after: resp.balance_after,
+            s3: Hex(resp.s3.to_vec()),
+            expected_s3_m: drawn.answer.expected_s3_m.clone().unwrap_or_default(),
+        };
+        self.state = State::Done { receipt, result };
+        // The server still captures on the card's own S3, in the background.
+        self.core.wire.post_in_background(PATH_COMPLETE, body);
+    }
+
+    fn finish_with(
+        &mut self,
+        card: Option<&SelectResponse>,
+        status: PurchaseStatus,
+        result_c: Hex,
+        result_m: Hex,
+    ) {
+        if status != PurchaseStatus::Debited {
+            return self.fail(Problem::CardRefused(StatusWord(0x6985)), None);
+        }
+        let c = self.core.sealer.open::<ResultC>(&result_c);
+        let receipt = self.receipt(
+            card,
+            c.as_ref().and_then(|c| c.balance_after).unwrap_or(0),
+            c.as_ref()
+                .map(|c| format!("{} {}", c.date, c.time))
+                .unwrap_or_default(),
+        );
+        self.state = State::Done {
+            receipt,
+            result: MerchantResult::ResultM {
+                txn_id: self.session.txn_id.clone(),
+                result_m,
+            },
+        };
+    }
+
+    fn receipt(&self, card: Option<&SelectResponse>, balance_after: u32, when: String) -> Receipt {
+        let s = &self.session;
+        Receipt {
+            txn_id: s.txn_id.clone(),
+            merchant_name: s.merchant_name.clone(),
+            amount: s.amount,
+            currency: s.currency,
+            exponent: s.exponent,
+            balance_after,
+            card: card.map(|c| c.card_id.masked()).unwrap_or_default(),
+            when,
+        }
+    }
+}
+
+impl crate::client::Machine for Client {
+    type State = State;
+    type Problem = Problem;
+    const REMOVED: Problem = Problem::CardRemoved;
+    const UNREADABLE: Problem = Problem::CardUnreadable;
+
+    fn core(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    fn take_state(&mut self) -> State {
+        std::mem::replace(&mut self.state, State::Idle)
     }
 
     /// The card's answer did not come back, or came back unreadable.
@@ -586,7 +678,13 @@ impl Client {
 
     fn on_refused(&mut self, state: State, r: Refusal) {
         match (state, r) {
-            (State::Verifying { card }, Refusal::RateLimited { retry_after_ms, limit }) => {
+            (
+                State::Verifying { card },
+                Refusal::RateLimited {
+                    retry_after_ms,
+                    limit,
+                },
+            ) => {
                 let problem = match limit {
                     Limit::Verify => Problem::PinRateLimited { retry_after_ms },
                     limit => Problem::RateLimited {
@@ -614,10 +712,13 @@ impl Client {
                 | State::ReadingAtc { drawn, .. },
                 _,
             ) => self.torn(drawn),
-            (_, Refusal::RateLimited {
-                retry_after_ms,
-                limit,
-            }) => self.fail(
+            (
+                _,
+                Refusal::RateLimited {
+                    retry_after_ms,
+                    limit,
+                },
+            ) => self.fail(
                 Problem::RateLimited {
                     limit,
                     retry_after_ms,
@@ -630,20 +731,18 @@ impl Client {
 
     fn on_card(&mut self, state: State, r: Response) {
         match state {
-            State::Reading { reader, recovering } => match reader.step(r) {
-                (reader, ReadStep::Send(next)) => {
-                    self.state = State::Reading { reader, recovering };
-                    self.wire.card(&next);
-                }
-                (_, ReadStep::Done(card)) => self.log_read(card, recovering),
-                (_, ReadStep::Stopped(ReadStop::Expired)) => self.fail(Problem::CardExpired, None),
-                (_, ReadStep::Stopped(ReadStop::WrongCurrency)) => {
+            State::Reading { reader, recovering } => match reader.step(r, &mut self.core.wire) {
+                ReadStep::Reading(reader) => self.state = State::Reading { reader, recovering },
+                ReadStep::Done(card) => self.log_read(card, recovering),
+                ReadStep::Stopped(ReadStop::Expired) => self.fail(Problem::CardExpired, None),
+                ReadStep::Stopped(ReadStop::WrongCurrency) => {
                     self.fail(Problem::WrongCurrency, None)
                 }
-                (reader, ReadStep::Stopped(_)) => self.card_gone(
-                    State::Reading { reader, recovering },
-                    Problem::CardUnreadable,
-                ),
+                // A recovery's read: torn again; else nothing happened.
+                ReadStep::Stopped(_) => match recovering {
+                    Some(drawn) => self.torn(drawn),
+                    None => self.fail(Problem::CardUnreadable, Some(State::Idle)),
+                },
             },
             State::ReadingAtc { card, drawn } => {
                 // Any answer but a readable one leaves the ATC unknown: the
@@ -692,126 +791,6 @@ impl Client {
         }
     }
 
-    fn log_read(&mut self, card: CardRead, recovering: Option<Drawn>) {
-        let Some(drawn) = recovering else {
-            self.state = State::Confirm { card };
-            return;
-        };
-        // The log decides if it holds the transaction's ATC or an older one,
-        // or is full; else the card's ATC must say.
-        let decides = card.log.len() >= super::MAX_LOG_RECORDS
-            || card.log.iter().any(|r| r.atc <= drawn.atc);
-        if decides {
-            return self.recover(card, drawn, None);
-        }
-        let s = &self.session;
-        let r = Request::InitializePurchase(InitializePurchase {
-            purse: s.purse,
-            amount: 0,
-            terminal: s.terminal,
-        });
-        self.state = State::ReadingAtc { card, drawn };
-        self.wire.card(&r);
-    }
-
-    fn recover(&mut self, card: CardRead, drawn: Drawn, current_atc: Option<u16>) {
-        let req = RecoverRequest {
-            txn_id: self.session.txn_id.clone(),
-            log: card.log_hex(),
-            current_atc,
-        };
-        let body = self.sealer.envelope("recover_request", &req);
-        self.state = State::Recovering { drawn };
-        self.wire.post(PATH_RECOVER, body);
-    }
-
-    fn draw(&mut self, card: CardRead, init: InitializePurchaseResponse) {
-        let s = &self.session;
-        let dr = DrawRequest {
-            txn_id: s.txn_id.clone(),
-            page_origin: self.page_origin.clone(),
-            amount: s.amount,
-            purse: s.purse,
-            select: Hex(card.select_data.clone()),
-            initialize: Hex(init.encode()),
-            pin_verified: card.pin_verified,
-            log: card.log_hex(),
-        };
-        let body = self.sealer.envelope("draw_request", &dr);
-        self.wire.post(PATH_DRAW, body.clone());
-        self.state = State::Drawing {
-            card,
-            body,
-            atc: init.atc,
-        };
-    }
-
-    fn complete_body(&mut self, rapdu: Vec<u8>) -> String {
-        let msg = DebitResponseMsg {
-            txn_id: self.session.txn_id.clone(),
-            response: Hex(rapdu),
-        };
-        self.sealer.envelope("debit_response", &msg)
-    }
-
-    /// The debit command came: check it, then DEBIT.
-    fn debit(&mut self, card: CardRead, atc: u16, answer: DrawResponse) {
-        let Some(cmd) = self.sealer.open::<DebitCommand>(&answer.debit_command) else {
-            return self.fail(Problem::ServerRefused(ApiCode::BadSeal), None);
-        };
-        // The card is charged only what the shopper approved.
-        let Ok(checked) = cmd.check(&self.session) else {
-            return self.fail(Problem::AmountChanged, None);
-        };
-        self.wire.apdu(checked.apdu().to_vec());
-        self.state = State::Debiting {
-            card,
-            drawn: Drawn { atc, answer, cmd },
-            _checked: checked,
-        };
-    }
-
-    /// DEBIT's answer.
-    fn debited(&mut self, card: CardRead, drawn: Drawn, r: Response) {
-        let rapdu = r.to_bytes();
-        if !r.sw.is_ok() {
-            // The card refused and wrote nothing; the server records the failure.
-            let body = self.complete_body(rapdu);
-            self.wire.post(PATH_COMPLETE, body.clone());
-            self.state = State::Refused {
-                problem: Problem::of_card(r.sw),
-                body,
-            };
-            return;
-        }
-        let Ok(resp) = DebitResponse::decode(&r.data) else {
-            return self.torn(drawn);
-        };
-        let body = self.complete_body(rapdu);
-        let one_trip = match self.session.verify_mode {
-            VerifyMode::Merchant => true,
-            // The check value says the answer is right without the
-            // client ever holding S3; a mismatch is for the server.
-            VerifyMode::Client => drawn.cmd.answer_matches(resp.balance_after, &resp.s3),
-            _ => false,
-        };
-        if !one_trip {
-            self.wire.post(PATH_COMPLETE, body.clone());
-            self.state = State::Completing { card, drawn, body };
-            return;
-        }
-        let receipt = self.receipt(Some(&card.select), resp.balance_after, String::new());
-        let result = MerchantResult::S3 {
-            txn_id: self.session.txn_id.clone(),
-            balance_after: resp.balance_after,
-            s3: Hex(resp.s3.to_vec()),
-            expected_s3_m: drawn.answer.expected_s3_m.clone().unwrap_or_default(),
-        };
-        self.state = State::Done { receipt, result };
-        // The server still captures on the card's own S3, in the background.
-        self.wire.post_in_background(PATH_COMPLETE, body);
-    }
-
     fn on_server(&mut self, state: State, answer: Answer) {
         let transient = answer == Answer::Transient;
         match state {
@@ -856,47 +835,6 @@ impl Client {
                 Err(code) => self.fail(Problem::of_server(code), Some(State::Torn { drawn })),
             },
             other => self.state = other,
-        }
-    }
-
-    fn finish_with(
-        &mut self,
-        card: Option<&SelectResponse>,
-        status: PurchaseStatus,
-        result_c: Hex,
-        result_m: Hex,
-    ) {
-        if status != PurchaseStatus::Debited {
-            return self.fail(Problem::CardRefused(StatusWord(0x6985)), None);
-        }
-        let c = self.sealer.open::<ResultC>(&result_c);
-        let receipt = self.receipt(
-            card,
-            c.as_ref().and_then(|c| c.balance_after).unwrap_or(0),
-            c.as_ref()
-                .map(|c| format!("{} {}", c.date, c.time))
-                .unwrap_or_default(),
-        );
-        self.state = State::Done {
-            receipt,
-            result: MerchantResult::ResultM {
-                txn_id: self.session.txn_id.clone(),
-                result_m,
-            },
-        };
-    }
-
-    fn receipt(&self, card: Option<&SelectResponse>, balance_after: u32, when: String) -> Receipt {
-        let s = &self.session;
-        Receipt {
-            txn_id: s.txn_id.clone(),
-            merchant_name: s.merchant_name.clone(),
-            amount: s.amount,
-            currency: s.currency,
-            exponent: s.exponent,
-            balance_after,
-            card: card.map(|c| c.card_id.masked()).unwrap_or_default(),
-            when,
         }
     }
 }
