@@ -77,6 +77,9 @@ pub struct Bridge {
     fresh: bool,
     capability: Option<Capability>,
     hello_answered: bool,
+    /// A connection the card left: closed at the next message out, so it
+    /// holds nothing at the bridge (and is not left for the page's unload).
+    stale: Option<u32>,
 }
 
 /// A message from the extension: a reply (`id`) or an event.
@@ -151,8 +154,7 @@ impl Bridge {
     }
 
     fn connect(&mut self, reader: String) -> (u64, String) {
-        self.handle = None;
-        self.fresh = false;
+        self.forget_handle();
         self.reader = Some(reader.clone());
         self.send(Some(Asked::Connect), BridgeRequest::Connect { reader })
     }
@@ -188,10 +190,22 @@ impl Bridge {
                     return None; // a stale answer (to a request before a card swap)
                 }
                 self.pending = None;
-                self.on_reply(asked, text, out)
+                let heard = self.on_reply(asked, text, out);
+                self.close_stale(out);
+                heard
             }
             Some(Id::Str(_)) => None,
-            None => self.on_event(serde_json::from_str(text).ok()?, out),
+            None => {
+                let heard = self.on_event(serde_json::from_str(text).ok()?, out);
+                self.close_stale(out);
+                heard
+            }
+        }
+    }
+
+    fn close_stale(&mut self, out: &mut Vec<(u64, String)>) {
+        if let Some(handle) = self.stale.take() {
+            out.push(self.send(None, BridgeRequest::Disconnect { handle }));
         }
     }
 
@@ -270,8 +284,7 @@ impl Bridge {
             }
             // The command may or may not have reached the card; the connection is gone.
             _ => {
-                self.handle = None;
-                self.fresh = false;
+                self.forget_handle();
                 return Reply::CardLost;
             }
         };
@@ -279,9 +292,16 @@ impl Bridge {
     }
 
     fn unavailable(&mut self, c: Capability) {
-        self.handle = None;
-        self.fresh = false;
+        self.forget_handle();
         self.capability = Some(c);
+    }
+
+    /// The connection is gone (card pulled, bridge error): close it at the bridge too.
+    fn forget_handle(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.stale = Some(h);
+        }
+        self.fresh = false;
     }
 
     fn on_event(&mut self, ev: Event, out: &mut Vec<(u64, String)>) -> Option<Heard> {

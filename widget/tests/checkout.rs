@@ -296,8 +296,11 @@ async fn no_card_then_inserted() {
             capability: Capability::Ready
         }
     );
-    // Removed again while confirming: back to "insert your card", no error.
+    // Removed again while confirming: back to "insert your card", no error;
+    // the dead connection is closed at the bridge at once (not left for the unload).
+    let h = w.handle;
     w.remove().await;
+    assert_eq!(w.disconnected, vec![h]);
     assert_eq!(w.screen, Screen::Unavailable(Capability::NoCard));
     assert!(!w
         .events

@@ -48,9 +48,12 @@ pub struct World {
     pub skim: u32,
     /// Every POST made, in order.
     pub posts: Vec<&'static str>,
+    /// The handles the page closed (`disconnect`), in order.
+    pub disconnected: Vec<u32>,
+    /// The connection the card is on.
+    pub handle: u32,
     tsk: Key32,
     txn_id: String,
-    handle: u32,
     queue: VecDeque<Input>,
 }
 
@@ -91,6 +94,7 @@ impl World {
             complete_down: false,
             skim: 0,
             posts: Vec::new(),
+            disconnected: Vec::new(),
             tsk: Key32::from_slice(tsk.as_slice()).expect("32 bytes"),
             txn_id,
             handle: 0,
@@ -279,9 +283,11 @@ impl World {
                     }),
                 )]
             }
-            BridgeRequest::Disconnect { .. } | BridgeRequest::Release { .. } => {
+            BridgeRequest::Disconnect { handle } => {
+                self.disconnected.push(handle);
                 vec![ok(&id, BridgeResult::Done(Done {}))]
             }
+            BridgeRequest::Release { .. } => vec![ok(&id, BridgeResult::Done(Done {}))],
             BridgeRequest::Status { .. } => vec![],
         }
     }
