@@ -494,7 +494,7 @@ impl Sealer {
 }
 
 pub(crate) fn json<T: Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).expect("messages serialize")
+    crate::json::to_string(v)
 }
 
 /// The request's clock: an optional warning, then expiry.
@@ -760,7 +760,7 @@ impl Answer {
             200 => Self::Ok(body),
             s if s >= 500 => Self::Transient,
             _ => Self::Refused(
-                serde_json::from_str::<ErrorBody>(&body)
+                crate::json::from_str::<ErrorBody>(&body)
                     .map(|b| b.error.code)
                     .unwrap_or(ApiCode::Other),
             ),
@@ -771,7 +771,7 @@ impl Answer {
     /// answer that does not parse).
     pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiCode> {
         match self {
-            Self::Ok(body) => serde_json::from_str(&body).map_err(|_| ApiCode::Other),
+            Self::Ok(body) => crate::json::from_str(&body).map_err(|_| ApiCode::Other),
             Self::Refused(code) => Err(code),
             Self::Transient => Err(ApiCode::Other),
         }

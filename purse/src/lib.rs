@@ -17,6 +17,7 @@ pub mod bridge_msg;
 pub mod client;
 pub mod command;
 pub mod crypto;
+pub mod json;
 pub mod load;
 pub mod merchant_api;
 pub mod purchase;

@@ -11,8 +11,7 @@
 //! fate is unknown — or a `Refused` — nothing reached the card).
 
 use purse::bridge_msg::{
-    BridgeError, BridgeRequest, Connected, ErrorCode, Event, Id, Readers, Reply as BridgeReply,
-    Request, Transmitted,
+    BridgeError, BridgeRequest, Connected, ErrorCode, Event, Id, Readers, Request, Transmitted,
 };
 use purse::client::{Refusal, Reply};
 use serde::{de::IgnoredAny, Deserialize, Serialize};
@@ -82,11 +81,17 @@ pub struct Bridge {
     stale: Option<u32>,
 }
 
-/// A message from the extension: a reply (`id`) or an event.
+/// A message from the extension: a reply (`id`, then `result` or `error`) or
+/// an event (`event`, `reader`): the shape of `purse::bridge_msg::Reply` and
+/// `Event`, read without serde's buffering of tagged and flattened enums (a
+/// few kilobytes of the download).
 #[derive(Deserialize)]
-struct Head {
-    #[serde(default)]
-    id: Option<Id>,
+struct Incoming<T> {
+    id: Option<u64>,
+    result: Option<T>,
+    error: Option<BridgeError>,
+    event: Option<String>,
+    reader: Option<String>,
 }
 
 impl Bridge {
@@ -126,10 +131,7 @@ impl Bridge {
             origin: None,
             body,
         };
-        (
-            id,
-            serde_json::to_string(&msg).expect("bridge messages serialize"),
-        )
+        (id, purse::json::to_string(&msg))
     }
 
     /// The first request: is the extension there, and the bridge behind it?
@@ -182,9 +184,9 @@ impl Bridge {
     /// Read one message from the extension. Besides what it tells the
     /// checkout, it may ask for the next bridge request (`out`).
     pub fn on_message(&mut self, text: &str, out: &mut Vec<(u64, String)>) -> Option<Heard> {
-        let head: Head = serde_json::from_str(text).ok()?;
+        let head: Incoming<IgnoredAny> = purse::json::from_str(text).ok()?;
         match head.id {
-            Some(Id::Num(id)) => {
+            Some(id) => {
                 let (pid, asked) = self.pending?;
                 if pid != id {
                     return None; // a stale answer (to a request before a card swap)
@@ -194,9 +196,19 @@ impl Bridge {
                 self.close_stale(out);
                 heard
             }
-            Some(Id::Str(_)) => None,
             None => {
-                let heard = self.on_event(serde_json::from_str(text).ok()?, out);
+                let ev = match (head.event?.as_str(), head.reader) {
+                    ("card_inserted", Some(reader)) => Event::CardInserted { reader },
+                    ("card_removed", Some(reader)) => Event::CardRemoved { reader },
+                    ("bridge_disconnected", _) => Event::BridgeDisconnected {
+                        message: String::new(),
+                    },
+                    ("extension_disconnected", _) => {
+                        Event::ExtensionDisconnected { reload_page: false }
+                    }
+                    _ => return None,
+                };
+                let heard = self.on_event(ev, out);
                 self.close_stale(out);
                 heard
             }
@@ -345,7 +357,12 @@ impl Bridge {
 /// A reply's result as `T`, or its error (a reply that does not parse is a
 /// card error).
 fn read<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, BridgeError> {
-    serde_json::from_str::<BridgeReply<T>>(text)
-        .map_err(|_| BridgeError::new(ErrorCode::CardError, "unreadable reply"))?
-        .into_result()
+    let r = purse::json::from_str::<Incoming<T>>(text);
+    match r {
+        Ok(Incoming {
+            result: Some(t), ..
+        }) => Ok(t),
+        Ok(Incoming { error: Some(e), .. }) => Err(e),
+        _ => Err(BridgeError::new(ErrorCode::CardError, "unreadable reply")),
+    }
 }

@@ -255,10 +255,10 @@ impl Checkout {
         mut rng: Box<dyn Entropy>,
     ) -> Result<Self, SessionError> {
         let layout = Layout::random(&mut *rng);
-        let json = |e: serde_json::Error| SessionError::Json(e.to_string());
+        let json = |e: purse::json::Error| SessionError::Json(e.to_string());
         let (txn, head) = match mode {
             Mode::Purchase => {
-                let b: WidgetSession = serde_json::from_str(session).map_err(json)?;
+                let b: WidgetSession = purse::json::from_str(session).map_err(json)?;
                 let s = &b.session;
                 let head = (
                     s.txn_id.clone(),
@@ -275,7 +275,7 @@ impl Checkout {
                 (Txn::Pay(c), head)
             }
             Mode::Load => {
-                let b: LoadWidgetSession = serde_json::from_str(session).map_err(json)?;
+                let b: LoadWidgetSession = purse::json::from_str(session).map_err(json)?;
                 let s = &b.session;
                 let head = (
                     s.txn_id.clone(),

@@ -137,7 +137,7 @@ fn post_parent_js(msg: JsValue) {
 }
 
 fn parent_event(ev: &ParentEvent) {
-    let text = serde_json::to_string(ev).expect("serializable");
+    let text = purse::json::to_string(ev);
     let Ok(msg) = js_sys::JSON::parse(&text) else {
         return;
     };
