@@ -212,6 +212,91 @@ macro_rules! driver_methods {
 }
 pub(crate) use driver_methods;
 
+/// `card()`: the card's SELECT answer while the client holds one: in
+/// `Reading` once SELECT was answered, and in the listed states (each has a
+/// `card: CardRead`).
+macro_rules! card_accessor {
+    ($($v:ident),*) => {
+        /// The card's SELECT answer, once read.
+        pub fn card(&self) -> Option<&$crate::command::SelectResponse> {
+            match &self.state {
+                State::Reading { reader, .. } => reader.select(),
+                $(State::$v { card, .. })|* => Some(&card.select),
+                _ => None,
+            }
+        }
+    };
+}
+pub(crate) use card_accessor;
+
+/// The [`Machine`] methods every client has alike, over its `core` and `state`.
+macro_rules! machine_plumbing {
+    ($problem:ident) => {
+        type State = State;
+        type Problem = $problem;
+        const REMOVED: $problem = $problem::CardRemoved;
+        const UNREADABLE: $problem = $problem::CardUnreadable;
+
+        fn core(&mut self) -> &mut $crate::client::Core {
+            &mut self.core
+        }
+
+        fn take_state(&mut self) -> State {
+            std::mem::replace(&mut self.state, State::Idle)
+        }
+    };
+}
+pub(crate) use machine_plumbing;
+
+/// `past_point_of_no_return()`: true in the listed states (the card may have
+/// been written), while recovering, and in a failure when `$failed` says so.
+macro_rules! past_point_of_no_return {
+    ([$($v:ident),*], $failed:pat => $when:expr) => {
+        /// Once the card may have been written (DEBIT or CREDIT on its way) the
+        /// shopper can no longer cancel, and the request does not expire.
+        pub fn past_point_of_no_return(&self) -> bool {
+            match &self.state {
+                $(State::$v { .. })|* => true,
+                State::Reading { recovering, .. } => recovering.is_some(),
+                $failed => $when,
+                _ => false,
+            }
+        }
+
+        pub fn is_finished(&self) -> bool {
+            matches!(self.state, State::Done { .. } | State::Cancelled(_))
+        }
+    };
+}
+pub(crate) use past_point_of_no_return;
+
+/// `new` and `session` of a client over `$bundle` (`warns`: warn before expiry).
+macro_rules! client_new {
+    ($bundle:ty, $session:ty, $warns:expr) => {
+        /// A client for `bundle`, embedded by a page whose origin the browser
+        /// reported as `page_origin` (it must be the session's origin);
+        /// `today` (the driver's clock) lets an expired card be refused at once.
+        pub fn new(
+            bundle: $bundle,
+            page_origin: &str,
+            rng: Box<dyn $crate::client::Entropy>,
+            today: Option<$crate::types::BcdDate>,
+        ) -> Result<Self, $crate::client::BundleError> {
+            let core = $crate::client::Core::new(&bundle, page_origin, rng, today, $warns)?;
+            Ok(Self {
+                core,
+                session: bundle.session,
+                state: State::Idle,
+            })
+        }
+
+        pub fn session(&self) -> &$session {
+            &self.session
+        }
+    };
+}
+pub(crate) use client_new;
+
 /// `impl Driven for $t` by its inherent methods of the same names.
 macro_rules! driven {
     ($t:ty) => {

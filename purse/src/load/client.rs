@@ -24,7 +24,7 @@ use crate::client::{log_hex, Answer, CardRead, CardReader, Core, Expect, ReadSte
 use crate::command::{
     CreditResponse, InitializeLoad, InitializeLoadResponse, LogRecord, Request, SelectResponse,
 };
-use crate::types::{BcdDate, CardId};
+use crate::types::CardId;
 use crate::wire::{ApiCode, Hex};
 
 pub use crate::client::{Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS};
@@ -272,59 +272,16 @@ pub struct LoadClient {
 }
 
 impl LoadClient {
-    /// A client for the bank's `bundle`, embedded by a page whose origin the
-    /// browser reported as `page_origin` (it must be the session's origin).
-    pub fn new(
-        bundle: LoadWidgetSession,
-        page_origin: &str,
-        rng: Box<dyn Entropy>,
-        today: Option<BcdDate>,
-    ) -> Result<Self, LoadBundleError> {
-        let core = Core::new(&bundle, page_origin, rng, today, false)?;
-        Ok(Self {
-            core,
-            session: bundle.session,
-            state: State::Idle,
-        })
-    }
-
-    pub fn session(&self) -> &LoadSession {
-        &self.session
-    }
+    crate::client::client_new!(LoadWidgetSession, LoadSession, false);
 
     crate::client::driver_methods!();
 
-    pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Done { .. } | State::Cancelled(_))
-    }
+    crate::client::past_point_of_no_return!(
+        [Crediting, Completing, ZeroInit, Recovering, Torn, Done],
+        State::Failed { charged, .. } => *charged != Charged::No
+    );
 
-    /// Once CREDIT is on its way the shopper can no longer cancel.
-    pub fn past_point_of_no_return(&self) -> bool {
-        match &self.state {
-            State::Crediting { .. }
-            | State::Completing { .. }
-            | State::ZeroInit { .. }
-            | State::Recovering { .. }
-            | State::Torn { .. }
-            | State::Done { .. } => true,
-            State::Reading { recovering, .. } => recovering.is_some(),
-            State::Failed { charged, .. } => *charged != Charged::No,
-            _ => false,
-        }
-    }
-
-    /// The card's SELECT answer, once read.
-    pub fn card(&self) -> Option<&SelectResponse> {
-        match &self.state {
-            State::Reading { reader, .. } => reader.select(),
-            State::Confirm { card }
-            | State::Initializing { card }
-            | State::Drawing { card, .. }
-            | State::Crediting { card, .. }
-            | State::Completing { card, .. } => Some(&card.select),
-            _ => None,
-        }
-    }
+    crate::client::card_accessor!(Confirm, Initializing, Drawing, Crediting, Completing);
 
     /// Where the load stands.
     pub fn status(&self) -> Status<'_> {
@@ -612,18 +569,7 @@ impl LoadClient {
 }
 
 impl crate::client::Machine for LoadClient {
-    type State = State;
-    type Problem = LoadProblem;
-    const REMOVED: LoadProblem = LoadProblem::CardRemoved;
-    const UNREADABLE: LoadProblem = LoadProblem::CardUnreadable;
-
-    fn core(&mut self) -> &mut Core {
-        &mut self.core
-    }
-
-    fn take_state(&mut self) -> State {
-        std::mem::replace(&mut self.state, State::Idle)
-    }
+    crate::client::machine_plumbing!(LoadProblem);
 
     /// The card's answer did not come back, came back unreadable, or the
     /// bridge did not send the command.

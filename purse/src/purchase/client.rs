@@ -28,7 +28,6 @@ use crate::command::{
     DebitResponse, InitializePurchase, InitializePurchaseResponse, Request, SelectResponse, Verify,
 };
 use crate::session::{Session, VerifyMode};
-use crate::types::BcdDate;
 use crate::wire::{ApiCode, Hex};
 
 pub use crate::client::{
@@ -268,26 +267,7 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the merchant's `bundle`, embedded by a page whose origin the
-    /// browser reported as `page_origin` (it must be the session's origin).
-    /// `today` (the driver's clock) lets an expired card be refused at once.
-    pub fn new(
-        bundle: WidgetSession,
-        page_origin: &str,
-        rng: Box<dyn Entropy>,
-        today: Option<BcdDate>,
-    ) -> Result<Self, BundleError> {
-        let core = Core::new(&bundle, page_origin, rng, today, true)?;
-        Ok(Self {
-            core,
-            session: bundle.session,
-            state: State::Idle,
-        })
-    }
-
-    pub fn session(&self) -> &Session {
-        &self.session
-    }
+    crate::client::client_new!(WidgetSession, Session, true);
 
     crate::client::driver_methods!();
 
@@ -301,49 +281,26 @@ impl Client {
         self.expiry_warning() && self.core.deadlines.extend(now)
     }
 
-    pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Done { .. } | State::Cancelled(_))
-    }
+    crate::client::past_point_of_no_return!(
+        [Debiting, Refused, Completing, Torn, Recovering, ReadingAtc, Done],
+        State::Failed { problem, resume } => matches!(
+            problem,
+            Problem::Torn | Problem::Undecided | Problem::NotCharged
+        ) || matches!(
+            resume.as_deref(),
+            Some(State::Completing { .. } | State::Refused { .. } | State::Torn { .. })
+        )
+    );
 
-    /// Once DEBIT is on its way the shopper can no longer cancel, and the
-    /// request does not expire.
-    pub fn past_point_of_no_return(&self) -> bool {
-        match &self.state {
-            State::Debiting { .. }
-            | State::Refused { .. }
-            | State::Completing { .. }
-            | State::Torn { .. }
-            | State::Recovering { .. }
-            | State::ReadingAtc { .. }
-            | State::Done { .. } => true,
-            State::Reading { recovering, .. } => recovering.is_some(),
-            State::Failed { problem, resume } => {
-                matches!(
-                    problem,
-                    Problem::Torn | Problem::Undecided | Problem::NotCharged
-                ) || matches!(
-                    resume.as_deref(),
-                    Some(State::Completing { .. } | State::Refused { .. } | State::Torn { .. })
-                )
-            }
-            _ => false,
-        }
-    }
-
-    /// The card's SELECT answer, once read.
-    pub fn card(&self) -> Option<&SelectResponse> {
-        match &self.state {
-            State::Reading { reader, .. } => reader.select(),
-            State::Confirm { card }
-            | State::Initializing { card }
-            | State::NeedPin { card, .. }
-            | State::Verifying { card }
-            | State::Drawing { card, .. }
-            | State::Debiting { card, .. }
-            | State::Completing { card, .. } => Some(&card.select),
-            _ => None,
-        }
-    }
+    crate::client::card_accessor!(
+        Confirm,
+        Initializing,
+        NeedPin,
+        Verifying,
+        Drawing,
+        Debiting,
+        Completing
+    );
 
     /// Where the purchase stands.
     pub fn status(&self) -> Status<'_> {
@@ -649,18 +606,7 @@ impl Client {
 }
 
 impl crate::client::Machine for Client {
-    type State = State;
-    type Problem = Problem;
-    const REMOVED: Problem = Problem::CardRemoved;
-    const UNREADABLE: Problem = Problem::CardUnreadable;
-
-    fn core(&mut self) -> &mut Core {
-        &mut self.core
-    }
-
-    fn take_state(&mut self) -> State {
-        std::mem::replace(&mut self.state, State::Idle)
-    }
+    crate::client::machine_plumbing!(Problem);
 
     /// The card's answer did not come back, or came back unreadable.
     fn card_gone(&mut self, state: State, problem: Problem) {
