@@ -2,6 +2,7 @@
  *    <script src="https://pay.example/checkout.js" integrity="sha384-…" crossorigin="anonymous"></script>
  *  then:
  *    const widget = Cardpay.mount('#cardpay', { session, lang: 'de' });
+ *    // a bank's "load my card" page: Cardpay.mount('#cardpay', { session, mode: 'load' })
  *    widget.on('ready', ({capability}) => …)   // no_extension | no_bridge | no_reader | no_card | ready
  *    widget.on('result', ({result}) => …)      // forward to your server; only it can verify
  *    widget.on('cancel', ({reason}) => …)      // user | timeout | not_mine
@@ -48,6 +49,8 @@
     }
     var n = nonce();
     var params = new URLSearchParams({ nonce: n });
+    if (opts.mode === 'load') params.set('mode', 'load');
+    else if (opts.mode && opts.mode !== 'purchase') throw new Error("Cardpay.mount: opts.mode must be 'purchase' or 'load'");
     if (opts.lang) params.set('lang', String(opts.lang));
     if (opts.timeoutMs) params.set('timeout', String(opts.timeoutMs | 0));
     if (opts.helloTimeoutMs) params.set('hello_timeout', String(opts.helloTimeoutMs | 0));

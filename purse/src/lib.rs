@@ -8,14 +8,20 @@
 //! code runs in the virtual card, the bridge tests, the wasm widget and the server.
 //!
 //! Also [`bridge_msg`], the messages between the widget, the extension and the bridge
-//! (requests, replies, events, stable error codes), shared by both ends.
+//! (requests, replies, events, stable error codes), shared by both ends; the client
+//! halves of the purchase and the load ([`purchase::client`], [`load::client`]) with
+//! what they share in [`client`] (request plumbing, deadlines, sealing and envelopes,
+//! the SELECT + READ LOG card read); and [`json`], their JSON (serde_json natively, a
+//! small byte-identical format in the browser).
 
 #![forbid(unsafe_code)]
 
 pub mod apdu;
 pub mod bridge_msg;
+pub mod client;
 pub mod command;
 pub mod crypto;
+pub mod json;
 pub mod load;
 pub mod merchant_api;
 pub mod purchase;

@@ -89,7 +89,7 @@ pub trait Sealed: Serialize + DeserializeOwned {
 
     /// Seal under `key` with a fresh `nonce` (never reuse one under a key).
     fn seal(&self, key: &Key32, nonce: [u8; NONCE_LEN]) -> Hex {
-        let plain = Zeroizing::new(serde_json::to_vec(self).expect("messages serialize"));
+        let plain = Zeroizing::new(crate::json::to_vec(self));
         Hex(session::seal(
             key,
             nonce,
@@ -105,7 +105,8 @@ pub trait Sealed: Serialize + DeserializeOwned {
             session::open(key, &session::aad(Self::LABEL, txn_id), sealed)
                 .map_err(|_| SealError::Open)?,
         );
-        let m: Self = serde_json::from_slice(&plain).map_err(|e| SealError::Json(e.to_string()))?;
+        let m: Self =
+            crate::json::from_slice(&plain).map_err(|e| SealError::Json(e.to_string()))?;
         if m.txn_id() != txn_id {
             return Err(SealError::TxnMismatch);
         }

@@ -5,10 +5,8 @@
 //! Pure: the caller supplies the randomness ([`Entropy`]).
 
 /// A source of random bytes (the browser's `crypto.getRandomValues` in the widget,
-/// a seeded generator in tests).
-pub trait Entropy {
-    fn fill(&mut self, buf: &mut [u8]);
-}
+/// a seeded generator in tests): the one the purse clients take for their nonces.
+pub use purse::client::Entropy;
 
 /// A key on the pad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,19 +1,32 @@
-//! Cardpay checkout widget.
+//! Cardpay checkout widget: the iframe the merchant's (or the bank's) page
+//! mounts with `Cardpay.mount(el, {session, mode})`.
 //!
-//! The purchase flow ([`flow::Flow`]) is a sans-IO state machine: it takes inputs
-//! (extension replies, card events, HTTP answers, clicks, timers) and returns
-//! effects. The views ([`view::render`]) are pure HTML builders. Only the `web`
-//! module (wasm32) touches the browser: it runs the effects with web-sys,
-//! gloo-net and `postMessage`, and feeds the results back.
+//! # Layout
+//! ```text
+//! checkout.rs  the UI state around one client: purse::purchase::client::Client, or
+//!              purse::load::client::LoadClient in load mode (every protocol step is theirs)
+//! bridge.rs    capability detection and the card connection through the extension and
+//!              bridge (hello, readers, connect, transmit, card events; purse::bridge_msg)
+//! problem.rs   one map from the clients' and the bridge's problems to codes and plain words
+//! view.rs      every screen as escaped HTML (pure); keypad.rs the scrambled PIN pad
+//! i18n.rs      the words (English, German); money.rs amounts
+//! web.rs       browser glue (wasm32 only): postMessage, fetch, DOM, one setTimeout
+//! ```
+//!
+//! Sans-IO: [`checkout::Checkout::handle`] takes an input and the time and
+//! returns effects, so the whole checkout runs natively in tests against the
+//! real payment server and the real card application.
 
-pub mod api;
-pub mod flow;
+pub mod bridge;
+pub mod checkout;
 pub mod i18n;
 pub mod keypad;
 pub mod money;
+pub mod problem;
 pub mod view;
 
 #[cfg(target_arch = "wasm32")]
 mod web;
 
-pub use flow::{Action, Capability, Config, Effect, Flow, Input, ParentEvent, Timer};
+pub use bridge::Capability;
+pub use checkout::{Action, Checkout, Config, Effect, Input, Mode, Outcome, ParentEvent};

@@ -12,10 +12,82 @@
 //!   `data-autofocus`; the keypad in visual (= tab) order, its keys named by the
 //!   digit they show and nothing else (see docs/widget.md "Keypad").
 
-use crate::flow::{Capability, Problem, Screen, Step, View};
+use purse::load::client::{ConfirmView, Receipt as LoadReceipt};
+use purse::purchase::client::{Receipt, PIN_MAX, PIN_MIN};
+
+use crate::bridge::Capability;
+use crate::checkout::Mode;
 use crate::i18n::{digits_entered, t, tries_left, Lang, Msg};
-use crate::keypad::Key;
+use crate::keypad::{Key, Layout};
 use crate::money::format_amount;
+use crate::problem::Problem;
+
+/// Progress steps shown to the shopper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Detecting,
+    Connecting,
+    Reading,
+    Preparing,
+    CheckingPin,
+    Authorizing,
+    Debiting,
+    Confirming,
+    Reporting,
+    /// After a lost answer: the card's log, then the server's decision.
+    Recovering,
+    LoadAuthorizing,
+    Crediting,
+    ConfirmingLoad,
+}
+
+/// Which screen and what is on it: everything the renderer needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub screen: Screen,
+    pub lang: Lang,
+    pub mode: Mode,
+    /// The merchant (purchase) or the bank (load).
+    pub payee: String,
+    pub amount: u32,
+    pub currency: u16,
+    pub exponent: u8,
+    /// The card's balance in the session's purse, once read.
+    pub balance: Option<u32>,
+    /// Masked card number, once read.
+    pub card: Option<String>,
+    pub install_url: String,
+    /// The request expires soon: show the warning with "More time".
+    pub expiry_warning: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Screen {
+    Progress(Step),
+    Unavailable(Capability),
+    /// Purchase: approve the amount.
+    Confirm,
+    /// Load: bank, amount, balance now and after, maximum balance.
+    LoadConfirm(ConfirmView),
+    Pin {
+        layout: Layout,
+        entered: usize,
+        /// Tries left after a wrong PIN.
+        wrong_tries_left: Option<u8>,
+    },
+    Failed {
+        problem: Problem,
+        retry: bool,
+    },
+    /// Purchase receipt; `recovered`: decided after the card was pulled during DEBIT.
+    Done {
+        receipt: Receipt,
+        recovered: bool,
+    },
+    /// Load receipt.
+    Loaded(LoadReceipt),
+    Cancelled(&'static str),
+}
 
 /// Escape text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -33,27 +105,6 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-pub fn problem_msg(p: Problem) -> Msg {
-    match p {
-        Problem::CardRemoved => Msg::ErrCardRemoved,
-        Problem::CardRemovedCharged => Msg::ErrCardRemovedCharged,
-        Problem::DebitDone => Msg::ErrDebitDone,
-        Problem::DebitNotDone => Msg::ErrDebitNotDone,
-        Problem::CardError => Msg::CardError,
-        Problem::PinBlocked => Msg::ErrPinBlocked,
-        Problem::LastPinTry => Msg::ErrLastTry,
-        Problem::PinRateLimited => Msg::ErrPinRate,
-        Problem::Funds => Msg::ErrFunds,
-        Problem::Expired => Msg::ErrExpired,
-        Problem::Network => Msg::ErrNetwork,
-        Problem::Server => Msg::ErrServer,
-        Problem::CardRefused => Msg::ErrCardRefused,
-        Problem::AmountMismatch => Msg::ErrAmountMismatch,
-        Problem::BadSession => Msg::ErrBadSession,
-        Problem::WrongCurrency => Msg::ErrWrongCurrency,
-    }
-}
-
 fn step_msg(s: Step) -> (Msg, u8) {
     match s {
         Step::Detecting => (Msg::Detecting, 0),
@@ -65,6 +116,10 @@ fn step_msg(s: Step) -> (Msg, u8) {
         Step::Debiting => (Msg::Debiting, 3),
         Step::Confirming => (Msg::Confirming, 4),
         Step::Reporting => (Msg::Reporting, 0),
+        Step::Recovering => (Msg::Recovering, 0),
+        Step::LoadAuthorizing => (Msg::LoadAuthorizing, 2),
+        Step::Crediting => (Msg::Crediting, 3),
+        Step::ConfirmingLoad => (Msg::ConfirmingLoad, 4),
     }
 }
 
@@ -85,15 +140,36 @@ fn summary(v: &View) -> String {
     let amount = format_amount(v.amount as u64, v.currency, v.exponent, l);
     let mut rows = format!(
         r#"<dl class="cp-summary"><div><dt>{}</dt><dd class="cp-payee" data-testid="payee">{}</dd></div><div><dt>{}</dt><dd class="cp-amount" data-testid="amount">{}</dd></div>"#,
-        esc(t(l, Msg::To)),
-        esc(&v.merchant_name),
-        esc(t(l, Msg::Amount)),
+        esc(t(
+            l,
+            if v.mode == Mode::Load {
+                Msg::From
+            } else {
+                Msg::To
+            }
+        )),
+        esc(&v.payee),
+        esc(t(
+            l,
+            if v.mode == Mode::Load {
+                Msg::LoadAmount
+            } else {
+                Msg::Amount
+            }
+        )),
         esc(&amount)
     );
     if let Some(b) = v.balance {
         rows.push_str(&format!(
             r#"<div><dt>{}</dt><dd class="cp-balance" data-testid="balance">{}</dd></div>"#,
-            esc(t(l, Msg::Balance)),
+            esc(t(
+                l,
+                if v.mode == Mode::Load {
+                    Msg::BalanceNow
+                } else {
+                    Msg::Balance
+                }
+            )),
             esc(&format_amount(b as u64, v.currency, v.exponent, l))
         ));
     }
@@ -108,7 +184,7 @@ fn summary(v: &View) -> String {
     rows
 }
 
-fn keypad(v: &View, layout: &crate::keypad::Layout, entered: usize, wrong: Option<u8>) -> String {
+fn keypad(v: &View, layout: &Layout, entered: usize, wrong: Option<u8>) -> String {
     let l = v.lang;
     let mut h = String::new();
     h.push_str(&format!(
@@ -125,11 +201,11 @@ fn keypad(v: &View, layout: &crate::keypad::Layout, entered: usize, wrong: Optio
             esc(&tries_left(l, n))
         ));
     }
-    let dots: String = (0..crate::flow::PIN_MAX)
+    let dots: String = (0..PIN_MAX)
         .map(|i| {
             if i < entered {
                 r#"<span class="cp-dot cp-dot-on"></span>"#
-            } else if i < crate::flow::PIN_MIN.max(entered) {
+            } else if i < PIN_MIN.max(entered) {
                 r#"<span class="cp-dot"></span>"#
             } else {
                 ""
@@ -166,7 +242,7 @@ fn keypad(v: &View, layout: &crate::keypad::Layout, entered: usize, wrong: Optio
             Key::Ok => format!(
                 r#"<button type="button" class="cp-key cp-key-ok" data-action="ok" data-style="{pos}"{dis}>{}</button>"#,
                 esc(t(l, Msg::Ok)),
-                dis = if entered < crate::flow::PIN_MIN {
+                dis = if entered < PIN_MIN {
                     r#" aria-disabled="true""#
                 } else {
                     ""
@@ -179,21 +255,95 @@ fn keypad(v: &View, layout: &crate::keypad::Layout, entered: usize, wrong: Optio
     h
 }
 
-fn secondary(l: Lang) -> String {
+fn row(label: &str, value: &str, testid: &str) -> String {
     format!(
-        r#"<div class="cp-actions cp-secondary">{}{}</div>"#,
+        r#"<div><dt>{}</dt><dd data-testid="{testid}">{}</dd></div>"#,
+        esc(label),
+        esc(value)
+    )
+}
+
+fn load_confirm(v: &View, c: &ConfirmView) -> String {
+    let l = v.lang;
+    let money = |a: u64| format_amount(a, v.currency, v.exponent, l);
+    let mut h = String::from(r#"<dl class="cp-summary cp-load">"#);
+    h.push_str(&row(
+        t(l, Msg::BalanceAfterLoad),
+        &money(c.balance_after),
+        "balance-after",
+    ));
+    h.push_str(&row(
+        t(l, Msg::MaxBalance),
+        &money(c.max_balance as u64),
+        "max-balance",
+    ));
+    h.push_str("</dl>");
+    if c.over_max {
+        h.push_str(&format!(
+            r#"<p class="cp-error" role="alert" data-testid="over-max">{}</p>"#,
+            esc(t(l, Msg::OverMaxWarning))
+        ));
+    }
+    h.push_str(&format!(
+        r#"<div class="cp-actions">{}{}</div>"#,
+        button(
+            "approve",
+            t(l, Msg::ApproveLoad),
+            "cp-btn-primary",
+            !c.over_max
+        ),
+        button("cancel", t(l, Msg::Cancel), "cp-btn-secondary", c.over_max)
+    ));
+    h
+}
+
+fn load_receipt(v: &View, r: &LoadReceipt) -> String {
+    let l = v.lang;
+    let money = |a: u32| format_amount(a as u64, r.currency, r.exponent, l);
+    format!(
+        r#"<section class="cp-receipt" aria-labelledby="cp-receipt-title" data-testid="receipt" tabindex="-1" data-autofocus="1"><h2 id="cp-receipt-title"><span aria-hidden="true">✓ </span>{}</h2><dl>{}{}{}{}{}</dl><p class="cp-note">{}</p></section>"#,
+        esc(t(l, Msg::Loaded)),
+        row(t(l, Msg::From), &r.bank_name, "receipt-bank"),
+        row(t(l, Msg::LoadAmount), &money(r.amount), "receipt-amount"),
+        row(
+            t(l, Msg::BalanceNow),
+            &money(r.balance_before),
+            "receipt-balance-before"
+        ),
+        row(
+            t(l, Msg::BalanceAfterLoad),
+            &money(r.balance_after),
+            "receipt-balance"
+        ),
+        row(t(l, Msg::Reference), &r.txn_id, "receipt-ref"),
+        esc(t(l, Msg::AccountCharged)),
+    )
+}
+
+fn secondary(v: &View) -> String {
+    let l = v.lang;
+    let not_mine = match v.mode {
+        Mode::Purchase => button("not-mine", t(l, Msg::NotMine), "cp-btn-link", false),
+        Mode::Load => String::new(),
+    };
+    format!(
+        r#"<div class="cp-actions cp-secondary">{}{not_mine}</div>"#,
         button("cancel", t(l, Msg::Cancel), "cp-btn-secondary", false),
-        button("not-mine", t(l, Msg::NotMine), "cp-btn-link", false)
     )
 }
 
 /// What stays in the root for the whole transaction: the heading (focus target of
 /// screens without a control of their own), the screen container [`render`] fills,
 /// and the polite live region [`announce`] speaks through.
-pub fn skeleton(l: Lang) -> String {
+pub fn skeleton(l: Lang, mode: Mode) -> String {
+    let title = if mode == Mode::Load {
+        Msg::LoadTitle
+    } else {
+        Msg::Title
+    };
     format!(
         r#"<h1 class="cp-title" id="cp-title" tabindex="-1">{}</h1><div id="cp-screen"></div><p id="cp-live" class="cp-sr" role="status" aria-live="polite" aria-atomic="true" data-testid="live"></p>"#,
-        esc(t(l, Msg::Title))
+        esc(t(l, title))
     )
 }
 
@@ -205,6 +355,7 @@ pub fn announce(v: &View) -> String {
         Screen::Progress(s) => t(l, step_msg(*s).0).to_string(),
         Screen::Unavailable(c) => t(l, capability_msg(*c)).to_string(),
         Screen::Confirm => t(l, Msg::ReadyToPay).to_string(),
+        Screen::LoadConfirm(_) => t(l, Msg::ReadyToLoad).to_string(),
         Screen::Pin { entered, .. } => {
             if *entered == 0 {
                 t(l, Msg::EnterPin).to_string()
@@ -213,13 +364,19 @@ pub fn announce(v: &View) -> String {
             }
         }
         Screen::Failed { .. } => String::new(),
-        Screen::Done(r) => format!(
+        Screen::Done { receipt: r, .. } => format!(
             "{}. {} {}",
             t(l, Msg::Paid),
             t(l, Msg::Amount),
             format_amount(r.amount as u64, r.currency, r.exponent, l)
         ),
-        Screen::Cancelled(reason) => t(l, cancel_msg(reason)).to_string(),
+        Screen::Loaded(r) => format!(
+            "{}. {} {}",
+            t(l, Msg::Loaded),
+            t(l, Msg::LoadAmount),
+            format_amount(r.amount as u64, r.currency, r.exponent, l)
+        ),
+        Screen::Cancelled(reason) => t(l, cancel_msg(v.mode, reason)).to_string(),
     }
 }
 
@@ -232,10 +389,11 @@ fn capability_msg(c: Capability) -> Msg {
     }
 }
 
-fn cancel_msg(reason: &str) -> Msg {
-    match reason {
-        "timeout" => Msg::CancelledTimeout,
-        "not_mine" => Msg::CancelledNotMine,
+fn cancel_msg(mode: Mode, reason: &str) -> Msg {
+    match (mode, reason) {
+        (Mode::Load, _) => Msg::LoadCancelled,
+        (_, "timeout") => Msg::CancelledTimeout,
+        (_, "not_mine") => Msg::CancelledNotMine,
         _ => Msg::CancelledUser,
     }
 }
@@ -274,7 +432,7 @@ pub fn render(v: &View) -> String {
                 s,
                 Step::Detecting | Step::Connecting | Step::Reading | Step::Preparing
             ) {
-                h.push_str(&secondary(l));
+                h.push_str(&secondary(v));
             }
         }
         Screen::Unavailable(c) => {
@@ -303,28 +461,32 @@ pub fn render(v: &View) -> String {
                 button("not-mine", t(l, Msg::NotMine), "cp-btn-link", false)
             ));
         }
+        Screen::LoadConfirm(c) => {
+            h.push_str(&load_confirm(v, c));
+        }
         Screen::Pin {
             layout,
             entered,
             wrong_tries_left,
         } => {
             h.push_str(&keypad(v, layout, *entered, *wrong_tries_left));
-            h.push_str(&secondary(l));
+            h.push_str(&secondary(v));
         }
         Screen::Failed { problem, retry } => {
+            let charged = problem
+                .charged()
+                .map(|c| format!(r#" data-charged="{}""#, c.as_str()))
+                .unwrap_or_default();
             h.push_str(&format!(
-                r#"<p class="cp-error" role="alert" data-testid="error" data-code="{}">{}</p>"#,
+                r#"<p class="cp-error" role="alert" data-testid="error" data-code="{}"{charged}>{}</p>"#,
                 problem.code(),
-                esc(t(l, problem_msg(*problem)))
+                esc(&problem.text(l))
             ));
             h.push_str(r#"<div class="cp-actions">"#);
             if *retry {
                 h.push_str(&button("retry", t(l, Msg::Retry), "cp-btn-primary", true));
             }
-            if !matches!(
-                problem,
-                Problem::CardRemovedCharged | Problem::DebitDone | Problem::DebitNotDone
-            ) {
+            if !problem.past_cancel() {
                 h.push_str(&button(
                     "cancel",
                     t(l, Msg::Cancel),
@@ -334,7 +496,17 @@ pub fn render(v: &View) -> String {
             }
             h.push_str("</div>");
         }
-        Screen::Done(r) => {
+        Screen::Loaded(r) => h.push_str(&load_receipt(v, r)),
+        Screen::Done {
+            receipt: r,
+            recovered,
+        } => {
+            if *recovered {
+                h.push_str(&format!(
+                    r#"<p class="cp-notice" data-testid="recovered">{}</p>"#,
+                    esc(t(l, Msg::RecoveredPaid))
+                ));
+            }
             h.push_str(&format!(
                 r#"<section class="cp-receipt" aria-labelledby="cp-receipt-title" data-testid="receipt" tabindex="-1" data-autofocus="1"><h2 id="cp-receipt-title"><span aria-hidden="true">✓ </span>{}</h2><dl><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-amount">{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-balance">{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-ref">{}</dd></div></dl></section>"#,
                 esc(t(l, Msg::Paid)),
@@ -352,7 +524,7 @@ pub fn render(v: &View) -> String {
             h.push_str(&format!(
                 r#"<p class="cp-notice" data-testid="cancelled" data-reason="{}" tabindex="-1" data-autofocus="1">{}</p>"#,
                 esc(reason),
-                esc(t(l, cancel_msg(reason)))
+                esc(t(l, cancel_msg(v.mode, reason)))
             ));
         }
     }
@@ -366,8 +538,9 @@ pub fn screen_name(s: &Screen) -> &'static str {
         Screen::Unavailable(_) => "unavailable",
         Screen::Confirm => "confirm",
         Screen::Pin { .. } => "pin",
+        Screen::LoadConfirm(_) => "confirm",
         Screen::Failed { .. } => "failed",
-        Screen::Done(_) => "done",
+        Screen::Done { .. } | Screen::Loaded(_) => "done",
         Screen::Cancelled(_) => "cancelled",
     }
 }
@@ -376,13 +549,14 @@ pub fn screen_name(s: &Screen) -> &'static str {
 mod tests {
     use super::*;
 
-    use crate::keypad::{Layout, SplitMix};
+    use crate::keypad::SplitMix;
 
     fn view(screen: Screen) -> View {
         View {
             screen,
             lang: Lang::En,
-            merchant_name: "Shop".into(),
+            mode: Mode::Purchase,
+            payee: "Shop".into(),
             amount: 2500,
             currency: 978,
             exponent: 2,
@@ -444,7 +618,7 @@ mod tests {
 
     #[test]
     fn screens_leave_live_announcing_to_the_stable_region() {
-        let sk = skeleton(Lang::De);
+        let sk = skeleton(Lang::De, Mode::Purchase);
         assert!(sk.contains(r#"id="cp-live""#) && sk.contains(r#"aria-live="polite""#));
         assert!(sk.contains(r#"<h1 class="cp-title" id="cp-title" tabindex="-1">"#));
         for s in [

@@ -1,4 +1,5 @@
-//! Browser glue (wasm32 only): runs the flow's effects and feeds back what happens.
+//! Browser glue (wasm32 only): runs the checkout's effects and feeds back what
+//! happens; one `setTimeout`, armed for [`Checkout::poll_timeout`].
 //!
 //! - merchant page ↔ iframe: `window.postMessage`; the init message is accepted only
 //!   from `window.parent`, and the origin the *browser* reports for it becomes the
@@ -16,17 +17,15 @@
 
 use std::cell::RefCell;
 
-use serde_json::Value;
+use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Element, HtmlElement, KeyboardEvent, MessageEvent, MouseEvent, ResizeObserver};
 
-use crate::api::Bundle;
-use crate::flow::{
-    Action, BridgeError, Config, Effect, Flow, Input, ParentEvent, Screen, Timer, View,
-};
+use crate::checkout::{Action, Checkout, Config, Effect, Input, Mode, ParentEvent};
 use crate::i18n::Lang;
 use crate::keypad::Entropy;
+use crate::view::{Screen, View};
 
 struct WebEntropy;
 
@@ -38,14 +37,15 @@ impl Entropy for WebEntropy {
 
 struct App {
     cfg: Config,
-    flow: Option<Flow>,
+    mode: Mode,
+    checkout: Option<Checkout>,
     root: Element,
     /// Merchant page origin, as the browser reported it for the init message.
     parent_origin: Option<String>,
     /// The mount's nonce (from our URL): ties the messages to one `Cardpay.mount`.
     nonce: String,
-    /// Running `setTimeout` handles by timer (three at most: a list, no hash map).
-    timers: Vec<(Timer, i32)>,
+    /// The one running `setTimeout`: its deadline and handle.
+    timer: Option<(u64, i32)>,
     last_html: String,
     /// The last view (re-rendered when the width changes: the keypad is fitted to it).
     last_view: Option<View>,
@@ -67,13 +67,16 @@ fn window() -> web_sys::Window {
     web_sys::window().expect("a window")
 }
 
-fn js_of(v: &Value) -> JsValue {
-    js_sys::JSON::parse(&v.to_string()).unwrap_or(JsValue::NULL)
+fn now() -> u64 {
+    window().performance().map(|p| p.now() as u64).unwrap_or(0)
 }
 
-fn value_of(v: &JsValue) -> Option<Value> {
-    let s = js_sys::JSON::stringify(v).ok()?.as_string()?;
-    serde_json::from_str(&s).ok()
+fn get(v: &JsValue, k: &str) -> JsValue {
+    Reflect::get(v, &k.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn set(v: &JsValue, k: &str, val: impl Into<JsValue>) {
+    let _ = Reflect::set(v, &k.into(), &val.into());
 }
 
 /// Feed one input and run the effects (never re-entrant: effects only schedule work).
@@ -81,15 +84,41 @@ fn feed(input: Input) {
     let effects = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
-        Some(app.flow.as_mut()?.handle(input))
+        Some(app.checkout.as_mut()?.handle(input, now()))
     });
     for e in effects.unwrap_or_default() {
         run_effect(e);
     }
+    arm_timer();
 }
 
-fn post_parent(msg: Value) {
-    post_parent_js(js_of(&msg));
+/// One `setTimeout` for the checkout's next deadline.
+fn arm_timer() {
+    APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let Some(app) = a.as_mut() else { return };
+        let next = app.checkout.as_ref().and_then(Checkout::poll_timeout);
+        if app.timer.map(|t| t.0) == next {
+            return;
+        }
+        if let Some((_, h)) = app.timer.take() {
+            window().clear_timeout_with_handle(h);
+        }
+        let Some(at) = next else { return };
+        let cb = Closure::once_into_js(|| {
+            APP.with(|a| {
+                if let Some(app) = a.borrow_mut().as_mut() {
+                    app.timer = None;
+                }
+            });
+            feed(Input::Tick);
+        });
+        let wait = at.saturating_sub(now()).min(i32::MAX as u64) as i32;
+        let handle = window()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), wait)
+            .unwrap_or(0);
+        app.timer = Some((at, handle));
+    });
 }
 
 /// Post `msg` (an object) to the page, with the mount's nonce, to the page's origin only.
@@ -100,7 +129,7 @@ fn post_parent_js(msg: JsValue) {
         let Some(origin) = app.parent_origin.as_deref() else {
             return;
         };
-        let _ = js_sys::Reflect::set(&msg, &"nonce".into(), &app.nonce.as_str().into());
+        set(&msg, "nonce", app.nonce.as_str());
         if let Ok(Some(parent)) = window().parent() {
             let _ = parent.post_message(&msg, origin);
         }
@@ -108,28 +137,28 @@ fn post_parent_js(msg: JsValue) {
 }
 
 fn parent_event(ev: &ParentEvent) {
-    // Straight to text and into a JS object (no intermediate serde_json::Value).
-    let text = serde_json::to_string(ev).expect("serializable");
+    let text = purse::json::to_string(ev);
     let Ok(msg) = js_sys::JSON::parse(&text) else {
         return;
     };
-    let name = js_sys::Reflect::get(&msg, &"event".into())
-        .ok()
-        .and_then(|v| v.as_string())
+    let name = get(&msg, "event")
+        .as_string()
         .unwrap_or_else(|| "error".into());
-    let _ = js_sys::Reflect::set(&msg, &"type".into(), &format!("cardpay:{name}").into());
+    set(&msg, "type", format!("cardpay:{name}"));
     post_parent_js(msg);
 }
 
 fn run_effect(e: Effect) {
     match e {
-        Effect::Bridge { id, mut msg } => {
-            msg["channel"] = "cardpay".into();
-            msg["dir"] = "to-extension".into();
-            msg["id"] = id.into();
+        Effect::Bridge { msg, .. } => {
+            let Ok(msg) = js_sys::JSON::parse(&msg) else {
+                return;
+            };
+            set(&msg, "channel", "cardpay");
+            set(&msg, "dir", "to-extension");
             let w = window();
             let own = w.location().origin().unwrap_or_default();
-            let _ = w.post_message(&js_of(&msg), &own);
+            let _ = w.post_message(&msg, &own);
         }
         Effect::Http { id, path, body } => {
             // The request goes out now, before the render that follows it in the same
@@ -142,32 +171,6 @@ fn run_effect(e: Effect) {
         }
         Effect::Render(view) => render(view),
         Effect::Parent(ev) => parent_event(&ev),
-        Effect::StartTimer(t, ms) => {
-            let cb = Closure::once_into_js(move || feed(Input::Timer(t)));
-            let handle = window()
-                .set_timeout_with_callback_and_timeout_and_arguments_0(
-                    cb.unchecked_ref(),
-                    ms as i32,
-                )
-                .unwrap_or(0);
-            APP.with(|a| {
-                if let Some(app) = a.borrow_mut().as_mut() {
-                    if let Some(i) = app.timers.iter().position(|(k, _)| *k == t) {
-                        let (_, old) = app.timers.swap_remove(i);
-                        window().clear_timeout_with_handle(old);
-                    }
-                    app.timers.push((t, handle));
-                }
-            });
-        }
-        Effect::StopTimer(t) => APP.with(|a| {
-            if let Some(app) = a.borrow_mut().as_mut() {
-                if let Some(i) = app.timers.iter().position(|(k, _)| *k == t) {
-                    let (_, h) = app.timers.swap_remove(i);
-                    window().clear_timeout_with_handle(h);
-                }
-            }
-        }),
     }
 }
 
@@ -323,7 +326,10 @@ fn post_height() {
         (app.last_height != height).then(|| app.last_height = height)
     });
     if changed.is_some() {
-        post_parent(serde_json::json!({"type": "cardpay:resize", "height": height}));
+        let msg = js_sys::Object::new();
+        set(&msg, "type", "cardpay:resize");
+        set(&msg, "height", height);
+        post_parent_js(msg.into());
     }
 }
 
@@ -358,16 +364,22 @@ fn apply_styles(root: &Element) {
 }
 
 /// Theme variables from the merchant (`--cp-*` only, plain values only).
-fn apply_theme(theme: &Value) {
-    let Some(map) = theme.as_object() else { return };
+fn apply_theme(theme: &JsValue) {
+    if !theme.is_object() {
+        return;
+    }
     let Some(doc) = window().document().and_then(|d| d.document_element()) else {
         return;
     };
     let Ok(el) = doc.dyn_into::<HtmlElement>() else {
         return;
     };
-    for (k, v) in map {
-        let Some(v) = v.as_str() else { continue };
+    for pair in js_sys::Object::entries(theme.unchecked_ref()).iter() {
+        let pair: js_sys::Array = pair.unchecked_into();
+        let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
+            continue;
+        };
+        let (k, v) = (k.as_str(), v.as_str());
         let key_ok = k.starts_with("--cp-")
             && k.len() <= 40
             && k[5..].bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
@@ -505,99 +517,83 @@ fn on_key(ev: KeyboardEvent) {
     }
 }
 
-fn bridge_error(v: &Value) -> BridgeError {
-    BridgeError {
-        code: v["code"].as_str().unwrap_or("unknown").to_string(),
-        message: v["message"].as_str().unwrap_or("").to_string(),
-    }
-}
-
 fn on_message(ev: MessageEvent) {
     let w = window();
-    let Some(data) = value_of(&ev.data()) else {
+    let data = ev.data();
+    if !data.is_object() {
         return;
-    };
+    }
     let source_is = |other: &JsValue| ev.source().map(JsValue::from).is_some_and(|s| s == *other);
 
-    // From the extension's content script in this very frame.
+    // From the extension's content script in this very frame: a reply or an event,
+    // read by the checkout with the typed bridge messages.
     if source_is(&JsValue::from(w.clone()))
-        && data["channel"] == "cardpay"
-        && data["dir"] == "from-extension"
+        && get(&data, "channel").as_string().as_deref() == Some("cardpay")
+        && get(&data, "dir").as_string().as_deref() == Some("from-extension")
     {
-        if let Some(id) = data.get("id").and_then(Value::as_u64) {
-            let result = match data.get("error") {
-                Some(e) if !e.is_null() => Err(bridge_error(e)),
-                _ => Ok(data.get("result").cloned().unwrap_or(Value::Null)),
-            };
-            feed(Input::BridgeReply { id, result });
-        } else {
-            let reader = data["reader"].as_str().unwrap_or("").to_string();
-            match data["event"].as_str() {
-                Some("card_inserted") => feed(Input::CardInserted { reader }),
-                Some("card_removed") => feed(Input::CardRemoved { reader }),
-                // Open handles are gone: treat like the card leaving the reader.
-                Some("bridge_disconnected" | "extension_disconnected") => {
-                    let reader = APP.with(|a| {
-                        a.borrow()
-                            .as_ref()
-                            .and_then(|a| a.flow.as_ref())
-                            .and_then(|f| f.reader().map(str::to_string))
-                    });
-                    if let Some(reader) = reader {
-                        feed(Input::CardRemoved { reader });
-                    }
-                }
-                _ => {}
-            }
+        if let Some(text) = js_sys::JSON::stringify(&data)
+            .ok()
+            .and_then(|t| t.as_string())
+        {
+            feed(Input::Extension(text));
         }
         return;
     }
 
     // From the merchant page that mounted us: the init message, once.
     let parent = w.parent().ok().flatten().map(JsValue::from);
-    if parent.as_ref().is_some_and(source_is) && data["type"] == "cardpay:init" {
-        let origin = ev.origin();
-        let accepted = APP.with(|a| {
-            let mut a = a.borrow_mut();
-            let app = a.as_mut()?;
-            if app.flow.is_some() || data["nonce"].as_str() != Some(app.nonce.as_str()) {
-                return None;
-            }
-            app.parent_origin = Some(origin.clone());
-            apply_theme(&data["theme"]);
-            // From text, like every other message (no second, Value-based decoder).
-            let bundle: Result<Bundle, _> = serde_json::from_str(&data["session"].to_string());
-            let outcome = match bundle {
-                Ok(b) => Flow::new(app.cfg.clone(), b, &origin, Box::new(WebEntropy))
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("session is not valid: {e}")),
-            };
-            Some(match outcome {
-                Ok(flow) => {
-                    app.flow = Some(flow);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            })
-        });
-        match accepted {
-            Some(Ok(())) => feed(Input::Start),
-            Some(Err(message)) => {
-                post_parent(serde_json::json!({
-                    "type": "cardpay:error", "event": "error", "code": "bad_session", "message": message
-                }));
-                APP.with(|a| {
-                    if let Some(app) = a.borrow().as_ref() {
-                        let screen = by_id("cp-screen").map(Element::from);
-                        screen.unwrap_or_else(|| app.root.clone()).set_inner_html(&format!(
-                            "<p class=\"cp-error\" role=\"alert\" data-testid=\"error\" data-code=\"bad_session\">{}</p>",
-                            crate::view::esc(crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession))
-                        ));
-                    }
-                });
-            }
-            None => {}
+    if !(parent.as_ref().is_some_and(source_is)
+        && get(&data, "type").as_string().as_deref() == Some("cardpay:init"))
+    {
+        return;
+    }
+    let origin = ev.origin();
+    let session = js_sys::JSON::stringify(&get(&data, "session"))
+        .ok()
+        .and_then(|t| t.as_string())
+        .unwrap_or_default();
+    let accepted = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        if app.checkout.is_some()
+            || get(&data, "nonce").as_string().as_deref() != Some(app.nonce.as_str())
+        {
+            return None;
         }
+        app.parent_origin = Some(origin.clone());
+        apply_theme(&get(&data, "theme"));
+        Some(
+            Checkout::new(
+                app.cfg.clone(),
+                app.mode,
+                &session,
+                &origin,
+                Box::new(WebEntropy),
+            )
+            .map(|c| app.checkout = Some(c))
+            .map_err(|e| e.to_string()),
+        )
+    });
+    match accepted {
+        Some(Ok(())) => feed(Input::Start),
+        Some(Err(message)) => {
+            let msg = js_sys::Object::new();
+            set(&msg, "type", "cardpay:error");
+            set(&msg, "event", "error");
+            set(&msg, "code", "bad_session");
+            set(&msg, "message", message);
+            post_parent_js(msg.into());
+            APP.with(|a| {
+                if let Some(app) = a.borrow().as_ref() {
+                    let screen = by_id("cp-screen").map(Element::from);
+                    screen.unwrap_or_else(|| app.root.clone()).set_inner_html(&format!(
+                        "<p class=\"cp-error\" role=\"alert\" data-testid=\"error\" data-code=\"bad_session\">{}</p>",
+                        crate::view::esc(crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession))
+                    ));
+                }
+            });
+        }
+        None => {}
     }
 }
 
@@ -606,7 +602,8 @@ fn param(params: &web_sys::UrlSearchParams, k: &str) -> Option<String> {
 }
 
 /// Start the widget in `root`. Options come from our own URL (set by checkout.js):
-/// `nonce`, `lang`, `timeout` (ms, default 120000), `hello_timeout` (ms), `install`.
+/// `nonce`, `mode` (`load` for a load, else a purchase), `lang`, `timeout` (ms,
+/// default 120000), `hello_timeout` (ms), `install`.
 ///
 /// `early`: the `message` events widget-boot.js caught while the wasm loaded (it posts
 /// `cardpay:loaded` itself as soon as it runs, so the page's `init` travels while the
@@ -642,14 +639,19 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
         }
     }
     let nonce = param(&params, "nonce").unwrap_or_default();
+    let mode = match param(&params, "mode").as_deref() {
+        Some("load") => Mode::Load,
+        _ => Mode::Purchase,
+    };
     APP.with(|a| {
         *a.borrow_mut() = Some(App {
             cfg,
-            flow: None,
+            mode,
+            checkout: None,
             root: root.clone(),
             parent_origin: None,
             nonce: nonce.clone(),
-            timers: Vec::new(),
+            timer: None,
             last_html: String::new(),
             last_view: None,
             on_pin: false,
@@ -659,7 +661,7 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             hint_toggle: false,
         })
     });
-    root.set_inner_html(&crate::view::skeleton(lang));
+    root.set_inner_html(&crate::view::skeleton(lang, mode));
     root.remove_attribute("aria-live")?;
 
     let resize = Closure::<dyn FnMut()>::new(on_resize);
@@ -689,8 +691,10 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
         // not know the parent's origin yet; the parent checks that we are its iframe.
         None => {
             if let Ok(Some(parent)) = w.parent() {
-                let hello = serde_json::json!({"type": "cardpay:loaded", "nonce": nonce});
-                parent.post_message(&js_of(&hello), "*")?;
+                let hello = js_sys::Object::new();
+                set(&hello, "type", "cardpay:loaded");
+                set(&hello, "nonce", nonce.as_str());
+                parent.post_message(&hello, "*")?;
             }
         }
     }

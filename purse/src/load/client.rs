@@ -1,7 +1,7 @@
-//! The client half of a load, as a sans-IO state machine, in the style of
-//! the purchase client ([`crate::purchase::client`]) and with its driver
-//! types ([`Outgoing`], [`Reply`], [`Entropy`]): the widget drives both with
-//! one loop. No bridge, DOM, sockets or clock here.
+//! The client half of a load, as a sans-IO state machine, with the driver
+//! types and the steps it shares with the purchase client
+//! ([`crate::client`]): the widget drives both with one loop. No bridge,
+//! DOM, sockets or clock here.
 //!
 //! ```text
 //! card_ready → SELECT → READ LOG 1.. → [Confirm] → approve → INITIALIZE FOR LOAD (S1)
@@ -19,26 +19,26 @@
 //! 9403).
 
 use crate::apdu::{Response, StatusWord};
+use crate::bridge_msg::Limit;
+use crate::client::{log_hex, Answer, CardRead, CardReader, Core, Expect, ReadStep, ReadStop};
 use crate::command::{
-    CreditResponse, InitializeLoad, InitializeLoadResponse, LogRecord, ReadLog, Request, Select,
-    SelectResponse,
+    CreditResponse, InitializeLoad, InitializeLoadResponse, LogRecord, Request, SelectResponse,
 };
-use crate::purchase::client::{Entropy, Outgoing, Refusal, Reply};
-use crate::session::{Key32, NONCE_LEN};
-use crate::types::{BcdDate, CardId};
-use crate::wire::{ApiCode, ErrorBody, Hex, Sealed};
-use crate::AID;
+use crate::types::CardId;
+use crate::wire::{ApiCode, Hex};
+
+pub use crate::client::{Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS};
+
+/// Why a load bundle cannot be used (the purchase client's reasons).
+pub type LoadBundleError = crate::client::BundleError;
 
 use super::draw::CreditChecked;
 use super::{
-    BankResult, CreditCommand, CreditResponseMsg, LoadCompleteEnvelope, LoadCompleteResponse,
-    LoadDrawRequest, LoadDrawResponse, LoadEnvelope, LoadRecoverEnvelope, LoadRecoverRequest,
-    LoadRecoverResponse, LoadRecoverStatus, LoadResultC, LoadSession, LoadStatus,
-    LoadWidgetSession, MAX_LOG_RECORDS, PATH_LOAD_COMPLETE, PATH_LOAD_DRAW, PATH_LOAD_RECOVER,
+    BankResult, CreditCommand, CreditResponseMsg, LoadCompleteResponse, LoadDrawRequest,
+    LoadDrawResponse, LoadRecoverRequest, LoadRecoverResponse, LoadRecoverStatus, LoadResultC,
+    LoadSession, LoadStatus, LoadWidgetSession, PATH_LOAD_COMPLETE, PATH_LOAD_DRAW,
+    PATH_LOAD_RECOVER,
 };
-
-/// The load expires after this long without the shopper finishing (ms).
-pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
 
 /// Whether the shopper's bank account is (or will be) charged: exactly when
 /// the card was credited.
@@ -50,6 +50,17 @@ pub enum Charged {
     Maybe,
     /// The card was credited; the bank debits the account.
     Yes,
+}
+
+impl Charged {
+    /// `no` | `maybe` | `yes`, as the bank's page hears it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::Maybe => "maybe",
+            Self::Yes => "yes",
+        }
+    }
 }
 
 /// Who failed, and how (each maps to one plain-language message).
@@ -69,6 +80,11 @@ pub enum LoadProblem {
     OtherCard,
     /// The credit command is not for what the shopper approved.
     CreditChanged,
+    /// A limit of the bridge refused a command (nothing reached the card).
+    RateLimited {
+        limit: Limit,
+        retry_after_ms: u64,
+    },
     /// The load server could not be reached.
     ServerUnreachable,
     /// The load server refused.
@@ -95,12 +111,29 @@ impl LoadProblem {
             Self::WrongCurrency => "wrong_currency",
             Self::OtherCard => "other_card",
             Self::CreditChanged => "amount_mismatch",
+            Self::RateLimited { .. } => "rate_limited",
             Self::ServerUnreachable => "network",
             Self::ServerRefused(ApiCode::BadMac | ApiCode::Expired) => "bad_session",
             Self::ServerRefused(_) => "server",
             Self::Torn => "credit_unknown",
             Self::NotCredited => "not_credited",
             Self::Undecided => "credit_undecided",
+        }
+    }
+
+    fn of_card(sw: StatusWord) -> Self {
+        match sw {
+            StatusWord::OVER_MAX_BALANCE => Self::OverMaxBalance,
+            StatusWord::EXPIRED => Self::CardExpired,
+            sw => Self::CardRefused(sw),
+        }
+    }
+
+    fn of_server(code: ApiCode) -> Self {
+        match code {
+            ApiCode::CardExpired => Self::CardExpired,
+            ApiCode::OverMaxBalance => Self::OverMaxBalance,
+            c => Self::ServerRefused(c),
         }
     }
 }
@@ -164,24 +197,9 @@ pub enum Status<'a> {
     Cancelled(&'static str),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Resume {
-    Card,
-    Draw(String),
-    Complete(String),
-    Recover,
-}
-
-#[derive(Debug, Clone)]
-struct CardRead {
-    select: SelectResponse,
-    select_data: Vec<u8>,
-    log: Vec<LogRecord>,
-}
-
 /// A drawn load: what CREDIT and recovery need.
 #[derive(Debug, Clone)]
-struct Drawn {
+pub(crate) struct Drawn {
     card_id: CardId,
     atc: u16,
     balance_before: u32,
@@ -189,13 +207,11 @@ struct Drawn {
 }
 
 #[derive(Debug, Clone)]
-enum State {
+pub(crate) enum State {
     Idle,
-    Selecting {
-        recovering: Option<Drawn>,
-    },
-    ReadingLog {
-        card: CardRead,
+    /// SELECT and READ LOG (for a new load, or to recover `recovering`).
+    Reading {
+        reader: CardReader,
         recovering: Option<Drawn>,
     },
     Confirm {
@@ -238,10 +254,10 @@ enum State {
         receipt: Receipt,
         result: BankResult,
     },
+    /// `resume`: the state a retry goes back to (its request is sent again).
     Failed {
         problem: LoadProblem,
-        resume: Option<Resume>,
-        keep: Option<Box<State>>,
+        resume: Option<Box<State>>,
         charged: Charged,
         result: Option<BankResult>,
     },
@@ -250,148 +266,35 @@ enum State {
 
 /// The load client for one load session.
 pub struct LoadClient {
-    bundle: LoadWidgetSession,
-    tsk: Key32,
-    page_origin: String,
-    rng: Box<dyn Entropy>,
+    core: Core,
+    session: LoadSession,
     state: State,
-    pending: Option<Outgoing>,
-    awaiting: bool,
-    today: Option<BcdDate>,
-    timeout_ms: u64,
-    expire_at: Option<u64>,
-}
-
-/// Why a load bundle cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoadBundleError {
-    #[error("TSK must be 32 bytes")]
-    Tsk,
-    #[error("the session is for another bank origin")]
-    Origin,
 }
 
 impl LoadClient {
-    /// A client for the bank's `bundle`, embedded by a page whose origin the
-    /// browser reported as `page_origin` (it must be the session's origin).
-    pub fn new(
-        bundle: LoadWidgetSession,
-        page_origin: &str,
-        rng: Box<dyn Entropy>,
-        today: Option<BcdDate>,
-    ) -> Result<Self, LoadBundleError> {
-        let tsk = bundle.tsk().ok_or(LoadBundleError::Tsk)?;
-        if bundle.session.origin.trim_end_matches('/') != page_origin.trim_end_matches('/') {
-            return Err(LoadBundleError::Origin);
-        }
-        Ok(Self {
-            bundle,
-            tsk,
-            page_origin: page_origin.trim_end_matches('/').to_string(),
-            rng,
-            state: State::Idle,
-            pending: None,
-            awaiting: false,
-            today,
-            timeout_ms: DEFAULT_TIMEOUT_MS,
-            expire_at: None,
-        })
-    }
+    crate::client::client_new!(LoadWidgetSession, LoadSession, false);
 
-    pub fn session(&self) -> &LoadSession {
-        &self.bundle.session
-    }
+    crate::client::driver_methods!();
 
-    /// The load's lifetime (ms); call before [`Self::start_clock`].
-    pub fn set_timeout(&mut self, ms: u64) {
-        self.timeout_ms = ms;
-    }
+    crate::client::past_point_of_no_return!(
+        [Crediting, Completing, ZeroInit, Recovering, Torn, Done],
+        State::Failed { charged, .. } => *charged != Charged::No
+    );
 
-    /// Start the clock at `now` (ms, the driver's monotonic time).
-    pub fn start_clock(&mut self, now: u64) {
-        self.expire_at = Some(now + self.timeout_ms);
-    }
-
-    /// The next deadline, if any (none once CREDIT is on its way).
-    pub fn poll_timeout(&self) -> Option<u64> {
-        if self.is_finished() || self.past_point_of_no_return() {
-            return None;
-        }
-        self.expire_at
-    }
-
-    /// Time moved to `now`: cancel the load when it expired (never once
-    /// CREDIT is on its way).
-    pub fn handle_timeout(&mut self, now: u64) {
-        if self.is_finished() || self.past_point_of_no_return() {
-            return;
-        }
-        if self.expire_at.is_some_and(|t| t <= now) {
-            self.cancel_with("timeout");
-        }
-    }
-
-    /// The next request to carry out (each is returned once).
-    pub fn poll_request(&mut self) -> Option<Outgoing> {
-        let p = self.pending.take();
-        if p.is_some() {
-            self.awaiting = true;
-        }
-        p
-    }
-
-    pub fn is_awaiting(&self) -> bool {
-        self.awaiting
-    }
-
-    pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Done { .. } | State::Cancelled(_))
-    }
-
-    /// Once CREDIT is on its way the shopper can no longer cancel.
-    pub fn past_point_of_no_return(&self) -> bool {
-        match &self.state {
-            State::Crediting { .. }
-            | State::Completing { .. }
-            | State::ZeroInit { .. }
-            | State::Recovering { .. }
-            | State::Torn { .. }
-            | State::Done { .. } => true,
-            State::Selecting { recovering } | State::ReadingLog { recovering, .. } => {
-                recovering.is_some()
-            }
-            State::Failed { charged, .. } => *charged != Charged::No,
-            _ => false,
-        }
-    }
-
-    /// The card's SELECT answer, once read.
-    pub fn card(&self) -> Option<&SelectResponse> {
-        match &self.state {
-            State::ReadingLog { card, .. }
-            | State::Confirm { card }
-            | State::Initializing { card }
-            | State::Drawing { card, .. }
-            | State::Crediting { card, .. }
-            | State::Completing { card, .. } => Some(&card.select),
-            _ => None,
-        }
-    }
+    crate::client::card_accessor!(Confirm, Initializing, Drawing, Crediting, Completing);
 
     /// Where the load stands.
     pub fn status(&self) -> Status<'_> {
         match &self.state {
             State::Idle | State::Torn { .. } => Status::WaitingForCard,
-            State::Selecting { recovering } | State::ReadingLog { recovering, .. } => {
-                Status::Working(if recovering.is_some() {
-                    Step::Recovering
-                } else {
-                    Step::Reading
-                })
-            }
+            State::Reading { recovering, .. } => Status::Working(if recovering.is_some() {
+                Step::Recovering
+            } else {
+                Step::Reading
+            }),
             State::Confirm { card } => {
-                let p = card.select.purse(self.bundle.session.purse);
-                let after = p.balance as u64 + self.bundle.session.amount as u64;
+                let p = card.select.purse(self.session.purse);
+                let after = p.balance as u64 + self.session.amount as u64;
                 Status::Confirm(ConfirmView {
                     balance: p.balance,
                     max_balance: p.max_balance,
@@ -410,7 +313,6 @@ impl LoadClient {
                 resume,
                 charged,
                 result,
-                ..
             } => Status::Failed {
                 problem: *problem,
                 retry: resume.is_some(),
@@ -421,147 +323,49 @@ impl LoadClient {
         }
     }
 
-    /// The driver must connect to the card and call [`Self::card_ready`].
-    pub fn wants_card(&self) -> bool {
-        match &self.state {
-            State::Idle | State::Torn { .. } => true,
-            State::Failed { resume, keep, .. } => {
-                matches!(resume, Some(Resume::Card))
-                    || matches!(
-                        (resume, keep.as_deref()),
-                        (Some(Resume::Recover), Some(State::Torn { .. }))
-                    )
-            }
-            _ => false,
-        }
-    }
-
     /// The card is connected in a fresh selection: read it, or recover a
     /// lost CREDIT answer.
     pub fn card_ready(&mut self) {
-        let recovering = match &self.state {
-            State::Idle
-            | State::Failed {
-                resume: Some(Resume::Card),
-                ..
-            } => None,
-            State::Torn { drawn } => Some(drawn.clone()),
-            State::Failed {
-                resume: Some(Resume::Recover),
-                keep: Some(k),
-                ..
-            } => match k.as_ref() {
-                State::Torn { drawn } => Some(drawn.clone()),
-                _ => return,
-            },
+        let (reader, recovering) = match self.waiting() {
+            State::Idle => {
+                let s = &self.session;
+                (self.core.read_fresh(s.purse, s.currency, s.exponent), None)
+            }
+            State::Torn { drawn } => {
+                let drawn = drawn.clone();
+                let again = Expect::Recovering {
+                    atc: drawn.atc,
+                    card_id: Some(drawn.card_id),
+                };
+                (self.core.read(again), Some(drawn))
+            }
             _ => return,
         };
-        self.state = State::Selecting { recovering };
-        self.send_card(Request::Select(Select { aid: AID.to_vec() }));
+        self.state = State::Reading { reader, recovering };
     }
 
     /// The card went away while nothing was outstanding.
     pub fn card_removed(&mut self) {
-        if self.awaiting {
-            return;
-        }
-        if matches!(self.state, State::Confirm { .. }) {
-            self.fail(LoadProblem::CardRemoved, Some(Resume::Card));
-        }
-    }
-
-    /// The shopper approved the load.
-    pub fn approve(&mut self) {
-        if let State::Confirm { .. } = self.state {
-            let State::Confirm { card } = std::mem::replace(&mut self.state, State::Idle) else {
-                return;
-            };
-            let s = &self.bundle.session;
-            let r = Request::InitializeLoad(InitializeLoad {
-                purse: s.purse,
-                amount: s.amount,
-                terminal: s.terminal,
-            });
-            self.state = State::Initializing { card };
-            self.send_card(r);
+        if !self.core.wire.is_awaiting() && matches!(self.state, State::Confirm { .. }) {
+            self.fail(LoadProblem::CardRemoved, Some(State::Idle));
         }
     }
 
     /// Retry where the failure left off.
     pub fn retry(&mut self) {
-        if !matches!(
-            self.state,
-            State::Failed {
-                resume: Some(_),
-                ..
-            }
-        ) {
-            return;
-        }
-        let State::Failed {
-            resume: Some(resume),
-            keep,
-            problem,
-            charged,
-            result,
-        } = std::mem::replace(&mut self.state, State::Idle)
-        else {
+        let Some(next) = self.take_resume() else {
             return;
         };
-        match (resume, keep.map(|k| *k)) {
-            (Resume::Draw(body), Some(State::Drawing { card, init, .. })) => {
-                self.state = State::Drawing {
-                    card,
-                    body: body.clone(),
-                    init,
-                };
-                self.send_server(PATH_LOAD_DRAW, body);
-            }
-            (
-                Resume::Complete(body),
-                Some(State::Completing {
-                    card,
-                    drawn,
-                    balance_after,
-                    ..
-                }),
-            ) => {
-                self.state = State::Completing {
-                    card,
-                    drawn,
-                    body: body.clone(),
-                    balance_after,
-                };
-                self.send_server(PATH_LOAD_COMPLETE, body);
-            }
-            (Resume::Recover, Some(State::Recovering { drawn, body })) => {
-                self.state = State::Recovering {
-                    drawn,
-                    body: body.clone(),
-                };
-                self.send_server(PATH_LOAD_RECOVER, body);
-            }
-            (Resume::Card, _) => self.state = State::Idle,
-            (Resume::Recover, Some(State::Torn { drawn })) => self.state = State::Torn { drawn },
-            (resume, keep) => {
-                self.state = State::Failed {
-                    problem,
-                    resume: Some(resume),
-                    keep: keep.map(Box::new),
-                    charged,
-                    result,
-                };
-            }
+        let again = match next.as_ref() {
+            State::Drawing { body, .. } => Some((PATH_LOAD_DRAW, body)),
+            State::Completing { body, .. } => Some((PATH_LOAD_COMPLETE, body)),
+            State::Recovering { body, .. } => Some((PATH_LOAD_RECOVER, body)),
+            _ => None,
+        };
+        if let Some((path, body)) = again {
+            self.core.wire.post(path, body.clone());
         }
-    }
-
-    /// The shopper cancelled. Refused once CREDIT is on its way.
-    pub fn cancel(&mut self) -> bool {
-        if self.past_point_of_no_return() || self.is_finished() {
-            return false;
-        }
-        self.cancel_with("user");
-        true
+        self.state = *next;
     }
 
     /// What the bank's page posts to the bank now: the result of a finished
@@ -575,143 +379,60 @@ impl LoadClient {
         }
     }
 
-    /// Feed the answer to the outstanding request.
-    pub fn handle(&mut self, reply: Reply) {
-        if !self.awaiting {
-            return;
-        }
-        self.awaiting = false;
-        let state = std::mem::replace(&mut self.state, State::Idle);
-        match reply {
-            Reply::Card(bytes) => match Response::parse(&bytes) {
-                Ok(r) => self.on_card(state, r),
-                Err(_) => self.on_card_lost_or_garbled(state, LoadProblem::CardUnreadable),
-            },
-            Reply::CardLost => self.on_card_lost_or_garbled(state, LoadProblem::CardRemoved),
-            Reply::Refused(r) => self.on_refused(state, r),
-            Reply::Server(status, body) => self.on_server(state, Ok((status, body))),
-            Reply::ServerUnreachable => self.on_server(state, Err(())),
-        }
-    }
-
     // ---- internals -------------------------------------------------------
 
     fn not_loaded(&self, reason: &str) -> BankResult {
         BankResult::NotLoaded {
-            txn_id: self.bundle.session.txn_id.clone(),
+            txn_id: self.session.txn_id.clone(),
             reason: reason.to_string(),
         }
     }
 
-    fn seal<T: Sealed>(&mut self, m: &T) -> Hex {
-        let mut n = [0u8; NONCE_LEN];
-        self.rng.fill(&mut n);
-        m.seal(&self.tsk, n)
-    }
-
-    fn send_card(&mut self, r: Request) {
-        self.pending = Some(Outgoing::Card(r.to_bytes()));
-    }
-
-    fn send_server(&mut self, path: &'static str, body: String) {
-        self.pending = Some(Outgoing::Server { path, body });
-    }
-
     /// A failure before any CREDIT went out: nothing can have been loaded.
-    fn fail(&mut self, problem: LoadProblem, resume: Option<Resume>) {
+    fn fail(&mut self, problem: LoadProblem, resume: Option<State>) {
         let result = Some(self.not_loaded(problem.code()));
-        self.fail_with(problem, resume, None, Charged::No, result);
+        self.fail_with(problem, resume, Charged::No, result);
+    }
+
+    /// A failure once CREDIT may have gone out: the card's proof decides.
+    fn fail_maybe(&mut self, problem: LoadProblem, resume: State) {
+        self.fail_with(problem, Some(resume), Charged::Maybe, None);
     }
 
     fn fail_with(
         &mut self,
         problem: LoadProblem,
-        resume: Option<Resume>,
-        keep: Option<State>,
+        resume: Option<State>,
         charged: Charged,
         result: Option<BankResult>,
     ) {
-        self.pending = None;
+        self.core.wire.drop_pending();
         self.state = State::Failed {
             problem,
-            resume,
-            keep: keep.map(Box::new),
+            resume: resume.map(Box::new),
             charged,
             result,
         };
     }
 
-    fn cancel_with(&mut self, reason: &'static str) {
-        self.pending = None;
-        self.awaiting = false;
-        self.state = State::Cancelled(reason);
-    }
-
     fn torn(&mut self, drawn: Drawn) {
-        self.fail_with(
-            LoadProblem::Torn,
-            Some(Resume::Recover),
-            Some(State::Torn { drawn }),
-            Charged::Maybe,
-            None,
-        );
+        self.fail_maybe(LoadProblem::Torn, State::Torn { drawn });
     }
 
-    fn on_card_lost_or_garbled(&mut self, state: State, problem: LoadProblem) {
-        match state {
-            // CREDIT went out: whatever came back, the card may be credited.
-            State::Crediting { drawn, .. }
-            | State::ZeroInit { drawn, .. }
-            | State::Selecting {
-                recovering: Some(drawn),
-            }
-            | State::ReadingLog {
-                recovering: Some(drawn),
-                ..
-            } => self.torn(drawn),
-            _ => self.fail(problem, Some(Resume::Card)),
-        }
-    }
-
-    fn on_refused(&mut self, state: State, _r: Refusal) {
-        match state {
-            // The bridge did not send CREDIT: nothing reached the card, but the
-            // load stays drawn; the card's proof settles it.
-            State::Crediting { drawn, .. }
-            | State::ZeroInit { drawn, .. }
-            | State::Selecting {
-                recovering: Some(drawn),
-            }
-            | State::ReadingLog {
-                recovering: Some(drawn),
-                ..
-            } => self.torn(drawn),
-            _ => self.fail(LoadProblem::CardUnreadable, Some(Resume::Card)),
-        }
-    }
-
-    fn read_log(&mut self, card: CardRead, recovering: Option<Drawn>) {
-        let n = card.log.len() + 1;
-        let passed = recovering
-            .as_ref()
-            .is_some_and(|d| card.log.last().is_some_and(|r| r.atc <= d.atc));
-        if n > MAX_LOG_RECORDS || passed {
-            return self.log_read(card, recovering);
-        }
-        self.state = State::ReadingLog { card, recovering };
-        self.send_card(Request::ReadLog(ReadLog { record: n as u8 }));
-    }
-
-    fn log_read(&mut self, card: CardRead, recovering: Option<Drawn>) {
-        match recovering {
-            None => self.state = State::Confirm { card },
-            Some(drawn) => self.zero_init(drawn, None, card.log),
-        }
+    fn initialize(&mut self, card: CardRead) {
+        let s = &self.session;
+        let r = Request::InitializeLoad(InitializeLoad {
+            purse: s.purse,
+            amount: s.amount,
+            terminal: s.terminal,
+        });
+        self.state = State::Initializing { card };
+        self.core.wire.card(&r);
     }
 
     /// The seed's negative-result handling: a zero-value INITIALIZE FOR LOAD.
     fn zero_init(&mut self, drawn: Drawn, card_answer: Option<Vec<u8>>, log: Vec<LogRecord>) {
-        let s = &self.bundle.session;
+        let s = &self.session;
         let r = Request::InitializeLoad(InitializeLoad {
             purse: s.purse,
             amount: 0,
@@ -722,7 +443,7 @@ impl LoadClient {
             card_answer,
             log,
         };
-        self.send_card(r);
+        self.core.wire.card(&r);
     }
 
     fn recover(
@@ -733,328 +454,77 @@ impl LoadClient {
         log: Vec<LogRecord>,
     ) {
         let req = LoadRecoverRequest {
-            txn_id: self.bundle.session.txn_id.clone(),
+            txn_id: self.session.txn_id.clone(),
             card_answer: card_answer.map(Hex),
             zero_initialize: zero.map(Hex),
-            log: log.iter().map(|r| Hex(r.encode())).collect(),
+            log: log_hex(&log),
         };
-        let sealed = self.seal(&req);
-        let body = json(&LoadRecoverEnvelope {
-            session: self.bundle.session.clone(),
-            session_mac: self.bundle.session_mac.clone(),
-            etsk: self.bundle.etsk.clone(),
-            recover_request: sealed,
-        });
-        self.state = State::Recovering {
-            drawn,
-            body: body.clone(),
-        };
-        self.send_server(PATH_LOAD_RECOVER, body);
+        let body = self.core.sealer.envelope("recover_request", &req);
+        self.core.wire.post(PATH_LOAD_RECOVER, body.clone());
+        self.state = State::Recovering { drawn, body };
     }
 
     fn draw(&mut self, card: CardRead, init: InitializeLoadResponse) {
-        let s = &self.bundle.session;
-        let req = LoadDrawRequest {
-            txn_id: s.txn_id.clone(),
-            page_origin: self.page_origin.clone(),
-            amount: s.amount,
-            purse: s.purse,
-            select: Hex(card.select_data.clone()),
-            initialize: Hex(init.encode()),
-            log: card.log.iter().map(|r| Hex(r.encode())).collect(),
-        };
-        let sealed = self.seal(&req);
-        let body = json(&LoadEnvelope {
-            session: self.bundle.session.clone(),
-            session_mac: self.bundle.session_mac.clone(),
-            etsk: self.bundle.etsk.clone(),
-            load_request: sealed,
-        });
-        self.state = State::Drawing {
-            card,
-            body: body.clone(),
-            init,
-        };
-        self.send_server(PATH_LOAD_DRAW, body);
+        let s = &self.session;
+        let e = self
+            .core
+            .evidence(&card, &s.txn_id, s.amount, s.purse, init.encode());
+        let req = LoadDrawRequest::from(e);
+        let body = self.core.sealer.envelope("load_request", &req);
+        self.core.wire.post(PATH_LOAD_DRAW, body.clone());
+        self.state = State::Drawing { card, body, init };
     }
 
-    fn complete_body(&mut self, rapdu: Vec<u8>) -> String {
+    /// CREDIT's answer.
+    fn credited(&mut self, card: CardRead, drawn: Drawn, r: Response) {
+        let rapdu = r.to_bytes();
+        let loaded =
+            r.sw.is_ok()
+                .then(|| CreditResponse::decode(&r.data).ok())
+                .flatten()
+                .filter(|c| c.result == CreditResponse::LOADED);
+        let Some(c) = loaded else {
+            // A negative result: the card's word alone proves nothing;
+            // a zero-value INITIALIZE in this same selection does.
+            return self.zero_init(drawn, Some(rapdu), card.log);
+        };
         let msg = CreditResponseMsg {
-            txn_id: self.bundle.session.txn_id.clone(),
+            txn_id: self.session.txn_id.clone(),
             response: Hex(rapdu),
         };
-        let sealed = self.seal(&msg);
-        json(&LoadCompleteEnvelope {
-            session: self.bundle.session.clone(),
-            session_mac: self.bundle.session_mac.clone(),
-            etsk: self.bundle.etsk.clone(),
-            credit_response: sealed,
-        })
-    }
-
-    fn card_problem(sw: StatusWord) -> LoadProblem {
-        match sw {
-            StatusWord::OVER_MAX_BALANCE => LoadProblem::OverMaxBalance,
-            StatusWord::EXPIRED => LoadProblem::CardExpired,
-            sw => LoadProblem::CardRefused(sw),
-        }
-    }
-
-    fn on_card(&mut self, state: State, r: Response) {
-        let s = self.bundle.session.clone();
-        match state {
-            State::Selecting { recovering } => {
-                let sel = match (r.sw.is_ok(), SelectResponse::decode(&r.data)) {
-                    (true, Ok(sel)) => sel,
-                    _ => {
-                        return self.on_card_lost_or_garbled(
-                            State::Selecting { recovering },
-                            LoadProblem::CardUnreadable,
-                        )
-                    }
-                };
-                match &recovering {
-                    None => {
-                        if self.today.is_some_and(|d| sel.expiry.is_expired_on(&d)) {
-                            return self.fail(LoadProblem::CardExpired, None);
-                        }
-                        let p = sel.purse(s.purse);
-                        if p.currency != s.currency || p.exponent != s.exponent {
-                            return self.fail(LoadProblem::WrongCurrency, None);
-                        }
-                    }
-                    Some(d) if d.card_id != sel.card_id => {
-                        let drawn = d.clone();
-                        return self.fail_with(
-                            LoadProblem::OtherCard,
-                            Some(Resume::Recover),
-                            Some(State::Torn { drawn }),
-                            Charged::Maybe,
-                            None,
-                        );
-                    }
-                    Some(_) => {}
-                }
-                let card = CardRead {
-                    select: sel,
-                    select_data: r.data,
-                    log: Vec::new(),
-                };
-                self.read_log(card, recovering);
-            }
-            State::ReadingLog {
-                mut card,
-                recovering,
-            } => {
-                if r.sw.is_ok() {
-                    match LogRecord::decode(&r.data) {
-                        Ok(rec) => card.log.push(rec),
-                        Err(_) => return self.log_read(card, recovering),
-                    }
-                    return self.read_log(card, recovering);
-                }
-                self.log_read(card, recovering)
-            }
-            State::Initializing { card } => {
-                if !r.sw.is_ok() {
-                    return self.fail(Self::card_problem(r.sw), None);
-                }
-                match InitializeLoadResponse::decode(&r.data) {
-                    Ok(init) => self.draw(card, init),
-                    Err(_) => self.fail(LoadProblem::CardUnreadable, Some(Resume::Card)),
-                }
-            }
-            State::Crediting { card, drawn, .. } => {
-                let rapdu = r.to_bytes();
-                let loaded =
-                    r.sw.is_ok()
-                        .then(|| CreditResponse::decode(&r.data).ok())
-                        .flatten()
-                        .filter(|c| c.result == CreditResponse::LOADED);
-                match loaded {
-                    Some(c) => {
-                        let body = self.complete_body(rapdu);
-                        self.state = State::Completing {
-                            card,
-                            drawn,
-                            body: body.clone(),
-                            balance_after: c.balance_after,
-                        };
-                        self.send_server(PATH_LOAD_COMPLETE, body);
-                    }
-                    // A negative result: the card's word alone proves nothing;
-                    // a zero-value INITIALIZE in this same selection does.
-                    None => self.zero_init(drawn, Some(rapdu), card.log),
-                }
-            }
-            State::ZeroInit {
-                drawn,
-                card_answer,
-                log,
-            } => {
-                let zero =
-                    r.sw.is_ok()
-                        .then(|| InitializeLoadResponse::decode(&r.data).ok())
-                        .flatten()
-                        .map(|i| i.encode());
-                self.recover(drawn, card_answer, zero, log);
-            }
-            other => self.state = other,
-        }
-    }
-
-    fn server_error(status: u16, body: &str) -> LoadProblem {
-        let code = serde_json::from_str::<ErrorBody>(body)
-            .map(|b| b.error.code)
-            .unwrap_or(ApiCode::Other);
-        match code {
-            ApiCode::CardExpired => LoadProblem::CardExpired,
-            ApiCode::OverMaxBalance => LoadProblem::OverMaxBalance,
-            ApiCode::Other if status >= 500 => LoadProblem::ServerUnreachable,
-            c => LoadProblem::ServerRefused(c),
-        }
-    }
-
-    fn on_server(&mut self, state: State, answer: Result<(u16, String), ()>) {
-        let transient = match &answer {
-            Err(()) => true,
-            Ok((status, _)) => *status >= 500,
+        let body = self.core.sealer.envelope("credit_response", &msg);
+        self.core.wire.post(PATH_LOAD_COMPLETE, body.clone());
+        self.state = State::Completing {
+            card,
+            drawn,
+            body,
+            balance_after: c.balance_after,
         };
-        match state {
-            State::Drawing { card, body, init } => {
-                if transient {
-                    // The server may have drawn; the card was not credited
-                    // (no CREDIT went out). The same request again gets the
-                    // same answer.
-                    let result = Some(self.not_loaded("network"));
-                    return self.fail_with(
-                        LoadProblem::ServerUnreachable,
-                        Some(Resume::Draw(body.clone())),
-                        Some(State::Drawing { card, body, init }),
-                        Charged::No,
-                        result,
-                    );
-                }
-                let (status, text) = answer.expect("not transient");
-                if status != 200 {
-                    return self.fail(Self::server_error(status, &text), None);
-                }
-                let Ok(answer) = serde_json::from_str::<LoadDrawResponse>(&text) else {
-                    return self.fail(LoadProblem::ServerRefused(ApiCode::Other), None);
-                };
-                let Ok(cmd) = CreditCommand::open(
-                    &self.tsk,
-                    &self.bundle.session.txn_id,
-                    answer.credit_command.as_slice(),
-                ) else {
-                    return self.fail(LoadProblem::ServerRefused(ApiCode::BadSeal), None);
-                };
-                let Ok(checked) = cmd.check(&self.bundle.session) else {
-                    return self.fail(LoadProblem::CreditChanged, None);
-                };
-                let apdu = checked.apdu().to_vec();
-                self.state = State::Crediting {
-                    drawn: Drawn {
-                        card_id: card.select.card_id,
-                        atc: init.atc,
-                        balance_before: init.balance,
-                        cmd,
-                    },
-                    card,
-                    _checked: checked,
-                };
-                self.pending = Some(Outgoing::Card(apdu));
-            }
-            State::Completing {
-                card,
-                drawn,
-                body,
-                balance_after,
-            } => {
-                if transient {
-                    // The card answered 9000 and result 00: it is credited;
-                    // the server has yet to verify its S3.
-                    return self.fail_with(
-                        LoadProblem::ServerUnreachable,
-                        Some(Resume::Complete(body.clone())),
-                        Some(State::Completing {
-                            card,
-                            drawn,
-                            body,
-                            balance_after,
-                        }),
-                        Charged::Yes,
-                        None,
-                    );
-                }
-                let (status, text) = answer.expect("not transient");
-                let done = (status == 200)
-                    .then(|| serde_json::from_str::<LoadCompleteResponse>(&text).ok())
-                    .flatten();
-                match done {
-                    Some(c) => {
-                        self.finish(Some(&card.select), &drawn, c.status, c.result_c, c.result_b)
-                    }
-                    // A refusal here (an S3 that does not verify): the card's
-                    // proof decides through recovery.
-                    None => {
-                        let problem = Self::server_error(status, &text);
-                        self.fail_with(
-                            problem,
-                            Some(Resume::Recover),
-                            Some(State::Torn { drawn }),
-                            Charged::Maybe,
-                            None,
-                        )
-                    }
-                }
-            }
-            State::Recovering { drawn, body } => {
-                if transient {
-                    return self.fail_with(
-                        LoadProblem::ServerUnreachable,
-                        Some(Resume::Recover),
-                        Some(State::Recovering { drawn, body }),
-                        Charged::Maybe,
-                        None,
-                    );
-                }
-                let (status, text) = answer.expect("not transient");
-                let decided = (status == 200)
-                    .then(|| serde_json::from_str::<LoadRecoverResponse>(&text).ok())
-                    .flatten();
-                match decided {
-                    Some(LoadRecoverResponse {
-                        status: s,
-                        result_c: Some(c),
-                        result_b: Some(b),
-                        ..
-                    }) if s != LoadRecoverStatus::Unknown => {
-                        let st = if s == LoadRecoverStatus::Credited {
-                            LoadStatus::Credited
-                        } else {
-                            LoadStatus::NotCredited
-                        };
-                        self.finish(None, &drawn, st, c, b)
-                    }
-                    Some(_) => self.fail_with(
-                        LoadProblem::Undecided,
-                        Some(Resume::Recover),
-                        Some(State::Torn { drawn }),
-                        Charged::Maybe,
-                        None,
-                    ),
-                    None => self.fail_with(
-                        Self::server_error(status, &text),
-                        Some(Resume::Recover),
-                        Some(State::Torn { drawn }),
-                        Charged::Maybe,
-                        None,
-                    ),
-                }
-            }
-            other => self.state = other,
-        }
+    }
+
+    /// The credit command came: check it, then CREDIT.
+    fn credit(&mut self, card: CardRead, init: InitializeLoadResponse, answer: LoadDrawResponse) {
+        let Some(cmd) = self
+            .core
+            .sealer
+            .open::<CreditCommand>(&answer.credit_command)
+        else {
+            return self.fail(LoadProblem::ServerRefused(ApiCode::BadSeal), None);
+        };
+        let Ok(checked) = cmd.check(&self.session) else {
+            return self.fail(LoadProblem::CreditChanged, None);
+        };
+        self.core.wire.apdu(checked.apdu().to_vec());
+        self.state = State::Crediting {
+            drawn: Drawn {
+                card_id: card.select.card_id,
+                atc: init.atc,
+                balance_before: init.balance,
+                cmd,
+            },
+            card,
+            _checked: checked,
+        };
     }
 
     fn finish(
@@ -1065,22 +535,16 @@ impl LoadClient {
         result_c: Hex,
         result_b: Hex,
     ) {
-        let s = &self.bundle.session;
-        let txn = s.txn_id.clone();
+        let txn = self.session.txn_id.clone();
         let result = BankResult::ResultB {
             txn_id: txn.clone(),
             result_b,
         };
         if status == LoadStatus::NotCredited {
-            return self.fail_with(
-                LoadProblem::NotCredited,
-                None,
-                None,
-                Charged::No,
-                Some(result),
-            );
+            return self.fail_with(LoadProblem::NotCredited, None, Charged::No, Some(result));
         }
-        let c = LoadResultC::open(&self.tsk, &txn, result_c.as_slice()).ok();
+        let c = self.core.sealer.open::<LoadResultC>(&result_c);
+        let s = &self.session;
         let receipt = Receipt {
             txn_id: txn,
             bank_name: s.bank_name.clone(),
@@ -1104,6 +568,161 @@ impl LoadClient {
     }
 }
 
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("messages serialize")
+impl crate::client::Machine for LoadClient {
+    crate::client::machine_plumbing!(LoadProblem);
+
+    /// The card's answer did not come back, came back unreadable, or the
+    /// bridge did not send the command.
+    fn card_gone(&mut self, state: State, problem: LoadProblem) {
+        match state {
+            // CREDIT went out (or was meant to): the card's proof settles it.
+            State::Crediting { drawn, .. }
+            | State::ZeroInit { drawn, .. }
+            | State::Reading {
+                recovering: Some(drawn),
+                ..
+            } => self.torn(drawn),
+            _ => self.fail(problem, Some(State::Idle)),
+        }
+    }
+
+    fn on_refused(&mut self, state: State, r: Refusal) {
+        let problem = match r {
+            Refusal::RateLimited {
+                retry_after_ms,
+                limit,
+            } => LoadProblem::RateLimited {
+                limit,
+                retry_after_ms,
+            },
+            _ => LoadProblem::CardUnreadable,
+        };
+        self.card_gone(state, problem)
+    }
+
+    fn on_card(&mut self, state: State, r: Response) {
+        match state {
+            State::Reading { reader, recovering } => {
+                let (stop, drawn) = match (reader.step(r, &mut self.core.wire), recovering) {
+                    (ReadStep::Reading(reader), recovering) => {
+                        self.state = State::Reading { reader, recovering };
+                        return;
+                    }
+                    (ReadStep::Done(card), None) => {
+                        self.state = State::Confirm { card };
+                        return;
+                    }
+                    (ReadStep::Done(card), Some(drawn)) => {
+                        return self.zero_init(drawn, None, card.log)
+                    }
+                    (ReadStep::Stopped(stop), drawn) => (stop, drawn),
+                };
+                match (stop, drawn) {
+                    (ReadStop::OtherCard, Some(drawn)) => {
+                        self.fail_maybe(LoadProblem::OtherCard, State::Torn { drawn })
+                    }
+                    (_, Some(drawn)) => self.torn(drawn),
+                    (ReadStop::Expired, None) => self.fail(LoadProblem::CardExpired, None),
+                    (ReadStop::WrongCurrency, None) => self.fail(LoadProblem::WrongCurrency, None),
+                    (_, None) => self.fail(LoadProblem::CardUnreadable, Some(State::Idle)),
+                }
+            }
+            State::Initializing { card } => {
+                if !r.sw.is_ok() {
+                    return self.fail(LoadProblem::of_card(r.sw), None);
+                }
+                match InitializeLoadResponse::decode(&r.data) {
+                    Ok(init) => self.draw(card, init),
+                    Err(_) => self.fail(LoadProblem::CardUnreadable, Some(State::Idle)),
+                }
+            }
+            State::Crediting { card, drawn, .. } => self.credited(card, drawn, r),
+            State::ZeroInit {
+                drawn,
+                card_answer,
+                log,
+            } => {
+                let zero =
+                    r.sw.is_ok()
+                        .then(|| InitializeLoadResponse::decode(&r.data).ok())
+                        .flatten()
+                        .map(|i| i.encode());
+                self.recover(drawn, card_answer, zero, log);
+            }
+            other => self.state = other,
+        }
+    }
+
+    fn on_server(&mut self, state: State, answer: Answer) {
+        let transient = answer == Answer::Transient;
+        match state {
+            // The server may have drawn; the card was not credited (no
+            // CREDIT went out). The same request again gets the same answer.
+            State::Drawing { card, body, init } if transient => {
+                let result = Some(self.not_loaded("network"));
+                let back = State::Drawing { card, body, init };
+                self.fail_with(
+                    LoadProblem::ServerUnreachable,
+                    Some(back),
+                    Charged::No,
+                    result,
+                );
+            }
+            State::Drawing { card, init, .. } => match answer.parse::<LoadDrawResponse>() {
+                Ok(a) => self.credit(card, init, a),
+                Err(code) => self.fail(LoadProblem::of_server(code), None),
+            },
+            // The card answered 9000 and result 00: it is credited; the
+            // server has yet to verify its S3.
+            State::Completing {
+                card,
+                drawn,
+                body,
+                balance_after,
+            } if transient => {
+                let back = State::Completing {
+                    card,
+                    drawn,
+                    body,
+                    balance_after,
+                };
+                self.fail_with(
+                    LoadProblem::ServerUnreachable,
+                    Some(back),
+                    Charged::Yes,
+                    None,
+                );
+            }
+            State::Completing { card, drawn, .. } => match answer.parse::<LoadCompleteResponse>() {
+                Ok(c) => self.finish(Some(&card.select), &drawn, c.status, c.result_c, c.result_b),
+                // A refusal here (an S3 that does not verify): the card's
+                // proof decides through recovery.
+                Err(code) => self.fail_maybe(LoadProblem::of_server(code), State::Torn { drawn }),
+            },
+            State::Recovering { drawn, body } if transient => self.fail_maybe(
+                LoadProblem::ServerUnreachable,
+                State::Recovering { drawn, body },
+            ),
+            State::Recovering { drawn, .. } => match answer.parse::<LoadRecoverResponse>() {
+                Ok(LoadRecoverResponse {
+                    status: s,
+                    result_c: Some(c),
+                    result_b: Some(b),
+                    ..
+                }) if s != LoadRecoverStatus::Unknown => {
+                    let st = if s == LoadRecoverStatus::Credited {
+                        LoadStatus::Credited
+                    } else {
+                        LoadStatus::NotCredited
+                    };
+                    self.finish(None, &drawn, st, c, b)
+                }
+                Ok(_) => self.fail_maybe(LoadProblem::Undecided, State::Torn { drawn }),
+                Err(code) => self.fail_maybe(LoadProblem::of_server(code), State::Torn { drawn }),
+            },
+            other => self.state = other,
+        }
+    }
 }
+
+crate::client::driven!(LoadClient);

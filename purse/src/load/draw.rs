@@ -59,6 +59,20 @@ pub struct LoadDrawRequest {
     pub log: Vec<Hex>,
 }
 
+impl From<crate::client::CardEvidence> for LoadDrawRequest {
+    fn from(e: crate::client::CardEvidence) -> Self {
+        Self {
+            txn_id: e.txn_id,
+            page_origin: e.page_origin,
+            amount: e.amount,
+            purse: e.purse,
+            select: e.select,
+            initialize: e.initialize,
+            log: e.log,
+        }
+    }
+}
+
 impl Sealed for LoadDrawRequest {
     const LABEL: &'static str = label::LOAD_REQUEST;
     fn txn_id(&self) -> &str {

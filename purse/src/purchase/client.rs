@@ -2,7 +2,9 @@
 //! dialogue and the payment-server calls, with no bridge, DOM, sockets or
 //! clock. The widget wraps it with capability detection and a view; the test
 //! kit drives it against the real virtual card and the real payment server;
-//! the benches use it too. One implementation of every client step.
+//! the benches use it too. What it shares with the load client (request
+//! plumbing, deadlines, sealing and envelopes, the card read) is
+//! [`crate::client`].
 //!
 //! ```text
 //! card_ready → SELECT → READ LOG 1.. → [Confirm] → approve → INITIALIZE
@@ -20,84 +22,29 @@
 use zeroize::Zeroizing;
 
 use crate::apdu::{Response, StatusWord};
+use crate::bridge_msg::Limit;
+use crate::client::{Answer, CardRead, CardReader, Core, Expect, ReadStep, ReadStop};
 use crate::command::{
-    DebitResponse, InitializePurchase, InitializePurchaseResponse, LogRecord, ReadLog, Request,
-    Select, SelectResponse, Verify,
+    DebitResponse, InitializePurchase, InitializePurchaseResponse, Request, SelectResponse, Verify,
 };
-use crate::session::{Key32, Session, VerifyMode, NONCE_LEN};
-use crate::types::BcdDate;
-use crate::wire::{ApiCode, ErrorBody, Hex, Sealed};
-use crate::AID;
+use crate::session::{Session, VerifyMode};
+use crate::wire::{ApiCode, Hex};
+
+pub use crate::client::{
+    BundleError, Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS, MAX_EXTENSIONS,
+    WARN_BEFORE_MS,
+};
 
 use super::draw::AmountChecked;
 use super::{
-    CompleteEnvelope, CompleteResponse, DebitCommand, DebitResponseMsg, DrawEnvelope, DrawRequest,
-    DrawResponse, MerchantResult, PurchaseStatus, RecoverEnvelope, RecoverRequest, RecoverResponse,
-    RecoverStatus, ResultC, SuspiciousEnvelope, SuspiciousReport, WidgetSession, MAX_LOG_RECORDS,
+    DebitCommand, DebitResponseMsg, DrawRequest, DrawResponse, MerchantResult, PurchaseStatus,
+    RecoverRequest, RecoverResponse, RecoverStatus, ResultC, SuspiciousReport, WidgetSession,
     PATH_COMPLETE, PATH_DRAW, PATH_RECOVER, PATH_SUSPICIOUS,
 };
 
-/// The request expires after this long without the shopper finishing (ms).
-pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
-/// The shopper is warned this long before the request expires (ms).
-pub const WARN_BEFORE_MS: u64 = 20_000;
-/// How often the shopper may ask for more time.
-pub const MAX_EXTENSIONS: u8 = 10;
 /// Shortest and longest PIN the card accepts.
 pub const PIN_MIN: usize = 4;
 pub const PIN_MAX: usize = 8;
-
-/// Fresh random bytes (AES-GCM nonces): the OS source natively,
-/// `crypto.getRandomValues` in the browser.
-pub trait Entropy: Send {
-    fn fill(&mut self, buf: &mut [u8]);
-}
-
-/// What the client asks its driver to do.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Outgoing {
-    /// Send this command APDU to the card.
-    Card(Vec<u8>),
-    /// POST `body` (JSON) to `path` on the payment origin.
-    Server { path: &'static str, body: String },
-}
-
-impl core::fmt::Debug for Outgoing {
-    // Never print APDUs (a VERIFY carries the PIN) or sealed bodies.
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Outgoing::Card(a) => write!(f, "Card({:02X?})", &a[..a.len().min(4)]),
-            Outgoing::Server { path, .. } => write!(f, "Server({path})"),
-        }
-    }
-}
-
-/// Why the bridge refused to send a command (nothing reached the card).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// A per-origin limit of the bridge; try again after `retry_after_ms`.
-    RateLimited { retry_after_ms: u64 },
-    /// The VERIFY would use the card's last PIN try: web pages may not.
-    LastPinTry,
-    /// Any other refusal.
-    Other,
-}
-
-/// The answer to the outstanding [`Outgoing`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// The card's response APDU (data then SW).
-    Card(Vec<u8>),
-    /// The command did not come back: card pulled, reader or bridge gone.
-    /// Whether the card processed it is unknown.
-    CardLost,
-    /// The bridge did not send the command.
-    Refused(Refusal),
-    /// The payment server answered (HTTP status, body).
-    Server(u16, String),
-    /// No answer from the payment server (network, timeout).
-    ServerUnreachable,
-}
 
 /// Who failed, and how (each maps to one plain-language message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +63,11 @@ pub enum Problem {
     LastPinTry,
     /// Too many PIN tries from this site for now.
     PinRateLimited {
+        retry_after_ms: u64,
+    },
+    /// Another limit of the bridge refused a command (nothing reached the card).
+    RateLimited {
+        limit: Limit,
         retry_after_ms: u64,
     },
     /// The debit command would charge something other than what was approved.
@@ -146,6 +98,7 @@ impl Problem {
             Self::PinBlocked => "pin_blocked",
             Self::LastPinTry => "last_pin_try",
             Self::PinRateLimited { .. } => "pin_rate_limited",
+            Self::RateLimited { .. } => "rate_limited",
             Self::AmountChanged => "amount_mismatch",
             Self::ServerUnreachable => "network",
             Self::ServerRefused(ApiCode::BadMac | ApiCode::Expired) => "bad_session",
@@ -161,6 +114,23 @@ impl Problem {
     /// Whether money may have left the card: the shopper must hear it.
     pub fn maybe_charged(self) -> bool {
         matches!(self, Self::Torn | Self::Undecided)
+    }
+
+    fn of_card(sw: StatusWord) -> Self {
+        match sw {
+            StatusWord::FUNDS => Self::Funds,
+            StatusWord::EXPIRED => Self::CardExpired,
+            StatusWord::PIN_BLOCKED => Self::PinBlocked,
+            sw => Self::CardRefused(sw),
+        }
+    }
+
+    fn of_server(code: ApiCode) -> Self {
+        match code {
+            ApiCode::CardExpired => Self::CardExpired,
+            ApiCode::InsufficientFunds => Self::Funds,
+            c => Self::ServerRefused(c),
+        }
     }
 }
 
@@ -215,47 +185,20 @@ pub enum Status<'a> {
     Cancelled(&'static str),
 }
 
-/// Where a retry resumes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Resume {
-    /// Read the card again (card_ready, then Confirm).
-    Card,
-    /// Resend the same draw (idempotent by txn id and body).
-    Draw(String),
-    /// Resend the same complete (idempotent).
-    Complete(String),
-    /// Back to the PIN pad.
-    Pin,
-    /// Read the card's log again and ask the server (card_ready).
-    Recover,
-}
-
-/// What the card told us in this selection.
-#[derive(Debug, Clone)]
-struct CardRead {
-    select: SelectResponse,
-    select_data: Vec<u8>,
-    /// READ LOG records, newest first.
-    log: Vec<LogRecord>,
-    pin_verified: bool,
-}
-
 /// A drawn transaction: what DEBIT needs and what recovery needs.
 #[derive(Debug, Clone)]
-struct Drawn {
+pub(crate) struct Drawn {
     atc: u16,
     answer: DrawResponse,
     cmd: DebitCommand,
 }
 
 #[derive(Debug, Clone)]
-enum State {
+pub(crate) enum State {
     Idle,
-    Selecting {
-        recovering: Option<Drawn>,
-    },
-    ReadingLog {
-        card: CardRead,
+    /// SELECT and READ LOG (for a new purchase, or to recover `recovering`).
+    Reading {
+        reader: CardReader,
         recovering: Option<Drawn>,
     },
     /// Recovery: an INITIALIZE of amount 0 tells the card's ATC (and cancels
@@ -308,212 +251,69 @@ enum State {
         receipt: Receipt,
         result: MerchantResult,
     },
+    /// `resume`: the state a retry goes back to (its request is sent again).
     Failed {
         problem: Problem,
-        resume: Option<Resume>,
-        keep: Option<Box<State>>,
+        resume: Option<Box<State>>,
     },
     Cancelled(&'static str),
 }
 
 /// The purchase client for one transaction.
 pub struct Client {
-    bundle: WidgetSession,
-    tsk: Key32,
-    page_origin: String,
-    rng: Box<dyn Entropy>,
+    core: Core,
+    session: Session,
     state: State,
-    pending: Option<Outgoing>,
-    /// A reply is expected for the request last taken by `poll_request`.
-    awaiting: bool,
-    /// A background request (one-trip modes' complete) whose answer nobody waits for.
-    background: Option<Outgoing>,
-    today: Option<BcdDate>,
-    deadlines: Deadlines,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Deadlines {
-    timeout_ms: u64,
-    warn_at: Option<u64>,
-    expire_at: Option<u64>,
-    warning: bool,
-    extensions: u8,
-}
-
-/// Why a session bundle cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BundleError {
-    #[error("TSK must be 32 bytes")]
-    Tsk,
-    #[error("the session is for another merchant origin")]
-    Origin,
 }
 
 impl Client {
-    /// A client for the merchant's `bundle`, embedded by a page whose origin the
-    /// browser reported as `page_origin` (it must be the session's origin).
-    /// `today` (the driver's clock) lets an expired card be refused at once.
-    pub fn new(
-        bundle: WidgetSession,
-        page_origin: &str,
-        rng: Box<dyn Entropy>,
-        today: Option<BcdDate>,
-    ) -> Result<Self, BundleError> {
-        let tsk = bundle.tsk().ok_or(BundleError::Tsk)?;
-        if bundle.session.origin.trim_end_matches('/') != page_origin.trim_end_matches('/') {
-            return Err(BundleError::Origin);
-        }
-        Ok(Self {
-            bundle,
-            tsk,
-            page_origin: page_origin.trim_end_matches('/').to_string(),
-            rng,
-            state: State::Idle,
-            pending: None,
-            awaiting: false,
-            background: None,
-            today,
-            deadlines: Deadlines {
-                timeout_ms: DEFAULT_TIMEOUT_MS,
-                warn_at: None,
-                expire_at: None,
-                warning: false,
-                extensions: 0,
-            },
-        })
-    }
+    crate::client::client_new!(WidgetSession, Session, true);
 
-    pub fn session(&self) -> &Session {
-        &self.bundle.session
-    }
-
-    /// The request's lifetime (ms); call before [`Self::start_clock`].
-    pub fn set_timeout(&mut self, ms: u64) {
-        self.deadlines.timeout_ms = ms;
-    }
-
-    /// Start the request's clock at `now` (ms, the driver's monotonic time).
-    pub fn start_clock(&mut self, now: u64) {
-        let d = &mut self.deadlines;
-        let lead = WARN_BEFORE_MS.min(d.timeout_ms / 4);
-        d.expire_at = Some(now + d.timeout_ms);
-        d.warn_at = Some(now + d.timeout_ms - lead);
-        d.warning = false;
-    }
-
-    /// The next deadline, if any.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        if self.is_finished() || self.past_point_of_no_return() {
-            return None;
-        }
-        let d = &self.deadlines;
-        if d.warning {
-            d.expire_at
-        } else {
-            [d.warn_at, d.expire_at].into_iter().flatten().min()
-        }
-    }
-
-    /// Time moved to `now`: warn, or cancel the request when it expired
-    /// (never once DEBIT is on its way).
-    pub fn handle_timeout(&mut self, now: u64) {
-        if self.is_finished() || self.past_point_of_no_return() {
-            return;
-        }
-        if self.deadlines.expire_at.is_some_and(|t| t <= now) {
-            self.cancel_with("timeout");
-        } else if self.deadlines.warn_at.is_some_and(|t| t <= now) {
-            self.deadlines.warning = true;
-        }
-    }
+    crate::client::driver_methods!();
 
     /// The expiry warning is showing.
     pub fn expiry_warning(&self) -> bool {
-        self.deadlines.warning && !self.past_point_of_no_return() && !self.is_finished()
+        self.core.deadlines.warning() && !self.past_point_of_no_return() && !self.is_finished()
     }
 
     /// "More time": restart the clock (at most [`MAX_EXTENSIONS`] times).
     pub fn more_time(&mut self, now: u64) -> bool {
-        if !self.expiry_warning() || self.deadlines.extensions >= MAX_EXTENSIONS {
-            return false;
-        }
-        self.deadlines.extensions += 1;
-        self.start_clock(now);
-        true
+        self.expiry_warning() && self.core.deadlines.extend(now)
     }
 
-    /// The next request to carry out (each is returned once).
-    pub fn poll_request(&mut self) -> Option<Outgoing> {
-        if let Some(p) = self.pending.take() {
-            self.awaiting = true;
-            return Some(p);
-        }
-        self.background.take()
-    }
+    crate::client::past_point_of_no_return!(
+        [Debiting, Refused, Completing, Torn, Recovering, ReadingAtc, Done],
+        State::Failed { problem, resume } => matches!(
+            problem,
+            Problem::Torn | Problem::Undecided | Problem::NotCharged
+        ) || matches!(
+            resume.as_deref(),
+            Some(State::Completing { .. } | State::Refused { .. } | State::Torn { .. })
+        )
+    );
 
-    /// A request is out and its reply is awaited.
-    pub fn is_awaiting(&self) -> bool {
-        self.awaiting
-    }
-
-    pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Done { .. } | State::Cancelled(_))
-    }
-
-    /// Once DEBIT is on its way the shopper can no longer cancel, and the
-    /// request does not expire.
-    pub fn past_point_of_no_return(&self) -> bool {
-        match &self.state {
-            State::Debiting { .. }
-            | State::Refused { .. }
-            | State::Completing { .. }
-            | State::Torn { .. }
-            | State::Recovering { .. }
-            | State::ReadingAtc { .. }
-            | State::Done { .. } => true,
-            State::Selecting { recovering } | State::ReadingLog { recovering, .. } => {
-                recovering.is_some()
-            }
-            State::Failed {
-                problem, resume, ..
-            } => {
-                matches!(
-                    problem,
-                    Problem::Torn | Problem::Undecided | Problem::NotCharged
-                ) || matches!(resume, Some(Resume::Complete(_) | Resume::Recover))
-            }
-            _ => false,
-        }
-    }
-
-    /// The card's SELECT answer, once read.
-    pub fn card(&self) -> Option<&SelectResponse> {
-        match &self.state {
-            State::ReadingLog { card, .. }
-            | State::Confirm { card }
-            | State::Initializing { card }
-            | State::NeedPin { card, .. }
-            | State::Verifying { card }
-            | State::Drawing { card, .. }
-            | State::Debiting { card, .. }
-            | State::Completing { card, .. } => Some(&card.select),
-            _ => None,
-        }
-    }
+    crate::client::card_accessor!(
+        Confirm,
+        Initializing,
+        NeedPin,
+        Verifying,
+        Drawing,
+        Debiting,
+        Completing
+    );
 
     /// Where the purchase stands.
     pub fn status(&self) -> Status<'_> {
         match &self.state {
             State::Idle | State::Torn { .. } => Status::WaitingForCard,
-            State::ReadingAtc { .. } => Status::Working(Step::Recovering),
-            State::Selecting { recovering } | State::ReadingLog { recovering, .. } => {
-                Status::Working(if recovering.is_some() {
-                    Step::Recovering
-                } else {
-                    Step::Reading
-                })
+            State::ReadingAtc { .. } | State::Recovering { .. } => {
+                Status::Working(Step::Recovering)
             }
+            State::Reading { recovering, .. } => Status::Working(if recovering.is_some() {
+                Step::Recovering
+            } else {
+                Step::Reading
+            }),
             State::Confirm { .. } => Status::Confirm,
             State::Initializing { .. } => Status::Working(Step::Preparing),
             State::NeedPin {
@@ -525,12 +325,9 @@ impl Client {
             State::Drawing { .. } => Status::Working(Step::Authorizing),
             State::Debiting { .. } => Status::Working(Step::Debiting),
             State::Refused { .. } | State::Completing { .. } => Status::Working(Step::Confirming),
-            State::Recovering { .. } => Status::Working(Step::Recovering),
             State::Reporting => Status::Working(Step::Reporting),
             State::Done { receipt, result } => Status::Done { receipt, result },
-            State::Failed {
-                problem, resume, ..
-            } => Status::Failed {
+            State::Failed { problem, resume } => Status::Failed {
                 problem: *problem,
                 retry: resume.is_some(),
             },
@@ -541,63 +338,31 @@ impl Client {
     /// The card is connected in a fresh selection (first time, after it was
     /// put back, or after a reset): read it, or recover a torn DEBIT.
     pub fn card_ready(&mut self) {
-        let recovering = match &self.state {
+        let recovering = match self.waiting() {
             State::Idle => None,
-            State::Failed {
-                resume: Some(Resume::Card),
-                ..
-            } => None,
             State::Torn { drawn } => Some(drawn.clone()),
-            State::Failed {
-                resume: Some(Resume::Recover),
-                keep: Some(k),
-                ..
-            } => match k.as_ref() {
-                State::Torn { drawn } => Some(drawn.clone()),
-                _ => return,
-            },
             // Not waiting for a card: nothing to do.
             _ => return,
         };
-        self.card_ready_from(recovering);
-    }
-
-    /// The driver must connect to the card and call [`Self::card_ready`].
-    pub fn wants_card(&self) -> bool {
-        match &self.state {
-            State::Idle | State::Torn { .. } => true,
-            State::Failed { resume, keep, .. } => {
-                matches!(resume, Some(Resume::Card))
-                    || matches!(
-                        (resume, keep.as_deref()),
-                        (Some(Resume::Recover), Some(State::Torn { .. }))
-                    )
-            }
-            _ => false,
-        }
+        let s = &self.session;
+        let reader = match &recovering {
+            None => self.core.read_fresh(s.purse, s.currency, s.exponent),
+            Some(d) => self.core.read(Expect::Recovering {
+                atc: d.atc,
+                card_id: None,
+            }),
+        };
+        self.state = State::Reading { reader, recovering };
     }
 
     /// The card went away while nothing was outstanding.
     pub fn card_removed(&mut self) {
-        if self.awaiting {
+        if self.core.wire.is_awaiting() {
             // The outstanding command's fate is reported through `handle`.
             return;
         }
-        match &self.state {
-            State::Confirm { .. } | State::NeedPin { .. } => {
-                self.fail(Problem::CardRemoved, Some(Resume::Card));
-            }
-            _ => {}
-        }
-    }
-
-    /// The shopper approved the amount.
-    pub fn approve(&mut self) {
-        if !matches!(self.state, State::Confirm { .. }) {
-            return;
-        }
-        if let State::Confirm { card } = std::mem::replace(&mut self.state, State::Idle) {
-            self.initialize(card);
+        if matches!(self.state, State::Confirm { .. } | State::NeedPin { .. }) {
+            self.fail(Problem::CardRemoved, Some(State::Idle));
         }
     }
 
@@ -620,79 +385,23 @@ impl Client {
             .to_bytes(),
         );
         self.state = State::Verifying { card };
-        self.pending = Some(Outgoing::Card(apdu.to_vec()));
+        self.core.wire.apdu(apdu.to_vec());
     }
 
     /// Retry where the failure left off. After a card problem the client
     /// waits for the card again ([`Self::wants_card`]).
     pub fn retry(&mut self) {
-        if !matches!(
-            self.state,
-            State::Failed {
-                resume: Some(_),
-                ..
-            }
-        ) {
-            return;
-        }
-        let State::Failed {
-            resume: Some(resume),
-            keep,
-            problem,
-        } = std::mem::replace(&mut self.state, State::Idle)
-        else {
+        let Some(next) = self.take_resume() else {
             return;
         };
-        match (resume, keep.map(|k| *k)) {
-            (Resume::Draw(body), Some(State::Drawing { card, atc, .. })) => {
-                self.state = State::Drawing {
-                    card,
-                    body: body.clone(),
-                    atc,
-                };
-                self.send_server(PATH_DRAW, body);
+        match next.as_ref() {
+            State::Drawing { body, .. } => self.core.wire.post(PATH_DRAW, body.clone()),
+            State::Completing { body, .. } | State::Refused { body, .. } => {
+                self.core.wire.post(PATH_COMPLETE, body.clone())
             }
-            (Resume::Complete(body), Some(State::Completing { card, drawn, .. })) => {
-                self.state = State::Completing {
-                    card,
-                    drawn,
-                    body: body.clone(),
-                };
-                self.send_server(PATH_COMPLETE, body);
-            }
-            (Resume::Complete(body), Some(State::Refused { problem, .. })) => {
-                self.state = State::Refused {
-                    problem,
-                    body: body.clone(),
-                };
-                self.send_server(PATH_COMPLETE, body);
-            }
-            (Resume::Pin, Some(State::NeedPin { card, .. })) => {
-                self.state = State::NeedPin {
-                    card,
-                    wrong_tries_left: None,
-                };
-            }
-            (Resume::Card, _) => self.state = State::Idle,
-            (Resume::Recover, Some(State::Torn { drawn })) => self.state = State::Torn { drawn },
-            (resume, keep) => {
-                // Nothing to resume from: stay as we were.
-                self.state = State::Failed {
-                    problem,
-                    resume: Some(resume),
-                    keep: keep.map(Box::new),
-                };
-            }
+            _ => {}
         }
-    }
-
-    /// The shopper cancelled. Refused once DEBIT is on its way.
-    pub fn cancel(&mut self) -> bool {
-        if self.past_point_of_no_return() || self.is_finished() {
-            return false;
-        }
-        self.cancel_with("user");
-        true
+        self.state = *next;
     }
 
     /// "This is not my purchase": report it, then the purchase is off.
@@ -703,194 +412,186 @@ impl Client {
         {
             return false;
         }
-        let s = &self.bundle.session;
         let report = SuspiciousReport {
-            txn_id: s.txn_id.clone(),
-            page_origin: self.page_origin.clone(),
+            txn_id: self.session.txn_id.clone(),
+            page_origin: self.core.page_origin.clone(),
             reason: "not my purchase (shopper pressed the button in the widget)".into(),
         };
-        let sealed = self.seal(&report);
-        let body = json(&SuspiciousEnvelope {
-            session: self.bundle.session.clone(),
-            session_mac: self.bundle.session_mac.clone(),
-            etsk: self.bundle.etsk.clone(),
-            report: sealed,
-        });
+        let body = self.core.sealer.envelope("report", &report);
         self.state = State::Reporting;
-        self.awaiting = false;
-        self.send_server(PATH_SUSPICIOUS, body);
+        self.core.wire.stop();
+        self.core.wire.post(PATH_SUSPICIOUS, body);
         true
-    }
-
-    /// Feed the answer to the outstanding request. A reply when none is
-    /// awaited (a late answer, a background request's) is ignored.
-    pub fn handle(&mut self, reply: Reply) {
-        if !self.awaiting {
-            return;
-        }
-        self.awaiting = false;
-        let state = std::mem::replace(&mut self.state, State::Idle);
-        match reply {
-            Reply::Card(bytes) => match Response::parse(&bytes) {
-                Ok(r) => self.on_card(state, r),
-                Err(_) => self.on_card_unreadable(state),
-            },
-            Reply::CardLost => self.on_card_lost(state),
-            Reply::Refused(r) => self.on_refused(state, r),
-            Reply::Server(status, body) => self.on_server(state, Ok((status, body))),
-            Reply::ServerUnreachable => self.on_server(state, Err(())),
-        }
     }
 
     // ---- internals -------------------------------------------------------
 
-    fn card_ready_from(&mut self, recovering: Option<Drawn>) {
-        self.state = State::Selecting { recovering };
-        self.send_card(Request::Select(Select { aid: AID.to_vec() }));
-    }
-
-    /// Seal a message under TSK with a fresh nonce.
-    fn seal<T: Sealed>(&mut self, m: &T) -> Hex {
-        let mut n = [0u8; NONCE_LEN];
-        self.rng.fill(&mut n);
-        m.seal(&self.tsk, n)
-    }
-
-    fn send_card(&mut self, r: Request) {
-        self.pending = Some(Outgoing::Card(r.to_bytes()));
-    }
-
-    fn send_server(&mut self, path: &'static str, body: String) {
-        self.pending = Some(Outgoing::Server { path, body });
-    }
-
-    fn fail(&mut self, problem: Problem, resume: Option<Resume>) {
-        self.fail_keeping(problem, resume, None);
-    }
-
-    fn fail_keeping(&mut self, problem: Problem, resume: Option<Resume>, keep: Option<State>) {
-        self.pending = None;
+    fn fail(&mut self, problem: Problem, resume: Option<State>) {
+        self.core.wire.drop_pending();
         self.state = State::Failed {
             problem,
-            resume,
-            keep: keep.map(Box::new),
+            resume: resume.map(Box::new),
         };
     }
 
-    fn cancel_with(&mut self, reason: &'static str) {
-        self.pending = None;
-        self.awaiting = false;
-        self.state = State::Cancelled(reason);
+    fn torn(&mut self, drawn: Drawn) {
+        self.fail(Problem::Torn, Some(State::Torn { drawn }));
     }
 
     fn initialize(&mut self, card: CardRead) {
-        let s = &self.bundle.session;
+        let s = &self.session;
         let r = Request::InitializePurchase(InitializePurchase {
             purse: s.purse,
             amount: s.amount,
             terminal: s.terminal,
         });
         self.state = State::Initializing { card };
-        self.send_card(r);
-    }
-
-    fn read_log(&mut self, card: CardRead, recovering: Option<Drawn>) {
-        let n = card.log.len() + 1;
-        // Recovery reads until the log has passed the transaction's ATC.
-        let passed = recovering
-            .as_ref()
-            .is_some_and(|d| card.log.last().is_some_and(|r| r.atc <= d.atc));
-        if n > MAX_LOG_RECORDS || passed {
-            return self.log_read(card, recovering);
-        }
-        self.state = State::ReadingLog { card, recovering };
-        self.send_card(Request::ReadLog(ReadLog { record: n as u8 }));
+        self.core.wire.card(&r);
     }
 
     fn log_read(&mut self, card: CardRead, recovering: Option<Drawn>) {
-        match recovering {
-            None => self.state = State::Confirm { card },
-            Some(drawn) => {
-                // The log decides if it holds the transaction's ATC or an
-                // older one, or is full; else the card's ATC must say.
-                let decides = card.log.len() >= MAX_LOG_RECORDS
-                    || card.log.iter().any(|r| r.atc <= drawn.atc);
-                if !decides {
-                    let s = &self.bundle.session;
-                    let r = Request::InitializePurchase(InitializePurchase {
-                        purse: s.purse,
-                        amount: 0,
-                        terminal: s.terminal,
-                    });
-                    self.state = State::ReadingAtc { card, drawn };
-                    return self.send_card(r);
-                }
-                self.recover(card, drawn, None);
-            }
+        let Some(drawn) = recovering else {
+            self.state = State::Confirm { card };
+            return;
+        };
+        // The log decides if it holds the transaction's ATC or an older one,
+        // or is full; else the card's ATC must say.
+        let decides =
+            card.log.len() >= super::MAX_LOG_RECORDS || card.log.iter().any(|r| r.atc <= drawn.atc);
+        if decides {
+            return self.recover(card, drawn, None);
         }
+        let s = &self.session;
+        let r = Request::InitializePurchase(InitializePurchase {
+            purse: s.purse,
+            amount: 0,
+            terminal: s.terminal,
+        });
+        self.state = State::ReadingAtc { card, drawn };
+        self.core.wire.card(&r);
     }
 
     fn recover(&mut self, card: CardRead, drawn: Drawn, current_atc: Option<u16>) {
         let req = RecoverRequest {
-            txn_id: self.bundle.session.txn_id.clone(),
-            log: card.log.iter().map(|r| Hex(r.encode())).collect(),
+            txn_id: self.session.txn_id.clone(),
+            log: card.log_hex(),
             current_atc,
         };
-        let sealed = self.seal(&req);
-        let body = json(&RecoverEnvelope {
-            session: self.bundle.session.clone(),
-            session_mac: self.bundle.session_mac.clone(),
-            etsk: self.bundle.etsk.clone(),
-            recover_request: sealed,
-        });
+        let body = self.core.sealer.envelope("recover_request", &req);
         self.state = State::Recovering { drawn };
-        self.send_server(PATH_RECOVER, body);
+        self.core.wire.post(PATH_RECOVER, body);
     }
 
     fn draw(&mut self, card: CardRead, init: InitializePurchaseResponse) {
-        let s = &self.bundle.session;
-        let dr = DrawRequest {
-            txn_id: s.txn_id.clone(),
-            page_origin: self.page_origin.clone(),
-            amount: s.amount,
-            purse: s.purse,
-            select: Hex(card.select_data.clone()),
-            initialize: Hex(init.encode()),
-            pin_verified: card.pin_verified,
-            log: card.log.iter().map(|r| Hex(r.encode())).collect(),
-        };
-        let sealed = self.seal(&dr);
-        let body = json(&DrawEnvelope {
-            session: self.bundle.session.clone(),
-            session_mac: self.bundle.session_mac.clone(),
-            etsk: self.bundle.etsk.clone(),
-            draw_request: sealed,
-        });
+        let s = &self.session;
+        let e = self
+            .core
+            .evidence(&card, &s.txn_id, s.amount, s.purse, init.encode());
+        let dr = DrawRequest::from_card(e, card.pin_verified);
+        let body = self.core.sealer.envelope("draw_request", &dr);
+        self.core.wire.post(PATH_DRAW, body.clone());
         self.state = State::Drawing {
             card,
-            body: body.clone(),
+            body,
             atc: init.atc,
         };
-        self.send_server(PATH_DRAW, body);
     }
 
     fn complete_body(&mut self, rapdu: Vec<u8>) -> String {
-        let s = &self.bundle.session;
         let msg = DebitResponseMsg {
-            txn_id: s.txn_id.clone(),
+            txn_id: self.session.txn_id.clone(),
             response: Hex(rapdu),
         };
-        let sealed = self.seal(&msg);
-        json(&CompleteEnvelope {
-            session: self.bundle.session.clone(),
-            session_mac: self.bundle.session_mac.clone(),
-            etsk: self.bundle.etsk.clone(),
-            debit_response: sealed,
-        })
+        self.core.sealer.envelope("debit_response", &msg)
+    }
+
+    /// The debit command came: check it, then DEBIT.
+    fn debit(&mut self, card: CardRead, atc: u16, answer: DrawResponse) {
+        let Some(cmd) = self.core.sealer.open::<DebitCommand>(&answer.debit_command) else {
+            return self.fail(Problem::ServerRefused(ApiCode::BadSeal), None);
+        };
+        // The card is charged only what the shopper approved.
+        let Ok(checked) = cmd.check(&self.session) else {
+            return self.fail(Problem::AmountChanged, None);
+        };
+        self.core.wire.apdu(checked.apdu().to_vec());
+        self.state = State::Debiting {
+            card,
+            drawn: Drawn { atc, answer, cmd },
+            _checked: checked,
+        };
+    }
+
+    /// DEBIT's answer.
+    fn debited(&mut self, card: CardRead, drawn: Drawn, r: Response) {
+        let rapdu = r.to_bytes();
+        if !r.sw.is_ok() {
+            // The card refused and wrote nothing; the server records the failure.
+            let body = self.complete_body(rapdu);
+            self.core.wire.post(PATH_COMPLETE, body.clone());
+            self.state = State::Refused {
+                problem: Problem::of_card(r.sw),
+                body,
+            };
+            return;
+        }
+        let Ok(resp) = DebitResponse::decode(&r.data) else {
+            return self.torn(drawn);
+        };
+        let body = self.complete_body(rapdu);
+        let one_trip = match self.session.verify_mode {
+            VerifyMode::Merchant => true,
+            // The check value says the answer is right without the
+            // client ever holding S3; a mismatch is for the server.
+            VerifyMode::Client => drawn.cmd.answer_matches(resp.balance_after, &resp.s3),
+            _ => false,
+        };
+        if !one_trip {
+            self.core.wire.post(PATH_COMPLETE, body.clone());
+            self.state = State::Completing { card, drawn, body };
+            return;
+        }
+        let receipt = self.receipt(Some(&card.select), resp.balance_after, String::new());
+        let result = MerchantResult::S3 {
+            txn_id: self.session.txn_id.clone(),
+            balance_after: resp.balance_after,
+            s3: Hex(resp.s3.to_vec()),
+            expected_s3_m: drawn.answer.expected_s3_m.clone().unwrap_or_default(),
+        };
+        self.state = State::Done { receipt, result };
+        // The server still captures on the card's own S3, in the background.
+        self.core.wire.post_in_background(PATH_COMPLETE, body);
+    }
+
+    fn finish_with(
+        &mut self,
+        card: Option<&SelectResponse>,
+        status: PurchaseStatus,
+        result_c: Hex,
+        result_m: Hex,
+    ) {
+        if status != PurchaseStatus::Debited {
+            return self.fail(Problem::CardRefused(StatusWord(0x6985)), None);
+        }
+        let c = self.core.sealer.open::<ResultC>(&result_c);
+        let receipt = self.receipt(
+            card,
+            c.as_ref().and_then(|c| c.balance_after).unwrap_or(0),
+            c.as_ref()
+                .map(|c| format!("{} {}", c.date, c.time))
+                .unwrap_or_default(),
+        );
+        self.state = State::Done {
+            receipt,
+            result: MerchantResult::ResultM {
+                txn_id: self.session.txn_id.clone(),
+                result_m,
+            },
+        };
     }
 
     fn receipt(&self, card: Option<&SelectResponse>, balance_after: u32, when: String) -> Receipt {
-        let s = &self.bundle.session;
+        let s = &self.session;
         Receipt {
             txn_id: s.txn_id.clone(),
             merchant_name: s.merchant_name.clone(),
@@ -902,126 +603,93 @@ impl Client {
             when,
         }
     }
+}
 
-    fn card_problem(sw: StatusWord) -> Problem {
-        match sw {
-            StatusWord::FUNDS => Problem::Funds,
-            StatusWord::EXPIRED => Problem::CardExpired,
-            StatusWord::PIN_BLOCKED => Problem::PinBlocked,
-            sw => Problem::CardRefused(sw),
-        }
-    }
+impl crate::client::Machine for Client {
+    crate::client::machine_plumbing!(Problem);
 
-    fn on_card_unreadable(&mut self, state: State) {
+    /// The card's answer did not come back, or came back unreadable.
+    fn card_gone(&mut self, state: State, problem: Problem) {
         match state {
             // DEBIT went out; whatever came back, the debit may have happened.
-            State::Debiting { drawn, .. } => self.torn(drawn),
-            State::ReadingLog {
+            State::Debiting { drawn, .. }
+            | State::Reading {
                 recovering: Some(drawn),
                 ..
             }
-            | State::Selecting {
-                recovering: Some(drawn),
-            }
             | State::ReadingAtc { drawn, .. } => self.torn(drawn),
-            _ => self.fail(Problem::CardUnreadable, Some(Resume::Card)),
+            _ => self.fail(problem, Some(State::Idle)),
         }
-    }
-
-    fn on_card_lost(&mut self, state: State) {
-        match state {
-            State::Debiting { drawn, .. } => self.torn(drawn),
-            State::ReadingLog {
-                recovering: Some(drawn),
-                ..
-            }
-            | State::Selecting {
-                recovering: Some(drawn),
-            }
-            | State::ReadingAtc { drawn, .. } => self.torn(drawn),
-            _ => self.fail(Problem::CardRemoved, Some(Resume::Card)),
-        }
-    }
-
-    fn torn(&mut self, drawn: Drawn) {
-        self.pending = None;
-        self.state = State::Failed {
-            problem: Problem::Torn,
-            resume: Some(Resume::Recover),
-            keep: Some(Box::new(State::Torn { drawn })),
-        };
     }
 
     fn on_refused(&mut self, state: State, r: Refusal) {
         match (state, r) {
-            (State::Verifying { card }, Refusal::RateLimited { retry_after_ms }) => self
-                .fail_keeping(
-                    Problem::PinRateLimited { retry_after_ms },
-                    Some(Resume::Pin),
-                    Some(State::NeedPin {
-                        card,
-                        wrong_tries_left: None,
-                    }),
-                ),
+            (
+                State::Verifying { card },
+                Refusal::RateLimited {
+                    retry_after_ms,
+                    limit,
+                },
+            ) => {
+                let problem = match limit {
+                    Limit::Verify => Problem::PinRateLimited { retry_after_ms },
+                    limit => Problem::RateLimited {
+                        limit,
+                        retry_after_ms,
+                    },
+                };
+                let back = State::NeedPin {
+                    card,
+                    wrong_tries_left: None,
+                };
+                self.fail(problem, Some(back))
+            }
             (State::Verifying { .. }, Refusal::LastPinTry) => self.fail(Problem::LastPinTry, None),
+            (State::Verifying { .. }, Refusal::PinBlocked) => self.fail(Problem::PinBlocked, None),
             // Nothing reached the card: a DEBIT refused by the bridge was not applied.
             (State::Debiting { .. }, _) => {
                 self.fail(Problem::CardRefused(StatusWord(0x6985)), None)
             }
             (
-                State::ReadingLog {
+                State::Reading {
                     recovering: Some(drawn),
                     ..
-                }
-                | State::Selecting {
-                    recovering: Some(drawn),
                 }
                 | State::ReadingAtc { drawn, .. },
                 _,
             ) => self.torn(drawn),
-            _ => self.fail(Problem::CardUnreadable, Some(Resume::Card)),
+            (
+                _,
+                Refusal::RateLimited {
+                    retry_after_ms,
+                    limit,
+                },
+            ) => self.fail(
+                Problem::RateLimited {
+                    limit,
+                    retry_after_ms,
+                },
+                Some(State::Idle),
+            ),
+            _ => self.fail(Problem::CardUnreadable, Some(State::Idle)),
         }
     }
 
     fn on_card(&mut self, state: State, r: Response) {
-        let s = self.bundle.session.clone();
         match state {
-            State::Selecting { recovering } => {
-                let sel = match (r.sw.is_ok(), SelectResponse::decode(&r.data)) {
-                    (true, Ok(sel)) => sel,
-                    _ => return self.on_card_unreadable(State::Selecting { recovering }),
-                };
-                if recovering.is_none() {
-                    if self.today.is_some_and(|d| sel.expiry.is_expired_on(&d)) {
-                        return self.fail(Problem::CardExpired, None);
-                    }
-                    let p = sel.purse(s.purse);
-                    if p.currency != s.currency || p.exponent != s.exponent {
-                        return self.fail(Problem::WrongCurrency, None);
-                    }
+            State::Reading { reader, recovering } => match reader.step(r, &mut self.core.wire) {
+                ReadStep::Reading(reader) => self.state = State::Reading { reader, recovering },
+                ReadStep::Done(card) => self.log_read(card, recovering),
+                ReadStep::Stopped(ReadStop::Expired) => self.fail(Problem::CardExpired, None),
+                ReadStep::Stopped(ReadStop::WrongCurrency) => {
+                    self.fail(Problem::WrongCurrency, None)
                 }
-                let card = CardRead {
-                    select: sel,
-                    select_data: r.data,
-                    log: Vec::new(),
-                    pin_verified: false,
-                };
-                self.read_log(card, recovering);
-            }
-            State::ReadingLog {
-                mut card,
-                recovering,
-            } => {
-                // 6A83: the log holds no more records. Anything else ends the read too.
-                if r.sw.is_ok() {
-                    match LogRecord::decode(&r.data) {
-                        Ok(rec) => card.log.push(rec),
-                        Err(_) => return self.log_read(card, recovering),
-                    }
-                    return self.read_log(card, recovering);
-                }
-                self.log_read(card, recovering)
-            }
+                // A recovery's read: torn again; else nothing happened.
+                ReadStep::Stopped(_) => match recovering {
+                    Some(drawn) => self.torn(drawn),
+                    None => self.fail(Problem::CardUnreadable, Some(State::Idle)),
+                },
+            },
             State::ReadingAtc { card, drawn } => {
                 // Any answer but a readable one leaves the ATC unknown: the
                 // server then decides from the log alone.
@@ -1041,11 +709,11 @@ impl Client {
                     return;
                 }
                 if !r.sw.is_ok() {
-                    return self.fail(Self::card_problem(r.sw), None);
+                    return self.fail(Problem::of_card(r.sw), None);
                 }
                 match InitializePurchaseResponse::decode(&r.data) {
                     Ok(init) => self.draw(card, init),
-                    Err(_) => self.fail(Problem::CardUnreadable, Some(Resume::Card)),
+                    Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
                 }
             }
             State::Verifying { mut card } => {
@@ -1061,209 +729,60 @@ impl Client {
                             wrong_tries_left: Some(left),
                         }
                     }
-                    None => self.fail(Self::card_problem(r.sw), None),
+                    None => self.fail(Problem::of_card(r.sw), None),
                 }
             }
-            State::Debiting { card, drawn, .. } => {
-                let rapdu = r.to_bytes();
-                if !r.sw.is_ok() {
-                    // The card refused and wrote nothing; the server records the failure.
-                    let body = self.complete_body(rapdu);
-                    self.state = State::Refused {
-                        problem: Self::card_problem(r.sw),
-                        body: body.clone(),
-                    };
-                    return self.send_server(PATH_COMPLETE, body);
-                }
-                let Ok(resp) = DebitResponse::decode(&r.data) else {
-                    return self.torn(drawn);
-                };
-                let body = self.complete_body(rapdu);
-                let one_trip = match s.verify_mode {
-                    VerifyMode::Merchant => true,
-                    // The check value says the answer is right without the
-                    // client ever holding S3; a mismatch is for the server.
-                    VerifyMode::Client => drawn.cmd.answer_matches(resp.balance_after, &resp.s3),
-                    _ => false,
-                };
-                if one_trip {
-                    let receipt =
-                        self.receipt(Some(&card.select), resp.balance_after, String::new());
-                    let result = MerchantResult::S3 {
-                        txn_id: s.txn_id.clone(),
-                        balance_after: resp.balance_after,
-                        s3: Hex(resp.s3.to_vec()),
-                        expected_s3_m: drawn.answer.expected_s3_m.clone().unwrap_or_default(),
-                    };
-                    self.state = State::Done { receipt, result };
-                    // The server still captures on the card's own S3, in the background.
-                    self.background = Some(Outgoing::Server {
-                        path: PATH_COMPLETE,
-                        body,
-                    });
-                } else {
-                    self.state = State::Completing {
-                        card,
-                        drawn,
-                        body: body.clone(),
-                    };
-                    self.send_server(PATH_COMPLETE, body);
-                }
-            }
+            State::Debiting { card, drawn, .. } => self.debited(card, drawn, r),
             other => self.state = other,
         }
     }
 
-    fn server_error(status: u16, body: &str) -> Problem {
-        let code = serde_json::from_str::<ErrorBody>(body)
-            .map(|b| b.error.code)
-            .unwrap_or(ApiCode::Other);
-        match code {
-            ApiCode::CardExpired => Problem::CardExpired,
-            ApiCode::InsufficientFunds => Problem::Funds,
-            ApiCode::Other if status >= 500 => Problem::ServerUnreachable,
-            c => Problem::ServerRefused(c),
-        }
-    }
-
-    fn on_server(&mut self, state: State, answer: Result<(u16, String), ()>) {
-        let transient = match &answer {
-            Err(()) => true,
-            Ok((status, _)) => *status >= 500,
-        };
+    fn on_server(&mut self, state: State, answer: Answer) {
+        let transient = answer == Answer::Transient;
         match state {
             State::Reporting => self.cancel_with("not_mine"),
-            State::Drawing { card, body, atc } => {
-                if transient {
-                    return self.fail_keeping(
-                        Problem::ServerUnreachable,
-                        Some(Resume::Draw(body.clone())),
-                        Some(State::Drawing { card, body, atc }),
-                    );
-                }
-                let (status, text) = answer.expect("not transient");
-                if status != 200 {
-                    return self.fail(Self::server_error(status, &text), None);
-                }
-                let Ok(answer) = serde_json::from_str::<DrawResponse>(&text) else {
-                    return self.fail(Problem::ServerRefused(ApiCode::Other), None);
-                };
-                let Ok(cmd) = DebitCommand::open(
-                    &self.tsk,
-                    &self.bundle.session.txn_id,
-                    answer.debit_command.as_slice(),
-                ) else {
-                    return self.fail(Problem::ServerRefused(ApiCode::BadSeal), None);
-                };
-                // The card is charged only what the shopper approved.
-                let Ok(checked) = cmd.check(&self.bundle.session) else {
-                    return self.fail(Problem::AmountChanged, None);
-                };
-                let apdu = checked.apdu().to_vec();
-                self.state = State::Debiting {
-                    card,
-                    drawn: Drawn { atc, answer, cmd },
-                    _checked: checked,
-                };
-                self.pending = Some(Outgoing::Card(apdu));
+            State::Drawing { card, body, atc } if transient => self.fail(
+                Problem::ServerUnreachable,
+                Some(State::Drawing { card, body, atc }),
+            ),
+            State::Drawing { card, atc, .. } => match answer.parse::<DrawResponse>() {
+                Ok(a) => self.debit(card, atc, a),
+                Err(code) => self.fail(Problem::of_server(code), None),
+            },
+            // The card refused: nothing was taken whatever the server says;
+            // retrying only lets the server record it.
+            State::Refused { problem, body } if transient => {
+                self.fail(problem, Some(State::Refused { problem, body }))
             }
-            State::Refused { problem, body } => {
-                if transient {
-                    // The card refused: nothing was taken whatever the server
-                    // says; retrying only lets the server record it.
-                    return self.fail_keeping(
-                        problem,
-                        Some(Resume::Complete(body.clone())),
-                        Some(State::Refused { problem, body }),
-                    );
-                }
-                self.fail(problem, None)
+            State::Refused { problem, .. } => self.fail(problem, None),
+            State::Completing { card, drawn, body } if transient => self.fail(
+                Problem::ServerUnreachable,
+                Some(State::Completing { card, drawn, body }),
+            ),
+            State::Completing { card, .. } => match answer.parse::<super::CompleteResponse>() {
+                Ok(c) => self.finish_with(Some(&card.select), c.status, c.result_c, c.result_m),
+                Err(code) => self.fail(Problem::of_server(code), None),
+            },
+            State::Recovering { drawn } if transient => {
+                self.fail(Problem::ServerUnreachable, Some(State::Torn { drawn }))
             }
-            State::Completing { card, drawn, body } => {
-                if transient {
-                    return self.fail_keeping(
-                        Problem::ServerUnreachable,
-                        Some(Resume::Complete(body.clone())),
-                        Some(State::Completing { card, drawn, body }),
-                    );
-                }
-                let (status, text) = answer.expect("not transient");
-                if status != 200 {
-                    return self.fail(Self::server_error(status, &text), None);
-                }
-                let Ok(c) = serde_json::from_str::<CompleteResponse>(&text) else {
-                    return self.fail(Problem::ServerRefused(ApiCode::Other), None);
-                };
-                self.finish_with(Some(&card.select), c.status, c.result_c, c.result_m);
-            }
-            State::Recovering { drawn } => {
-                if transient {
-                    return self.fail_keeping(
-                        Problem::ServerUnreachable,
-                        Some(Resume::Recover),
-                        Some(State::Torn { drawn }),
-                    );
-                }
-                let (status, text) = answer.expect("not transient");
-                let decided = (status == 200)
-                    .then(|| serde_json::from_str::<RecoverResponse>(&text).ok())
-                    .flatten();
-                match decided {
-                    Some(RecoverResponse {
-                        status: RecoverStatus::Debited,
-                        result_c: Some(c),
-                        result_m: Some(m),
-                        ..
-                    }) => self.finish_with(None, PurchaseStatus::Debited, c, m),
-                    Some(RecoverResponse {
-                        status: RecoverStatus::Failed,
-                        ..
-                    }) => self.fail(Problem::NotCharged, None),
-                    Some(_) => self.fail_keeping(
-                        Problem::Undecided,
-                        Some(Resume::Recover),
-                        Some(State::Torn { drawn }),
-                    ),
-                    None => self.fail_keeping(
-                        Self::server_error(status, &text),
-                        Some(Resume::Recover),
-                        Some(State::Torn { drawn }),
-                    ),
-                }
-            }
+            State::Recovering { drawn } => match answer.parse::<RecoverResponse>() {
+                Ok(RecoverResponse {
+                    status: RecoverStatus::Debited,
+                    result_c: Some(c),
+                    result_m: Some(m),
+                    ..
+                }) => self.finish_with(None, PurchaseStatus::Debited, c, m),
+                Ok(RecoverResponse {
+                    status: RecoverStatus::Failed,
+                    ..
+                }) => self.fail(Problem::NotCharged, None),
+                Ok(_) => self.fail(Problem::Undecided, Some(State::Torn { drawn })),
+                Err(code) => self.fail(Problem::of_server(code), Some(State::Torn { drawn })),
+            },
             other => self.state = other,
         }
     }
-
-    fn finish_with(
-        &mut self,
-        card: Option<&SelectResponse>,
-        status: PurchaseStatus,
-        result_c: Hex,
-        result_m: Hex,
-    ) {
-        if status != PurchaseStatus::Debited {
-            return self.fail(Problem::CardRefused(StatusWord(0x6985)), None);
-        }
-        let txn = self.bundle.session.txn_id.clone();
-        let c = ResultC::open(&self.tsk, &txn, result_c.as_slice()).ok();
-        let receipt = self.receipt(
-            card,
-            c.as_ref().and_then(|c| c.balance_after).unwrap_or(0),
-            c.as_ref()
-                .map(|c| format!("{} {}", c.date, c.time))
-                .unwrap_or_default(),
-        );
-        self.state = State::Done {
-            receipt,
-            result: MerchantResult::ResultM {
-                txn_id: txn,
-                result_m,
-            },
-        };
-    }
 }
 
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("messages serialize")
-}
+crate::client::driven!(Client);

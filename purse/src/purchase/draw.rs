@@ -59,6 +59,22 @@ pub struct DrawRequest {
     pub log: Vec<Hex>,
 }
 
+impl DrawRequest {
+    /// The draw request for what the card said.
+    pub(crate) fn from_card(e: crate::client::CardEvidence, pin_verified: bool) -> Self {
+        Self {
+            txn_id: e.txn_id,
+            page_origin: e.page_origin,
+            amount: e.amount,
+            purse: e.purse,
+            select: e.select,
+            initialize: e.initialize,
+            pin_verified,
+            log: e.log,
+        }
+    }
+}
+
 impl Sealed for DrawRequest {
     const LABEL: &'static str = label::DRAW_REQUEST;
     fn txn_id(&self) -> &str {

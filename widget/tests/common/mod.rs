@@ -1,414 +1,299 @@
-//! Shared by the native and the wasm tests: a payment server in miniature and the
-//! world that wires widget, card and server by hand.
+//! The world of the native widget tests: the checkout against the real
+//! payment server (payment-testkit's `TestServer`: axum on a loopback port,
+//! SQLite in a temp dir) and the real card application (`card::Card`). The
+//! test plays only what a browser would carry: the extension's replies and
+//! events (typed `purse::bridge_msg` messages, the card behind them) and
+//! the `fetch`es to the payment origin; faults are injected there.
 #![allow(dead_code)]
 
-use purse::command::{DebitResponse, InitializePurchaseResponse, Request, SelectResponse};
-use purse::crypto::DesKey;
-use purse::security_module::{PurchaseDraw, SecurityModule, SoftwareKeys};
-use purse::session::{
-    aad, derive_dk, label, open, seal, session_mac, unwrap_tsk, wrap_tsk, Key32, Session,
-    VerifyMode,
+use std::collections::VecDeque;
+
+use card::Card;
+use payment_testkit::{Api, TestServer};
+use purse::bridge_msg::{
+    ApduHex, BridgeError, BridgeRequest, BridgeResult, Connected, Done, ErrorCode, Event, Hello,
+    Id, ReaderInfo, Readers, Reply, Request, Transmitted,
 };
-use purse::{BcdDate, BcdTime, PurseId, Terminal};
-use serde_json::{json, Value};
-use widget::api::{self, Bundle};
-use widget::flow::{BridgeError, Screen};
-use widget::keypad::{Key, SplitMix};
-use widget::{Action, Config, Effect, Flow, Input, ParentEvent};
+use purse::purchase::{DebitCommand, DrawResponse, PATH_COMPLETE, PATH_DRAW};
+use purse::session::Key32;
+use purse::wire::{Hex, Sealed};
+use widget::keypad::SplitMix;
+use widget::view::Screen;
+use widget::{Action, Checkout, Config, Effect, Input, Mode, ParentEvent};
 
 pub const READER: &str = "Virtual PCD 00 00";
-pub const ORIGIN: &str = "http://127.0.0.1:8080";
-pub const MKP: &str = "404142434445464748494A4B4C4D4E4F";
-pub const MKL: &str = "505152535455565758595A5B5C5D5E5F";
 
-/// The card in the reader: the real purse application natively, a small stand-in in wasm.
-pub trait Chip {
-    fn process(&mut self, apdu: &[u8]) -> Vec<u8>;
-    fn reset(&mut self);
-    fn balance(&self) -> u32;
-    fn pin_tries_left(&self) -> u8;
-}
-
-/// A payment server in miniature, following DESIGN §4 with the widget's wire format.
-pub struct Server {
-    pub k_mp: Key32,
-    pub sm: SecurityModule,
-    pub seq: u32,
-    pub drawn: Option<(String, purse::security_module::PurchaseAuthorization, Key32)>,
-    pub debited: Vec<(String, u32)>,
-    pub reports: Vec<String>,
-    pub completes: u32,
-    pub down: bool,
-    /// Network goes down for `complete` once this many draws were answered.
-    pub down_after_draws: u32,
-    /// A hostile server: claims this much more than the session amount.
-    pub skim: u32,
-}
-
-impl Server {
-    pub fn new() -> Self {
-        let mut keys = SoftwareKeys::new();
-        keys.add_key_version(
-            1,
-            DesKey::from_hex(MKP).unwrap(),
-            DesKey::from_hex(MKL).unwrap(),
-        );
-        let sm = SecurityModule::software(Terminal([0, 0, 0, 0, 0, 1]), keys);
-        Server {
-            k_mp: Key32::new([0x11; 32]),
-            sm,
-            seq: 0,
-            drawn: None,
-            debited: vec![],
-            reports: vec![],
-            completes: 0,
-            down: false,
-            down_after_draws: u32::MAX,
-            skim: 0,
-        }
-    }
-
-    pub fn bundle(&self, txn: &str, amount: u32, mode: VerifyMode) -> Bundle {
-        let session = Session {
-            merchant_id: "demo-store".into(),
-            merchant_name: "Demo <Store>".into(),
-            txn_id: txn.into(),
-            order_ref: String::new(),
-            amount,
-            currency: 978,
-            exponent: 2,
-            purse: PurseId::Money,
-            expires_at: 1_900_000_000,
-            verify_mode: mode,
-            result_url: format!("{ORIGIN}/orders/1/result"),
-            origin: ORIGIN.into(),
-            terminal: Terminal([0, 0, 0, 0, 0, 1]),
-        };
-        let dk = derive_dk(&self.k_mp, txn, "demo-store");
-        let tsk = Key32::new([0x22; 32]);
-        let etsk = wrap_tsk(&dk, [7; 12], txn, &tsk);
-        let mac = session_mac(&self.k_mp, &session, &etsk);
-        Bundle {
-            session,
-            session_mac: api::Hex(mac.to_vec()),
-            etsk: api::Hex(etsk),
-            tsk: hex::encode(tsk.bytes()),
-        }
-    }
-
-    fn tsk_of(&self, s: &Session, etsk: &api::Hex) -> Key32 {
-        let dk = derive_dk(&self.k_mp, &s.txn_id, &s.merchant_id);
-        unwrap_tsk(&dk, &s.txn_id, etsk.as_slice()).unwrap()
-    }
-
-    fn post(&mut self, path: &str, body: &str) -> Result<(u16, String), String> {
-        use api::Hex;
-        if self.down {
-            return Err("network down".into());
-        }
-        if path == api::PATH_COMPLETE && self.seq >= self.down_after_draws {
-            self.down = true;
-            return Err("network down".into());
-        }
-        let err = |code: &str| {
-            Ok((
-                402,
-                json!({"error": {"code": code, "message": code}}).to_string(),
-            ))
-        };
-        match path {
-            api::PATH_DRAW => {
-                let b: api::DrawEnvelope = serde_json::from_str(body).unwrap();
-                let s = &b.session;
-                assert!(purse::session::verify_session_mac(
-                    &self.k_mp,
-                    s,
-                    b.etsk.as_slice(),
-                    b.session_mac.as_slice()
-                ));
-                let tsk = self.tsk_of(s, &b.etsk);
-                let plain = open(
-                    &tsk,
-                    &aad(label::DRAW_REQUEST, &s.txn_id),
-                    b.draw_request.as_slice(),
-                )
-                .unwrap();
-                let d: api::DrawRequest = serde_json::from_slice(&plain).unwrap();
-                assert_eq!(d.page_origin, ORIGIN);
-                assert_eq!(d.amount, s.amount);
-                let sel = SelectResponse::decode(d.select.as_slice()).unwrap();
-                let init = InitializePurchaseResponse::decode(d.initialize.as_slice()).unwrap();
-                self.seq += 1;
-                let draw = PurchaseDraw {
-                    card_id: sel.card_id,
-                    expiry: sel.expiry,
-                    key_version: init.key_version,
-                    purse: s.purse,
-                    balance: init.balance,
-                    atc: init.atc,
-                    random: init.random,
-                    amount: s.amount,
-                    seq: self.seq,
-                    date: BcdDate::from_ymd(2026, 11, 23).unwrap(),
-                    time: BcdTime::from_hms(20, 0, 0).unwrap(),
-                };
-                let auth = match self.sm.authorize_purchase(&draw) {
-                    Ok(a) => a,
-                    Err(_) => return err("insufficient_funds"),
-                };
-                let one_trip = matches!(s.verify_mode, VerifyMode::Client | VerifyMode::Merchant);
-                let cmd = api::DebitCommand {
-                    txn_id: s.txn_id.clone(),
-                    apdu: Hex(Request::DebitPurchase(auth.debit).to_bytes()),
-                    amount: s.amount + self.skim,
-                    balance_after: auth.balance_after,
-                    check_value: (s.verify_mode == VerifyMode::Client).then(|| {
-                        Hex(purse::purchase::check_value(
-                            &s.txn_id,
-                            auth.balance_after,
-                            &auth.expected_s3,
-                        )
-                        .to_vec())
-                    }),
-                };
-                let sealed = seal(
-                    &tsk,
-                    [3; 12],
-                    &aad(label::DEBIT_COMMAND, &s.txn_id),
-                    &serde_json::to_vec(&cmd).unwrap(),
-                );
-                // Stand-in for the DK-sealed ExpectedS3 (the widget passes it on untouched).
-                let exp_m = one_trip.then(|| Hex(auth.expected_s3.to_vec()));
-                self.drawn = Some((s.txn_id.clone(), auth, tsk));
-                Ok((
-                    200,
-                    serde_json::to_string(&api::DrawResponse {
-                        txn_id: s.txn_id.clone(),
-                        verify_mode: s.verify_mode,
-                        debit_command: Hex(sealed),
-                        expected_s3_m: exp_m,
-                    })
-                    .unwrap(),
-                ))
-            }
-            api::PATH_COMPLETE => {
-                let b: api::CompleteEnvelope = serde_json::from_str(body).unwrap();
-                let (txn, auth, tsk) = self.drawn.as_ref().unwrap();
-                assert_eq!(&b.session.txn_id, txn);
-                let plain = open(
-                    tsk,
-                    &aad(label::DEBIT_RESPONSE, txn),
-                    b.debit_response.as_slice(),
-                )
-                .unwrap();
-                let m: api::DebitResponseMsg = serde_json::from_slice(&plain).unwrap();
-                let rapdu = purse::apdu::Response::parse(m.response.as_slice()).unwrap();
-                self.completes += 1;
-                let status = if rapdu.sw.is_ok() {
-                    let r = DebitResponse::decode(&rapdu.data).unwrap();
-                    auth.verify_s3(r.balance_after, &r.s3).unwrap();
-                    if !self.debited.iter().any(|(t, _)| t == txn) {
-                        self.debited.push((txn.clone(), auth.debit.amount));
-                    }
-                    api::PurchaseStatus::Debited
-                } else {
-                    api::PurchaseStatus::Failed
-                };
-                let rc = api::ResultC {
-                    txn_id: txn.clone(),
-                    status,
-                    merchant_name: "Demo <Store>".into(),
-                    amount: auth.debit.amount,
-                    currency: 978,
-                    exponent: 2,
-                    balance_after: Some(auth.balance_after),
-                    card_sw: None,
-                    date: "20261123".into(),
-                    time: "200000".into(),
-                };
-                let rc = seal(
-                    tsk,
-                    [4; 12],
-                    &aad(label::RESULT_C, txn),
-                    &serde_json::to_vec(&rc).unwrap(),
-                );
-                Ok((
-                    200,
-                    serde_json::to_string(&api::CompleteResponse {
-                        txn_id: txn.clone(),
-                        status,
-                        result_c: Hex(rc),
-                        result_m: Hex(vec![0; 40]),
-                    })
-                    .unwrap(),
-                ))
-            }
-            api::PATH_SUSPICIOUS => {
-                let b: api::SuspiciousEnvelope = serde_json::from_str(body).unwrap();
-                let tsk = self.tsk_of(&b.session, &b.etsk);
-                let plain = open(
-                    &tsk,
-                    &aad(label::SUSPICIOUS, &b.session.txn_id),
-                    b.report.as_slice(),
-                )
-                .unwrap();
-                let r: api::SuspiciousReport = serde_json::from_slice(&plain).unwrap();
-                assert_eq!(r.page_origin, ORIGIN);
-                self.reports.push(r.txn_id);
-                Ok((
-                    200,
-                    json!({"txn_id": b.session.txn_id, "recorded": true}).to_string(),
-                ))
-            }
-            _ => Ok((404, "{}".into())),
-        }
-    }
-}
-
-/// The widget, the card in the reader (or not) and the server, wired by hand.
-pub struct World<C: Chip> {
-    pub flow: Flow,
-    pub card: C,
+pub struct World {
+    pub api: Api,
+    pub card: Card,
     pub inserted: bool,
-    pub server: Server,
+    pub co: Checkout,
+    /// The test's clock (ms).
+    pub now: u64,
     pub events: Vec<ParentEvent>,
     pub screen: Screen,
+    /// The extension is installed and answers.
     pub extension: bool,
-    /// Pull the card when the next APDU with this INS is sent.
-    pub pull_on_ins: Option<u8>,
-    /// With `pull_on_ins`: the card leaves before it processed the command.
-    pub pull_before_processing: bool,
-    /// The bridge's guard refuses the next APDUs with this INS (nothing reaches
-    /// the card) with these errors, one per APDU, in order.
+    /// The bridge refuses commands with this INS, one error per command.
     pub refuse_on_ins: Option<(u8, Vec<BridgeError>)>,
-    pub queue: std::collections::VecDeque<Input>,
+    /// The card is pulled during the next command with this INS: after it
+    /// applied it, or (`pull_before_processing`) before.
+    pub pull_on_ins: Option<u8>,
+    pub pull_before_processing: bool,
+    /// No answer from the payment origin.
+    pub server_down: bool,
+    /// The network goes down before `complete` reaches the server.
+    pub complete_down: bool,
+    /// A hostile network raises the debit command's amount by this much.
+    pub skim: u32,
+    /// Every POST made, in order.
+    pub posts: Vec<&'static str>,
+    /// The handles the page closed (`disconnect`), in order.
+    pub disconnected: Vec<u32>,
+    /// The connection the card is on.
+    pub handle: u32,
+    tsk: Key32,
+    txn_id: String,
+    queue: VecDeque<Input>,
 }
 
-impl<C: Chip> World<C> {
-    pub fn new(card: C, amount: u32, mode: VerifyMode) -> Self {
-        let server = Server::new();
-        let bundle = server.bundle("T-1", amount, mode);
-        let cfg = Config {
-            timeout_ms: 120_000,
-            ..Config::default()
-        };
-        let flow = Flow::new(cfg, bundle, ORIGIN, Box::new(SplitMix(42))).unwrap();
-        let screen = flow.view().screen;
+pub fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("json")
+}
+
+impl World {
+    /// A checkout for `session` (a `WidgetSession` or `LoadWidgetSession`),
+    /// embedded by the session's own origin, with the card in the reader.
+    pub fn new<S: serde::Serialize>(
+        srv: &TestServer,
+        card: Card,
+        mode: Mode,
+        session: &S,
+        cfg: Config,
+        seed: u64,
+    ) -> Self {
+        let v = serde_json::to_value(session).expect("session");
+        let origin = v["session"]["origin"].as_str().expect("origin").to_string();
+        let txn_id = v["session"]["txn_id"].as_str().expect("txn").to_string();
+        let tsk: Hex = serde_json::from_value(v["tsk"].clone()).expect("tsk");
+        let co = Checkout::new(cfg, mode, &json(session), &origin, Box::new(SplitMix(seed)))
+            .expect("session accepted");
         World {
-            flow,
+            api: srv.api(),
             card,
             inserted: true,
-            server,
-            events: vec![],
-            screen,
+            co,
+            now: 0,
+            events: Vec::new(),
+            screen: Screen::Cancelled("not started"),
             extension: true,
-            pull_on_ins: None,
             refuse_on_ins: None,
+            pull_on_ins: None,
             pull_before_processing: false,
-            queue: Default::default(),
+            server_down: false,
+            complete_down: false,
+            skim: 0,
+            posts: Vec::new(),
+            disconnected: Vec::new(),
+            tsk: Key32::from_slice(tsk.as_slice()).expect("32 bytes"),
+            txn_id,
+            handle: 0,
+            queue: VecDeque::new(),
         }
     }
 
-    pub fn feed(&mut self, input: Input) {
+    pub async fn feed(&mut self, input: Input) {
         self.queue.push_back(input);
         while let Some(i) = self.queue.pop_front() {
-            let fx = self.flow.handle(i);
+            let fx = self.co.handle(i, self.now);
             for e in fx {
-                self.run(e);
+                self.effect(e).await;
             }
         }
     }
 
-    fn run(&mut self, e: Effect) {
-        match e {
-            Effect::Render(v) => {
-                // Every view renders.
-                let html = widget::view::render(&v);
-                assert!(html.contains("cp-widget"));
-                self.screen = v.screen;
-            }
-            Effect::Parent(ev) => self.events.push(ev),
-            Effect::StartTimer(..) | Effect::StopTimer(_) => {}
-            Effect::Http { id, path, body } => {
-                let result = self.server.post(path, &body);
-                self.queue.push_back(Input::Http { id, result });
-            }
-            Effect::Bridge { id, msg } => {
-                if !self.extension {
-                    return; // nobody answers; the Hello timer decides
-                }
-                let result = self.bridge(&msg);
-                if msg["type"] != "disconnect" {
-                    self.queue.push_back(Input::BridgeReply { id, result });
-                }
-            }
+    pub async fn start(&mut self) {
+        self.feed(Input::Start).await;
+    }
+
+    pub async fn press(&mut self, a: Action) {
+        self.feed(Input::User(a)).await;
+    }
+
+    /// Type a PIN on the keypad (by its digits, as clicks would) and press OK.
+    pub async fn type_pin(&mut self, pin: &str) {
+        for d in pin.bytes() {
+            self.press(Action::Digit(d - b'0')).await;
         }
+        self.press(Action::SubmitPin).await;
     }
 
-    fn bridge(&mut self, msg: &Value) -> Result<Value, BridgeError> {
-        let err = |c: &str| {
-            Err(BridgeError {
-                code: c.into(),
-                message: c.into(),
-            })
-        };
-        match msg["type"].as_str().unwrap() {
-            "hello" => Ok(json!({"version": 1})),
-            "readers" => Ok(json!([{"name": READER, "card_present": self.inserted}])),
-            "connect" => {
-                if !self.inserted {
-                    return err("no_card");
-                }
-                self.card.reset();
-                Ok(json!({"handle": 1, "atr": "3B00"}))
-            }
-            "transmit" => {
-                if !self.inserted {
-                    return err("card_removed");
-                }
-                let apdu = hex::decode(msg["apdu"].as_str().unwrap()).unwrap();
-                if let Some((ins, errors)) = &mut self.refuse_on_ins {
-                    if *ins == apdu[1] && !errors.is_empty() {
-                        return Err(errors.remove(0));
-                    }
-                }
-                if self.pull_on_ins == Some(apdu[1]) {
-                    self.pull_on_ins = None;
-                    // The card processes the command, then leaves the reader before answering.
-                    if !self.pull_before_processing {
-                        self.card.process(&apdu);
-                    }
-                    self.inserted = false;
-                    return err("card_removed");
-                }
-                Ok(json!({"rapdu": hex::encode(self.card.process(&apdu))}))
-            }
-            _ => Ok(json!({})),
-        }
+    /// Move the clock by `ms` and let the checkout's timer fire.
+    pub async fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.feed(Input::Tick).await;
     }
 
-    pub fn press(&mut self, a: Action) {
-        self.feed(Input::User(a));
+    pub async fn insert(&mut self) {
+        self.inserted = true;
+        let ev = json(&Event::CardInserted {
+            reader: READER.into(),
+        });
+        self.feed(Input::Extension(ev)).await;
     }
 
-    /// Type a PIN by finding each digit's button on the current keypad.
-    pub fn type_pin(&mut self, pin: &str) {
-        let Screen::Pin { layout, .. } = self.screen.clone() else {
-            panic!("not on PIN screen: {:?}", self.screen)
-        };
-        for c in pin.chars() {
-            let d = c.to_digit(10).unwrap() as u8;
-            assert!(layout.keys.iter().any(|k| k.key == Key::Digit(d)));
-            self.press(Action::Digit(d));
-        }
-        self.press(Action::SubmitPin);
-    }
-
-    pub fn balance(&self) -> u32 {
-        self.card.balance()
+    pub async fn remove(&mut self) {
+        self.inserted = false;
+        let ev = json(&Event::CardRemoved {
+            reader: READER.into(),
+        });
+        self.feed(Input::Extension(ev)).await;
     }
 
     pub fn last_event(&self) -> &ParentEvent {
-        self.events.last().unwrap()
+        self.events.last().expect("an event")
     }
+
+    pub fn html(&self) -> String {
+        widget::view::render(&self.co.view())
+    }
+
+    pub fn balance(&self) -> u32 {
+        payment_testkit::balance(&self.card)
+    }
+
+    pub fn pin_tries_left(&self) -> u8 {
+        self.card.state().pin_tries_left
+    }
+
+    async fn effect(&mut self, e: Effect) {
+        match e {
+            Effect::Render(v) => self.screen = v.screen,
+            Effect::Parent(ev) => self.events.push(ev),
+            Effect::Bridge { msg, .. } => {
+                for r in self.extension_answers(&msg) {
+                    self.queue.push_back(Input::Extension(r));
+                }
+            }
+            Effect::Http { id, path, body } => {
+                self.posts.push(path);
+                let result = self.post(path, body).await;
+                self.queue.push_back(Input::Http { id, result });
+            }
+        }
+    }
+
+    async fn post(&mut self, path: &'static str, body: String) -> Result<(u16, String), String> {
+        if self.server_down || (path == PATH_COMPLETE && self.complete_down) {
+            return Err("network down".into());
+        }
+        let (status, text) = self.api.post_raw(path, body).await?;
+        if path == PATH_DRAW && status == 200 && self.skim > 0 {
+            return Ok((status, self.skimmed(&text)));
+        }
+        Ok((status, text))
+    }
+
+    /// The draw answer with a debit command for more than the session's amount.
+    fn skimmed(&self, text: &str) -> String {
+        let mut a: DrawResponse = serde_json::from_str(text).expect("draw answer");
+        let mut cmd =
+            DebitCommand::open(&self.tsk, &self.txn_id, a.debit_command.as_slice()).expect("opens");
+        cmd.amount += self.skim;
+        a.debit_command = cmd.seal(&self.tsk, [9; 12]);
+        json(&a)
+    }
+
+    /// What the extension (and the bridge and card behind it) answers.
+    fn extension_answers(&mut self, msg: &str) -> Vec<String> {
+        let req: Request = serde_json::from_str(msg).expect("a typed bridge request");
+        assert!(req.origin.is_none(), "the page never names its origin");
+        if !self.extension {
+            return vec![];
+        }
+        let id = req.id;
+        let err = |id: &Id, code: ErrorCode| {
+            json(&Reply::<BridgeResult>::error(
+                Some(id.clone()),
+                BridgeError::new(code, code.as_str()),
+            ))
+        };
+        let ok = |id: &Id, r: BridgeResult| json(&Reply::result(id.clone(), r));
+        match req.body {
+            BridgeRequest::Hello => vec![ok(
+                &id,
+                BridgeResult::Hello(Hello {
+                    version: 1,
+                    bridge: "0.1.0".into(),
+                    capabilities: vec!["transmit".into(), "events".into()],
+                }),
+            )],
+            BridgeRequest::Readers => vec![ok(
+                &id,
+                BridgeResult::Readers(Readers {
+                    readers: vec![ReaderInfo {
+                        name: READER.into(),
+                        card_present: self.inserted,
+                    }],
+                }),
+            )],
+            BridgeRequest::Connect { reader } => {
+                if reader != READER || !self.inserted {
+                    return vec![err(&id, ErrorCode::NoCard)];
+                }
+                self.handle += 1;
+                self.card.reset();
+                vec![ok(
+                    &id,
+                    BridgeResult::Connected(Connected {
+                        handle: self.handle,
+                        atr: ApduHex(vec![0x3B, 0x80]),
+                    }),
+                )]
+            }
+            BridgeRequest::Transmit { handle, apdu } => {
+                if !self.inserted || handle != self.handle {
+                    return vec![err(&id, ErrorCode::CardRemoved)];
+                }
+                let ins = apdu.0.get(1).copied().unwrap_or(0);
+                if let Some((i, errs)) = &mut self.refuse_on_ins {
+                    if *i == ins && !errs.is_empty() {
+                        let e = errs.remove(0);
+                        return vec![json(&Reply::<BridgeResult>::error(Some(id), e))];
+                    }
+                }
+                if self.pull_on_ins == Some(ins) {
+                    self.pull_on_ins = None;
+                    if !self.pull_before_processing {
+                        let _ = self.card.process(&apdu.0);
+                    }
+                    self.inserted = false;
+                    return vec![
+                        err(&id, ErrorCode::CardRemoved),
+                        json(&Event::CardRemoved {
+                            reader: READER.into(),
+                        }),
+                    ];
+                }
+                let rapdu = self.card.process(&apdu.0);
+                vec![ok(
+                    &id,
+                    BridgeResult::Transmitted(Transmitted {
+                        rapdu: ApduHex(rapdu),
+                    }),
+                )]
+            }
+            BridgeRequest::Disconnect { handle } => {
+                self.disconnected.push(handle);
+                vec![ok(&id, BridgeResult::Done(Done {}))]
+            }
+            BridgeRequest::Release { .. } => vec![ok(&id, BridgeResult::Done(Done {}))],
+            BridgeRequest::Status { .. } => vec![],
+        }
+    }
+}
+
+/// A bridge error as the bridge sends it.
+pub fn bridge_err(code: ErrorCode, message: &str) -> BridgeError {
+    BridgeError::new(code, message)
 }

@@ -1,0 +1,368 @@
+//! Capability detection and the card connection, through the extension and
+//! the bridge, with the typed messages of [`purse::bridge_msg`] (no
+//! hand-written JSON): `hello` → `readers` → `connect` → `transmit`…, and
+//! the card events. Sans-IO: it writes request texts and reads message texts;
+//! the glue carries them (`window.postMessage` in the browser, a test's
+//! stand-in extension natively).
+//!
+//! What it hands the checkout: the capability for the merchant page, "a card
+//! is connected in a fresh selection" and the card's answer to a command as a
+//! [`purse::client::Reply`] (a bridge error becomes `CardLost` — the command's
+//! fate is unknown — or a `Refused` — nothing reached the card).
+
+use purse::bridge_msg::{
+    BridgeError, BridgeRequest, Connected, ErrorCode, Event, Id, Readers, Request, Transmitted,
+};
+use purse::client::{Refusal, Reply};
+use serde::{de::IgnoredAny, Deserialize, Serialize};
+
+/// What the shopper's machine can do, reported to the merchant with `ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    NoExtension,
+    NoBridge,
+    NoReader,
+    NoCard,
+    Ready,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::NoExtension => "no_extension",
+            Capability::NoBridge => "no_bridge",
+            Capability::NoReader => "no_reader",
+            Capability::NoCard => "no_card",
+            Capability::Ready => "ready",
+        }
+    }
+}
+
+/// What a request was for (its reply is read as that type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Hello,
+    Readers,
+    Connect,
+    /// A command APDU; `verify`: a VERIFY (for the last-try refusal of older bridges).
+    Transmit {
+        verify: bool,
+    },
+}
+
+/// What the checkout hears from the bridge side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A card is connected in a fresh selection.
+    Connected,
+    /// The answer to the last [`Bridge::transmit`].
+    Card(Reply),
+    /// The card left the reader (or the bridge went away) with no command out.
+    Removed,
+    /// A card went into a reader.
+    Inserted,
+}
+
+/// The extension/bridge side of one checkout.
+#[derive(Debug, Default)]
+pub struct Bridge {
+    next_id: u64,
+    pending: Option<(u64, Asked)>,
+    /// The reader in use (or the one last seen).
+    reader: Option<String>,
+    handle: Option<u32>,
+    /// The connection is new: no command was sent on it yet.
+    fresh: bool,
+    capability: Option<Capability>,
+    hello_answered: bool,
+    /// A connection the card left: closed at the next message out, so it
+    /// holds nothing at the bridge (and is not left for the page's unload).
+    stale: Option<u32>,
+}
+
+/// A message from the extension: a reply (`id`, then `result` or `error`) or
+/// an event (`event`, `reader`): the shape of `purse::bridge_msg::Reply` and
+/// `Event`, read without serde's buffering of tagged and flattened enums (a
+/// few kilobytes of the download).
+#[derive(Deserialize)]
+struct Incoming<T> {
+    id: Option<u64>,
+    result: Option<T>,
+    error: Option<BridgeError>,
+    event: Option<String>,
+    reader: Option<String>,
+}
+
+impl Bridge {
+    pub fn new() -> Self {
+        Self {
+            next_id: 1,
+            ..Self::default()
+        }
+    }
+
+    pub fn capability(&self) -> Option<Capability> {
+        self.capability
+    }
+
+    pub fn reader(&self) -> Option<&str> {
+        self.reader.as_deref()
+    }
+
+    /// Connected, and nothing sent on this connection yet.
+    pub fn is_fresh(&self) -> bool {
+        self.handle.is_some() && self.fresh
+    }
+
+    /// Waiting for the extension's first answer.
+    pub fn awaiting_hello(&self) -> bool {
+        !self.hello_answered && matches!(self.pending, Some((_, Asked::Hello)))
+    }
+
+    fn send(&mut self, asked: Option<Asked>, body: BridgeRequest) -> (u64, String) {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(a) = asked {
+            self.pending = Some((id, a));
+        }
+        let msg = Request {
+            id: Id::Num(id),
+            origin: None,
+            body,
+        };
+        (id, purse::json::to_string(&msg))
+    }
+
+    /// The first request: is the extension there, and the bridge behind it?
+    pub fn hello(&mut self) -> (u64, String) {
+        self.send(Some(Asked::Hello), BridgeRequest::Hello)
+    }
+
+    /// The extension did not answer `hello` in time: it is not installed (a
+    /// late answer still counts).
+    pub fn hello_timed_out(&mut self) {
+        if self.awaiting_hello() && self.capability.is_none() {
+            self.capability = Some(Capability::NoExtension);
+        }
+    }
+
+    /// Connect the reader in use again (a new selection), or look for one.
+    pub fn reconnect(&mut self) -> (u64, String) {
+        match self.reader.clone() {
+            Some(reader) => self.connect(reader),
+            None => self.send(Some(Asked::Readers), BridgeRequest::Readers),
+        }
+    }
+
+    fn connect(&mut self, reader: String) -> (u64, String) {
+        self.forget_handle();
+        self.reader = Some(reader.clone());
+        self.send(Some(Asked::Connect), BridgeRequest::Connect { reader })
+    }
+
+    /// Send a command APDU to the card; `None` when no card is connected
+    /// (the caller treats it as lost).
+    pub fn transmit(&mut self, apdu: Vec<u8>) -> Option<(u64, String)> {
+        let handle = self.handle?;
+        self.fresh = false;
+        let verify = apdu.get(1) == Some(&purse::command::INS_VERIFY);
+        let apdu = purse::bridge_msg::ApduHex(apdu);
+        Some(self.send(
+            Some(Asked::Transmit { verify }),
+            BridgeRequest::Transmit { handle, apdu },
+        ))
+    }
+
+    /// Let go of the card (nobody waits for the answer).
+    pub fn release(&mut self) -> Option<(u64, String)> {
+        let handle = self.handle.take()?;
+        self.fresh = false;
+        Some(self.send(None, BridgeRequest::Disconnect { handle }))
+    }
+
+    /// Read one message from the extension. Besides what it tells the
+    /// checkout, it may ask for the next bridge request (`out`).
+    pub fn on_message(&mut self, text: &str, out: &mut Vec<(u64, String)>) -> Option<Heard> {
+        let head: Incoming<IgnoredAny> = purse::json::from_str(text).ok()?;
+        match head.id {
+            Some(id) => {
+                let (pid, asked) = self.pending?;
+                if pid != id {
+                    return None; // a stale answer (to a request before a card swap)
+                }
+                self.pending = None;
+                let heard = self.on_reply(asked, text, out);
+                self.close_stale(out);
+                heard
+            }
+            None => {
+                let ev = match (head.event?.as_str(), head.reader) {
+                    ("card_inserted", Some(reader)) => Event::CardInserted { reader },
+                    ("card_removed", Some(reader)) => Event::CardRemoved { reader },
+                    ("bridge_disconnected", _) => Event::BridgeDisconnected {
+                        message: String::new(),
+                    },
+                    ("extension_disconnected", _) => {
+                        Event::ExtensionDisconnected { reload_page: false }
+                    }
+                    _ => return None,
+                };
+                let heard = self.on_event(ev, out);
+                self.close_stale(out);
+                heard
+            }
+        }
+    }
+
+    fn close_stale(&mut self, out: &mut Vec<(u64, String)>) {
+        if let Some(handle) = self.stale.take() {
+            out.push(self.send(None, BridgeRequest::Disconnect { handle }));
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        asked: Asked,
+        text: &str,
+        out: &mut Vec<(u64, String)>,
+    ) -> Option<Heard> {
+        match asked {
+            Asked::Hello => {
+                self.hello_answered = true;
+                match read::<IgnoredAny>(text) {
+                    Ok(_) => out.push(self.send(Some(Asked::Readers), BridgeRequest::Readers)),
+                    Err(e) => self.unavailable(match e.code {
+                        ErrorCode::NoService | ErrorCode::NoReader => Capability::NoReader,
+                        _ => Capability::NoBridge,
+                    }),
+                }
+                None
+            }
+            Asked::Readers => {
+                match read::<Readers>(text) {
+                    Ok(r) => {
+                        if let Some(with_card) = r.readers.iter().find(|r| r.card_present) {
+                            out.push(self.connect(with_card.name.clone()));
+                        } else if let Some(first) = r.readers.first() {
+                            self.reader = Some(first.name.clone());
+                            self.unavailable(Capability::NoCard);
+                        } else {
+                            self.unavailable(Capability::NoReader);
+                        }
+                    }
+                    Err(e) => self.unavailable(match e.code {
+                        ErrorCode::NoService | ErrorCode::NoReader => Capability::NoReader,
+                        _ => Capability::NoBridge,
+                    }),
+                }
+                None
+            }
+            Asked::Connect => match read::<Connected>(text) {
+                Ok(c) => {
+                    self.handle = Some(c.handle);
+                    self.fresh = true;
+                    self.capability = Some(Capability::Ready);
+                    Some(Heard::Connected)
+                }
+                Err(e) => {
+                    self.unavailable(match e.code {
+                        ErrorCode::NoReader | ErrorCode::NoService => Capability::NoReader,
+                        _ => Capability::NoCard,
+                    });
+                    None
+                }
+            },
+            Asked::Transmit { verify } => Some(Heard::Card(match read::<Transmitted>(text) {
+                Ok(t) => Reply::Card(t.rapdu.0),
+                Err(e) => self.card_error(e, verify),
+            })),
+        }
+    }
+
+    /// A bridge error on a command: refused (nothing reached the card) or lost.
+    fn card_error(&mut self, e: BridgeError, verify: bool) -> Reply {
+        let refused = match e.code {
+            ErrorCode::RateLimited => Refusal::RateLimited {
+                retry_after_ms: e.retry_after_ms.unwrap_or(60_000),
+                limit: e.limit.unwrap_or(purse::bridge_msg::Limit::Unknown),
+            },
+            ErrorCode::LastPinTry => Refusal::LastPinTry,
+            // An older bridge refused the last PIN try as a forbidden APDU.
+            ErrorCode::ForbiddenApdu if verify => Refusal::LastPinTry,
+            ErrorCode::PinBlocked => Refusal::PinBlocked,
+            ErrorCode::ForbiddenApdu | ErrorCode::ForbiddenOrigin | ErrorCode::Busy => {
+                Refusal::Other
+            }
+            // The command may or may not have reached the card; the connection is gone.
+            _ => {
+                self.forget_handle();
+                return Reply::CardLost;
+            }
+        };
+        Reply::Refused(refused)
+    }
+
+    fn unavailable(&mut self, c: Capability) {
+        self.forget_handle();
+        self.capability = Some(c);
+    }
+
+    /// The connection is gone (card pulled, bridge error): close it at the bridge too.
+    fn forget_handle(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.stale = Some(h);
+        }
+        self.fresh = false;
+    }
+
+    fn on_event(&mut self, ev: Event, out: &mut Vec<(u64, String)>) -> Option<Heard> {
+        let gone = match ev {
+            Event::CardRemoved { reader } => self.reader.as_deref() == Some(reader.as_str()),
+            // Open handles are gone: as if the card left the reader.
+            Event::BridgeDisconnected { .. } | Event::ExtensionDisconnected { .. } => true,
+            Event::CardInserted { reader } => {
+                let ours = self.reader.as_ref().is_none_or(|r| *r == reader);
+                if !ours || self.handle.is_some() {
+                    return None;
+                }
+                self.reader = Some(reader);
+                if self.capability == Some(Capability::NoReader) {
+                    self.capability = Some(Capability::NoCard);
+                }
+                return Some(Heard::Inserted);
+            }
+            _ => return None,
+        };
+        if !gone {
+            return None;
+        }
+        let _ = out;
+        self.unavailable(Capability::NoCard);
+        // An outstanding command gets its own (error) answer from the bridge.
+        match self.pending {
+            Some((_, Asked::Transmit { .. })) => None,
+            _ => Some(Heard::Removed),
+        }
+    }
+
+    /// The checkout wants the card (after an insertion or a retry).
+    pub fn wants_card(&mut self, out: &mut Vec<(u64, String)>) {
+        if self.handle.is_none() && !matches!(self.pending, Some((_, Asked::Connect))) {
+            out.push(self.reconnect());
+        }
+    }
+}
+
+/// A reply's result as `T`, or its error (a reply that does not parse is a
+/// card error).
+fn read<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, BridgeError> {
+    let r = purse::json::from_str::<Incoming<T>>(text);
+    match r {
+        Ok(Incoming {
+            result: Some(t), ..
+        }) => Ok(t),
+        Ok(Incoming { error: Some(e), .. }) => Err(e),
+        _ => Err(BridgeError::new(ErrorCode::CardError, "unreadable reply")),
+    }
+}

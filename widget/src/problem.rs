@@ -1,0 +1,176 @@
+//! One map from what went wrong — the purchase client's [`purse::purchase::client::Problem`],
+//! the load client's [`LoadProblem`] with whether the account was charged,
+//! and the bridge's refusals that those carry — to the stable code the page
+//! hears and the plain words the shopper reads ([`crate::i18n`]).
+
+use purse::bridge_msg::Limit;
+use purse::load::client::{Charged, LoadProblem};
+use purse::purchase::client::Problem as PayProblem;
+
+use crate::i18n::{t, Lang, Msg};
+
+/// A problem the widget shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// During a purchase.
+    Pay(PayProblem),
+    /// During a load, and whether the shopper's account is charged.
+    Load(LoadProblem, Charged),
+    /// The session the page handed over cannot be used.
+    BadSession,
+}
+
+impl Problem {
+    /// Stable code for the page's `error` event.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Pay(p) => p.code(),
+            Self::Load(p, _) => p.code(),
+            Self::BadSession => "bad_session",
+        }
+    }
+
+    /// `no` | `maybe` | `yes` for a load.
+    pub fn charged(self) -> Option<Charged> {
+        match self {
+            Self::Load(_, c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The main sentence.
+    pub fn msg(self) -> Msg {
+        use LoadProblem as L;
+        use PayProblem as P;
+        match self {
+            Self::BadSession => Msg::ErrBadSession,
+            Self::Pay(p) => match p {
+                P::CardRemoved => Msg::ErrCardRemoved,
+                P::CardUnreadable => Msg::CardError,
+                P::CardRefused(_) => Msg::ErrCardRefused,
+                P::Funds => Msg::ErrFunds,
+                P::CardExpired => Msg::ErrExpired,
+                P::WrongCurrency => Msg::ErrWrongCurrency,
+                P::PinBlocked => Msg::ErrPinBlocked,
+                P::LastPinTry => Msg::ErrLastTry,
+                P::PinRateLimited { .. } => Msg::ErrPinRate,
+                P::RateLimited { limit, .. } => limit_msg(limit),
+                P::AmountChanged => Msg::ErrAmountMismatch,
+                P::ServerUnreachable => Msg::ErrNetwork,
+                P::ServerRefused(purse::wire::ApiCode::BadMac | purse::wire::ApiCode::Expired) => {
+                    Msg::ErrBadSession
+                }
+                P::ServerRefused(purse::wire::ApiCode::OrderPaid) => Msg::ErrOrderPaid,
+                P::ServerRefused(purse::wire::ApiCode::OrderInFlight) => Msg::ErrOrderInFlight,
+                P::ServerRefused(_) => Msg::ErrServer,
+                P::Torn => Msg::ErrCardRemovedCharged,
+                P::NotCharged => Msg::ErrDebitNotDone,
+                P::Undecided => Msg::ErrDebitUndecided,
+            },
+            Self::Load(p, _) => match p {
+                L::CardRemoved => Msg::ErrLoadCardRemoved,
+                L::CardUnreadable => Msg::CardError,
+                L::CardRefused(_) => Msg::ErrLoadRefused,
+                L::OverMaxBalance => Msg::ErrOverMax,
+                L::CardExpired => Msg::ErrExpired,
+                L::WrongCurrency => Msg::ErrWrongCurrency,
+                L::OtherCard => Msg::ErrOtherCard,
+                L::CreditChanged => Msg::ErrAmountMismatch,
+                L::RateLimited { limit, .. } => limit_msg(limit),
+                L::ServerUnreachable => Msg::ErrNetwork,
+                L::ServerRefused(purse::wire::ApiCode::BadMac | purse::wire::ApiCode::Expired) => {
+                    Msg::ErrBadSession
+                }
+                L::ServerRefused(_) => Msg::ErrLoadServer,
+                L::Torn => Msg::ErrCreditUnknown,
+                L::NotCredited => Msg::ErrNotCredited,
+                L::Undecided => Msg::ErrCreditUndecided,
+            },
+        }
+    }
+
+    /// What the shopper's account is, for a load (a second sentence).
+    pub fn charged_msg(self) -> Option<Msg> {
+        self.charged().map(|c| match c {
+            Charged::No => Msg::AccountNotCharged,
+            Charged::Maybe => Msg::AccountMaybeCharged,
+            Charged::Yes => Msg::AccountCharged,
+        })
+    }
+
+    /// Everything the shopper reads, in `lang`.
+    pub fn text(self, lang: Lang) -> String {
+        let mut s = t(lang, self.msg()).to_string();
+        if let Some(m) = self.charged_msg() {
+            s.push(' ');
+            s.push_str(t(lang, m));
+        }
+        s
+    }
+
+    /// Nothing can be done here any more but wait (the money may have moved):
+    /// no Cancel.
+    pub fn past_cancel(self) -> bool {
+        match self {
+            Self::Pay(p) => matches!(
+                p,
+                PayProblem::Torn | PayProblem::NotCharged | PayProblem::Undecided
+            ),
+            Self::Load(_, c) => c != Charged::No,
+            Self::BadSession => false,
+        }
+    }
+}
+
+fn limit_msg(limit: Limit) -> Msg {
+    match limit {
+        Limit::Verify => Msg::ErrPinRate,
+        Limit::Initialize => Msg::ErrRateInitialize,
+        Limit::Apdu | Limit::Unknown => Msg::ErrRateApdu,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_has_a_code_and_words_in_both_languages() {
+        let all = [
+            Problem::Pay(PayProblem::LastPinTry),
+            Problem::Pay(PayProblem::PinBlocked),
+            Problem::Pay(PayProblem::RateLimited {
+                limit: Limit::Initialize,
+                retry_after_ms: 1,
+            }),
+            Problem::Pay(PayProblem::Undecided),
+            Problem::Load(LoadProblem::OverMaxBalance, Charged::No),
+            Problem::Load(LoadProblem::Torn, Charged::Maybe),
+        ];
+        for p in all {
+            assert!(!p.code().is_empty());
+            for l in [Lang::En, Lang::De] {
+                assert!(p.text(l).len() > 20, "{p:?}");
+            }
+        }
+        assert!(Problem::Pay(PayProblem::LastPinTry)
+            .text(Lang::En)
+            .contains("bridge pin"));
+        assert!(Problem::Pay(PayProblem::Undecided)
+            .text(Lang::En)
+            .contains("never be charged twice"));
+        let over = Problem::Load(LoadProblem::OverMaxBalance, Charged::No).text(Lang::En);
+        assert!(
+            over.contains("maximum balance") && over.contains("not charged"),
+            "{over}"
+        );
+        assert_eq!(
+            Problem::Pay(PayProblem::RateLimited {
+                limit: Limit::Initialize,
+                retry_after_ms: 1
+            })
+            .msg(),
+            Msg::ErrRateInitialize
+        );
+    }
+}
