@@ -46,6 +46,9 @@ CARDPAY_TEST_SM=pkcs11 cargo test --locked -p payment-server \
   --test purchase_modes --test attacks --test recovery --test crash --test webhooks \
   --test loads --test load_attacks --test load_conservation
 
+step "widget and purse tests again with the browser's JSON format (purse/lite-json, what the wasm build uses)"
+cargo test --locked -p purse -p widget --features purse/lite-json
+
 step "bounded fuzz runs (${FUZZ_SECONDS}s each)"
 card/fuzz/run.sh "$FUZZ_SECONDS"
 bridge/fuzz/run.sh "$FUZZ_SECONDS"

@@ -469,15 +469,14 @@ async fn cancel_timeout_and_not_mine() {
             ..
         }
     ));
-    let db = rusqlite::Connection::open(&srv.db).unwrap();
-    let reports: i64 = db
-        .query_row(
+    let reports = srv
+        .db
+        .ints(
             "SELECT COUNT(*) FROM suspicious_reports WHERE txn_id = 'T-1'",
-            [],
-            |r| r.get(0),
+            &[],
         )
         .unwrap();
-    assert_eq!(reports, 1, "the payment server recorded the report");
+    assert_eq!(reports, [1], "the payment server recorded the report");
     assert_eq!(w.balance(), 10_000);
 }
 
