@@ -382,18 +382,11 @@ pub fn compare_s3(expected: &ExpectedS3, balance_after: u32, s3: &[u8]) -> bool 
 /// headers `x-cardpay-merchant`, `x-cardpay-timestamp`, `x-cardpay-signature`.
 pub mod auth {
     use super::*;
-    use sha2::{Digest, Sha256};
+    use purse::session::request_auth;
 
+    pub use request_auth::{HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_SKEW_SECS};
     pub const HEADER_MERCHANT: &str = "x-cardpay-merchant";
-    pub const HEADER_TIMESTAMP: &str = "x-cardpay-timestamp";
-    pub const HEADER_SIGNATURE: &str = "x-cardpay-signature";
-    /// How far a request's timestamp may be from the server's clock.
-    pub const MAX_SKEW_SECS: u64 = 300;
-
-    fn parts(method: &str, path: &str, ts: u64, body: &[u8]) -> String {
-        let body_hash = hex::encode(Sha256::digest(body));
-        format!("cardpay/merchant-api/v1\n{method}\n{path}\n{ts}\n{body_hash}")
-    }
+    const LABEL: &str = "cardpay/merchant-api/v1";
 
     /// The three headers for a request.
     pub fn sign(
@@ -403,11 +396,13 @@ pub mod auth {
         ts: u64,
         body: &[u8],
     ) -> [(&'static str, String); 3] {
-        let tag = session::hmac_sha256(m.key(), &[parts(method, path, ts, body).as_bytes()]);
         [
             (HEADER_MERCHANT, m.id.clone()),
             (HEADER_TIMESTAMP, ts.to_string()),
-            (HEADER_SIGNATURE, hex::encode(tag)),
+            (
+                HEADER_SIGNATURE,
+                request_auth::signature(LABEL, m.key(), method, path, ts, body),
+            ),
         ]
     }
 
@@ -421,13 +416,7 @@ pub mod auth {
         body: &[u8],
         sig_hex: &str,
     ) -> bool {
-        if ts.abs_diff(now) > MAX_SKEW_SECS {
-            return false;
-        }
-        let Ok(sig) = hex::decode(sig_hex) else {
-            return false;
-        };
-        session::verify_hmac_sha256(key, &[parts(method, path, ts, body).as_bytes()], &sig)
+        request_auth::verify(LABEL, key, method, path, ts, now, body, sig_hex)
     }
 }
 

@@ -163,22 +163,14 @@ pub fn verify_load_event(
     Ok(ev)
 }
 
-/// Request signing of the bank API (both ends).
+/// Request signing of the bank API (both ends): [`crate::session::request_auth`]
+/// under `K_bl` with the label `cardpay/bank-api/v1`.
 pub mod auth {
-    use sha2::{Digest, Sha256};
+    use crate::session::{request_auth, Key32};
 
-    use crate::session::{self, Key32};
-
+    pub use request_auth::{HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_SKEW_SECS};
     pub const HEADER_BANK: &str = "x-cardpay-bank";
-    pub const HEADER_TIMESTAMP: &str = "x-cardpay-timestamp";
-    pub const HEADER_SIGNATURE: &str = "x-cardpay-signature";
-    /// How far a request's timestamp may be from the server's clock.
-    pub const MAX_SKEW_SECS: u64 = 300;
-
-    fn parts(method: &str, path: &str, ts: u64, body: &[u8]) -> String {
-        let body_hash = hex::encode(Sha256::digest(body));
-        format!("cardpay/bank-api/v1\n{method}\n{path}\n{ts}\n{body_hash}")
-    }
+    const LABEL: &str = "cardpay/bank-api/v1";
 
     /// The three headers of a request by `bank_id` under `K_bl`.
     pub fn sign(
@@ -189,11 +181,13 @@ pub mod auth {
         ts: u64,
         body: &[u8],
     ) -> [(&'static str, String); 3] {
-        let tag = session::hmac_sha256(k_bl, &[parts(method, path, ts, body).as_bytes()]);
         [
             (HEADER_BANK, bank_id.to_string()),
             (HEADER_TIMESTAMP, ts.to_string()),
-            (HEADER_SIGNATURE, hex::encode(tag)),
+            (
+                HEADER_SIGNATURE,
+                request_auth::signature(LABEL, k_bl, method, path, ts, body),
+            ),
         ]
     }
 
@@ -207,13 +201,7 @@ pub mod auth {
         body: &[u8],
         sig_hex: &str,
     ) -> bool {
-        if ts.abs_diff(now) > MAX_SKEW_SECS {
-            return false;
-        }
-        let Ok(sig) = hex::decode(sig_hex) else {
-            return false;
-        };
-        session::verify_hmac_sha256(k_bl, &[parts(method, path, ts, body).as_bytes()], &sig)
+        request_auth::verify(LABEL, k_bl, method, path, ts, now, body, sig_hex)
     }
 }
 
