@@ -5,7 +5,6 @@
 
 use purse::command::{InitializeLoadResponse, Request, SelectResponse};
 use purse::load::bank_api::LoadState;
-use purse::load::draw::LoadMismatch;
 use purse::load::{CreditCommand, LoadDrawRequest, LoadDrawResponse, LoadEnvelope};
 use purse::security_module::{LoadRequest, SecurityModuleError};
 use purse::types::{BcdDate, BcdTime};
@@ -17,7 +16,9 @@ use super::decide::BalanceFact;
 use super::load_sm_error;
 use crate::error::PaymentError;
 use crate::purchase::recover::{decode_log, CardLog};
-use crate::purchase::{malformed, random12, sealed_error, PaymentService};
+use crate::purchase::{
+    check_card_answers, draw_mismatch, malformed, random12, sealed_error, PaymentService,
+};
 use crate::store::{LoadConflict, LoadDrawn, LoadRow};
 
 impl PaymentService {
@@ -38,27 +39,15 @@ impl PaymentService {
             self.open_load_session(&s, env.session_mac.as_slice(), env.etsk.as_slice(), true)?;
         let req = LoadDrawRequest::open(&keys.tsk, &s.txn_id, env.load_request.as_slice())
             .map_err(sealed_error)?;
-        req.check(&s).map_err(|e| match e {
-            LoadMismatch::Origin => PaymentError::OriginMismatch,
-            LoadMismatch::Amount => PaymentError::AmountMismatch,
-            LoadMismatch::LogTooLong => PaymentError::Malformed(e.to_string()),
-        })?;
+        req.check(&s).map_err(draw_mismatch)?;
         let sel = SelectResponse::decode(req.select.as_slice()).map_err(malformed)?;
         let init = InitializeLoadResponse::decode(req.initialize.as_slice()).map_err(malformed)?;
+        check_card_answers(
+            &sel,
+            (s.purse, s.currency, s.exponent),
+            (init.key_version, init.atc),
+        )?;
         let p = sel.purse(s.purse);
-        if p.currency != s.currency || p.exponent != s.exponent {
-            return Err(PaymentError::CurrencyMismatch);
-        }
-        if init.key_version != sel.key_version {
-            return Err(PaymentError::Malformed(
-                "key version differs between SELECT and INITIALIZE".into(),
-            ));
-        }
-        if init.atc == 0 {
-            return Err(PaymentError::Malformed(
-                "ATC 0 is never returned by INITIALIZE".into(),
-            ));
-        }
         let log = decode_log(&req.log)?;
         // The same request again (a retry) gets the stored answer.
         let draw_hash = Sha256::digest(serde_json::to_vec(&req).map_err(malformed)?).to_vec();

@@ -5,7 +5,6 @@
 
 use purse::command::{InitializePurchaseResponse, Request, SelectResponse};
 use purse::merchant_api::TxnState;
-use purse::purchase::draw::DrawMismatch;
 use purse::purchase::{
     check_value, DebitCommand, DrawEnvelope, DrawRequest, DrawResponse, ExpectedS3,
 };
@@ -16,7 +15,9 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::recover::{decode_log, CardLog};
-use super::{malformed, random12, sealed_error, sm_error, PaymentService};
+use super::{
+    check_card_answers, draw_mismatch, malformed, random12, sealed_error, sm_error, PaymentService,
+};
 use crate::error::PaymentError;
 use crate::store::{InsertConflict, TxnRow};
 
@@ -37,28 +38,15 @@ impl PaymentService {
         let keys = self.open_session(&s, env.session_mac.as_slice(), env.etsk.as_slice(), true)?;
         let dr = DrawRequest::open(&keys.tsk, &s.txn_id, env.draw_request.as_slice())
             .map_err(sealed_error)?;
-        dr.check(&s).map_err(|e| match e {
-            DrawMismatch::Origin => PaymentError::OriginMismatch,
-            DrawMismatch::Amount => PaymentError::AmountMismatch,
-            DrawMismatch::LogTooLong => PaymentError::Malformed(e.to_string()),
-        })?;
+        dr.check(&s).map_err(draw_mismatch)?;
         let sel = SelectResponse::decode(dr.select.as_slice()).map_err(malformed)?;
         let init =
             InitializePurchaseResponse::decode(dr.initialize.as_slice()).map_err(malformed)?;
-        let p = sel.purse(s.purse);
-        if p.currency != s.currency || p.exponent != s.exponent {
-            return Err(PaymentError::CurrencyMismatch);
-        }
-        if init.key_version != sel.key_version {
-            return Err(PaymentError::Malformed(
-                "key version differs between SELECT and INITIALIZE".into(),
-            ));
-        }
-        if init.atc == 0 {
-            return Err(PaymentError::Malformed(
-                "ATC 0 is never returned by INITIALIZE".into(),
-            ));
-        }
+        check_card_answers(
+            &sel,
+            (s.purse, s.currency, s.exponent),
+            (init.key_version, init.atc),
+        )?;
         let log = decode_log(&dr.log)?;
         // The same draw again (a retry sends the same sealed bytes) gets the stored answer.
         let draw_hash = Sha256::digest(env.draw_request.as_slice()).to_vec();

@@ -85,6 +85,41 @@ pub(crate) fn random12() -> [u8; 12] {
     n
 }
 
+/// The draw request against its session (purchase or load), as an API error.
+pub(crate) fn draw_mismatch(e: purse::purchase::draw::DrawMismatch) -> PaymentError {
+    use purse::purchase::draw::DrawMismatch;
+    match e {
+        DrawMismatch::Origin => PaymentError::OriginMismatch,
+        DrawMismatch::Amount => PaymentError::AmountMismatch,
+        DrawMismatch::LogTooLong => PaymentError::Malformed(e.to_string()),
+    }
+}
+
+/// The card's SELECT and INITIALIZE answers against the session (purchase or
+/// load): the purse's currency and exponent are the session's, one key
+/// version in both answers, and an ATC the card can have given.
+pub(crate) fn check_card_answers(
+    sel: &purse::command::SelectResponse,
+    (purse, currency, exponent): (purse::types::PurseId, u16, u8),
+    (key_version, atc): (u8, u16),
+) -> Result<(), PaymentError> {
+    let p = sel.purse(purse);
+    if p.currency != currency || p.exponent != exponent {
+        return Err(PaymentError::CurrencyMismatch);
+    }
+    if key_version != sel.key_version {
+        return Err(PaymentError::Malformed(
+            "key version differs between SELECT and INITIALIZE".into(),
+        ));
+    }
+    if atc == 0 {
+        return Err(PaymentError::Malformed(
+            "ATC 0 is never returned by INITIALIZE".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn malformed(e: impl std::fmt::Display) -> PaymentError {
     PaymentError::Malformed(e.to_string())
 }

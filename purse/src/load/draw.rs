@@ -80,30 +80,17 @@ impl Sealed for LoadDrawRequest {
     }
 }
 
-/// Why a load request does not fit its session (checked by the server).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LoadMismatch {
-    #[error("page origin differs from the session's")]
-    Origin,
-    #[error("amount or purse differs from the session's")]
-    Amount,
-    #[error("too many log records")]
-    LogTooLong,
-}
+/// Why a load request does not fit its session: the purchase's check
+/// ([`crate::purchase::draw::DrawMismatch`]), one implementation for both.
+pub type LoadMismatch = crate::purchase::draw::DrawMismatch;
 
 impl LoadDrawRequest {
     /// The request must be for the session's amount, purse and page origin.
     pub fn check(&self, s: &LoadSession) -> Result<(), LoadMismatch> {
-        if self.page_origin != s.origin {
-            return Err(LoadMismatch::Origin);
-        }
-        if self.amount != s.amount || self.purse != s.purse {
-            return Err(LoadMismatch::Amount);
-        }
-        if self.log.len() > super::MAX_LOG_RECORDS {
-            return Err(LoadMismatch::LogTooLong);
-        }
-        Ok(())
+        crate::purchase::draw::check_fit(
+            (&self.page_origin, self.amount, self.purse, self.log.len()),
+            (&s.origin, s.amount, s.purse),
+        )
     }
 }
 

@@ -82,7 +82,8 @@ impl Sealed for DrawRequest {
     }
 }
 
-/// Why a draw request does not fit its session (checked by the server).
+/// Why a draw request (purchase or load) does not fit its session (checked
+/// by the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DrawMismatch {
     #[error("page origin differs from the session's")]
@@ -93,19 +94,32 @@ pub enum DrawMismatch {
     LogTooLong,
 }
 
+/// What a draw request says against what its session says: the page origin,
+/// amount and purse must be the session's, the log at most
+/// [`super::MAX_LOG_RECORDS`] records. One check for purchases and loads.
+pub(crate) fn check_fit(
+    (origin, amount, purse, log_len): (&str, u32, PurseId, usize),
+    (s_origin, s_amount, s_purse): (&str, u32, PurseId),
+) -> Result<(), DrawMismatch> {
+    if origin != s_origin {
+        return Err(DrawMismatch::Origin);
+    }
+    if amount != s_amount || purse != s_purse {
+        return Err(DrawMismatch::Amount);
+    }
+    if log_len > super::MAX_LOG_RECORDS {
+        return Err(DrawMismatch::LogTooLong);
+    }
+    Ok(())
+}
+
 impl DrawRequest {
     /// The request must be for the session's amount, purse and page origin.
     pub fn check(&self, s: &Session) -> Result<(), DrawMismatch> {
-        if self.page_origin != s.origin {
-            return Err(DrawMismatch::Origin);
-        }
-        if self.amount != s.amount || self.purse != s.purse {
-            return Err(DrawMismatch::Amount);
-        }
-        if self.log.len() > super::MAX_LOG_RECORDS {
-            return Err(DrawMismatch::LogTooLong);
-        }
-        Ok(())
+        check_fit(
+            (&self.page_origin, self.amount, self.purse, self.log.len()),
+            (&s.origin, s.amount, s.purse),
+        )
     }
 }
 
