@@ -118,9 +118,10 @@ async fn keys_imported_by_the_cli_serve_purchases_and_never_leave_the_token() {
                 path.to_str().unwrap(),
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                "--insecure-http", // loopback only: tests/tls.rs covers TLS
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap(),
     );

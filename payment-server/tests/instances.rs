@@ -50,6 +50,7 @@ async fn start(config: &std::path::Path, port: u16) -> Server {
         .arg(config)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--insecure-http") // loopback only: tests/tls.rs covers TLS
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
