@@ -202,6 +202,7 @@ test('readiness states pass axe: no card, no bridge, no extension', async () => 
   const plain = await chromium.launch({
     executablePath: h.chromiumPath, headless: false,
     args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run'],
+    env: { ...process.env, HOME: await h.trustingHome() }, // trusts the test CA (https)
   });
   try {
     const { page } = await open({ amount: 300 }, { context: await plain.newContext() });
