@@ -17,7 +17,10 @@
 //! - this file: the catalog, orders, and what pays them (result, confirm,
 //!   reconcile, webhooks);
 //! - [`pages`]: the HTML pages, the checkout page glue, the favicon;
-//! - [`cart`]: the cart and its link to the checked-out order, in cookies.
+//! - [`cart`]: the cart and its link to the checked-out order, in cookies;
+//! - [`points`]: points earned on paid orders (a points load);
+//! - [`members`]: the members page: sign in with the card (an amount-0
+//!   purchase), earned points, points redeemed for vouchers.
 //!
 //! It is served over TLS (`cardpay_tls`, see `main.rs`) and calls the payment
 //! server's merchant API only over https unless started with `--insecure-http`:
@@ -27,6 +30,7 @@
 
 pub mod bank;
 pub mod cart;
+pub mod members;
 pub mod pages;
 pub mod points;
 
@@ -112,6 +116,8 @@ pub enum StoreError {
     Webhook(#[from] purse::webhook::WebhookError),
     #[error("the payment server has not confirmed the capture yet")]
     Unconfirmed,
+    #[error("{0} was already used")]
+    Used(&'static str),
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("internal: {0}")]
@@ -126,6 +132,7 @@ impl StoreError {
             Self::Payment(_) => "payment_refused",
             Self::Webhook(_) => "webhook_refused",
             Self::Unconfirmed => "unconfirmed",
+            Self::Used(_) => "already_used",
             Self::BadRequest(_) => "malformed",
         }
     }
@@ -136,6 +143,7 @@ impl StoreError {
             Self::Payment(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Webhook(_) => StatusCode::UNAUTHORIZED,
             Self::Unconfirmed => StatusCode::ACCEPTED,
+            Self::Used(_) => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -349,6 +357,7 @@ impl AppState {
             cfg.merchant_key.clone(),
         );
         conn.execute_batch(points::SCHEMA)?;
+        conn.execute_batch(members::SCHEMA)?;
         Ok(Arc::new(Self {
             cfg,
             csp,
@@ -837,6 +846,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/orders/{id}/points", get(points::offer))
         .route("/orders/{id}/points/result", post(points::result))
         .route("/webhooks/loyalty", post(points::webhook))
+        .route("/members", get(members::members_page))
+        .route("/members/signin", get(members::signin))
+        .route("/members/redeem", post(members::redeem))
+        .route("/members/signout", post(members::signout))
+        .route("/members/{txn}/result", post(members::result))
+        .route("/static/members-page.js", get(members::members_page_js))
         .route("/static/checkout-page.js", get(pages::checkout_page_js))
         .route("/favicon.svg", get(pages::favicon))
         .route("/favicon.ico", get(pages::favicon))
