@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use merchant_kit::{OrderRef, SessionParams, Verified, VerifiedPayment};
@@ -588,12 +588,5 @@ const MEMBERS_GLUE: &str = r#"'use strict';
 "#;
 
 pub(crate) async fn members_page_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        MEMBERS_GLUE,
-    )
-        .into_response()
+    crate::pages::script(MEMBERS_GLUE)
 }

@@ -356,15 +356,20 @@ const CHECKOUT_GLUE: &str = r#"'use strict';
 })();
 "#;
 
-pub(crate) async fn checkout_page_js() -> Response {
+/// A page glue script of the store (same origin, revalidated each time).
+pub(crate) fn script(js: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        CHECKOUT_GLUE,
+        js,
     )
         .into_response()
+}
+
+pub(crate) async fn checkout_page_js() -> Response {
+    script(CHECKOUT_GLUE)
 }
 
 /// The widget's mount point (`data-result-url`, `data-receipt-ms` and the

@@ -6,98 +6,30 @@
 //! transaction). Forged, foreign, replayed or rewritten results are refused
 //! and change nothing.
 
-use std::sync::Arc;
+mod common;
 
+use common::{session_in, setup, Setup};
 use demo_merchant::members::{REDEEM_POINTS, VOUCHER_CENTS};
-use demo_merchant::points::Loyalty;
-use demo_merchant::{AppState, StoreConfig};
-use payment_server::PaymentService;
 use payment_testkit::clearing::payments_signer;
 use payment_testkit::*;
 use purse::load::LoadWidgetSession;
 use purse::purchase::{MerchantResult, ResultM, WidgetSession};
-use purse::session::{Key32, VerifyMode};
 use purse::types::PurseId;
-use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    store: String,
-    api: Api,
-    http: reqwest::Client,
-    merchant: TestMerchant,
-    svc: Arc<PaymentService>,
-    _state: Arc<AppState>,
+trait Members {
+    fn rows(&self, table: &str) -> i64;
+    async fn members_page(&self, cookie: &str) -> String;
+    async fn signin_page(&self) -> WidgetSession;
+    async fn redeem_page(&self, cookie: &str) -> reqwest::Response;
+    async fn redeem_session(&self, cookie: &str) -> WidgetSession;
+    async fn post(&self, url: &str, body: &impl serde::Serialize) -> reqwest::Response;
+    async fn sign_in(&self, shopper: &mut Shopper) -> String;
+    async fn buy_and_earn(&self, shopper: &mut Shopper, product: &str);
+    async fn purchase_batches(&self) -> usize;
 }
 
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store = format!("http://{}", listener.local_addr().unwrap());
-    let mut merchant = TestMerchant::new("demo-store", 0xD5);
-    merchant.origin = store.clone();
-    let mut loyalty = TestBank::points("demo-store-loyalty", 0x1C);
-    loyalty.origin = store.clone();
-    let config = payment_server::Config::from_toml(
-        &test_config_toml_full(
-            &TestDb::in_dir(dir.path()),
-            &[merchant.clone()],
-            &[loyalty.clone()],
-            0,
-        ),
-        |_| None,
-    )
-    .unwrap();
-    let (addr, svc) = spawn_server(&config).await;
-    let state = AppState::new_with_loyalty(
-        StoreConfig {
-            db_path: dir.path().join("orders.sqlite"),
-            payment_url: format!("http://{addr}"),
-            payment_origin: format!("http://{addr}"),
-            public_origin: store.clone(),
-            merchant_id: "demo-store".into(),
-            merchant_name: "Demo".into(),
-            merchant_key: Key32::from_hex(&merchant.key_hex).unwrap(),
-            verify_mode: VerifyMode::PaymentServer,
-            terminal: TEST_TERMINAL,
-            session_ttl: 600,
-            checkout_sri: None,
-            ca_file: None,
-            insecure_http: true,
-        },
-        Some(Loyalty::new(
-            "demo-store-loyalty",
-            "Demo Store Points",
-            Key32::from_hex(&loyalty.key_hex).unwrap(),
-            10,
-        )),
-    )
-    .unwrap();
-    let app = demo_merchant::router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Setup {
-        dir,
-        store,
-        api: Api::new(addr),
-        http: reqwest::Client::builder()
-            .redirect(Policy::none())
-            .build()
-            .unwrap(),
-        merchant,
-        svc,
-        _state: state,
-    }
-}
-
-/// The widget session rendered in a page.
-fn session_in(html: &str) -> WidgetSession {
-    let start = html.find("id=\"cardpay-session\">").unwrap() + "id=\"cardpay-session\">".len();
-    let end = start + html[start..].find("</script>").unwrap();
-    serde_json::from_str(&html[start..end]).unwrap()
-}
-
-impl Setup {
+impl Members for Setup {
     /// The store's own count of a table's rows.
     fn rows(&self, table: &str) -> i64 {
         rusqlite::Connection::open(self.dir.path().join("orders.sqlite"))
@@ -162,49 +94,13 @@ impl Setup {
 
     /// Buy a product and earn its points (as tests/points_flow.rs does).
     async fn buy_and_earn(&self, shopper: &mut Shopper, product: &str) {
-        let r = self
-            .http
-            .post(format!("{}/cart/add", self.store))
-            .form(&[("product", product)])
-            .send()
-            .await
-            .unwrap();
-        let cart = r.headers()["set-cookie"].to_str().unwrap();
-        let cart = cart.split(';').next().unwrap().to_string();
-        let r = self
-            .http
-            .post(format!("{}/checkout", self.store))
-            .header("cookie", &cart)
-            .send()
-            .await
-            .unwrap();
-        let id = r.headers()["location"].to_str().unwrap()["/orders/".len()..]
-            .trim_end_matches("/pay")
-            .to_string();
-        let html = self
-            .http
-            .get(format!("{}/orders/{id}/pay", self.store))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let ws = session_in(&html);
+        let (id, ws) = self.order(product).await;
         let out = shopper.pay(&ws).await;
         let r = self
             .post(&ws.session.result_url, out.result().unwrap())
             .await;
         assert_eq!(r.status(), 200);
-        let offer: LoadWidgetSession = self
-            .http
-            .get(format!("{}/orders/{id}/points", self.store))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let offer: LoadWidgetSession = self.points_offer(&id).await.json().await.unwrap();
         let out = shopper.load(&offer).await;
         let r = self
             .post(&offer.session.result_url, out.bank_result().unwrap())
