@@ -681,36 +681,16 @@ impl AppState {
         tracing::info!(event = %ev.event_id, kind = ev.kind.as_str(), txn = %ev.txn_id, "webhook");
         let o = match self.order_of_txn(&ev.txn_id).await {
             Ok(o) => o,
-            Err(StoreError::NotFound) => return Ok(()),
+            // Not an order's attempt: perhaps a members page's (a redemption).
+            Err(StoreError::NotFound) => return self.take_member_event(&ev).await,
             Err(e) => return Err(e),
         };
         match ev.kind {
             EventKind::Captured | EventKind::Recovered | EventKind::Settled
                 if ev.state.is_captured() =>
             {
-                let order = self.order_ref(&o, &ev.txn_id);
-                if ev.amount != order.amount
-                    || ev.currency != order.currency
-                    || ev.exponent != order.exponent
-                    || ev.order_ref != o.id
-                {
-                    return Err(StoreError::Payment(
-                        merchant_kit::MerchantError::WrongOrder("amount"),
-                    ));
-                }
-                self.mark_paid(
-                    &o,
-                    &VerifiedPayment {
-                        txn_id: ev.txn_id.clone(),
-                        amount: ev.amount,
-                        currency: ev.currency,
-                        card: ev.card.clone(),
-                        atc: ev.atc,
-                        seq: 0,
-                        evidence: "webhook".into(),
-                    },
-                )
-                .await?;
+                let p = payment_of_event(&self.order_ref(&o, &ev.txn_id), &ev)?;
+                self.mark_paid(&o, &p).await?;
             }
             EventKind::Failed | EventKind::Recovered if ev.state == TxnState::Failed => {
                 self.mark_failed(&ev.txn_id).await?
@@ -719,6 +699,34 @@ impl AppState {
         }
         Ok(())
     }
+}
+
+/// A capture as a verified webhook tells it, checked against what the store
+/// asked for (the webhook is signed, but names its own transaction).
+fn payment_of_event(
+    order: &OrderRef<'_>,
+    ev: &WebhookEvent,
+) -> Result<VerifiedPayment, StoreError> {
+    if ev.txn_id != order.txn_id
+        || ev.amount != order.amount
+        || ev.currency != order.currency
+        || ev.exponent != order.exponent
+        || ev.purse != order.purse
+        || ev.order_ref != order.order_ref
+    {
+        return Err(StoreError::Payment(
+            merchant_kit::MerchantError::WrongOrder("amount"),
+        ));
+    }
+    Ok(VerifiedPayment {
+        txn_id: ev.txn_id.clone(),
+        amount: ev.amount,
+        currency: ev.currency,
+        card: ev.card.clone(),
+        atc: ev.atc,
+        seq: 0,
+        evidence: "webhook".into(),
+    })
 }
 
 fn load_order(c: &Connection, id: &str) -> Result<Order, StoreError> {

@@ -14,8 +14,9 @@
 //!   its SHA-256 is stored). A replayed sign-in result is refused.
 //! - A redemption issues one voucher per captured transaction, to the card
 //!   that paid (a replay gets `already_issued`, never a second voucher). A
-//!   redemption whose result never reached the store is found on the members
-//!   page: the open attempts are asked of the payment server.
+//!   redemption whose result never reached the store is booked from the
+//!   payment server's signed webhook, or found on the members page (the open
+//!   attempts are asked of the payment server).
 //!
 //! The payment server tells a merchant the card only masked (`…1234`, in
 //! result M and the merchant API), never the full card id: that is what the
@@ -35,6 +36,7 @@ use purse::merchant_api::{TxnState, TxnView};
 use purse::purchase::MerchantResult;
 use purse::session::VerifyMode;
 use purse::types::PurseId;
+use purse::webhook::{EventKind, WebhookEvent};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -332,6 +334,30 @@ impl AppState {
             })
         })
         .await
+    }
+
+    /// A verified webhook of a member attempt: a captured redemption gets
+    /// its voucher even if its result never reaches the store (a sign-in
+    /// has no browser to sign in here: nothing to do).
+    pub(crate) async fn take_member_event(
+        self: &Arc<Self>,
+        ev: &WebhookEvent,
+    ) -> Result<(), StoreError> {
+        let t = ev.txn_id.clone();
+        let a = match self.db(move |c| load_attempt(c, &t)).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let captured = matches!(
+            ev.kind,
+            EventKind::Captured | EventKind::Recovered | EventKind::Settled
+        ) && ev.state.is_captured();
+        if a.redeem() && captured {
+            let p = crate::payment_of_event(&self.member_ref(&a), ev)?;
+            self.book_member(&a, &p).await?;
+        }
+        Ok(())
     }
 
     /// A member's recent open redemptions, asked of the payment server: a

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{session_in, setup, Setup};
+use common::{session_in, setup, setup_with, Setup};
 use demo_merchant::members::{REDEEM_POINTS, VOUCHER_CENTS};
 use payment_testkit::clearing::payments_signer;
 use payment_testkit::*;
@@ -325,4 +325,26 @@ async fn a_redemption_whose_result_was_lost_gets_its_voucher_on_the_members_page
     assert!(page.contains("<code class=\"voucher\">CP-"), "{page}");
     s.members_page(&cookie).await;
     assert_eq!(s.rows("vouchers"), 1);
+}
+
+#[tokio::test]
+async fn a_redemption_whose_result_was_lost_gets_its_voucher_from_the_webhook() {
+    let s = setup_with(true).await;
+    let mut shopper = Shopper::new(test_card("6280000000009004", 5_000), s.api.clone());
+    let cookie = s.sign_in(&mut shopper).await;
+    let ws = s.redeem_session(&cookie).await;
+    assert!(shopper.pay(&ws).await.is_paid());
+    // No result, no visit of the members page: the signed webhook books it.
+    for _ in 0..100 {
+        if s.rows("vouchers") == 1 {
+            assert_eq!(points(&shopper.card), 500 - REDEEM_POINTS);
+            // The sign-in's webhook made no session and no voucher.
+            assert_eq!(s.rows("member_sessions"), 1);
+            let page = s.members_page(&cookie).await;
+            assert_eq!(page.matches("<code class=\"voucher\">").count(), 1);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no voucher from the webhook");
 }

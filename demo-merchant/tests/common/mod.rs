@@ -27,11 +27,19 @@ pub struct Setup {
 /// The store (merchant "demo-store", loyalty program "demo-store-loyalty" at
 /// 10 points a euro, its load webhooks to the store) and the payment server.
 pub async fn setup() -> Setup {
+    setup_with(false).await
+}
+
+/// [`setup`], with the merchant's webhooks to the store if `webhooks`.
+pub async fn setup_with(webhooks: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let store = format!("http://{}", listener.local_addr().unwrap());
     let mut merchant = TestMerchant::new("demo-store", 0xD5);
     merchant.origin = store.clone();
+    if webhooks {
+        merchant.webhook_url = Some(format!("{store}/webhooks/cardpay"));
+    }
     let mut loyalty = TestBank::points("demo-store-loyalty", 0x1C);
     loyalty.origin = store.clone();
     loyalty.webhook_url = Some(format!("{store}/webhooks/loyalty"));
