@@ -22,7 +22,7 @@ pub struct Cart {
 }
 
 /// One cookie's value from the request, if present.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -105,7 +105,7 @@ impl Cart {
     }
 }
 
-fn set_cookie(name: &str, value: &str, secure: bool) -> String {
+pub(crate) fn set_cookie(name: &str, value: &str, secure: bool) -> String {
     let max_age = if value.is_empty() { "; Max-Age=0" } else { "" };
     let secure = if secure { "; Secure" } else { "" };
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{max_age}")

@@ -17,7 +17,10 @@
 //! - this file: the catalog, orders, and what pays them (result, confirm,
 //!   reconcile, webhooks);
 //! - [`pages`]: the HTML pages, the checkout page glue, the favicon;
-//! - [`cart`]: the cart and its link to the checked-out order, in cookies.
+//! - [`cart`]: the cart and its link to the checked-out order, in cookies;
+//! - [`points`]: points earned on paid orders (a points load);
+//! - [`members`]: the members page: sign in with the card (an amount-0
+//!   purchase), earned points, points redeemed for vouchers.
 //!
 //! It is served over TLS (`cardpay_tls`, see `main.rs`) and calls the payment
 //! server's merchant API only over https unless started with `--insecure-http`:
@@ -27,6 +30,7 @@
 
 pub mod bank;
 pub mod cart;
+pub mod members;
 pub mod pages;
 pub mod points;
 
@@ -112,6 +116,8 @@ pub enum StoreError {
     Webhook(#[from] purse::webhook::WebhookError),
     #[error("the payment server has not confirmed the capture yet")]
     Unconfirmed,
+    #[error("{0} was already used")]
+    Used(&'static str),
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("internal: {0}")]
@@ -126,6 +132,7 @@ impl StoreError {
             Self::Payment(_) => "payment_refused",
             Self::Webhook(_) => "webhook_refused",
             Self::Unconfirmed => "unconfirmed",
+            Self::Used(_) => "already_used",
             Self::BadRequest(_) => "malformed",
         }
     }
@@ -136,6 +143,7 @@ impl StoreError {
             Self::Payment(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Webhook(_) => StatusCode::UNAUTHORIZED,
             Self::Unconfirmed => StatusCode::ACCEPTED,
+            Self::Used(_) => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -349,6 +357,7 @@ impl AppState {
             cfg.merchant_key.clone(),
         );
         conn.execute_batch(points::SCHEMA)?;
+        conn.execute_batch(members::SCHEMA)?;
         Ok(Arc::new(Self {
             cfg,
             csp,
@@ -672,36 +681,16 @@ impl AppState {
         tracing::info!(event = %ev.event_id, kind = ev.kind.as_str(), txn = %ev.txn_id, "webhook");
         let o = match self.order_of_txn(&ev.txn_id).await {
             Ok(o) => o,
-            Err(StoreError::NotFound) => return Ok(()),
+            // Not an order's attempt: perhaps a members page's (a redemption).
+            Err(StoreError::NotFound) => return self.take_member_event(&ev).await,
             Err(e) => return Err(e),
         };
         match ev.kind {
             EventKind::Captured | EventKind::Recovered | EventKind::Settled
                 if ev.state.is_captured() =>
             {
-                let order = self.order_ref(&o, &ev.txn_id);
-                if ev.amount != order.amount
-                    || ev.currency != order.currency
-                    || ev.exponent != order.exponent
-                    || ev.order_ref != o.id
-                {
-                    return Err(StoreError::Payment(
-                        merchant_kit::MerchantError::WrongOrder("amount"),
-                    ));
-                }
-                self.mark_paid(
-                    &o,
-                    &VerifiedPayment {
-                        txn_id: ev.txn_id.clone(),
-                        amount: ev.amount,
-                        currency: ev.currency,
-                        card: ev.card.clone(),
-                        atc: ev.atc,
-                        seq: 0,
-                        evidence: "webhook".into(),
-                    },
-                )
-                .await?;
+                let p = payment_of_event(&self.order_ref(&o, &ev.txn_id), &ev)?;
+                self.mark_paid(&o, &p).await?;
             }
             EventKind::Failed | EventKind::Recovered if ev.state == TxnState::Failed => {
                 self.mark_failed(&ev.txn_id).await?
@@ -710,6 +699,34 @@ impl AppState {
         }
         Ok(())
     }
+}
+
+/// A capture as a verified webhook tells it, checked against what the store
+/// asked for (the webhook is signed, but names its own transaction).
+fn payment_of_event(
+    order: &OrderRef<'_>,
+    ev: &WebhookEvent,
+) -> Result<VerifiedPayment, StoreError> {
+    if ev.txn_id != order.txn_id
+        || ev.amount != order.amount
+        || ev.currency != order.currency
+        || ev.exponent != order.exponent
+        || ev.purse != order.purse
+        || ev.order_ref != order.order_ref
+    {
+        return Err(StoreError::Payment(
+            merchant_kit::MerchantError::WrongOrder("amount"),
+        ));
+    }
+    Ok(VerifiedPayment {
+        txn_id: ev.txn_id.clone(),
+        amount: ev.amount,
+        currency: ev.currency,
+        card: ev.card.clone(),
+        atc: ev.atc,
+        seq: 0,
+        evidence: "webhook".into(),
+    })
 }
 
 fn load_order(c: &Connection, id: &str) -> Result<Order, StoreError> {
@@ -837,6 +854,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/orders/{id}/points", get(points::offer))
         .route("/orders/{id}/points/result", post(points::result))
         .route("/webhooks/loyalty", post(points::webhook))
+        .route("/members", get(members::members_page))
+        .route("/members/signin", get(members::signin))
+        .route("/members/redeem", post(members::redeem))
+        .route("/members/signout", post(members::signout))
+        .route("/members/{txn}/result", post(members::result))
+        .route("/static/members-page.js", get(members::members_page_js))
         .route("/static/checkout-page.js", get(pages::checkout_page_js))
         .route("/favicon.svg", get(pages::favicon))
         .route("/favicon.ico", get(pages::favicon))

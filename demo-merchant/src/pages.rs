@@ -44,7 +44,7 @@ pub(crate) fn page(title: &str, body: &str) -> Html<String> {
          .p{{border:1px solid #ccc;border-radius:6px;padding:.8rem;margin:.6rem 0}}button{{padding:.4rem .9rem}}\
          input[type=number]{{width:4rem;padding:.3rem}}td{{padding:.3rem .6rem .3rem 0}}form.inline{{display:inline}}\
          .hint{{color:#444}}.sr{{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}}#cardpay{{min-height:4rem;border:1px dashed #999;padding:.5rem}}</style></head>\
-         <body><header><a href=\"/\">Demo store</a> · <a href=\"/cart\">Cart</a></header><main><h1>{t}</h1>{body}</main></body></html>",
+         <body><header><a href=\"/\">Demo store</a> · <a href=\"/cart\">Cart</a> · <a href=\"/members\">Members</a></header><main><h1>{t}</h1>{body}</main></body></html>",
         t = esc(title)
     ))
 }
@@ -69,7 +69,7 @@ pub(crate) async fn favicon() -> Response {
 
 impl AppState {
     /// Whether cookies get `Secure` (the store is served over https).
-    fn secure(&self) -> bool {
+    pub(crate) fn secure(&self) -> bool {
         self.cfg.public_origin.starts_with("https://")
     }
 
@@ -100,7 +100,7 @@ impl AppState {
     }
 }
 
-fn with_cookies(cookies: Vec<String>, r: impl IntoResponse) -> Response {
+pub(crate) fn with_cookies(cookies: Vec<String>, r: impl IntoResponse) -> Response {
     let mut r = r.into_response();
     for c in cookies {
         if let Ok(v) = c.parse() {
@@ -356,15 +356,49 @@ const CHECKOUT_GLUE: &str = r#"'use strict';
 })();
 "#;
 
-pub(crate) async fn checkout_page_js() -> Response {
+/// A page glue script of the store (same origin, revalidated each time).
+pub(crate) fn script(js: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        CHECKOUT_GLUE,
+        js,
     )
         .into_response()
+}
+
+pub(crate) async fn checkout_page_js() -> Response {
+    script(CHECKOUT_GLUE)
+}
+
+/// The widget's mount point (`data-result-url`, `data-receipt-ms` and the
+/// page's `attrs`), its status line, the session as JSON in the page, the
+/// loader `checkout.js` from the payment origin (with SRI) and the page's
+/// `glue` script: what every page that mounts the widget renders.
+pub(crate) fn widget_html(
+    st: &AppState,
+    ws: &purse::purchase::WidgetSession,
+    attrs: &str,
+    glue: &str,
+) -> Result<String, StoreError> {
+    // `<` escaped so the JSON cannot close the script element.
+    let json = serde_json::to_string(ws)
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+        .replace('<', "\\u003c");
+    Ok(format!(
+        "<div id=\"cardpay\" data-result-url=\"{result}\" data-receipt-ms=\"{RECEIPT_MS}\"{attrs}></div>\
+         <p id=\"cardpay-status\" role=\"status\"></p>\
+         <script type=\"application/json\" id=\"cardpay-session\">{json}</script>\
+         <script src=\"{origin}/checkout.js\"{integrity} defer></script>\
+         <script src=\"{glue}\" defer></script>",
+        result = esc(&ws.session.result_url),
+        origin = esc(st.cfg.payment_origin.trim_end_matches('/')),
+        integrity = match &st.cfg.checkout_sri {
+            Some(sri) => format!(" integrity=\"{}\" crossorigin=\"anonymous\"", esc(sri)),
+            None => String::new(),
+        },
+    ))
 }
 
 /// The checkout page: the session for the widget (as JSON in the page), the
@@ -382,27 +416,19 @@ pub(crate) async fn pay(State(st): St, Path(id): Path<String>) -> Result<Respons
         return Ok(Redirect::to(&format!("/orders/{id}")).into_response());
     }
     let ws = st.new_attempt(&o).await?;
-    // `<` escaped so the JSON cannot close the script element.
-    let json = serde_json::to_string(&ws)
-        .map_err(|e| StoreError::Internal(e.to_string()))?
-        .replace('<', "\\u003c");
     let body = format!(
         "<p>Order <code>{oid}</code>: <b>{amount}</b>. Insert your Cardpay card and follow the payment window.</p>\
-         <div id=\"cardpay\" data-result-url=\"{result}\" data-order=\"{oid}\" data-receipt-ms=\"{RECEIPT_MS}\"></div>\
-         <p id=\"cardpay-status\" role=\"status\"></p>\
+         {widget}\
          <p id=\"cardpay-again\" hidden><a href=\"/orders/{oid}/pay\">Pay again</a></p>\
-         <p><a href=\"/cart\">Back to the cart</a> · <a href=\"/orders/{oid}\">Order status</a></p>\
-         <script type=\"application/json\" id=\"cardpay-session\">{json}</script>\
-         <script src=\"{origin}/checkout.js\"{integrity} defer></script>\
-         <script src=\"/static/checkout-page.js\" defer></script>",
+         <p><a href=\"/cart\">Back to the cart</a> · <a href=\"/orders/{oid}\">Order status</a></p>",
         oid = esc(&o.id),
         amount = euros(o.amount),
-        result = esc(&ws.session.result_url),
-        origin = esc(st.cfg.payment_origin.trim_end_matches('/')),
-        integrity = match &st.cfg.checkout_sri {
-            Some(sri) => format!(" integrity=\"{}\" crossorigin=\"anonymous\"", esc(sri)),
-            None => String::new(),
-        },
+        widget = widget_html(
+            &st,
+            &ws,
+            &format!(" data-order=\"{}\"", esc(&o.id)),
+            "/static/checkout-page.js"
+        )?,
     );
     Ok(page("Checkout", &body).into_response())
 }

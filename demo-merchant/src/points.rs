@@ -64,7 +64,7 @@ pub struct PointsLoad {
     pub card: Option<String>,
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PointsLoad> {
+pub(crate) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PointsLoad> {
     Ok(PointsLoad {
         order_id: r.get("order_id")?,
         txn_id: r.get("txn_id")?,

@@ -3,137 +3,16 @@
 //! the load server for the points purse), booked once on the load server's
 //! proof — from the widget's result or from the signed webhook.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use demo_merchant::points::{Loyalty, PointsLoad};
-use demo_merchant::{AppState, StoreConfig};
+use common::setup;
+use demo_merchant::points::PointsLoad;
 use payment_testkit::*;
 use purse::load::LoadWidgetSession;
-use purse::purchase::{MerchantResult, WidgetSession};
-use purse::session::{Key32, VerifyMode};
+use purse::purchase::MerchantResult;
 use purse::types::PurseId;
-use reqwest::redirect::Policy;
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: String,
-    api: Api,
-    http: reqwest::Client,
-    _state: Arc<AppState>,
-}
-
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let store = format!("http://{}", listener.local_addr().unwrap());
-    let mut merchant = TestMerchant::new("demo-store", 0xD5);
-    merchant.origin = store.clone();
-    let mut loyalty = TestBank::points("demo-store-loyalty", 0x1C);
-    loyalty.origin = store.clone();
-    loyalty.webhook_url = Some(format!("{store}/webhooks/loyalty"));
-    let config = payment_server::Config::from_toml(
-        &format!(
-            "webhook_max_backoff_secs = 1\n{}",
-            test_config_toml_full(
-                &TestDb::in_dir(dir.path()),
-                &[merchant.clone()],
-                &[loyalty.clone()],
-                0
-            )
-        ),
-        |_| None,
-    )
-    .unwrap();
-    let (addr, svc) = spawn_server(&config).await;
-    payment_server::start_background(&svc, &config);
-    let state = AppState::new_with_loyalty(
-        StoreConfig {
-            db_path: dir.path().join("orders.sqlite"),
-            payment_url: format!("http://{addr}"),
-            payment_origin: format!("http://{addr}"),
-            public_origin: store.clone(),
-            merchant_id: "demo-store".into(),
-            merchant_name: "Demo".into(),
-            merchant_key: Key32::from_hex(&merchant.key_hex).unwrap(),
-            verify_mode: VerifyMode::PaymentServer,
-            terminal: TEST_TERMINAL,
-            session_ttl: 600,
-            checkout_sri: None,
-            ca_file: None,
-            insecure_http: true,
-        },
-        Some(Loyalty::new(
-            "demo-store-loyalty",
-            "Demo Store Points",
-            Key32::from_hex(&loyalty.key_hex).unwrap(),
-            10,
-        )),
-    )
-    .unwrap();
-    let app = demo_merchant::router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Setup {
-        _dir: dir,
-        store,
-        api: Api::new(addr),
-        http: reqwest::Client::builder()
-            .redirect(Policy::none())
-            .build()
-            .unwrap(),
-        _state: state,
-    }
-}
-
-impl Setup {
-    /// Cart → checkout → the payment page's session.
-    async fn order(&self, product: &str) -> (String, WidgetSession) {
-        let r = self
-            .http
-            .post(format!("{}/cart/add", self.store))
-            .form(&[("product", product)])
-            .send()
-            .await
-            .unwrap();
-        let cookie = r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let r = self
-            .http
-            .post(format!("{}/checkout", self.store))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
-        let id = r.headers()["location"].to_str().unwrap()["/orders/".len()..]
-            .trim_end_matches("/pay")
-            .to_string();
-        let html = self
-            .http
-            .get(format!("{}/orders/{id}/pay", self.store))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let start = html.find("id=\"cardpay-session\">").unwrap() + "id=\"cardpay-session\">".len();
-        let end = start + html[start..].find("</script>").unwrap();
-        (id, serde_json::from_str(&html[start..end]).unwrap())
-    }
-
-    async fn points_offer(&self, id: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}/orders/{id}/points", self.store))
-            .send()
-            .await
-            .unwrap()
-    }
-}
 
 #[tokio::test]
 async fn a_paid_order_earns_points_once_on_the_load_servers_proof() {

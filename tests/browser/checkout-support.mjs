@@ -410,8 +410,9 @@ export async function startTestMerchant({ pay, merchant, port, www = wwwDir }) {
 
 // ---- the card over PC/SC (extension → bridge → pcscd → vpcd → card) ----
 
-/** Money balance of the card in `reader`, read from a page of the payment origin. */
-export async function readBalance(context, pay, reader) {
+/** Money balance of the card in `reader`, read from a page of the payment origin
+ *  (or the balance `apdu` asks for, e.g. GET BALANCE of the points purse). */
+export async function readBalance(context, pay, reader, apdu = h.GET_BALANCE_MONEY) {
   const page = await context.newPage();
   try {
     await page.goto(pay.url('/install.html'));
@@ -420,7 +421,7 @@ export async function readBalance(context, pay, reader) {
     const handle = c.result.handle;
     const sel = await h.transmit(page, handle, h.SELECT_CARDPAY);
     if (!sel.endsWith('9000')) throw new Error('SELECT ' + sel);
-    const bal = await h.transmit(page, handle, h.GET_BALANCE_MONEY);
+    const bal = await h.transmit(page, handle, apdu);
     await h.cardpayRequest(page, { type: 'disconnect', handle });
     if (!bal.endsWith('9000')) throw new Error('GET BALANCE ' + bal);
     return parseInt(bal.slice(0, 8), 16);

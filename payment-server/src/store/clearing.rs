@@ -1,5 +1,6 @@
 //! The payment database's side of clearing: captured money-purse transactions
-//! not yet in a batch, the batches this server closed (with their signed
+//! of a non-zero amount (an amount-0 purchase is a sign-in with the card, not
+//! a payment record) not yet in a batch, the batches this server closed (with their signed
 //! files), and what reports and reconciliation read.
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -129,7 +130,7 @@ pub fn credited_loads(c: &Connection) -> Result<Vec<CapturedTxn>, PaymentError> 
 pub fn unbatched_merchants(c: &Connection) -> Result<Vec<String>, PaymentError> {
     let mut stmt = c.prepare_cached(
         "SELECT DISTINCT merchant_id FROM transactions
-         WHERE batch_id IS NULL AND state IN ('debited', 'confirmed') AND purse = 0
+         WHERE batch_id IS NULL AND state IN ('debited', 'confirmed') AND purse = 0 AND amount > 0
          ORDER BY merchant_id",
     )?;
     let rows = stmt.query_map([], |r| r.get(0))?;
@@ -144,7 +145,7 @@ pub fn unbatched(
 ) -> Result<Vec<TxnRow>, PaymentError> {
     let sql = format!(
         "SELECT {} FROM transactions
-         WHERE merchant_id = ?1 AND batch_id IS NULL AND state IN ('debited', 'confirmed') AND purse = 0
+         WHERE merchant_id = ?1 AND batch_id IS NULL AND state IN ('debited', 'confirmed') AND purse = 0 AND amount > 0
          ORDER BY debited_at, txn_id LIMIT ?2",
         super::txn::columns()
     );
@@ -249,7 +250,7 @@ pub fn last_close(c: &Connection, kind: &str) -> Result<Vec<(String, u64)>, Paym
 pub fn captured(c: &Connection) -> Result<Vec<CapturedTxn>, PaymentError> {
     let mut stmt = c.prepare_cached(
         "SELECT merchant_id, txn_id, state, amount, card_id, atc, batch_id, COALESCE(debited_at, 0) AS debited_at
-         FROM transactions WHERE state IN ('debited', 'confirmed', 'settled') AND purse = 0
+         FROM transactions WHERE state IN ('debited', 'confirmed', 'settled') AND purse = 0 AND amount > 0
          ORDER BY merchant_id, txn_id",
     )?;
     let rows = stmt.query_map([], CapturedTxn::from_row)?;
@@ -264,7 +265,7 @@ pub fn daily_takings(
 ) -> Result<Vec<(u64, u64, u64)>, PaymentError> {
     let mut stmt = c.prepare_cached(
         "SELECT debited_at / 86400 AS day, SUM(amount), COUNT(*) FROM transactions
-         WHERE merchant_id = ?1 AND state IN ('debited', 'confirmed', 'settled') AND purse = 0
+         WHERE merchant_id = ?1 AND state IN ('debited', 'confirmed', 'settled') AND purse = 0 AND amount > 0
            AND debited_at >= ?2
          GROUP BY day ORDER BY day",
     )?;

@@ -126,7 +126,7 @@ pub async fn unbatched_merchants(c: &impl GenericClient) -> Result<Vec<String>, 
     strings(
         c,
         "SELECT DISTINCT merchant_id FROM transactions
-         WHERE batch_id IS NULL AND state IN ('debited', 'confirmed') AND purse = 0
+         WHERE batch_id IS NULL AND state IN ('debited', 'confirmed') AND purse = 0 AND amount > 0
          ORDER BY merchant_id",
         &[],
     )
@@ -143,7 +143,7 @@ pub async fn unbatched(
         format!(
             "SELECT {} FROM transactions
              WHERE merchant_id = $1 AND batch_id IS NULL AND state IN ('debited', 'confirmed')
-               AND purse = 0
+               AND purse = 0 AND amount > 0
              ORDER BY debited_at, txn_id LIMIT $2",
             COLUMN_NAMES.join(", ")
         )
@@ -286,7 +286,7 @@ pub async fn captured(c: &impl GenericClient) -> Result<Vec<CapturedTxn>, Paymen
         .prepare_cached(
             "SELECT merchant_id, txn_id, state, amount, card_id, atc, batch_id,
                     COALESCE(debited_at, 0) AS debited_at
-             FROM transactions WHERE state IN ('debited', 'confirmed', 'settled') AND purse = 0
+             FROM transactions WHERE state IN ('debited', 'confirmed', 'settled') AND purse = 0 AND amount > 0
              ORDER BY merchant_id, txn_id",
         )
         .await
@@ -307,7 +307,7 @@ pub async fn daily_takings(
     let st = c
         .prepare_cached(
             "SELECT debited_at / 86400 AS day, SUM(amount)::bigint, COUNT(*) FROM transactions
-             WHERE merchant_id = $1 AND state IN ('debited', 'confirmed', 'settled') AND purse = 0
+             WHERE merchant_id = $1 AND state IN ('debited', 'confirmed', 'settled') AND purse = 0 AND amount > 0
                AND debited_at >= $2
              GROUP BY day ORDER BY day",
         )
