@@ -31,7 +31,7 @@ const START = 1_000; // 10.00 on the card: the purchase below needs the loaded v
 /** The demo bank (demo-bank) on `port`, loading through `pay`. */
 async function startDemoBank({ port, pay }) {
   const dir = await mkdtemp(path.join(tmpdir(), 'cardpay-bank-'));
-  const origin = `http://127.0.0.1:${port}`;
+  const origin = s.localOrigin(port);
   const child = spawn(path.join(s.targetDir(), 'debug', 'demo-bank'), [], {
     env: {
       ...process.env,
@@ -42,6 +42,9 @@ async function startDemoBank({ port, pay }) {
       BANK_PUBLIC_ORIGIN: origin,
       BANK_KEY: KBL,
       BANK_CHECKOUT_SRI: await s.sri(path.join(s.wwwDir, 'checkout.js')),
+      BANK_TLS_CERT: h.testCa.certFile,
+      BANK_TLS_KEY: h.testCa.keyFile,
+      BANK_CA_FILE: h.testCa.caFile,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -76,8 +79,8 @@ before(async () => {
   stack = await s.startCardStack({ bins, balance: START });
   const demoPort = await s.freePort();
   const bankPort = await s.freePort();
-  const demoOrigin = `http://127.0.0.1:${demoPort}`;
-  const bankOrigin = `http://127.0.0.1:${bankPort}`;
+  const demoOrigin = s.localOrigin(demoPort);
+  const bankOrigin = s.localOrigin(bankPort);
   pay = await s.startPaymentServer({
     bin: bins.paymentServer,
     merchants: [{ ...m, origins: [demoOrigin] }],

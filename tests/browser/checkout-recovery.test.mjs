@@ -27,7 +27,7 @@ before(async () => {
   bins = await s.buildAll();
   stack = await s.startCardStack({ bins });
   const demoPort = await s.freePort();
-  const demoOrigin = `http://127.0.0.1:${demoPort}`;
+  const demoOrigin = s.localOrigin(demoPort);
   pay = await s.startPaymentServer({
     bin: bins.paymentServer,
     merchants: [{ ...m, origins: [demoOrigin], webhookUrl: `${demoOrigin}/webhooks/cardpay` }],

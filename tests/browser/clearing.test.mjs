@@ -42,7 +42,7 @@ before(async () => {
   };
   stack = await h.startStack({ bins });
   const demoPort = await s.freePort();
-  const demoOrigin = `http://127.0.0.1:${demoPort}`;
+  const demoOrigin = s.localOrigin(demoPort);
   pay = await s.startPaymentServer({
     bin: bins.paymentServer,
     merchants: [{ ...m, origins: [demoOrigin] }],
