@@ -723,6 +723,7 @@ fn payment_of_event(
         amount: ev.amount,
         currency: ev.currency,
         card: ev.card.clone(),
+        card_ref: ev.card_ref.clone(),
         atc: ev.atc,
         seq: 0,
         evidence: "webhook".into(),

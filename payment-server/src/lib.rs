@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod card_ref;
 pub mod clearing;
 pub mod config;
 pub mod error;

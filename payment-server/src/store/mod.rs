@@ -54,6 +54,14 @@ impl Store {
         })
     }
 
+    /// K_ref of the card references, loaded (or made) at open.
+    pub fn card_ref_key(&self) -> &crate::card_ref::CardRefKey {
+        match self {
+            Self::Sqlite(s) => s.card_ref_key(),
+            Self::Postgres(s) => s.card_ref_key(),
+        }
+    }
+
     /// Which backend, for logs and benchmarks.
     pub fn backend(&self) -> &'static str {
         match self {
