@@ -45,7 +45,7 @@ pub(crate) fn seal_load_results(
         purse: row.purse,
         origin: row.origin.clone(),
         card: d.card_id.masked(),
-        card_ref: key.card_ref(&row.bank_id, &d.card_id),
+        card_ref: key.bank_card_ref(&row.bank_id, &d.card_id),
         atc: d.atc,
         balance_after: credited.then_some(d.balance_after),
         proof: proof.to_string(),

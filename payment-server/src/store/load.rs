@@ -174,7 +174,7 @@ impl LoadRow {
     pub fn card_ref(&self, key: &CardRefKey) -> String {
         self.drawn
             .as_ref()
-            .map(|d| key.card_ref(&self.bank_id, &d.card_id))
+            .map(|d| key.bank_card_ref(&self.bank_id, &d.card_id))
             .unwrap_or_default()
     }
 

@@ -137,6 +137,10 @@ impl SqliteStore {
         &self.card_ref
     }
 
+    pub(crate) fn set_card_ref_key(&mut self, key: CardRefKey) {
+        self.card_ref = key;
+    }
+
     /// Run `f` on the writer connection inside its own savepoint; an `Err`
     /// rolls back only this job. Resolves after the group's commit.
     pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, PaymentError>

@@ -142,6 +142,10 @@ impl PgStore {
         &self.card_ref
     }
 
+    pub(crate) fn set_card_ref_key(&mut self, key: CardRefKey) {
+        self.card_ref = key;
+    }
+
     pub(crate) async fn conn(&self) -> Result<Object, PaymentError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => pg_error(e),
