@@ -739,7 +739,9 @@ fn payment_of_event(
 /// Add a TEXT column a table made by an older version lacks.
 fn add_column(c: &Connection, table: &str, column: &str) -> Result<(), StoreError> {
     let has: bool = c
-        .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+        ))?
         .exists(params![column])?;
     if !has {
         c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))?;

@@ -328,7 +328,10 @@ impl AppState {
     }
 
     /// The member of the request's session cookie.
-    pub async fn member(self: &Arc<Self>, headers: &HeaderMap) -> Result<Option<Member>, StoreError> {
+    pub async fn member(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+    ) -> Result<Option<Member>, StoreError> {
         let Some(token) = cookie(headers, COOKIE) else {
             return Ok(None);
         };
@@ -412,9 +415,10 @@ impl AppState {
                     "SELECT txn_id FROM member_attempts
                      WHERE member = ?1 AND kind = 'redeem' AND status = 'open' AND created_at > ?2",
                 )?
-                .query_map(params![card_ref, now().saturating_sub(RECONCILE_WINDOW)], |r| {
-                    r.get(0)
-                })?
+                .query_map(
+                    params![card_ref, now().saturating_sub(RECONCILE_WINDOW)],
+                    |r| r.get(0),
+                )?
                 .collect::<Result<_, _>>()?)
             })
             .await?;

@@ -383,7 +383,10 @@ async fn two_cards_with_the_same_last_four_are_two_members() {
     );
     assert!(page_b.contains("No points earned yet"), "{page_b}");
     assert!(page_b.contains("No vouchers yet"), "{page_b}");
-    assert!(!page_b.contains(&codes_a[0]), "A's voucher code leaked to B");
+    assert!(
+        !page_b.contains(&codes_a[0]),
+        "A's voucher code leaked to B"
+    );
     // B's own redemption is B's, and A still sees only A's.
     let ws = s.redeem_session(&cookie_b).await;
     let out = b.pay(&ws).await;
@@ -407,5 +410,8 @@ async fn two_cards_with_the_same_last_four_are_two_members() {
     let earned_ref: String = c
         .query_row("SELECT card_ref FROM points_earned", [], |r| r.get(0))
         .unwrap();
-    assert!(refs.contains(&earned_ref), "A's points carry A's store reference");
+    assert!(
+        refs.contains(&earned_ref),
+        "A's points carry A's store reference"
+    );
 }

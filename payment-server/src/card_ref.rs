@@ -81,7 +81,10 @@ impl CardRefKey {
     /// The reference of `card` for the bank `bank_id`: the merchant's if the
     /// bank is that merchant's loyalty program, else the bank's own.
     pub fn bank_card_ref(&self, bank_id: &str, card: &CardId) -> String {
-        let party = self.bank_parties.get(bank_id).map_or(bank_id, String::as_str);
+        let party = self
+            .bank_parties
+            .get(bank_id)
+            .map_or(bank_id, String::as_str);
         self.card_ref(party, card)
     }
 }
@@ -98,7 +101,9 @@ mod tests {
         assert_eq!(a.masked(), b.masked());
         let ra = k.card_ref("shop", &a);
         assert_eq!(ra.len(), 32);
-        assert!(ra.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(ra
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(ra, k.card_ref("shop", &a));
         assert_ne!(ra, k.card_ref("shop", &b));
         assert_ne!(ra, k.card_ref("other-shop", &a));
