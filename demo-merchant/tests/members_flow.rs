@@ -415,3 +415,37 @@ async fn two_cards_with_the_same_last_four_are_two_members() {
         "A's points carry A's store reference"
     );
 }
+
+#[tokio::test]
+async fn a_sign_in_without_a_card_reference_signs_no_one_in() {
+    let s = setup().await;
+    let mut shopper = Shopper::new(test_card("6280000000009005", 5_000), s.api.clone());
+    let ws = s.signin_page().await;
+    let out = shopper.pay(&ws).await;
+    let MerchantResult::ResultM { txn_id, .. } = out.result().unwrap().clone() else {
+        panic!("mode payment_server gives result M")
+    };
+    // As an older payment server would seal it: no card_ref (every card
+    // would be the member ""), otherwise genuine.
+    let body = serde_json::to_string(out.result().unwrap()).unwrap();
+    let dk = s.merchant.kit().dk(&txn_id);
+    let old = reseal_with::<ResultM>(&dk, &txn_id, &body, "result_m", |m| {
+        m.card_ref = String::new()
+    });
+    let r = s
+        .http
+        .post(&ws.session.result_url)
+        .header("content-type", "application/json")
+        .body(old)
+        .send()
+        .await
+        .unwrap();
+    // It opened (sealed right): refused for the missing reference alone.
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert_eq!(s.rows("member_sessions"), 0);
+    // The genuine result still signs in.
+    let r = s.post(&ws.session.result_url, out.result().unwrap()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.rows("member_sessions"), 1);
+}
