@@ -181,6 +181,7 @@ key = "$DEMO_KLOYALTY"
 origins = ["$SHOP"]
 purses = ["points"]
 webhook_url = "$SHOP/webhooks/loyalty"
+card_refs_of = "demo-store"
 TOML
 setsid "$BIN/payment-server" --config "$DIR/payment-server.toml" >>"$DIR/payment-server.log" 2>&1 </dev/null &
 echo $! > "$DIR/payment-server.pid"

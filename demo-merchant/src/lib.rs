@@ -358,6 +358,12 @@ impl AppState {
         );
         conn.execute_batch(points::SCHEMA)?;
         conn.execute_batch(members::SCHEMA)?;
+        for (table, column) in members::ADDED_COLUMNS
+            .into_iter()
+            .chain([("points_earned", "card_ref")])
+        {
+            add_column(&conn, table, column)?;
+        }
         Ok(Arc::new(Self {
             cfg,
             csp,
@@ -723,10 +729,24 @@ fn payment_of_event(
         amount: ev.amount,
         currency: ev.currency,
         card: ev.card.clone(),
+        card_ref: ev.card_ref.clone(),
         atc: ev.atc,
         seq: 0,
         evidence: "webhook".into(),
     })
+}
+
+/// Add a TEXT column a table made by an older version lacks.
+fn add_column(c: &Connection, table: &str, column: &str) -> Result<(), StoreError> {
+    let has: bool = c
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+        ))?
+        .exists(params![column])?;
+    if !has {
+        c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))?;
+    }
+    Ok(())
 }
 
 fn load_order(c: &Connection, id: &str) -> Result<Order, StoreError> {

@@ -18,11 +18,13 @@
 //!   payment server's signed webhook, or found on the members page (the open
 //!   attempts are asked of the payment server).
 //!
-//! The payment server tells a merchant the card only masked (`…1234`, in
-//! result M and the merchant API), never the full card id: that is what the
-//! store keys the member on (the same as `points_earned.card`). Two cards
-//! ending in the same four digits would share a member here; a per-merchant
-//! card reference from the payment server would separate them.
+//! The payment server never tells a merchant the full card id: it gives the
+//! card masked (`…1234`, shown to the shopper) and the card's reference for
+//! this merchant (`card_ref`: 32 hex digits, stable for one card, different
+//! for two cards with the same last four, not the card number). The member,
+//! the session, the vouchers and the earned points (`points_earned.card_ref`,
+//! the store's loyalty program gets the store's references) are keyed on
+//! `card_ref`; a result without one (an older payment server) signs no one in.
 
 use std::sync::Arc;
 
@@ -51,17 +53,19 @@ pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS member_attempts (
     txn_id      TEXT PRIMARY KEY,
     kind        TEXT NOT NULL,          -- signin | redeem
-    member      TEXT,                   -- redeem: the signed-in member (masked card)
+    member      TEXT,                   -- redeem: the signed-in member (card_ref)
     points      INTEGER NOT NULL,       -- redeem: points to take; sign-in: 0
     status      TEXT NOT NULL,          -- open | done | failed
     card        TEXT,                   -- the card that did it (masked)
-    created_at  INTEGER NOT NULL
+    created_at  INTEGER NOT NULL,
+    card_ref    TEXT                    -- the card that did it (its reference)
 );
 CREATE INDEX IF NOT EXISTS member_attempts_member ON member_attempts (member, status);
 CREATE TABLE IF NOT EXISTS member_sessions (
     token_hash  BLOB PRIMARY KEY,
-    card        TEXT NOT NULL,
-    expires_at  INTEGER NOT NULL
+    card        TEXT NOT NULL,          -- masked, to show
+    expires_at  INTEGER NOT NULL,
+    card_ref    TEXT                    -- the member
 );
 -- One voucher per captured points purchase.
 CREATE TABLE IF NOT EXISTS vouchers (
@@ -70,9 +74,18 @@ CREATE TABLE IF NOT EXISTS vouchers (
     card        TEXT NOT NULL,
     points      INTEGER NOT NULL,
     value       INTEGER NOT NULL,       -- euro cents
-    created_at  INTEGER NOT NULL
+    created_at  INTEGER NOT NULL,
+    card_ref    TEXT                    -- the member it belongs to
 );
 "#;
+
+/// Columns added since the tables first shipped (a store database made before
+/// card references gets them; its older rows have none and match no member).
+pub(crate) const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("member_attempts", "card_ref"),
+    ("member_sessions", "card_ref"),
+    ("vouchers", "card_ref"),
+];
 
 /// Points one redemption takes, and the voucher it gives (euro cents).
 pub const REDEEM_POINTS: u32 = 100;
@@ -94,10 +107,19 @@ pub struct Voucher {
     pub created_at: u64,
 }
 
+/// A signed-in member: the card's reference (the key) and the masked card
+/// (what the page shows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub card_ref: String,
+    pub card: String,
+}
+
 /// What the members page shows a member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
     pub card: String,
+    pub card_ref: String,
     pub earned: Vec<PointsLoad>,
     pub earned_total: u32,
     pub vouchers: Vec<Voucher>,
@@ -243,7 +265,19 @@ impl AppState {
         a: &Attempt,
         p: &VerifiedPayment,
     ) -> Result<MemberOutcome, StoreError> {
-        let (txn, card, points, redeem) = (a.txn_id.clone(), p.card.clone(), a.points, a.redeem());
+        let (txn, card, card_ref, points, redeem) = (
+            a.txn_id.clone(),
+            p.card.clone(),
+            p.card_ref.clone(),
+            a.points,
+            a.redeem(),
+        );
+        if !valid_card_ref(&card_ref) {
+            // Never one member for every card: an older payment server.
+            return Err(StoreError::Internal(
+                "the payment server gave no card reference".into(),
+            ));
+        }
         let token = hex::encode(
             merchant_kit::random_bytes::<32>().map_err(|e| StoreError::Internal(e.to_string()))?,
         );
@@ -252,24 +286,26 @@ impl AppState {
         let out = self
             .db(move |c| {
                 let fresh = c.execute(
-                    "UPDATE member_attempts SET status = 'done', card = ?2 WHERE txn_id = ?1 AND status = 'open'",
-                    params![txn, card],
+                    "UPDATE member_attempts SET status = 'done', card = ?2, card_ref = ?3
+                     WHERE txn_id = ?1 AND status = 'open'",
+                    params![txn, card, card_ref],
                 )? == 1;
                 if !redeem {
                     if !fresh {
                         return Err(StoreError::Used("this sign-in"));
                     }
                     c.execute(
-                        "INSERT INTO member_sessions (token_hash, card, expires_at) VALUES (?1, ?2, ?3)",
-                        params![hash, card, now() + MEMBER_TTL],
+                        "INSERT INTO member_sessions (token_hash, card, card_ref, expires_at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![hash, card, card_ref, now() + MEMBER_TTL],
                     )?;
                     return Ok(MemberOutcome::SignedIn { card, token });
                 }
                 let value = points / REDEEM_POINTS * VOUCHER_CENTS;
                 let new = c.execute(
-                    "INSERT OR IGNORE INTO vouchers (code, txn_id, card, points, value, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![format!("CP-{code}"), txn, card, points, value, now()],
+                    "INSERT OR IGNORE INTO vouchers (code, txn_id, card, card_ref, points, value, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![format!("CP-{code}"), txn, card, card_ref, points, value, now()],
                 )? == 1;
                 let voucher = c.query_row(
                     "SELECT * FROM vouchers WHERE txn_id = ?1",
@@ -291,20 +327,26 @@ impl AppState {
         Ok(out)
     }
 
-    /// The member (masked card) of the request's session cookie.
+    /// The member of the request's session cookie.
     pub async fn member(
         self: &Arc<Self>,
         headers: &HeaderMap,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<Member>, StoreError> {
         let Some(token) = cookie(headers, COOKIE) else {
             return Ok(None);
         };
         let hash = token_hash(token);
         self.db(move |c| {
             Ok(c.query_row(
-                "SELECT card FROM member_sessions WHERE token_hash = ?1 AND expires_at > ?2",
+                "SELECT card_ref, card FROM member_sessions
+                 WHERE token_hash = ?1 AND expires_at > ?2 AND card_ref IS NOT NULL",
                 params![hash, now()],
-                |r| r.get(0),
+                |r| {
+                    Ok(Member {
+                        card_ref: r.get(0)?,
+                        card: r.get(1)?,
+                    })
+                },
             )
             .optional()?)
         })
@@ -312,25 +354,28 @@ impl AppState {
     }
 
     /// A member's earned points and vouchers.
-    pub async fn member_view(self: &Arc<Self>, card: &str) -> Result<MemberView, StoreError> {
-        let card = card.to_string();
+    pub async fn member_view(self: &Arc<Self>, m: &Member) -> Result<MemberView, StoreError> {
+        let Member { card_ref, card } = m.clone();
         self.db(move |c| {
             let earned: Vec<PointsLoad> = c
                 .prepare_cached(
                     "SELECT order_id, txn_id, points, status, card FROM points_earned
-                     WHERE card = ?1 AND status = 'earned' ORDER BY decided_at, order_id",
+                     WHERE card_ref = ?1 AND status = 'earned' ORDER BY decided_at, order_id",
                 )?
-                .query_map(params![card], crate::points::row)?
+                .query_map(params![card_ref], crate::points::row)?
                 .collect::<Result<_, _>>()?;
             let vouchers = c
-                .prepare_cached("SELECT * FROM vouchers WHERE card = ?1 ORDER BY created_at, code")?
-                .query_map(params![card], voucher_row)?
+                .prepare_cached(
+                    "SELECT * FROM vouchers WHERE card_ref = ?1 ORDER BY created_at, code",
+                )?
+                .query_map(params![card_ref], voucher_row)?
                 .collect::<Result<_, _>>()?;
             Ok(MemberView {
                 earned_total: earned.iter().map(|p| p.points).sum(),
                 earned,
                 vouchers,
                 card,
+                card_ref,
             })
         })
         .await
@@ -362,17 +407,18 @@ impl AppState {
 
     /// A member's recent open redemptions, asked of the payment server: a
     /// captured one whose result never reached the store gets its voucher.
-    async fn reconcile_redemptions(self: &Arc<Self>, card: &str) -> Result<(), StoreError> {
-        let card = card.to_string();
+    async fn reconcile_redemptions(self: &Arc<Self>, m: &Member) -> Result<(), StoreError> {
+        let card_ref = m.card_ref.clone();
         let open: Vec<String> = self
             .db(move |c| {
                 Ok(c.prepare_cached(
                     "SELECT txn_id FROM member_attempts
                      WHERE member = ?1 AND kind = 'redeem' AND status = 'open' AND created_at > ?2",
                 )?
-                .query_map(params![card, now().saturating_sub(RECONCILE_WINDOW)], |r| {
-                    r.get(0)
-                })?
+                .query_map(
+                    params![card_ref, now().saturating_sub(RECONCILE_WINDOW)],
+                    |r| r.get(0),
+                )?
                 .collect::<Result<_, _>>()?)
             })
             .await?;
@@ -409,6 +455,11 @@ impl AppState {
     }
 }
 
+/// A card reference as the payment server gives it: 32 lowercase hex digits.
+fn valid_card_ref(r: &str) -> bool {
+    r.len() == 32 && r.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The purse, currency and exponent of a member attempt.
 fn member_purse(kind: &str) -> (PurseId, u16, u8) {
     if kind == "redeem" {
@@ -425,7 +476,7 @@ pub(crate) async fn members_page(
     State(st): St,
     headers: HeaderMap,
 ) -> Result<Response, StoreError> {
-    let Some(card) = st.member(&headers).await? else {
+    let Some(m) = st.member(&headers).await? else {
         return Ok(page(
             "Members",
             "<p>Members collect points on every order and redeem them for vouchers.</p>\
@@ -434,8 +485,8 @@ pub(crate) async fn members_page(
         )
         .into_response());
     };
-    st.reconcile_redemptions(&card).await?;
-    let v = st.member_view(&card).await?;
+    st.reconcile_redemptions(&m).await?;
+    let v = st.member_view(&m).await?;
     let mut b = format!(
         "<p id=\"member\" role=\"status\">Signed in with card <b>{card}</b> (authentication OK). \
          No payment was made: signing in debits nothing.</p>\
@@ -514,17 +565,17 @@ pub(crate) async fn signin(State(st): St) -> Result<Response, StoreError> {
 
 /// `POST /members/redeem`: a points purchase for a voucher, signed-in members only.
 pub(crate) async fn redeem(State(st): St, headers: HeaderMap) -> Result<Response, StoreError> {
-    let Some(card) = st.member(&headers).await? else {
+    let Some(m) = st.member(&headers).await? else {
         return Ok(Redirect::to("/members").into_response());
     };
-    let ws = st.member_attempt(Some(card.clone())).await?;
+    let ws = st.member_attempt(Some(m.card_ref.clone())).await?;
     member_widget(
         &st,
         &ws,
         "redeem",
         &format!(
             "Redeem {REDEEM_POINTS} points of card {} for a {} voucher: insert the card.",
-            esc(&card),
+            esc(&m.card),
             euros(VOUCHER_CENTS)
         ),
     )

@@ -31,9 +31,10 @@ CREATE TABLE IF NOT EXISTS points_earned (
     status      TEXT NOT NULL,          -- offered | earned | released
     session     TEXT NOT NULL,          -- the widget's load session (offered once)
     expires_at  INTEGER NOT NULL,
-    card        TEXT,
+    card        TEXT,                   -- masked
     created_at  INTEGER NOT NULL,
-    decided_at  INTEGER
+    decided_at  INTEGER,
+    card_ref    TEXT                    -- the store's reference of the card (members)
 );
 "#;
 
@@ -186,16 +187,22 @@ impl AppState {
         p: &PointsLoad,
         b: &Booking,
     ) -> Result<PointsLoad, StoreError> {
-        let (status, card) = match b {
-            Booking::Post(v) => ("earned", Some(v.card.clone())),
-            Booking::Release(_) => ("released", None),
+        let (status, card, card_ref) = match b {
+            Booking::Post(v) => (
+                "earned",
+                Some(v.card.clone()),
+                // Empty from an older load server: no member gets these points.
+                Some(v.card_ref.clone()).filter(|r| !r.is_empty()),
+            ),
+            Booking::Release(_) => ("released", None, None),
             _ => return self.points_load(&p.order_id).await,
         };
         let oid = p.order_id.clone();
         self.db(move |c| {
             c.execute(
-                "UPDATE points_earned SET status = ?2, card = ?3, decided_at = ?4 WHERE order_id = ?1 AND status = 'offered'",
-                params![oid, status, card, now()],
+                "UPDATE points_earned SET status = ?2, card = ?3, card_ref = ?4, decided_at = ?5
+                 WHERE order_id = ?1 AND status = 'offered'",
+                params![oid, status, card, card_ref, now()],
             )?;
             Ok(())
         })

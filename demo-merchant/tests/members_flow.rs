@@ -348,3 +348,104 @@ async fn a_redemption_whose_result_was_lost_gets_its_voucher_from_the_webhook() 
     }
     panic!("no voucher from the webhook");
 }
+
+/// The voucher codes a members page shows.
+fn vouchers_in(page: &str) -> Vec<String> {
+    page.split("<code class=\"voucher\">")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_cards_with_the_same_last_four_are_two_members() {
+    let s = setup().await;
+    let mut a = Shopper::new(test_card("6280000000001234", 5_000), s.api.clone());
+    let mut b = Shopper::new(test_card("6280000099991234", 5_000), s.api.clone());
+    s.buy_and_earn(&mut a, "ebook").await; // 40 points on A
+    let cookie_a = s.sign_in(&mut a).await;
+    let ws = s.redeem_session(&cookie_a).await;
+    let out = a.pay(&ws).await;
+    let r = s.post(&ws.session.result_url, out.result().unwrap()).await;
+    assert_eq!(r.status(), 200);
+    let page_a = s.members_page(&cookie_a).await;
+    let codes_a = vouchers_in(&page_a);
+    assert_eq!(codes_a.len(), 1, "{page_a}");
+    assert!(page_a.contains("<b id=\"earned-total\">40</b>"), "{page_a}");
+
+    // B ends in the same four digits: shown alike, but another member.
+    let cookie_b = s.sign_in(&mut b).await;
+    assert_ne!(cookie_a, cookie_b);
+    let page_b = s.members_page(&cookie_b).await;
+    assert!(
+        page_b.contains("Signed in with card <b>…1234</b> (authentication OK)"),
+        "{page_b}"
+    );
+    assert!(page_b.contains("No points earned yet"), "{page_b}");
+    assert!(page_b.contains("No vouchers yet"), "{page_b}");
+    assert!(
+        !page_b.contains(&codes_a[0]),
+        "A's voucher code leaked to B"
+    );
+    // B's own redemption is B's, and A still sees only A's.
+    let ws = s.redeem_session(&cookie_b).await;
+    let out = b.pay(&ws).await;
+    let r = s.post(&ws.session.result_url, out.result().unwrap()).await;
+    assert_eq!(r.status(), 200);
+    let codes_b = vouchers_in(&s.members_page(&cookie_b).await);
+    assert_eq!(codes_b.len(), 1);
+    assert_ne!(codes_b, codes_a);
+    assert_eq!(vouchers_in(&s.members_page(&cookie_a).await), codes_a);
+    // The store holds two references, never a card number.
+    let c = rusqlite::Connection::open(s.dir.path().join("orders.sqlite")).unwrap();
+    let refs: Vec<String> = c
+        .prepare("SELECT DISTINCT card_ref FROM member_sessions ORDER BY card_ref")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    assert!(refs.iter().all(|r| r.len() == 32 && !r.contains("1234")));
+    let earned_ref: String = c
+        .query_row("SELECT card_ref FROM points_earned", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        refs.contains(&earned_ref),
+        "A's points carry A's store reference"
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_without_a_card_reference_signs_no_one_in() {
+    let s = setup().await;
+    let mut shopper = Shopper::new(test_card("6280000000009005", 5_000), s.api.clone());
+    let ws = s.signin_page().await;
+    let out = shopper.pay(&ws).await;
+    let MerchantResult::ResultM { txn_id, .. } = out.result().unwrap().clone() else {
+        panic!("mode payment_server gives result M")
+    };
+    // As an older payment server would seal it: no card_ref (every card
+    // would be the member ""), otherwise genuine.
+    let body = serde_json::to_string(out.result().unwrap()).unwrap();
+    let dk = s.merchant.kit().dk(&txn_id);
+    let old = reseal_with::<ResultM>(&dk, &txn_id, &body, "result_m", |m| {
+        m.card_ref = String::new()
+    });
+    let r = s
+        .http
+        .post(&ws.session.result_url)
+        .header("content-type", "application/json")
+        .body(old)
+        .send()
+        .await
+        .unwrap();
+    // It opened (sealed right): refused for the missing reference alone.
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert_eq!(s.rows("member_sessions"), 0);
+    // The genuine result still signs in.
+    let r = s.post(&ws.session.result_url, out.result().unwrap()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.rows("member_sessions"), 1);
+}

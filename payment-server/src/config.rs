@@ -220,6 +220,11 @@ pub struct BankFile {
     /// Where signed load webhooks go.
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// A merchant's own loyalty program: the merchant id whose card
+    /// references this bank gets (so the points it loads and the merchant's
+    /// purchases name a card alike). Default: the bank's own references.
+    #[serde(default)]
+    pub card_refs_of: Option<String>,
 }
 
 fn default_purses() -> Vec<purse::types::PurseId> {
@@ -238,6 +243,8 @@ pub struct BankEntry {
     pub origins: Vec<String>,
     pub purses: Vec<purse::types::PurseId>,
     pub webhook_url: Option<String>,
+    /// The merchant whose card references this bank gets (its own if None).
+    pub card_refs_of: Option<String>,
 }
 
 impl core::fmt::Debug for BankEntry {
@@ -247,6 +254,7 @@ impl core::fmt::Debug for BankEntry {
             .field("origins", &self.origins)
             .field("purses", &self.purses)
             .field("webhook_url", &self.webhook_url)
+            .field("card_refs_of", &self.card_refs_of)
             .finish_non_exhaustive()
     }
 }
@@ -543,6 +551,15 @@ impl Config {
             }
         }
         let banks = resolve_banks(f.banks, &env)?;
+        if let Some((b, m)) = banks
+            .values()
+            .filter_map(|b| Some((&b.id, b.card_refs_of.as_ref()?)))
+            .find(|(_, m)| !merchants.contains_key(*m))
+        {
+            return Err(inv(format!(
+                "bank {b}: card_refs_of = \"{m}\" names no merchant"
+            )));
+        }
         let operator_token = match (f.operator_token, f.operator_token_env) {
             (Some(t), _) => Some(t),
             (None, Some(var)) => env(&var),
@@ -707,6 +724,7 @@ fn resolve_banks(
             origins: b.origins,
             purses: b.purses,
             webhook_url: b.webhook_url,
+            card_refs_of: b.card_refs_of,
         };
         if banks.insert(b.id.clone(), entry).is_some() {
             return Err(inv(format!("bank {} listed twice", b.id)));
@@ -793,6 +811,21 @@ verify_modes = ["merchant"]
             points.banks["bank"].purses,
             vec![purse::types::PurseId::Points]
         );
+        assert_eq!(points.banks["bank"].card_refs_of, None);
+        // A merchant's own loyalty program gets the merchant's card
+        // references; only a configured merchant's.
+        let own = |m: &str| {
+            with(&format!(
+                "key_env = \"BANK_KEY\"\norigins = [\"https://b\"]\ncard_refs_of = \"{m}\"\n"
+            ))
+        };
+        let c = Config::from_toml(&own("demo"), env).unwrap();
+        assert_eq!(c.banks["bank"].card_refs_of.as_deref(), Some("demo"));
+        let e = Config::from_toml(&own("nobody"), env)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("names no merchant"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod card_ref;
 pub mod clearing;
 pub mod config;
 pub mod error;
@@ -42,7 +43,15 @@ pub async fn build(
     config: &Config,
     clock: purchase::Clock,
 ) -> Result<(Arc<PaymentService>, axum::Router), PaymentError> {
-    let store = store::Store::open(&config.database).await?;
+    let store = store::Store::open(&config.database)
+        .await?
+        .with_bank_card_refs(
+            config
+                .banks
+                .values()
+                .filter_map(|b| Some((b.id.clone(), b.card_refs_of.clone()?)))
+                .collect(),
+        );
     let service = Arc::new(PaymentService::new(config, store, clock)?);
     let router = http::router(
         service.clone(),

@@ -196,6 +196,9 @@ fn compute() -> Value {
         purse: PurseId::Money,
         origin: s.origin.clone(),
         card: id.masked(),
+        // K_ref of the test: the reference is opaque to the bank.
+        card_ref: payment_server::card_ref::CardRefKey::from_bytes([7; 32])
+            .card_ref(&s.bank_id, &id),
         atc: init.atc,
         balance_after: Some(credit.balance_after),
         proof: "s3".into(),

@@ -175,3 +175,57 @@ async fn draw_requests_carry_the_cards_log() {
     assert_eq!(reads, 6);
     assert_eq!(srv.captured(), 300);
 }
+
+/// A payment of `card` at merchant `m`: the card reference of its result M
+/// and of the merchant API's view.
+async fn card_refs(
+    srv: &TestServer,
+    m: usize,
+    shopper: &mut Shopper,
+    txn: &str,
+) -> (String, String) {
+    let m = &srv.merchants[m];
+    let ws = m.session(txn, 100, VerifyMode::PaymentServer, now() + 600);
+    let out = shopper.pay(&ws).await;
+    let kit = m.kit();
+    let Verified::Captured(p) = kit
+        .verify_result(
+            &order(m, txn, 100, VerifyMode::PaymentServer),
+            out.result().unwrap(),
+        )
+        .unwrap()
+    else {
+        panic!("result M")
+    };
+    let v: TxnView = srv
+        .api()
+        .merchant_call(&kit, "GET", &format!("/v1/transactions/{txn}"), None)
+        .await
+        .unwrap();
+    assert_eq!(p.card, v.card);
+    (p.card_ref, v.card_ref)
+}
+
+#[tokio::test]
+async fn card_refs_are_per_card_and_per_merchant_never_the_card_number() {
+    let srv =
+        TestServer::start(&[TestMerchant::new("shop", 1), TestMerchant::new("other", 2)]).await;
+    let mut a = Shopper::new(test_card("6280000000001234", 10_000), srv.api());
+    let mut b = Shopper::new(test_card("6280000099991234", 10_000), srv.api());
+    let (a1, a1_view) = card_refs(&srv, 0, &mut a, "T-1").await;
+    let (a2, _) = card_refs(&srv, 0, &mut a, "T-2").await;
+    let (a_other, a_other_view) = card_refs(&srv, 1, &mut a, "T-3").await;
+    let (b1, _) = card_refs(&srv, 0, &mut b, "T-4").await;
+    assert_eq!(a1.len(), 32);
+    assert_eq!(
+        (&a1_view, &a2),
+        (&a1, &a1),
+        "one card, one merchant: one reference"
+    );
+    assert_eq!(a_other_view, a_other);
+    assert_ne!(a_other, a1, "another merchant: another reference");
+    assert_ne!(b1, a1, "the same last four: another reference");
+    for r in [&a1, &a_other, &b1] {
+        assert!(!r.contains("6280000000001234") && !r.contains("6280000099991234"));
+    }
+}

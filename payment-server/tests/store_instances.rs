@@ -69,6 +69,7 @@ fn event(txn: &str) -> WebhookEvent {
         exponent: 2,
         purse: PurseId::Money,
         card: String::new(),
+        card_ref: String::new(),
         atc: 0,
         detail: "test".into(),
     }
@@ -349,4 +350,50 @@ async fn two_instances_closing_batches_at_once_batch_each_purchase_once() {
     );
     assert!(a.unbatched_merchants().await.unwrap().is_empty());
     assert_eq!(b.unexported_batches().await.unwrap().len(), 1);
+}
+
+/// K_ref (the card references' key) is made once per database: the same
+/// after a restart, so a merchant's members keep their reference; per
+/// merchant, and per card (not per last four).
+#[tokio::test]
+async fn card_refs_survive_a_restart_and_separate_merchants_and_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::in_dir(dir.path());
+    let cfg = Database::from_path_or_url(&db.url_or_path());
+    let a = CardId::parse("6280000000001234").unwrap();
+    let b = CardId::parse("6280000099991234").unwrap();
+    assert_eq!(a.masked(), b.masked());
+    let first = Store::open(&cfg).await.unwrap();
+    let ref_a = first.card_ref_key().card_ref("shop", &a);
+    assert_eq!(ref_a.len(), 32);
+    assert_ne!(ref_a, first.card_ref_key().card_ref("shop", &b));
+    assert_ne!(ref_a, first.card_ref_key().card_ref("other-shop", &a));
+    drop(first);
+    let again = Store::open(&cfg).await.unwrap();
+    assert_eq!(again.card_ref_key().card_ref("shop", &a), ref_a);
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM server_secrets", &[]),
+        1,
+        "one key, kept"
+    );
+    // Another database (another deployment) has its own key.
+    let dir2 = tempfile::tempdir().unwrap();
+    let other = Store::open(&Database::from_path_or_url(
+        &TestDb::in_dir(dir2.path()).url_or_path(),
+    ))
+    .await
+    .unwrap();
+    assert_ne!(other.card_ref_key().card_ref("shop", &a), ref_a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_share_one_card_ref_key() {
+    let pg = TestPg::get();
+    let (db, a, b) = two_stores(&pg).await;
+    let card = CardId::parse("6280000000001234").unwrap();
+    assert_eq!(
+        a.card_ref_key().card_ref("shop", &card),
+        b.card_ref_key().card_ref("shop", &card)
+    );
+    assert_eq!(db.int("SELECT COUNT(*) FROM server_secrets", &[]), 1);
 }

@@ -89,6 +89,10 @@ pub struct TxnView {
     pub origin: String,
     /// Masked card id.
     pub card: String,
+    /// The card's reference for this merchant (32 hex digits, stable, not the
+    /// card number; empty from an older server). See docs/protocol.md.
+    #[serde(default)]
+    pub card_ref: String,
     pub atc: u16,
     pub seq: u32,
     pub created_at: u64,

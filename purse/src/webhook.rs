@@ -79,6 +79,10 @@ pub struct WebhookEvent {
     /// Masked card id (empty before a draw).
     #[serde(default)]
     pub card: String,
+    /// The card's reference for this merchant (32 hex digits, stable, not the
+    /// card number; empty from an older server). See docs/protocol.md.
+    #[serde(default)]
+    pub card_ref: String,
     #[serde(default)]
     pub atc: u16,
     #[serde(default)]
@@ -178,6 +182,14 @@ pub fn verify_signature(
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_event_without_card_ref_still_parses() {
+        let mut v = serde_json::to_value(event()).unwrap();
+        v.as_object_mut().unwrap().remove("card_ref");
+        let ev: WebhookEvent = serde_json::from_value(v).unwrap();
+        assert_eq!((ev.card.as_str(), ev.card_ref.as_str()), ("…0001", ""));
+    }
+
     fn event() -> WebhookEvent {
         WebhookEvent {
             event_id: "evt_1".into(),
@@ -192,6 +204,7 @@ mod tests {
             exponent: 2,
             purse: PurseId::Money,
             card: "…0001".into(),
+            card_ref: "00112233445566778899aabbccddeeff".into(),
             atc: 3,
             detail: String::new(),
         }

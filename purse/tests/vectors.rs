@@ -28,6 +28,10 @@ const PATH: &str = concat!(
     "/../tests/vectors/purchase.json"
 );
 
+/// A card reference as the payment server gives it (opaque to the merchant:
+/// HMAC under the server's K_ref, docs/protocol.md).
+const CARD_REF: &str = "6a5227b2684480d0924121ad2a6458d3";
+
 fn h(b: &[u8]) -> String {
     hex::encode(b)
 }
@@ -195,6 +199,7 @@ fn generate() -> Value {
         origin: s.origin.clone(),
         verify_mode: s.verify_mode,
         card: card_id.masked(),
+        card_ref: CARD_REF.into(),
         atc,
         seq,
         date: String::from(date),
@@ -209,6 +214,7 @@ fn generate() -> Value {
         purse: s.purse,
         origin: s.origin.clone(),
         card: card_id.masked(),
+        card_ref: CARD_REF.into(),
         atc,
         seq,
         balance_after: after,
@@ -240,6 +246,7 @@ fn generate() -> Value {
         exponent: s.exponent,
         purse: s.purse,
         card: card_id.masked(),
+        card_ref: CARD_REF.into(),
         atc,
         detail: "card S3 verified".into(),
     };

@@ -25,7 +25,8 @@ pub struct Setup {
 }
 
 /// The store (merchant "demo-store", loyalty program "demo-store-loyalty" at
-/// 10 points a euro, its load webhooks to the store) and the payment server.
+/// 10 points a euro with the store's card references, its load webhooks to
+/// the store) and the payment server.
 pub async fn setup() -> Setup {
     setup_with(false).await
 }
@@ -43,6 +44,8 @@ pub async fn setup_with(webhooks: bool) -> Setup {
     let mut loyalty = TestBank::points("demo-store-loyalty", 0x1C);
     loyalty.origin = store.clone();
     loyalty.webhook_url = Some(format!("{store}/webhooks/loyalty"));
+    // The store's own program: its points loads name a card as its purchases do.
+    loyalty.card_refs_of = Some("demo-store".into());
     let config = payment_server::Config::from_toml(
         &format!(
             "webhook_max_backoff_secs = 1\n{}",

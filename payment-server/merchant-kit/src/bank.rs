@@ -92,6 +92,10 @@ pub struct VerifiedLoad {
     pub amount: u32,
     /// Masked card id.
     pub card: String,
+    /// The card's reference for this bank (32 hex digits, stable, never the
+    /// card number; empty for a load never drawn or from an older server).
+    #[serde(default)]
+    pub card_ref: String,
     pub atc: u16,
     /// How it was verified: `result_b`, `webhook` or `view`.
     pub evidence: String,
@@ -194,6 +198,7 @@ impl Bank {
                     txn_id: b.txn_id,
                     amount: b.amount,
                     card: b.card,
+                    card_ref: b.card_ref,
                     atc: b.atc,
                     evidence: "result_b".into(),
                 };
@@ -214,6 +219,7 @@ impl Bank {
             txn_id: v.txn_id.clone(),
             amount: hold.amount,
             card: v.card.clone(),
+            card_ref: v.card_ref.clone(),
             atc: v.atc,
             evidence: "view".into(),
         };
@@ -262,6 +268,7 @@ impl Bank {
             txn_id: ev.txn_id.clone(),
             amount: hold.amount,
             card: ev.card.clone(),
+            card_ref: ev.card_ref.clone(),
             atc: ev.atc,
             evidence: "webhook".into(),
         };
@@ -334,6 +341,7 @@ mod tests {
             purse: PurseId::Money,
             origin: "http://bank".into(),
             card: "…0001".into(),
+            card_ref: "00112233445566778899aabbccddeeff".into(),
             atc: 3,
             balance_after: Some(6000),
             proof: "s3".into(),

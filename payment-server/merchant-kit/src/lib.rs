@@ -107,8 +107,14 @@ pub struct VerifiedPayment {
     pub txn_id: String,
     pub amount: u32,
     pub currency: u16,
-    /// Masked card id.
+    /// Masked card id (to show the shopper).
     pub card: String,
+    /// The card's reference for this merchant (32 hex digits): stable for
+    /// one card, different for two cards with the same last four, never the
+    /// card number. Key customers on this, not on `card`. Empty from an
+    /// older payment server.
+    #[serde(default)]
+    pub card_ref: String,
     pub atc: u16,
     pub seq: u32,
     /// How the capture was verified: `result_m`, `confirm` (the server
@@ -253,6 +259,7 @@ impl Merchant {
                     amount: m.amount,
                     currency: m.currency,
                     card: m.card,
+                    card_ref: m.card_ref,
                     atc: m.atc,
                     seq: m.seq,
                     evidence: "result_m".into(),
@@ -324,6 +331,7 @@ impl Merchant {
             amount: view.amount,
             currency: view.currency,
             card: view.card.clone(),
+            card_ref: view.card_ref.clone(),
             atc: view.atc,
             seq: view.seq,
             evidence: "confirm".into(),
@@ -497,6 +505,7 @@ mod tests {
             origin: "http://shop".into(),
             verify_mode: VerifyMode::PaymentServer,
             card: "…0001".into(),
+            card_ref: "00112233445566778899aabbccddeeff".into(),
             atc: 1,
             seq: 1,
             date: "20261123".into(),
@@ -514,7 +523,10 @@ mod tests {
             result_m: Hex(result_m(&m, "T-1", 250, PurchaseStatus::Debited)),
         };
         match m.verify_result(&o, &ok).unwrap() {
-            Verified::Captured(p) => assert_eq!((p.amount, p.evidence.as_str()), (250, "result_m")),
+            Verified::Captured(p) => assert_eq!(
+                (p.amount, p.evidence.as_str(), p.card_ref.as_str()),
+                (250, "result_m", "00112233445566778899aabbccddeeff")
+            ),
             other => panic!("{other:?}"),
         }
         // Same minor units, another exponent: 2.50 EUR is not 25.0 EUR.
@@ -567,6 +579,7 @@ mod tests {
             purse: PurseId::Money,
             origin: "http://shop".into(),
             card: "…0001".into(),
+            card_ref: "00112233445566778899aabbccddeeff".into(),
             atc: 1,
             seq: 1,
             balance_after: 750,
@@ -668,6 +681,7 @@ mod confirm_and_webhook_tests {
             purse: PurseId::Money,
             origin: "http://shop".into(),
             card: "…0001".into(),
+            card_ref: "00112233445566778899aabbccddeeff".into(),
             atc: 1,
             seq: 1,
             created_at: 0,
@@ -724,6 +738,7 @@ mod confirm_and_webhook_tests {
             exponent: 2,
             purse: PurseId::Money,
             card: "…0001".into(),
+            card_ref: "00112233445566778899aabbccddeeff".into(),
             atc: 1,
             detail: String::new(),
         };

@@ -83,7 +83,15 @@ impl PaymentService {
             );
             t
         };
-        let resp = seal_load_results(&s, &row, &d, LoadStatus::Credited, How::S3.as_str(), &keys);
+        let resp = seal_load_results(
+            self.store.card_ref_key(),
+            &s,
+            &row,
+            &d,
+            LoadStatus::Credited,
+            How::S3.as_str(),
+            &keys,
+        );
         change.complete = Some((
             fingerprint.clone(),
             serde_json::to_string(&resp).map_err(malformed)?,

@@ -111,7 +111,7 @@ impl PaymentService {
         self.banks
             .get(&row.bank_id)
             .and_then(|b| b.webhook_url.as_ref())
-            .map(|_| row.event(kind, state, detail, now))
+            .map(|_| row.event(self.store.card_ref_key(), kind, state, detail, now))
     }
 
     /// Apply load changes in one database transaction; which applied.

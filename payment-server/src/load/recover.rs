@@ -290,7 +290,7 @@ impl PaymentService {
         };
         let sealed = results.map(|st| {
             let proof = row.proof.clone().unwrap_or_default();
-            seal_load_results(&s, &row, &d, st, &proof, &keys)
+            seal_load_results(self.store.card_ref_key(), &s, &row, &d, st, &proof, &keys)
         });
         Ok(LoadRecoverResponse {
             txn_id: s.txn_id.clone(),

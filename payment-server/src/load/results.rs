@@ -5,11 +5,13 @@
 use purse::load::{LoadCompleteResponse, LoadResultB, LoadResultC, LoadSession, LoadStatus};
 use purse::wire::Sealed;
 
+use crate::card_ref::CardRefKey;
 use crate::purchase::{random12, SessionKeys};
 use crate::store::{LoadDrawn, LoadRow};
 
 /// Both results of a decided load.
 pub(crate) fn seal_load_results(
+    key: &CardRefKey,
     s: &LoadSession,
     row: &LoadRow,
     d: &LoadDrawn,
@@ -43,6 +45,7 @@ pub(crate) fn seal_load_results(
         purse: row.purse,
         origin: row.origin.clone(),
         card: d.card_id.masked(),
+        card_ref: key.bank_card_ref(&row.bank_id, &d.card_id),
         atc: d.atc,
         balance_after: credited.then_some(d.balance_after),
         proof: proof.to_string(),

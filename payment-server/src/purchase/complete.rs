@@ -89,7 +89,7 @@ impl PaymentService {
             }
         };
         let sw = debit.is_none().then_some(card_resp.sw);
-        let resp = seal_results(&s, &row, status, sw, &keys);
+        let resp = seal_results(self.store.card_ref_key(), &s, &row, status, sw, &keys);
         change.complete = Some((
             fingerprint.clone(),
             serde_json::to_string(&resp).map_err(malformed)?,

@@ -124,6 +124,10 @@ impl PaymentService {
                 purse: s.purse,
                 origin: s.origin.clone(),
                 card: sel.card_id.masked(),
+                card_ref: self
+                    .store
+                    .card_ref_key()
+                    .card_ref(&s.merchant_id, &sel.card_id),
                 atc: init.atc,
                 seq,
                 balance_after: auth.balance_after,

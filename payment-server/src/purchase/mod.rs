@@ -308,7 +308,7 @@ impl PaymentService {
         self.merchants
             .get(&row.merchant_id)
             .and_then(|m| m.webhook_url.as_ref())
-            .map(|_| row.event(kind, state, detail, now))
+            .map(|_| row.event(self.store.card_ref_key(), kind, state, detail, now))
     }
 
     /// Apply state changes in one database transaction; returns which applied.

@@ -210,7 +210,7 @@ impl PaymentService {
                 .card_sw
                 .filter(|sw| *sw != 0x9000)
                 .map(purse::StatusWord);
-            seal_results(&s, &row, p, sw, &keys)
+            seal_results(self.store.card_ref_key(), &s, &row, p, sw, &keys)
         });
         Ok(RecoverResponse {
             txn_id: s.txn_id.clone(),

@@ -8,10 +8,12 @@ use purse::session::Session;
 use purse::wire::Sealed;
 
 use super::{random12, SessionKeys};
+use crate::card_ref::CardRefKey;
 use crate::store::TxnRow;
 
 /// Both results of a decided purchase.
 pub(crate) fn seal_results(
+    key: &CardRefKey,
     s: &Session,
     row: &TxnRow,
     status: PurchaseStatus,
@@ -44,6 +46,7 @@ pub(crate) fn seal_results(
         origin: row.origin.clone(),
         verify_mode: row.verify_mode,
         card: row.card_id.masked(),
+        card_ref: key.card_ref(&row.merchant_id, &row.card_id),
         atc: row.atc,
         seq: row.seq,
         date,

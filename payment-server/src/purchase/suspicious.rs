@@ -26,7 +26,13 @@ impl PaymentService {
             .webhook_url
             .as_ref()
             .map(|_| match &row {
-                Some(r) => r.event(EventKind::Suspicious, r.state, &reason, now),
+                Some(r) => r.event(
+                    self.store.card_ref_key(),
+                    EventKind::Suspicious,
+                    r.state,
+                    &reason,
+                    now,
+                ),
                 None => WebhookEvent {
                     event_id: outbox::new_event_id(),
                     kind: EventKind::Suspicious,
@@ -40,6 +46,7 @@ impl PaymentService {
                     exponent: s.exponent,
                     purse: s.purse,
                     card: String::new(),
+                    card_ref: String::new(),
                     atc: 0,
                     detail: reason.clone(),
                 },

@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::outbox;
 use super::sqlite::{exec, qrow, unique_violation};
+use crate::card_ref::CardRefKey;
 use crate::error::PaymentError;
 use crate::load::proof::{CreditProven, NoCreditProven};
 
@@ -140,6 +141,7 @@ impl LoadRow {
     /// The webhook body for a change of this row to `state`.
     pub fn event(
         &self,
+        key: &CardRefKey,
         kind: LoadEventKind,
         state: LoadState,
         detail: &str,
@@ -162,18 +164,28 @@ impl LoadRow {
                 .as_ref()
                 .map(|d| d.card_id.masked())
                 .unwrap_or_default(),
+            card_ref: self.card_ref(key),
             atc: self.drawn.as_ref().map(|d| d.atc).unwrap_or(0),
             detail: detail.into(),
         }
     }
 
-    pub fn into_view(self, log: Vec<LogEntry>) -> LoadView {
+    /// The card's reference for the bank (empty before a draw).
+    pub fn card_ref(&self, key: &CardRefKey) -> String {
+        self.drawn
+            .as_ref()
+            .map(|d| key.bank_card_ref(&self.bank_id, &d.card_id))
+            .unwrap_or_default()
+    }
+
+    pub fn into_view(self, key: &CardRefKey, log: Vec<LogEntry>) -> LoadView {
         LoadView {
             card: self
                 .drawn
                 .as_ref()
                 .map(|d| d.card_id.masked())
                 .unwrap_or_default(),
+            card_ref: self.card_ref(key),
             atc: self.drawn.as_ref().map(|d| d.atc).unwrap_or(0),
             bank_id: self.bank_id,
             txn_id: self.txn_id,
@@ -344,6 +356,7 @@ pub fn insert_drawn(
 /// drawn (so it can never be), with its webhook. Returns the row as it stands.
 pub fn void(
     c: &Connection,
+    key: &CardRefKey,
     bank_id: &str,
     txn_id: &str,
     now: u64,
@@ -369,6 +382,7 @@ pub fn void(
         )?;
         if webhook {
             let ev = row.event(
+                key,
                 LoadEventKind::Voided,
                 LoadState::Voided,
                 "voided by the bank",
@@ -616,7 +630,12 @@ pub fn sweep_expired(c: &Connection, now: u64, grace: u64) -> Result<usize, Paym
 }
 
 /// A load with its history.
-pub fn view(c: &Connection, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {
+pub fn view(
+    c: &Connection,
+    key: &CardRefKey,
+    bank_id: &str,
+    txn_id: &str,
+) -> Result<LoadView, PaymentError> {
     let row = get(c, bank_id, txn_id)?.ok_or(PaymentError::NotFound)?;
     let mut stmt = c.prepare_cached(
         "SELECT event, state, detail, at FROM load_log WHERE bank_id = ?1 AND txn_id = ?2 ORDER BY id",
@@ -631,7 +650,7 @@ pub fn view(c: &Connection, bank_id: &str, txn_id: &str) -> Result<LoadView, Pay
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(row.into_view(log))
+    Ok(row.into_view(key, log))
 }
 
 /// Sum of credited amounts (credited, settled) of a bank.

@@ -23,6 +23,8 @@ pub mod sqlite;
 pub mod txn;
 pub mod writer;
 
+use std::collections::BTreeMap;
+
 use purse::load::bank_api::LoadView;
 use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
 use purse::types::CardId;
@@ -52,6 +54,25 @@ impl Store {
             Database::Sqlite(path) => Self::Sqlite(SqliteStore::open(path)?),
             Database::Postgres(pg) => Self::Postgres(PgStore::connect(pg).await?),
         })
+    }
+
+    /// K_ref of the card references, loaded (or made) at open.
+    pub fn card_ref_key(&self) -> &crate::card_ref::CardRefKey {
+        match self {
+            Self::Sqlite(s) => s.card_ref_key(),
+            Self::Postgres(s) => s.card_ref_key(),
+        }
+    }
+
+    /// Banks (by id) that get a merchant's card references (by merchant id):
+    /// a merchant's own loyalty program (`card_refs_of`).
+    pub fn with_bank_card_refs(mut self, banks: BTreeMap<String, String>) -> Self {
+        let key = self.card_ref_key().clone().with_bank_parties(banks);
+        match &mut self {
+            Self::Sqlite(s) => s.set_card_ref_key(key),
+            Self::Postgres(s) => s.set_card_ref_key(key),
+        }
+        self
     }
 
     /// Which backend, for logs and benchmarks.

@@ -20,11 +20,12 @@ use super::{
     CapturedTxn, ClosedBatch, Due, InsertConflict, LoadCandidate, LoadConflict, LoadRow,
     LoadTransition, Movement, Transition, TxnRow,
 };
+use crate::card_ref::{self, CardRefKey};
 use crate::error::PaymentError;
 use writer::Writer;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(&str, &str); 4] = [
+const MIGRATIONS: [(&str, &str); 5] = [
     (
         "0001_initial",
         include_str!("../../migrations/sqlite/0001_initial.sql"),
@@ -40,6 +41,10 @@ const MIGRATIONS: [(&str, &str); 4] = [
     (
         "0004_clearing",
         include_str!("../../migrations/sqlite/0004_clearing.sql"),
+    ),
+    (
+        "0005_server_secrets",
+        include_str!("../../migrations/sqlite/0005_server_secrets.sql"),
     ),
 ];
 
@@ -81,10 +86,26 @@ fn migrate(conn: &Connection) -> Result<(), PaymentError> {
     Ok(())
 }
 
+/// K_ref: made once (insert if absent), then the stored one.
+fn card_ref_key(conn: &Connection) -> Result<CardRefKey, PaymentError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?1, ?2)",
+        params![card_ref::SECRET_NAME, &CardRefKey::random().bytes()[..]],
+    )?;
+    let v: Vec<u8> = conn.query_row(
+        "SELECT value FROM server_secrets WHERE name = ?1",
+        params![card_ref::SECRET_NAME],
+        |r| r.get(0),
+    )?;
+    CardRefKey::from_stored(&v)
+        .ok_or_else(|| PaymentError::Internal("stored card_ref_key is not 32 bytes".into()))
+}
+
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Writer,
+    card_ref: CardRefKey,
 }
 
 impl core::fmt::Debug for SqliteStore {
@@ -104,9 +125,20 @@ impl SqliteStore {
             )));
         }
         migrate(&conn)?;
+        let card_ref = card_ref_key(&conn)?;
         Ok(Self {
             writer: Writer::start(conn)?,
+            card_ref,
         })
+    }
+
+    /// K_ref of the card references (see [`crate::card_ref`]).
+    pub fn card_ref_key(&self) -> &CardRefKey {
+        &self.card_ref
+    }
+
+    pub(crate) fn set_card_ref_key(&mut self, key: CardRefKey) {
+        self.card_ref = key;
     }
 
     /// Run `f` on the writer connection inside its own savepoint; an `Err`
@@ -181,7 +213,8 @@ impl SqliteStore {
 
     pub async fn view(&self, merchant_id: &str, txn_id: &str) -> Result<TxnView, PaymentError> {
         let (m, t) = (merchant_id.to_string(), txn_id.to_string());
-        self.read(move |c| txn::view(c, &m, &t)).await
+        let key = self.card_ref.clone();
+        self.read(move |c| txn::view(c, &key, &m, &t)).await
     }
 
     pub async fn recovery_list(
@@ -397,7 +430,8 @@ impl SqliteStore {
         now: u64,
         webhook: bool,
     ) -> Result<LoadRow, PaymentError> {
-        self.write(move |c| load::void(c, &bank_id, &txn_id, now, webhook))
+        let key = self.card_ref.clone();
+        self.write(move |c| load::void(c, &key, &bank_id, &txn_id, now, webhook))
             .await
     }
 
@@ -418,7 +452,8 @@ impl SqliteStore {
 
     pub async fn load_view(&self, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {
         let (b, t) = (bank_id.to_string(), txn_id.to_string());
-        self.read(move |c| load::view(c, &b, &t)).await
+        let key = self.card_ref.clone();
+        self.read(move |c| load::view(c, &key, &b, &t)).await
     }
 
     /// Sum of credited amounts of a bank.

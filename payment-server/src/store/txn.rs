@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::outbox;
 use super::sqlite::{exec, qrow, unique_violation};
+use crate::card_ref::CardRefKey;
 use crate::error::PaymentError;
 
 /// One transaction as stored.
@@ -212,9 +213,15 @@ impl TxnRow {
         }
     }
 
-    pub fn into_view(self, log: Vec<LogEntry>, reports: Vec<SuspiciousEntry>) -> TxnView {
+    pub fn into_view(
+        self,
+        key: &CardRefKey,
+        log: Vec<LogEntry>,
+        reports: Vec<SuspiciousEntry>,
+    ) -> TxnView {
         TxnView {
             card: self.card_id.masked(),
+            card_ref: key.card_ref(&self.merchant_id, &self.card_id),
             merchant_id: self.merchant_id,
             txn_id: self.txn_id,
             order_ref: self.order_ref,
@@ -241,6 +248,7 @@ impl TxnRow {
     /// The webhook body for a change of this row to `state`.
     pub fn event(
         &self,
+        key: &CardRefKey,
         kind: purse::webhook::EventKind,
         state: TxnState,
         detail: &str,
@@ -259,6 +267,7 @@ impl TxnRow {
             exponent: self.exponent,
             purse: self.purse,
             card: self.card_id.masked(),
+            card_ref: key.card_ref(&self.merchant_id, &self.card_id),
             atc: self.atc,
             detail: detail.into(),
         }
@@ -658,7 +667,12 @@ pub fn sweep_expired(c: &Connection, now: u64, grace: u64) -> Result<usize, Paym
 }
 
 /// A transaction with its history and the shopper's reports.
-pub fn view(c: &Connection, merchant_id: &str, txn_id: &str) -> Result<TxnView, PaymentError> {
+pub fn view(
+    c: &Connection,
+    key: &CardRefKey,
+    merchant_id: &str,
+    txn_id: &str,
+) -> Result<TxnView, PaymentError> {
     let row = get(c, merchant_id, txn_id)?.ok_or(PaymentError::NotFound)?;
     let mut stmt = c.prepare_cached(
         "SELECT event, state, detail, at FROM txn_log WHERE merchant_id = ?1 AND txn_id = ?2 ORDER BY id",
@@ -685,7 +699,7 @@ pub fn view(c: &Connection, merchant_id: &str, txn_id: &str) -> Result<TxnView, 
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(row.into_view(log, reports))
+    Ok(row.into_view(key, log, reports))
 }
 
 /// Transactions waiting for the card's log: drawn before `cutoff`, or unknown.

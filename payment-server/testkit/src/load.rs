@@ -24,6 +24,8 @@ pub struct TestBank {
     pub origin: String,
     pub purses: Vec<PurseId>,
     pub webhook_url: Option<String>,
+    /// A merchant's own loyalty program: that merchant's card references.
+    pub card_refs_of: Option<String>,
 }
 
 impl TestBank {
@@ -35,6 +37,7 @@ impl TestBank {
             origin: format!("http://{id}.test"),
             purses: vec![PurseId::Money],
             webhook_url: None,
+            card_refs_of: None,
         }
     }
 
@@ -119,6 +122,9 @@ impl TestBank {
         );
         if let Some(u) = &self.webhook_url {
             t.push_str(&format!("webhook_url = \"{u}\"\n"));
+        }
+        if let Some(m) = &self.card_refs_of {
+            t.push_str(&format!("card_refs_of = \"{m}\"\n"));
         }
         t
     }

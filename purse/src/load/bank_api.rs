@@ -90,6 +90,10 @@ pub struct LoadView {
     pub purse: PurseId,
     /// Masked card id (empty for a voided load).
     pub card: String,
+    /// The card's reference for this bank (32 hex digits, stable, not the
+    /// card number; empty before a draw or from an older server).
+    #[serde(default)]
+    pub card_ref: String,
     pub atc: u16,
     pub created_at: u64,
     pub updated_at: u64,
@@ -138,6 +142,10 @@ pub struct LoadEvent {
     pub purse: PurseId,
     #[serde(default)]
     pub card: String,
+    /// The card's reference for this bank (32 hex digits, stable, not the
+    /// card number; empty before a draw or from an older server).
+    #[serde(default)]
+    pub card_ref: String,
     #[serde(default)]
     pub atc: u16,
     #[serde(default)]
@@ -296,6 +304,7 @@ mod tests {
             exponent: 2,
             purse: PurseId::Money,
             card: "…0001".into(),
+            card_ref: "00112233445566778899aabbccddeeff".into(),
             atc: 4,
             detail: String::new(),
         };

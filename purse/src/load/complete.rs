@@ -117,6 +117,10 @@ pub struct LoadResultB {
     pub origin: String,
     /// Masked card id (last four digits).
     pub card: String,
+    /// The card's reference for this bank (32 hex digits, stable, not the
+    /// card number; empty before a draw or from an older server).
+    #[serde(default)]
+    pub card_ref: String,
     pub atc: u16,
     /// Balance after the credit (when credited).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -109,6 +109,10 @@ pub struct ResultM {
     pub verify_mode: VerifyMode,
     /// Masked card id (last four digits).
     pub card: String,
+    /// The card's reference for this merchant (32 hex digits, stable, not the
+    /// card number; empty from an older server). See docs/protocol.md.
+    #[serde(default)]
+    pub card_ref: String,
     pub atc: u16,
     pub seq: u32,
     pub date: String,

@@ -235,6 +235,10 @@ pub struct ExpectedS3 {
     pub origin: String,
     /// Masked card id (last four digits).
     pub card: String,
+    /// The card's reference for this merchant (32 hex digits, stable, not the
+    /// card number; empty from an older server). See docs/protocol.md.
+    #[serde(default)]
+    pub card_ref: String,
     pub atc: u16,
     pub seq: u32,
     pub balance_after: u32,

@@ -10,6 +10,7 @@ use purse::types::{BcdDate, BcdTime, CardId, Expiry, PurseId};
 
 use super::outbox::{self, Queued};
 use super::{big, num, pg_error, unique_violation};
+use crate::card_ref::CardRefKey;
 use crate::error::PaymentError;
 use crate::store::outbox::Audience;
 use crate::store::{LoadConflict, LoadDrawn, LoadRow, LoadTransition, Movement};
@@ -229,6 +230,7 @@ pub async fn insert_drawn(
 /// transaction. Returns the row as it stands.
 pub async fn void(
     c: &mut Object,
+    key: &CardRefKey,
     bank_id: &str,
     txn_id: &str,
     now: u64,
@@ -264,6 +266,7 @@ pub async fn void(
         .await?;
         if webhook {
             let ev = row.event(
+                key,
                 LoadEventKind::Voided,
                 LoadState::Voided,
                 "voided by the bank",
@@ -458,7 +461,12 @@ pub async fn sweep_expired(
 }
 
 /// A load with its history (two queries, pipelined).
-pub async fn view(c: &Object, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {
+pub async fn view(
+    c: &Object,
+    key: &CardRefKey,
+    bank_id: &str,
+    txn_id: &str,
+) -> Result<LoadView, PaymentError> {
     let st = c
         .prepare_cached(
             "SELECT event, state, detail, at FROM load_log WHERE bank_id = $1 AND txn_id = $2 ORDER BY id",
@@ -480,7 +488,7 @@ pub async fn view(c: &Object, bank_id: &str, txn_id: &str) -> Result<LoadView, P
             })
         })
         .collect::<Result<Vec<_>, PaymentError>>()?;
-    Ok(row.into_view(log))
+    Ok(row.into_view(key, log))
 }
 
 pub async fn credited_total(c: &impl GenericClient, bank_id: &str) -> Result<u64, PaymentError> {

@@ -38,11 +38,12 @@ use super::{
     CapturedTxn, ClosedBatch, Due, InsertConflict, LoadCandidate, LoadConflict, LoadRow,
     LoadTransition, Movement, Transition, TxnRow,
 };
+use crate::card_ref::{self, CardRefKey};
 use crate::config::{redact_password, PgDatabase};
 use crate::error::PaymentError;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(&str, &str); 2] = [
+const MIGRATIONS: [(&str, &str); 3] = [
     (
         "0001_initial",
         include_str!("../../../migrations/postgres/0001_initial.sql"),
@@ -51,12 +52,18 @@ const MIGRATIONS: [(&str, &str); 2] = [
         "0002_clearing",
         include_str!("../../../migrations/postgres/0002_clearing.sql"),
     ),
+    (
+        "0003_server_secrets",
+        include_str!("../../../migrations/postgres/0003_server_secrets.sql"),
+    ),
 ];
 
 /// The PostgreSQL store: a pool of connections. Cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// K_ref of the card references (the same for every instance).
+    card_ref: CardRefKey,
     /// For logs (password redacted).
     url: String,
 }
@@ -114,11 +121,29 @@ impl PgStore {
             .max_size(db.pool_size)
             .build()
             .map_err(|e| PaymentError::Internal(format!("database pool: {e}")))?;
-        let store = Self { pool, url: shown };
-        let mut c = store.conn().await?;
+        let mut c = pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+            other => PaymentError::Internal(format!("postgres pool ({shown}): {other}")),
+        })?;
         migrate(&mut c).await?;
+        let card_ref = card_ref_key(&c).await?;
+        drop(c);
+        let store = Self {
+            pool,
+            card_ref,
+            url: shown,
+        };
         tracing::info!(database = %store.url, pool = db.pool_size, "postgres store ready");
         Ok(store)
+    }
+
+    /// K_ref of the card references (see [`crate::card_ref`]).
+    pub fn card_ref_key(&self) -> &CardRefKey {
+        &self.card_ref
+    }
+
+    pub(crate) fn set_card_ref_key(&mut self, key: CardRefKey) {
+        self.card_ref = key;
     }
 
     pub(crate) async fn conn(&self) -> Result<Object, PaymentError> {
@@ -127,6 +152,27 @@ impl PgStore {
             other => PaymentError::Internal(format!("postgres pool ({}): {other}", self.url)),
         })
     }
+}
+
+/// K_ref: the first instance's random key is kept (insert if absent), every
+/// instance reads the stored one.
+async fn card_ref_key(c: &Object) -> Result<CardRefKey, PaymentError> {
+    c.execute(
+        "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        &[&card_ref::SECRET_NAME, &&CardRefKey::random().bytes()[..]],
+    )
+    .await
+    .map_err(pg_error)?;
+    let v: Vec<u8> = c
+        .query_one(
+            "SELECT value FROM server_secrets WHERE name = $1",
+            &[&card_ref::SECRET_NAME],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    CardRefKey::from_stored(&v)
+        .ok_or_else(|| PaymentError::Internal("stored card_ref_key is not 32 bytes".into()))
 }
 
 /// Apply the migrations not applied yet, in one transaction under an advisory
@@ -218,7 +264,7 @@ impl PgStore {
     }
 
     pub async fn view(&self, merchant_id: &str, txn_id: &str) -> Result<TxnView, PaymentError> {
-        txn::view(&self.conn().await?, merchant_id, txn_id).await
+        txn::view(&self.conn().await?, &self.card_ref, merchant_id, txn_id).await
     }
 
     pub async fn recovery_list(
@@ -423,7 +469,15 @@ impl PgStore {
         now: u64,
         webhook: bool,
     ) -> Result<LoadRow, PaymentError> {
-        load::void(&mut self.conn().await?, &bank_id, &txn_id, now, webhook).await
+        load::void(
+            &mut self.conn().await?,
+            &self.card_ref,
+            &bank_id,
+            &txn_id,
+            now,
+            webhook,
+        )
+        .await
     }
 
     pub async fn apply_loads(
@@ -438,7 +492,7 @@ impl PgStore {
     }
 
     pub async fn load_view(&self, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {
-        load::view(&self.conn().await?, bank_id, txn_id).await
+        load::view(&self.conn().await?, &self.card_ref, bank_id, txn_id).await
     }
 
     pub async fn bank_credited_total(&self, bank_id: &str) -> Result<u64, PaymentError> {

@@ -14,6 +14,7 @@ use purse::types::{BcdDate, BcdTime, CardId, Expiry, PurseId};
 
 use super::outbox::{self, Queued};
 use super::{big, num, pg_error, unique_violation};
+use crate::card_ref::CardRefKey;
 use crate::error::PaymentError;
 use crate::store::txn::{Col, TransitionKind, COLUMN_NAMES};
 use crate::store::{InsertConflict, Transition, TxnRow};
@@ -399,7 +400,12 @@ pub async fn sweep_expired(
 
 /// A transaction with its history and the shopper's reports (three queries,
 /// pipelined on one connection).
-pub async fn view(c: &Object, merchant_id: &str, txn_id: &str) -> Result<TxnView, PaymentError> {
+pub async fn view(
+    c: &Object,
+    key: &CardRefKey,
+    merchant_id: &str,
+    txn_id: &str,
+) -> Result<TxnView, PaymentError> {
     let log_st = c
         .prepare_cached(
             "SELECT event, state, detail, at FROM txn_log WHERE merchant_id = $1 AND txn_id = $2 ORDER BY id",
@@ -447,7 +453,7 @@ pub async fn view(c: &Object, merchant_id: &str, txn_id: &str) -> Result<TxnView
             })
         })
         .collect::<Result<Vec<_>, PaymentError>>()?;
-    Ok(row.into_view(log, reports))
+    Ok(row.into_view(key, log, reports))
 }
 
 pub async fn recovery_list(
