@@ -157,7 +157,7 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
     (
         killed,
         Books {
-            ledger: ledger::fingerprint(&c).unwrap(),
+            ledger: ledger::fingerprint(&payment_server::clearing::db::Db::Sqlite(c)).unwrap(),
             records,
             states,
             loads,

@@ -102,6 +102,7 @@ impl Fee {
 
 /// The resolved clearing config.
 pub struct ClearingConfig {
+    /// The SQLite file, or a `postgres://…` URL.
     pub db_path: PathBuf,
     pub inbox: PathBuf,
     pub out_dir: PathBuf,
@@ -117,7 +118,7 @@ pub struct ClearingConfig {
 impl core::fmt::Debug for ClearingConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ClearingConfig")
-            .field("db_path", &self.db_path)
+            .field("db_path", &super::db::shown(&self.db_path))
             .field("inbox", &self.inbox)
             .field("out_dir", &self.out_dir)
             .field(
@@ -222,7 +223,13 @@ impl ClearingConfig {
         }
         let banks = f.banks.into_iter().map(|b| (b.id.clone(), b)).collect();
         Ok(Self {
-            db_path: base.join(f.db_path),
+            // A `postgres://…` URL stays as written; a SQLite path is
+            // relative to the config file.
+            db_path: if f.db_path.to_str().is_some_and(super::db::is_pg_url) {
+                f.db_path
+            } else {
+                base.join(f.db_path)
+            },
             inbox: base.join(f.inbox),
             out_dir: base.join(f.out_dir),
             interval_secs: f.interval_secs.max(1),
