@@ -661,6 +661,19 @@ async fn a_day_with_the_clearing_database_on_postgres_reconciles_and_an_edited_r
     assert_eq!(listed.len(), 1);
     assert_eq!(unpaid, 0);
 
+    // The payment server's pages open it read-only.
+    let ro = clearing::db::open_read_only(std::path::Path::new(&url)).unwrap();
+    assert_eq!(
+        clearing::report::operator(&ro).unwrap().issuer_float,
+        on_cards
+    );
+    let refused = ro
+        .execute("DELETE FROM postings", vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("read-only"), "{refused}");
+    drop(ro);
+
     // The same batch again changes nothing.
     let before = ledger::fingerprint(day.clearing.db()).unwrap();
     let done = spool(&day).join("done");

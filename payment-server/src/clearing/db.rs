@@ -245,7 +245,7 @@ pub fn shown(path: &Path) -> String {
 /// PostgreSQL `postgres://…` URL given as the path.
 pub fn open(path: &Path) -> Result<Db, DbError> {
     match path.to_str() {
-        Some(url) if is_pg_url(url) => Ok(Db::Pg(PgWorker::connect(url)?)),
+        Some(url) if is_pg_url(url) => Ok(Db::Pg(PgWorker::connect(url, Mode::Migrate)?)),
         _ => Ok(Db::Sqlite(open_sqlite(path)?)),
     }
 }
@@ -287,10 +287,11 @@ pub fn reachable(path: &Path) -> bool {
 }
 
 /// Open for reading (the payment server's reports): a SQLite file
-/// read-only, or the PostgreSQL database of the URL.
+/// read-only, or the PostgreSQL database of the URL in a read-only session
+/// (nothing migrated: the clearing process creates the tables).
 pub fn open_read_only(path: &Path) -> Result<Db, DbError> {
     match path.to_str() {
-        Some(url) if is_pg_url(url) => Ok(Db::Pg(PgWorker::connect(url)?)),
+        Some(url) if is_pg_url(url) => Ok(Db::Pg(PgWorker::connect(url, Mode::ReadOnly)?)),
         _ => {
             let c = Connection::open_with_flags(
                 path,
@@ -421,6 +422,14 @@ enum Reply {
 
 type Request = (Op, mpsc::Sender<Result<Reply, DbError>>);
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Create or migrate the schema first.
+    Migrate,
+    /// A read-only session.
+    ReadOnly,
+}
+
 /// A PostgreSQL connection served by a thread of its own.
 pub struct PgWorker {
     tx: mpsc::Sender<Request>,
@@ -428,7 +437,7 @@ pub struct PgWorker {
 }
 
 impl PgWorker {
-    fn connect(url: &str) -> Result<Self, DbError> {
+    fn connect(url: &str, mode: Mode) -> Result<Self, DbError> {
         let shown = crate::config::redact_password(url);
         let cfg: tokio_postgres::Config = url
             .parse()
@@ -465,7 +474,19 @@ impl PgWorker {
                         client,
                         cache: HashMap::new(),
                     };
-                    let _ = ready_tx.send(w.migrate().await);
+                    let ready = match mode {
+                        Mode::Migrate => w.migrate().await,
+                        Mode::ReadOnly => w
+                            .client
+                            .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                            .await
+                            .map_err(pg_err),
+                    };
+                    let failed = ready.is_err();
+                    let _ = ready_tx.send(ready);
+                    if failed {
+                        return;
+                    }
                     // Requests until the Db is dropped.
                     while let Ok((op, reply)) = rx.recv() {
                         let _ = reply.send(w.run(op).await);
