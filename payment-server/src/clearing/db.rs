@@ -396,7 +396,7 @@ impl Db {
 }
 
 /// `?1` → `$1`: the clearing SQL is written once for both backends.
-pub(crate) fn dollar_params(sql: &str) -> String {
+pub fn dollar_params(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(ch) = chars.next() {
@@ -679,4 +679,51 @@ fn params_for(st: &tokio_postgres::Statement, vals: Vec<Val>) -> Result<Vec<Para
 pub fn iso_date(secs: u64) -> String {
     let (y, m, d) = purse::types::BcdDate::from_unix(secs).ymd();
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollars_and_nothing_else_changes() {
+        assert_eq!(
+            dollar_params("SELECT a FROM t WHERE b = ?1 AND c = ?12 AND d = '?'"),
+            "SELECT a FROM t WHERE b = $1 AND c = $12 AND d = '?'"
+        );
+    }
+
+    #[test]
+    fn a_failed_transaction_leaves_nothing_and_rows_read_by_name_and_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = open(&dir.path().join("c.sqlite")).unwrap();
+        let r: Result<(), DbError> = db.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO journal (kind, ref, memo, at) VALUES (?1, ?2, ?3, ?4)",
+                vals!["payout", "PO-1", "memo", 5u64],
+            )?;
+            Err(DbError::Type("stop".into()))
+        });
+        assert!(r.is_err());
+        let n: i64 = db
+            .query_one("SELECT COUNT(*) AS n FROM journal", vec![])
+            .unwrap()
+            .get("n")
+            .unwrap();
+        assert_eq!(n, 0, "rolled back");
+        db.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO journal (kind, ref, memo, at) VALUES (?1, ?2, ?3, ?4)",
+                vals!["payout", "PO-1", "", 5u64],
+            )
+        })
+        .unwrap();
+        let row = db
+            .query_one("SELECT ref, at, memo FROM journal", vec![])
+            .unwrap();
+        assert_eq!(row.get::<String>("ref").unwrap(), "PO-1");
+        assert_eq!(row.get::<u64>(1).unwrap(), 5);
+        assert!(row.get::<i64>("ref").is_err(), "text is no integer");
+        assert!(row.get::<String>("nope").is_err(), "no such column");
+    }
 }
