@@ -151,7 +151,7 @@ fn main() -> anyhow::Result<()> {
         let ack = t.elapsed();
         let t = Instant::now();
         let view = clearing::payment_view(&service).await?;
-        let s = reconcile::reconcile(c.conn(), c.security_module(), &cfg.signers, &view)
+        let s = reconcile::reconcile(c.db(), c.security_module(), &cfg.signers, &view)
             .map_err(|d| anyhow::anyhow!("{d}"))?;
         let rec = t.elapsed();
         anyhow::ensure!(s.records_posted == u64::from(args.records));
