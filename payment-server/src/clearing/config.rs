@@ -290,6 +290,32 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_url_is_kept_as_written_and_its_password_hidden() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = std::fs::read_to_string(base.join("payment-server.example.toml"))
+            .unwrap()
+            .replace("ca_file = \"certs/ca.pem\"\n", "");
+        let dir = tempfile::tempdir().unwrap();
+        let pay = dir.path().join("payment-server.toml");
+        std::fs::write(&pay, &example).unwrap();
+        let text = std::fs::read_to_string(base.join("clearing.example.toml"))
+            .unwrap()
+            .replace("\"payment-server.toml\"", &format!("{pay:?}"));
+        let sqlite = ClearingConfig::from_toml(&text, base, |_| None).unwrap();
+        assert_eq!(sqlite.db_path, base.join("clearing/clearing.sqlite"));
+        let url = "postgres://clearing:s3cret@db:5432/clearing";
+        let text = text.replace(
+            "db_path = \"clearing/clearing.sqlite\"",
+            &format!("db_path = {url:?}"),
+        );
+        let c = ClearingConfig::from_toml(&text, base, |_| None).unwrap();
+        assert_eq!(c.db_path, Path::new(url), "not made relative to the config");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("clearing:***@db:5432/clearing"), "{shown}");
+    }
+
+    #[test]
     fn iban_checksum() {
         assert!(iban_ok("DE89370400440532013000"));
         assert!(iban_ok("GB82 WEST 1234 5698 7654 32"));

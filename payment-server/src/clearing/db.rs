@@ -336,7 +336,12 @@ impl Db {
                         vals.push(match r.get_ref(i)? {
                             ValueRef::Null => Val::Null,
                             ValueRef::Integer(i) => Val::Int(i),
-                            ValueRef::Real(f) => Val::Int(f as i64),
+                            ValueRef::Real(_) => {
+                                return Err(DbError::Type(format!(
+                                    "column {}: a real number",
+                                    names[i]
+                                )))
+                            }
                             ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
                             ValueRef::Blob(b) => Val::Blob(b.to_vec()),
                         });
