@@ -217,7 +217,7 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
             let o = open(&config, clearing::post::DEFAULT_CHUNK).await?;
             let view = clearing::payment_view(&o.payment).await?;
             match reconcile::reconcile(
-                o.clearing.conn(),
+                o.clearing.db(),
                 o.clearing.security_module(),
                 &o.cfg.signers,
                 &view,

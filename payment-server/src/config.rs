@@ -121,7 +121,10 @@ impl core::fmt::Debug for ClearingProducer {
             .field("key_id", &self.key_id)
             .field("spool", &self.spool)
             .field("batch_interval_secs", &self.batch_interval_secs)
-            .field("clearing_db", &self.clearing_db)
+            .field(
+                "clearing_db",
+                &self.clearing_db.as_deref().map(crate::clearing::db::shown),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -51,7 +51,7 @@ async fn view(srv: &TestServer) -> PaymentView {
 
 fn check(day: &Day, v: &PaymentView) -> Result<Summary, Discrepancy> {
     reconcile(
-        day.clearing.conn(),
+        day.clearing.db(),
         day.clearing.security_module(),
         &day.cfg.signers,
         v,
@@ -67,6 +67,13 @@ fn count(c: &Connection, sql: &str) -> i64 {
 }
 
 async fn a_day(seed: u64) -> Day {
+    a_day_on(seed, None).await
+}
+
+/// A day with the clearing database at `clearing_pg` (a `postgres://` URL)
+/// and the payment store on the backend of `CARDPAY_TEST_DB`; without it,
+/// both on SQLite files.
+async fn a_day_on(seed: u64, clearing_pg: Option<&str>) -> Day {
     let mut rng = Rng(seed);
     let mut merchants = vec![
         TestMerchant::new("shop-a", 0xA1),
@@ -77,16 +84,24 @@ async fn a_day(seed: u64) -> Day {
     merchants[0].webhook_url = Some("http://127.0.0.1:9/hook".into());
     let banks = [TestBank::new("bank-1", 0xE1), TestBank::new("bank-2", 0xE2)];
     // Corrupts the payment database with SQL of its own: SQLite.
-    let srv = TestServer::start_full_sqlite(&merchants, &banks, 0).await;
+    let srv = match clearing_pg {
+        None => TestServer::start_full_sqlite(&merchants, &banks, 0).await,
+        Some(_) => TestServer::start_full(&merchants, &banks, 0).await,
+    };
     let dir = tempfile::tempdir().unwrap();
     let pcfg = dir.path().join("payment-server.toml");
     std::fs::write(&pcfg, test_config_toml_full(&srv.db, &merchants, &banks, 0)).unwrap();
     let ccfg = dir.path().join("clearing.toml");
-    std::fs::write(
-        &ccfg,
-        clearing_config_toml(dir.path(), &pcfg, &merchants, FEE_FIXED, FEE_BPS),
-    )
-    .unwrap();
+    let mut toml = clearing_config_toml(dir.path(), &pcfg, &merchants, FEE_FIXED, FEE_BPS);
+    if let Some(url) = clearing_pg {
+        let sqlite = format!(
+            "db_path = {:?}",
+            dir.path().join("clearing.sqlite").display().to_string()
+        );
+        assert!(toml.contains(&sqlite), "{toml}");
+        toml = toml.replace(&sqlite, &format!("db_path = {url:?}"));
+    }
+    std::fs::write(&ccfg, toml).unwrap();
     let cfg = ClearingConfig::load(&ccfg).unwrap();
     let mut c = clearing::open(&cfg, system_clock()).unwrap();
     c.chunk = 7; // several commits per batch
@@ -280,7 +295,7 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
     assert_eq!(count(&pc, "SELECT COUNT(*) FROM webhook_outbox WHERE kind = 'settled' AND merchant_id <> 'shop-a'"), 0);
 
     // The issuer's float is exactly what is on the cards; each bank owes its loads.
-    let c = day.clearing.conn();
+    let c = day.clearing.db();
     let on_cards: i64 = day
         .shoppers
         .iter()
@@ -348,7 +363,7 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
     let s = check(&day, &v).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(s.captured as i64, settled);
     assert_eq!(s.paid_out_total, total as i64);
-    let before = ledger::fingerprint(day.clearing.conn()).unwrap();
+    let before = ledger::fingerprint(day.clearing.db()).unwrap();
 
     // A batch submitted again changes nothing.
     let done = spool(&day).join("done");
@@ -426,7 +441,7 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
         )
     );
     assert_eq!(
-        ledger::fingerprint(day.clearing.conn()).unwrap(),
+        ledger::fingerprint(day.clearing.db()).unwrap(),
         before,
         "nothing posted"
     );
@@ -582,4 +597,136 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
         out.starts_with("DISCREPANCY in ledger balances: journal entry"),
         "{out}"
     );
+}
+
+/// One SQL statement on the PostgreSQL clearing database, from a connection
+/// of its own (what an operator's psql would do).
+fn pg_execute(url: &str, sql: &str) -> u64 {
+    payment_testkit::db::pg_blocking(url, |c| c.execute(sql, &[]))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[tokio::test]
+async fn a_day_with_the_clearing_database_on_postgres_reconciles_and_an_edited_row_is_named() {
+    // The clearing database on PostgreSQL whatever CARDPAY_TEST_DB says (a
+    // schema of its own); the payment store on the backend it says.
+    let pg = TestPg::get();
+    let schema = TestDb::fresh_schema(&pg.url);
+    let url = schema.url_or_path();
+    let seed = now() ^ 0x5851_F42D_4C95_7F2D;
+    eprintln!("seed {seed}");
+    let mut day = a_day_on(seed, Some(&url)).await;
+    assert!(
+        matches!(day.clearing.db(), clearing::db::Db::Pg(_)),
+        "{:?}",
+        day.clearing.db()
+    );
+    close_and_clear(&mut day).await;
+    assert!(
+        !day.dir.path().join("clearing.sqlite").exists(),
+        "no SQLite file beside"
+    );
+
+    // The issuer's float is exactly what is on the cards.
+    let on_cards: i64 = day
+        .shoppers
+        .iter()
+        .map(|s| i64::from(balance(&s.card)))
+        .sum();
+    assert!(on_cards > 0);
+    assert_eq!(
+        -ledger::balance(day.clearing.db(), ledger::FLOAT).unwrap(),
+        on_cards
+    );
+
+    // Payouts for today, in the ledger and in the files.
+    let t = now();
+    let payouts =
+        settle::settle(&mut day.clearing, &day.cfg, &clearing::db::iso_date(t), t).unwrap();
+    assert_eq!(payouts.len(), 3, "{payouts:?}");
+    let dirs = settle::export(&day.clearing, &day.cfg, t).unwrap();
+    assert_eq!(dirs.len(), 1);
+    let total: u64 = payouts.iter().map(|p| p.amount).sum();
+    let s = check(&day, &view(&day.srv).await).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(s.paid_out_total, total as i64);
+    assert_eq!(s.issuer_float, on_cards);
+    assert!(s.records_posted > 12 && s.records_rejected == 0, "{s:?}");
+    assert_eq!(s.captured_unbatched, 0);
+
+    // The operator's and merchants' reports read the same books.
+    let op = clearing::report::operator(day.clearing.db()).unwrap();
+    assert_eq!(op.issuer_float, on_cards);
+    assert_eq!(op.batches.len(), 5);
+    let (listed, unpaid, _) = clearing::report::payouts(day.clearing.db(), "shop-a").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(unpaid, 0);
+
+    // The payment server's pages open it read-only.
+    let ro = clearing::db::open_read_only(std::path::Path::new(&url)).unwrap();
+    assert_eq!(
+        clearing::report::operator(&ro).unwrap().issuer_float,
+        on_cards
+    );
+    let refused = ro
+        .execute("DELETE FROM postings", vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("read-only"), "{refused}");
+    drop(ro);
+
+    // The same batch again changes nothing.
+    let before = ledger::fingerprint(day.clearing.db()).unwrap();
+    let done = spool(&day).join("done");
+    let first = std::fs::read_dir(&done)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&first).unwrap();
+    submit_raw(&mut day, "again.batch", &bytes);
+    let r = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox)
+        .await
+        .unwrap();
+    assert!(r[0].as_ref().unwrap().again, "{r:?}");
+    assert_eq!(ledger::fingerprint(day.clearing.db()).unwrap(), before);
+
+    // The real binary reconciles the PostgreSQL books.
+    let ccfg = day.dir.path().join("clearing.toml");
+    let (code, out) = binary_reconcile(&ccfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("reconciled: the ledger balances"), "{out}");
+
+    // A posting edited on PostgreSQL: named, by the library and the binary.
+    let edit = "UPDATE postings SET amount = amount + 1 WHERE id = (SELECT MAX(id) FROM postings)";
+    assert_eq!(pg_execute(&url, edit), 1);
+    let d = check(&day, &view(&day.srv).await).unwrap_err();
+    assert_eq!(d.check, "ledger balances", "{d}");
+    assert!(
+        d.detail.contains("does not balance: debits − credits = 1"),
+        "{d}"
+    );
+    let (code, out) = binary_reconcile(&ccfg);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("DISCREPANCY in ledger balances: journal entry"),
+        "{out}"
+    );
+    pg_execute(
+        &url,
+        "UPDATE postings SET amount = amount - 1 WHERE id = (SELECT MAX(id) FROM postings)",
+    );
+    check(&day, &view(&day.srv).await).unwrap_or_else(|d| panic!("restored: {d}"));
+
+    // A posted record's amount edited: it no longer is the signed one.
+    assert_eq!(
+        pg_execute(
+            &url,
+            "UPDATE records SET amount = amount + 100 WHERE id = (SELECT MIN(id) FROM records WHERE status = 'posted' AND kind = 'purchase')",
+        ),
+        1
+    );
+    let d = check(&day, &view(&day.srv).await).unwrap_err();
+    assert_eq!(d.check, "batches and records", "{d}");
+    assert!(d.detail.contains("differs from the signed batch"), "{d}");
 }

@@ -10,6 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 
+use payment_server::clearing::db::{self, Db, DbError};
 use payment_server::clearing::ledger;
 use payment_testkit::clearing::*;
 use payment_testkit::*;
@@ -49,8 +50,9 @@ fn bin() -> Command {
 
 /// Lay out a fresh copy of the pristine payment database and spool, run
 /// clearing (killed at step `kill_at`, then restarted), return the books and
-/// whether it was killed.
-fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
+/// whether it was killed. With `clearing_pg` (a PostgreSQL URL) the clearing
+/// database is a fresh schema there instead of a SQLite file.
+fn run_case(pristine: &Path, kill_at: Option<u64>, clearing_pg: Option<&str>) -> (bool, Books) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("payments.sqlite");
     std::fs::copy(pristine.join("payments.sqlite"), &db).unwrap();
@@ -67,11 +69,17 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
     )
     .unwrap();
     let ccfg = dir.path().join("clearing.toml");
-    std::fs::write(
-        &ccfg,
-        clearing_config_toml(dir.path(), &pcfg, &merchants(), 5, 150),
-    )
-    .unwrap();
+    let mut toml = clearing_config_toml(dir.path(), &pcfg, &merchants(), 5, 150);
+    let clearing_url = clearing_pg.map(|base| TestDb::fresh_schema(base).url_or_path());
+    if let Some(url) = &clearing_url {
+        let sqlite = format!(
+            "db_path = {:?}",
+            dir.path().join("clearing.sqlite").display().to_string()
+        );
+        assert!(toml.contains(&sqlite), "{toml}");
+        toml = toml.replace(&sqlite, &format!("db_path = {url:?}"));
+    }
+    std::fs::write(&ccfg, toml).unwrap();
     let run = |kill: Option<u64>| {
         let mut c = bin();
         c.args(["clearing", "run", "--once", "--chunk", "2", "--config"])
@@ -107,17 +115,24 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
         "reconcile after kill at {kill_at:?}: {}",
         String::from_utf8_lossy(&rec.stdout)
     );
-    let c = Connection::open(dir.path().join("clearing.sqlite")).unwrap();
-    let p = Connection::open(&db).unwrap();
-    let records = {
-        let mut s = c
-            .prepare("SELECT batch_id, idx, status FROM records ORDER BY batch_id, idx")
-            .unwrap();
-        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+    let c = match &clearing_url {
+        None => Db::Sqlite(Connection::open(dir.path().join("clearing.sqlite")).unwrap()),
+        Some(url) => {
+            assert!(!dir.path().join("clearing.sqlite").exists());
+            db::open(Path::new(url)).unwrap()
+        }
     };
+    let p = Connection::open(&db).unwrap();
+    let records = c
+        .query(
+            "SELECT batch_id, idx, status FROM records ORDER BY batch_id, idx",
+            vec![],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .collect::<Result<_, DbError>>()
+        .unwrap();
     let states = {
         let mut s = p
             .prepare("SELECT txn_id, state, batch_id FROM transactions ORDER BY txn_id")
@@ -144,11 +159,8 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
         )
         .unwrap();
     let acked: i64 = c
-        .query_row(
-            "SELECT COUNT(*) FROM batches WHERE state = 'acked'",
-            [],
-            |r| r.get(0),
-        )
+        .query_one("SELECT COUNT(*) FROM batches WHERE state = 'acked'", vec![])
+        .and_then(|r| r.get(0))
         .unwrap();
     assert_eq!(
         acked, 4,
@@ -168,6 +180,21 @@ fn run_case(pristine: &Path, kill_at: Option<u64>) -> (bool, Books) {
 
 #[tokio::test]
 async fn sigkill_at_every_step_of_posting_ends_with_the_same_books() {
+    let (_srv, pristine) = pristine_day().await;
+    kill_at_every_step(pristine.path(), None);
+}
+
+#[tokio::test]
+async fn sigkill_at_every_step_of_posting_on_postgres_ends_with_the_same_books() {
+    // The clearing database on PostgreSQL (a fresh schema per run), whatever
+    // CARDPAY_TEST_DB says; the payment database a SQLite file copied per run.
+    let pg = TestPg::get();
+    let (_srv, pristine) = pristine_day().await;
+    kill_at_every_step(pristine.path(), Some(&pg.url));
+}
+
+/// The day's payment database and spool, closed into batches.
+async fn pristine_day() -> (TestServer, tempfile::TempDir) {
     // The day's captured purchases (three merchants) closed into batches, and a bank's loads.
     // Copies the SQLite file at every step: SQLite.
     let srv = TestServer::start_full_sqlite(&merchants(), &banks(), 0).await;
@@ -203,8 +230,12 @@ async fn sigkill_at_every_step_of_posting_ends_with_the_same_books() {
         srv.db.sqlite_path(),
         &pristine.path().join("payments.sqlite"),
     );
+    (srv, pristine)
+}
 
-    let (killed, reference) = run_case(pristine.path(), None);
+/// Run clearing killed at each step in turn; the books always end the same.
+fn kill_at_every_step(pristine: &Path, clearing_pg: Option<&str>) {
+    let (killed, reference) = run_case(pristine, None, clearing_pg);
     assert!(!killed);
     assert_eq!(reference.settled_webhooks, 4, "shop-a's four purchases");
     assert!(
@@ -215,7 +246,7 @@ async fn sigkill_at_every_step_of_posting_ends_with_the_same_books() {
     assert!(reference.ledger.len() >= 7, "{:?}", reference.ledger);
     let mut steps = 0;
     for k in 1..200 {
-        let (killed, books) = run_case(pristine.path(), Some(k));
+        let (killed, books) = run_case(pristine, Some(k), clearing_pg);
         if !killed {
             break;
         }

@@ -102,6 +102,7 @@ impl Fee {
 
 /// The resolved clearing config.
 pub struct ClearingConfig {
+    /// The SQLite file, or a `postgres://…` URL.
     pub db_path: PathBuf,
     pub inbox: PathBuf,
     pub out_dir: PathBuf,
@@ -117,7 +118,7 @@ pub struct ClearingConfig {
 impl core::fmt::Debug for ClearingConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ClearingConfig")
-            .field("db_path", &self.db_path)
+            .field("db_path", &super::db::shown(&self.db_path))
             .field("inbox", &self.inbox)
             .field("out_dir", &self.out_dir)
             .field(
@@ -222,7 +223,13 @@ impl ClearingConfig {
         }
         let banks = f.banks.into_iter().map(|b| (b.id.clone(), b)).collect();
         Ok(Self {
-            db_path: base.join(f.db_path),
+            // A `postgres://…` URL stays as written; a SQLite path is
+            // relative to the config file.
+            db_path: if f.db_path.to_str().is_some_and(super::db::is_pg_url) {
+                f.db_path
+            } else {
+                base.join(f.db_path)
+            },
             inbox: base.join(f.inbox),
             out_dir: base.join(f.out_dir),
             interval_secs: f.interval_secs.max(1),
@@ -280,6 +287,32 @@ mod tests {
             hex::encode(c.signers[0].key.to_bytes()),
             "the example's signing key pairs with the example signer"
         );
+    }
+
+    #[test]
+    fn a_postgres_url_is_kept_as_written_and_its_password_hidden() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = std::fs::read_to_string(base.join("payment-server.example.toml"))
+            .unwrap()
+            .replace("ca_file = \"certs/ca.pem\"\n", "");
+        let dir = tempfile::tempdir().unwrap();
+        let pay = dir.path().join("payment-server.toml");
+        std::fs::write(&pay, &example).unwrap();
+        let text = std::fs::read_to_string(base.join("clearing.example.toml"))
+            .unwrap()
+            .replace("\"payment-server.toml\"", &format!("{pay:?}"));
+        let sqlite = ClearingConfig::from_toml(&text, base, |_| None).unwrap();
+        assert_eq!(sqlite.db_path, base.join("clearing/clearing.sqlite"));
+        let url = "postgres://clearing:s3cret@db:5432/clearing";
+        let text = text.replace(
+            "db_path = \"clearing/clearing.sqlite\"",
+            &format!("db_path = {url:?}"),
+        );
+        let c = ClearingConfig::from_toml(&text, base, |_| None).unwrap();
+        assert_eq!(c.db_path, Path::new(url), "not made relative to the config");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("clearing:***@db:5432/clearing"), "{shown}");
     }
 
     #[test]

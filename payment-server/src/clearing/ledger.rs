@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection};
+use super::db::{vals, Db, DbError};
 
 pub const FLOAT: &str = "issuer:float";
 pub const FEES: &str = "issuer:fees";
@@ -32,42 +32,52 @@ pub fn bank_due(bank: &str) -> String {
 
 /// Post one balanced entry. Panics on an unbalanced entry: a bug, never input.
 pub fn post(
-    c: &Connection,
+    c: &Db,
     kind: &str,
     reference: &str,
     memo: &str,
     at: u64,
     lines: &[(&str, i64)],
-) -> rusqlite::Result<i64> {
+) -> Result<i64, DbError> {
     assert_eq!(
         lines.iter().map(|l| l.1).sum::<i64>(),
         0,
         "unbalanced journal entry {kind} {reference}"
     );
-    c.prepare_cached("INSERT INTO journal (kind, ref, memo, at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![kind, reference, memo, at])?;
-    let id = c.last_insert_rowid();
-    let mut stmt =
-        c.prepare_cached("INSERT INTO postings (journal_id, account, amount) VALUES (?1, ?2, ?3)")?;
+    let id: i64 = c
+        .query_one(
+            "INSERT INTO journal (kind, ref, memo, at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            vals![kind, reference, memo, at],
+        )?
+        .get(0)?;
     for (account, amount) in lines {
         if *amount != 0 {
-            stmt.execute(params![id, account, amount])?;
+            c.execute(
+                "INSERT INTO postings (journal_id, account, amount) VALUES (?1, ?2, ?3)",
+                vals![id, *account, *amount],
+            )?;
         }
     }
     Ok(id)
 }
 
 /// Every account's balance (debits positive).
-pub fn balances(c: &Connection) -> rusqlite::Result<BTreeMap<String, i64>> {
-    let mut stmt =
-        c.prepare_cached("SELECT account, SUM(amount) FROM postings GROUP BY account")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+pub fn balances(c: &Db) -> Result<BTreeMap<String, i64>, DbError> {
+    c.query(
+        "SELECT account, CAST(SUM(amount) AS BIGINT) FROM postings GROUP BY account",
+        vec![],
+    )?
+    .iter()
+    .map(|r| Ok((r.get(0)?, r.get(1)?)))
+    .collect()
 }
 
-pub fn balance(c: &Connection, account: &str) -> rusqlite::Result<i64> {
-    c.prepare_cached("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?1")?
-        .query_row(params![account], |r| r.get(0))
+pub fn balance(c: &Db, account: &str) -> Result<i64, DbError> {
+    c.query_one(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM postings WHERE account = ?1",
+        vals![account],
+    )?
+    .get(0)
 }
 
 /// One entry as reconciliation and tests read it.
@@ -80,14 +90,14 @@ pub struct Entry {
 }
 
 /// The whole journal, in order.
-pub fn entries(c: &Connection) -> rusqlite::Result<Vec<Entry>> {
+pub fn entries(c: &Db) -> Result<Vec<Entry>, DbError> {
     let mut out: Vec<Entry> = Vec::new();
-    let mut stmt = c.prepare(
+    let rows = c.query(
         "SELECT j.id, j.kind, j.ref, p.account, p.amount FROM journal j
          LEFT JOIN postings p ON p.journal_id = j.id ORDER BY j.id, p.id",
+        vec![],
     )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
+    for r in &rows {
         let id: i64 = r.get(0)?;
         if out.last().map(|e| e.id) != Some(id) {
             out.push(Entry {
@@ -110,7 +120,7 @@ pub type Fingerprint = Vec<(String, String, Vec<(String, i64)>)>;
 
 /// The ledger without ids and timestamps, sorted: two runs that posted the
 /// same things compare equal.
-pub fn fingerprint(c: &Connection) -> rusqlite::Result<Fingerprint> {
+pub fn fingerprint(c: &Db) -> Result<Fingerprint, DbError> {
     let mut v: Vec<_> = entries(c)?
         .into_iter()
         .map(|mut e| {

@@ -18,11 +18,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use purse::security_module::SecurityModule;
-use rusqlite::{params, Connection, OptionalExtension};
 
 use super::batch::{Batch, BatchError, BatchFile, BatchKind, Record, Signer};
 use super::config::Fee;
-use super::db::iso_date;
+use super::db::{iso_date, vals, Db, DbError, Row};
 use super::ledger;
 use super::proof::{self, Rejection};
 
@@ -36,7 +35,7 @@ pub enum ClearingError {
     #[error("batch {0} was received before with other content: refused")]
     IdReused(String),
     #[error("clearing database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     #[error("{0}")]
     Other(String),
 }
@@ -113,7 +112,7 @@ pub struct Cleared {
 
 /// The clearing engine over its database.
 pub struct Clearing {
-    pub(crate) conn: Connection,
+    pub(crate) conn: Db,
     sm: Arc<SecurityModule>,
     signers: Vec<Signer>,
     fees: BTreeMap<String, Fee>,
@@ -124,7 +123,7 @@ pub struct Clearing {
 
 impl Clearing {
     pub fn new(
-        conn: Connection,
+        conn: Db,
         sm: Arc<SecurityModule>,
         signers: Vec<Signer>,
         fees: BTreeMap<String, Fee>,
@@ -141,8 +140,21 @@ impl Clearing {
         }
     }
 
-    pub fn conn(&self) -> &Connection {
+    /// The clearing database.
+    pub fn db(&self) -> &Db {
         &self.conn
+    }
+
+    /// The SQLite connection, for tests and tools that read or edit the
+    /// file with SQL of their own.
+    ///
+    /// # Panics
+    /// When the clearing database is on PostgreSQL.
+    pub fn conn(&self) -> &rusqlite::Connection {
+        match &self.conn {
+            Db::Sqlite(c) => c,
+            Db::Pg(_) => panic!("the clearing database is on PostgreSQL, not SQLite"),
+        }
     }
 
     pub fn security_module(&self) -> &SecurityModule {
@@ -166,12 +178,12 @@ impl Clearing {
         let digest = file.digest();
         let known: Option<Vec<u8>> = self
             .conn
-            .query_row(
+            .query_opt(
                 "SELECT sha256 FROM batches WHERE batch_id = ?1",
-                params![batch.batch_id],
-                |r| r.get(0),
-            )
-            .optional()?;
+                vals![&batch.batch_id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         match known {
             Some(d) if d == digest => return Ok((batch, true)),
             Some(_) => {
@@ -185,12 +197,12 @@ impl Clearing {
             "INSERT INTO batches (batch_id, kind, party, source, key_id, closed_at, record_count, total,
                 sha256, file, state, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'received', ?11)",
-            params![
-                batch.batch_id,
+            vals![
+                &batch.batch_id,
                 batch.kind.as_str(),
-                batch.party,
-                batch.source,
-                file.key_id,
+                &batch.party,
+                &batch.source,
+                &file.key_id,
                 batch.closed_at,
                 batch.totals.count,
                 batch.totals.amount,
@@ -208,7 +220,7 @@ impl Clearing {
         tracing::warn!(file = name, reason, "batch refused whole");
         self.conn.execute(
             "INSERT INTO refused_files (name, sha256, reason, at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, Sha256::digest(bytes).to_vec(), reason, self.now()],
+            vals![name, Sha256::digest(bytes).to_vec(), reason, self.now()],
         )?;
         Ok(())
     }
@@ -217,24 +229,25 @@ impl Clearing {
     pub fn batch(&self, batch_id: &str) -> Result<Option<StoredBatch>, ClearingError> {
         Ok(self
             .conn
-            .query_row(
+            .query_opt(
                 "SELECT batch_id, kind, party, state, record_count, total, COALESCE(accepted_count, 0),
                     COALESCE(accepted_total, 0), COALESCE(fee_total, 0), COALESCE(rejected_count, 0),
                     closed_at, received_at
                  FROM batches WHERE batch_id = ?1",
-                params![batch_id],
-                stored_batch,
-            )
-            .optional()?)
+                vals![batch_id],
+            )?
+            .map(|r| stored_batch(&r))
+            .transpose()?)
     }
 
     /// Steps 2 and 3 for a received batch (resuming after the last committed chunk).
     pub fn post(&mut self, batch: &Batch) -> Result<StoredBatch, ClearingError> {
-        let (state, mut next): (String, usize) = self.conn.query_row(
+        let row = self.conn.query_one(
             "SELECT state, next_record FROM batches WHERE batch_id = ?1",
-            params![batch.batch_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            vals![&batch.batch_id],
         )?;
+        let state: String = row.get(0)?;
+        let mut next = row.get::<u64>(1)? as usize;
         if state == "received" {
             while next < batch.records.len() {
                 let end = (next + self.chunk).min(batch.records.len());
@@ -255,22 +268,16 @@ impl Clearing {
             BatchKind::Loads => Fee::default(),
         };
         let sm = self.sm.clone();
-        let tx = self.conn.transaction()?;
-        {
-            let mut posted_in = tx.prepare_cached(
-                "SELECT batch_id FROM records WHERE kind = ?1 AND party = ?2 AND txn_id = ?3 AND status = 'posted'",
-            )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO records (batch_id, idx, kind, party, txn_id, atc, amount, fee, business_date,
-                    status, reason_code, reason, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?;
+        self.conn.transaction(|tx| {
             for (i, r) in batch.records.iter().enumerate().take(to).skip(from) {
                 let kind = record_kind(r);
                 let check = proof::verify(&sm, r).and_then(|()| {
-                    let prior: Option<String> = posted_in
-                        .query_row(params![kind, r.party(), r.txn_id()], |x| x.get(0))
-                        .optional()
+                    let prior: Option<String> = tx
+                        .query_opt(
+                            "SELECT batch_id FROM records WHERE kind = ?1 AND party = ?2 AND txn_id = ?3 AND status = 'posted'",
+                            vals![kind, r.party(), r.txn_id()],
+                        )
+                        .and_then(|row| row.map(|x| x.get(0)).transpose())
                         .map_err(|e| Rejection::Module(e.to_string()))?;
                     match prior {
                         Some(b) => Err(Rejection::AlreadyCleared(b)),
@@ -284,50 +291,55 @@ impl Clearing {
                         ("rejected", Some(rej.code()), Some(rej.to_string()), 0)
                     }
                 };
-                insert.execute(params![
-                    batch.batch_id,
-                    i as i64,
-                    kind,
-                    r.party(),
-                    r.txn_id(),
-                    r.atc(),
-                    r.amount(),
-                    fee,
-                    iso_date(r.at()),
-                    status,
-                    code,
-                    reason,
-                    serde_json::to_string(r).expect("record serialises"),
-                ])?;
+                tx.execute(
+                    "INSERT INTO records (batch_id, idx, kind, party, txn_id, atc, amount, fee, business_date,
+                        status, reason_code, reason, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    vals![
+                        &batch.batch_id,
+                        i,
+                        kind,
+                        r.party(),
+                        r.txn_id(),
+                        r.atc(),
+                        r.amount(),
+                        fee,
+                        iso_date(r.at()),
+                        status,
+                        code,
+                        reason,
+                        serde_json::to_string(r).expect("record serialises"),
+                    ],
+                )?;
             }
             tx.execute(
                 "UPDATE batches SET next_record = ?2 WHERE batch_id = ?1",
-                params![batch.batch_id, to as i64],
+                vals![&batch.batch_id, to],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok::<_, ClearingError>(())
+        })
     }
 
     fn post_totals(&mut self, batch: &Batch) -> Result<(), ClearingError> {
         let now = self.now();
-        let tx = self.conn.transaction()?;
-        let (n, gross, fees, rejected): (i64, i64, i64, i64) = tx.query_row(
-            "SELECT COALESCE(SUM(status = 'posted'), 0),
-                    COALESCE(SUM(CASE WHEN status = 'posted' THEN amount END), 0),
-                    COALESCE(SUM(CASE WHEN status = 'posted' THEN fee END), 0),
-                    COALESCE(SUM(status = 'rejected'), 0)
+        self.conn.transaction(|tx| {
+        let row = tx.query_one(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'posted' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN status = 'posted' THEN amount END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN status = 'posted' THEN fee END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), 0) AS BIGINT)
              FROM records WHERE batch_id = ?1",
-            params![batch.batch_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            vals![&batch.batch_id],
         )?;
+        let (n, gross, fees, rejected): (i64, i64, i64, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
         let memo = format!("{n} records of batch {}", batch.batch_id);
         if gross > 0 {
             match batch.kind {
                 BatchKind::Purchases => {
                     let payable = ledger::payable(&batch.party);
                     ledger::post(
-                        &tx,
+                        tx,
                         "purchases",
                         &batch.batch_id,
                         &memo,
@@ -336,7 +348,7 @@ impl Clearing {
                     )?;
                     if fees > 0 {
                         ledger::post(
-                            &tx,
+                            tx,
                             "fees",
                             &batch.batch_id,
                             &memo,
@@ -348,7 +360,7 @@ impl Clearing {
                 BatchKind::Loads => {
                     let due = ledger::bank_due(&batch.party);
                     ledger::post(
-                        &tx,
+                        tx,
                         "loads",
                         &batch.batch_id,
                         &memo,
@@ -362,38 +374,47 @@ impl Clearing {
             "UPDATE batches SET state = 'posted', posted_at = ?2, accepted_count = ?3,
                 accepted_total = ?4, fee_total = ?5, rejected_count = ?6
              WHERE batch_id = ?1 AND state = 'received'",
-            params![batch.batch_id, now, n, gross, fees, rejected],
+            vals![&batch.batch_id, now, n, gross, fees, rejected],
         )?;
-        tx.commit()?;
         Ok(())
+        })
     }
 
     /// Batches received but not yet posted (a crash stopped them): their files.
     pub fn unposted(&self) -> Result<Vec<(String, Vec<u8>)>, ClearingError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT batch_id, file FROM batches WHERE state = 'received' ORDER BY received_at, batch_id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)?.into_bytes())))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.conn.query(
+            "SELECT batch_id, file FROM batches WHERE state = 'received' ORDER BY received_at, batch_id",
+            vec![],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get::<String>(1)?.into_bytes())))
+            .collect::<Result<_, DbError>>()?)
     }
 
     /// Posted batches whose source has not acknowledged yet, with the
     /// (party, txn id) of their posted records.
     pub fn unacked(&self) -> Result<Vec<Unacked>, ClearingError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT batch_id, kind FROM batches WHERE state = 'posted' ORDER BY posted_at, batch_id",
-        )?;
-        let batches: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let batches: Vec<(String, String)> = self
+            .conn
+            .query(
+                "SELECT batch_id, kind FROM batches WHERE state = 'posted' ORDER BY posted_at, batch_id",
+                vec![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect::<Result<_, DbError>>()?;
         let mut out = Vec::new();
-        let mut items = self.conn.prepare(
-            "SELECT party, txn_id FROM records WHERE batch_id = ?1 AND status = 'posted' ORDER BY idx",
-        )?;
         for (id, kind) in batches {
-            let v = items
-                .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
+            let v = self
+                .conn
+                .query(
+                    "SELECT party, txn_id FROM records WHERE batch_id = ?1 AND status = 'posted' ORDER BY idx",
+                    vals![&id],
+                )?
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?)))
+                .collect::<Result<_, DbError>>()?;
             let kind = BatchKind::parse(&kind)
                 .ok_or_else(|| ClearingError::Other(format!("batch {id}: kind {kind}")))?;
             out.push(Unacked {
@@ -409,7 +430,7 @@ impl Clearing {
     pub fn mark_acked(&mut self, batch_id: &str) -> Result<(), ClearingError> {
         self.conn.execute(
             "UPDATE batches SET state = 'acked', acked_at = ?2 WHERE batch_id = ?1 AND state = 'posted'",
-            params![batch_id, self.now()],
+            vals![batch_id, self.now()],
         )?;
         self.crash.step("acked");
         Ok(())
@@ -428,7 +449,7 @@ pub(crate) fn record_kind(r: &Record) -> &'static str {
     }
 }
 
-fn stored_batch(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredBatch> {
+fn stored_batch(r: &Row) -> Result<StoredBatch, DbError> {
     let kind: String = r.get(1)?;
     Ok(StoredBatch {
         batch_id: r.get(0)?,

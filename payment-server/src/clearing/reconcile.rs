@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use purse::security_module::SecurityModule;
-use rusqlite::Connection;
 
 use super::batch::{BatchFile, Record, Signer};
+use super::db::{Db, DbError};
 use super::ledger;
 use super::proof;
 use crate::store::CapturedTxn;
@@ -63,7 +63,7 @@ fn fail<T>(check: &'static str, detail: String) -> Result<T, Discrepancy> {
     Err(Discrepancy { check, detail })
 }
 
-fn db(e: rusqlite::Error) -> Discrepancy {
+fn db(e: DbError) -> Discrepancy {
     Discrepancy {
         check: "database",
         detail: e.to_string(),
@@ -86,7 +86,7 @@ struct StoredRecord {
 
 /// Run every check.
 pub fn reconcile(
-    c: &Connection,
+    c: &Db,
     sm: &SecurityModule,
     signers: &[Signer],
     payment: &PaymentView,
@@ -116,14 +116,15 @@ pub fn reconcile(
 
     // 2. Batches open, records are theirs, proofs check again.
     let records: Vec<StoredRecord> = {
-        let mut stmt = c
-            .prepare(
+        let rows = c
+            .query(
                 "SELECT batch_id, idx, kind, party, txn_id, atc, amount, fee, status, body, payout_id
                  FROM records ORDER BY batch_id, idx",
+                vec![],
             )
             .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
+        rows.iter()
+            .map(|r| {
                 Ok(StoredRecord {
                     batch_id: r.get(0)?,
                     idx: r.get(1)?,
@@ -138,15 +139,15 @@ pub fn reconcile(
                     payout_id: r.get(10)?,
                 })
             })
-            .map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)?
+            .collect::<Result<_, DbError>>()
+            .map_err(db)?
     };
     let batches: Vec<(String, String, String, String, i64, i64)> = {
-        let mut stmt = c
-            .prepare("SELECT batch_id, kind, state, file, COALESCE(accepted_total, 0), COALESCE(fee_total, 0) FROM batches ORDER BY batch_id")
+        let rows = c
+            .query("SELECT batch_id, kind, state, file, COALESCE(accepted_total, 0), COALESCE(fee_total, 0) FROM batches ORDER BY batch_id", vec![])
             .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
+        rows.iter()
+            .map(|r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -156,8 +157,8 @@ pub fn reconcile(
                     r.get(5)?,
                 ))
             })
-            .map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)?
+            .collect::<Result<_, DbError>>()
+            .map_err(db)?
     };
     s.batches = batches.len() as u64;
     let mut by_batch: HashMap<&str, Vec<&StoredRecord>> = HashMap::new();
@@ -538,15 +539,15 @@ pub fn reconcile(
         }
     }
     let payouts: Vec<(String, String, i64, i64, i64)> = {
-        let mut stmt = c
-            .prepare("SELECT payout_id, merchant_id, amount, gross, fees FROM payouts ORDER BY payout_id")
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(db)?;
-        rows.collect::<Result<_, _>>().map_err(db)?
+        c.query(
+            "SELECT payout_id, merchant_id, amount, gross, fees FROM payouts ORDER BY payout_id",
+            vec![],
+        )
+        .map_err(db)?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .collect::<Result<_, DbError>>()
+        .map_err(db)?
     };
     for (id, m, amount, gross, fees) in &payouts {
         let covered: Vec<&StoredRecord> = records

@@ -2,9 +2,9 @@
 //! database (read-only) and the payment store, and the HTML they render to
 //! (every text escaped; the chart of daily takings is inline SVG).
 
-use rusqlite::{params, Connection};
 use serde::Serialize;
 
+use super::db::{vals, Db, DbError};
 use super::ledger;
 use super::pain001::decimal;
 use super::settle::{payout_from_row, Payout, PAYOUT_COLUMNS};
@@ -48,43 +48,47 @@ pub struct PayoutLine {
 }
 
 /// The merchant's payouts (newest first) and what is cleared but unpaid.
-pub fn payouts(c: &Connection, merchant: &str) -> rusqlite::Result<(Vec<Payout>, u64, u64)> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE merchant_id = ?1 ORDER BY business_date DESC, payout_id DESC LIMIT 366"
-    ))?;
-    let list = stmt
-        .query_map(params![merchant], payout_from_row)?
+pub fn payouts(c: &Db, merchant: &str) -> Result<(Vec<Payout>, u64, u64), DbError> {
+    let list = c
+        .query(
+            &format!(
+                "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE merchant_id = ?1 ORDER BY business_date DESC, payout_id DESC LIMIT 366"
+            ),
+            vals![merchant],
+        )?
+        .iter()
+        .map(payout_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let (g, f): (i64, i64) = c.query_row(
-        "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(fee), 0) FROM records
+    let row = c.query_one(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), CAST(COALESCE(SUM(fee), 0) AS BIGINT) FROM records
          WHERE party = ?1 AND kind = 'purchase' AND status = 'posted' AND payout_id IS NULL",
-        params![merchant],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        vals![merchant],
     )?;
+    let (g, f): (i64, i64) = (row.get(0)?, row.get(1)?);
     Ok((list, g as u64, f as u64))
 }
 
 /// The transactions of one of the merchant's payouts (None: not its payout).
 pub fn payout_lines(
-    c: &Connection,
+    c: &Db,
     merchant: &str,
     payout_id: &str,
-) -> rusqlite::Result<Option<(Payout, Vec<PayoutLine>)>> {
-    let p = c
-        .prepare_cached(&format!(
-            "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE payout_id = ?1 AND merchant_id = ?2"
-        ))?
-        .query_row(params![payout_id, merchant], payout_from_row);
-    let p = match p {
-        Ok(p) => p,
-        Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut stmt = c.prepare_cached(
-        "SELECT txn_id, batch_id, business_date, amount, fee FROM records WHERE payout_id = ?1 AND party = ?2 ORDER BY batch_id, idx",
+) -> Result<Option<(Payout, Vec<PayoutLine>)>, DbError> {
+    let p = c.query_opt(
+        &format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE payout_id = ?1 AND merchant_id = ?2"),
+        vals![payout_id, merchant],
     )?;
-    let lines = stmt
-        .query_map(params![payout_id, merchant], |r| {
+    let p = match p {
+        Some(r) => payout_from_row(&r)?,
+        None => return Ok(None),
+    };
+    let lines = c
+        .query(
+            "SELECT txn_id, batch_id, business_date, amount, fee FROM records WHERE payout_id = ?1 AND party = ?2 ORDER BY batch_id, idx",
+            vals![payout_id, merchant],
+        )?
+        .iter()
+        .map(|r| {
             let (a, f): (i64, i64) = (r.get(3)?, r.get(4)?);
             Ok(PayoutLine {
                 txn_id: r.get(0)?,
@@ -94,8 +98,8 @@ pub fn payout_lines(
                 fee: f as u64,
                 net: (a - f) as u64,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
     Ok(Some((p, lines)))
 }
 
@@ -143,7 +147,7 @@ pub struct RejectedRecord {
     pub reason: String,
 }
 
-pub fn operator(c: &Connection) -> rusqlite::Result<OperatorReport> {
+pub fn operator(c: &Db) -> Result<OperatorReport, DbError> {
     let balances = ledger::balances(c)?;
     let mut banks = Vec::new();
     let mut merchants: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
@@ -156,12 +160,14 @@ pub fn operator(c: &Connection) -> rusqlite::Result<OperatorReport> {
             _ => {}
         }
     }
-    let mut stmt = c.prepare(
-        "SELECT batch_id, kind, party, state, COALESCE(accepted_count, 0), COALESCE(rejected_count, 0)
-         FROM batches ORDER BY received_at DESC, batch_id LIMIT 200",
-    )?;
-    let batches = stmt
-        .query_map([], |r| {
+    let batches = c
+        .query(
+            "SELECT batch_id, kind, party, state, COALESCE(accepted_count, 0), COALESCE(rejected_count, 0)
+             FROM batches ORDER BY received_at DESC, batch_id LIMIT 200",
+            vec![],
+        )?
+        .iter()
+        .map(|r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -170,14 +176,16 @@ pub fn operator(c: &Connection) -> rusqlite::Result<OperatorReport> {
                 r.get(4)?,
                 r.get(5)?,
             ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut stmt = c.prepare(
-        "SELECT batch_id, party, txn_id, amount, COALESCE(reason_code, ''), COALESCE(reason, '') FROM records
-         WHERE status = 'rejected' ORDER BY id DESC LIMIT 500",
-    )?;
-    let rejected = stmt
-        .query_map([], |r| {
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    let rejected = c
+        .query(
+            "SELECT batch_id, party, txn_id, amount, COALESCE(reason_code, ''), COALESCE(reason, '') FROM records
+             WHERE status = 'rejected' ORDER BY id DESC LIMIT 500",
+            vec![],
+        )?
+        .iter()
+        .map(|r| {
             Ok(RejectedRecord {
                 batch_id: r.get(0)?,
                 party: r.get(1)?,
@@ -186,13 +194,16 @@ pub fn operator(c: &Connection) -> rusqlite::Result<OperatorReport> {
                 code: r.get(4)?,
                 reason: r.get(5)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut stmt =
-        c.prepare("SELECT name, reason, at FROM refused_files ORDER BY id DESC LIMIT 200")?;
-    let refused_files = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    let refused_files = c
+        .query(
+            "SELECT name, reason, at FROM refused_files ORDER BY id DESC LIMIT 200",
+            vec![],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .collect::<Result<Vec<_>, DbError>>()?;
     Ok(OperatorReport {
         issuer_float: -balances.get(ledger::FLOAT).copied().unwrap_or(0),
         fees: -balances.get(ledger::FEES).copied().unwrap_or(0),

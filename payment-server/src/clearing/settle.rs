@@ -15,11 +15,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 
 use super::config::ClearingConfig;
-use super::db::iso_date;
+use super::db::{iso_date, vals, Db, DbError, Row};
 use super::ledger;
 use super::pain001::{self, decimal};
 use super::post::{Clearing, ClearingError};
@@ -40,7 +39,7 @@ pub struct Payout {
     pub created_at: u64,
 }
 
-pub(crate) fn payout_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payout> {
+pub(crate) fn payout_from_row(r: &Row) -> Result<Payout, DbError> {
     Ok(Payout {
         payout_id: r.get("payout_id")?,
         merchant_id: r.get("merchant_id")?,
@@ -87,80 +86,80 @@ pub fn settle(
     now: u64,
 ) -> Result<Vec<Payout>, ClearingError> {
     let run = run_id(now);
-    let tx = clearing.conn.transaction()?;
-    let groups: Vec<(String, String, i64, i64, i64)> = {
-        let mut stmt = tx.prepare(
-            "SELECT party, business_date, SUM(amount), SUM(fee), COUNT(*) FROM records
-             WHERE status = 'posted' AND kind = 'purchase' AND payout_id IS NULL AND business_date <= ?1
-             GROUP BY party, business_date ORDER BY party, business_date",
-        )?;
-        let rows = stmt.query_map(params![through], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let mut out = Vec::new();
-    for (merchant, day, gross, fees, count) in groups {
-        if !cfg.merchants.contains_key(&merchant) {
-            tracing::warn!(merchant = %merchant, day = %day, "no settlement terms (IBAN): not paid out");
-            continue;
-        }
-        let seq: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM payouts WHERE merchant_id = ?1 AND business_date = ?2",
-            params![merchant, day],
-            |r| r.get(0),
-        )?;
-        let payout_id = format!("PO-{merchant}-{}-{seq}", day.replace('-', ""));
-        let net = gross - fees;
-        let p = Payout {
-            reference: reference(&payout_id, &day),
-            payout_id,
-            merchant_id: merchant.clone(),
-            business_date: day.clone(),
-            gross: gross as u64,
-            fees: fees as u64,
-            amount: net as u64,
-            count: count as u64,
-            run_id: run.clone(),
-            created_at: now,
-        };
-        tx.execute(
-            "INSERT INTO payouts (payout_id, merchant_id, business_date, seq, gross, fees, amount, count,
-                reference, run_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                p.payout_id, p.merchant_id, p.business_date, seq, gross, fees, net, count, p.reference,
-                p.run_id, now
-            ],
-        )?;
-        let n = tx.execute(
-            "UPDATE records SET payout_id = ?1 WHERE status = 'posted' AND kind = 'purchase'
-               AND payout_id IS NULL AND party = ?2 AND business_date = ?3",
-            params![p.payout_id, merchant, day],
-        )?;
-        if n as i64 != count {
-            return Err(ClearingError::Other(format!(
-                "payout {}: {n} records, expected {count}",
-                p.payout_id
-            )));
-        }
-        if net > 0 {
-            ledger::post(
-                &tx,
-                "payout",
-                &p.payout_id,
-                &format!("{count} purchases of {day}, reference {}", p.reference),
-                now,
-                &[
-                    (&ledger::payable(&merchant), net),
-                    (&ledger::merchant_bank(&merchant), -net),
+    clearing.conn.transaction(|tx| {
+        let groups: Vec<(String, String, i64, i64, i64)> = tx
+            .query(
+                "SELECT party, business_date, CAST(SUM(amount) AS BIGINT), CAST(SUM(fee) AS BIGINT), COUNT(*) FROM records
+                 WHERE status = 'posted' AND kind = 'purchase' AND payout_id IS NULL AND business_date <= ?1
+                 GROUP BY party, business_date ORDER BY party, business_date",
+                vals![through],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .collect::<Result<_, DbError>>()?;
+        let mut out = Vec::new();
+        for (merchant, day, gross, fees, count) in groups {
+            if !cfg.merchants.contains_key(&merchant) {
+                tracing::warn!(merchant = %merchant, day = %day, "no settlement terms (IBAN): not paid out");
+                continue;
+            }
+            let seq: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM payouts WHERE merchant_id = ?1 AND business_date = ?2",
+                    vals![&merchant, &day],
+                )?
+                .get(0)?;
+            let payout_id = format!("PO-{merchant}-{}-{seq}", day.replace('-', ""));
+            let net = gross - fees;
+            let p = Payout {
+                reference: reference(&payout_id, &day),
+                payout_id,
+                merchant_id: merchant.clone(),
+                business_date: day.clone(),
+                gross: gross as u64,
+                fees: fees as u64,
+                amount: net as u64,
+                count: count as u64,
+                run_id: run.clone(),
+                created_at: now,
+            };
+            tx.execute(
+                "INSERT INTO payouts (payout_id, merchant_id, business_date, seq, gross, fees, amount, count,
+                    reference, run_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                vals![
+                    &p.payout_id, &p.merchant_id, &p.business_date, seq, gross, fees, net, count,
+                    &p.reference, &p.run_id, now
                 ],
             )?;
+            let n = tx.execute(
+                "UPDATE records SET payout_id = ?1 WHERE status = 'posted' AND kind = 'purchase'
+                   AND payout_id IS NULL AND party = ?2 AND business_date = ?3",
+                vals![&p.payout_id, &merchant, &day],
+            )?;
+            if n as i64 != count {
+                return Err(ClearingError::Other(format!(
+                    "payout {}: {n} records, expected {count}",
+                    p.payout_id
+                )));
+            }
+            if net > 0 {
+                ledger::post(
+                    tx,
+                    "payout",
+                    &p.payout_id,
+                    &format!("{count} purchases of {day}, reference {}", p.reference),
+                    now,
+                    &[
+                        (&ledger::payable(&merchant), net),
+                        (&ledger::merchant_bank(&merchant), -net),
+                    ],
+                )?;
+            }
+            out.push(p);
         }
-        out.push(p);
-    }
-    tx.commit()?;
-    Ok(out)
+        Ok(out)
+    })
 }
 
 /// Write the files of every payout not exported yet; returns the run folders.
@@ -169,13 +168,17 @@ pub fn export(
     cfg: &ClearingConfig,
     now: u64,
 ) -> Result<Vec<PathBuf>, ClearingError> {
-    let c = clearing.conn();
+    let c = clearing.db();
     let pending: Vec<Payout> = {
-        let mut stmt = c.prepare(&format!(
-            "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE exported_at IS NULL ORDER BY run_id, payout_id"
-        ))?;
-        let rows = stmt.query_map([], payout_from_row)?;
-        rows.collect::<Result<_, _>>()?
+        c.query(
+            &format!(
+                "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE exported_at IS NULL ORDER BY run_id, payout_id"
+            ),
+            vec![],
+        )?
+        .iter()
+        .map(payout_from_row)
+        .collect::<Result<_, _>>()?
     };
     let mut runs: BTreeMap<String, Vec<Payout>> = BTreeMap::new();
     for p in pending {
@@ -188,7 +191,7 @@ pub fn export(
         for p in &payouts {
             c.execute(
                 "UPDATE payouts SET exported_at = ?2 WHERE payout_id = ?1",
-                params![p.payout_id, now],
+                vals![&p.payout_id, now],
             )?;
         }
         dirs.push(dir);
@@ -212,7 +215,7 @@ fn io(e: std::io::Error) -> ClearingError {
 }
 
 fn write_run(
-    c: &Connection,
+    c: &Db,
     cfg: &ClearingConfig,
     dir: &Path,
     run: &str,
@@ -255,20 +258,13 @@ fn write_run(
             });
         }
         let mut tcsv = String::from("payout_id,txn_id,batch_id,business_date,amount,fee,net\n");
-        let mut stmt = c.prepare_cached(
+        let rows = c.query(
             "SELECT txn_id, batch_id, business_date, amount, fee FROM records WHERE payout_id = ?1 ORDER BY batch_id, idx",
+            vals![&p.payout_id],
         )?;
-        let rows = stmt.query_map(params![p.payout_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })?;
-        for row in rows {
-            let (t, b, d, a, f) = row?;
+        for r in &rows {
+            let (t, b, d, a, f): (String, String, String, i64, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
             tcsv.push_str(&format!(
                 "{},{},{},{d},{},{},{}\n",
                 csv_field(&p.payout_id),
@@ -306,12 +302,14 @@ fn write_run(
     write_atomic(dir, "pain001.xml", xml.as_bytes()).map_err(io)?;
     // The float each loading bank owes the issuer.
     let mut fcsv = String::from("bank_id,bank_name,loads,owed\n");
-    let mut stmt = c.prepare(
-        "SELECT party, COUNT(*) FROM records WHERE kind = 'load' AND status = 'posted' GROUP BY party ORDER BY party",
-    )?;
-    let rows: Vec<(String, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(String, i64)> = c
+        .query(
+            "SELECT party, COUNT(*) FROM records WHERE kind = 'load' AND status = 'posted' GROUP BY party ORDER BY party",
+            vec![],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<Result<_, DbError>>()?;
     for (bank, n) in rows {
         let owed = ledger::balance(c, &ledger::bank_due(&bank))?;
         let name = cfg

@@ -230,7 +230,7 @@ async fn merchant_report(st: &AppState, merchant: &str) -> Result<MerchantReport
     let daily = report::last_30_days(&takings, today_day);
     let (today_captured, today_count) = daily.last().map(|d| (d.amount, d.count)).unwrap_or((0, 0));
     let (payouts, unpaid, unpaid_fees) = match &w.clearing_db {
-        Some(p) if p.exists() => {
+        Some(p) if db::reachable(p) => {
             let c = db::open_read_only(p).map_err(internal)?;
             report::payouts(&c, merchant).map_err(internal)?
         }
@@ -262,7 +262,7 @@ async fn payout_of(
     let path = w
         .clearing_db
         .as_ref()
-        .filter(|p| p.exists())
+        .filter(|p| db::reachable(p))
         .ok_or(PaymentError::NotFound)?;
     let c = db::open_read_only(path).map_err(internal)?;
     report::payout_lines(&c, merchant, id)
@@ -482,7 +482,7 @@ fn operator_report(st: &AppState) -> Result<report::OperatorReport, PaymentError
     let path = web(st)?
         .clearing_db
         .as_ref()
-        .filter(|p| p.exists())
+        .filter(|p| db::reachable(p))
         .ok_or(PaymentError::NotFound)?;
     let c = db::open_read_only(path).map_err(internal)?;
     report::operator(&c).map_err(internal)

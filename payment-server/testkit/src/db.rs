@@ -208,18 +208,10 @@ impl TestDb {
     }
 }
 
-/// `?1` → `$1`: the tests' SQL written once for both backends.
+/// `?1` → `$1`: the tests' SQL written once for both backends (as the
+/// clearing code's).
 fn dollar_params(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(ch) = chars.next() {
-        if ch == '?' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-            out.push('$');
-        } else {
-            out.push(ch);
-        }
-    }
-    out
+    payment_server::clearing::db::dollar_params(sql)
 }
 
 /// A synchronous PostgreSQL call on a thread of its own.

@@ -7,6 +7,7 @@
 //! reconciliation proves the books. Real SQLite files, synchronous = FULL.
 //!
 //! `cargo run --release -p payment-testkit --bin bench-clearing -- --records 100000`
+//! (`--clearing-db postgres://…` for the clearing database on PostgreSQL).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +29,10 @@ struct Args {
     /// Records per commit while posting.
     #[arg(long, default_value_t = clearing::post::DEFAULT_CHUNK)]
     chunk: usize,
+    /// The clearing database: a `postgres://…` URL (an empty schema, or a
+    /// database of its own) instead of the SQLite file.
+    #[arg(long)]
+    clearing_db: Option<String>,
 }
 
 fn fill(db: &std::path::Path, n: u32) -> anyhow::Result<()> {
@@ -98,16 +103,22 @@ fn main() -> anyhow::Result<()> {
     let m = TestMerchant::new("bench", 0x42);
     let ptoml = test_config_toml(&TestDb::Sqlite(db.clone()), std::slice::from_ref(&m), 300);
     std::fs::write(dir.path().join("ps.toml"), &ptoml)?;
-    std::fs::write(
-        dir.path().join("clearing.toml"),
-        clearing_config_toml(
-            dir.path(),
-            &dir.path().join("ps.toml"),
-            std::slice::from_ref(&m),
-            5,
-            150,
-        ),
-    )?;
+    let mut ctoml = clearing_config_toml(
+        dir.path(),
+        &dir.path().join("ps.toml"),
+        std::slice::from_ref(&m),
+        5,
+        150,
+    );
+    if let Some(url) = &args.clearing_db {
+        let sqlite = format!(
+            "db_path = {:?}",
+            dir.path().join("clearing.sqlite").display().to_string()
+        );
+        anyhow::ensure!(ctoml.contains(&sqlite), "clearing toml without {sqlite}");
+        ctoml = ctoml.replace(&sqlite, &format!("db_path = {url:?}"));
+    }
+    std::fs::write(dir.path().join("clearing.toml"), ctoml)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -151,15 +162,16 @@ fn main() -> anyhow::Result<()> {
         let ack = t.elapsed();
         let t = Instant::now();
         let view = clearing::payment_view(&service).await?;
-        let s = reconcile::reconcile(c.conn(), c.security_module(), &cfg.signers, &view)
+        let s = reconcile::reconcile(c.db(), c.security_module(), &cfg.signers, &view)
             .map_err(|d| anyhow::anyhow!("{d}"))?;
         let rec = t.elapsed();
         anyhow::ensure!(s.records_posted == u64::from(args.records));
         let n = args.records;
         println!(
-            "batch of {n} records ({} MB signed file), chunk {}",
+            "batch of {n} records ({} MB signed file), chunk {}, clearing database {:?}",
             bytes.len() / 1_000_000,
-            args.chunk
+            args.chunk,
+            c.db()
         );
         println!("close + sign + spool (payment server) {}", rate(n, close));
         println!("receive: open + verify signature     {}", rate(n, receive));
