@@ -641,14 +641,7 @@ pub fn view(
         "SELECT event, state, detail, at FROM load_log WHERE bank_id = ?1 AND txn_id = ?2 ORDER BY id",
     )?;
     let log = stmt
-        .query_map(params![bank_id, txn_id], |r| {
-            Ok(LogEntry {
-                event: r.get("event")?,
-                state: r.get("state")?,
-                detail: r.get("detail")?,
-                at: r.get("at")?,
-            })
-        })?
+        .query_map(params![bank_id, txn_id], super::sqlite::log_entry)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(row.into_view(key, log))
 }

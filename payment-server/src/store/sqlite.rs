@@ -465,6 +465,16 @@ impl SqliteStore {
 
 /// Statements run through SQLite's prepared-statement cache: the hot path
 /// parses no SQL after warm-up.
+/// One history row (`txn_log` or `load_log`: event, state, detail, at).
+pub(crate) fn log_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<purse::merchant_api::LogEntry> {
+    Ok(purse::merchant_api::LogEntry {
+        event: r.get("event")?,
+        state: r.get("state")?,
+        detail: r.get("detail")?,
+        at: r.get("at")?,
+    })
+}
+
 pub(crate) fn exec<P: rusqlite::Params>(
     c: &Connection,
     sql: &str,

@@ -678,14 +678,7 @@ pub fn view(
         "SELECT event, state, detail, at FROM txn_log WHERE merchant_id = ?1 AND txn_id = ?2 ORDER BY id",
     )?;
     let log = stmt
-        .query_map(params![merchant_id, txn_id], |r| {
-            Ok(LogEntry {
-                event: r.get("event")?,
-                state: r.get("state")?,
-                detail: r.get("detail")?,
-                at: r.get("at")?,
-            })
-        })?
+        .query_map(params![merchant_id, txn_id], super::sqlite::log_entry)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut stmt = c.prepare_cached(
         "SELECT page_origin, reason, at FROM suspicious_reports WHERE merchant_id = ?1 AND txn_id = ?2 ORDER BY id",

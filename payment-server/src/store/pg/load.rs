@@ -5,7 +5,7 @@ use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 
 use purse::load::bank_api::{LoadEventKind, LoadState, LoadView};
-use purse::merchant_api::{LogEntry, TxnState};
+use purse::merchant_api::TxnState;
 use purse::types::{BcdDate, BcdTime, CardId, Expiry, PurseId};
 
 use super::outbox::{self, Queued};
@@ -427,10 +427,9 @@ pub async fn sweep_expired(
     now: u64,
     grace: u64,
 ) -> Result<usize, PaymentError> {
-    let cutoff = now.saturating_sub(grace);
-    let st = c
-        .prepare_cached(
-            "WITH due AS (
+    super::sweep(
+        c,
+        "WITH due AS (
                 SELECT bank_id, txn_id FROM loads
                 WHERE state = 'drawn' AND expires_at < $2 FOR UPDATE SKIP LOCKED),
              up AS (
@@ -442,22 +441,11 @@ pub async fn sweep_expired(
                 INSERT INTO load_log (bank_id, txn_id, event, state, detail, at)
                 SELECT bank_id, txn_id, 'sweep', 'unknown', $3::text, $1 FROM up)
              SELECT count(*) FROM up",
-        )
-        .await
-        .map_err(pg_error)?;
-    let n: i64 = c
-        .query_one(
-            &st,
-            &[
-                &big(now),
-                &big(cutoff),
-                &"session expired without the card's answer: waiting for its proof",
-            ],
-        )
-        .await
-        .map_err(pg_error)?
-        .get(0);
-    num(n, "count")
+        now,
+        grace,
+        "session expired without the card's answer: waiting for its proof",
+    )
+    .await
 }
 
 /// A load with its history (two queries, pipelined).
@@ -477,17 +465,7 @@ pub async fn view(
         c.query(&st, &[&bank_id, &txn_id]).await.map_err(pg_error)
     })?;
     let row = row.ok_or(PaymentError::NotFound)?;
-    let log = log
-        .iter()
-        .map(|r| {
-            Ok(LogEntry {
-                event: r.try_get("event").map_err(pg_error)?,
-                state: r.try_get("state").map_err(pg_error)?,
-                detail: r.try_get("detail").map_err(pg_error)?,
-                at: num(r.try_get("at").map_err(pg_error)?, "time")?,
-            })
-        })
-        .collect::<Result<Vec<_>, PaymentError>>()?;
+    let log = super::log_entries(&log)?;
     Ok(row.into_view(key, log))
 }
 

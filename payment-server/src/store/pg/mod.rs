@@ -92,6 +92,40 @@ pub(crate) fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
 }
 
 /// A stored integer back into its Rust type.
+/// History rows (`txn_log` or `load_log`: event, state, detail, at).
+pub(crate) fn log_entries(
+    rows: &[tokio_postgres::Row],
+) -> Result<Vec<purse::merchant_api::LogEntry>, PaymentError> {
+    rows.iter()
+        .map(|r| {
+            Ok(purse::merchant_api::LogEntry {
+                event: r.try_get("event").map_err(pg_error)?,
+                state: r.try_get("state").map_err(pg_error)?,
+                detail: r.try_get("detail").map_err(pg_error)?,
+                at: num(r.try_get("at").map_err(pg_error)?, "time")?,
+            })
+        })
+        .collect()
+}
+
+/// Run a sweep statement (`$1` now, `$2` the cutoff, `$3` the history
+/// detail; answers the count moved): one shape for purchases and loads.
+pub(crate) async fn sweep(
+    c: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    now: u64,
+    grace: u64,
+    detail: &str,
+) -> Result<usize, PaymentError> {
+    let st = c.prepare_cached(sql).await.map_err(pg_error)?;
+    let n: i64 = c
+        .query_one(&st, &[&big(now), &big(now.saturating_sub(grace)), &detail])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    num(n, "count")
+}
+
 pub(crate) fn num<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, PaymentError> {
     T::try_from(v).map_err(|_| PaymentError::Internal(format!("stored {what} out of range")))
 }

@@ -6,9 +6,7 @@ use std::sync::OnceLock;
 use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 
-use purse::merchant_api::{
-    LogEntry, RecoveryItem, SuspiciousEntry, SuspiciousListEntry, TxnState, TxnView,
-};
+use purse::merchant_api::{RecoveryItem, SuspiciousEntry, SuspiciousListEntry, TxnState, TxnView};
 use purse::session::VerifyMode;
 use purse::types::{BcdDate, BcdTime, CardId, Expiry, PurseId};
 
@@ -365,10 +363,9 @@ pub async fn sweep_expired(
     now: u64,
     grace: u64,
 ) -> Result<usize, PaymentError> {
-    let cutoff = now.saturating_sub(grace);
-    let st = c
-        .prepare_cached(
-            "WITH due AS (
+    super::sweep(
+        c,
+        "WITH due AS (
                 SELECT merchant_id, txn_id FROM transactions
                 WHERE state = 'drawn' AND expires_at < $2 FOR UPDATE SKIP LOCKED),
              up AS (
@@ -380,22 +377,11 @@ pub async fn sweep_expired(
                 INSERT INTO txn_log (merchant_id, txn_id, event, state, detail, at)
                 SELECT merchant_id, txn_id, 'sweep', 'unknown', $3::text, $1 FROM up)
              SELECT count(*) FROM up",
-        )
-        .await
-        .map_err(pg_error)?;
-    let n: i64 = c
-        .query_one(
-            &st,
-            &[
-                &big(now),
-                &big(cutoff),
-                &"session expired without an answer from the card: waiting for its log",
-            ],
-        )
-        .await
-        .map_err(pg_error)?
-        .get(0);
-    num(n, "count")
+        now,
+        grace,
+        "session expired without an answer from the card: waiting for its log",
+    )
+    .await
 }
 
 /// A transaction with its history and the shopper's reports (three queries,
@@ -432,17 +418,7 @@ pub async fn view(
         },
     )?;
     let row = row.ok_or(PaymentError::NotFound)?;
-    let log = log
-        .iter()
-        .map(|r| {
-            Ok(LogEntry {
-                event: r.try_get("event").map_err(pg_error)?,
-                state: r.try_get("state").map_err(pg_error)?,
-                detail: r.try_get("detail").map_err(pg_error)?,
-                at: num(r.try_get("at").map_err(pg_error)?, "time")?,
-            })
-        })
-        .collect::<Result<Vec<_>, PaymentError>>()?;
+    let log = super::log_entries(&log)?;
     let reports = reports
         .iter()
         .map(|r| {
