@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Widget benchmark: gzipped download size, script tag → ready, Approve → result (p50/p99)
 # and a trace of where the milliseconds go, in headless Chromium on the real stack.
-# Usage: scripts/bench-widget.sh [N] [--compare OTHER_WWW]
+# Usage: scripts/bench-widget.sh [N] [--compare OTHER_WWW] [--debug]
 #   --compare: A/B against another build's www/ (e.g. of an older commit), page loads
 #   alternating in one browser so both see the same machine load.
+#   The card, bridge and payment server run as release builds (--debug: debug builds).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

@@ -120,6 +120,8 @@ pub enum StoreError {
     Used(&'static str),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("a request from another site (Origin {0}) may not change this store's sessions")]
+    CrossSite(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -134,6 +136,7 @@ impl StoreError {
             Self::Unconfirmed => "unconfirmed",
             Self::Used(_) => "already_used",
             Self::BadRequest(_) => "malformed",
+            Self::CrossSite(_) => "cross_site",
         }
     }
     fn status(&self) -> StatusCode {
@@ -145,6 +148,7 @@ impl StoreError {
             Self::Unconfirmed => StatusCode::ACCEPTED,
             Self::Used(_) => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::CrossSite(_) => StatusCode::FORBIDDEN,
         }
     }
 }

@@ -563,8 +563,26 @@ pub(crate) async fn signin(State(st): St) -> Result<Response, StoreError> {
     )
 }
 
+/// The members POSTs (a sign-in's result, redeem, sign out) must come from the
+/// store's own pages. A browser names the page's origin in `Origin` on every POST,
+/// so another site cannot post its own card's sign-in result into the shopper's
+/// browser (signing them in as the attacker's card) or sign them out. A request
+/// without `Origin` is not from a browser's page and passes; `null` does not.
+fn same_site(st: &AppState, headers: &HeaderMap) -> Result<(), StoreError> {
+    match headers
+        .get(axum::http::header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        Some(o) if o.trim_end_matches('/') != st.cfg.public_origin.trim_end_matches('/') => {
+            Err(StoreError::CrossSite(o.chars().take(100).collect()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `POST /members/redeem`: a points purchase for a voucher, signed-in members only.
 pub(crate) async fn redeem(State(st): St, headers: HeaderMap) -> Result<Response, StoreError> {
+    same_site(&st, &headers)?;
     let Some(m) = st.member(&headers).await? else {
         return Ok(Redirect::to("/members").into_response());
     };
@@ -585,8 +603,10 @@ pub(crate) async fn redeem(State(st): St, headers: HeaderMap) -> Result<Response
 pub(crate) async fn result(
     State(st): St,
     Path(txn): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, StoreError> {
+    same_site(&st, &headers)?;
     let r: MerchantResult =
         serde_json::from_slice(&body).map_err(|e| StoreError::BadRequest(e.to_string()))?;
     Ok(match st.take_member_result(&txn, &r).await? {
@@ -609,6 +629,7 @@ pub(crate) async fn result(
 
 /// `POST /members/signout`.
 pub(crate) async fn signout(State(st): St, headers: HeaderMap) -> Result<Response, StoreError> {
+    same_site(&st, &headers)?;
     if let Some(token) = cookie(&headers, COOKIE) {
         let hash = token_hash(token);
         st.db(move |c| {

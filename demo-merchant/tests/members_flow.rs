@@ -449,3 +449,60 @@ async fn a_sign_in_without_a_card_reference_signs_no_one_in() {
     assert_eq!(r.status(), 200);
     assert_eq!(s.rows("member_sessions"), 1);
 }
+
+/// Login CSRF: another site posts its own card's genuine sign-in result into the
+/// shopper's browser (or signs them out, or redeems). The browser names that
+/// site in `Origin`: refused before the result is looked at, no session, and
+/// the result still works from the store's own page.
+#[tokio::test]
+async fn another_site_cannot_sign_the_shopper_in_or_out_or_redeem() {
+    let s = setup().await;
+    let mut shopper = Shopper::new(test_card("6280000000009006", 5_000), s.api.clone());
+    let ws = s.signin_page().await;
+    let out = shopper.pay(&ws).await;
+    let body = serde_json::to_string(out.result().unwrap()).unwrap();
+    for origin in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+        let r = s
+            .http
+            .post(&ws.session.result_url)
+            .header("content-type", "application/json")
+            .header("origin", origin)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{origin}");
+        assert!(r.headers().get("set-cookie").is_none());
+        let j: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(j["error"]["code"], "cross_site", "{j}");
+    }
+    assert_eq!(s.rows("member_sessions"), 0);
+    // From the store's own page: signed in.
+    let r = s
+        .http
+        .post(&ws.session.result_url)
+        .header("content-type", "application/json")
+        .header("origin", s.store.trim_end_matches('/'))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.rows("member_sessions"), 1);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    // Redeem and sign out from another site: refused, the session stays.
+    for path in ["/members/redeem", "/members/signout"] {
+        let r = s
+            .http
+            .post(format!("{}{path}", s.store))
+            .header("cookie", &cookie)
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(s.rows("member_sessions"), 1);
+    assert_eq!(s.rows("member_attempts"), 1, "no redemption attempt opened");
+}

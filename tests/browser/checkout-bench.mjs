@@ -14,6 +14,9 @@
 //   node checkout-bench.mjs [N] --compare OTHER_WWW   A/B: a second payment server
 //        serves OTHER_WWW (e.g. an older build) and the runs alternate between the two
 //        in one browser, so both see the same machine load.
+//   --debug: run the debug builds of the card, bridge and payment server (default:
+//        release builds, what a shopper and an operator run; the widget itself is
+//        always the release wasm that build-widget.sh writes).
 
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -36,7 +39,9 @@ async function sizesOf(www) {
   return out;
 }
 
-const bins = await s.buildAll();
+const release = !process.argv.includes('--debug');
+const bins = await s.buildAll({ release });
+console.log(`binaries: ${bins.profile} builds of the card, bridge and payment server`);
 const stack = await h.startStack({ bins });
 const variants = [];
 for (const [label, www] of [['this build', s.wwwDir], ...(otherWww ? [['compared (' + otherWww + ')', otherWww]] : [])]) {

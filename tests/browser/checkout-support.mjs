@@ -59,23 +59,29 @@ export function targetDir() {
   return process.env.CARGO_TARGET_DIR || path.join(repoRoot, 'target');
 }
 
-/** Build the widget (unless CARDPAY_SKIP_WIDGET_BUILD=1 and it exists) and the Rust binaries. */
-export async function buildAll({ log = false } = {}) {
+/**
+ * Build the widget (unless CARDPAY_SKIP_WIDGET_BUILD=1 and it exists) and every binary
+ * the checkout tests run; `release: true` for the
+ * benchmarks (see `h.buildRust`). `CARDPAY_CARD_BIN` / `CARDPAY_BRIDGE_BIN` override.
+ */
+export async function buildAll({ log = false, release = false } = {}) {
   const env = { ...process.env, CARGO_TARGET_DIR: targetDir() };
   const have = await access(path.join(wwwDir, 'pkg', 'widget_bg.wasm')).then(() => true, () => false);
   if (!(have && process.env.CARDPAY_SKIP_WIDGET_BUILD === '1')) {
     const r = await execFileP(path.join(repoRoot, 'scripts', 'build-widget.sh'), [], { cwd: repoRoot, env, maxBuffer: 64 << 20 });
     if (log) process.stderr.write(r.stderr);
   }
-  const r = await execFileP('cargo', ['build', '-p', 'payment-server', '--bin', 'payment-server', '-p', 'card', '--bin', 'card',
+  const r = await execFileP('cargo', ['build', ...(release ? ['--release'] : []),
+    '-p', 'payment-server', '--bin', 'payment-server', '-p', 'card', '--bin', 'card',
     '-p', 'demo-merchant', '--bin', 'demo-merchant'],
     { cwd: repoRoot, env, maxBuffer: 64 << 20 });
   if (log) process.stderr.write(r.stderr);
+  const profile = release ? 'release' : 'debug';
   // The test stack (testbed) runs this card binary instead of building its own.
-  process.env.CARDPAY_CARD_BIN ||= path.join(targetDir(), 'debug', 'card');
-  const bins = await h.buildRust({ target: targetDir(), log });
-  bins.paymentServer = path.join(targetDir(), 'debug', 'payment-server');
-  bins.demoMerchant = path.join(targetDir(), 'debug', 'demo-merchant');
+  process.env.CARDPAY_CARD_BIN ||= path.join(targetDir(), profile, 'card');
+  const bins = await h.buildRust({ target: targetDir(), log, release });
+  bins.paymentServer = path.join(targetDir(), profile, 'payment-server');
+  bins.demoMerchant = path.join(targetDir(), profile, 'demo-merchant');
   return bins;
 }
 

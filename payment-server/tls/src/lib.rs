@@ -180,8 +180,45 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// What every answer over TLS to a real host name says: use https for this
+/// host for a year (RFC 6797). Not to loopback names: HSTS pins a host for
+/// every port, and `localhost` in a developer's everyday browser serves other
+/// things over plain HTTP too (browsers ignore it for IP literals anyway).
+/// Never over `--insecure-http`.
+pub const HSTS: &str = "max-age=31536000";
+
+/// Add [`HSTS`] to the answer unless the request named a loopback host.
+async fn hsts(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            let h = req.headers().get(axum::http::header::HOST)?.to_str().ok()?;
+            Some(
+                h.parse::<axum::http::uri::Authority>()
+                    .ok()?
+                    .host()
+                    .to_owned(),
+            )
+        });
+    let pin = host.is_some_and(|h| !is_loopback_host(&h));
+    let mut r = next.run(req).await;
+    if pin {
+        r.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static(HSTS),
+        );
+    }
+    r
+}
+
 /// Serve `app` on `listener` until `shutdown` resolves, then let open
-/// requests finish (up to 10 s).
+/// requests finish (up to 10 s). Over TLS answers carry
+/// `Strict-Transport-Security` ([`HSTS`]) for non-loopback hosts.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
@@ -195,6 +232,7 @@ pub async fn serve(
                 .await
         }
         Transport::Tls(config) => {
+            let app = app.layer(axum::middleware::from_fn(hsts));
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             tokio::spawn(async move {

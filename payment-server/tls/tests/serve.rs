@@ -47,6 +47,10 @@ async fn serves_tls_that_a_verifying_client_accepts_and_others_refuse() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        assert!(
+            !r.headers().contains_key("strict-transport-security"),
+            "no HSTS for a loopback host ({host}): it would pin every local port"
+        );
         assert_eq!(r.text().await.unwrap(), "hello over TLS");
     }
 
@@ -91,6 +95,36 @@ async fn serves_tls_that_a_verifying_client_accepts_and_others_refuse() {
         .unwrap();
 }
 
+/// A real host name over TLS gets `Strict-Transport-Security`, on every
+/// answer (a 404 too). The client skips verification here only because the
+/// test CA may vouch for loopback names alone; what is tested is the header.
+#[tokio::test]
+async fn a_real_host_name_over_tls_is_told_to_stay_on_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = TestCa::new(dir.path(), "Cardpay TEST CA (hsts)");
+    let named = TlsFiles {
+        cert_file: dir.path().join("shop.pem"),
+        key_file: dir.path().join("shop.key"),
+    };
+    ca.issue(&["shop.example"], &named);
+    let (addr, _stop, _task) = start(Transport::choose(Some(&named), false, "").unwrap()).await;
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .danger_accept_invalid_certs(true)
+        .resolve("shop.example", addr)
+        .build()
+        .unwrap();
+    for (path, status) in [("/hello", 200), ("/nowhere", 404)] {
+        let r = client
+            .get(format!("https://shop.example:{}{path}", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+        assert_eq!(r.headers()["strict-transport-security"], cardpay_tls::HSTS);
+    }
+}
+
 #[tokio::test]
 async fn the_ca_vouches_only_for_loopback_names() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,6 +158,10 @@ async fn the_ca_vouches_only_for_loopback_names() {
 async fn insecure_http_serves_plain_http_only_when_asked() {
     let (addr, stop, task) = start(Transport::choose(None, true, "").unwrap()).await;
     let r = reqwest::get(format!("http://{addr}/hello")).await.unwrap();
+    assert!(
+        !r.headers().contains_key("strict-transport-security"),
+        "no HSTS over plain HTTP"
+    );
     assert_eq!(r.text().await.unwrap(), "hello over TLS");
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();

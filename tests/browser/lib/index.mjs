@@ -70,21 +70,26 @@ export function targetDir() {
 }
 
 /**
- * Build the bridge binary and the `teststack` example (debug) and return their paths.
+ * Build the bridge binary and the `teststack` example and return their paths:
+ * debug by default (the tests), `release: true` for benchmarks (what a shopper
+ * installs is a release build; a debug bridge or card measures the debug build's
+ * unoptimised DES and JSON, not the product).
  * `CARDPAY_BRIDGE_BIN` overrides the bridge path (then nothing is built for it).
  */
-export async function buildRust({ target = targetDir(), log = false } = {}) {
-  const args = ['build', '-p', 'bridge', '--bin', 'bridge', '--example', 'teststack'];
+export async function buildRust({ target = targetDir(), log = false, release = false } = {}) {
+  const args = ['build', ...(release ? ['--release'] : []), '-p', 'bridge', '--bin', 'bridge', '--example', 'teststack'];
   const r = await execFileP('cargo', args, {
     cwd: repoRoot,
     env: { ...process.env, CARGO_TARGET_DIR: target },
     maxBuffer: 64 << 20,
   });
   if (log) process.stderr.write(r.stderr);
+  const profile = release ? 'release' : 'debug';
   return {
-    bridge: process.env.CARDPAY_BRIDGE_BIN || path.join(target, 'debug', 'bridge'),
-    teststack: path.join(target, 'debug', 'examples', 'teststack'),
+    bridge: process.env.CARDPAY_BRIDGE_BIN || path.join(target, profile, 'bridge'),
+    teststack: path.join(target, profile, 'examples', 'teststack'),
     target,
+    profile,
   };
 }
 
