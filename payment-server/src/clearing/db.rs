@@ -1,7 +1,7 @@
 //! The clearing database: SQLite (a file; WAL, `synchronous = FULL`) or
 //! PostgreSQL (a `postgres://…` URL where the path goes), opened and migrated
-//! here. The migrations are `migrations/clearing/0001_clearing.sql` (SQLite)
-//! and `migrations/clearing/postgres/0001_clearing.sql`.
+//! here. The migrations are `migrations/clearing/*.sql` (SQLite) and
+//! `migrations/clearing/postgres/*.sql`, applied in order, each once.
 //!
 //! The clearing code is synchronous and writes its SQL once, in `?1`-style
 //! placeholders (translated to `$1` for PostgreSQL here) and in what both
@@ -20,15 +20,27 @@ use std::sync::{mpsc, Arc};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio_postgres::types::{ToSql, Type};
 
-const MIGRATIONS: [(&str, &str); 1] = [(
-    "0001_clearing",
-    include_str!("../../migrations/clearing/0001_clearing.sql"),
-)];
+const MIGRATIONS: [(&str, &str); 2] = [
+    (
+        "0001_clearing",
+        include_str!("../../migrations/clearing/0001_clearing.sql"),
+    ),
+    (
+        "0002_posted_once_by_txn",
+        include_str!("../../migrations/clearing/0002_posted_once_by_txn.sql"),
+    ),
+];
 
-const PG_MIGRATIONS: [(&str, &str); 1] = [(
-    "clearing/0001_clearing",
-    include_str!("../../migrations/clearing/postgres/0001_clearing.sql"),
-)];
+const PG_MIGRATIONS: [(&str, &str); 2] = [
+    (
+        "clearing/0001_clearing",
+        include_str!("../../migrations/clearing/postgres/0001_clearing.sql"),
+    ),
+    (
+        "clearing/0002_posted_once_by_txn",
+        include_str!("../../migrations/clearing/postgres/0002_posted_once_by_txn.sql"),
+    ),
+];
 
 /// A clearing database error.
 #[derive(Debug, thiserror::Error)]
