@@ -414,17 +414,25 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
     forged.amount += 100;
     forged.balance_before += 100;
     let party = orig.merchant_id.clone();
+    // The same card proof under a new txn id: S3 verifies (it does not cover
+    // the source's txn id), but the card's (card, ATC) was cleared already.
+    let mut renamed = orig.clone();
+    renamed.txn_id = "T-renamed".into();
     let bytes = sign_purchases(
         &party,
         "PB-forged-1",
-        vec![Record::Purchase(forged), Record::Purchase(orig.clone())],
+        vec![
+            Record::Purchase(forged),
+            Record::Purchase(orig.clone()),
+            Record::Purchase(renamed),
+        ],
     );
     submit_raw(&mut day, "forged.batch", &bytes);
     let r = clearing::run_pass(&mut day.clearing, &day.srv.service, &day.cfg.inbox)
         .await
         .unwrap();
     let cl = r[0].as_ref().unwrap();
-    assert_eq!((cl.accepted, cl.rejected), (0, 2));
+    assert_eq!((cl.accepted, cl.rejected), (0, 3));
     let reasons: Vec<(String, String)> = {
         let mut st = day.clearing.conn().prepare("SELECT reason_code, reason FROM records WHERE batch_id = 'PB-forged-1' ORDER BY idx").unwrap();
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -441,12 +449,22 @@ async fn a_day_is_cleared_settled_and_reconciled_and_every_corruption_is_named()
         )
     );
     assert_eq!(
+        reasons[2],
+        (
+            "proof_reused".into(),
+            format!(
+                "the card's proof (card, ATC) was already cleared under txn {} in batch {first_batch}",
+                orig.txn_id
+            )
+        )
+    );
+    assert_eq!(
         ledger::fingerprint(day.clearing.db()).unwrap(),
         before,
         "nothing posted"
     );
     let s2 = check(&day, &view(&day.srv).await).unwrap_or_else(|d| panic!("{d}"));
-    assert_eq!(s2.records_rejected, 2);
+    assert_eq!(s2.records_rejected, 3);
 
     // A purchase after the close waits for the next batch: not a discrepancy.
     let m = TestMerchant::new("shop-b", 0xB2);

@@ -383,6 +383,33 @@ impl Db {
             .ok_or_else(|| DbError::Type(format!("no row: {sql}")))
     }
 
+    /// Fresh planner statistics for `table` on PostgreSQL (nothing on
+    /// SQLite, which plans each statement on its own and has no cached
+    /// generic plans to go stale). See [`super::post`]'s use: a table that
+    /// grew from nothing within one run has none yet, and a plan chosen when
+    /// it was empty (a scan) would stay until autovacuum's next ANALYZE.
+    pub fn analyze(&self, table: &str) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(_) => Ok(()),
+            Db::Pg(w) => w.call(Op::Batch(format!("ANALYZE {table}"))).map(|_| ()),
+        }
+    }
+
+    /// The planner's idea of `table`'s rows on PostgreSQL (−1: never analysed);
+    /// `None` on SQLite.
+    pub fn planned_rows(&self, table: &str) -> Result<Option<i64>, DbError> {
+        match self {
+            Db::Sqlite(_) => Ok(None),
+            Db::Pg(_) => Ok(Some(
+                self.query_one(
+                    "SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = to_regclass(?1)",
+                    vec![Val::from(table)],
+                )?
+                .get(0)?,
+            )),
+        }
+    }
+
     fn batch(&self, sql: &str) -> Result<(), DbError> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),

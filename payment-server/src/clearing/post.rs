@@ -119,6 +119,8 @@ pub struct Clearing {
     pub chunk: usize,
     crash: CrashPoints,
     clock: crate::purchase::Clock,
+    /// Rows of `records` when this process last had PostgreSQL analyse it.
+    analyzed_rows: i64,
 }
 
 impl Clearing {
@@ -137,6 +139,7 @@ impl Clearing {
             chunk: DEFAULT_CHUNK,
             crash: CrashPoints::from_env(),
             clock,
+            analyzed_rows: 0,
         }
     }
 
@@ -249,9 +252,26 @@ impl Clearing {
         let state: String = row.get(0)?;
         let mut next = row.get::<u64>(1)? as usize;
         if state == "received" {
+            // PostgreSQL plans the chunk's lookups from statistics; a records
+            // table that doubled since they were taken gets new ones (on a
+            // young table: after 5k, 10k, 20k… records; on an old one almost
+            // never — autovacuum keeps up), so a plan made when it was empty
+            // does not scan every posted record for each lookup.
+            let mut planned = self.conn.planned_rows("records")?;
+            if let Some(p) = planned {
+                // −1: never analysed; else the statistics are for about p rows
+                self.analyzed_rows = self.analyzed_rows.max(p);
+            }
             while next < batch.records.len() {
                 let end = (next + self.chunk).min(batch.records.len());
                 self.post_chunk(batch, next, end)?;
+                if let Some(p) = planned.as_mut() {
+                    *p += (end - next) as i64;
+                    if *p >= 2 * self.analyzed_rows.max(1) {
+                        self.conn.analyze("records")?;
+                        self.analyzed_rows = *p;
+                    }
+                }
                 next = end;
                 self.crash.step("records");
             }
@@ -281,13 +301,25 @@ impl Clearing {
             let mut rows = Vec::with_capacity(records.len());
             for (i, (r, proof)) in records.iter().zip(proofs).enumerate() {
                 let key = (record_kind(r), r.party().to_owned(), r.txn_id().to_owned());
-                let check = proof.and_then(|()| match posted.get(&key) {
-                    Some(b) => Err(Rejection::AlreadyCleared(b.clone())),
-                    None => Ok(()),
+                let card = (record_kind(r), proof_key(r));
+                let check = proof.and_then(|()| {
+                    if let Some(b) = posted.txns.get(&key) {
+                        return Err(Rejection::AlreadyCleared(b.clone()));
+                    }
+                    match posted.proofs.get(&card) {
+                        Some((txn, batch)) => Err(Rejection::ProofReused {
+                            txn: txn.clone(),
+                            batch: batch.clone(),
+                        }),
+                        None => Ok(()),
+                    }
                 });
                 let (status, code, reason, fee) = match &check {
                     Ok(()) => {
-                        posted.insert(key, batch.batch_id.clone());
+                        posted.txns.insert(key, batch.batch_id.clone());
+                        posted
+                            .proofs
+                            .insert(card.clone(), (r.txn_id().to_owned(), batch.batch_id.clone()));
                         ("posted", None, None, fee.of(r.amount()))
                     }
                     Err(rej) => {
@@ -309,6 +341,7 @@ impl Clearing {
                     code,
                     reason,
                     serde_json::to_string(r).expect("record serialises"),
+                    card.1,
                 ]);
             }
             for group in rows.chunks(ROWS_PER_STATEMENT) {
@@ -451,16 +484,16 @@ pub(crate) fn record_kind(r: &Record) -> &'static str {
     }
 }
 
-/// Records written per `INSERT` (13 parameters each; far below SQLite's and
+/// Records written per `INSERT` (14 parameters each; far below SQLite's and
 /// PostgreSQL's limits on parameters per statement).
 const ROWS_PER_STATEMENT: usize = 200;
 
-/// `INSERT INTO records … VALUES (?1, …, ?13), (?14, …), …` for `n` rows.
+/// `INSERT INTO records … VALUES (?1, …, ?14), (?15, …), …` for `n` rows.
 fn insert_records_sql(n: usize) -> String {
-    const COLS: usize = 13;
+    const COLS: usize = 14;
     let mut sql = String::from(
         "INSERT INTO records (batch_id, idx, kind, party, txn_id, atc, amount, fee, business_date,
-            status, reason_code, reason, body) VALUES ",
+            status, reason_code, reason, body, proof_key) VALUES ",
     );
     for row in 0..n {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -475,38 +508,92 @@ fn insert_records_sql(n: usize) -> String {
     sql
 }
 
-/// (kind, party, txn id) → the batch that posted it, for the records of a
-/// chunk whose proof held, read a few hundred txn ids per query through the
-/// `records_posted_once_by_txn` index.
+/// The card's proof behind a record, as stored in `proof_key`: the first 16
+/// bytes, hex, of SHA-256("cardpay/clearing-proof" || 0 || card id || ATC).
+/// A digest, so the index does not hold card numbers.
+pub(crate) fn proof_key(r: &Record) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"cardpay/clearing-proof\0");
+    h.update(r.card_id().bytes());
+    h.update(r.atc().to_be_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// What a chunk's records may collide with: posted records by
+/// (kind, party, txn id) → batch, and by (kind, proof key) → (txn id, batch).
+#[derive(Default)]
+struct Posted {
+    txns: std::collections::HashMap<(&'static str, String, String), String>,
+    proofs: std::collections::HashMap<(&'static str, String), (String, String)>,
+}
+
+/// The posted records a chunk's records (those whose proof held) may collide
+/// with, read a few hundred keys per query through the
+/// `records_posted_once_by_txn` and `records_proof_once` indexes.
 fn posted_before(
     tx: &Db,
     records: &[Record],
     proofs: &[Result<(), Rejection>],
-) -> Result<std::collections::HashMap<(&'static str, String, String), String>, ClearingError> {
-    let mut wanted: BTreeMap<(&'static str, &str), Vec<&str>> = BTreeMap::new();
+) -> Result<Posted, ClearingError> {
+    let mut by_party: BTreeMap<(&'static str, &str), Vec<String>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for (r, p) in records.iter().zip(proofs) {
         if p.is_ok() {
-            wanted
+            by_party
                 .entry((record_kind(r), r.party()))
                 .or_default()
-                .push(r.txn_id());
+                .push(r.txn_id().to_owned());
+            by_kind
+                .entry(record_kind(r))
+                .or_default()
+                .push(proof_key(r));
         }
     }
-    let mut out = std::collections::HashMap::new();
-    for ((kind, party), txns) in wanted {
-        for group in txns.chunks(ROWS_PER_STATEMENT) {
-            let list: Vec<String> = (0..group.len()).map(|i| format!("?{}", i + 3)).collect();
-            let sql = format!(
-                "SELECT txn_id, batch_id FROM records
-                 WHERE kind = ?1 AND party = ?2 AND status = 'posted' AND txn_id IN ({})",
-                list.join(", ")
-            );
-            let mut params = vals![kind, party];
-            params.extend(group.iter().map(|t| super::db::Val::from(*t)));
-            for row in tx.query(&sql, params)? {
-                out.insert((kind, party.to_owned(), row.get(0)?), row.get(1)?);
-            }
+    let mut out = Posted::default();
+    for ((kind, party), txns) in by_party {
+        for rows in in_groups(
+            tx,
+            "SELECT txn_id, batch_id FROM records
+             WHERE kind = ?1 AND party = ?2 AND status = 'posted' AND txn_id IN",
+            vals![kind, party],
+            &txns,
+        )? {
+            out.txns
+                .insert((kind, party.to_owned(), rows.get(0)?), rows.get(1)?);
         }
+    }
+    for (kind, keys) in by_kind {
+        for rows in in_groups(
+            tx,
+            "SELECT proof_key, txn_id, batch_id FROM records
+             WHERE kind = ?1 AND status = 'posted' AND proof_key IN",
+            vals![kind],
+            &keys,
+        )? {
+            out.proofs
+                .insert((kind, rows.get(0)?), (rows.get(1)?, rows.get(2)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Run `sql` (ending in `IN`; its `?1`… bound to `first`) for `keys` a few
+/// hundred at a time; all rows.
+fn in_groups(
+    tx: &Db,
+    sql: &str,
+    first: Vec<super::db::Val>,
+    keys: &[String],
+) -> Result<Vec<super::db::Row>, ClearingError> {
+    let mut out = Vec::new();
+    for group in keys.chunks(ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (0..group.len())
+            .map(|i| format!("?{}", first.len() + i + 1))
+            .collect();
+        let mut params = first.clone();
+        params.extend(group.iter().map(|k| super::db::Val::from(k.as_str())));
+        out.extend(tx.query(&format!("{sql} ({})", list.join(", ")), params)?);
     }
     Ok(out)
 }

@@ -31,6 +31,8 @@ pub enum Rejection {
     NoReceipt,
     #[error("already cleared in batch {0}")]
     AlreadyCleared(String),
+    #[error("the card's proof (card, ATC) was already cleared under txn {txn} in batch {batch}")]
+    ProofReused { txn: String, batch: String },
     #[error("security module: {0}")]
     Module(String),
 }
@@ -47,6 +49,7 @@ impl Rejection {
             Self::KeyVersion(_) => "key_version",
             Self::Length => "length",
             Self::AlreadyCleared(_) => "already_cleared",
+            Self::ProofReused { .. } => "proof_reused",
             Self::NoReceipt => "no_receipt",
             Self::Module(_) => "security_module",
         }
