@@ -575,6 +575,15 @@ pub mod lite {
         }
     }
 
+    /// `deserialize_x` methods that do what another one does.
+    macro_rules! forward_typed {
+        ($($to:ident: $($from:ident)*;)*) => {$($(
+            fn $from<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+                self.$to(v)
+            }
+        )*)*};
+    }
+
     impl<'de> de::Deserializer<'de> for &mut De<'de> {
         type Error = Error;
 
@@ -703,9 +712,102 @@ pub mod lite {
             v.visit_unit()
         }
 
+        // Typed entry points: each visitor gets only the branch its type can take,
+        // not the whole `deserialize_any` (which per message type is most of the
+        // wasm's JSON code: a struct's visitor would carry its `visit_seq` too).
+        fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            match self.peek()? {
+                b't' => {
+                    self.word(b"true")?;
+                    v.visit_bool(true)
+                }
+                b'f' => {
+                    self.word(b"false")?;
+                    v.visit_bool(false)
+                }
+                _ => fail(),
+            }
+        }
+
+        fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            if !matches!(self.peek()?, b'-' | b'0'..=b'9') {
+                return fail();
+            }
+            self.integer(v)
+        }
+
+        fn deserialize_str<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            match self.string()? {
+                Cow::Borrowed(s) => v.visit_borrowed_str(s),
+                Cow::Owned(s) => v.visit_string(s),
+            }
+        }
+
+        fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            self.eat(b'[')?;
+            self.deeper()?;
+            let r = v.visit_seq(Seq {
+                de: &mut *self,
+                first: true,
+            })?;
+            self.eat(b']')?;
+            self.depth -= 1;
+            Ok(r)
+        }
+
+        /// Objects only: a struct is never written as an array.
+        fn deserialize_map<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            self.eat(b'{')?;
+            self.deeper()?;
+            let r = v.visit_map(Map {
+                de: &mut *self,
+                first: true,
+            })?;
+            self.eat(b'}')?;
+            self.depth -= 1;
+            Ok(r)
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: &'static [&'static str],
+            v: V,
+        ) -> R<V::Value> {
+            self.deserialize_map(v)
+        }
+
+        fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, v: V) -> R<V::Value> {
+            self.deserialize_seq(v)
+        }
+
+        fn deserialize_tuple_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: usize,
+            v: V,
+        ) -> R<V::Value> {
+            self.deserialize_seq(v)
+        }
+
+        fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            self.peek()?;
+            self.word(b"null")?;
+            v.visit_unit()
+        }
+
+        fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> R<V::Value> {
+            self.deserialize_unit(v)
+        }
+
         serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-            bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+            i128 u128 f32 f64 char bytes byte_buf
+        }
+
+        forward_typed! {
+            deserialize_u64: deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+                deserialize_u8 deserialize_u16 deserialize_u32;
+            deserialize_str: deserialize_string deserialize_identifier;
         }
     }
 
@@ -779,10 +881,10 @@ pub mod lite {
             seed.deserialize(&mut *self.de)
         }
         fn tuple_variant<V: Visitor<'de>>(self, _: usize, v: V) -> R<V::Value> {
-            de::Deserializer::deserialize_any(&mut *self.de, v)
+            de::Deserializer::deserialize_seq(&mut *self.de, v)
         }
         fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], v: V) -> R<V::Value> {
-            de::Deserializer::deserialize_any(&mut *self.de, v)
+            de::Deserializer::deserialize_map(&mut *self.de, v)
         }
     }
 }
