@@ -63,7 +63,7 @@ pub fn to_vec<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
 pub mod lite {
     use std::borrow::Cow;
 
-    use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+    use serde::de::{self, DeserializeSeed, Visitor};
     use serde::ser::{self, Serialize};
 
     pub use super::Error;
@@ -655,7 +655,7 @@ pub mod lite {
                 // "variant": a unit variant
                 b'"' => {
                     let name = self.string()?;
-                    v.visit_enum(name.into_owned().into_deserializer())
+                    v.visit_enum(UnitVariant(name))
                 }
                 // {"variant": value}
                 b'{' => {
@@ -854,6 +854,53 @@ pub mod lite {
         }
         fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> R<V::Value> {
             seed.deserialize(&mut *self.de)
+        }
+    }
+
+    /// `"variant"`: a unit variant, named by a string (no buffering, no second
+    /// deserializer per enum).
+    struct UnitVariant<'de>(Cow<'de, str>);
+
+    impl<'de> de::EnumAccess<'de> for UnitVariant<'de> {
+        type Error = Error;
+        type Variant = UnitOnly;
+        fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> R<(V::Value, UnitOnly)> {
+            seed.deserialize(self).map(|v| (v, UnitOnly))
+        }
+    }
+
+    /// The variant's name as an identifier.
+    impl<'de> de::Deserializer<'de> for UnitVariant<'de> {
+        type Error = Error;
+        fn deserialize_any<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            match self.0 {
+                Cow::Borrowed(s) => v.visit_borrowed_str(s),
+                Cow::Owned(s) => v.visit_string(s),
+            }
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map struct enum identifier ignored_any
+        }
+    }
+
+    /// What a variant written as a bare string can be: a unit variant only.
+    struct UnitOnly;
+
+    impl<'de> de::VariantAccess<'de> for UnitOnly {
+        type Error = Error;
+        fn unit_variant(self) -> R<()> {
+            Ok(())
+        }
+        fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _: T) -> R<T::Value> {
+            fail()
+        }
+        fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> R<V::Value> {
+            fail()
+        }
+        fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], _: V) -> R<V::Value> {
+            fail()
         }
     }
 

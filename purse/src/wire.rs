@@ -116,9 +116,9 @@ pub trait Sealed: Serialize + DeserializeOwned {
 
 /// Stable machine-readable refusal codes of the payment and load APIs. Both
 /// ends match on these; a code never changes meaning. Unknown codes (a newer
-/// server) read as [`ApiCode::Other`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// server) read as [`ApiCode::Other`]. JSON: the string [`ApiCode::as_str`]
+/// (one table both ways, no derived visitor in the widget's download).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApiCode {
     Malformed,
     BodyTooLarge,
@@ -161,11 +161,54 @@ pub enum ApiCode {
     Unauthorized,
     NotFound,
     Internal,
-    #[serde(other)]
+    /// Any code this side does not know.
     Other,
 }
 
 impl ApiCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ApiCode; 31] = [
+        Self::Malformed,
+        Self::BodyTooLarge,
+        Self::UnknownMerchant,
+        Self::BadMac,
+        Self::ModeNotAllowed,
+        Self::Expired,
+        Self::BadSeal,
+        Self::TxnMismatch,
+        Self::AmountMismatch,
+        Self::CurrencyMismatch,
+        Self::OriginMismatch,
+        Self::TerminalMismatch,
+        Self::UnknownKeyVersion,
+        Self::CardExpired,
+        Self::InsufficientFunds,
+        Self::Replay,
+        Self::UnknownTxn,
+        Self::S3Mismatch,
+        Self::BadLogRecord,
+        Self::OrderPaid,
+        Self::OrderInFlight,
+        Self::UnknownBank,
+        Self::S1Mismatch,
+        Self::OverMaxBalance,
+        Self::PurseNotAllowed,
+        Self::BadProof,
+        Self::WrongState,
+        Self::Unauthorized,
+        Self::NotFound,
+        Self::Internal,
+        Self::Other,
+    ];
+
+    /// The code a wire string names; one this side does not know is [`ApiCode::Other`].
+    pub fn from_wire(s: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(Self::Other)
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -201,6 +244,19 @@ impl ApiCode {
             Self::Internal => "internal",
             Self::Other => "other",
         }
+    }
+}
+
+impl Serialize for ApiCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Self::from_wire(&s))
     }
 }
 
@@ -281,5 +337,17 @@ mod tests {
         }
         let c: ApiCode = serde_json::from_str("\"from_the_future\"").unwrap();
         assert_eq!(c, ApiCode::Other);
+        // Every code: one wire string each, read back as itself by both JSON codecs.
+        let mut seen = std::collections::HashSet::new();
+        for c in ApiCode::ALL {
+            assert!(seen.insert(c.as_str()), "{c:?} repeats a wire string");
+            let j = format!("\"{}\"", c.as_str());
+            assert_eq!(serde_json::to_string(&c).unwrap(), j);
+            assert_eq!(crate::json::lite::to_string(&c).unwrap(), j);
+            assert_eq!(serde_json::from_str::<ApiCode>(&j).unwrap(), c);
+            assert_eq!(crate::json::lite::from_slice::<ApiCode>(j.as_bytes()), Ok(c));
+        }
+        assert!(serde_json::from_str::<ApiCode>("7").is_err());
+        assert!(crate::json::lite::from_slice::<ApiCode>(b"7").is_err());
     }
 }
