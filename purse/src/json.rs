@@ -1042,8 +1042,88 @@ mod tests {
         ] {
             assert!(lite::from_slice::<Inner>(bad.as_bytes()).is_err(), "{bad}");
         }
+        // A struct is an object: the array form serde_json also takes is refused.
+        assert!(lite::from_slice::<Outer>(br#"{"error": ["x"]}"#).is_err());
+        assert!(serde_json::from_slice::<Outer>(br#"{"error": ["x"]}"#).is_ok());
+        // A bare string names a unit variant only.
+        assert!(lite::from_slice::<Outer>(br#""error""#).is_err());
+        assert_eq!(
+            lite::from_slice::<Mode>(br#"{"client": null}"#),
+            Ok(Mode::Client)
+        );
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(lite::from_slice::<serde::de::IgnoredAny>(deep.as_bytes()).is_err());
         assert!(lite::from_slice::<serde::de::IgnoredAny>(b"[[1],{\"a\":[]}]").is_ok());
+    }
+
+    mod differential {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        /// Any JSON value a peer could put in a field: every type, right or wrong.
+        fn any_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (0u64..300).prop_map(Value::from),
+                "[a-z_ \"\\\\\u{1}é𝄞]{0,8}".prop_map(Value::from),
+                prop_oneof![Just("client"), Just("payment_server"), Just("a"), Just("b")]
+                    .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(2, 8, 3, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    (
+                        prop_oneof![Just("kind"), Just("x"), Just("s"), Just("q")],
+                        inner.clone()
+                    )
+                        .prop_map(|(k, v)| json!({ k: v })),
+                    (prop_oneof![Just("a"), Just("b"), Just("c")], inner)
+                        .prop_map(|(k, v)| json!({"kind": k, "x": v.clone(), "s": v})),
+                ]
+            })
+        }
+
+        /// An `Inner`-shaped object: one field (the victim) any value at all, the
+        /// others mostly right, sometimes missing; sometimes a stranger field.
+        fn object() -> impl Strategy<Value = Value> {
+            let good = serde_json::to_value(sample("x")).unwrap();
+            let keys = ["n", "neg", "s", "opt", "skipped", "v", "mode", "t", "extra"];
+            (
+                0..keys.len(),
+                any_value(),
+                proptest::collection::vec(0u8..10, keys.len()),
+            )
+                .prop_map(move |(victim, v, missing)| {
+                    let mut o = serde_json::Map::new();
+                    for (i, k) in keys.iter().enumerate() {
+                        if i == victim {
+                            o.insert(k.to_string(), v.clone());
+                        } else if let Some(g) = good.get(*k).filter(|_| missing[i] != 0) {
+                            o.insert(k.to_string(), g.clone());
+                        }
+                    }
+                    Value::Object(o)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            /// lite takes exactly what serde_json takes, as the same value, whatever
+            /// types a peer puts where (the typed entry points refuse no more and no less).
+            #[test]
+            fn lite_reads_what_serde_json_reads(v in object()) {
+                let text = serde_json::to_vec(&v).unwrap();
+                let theirs = serde_json::from_slice::<Inner>(&text).ok();
+                let mine = lite::from_slice::<Inner>(&text).ok();
+                prop_assert_eq!(&mine, &theirs, "{}", v);
+                if let Some(m) = mine {
+                    prop_assert_eq!(lite::to_string(&m).unwrap(), serde_json::to_string(&m).unwrap());
+                }
+            }
+        }
     }
 }

@@ -345,7 +345,10 @@ mod tests {
             assert_eq!(serde_json::to_string(&c).unwrap(), j);
             assert_eq!(crate::json::lite::to_string(&c).unwrap(), j);
             assert_eq!(serde_json::from_str::<ApiCode>(&j).unwrap(), c);
-            assert_eq!(crate::json::lite::from_slice::<ApiCode>(j.as_bytes()), Ok(c));
+            assert_eq!(
+                crate::json::lite::from_slice::<ApiCode>(j.as_bytes()),
+                Ok(c)
+            );
         }
         assert!(serde_json::from_str::<ApiCode>("7").is_err());
         assert!(crate::json::lite::from_slice::<ApiCode>(b"7").is_err());
