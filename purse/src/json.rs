@@ -653,15 +653,18 @@ pub mod lite {
         ) -> R<V::Value> {
             match self.peek()? {
                 // "variant": a unit variant
-                b'"' => {
-                    let name = self.string()?;
-                    v.visit_enum(UnitVariant(name))
-                }
+                b'"' => v.visit_enum(Variant {
+                    de: self,
+                    bare: true,
+                }),
                 // {"variant": value}
                 b'{' => {
                     self.i += 1;
                     self.deeper()?;
-                    let r = v.visit_enum(Variant { de: &mut *self })?;
+                    let r = v.visit_enum(Variant {
+                        de: &mut *self,
+                        bare: false,
+                    })?;
                     self.eat(b'}')?;
                     self.depth -= 1;
                     Ok(r)
@@ -857,56 +860,12 @@ pub mod lite {
         }
     }
 
-    /// `"variant"`: a unit variant, named by a string (no buffering, no second
-    /// deserializer per enum).
-    struct UnitVariant<'de>(Cow<'de, str>);
-
-    impl<'de> de::EnumAccess<'de> for UnitVariant<'de> {
-        type Error = Error;
-        type Variant = UnitOnly;
-        fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> R<(V::Value, UnitOnly)> {
-            seed.deserialize(self).map(|v| (v, UnitOnly))
-        }
-    }
-
-    /// The variant's name as an identifier.
-    impl<'de> de::Deserializer<'de> for UnitVariant<'de> {
-        type Error = Error;
-        fn deserialize_any<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
-            match self.0 {
-                Cow::Borrowed(s) => v.visit_borrowed_str(s),
-                Cow::Owned(s) => v.visit_string(s),
-            }
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-            bytes byte_buf option unit unit_struct newtype_struct seq tuple
-            tuple_struct map struct enum identifier ignored_any
-        }
-    }
-
-    /// What a variant written as a bare string can be: a unit variant only.
-    struct UnitOnly;
-
-    impl<'de> de::VariantAccess<'de> for UnitOnly {
-        type Error = Error;
-        fn unit_variant(self) -> R<()> {
-            Ok(())
-        }
-        fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _: T) -> R<T::Value> {
-            fail()
-        }
-        fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> R<V::Value> {
-            fail()
-        }
-        fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], _: V) -> R<V::Value> {
-            fail()
-        }
-    }
-
-    /// `{"variant": value}` (the brace is eaten by the caller).
+    /// `{"variant": value}` (the brace is eaten by the caller), or `bare`:
+    /// `"variant"`, a unit variant. One access for both, so each enum's visitor
+    /// is compiled once.
     struct Variant<'a, 'de> {
         de: &'a mut De<'de>,
+        bare: bool,
     }
 
     impl<'de, 'a> de::EnumAccess<'de> for Variant<'a, 'de> {
@@ -914,7 +873,9 @@ pub mod lite {
         type Variant = Self;
         fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> R<(V::Value, Self)> {
             let name = seed.deserialize(&mut *self.de)?;
-            self.de.eat(b':')?;
+            if !self.bare {
+                self.de.eat(b':')?;
+            }
             Ok((name, self))
         }
     }
@@ -922,15 +883,27 @@ pub mod lite {
     impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
         type Error = Error;
         fn unit_variant(self) -> R<()> {
+            if self.bare {
+                return Ok(());
+            }
             de::Deserialize::deserialize(&mut *self.de)
         }
         fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> R<T::Value> {
+            if self.bare {
+                return fail();
+            }
             seed.deserialize(&mut *self.de)
         }
         fn tuple_variant<V: Visitor<'de>>(self, _: usize, v: V) -> R<V::Value> {
+            if self.bare {
+                return fail();
+            }
             de::Deserializer::deserialize_seq(&mut *self.de, v)
         }
         fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], v: V) -> R<V::Value> {
+            if self.bare {
+                return fail();
+            }
             de::Deserializer::deserialize_map(&mut *self.de, v)
         }
     }
