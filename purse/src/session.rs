@@ -218,7 +218,9 @@ pub fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SessionEr
         return Err(SessionError::Truncated);
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().unwrap_or_else(|_| panic!("split at NONCE_LEN"));
+    let nonce: [u8; NONCE_LEN] = nonce
+        .try_into()
+        .unwrap_or_else(|_| panic!("split at NONCE_LEN"));
     let cipher = Aes256Gcm::new_from_slice(key.bytes()).unwrap_or_else(|_| panic!("32-byte key"));
     cipher
         .decrypt(&nonce.into(), Payload { msg: ct, aad })
@@ -239,8 +241,8 @@ pub fn unwrap_tsk(dk: &Key32, txn_id: &str, etsk: &[u8]) -> Result<Key32, Sessio
 }
 
 fn session_hmac(k_mp: &Key32, session: &Session, etsk: &[u8]) -> Hmac<Sha256> {
-    let mut mac =
-        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(k_mp.bytes()).unwrap_or_else(|_| panic!("any key length"));
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(k_mp.bytes())
+        .unwrap_or_else(|_| panic!("any key length"));
     mac.update(&session.canonical_bytes());
     mac.update(etsk);
     mac
@@ -261,8 +263,8 @@ pub fn verify_session_mac(k_mp: &Key32, session: &Session, etsk: &[u8], mac: &[u
 
 /// HMAC-SHA256 under a 32-byte key, for authenticating merchant API requests.
 pub fn hmac_sha256(key: &Key32, parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.bytes()).unwrap_or_else(|_| panic!("any key length"));
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.bytes())
+        .unwrap_or_else(|_| panic!("any key length"));
     for p in parts {
         mac.update(p);
     }
@@ -271,8 +273,8 @@ pub fn hmac_sha256(key: &Key32, parts: &[&[u8]]) -> [u8; 32] {
 
 /// Constant-time check of [`hmac_sha256`].
 pub fn verify_hmac_sha256(key: &Key32, parts: &[&[u8]], tag: &[u8]) -> bool {
-    let mut mac =
-        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.bytes()).unwrap_or_else(|_| panic!("any key length"));
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.bytes())
+        .unwrap_or_else(|_| panic!("any key length"));
     for p in parts {
         mac.update(p);
     }

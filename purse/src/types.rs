@@ -251,7 +251,8 @@ impl BcdTime {
     }
     pub fn from_unix(secs: u64) -> Self {
         let s = (secs % 86_400) as u32;
-        Self::from_hms(s / 3600, s / 60 % 60, s % 60).unwrap_or_else(|_| panic!("time of day is valid"))
+        Self::from_hms(s / 3600, s / 60 % 60, s % 60)
+            .unwrap_or_else(|_| panic!("time of day is valid"))
     }
     pub fn bytes(&self) -> [u8; 3] {
         self.0
