@@ -59,6 +59,51 @@ pub fn to_vec<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
     to_string(v).into_bytes()
 }
 
+/// A unit-only enum that travels as one of a fixed set of strings: `ALL`, `as_str`
+/// and `Serialize`/`Deserialize` from that one table, both ends, natively and in the
+/// browser (no derived visitor per enum in the widget's download: docs/widget.md,
+/// "Figures"). A string outside the table is refused, or with `unknown = V` read as `V`
+/// (codes from a newer peer).
+macro_rules! wire_strings {
+    ($ty:ident { $($v:ident => $s:literal),+ $(,)? } $(unknown = $u:ident)?) => {
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: [Self; [$($s),+].len()] = [$(Self::$v),+];
+
+            /// The variant's string on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$v => $s,)+
+                }
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                match Self::ALL.into_iter().find(|v| v.as_str() == s) {
+                    Some(v) => Ok(v),
+                    None => $crate::json::wire_strings!(@unknown s $($u)?),
+                }
+            }
+        }
+    };
+    (@unknown $s:ident $u:ident) => { Ok(Self::$u) };
+    (@unknown $s:ident) => {
+        Err(serde::de::Error::custom(format_args!(
+            "unknown variant `{}`",
+            $s
+        )))
+    };
+}
+pub(crate) use wire_strings;
+
 /// The small JSON data format (used in the browser; tested natively against serde_json).
 pub mod lite {
     use std::borrow::Cow;
@@ -1027,6 +1072,63 @@ mod tests {
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(lite::from_slice::<serde::de::IgnoredAny>(deep.as_bytes()).is_err());
         assert!(lite::from_slice::<serde::de::IgnoredAny>(b"[[1],{\"a\":[]}]").is_ok());
+    }
+
+    /// What `#[serde(rename_all = "snake_case")]` made of a variant name.
+    fn snake(name: &str) -> String {
+        let mut out = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    }
+
+    /// Each `wire_strings!` enum: every variant's string is the one serde's derive
+    /// wrote before (snake case of its name), both codecs write it and read it back,
+    /// and a string outside the table is refused or read as the `unknown` variant.
+    fn check_table<T>(all: &[T], unknown: Option<T>)
+    where
+        T: Copy + PartialEq + core::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+    {
+        for v in all {
+            let j = format!("\"{}\"", snake(&format!("{v:?}")));
+            assert_eq!(serde_json::to_string(v).unwrap(), j);
+            assert_eq!(lite::to_string(v).unwrap(), j);
+            assert_eq!(&serde_json::from_str::<T>(&j).unwrap(), v);
+            assert_eq!(&lite::from_slice::<T>(j.as_bytes()).unwrap(), v);
+        }
+        for bad in [r#""from_the_future""#, r#""""#] {
+            assert_eq!(serde_json::from_str::<T>(bad).ok(), unknown, "{bad}");
+            assert_eq!(lite::from_slice::<T>(bad.as_bytes()).ok(), unknown, "{bad}");
+        }
+        for bad in ["7", "null", "{}", "[]", r#"{"x":null}"#] {
+            assert!(serde_json::from_str::<T>(bad).is_err(), "{bad}");
+            assert!(lite::from_slice::<T>(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wire_string_enums_keep_their_strings() {
+        use crate::bridge_msg::{ErrorCode, Limit};
+        use crate::load::{LoadRecoverStatus, LoadStatus};
+        use crate::purchase::{PurchaseStatus, RecoverStatus};
+        use crate::session::VerifyMode;
+        use crate::types::PurseId;
+        use crate::wire::ApiCode;
+        check_table(&ApiCode::ALL, Some(ApiCode::Other));
+        check_table(&ErrorCode::ALL, Some(ErrorCode::Unknown));
+        check_table(&Limit::ALL, Some(Limit::Unknown));
+        check_table(&VerifyMode::ALL, None);
+        check_table(&PurchaseStatus::ALL, None);
+        check_table(&RecoverStatus::ALL, None);
+        check_table(&LoadStatus::ALL, None);
+        check_table(&LoadRecoverStatus::ALL, None);
+        check_table(&PurseId::ALL, None);
+        assert_eq!(ApiCode::ALL.len(), 31);
+        assert_eq!(ErrorCode::ALL.len(), 15);
     }
 
     mod differential {

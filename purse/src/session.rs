@@ -60,8 +60,7 @@ pub enum SessionError {
 }
 
 /// Where the card's S3 is compared (DESIGN §4).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum VerifyMode {
     /// The security module compares S3.
     SecurityModule,
@@ -74,25 +73,16 @@ pub enum VerifyMode {
     Merchant,
 }
 
-impl VerifyMode {
-    pub const ALL: [VerifyMode; 4] = [
-        Self::SecurityModule,
-        Self::PaymentServer,
-        Self::Client,
-        Self::Merchant,
-    ];
+crate::json::wire_strings!(VerifyMode {
+    SecurityModule => "security_module",
+    PaymentServer => "payment_server",
+    Client => "client",
+    Merchant => "merchant",
+});
 
+impl VerifyMode {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SecurityModule => "security_module",
-            Self::PaymentServer => "payment_server",
-            Self::Client => "client",
-            Self::Merchant => "merchant",
-        }
     }
 }
 

@@ -23,14 +23,18 @@ pub enum TypeError {
 }
 
 /// Which purse of the card: P2 of the purse commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PurseId {
     /// Money, in the currency set at personalisation.
     Money = 0,
     /// Loyalty points (currency 999, exponent 0).
     Points = 1,
 }
+
+crate::json::wire_strings!(PurseId {
+    Money => "money",
+    Points => "points",
+});
 
 impl PurseId {
     pub fn from_p2(p2: u8) -> Result<Self, TypeError> {

@@ -117,7 +117,7 @@ pub trait Sealed: Serialize + DeserializeOwned {
 /// Stable machine-readable refusal codes of the payment and load APIs. Both
 /// ends match on these; a code never changes meaning. Unknown codes (a newer
 /// server) read as [`ApiCode::Other`]. JSON: the string [`ApiCode::as_str`]
-/// (one table both ways, no derived visitor in the widget's download).
+/// (one table both ways, `crate::json::wire_strings!`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApiCode {
     Malformed,
@@ -165,100 +165,39 @@ pub enum ApiCode {
     Other,
 }
 
-impl ApiCode {
-    /// Every code, in declaration order.
-    pub const ALL: [ApiCode; 31] = [
-        Self::Malformed,
-        Self::BodyTooLarge,
-        Self::UnknownMerchant,
-        Self::BadMac,
-        Self::ModeNotAllowed,
-        Self::Expired,
-        Self::BadSeal,
-        Self::TxnMismatch,
-        Self::AmountMismatch,
-        Self::CurrencyMismatch,
-        Self::OriginMismatch,
-        Self::TerminalMismatch,
-        Self::UnknownKeyVersion,
-        Self::CardExpired,
-        Self::InsufficientFunds,
-        Self::Replay,
-        Self::UnknownTxn,
-        Self::S3Mismatch,
-        Self::BadLogRecord,
-        Self::OrderPaid,
-        Self::OrderInFlight,
-        Self::UnknownBank,
-        Self::S1Mismatch,
-        Self::OverMaxBalance,
-        Self::PurseNotAllowed,
-        Self::BadProof,
-        Self::WrongState,
-        Self::Unauthorized,
-        Self::NotFound,
-        Self::Internal,
-        Self::Other,
-    ];
-
-    /// The code a wire string names; one this side does not know is [`ApiCode::Other`].
-    pub fn from_wire(s: &str) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .unwrap_or(Self::Other)
-    }
-
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::BodyTooLarge => "body_too_large",
-            Self::UnknownMerchant => "unknown_merchant",
-            Self::BadMac => "bad_mac",
-            Self::ModeNotAllowed => "mode_not_allowed",
-            Self::Expired => "expired",
-            Self::BadSeal => "bad_seal",
-            Self::TxnMismatch => "txn_mismatch",
-            Self::AmountMismatch => "amount_mismatch",
-            Self::CurrencyMismatch => "currency_mismatch",
-            Self::OriginMismatch => "origin_mismatch",
-            Self::TerminalMismatch => "terminal_mismatch",
-            Self::UnknownKeyVersion => "unknown_key_version",
-            Self::CardExpired => "card_expired",
-            Self::InsufficientFunds => "insufficient_funds",
-            Self::Replay => "replay",
-            Self::UnknownTxn => "unknown_txn",
-            Self::S3Mismatch => "s3_mismatch",
-            Self::BadLogRecord => "bad_log_record",
-            Self::OrderPaid => "order_paid",
-            Self::OrderInFlight => "order_in_flight",
-            Self::UnknownBank => "unknown_bank",
-            Self::S1Mismatch => "s1_mismatch",
-            Self::OverMaxBalance => "over_max_balance",
-            Self::PurseNotAllowed => "purse_not_allowed",
-            Self::BadProof => "bad_proof",
-            Self::WrongState => "wrong_state",
-            Self::Unauthorized => "unauthorized",
-            Self::NotFound => "not_found",
-            Self::Internal => "internal",
-            Self::Other => "other",
-        }
-    }
-}
-
-impl Serialize for ApiCode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for ApiCode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Self::from_wire(&s))
-    }
-}
+crate::json::wire_strings!(ApiCode {
+    Malformed => "malformed",
+    BodyTooLarge => "body_too_large",
+    UnknownMerchant => "unknown_merchant",
+    BadMac => "bad_mac",
+    ModeNotAllowed => "mode_not_allowed",
+    Expired => "expired",
+    BadSeal => "bad_seal",
+    TxnMismatch => "txn_mismatch",
+    AmountMismatch => "amount_mismatch",
+    CurrencyMismatch => "currency_mismatch",
+    OriginMismatch => "origin_mismatch",
+    TerminalMismatch => "terminal_mismatch",
+    UnknownKeyVersion => "unknown_key_version",
+    CardExpired => "card_expired",
+    InsufficientFunds => "insufficient_funds",
+    Replay => "replay",
+    UnknownTxn => "unknown_txn",
+    S3Mismatch => "s3_mismatch",
+    BadLogRecord => "bad_log_record",
+    OrderPaid => "order_paid",
+    OrderInFlight => "order_in_flight",
+    UnknownBank => "unknown_bank",
+    S1Mismatch => "s1_mismatch",
+    OverMaxBalance => "over_max_balance",
+    PurseNotAllowed => "purse_not_allowed",
+    BadProof => "bad_proof",
+    WrongState => "wrong_state",
+    Unauthorized => "unauthorized",
+    NotFound => "not_found",
+    Internal => "internal",
+    Other => "other",
+} unknown = Other);
 
 /// Every refusal: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
