@@ -198,7 +198,7 @@ impl Command {
     /// Encode; the typed constructors of [`crate::command`] always fit.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.try_to_bytes()
-            .expect("command built with more than 255 data bytes or invalid Le")
+            .unwrap_or_else(|_| panic!("command built with more than 255 data bytes or invalid Le"))
     }
 }
 

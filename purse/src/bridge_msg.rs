@@ -182,9 +182,8 @@ impl Request {
     }
 }
 
-/// Stable error codes. The JSON spelling (`snake_case`) is the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Stable error codes. The JSON spelling ([`ErrorCode::as_str`]) is the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// The smart-card service (pcscd) is not running.
     NoService,
@@ -221,39 +220,33 @@ pub enum ErrorCode {
     /// From the extension: too many requests in flight from one frame.
     Busy,
     /// A code this version does not know (a newer bridge or extension).
-    #[serde(other)]
     Unknown,
 }
 
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::NoService => "no_service",
-            ErrorCode::NoReader => "no_reader",
-            ErrorCode::NoCard => "no_card",
-            ErrorCode::CardRemoved => "card_removed",
-            ErrorCode::ForbiddenApdu => "forbidden_apdu",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::LastPinTry => "last_pin_try",
-            ErrorCode::PinBlocked => "pin_blocked",
-            ErrorCode::ForbiddenOrigin => "forbidden_origin",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::CardError => "card_error",
-            ErrorCode::NoBridge => "no_bridge",
-            ErrorCode::Busy => "busy",
-            ErrorCode::Unknown => "unknown",
-        }
-    }
-}
+crate::json::wire_strings!(ErrorCode {
+    NoService => "no_service",
+    NoReader => "no_reader",
+    NoCard => "no_card",
+    CardRemoved => "card_removed",
+    ForbiddenApdu => "forbidden_apdu",
+    RateLimited => "rate_limited",
+    LastPinTry => "last_pin_try",
+    PinBlocked => "pin_blocked",
+    ForbiddenOrigin => "forbidden_origin",
+    BadRequest => "bad_request",
+    Timeout => "timeout",
+    CardError => "card_error",
+    NoBridge => "no_bridge",
+    Busy => "busy",
+    Unknown => "unknown",
+} unknown = Unknown);
 
 /// The words the bridge sends with [`ErrorCode::LastPinTry`]; a page may
 /// show its own translation of the same advice.
 pub const LAST_PIN_TRY_MESSAGE: &str = "Only one PIN try is left on this card, and a web page may not use it. To restore the tries, run `bridge pin` on this computer and type your PIN there.";
 
 /// Which limit refused a request ([`ErrorCode::RateLimited`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
     /// APDUs per origin.
     Apdu,
@@ -262,9 +255,16 @@ pub enum Limit {
     /// Card transactions (INITIALIZE) per card and hour: each spends one of
     /// the card's 65 535 transaction numbers.
     Initialize,
-    #[serde(other)]
+    /// A limit this version does not know.
     Unknown,
 }
+
+crate::json::wire_strings!(Limit {
+    Apdu => "apdu",
+    Verify => "verify",
+    Initialize => "initialize",
+    Unknown => "unknown",
+} unknown = Unknown);
 
 /// An error answer: a stable code and plain words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -59,11 +59,56 @@ pub fn to_vec<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
     to_string(v).into_bytes()
 }
 
+/// A unit-only enum that travels as one of a fixed set of strings: `ALL`, `as_str`
+/// and `Serialize`/`Deserialize` from that one table, both ends, natively and in the
+/// browser (no derived visitor per enum in the widget's download: docs/widget.md,
+/// "Figures"). A string outside the table is refused, or with `unknown = V` read as `V`
+/// (codes from a newer peer).
+macro_rules! wire_strings {
+    ($ty:ident { $($v:ident => $s:literal),+ $(,)? } $(unknown = $u:ident)?) => {
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: [Self; [$($s),+].len()] = [$(Self::$v),+];
+
+            /// The variant's string on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$v => $s,)+
+                }
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                match Self::ALL.into_iter().find(|v| v.as_str() == s) {
+                    Some(v) => Ok(v),
+                    None => $crate::json::wire_strings!(@unknown s $($u)?),
+                }
+            }
+        }
+    };
+    (@unknown $s:ident $u:ident) => { Ok(Self::$u) };
+    (@unknown $s:ident) => {
+        Err(serde::de::Error::custom(format_args!(
+            "unknown variant `{}`",
+            $s
+        )))
+    };
+}
+pub(crate) use wire_strings;
+
 /// The small JSON data format (used in the browser; tested natively against serde_json).
 pub mod lite {
     use std::borrow::Cow;
 
-    use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+    use serde::de::{self, DeserializeSeed, Visitor};
     use serde::ser::{self, Serialize};
 
     pub use super::Error;
@@ -575,6 +620,15 @@ pub mod lite {
         }
     }
 
+    /// `deserialize_x` methods that do what another one does.
+    macro_rules! forward_typed {
+        ($($to:ident: $($from:ident)*;)*) => {$($(
+            fn $from<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+                self.$to(v)
+            }
+        )*)*};
+    }
+
     impl<'de> de::Deserializer<'de> for &mut De<'de> {
         type Error = Error;
 
@@ -644,15 +698,18 @@ pub mod lite {
         ) -> R<V::Value> {
             match self.peek()? {
                 // "variant": a unit variant
-                b'"' => {
-                    let name = self.string()?;
-                    v.visit_enum(name.into_owned().into_deserializer())
-                }
+                b'"' => v.visit_enum(Variant {
+                    de: self,
+                    bare: true,
+                }),
                 // {"variant": value}
                 b'{' => {
                     self.i += 1;
                     self.deeper()?;
-                    let r = v.visit_enum(Variant { de: &mut *self })?;
+                    let r = v.visit_enum(Variant {
+                        de: &mut *self,
+                        bare: false,
+                    })?;
                     self.eat(b'}')?;
                     self.depth -= 1;
                     Ok(r)
@@ -703,9 +760,102 @@ pub mod lite {
             v.visit_unit()
         }
 
+        // Typed entry points: each visitor gets only the branch its type can take,
+        // not the whole `deserialize_any` (which per message type is most of the
+        // wasm's JSON code: a struct's visitor would carry its `visit_seq` too).
+        fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            match self.peek()? {
+                b't' => {
+                    self.word(b"true")?;
+                    v.visit_bool(true)
+                }
+                b'f' => {
+                    self.word(b"false")?;
+                    v.visit_bool(false)
+                }
+                _ => fail(),
+            }
+        }
+
+        fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            if !matches!(self.peek()?, b'-' | b'0'..=b'9') {
+                return fail();
+            }
+            self.integer(v)
+        }
+
+        fn deserialize_str<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            match self.string()? {
+                Cow::Borrowed(s) => v.visit_borrowed_str(s),
+                Cow::Owned(s) => v.visit_string(s),
+            }
+        }
+
+        fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            self.eat(b'[')?;
+            self.deeper()?;
+            let r = v.visit_seq(Seq {
+                de: &mut *self,
+                first: true,
+            })?;
+            self.eat(b']')?;
+            self.depth -= 1;
+            Ok(r)
+        }
+
+        /// Objects only: a struct is never written as an array.
+        fn deserialize_map<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            self.eat(b'{')?;
+            self.deeper()?;
+            let r = v.visit_map(Map {
+                de: &mut *self,
+                first: true,
+            })?;
+            self.eat(b'}')?;
+            self.depth -= 1;
+            Ok(r)
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: &'static [&'static str],
+            v: V,
+        ) -> R<V::Value> {
+            self.deserialize_map(v)
+        }
+
+        fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, v: V) -> R<V::Value> {
+            self.deserialize_seq(v)
+        }
+
+        fn deserialize_tuple_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: usize,
+            v: V,
+        ) -> R<V::Value> {
+            self.deserialize_seq(v)
+        }
+
+        fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
+            self.peek()?;
+            self.word(b"null")?;
+            v.visit_unit()
+        }
+
+        fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> R<V::Value> {
+            self.deserialize_unit(v)
+        }
+
         serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-            bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+            i128 u128 f32 f64 char bytes byte_buf
+        }
+
+        forward_typed! {
+            deserialize_u64: deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+                deserialize_u8 deserialize_u16 deserialize_u32;
+            deserialize_str: deserialize_string deserialize_identifier;
         }
     }
 
@@ -755,9 +905,12 @@ pub mod lite {
         }
     }
 
-    /// `{"variant": value}` (the brace is eaten by the caller).
+    /// `{"variant": value}` (the brace is eaten by the caller), or `bare`:
+    /// `"variant"`, a unit variant. One access for both, so each enum's visitor
+    /// is compiled once.
     struct Variant<'a, 'de> {
         de: &'a mut De<'de>,
+        bare: bool,
     }
 
     impl<'de, 'a> de::EnumAccess<'de> for Variant<'a, 'de> {
@@ -765,7 +918,9 @@ pub mod lite {
         type Variant = Self;
         fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> R<(V::Value, Self)> {
             let name = seed.deserialize(&mut *self.de)?;
-            self.de.eat(b':')?;
+            if !self.bare {
+                self.de.eat(b':')?;
+            }
             Ok((name, self))
         }
     }
@@ -773,16 +928,28 @@ pub mod lite {
     impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
         type Error = Error;
         fn unit_variant(self) -> R<()> {
+            if self.bare {
+                return Ok(());
+            }
             de::Deserialize::deserialize(&mut *self.de)
         }
         fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> R<T::Value> {
+            if self.bare {
+                return fail();
+            }
             seed.deserialize(&mut *self.de)
         }
         fn tuple_variant<V: Visitor<'de>>(self, _: usize, v: V) -> R<V::Value> {
-            de::Deserializer::deserialize_any(&mut *self.de, v)
+            if self.bare {
+                return fail();
+            }
+            de::Deserializer::deserialize_seq(&mut *self.de, v)
         }
         fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], v: V) -> R<V::Value> {
-            de::Deserializer::deserialize_any(&mut *self.de, v)
+            if self.bare {
+                return fail();
+            }
+            de::Deserializer::deserialize_map(&mut *self.de, v)
         }
     }
 }
@@ -893,8 +1060,145 @@ mod tests {
         ] {
             assert!(lite::from_slice::<Inner>(bad.as_bytes()).is_err(), "{bad}");
         }
+        // A struct is an object: the array form serde_json also takes is refused.
+        assert!(lite::from_slice::<Outer>(br#"{"error": ["x"]}"#).is_err());
+        assert!(serde_json::from_slice::<Outer>(br#"{"error": ["x"]}"#).is_ok());
+        // A bare string names a unit variant only.
+        assert!(lite::from_slice::<Outer>(br#""error""#).is_err());
+        assert_eq!(
+            lite::from_slice::<Mode>(br#"{"client": null}"#),
+            Ok(Mode::Client)
+        );
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(lite::from_slice::<serde::de::IgnoredAny>(deep.as_bytes()).is_err());
         assert!(lite::from_slice::<serde::de::IgnoredAny>(b"[[1],{\"a\":[]}]").is_ok());
+    }
+
+    /// What `#[serde(rename_all = "snake_case")]` made of a variant name.
+    fn snake(name: &str) -> String {
+        let mut out = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    }
+
+    /// Each `wire_strings!` enum: every variant's string is the one serde's derive
+    /// wrote before (snake case of its name), both codecs write it and read it back,
+    /// and a string outside the table is refused or read as the `unknown` variant.
+    fn check_table<T>(all: &[T], unknown: Option<T>)
+    where
+        T: Copy + PartialEq + core::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+    {
+        for v in all {
+            let j = format!("\"{}\"", snake(&format!("{v:?}")));
+            assert_eq!(serde_json::to_string(v).unwrap(), j);
+            assert_eq!(lite::to_string(v).unwrap(), j);
+            assert_eq!(&serde_json::from_str::<T>(&j).unwrap(), v);
+            assert_eq!(&lite::from_slice::<T>(j.as_bytes()).unwrap(), v);
+        }
+        for bad in [r#""from_the_future""#, r#""""#] {
+            assert_eq!(serde_json::from_str::<T>(bad).ok(), unknown, "{bad}");
+            assert_eq!(lite::from_slice::<T>(bad.as_bytes()).ok(), unknown, "{bad}");
+        }
+        for bad in ["7", "null", "{}", "[]", r#"{"x":null}"#] {
+            assert!(serde_json::from_str::<T>(bad).is_err(), "{bad}");
+            assert!(lite::from_slice::<T>(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wire_string_enums_keep_their_strings() {
+        use crate::bridge_msg::{ErrorCode, Limit};
+        use crate::load::{LoadRecoverStatus, LoadStatus};
+        use crate::purchase::{PurchaseStatus, RecoverStatus};
+        use crate::session::VerifyMode;
+        use crate::types::PurseId;
+        use crate::wire::ApiCode;
+        check_table(&ApiCode::ALL, Some(ApiCode::Other));
+        check_table(&ErrorCode::ALL, Some(ErrorCode::Unknown));
+        check_table(&Limit::ALL, Some(Limit::Unknown));
+        check_table(&VerifyMode::ALL, None);
+        check_table(&PurchaseStatus::ALL, None);
+        check_table(&RecoverStatus::ALL, None);
+        check_table(&LoadStatus::ALL, None);
+        check_table(&LoadRecoverStatus::ALL, None);
+        check_table(&PurseId::ALL, None);
+        assert_eq!(ApiCode::ALL.len(), 31);
+        assert_eq!(ErrorCode::ALL.len(), 15);
+    }
+
+    mod differential {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        /// Any JSON value a peer could put in a field: every type, right or wrong.
+        fn any_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (0u64..300).prop_map(Value::from),
+                "[a-z_ \"\\\\\u{1}é𝄞]{0,8}".prop_map(Value::from),
+                prop_oneof![Just("client"), Just("payment_server"), Just("a"), Just("b")]
+                    .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(2, 8, 3, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    (
+                        prop_oneof![Just("kind"), Just("x"), Just("s"), Just("q")],
+                        inner.clone()
+                    )
+                        .prop_map(|(k, v)| json!({ k: v })),
+                    (prop_oneof![Just("a"), Just("b"), Just("c")], inner)
+                        .prop_map(|(k, v)| json!({"kind": k, "x": v.clone(), "s": v})),
+                ]
+            })
+        }
+
+        /// An `Inner`-shaped object: one field (the victim) any value at all, the
+        /// others mostly right, sometimes missing; sometimes a stranger field.
+        fn object() -> impl Strategy<Value = Value> {
+            let good = serde_json::to_value(sample("x")).unwrap();
+            let keys = ["n", "neg", "s", "opt", "skipped", "v", "mode", "t", "extra"];
+            (
+                0..keys.len(),
+                any_value(),
+                proptest::collection::vec(0u8..10, keys.len()),
+            )
+                .prop_map(move |(victim, v, missing)| {
+                    let mut o = serde_json::Map::new();
+                    for (i, k) in keys.iter().enumerate() {
+                        if i == victim {
+                            o.insert(k.to_string(), v.clone());
+                        } else if let Some(g) = good.get(*k).filter(|_| missing[i] != 0) {
+                            o.insert(k.to_string(), g.clone());
+                        }
+                    }
+                    Value::Object(o)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            /// lite takes exactly what serde_json takes, as the same value, whatever
+            /// types a peer puts where (the typed entry points refuse no more and no less).
+            #[test]
+            fn lite_reads_what_serde_json_reads(v in object()) {
+                let text = serde_json::to_vec(&v).unwrap();
+                let theirs = serde_json::from_slice::<Inner>(&text).ok();
+                let mine = lite::from_slice::<Inner>(&text).ok();
+                prop_assert_eq!(&mine, &theirs, "{}", v);
+                if let Some(m) = mine {
+                    prop_assert_eq!(lite::to_string(&m).unwrap(), serde_json::to_string(&m).unwrap());
+                }
+            }
+        }
     }
 }

@@ -60,8 +60,7 @@ pub enum SessionError {
 }
 
 /// Where the card's S3 is compared (DESIGN §4).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum VerifyMode {
     /// The security module compares S3.
     SecurityModule,
@@ -74,25 +73,16 @@ pub enum VerifyMode {
     Merchant,
 }
 
-impl VerifyMode {
-    pub const ALL: [VerifyMode; 4] = [
-        Self::SecurityModule,
-        Self::PaymentServer,
-        Self::Client,
-        Self::Merchant,
-    ];
+crate::json::wire_strings!(VerifyMode {
+    SecurityModule => "security_module",
+    PaymentServer => "payment_server",
+    Client => "client",
+    Merchant => "merchant",
+});
 
+impl VerifyMode {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SecurityModule => "security_module",
-            Self::PaymentServer => "payment_server",
-            Self::Client => "client",
-            Self::Merchant => "merchant",
-        }
     }
 }
 
@@ -188,7 +178,7 @@ pub fn derive_dk(k_mp: &Key32, txn_id: &str, merchant_id: &str) -> Key32 {
     info.extend_from_slice(merchant_id.as_bytes());
     let mut out = [0u8; 32];
     hk.expand(&info, &mut out)
-        .expect("32 bytes is a valid HKDF length");
+        .unwrap_or_else(|_| panic!("32 bytes is a valid HKDF length"));
     let k = Key32(out);
     out.zeroize();
     k
@@ -196,7 +186,7 @@ pub fn derive_dk(k_mp: &Key32, txn_id: &str, merchant_id: &str) -> Key32 {
 
 /// AES-256-GCM seal: `nonce || ciphertext || tag`. The nonce must be fresh per key.
 pub fn seal(key: &Key32, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new_from_slice(key.bytes()).expect("32-byte key");
+    let cipher = Aes256Gcm::new_from_slice(key.bytes()).unwrap_or_else(|_| panic!("32-byte key"));
     let ct = cipher
         .encrypt(
             &nonce.into(),
@@ -205,7 +195,7 @@ pub fn seal(key: &Key32, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -
                 aad,
             },
         )
-        .expect("plaintext within AES-GCM limits");
+        .unwrap_or_else(|_| panic!("plaintext within AES-GCM limits"));
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
@@ -218,8 +208,10 @@ pub fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SessionEr
         return Err(SessionError::Truncated);
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
-    let cipher = Aes256Gcm::new_from_slice(key.bytes()).expect("32-byte key");
+    let nonce: [u8; NONCE_LEN] = nonce
+        .try_into()
+        .unwrap_or_else(|_| panic!("split at NONCE_LEN"));
+    let cipher = Aes256Gcm::new_from_slice(key.bytes()).unwrap_or_else(|_| panic!("32-byte key"));
     cipher
         .decrypt(&nonce.into(), Payload { msg: ct, aad })
         .map_err(|_| SessionError::Open)
@@ -239,8 +231,8 @@ pub fn unwrap_tsk(dk: &Key32, txn_id: &str, etsk: &[u8]) -> Result<Key32, Sessio
 }
 
 fn session_hmac(k_mp: &Key32, session: &Session, etsk: &[u8]) -> Hmac<Sha256> {
-    let mut mac =
-        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(k_mp.bytes()).expect("any key length");
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(k_mp.bytes())
+        .unwrap_or_else(|_| panic!("any key length"));
     mac.update(&session.canonical_bytes());
     mac.update(etsk);
     mac
@@ -261,8 +253,8 @@ pub fn verify_session_mac(k_mp: &Key32, session: &Session, etsk: &[u8], mac: &[u
 
 /// HMAC-SHA256 under a 32-byte key, for authenticating merchant API requests.
 pub fn hmac_sha256(key: &Key32, parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.bytes()).expect("any key length");
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.bytes())
+        .unwrap_or_else(|_| panic!("any key length"));
     for p in parts {
         mac.update(p);
     }
@@ -271,8 +263,8 @@ pub fn hmac_sha256(key: &Key32, parts: &[&[u8]]) -> [u8; 32] {
 
 /// Constant-time check of [`hmac_sha256`].
 pub fn verify_hmac_sha256(key: &Key32, parts: &[&[u8]], tag: &[u8]) -> bool {
-    let mut mac =
-        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.bytes()).expect("any key length");
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key.bytes())
+        .unwrap_or_else(|_| panic!("any key length"));
     for p in parts {
         mac.update(p);
     }

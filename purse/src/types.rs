@@ -23,14 +23,18 @@ pub enum TypeError {
 }
 
 /// Which purse of the card: P2 of the purse commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PurseId {
     /// Money, in the currency set at personalisation.
     Money = 0,
     /// Loyalty points (currency 999, exponent 0).
     Points = 1,
 }
+
+crate::json::wire_strings!(PurseId {
+    Money => "money",
+    Points => "points",
+});
 
 impl PurseId {
     pub fn from_p2(p2: u8) -> Result<Self, TypeError> {
@@ -191,7 +195,7 @@ impl BcdDate {
         let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
         let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
         let y = (yoe + era * 400 + i64::from(m <= 2)) as u32;
-        Self::from_ymd(y, m, d).expect("civil date from timestamp is valid")
+        Self::from_ymd(y, m, d).unwrap_or_else(|_| panic!("civil date from timestamp is valid"))
     }
     pub fn bytes(&self) -> [u8; 4] {
         self.0
@@ -251,7 +255,8 @@ impl BcdTime {
     }
     pub fn from_unix(secs: u64) -> Self {
         let s = (secs % 86_400) as u32;
-        Self::from_hms(s / 3600, s / 60 % 60, s % 60).expect("time of day is valid")
+        Self::from_hms(s / 3600, s / 60 % 60, s % 60)
+            .unwrap_or_else(|_| panic!("time of day is valid"))
     }
     pub fn bytes(&self) -> [u8; 3] {
         self.0
@@ -300,7 +305,7 @@ impl Expiry {
     /// The last valid day as a full date.
     pub fn last_day(&self) -> BcdDate {
         BcdDate::from_bytes([0x20, self.0[0], self.0[1], self.0[2]])
-            .expect("checked at construction")
+            .unwrap_or_else(|_| panic!("checked at construction"))
     }
     /// True if `date` is after the last valid day.
     pub fn is_expired_on(&self, date: &BcdDate) -> bool {

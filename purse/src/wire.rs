@@ -116,9 +116,9 @@ pub trait Sealed: Serialize + DeserializeOwned {
 
 /// Stable machine-readable refusal codes of the payment and load APIs. Both
 /// ends match on these; a code never changes meaning. Unknown codes (a newer
-/// server) read as [`ApiCode::Other`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// server) read as [`ApiCode::Other`]. JSON: the string [`ApiCode::as_str`]
+/// (one table both ways, `crate::json::wire_strings!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApiCode {
     Malformed,
     BodyTooLarge,
@@ -161,48 +161,43 @@ pub enum ApiCode {
     Unauthorized,
     NotFound,
     Internal,
-    #[serde(other)]
+    /// Any code this side does not know.
     Other,
 }
 
-impl ApiCode {
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::BodyTooLarge => "body_too_large",
-            Self::UnknownMerchant => "unknown_merchant",
-            Self::BadMac => "bad_mac",
-            Self::ModeNotAllowed => "mode_not_allowed",
-            Self::Expired => "expired",
-            Self::BadSeal => "bad_seal",
-            Self::TxnMismatch => "txn_mismatch",
-            Self::AmountMismatch => "amount_mismatch",
-            Self::CurrencyMismatch => "currency_mismatch",
-            Self::OriginMismatch => "origin_mismatch",
-            Self::TerminalMismatch => "terminal_mismatch",
-            Self::UnknownKeyVersion => "unknown_key_version",
-            Self::CardExpired => "card_expired",
-            Self::InsufficientFunds => "insufficient_funds",
-            Self::Replay => "replay",
-            Self::UnknownTxn => "unknown_txn",
-            Self::S3Mismatch => "s3_mismatch",
-            Self::BadLogRecord => "bad_log_record",
-            Self::OrderPaid => "order_paid",
-            Self::OrderInFlight => "order_in_flight",
-            Self::UnknownBank => "unknown_bank",
-            Self::S1Mismatch => "s1_mismatch",
-            Self::OverMaxBalance => "over_max_balance",
-            Self::PurseNotAllowed => "purse_not_allowed",
-            Self::BadProof => "bad_proof",
-            Self::WrongState => "wrong_state",
-            Self::Unauthorized => "unauthorized",
-            Self::NotFound => "not_found",
-            Self::Internal => "internal",
-            Self::Other => "other",
-        }
-    }
-}
+crate::json::wire_strings!(ApiCode {
+    Malformed => "malformed",
+    BodyTooLarge => "body_too_large",
+    UnknownMerchant => "unknown_merchant",
+    BadMac => "bad_mac",
+    ModeNotAllowed => "mode_not_allowed",
+    Expired => "expired",
+    BadSeal => "bad_seal",
+    TxnMismatch => "txn_mismatch",
+    AmountMismatch => "amount_mismatch",
+    CurrencyMismatch => "currency_mismatch",
+    OriginMismatch => "origin_mismatch",
+    TerminalMismatch => "terminal_mismatch",
+    UnknownKeyVersion => "unknown_key_version",
+    CardExpired => "card_expired",
+    InsufficientFunds => "insufficient_funds",
+    Replay => "replay",
+    UnknownTxn => "unknown_txn",
+    S3Mismatch => "s3_mismatch",
+    BadLogRecord => "bad_log_record",
+    OrderPaid => "order_paid",
+    OrderInFlight => "order_in_flight",
+    UnknownBank => "unknown_bank",
+    S1Mismatch => "s1_mismatch",
+    OverMaxBalance => "over_max_balance",
+    PurseNotAllowed => "purse_not_allowed",
+    BadProof => "bad_proof",
+    WrongState => "wrong_state",
+    Unauthorized => "unauthorized",
+    NotFound => "not_found",
+    Internal => "internal",
+    Other => "other",
+} unknown = Other);
 
 /// Every refusal: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,5 +276,20 @@ mod tests {
         }
         let c: ApiCode = serde_json::from_str("\"from_the_future\"").unwrap();
         assert_eq!(c, ApiCode::Other);
+        // Every code: one wire string each, read back as itself by both JSON codecs.
+        let mut seen = std::collections::HashSet::new();
+        for c in ApiCode::ALL {
+            assert!(seen.insert(c.as_str()), "{c:?} repeats a wire string");
+            let j = format!("\"{}\"", c.as_str());
+            assert_eq!(serde_json::to_string(&c).unwrap(), j);
+            assert_eq!(crate::json::lite::to_string(&c).unwrap(), j);
+            assert_eq!(serde_json::from_str::<ApiCode>(&j).unwrap(), c);
+            assert_eq!(
+                crate::json::lite::from_slice::<ApiCode>(j.as_bytes()),
+                Ok(c)
+            );
+        }
+        assert!(serde_json::from_str::<ApiCode>("7").is_err());
+        assert!(crate::json::lite::from_slice::<ApiCode>(b"7").is_err());
     }
 }

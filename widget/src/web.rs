@@ -31,7 +31,10 @@ struct WebEntropy;
 
 impl Entropy for WebEntropy {
     fn fill(&mut self, buf: &mut [u8]) {
-        getrandom::fill(buf).expect("crypto.getRandomValues is available");
+        // No `expect`: it would format getrandom's error, code the download does not need.
+        if getrandom::fill(buf).is_err() {
+            panic!("crypto.getRandomValues is unavailable");
+        }
     }
 }
 

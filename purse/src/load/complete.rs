@@ -52,8 +52,7 @@ pub struct LoadCompleteEnvelope {
 }
 
 /// Outcome of a load as results report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LoadStatus {
     /// The card was credited (its S3, or its own S1 after, proves it): the
     /// bank debits the account.
@@ -62,6 +61,11 @@ pub enum LoadStatus {
     /// the bank releases the hold.
     NotCredited,
 }
+
+crate::json::wire_strings!(LoadStatus {
+    Credited => "credited",
+    NotCredited => "not_credited",
+});
 
 /// Answer of `POST /v1/loads/complete` (and of a decided recover).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

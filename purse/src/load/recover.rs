@@ -70,14 +70,19 @@ impl Sealed for LoadRecoverRequest {
 }
 
 /// The load server's decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LoadRecoverStatus {
     Credited,
     NotCredited,
     /// Not decided yet: the card's next use decides.
     Unknown,
 }
+
+crate::json::wire_strings!(LoadRecoverStatus {
+    Credited => "credited",
+    NotCredited => "not_credited",
+    Unknown => "unknown",
+});
 
 /// Answer of `POST /v1/loads/recover`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,14 +45,18 @@ pub struct CompleteEnvelope {
 }
 
 /// Outcome of a purchase as results report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PurchaseStatus {
     /// The card was debited and its S3 verified.
     Debited,
     /// The card refused the debit, or its log proves no debit came (nothing was taken).
     Failed,
 }
+
+crate::json::wire_strings!(PurchaseStatus {
+    Debited => "debited",
+    Failed => "failed",
+});
 
 /// Answer of `POST /v1/purchases/complete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

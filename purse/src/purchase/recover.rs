@@ -57,8 +57,7 @@ impl Sealed for RecoverRequest {
 }
 
 /// The server's decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecoverStatus {
     /// The card's record proves the debit: captured.
     Debited,
@@ -68,6 +67,12 @@ pub enum RecoverStatus {
     /// has not been used since).
     Unknown,
 }
+
+crate::json::wire_strings!(RecoverStatus {
+    Debited => "debited",
+    Failed => "failed",
+    Unknown => "unknown",
+});
 
 /// Answer of `POST /v1/purchases/recover`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
