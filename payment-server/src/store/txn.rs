@@ -305,7 +305,9 @@ pub fn order_attempts(
     order_ref: &str,
 ) -> Result<Vec<(String, TxnState)>, PaymentError> {
     let mut stmt = c.prepare_cached(
-        "SELECT txn_id, state FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2",
+        // `order_ref <> ''`: the index holds only rows with an order (an
+        // empty order_ref has no attempts to look up).
+        "SELECT txn_id, state FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2 AND order_ref <> ''",
     )?;
     let rows = stmt.query_map(params![merchant_id, order_ref], |r| {
         let s: String = r.get(1)?;
@@ -387,7 +389,7 @@ pub fn insert_drawn(
         let paid = qrow(
             c,
             concat!(
-                "SELECT EXISTS (SELECT 1 FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2 ",
+                "SELECT EXISTS (SELECT 1 FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2 AND order_ref <> '' ",
                 "AND txn_id <> ?3 AND state IN ('debited', 'confirmed', 'settled'))"
             ),
             params![row.merchant_id, row.order_ref, row.txn_id],
@@ -704,6 +706,7 @@ pub fn recovery_list(
     let mut stmt = c.prepare_cached(
         "SELECT merchant_id, txn_id, state, amount, currency, card_id, atc, seq, drawn_at
          FROM transactions WHERE (state = 'unknown' OR (state = 'drawn' AND drawn_at <= ?1))
+           AND state IN ('drawn', 'unknown', 'failed')
            AND (?2 IS NULL OR merchant_id = ?2) ORDER BY drawn_at",
     )?;
     let rows = stmt.query_map(params![cutoff, merchant], |r| {

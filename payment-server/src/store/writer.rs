@@ -8,9 +8,10 @@
 //! follows the commit of that change, and the async runtime never blocks on disk.
 //!
 //! Reads queue to the same thread but run at once, outside the group's
-//! transaction, before its writes: they see only committed data, never wait
-//! for an fsync, and use the one connection whose page cache stays warm
-//! (separate reader connections re-read every page after each commit).
+//! transaction, before its writes (the reads queued with a group share one
+//! read transaction): they see only committed data, never wait for an fsync,
+//! and use the one connection whose page cache stays warm (separate reader
+//! connections re-read every page after each commit).
 
 use std::sync::mpsc;
 
@@ -98,16 +99,18 @@ impl Writer {
 fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = Vec::new();
+        let mut reads = Vec::new();
         let mut next = Some(first);
         while let Some(task) = next.take() {
             match task {
-                Task::Read(r) => r(&conn),
+                Task::Read(r) => reads.push(r),
                 Task::Write(j) => jobs.push(j),
             }
-            if jobs.len() < MAX_GROUP {
+            if jobs.len() < MAX_GROUP && reads.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
             }
         }
+        run_reads(&conn, reads);
         if jobs.is_empty() {
             continue;
         }
@@ -170,6 +173,25 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
         for d in delivers {
             d(commit.clone());
         }
+    }
+}
+
+/// The queued reads, before the group's writes (so they see committed data
+/// only, as if each ran alone): several in one read transaction, which takes
+/// the WAL read lock once for all of them instead of once per statement.
+fn run_reads(conn: &Connection, reads: Vec<ReadJob>) {
+    if reads.len() < 2 {
+        for r in reads {
+            r(conn);
+        }
+        return;
+    }
+    let txn = conn.execute_batch("BEGIN DEFERRED").is_ok();
+    for r in reads {
+        r(conn);
+    }
+    if txn && conn.execute_batch("COMMIT").is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
 }
 
