@@ -115,7 +115,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
             continue;
         }
         let mut delivers = Vec::with_capacity(jobs.len());
-        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        let begin = run_cached(&conn, "BEGIN IMMEDIATE");
         if let Err(e) = begin {
             let msg = format!("begin: {e}");
             for job in jobs {
@@ -130,10 +130,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
         }
         let mut failed: Option<String> = None;
         for job in jobs {
-            if let Err(e) = conn
-                .prepare_cached("SAVEPOINT job")
-                .and_then(|mut s| s.execute([]))
-            {
+            if let Err(e) = run_cached(&conn, "SAVEPOINT job") {
                 failed = Some(format!("savepoint: {e}"));
             }
             // A panicking job must not take the writer (and so the whole API) down:
@@ -146,11 +143,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
                         (false, d)
                     }
                 };
-            let run = |sql: &str| {
-                conn.prepare_cached(sql)
-                    .and_then(|mut s| s.execute([]))
-                    .map(|_| ())
-            };
+            let run = |sql: &str| run_cached(&conn, sql);
             let end = if ok {
                 run("RELEASE job")
             } else {
@@ -162,9 +155,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
             delivers.push(d);
         }
         let commit = match failed {
-            None => conn
-                .execute_batch("COMMIT")
-                .map_err(|e| format!("commit: {e}")),
+            None => run_cached(&conn, "COMMIT").map_err(|e| format!("commit: {e}")),
             Some(e) => Err(e),
         };
         if commit.is_err() {
@@ -174,6 +165,12 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
             d(commit.clone());
         }
     }
+}
+
+/// A statement without parameters or rows, from the statement cache (the
+/// group's BEGIN, savepoints and COMMIT are parsed once, not every group).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// The queued reads, before the group's writes (so they see committed data
@@ -186,11 +183,11 @@ fn run_reads(conn: &Connection, reads: Vec<ReadJob>) {
         }
         return;
     }
-    let txn = conn.execute_batch("BEGIN DEFERRED").is_ok();
+    let txn = run_cached(conn, "BEGIN DEFERRED").is_ok();
     for r in reads {
         r(conn);
     }
-    if txn && conn.execute_batch("COMMIT").is_err() {
+    if txn && run_cached(conn, "COMMIT").is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
 }
