@@ -1,8 +1,8 @@
 //! The SQLite backend (the default): one file, WAL, `synchronous = FULL`.
 //!
 //! Writes go to one writer thread that commits queued jobs in groups
-//! ([`writer`]); reads run on the same thread at once, outside the group's
-//! transaction (warm page cache, no fsync to wait for). Schema changes are the
+//! ([`writer`]); reads run on a second connection on a thread of its own
+//! (committed data only, never waiting for the writer's fsync). Schema changes are the
 //! files in `migrations/sqlite/`, applied in order at start and recorded in
 //! `schema_migrations`.
 
@@ -58,9 +58,6 @@ pub fn open_connection(path: &Path) -> Result<Connection, PaymentError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // 32 MiB of page cache (SQLite's default is 2 MiB): the writer's one
-    // connection keeps the hot part of the tables and indexes in memory.
-    conn.pragma_update(None, "cache_size", -32768)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -133,8 +130,12 @@ impl SqliteStore {
         }
         migrate(&conn)?;
         let card_ref = card_ref_key(&conn)?;
+        let reader = open_connection(path)?;
+        // 32 MiB of page cache (SQLite's default is 2 MiB): the writer keeps
+        // the hot part of the tables and indexes in memory.
+        conn.pragma_update(None, "cache_size", -32768)?;
         Ok(Self {
-            writer: Writer::start(conn)?,
+            writer: Writer::start_with_reader(conn, reader)?,
             card_ref,
         })
     }

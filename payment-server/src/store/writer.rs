@@ -7,11 +7,14 @@
 //! then hands each job its result. So every reply that depends on a state change
 //! follows the commit of that change, and the async runtime never blocks on disk.
 //!
-//! Reads queue to the same thread but run at once, outside the group's
-//! transaction, before its writes (the reads queued with a group share one
-//! read transaction): they see only committed data, never wait for an fsync,
-//! and use the one connection whose page cache stays warm (separate reader
-//! connections re-read every page after each commit).
+//! Reads go to a second connection on a thread of its own: they see only
+//! committed data (a commit becomes visible to other connections only after
+//! its fsync), and never wait for the writer's fsync — on the writer's thread
+//! every read queued behind a group commit waited for its fsync, and a
+//! purchase makes two reads and two writes. The reads queued together share
+//! one read transaction (one WAL read lock for all of them). The reader's
+//! page cache is dropped after each commit of the writer (SQLite's WAL rule);
+//! its pages come back from the operating system's cache.
 
 use std::sync::mpsc;
 
@@ -31,21 +34,38 @@ enum Task {
 /// Most jobs committed together.
 const MAX_GROUP: usize = 512;
 
-/// Handle to the writer thread. Cheap to clone.
+/// Handle to the writer (and reader) threads. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Task>,
+    /// The reader thread; none: reads run on the writer's thread, before
+    /// each group's writes.
+    read_tx: Option<mpsc::Sender<ReadJob>>,
 }
 
 impl Writer {
-    /// Start the writer thread on an open, migrated connection.
+    /// Start the writer thread on an open, migrated connection; reads run on
+    /// the same thread, before each group's writes.
     pub fn start(conn: Connection) -> Result<Self, PaymentError> {
         let (tx, rx) = mpsc::channel::<Task>();
         std::thread::Builder::new()
             .name("cardpay-store".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| PaymentError::Internal(format!("spawn store thread: {e}")))?;
-        Ok(Self { tx })
+        Ok(Self { tx, read_tx: None })
+    }
+
+    /// Start the writer thread on `conn`, and the reader thread on `reader`,
+    /// a second connection to the same database.
+    pub fn start_with_reader(conn: Connection, reader: Connection) -> Result<Self, PaymentError> {
+        let mut w = Self::start(conn)?;
+        let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
+        std::thread::Builder::new()
+            .name("cardpay-store-read".into())
+            .spawn(move || read_loop(reader, read_rx))
+            .map_err(|e| PaymentError::Internal(format!("spawn store reader: {e}")))?;
+        w.read_tx = Some(read_tx);
+        Ok(w)
     }
 
     /// Run `f` on the writer connection inside its own savepoint; an `Err` rolls
@@ -75,8 +95,8 @@ impl Writer {
             .map_err(|_| PaymentError::Internal("store thread dropped a job".into()))?
     }
 
-    /// Run a read-only query on the writer's connection, at once (committed
-    /// data only; no commit to wait for).
+    /// Run a read-only query on the reader's connection (or the writer's,
+    /// before its next group): committed data only, no commit to wait for.
     pub async fn read<R, F>(&self, f: F) -> Result<R, PaymentError>
     where
         R: Send + 'static,
@@ -88,11 +108,29 @@ impl Writer {
                 .unwrap_or_else(|_| Err(PaymentError::Internal("read job panicked".into())));
             let _ = otx.send(r);
         });
-        self.tx
-            .send(Task::Read(job))
-            .map_err(|_| PaymentError::Internal("store thread gone".into()))?;
+        let sent = match &self.read_tx {
+            Some(r) => r.send(job).is_ok(),
+            None => self.tx.send(Task::Read(job)).is_ok(),
+        };
+        if !sent {
+            return Err(PaymentError::Internal("store thread gone".into()));
+        }
         orx.await
             .map_err(|_| PaymentError::Internal("store thread dropped a job".into()))?
+    }
+}
+
+/// The reader thread: the reads queued meanwhile, in one read transaction.
+fn read_loop(conn: Connection, rx: mpsc::Receiver<ReadJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut reads = vec![first];
+        while reads.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => reads.push(r),
+                Err(_) => break,
+            }
+        }
+        run_reads(&conn, reads);
     }
 }
 
@@ -110,6 +148,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
                 next = rx.try_recv().ok();
             }
         }
+        // Before the group's writes: they see committed data only.
         run_reads(&conn, reads);
         if jobs.is_empty() {
             continue;
@@ -173,9 +212,9 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// The queued reads, before the group's writes (so they see committed data
-/// only, as if each ran alone): several in one read transaction, which takes
-/// the WAL read lock once for all of them instead of once per statement.
+/// Queued reads: several in one read transaction, which takes the WAL read
+/// lock once for all of them instead of once per statement (each sees the
+/// data committed when the transaction began).
 fn run_reads(conn: &Connection, reads: Vec<ReadJob>) {
     if reads.len() < 2 {
         for r in reads {
