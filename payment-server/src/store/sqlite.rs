@@ -528,6 +528,12 @@ mod tests {
                 [],
             )
             .unwrap();
+            c.execute(
+                "INSERT INTO txn_log (id, merchant_id, txn_id, event, state, at)
+                 VALUES (7, 'M', 'T', 'draw', 'drawn', 1)",
+                [],
+            )
+            .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
         let (seq, applied): (i64, i64) = store
@@ -541,6 +547,23 @@ mod tests {
             .unwrap();
         assert_eq!(seq, 41, "data kept");
         assert_eq!(applied, MIGRATIONS.len() as i64);
+        // The history kept its rows and ids (0006 rebuilt it without
+        // AUTOINCREMENT); a new entry comes after them.
+        store
+            .write(|c| txn::log_event(c, "M", "T", "complete", TxnState::Debited, "", 2))
+            .await
+            .unwrap();
+        let log: Vec<(i64, String)> = store
+            .read(|c| {
+                let mut st = c.prepare("SELECT id, event FROM txn_log ORDER BY id")?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0], (7, "draw".to_string()));
+        assert!(log[1].0 > 7 && log[1].1 == "complete", "{log:?}");
         // Opening again applies nothing twice.
         drop(store);
         SqliteStore::open(&path).unwrap();

@@ -288,6 +288,51 @@ mod tests {
         assert_eq!(sync, 2, "FULL");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_wait_for_the_writer_and_see_only_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::sqlite::SqliteStore::open(&dir.path().join("r.sqlite")).unwrap();
+        let count = |s: &super::super::sqlite::SqliteStore| {
+            let s = s.clone();
+            async move {
+                s.read(|c| {
+                    Ok(c.query_row("SELECT COUNT(*) FROM sm_counter", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?)
+                })
+                .await
+                .unwrap()
+            }
+        };
+        // A write job that holds the writer (inside its transaction) until released.
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let w = store.clone();
+        let write = tokio::spawn(async move {
+            w.write(move |c| {
+                c.execute(
+                    "INSERT INTO sm_counter (terminal, seq) VALUES ('held', 1)",
+                    [],
+                )?;
+                inside_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+            .await
+        });
+        tokio::task::spawn_blocking(move || inside_rx.recv().unwrap())
+            .await
+            .unwrap();
+        // The writer is busy: a read still answers, without the uncommitted row.
+        let during = tokio::time::timeout(std::time::Duration::from_secs(5), count(&store))
+            .await
+            .expect("a read waited for the writer");
+        assert_eq!(during, 0, "uncommitted rows are not read");
+        release_tx.send(()).unwrap();
+        write.await.unwrap().unwrap();
+        assert_eq!(count(&store).await, 1, "a read after the commit sees it");
+    }
+
     #[tokio::test]
     async fn a_panicking_job_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
