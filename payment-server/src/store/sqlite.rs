@@ -131,9 +131,6 @@ impl SqliteStore {
         migrate(&conn)?;
         let card_ref = card_ref_key(&conn)?;
         let reader = open_connection(path)?;
-        // 32 MiB of page cache (SQLite's default is 2 MiB): the writer keeps
-        // the hot part of the tables and indexes in memory.
-        conn.pragma_update(None, "cache_size", -32768)?;
         Ok(Self {
             writer: Writer::start_with_reader(conn, reader)?,
             card_ref,
