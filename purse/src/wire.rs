@@ -45,12 +45,32 @@ impl core::fmt::Debug for Hex {
 }
 
 // Byte-slice hex (not `hex::encode`/`decode`, which go char by char): every
-// sealed field and log record passes through here on the hot path.
+// sealed field and log record passes through here on the hot path. Short
+// fields (MACs, APDUs, S3, log records) are encoded in a buffer on the stack,
+// longer ones (sealed messages) in one allocation; lowercase digits either way.
 impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut out = vec![0u8; self.0.len() * 2];
-        hex::encode_to_slice(&self.0, &mut out).expect("output is twice the input");
-        s.serialize_str(core::str::from_utf8(&out).expect("hex digits are ASCII"))
+        const ON_STACK: usize = 512;
+        let n = self.0.len() * 2;
+        let mut stack = [0u8; ON_STACK];
+        let mut heap = Vec::new();
+        let out: &mut [u8] = if n <= ON_STACK {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap
+        };
+        hex_lower(&self.0, out);
+        s.serialize_str(core::str::from_utf8(out).expect("hex digits are ASCII"))
+    }
+}
+
+/// `out` (twice as long as `bytes`) gets the lowercase hex of `bytes`.
+fn hex_lower(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
 }
 
@@ -225,6 +245,19 @@ mod tests {
         assert_eq!(serde_json::from_str::<Hex>("\"DEAD01\"").unwrap(), h);
         assert!(serde_json::from_str::<Hex>("\"xyz\"").is_err());
         assert!(serde_json::from_str::<Hex>("\"abc\"").is_err());
+    }
+
+    #[test]
+    fn hex_is_hex_encode_on_the_stack_and_on_the_heap() {
+        // Every byte value, and lengths around the stack buffer's 256 bytes.
+        for len in [0usize, 1, 255, 256, 257, 1000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let j = serde_json::to_string(&Hex(bytes.clone())).unwrap();
+            assert_eq!(j, format!("\"{}\"", hex::encode(&bytes)), "len {len}");
+        }
+        let all: Vec<u8> = (0..=255u8).collect();
+        let j = serde_json::to_string(&Hex(all.clone())).unwrap();
+        assert_eq!(j, format!("\"{}\"", hex::encode(&all)));
     }
 
     #[test]

@@ -10,12 +10,26 @@ use axum::Json;
 use super::{body, parse, AppState};
 use crate::error::PaymentError;
 
+/// The stored JSON text as the body (`application/json`, as `Json` sends).
+impl IntoResponse for crate::purchase::StoredJson {
+    fn into_response(self) -> Response {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            self.0,
+        )
+            .into_response()
+    }
+}
+
 pub(super) async fn draw(
     State(st): State<AppState>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PaymentError> {
     let env = parse(&body(b)?)?;
-    Ok(Json(st.service.draw(env).await?).into_response())
+    Ok(st.service.draw(env).await?.into_response())
 }
 
 pub(super) async fn complete(
@@ -23,7 +37,7 @@ pub(super) async fn complete(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, PaymentError> {
     let env = parse(&body(b)?)?;
-    Ok(Json(st.service.complete(env).await?).into_response())
+    Ok(st.service.complete(env).await?.into_response())
 }
 
 pub(super) async fn recover(

@@ -4,33 +4,38 @@
 use purse::apdu::{Response, StatusWord};
 use purse::command::DebitResponse;
 use purse::merchant_api::{ConfirmRequest, TxnState, TxnView};
-use purse::purchase::{CompleteEnvelope, CompleteResponse, DebitResponseMsg, PurchaseStatus};
+use purse::purchase::{CompleteEnvelope, DebitResponseMsg, PurchaseStatus};
 use purse::webhook::EventKind;
 use purse::wire::Sealed;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::results::seal_results;
-use super::{malformed, sealed_error, Caller, PaymentService};
+use super::{malformed, sealed_error, Caller, PaymentService, StoredJson};
 use crate::error::PaymentError;
 use crate::store::{Transition, TxnRow};
 
 impl PaymentService {
-    /// `POST /v1/purchases/complete`.
-    pub async fn complete(&self, env: CompleteEnvelope) -> Result<CompleteResponse, PaymentError> {
+    /// `POST /v1/purchases/complete`: the
+    /// [`CompleteResponse`](purse::purchase::CompleteResponse) as stored with
+    /// the row.
+    pub async fn complete(&self, env: CompleteEnvelope) -> Result<StoredJson, PaymentError> {
         let span = tracing::info_span!("complete", txn = %env.session.txn_id, merchant = %env.session.merchant_id);
         let r = self.complete_inner(env).instrument(span.clone()).await;
         span.in_scope(|| match &r {
-            Ok(c) => tracing::info!(status = ?c.status, "completed"),
+            Ok((_, Some(status))) => tracing::info!(status = ?status, "completed"),
+            Ok((_, None)) => tracing::info!("completed before: stored answer"),
             Err(e) => tracing::warn!(code = e.code().as_str(), "complete refused"),
         });
-        r
+        r.map(|(json, _)| json)
     }
 
+    /// The answer, and the status it decided (none: the stored answer of an
+    /// earlier `complete`).
     async fn complete_inner(
         &self,
         env: CompleteEnvelope,
-    ) -> Result<CompleteResponse, PaymentError> {
+    ) -> Result<(StoredJson, Option<PurchaseStatus>), PaymentError> {
         let s = env.session;
         let keys = self.open_session(&s, env.session_mac.as_slice(), env.etsk.as_slice(), false)?;
         let msg = DebitResponseMsg::open(&keys.tsk, &s.txn_id, env.debit_response.as_slice())
@@ -48,7 +53,7 @@ impl PaymentService {
             .await?
             .ok_or(PaymentError::UnknownTxn)?;
         if let Some(stored) = stored_complete(&row, &fingerprint)? {
-            return Ok(stored);
+            return Ok((stored, None));
         }
         let now = self.now();
         let (status, mut change) = match &debit {
@@ -90,12 +95,10 @@ impl PaymentService {
         };
         let sw = debit.is_none().then_some(card_resp.sw);
         let resp = seal_results(self.store.card_ref_key(), &s, &row, status, sw, &keys);
-        change.complete = Some((
-            fingerprint.clone(),
-            serde_json::to_string(&resp).map_err(malformed)?,
-        ));
+        let json = serde_json::to_string(&resp).map_err(malformed)?;
+        change.complete = Some((fingerprint.clone(), json.clone()));
         if self.apply(vec![change]).await?[0] {
-            return Ok(resp);
+            return Ok((StoredJson(json), Some(status)));
         }
         // The row changed under us (a concurrent retry or confirm): decide again.
         let row = self
@@ -104,7 +107,7 @@ impl PaymentService {
             .await?
             .ok_or(PaymentError::UnknownTxn)?;
         match stored_complete(&row, &fingerprint)? {
-            Some(stored) => Ok(stored),
+            Some(stored) => Ok((stored, None)),
             None => Err(PaymentError::Replay),
         }
     }
@@ -165,16 +168,16 @@ impl PaymentService {
     }
 }
 
-/// The stored answer of a `complete` with the same card response, if any.
-fn stored_complete(
-    row: &TxnRow,
-    fingerprint: &[u8],
-) -> Result<Option<CompleteResponse>, PaymentError> {
+/// The stored answer (byte for byte) of a `complete` with the same card
+/// response, if any.
+fn stored_complete(row: &TxnRow, fingerprint: &[u8]) -> Result<Option<StoredJson>, PaymentError> {
     if row.complete_hash.as_deref() != Some(fingerprint) {
         return Ok(None);
     }
-    let stored = row.complete_response.as_deref().unwrap_or_default();
-    serde_json::from_str(stored)
-        .map(Some)
-        .map_err(|e| PaymentError::Internal(e.to_string()))
+    match &row.complete_response {
+        Some(stored) => Ok(Some(StoredJson(stored.clone()))),
+        None => Err(PaymentError::Internal(
+            "complete fingerprint stored without its answer".into(),
+        )),
+    }
 }

@@ -17,13 +17,14 @@ use tracing::Instrument;
 use super::recover::{decode_log, CardLog};
 use super::{
     check_card_answers, draw_mismatch, malformed, random12, sealed_error, sm_error, PaymentService,
+    StoredJson,
 };
 use crate::error::PaymentError;
 use crate::store::{InsertConflict, TxnRow};
 
 impl PaymentService {
-    /// `POST /v1/purchases/draw`.
-    pub async fn draw(&self, env: DrawEnvelope) -> Result<DrawResponse, PaymentError> {
+    /// `POST /v1/purchases/draw`: the [`DrawResponse`] as stored with the row.
+    pub async fn draw(&self, env: DrawEnvelope) -> Result<StoredJson, PaymentError> {
         let span = tracing::info_span!("draw", txn = %env.session.txn_id, merchant = %env.session.merchant_id);
         let r = self.draw_inner(env).instrument(span.clone()).await;
         span.in_scope(|| match &r {
@@ -33,7 +34,7 @@ impl PaymentService {
         r
     }
 
-    async fn draw_inner(&self, env: DrawEnvelope) -> Result<DrawResponse, PaymentError> {
+    async fn draw_inner(&self, env: DrawEnvelope) -> Result<StoredJson, PaymentError> {
         let s = env.session;
         let keys = self.open_session(&s, env.session_mac.as_slice(), env.etsk.as_slice(), true)?;
         let dr = DrawRequest::open(&keys.tsk, &s.txn_id, env.draw_request.as_slice())
@@ -135,12 +136,13 @@ impl PaymentService {
             }
             .seal(&keys.dk, random12())
         });
-        let resp = DrawResponse {
+        let resp = serde_json::to_string(&DrawResponse {
             txn_id: s.txn_id.clone(),
             verify_mode: s.verify_mode,
             debit_command: cmd.seal(&keys.tsk, random12()),
             expected_s3_m,
-        };
+        })
+        .map_err(malformed)?;
         let row = TxnRow {
             merchant_id: s.merchant_id.clone(),
             txn_id: s.txn_id.clone(),
@@ -164,7 +166,7 @@ impl PaymentService {
             time,
             expected_s3: auth.expected_s3,
             draw_hash: draw_hash.clone(),
-            draw_response: serde_json::to_string(&resp).map_err(malformed)?,
+            draw_response: resp.clone(),
             complete_hash: None,
             complete_response: None,
             card_s3: None,
@@ -178,7 +180,7 @@ impl PaymentService {
             updated_at: now,
         };
         match self.store.insert_drawn(row).await? {
-            Ok(()) => Ok(resp),
+            Ok(()) => Ok(StoredJson(resp)),
             // A concurrent retry of the same draw won the race.
             Err(InsertConflict::TxnId) => {
                 match self.store.get_txn(&s.merchant_id, &s.txn_id).await? {
@@ -194,11 +196,11 @@ impl PaymentService {
     }
 }
 
-/// A draw for a transaction id already used: the stored answer if it is the
-/// same request and nothing happened since, else a replay.
-fn stored_draw(row: &TxnRow, draw_hash: &[u8]) -> Result<DrawResponse, PaymentError> {
+/// A draw for a transaction id already used: the stored answer (byte for
+/// byte) if it is the same request and nothing happened since, else a replay.
+fn stored_draw(row: &TxnRow, draw_hash: &[u8]) -> Result<StoredJson, PaymentError> {
     if row.state == TxnState::Drawn && row.draw_hash == draw_hash {
-        serde_json::from_str(&row.draw_response).map_err(|e| PaymentError::Internal(e.to_string()))
+        Ok(StoredJson(row.draw_response.clone()))
     } else {
         Err(PaymentError::Replay)
     }

@@ -167,6 +167,11 @@ pub fn security_module(config: &Config) -> Result<SecurityModule, PaymentError> 
     Ok(sm)
 }
 
+/// An answer as the JSON text stored with the state change it reports:
+/// serialized once, and a retry gets the same bytes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJson(pub String);
+
 /// Keys of one verified session (DK and TSK), zeroized on drop.
 pub(crate) struct SessionKeys {
     pub dk: Key32,

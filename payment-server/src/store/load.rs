@@ -215,7 +215,8 @@ pub fn get(c: &Connection, bank_id: &str, txn_id: &str) -> Result<Option<LoadRow
 /// the card's S3 beats a decision made without it), oldest ATC first.
 pub fn card_open(c: &Connection, card: &CardId) -> Result<Vec<LoadRow>, PaymentError> {
     let sql = format!(
-        "SELECT {} FROM loads WHERE card_id = ?1 AND state IN ('drawn', 'unknown', 'failed') ORDER BY atc",
+        // The condition of the partial index loads_card_open, as written there.
+        "SELECT {} FROM loads WHERE card_id = ?1 AND (state = 'drawn' OR state = 'unknown' OR state = 'failed') ORDER BY atc",
         LoadRow::COLUMNS
     );
     let mut stmt = c.prepare_cached(&sql)?;

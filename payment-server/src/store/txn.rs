@@ -291,7 +291,8 @@ pub fn card_undecided(c: &Connection, card_id: &CardId) -> Result<Vec<TxnRow>, P
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = select(
         &SQL,
-        "card_id = ?1 AND state IN ('drawn', 'unknown', 'failed') ORDER BY atc",
+        // The condition of the partial index transactions_card_undecided, as written there.
+        "card_id = ?1 AND (state = 'drawn' OR state = 'unknown' OR state = 'failed') ORDER BY atc",
     );
     let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map(params![card_id.full()], TxnRow::from_row)?;
@@ -305,7 +306,9 @@ pub fn order_attempts(
     order_ref: &str,
 ) -> Result<Vec<(String, TxnState)>, PaymentError> {
     let mut stmt = c.prepare_cached(
-        "SELECT txn_id, state FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2",
+        // `order_ref <> ''`: the index holds only rows with an order (an
+        // empty order_ref has no attempts to look up).
+        "SELECT txn_id, state FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2 AND order_ref <> ''",
     )?;
     let rows = stmt.query_map(params![merchant_id, order_ref], |r| {
         let s: String = r.get(1)?;
@@ -387,7 +390,7 @@ pub fn insert_drawn(
         let paid = qrow(
             c,
             concat!(
-                "SELECT EXISTS (SELECT 1 FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2 ",
+                "SELECT EXISTS (SELECT 1 FROM transactions WHERE merchant_id = ?1 AND order_ref = ?2 AND order_ref <> '' ",
                 "AND txn_id <> ?3 AND state IN ('debited', 'confirmed', 'settled'))"
             ),
             params![row.merchant_id, row.order_ref, row.txn_id],
@@ -489,6 +492,19 @@ impl TransitionKind {
         }
     }
 
+    /// `(state = 'a' OR state = 'b')`: the states this change may leave,
+    /// for SQLite (which evaluates an `IN` list of three or more values with
+    /// a temporary b-tree per statement).
+    fn leaves_or_sql(self) -> String {
+        let any = self
+            .leaves()
+            .iter()
+            .map(|s| format!("state = '{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        format!("({any})")
+    }
+
     /// `'a', 'b'`: the states this change may leave, for `state IN (…)`.
     pub(crate) fn leaves_sql(self) -> String {
         self.leaves()
@@ -511,8 +527,8 @@ fn transition_sql(kind: TransitionKind) -> &'static str {
                     complete_response = COALESCE(?6, complete_response),
                     card_s3 = COALESCE(?7, card_s3), card_sw = COALESCE(?8, card_sw),
                     resolution = COALESCE(?9, resolution)
-                 WHERE merchant_id = ?1 AND txn_id = ?2 AND state IN ({})",
-                k.leaves_sql()
+                 WHERE merchant_id = ?1 AND txn_id = ?2 AND {}",
+                k.leaves_or_sql()
             )
         })
     });
@@ -704,6 +720,7 @@ pub fn recovery_list(
     let mut stmt = c.prepare_cached(
         "SELECT merchant_id, txn_id, state, amount, currency, card_id, atc, seq, drawn_at
          FROM transactions WHERE (state = 'unknown' OR (state = 'drawn' AND drawn_at <= ?1))
+           AND (state = 'drawn' OR state = 'unknown' OR state = 'failed')
            AND (?2 IS NULL OR merchant_id = ?2) ORDER BY drawn_at",
     )?;
     let rows = stmt.query_map(params![cutoff, merchant], |r| {

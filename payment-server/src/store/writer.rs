@@ -7,10 +7,14 @@
 //! then hands each job its result. So every reply that depends on a state change
 //! follows the commit of that change, and the async runtime never blocks on disk.
 //!
-//! Reads queue to the same thread but run at once, outside the group's
-//! transaction, before its writes: they see only committed data, never wait
-//! for an fsync, and use the one connection whose page cache stays warm
-//! (separate reader connections re-read every page after each commit).
+//! Reads go to a second connection on a thread of its own: they see only
+//! committed data (a commit becomes visible to other connections only after
+//! its fsync), and never wait for the writer's fsync — on the writer's thread
+//! every read queued behind a group commit waited for its fsync, and a
+//! purchase makes two reads and two writes. The reads queued together share
+//! one read transaction (one WAL read lock for all of them). The reader's
+//! page cache is dropped after each commit of the writer (SQLite's WAL rule);
+//! its pages come back from the operating system's cache.
 
 use std::sync::mpsc;
 
@@ -30,21 +34,38 @@ enum Task {
 /// Most jobs committed together.
 const MAX_GROUP: usize = 512;
 
-/// Handle to the writer thread. Cheap to clone.
+/// Handle to the writer (and reader) threads. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Task>,
+    /// The reader thread; none: reads run on the writer's thread, before
+    /// each group's writes.
+    read_tx: Option<mpsc::Sender<ReadJob>>,
 }
 
 impl Writer {
-    /// Start the writer thread on an open, migrated connection.
+    /// Start the writer thread on an open, migrated connection; reads run on
+    /// the same thread, before each group's writes.
     pub fn start(conn: Connection) -> Result<Self, PaymentError> {
         let (tx, rx) = mpsc::channel::<Task>();
         std::thread::Builder::new()
             .name("cardpay-store".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| PaymentError::Internal(format!("spawn store thread: {e}")))?;
-        Ok(Self { tx })
+        Ok(Self { tx, read_tx: None })
+    }
+
+    /// Start the writer thread on `conn`, and the reader thread on `reader`,
+    /// a second connection to the same database.
+    pub fn start_with_reader(conn: Connection, reader: Connection) -> Result<Self, PaymentError> {
+        let mut w = Self::start(conn)?;
+        let (read_tx, read_rx) = mpsc::channel::<ReadJob>();
+        std::thread::Builder::new()
+            .name("cardpay-store-read".into())
+            .spawn(move || read_loop(reader, read_rx))
+            .map_err(|e| PaymentError::Internal(format!("spawn store reader: {e}")))?;
+        w.read_tx = Some(read_tx);
+        Ok(w)
     }
 
     /// Run `f` on the writer connection inside its own savepoint; an `Err` rolls
@@ -74,8 +95,8 @@ impl Writer {
             .map_err(|_| PaymentError::Internal("store thread dropped a job".into()))?
     }
 
-    /// Run a read-only query on the writer's connection, at once (committed
-    /// data only; no commit to wait for).
+    /// Run a read-only query on the reader's connection (or the writer's,
+    /// before its next group): committed data only, no commit to wait for.
     pub async fn read<R, F>(&self, f: F) -> Result<R, PaymentError>
     where
         R: Send + 'static,
@@ -87,32 +108,53 @@ impl Writer {
                 .unwrap_or_else(|_| Err(PaymentError::Internal("read job panicked".into())));
             let _ = otx.send(r);
         });
-        self.tx
-            .send(Task::Read(job))
-            .map_err(|_| PaymentError::Internal("store thread gone".into()))?;
+        let sent = match &self.read_tx {
+            Some(r) => r.send(job).is_ok(),
+            None => self.tx.send(Task::Read(job)).is_ok(),
+        };
+        if !sent {
+            return Err(PaymentError::Internal("store thread gone".into()));
+        }
         orx.await
             .map_err(|_| PaymentError::Internal("store thread dropped a job".into()))?
+    }
+}
+
+/// The reader thread: the reads queued meanwhile, in one read transaction.
+fn read_loop(conn: Connection, rx: mpsc::Receiver<ReadJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut reads = vec![first];
+        while reads.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => reads.push(r),
+                Err(_) => break,
+            }
+        }
+        run_reads(&conn, reads);
     }
 }
 
 fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = Vec::new();
+        let mut reads = Vec::new();
         let mut next = Some(first);
         while let Some(task) = next.take() {
             match task {
-                Task::Read(r) => r(&conn),
+                Task::Read(r) => reads.push(r),
                 Task::Write(j) => jobs.push(j),
             }
-            if jobs.len() < MAX_GROUP {
+            if jobs.len() < MAX_GROUP && reads.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
             }
         }
+        // Before the group's writes: they see committed data only.
+        run_reads(&conn, reads);
         if jobs.is_empty() {
             continue;
         }
         let mut delivers = Vec::with_capacity(jobs.len());
-        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        let begin = run_cached(&conn, "BEGIN IMMEDIATE");
         if let Err(e) = begin {
             let msg = format!("begin: {e}");
             for job in jobs {
@@ -127,10 +169,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
         }
         let mut failed: Option<String> = None;
         for job in jobs {
-            if let Err(e) = conn
-                .prepare_cached("SAVEPOINT job")
-                .and_then(|mut s| s.execute([]))
-            {
+            if let Err(e) = run_cached(&conn, "SAVEPOINT job") {
                 failed = Some(format!("savepoint: {e}"));
             }
             // A panicking job must not take the writer (and so the whole API) down:
@@ -143,11 +182,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
                         (false, d)
                     }
                 };
-            let run = |sql: &str| {
-                conn.prepare_cached(sql)
-                    .and_then(|mut s| s.execute([]))
-                    .map(|_| ())
-            };
+            let run = |sql: &str| run_cached(&conn, sql);
             let end = if ok {
                 run("RELEASE job")
             } else {
@@ -159,9 +194,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
             delivers.push(d);
         }
         let commit = match failed {
-            None => conn
-                .execute_batch("COMMIT")
-                .map_err(|e| format!("commit: {e}")),
+            None => run_cached(&conn, "COMMIT").map_err(|e| format!("commit: {e}")),
             Some(e) => Err(e),
         };
         if commit.is_err() {
@@ -170,6 +203,31 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Task>) {
         for d in delivers {
             d(commit.clone());
         }
+    }
+}
+
+/// A statement without parameters or rows, from the statement cache (the
+/// group's BEGIN, savepoints and COMMIT are parsed once, not every group).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Queued reads: several in one read transaction, which takes the WAL read
+/// lock once for all of them instead of once per statement (each sees the
+/// data committed when the transaction began).
+fn run_reads(conn: &Connection, reads: Vec<ReadJob>) {
+    if reads.len() < 2 {
+        for r in reads {
+            r(conn);
+        }
+        return;
+    }
+    let txn = run_cached(conn, "BEGIN DEFERRED").is_ok();
+    for r in reads {
+        r(conn);
+    }
+    if txn && run_cached(conn, "COMMIT").is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
 }
 
@@ -228,6 +286,51 @@ mod tests {
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "FULL");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_wait_for_the_writer_and_see_only_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::sqlite::SqliteStore::open(&dir.path().join("r.sqlite")).unwrap();
+        let count = |s: &super::super::sqlite::SqliteStore| {
+            let s = s.clone();
+            async move {
+                s.read(|c| {
+                    Ok(c.query_row("SELECT COUNT(*) FROM sm_counter", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?)
+                })
+                .await
+                .unwrap()
+            }
+        };
+        // A write job that holds the writer (inside its transaction) until released.
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let w = store.clone();
+        let write = tokio::spawn(async move {
+            w.write(move |c| {
+                c.execute(
+                    "INSERT INTO sm_counter (terminal, seq) VALUES ('held', 1)",
+                    [],
+                )?;
+                inside_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+            .await
+        });
+        tokio::task::spawn_blocking(move || inside_rx.recv().unwrap())
+            .await
+            .unwrap();
+        // The writer is busy: a read still answers, without the uncommitted row.
+        let during = tokio::time::timeout(std::time::Duration::from_secs(5), count(&store))
+            .await
+            .expect("a read waited for the writer");
+        assert_eq!(during, 0, "uncommitted rows are not read");
+        release_tx.send(()).unwrap();
+        write.await.unwrap().unwrap();
+        assert_eq!(count(&store).await, 1, "a read after the commit sees it");
     }
 
     #[tokio::test]
