@@ -296,12 +296,13 @@ impl Clearing {
         let records = &batch.records[from..to];
         let proofs: Vec<Result<(), Rejection>> =
             records.iter().map(|r| proof::verify(&self.sm, r)).collect();
+        let proof_keys: Vec<String> = records.iter().map(proof_key).collect();
         self.conn.transaction(|tx| {
-            let mut posted = posted_before(tx, records, &proofs)?;
+            let mut posted = posted_before(tx, records, &proofs, &proof_keys)?;
             let mut rows = Vec::with_capacity(records.len());
-            for (i, (r, proof)) in records.iter().zip(proofs).enumerate() {
+            for (i, ((r, proof), pk)) in records.iter().zip(proofs).zip(&proof_keys).enumerate() {
                 let key = (record_kind(r), r.party().to_owned(), r.txn_id().to_owned());
-                let card = (record_kind(r), proof_key(r));
+                let card = (record_kind(r), pk.clone());
                 let check = proof.and_then(|()| {
                     if let Some(b) = posted.txns.get(&key) {
                         return Err(Rejection::AlreadyCleared(b.clone()));
@@ -535,19 +536,17 @@ fn posted_before(
     tx: &Db,
     records: &[Record],
     proofs: &[Result<(), Rejection>],
+    proof_keys: &[String],
 ) -> Result<Posted, ClearingError> {
     let mut by_party: BTreeMap<(&'static str, &str), Vec<String>> = BTreeMap::new();
     let mut by_kind: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    for (r, p) in records.iter().zip(proofs) {
+    for ((r, p), pk) in records.iter().zip(proofs).zip(proof_keys) {
         if p.is_ok() {
             by_party
                 .entry((record_kind(r), r.party()))
                 .or_default()
                 .push(r.txn_id().to_owned());
-            by_kind
-                .entry(record_kind(r))
-                .or_default()
-                .push(proof_key(r));
+            by_kind.entry(record_kind(r)).or_default().push(pk.clone());
         }
     }
     let mut out = Posted::default();
