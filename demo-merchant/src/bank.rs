@@ -730,11 +730,9 @@ type St = State<Arc<BankState>>;
 
 /// State-changing form posts must come from this bank's own pages.
 fn same_origin(st: &BankState, headers: &HeaderMap) -> Result<(), BankError> {
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some(o) if o.trim_end_matches('/') != st.cfg.public_origin.trim_end_matches('/') => {
-            Err(BankError::CrossSite)
-        }
-        _ => Ok(()),
+    match crate::foreign_origin(headers, &st.cfg.public_origin) {
+        Some(_) => Err(BankError::CrossSite),
+        None => Ok(()),
     }
 }
 

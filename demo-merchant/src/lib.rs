@@ -295,6 +295,15 @@ pub struct Order {
     pub attempts: Vec<(String, String)>,
 }
 
+/// The `Origin` a browser named for this request when it is not `own`: a
+/// page of another site (or `null`) posting to the store or the bank. `None`
+/// without an `Origin` (not a browser's page) or when it is `own`; an
+/// unreadable header counts as foreign.
+pub(crate) fn foreign_origin<'a>(headers: &'a HeaderMap, own: &str) -> Option<&'a str> {
+    let o = headers.get(header::ORIGIN)?.to_str().unwrap_or("?");
+    (o.trim_end_matches('/') != own.trim_end_matches('/')).then_some(o)
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

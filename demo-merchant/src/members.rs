@@ -569,14 +569,9 @@ pub(crate) async fn signin(State(st): St) -> Result<Response, StoreError> {
 /// browser (signing them in as the attacker's card) or sign them out. A request
 /// without `Origin` is not from a browser's page and passes; `null` does not.
 fn same_site(st: &AppState, headers: &HeaderMap) -> Result<(), StoreError> {
-    match headers
-        .get(axum::http::header::ORIGIN)
-        .map(|v| v.to_str().unwrap_or("?"))
-    {
-        Some(o) if o.trim_end_matches('/') != st.cfg.public_origin.trim_end_matches('/') => {
-            Err(StoreError::CrossSite(o.chars().take(100).collect()))
-        }
-        _ => Ok(()),
+    match crate::foreign_origin(headers, &st.cfg.public_origin) {
+        Some(o) => Err(StoreError::CrossSite(o.chars().take(100).collect())),
+        None => Ok(()),
     }
 }
 
