@@ -46,6 +46,19 @@ impl DesKey {
         cipher.encrypt_block((&mut b).into());
         b
     }
+
+    /// `3DES(a) || 3DES(b)` under one key schedule: both key derivations (card
+    /// key, session key) encrypt two blocks, and the schedule costs more than a block.
+    pub fn encrypt_pair(&self, [a, b]: [[u8; 8]; 2]) -> [u8; 16] {
+        let cipher = TdesEde2::new_from_slice(&self.0).expect("16-byte key");
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&a);
+        out[8..].copy_from_slice(&b);
+        let (left, right) = out.split_at_mut(8);
+        cipher.encrypt_block(left.try_into().expect("8 bytes"));
+        cipher.encrypt_block(right.try_into().expect("8 bytes"));
+        out
+    }
 }
 
 impl core::fmt::Debug for DesKey {
@@ -106,10 +119,7 @@ pub fn diversification_data(card_id: &CardId) -> [[u8; 8]; 2] {
 
 /// EMV option A: `K = 3DES_MK(id) || 3DES_MK(id XOR FF..FF)`, parity adjusted.
 pub fn diversify(master: &MasterKey, card_id: &CardId) -> CardKey {
-    let [id, inv] = diversification_data(card_id);
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&master.encrypt_block(id));
-    k[8..].copy_from_slice(&master.encrypt_block(inv));
+    let mut k = master.encrypt_pair(diversification_data(card_id));
     adjust_parity(&mut k);
     let key = DesKey(k);
     k.zeroize();
@@ -136,10 +146,7 @@ pub fn session_key_data(random: [u8; 4], atc: u16, purse: PurseId) -> [[u8; 8]; 
 /// Session key of one INITIALIZE:
 /// `SK = 3DES_K(R || ATC || F0 || P2) || 3DES_K(R || ATC || 0F || P2)`.
 pub fn session_key(card_key: &CardKey, random: [u8; 4], atc: u16, purse: PurseId) -> SessionKey {
-    let [left, right] = session_key_data(random, atc, purse);
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&card_key.encrypt_block(left));
-    k[8..].copy_from_slice(&card_key.encrypt_block(right));
+    let mut k = card_key.encrypt_pair(session_key_data(random, atc, purse));
     let key = DesKey(k);
     k.zeroize();
     key

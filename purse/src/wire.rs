@@ -74,16 +74,57 @@ fn hex_lower(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Nibble value of each ASCII byte, `0xff` for a byte that is not a hex digit
+/// (either case, as DESIGN §5 reads hex).
+const NIBBLE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The bytes of an even-length hex string, `None` for any other string.
+fn hex_bytes(s: &[u8]) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let mut out = vec![0u8; s.len() / 2];
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *byte = hi << 4 | lo;
+    }
+    // A non-digit's nibble is 0xff: its high bit survives the OR.
+    (bad & 0x80 == 0).then_some(out)
+}
+
+// Read straight from the input's string, borrowed or not: no String copy of
+// the hex before decoding it (serde's `Cow<str>` is always an owned copy).
 impl<'de> Deserialize<'de> for Hex {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let bad = || serde::de::Error::custom("expected a hex string");
-        if s.len() % 2 != 0 {
-            return Err(bad());
+        struct HexVisitor;
+        impl serde::de::Visitor<'_> for HexVisitor {
+            type Value = Hex;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a hex string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Hex, E> {
+                hex_bytes(s.as_bytes())
+                    .map(Hex)
+                    .ok_or_else(|| E::custom("expected a hex string"))
+            }
         }
-        let mut out = vec![0u8; s.len() / 2];
-        hex::decode_to_slice(s.as_bytes(), &mut out).map_err(|_| bad())?;
-        Ok(Hex(out))
+        d.deserialize_str(HexVisitor)
     }
 }
 
@@ -245,6 +286,24 @@ mod tests {
         assert_eq!(serde_json::from_str::<Hex>("\"DEAD01\"").unwrap(), h);
         assert!(serde_json::from_str::<Hex>("\"xyz\"").is_err());
         assert!(serde_json::from_str::<Hex>("\"abc\"").is_err());
+    }
+
+    proptest::proptest! {
+        /// The table decoder reads exactly what the `hex` crate reads (either case,
+        /// even length, digits only), through serde_json and through lite, borrowed
+        /// and escaped (owned) strings alike.
+        #[test]
+        fn hex_reads_what_the_hex_crate_reads(s in "[0-9a-fA-Fg-zG-Z \\u{e9}\\u{2603}]{0,40}", escape in proptest::bool::ANY) {
+            // An escaped first digit (`\u0030` is "0") makes both readers copy the string.
+            let (json, text) = if escape {
+                (format!("\"\\u0030{s}\""), format!("0{s}"))
+            } else {
+                (format!("\"{s}\""), s.clone())
+            };
+            let expect = hex::decode(&text).ok().map(Hex);
+            proptest::prop_assert_eq!(serde_json::from_str::<Hex>(&json).ok(), expect.clone());
+            proptest::prop_assert_eq!(crate::json::lite::from_slice::<Hex>(json.as_bytes()).ok(), expect);
+        }
     }
 
     #[test]
