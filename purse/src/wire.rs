@@ -94,7 +94,7 @@ const NIBBLE: [u8; 256] = {
 
 /// The bytes of an even-length hex string, `None` for any other string.
 fn hex_bytes(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let mut out = vec![0u8; s.len() / 2];
