@@ -167,6 +167,15 @@ async fn merchant_signs_in_with_its_key_and_sees_its_payouts_only() {
         .await
         .unwrap();
     assert_eq!(results.len(), 3);
+    // The server keeps its read session on the clearing database between
+    // views: one before the payout (cleared, unpaid) and the views after it
+    // (below) must each show the database as it is then.
+    let j: serde_json::Value = api
+        .merchant_call(&merchants[0].kit(), "GET", "/v1/settlements", None)
+        .await
+        .unwrap();
+    assert_eq!(j["payouts"].as_array().unwrap().len(), 0);
+    assert_eq!(j["cleared_unpaid"], 2_495 + 505);
     let t = now();
     let payouts = settle::settle(&mut c, &cfg, &clearing::db::iso_date(t), t).unwrap();
     settle::export(&c, &cfg, t).unwrap();

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -49,6 +49,9 @@ pub struct ClearingWeb {
     pub signer: Option<BatchSigner>,
     secret: [u8; 32],
     used: Mutex<HashMap<String, u64>>,
+    /// The clearing database's read-only session, kept between report views:
+    /// opening one on PostgreSQL is a connection with a thread of its own.
+    reader: Arc<Mutex<Option<db::Db>>>,
 }
 
 impl core::fmt::Debug for ClearingWeb {
@@ -76,7 +79,36 @@ impl ClearingWeb {
             signer,
             secret,
             used: Mutex::new(HashMap::new()),
+            reader: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// `read` over the clearing database, `None` when there is none (not
+    /// configured, or the clearing process has not created it yet). Its calls
+    /// block (SQLite, or a PostgreSQL connection's thread), so they run on a
+    /// blocking thread, not on the workers that serve payments. A failed read
+    /// drops the session: the next view opens a new one (a restarted database).
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&db::Db) -> Result<T, db::DbError> + Send + 'static,
+    ) -> Result<Option<T>, PaymentError> {
+        let Some(path) = self.clearing_db.clone().filter(|p| db::reachable(p)) else {
+            return Ok(None);
+        };
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = reader.lock().unwrap_or_else(|e| e.into_inner());
+            let c = match slot.take() {
+                Some(c) => c,
+                None => db::open_read_only(&path)?,
+            };
+            let out = read(&c)?;
+            *slot = Some(c);
+            Ok(Some(out))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e: db::DbError| internal(e))
     }
 
     fn challenge(&self, merchant: &str, now: u64) -> String {
@@ -229,13 +261,11 @@ async fn merchant_report(st: &AppState, merchant: &str) -> Result<MerchantReport
         .await?;
     let daily = report::last_30_days(&takings, today_day);
     let (today_captured, today_count) = daily.last().map(|d| (d.amount, d.count)).unwrap_or((0, 0));
-    let (payouts, unpaid, unpaid_fees) = match &w.clearing_db {
-        Some(p) if db::reachable(p) => {
-            let c = db::open_read_only(p).map_err(internal)?;
-            report::payouts(&c, merchant).map_err(internal)?
-        }
-        _ => (Vec::new(), 0, 0),
-    };
+    let who = merchant.to_string();
+    let (payouts, unpaid, unpaid_fees) = w
+        .read(move |c| report::payouts(c, &who))
+        .await?
+        .unwrap_or((Vec::new(), 0, 0));
     Ok(MerchantReport {
         merchant_id: merchant.to_string(),
         name: st
@@ -258,15 +288,11 @@ async fn payout_of(
     merchant: &str,
     id: &str,
 ) -> Result<(Payout, Vec<report::PayoutLine>), PaymentError> {
-    let w = web(st)?;
-    let path = w
-        .clearing_db
-        .as_ref()
-        .filter(|p| db::reachable(p))
-        .ok_or(PaymentError::NotFound)?;
-    let c = db::open_read_only(path).map_err(internal)?;
-    report::payout_lines(&c, merchant, id)
-        .map_err(internal)?
+    let (who, id) = (merchant.to_string(), id.to_string());
+    web(st)?
+        .read(move |c| report::payout_lines(c, &who, &id))
+        .await?
+        .flatten()
         .ok_or(PaymentError::NotFound)
 }
 
@@ -478,14 +504,11 @@ fn operator(a: &ApiCaller) -> Result<(), PaymentError> {
     }
 }
 
-fn operator_report(st: &AppState) -> Result<report::OperatorReport, PaymentError> {
-    let path = web(st)?
-        .clearing_db
-        .as_ref()
-        .filter(|p| db::reachable(p))
-        .ok_or(PaymentError::NotFound)?;
-    let c = db::open_read_only(path).map_err(internal)?;
-    report::operator(&c).map_err(internal)
+async fn operator_report(st: &AppState) -> Result<report::OperatorReport, PaymentError> {
+    web(st)?
+        .read(report::operator)
+        .await?
+        .ok_or(PaymentError::NotFound)
 }
 
 pub(super) async fn operator_page(
@@ -493,7 +516,7 @@ pub(super) async fn operator_page(
     a: ApiCaller,
 ) -> Result<Response, PaymentError> {
     operator(&a)?;
-    Ok(html(report::operator_html(&operator_report(&st)?)))
+    Ok(html(report::operator_html(&operator_report(&st).await?)))
 }
 
 pub(super) async fn operator_json(
@@ -501,7 +524,7 @@ pub(super) async fn operator_json(
     a: ApiCaller,
 ) -> Result<Response, PaymentError> {
     operator(&a)?;
-    Ok(Json(operator_report(&st)?).into_response())
+    Ok(Json(operator_report(&st).await?).into_response())
 }
 
 pub(super) async fn close_now(
