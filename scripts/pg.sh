@@ -11,7 +11,10 @@
 #
 # Env: CARDPAY_PG_DIR (default /tmp/cardpay-pg), CARDPAY_PG_PORT (default 55432),
 #      CARDPAY_PG_USER (the OS user it runs as when started by root; default
-#      cardpay-pg, created by this script as a system user without login).
+#      cardpay-pg, created by this script as a system user without login),
+#      CARDPAY_PG_TLS_DIR (a directory with server.pem and server.key, e.g. from
+#      scripts/certs.sh: the server also accepts TLS with them; clients ask for it
+#      with `?sslmode=require&sslrootcert=DIR/ca.pem` — docs/payment-server.md).
 # The database `cardpay` belongs to the role `cardpay` (trust authentication on
 # 127.0.0.1 and the private socket only: a test server, not a production one).
 set -euo pipefail
@@ -70,6 +73,15 @@ max_connections = 300
 shared_buffers = 128MB
 log_min_messages = warning
 CONF
+    if [ -n "${CARDPAY_PG_TLS_DIR:-}" ]; then
+      install -m 600 "$CARDPAY_PG_TLS_DIR/server.pem" "$CARDPAY_PG_TLS_DIR/server.key" "$DIR/data/"
+      [ "$(id -u)" = 0 ] && chown "$OS_USER" "$DIR/data/server.pem" "$DIR/data/server.key"
+      cat >>"$DIR/data/postgresql.conf" <<CONF
+ssl = on
+ssl_cert_file = 'server.pem'
+ssl_key_file = 'server.key'
+CONF
+    fi
   fi
   as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 30 start >/dev/null \
     || { log "pg_ctl start failed:"; tail -20 "$DIR/server.log" >&2; return 1; }

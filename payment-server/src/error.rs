@@ -139,6 +139,15 @@ impl PaymentError {
         }
     }
 
+    /// What happened, an internal error's detail included: for the server's
+    /// own log and its start-up errors, never for a client ([`Self::body`]).
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Internal(d) => format!("internal error: {d}"),
+            e => e.to_string(),
+        }
+    }
+
     pub fn body(&self) -> ErrorBody {
         let message = match self {
             // Internal details stay in the server log.

@@ -12,6 +12,7 @@
 //! - [`clearing`]: batches at the concentration point, clearing into a
 //!   double-entry ledger, payouts, reconciliation, the merchant's settlement page;
 //! - [`config`], [`error`]: the TOML file and every refusal's stable code;
+//! - [`pg_tls`]: TLS to PostgreSQL as the database URL says (`sslmode`, `sslrootcert`);
 //! - [`transport`]: TLS (`[tls]`) or, only when asked for, plain HTTP; the
 //!   serving itself is `cardpay_tls::serve` (shared with the demo store).
 //!
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod load;
+pub mod pg_tls;
 pub mod purchase;
 pub mod store;
 pub mod webhooks;

@@ -156,8 +156,9 @@ async fn serve(config: PathBuf, listen: Option<String>, insecure_http: bool) -> 
     }
     let transport = payment_server::transport(&config, insecure_http)?;
     tracing::info!(config = ?config, "starting");
-    let (service, app) =
-        payment_server::build(&config, payment_server::purchase::system_clock()).await?;
+    let (service, app) = payment_server::build(&config, payment_server::purchase::system_clock())
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the store: {}", e.detail()))?;
     payment_server::start_background(&service, &config);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -56,7 +56,7 @@ pub enum DbError {
 fn pg_err(e: tokio_postgres::Error) -> DbError {
     match e.as_db_error() {
         Some(db) => DbError::Pg(format!("{} ({})", db.message(), db.code().code())),
-        None => DbError::Pg(e.to_string()),
+        None => DbError::Pg(crate::pg_tls::describe(&e)),
     }
 }
 
@@ -483,9 +483,7 @@ pub struct PgWorker {
 impl PgWorker {
     fn connect(url: &str, mode: Mode) -> Result<Self, DbError> {
         let shown = crate::config::redact_password(url);
-        let cfg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| DbError::Pg(format!("clearing database URL {shown}: {e}")))?;
+        let target = crate::pg_tls::target(url).map_err(|e| DbError::Pg(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Request>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), DbError>>();
         std::thread::Builder::new()
@@ -502,18 +500,13 @@ impl PgWorker {
                     }
                 };
                 rt.block_on(async move {
-                    let (client, conn) = match cfg.connect(tokio_postgres::NoTls).await {
-                        Ok(x) => x,
+                    let client = match crate::pg_tls::connect(target).await {
+                        Ok(c) => c,
                         Err(e) => {
                             let _ = ready_tx.send(Err(pg_err(e)));
                             return;
                         }
                     };
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::warn!(error = %e, "clearing database connection closed");
-                        }
-                    });
                     let mut w = Worker {
                         client,
                         cache: HashMap::new(),

@@ -286,18 +286,27 @@ impl TestPg {
         if let Ok(url) = std::env::var("CARDPAY_PG_URL") {
             return Self { url, private: None };
         }
+        Self::private(None)
+    }
+
+    /// A private throw-away server whatever the environment says; with
+    /// `tls_dir` (server.pem, server.key) it also accepts TLS
+    /// (`CARDPAY_PG_TLS_DIR` of scripts/pg.sh).
+    pub fn private(tls_dir: Option<&Path>) -> Self {
         let dir = std::env::temp_dir().join(format!("cardpay-pg-test-{}", random_hex()));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let out = std::process::Command::new("bash")
-            .arg(pg_script())
+        let mut up = std::process::Command::new("bash");
+        up.arg(pg_script())
             .arg("up")
             .env("CARDPAY_PG_DIR", &dir)
-            .env("CARDPAY_PG_PORT", port.to_string())
-            .output()
-            .expect("run scripts/pg.sh");
+            .env("CARDPAY_PG_PORT", port.to_string());
+        if let Some(tls) = tls_dir {
+            up.env("CARDPAY_PG_TLS_DIR", tls);
+        }
+        let out = up.output().expect("run scripts/pg.sh");
         assert!(
             out.status.success(),
             "scripts/pg.sh up: {}",

@@ -8,6 +8,9 @@
 //! - [`http_client`]: reqwest over rustls (no OpenSSL) trusting the system's
 //!   roots plus an optional CA file (e.g. a local test CA). Certificate
 //!   verification is never switched off.
+//! - [`client_config`]: the rustls client side for other protocols (the
+//!   PostgreSQL connections), with the same rule: a CA file, else the
+//!   system's roots, and always verified.
 //! - [`test_ca`] (feature `test-ca`): a throw-away CA and server certificate
 //!   for tests, made with rcgen.
 //!
@@ -30,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -77,6 +80,8 @@ pub enum TlsError {
     },
     #[error("building the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("no usable root certificate: {0}")]
+    Roots(String),
 }
 
 /// What the server listens with.
@@ -288,6 +293,42 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, TlsError> 
         }
     }
     Ok(b.build()?)
+}
+
+/// A rustls client config (TLS 1.2 and 1.3, ring) that verifies the server's
+/// chain and name against the CA certificate(s) in `ca_file` alone when one is
+/// given (a private CA: nothing else is trusted), else against the system's
+/// roots. There is no switch to turn verification off.
+pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for der in load_certs("CA file", path)? {
+                roots.add(der).map_err(|e| TlsError::Pem {
+                    what: "CA file",
+                    path: path.into(),
+                    problem: e.to_string(),
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(TlsError::Roots(format!(
+                    "the system has none ({} errors reading them); give a CA file",
+                    found.errors.len()
+                )));
+            }
+        }
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Roots(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(config)
 }
 
 /// `true` for a loopback host name or address (`localhost`, `127.0.0.0/8`, `::1`).

@@ -79,7 +79,7 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> PaymentError {
         Some(db) => {
             PaymentError::Internal(format!("postgres: {} ({})", db.message(), db.code().code()))
         }
-        None => PaymentError::Internal(format!("postgres: {e}")),
+        None => PaymentError::Internal(format!("postgres: {}", crate::pg_tls::describe(&e))),
     }
 }
 
@@ -140,17 +140,16 @@ impl PgStore {
     /// comes first).
     pub async fn connect(db: &PgDatabase) -> Result<Self, PaymentError> {
         let shown = redact_password(&db.url);
-        let cfg: tokio_postgres::Config = db
-            .url
-            .parse()
-            .map_err(|e| PaymentError::Internal(format!("database URL {shown}: {e}")))?;
-        let manager = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let target =
+            crate::pg_tls::target(&db.url).map_err(|e| PaymentError::Internal(e.to_string()))?;
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let tls = target.tls.is_some();
+        let manager = match target.tls {
+            Some(t) => Manager::from_config(target.config, t, recycling()),
+            None => Manager::from_config(target.config, NoTls, recycling()),
+        };
         let pool = Pool::builder(manager)
             .max_size(db.pool_size)
             .build()
@@ -167,7 +166,7 @@ impl PgStore {
             card_ref,
             url: shown,
         };
-        tracing::info!(database = %store.url, pool = db.pool_size, "postgres store ready");
+        tracing::info!(database = %store.url, pool = db.pool_size, tls, "postgres store ready");
         Ok(store)
     }
 
