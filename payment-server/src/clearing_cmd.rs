@@ -9,6 +9,8 @@ use payment_server::clearing::{self, reconcile, settle, ClearingConfig};
 use payment_server::purchase::{system_clock, PaymentService};
 use payment_server::store::Store;
 
+use crate::report;
+
 #[derive(Subcommand)]
 pub enum ClearingCmd {
     /// Clear the batch files in the inbox, every `interval_secs` (or once).
@@ -61,11 +63,15 @@ pub async fn close_batches(config: &Path) -> anyhow::Result<()> {
         .clearing
         .as_ref()
         .context("the config has no [clearing] section")?;
-    let store = Store::open(&cfg.database).await?;
-    let service = PaymentService::new(&cfg, store, system_clock())?;
+    let store = Store::open(&cfg.database)
+        .await
+        .map_err(report)
+        .context("opening the payment database")?;
+    let service = PaymentService::new(&cfg, store, system_clock()).map_err(report)?;
     let ids = service
         .close_batches(&payment_server::batch_signer(producer))
-        .await?;
+        .await
+        .map_err(report)?;
     for id in &ids {
         println!("{id}");
     }
@@ -89,8 +95,10 @@ async fn open(config: &Path, chunk: usize) -> anyhow::Result<Opened> {
     c.chunk = chunk.max(1);
     let store = Store::open(&cfg.payment.database)
         .await
+        .map_err(report)
         .context("opening the payment database")?;
-    let payment = Arc::new(PaymentService::new(&cfg.payment, store, system_clock())?);
+    let payment =
+        Arc::new(PaymentService::new(&cfg.payment, store, system_clock()).map_err(report)?);
     Ok(Opened {
         cfg,
         clearing: c,
@@ -215,7 +223,7 @@ pub async fn run(cmd: ClearingCmd) -> anyhow::Result<i32> {
         }
         ClearingCmd::Reconcile { config, json } => {
             let o = open(&config, clearing::post::DEFAULT_CHUNK).await?;
-            let view = clearing::payment_view(&o.payment).await?;
+            let view = clearing::payment_view(&o.payment).await.map_err(report)?;
             match reconcile::reconcile(
                 o.clearing.db(),
                 o.clearing.security_module(),

@@ -149,6 +149,13 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A payment error for this process's own output, with an internal error's
+/// detail (which clients never see): "internal error" alone says nothing to
+/// the operator starting the server.
+pub(crate) fn report(e: payment_server::PaymentError) -> anyhow::Error {
+    anyhow::anyhow!(e.detail())
+}
+
 async fn serve(config: PathBuf, listen: Option<String>, insecure_http: bool) -> anyhow::Result<()> {
     let mut config = payment_server::Config::load(&config).context("loading config")?;
     if let Some(l) = listen {
@@ -158,7 +165,8 @@ async fn serve(config: PathBuf, listen: Option<String>, insecure_http: bool) -> 
     tracing::info!(config = ?config, "starting");
     let (service, app) = payment_server::build(&config, payment_server::purchase::system_clock())
         .await
-        .map_err(|e| anyhow::anyhow!("opening the store: {}", e.detail()))?;
+        .map_err(report)
+        .context("opening the store")?;
     payment_server::start_background(&service, &config);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -99,4 +99,33 @@ async fn the_store_and_the_clearing_database_speak_verified_tls() {
     .to_string();
     assert!(err.contains("invalid peer certificate"), "{err}");
     assert_eq!(connections(&pg.url).1, 0, "no fallback to the clear");
+
+    // The operator starting the binary so sees why it stops (not only
+    // "internal error", which is all a client is told).
+    let dir = tempfile::tempdir().unwrap();
+    let TestDb::Postgres { schema, .. } = plain.clone() else {
+        unreachable!()
+    };
+    let wrong = TestDb::Postgres {
+        base: tls_url(&other_ca.ca_file),
+        schema,
+    };
+    let cfg = dir.path().join("payment-server.toml");
+    std::fs::write(&cfg, test_config_toml(&wrong, &merchants, 0)).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_payment-server"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--insecure-http")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("opening the store") && stderr.contains("invalid peer certificate"),
+        "{stderr}"
+    );
 }

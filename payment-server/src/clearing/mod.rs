@@ -43,7 +43,7 @@ use crate::purchase::PaymentService;
 /// The issuer's security module of the payment server's config (software
 /// keys or the PKCS#11 token), to check every record's proof again.
 pub fn security_module(cfg: &crate::Config) -> Result<SecurityModule, ClearingError> {
-    crate::purchase::security_module(cfg).map_err(|e| ClearingError::Other(e.to_string()))
+    crate::purchase::security_module(cfg).map_err(|e| ClearingError::Other(e.detail()))
 }
 
 /// The engine for a clearing config.
@@ -122,7 +122,10 @@ pub async fn acknowledge(
                         .settle_cleared(&batch_id, chunk)
                         .await
                         .map_err(|e| {
-                            ClearingError::Other(format!("acknowledging {batch_id}: {e}"))
+                            ClearingError::Other(format!(
+                                "acknowledging {batch_id}: {}",
+                                e.detail()
+                            ))
                         })?;
                     clearing.ack_step();
                 }
@@ -133,7 +136,10 @@ pub async fn acknowledge(
                         .settle_cleared_loads(&batch_id, chunk)
                         .await
                         .map_err(|e| {
-                            ClearingError::Other(format!("acknowledging {batch_id}: {e}"))
+                            ClearingError::Other(format!(
+                                "acknowledging {batch_id}: {}",
+                                e.detail()
+                            ))
                         })?;
                     clearing.ack_step();
                 }
