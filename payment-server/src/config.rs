@@ -589,8 +589,11 @@ impl Config {
                 };
                 let key = crate::clearing::batch::signing_key_from_hex(&hex)
                     .ok_or_else(|| inv("clearing: signing_key must be 64 hex digits"))?;
-                if !crate::clearing::batch::id_ok(&c.key_id) {
-                    return Err(inv("clearing: key_id must be 1..128 of [A-Za-z0-9-_.:]"));
+                if !crate::ids::ok(&c.key_id) {
+                    return Err(inv(format!(
+                        "clearing: key_id must be {}",
+                        crate::ids::RULE
+                    )));
                 }
                 Some(ClearingProducer {
                     key_id: c.key_id,

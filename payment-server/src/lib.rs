@@ -26,6 +26,7 @@ pub mod clearing;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod load;
 pub mod pg_tls;
 pub mod purchase;

@@ -26,6 +26,8 @@ use purse::wire::Hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ids;
+
 pub const FORMAT: &str = "cardpay-batch/v1";
 const SIGN_LABEL: &[u8] = b"cardpay/batch/v1\n";
 /// A batch holds at most this many records.
@@ -240,14 +242,6 @@ pub enum BatchError {
     Inconsistent(String),
 }
 
-/// Ids: 1..128 of `[A-Za-z0-9-_.:]` (as the payment API's ids).
-pub fn id_ok(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-}
-
 impl Batch {
     /// A batch of `records` with its totals.
     pub fn new(
@@ -275,8 +269,8 @@ impl Batch {
     /// twice, totals that add up.
     pub fn check(&self) -> Result<(), BatchError> {
         let bad = |m: String| Err(BatchError::Inconsistent(m));
-        if !id_ok(&self.batch_id) || !id_ok(&self.party) || !id_ok(&self.source) {
-            return bad("batch_id, party and source: 1..128 of [A-Za-z0-9-_.:]".into());
+        if !ids::ok(&self.batch_id) || !ids::ok(&self.party) || !ids::ok(&self.source) {
+            return bad(format!("batch_id, party and source: {}", ids::RULE));
         }
         if self.records.len() > MAX_RECORDS {
             return bad(format!("more than {MAX_RECORDS} records"));
@@ -295,7 +289,7 @@ impl Batch {
             if r.party() != self.party {
                 return bad(format!("record {i} belongs to {:?}", r.party()));
             }
-            if !id_ok(r.txn_id()) {
+            if !ids::ok(r.txn_id()) {
                 return bad(format!("record {i}: bad id"));
             }
             if !seen.insert(r.txn_id()) {

@@ -16,16 +16,11 @@ impl PaymentService {
     /// and can never be drawn (the bank releases its hold); a drawn one is
     /// answered as it stands (the bank keeps holding until the card decides).
     pub async fn bank_void(&self, bank_id: &str, txn_id: &str) -> Result<LoadView, PaymentError> {
-        let ok = |v: &str| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        };
-        if !ok(txn_id) {
-            return Err(PaymentError::Malformed(
-                "txn_id: 1..128 of [A-Za-z0-9-_.:]".into(),
-            ));
+        if !crate::ids::ok(txn_id) {
+            return Err(PaymentError::Malformed(format!(
+                "txn_id: {}",
+                crate::ids::RULE
+            )));
         }
         let webhook = self
             .banks

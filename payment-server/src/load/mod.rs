@@ -35,6 +35,7 @@ use purse::session;
 
 use crate::config::BankEntry;
 use crate::error::PaymentError;
+use crate::ids;
 use crate::purchase::{PaymentService, SessionKeys};
 use crate::store::LoadRow;
 
@@ -64,16 +65,11 @@ impl PaymentService {
         etsk: &[u8],
         check_expiry: bool,
     ) -> Result<SessionKeys, PaymentError> {
-        let id_ok = |v: &str, empty_ok: bool| {
-            (empty_ok || !v.is_empty())
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        };
-        if !id_ok(&s.txn_id, false) || !id_ok(&s.bank_id, false) || !id_ok(&s.account_ref, true) {
-            return Err(PaymentError::Malformed(
-                "txn_id, bank_id and account_ref: 1..128 of [A-Za-z0-9-_.:]".into(),
-            ));
+        if !ids::ok(&s.txn_id) || !ids::ok(&s.bank_id) || !ids::ok_or_empty(&s.account_ref) {
+            return Err(PaymentError::Malformed(format!(
+                "txn_id, bank_id and account_ref: {}",
+                ids::RULE
+            )));
         }
         let b = self.bank(&s.bank_id)?;
         if !verify_load_session_mac(&b.key, s, etsk, session_mac) {

@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 
 use crate::config::{BankEntry, Config, KeyStore, MerchantEntry};
 use crate::error::PaymentError;
+use crate::ids;
 use crate::store::{Store, Transition, TxnRow};
 
 /// Wall clock in Unix seconds (injectable for tests).
@@ -227,16 +228,11 @@ impl PaymentService {
         etsk: &[u8],
         check_expiry: bool,
     ) -> Result<SessionKeys, PaymentError> {
-        let id_ok = |v: &str, empty_ok: bool| {
-            (empty_ok || !v.is_empty())
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        };
-        if !id_ok(&s.txn_id, false) || !id_ok(&s.merchant_id, false) || !id_ok(&s.order_ref, true) {
-            return Err(PaymentError::Malformed(
-                "txn_id, merchant_id and order_ref: 1..128 of [A-Za-z0-9-_.:]".into(),
-            ));
+        if !ids::ok(&s.txn_id) || !ids::ok(&s.merchant_id) || !ids::ok_or_empty(&s.order_ref) {
+            return Err(PaymentError::Malformed(format!(
+                "txn_id, merchant_id and order_ref: {}",
+                ids::RULE
+            )));
         }
         let m = self.merchant(&s.merchant_id)?;
         if !session::verify_session_mac(&m.key, s, etsk, session_mac) {
