@@ -80,8 +80,6 @@ sri() {
   echo "  \"checkout.js\": \"$(sri www/checkout.js)\","
   echo "  \"widget-boot.js\": \"$(sri www/widget-boot.js)\","
   echo "  \"widget.css\": \"$(sri www/widget.css)\","
-  # the words of each language (the wasm carries none; widget::i18n writes them)
-  for f in www/words/*.txt; do echo "  \"${f#www/}\": \"$(sri "$f")\","; done
   echo "  \"pkg/widget.js\": \"$(sri "$OUT/widget.js")\","
   echo "  \"pkg/widget_bg.wasm\": \"$(sri "$OUT/widget_bg.wasm")\""
   echo "}"

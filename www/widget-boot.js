@@ -3,37 +3,23 @@
 // - it says `cardpay:loaded` at once and keeps the messages that arrive while the wasm
 //   downloads and compiles (the page's `init` among them); the widget then handles
 //   them with the same checks as any other;
-// - the glue and the wasm are already on their way (preloaded by widget.html), and the
-//   words of the shopper's language (words/<tag>.txt; the wasm carries none) are
-//   fetched beside them: only that language, and English, which the page's `error`
-//   events are written in.
+// - the glue and the wasm are already on their way (preloaded by widget.html).
 const root = document.getElementById('cardpay-root');
 const early = [];
 // Only the page that embeds us has anything to say this early (its `init`), and only a
 // handful: another frame cannot fill the list and crowd the init out.
 const keep = (ev) => { if (ev.source === parent && early.length < 16) early.push(ev); };
 addEventListener('message', keep);
-const params = new URLSearchParams(location.search);
-const nonce = params.get('nonce') || '';
-// The `lang` option, else the browser's language; by its primary subtag, as
-// widget::i18n::Lang::from_tag reads it. One entry per words file.
-const LANGS = ['en', 'de'];
-const tag = (params.get('lang') || navigator.language || '').split(/[-_]/)[0].toLowerCase();
-const lang = LANGS.includes(tag) ? tag : 'en';
-const words = Promise.all([...new Set(['en', lang])].map((l) =>
-  fetch(new URL(`./words/${l}.txt`, import.meta.url))
-    .then((r) => (r.ok ? r.text() : Promise.reject(new Error(`words/${l}.txt: ${r.status}`))))
-    .then((text) => [l, text])));
+const nonce = new URLSearchParams(location.search).get('nonce') || '';
 // Nothing secret: "*" only because the parent's origin is not known yet; the parent
 // accepts it only from its own iframe, and answers to the payment origin.
 if (parent !== window) parent.postMessage({ type: 'cardpay:loaded', nonce }, '*');
 
 import('./pkg/widget.js')
-  .then(async ({ default: init, run, words: give }) => {
-    const [, texts] = await Promise.all([init({ module_or_path: new URL('./pkg/widget_bg.wasm', import.meta.url) }), words]);
-    for (const [l, text] of texts) give(l, text);
+  .then(async ({ default: init, run }) => {
+    await init({ module_or_path: new URL('./pkg/widget_bg.wasm', import.meta.url) });
     removeEventListener('message', keep);
-    run(root, early, lang);
+    run(root, early);
   })
   .catch((e) => {
     removeEventListener('message', keep);

@@ -1,12 +1,4 @@
 //! The widget's words, in English and German. Every string the shopper sees is here.
-//!
-//! The wasm does not carry them: each language is a words file the frame downloads,
-//! `www/words/<tag>.txt`, one message per line in [`Msg`] order (a number's place
-//! marked `{n}`), written from the tables below by this module's test
-//! (`WIDGET_WRITE_WORDS=1 cargo test -p widget --lib i18n`, which otherwise fails when
-//! a file is out of date). widget-boot.js fetches the shopper's language, and English
-//! too (the page's `error` event carries English words), alongside the wasm, and hands
-//! them to [`install`]. Native builds (the tests) read the tables directly.
 
 /// Shopper language. Picked from the mount option `lang`, else the browser's language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -17,9 +9,6 @@ pub enum Lang {
 }
 
 impl Lang {
-    /// Every language, each with its words file `www/words/<tag>.txt`.
-    pub const ALL: [Lang; 2] = [Lang::En, Lang::De];
-
     /// `"de"`, `"de-AT"`, … → German; anything else → English.
     pub fn from_tag(tag: &str) -> Self {
         let primary = tag
@@ -48,22 +37,9 @@ impl Lang {
     }
 }
 
-macro_rules! messages {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
-        /// Message keys; a words file has one line per key, in this order.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Msg {
-            $($(#[$doc])* $name,)*
-        }
-
-        impl Msg {
-            /// Every key, in the words files' order.
-            pub const ALL: &'static [Msg] = &[$(Msg::$name,)*];
-        }
-    };
-}
-
-messages! {
+/// Message keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Msg {
     Title,
     Pay,
     To,
@@ -158,29 +134,10 @@ messages! {
     Recovering,
     Loaded,
     LoadCancelled,
-    /// The PIN count (never the digits): none, one, many (`{n}`).
-    DigitsNone,
-    DigitsOne,
-    DigitsMany,
-    /// Tries left after a wrong PIN: one, many (`{n}`).
-    TriesOne,
-    TriesMany,
-    /// An amount in the loyalty currency 999 (`{n}`).
-    Points,
 }
 
-/// The text for `msg` in `lang` (empty in the wasm until [`install`] got `lang`'s words).
+/// The text for `msg` in `lang`. `{}`-free: callers append numbers themselves.
 pub fn t(lang: Lang, msg: Msg) -> &'static str {
-    #[cfg(target_arch = "wasm32")]
-    return installed::get(lang, msg);
-    #[cfg(not(target_arch = "wasm32"))]
-    table(lang, msg)
-}
-
-/// The words of every language, compiled into native builds only: the wasm downloads
-/// its language's line of each ([`words_file`], [`install`]).
-#[cfg(not(target_arch = "wasm32"))]
-fn table(lang: Lang, msg: Msg) -> &'static str {
     use Msg::*;
     match lang {
         Lang::En => match msg {
@@ -276,12 +233,6 @@ fn table(lang: Lang, msg: Msg) -> &'static str {
             Recovering => "Asking your card what happened…",
             Loaded => "Card loaded",
             LoadCancelled => "Loading cancelled. Your bank account was not charged.",
-            DigitsNone => "No digits entered",
-            DigitsOne => "1 digit entered",
-            DigitsMany => "{n} digits entered",
-            TriesOne => "1 try left.",
-            TriesMany => "{n} tries left.",
-            Points => "{n} points",
         },
         Lang::De => match msg {
             Title => "Mit Ihrer Cardpay-Karte bezahlen",
@@ -376,96 +327,30 @@ fn table(lang: Lang, msg: Msg) -> &'static str {
             Recovering => "Ihre Karte wird gefragt, was geschehen ist…",
             Loaded => "Karte geladen",
             LoadCancelled => "Laden abgebrochen. Ihr Bankkonto wurde nicht belastet.",
-            DigitsNone => "Keine Ziffern eingegeben",
-            DigitsOne => "1 Ziffer eingegeben",
-            DigitsMany => "{n} Ziffern eingegeben",
-            TriesOne => "Noch 1 Versuch.",
-            TriesMany => "Noch {n} Versuche.",
-            Points => "{n} Punkte",
         },
-    }
-}
-
-/// `lang`'s words file (`www/words/<tag>.txt`): one line per [`Msg`], in order.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn words_file(lang: Lang) -> String {
-    let mut out = String::new();
-    for &m in Msg::ALL {
-        out.push_str(table(lang, m));
-        out.push('\n');
-    }
-    out
-}
-
-/// A words file's lines, one per [`Msg`]; `None` if it has another number of lines.
-pub fn parse_words(text: &str) -> Option<Vec<&str>> {
-    let lines: Vec<&str> = text.strip_suffix('\n')?.split('\n').collect();
-    (lines.len() == Msg::ALL.len()).then_some(lines)
-}
-
-/// The words a language's file brought, for [`t`] in the wasm: an error (and nothing
-/// installed) if the file does not have one line per [`Msg`].
-pub fn install(lang: Lang, text: String) -> Result<(), WrongWords> {
-    let text: &'static str = Box::leak(text.into_boxed_str());
-    let words = parse_words(text).ok_or(WrongWords)?;
-    installed::set(lang, words);
-    Ok(())
-}
-
-/// A words file without one line per message (from another build of the widget?).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WrongWords;
-
-mod installed {
-    use std::sync::OnceLock;
-
-    use super::{Lang, Msg};
-
-    /// Set once per language; the wasm is single-threaded, so no lock is ever waited on.
-    static WORDS: [OnceLock<Vec<&'static str>>; Lang::ALL.len()] =
-        [const { OnceLock::new() }; Lang::ALL.len()];
-
-    pub(super) fn set(lang: Lang, words: Vec<&'static str>) {
-        let _ = WORDS[lang as usize].set(words);
-    }
-
-    /// One function, not a copy at every caller.
-    #[inline(never)]
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-    pub(super) fn get(lang: Lang, msg: Msg) -> &'static str {
-        WORDS[lang as usize]
-            .get()
-            .and_then(|w| w.get(msg as usize))
-            .copied()
-            .unwrap_or("")
     }
 }
 
 /// "1 digit entered", "2 digits entered" in `lang` (the PIN count; never the digits).
 pub fn digits_entered(lang: Lang, n: usize) -> String {
-    match n {
-        0 => t(lang, Msg::DigitsNone).into(),
-        1 => t(lang, Msg::DigitsOne).into(),
-        n => fill(t(lang, Msg::DigitsMany), &n.to_string()),
+    match (lang, n) {
+        (Lang::En, 0) => "No digits entered".into(),
+        (Lang::En, 1) => "1 digit entered".into(),
+        (Lang::En, n) => format!("{n} digits entered"),
+        (Lang::De, 0) => "Keine Ziffern eingegeben".into(),
+        (Lang::De, 1) => "1 Ziffer eingegeben".into(),
+        (Lang::De, n) => format!("{n} Ziffern eingegeben"),
     }
 }
 
 /// "2 tries left" in `lang`.
 pub fn tries_left(lang: Lang, n: u8) -> String {
-    match n {
-        1 => t(lang, Msg::TriesOne).into(),
-        n => fill(t(lang, Msg::TriesMany), &n.to_string()),
+    match (lang, n) {
+        (Lang::En, 1) => "1 try left.".into(),
+        (Lang::En, n) => format!("{n} tries left."),
+        (Lang::De, 1) => "Noch 1 Versuch.".into(),
+        (Lang::De, n) => format!("Noch {n} Versuche."),
     }
-}
-
-/// `n` loyalty points ("120 points") in `lang`.
-pub fn points(lang: Lang, n: &str) -> String {
-    fill(t(lang, Msg::Points), n)
-}
-
-/// `template` (`"{n} digits entered"`) with its `{n}` replaced by `n`.
-fn fill(template: &str, n: &str) -> String {
-    template.replacen("{n}", n, 1)
 }
 
 #[cfg(test)]
@@ -512,46 +397,6 @@ mod tests {
             assert_eq!(digits_entered(l, 2), two);
             assert_eq!(digits_entered(l, 8), two.replace('2', "8"));
         }
-    }
-
-    /// The words files in www/ are this module's tables, line for line: a word
-    /// changed here without `WIDGET_WRITE_WORDS=1` (or a file edited by hand) fails.
-    #[test]
-    fn words_files_are_the_tables() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/words");
-        for lang in Lang::ALL {
-            let want = words_file(lang);
-            let path = dir.join(format!("{}.txt", lang.tag()));
-            if std::env::var_os("WIDGET_WRITE_WORDS").is_some() {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &want).unwrap();
-            }
-            let have = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                have == want,
-                "{} is out of date: WIDGET_WRITE_WORDS=1 cargo test -p widget --lib i18n",
-                path.display()
-            );
-            let lines = parse_words(&have).expect("one line per message");
-            for (&m, line) in Msg::ALL.iter().zip(lines) {
-                assert_eq!(line, t(lang, m), "{m:?}");
-                assert!(!line.is_empty() && !line.contains(['\n', '\r']), "{m:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn installed_words_are_what_t_says_and_a_wrong_file_is_refused() {
-        assert_eq!(install(Lang::De, "Nur eine Zeile\n".into()), Err(WrongWords));
-        assert_eq!(installed::get(Lang::De, Msg::Title), "");
-        let mut longer = words_file(Lang::De);
-        longer.push_str("extra\n");
-        assert_eq!(install(Lang::De, longer), Err(WrongWords));
-        assert_eq!(install(Lang::De, words_file(Lang::De)), Ok(()));
-        for &m in Msg::ALL {
-            assert_eq!(installed::get(Lang::De, m), t(Lang::De, m));
-        }
-        assert_eq!(installed::get(Lang::En, Msg::Title), "", "only what was installed");
     }
 
     #[test]

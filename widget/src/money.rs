@@ -28,7 +28,10 @@ fn digits(minor: u64, exponent: u8, sep: char) -> String {
 pub fn format_amount(minor: u64, currency: u16, exponent: u8, lang: Lang) -> String {
     if currency == 999 {
         let n = digits(minor, exponent, lang.decimal_sep());
-        return crate::i18n::points(lang, &n);
+        return match lang {
+            Lang::En => format!("{n} points"),
+            Lang::De => format!("{n} Punkte"),
+        };
     }
     let n = digits(minor, exponent, lang.decimal_sep());
     match (symbol(currency), lang) {

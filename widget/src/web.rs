@@ -600,32 +600,27 @@ fn on_message(ev: MessageEvent) {
     }
 }
 
-/// The words of language `tag` (its file `words/<tag>.txt`, fetched by widget-boot.js),
-/// before [`run`]: the wasm carries no words of its own.
-#[wasm_bindgen]
-pub fn words(tag: &str, text: String) -> Result<(), JsValue> {
-    crate::i18n::install(Lang::from_tag(tag), text).map_err(|_| JsValue::from_str("words file"))
-}
-
 fn param(params: &web_sys::UrlSearchParams, k: &str) -> Option<String> {
     params.get(k).filter(|s| !s.is_empty())
 }
 
-/// Start the widget in `root`, in language `lang` (widget-boot.js picked it from the
-/// `lang` option, else the browser's language, and gave its [`words`]). Options come
-/// from our own URL (set by checkout.js): `nonce`, `mode` (`load` for a load, else a
-/// purchase), `timeout` (ms, default 120000), `hello_timeout` (ms), `install`.
+/// Start the widget in `root`. Options come from our own URL (set by checkout.js):
+/// `nonce`, `mode` (`load` for a load, else a purchase), `lang`, `timeout` (ms,
+/// default 120000), `hello_timeout` (ms), `install`.
 ///
 /// `early`: the `message` events widget-boot.js caught while the wasm loaded (it posts
 /// `cardpay:loaded` itself as soon as it runs, so the page's `init` travels while the
 /// wasm downloads and compiles); they are handled now, through the same checks as any
 /// later message. Without it, `run` posts `cardpay:loaded` itself.
 #[wasm_bindgen]
-pub fn run(root: Element, early: Option<js_sys::Array>, lang: &str) -> Result<(), JsValue> {
+pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     let w = window();
     let search = w.location().search()?;
     let params = web_sys::UrlSearchParams::new_with_str(&search)?;
-    let lang = Lang::from_tag(lang);
+    let lang = param(&params, "lang")
+        .or_else(|| w.navigator().language())
+        .map(|t| Lang::from_tag(&t))
+        .unwrap_or_default();
     let now = js_sys::Date::new_0();
     let today =
         purse::BcdDate::from_ymd(now.get_full_year(), now.get_month() + 1, now.get_date()).ok();
