@@ -61,6 +61,10 @@ export PATH="$TOOLS/node_modules/.bin:$(dirname "$(command -v wasm-bindgen)"):$P
 # opt-level z for the widget crate only).
 OUT="$ROOT/www/pkg"
 rm -rf "$OUT.tmp"
+# The RustCrypto crates' documented size switches (same algorithms, still constant
+# time, slower — a handful of seals per payment): AES's semi-fixsliced backend and
+# SHA-256's rounds not unrolled. Only the wasm target is built with them.
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg aes_backend_soft="compact" --cfg sha2_backend_soft="compact"'
 CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
   wasm-pack --log-level warn build "${MODE[@]}" --target web --no-typescript --no-pack \
   --out-dir "$OUT.tmp" --out-name widget widget
