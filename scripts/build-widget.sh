@@ -73,10 +73,16 @@ CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_R
   wasm-pack --log-level warn build "${MODE[@]}" --target web --no-typescript --no-pack \
   --out-dir "$OUT.tmp" --out-name widget widget
 rm -f "$OUT.tmp/.gitignore" "$OUT.tmp/README.md"
-# The glue minified (names, whitespace): what the shopper downloads, −1.5 KB gzipped.
+# Minified (names, whitespace, comments), what the shopper downloads: the glue, and the
+# frame's boot script and style sheet from their sources in widget/web/.
 if [ "${MODE[*]}" != "--dev" ]; then
-  "$ESBUILD" "$OUT.tmp/widget.js" --minify --format=esm --log-level=warning --outfile="$OUT.tmp/widget.min.js"
+  MIN=(--minify --log-level=warning)
+  "$ESBUILD" "$OUT.tmp/widget.js" "${MIN[@]}" --format=esm --outfile="$OUT.tmp/widget.min.js"
   mv "$OUT.tmp/widget.min.js" "$OUT.tmp/widget.js"
+  "$ESBUILD" widget/web/widget-boot.js "${MIN[@]}" --format=esm --outfile="$OUT.tmp/widget-boot.js"
+  "$ESBUILD" widget/web/widget.css "${MIN[@]}" --outfile="$OUT.tmp/widget.css"
+else
+  cp widget/web/widget-boot.js widget/web/widget.css "$OUT.tmp/"
 fi
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 
@@ -91,8 +97,8 @@ sri() {
 {
   echo "{"
   echo "  \"checkout.js\": \"$(sri www/checkout.js)\","
-  echo "  \"widget-boot.js\": \"$(sri www/widget-boot.js)\","
-  echo "  \"widget.css\": \"$(sri www/widget.css)\","
+  echo "  \"pkg/widget-boot.js\": \"$(sri "$OUT/widget-boot.js")\","
+  echo "  \"pkg/widget.css\": \"$(sri "$OUT/widget.css")\","
   echo "  \"pkg/widget.js\": \"$(sri "$OUT/widget.js")\","
   echo "  \"pkg/widget_bg.wasm\": \"$(sri "$OUT/widget_bg.wasm")\""
   echo "}"

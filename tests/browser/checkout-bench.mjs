@@ -29,12 +29,19 @@ const N = Number(process.argv.slice(2).find((x) => /^\d+$/.test(x)) || 30);
 const cmp = process.argv.indexOf('--compare');
 const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : null;
 
-const files = ['checkout.js', 'widget.html', 'widget-boot.js', 'widget.css', 'pkg/widget.js', 'pkg/widget_bg.wasm'];
+// Each file the frame loads; the boot script and style sheet are in pkg/ (minified by
+// the build) since wsize2, at the top of www/ before (a --compare build may be older).
+const files = [['checkout.js'], ['widget.html'], ['pkg/widget-boot.js', 'widget-boot.js'], ['pkg/widget.css', 'widget.css'], ['pkg/widget.js'], ['pkg/widget_bg.wasm']];
 async function sizesOf(www) {
   const out = [];
-  for (const f of files) {
-    const b = await readFile(path.join(www, f)).catch(() => null);
-    if (b) out.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length });
+  for (const names of files) {
+    for (const f of names) {
+      const b = await readFile(path.join(www, f)).catch(() => null);
+      if (b) {
+        out.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length });
+        break;
+      }
+    }
   }
   return out;
 }
