@@ -82,6 +82,18 @@ fn bcd_to_digits(b: &[u8]) -> String {
     out
 }
 
+/// The digits of `b`, with `sep` before the bytes at the indexes `cuts`.
+fn bcd_joined(b: &[u8], sep: char, cuts: &[usize]) -> String {
+    let mut out = String::with_capacity(2 * b.len() + cuts.len());
+    for (i, x) in b.iter().enumerate() {
+        if cuts.contains(&i) {
+            out.push(sep);
+        }
+        push_bcd(&mut out, core::slice::from_ref(x));
+    }
+    out
+}
+
 /// Append the digits of `b` to `out` (no `core::fmt`: these run in the wasm).
 fn push_bcd(out: &mut String, b: &[u8]) {
     // BCD nibbles are 0..=9 (checked at construction): one ASCII digit each.
@@ -218,13 +230,7 @@ impl BcdDate {
 impl BcdDate {
     /// `YYYY-MM-DD`, as `Display` writes it.
     pub fn text(&self) -> String {
-        let mut out = String::with_capacity(10);
-        push_bcd(&mut out, &self.0[..2]);
-        out.push('-');
-        push_bcd(&mut out, &self.0[2..3]);
-        out.push('-');
-        push_bcd(&mut out, &self.0[3..]);
-        out
+        bcd_joined(&self.0, '-', &[2, 3])
     }
 }
 
@@ -284,13 +290,7 @@ impl BcdTime {
 impl BcdTime {
     /// `HH:MM:SS`, as `Display` writes it.
     pub fn text(&self) -> String {
-        let mut out = String::with_capacity(8);
-        push_bcd(&mut out, &self.0[..1]);
-        out.push(':');
-        push_bcd(&mut out, &self.0[1..2]);
-        out.push(':');
-        push_bcd(&mut out, &self.0[2..]);
-        out
+        bcd_joined(&self.0, ':', &[1, 2])
     }
 }
 

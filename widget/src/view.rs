@@ -166,6 +166,13 @@ fn item(h: &mut String, label: &str, attrs: &str, value: &str) {
     h.push_str("</dd></div>");
 }
 
+/// One [`item`] per `(label, attributes, value)`, the labels in `l`.
+fn items(h: &mut String, l: Lang, rows: &[(Msg, &str, &str)]) {
+    for &(label, attrs, value) in rows {
+        item(h, t(l, label), attrs, value);
+    }
+}
+
 fn summary(h: &mut String, v: &View) {
     let l = v.lang;
     let load = v.mode == Mode::Load;
@@ -334,17 +341,21 @@ fn load_confirm(h: &mut String, v: &View, c: &ConfirmView) {
     let l = v.lang;
     let money = |a: u64| format_amount(a, v.currency, v.exponent, l);
     h.push_str(r#"<dl class="cp-summary cp-load">"#);
-    item(
+    items(
         h,
-        t(l, Msg::BalanceAfterLoad),
-        r#" data-testid="balance-after""#,
-        &money(c.balance_after),
-    );
-    item(
-        h,
-        t(l, Msg::MaxBalance),
-        r#" data-testid="max-balance""#,
-        &money(c.max_balance as u64),
+        l,
+        &[
+            (
+                Msg::BalanceAfterLoad,
+                r#" data-testid="balance-after""#,
+                &money(c.balance_after),
+            ),
+            (
+                Msg::MaxBalance,
+                r#" data-testid="max-balance""#,
+                &money(c.max_balance as u64),
+            ),
+        ],
     );
     h.push_str("</dl>");
     if c.over_max {
@@ -381,35 +392,28 @@ fn load_receipt(h: &mut String, v: &View, r: &LoadReceipt) {
     let l = v.lang;
     let money = |a: u32| format_amount(a as u64, r.currency, r.exponent, l);
     receipt_head(h, t(l, Msg::Loaded));
-    item(
+    items(
         h,
-        t(l, Msg::From),
-        r#" data-testid="receipt-bank""#,
-        &r.bank_name,
-    );
-    item(
-        h,
-        t(l, Msg::LoadAmount),
-        r#" data-testid="receipt-amount""#,
-        &money(r.amount),
-    );
-    item(
-        h,
-        t(l, Msg::BalanceNow),
-        r#" data-testid="receipt-balance-before""#,
-        &money(r.balance_before),
-    );
-    item(
-        h,
-        t(l, Msg::BalanceAfterLoad),
-        r#" data-testid="receipt-balance""#,
-        &money(r.balance_after),
-    );
-    item(
-        h,
-        t(l, Msg::Reference),
-        r#" data-testid="receipt-ref""#,
-        &r.txn_id,
+        l,
+        &[
+            (Msg::From, r#" data-testid="receipt-bank""#, &r.bank_name),
+            (
+                Msg::LoadAmount,
+                r#" data-testid="receipt-amount""#,
+                &money(r.amount),
+            ),
+            (
+                Msg::BalanceNow,
+                r#" data-testid="receipt-balance-before""#,
+                &money(r.balance_before),
+            ),
+            (
+                Msg::BalanceAfterLoad,
+                r#" data-testid="receipt-balance""#,
+                &money(r.balance_after),
+            ),
+            (Msg::Reference, r#" data-testid="receipt-ref""#, &r.txn_id),
+        ],
     );
     h.push_str(r#"</dl><p class="cp-note">"#);
     push_esc(h, t(l, Msg::AccountCharged));
@@ -637,24 +641,23 @@ pub fn render(v: &View) -> String {
             }
             let money = |a: u32| format_amount(a as u64, r.currency, r.exponent, l);
             receipt_head(h, t(l, Msg::Paid));
-            item(h, t(l, Msg::To), "", &r.merchant_name);
-            item(
+            items(
                 h,
-                t(l, Msg::Amount),
-                r#" data-testid="receipt-amount""#,
-                &money(r.amount),
-            );
-            item(
-                h,
-                t(l, Msg::BalanceAfter),
-                r#" data-testid="receipt-balance""#,
-                &money(r.balance_after),
-            );
-            item(
-                h,
-                t(l, Msg::Reference),
-                r#" data-testid="receipt-ref""#,
-                &r.txn_id,
+                l,
+                &[
+                    (Msg::To, "", &r.merchant_name),
+                    (
+                        Msg::Amount,
+                        r#" data-testid="receipt-amount""#,
+                        &money(r.amount),
+                    ),
+                    (
+                        Msg::BalanceAfter,
+                        r#" data-testid="receipt-balance""#,
+                        &money(r.balance_after),
+                    ),
+                    (Msg::Reference, r#" data-testid="receipt-ref""#, &r.txn_id),
+                ],
             );
             h.push_str("</dl></section>");
         }
