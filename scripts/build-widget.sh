@@ -11,6 +11,7 @@
 #   - wasm-opt from the npm package binaryen@132 (into widget/.tools), first on PATH so
 #     wasm-pack takes it. Debian's wasm-opt (binaryen 108) corrupts wasm-bindgen
 #     output: it is never used.
+#   - esbuild 0.28.2 (npm, into widget/.tools): minifies wasm-bindgen's JS glue.
 # Nothing is downloaded at build time (wasm-pack only asks crates.io, in the
 # background, whether a newer wasm-pack exists).
 # Options: --no-opt (skip wasm-opt), --dev (debug build, no wasm-opt).
@@ -20,6 +21,7 @@ cd "$ROOT"
 WASM_BINDGEN_VERSION=0.2.130
 WASM_PACK_VERSION=0.15.1
 BINARYEN_VERSION=132.0.0
+ESBUILD_VERSION=0.28.2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 MODE=(--release)
 for a in "$@"; do
@@ -48,10 +50,12 @@ if ! wasm-pack --version 2>/dev/null | grep -q " $WASM_PACK_VERSION\$"; then
 fi
 TOOLS="$ROOT/widget/.tools"
 WASM_OPT="$TOOLS/node_modules/.bin/wasm-opt"
-if ! { [ -x "$WASM_OPT" ] && "$WASM_OPT" --version | grep -q "version ${BINARYEN_VERSION%%.*}"; }; then
-  log "installing npm binaryen@$BINARYEN_VERSION into widget/.tools"
+ESBUILD="$TOOLS/node_modules/.bin/esbuild"
+if ! { [ -x "$WASM_OPT" ] && "$WASM_OPT" --version | grep -q "version ${BINARYEN_VERSION%%.*}" \
+  && [ -x "$ESBUILD" ] && [ "$("$ESBUILD" --version)" = "$ESBUILD_VERSION" ]; }; then
+  log "installing npm binaryen@$BINARYEN_VERSION and esbuild@$ESBUILD_VERSION into widget/.tools"
   mkdir -p "$TOOLS"
-  printf '{ "name": "cardpay-widget-tools", "private": true, "dependencies": { "binaryen": "%s" } }\n' "$BINARYEN_VERSION" > "$TOOLS/package.json"
+  printf '{ "name": "cardpay-widget-tools", "private": true, "dependencies": { "binaryen": "%s", "esbuild": "%s" } }\n' "$BINARYEN_VERSION" "$ESBUILD_VERSION" > "$TOOLS/package.json"
   (cd "$TOOLS" && npm install --no-audit --no-fund --silent)
 fi
 # wasm-pack finds wasm-bindgen and wasm-opt on PATH: ours first.
@@ -61,10 +65,25 @@ export PATH="$TOOLS/node_modules/.bin:$(dirname "$(command -v wasm-bindgen)"):$P
 # opt-level z for the widget crate only).
 OUT="$ROOT/www/pkg"
 rm -rf "$OUT.tmp"
+# The RustCrypto crates' documented size switches (same algorithms, still constant
+# time, slower — a handful of seals per payment): AES's semi-fixsliced backend and
+# SHA-256's rounds not unrolled. Only the wasm target is built with them.
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg aes_backend_soft="compact" --cfg sha2_backend_soft="compact"'
 CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
   wasm-pack --log-level warn build "${MODE[@]}" --target web --no-typescript --no-pack \
   --out-dir "$OUT.tmp" --out-name widget widget
 rm -f "$OUT.tmp/.gitignore" "$OUT.tmp/README.md"
+# Minified (names, whitespace, comments), what the shopper downloads: the glue, and the
+# frame's boot script and style sheet from their sources in widget/web/.
+if [ "${MODE[*]}" != "--dev" ]; then
+  MIN=(--minify --log-level=warning)
+  "$ESBUILD" "$OUT.tmp/widget.js" "${MIN[@]}" --format=esm --outfile="$OUT.tmp/widget.min.js"
+  mv "$OUT.tmp/widget.min.js" "$OUT.tmp/widget.js"
+  "$ESBUILD" widget/web/widget-boot.js "${MIN[@]}" --format=esm --outfile="$OUT.tmp/widget-boot.js"
+  "$ESBUILD" widget/web/widget.css "${MIN[@]}" --outfile="$OUT.tmp/widget.css"
+else
+  cp widget/web/widget-boot.js widget/web/widget.css "$OUT.tmp/"
+fi
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 
 # 3. SRI: the merchant's <script integrity> for checkout.js, and hashes of the rest
@@ -78,8 +97,8 @@ sri() {
 {
   echo "{"
   echo "  \"checkout.js\": \"$(sri www/checkout.js)\","
-  echo "  \"widget-boot.js\": \"$(sri www/widget-boot.js)\","
-  echo "  \"widget.css\": \"$(sri www/widget.css)\","
+  echo "  \"pkg/widget-boot.js\": \"$(sri "$OUT/widget-boot.js")\","
+  echo "  \"pkg/widget.css\": \"$(sri "$OUT/widget.css")\","
   echo "  \"pkg/widget.js\": \"$(sri "$OUT/widget.js")\","
   echo "  \"pkg/widget_bg.wasm\": \"$(sri "$OUT/widget_bg.wasm")\""
   echo "}"

@@ -544,12 +544,16 @@ impl Sealer {
         tsk: Key32,
         rng: Box<dyn Entropy>,
     ) -> Self {
-        let head = format!(
-            "{{\"session\":{},\"session_mac\":{},\"etsk\":{}",
-            json(session),
-            json(session_mac),
-            json(etsk)
-        );
+        // Appended, not `format!`ed: core::fmt's code per call is download for the wasm.
+        let head = [
+            "{\"session\":",
+            &json(session),
+            ",\"session_mac\":",
+            &json(session_mac),
+            ",\"etsk\":",
+            &json(etsk),
+        ]
+        .concat();
         Self {
             tsk,
             txn_id: txn_id.to_string(),
@@ -574,8 +578,13 @@ impl Sealer {
     /// under TSK as `field`.
     pub fn envelope<T: Sealed>(&mut self, field: &str, m: &T) -> String {
         let sealed = self.seal(m);
-        format!("{},\"{field}\":{}}}", self.head, json(&sealed))
+        [&self.head, ",\"", field, "\":", &json(&sealed), "}"].concat()
     }
+}
+
+/// A receipt's `when`: the sealed result's date and time, with a space between.
+pub(crate) fn stamp(date: &str, time: &str) -> String {
+    [date, " ", time].concat()
 }
 
 pub(crate) fn json<T: Serialize + ?Sized>(v: &T) -> String {

@@ -165,7 +165,7 @@ pub mod label {
 
 /// Associated data of a sealed message: `"cardpay/" label "/" txn id`.
 pub fn aad(label: &str, txn_id: &str) -> Vec<u8> {
-    format!("cardpay/{label}/{txn_id}").into_bytes()
+    ["cardpay/", label, "/", txn_id].concat().into_bytes()
 }
 
 pub const NONCE_LEN: usize = 12;

@@ -77,13 +77,30 @@ fn digits_to_bcd<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 fn bcd_to_digits(b: &[u8]) -> String {
-    // BCD nibbles are 0..=9 (checked at construction): one ASCII digit each.
     let mut out = String::with_capacity(2 * b.len());
+    push_bcd(&mut out, b);
+    out
+}
+
+/// The digits of `b`, with `sep` before the bytes at the indexes `cuts`.
+fn bcd_joined(b: &[u8], sep: char, cuts: &[usize]) -> String {
+    let mut out = String::with_capacity(2 * b.len() + cuts.len());
+    for (i, x) in b.iter().enumerate() {
+        if cuts.contains(&i) {
+            out.push(sep);
+        }
+        push_bcd(&mut out, core::slice::from_ref(x));
+    }
+    out
+}
+
+/// Append the digits of `b` to `out` (no `core::fmt`: these run in the wasm).
+fn push_bcd(out: &mut String, b: &[u8]) {
+    // BCD nibbles are 0..=9 (checked at construction): one ASCII digit each.
     for x in b {
         out.push(char::from(b'0' + (x >> 4)));
         out.push(char::from(b'0' + (x & 0x0F)));
     }
-    out
 }
 
 /// Card id: 16 decimal digits as 8 BCD bytes. `Display` masks all but the last
@@ -113,8 +130,9 @@ impl CardId {
     }
     /// `…` plus the last four digits.
     pub fn masked(&self) -> String {
-        let full = self.full();
-        format!("…{}", &full[12..])
+        let mut out = String::from("…");
+        push_bcd(&mut out, &self.0[6..]);
+        out
     }
 }
 
@@ -209,10 +227,16 @@ impl BcdDate {
     }
 }
 
+impl BcdDate {
+    /// `YYYY-MM-DD`, as `Display` writes it.
+    pub fn text(&self) -> String {
+        bcd_joined(&self.0, '-', &[2, 3])
+    }
+}
+
 impl fmt::Display for BcdDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = self.ymd();
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        f.write_str(&self.text())
     }
 }
 impl fmt::Debug for BcdDate {
@@ -263,9 +287,16 @@ impl BcdTime {
     }
 }
 
+impl BcdTime {
+    /// `HH:MM:SS`, as `Display` writes it.
+    pub fn text(&self) -> String {
+        bcd_joined(&self.0, ':', &[1, 2])
+    }
+}
+
 impl fmt::Display for BcdTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02X}:{:02X}:{:02X}", self.0[0], self.0[1], self.0[2])
+        f.write_str(&self.text())
     }
 }
 impl fmt::Debug for BcdTime {
@@ -376,6 +407,23 @@ impl From<Terminal> for String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The texts built without core::fmt are what the formatting wrote before.
+        #[test]
+        fn dates_times_and_masks_read_as_formatted(y in 2000u32..=2099, m in 1u32..=12, d in 1u32..=28,
+                                                   h in 0u32..24, mi in 0u32..60, s in 0u32..60,
+                                                   id in 0u64..10_000_000_000_000_000) {
+            let date = BcdDate::from_ymd(y, m, d).unwrap();
+            prop_assert_eq!(date.text(), format!("{y:04}-{m:02}-{d:02}"));
+            prop_assert_eq!(date.to_string(), date.text());
+            let time = BcdTime::from_hms(h, mi, s).unwrap();
+            prop_assert_eq!(time.text(), format!("{h:02}:{mi:02}:{s:02}"));
+            let digits = format!("{id:016}");
+            let card = CardId::parse(&digits).unwrap();
+            prop_assert_eq!(card.masked(), format!("…{}", &digits[12..]));
+        }
+    }
 
     #[test]
     fn card_id_masks_in_display() {

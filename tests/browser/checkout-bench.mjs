@@ -14,6 +14,8 @@
 //   node checkout-bench.mjs [N] --compare OTHER_WWW   A/B: a second payment server
 //        serves OTHER_WWW (e.g. an older build) and the runs alternate between the two
 //        in one browser, so both see the same machine load.
+//   --sizes: print the download sizes (of this build, and of OTHER_WWW with --compare)
+//        and stop: no stack, no browser.
 //   --debug: run the debug builds of the card, bridge and payment server (default:
 //        release builds, what a shopper and an operator run; the widget itself is
 //        always the release wasm that build-widget.sh writes).
@@ -29,14 +31,54 @@ const N = Number(process.argv.slice(2).find((x) => /^\d+$/.test(x)) || 30);
 const cmp = process.argv.indexOf('--compare');
 const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : null;
 
-const files = ['checkout.js', 'widget.html', 'widget-boot.js', 'widget.css', 'pkg/widget.js', 'pkg/widget_bg.wasm'];
+// Each file the frame loads; the boot script and style sheet are in pkg/ (minified by
+// the build) since wsize2, at the top of www/ before (a --compare build may be older).
+const files = [['checkout.js'], ['widget.html'], ['pkg/widget-boot.js', 'widget-boot.js'], ['pkg/widget.css', 'widget.css'], ['pkg/widget.js'], ['pkg/widget_bg.wasm']];
 async function sizesOf(www) {
   const out = [];
-  for (const f of files) {
-    const b = await readFile(path.join(www, f)).catch(() => null);
-    if (b) out.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length });
+  for (const names of files) {
+    for (const f of names) {
+      const b = await readFile(path.join(www, f)).catch(() => null);
+      if (b) {
+        out.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length });
+        break;
+      }
+    }
   }
   return out;
+}
+
+// What a shopper of each language downloads: the six files, plus a language's own
+// words file (`words/<tag>.txt`) if the build has one. Today none has: the words of
+// both languages are in the wasm (a file per language was measured to cost more than
+// it saves, docs/widget.md). The headline figure is the largest.
+const LANGS = ['en', 'de'];
+async function perLanguage(www, sizes) {
+  const six = sizes.reduce((a, x) => a + x.gz, 0);
+  const out = [];
+  for (const l of LANGS) {
+    const b = await readFile(path.join(www, 'words', `${l}.txt`)).catch(() => null);
+    out.push({ l, gz: six + (b ? gzipSync(b, { level: 9 }).length : 0) });
+  }
+  return out;
+}
+
+function printSizes(label, sizes, langs) {
+  console.log(`== ${label}`);
+  console.log('download, gzip -9:');
+  for (const x of sizes) console.log(`  ${x.f.padEnd(20)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz`);
+  const most = Math.max(...langs.map((x) => x.gz));
+  console.log(`  per shopper language: ${langs.map((x) => `${x.l} ${x.gz}`).join(', ')} B gz`);
+  console.log(`  total (wasm + JS + HTML + CSS), the largest language → ${most} B gz (${(most / 1024).toFixed(1)} KiB)`);
+}
+
+const wwws = [['this build', s.wwwDir], ...(otherWww ? [['compared (' + otherWww + ')', otherWww]] : [])];
+if (process.argv.includes('--sizes')) {
+  for (const [label, www] of wwws) {
+    const sizes = await sizesOf(www);
+    printSizes(label, sizes, await perLanguage(www, sizes));
+  }
+  process.exit(0);
 }
 
 const release = !process.argv.includes('--debug');
@@ -44,12 +86,13 @@ const bins = await s.buildAll({ release });
 console.log(`binaries: ${bins.profile} builds of the card, bridge and payment server`);
 const stack = await h.startStack({ bins });
 const variants = [];
-for (const [label, www] of [['this build', s.wwwDir], ...(otherWww ? [['compared (' + otherWww + ')', otherWww]] : [])]) {
+for (const [label, www] of wwws) {
   const merchant = { id: 'bench-shop', name: 'Bench Shop', key: randomBytes(32).toString('hex') };
   const shopPort = await s.freePort();
   const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [s.localOrigin(shopPort)] }], www, corsOrigins: [s.localOrigin(shopPort)] });
   const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www });
-  variants.push({ label, www, pay, shop, sizes: await sizesOf(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
+  const sizes = await sizesOf(www);
+  variants.push({ label, www, pay, shop, sizes, langs: await perLanguage(www, sizes), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
 const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000'] });
 
@@ -181,12 +224,8 @@ try {
 
 const p = (v, q) => h.percentile(v, q).toFixed(1);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
-for (const { label, sizes, traces, toReady, navToReady, approveToResult } of variants) {
-  const total = sizes.reduce((a, x) => a + x.gz, 0);
-  console.log(`== ${label}`);
-  console.log('download, gzip -9:');
-  for (const x of sizes) console.log(`  ${x.f.padEnd(20)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz`);
-  console.log(`  total (wasm + JS + HTML + CSS)        → ${total} B gz (${(total / 1024).toFixed(1)} KiB)`);
+for (const { label, sizes, langs, traces, toReady, navToReady, approveToResult } of variants) {
+  printSizes(label, sizes, langs);
   console.log(`script tag (checkout.js fetch start) → ready: p50 ${p(toReady, 0.5)} ms, p99 ${p(toReady, 0.99)} ms (n=${toReady.length})`);
   console.log(`navigation start → ready:                p50 ${p(navToReady, 0.5)} ms, p99 ${p(navToReady, 0.99)} ms`);
   console.log(`Approve → result (no PIN):               p50 ${p(approveToResult, 0.5)} ms, p99 ${p(approveToResult, 0.99)} ms (n=${approveToResult.length})`);

@@ -590,7 +590,7 @@ impl Checkout {
 
     fn error(&self, p: Problem, result: Option<BankResult>) -> (String, ParentEvent) {
         (
-            format!("failed:{}", p.code()),
+            ["failed:", p.code()].concat(),
             ParentEvent::Error {
                 code: p.code(),
                 message: p.text(Lang::En),
@@ -603,7 +603,7 @@ impl Checkout {
 
     fn cancelled(&self, reason: &'static str) -> (String, ParentEvent) {
         (
-            format!("cancel:{reason}"),
+            ["cancel:", reason].concat(),
             ParentEvent::Cancel {
                 reason,
                 txn_id: self.txn_id.clone(),

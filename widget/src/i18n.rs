@@ -1,5 +1,7 @@
 //! The widget's words, in English and German. Every string the shopper sees is here.
 
+use crate::money::decimal;
+
 /// Shopper language. Picked from the mount option `lang`, else the browser's language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {
@@ -336,10 +338,10 @@ pub fn digits_entered(lang: Lang, n: usize) -> String {
     match (lang, n) {
         (Lang::En, 0) => "No digits entered".into(),
         (Lang::En, 1) => "1 digit entered".into(),
-        (Lang::En, n) => format!("{n} digits entered"),
+        (Lang::En, n) => decimal(n as u64) + " digits entered",
         (Lang::De, 0) => "Keine Ziffern eingegeben".into(),
         (Lang::De, 1) => "1 Ziffer eingegeben".into(),
-        (Lang::De, n) => format!("{n} Ziffern eingegeben"),
+        (Lang::De, n) => decimal(n as u64) + " Ziffern eingegeben",
     }
 }
 
@@ -347,9 +349,9 @@ pub fn digits_entered(lang: Lang, n: usize) -> String {
 pub fn tries_left(lang: Lang, n: u8) -> String {
     match (lang, n) {
         (Lang::En, 1) => "1 try left.".into(),
-        (Lang::En, n) => format!("{n} tries left."),
+        (Lang::En, n) => decimal(n.into()) + " tries left.",
         (Lang::De, 1) => "Noch 1 Versuch.".into(),
-        (Lang::De, n) => format!("Noch {n} Versuche."),
+        (Lang::De, n) => ["Noch ", &decimal(n.into()), " Versuche."].concat(),
     }
 }
 

@@ -17,6 +17,12 @@
 //! returns effects, so the whole checkout runs natively in tests against the
 //! real payment server and the real card application.
 
+/// The allocator of the wasm (one thread): talc instead of std's dlmalloc, a few KB
+/// less to download (docs/widget.md, "Figures").
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub mod bridge;
 pub mod checkout;
 pub mod i18n;

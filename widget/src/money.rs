@@ -13,31 +13,47 @@ fn symbol(currency: u16) -> Option<&'static str> {
     }
 }
 
+/// `n` in decimal digits (no `core::fmt`: see [`crate::view`]).
+pub fn decimal(n: u64) -> String {
+    padded(n, 1)
+}
+
+/// `n` in decimal, with leading zeros to at least `width` digits.
+fn padded(mut n: u64, width: usize) -> String {
+    let mut d = Vec::with_capacity(20);
+    while n > 0 || d.len() < width {
+        d.push(b'0' + (n % 10) as u8);
+        n /= 10;
+    }
+    d.iter().rev().map(|&b| char::from(b)).collect()
+}
+
 /// Digits of `minor` with `exponent` decimals, using `sep` as decimal separator.
 fn digits(minor: u64, exponent: u8, sep: char) -> String {
     if exponent == 0 {
-        return minor.to_string();
+        return decimal(minor);
     }
     let scale = 10u64.pow(exponent as u32);
-    let whole = minor / scale;
-    let frac = minor % scale;
-    format!("{whole}{sep}{frac:0width$}", width = exponent as usize)
+    let mut s = decimal(minor / scale);
+    s.push(sep);
+    s.push_str(&padded(minor % scale, exponent as usize));
+    s
 }
 
 /// A human-readable amount in the shopper's language.
 pub fn format_amount(minor: u64, currency: u16, exponent: u8, lang: Lang) -> String {
-    if currency == 999 {
-        let n = digits(minor, exponent, lang.decimal_sep());
-        return match lang {
-            Lang::En => format!("{n} points"),
-            Lang::De => format!("{n} Punkte"),
-        };
-    }
     let n = digits(minor, exponent, lang.decimal_sep());
+    if currency == 999 {
+        let points = match lang {
+            Lang::En => " points",
+            Lang::De => " Punkte",
+        };
+        return n + points;
+    }
     match (symbol(currency), lang) {
-        (Some(s), Lang::En) if s.chars().count() == 1 => format!("{s}{n}"),
-        (Some(s), _) => format!("{n} {s}"),
-        (None, _) => format!("{n} ({currency:03})"),
+        (Some(s), Lang::En) if s.chars().count() == 1 => [s, &n].concat(),
+        (Some(s), _) => [&n, " ", s].concat(),
+        (None, _) => [&n, " (", &padded(currency.into(), 3), ")"].concat(),
     }
 }
 
@@ -58,5 +74,14 @@ mod tests {
         assert_eq!(format_amount(120, 999, 0, Lang::En), "120 points");
         assert_eq!(format_amount(120, 999, 0, Lang::De), "120 Punkte");
         assert_eq!(format_amount(1000, 124, 2, Lang::En), "10.00 (124)");
+        assert_eq!(format_amount(1000, 36, 2, Lang::En), "10.00 (036)");
+        assert_eq!(format_amount(7, 999, 3, Lang::De), "0,007 Punkte");
+    }
+
+    #[test]
+    fn decimal_is_what_display_writes() {
+        for n in [0, 1, 9, 10, 99, 100, 4_294_967_295, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string());
+        }
     }
 }

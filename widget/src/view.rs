@@ -19,7 +19,7 @@ use crate::bridge::Capability;
 use crate::checkout::Mode;
 use crate::i18n::{digits_entered, t, tries_left, Lang, Msg};
 use crate::keypad::{Key, Layout};
-use crate::money::format_amount;
+use crate::money::{decimal, format_amount};
 use crate::problem::Problem;
 
 /// Progress steps shown to the shopper.
@@ -92,16 +92,7 @@ pub enum Screen {
 /// Escape text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
+    push_esc(&mut o, s);
     o
 }
 
@@ -123,83 +114,111 @@ fn step_msg(s: Step) -> (Msg, u8) {
     }
 }
 
-fn button(action: &str, label: &str, class: &str, autofocus: bool) -> String {
-    format!(
-        r#"<button type="button" class="cp-btn {class}" data-action="{action}"{af}>{label}</button>"#,
-        af = if autofocus {
-            r#" data-autofocus="1""#
-        } else {
-            ""
-        },
-        label = esc(label)
-    )
+/// Append each of `parts` to `h`. The views build their HTML by appending, not with
+/// `format!`: each `format!` brought its own share of `core::fmt` into the download.
+fn cat(h: &mut String, parts: &[&str]) {
+    for p in parts {
+        h.push_str(p);
+    }
 }
 
-fn summary(v: &View) -> String {
+/// Append `s` to `h`, escaped as [`esc`] does.
+fn push_esc(h: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => h.push_str("&amp;"),
+            '<' => h.push_str("&lt;"),
+            '>' => h.push_str("&gt;"),
+            '"' => h.push_str("&quot;"),
+            '\'' => h.push_str("&#39;"),
+            c => h.push(c),
+        }
+    }
+}
+
+fn button(h: &mut String, action: &str, label: &str, class: &str, autofocus: bool) {
+    cat(
+        h,
+        &[
+            r#"<button type="button" class="cp-btn "#,
+            class,
+            r#"" data-action=""#,
+            action,
+            "\"",
+            if autofocus {
+                r#" data-autofocus="1""#
+            } else {
+                ""
+            },
+            ">",
+        ],
+    );
+    push_esc(h, label);
+    h.push_str("</button>");
+}
+
+/// `<div><dt>label</dt><dd ATTRS>value</dd></div>`; `attrs` starts with a space.
+fn item(h: &mut String, label: &str, attrs: &str, value: &str) {
+    h.push_str("<div><dt>");
+    push_esc(h, label);
+    cat(h, &["</dt><dd", attrs, ">"]);
+    push_esc(h, value);
+    h.push_str("</dd></div>");
+}
+
+/// One [`item`] per `(label, attributes, value)`, the labels in `l`.
+fn items(h: &mut String, l: Lang, rows: &[(Msg, &str, &str)]) {
+    for &(label, attrs, value) in rows {
+        item(h, t(l, label), attrs, value);
+    }
+}
+
+fn summary(h: &mut String, v: &View) {
     let l = v.lang;
-    let amount = format_amount(v.amount as u64, v.currency, v.exponent, l);
-    let mut rows = format!(
-        r#"<dl class="cp-summary"><div><dt>{}</dt><dd class="cp-payee" data-testid="payee">{}</dd></div><div><dt>{}</dt><dd class="cp-amount" data-testid="amount">{}</dd></div>"#,
-        esc(t(
-            l,
-            if v.mode == Mode::Load {
-                Msg::From
-            } else {
-                Msg::To
-            }
-        )),
-        esc(&v.payee),
-        esc(t(
-            l,
-            if v.mode == Mode::Load {
-                Msg::LoadAmount
-            } else {
-                Msg::Amount
-            }
-        )),
-        esc(&amount)
+    let load = v.mode == Mode::Load;
+    let money = |a: u32| format_amount(a as u64, v.currency, v.exponent, l);
+    h.push_str(r#"<dl class="cp-summary">"#);
+    item(
+        h,
+        t(l, if load { Msg::From } else { Msg::To }),
+        r#" class="cp-payee" data-testid="payee""#,
+        &v.payee,
+    );
+    item(
+        h,
+        t(l, if load { Msg::LoadAmount } else { Msg::Amount }),
+        r#" class="cp-amount" data-testid="amount""#,
+        &money(v.amount),
     );
     if let Some(b) = v.balance {
-        rows.push_str(&format!(
-            r#"<div><dt>{}</dt><dd class="cp-balance" data-testid="balance">{}</dd></div>"#,
-            esc(t(
-                l,
-                if v.mode == Mode::Load {
-                    Msg::BalanceNow
-                } else {
-                    Msg::Balance
-                }
-            )),
-            esc(&format_amount(b as u64, v.currency, v.exponent, l))
-        ));
+        item(
+            h,
+            t(l, if load { Msg::BalanceNow } else { Msg::Balance }),
+            r#" class="cp-balance" data-testid="balance""#,
+            &money(b),
+        );
     }
     if let Some(c) = &v.card {
-        rows.push_str(&format!(
-            r#"<div><dt>{}</dt><dd class="cp-card">{}</dd></div>"#,
-            esc(t(l, Msg::Card)),
-            esc(c)
-        ));
+        item(h, t(l, Msg::Card), r#" class="cp-card""#, c);
     }
-    rows.push_str("</dl>");
-    rows
+    h.push_str("</dl>");
 }
 
-fn keypad(v: &View, layout: &Layout, entered: usize, wrong: Option<u8>) -> String {
+fn keypad(h: &mut String, v: &View, layout: &Layout, entered: usize, wrong: Option<u8>) {
     let l = v.lang;
-    let mut h = String::new();
-    h.push_str(&format!(
-        r#"<h2 id="cp-pin-title">{}</h2><p class="cp-help" id="cp-pin-help">{}</p>"#,
-        esc(t(l, Msg::EnterPin)),
-        esc(t(l, Msg::PinHelp))
-    ));
+    h.push_str(r#"<h2 id="cp-pin-title">"#);
+    push_esc(h, t(l, Msg::EnterPin));
+    h.push_str(r#"</h2><p class="cp-help" id="cp-pin-help">"#);
+    push_esc(h, t(l, Msg::PinHelp));
+    h.push_str("</p>");
     // Filled and shown by the glue when a digit is typed on the keyboard.
     h.push_str(r#"<p class="cp-note" data-testid="typed-digits" hidden></p>"#);
     if let Some(n) = wrong {
-        h.push_str(&format!(
-            r#"<p class="cp-error" role="alert" data-testid="pin-error">{} {}</p>"#,
-            esc(t(l, Msg::ErrWrongPin)),
-            esc(&tries_left(l, n))
-        ));
+        h.push_str(r#"<p class="cp-error" role="alert" data-testid="pin-error">"#);
+        push_esc(h, t(l, Msg::ErrWrongPin));
+        h.push(' ');
+        push_esc(h, &tries_left(l, n));
+        h.push_str("</p>");
     }
     let dots: String = (0..PIN_MAX)
         .map(|i| {
@@ -213,123 +232,202 @@ fn keypad(v: &View, layout: &Layout, entered: usize, wrong: Option<u8>) -> Strin
         })
         .collect();
     // The count as text for screen readers (the live region also says it when it changes).
-    h.push_str(&format!(
-        r#"<div class="cp-pin" data-testid="pin-count" data-count="{entered}"><span class="cp-dots" aria-hidden="true">{dots}</span><span class="cp-sr">{}</span></div>"#,
-        esc(&digits_entered(l, entered))
-    ));
-    h.push_str(&format!(
-        r#"<div class="cp-keypad" role="group" tabindex="-1" data-autofocus="1" aria-labelledby="cp-pin-title" aria-describedby="cp-pin-help" data-testid="keypad" data-order="{order}" data-cols="{cols}" data-style="grid-template-columns:repeat({cols},{b}px);grid-auto-rows:{b}px;gap:{g}px;margin:{oy}px 0 0 {ox}px">"#,
-        order = layout.digit_order().iter().map(|d| d.to_string()).collect::<String>(),
-        cols = layout.columns,
-        b = layout.button_px,
-        g = layout.gap_px,
-        oy = layout.offset_y_px,
-        ox = layout.offset_x_px,
-    ));
+    cat(
+        h,
+        &[
+            r#"<div class="cp-pin" data-testid="pin-count" data-count=""#,
+            &decimal(entered as u64),
+            r#""><span class="cp-dots" aria-hidden="true">"#,
+            &dots,
+            r#"</span><span class="cp-sr">"#,
+        ],
+    );
+    push_esc(h, &digits_entered(l, entered));
+    h.push_str("</span></div>");
+    let order: String = layout
+        .digit_order()
+        .iter()
+        .map(|&d| char::from(b'0' + d))
+        .collect();
+    let cols = decimal(layout.columns.into());
+    let b = decimal(layout.button_px.into());
+    cat(
+        h,
+        &[
+            r#"<div class="cp-keypad" role="group" tabindex="-1" data-autofocus="1" aria-labelledby="cp-pin-title" aria-describedby="cp-pin-help" data-testid="keypad" data-order=""#,
+            &order,
+            r#"" data-cols=""#,
+            &cols,
+            r#"" data-style="grid-template-columns:repeat("#,
+            &cols,
+            ",",
+            &b,
+            "px);grid-auto-rows:",
+            &b,
+            "px;gap:",
+            &decimal(layout.gap_px.into()),
+            "px;margin:",
+            &decimal(layout.offset_y_px.into()),
+            "px 0 0 ",
+            &decimal(layout.offset_x_px.into()),
+            r#"px">"#,
+        ],
+    );
     for p in &layout.keys {
-        let pos = format!("grid-row:{};grid-column:{}", p.row, p.col);
+        let pos = [
+            "grid-row:",
+            &decimal(p.row.into()),
+            ";grid-column:",
+            &decimal(p.col.into()),
+        ]
+        .concat();
         // A key's accessible name is exactly what it shows: no row/column or "key n of
         // 12", which would tell a listener (or any program reading the accessibility
         // tree) more about the layout than the screen does.
-        let b = match p.key {
-            Key::Digit(d) => format!(
-                r#"<button type="button" class="cp-key" data-action="digit" data-digit="{d}" aria-label="{d}" data-style="{pos}">{d}</button>"#
-            ),
-            Key::Delete => format!(
-                r#"<button type="button" class="cp-key cp-key-del" data-action="delete" aria-label="{}" data-style="{pos}"><span aria-hidden="true">⌫</span></button>"#,
-                esc(t(l, Msg::Delete))
-            ),
-            Key::Ok => format!(
-                r#"<button type="button" class="cp-key cp-key-ok" data-action="ok" data-style="{pos}"{dis}>{}</button>"#,
-                esc(t(l, Msg::Ok)),
-                dis = if entered < PIN_MIN {
-                    r#" aria-disabled="true""#
-                } else {
-                    ""
-                }
-            ),
-        };
-        h.push_str(&b);
+        match p.key {
+            Key::Digit(d) => {
+                let d = decimal(d.into());
+                cat(
+                    h,
+                    &[
+                        r#"<button type="button" class="cp-key" data-action="digit" data-digit=""#,
+                        &d,
+                        r#"" aria-label=""#,
+                        &d,
+                        r#"" data-style=""#,
+                        &pos,
+                        r#"">"#,
+                        &d,
+                        "</button>",
+                    ],
+                );
+            }
+            Key::Delete => {
+                h.push_str(r#"<button type="button" class="cp-key cp-key-del" data-action="delete" aria-label=""#);
+                push_esc(h, t(l, Msg::Delete));
+                cat(
+                    h,
+                    &[
+                        r#"" data-style=""#,
+                        &pos,
+                        r#""><span aria-hidden="true">⌫</span></button>"#,
+                    ],
+                );
+            }
+            Key::Ok => {
+                cat(
+                    h,
+                    &[
+                        r#"<button type="button" class="cp-key cp-key-ok" data-action="ok" data-style=""#,
+                        &pos,
+                        "\"",
+                        if entered < PIN_MIN {
+                            r#" aria-disabled="true""#
+                        } else {
+                            ""
+                        },
+                        ">",
+                    ],
+                );
+                push_esc(h, t(l, Msg::Ok));
+                h.push_str("</button>");
+            }
+        }
     }
     h.push_str("</div>");
-    h
 }
 
-fn row(label: &str, value: &str, testid: &str) -> String {
-    format!(
-        r#"<div><dt>{}</dt><dd data-testid="{testid}">{}</dd></div>"#,
-        esc(label),
-        esc(value)
-    )
-}
-
-fn load_confirm(v: &View, c: &ConfirmView) -> String {
+fn load_confirm(h: &mut String, v: &View, c: &ConfirmView) {
     let l = v.lang;
     let money = |a: u64| format_amount(a, v.currency, v.exponent, l);
-    let mut h = String::from(r#"<dl class="cp-summary cp-load">"#);
-    h.push_str(&row(
-        t(l, Msg::BalanceAfterLoad),
-        &money(c.balance_after),
-        "balance-after",
-    ));
-    h.push_str(&row(
-        t(l, Msg::MaxBalance),
-        &money(c.max_balance as u64),
-        "max-balance",
-    ));
+    h.push_str(r#"<dl class="cp-summary cp-load">"#);
+    items(
+        h,
+        l,
+        &[
+            (
+                Msg::BalanceAfterLoad,
+                r#" data-testid="balance-after""#,
+                &money(c.balance_after),
+            ),
+            (
+                Msg::MaxBalance,
+                r#" data-testid="max-balance""#,
+                &money(c.max_balance as u64),
+            ),
+        ],
+    );
     h.push_str("</dl>");
     if c.over_max {
-        h.push_str(&format!(
-            r#"<p class="cp-error" role="alert" data-testid="over-max">{}</p>"#,
-            esc(t(l, Msg::OverMaxWarning))
-        ));
+        h.push_str(r#"<p class="cp-error" role="alert" data-testid="over-max">"#);
+        push_esc(h, t(l, Msg::OverMaxWarning));
+        h.push_str("</p>");
     }
-    h.push_str(&format!(
-        r#"<div class="cp-actions">{}{}</div>"#,
-        button(
-            "approve",
-            t(l, Msg::ApproveLoad),
-            "cp-btn-primary",
-            !c.over_max
-        ),
-        button("cancel", t(l, Msg::Cancel), "cp-btn-secondary", c.over_max)
-    ));
-    h
+    h.push_str(r#"<div class="cp-actions">"#);
+    button(
+        h,
+        "approve",
+        t(l, Msg::ApproveLoad),
+        "cp-btn-primary",
+        !c.over_max,
+    );
+    button(
+        h,
+        "cancel",
+        t(l, Msg::Cancel),
+        "cp-btn-secondary",
+        c.over_max,
+    );
+    h.push_str("</div>");
 }
 
-fn load_receipt(v: &View, r: &LoadReceipt) -> String {
+/// A receipt's opening, up to its list: the heading says `title`.
+fn receipt_head(h: &mut String, title: &str) {
+    h.push_str(r#"<section class="cp-receipt" aria-labelledby="cp-receipt-title" data-testid="receipt" tabindex="-1" data-autofocus="1"><h2 id="cp-receipt-title"><span aria-hidden="true">✓ </span>"#);
+    push_esc(h, title);
+    h.push_str("</h2><dl>");
+}
+
+fn load_receipt(h: &mut String, v: &View, r: &LoadReceipt) {
     let l = v.lang;
     let money = |a: u32| format_amount(a as u64, r.currency, r.exponent, l);
-    format!(
-        r#"<section class="cp-receipt" aria-labelledby="cp-receipt-title" data-testid="receipt" tabindex="-1" data-autofocus="1"><h2 id="cp-receipt-title"><span aria-hidden="true">✓ </span>{}</h2><dl>{}{}{}{}{}</dl><p class="cp-note">{}</p></section>"#,
-        esc(t(l, Msg::Loaded)),
-        row(t(l, Msg::From), &r.bank_name, "receipt-bank"),
-        row(t(l, Msg::LoadAmount), &money(r.amount), "receipt-amount"),
-        row(
-            t(l, Msg::BalanceNow),
-            &money(r.balance_before),
-            "receipt-balance-before"
-        ),
-        row(
-            t(l, Msg::BalanceAfterLoad),
-            &money(r.balance_after),
-            "receipt-balance"
-        ),
-        row(t(l, Msg::Reference), &r.txn_id, "receipt-ref"),
-        esc(t(l, Msg::AccountCharged)),
-    )
+    receipt_head(h, t(l, Msg::Loaded));
+    items(
+        h,
+        l,
+        &[
+            (Msg::From, r#" data-testid="receipt-bank""#, &r.bank_name),
+            (
+                Msg::LoadAmount,
+                r#" data-testid="receipt-amount""#,
+                &money(r.amount),
+            ),
+            (
+                Msg::BalanceNow,
+                r#" data-testid="receipt-balance-before""#,
+                &money(r.balance_before),
+            ),
+            (
+                Msg::BalanceAfterLoad,
+                r#" data-testid="receipt-balance""#,
+                &money(r.balance_after),
+            ),
+            (Msg::Reference, r#" data-testid="receipt-ref""#, &r.txn_id),
+        ],
+    );
+    h.push_str(r#"</dl><p class="cp-note">"#);
+    push_esc(h, t(l, Msg::AccountCharged));
+    h.push_str("</p></section>");
 }
 
-fn secondary(v: &View) -> String {
+fn secondary(h: &mut String, v: &View) {
     let l = v.lang;
-    let not_mine = match v.mode {
-        Mode::Purchase => button("not-mine", t(l, Msg::NotMine), "cp-btn-link", false),
-        Mode::Load => String::new(),
-    };
-    format!(
-        r#"<div class="cp-actions cp-secondary">{}{not_mine}</div>"#,
-        button("cancel", t(l, Msg::Cancel), "cp-btn-secondary", false),
-    )
+    h.push_str(r#"<div class="cp-actions cp-secondary">"#);
+    button(h, "cancel", t(l, Msg::Cancel), "cp-btn-secondary", false);
+    if v.mode == Mode::Purchase {
+        button(h, "not-mine", t(l, Msg::NotMine), "cp-btn-link", false);
+    }
+    h.push_str("</div>");
 }
 
 /// What stays in the root for the whole transaction: the heading (focus target of
@@ -341,16 +439,27 @@ pub fn skeleton(l: Lang, mode: Mode) -> String {
     } else {
         Msg::Title
     };
-    format!(
-        r#"<h1 class="cp-title" id="cp-title" tabindex="-1">{}</h1><div id="cp-screen"></div><p id="cp-live" class="cp-sr" role="status" aria-live="polite" aria-atomic="true" data-testid="live"></p>"#,
-        esc(t(l, title))
-    )
+    let mut h = String::from(r#"<h1 class="cp-title" id="cp-title" tabindex="-1">"#);
+    push_esc(&mut h, t(l, title));
+    h.push_str(r#"</h1><div id="cp-screen"></div><p id="cp-live" class="cp-sr" role="status" aria-live="polite" aria-atomic="true" data-testid="live"></p>"#);
+    h
 }
 
 /// The sentence the live region says when `v` appears (empty: say nothing; problems
 /// speak through their own `role="alert"`). Never a PIN digit, only the count.
 pub fn announce(v: &View) -> String {
     let l = v.lang;
+    // "Payment complete. Amount €25.00"
+    let done = |title: Msg, amount: Msg, a: u32, currency: u16, exponent: u8| {
+        [
+            t(l, title),
+            ". ",
+            t(l, amount),
+            " ",
+            &format_amount(a as u64, currency, exponent, l),
+        ]
+        .concat()
+    };
     match &v.screen {
         Screen::Progress(s) => t(l, step_msg(*s).0).to_string(),
         Screen::Unavailable(c) => t(l, capability_msg(*c)).to_string(),
@@ -364,17 +473,15 @@ pub fn announce(v: &View) -> String {
             }
         }
         Screen::Failed { .. } => String::new(),
-        Screen::Done { receipt: r, .. } => format!(
-            "{}. {} {}",
-            t(l, Msg::Paid),
-            t(l, Msg::Amount),
-            format_amount(r.amount as u64, r.currency, r.exponent, l)
-        ),
-        Screen::Loaded(r) => format!(
-            "{}. {} {}",
-            t(l, Msg::Loaded),
-            t(l, Msg::LoadAmount),
-            format_amount(r.amount as u64, r.currency, r.exponent, l)
+        Screen::Done { receipt: r, .. } => {
+            done(Msg::Paid, Msg::Amount, r.amount, r.currency, r.exponent)
+        }
+        Screen::Loaded(r) => done(
+            Msg::Loaded,
+            Msg::LoadAmount,
+            r.amount,
+            r.currency,
+            r.exponent,
         ),
         Screen::Cancelled(reason) => t(l, cancel_msg(v.mode, reason)).to_string(),
     }
@@ -401,135 +508,169 @@ fn cancel_msg(mode: Mode, reason: &str) -> Msg {
 /// The screen part of the widget for `v` (goes into `#cp-screen`).
 pub fn render(v: &View) -> String {
     let l = v.lang;
-    let mut h = format!(
-        r#"<div class="cp-widget" lang="{}" data-screen="{}">"#,
-        l.tag(),
-        screen_name(&v.screen),
+    let mut h = String::with_capacity(2048);
+    let h = &mut h;
+    cat(
+        h,
+        &[
+            r#"<div class="cp-widget" lang=""#,
+            l.tag(),
+            r#"" data-screen=""#,
+            screen_name(&v.screen),
+            r#"">"#,
+        ],
     );
-    h.push_str(&summary(v));
+    summary(h, v);
     if v.expiry_warning {
-        h.push_str(&format!(
-            r#"<div class="cp-warning" role="alert" data-testid="expiry-warning"><p>{}</p>{}</div>"#,
-            esc(t(l, Msg::ExpiryWarning)),
-            button("more-time", t(l, Msg::MoreTime), "cp-btn-secondary", false)
-        ));
+        h.push_str(r#"<div class="cp-warning" role="alert" data-testid="expiry-warning"><p>"#);
+        push_esc(h, t(l, Msg::ExpiryWarning));
+        h.push_str("</p>");
+        button(
+            h,
+            "more-time",
+            t(l, Msg::MoreTime),
+            "cp-btn-secondary",
+            false,
+        );
+        h.push_str("</div>");
     }
     match &v.screen {
         Screen::Progress(s) => {
             let (m, n) = step_msg(*s);
-            h.push_str(&format!(
-                r#"<div class="cp-progress" data-testid="progress" data-step="{}"><span class="cp-spinner" aria-hidden="true"></span>{}</div>"#,
-                n,
-                esc(t(l, m))
-            ));
+            let step = decimal(n.into());
+            cat(
+                h,
+                &[
+                    r#"<div class="cp-progress" data-testid="progress" data-step=""#,
+                    &step,
+                    r#""><span class="cp-spinner" aria-hidden="true"></span>"#,
+                ],
+            );
+            push_esc(h, t(l, m));
+            h.push_str("</div>");
             if n > 0 {
-                h.push_str(&format!(
-                    r#"<progress class="cp-bar" max="4" value="{n}" aria-label="{} {n} / 4"></progress>"#,
-                    esc(t(l, Msg::StepOf))
-                ));
+                cat(
+                    h,
+                    &[
+                        r#"<progress class="cp-bar" max="4" value=""#,
+                        &step,
+                        r#"" aria-label=""#,
+                    ],
+                );
+                push_esc(h, t(l, Msg::StepOf));
+                cat(h, &[" ", &step, r#" / 4"></progress>"#]);
             }
             if matches!(
                 s,
                 Step::Detecting | Step::Connecting | Step::Reading | Step::Preparing
             ) {
-                h.push_str(&secondary(v));
+                secondary(h, v);
             }
         }
         Screen::Unavailable(c) => {
-            h.push_str(&format!(
-                r#"<p class="cp-notice" data-testid="capability" data-capability="{}">{}</p>"#,
-                c.as_str(),
-                esc(t(l, capability_msg(*c)))
-            ));
+            cat(
+                h,
+                &[
+                    r#"<p class="cp-notice" data-testid="capability" data-capability=""#,
+                    c.as_str(),
+                    r#"">"#,
+                ],
+            );
+            push_esc(h, t(l, capability_msg(*c)));
+            h.push_str("</p>");
             if matches!(c, Capability::NoExtension | Capability::NoBridge) {
-                h.push_str(&format!(
-                    r#"<p><a class="cp-install" href="{}" target="_blank" rel="noopener" data-testid="install">{}</a></p>"#,
-                    esc(&v.install_url),
-                    esc(t(l, Msg::InstallLink))
-                ));
+                h.push_str(r#"<p><a class="cp-install" href=""#);
+                push_esc(h, &v.install_url);
+                h.push_str(r#"" target="_blank" rel="noopener" data-testid="install">"#);
+                push_esc(h, t(l, Msg::InstallLink));
+                h.push_str("</a></p>");
             }
-            h.push_str(&format!(
-                r#"<div class="cp-actions">{}</div>"#,
-                button("cancel", t(l, Msg::Cancel), "cp-btn-secondary", false)
-            ));
+            h.push_str(r#"<div class="cp-actions">"#);
+            button(h, "cancel", t(l, Msg::Cancel), "cp-btn-secondary", false);
+            h.push_str("</div>");
         }
         Screen::Confirm => {
-            h.push_str(&format!(
-                r#"<div class="cp-actions">{}{}</div><p class="cp-actions cp-secondary">{}</p>"#,
-                button("approve", t(l, Msg::Approve), "cp-btn-primary", true),
-                button("cancel", t(l, Msg::Cancel), "cp-btn-secondary", false),
-                button("not-mine", t(l, Msg::NotMine), "cp-btn-link", false)
-            ));
+            h.push_str(r#"<div class="cp-actions">"#);
+            button(h, "approve", t(l, Msg::Approve), "cp-btn-primary", true);
+            button(h, "cancel", t(l, Msg::Cancel), "cp-btn-secondary", false);
+            h.push_str(r#"</div><p class="cp-actions cp-secondary">"#);
+            button(h, "not-mine", t(l, Msg::NotMine), "cp-btn-link", false);
+            h.push_str("</p>");
         }
-        Screen::LoadConfirm(c) => {
-            h.push_str(&load_confirm(v, c));
-        }
+        Screen::LoadConfirm(c) => load_confirm(h, v, c),
         Screen::Pin {
             layout,
             entered,
             wrong_tries_left,
         } => {
-            h.push_str(&keypad(v, layout, *entered, *wrong_tries_left));
-            h.push_str(&secondary(v));
+            keypad(h, v, layout, *entered, *wrong_tries_left);
+            secondary(h, v);
         }
         Screen::Failed { problem, retry } => {
-            let charged = problem
-                .charged()
-                .map(|c| format!(r#" data-charged="{}""#, c.as_str()))
-                .unwrap_or_default();
-            h.push_str(&format!(
-                r#"<p class="cp-error" role="alert" data-testid="error" data-code="{}"{charged}>{}</p>"#,
-                problem.code(),
-                esc(&problem.text(l))
-            ));
-            h.push_str(r#"<div class="cp-actions">"#);
+            cat(
+                h,
+                &[
+                    r#"<p class="cp-error" role="alert" data-testid="error" data-code=""#,
+                    problem.code(),
+                    "\"",
+                ],
+            );
+            if let Some(c) = problem.charged() {
+                cat(h, &[r#" data-charged=""#, c.as_str(), "\""]);
+            }
+            h.push('>');
+            push_esc(h, &problem.text(l));
+            h.push_str(r#"</p><div class="cp-actions">"#);
             if *retry {
-                h.push_str(&button("retry", t(l, Msg::Retry), "cp-btn-primary", true));
+                button(h, "retry", t(l, Msg::Retry), "cp-btn-primary", true);
             }
             if !problem.past_cancel() {
-                h.push_str(&button(
-                    "cancel",
-                    t(l, Msg::Cancel),
-                    "cp-btn-secondary",
-                    !*retry,
-                ));
+                button(h, "cancel", t(l, Msg::Cancel), "cp-btn-secondary", !*retry);
             }
             h.push_str("</div>");
         }
-        Screen::Loaded(r) => h.push_str(&load_receipt(v, r)),
+        Screen::Loaded(r) => load_receipt(h, v, r),
         Screen::Done {
             receipt: r,
             recovered,
         } => {
             if *recovered {
-                h.push_str(&format!(
-                    r#"<p class="cp-notice" data-testid="recovered">{}</p>"#,
-                    esc(t(l, Msg::RecoveredPaid))
-                ));
+                h.push_str(r#"<p class="cp-notice" data-testid="recovered">"#);
+                push_esc(h, t(l, Msg::RecoveredPaid));
+                h.push_str("</p>");
             }
-            h.push_str(&format!(
-                r#"<section class="cp-receipt" aria-labelledby="cp-receipt-title" data-testid="receipt" tabindex="-1" data-autofocus="1"><h2 id="cp-receipt-title"><span aria-hidden="true">✓ </span>{}</h2><dl><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-amount">{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-balance">{}</dd></div><div><dt>{}</dt><dd data-testid="receipt-ref">{}</dd></div></dl></section>"#,
-                esc(t(l, Msg::Paid)),
-                esc(t(l, Msg::To)),
-                esc(&r.merchant_name),
-                esc(t(l, Msg::Amount)),
-                esc(&format_amount(r.amount as u64, r.currency, r.exponent, l)),
-                esc(t(l, Msg::BalanceAfter)),
-                esc(&format_amount(r.balance_after as u64, r.currency, r.exponent, l)),
-                esc(t(l, Msg::Reference)),
-                esc(&r.txn_id),
-            ));
+            let money = |a: u32| format_amount(a as u64, r.currency, r.exponent, l);
+            receipt_head(h, t(l, Msg::Paid));
+            items(
+                h,
+                l,
+                &[
+                    (Msg::To, "", &r.merchant_name),
+                    (
+                        Msg::Amount,
+                        r#" data-testid="receipt-amount""#,
+                        &money(r.amount),
+                    ),
+                    (
+                        Msg::BalanceAfter,
+                        r#" data-testid="receipt-balance""#,
+                        &money(r.balance_after),
+                    ),
+                    (Msg::Reference, r#" data-testid="receipt-ref""#, &r.txn_id),
+                ],
+            );
+            h.push_str("</dl></section>");
         }
         Screen::Cancelled(reason) => {
-            h.push_str(&format!(
-                r#"<p class="cp-notice" data-testid="cancelled" data-reason="{}" tabindex="-1" data-autofocus="1">{}</p>"#,
-                esc(reason),
-                esc(t(l, cancel_msg(v.mode, reason)))
-            ));
+            h.push_str(r#"<p class="cp-notice" data-testid="cancelled" data-reason=""#);
+            push_esc(h, reason);
+            h.push_str(r#"" tabindex="-1" data-autofocus="1">"#);
+            push_esc(h, t(l, cancel_msg(v.mode, reason)));
+            h.push_str("</p>");
         }
     }
     h.push_str("</div>");
-    h
+    std::mem::take(h)
 }
 
 pub fn screen_name(s: &Screen) -> &'static str {

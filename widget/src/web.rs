@@ -147,7 +147,7 @@ fn parent_event(ev: &ParentEvent) {
     let name = get(&msg, "event")
         .as_string()
         .unwrap_or_else(|| "error".into());
-    set(&msg, "type", format!("cardpay:{name}"));
+    set(&msg, "type", ["cardpay:", &name].concat());
     post_parent_js(msg);
 }
 
@@ -215,8 +215,15 @@ async fn read_answer(sent: Result<js_sys::Promise, String>) -> Result<(u16, Stri
 fn focus_key(el: &Element) -> Option<String> {
     let action = el.get_attribute("data-action")?;
     Some(match el.get_attribute("data-digit") {
-        Some(d) => format!("[data-action=\"{action}\"][data-digit=\"{d}\"]"),
-        None => format!("[data-action=\"{action}\"]"),
+        Some(d) => [
+            r#"[data-action=""#,
+            &action,
+            r#""][data-digit=""#,
+            &d,
+            r#""]"#,
+        ]
+        .concat(),
+        None => [r#"[data-action=""#, &action, r#""]"#].concat(),
     })
 }
 
@@ -477,7 +484,7 @@ fn typed_digit_hint() {
         Some(app.hint_toggle)
     });
     let text = if toggle.unwrap_or(false) {
-        format!("{hint}\u{a0}")
+        [hint, "\u{a0}"].concat()
     } else {
         hint.to_string()
     };
@@ -589,10 +596,14 @@ fn on_message(ev: MessageEvent) {
             APP.with(|a| {
                 if let Some(app) = a.borrow().as_ref() {
                     let screen = by_id("cp-screen").map(Element::from);
-                    screen.unwrap_or_else(|| app.root.clone()).set_inner_html(&format!(
-                        "<p class=\"cp-error\" role=\"alert\" data-testid=\"error\" data-code=\"bad_session\">{}</p>",
-                        crate::view::esc(crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession))
-                    ));
+                    screen.unwrap_or_else(|| app.root.clone()).set_inner_html(
+                        &[
+                            r#"<p class="cp-error" role="alert" data-testid="error" data-code="bad_session">"#,
+                            &crate::view::esc(crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession)),
+                            "</p>",
+                        ]
+                        .concat(),
+                    );
                 }
             });
         }

@@ -561,7 +561,7 @@ impl LoadClient {
                 .unwrap_or_else(|| drawn.card_id.masked()),
             when: c
                 .as_ref()
-                .map(|c| format!("{} {}", c.date, c.time))
+                .map(|c| crate::client::stamp(&c.date, &c.time))
                 .unwrap_or_default(),
         };
         self.state = State::Done { receipt, result };

@@ -578,7 +578,7 @@ impl Client {
             card,
             c.as_ref().and_then(|c| c.balance_after).unwrap_or(0),
             c.as_ref()
-                .map(|c| format!("{} {}", c.date, c.time))
+                .map(|c| crate::client::stamp(&c.date, &c.time))
                 .unwrap_or_default(),
         );
         self.state = State::Done {

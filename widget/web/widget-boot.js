@@ -1,5 +1,6 @@
 // Boots the wasm widget inside the payment-origin iframe (widget.html), doing the
-// waiting in parallel rather than one step after the other:
+// waiting in parallel rather than one step after the other. The source: the build
+// (scripts/build-widget.sh) writes it minified beside the glue, as pkg/widget-boot.js.
 // - it says `cardpay:loaded` at once and keeps the messages that arrive while the wasm
 //   downloads and compiles (the page's `init` among them); the widget then handles
 //   them with the same checks as any other;
@@ -15,9 +16,9 @@ const nonce = new URLSearchParams(location.search).get('nonce') || '';
 // accepts it only from its own iframe, and answers to the payment origin.
 if (parent !== window) parent.postMessage({ type: 'cardpay:loaded', nonce }, '*');
 
-import('./pkg/widget.js')
+import('./widget.js')
   .then(async ({ default: init, run }) => {
-    await init({ module_or_path: new URL('./pkg/widget_bg.wasm', import.meta.url) });
+    await init({ module_or_path: new URL('./widget_bg.wasm', import.meta.url) });
     removeEventListener('message', keep);
     run(root, early);
   })
