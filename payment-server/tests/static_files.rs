@@ -7,10 +7,26 @@
 use payment_server::Config;
 use payment_testkit::{self as testkit, TestMerchant};
 
-const WWW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../www");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The payment origin's files as a built widget lays them out: the tracked
+/// pages of `www/` and, under `pkg/`, the boot script and style sheet (the
+/// build writes them minified from `widget/web/`; their sources stand in).
+fn www(dir: &std::path::Path) -> std::path::PathBuf {
+    let www = dir.join("www");
+    std::fs::create_dir_all(www.join("pkg")).unwrap();
+    for f in ["checkout.js", "widget.html", "install.html"] {
+        std::fs::copy(format!("{ROOT}/www/{f}"), www.join(f)).unwrap();
+    }
+    for f in ["widget-boot.js", "widget.css"] {
+        std::fs::copy(format!("{ROOT}/widget/web/{f}"), www.join("pkg").join(f)).unwrap();
+    }
+    www
+}
 
 async fn server(origins: &[&[&str]]) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    let www = www(dir.path());
     let mut merchants = vec![];
     for (i, o) in origins.iter().enumerate() {
         let mut m = TestMerchant::new(&format!("shop-{i}"), 0x10 + i as u8);
@@ -19,7 +35,7 @@ async fn server(origins: &[&[&str]]) -> (String, tempfile::TempDir) {
     }
     let mut toml = format!(
         "www_dir = {:?}\ncors_origins = [\"http://api-client.test\"]\n",
-        WWW
+        www
     );
     toml.push_str(&testkit::test_config_toml(
         &testkit::TestDb::in_dir(dir.path()),
@@ -84,8 +100,13 @@ async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
         hdr(&r, "content-security-policy"),
         Some("frame-ancestors 'none'")
     );
-    for path in ["/widget.css", "/widget-boot.js", "/no-such-file.js"] {
+    for (path, status) in [
+        ("/pkg/widget.css", 200),
+        ("/pkg/widget-boot.js", 200),
+        ("/no-such-file.js", 404),
+    ] {
         let r = get(&format!("{base}{path}"), Some("http://evil.test")).await;
+        assert_eq!(r.status(), status, "{path}");
         assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"), "{path}");
         assert_eq!(hdr(&r, "access-control-allow-origin"), None, "{path}");
         assert_eq!(hdr(&r, "content-security-policy"), None, "{path}");
