@@ -51,7 +51,7 @@ for (const [label, www] of [['this build', s.wwwDir], ...(otherWww ? [['compared
   const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www });
   variants.push({ label, www, pay, shop, sizes: await sizesOf(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
-const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000'] });
+const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'] });
 
 // Timestamps (epoch ms) of the widget frame's traffic, recorded in the frame itself.
 const traceScript = `(() => {
@@ -119,8 +119,13 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   const pre = sends.filter((x) => x.t < clickedAt);
   const post = sends.filter((x) => x.t >= clickedAt);
   for (const sd of pre) span(`bridge ${sd.type}${sd.apdu ? ' ' + sd.apdu : ''}`, sd.t, replyTo(sd)?.t);
-  const lastPre = pre.filter((x) => replyTo(x)).pop();
-  span('last reply → ready at page', replyTo(lastPre)?.t, readyAt);
+  // `ready` is told once the card is connected (SELECT and READ LOG follow it)
+  const hello = pre.find((x) => x.type === 'hello');
+  const conn = pre.find((x) => x.type === 'connect');
+  span('init from page → hello sent', first('init')?.t, hello?.t);
+  span('wasm ready → hello sent', wr?.t, hello?.t);
+  span('hello sent → connect answered', hello?.t, replyTo(conn)?.t);
+  span('connect answered → ready at page', replyTo(conn)?.t, readyAt);
   span('TOTAL script tag → ready', S, readyAt);
   const draw = r('/v1/purchases/draw');
   const comp = r('/v1/purchases/complete');
