@@ -14,20 +14,35 @@
 //   node checkout-bench.mjs [N] --compare OTHER_WWW   A/B: a second payment server
 //        serves OTHER_WWW (e.g. an older build) and the runs alternate between the two
 //        in one browser, so both see the same machine load.
+//   node checkout-bench.mjs [N] --compare OTHER_WWW --compare-extension OTHER_TREE [--compare-bridge BIN]
+//        the compared side also runs another extension (built by OTHER_TREE's
+//        scripts/build-extension.sh from OTHER_TREE/extension, e.g. `git archive` of an
+//        older commit) and, if given, another bridge binary, in a browser of its own
+//        (page loads still alternate, on the same card).
 //   --debug: run the debug builds of the card, bridge and payment server (default:
 //        release builds, what a shopper and an operator run; the widget itself is
 //        always the release wasm that build-widget.sh writes).
 
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
+const execFileP = promisify(execFile);
 const N = Number(process.argv.slice(2).find((x) => /^\d+$/.test(x)) || 30);
 const cmp = process.argv.indexOf('--compare');
 const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : null;
+const argOf = (name) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? path.resolve(process.argv[i + 1]) : null;
+};
+const otherTree = argOf('--compare-extension');
+const otherBridge = argOf('--compare-bridge');
 
 const files = ['checkout.js', 'widget.html', 'widget-boot.js', 'widget.css', 'pkg/widget.js', 'pkg/widget_bg.wasm'];
 async function sizesOf(www) {
@@ -51,7 +66,27 @@ for (const [label, www] of [['this build', s.wwwDir], ...(otherWww ? [['compared
   const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www });
   variants.push({ label, www, pay, shop, sizes: await sizesOf(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
-const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'] });
+// The bench's limits: APDU rate and card transactions an hour (not what is measured).
+const installArgs = ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'];
+const browsers = [];
+if (otherTree || otherBridge) {
+  // One browser per side: this build's extension and bridge, and the compared ones.
+  for (const [i, v] of variants.entries()) {
+    let extension;
+    if (i > 0 && otherTree) {
+      extension = await mkdtemp(path.join(tmpdir(), 'cardpay-bench-ext-'));
+      await execFileP(path.join(otherTree, 'scripts', 'build-extension.sh'), ['--origin', v.pay.origin, '--out', extension]);
+    }
+    const b = i > 0 && otherBridge ? { ...bins, bridge: otherBridge } : bins;
+    v.extension = extension;
+    v.br = await h.launchBrowser({ bins: b, origins: [v.pay.origin], extension, installArgs });
+    browsers.push(v.br);
+  }
+} else {
+  const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs });
+  for (const v of variants) v.br = br;
+  browsers.push(br);
+}
 
 // Timestamps (epoch ms) of the widget frame's traffic, recorded in the frame itself.
 const traceScript = `(() => {
@@ -82,7 +117,7 @@ const traceScript = `(() => {
     };
   }
 })();`;
-await br.context.addInitScript(traceScript);
+for (const b of browsers) await b.context.addInitScript(traceScript);
 
 /** The phases of one page load and purchase, as durations in ms. */
 async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
@@ -150,7 +185,7 @@ try {
   // The first two runs of each variant warm up (bridge start, caches) and are not counted.
   for (let i = 0; i < N + 2; i++) {
     for (const v of i % 2 ? [...variants].reverse() : variants) {
-      const page = await br.context.newPage();
+      const page = await v.br.context.newPage();
       await page.goto(v.shop.url('/checkout?amount=10'));
       const ready = await s.waitEvent(page, 'ready').catch((e) => { throw new Error(`${v.label}, run ${i}: ${e.message}`); });
       if (ready.detail.capability !== 'ready') throw new Error(`${v.label}: not ready: ` + JSON.stringify(ready.detail));
@@ -176,7 +211,8 @@ try {
     }
   }
 } finally {
-  await br.close();
+  for (const b of browsers) await b.close();
+  for (const v of variants) if (v.extension) await rm(v.extension, { recursive: true, force: true });
   for (const v of variants) {
     await v.shop.close();
     await v.pay.stop();

@@ -165,10 +165,8 @@ fn flush_render() {
         render(view);
     }
     if first {
-        // Before the layout the browser does anyway (not a layout of our own now);
-        // later heights come from the ResizeObserver.
-        let cb = Closure::once_into_js(post_height);
-        let _ = window().request_animation_frame(cb.unchecked_ref());
+        // later heights come from the ResizeObserver
+        post_height();
     }
 }
 
