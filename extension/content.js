@@ -7,7 +7,9 @@
 // hangs up. Until that greeting the page gets nothing — no reply, no event,
 // no announcement — and after a hang-up it never will.
 // Then it relays window.postMessage requests of *this* frame's page to the
-// service worker and the answers / card events back. See docs/bridge.md.
+// service worker and the answers / card events back; the page's first `hello` it
+// answers itself with the bridge's answer to the service worker's own `hello` at
+// admission, when that came (same answer, no round trip). See docs/bridge.md.
 (() => {
   'use strict';
   const CHANNEL = 'cardpay';
