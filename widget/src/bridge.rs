@@ -76,10 +76,6 @@ pub struct Bridge {
     fresh: bool,
     capability: Option<Capability>,
     hello_answered: bool,
-    /// `readers`, sent together with `hello` (not after its answer): its id, and its
-    /// answer if that came first.
-    early_readers: Option<u64>,
-    early_reply: Option<String>,
     /// A connection the card left: closed at the next message out, so it
     /// holds nothing at the bridge (and is not left for the page's unload).
     stale: Option<u32>,
@@ -138,15 +134,9 @@ impl Bridge {
         (id, purse::json::to_string(&msg))
     }
 
-    /// The first requests: is the extension there, and the bridge behind it? And
-    /// `readers` at once, not one round trip later: a `hello` that fails makes its
-    /// answer moot, a good one lets it count.
-    pub fn hello(&mut self, out: &mut Vec<(u64, String)>) {
-        out.push(self.send(Some(Asked::Hello), BridgeRequest::Hello));
-        let readers = self.send(None, BridgeRequest::Readers);
-        self.early_readers = Some(readers.0);
-        self.early_reply = None;
-        out.push(readers);
+    /// The first request: is the extension there, and the bridge behind it?
+    pub fn hello(&mut self) -> (u64, String) {
+        self.send(Some(Asked::Hello), BridgeRequest::Hello)
     }
 
     /// The extension did not answer `hello` in time: it is not installed (a
@@ -197,11 +187,6 @@ impl Bridge {
         let head: Incoming<IgnoredAny> = purse::json::from_str(text).ok()?;
         match head.id {
             Some(id) => {
-                if self.early_readers == Some(id) && self.awaiting_hello() {
-                    // `readers` answered before `hello`: kept until `hello` is
-                    self.early_reply = Some(text.to_owned());
-                    return None;
-                }
                 let (pid, asked) = self.pending?;
                 if pid != id {
                     return None; // a stale answer (to a request before a card swap)
@@ -245,18 +230,8 @@ impl Bridge {
         match asked {
             Asked::Hello => {
                 self.hello_answered = true;
-                let early = self.early_readers.take();
-                let early_reply = self.early_reply.take();
                 match read::<IgnoredAny>(text) {
-                    Ok(_) => match (early, early_reply) {
-                        (_, Some(reply)) => return self.on_reply(Asked::Readers, &reply, out),
-                        // A late `hello` (after its timeout): the `readers` sent with it
-                        // may be lost; ask again.
-                        (Some(id), None) if self.capability.is_none() => {
-                            self.pending = Some((id, Asked::Readers))
-                        }
-                        _ => out.push(self.send(Some(Asked::Readers), BridgeRequest::Readers)),
-                    },
+                    Ok(_) => out.push(self.send(Some(Asked::Readers), BridgeRequest::Readers)),
                     Err(e) => self.unavailable(match e.code {
                         ErrorCode::NoService | ErrorCode::NoReader => Capability::NoReader,
                         _ => Capability::NoBridge,
@@ -389,94 +364,5 @@ fn read<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, BridgeError> {
         }) => Ok(t),
         Ok(Incoming { error: Some(e), .. }) => Err(e),
         _ => Err(BridgeError::new(ErrorCode::CardError, "unreadable reply")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hello_ok(id: u64) -> String {
-        format!(r#"{{"id":{id},"result":{{"version":1,"bridge":"0.1.0","capabilities":[]}}}}"#)
-    }
-
-    fn readers_with_card(id: u64) -> String {
-        format!(r#"{{"id":{id},"result":{{"readers":[{{"name":"R","card_present":true}}]}}}}"#)
-    }
-
-    fn start() -> (Bridge, u64, u64) {
-        let mut b = Bridge::new();
-        let mut out = vec![];
-        b.hello(&mut out);
-        assert_eq!(out.len(), 2, "hello and readers go out together");
-        assert!(out[0].1.contains(r#""type":"hello""#), "{}", out[0].1);
-        assert!(out[1].1.contains(r#""type":"readers""#), "{}", out[1].1);
-        (b, out[0].0, out[1].0)
-    }
-
-    fn connects(out: &[(u64, String)]) -> bool {
-        out.len() == 1 && out[0].1.contains(r#""type":"connect""#) && out[0].1.contains(r#""R""#)
-    }
-
-    #[test]
-    fn readers_sent_with_hello_counts_once_hello_is_answered() {
-        let (mut b, hello, readers) = start();
-        let mut out = vec![];
-        assert!(b.on_message(&hello_ok(hello), &mut out).is_none());
-        assert!(out.is_empty(), "no second readers: {out:?}");
-        b.on_message(&readers_with_card(readers), &mut out);
-        assert!(connects(&out), "{out:?}");
-    }
-
-    #[test]
-    fn a_readers_answer_before_the_hello_answer_waits_for_it() {
-        let (mut b, hello, readers) = start();
-        let mut out = vec![];
-        assert!(b
-            .on_message(&readers_with_card(readers), &mut out)
-            .is_none());
-        assert!(out.is_empty(), "nothing before hello is answered: {out:?}");
-        assert!(b.awaiting_hello());
-        b.on_message(&hello_ok(hello), &mut out);
-        assert!(connects(&out), "{out:?}");
-    }
-
-    #[test]
-    fn a_failed_hello_makes_the_readers_answer_moot() {
-        for readers_first in [false, true] {
-            let (mut b, hello, readers) = start();
-            let mut out = vec![];
-            let failed = format!(
-                r#"{{"id":{hello},"error":{{"code":"no_bridge","message":"not installed"}}}}"#
-            );
-            if readers_first {
-                b.on_message(&readers_with_card(readers), &mut out);
-            }
-            b.on_message(&failed, &mut out);
-            if !readers_first {
-                b.on_message(&readers_with_card(readers), &mut out);
-            }
-            assert!(out.is_empty(), "no connect: {out:?}");
-            assert_eq!(b.capability(), Some(Capability::NoBridge));
-        }
-    }
-
-    #[test]
-    fn a_late_hello_asks_for_readers_again() {
-        let (mut b, hello, readers) = start();
-        b.hello_timed_out();
-        assert_eq!(b.capability(), Some(Capability::NoExtension));
-        let mut out = vec![];
-        b.on_message(&hello_ok(hello), &mut out);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert!(out[0].1.contains(r#""type":"readers""#), "{out:?}");
-        let again = out[0].0;
-        assert_ne!(again, readers);
-        out.clear();
-        // the first readers' answer is stale now; the new one counts
-        b.on_message(&readers_with_card(readers), &mut out);
-        assert!(out.is_empty(), "{out:?}");
-        b.on_message(&readers_with_card(again), &mut out);
-        assert!(connects(&out), "{out:?}");
     }
 }

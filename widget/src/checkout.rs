@@ -366,7 +366,7 @@ impl Checkout {
                 self.started = true;
                 self.txn.driver().start_clock(now);
                 self.hello_at = Some(now + self.cfg.hello_timeout_ms as u64);
-                self.bridge.hello(&mut out);
+                out.push(self.bridge.hello());
             }
             Input::Start => {}
             Input::Tick => {
