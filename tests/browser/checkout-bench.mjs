@@ -201,6 +201,11 @@ try {
       const result = await s.waitEvent(page, 'result');
       const resultAt = await page.evaluate((t) => performance.timeOrigin + t, result.t);
       await page.waitForTimeout(50); // let the frame's resource timing settle
+      if (i === 0) {
+        // the side's first page load: its browser's bridge is not running yet (with
+        // --compare-extension/--compare-bridge each side has its own browser)
+        v.cold = { toReady: ready.t - scriptStart, trace: await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) };
+      }
       if (i >= 2) {
         v.traces.push(await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt));
         v.toReady.push(ready.t - scriptStart);
@@ -222,7 +227,7 @@ try {
 
 const p = (v, q) => h.percentile(v, q).toFixed(1);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
-for (const { label, sizes, traces, toReady, navToReady, approveToResult } of variants) {
+for (const { label, sizes, traces, toReady, navToReady, approveToResult, cold } of variants) {
   const total = sizes.reduce((a, x) => a + x.gz, 0);
   console.log(`== ${label}`);
   console.log('download, gzip -9:');
@@ -231,6 +236,11 @@ for (const { label, sizes, traces, toReady, navToReady, approveToResult } of var
   console.log(`script tag (checkout.js fetch start) → ready: p50 ${p(toReady, 0.5)} ms, p99 ${p(toReady, 0.99)} ms (n=${toReady.length})`);
   console.log(`navigation start → ready:                p50 ${p(navToReady, 0.5)} ms, p99 ${p(navToReady, 0.99)} ms`);
   console.log(`Approve → result (no PIN):               p50 ${p(approveToResult, 0.5)} ms, p99 ${p(approveToResult, 0.99)} ms (n=${approveToResult.length})`);
+  if (cold) {
+    const c = cold.trace;
+    console.log(`first page load (the browser's bridge not yet running; not counted above): script tag → ready ${cold.toReady.toFixed(1)} ms, ` +
+      `bridge hello ${c['bridge hello']?.toFixed(1)} ms, hello sent → connect answered ${c['hello sent → connect answered']?.toFixed(1)} ms`);
+  }
   console.log('trace, p50 of each phase (ms; phases of the load overlap where files load in parallel):');
   const names = [...new Set(traces.flatMap((x) => Object.keys(x)))];
   for (const n of names) {

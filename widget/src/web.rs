@@ -60,12 +60,6 @@ struct App {
     last_width: i32,
     /// Toggled so that a repeated hint is announced again.
     hint_toggle: bool,
-    /// The skeleton (heading, screen container, live region) is in the root.
-    skeleton: bool,
-    /// A view whose render waits for the next task (see [`feed`]), and whether that
-    /// task is scheduled.
-    pending_view: Option<View>,
-    flush_scheduled: bool,
 }
 
 thread_local! {
@@ -89,99 +83,16 @@ fn set(v: &JsValue, k: &str, val: impl Into<JsValue>) {
 }
 
 /// Feed one input and run the effects (never re-entrant: effects only schedule work).
-///
-/// A message to the extension reaches its content script only when this frame's main
-/// thread is free, and the render (DOM, then style and layout) would keep it busy: when
-/// the effects send the card or the server something and tell the page nothing, the
-/// render runs in the next task instead, after the content script has passed the
-/// message on, while the extension, the bridge and the card work. Only the newest view
-/// is rendered then (one that was replaced before its task ran is skipped). A batch
-/// that tells the page something renders at once, as before, so the page's event never
-/// comes before the screen that goes with it.
 fn feed(input: Input) {
     let effects = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
         Some(app.checkout.as_mut()?.handle(input, now()))
     });
-    let effects = effects.unwrap_or_default();
-    let defer = effects
-        .iter()
-        .any(|e| matches!(e, Effect::Bridge { .. } | Effect::Http { .. }))
-        && !effects.iter().any(|e| matches!(e, Effect::Parent(_)));
-    for e in effects {
-        match e {
-            Effect::Render(view) if defer => render_later(Some(view)),
-            Effect::Render(view) => {
-                // a render still waiting is older than this one
-                APP.with(|a| a.borrow_mut().as_mut().map(|a| a.pending_view.take()));
-                render(view);
-            }
-            e => run_effect(e),
-        }
+    for e in effects.unwrap_or_default() {
+        run_effect(e);
     }
     arm_timer();
-}
-
-/// Render `view` in the next task (only the newest of those waiting; `None` keeps the
-/// one waiting, and still writes the skeleton and the first height then).
-fn render_later(view: Option<View>) {
-    let schedule = APP.with(|a| {
-        let mut a = a.borrow_mut();
-        let app = a.as_mut()?;
-        if view.is_some() {
-            app.pending_view = view;
-        }
-        (!std::mem::replace(&mut app.flush_scheduled, true)).then_some(())
-    });
-    if schedule.is_some() {
-        // A message to this frame itself, not a timer: its task comes after the one that
-        // takes our message to the content script (a zero timer's task can come first).
-        let w = window();
-        let msg = js_sys::Object::new();
-        set(&msg, FLUSH, true);
-        let own = w.location().origin().unwrap_or_default();
-        let _ = w.post_message(&msg, &own);
-    }
-}
-
-/// The key of [`render_later`]'s message to this frame (it carries nothing else).
-const FLUSH: &str = "cardpay_render";
-
-/// The task [`render_later`] scheduled: the skeleton if it is not there yet, the
-/// waiting view, and the height for the page.
-fn flush_render() {
-    let pending = APP.with(|a| {
-        let mut a = a.borrow_mut();
-        let app = a.as_mut()?;
-        app.flush_scheduled = false;
-        Some((app.pending_view.take(), app.last_height == 0))
-    });
-    let Some((pending, first)) = pending else {
-        return;
-    };
-    put_skeleton();
-    if let Some(view) = pending {
-        render(view);
-    }
-    if first {
-        // later heights come from the ResizeObserver
-        post_height();
-    }
-}
-
-/// Write the skeleton into the root, once.
-fn put_skeleton() {
-    let Some((root, lang, mode)) = APP.with(|a| {
-        let mut a = a.borrow_mut();
-        let app = a.as_mut()?;
-        (!std::mem::replace(&mut app.skeleton, true))
-            .then(|| (app.root.clone(), app.cfg.lang, app.mode))
-    }) else {
-        return;
-    };
-    root.set_inner_html(&crate::view::skeleton(lang, mode));
-    let _ = root.remove_attribute("aria-live");
 }
 
 /// One `setTimeout` for the checkout's next deadline.
@@ -323,7 +234,6 @@ fn available_width() -> i32 {
 }
 
 fn render(mut view: View) {
-    put_skeleton();
     let last = view.clone();
     // Measuring forces a layout: only the keypad needs the width.
     let mut width = 0;
@@ -618,12 +528,6 @@ fn on_message(ev: MessageEvent) {
     }
     let source_is = |other: &JsValue| ev.source().map(JsValue::from).is_some_and(|s| s == *other);
 
-    // Our own deferred render (see `render_later`): nothing to read in it.
-    if source_is(&JsValue::from(w.clone())) && get(&data, FLUSH).is_truthy() {
-        flush_render();
-        return;
-    }
-
     // From the extension's content script in this very frame: a reply or an event,
     // read by the checkout with the typed bridge messages.
     if source_is(&JsValue::from(w.clone()))
@@ -682,7 +586,6 @@ fn on_message(ev: MessageEvent) {
             set(&msg, "code", "bad_session");
             set(&msg, "message", message);
             post_parent_js(msg.into());
-            put_skeleton();
             APP.with(|a| {
                 if let Some(app) = a.borrow().as_ref() {
                     let screen = by_id("cp-screen").map(Element::from);
@@ -759,11 +662,10 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             last_height: 0,
             last_width: 0,
             hint_toggle: false,
-            skeleton: false,
-            pending_view: None,
-            flush_scheduled: false,
         })
     });
+    root.set_inner_html(&crate::view::skeleton(lang, mode));
+    root.remove_attribute("aria-live")?;
 
     let resize = Closure::<dyn FnMut()>::new(on_resize);
     let observer = ResizeObserver::new(resize.as_ref().unchecked_ref())?;
@@ -799,9 +701,7 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             }
         }
     }
-    // The skeleton (if the first render has not written it) and the first height, now
-    // that the page may be listening: in the next task, as the first render, so that
-    // this one ends as soon as the first message to the extension is out.
-    render_later(None);
+    // The first height, now that the page may be listening.
+    post_height();
     Ok(())
 }
