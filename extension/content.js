@@ -7,9 +7,7 @@
 // hangs up. Until that greeting the page gets nothing — no reply, no event,
 // no announcement — and after a hang-up it never will.
 // Then it relays window.postMessage requests of *this* frame's page to the
-// service worker and the answers / card events back; the page's first `hello` it
-// answers itself with the bridge's answer to the service worker's own `hello` at
-// admission, when that came (same answer, no round trip). See docs/bridge.md.
+// service worker and the answers / card events back. See docs/bridge.md.
 (() => {
   'use strict';
   const CHANNEL = 'cardpay';
@@ -19,10 +17,6 @@
   let admitted = false; // the service worker greeted this frame
   let refused = false; // the service worker hung up before greeting: stay silent for good
   let pending = 0;
-  // The bridge's answer to the service worker's own `hello` for this frame (sent when
-  // the frame was admitted): answers the page's first `hello` at once. Used once, and
-  // dropped when the bridge or the service worker goes away.
-  let warmHello = null;
   const waiting = []; // requests that arrived before the greeting
 
   function toPage(msg) {
@@ -50,20 +44,12 @@
         for (const req of waiting.splice(0)) send(req);
         return;
       }
-      if (Object.prototype.hasOwnProperty.call(msg, 'warm_hello')) {
-        // for this script only: the page never sees it
-        const w = msg.warm_hello;
-        warmHello = w && typeof w === 'object' && w.result && typeof w.result === 'object' ? w.result : null;
-        return;
-      }
       if (Object.prototype.hasOwnProperty.call(msg, 'id')) pending = Math.max(0, pending - 1);
-      if (msg.event === 'bridge_disconnected') warmHello = null;
       toPage(msg);
     });
     p.onDisconnect.addListener(() => {
       if (port === p) port = null;
       pending = 0;
-      warmHello = null;
       if (!admitted) {
         // Not a payment origin (or the extension went away before it could say):
         // the page never learns the extension is here.
@@ -106,12 +92,6 @@
     for (const k of ['reader', 'handle', 'apdu']) if (k in m) req[k] = m[k];
     if (!admitted) {
       if (waiting.length < MAX_PENDING) waiting.push(req); // silently dropped beyond that
-      return;
-    }
-    if (req.type === 'hello' && warmHello) {
-      const result = warmHello;
-      warmHello = null;
-      toPage({ id, result });
       return;
     }
     if (pending >= MAX_PENDING) {

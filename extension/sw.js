@@ -141,14 +141,6 @@ api.runtime.onConnect.addListener((port) => {
   frames.set(port, frame);
   scheduleIdleClose();
   safePost(port, { event: 'extension_ready', version: VERSION });
-  // Start the bridge now, while the page is still loading (its process and PC/SC
-  // context come up while the widget's wasm downloads), and ask it `hello` for this
-  // frame's origin. A good answer goes to the content script only (`warm_hello`, never
-  // passed to the page), which answers the page's first `hello` with it instead of a
-  // round trip: the same answer the page would get by asking, a moment earlier.
-  request(origin, { id: null, type: 'hello' }, (out) => {
-    if (out.result && frames.has(port)) safePost(port, { warm_hello: { result: out.result } });
-  });
   port.onMessage.addListener((req) => {
     if (!req || typeof req !== 'object' || typeof req.type !== 'string') return;
     const clean = { id: req.id, type: req.type };

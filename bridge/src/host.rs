@@ -22,9 +22,6 @@ use crate::stdio::{self, Frame};
 
 /// Does the PC/SC work; runs on its own thread.
 pub trait Backend: Send + 'static {
-    /// Get ready before the first request (the PC/SC context): the worker calls it
-    /// first, while the browser still sends the page's first messages.
-    fn start(&mut self) {}
     fn handle(&mut self, origin: &str, req: BridgeRequest) -> Result<BridgeResult, BridgeError>;
     /// How long until the backend has something to do on its own.
     fn poll_timeout(&self) -> Option<Duration> {
@@ -101,7 +98,6 @@ fn work<B: Backend>(
     jobs: Receiver<(u64, String, BridgeRequest)>,
     done: Sender<Input>,
 ) {
-    backend.start();
     loop {
         let job = match backend.poll_timeout() {
             Some(wait) => match jobs.recv_timeout(wait) {

@@ -685,12 +685,6 @@ impl Backend for PcscBackend {
         }
     }
 
-    fn start(&mut self) {
-        // Establish the context now, not on the page's first `readers`; without pcscd
-        // this fails quietly and the first request tries again (and says so).
-        let _ = self.context();
-    }
-
     fn poll_timeout(&self) -> Option<Duration> {
         let due = [self.sessions.poll_timeout(), self.keeper.poll_flush()]
             .into_iter()

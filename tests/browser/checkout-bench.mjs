@@ -239,7 +239,7 @@ for (const { label, sizes, traces, toReady, navToReady, approveToResult, cold } 
   if (cold) {
     const c = cold.trace;
     console.log(`first page load (the browser's bridge not yet running; not counted above): script tag → ready ${cold.toReady.toFixed(1)} ms, ` +
-      `bridge hello ${c['bridge hello']?.toFixed(1)} ms, hello sent → connect answered ${c['hello sent → connect answered']?.toFixed(1)} ms`);
+      ['bridge hello', 'bridge readers', 'bridge connect', 'hello sent → connect answered'].map((k) => `${k} ${c[k]?.toFixed(1)} ms`).join(', '));
   }
   console.log('trace, p50 of each phase (ms; phases of the load overlap where files load in parallel):');
   const names = [...new Set(traces.flatMap((x) => Object.keys(x)))];
