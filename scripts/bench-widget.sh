@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Widget benchmark: gzipped download size, script tag → ready, Approve → result (p50/p99)
 # and a trace of where the milliseconds go, in headless Chromium on the real stack.
-# Usage: scripts/bench-widget.sh [N] [--compare OTHER_WWW] [--debug]
+# Usage: scripts/bench-widget.sh [N] [--compare OTHER_WWW [--compare-extension OTHER_TREE]
+#                                  [--compare-bridge OTHER_BRIDGE_BIN]] [--debug]
 #   --compare: A/B against another build's www/ (e.g. of an older commit), page loads
 #   alternating in one browser so both see the same machine load.
+#   --compare-extension / --compare-bridge: the compared side also runs the extension
+#   of OTHER_TREE (a tree with extension/ and scripts/build-extension.sh, e.g.
+#   `git archive OLD extension scripts/build-extension.sh | tar -x -C DIR`) and/or
+#   another bridge binary, in a browser of its own (page loads still alternate).
+#   Run with CARDPAY_BRIDGE_LOG=debug for the bridge's per-request timings in its log.
 #   The card, bridge and payment server run as release builds (--debug: debug builds).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -111,12 +111,20 @@ fn work<B: Backend>(
             },
         };
         if let Some((seq, origin, req)) = job {
+            let (name, t0) = (req.name(), Instant::now());
             let r = backend.handle(&origin, req);
+            tracing::debug!("{name}: {} µs", t0.elapsed().as_micros());
             if done.send(Input::Done(seq, r)).is_err() {
                 break;
             }
         }
+        let t0 = Instant::now();
         backend.handle_timeout();
+        let spent = t0.elapsed();
+        if spent > Duration::from_millis(1) {
+            // saving budgets, ending an idle session: a request waits meanwhile
+            tracing::debug!("own deadlines: {} µs", spent.as_micros());
+        }
     }
     backend.finish();
 }

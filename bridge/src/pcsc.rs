@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 use purse::apdu::{Command, StatusWord};
@@ -527,6 +527,9 @@ impl PcscBackend {
         }
         let kind = self.guard.check(handle, origin, apdu)?;
         let now = (self.clock)();
+        // Where a command's time goes (CARDPAY_BRIDGE_LOG=debug): the session's start,
+        // the durable budget, the card.
+        let t0 = Instant::now();
         self.keeper.take_apdu(origin, now)?;
         let plan = self
             .sessions
@@ -541,6 +544,7 @@ impl PcscBackend {
         if plan.reselect {
             self.reselect(handle, now)?;
         }
+        let t_session = t0.elapsed();
         match kind {
             Kind::VerifyPin => {
                 let probe = self.raw_transmit(handle, &PIN_PROBE)?;
@@ -553,7 +557,15 @@ impl PcscBackend {
             }
             Kind::Select | Kind::Other => {}
         }
+        let t_budget = t0.elapsed();
         let r = self.raw_transmit(handle, apdu)?;
+        tracing::debug!(
+            "handle {handle}: {kind:?} INS {:02X}: session {} µs, budget {} µs, card {} µs",
+            apdu.get(1).copied().unwrap_or(0),
+            t_session.as_micros(),
+            (t_budget - t_session).as_micros(),
+            (t0.elapsed() - t_budget).as_micros()
+        );
         self.guard.observe(handle, apdu, &r);
         let selected = (kind == Kind::Select).then(|| self.guard.is_selected(handle));
         self.sessions.sent(handle, now, selected);

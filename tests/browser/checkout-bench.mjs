@@ -14,6 +14,11 @@
 //   node checkout-bench.mjs [N] --compare OTHER_WWW   A/B: a second payment server
 //        serves OTHER_WWW (e.g. an older build) and the runs alternate between the two
 //        in one browser, so both see the same machine load.
+//   node checkout-bench.mjs [N] --compare OTHER_WWW --compare-extension OTHER_TREE [--compare-bridge BIN]
+//        the compared side also runs another extension (built by OTHER_TREE's
+//        scripts/build-extension.sh from OTHER_TREE/extension, e.g. `git archive` of an
+//        older commit) and, if given, another bridge binary, in a browser of its own
+//        (page loads still alternate, on the same card).
 //   --sizes: print the download sizes (of this build, and of OTHER_WWW with --compare)
 //        and stop: no stack, no browser.
 //   --debug: run the debug builds of the card, bridge and payment server (default:
@@ -21,15 +26,25 @@
 //        always the release wasm that build-widget.sh writes).
 
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
+const execFileP = promisify(execFile);
 const N = Number(process.argv.slice(2).find((x) => /^\d+$/.test(x)) || 30);
 const cmp = process.argv.indexOf('--compare');
 const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : null;
+const argOf = (name) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? path.resolve(process.argv[i + 1]) : null;
+};
+const otherTree = argOf('--compare-extension');
+const otherBridge = argOf('--compare-bridge');
 
 // Each file the frame loads; the boot script and style sheet are in pkg/ (minified by
 // the build) since wsize2, at the top of www/ before (a --compare build may be older).
@@ -94,7 +109,27 @@ for (const [label, www] of wwws) {
   const sizes = await sizesOf(www);
   variants.push({ label, www, pay, shop, sizes, langs: await perLanguage(www, sizes), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
-const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000'] });
+// The bench's limits: APDU rate and card transactions an hour (not what is measured).
+const installArgs = ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'];
+const browsers = [];
+if (otherTree || otherBridge) {
+  // One browser per side: this build's extension and bridge, and the compared ones.
+  for (const [i, v] of variants.entries()) {
+    let extension;
+    if (i > 0 && otherTree) {
+      extension = await mkdtemp(path.join(tmpdir(), 'cardpay-bench-ext-'));
+      await execFileP(path.join(otherTree, 'scripts', 'build-extension.sh'), ['--origin', v.pay.origin, '--out', extension]);
+    }
+    const b = i > 0 && otherBridge ? { ...bins, bridge: otherBridge } : bins;
+    v.extension = extension;
+    v.br = await h.launchBrowser({ bins: b, origins: [v.pay.origin], extension, installArgs });
+    browsers.push(v.br);
+  }
+} else {
+  const br = await h.launchBrowser({ bins, origins: variants.map((v) => v.pay.origin), installArgs });
+  for (const v of variants) v.br = br;
+  browsers.push(br);
+}
 
 // Timestamps (epoch ms) of the widget frame's traffic, recorded in the frame itself.
 const traceScript = `(() => {
@@ -125,7 +160,7 @@ const traceScript = `(() => {
     };
   }
 })();`;
-await br.context.addInitScript(traceScript);
+for (const b of browsers) await b.context.addInitScript(traceScript);
 
 /** The phases of one page load and purchase, as durations in ms. */
 async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
@@ -162,8 +197,13 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   const pre = sends.filter((x) => x.t < clickedAt);
   const post = sends.filter((x) => x.t >= clickedAt);
   for (const sd of pre) span(`bridge ${sd.type}${sd.apdu ? ' ' + sd.apdu : ''}`, sd.t, replyTo(sd)?.t);
-  const lastPre = pre.filter((x) => replyTo(x)).pop();
-  span('last reply → ready at page', replyTo(lastPre)?.t, readyAt);
+  // `ready` is told once the card is connected (SELECT and READ LOG follow it)
+  const hello = pre.find((x) => x.type === 'hello');
+  const conn = pre.find((x) => x.type === 'connect');
+  span('init from page → hello sent', first('init')?.t, hello?.t);
+  span('wasm ready → hello sent', wr?.t, hello?.t);
+  span('hello sent → connect answered', hello?.t, replyTo(conn)?.t);
+  span('connect answered → ready at page', replyTo(conn)?.t, readyAt);
   span('TOTAL script tag → ready', S, readyAt);
   const draw = r('/v1/purchases/draw');
   const comp = r('/v1/purchases/complete');
@@ -188,7 +228,7 @@ try {
   // The first two runs of each variant warm up (bridge start, caches) and are not counted.
   for (let i = 0; i < N + 2; i++) {
     for (const v of i % 2 ? [...variants].reverse() : variants) {
-      const page = await br.context.newPage();
+      const page = await v.br.context.newPage();
       await page.goto(v.shop.url('/checkout?amount=10'));
       const ready = await s.waitEvent(page, 'ready').catch((e) => { throw new Error(`${v.label}, run ${i}: ${e.message}`); });
       if (ready.detail.capability !== 'ready') throw new Error(`${v.label}: not ready: ` + JSON.stringify(ready.detail));
@@ -204,6 +244,11 @@ try {
       const result = await s.waitEvent(page, 'result');
       const resultAt = await page.evaluate((t) => performance.timeOrigin + t, result.t);
       await page.waitForTimeout(50); // let the frame's resource timing settle
+      if (i === 0) {
+        // the side's first page load: its browser's bridge is not running yet (with
+        // --compare-extension/--compare-bridge each side has its own browser)
+        v.cold = { toReady: ready.t - scriptStart, trace: await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) };
+      }
       if (i >= 2) {
         v.traces.push(await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt));
         v.toReady.push(ready.t - scriptStart);
@@ -214,7 +259,8 @@ try {
     }
   }
 } finally {
-  await br.close();
+  for (const b of browsers) await b.close();
+  for (const v of variants) if (v.extension) await rm(v.extension, { recursive: true, force: true });
   for (const v of variants) {
     await v.shop.close();
     await v.pay.stop();
@@ -224,11 +270,16 @@ try {
 
 const p = (v, q) => h.percentile(v, q).toFixed(1);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
-for (const { label, sizes, langs, traces, toReady, navToReady, approveToResult } of variants) {
+for (const { label, sizes, langs, traces, toReady, navToReady, approveToResult, cold } of variants) {
   printSizes(label, sizes, langs);
   console.log(`script tag (checkout.js fetch start) → ready: p50 ${p(toReady, 0.5)} ms, p99 ${p(toReady, 0.99)} ms (n=${toReady.length})`);
   console.log(`navigation start → ready:                p50 ${p(navToReady, 0.5)} ms, p99 ${p(navToReady, 0.99)} ms`);
   console.log(`Approve → result (no PIN):               p50 ${p(approveToResult, 0.5)} ms, p99 ${p(approveToResult, 0.99)} ms (n=${approveToResult.length})`);
+  if (cold) {
+    const c = cold.trace;
+    console.log(`first page load (the browser's bridge not yet running; not counted above): script tag → ready ${cold.toReady.toFixed(1)} ms, ` +
+      ['bridge hello', 'bridge readers', 'bridge connect', 'hello sent → connect answered'].map((k) => `${k} ${c[k]?.toFixed(1)} ms`).join(', '));
+  }
   console.log('trace, p50 of each phase (ms; phases of the load overlap where files load in parallel):');
   const names = [...new Set(traces.flatMap((x) => Object.keys(x)))];
   for (const n of names) {
