@@ -253,6 +253,18 @@ async fn silent_transactions_become_unknown_then_the_cards_next_use_decides() {
         .unwrap();
     assert_eq!(list.transactions.len(), 1);
     assert_eq!(list.transactions[0].state, TxnState::Unknown);
+    // The item names the card as the transaction's view and webhooks do
+    // (the merchant's reference), never by its full number.
+    let waiting = &list.transactions[0];
+    let view: TxnView = srv
+        .api()
+        .merchant_call(&m.kit(), "GET", "/v1/transactions/T-5", None)
+        .await
+        .unwrap();
+    assert_eq!(waiting.card_ref.len(), 32);
+    assert_eq!(waiting.card_ref, view.card_ref);
+    assert_eq!(waiting.card, view.card);
+    assert!(!waiting.card.contains("6280000000000106"));
     // The card is next used at another merchant: its draw carries the log.
     shopper.card_present = true;
     let o = &srv.merchants[1];

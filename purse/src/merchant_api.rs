@@ -144,7 +144,12 @@ pub struct RecoveryItem {
     pub state: TxnState,
     pub amount: u32,
     pub currency: u16,
+    /// Masked card id.
     pub card: String,
+    /// The card's reference for this merchant, as in [`TxnView`] and the
+    /// webhooks (empty from an older server).
+    #[serde(default)]
+    pub card_ref: String,
     pub atc: u16,
     pub seq: u32,
     pub drawn_at: u64,

@@ -228,7 +228,8 @@ impl SqliteStore {
         merchant: Option<&str>,
     ) -> Result<Vec<RecoveryItem>, PaymentError> {
         let m = merchant.map(str::to_string);
-        self.read(move |c| txn::recovery_list(c, cutoff, m.as_deref()))
+        let key = self.card_ref.clone();
+        self.read(move |c| txn::recovery_list(c, &key, cutoff, m.as_deref()))
             .await
     }
 

@@ -714,6 +714,7 @@ pub fn view(
 /// Transactions waiting for the card's log: drawn before `cutoff`, or unknown.
 pub fn recovery_list(
     c: &Connection,
+    key: &CardRefKey,
     cutoff: u64,
     merchant: Option<&str>,
 ) -> Result<Vec<RecoveryItem>, PaymentError> {
@@ -725,14 +726,16 @@ pub fn recovery_list(
     )?;
     let rows = stmt.query_map(params![cutoff, merchant], |r| {
         let state: String = r.get("state")?;
-        let card: String = r.get("card_id")?;
+        let merchant_id: String = r.get("merchant_id")?;
+        let card = CardId::parse(&r.get::<_, String>("card_id")?).map_err(|_| bad("card"))?;
         Ok(RecoveryItem {
-            merchant_id: r.get("merchant_id")?,
+            card_ref: key.card_ref(&merchant_id, &card),
+            merchant_id,
             txn_id: r.get("txn_id")?,
             state: TxnState::parse(&state).ok_or_else(|| bad("state"))?,
             amount: r.get("amount")?,
             currency: r.get("currency")?,
-            card: CardId::parse(&card).map(|c| c.masked()).unwrap_or_default(),
+            card: card.masked(),
             atc: r.get("atc")?,
             seq: r.get("seq")?,
             drawn_at: r.get("drawn_at")?,

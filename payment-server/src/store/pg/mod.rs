@@ -305,7 +305,7 @@ impl PgStore {
         cutoff: u64,
         merchant: Option<&str>,
     ) -> Result<Vec<RecoveryItem>, PaymentError> {
-        txn::recovery_list(&self.conn().await?, cutoff, merchant).await
+        txn::recovery_list(&self.conn().await?, &self.card_ref, cutoff, merchant).await
     }
 
     pub async fn record_suspicious(

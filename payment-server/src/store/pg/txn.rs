@@ -434,6 +434,7 @@ pub async fn view(
 
 pub async fn recovery_list(
     c: &impl GenericClient,
+    key: &CardRefKey,
     cutoff: u64,
     merchant: Option<&str>,
 ) -> Result<Vec<RecoveryItem>, PaymentError> {
@@ -451,14 +452,16 @@ pub async fn recovery_list(
         .iter()
         .map(|r| {
             let state: String = r.get("state");
-            let card: String = r.get("card_id");
+            let merchant_id: String = r.get("merchant_id");
+            let card = CardId::parse(r.get::<_, &str>("card_id")).map_err(|_| bad("card"))?;
             Ok(RecoveryItem {
-                merchant_id: r.get("merchant_id"),
+                card_ref: key.card_ref(&merchant_id, &card),
+                merchant_id,
                 txn_id: r.get("txn_id"),
                 state: TxnState::parse(&state).ok_or_else(|| bad("state"))?,
                 amount: num(r.get("amount"), "amount")?,
                 currency: num(r.get("currency"), "currency")?,
-                card: CardId::parse(&card).map(|c| c.masked()).unwrap_or_default(),
+                card: card.masked(),
                 atc: num(r.get("atc"), "atc")?,
                 seq: num(r.get("seq"), "seq")?,
                 drawn_at: num(r.get("drawn_at"), "time")?,
