@@ -286,7 +286,31 @@ impl Stack {
     }
 
     /// Start pcscd (if not running) and wait until [`READER`] is listed.
+    /// A pcscd that does not list it within 10 s is stopped and started once
+    /// more (seen once in CI, on a loaded machine, with no cause in reach);
+    /// the second failure is the error, with pcscd's log.
     pub fn start_pcscd(&mut self) -> Result<()> {
+        match self.try_start_pcscd() {
+            Err(Error::Timeout(first)) => {
+                let log = self.pcscd_log();
+                eprintln!("testbed: {first}; starting pcscd again. Its log:\n{log}");
+                self.stop_pcscd();
+                self.try_start_pcscd().map_err(|e| match e {
+                    Error::Timeout(t) => {
+                        Error::Timeout(format!("{t} (twice); pcscd log:\n{}", self.pcscd_log()))
+                    }
+                    other => other,
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn pcscd_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("pcscd.log")).unwrap_or_default()
+    }
+
+    fn try_start_pcscd(&mut self) -> Result<()> {
         if alive(&mut self.pcscd) {
             return Ok(());
         }
