@@ -105,6 +105,27 @@ macro_rules! wire_strings {
 }
 pub(crate) use wire_strings;
 
+/// Append `n` in decimal, zero-padded to at least `width` digits, without
+/// `core::fmt` (it runs in the wasm): lite's integers and the widget's amounts.
+pub fn push_decimal(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for _ in buf.len() - i..width {
+        out.push('0');
+    }
+    for &d in &buf[i..] {
+        out.push(char::from(d));
+    }
+}
+
 /// The small JSON data format (used in the browser; tested natively against serde_json).
 pub mod lite {
     use std::borrow::Cow;
@@ -165,20 +186,8 @@ pub mod lite {
     }
 
     #[inline(never)]
-    fn write_u64(out: &mut String, mut n: u64) {
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for &d in &buf[i..] {
-            out.push(char::from(d));
-        }
+    fn write_u64(out: &mut String, n: u64) {
+        super::push_decimal(out, n, 1);
     }
 
     struct Ser<'a> {

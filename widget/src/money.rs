@@ -19,13 +19,10 @@ pub fn decimal(n: u64) -> String {
 }
 
 /// `n` in decimal, with leading zeros to at least `width` digits.
-fn padded(mut n: u64, width: usize) -> String {
-    let mut d = Vec::with_capacity(20);
-    while n > 0 || d.len() < width {
-        d.push(b'0' + (n % 10) as u8);
-        n /= 10;
-    }
-    d.iter().rev().map(|&b| char::from(b)).collect()
+fn padded(n: u64, width: usize) -> String {
+    let mut s = String::new();
+    purse::json::push_decimal(&mut s, n, width);
+    s
 }
 
 /// Digits of `minor` with `exponent` decimals, using `sep` as decimal separator.
@@ -82,6 +79,9 @@ mod tests {
     fn decimal_is_what_display_writes() {
         for n in [0, 1, 9, 10, 99, 100, 4_294_967_295, u64::MAX] {
             assert_eq!(decimal(n), n.to_string());
+        }
+        for (n, width) in [(7, 3), (0, 3), (1_234, 2), (u64::MAX, 22)] {
+            assert_eq!(padded(n, width), format!("{n:0width$}"));
         }
     }
 }
