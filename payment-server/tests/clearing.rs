@@ -162,7 +162,13 @@ async fn a_day_on(seed: u64, clearing_pg: Option<&str>) -> Day {
         };
         let ws = m.session(&format!("T-{n}"), amount, mode, now() + 600);
         let mut c = s.client(&ws);
-        let fault = rng.below(10);
+        // The first two are one of each fault (a day with neither, about one
+        // seed in 70, would test neither); the rest as the seed says.
+        let fault = match n {
+            0 => 0,
+            1 => 2,
+            _ => rng.below(10),
+        };
         let out = s
             .run(&mut c, &mut |r: &mut Outgoing| match fault {
                 0 | 1 if is_debit(r) => Cut::CardAfter,
