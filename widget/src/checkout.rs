@@ -227,6 +227,21 @@ trait Flow {
 /// Transaction id, payee, amount, currency, exponent and purse of a session.
 type Head = (String, String, u32, u16, u8, purse::PurseId);
 
+/// A session's [`Head`]: its transaction id, `payee` and what `s` says of the money.
+macro_rules! head {
+    ($s:expr, $payee:ident) => {
+        (
+            $s.txn_id.clone(),
+            $s.$payee.clone(),
+            $s.amount,
+            $s.currency,
+            $s.exponent,
+            $s.purse,
+        )
+    };
+}
+use head;
+
 /// The checkout for one transaction.
 pub struct Checkout {
     cfg: Config,
@@ -272,6 +287,14 @@ pub enum SessionError {
 impl SessionError {
     fn json(e: purse::json::Error) -> Self {
         SessionError::Json(e.to_string())
+    }
+    /// A client refused the session: its TSK (`tsk`) or its origin.
+    fn bundle(tsk: bool) -> Self {
+        if tsk {
+            SessionError::Tsk
+        } else {
+            SessionError::Origin
+        }
     }
 }
 

@@ -17,19 +17,9 @@ pub(super) fn start(
     rng: Box<dyn Entropy>,
 ) -> Result<(Box<dyn Flow>, Head), SessionError> {
     let b: LoadWidgetSession = purse::json::from_str(session).map_err(SessionError::json)?;
-    let s = &b.session;
-    let head = (
-        s.txn_id.clone(),
-        s.bank_name.clone(),
-        s.amount,
-        s.currency,
-        s.exponent,
-        s.purse,
-    );
-    let c = LoadClient::new(b, parent_origin, rng, cfg.today).map_err(|e| match e {
-        LoadBundleError::Tsk => SessionError::Tsk,
-        LoadBundleError::Origin => SessionError::Origin,
-    })?;
+    let head = super::head!(&b.session, bank_name);
+    let c = LoadClient::new(b, parent_origin, rng, cfg.today)
+        .map_err(|e| SessionError::bundle(matches!(e, LoadBundleError::Tsk)))?;
     Ok((Box::new(c), head))
 }
 

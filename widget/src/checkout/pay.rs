@@ -28,19 +28,9 @@ pub(super) fn start(
 ) -> Result<(Box<dyn Flow>, Head), SessionError> {
     let layout = Layout::random(&mut *rng);
     let b: WidgetSession = purse::json::from_str(session).map_err(SessionError::json)?;
-    let s = &b.session;
-    let head = (
-        s.txn_id.clone(),
-        s.merchant_name.clone(),
-        s.amount,
-        s.currency,
-        s.exponent,
-        s.purse,
-    );
-    let client = Client::new(b, parent_origin, rng, cfg.today).map_err(|e| match e {
-        BundleError::Tsk => SessionError::Tsk,
-        BundleError::Origin => SessionError::Origin,
-    })?;
+    let head = super::head!(&b.session, merchant_name);
+    let client = Client::new(b, parent_origin, rng, cfg.today)
+        .map_err(|e| SessionError::bundle(matches!(e, BundleError::Tsk)))?;
     let pay = Pay {
         client,
         layout,
