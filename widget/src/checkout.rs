@@ -608,3 +608,22 @@ impl Checkout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Mode;
+
+    #[test]
+    fn the_frame_url_names_a_mode_this_build_does_or_none() {
+        #[cfg(feature = "load")]
+        assert_eq!(Mode::from_query(Some("load")), Some(Mode::Load));
+        #[cfg(not(feature = "load"))]
+        assert_eq!(Mode::from_query(Some("load")), None);
+        for q in [None, Some("purchase"), Some("loads"), Some("")] {
+            #[cfg(feature = "purchase")]
+            assert_eq!(Mode::from_query(q), Some(Mode::Purchase), "{q:?}");
+            #[cfg(not(feature = "purchase"))]
+            assert_eq!(Mode::from_query(q), None, "{q:?}");
+        }
+    }
+}
