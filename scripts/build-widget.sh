@@ -3,7 +3,8 @@
 # print SRI hashes. One wasm per mode, from one source (widget/Cargo.toml's features):
 # pkg/widget.js + widget_bg.wasm (feature `purchase`: a merchant's checkout) and
 # pkg/widget-load.js + widget-load_bg.wasm (feature `load`: a bank's load page);
-# pkg/widget-boot.js loads the one for the frame's `mode`. wasm-pack's settings (wasm-opt flags, wasm-bindgen options) are in
+# pkg/widget-boot.js loads the one for the frame's `mode`. Also writes the loader
+# www/checkout.js (minified) from its source widget/web/checkout.js. wasm-pack's settings (wasm-opt flags, wasm-bindgen options) are in
 # widget/Cargo.toml, [package.metadata.wasm-pack].
 #
 # Installs what a fresh machine lacks, from the project's registries only:
@@ -95,9 +96,12 @@ if [ "${MODE[*]}" != "--dev" ]; then
   done
   "$ESBUILD" widget/web/widget-boot.js "${MIN[@]}" --format=esm --outfile="$OUT.tmp/widget-boot.js"
   "$ESBUILD" widget/web/widget.css "${MIN[@]}" --outfile="$OUT.tmp/widget.css"
+  # A classic script (document.currentScript): no module wrapper; the /*! line stays.
+  "$ESBUILD" widget/web/checkout.js "${MIN[@]}" --outfile="$OUT.tmp/checkout.js"
 else
-  cp widget/web/widget-boot.js widget/web/widget.css "$OUT.tmp/"
+  cp widget/web/widget-boot.js widget/web/widget.css widget/web/checkout.js "$OUT.tmp/"
 fi
+mv "$OUT.tmp/checkout.js" "$ROOT/www/checkout.js"
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 
 # 3. SRI: the merchant's <script integrity> for checkout.js, and hashes of the rest
