@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Build the Cardpay checkout widget (Rust → wasm) with wasm-pack into www/pkg, and
-# print SRI hashes. wasm-pack's settings (wasm-opt flags, wasm-bindgen options) are in
+# print SRI hashes. One wasm per mode, from one source (widget/Cargo.toml's features):
+# pkg/widget.js + widget_bg.wasm (feature `purchase`: a merchant's checkout) and
+# pkg/widget-load.js + widget-load_bg.wasm (feature `load`: a bank's load page);
+# pkg/widget-boot.js loads the one for the frame's `mode`. Also writes the loader
+# www/checkout.js (minified) from its source widget/web/checkout.js. wasm-pack's settings (wasm-opt flags, wasm-bindgen options) are in
 # widget/Cargo.toml, [package.metadata.wasm-pack].
 #
 # Installs what a fresh machine lacks, from the project's registries only:
@@ -64,26 +68,40 @@ export PATH="$TOOLS/node_modules/.bin:$(dirname "$(command -v wasm-bindgen)"):$P
 # 2. build. Size over speed for every crate in the wasm (the workspace profile sets
 # opt-level z for the widget crate only).
 OUT="$ROOT/www/pkg"
-rm -rf "$OUT.tmp"
+rm -rf "$OUT.tmp" "$OUT".tmp-*
 # The RustCrypto crates' documented size switches (same algorithms, still constant
 # time, slower — a handful of seals per payment): AES's semi-fixsliced backend and
 # SHA-256's rounds not unrolled. Only the wasm target is built with them.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg aes_backend_soft="compact" --cfg sha2_backend_soft="compact"'
-CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+# The second build reuses the first one's dependency artifacts (only the widget crate's
+# features differ): it costs the widget crate, the link and wasm-opt again.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+NAMES=()
+for m in purchase:widget load:widget-load; do
+  feature="${m%%:*}" name="${m#*:}"
   wasm-pack --log-level warn build "${MODE[@]}" --target web --no-typescript --no-pack \
-  --out-dir "$OUT.tmp" --out-name widget widget
-rm -f "$OUT.tmp/.gitignore" "$OUT.tmp/README.md"
+    --out-dir "$OUT.tmp-$feature" --out-name "$name" widget -- --no-default-features --features "$feature"
+  mkdir -p "$OUT.tmp"
+  mv "$OUT.tmp-$feature/$name.js" "$OUT.tmp-$feature/${name}_bg.wasm" "$OUT.tmp/"
+  rm -rf "$OUT.tmp-$feature"
+  NAMES+=("$name")
+done
 # Minified (names, whitespace, comments), what the shopper downloads: the glue, and the
 # frame's boot script and style sheet from their sources in widget/web/.
 if [ "${MODE[*]}" != "--dev" ]; then
   MIN=(--minify --log-level=warning)
-  "$ESBUILD" "$OUT.tmp/widget.js" "${MIN[@]}" --format=esm --outfile="$OUT.tmp/widget.min.js"
-  mv "$OUT.tmp/widget.min.js" "$OUT.tmp/widget.js"
+  for name in "${NAMES[@]}"; do
+    "$ESBUILD" "$OUT.tmp/$name.js" "${MIN[@]}" --format=esm --outfile="$OUT.tmp/$name.min.js"
+    mv "$OUT.tmp/$name.min.js" "$OUT.tmp/$name.js"
+  done
   "$ESBUILD" widget/web/widget-boot.js "${MIN[@]}" --format=esm --outfile="$OUT.tmp/widget-boot.js"
   "$ESBUILD" widget/web/widget.css "${MIN[@]}" --outfile="$OUT.tmp/widget.css"
+  # A classic script (document.currentScript): no module wrapper; the /*! line stays.
+  "$ESBUILD" widget/web/checkout.js "${MIN[@]}" --outfile="$OUT.tmp/checkout.js"
 else
-  cp widget/web/widget-boot.js widget/web/widget.css "$OUT.tmp/"
+  cp widget/web/widget-boot.js widget/web/widget.css widget/web/checkout.js "$OUT.tmp/"
 fi
+mv "$OUT.tmp/checkout.js" "$ROOT/www/checkout.js"
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 
 # 3. SRI: the merchant's <script integrity> for checkout.js, and hashes of the rest
@@ -100,8 +118,12 @@ sri() {
   echo "  \"pkg/widget-boot.js\": \"$(sri "$OUT/widget-boot.js")\","
   echo "  \"pkg/widget.css\": \"$(sri "$OUT/widget.css")\","
   echo "  \"pkg/widget.js\": \"$(sri "$OUT/widget.js")\","
-  echo "  \"pkg/widget_bg.wasm\": \"$(sri "$OUT/widget_bg.wasm")\""
+  echo "  \"pkg/widget_bg.wasm\": \"$(sri "$OUT/widget_bg.wasm")\","
+  echo "  \"pkg/widget-load.js\": \"$(sri "$OUT/widget-load.js")\","
+  echo "  \"pkg/widget-load_bg.wasm\": \"$(sri "$OUT/widget-load_bg.wasm")\""
   echo "}"
 } > "$OUT/sri.json"
-log "built $(du -b "$OUT/widget_bg.wasm" | cut -f1) bytes wasm ($(gzip -9c "$OUT/widget_bg.wasm" | wc -c) gzipped) into www/pkg"
+for name in "${NAMES[@]}"; do
+  log "built $(du -b "$OUT/${name}_bg.wasm" | cut -f1) bytes ${name}_bg.wasm ($(gzip -9c "$OUT/${name}_bg.wasm" | wc -c) gzipped) into www/pkg"
+done
 log "checkout.js integrity: $(sri www/checkout.js)  (also in www/pkg/sri.json)"

@@ -55,6 +55,14 @@ bridge/fuzz/run.sh "$FUZZ_SECONDS"
 
 step "widget: wasm build and wasm-bindgen tests in headless Chromium"
 bash scripts/build-widget.sh
+# Each mode's wasm is built from the widget with one feature (docs/widget.md, "Build"):
+# those feature sets linted and unit-tested too, natively and for wasm32.
+for f in purchase load; do
+  cargo clippy --locked -p widget --all-targets --no-default-features --features "$f" -- -D warnings
+  cargo clippy --locked -p widget --all-targets --no-default-features --features "$f" \
+    --target wasm32-unknown-unknown -- -D warnings
+  cargo test --locked -p widget --lib --no-default-features --features "$f"
+done
 bash scripts/test-widget-wasm.sh
 
 step "browser tests: Chromium + extension + bridge + card + servers"

@@ -10,14 +10,20 @@ use payment_testkit::{self as testkit, TestMerchant};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The payment origin's files as a built widget lays them out: the tracked
-/// pages of `www/` and, under `pkg/`, the boot script and style sheet (the
-/// build writes them minified from `widget/web/`; their sources stand in).
+/// pages of `www/`, `checkout.js` and, under `pkg/`, the boot script and style
+/// sheet (the build writes them minified from `widget/web/`; their sources
+/// stand in, so no widget build is needed).
 fn www(dir: &std::path::Path) -> std::path::PathBuf {
     let www = dir.join("www");
     std::fs::create_dir_all(www.join("pkg")).unwrap();
-    for f in ["checkout.js", "widget.html", "install.html"] {
+    for f in ["widget.html", "install.html"] {
         std::fs::copy(format!("{ROOT}/www/{f}"), www.join(f)).unwrap();
     }
+    std::fs::copy(
+        format!("{ROOT}/widget/web/checkout.js"),
+        www.join("checkout.js"),
+    )
+    .unwrap();
     for f in ["widget-boot.js", "widget.css"] {
         std::fs::copy(format!("{ROOT}/widget/web/{f}"), www.join("pkg").join(f)).unwrap();
     }

@@ -1,6 +1,8 @@
 // Benchmark of the checkout widget in headless Chromium on the real stack
 // (extension + bridge + pcscd + vpcd + virtual card, payment server on SQLite):
-//  - gzipped size of what the shopper downloads (checkout.js, iframe page, CSS, JS glue, wasm);
+//  - gzipped size of what the shopper downloads (checkout.js, iframe page, CSS, JS glue, wasm):
+//    a checkout's shopper (the purchase wasm) and, printed beside it, a bank's load page's
+//    (the load wasm);
 //  - time from the <script src=checkout.js> fetch start (and from navigation) to `ready`;
 //  - time from the Approve click to the `result` event (p50/p99), purchases under
 //    the card's no-PIN limit (the card dialogue + draw + debit + complete).
@@ -46,12 +48,18 @@ const argOf = (name) => {
 const otherTree = argOf('--compare-extension');
 const otherBridge = argOf('--compare-bridge');
 
-// Each file the frame loads; the boot script and style sheet are in pkg/ (minified by
-// the build) since wsize2, at the top of www/ before (a --compare build may be older).
-const files = [['checkout.js'], ['widget.html'], ['pkg/widget-boot.js', 'widget-boot.js'], ['pkg/widget.css', 'widget.css'], ['pkg/widget.js'], ['pkg/widget_bg.wasm']];
-async function sizesOf(www) {
+// Each file the frame loads, by the frame's mode: the first name a build has counts.
+// The boot script and style sheet are in pkg/ (minified by the build) since wsize2, at
+// the top of www/ before; each mode has its own glue and wasm since wsplit, one wasm
+// served both before (a --compare build may be older).
+const common = [['checkout.js'], ['widget.html'], ['pkg/widget-boot.js', 'widget-boot.js'], ['pkg/widget.css', 'widget.css']];
+const MODES = {
+  purchase: [...common, ['pkg/widget.js'], ['pkg/widget_bg.wasm']],
+  load: [...common, ['pkg/widget-load.js', 'pkg/widget.js'], ['pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
+};
+async function sizesOf(www, mode = 'purchase') {
   const out = [];
-  for (const names of files) {
+  for (const names of MODES[mode]) {
     for (const f of names) {
       const b = await readFile(path.join(www, f)).catch(() => null);
       if (b) {
@@ -81,7 +89,7 @@ async function perLanguage(www, sizes) {
 function printSizes(label, sizes, langs) {
   console.log(`== ${label}`);
   console.log('download, gzip -9:');
-  for (const x of sizes) console.log(`  ${x.f.padEnd(20)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz`);
+  for (const x of sizes) console.log(`  ${x.f.padEnd(24)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz`);
   const most = Math.max(...langs.map((x) => x.gz));
   console.log(`  per shopper language: ${langs.map((x) => `${x.l} ${x.gz}`).join(', ')} B gz`);
   console.log(`  total (wasm + JS + HTML + CSS), the largest language → ${most} B gz (${(most / 1024).toFixed(1)} KiB)`);
@@ -89,9 +97,12 @@ function printSizes(label, sizes, langs) {
 
 const wwws = [['this build', s.wwwDir], ...(otherWww ? [['compared (' + otherWww + ')', otherWww]] : [])];
 if (process.argv.includes('--sizes')) {
-  for (const [label, www] of wwws) {
-    const sizes = await sizesOf(www);
-    printSizes(label, sizes, await perLanguage(www, sizes));
+  // The headline is a checkout's shopper (issue 9); a bank's load page follows.
+  for (const [mode, who] of [['purchase', "a checkout's shopper (mode purchase)"], ['load', "a bank's load page (mode load)"]]) {
+    for (const [label, www] of wwws) {
+      const sizes = await sizesOf(www, mode);
+      printSizes(`${label}: ${who}`, sizes, await perLanguage(www, sizes));
+    }
   }
   process.exit(0);
 }

@@ -107,6 +107,13 @@ after(async () => {
   await stack?.stop();
 });
 
+// The widget's files the payment frame of `page` fetched (paths under /pkg/).
+async function widgetFiles(page) {
+  const frame = page.frames().find((f) => new URL(f.url()).pathname.endsWith('/widget.html'));
+  const paths = await frame.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname));
+  return paths.filter((p) => p.includes('/pkg/widget')).map((p) => p.slice(p.indexOf('/pkg/') + 5)).sort();
+}
+
 test('log into the demo bank, load 50.00 onto the card, then buy at the demo store with it', async () => {
   assert.equal(await s.readBalance(br.context, pay, stack.reader), START);
   const page = await br.context.newPage();
@@ -135,6 +142,8 @@ test('log into the demo bank, load 50.00 onto the card, then buy at the demo sto
   assert.equal(await frame.getByTestId('balance').textContent(), '€10.00');
   assert.equal(await frame.getByTestId('balance-after').textContent(), '€60.00');
   assert.equal(await frame.getByTestId('over-max').count(), 0);
+  // A bank's shopper downloads the load wasm and glue, not the checkout's.
+  assert.deepEqual(await widgetFiles(page), ['widget-boot.js', 'widget-load.js', 'widget-load_bg.wasm', 'widget.css']);
   await frame.getByRole('button', { name: 'Load my card' }).click();
 
   // Loaded: the receipt, the bank result to the bank's page, the account charged once.
@@ -162,6 +171,8 @@ test('log into the demo bank, load 50.00 onto the card, then buy at the demo sto
   const shop = s.widgetFrame(page);
   await s.waitEvent(page, 'ready');
   assert.equal(await shop.getByTestId('balance').textContent(), '€60.00');
+  // A checkout's shopper downloads the purchase wasm and glue, not the load page's.
+  assert.deepEqual(await widgetFiles(page), ['widget-boot.js', 'widget.css', 'widget.js', 'widget_bg.wasm']);
   await shop.getByRole('button', { name: 'Approve payment' }).click();
   await s.typePin(shop, s.PIN);
   await shop.getByTestId('receipt').waitFor({ timeout: 30_000 });

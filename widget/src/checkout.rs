@@ -9,17 +9,23 @@
 //! keypad and the PIN digits, the view ([`crate::view`]) and the page's
 //! events. Every protocol step is the client's.
 
+#[cfg(feature = "load")]
+mod load;
+#[cfg(feature = "purchase")]
+mod pay;
+
 use purse::client::{Driven, Entropy, Outgoing, Reply};
-use purse::load::client::{LoadClient, Status as LoadStatus, Step as LoadStep};
-use purse::load::{BankResult, LoadWidgetSession};
-use purse::purchase::client::{Client, Status as PayStatus, Step as PayStep, PIN_MAX, PIN_MIN};
-use purse::purchase::{MerchantResult, WidgetSession};
+use purse::command::SelectResponse;
+#[cfg(feature = "load")]
+use purse::load::BankResult;
+#[cfg(feature = "purchase")]
+use purse::purchase::MerchantResult;
 use purse::session::VerifyMode;
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use crate::bridge::{Bridge, Capability, Heard};
 use crate::i18n::Lang;
+#[cfg(feature = "purchase")]
 use crate::keypad::Layout;
 use crate::problem::Problem;
 use crate::view::{Screen, Step, View};
@@ -50,12 +56,30 @@ impl Default for Config {
     }
 }
 
-/// What the page mounted: a purchase (default) or a load (`mode: 'load'`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the page mounted: a purchase (default) or a load (`mode: 'load'`). A wasm
+/// built without a mode's feature does not know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    #[default]
+    #[cfg(feature = "purchase")]
     Purchase,
+    #[cfg(feature = "load")]
     Load,
+}
+
+impl Mode {
+    /// The frame URL's `mode`: `load` for a load, anything else a purchase; `None`
+    /// when this build does not do that mode.
+    pub fn from_query(mode: Option<&str>) -> Option<Self> {
+        if mode == Some("load") {
+            #[cfg(feature = "load")]
+            return Some(Mode::Load);
+        } else {
+            #[cfg(feature = "purchase")]
+            return Some(Mode::Purchase);
+        }
+        #[allow(unreachable_code)]
+        None
+    }
 }
 
 /// Shopper actions.
@@ -94,7 +118,9 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Outcome {
+    #[cfg(feature = "purchase")]
     Purchase(MerchantResult),
+    #[cfg(feature = "load")]
     Load(BankResult),
 }
 
@@ -127,6 +153,7 @@ pub enum ParentEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         charged: Option<&'static str>,
         /// Loads: what the bank's page posts to the bank, once decided.
+        #[cfg(feature = "load")]
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<BankResult>,
     },
@@ -169,36 +196,57 @@ impl core::fmt::Debug for Effect {
     }
 }
 
-/// The client inside.
-enum Txn {
-    Pay(Client),
-    Load(LoadClient),
+/// The client inside, whichever the mode (`pay.rs`, `load.rs`): what the checkout
+/// needs of it besides driving it.
+trait Flow {
+    fn driver(&mut self) -> &mut dyn Driven;
+    fn driven(&self) -> &dyn Driven;
+    fn mode(&self) -> Mode;
+    /// This transaction's keypad layout (a purchase's).
+    #[cfg(feature = "purchase")]
+    fn layout(&self) -> Option<&Layout> {
+        None
+    }
+    /// A shopper's action beyond approve, cancel and retry (the checkout's own).
+    fn on_user(&mut self, _a: Action, _now: u64) {}
+    /// The card left the reader while no command was out.
+    fn card_removed(&mut self);
+    /// The outcome the page is told about, with a key that changes when it does.
+    fn outcome(&self, ck: &Checkout) -> Option<(String, ParentEvent)>;
+    /// The screen; `waiting`: the one while the client waits for the card.
+    fn screen(&self, waiting: Screen, recovering: bool) -> Screen;
+    /// What the card said when selected.
+    fn card(&self) -> Option<SelectResponse>;
+    fn expiry_warning(&self) -> bool {
+        false
+    }
+    /// The balance on the receipt, once done.
+    fn balance_after(&self) -> Option<u32>;
 }
 
-impl Txn {
-    fn driver(&mut self) -> &mut dyn Driven {
-        match self {
-            Txn::Pay(c) => c,
-            Txn::Load(c) => c,
-        }
-    }
-    fn driven(&self) -> &dyn Driven {
-        match self {
-            Txn::Pay(c) => c,
-            Txn::Load(c) => c,
-        }
-    }
+/// Transaction id, payee, amount, currency, exponent and purse of a session.
+type Head = (String, String, u32, u16, u8, purse::PurseId);
+
+/// A session's [`Head`]: its transaction id, `payee` and what `s` says of the money.
+macro_rules! head {
+    ($s:expr, $payee:ident) => {
+        (
+            $s.txn_id.clone(),
+            $s.$payee.clone(),
+            $s.amount,
+            $s.currency,
+            $s.exponent,
+            $s.purse,
+        )
+    };
 }
+use head;
 
 /// The checkout for one transaction.
 pub struct Checkout {
     cfg: Config,
-    txn: Txn,
+    txn: Box<dyn Flow>,
     bridge: Bridge,
-    /// This transaction's keypad layout.
-    layout: Layout,
-    /// PIN digits (0–9) entered so far; zeroized when dropped or cleared.
-    pin: Zeroizing<Vec<u8>>,
     txn_id: String,
     payee: String,
     amount: u32,
@@ -232,6 +280,22 @@ pub enum SessionError {
     Json(String),
     Tsk,
     Origin,
+    /// The page asked for a mode this wasm is not built for.
+    Mode,
+}
+
+impl SessionError {
+    fn json(e: purse::json::Error) -> Self {
+        SessionError::Json(e.to_string())
+    }
+    /// A client refused the session: its TSK (`tsk`) or its origin.
+    fn bundle(tsk: bool) -> Self {
+        if tsk {
+            SessionError::Tsk
+        } else {
+            SessionError::Origin
+        }
+    }
 }
 
 impl core::fmt::Display for SessionError {
@@ -240,6 +304,7 @@ impl core::fmt::Display for SessionError {
             SessionError::Json(e) => write!(f, "session is not valid: {e}"),
             SessionError::Tsk => f.write_str("TSK must be 32 bytes of hex"),
             SessionError::Origin => f.write_str("the session is for another origin"),
+            SessionError::Mode => f.write_str("this widget does not do that mode"),
         }
     }
 }
@@ -252,53 +317,19 @@ impl Checkout {
         mode: Mode,
         session: &str,
         parent_origin: &str,
-        mut rng: Box<dyn Entropy>,
+        rng: Box<dyn Entropy>,
     ) -> Result<Self, SessionError> {
-        let layout = Layout::random(&mut *rng);
-        let json = |e: purse::json::Error| SessionError::Json(e.to_string());
         let (txn, head) = match mode {
-            Mode::Purchase => {
-                let b: WidgetSession = purse::json::from_str(session).map_err(json)?;
-                let s = &b.session;
-                let head = (
-                    s.txn_id.clone(),
-                    s.merchant_name.clone(),
-                    s.amount,
-                    s.currency,
-                    s.exponent,
-                    s.purse,
-                );
-                let c = Client::new(b, parent_origin, rng, cfg.today).map_err(|e| match e {
-                    purse::purchase::client::BundleError::Tsk => SessionError::Tsk,
-                    purse::purchase::client::BundleError::Origin => SessionError::Origin,
-                })?;
-                (Txn::Pay(c), head)
-            }
-            Mode::Load => {
-                let b: LoadWidgetSession = purse::json::from_str(session).map_err(json)?;
-                let s = &b.session;
-                let head = (
-                    s.txn_id.clone(),
-                    s.bank_name.clone(),
-                    s.amount,
-                    s.currency,
-                    s.exponent,
-                    s.purse,
-                );
-                let c = LoadClient::new(b, parent_origin, rng, cfg.today).map_err(|e| match e {
-                    purse::load::client::LoadBundleError::Tsk => SessionError::Tsk,
-                    purse::load::client::LoadBundleError::Origin => SessionError::Origin,
-                })?;
-                (Txn::Load(c), head)
-            }
+            #[cfg(feature = "purchase")]
+            Mode::Purchase => pay::start(&cfg, session, parent_origin, rng)?,
+            #[cfg(feature = "load")]
+            Mode::Load => load::start(&cfg, session, parent_origin, rng)?,
         };
         let (txn_id, payee, amount, currency, exponent, purse) = head;
         let mut c = Self {
             cfg,
             txn,
             bridge: Bridge::new(),
-            layout,
-            pin: Zeroizing::new(Vec::new()),
             txn_id,
             payee,
             amount,
@@ -322,10 +353,7 @@ impl Checkout {
     }
 
     pub fn mode(&self) -> Mode {
-        match self.txn {
-            Txn::Pay(_) => Mode::Purchase,
-            Txn::Load(_) => Mode::Load,
-        }
+        self.txn.mode()
     }
 
     /// The reader in use (or last seen).
@@ -337,9 +365,10 @@ impl Checkout {
         self.bridge.capability()
     }
 
-    /// This transaction's keypad layout.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
+    /// This transaction's keypad layout (a purchase's).
+    #[cfg(feature = "purchase")]
+    pub fn layout(&self) -> Option<&Layout> {
+        self.txn.layout()
     }
 
     pub fn is_finished(&self) -> bool {
@@ -384,7 +413,7 @@ impl Checkout {
             }
             Input::Extension(text) => match self.bridge.on_message(&text, &mut out) {
                 Some(Heard::Card(reply)) => self.txn.driver().handle(reply),
-                Some(Heard::Removed) => self.card_removed(),
+                Some(Heard::Removed) => self.txn.card_removed(),
                 Some(Heard::Inserted) if self.txn.driven().wants_card() => {
                     self.bridge.wants_card(&mut out)
                 }
@@ -423,36 +452,10 @@ impl Checkout {
     }
 
     fn on_user(&mut self, a: Action, now: u64, out: &mut Vec<(u64, String)>) {
-        let pin_screen = matches!(
-            self.txn,
-            Txn::Pay(ref c) if matches!(c.status(), PayStatus::NeedPin { .. })
-        );
         match a {
             Action::Approve => self.txn.driver().approve(),
             Action::Cancel => {
                 self.txn.driver().cancel();
-            }
-            Action::NotMine => {
-                if let Txn::Pay(c) = &mut self.txn {
-                    c.not_mine();
-                }
-            }
-            Action::MoreTime => {
-                if let Txn::Pay(c) = &mut self.txn {
-                    c.more_time(now);
-                }
-            }
-            Action::Digit(d) if pin_screen && d <= 9 && self.pin.len() < PIN_MAX => {
-                self.pin.push(d)
-            }
-            Action::Delete if pin_screen => {
-                self.pin.pop();
-            }
-            Action::SubmitPin if pin_screen && self.pin.len() >= PIN_MIN => {
-                if let Txn::Pay(c) = &mut self.txn {
-                    c.submit_pin(&self.pin);
-                }
-                self.pin.clear();
             }
             Action::Retry => {
                 self.txn.driver().retry();
@@ -466,27 +469,7 @@ impl Checkout {
             }
             _ => {}
         }
-        if !matches!(
-            self.txn,
-            Txn::Pay(ref c) if matches!(c.status(), PayStatus::NeedPin { .. })
-        ) {
-            self.pin.clear();
-        }
-    }
-
-    /// The card left the reader while no command was out.
-    fn card_removed(&mut self) {
-        let at_confirm = match &self.txn {
-            Txn::Pay(c) => matches!(c.status(), PayStatus::Confirm),
-            Txn::Load(c) => matches!(c.status(), LoadStatus::Confirm(_)),
-        };
-        let d = self.txn.driver();
-        d.card_removed();
-        if at_confirm {
-            // Nothing started yet: back to "insert your card".
-            d.retry();
-        }
-        self.pin.clear();
+        self.txn.on_user(a, now);
     }
 
     /// Carry the client's requests out, and give it the card when it wants one.
@@ -552,43 +535,10 @@ impl Checkout {
 
     /// The outcome the page is told about, with a key that changes when it does.
     fn outcome(&self) -> Option<(String, ParentEvent)> {
-        let txn_id = self.txn_id.clone();
-        match &self.txn {
-            Txn::Pay(c) => match c.status() {
-                PayStatus::Done { result, .. } => Some((
-                    "done".into(),
-                    ParentEvent::Result {
-                        txn_id,
-                        verify_mode: Some(c.session().verify_mode),
-                        result: Outcome::Purchase(result.clone()),
-                    },
-                )),
-                PayStatus::Failed { problem, .. } => Some(self.error(Problem::Pay(problem), None)),
-                PayStatus::Cancelled(reason) => Some(self.cancelled(reason)),
-                _ => None,
-            },
-            Txn::Load(c) => match c.status() {
-                LoadStatus::Done { result, .. } => Some((
-                    "done".into(),
-                    ParentEvent::Result {
-                        txn_id,
-                        verify_mode: None,
-                        result: Outcome::Load(result.clone()),
-                    },
-                )),
-                LoadStatus::Failed {
-                    problem,
-                    charged,
-                    result,
-                    ..
-                } => Some(self.error(Problem::Load(problem, charged), result.cloned())),
-                LoadStatus::Cancelled(reason) => Some(self.cancelled(reason)),
-                _ => None,
-            },
-        }
+        self.txn.outcome(self)
     }
 
-    fn error(&self, p: Problem, result: Option<BankResult>) -> (String, ParentEvent) {
+    fn error(&self, p: Problem) -> (String, ParentEvent) {
         (
             ["failed:", p.code()].concat(),
             ParentEvent::Error {
@@ -596,7 +546,8 @@ impl Checkout {
                 message: p.text(Lang::En),
                 txn_id: self.txn_id.clone(),
                 charged: p.charged().map(|c| c.as_str()),
-                result,
+                #[cfg(feature = "load")]
+                result: None,
             },
         )
     }
@@ -625,49 +576,9 @@ impl Checkout {
 
     /// The current view (also for re-renders on a width change).
     pub fn view(&self) -> View {
-        let (screen, card, expiry_warning) = match &self.txn {
-            Txn::Pay(c) => {
-                let screen = match c.status() {
-                    PayStatus::WaitingForCard => self.waiting_screen(),
-                    PayStatus::Working(s) => Screen::Progress(pay_step(s)),
-                    PayStatus::Confirm => Screen::Confirm,
-                    PayStatus::NeedPin { wrong_tries_left } => Screen::Pin {
-                        layout: self.layout.clone(),
-                        entered: self.pin.len(),
-                        wrong_tries_left,
-                    },
-                    PayStatus::Done { receipt, .. } => Screen::Done {
-                        receipt: receipt.clone(),
-                        recovered: self.recovering,
-                    },
-                    PayStatus::Failed { problem, retry } => Screen::Failed {
-                        problem: Problem::Pay(problem),
-                        retry,
-                    },
-                    PayStatus::Cancelled(r) => Screen::Cancelled(r),
-                };
-                (screen, c.card().copied(), c.expiry_warning())
-            }
-            Txn::Load(c) => {
-                let screen = match c.status() {
-                    LoadStatus::WaitingForCard => self.waiting_screen(),
-                    LoadStatus::Working(s) => Screen::Progress(load_step(s)),
-                    LoadStatus::Confirm(v) => Screen::LoadConfirm(v),
-                    LoadStatus::Done { receipt, .. } => Screen::Loaded(receipt.clone()),
-                    LoadStatus::Failed {
-                        problem,
-                        retry,
-                        charged,
-                        ..
-                    } => Screen::Failed {
-                        problem: Problem::Load(problem, charged),
-                        retry,
-                    },
-                    LoadStatus::Cancelled(r) => Screen::Cancelled(r),
-                };
-                (screen, c.card().copied(), false)
-            }
-        };
+        let screen = self.txn.screen(self.waiting_screen(), self.recovering);
+        let card = self.txn.card();
+        let expiry_warning = self.txn.expiry_warning();
         let seen = card
             .map(|c| (c.purse(self.purse).balance, c.card_id.masked()))
             .or_else(|| self.seen.clone());
@@ -688,49 +599,31 @@ impl Checkout {
 
     /// Keep what the card said for the summary.
     fn remember_card(&mut self) {
-        let card = match &self.txn {
-            Txn::Pay(c) => c.card().copied(),
-            Txn::Load(c) => c.card().copied(),
-        };
-        if let Some(c) = card {
+        if let Some(c) = self.txn.card() {
             self.seen = Some((c.purse(self.purse).balance, c.card_id.masked()));
         }
-        let after = match &self.txn {
-            Txn::Pay(c) => match c.status() {
-                PayStatus::Done { receipt, .. } => Some(receipt.balance_after),
-                _ => None,
-            },
-            Txn::Load(c) => match c.status() {
-                LoadStatus::Done { receipt, .. } => Some(receipt.balance_after),
-                _ => None,
-            },
-        };
+        let after = self.txn.balance_after();
         if let (Some(b), Some(seen)) = (after, self.seen.as_mut()) {
             seen.0 = b;
         }
     }
 }
 
-fn pay_step(s: PayStep) -> Step {
-    match s {
-        PayStep::Reading => Step::Reading,
-        PayStep::Preparing => Step::Preparing,
-        PayStep::CheckingPin => Step::CheckingPin,
-        PayStep::Authorizing => Step::Authorizing,
-        PayStep::Debiting => Step::Debiting,
-        PayStep::Confirming => Step::Confirming,
-        PayStep::Recovering => Step::Recovering,
-        PayStep::Reporting => Step::Reporting,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::Mode;
 
-fn load_step(s: LoadStep) -> Step {
-    match s {
-        LoadStep::Reading => Step::Reading,
-        LoadStep::Preparing => Step::Preparing,
-        LoadStep::Authorizing => Step::LoadAuthorizing,
-        LoadStep::Crediting => Step::Crediting,
-        LoadStep::Confirming => Step::ConfirmingLoad,
-        LoadStep::Recovering => Step::Recovering,
+    #[test]
+    fn the_frame_url_names_a_mode_this_build_does_or_none() {
+        #[cfg(feature = "load")]
+        assert_eq!(Mode::from_query(Some("load")), Some(Mode::Load));
+        #[cfg(not(feature = "load"))]
+        assert_eq!(Mode::from_query(Some("load")), None);
+        for q in [None, Some("purchase"), Some("loads"), Some("")] {
+            #[cfg(feature = "purchase")]
+            assert_eq!(Mode::from_query(q), Some(Mode::Purchase), "{q:?}");
+            #[cfg(not(feature = "purchase"))]
+            assert_eq!(Mode::from_query(q), None, "{q:?}");
+        }
     }
 }

@@ -3,8 +3,13 @@
 //!
 //! # Layout
 //! ```text
-//! checkout.rs  the UI state around one client: purse::purchase::client::Client, or
-//!              purse::load::client::LoadClient in load mode (every protocol step is theirs)
+//! checkout.rs  the UI state around one client: purse::purchase::client::Client
+//!              (checkout/pay.rs), or purse::load::client::LoadClient in load mode
+//!              (checkout/load.rs); every protocol step is theirs
+//! features     `purchase` and `load` (both by default): each mode's client, screens
+//!              (view/pay.rs, view/load.rs), words (i18n/pay.rs, i18n/load.rs) and
+//!              problems; the checkout's wasm is built with `purchase` only, the bank's
+//!              load page's with `load` only (docs/widget.md, "Build")
 //! bridge.rs    capability detection and the card connection through the extension and
 //!              bridge (hello, readers, connect, transmit, card events; purse::bridge_msg)
 //! problem.rs   one map from the clients' and the bridge's problems to codes and plain words

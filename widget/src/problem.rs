@@ -4,17 +4,26 @@
 //! hears and the plain words the shopper reads ([`crate::i18n`]).
 
 use purse::bridge_msg::Limit;
-use purse::load::client::{Charged, LoadProblem};
+use purse::load::client::Charged;
+#[cfg(feature = "load")]
+use purse::load::client::LoadProblem;
+#[cfg(feature = "purchase")]
 use purse::purchase::client::Problem as PayProblem;
 
+#[cfg(feature = "load")]
+use crate::i18n::LoadMsg;
+#[cfg(feature = "purchase")]
+use crate::i18n::PayMsg;
 use crate::i18n::{t, Lang, Msg};
 
 /// A problem the widget shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Problem {
     /// During a purchase.
+    #[cfg(feature = "purchase")]
     Pay(PayProblem),
     /// During a load, and whether the shopper's account is charged.
+    #[cfg(feature = "load")]
     Load(LoadProblem, Charged),
     /// The session the page handed over cannot be used.
     BadSession,
@@ -24,7 +33,9 @@ impl Problem {
     /// Stable code for the page's `error` event.
     pub fn code(self) -> &'static str {
         match self {
+            #[cfg(feature = "purchase")]
             Self::Pay(p) => p.code(),
+            #[cfg(feature = "load")]
             Self::Load(p, _) => p.code(),
             Self::BadSession => "bad_session",
         }
@@ -33,6 +44,7 @@ impl Problem {
     /// `no` | `maybe` | `yes` for a load.
     pub fn charged(self) -> Option<Charged> {
         match self {
+            #[cfg(feature = "load")]
             Self::Load(_, c) => Some(c),
             _ => None,
         }
@@ -40,62 +52,29 @@ impl Problem {
 
     /// The main sentence.
     pub fn msg(self) -> Msg {
-        use LoadProblem as L;
-        use PayProblem as P;
         match self {
             Self::BadSession => Msg::ErrBadSession,
-            Self::Pay(p) => match p {
-                P::CardRemoved => Msg::ErrCardRemoved,
-                P::CardUnreadable => Msg::CardError,
-                P::CardRefused(_) => Msg::ErrCardRefused,
-                P::Funds => Msg::ErrFunds,
-                P::CardExpired => Msg::ErrExpired,
-                P::WrongCurrency => Msg::ErrWrongCurrency,
-                P::PinBlocked => Msg::ErrPinBlocked,
-                P::LastPinTry => Msg::ErrLastTry,
-                P::PinRateLimited { .. } => Msg::ErrPinRate,
-                P::RateLimited { limit, .. } => limit_msg(limit),
-                P::AmountChanged => Msg::ErrAmountMismatch,
-                P::ServerUnreachable => Msg::ErrNetwork,
-                P::ServerRefused(purse::wire::ApiCode::BadMac | purse::wire::ApiCode::Expired) => {
-                    Msg::ErrBadSession
-                }
-                P::ServerRefused(purse::wire::ApiCode::OrderPaid) => Msg::ErrOrderPaid,
-                P::ServerRefused(purse::wire::ApiCode::OrderInFlight) => Msg::ErrOrderInFlight,
-                P::ServerRefused(_) => Msg::ErrServer,
-                P::Torn => Msg::ErrCardRemovedCharged,
-                P::NotCharged => Msg::ErrDebitNotDone,
-                P::Undecided => Msg::ErrDebitUndecided,
-            },
-            Self::Load(p, _) => match p {
-                L::CardRemoved => Msg::ErrLoadCardRemoved,
-                L::CardUnreadable => Msg::CardError,
-                L::CardRefused(_) => Msg::ErrLoadRefused,
-                L::OverMaxBalance => Msg::ErrOverMax,
-                L::CardExpired => Msg::ErrExpired,
-                L::WrongCurrency => Msg::ErrWrongCurrency,
-                L::OtherCard => Msg::ErrOtherCard,
-                L::CreditChanged => Msg::ErrAmountMismatch,
-                L::RateLimited { limit, .. } => limit_msg(limit),
-                L::ServerUnreachable => Msg::ErrNetwork,
-                L::ServerRefused(purse::wire::ApiCode::BadMac | purse::wire::ApiCode::Expired) => {
-                    Msg::ErrBadSession
-                }
-                L::ServerRefused(_) => Msg::ErrLoadServer,
-                L::Torn => Msg::ErrCreditUnknown,
-                L::NotCredited => Msg::ErrNotCredited,
-                L::Undecided => Msg::ErrCreditUndecided,
-            },
+            #[cfg(feature = "purchase")]
+            Self::Pay(p) => pay_msg(p),
+            #[cfg(feature = "load")]
+            Self::Load(p, _) => load_msg(p),
         }
     }
 
     /// What the shopper's account is, for a load (a second sentence).
     pub fn charged_msg(self) -> Option<Msg> {
-        self.charged().map(|c| match c {
-            Charged::No => Msg::AccountNotCharged,
-            Charged::Maybe => Msg::AccountMaybeCharged,
-            Charged::Yes => Msg::AccountCharged,
-        })
+        #[cfg(feature = "load")]
+        if let Some(c) = self.charged() {
+            return Some(
+                match c {
+                    Charged::No => LoadMsg::AccountNotCharged,
+                    Charged::Maybe => LoadMsg::AccountMaybeCharged,
+                    Charged::Yes => LoadMsg::AccountCharged,
+                }
+                .into(),
+            );
+        }
+        None
     }
 
     /// Everything the shopper reads, in `lang`.
@@ -112,13 +91,67 @@ impl Problem {
     /// no Cancel.
     pub fn past_cancel(self) -> bool {
         match self {
+            #[cfg(feature = "purchase")]
             Self::Pay(p) => matches!(
                 p,
                 PayProblem::Torn | PayProblem::NotCharged | PayProblem::Undecided
             ),
+            #[cfg(feature = "load")]
             Self::Load(_, c) => c != Charged::No,
             Self::BadSession => false,
         }
+    }
+}
+
+#[cfg(feature = "purchase")]
+fn pay_msg(p: PayProblem) -> Msg {
+    use PayProblem as P;
+    match p {
+        P::CardRemoved => PayMsg::ErrCardRemoved.into(),
+        P::CardUnreadable => Msg::CardError,
+        P::CardRefused(_) => PayMsg::ErrCardRefused.into(),
+        P::Funds => PayMsg::ErrFunds.into(),
+        P::CardExpired => Msg::ErrExpired,
+        P::WrongCurrency => Msg::ErrWrongCurrency,
+        P::PinBlocked => PayMsg::ErrPinBlocked.into(),
+        P::LastPinTry => PayMsg::ErrLastTry.into(),
+        P::PinRateLimited { .. } => Msg::ErrPinRate,
+        P::RateLimited { limit, .. } => limit_msg(limit),
+        P::AmountChanged => Msg::ErrAmountMismatch,
+        P::ServerUnreachable => Msg::ErrNetwork,
+        P::ServerRefused(purse::wire::ApiCode::BadMac | purse::wire::ApiCode::Expired) => {
+            Msg::ErrBadSession
+        }
+        P::ServerRefused(purse::wire::ApiCode::OrderPaid) => PayMsg::ErrOrderPaid.into(),
+        P::ServerRefused(purse::wire::ApiCode::OrderInFlight) => PayMsg::ErrOrderInFlight.into(),
+        P::ServerRefused(_) => PayMsg::ErrServer.into(),
+        P::Torn => PayMsg::ErrCardRemovedCharged.into(),
+        P::NotCharged => PayMsg::ErrDebitNotDone.into(),
+        P::Undecided => PayMsg::ErrDebitUndecided.into(),
+    }
+}
+
+#[cfg(feature = "load")]
+fn load_msg(p: LoadProblem) -> Msg {
+    use LoadProblem as L;
+    match p {
+        L::CardRemoved => LoadMsg::ErrLoadCardRemoved.into(),
+        L::CardUnreadable => Msg::CardError,
+        L::CardRefused(_) => LoadMsg::ErrLoadRefused.into(),
+        L::OverMaxBalance => LoadMsg::ErrOverMax.into(),
+        L::CardExpired => Msg::ErrExpired,
+        L::WrongCurrency => Msg::ErrWrongCurrency,
+        L::OtherCard => LoadMsg::ErrOtherCard.into(),
+        L::CreditChanged => Msg::ErrAmountMismatch,
+        L::RateLimited { limit, .. } => limit_msg(limit),
+        L::ServerUnreachable => Msg::ErrNetwork,
+        L::ServerRefused(purse::wire::ApiCode::BadMac | purse::wire::ApiCode::Expired) => {
+            Msg::ErrBadSession
+        }
+        L::ServerRefused(_) => LoadMsg::ErrLoadServer.into(),
+        L::Torn => LoadMsg::ErrCreditUnknown.into(),
+        L::NotCredited => LoadMsg::ErrNotCredited.into(),
+        L::Undecided => LoadMsg::ErrCreditUndecided.into(),
     }
 }
 
@@ -130,7 +163,7 @@ fn limit_msg(limit: Limit) -> Msg {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "purchase", feature = "load"))]
 mod tests {
     use super::*;
 

@@ -12,13 +12,25 @@
 //!   `data-autofocus`; the keypad in visual (= tab) order, its keys named by the
 //!   digit they show and nothing else (see docs/widget.md "Keypad").
 
+#[cfg(feature = "load")]
+mod load;
+#[cfg(feature = "purchase")]
+mod pay;
+
+#[cfg(feature = "load")]
 use purse::load::client::{ConfirmView, Receipt as LoadReceipt};
-use purse::purchase::client::{Receipt, PIN_MAX, PIN_MIN};
+#[cfg(feature = "purchase")]
+use purse::purchase::client::Receipt;
 
 use crate::bridge::Capability;
 use crate::checkout::Mode;
-use crate::i18n::{digits_entered, t, tries_left, Lang, Msg};
-use crate::keypad::{Key, Layout};
+#[cfg(feature = "load")]
+use crate::i18n::LoadMsg;
+#[cfg(feature = "purchase")]
+use crate::i18n::{digits_entered, PayMsg};
+use crate::i18n::{t, Lang, Msg};
+#[cfg(feature = "purchase")]
+use crate::keypad::Layout;
 use crate::money::{decimal, format_amount};
 use crate::problem::Problem;
 
@@ -29,15 +41,23 @@ pub enum Step {
     Connecting,
     Reading,
     Preparing,
+    #[cfg(feature = "purchase")]
     CheckingPin,
+    #[cfg(feature = "purchase")]
     Authorizing,
+    #[cfg(feature = "purchase")]
     Debiting,
+    #[cfg(feature = "purchase")]
     Confirming,
+    #[cfg(feature = "purchase")]
     Reporting,
     /// After a lost answer: the card's log, then the server's decision.
     Recovering,
+    #[cfg(feature = "load")]
     LoadAuthorizing,
+    #[cfg(feature = "load")]
     Crediting,
+    #[cfg(feature = "load")]
     ConfirmingLoad,
 }
 
@@ -66,9 +86,12 @@ pub enum Screen {
     Progress(Step),
     Unavailable(Capability),
     /// Purchase: approve the amount.
+    #[cfg(feature = "purchase")]
     Confirm,
     /// Load: bank, amount, balance now and after, maximum balance.
+    #[cfg(feature = "load")]
     LoadConfirm(ConfirmView),
+    #[cfg(feature = "purchase")]
     Pin {
         layout: Layout,
         entered: usize,
@@ -80,13 +103,26 @@ pub enum Screen {
         retry: bool,
     },
     /// Purchase receipt; `recovered`: decided after the card was pulled during DEBIT.
+    #[cfg(feature = "purchase")]
     Done {
         receipt: Receipt,
         recovered: bool,
     },
     /// Load receipt.
+    #[cfg(feature = "load")]
     Loaded(LoadReceipt),
     Cancelled(&'static str),
+}
+
+impl Screen {
+    /// The PIN pad (a purchase's): typed digits and arrow keys mean something else there.
+    pub fn is_pin(&self) -> bool {
+        #[cfg(feature = "purchase")]
+        if let Screen::Pin { .. } = self {
+            return true;
+        }
+        false
+    }
 }
 
 /// Escape text for HTML content and attribute values.
@@ -102,15 +138,23 @@ fn step_msg(s: Step) -> (Msg, u8) {
         Step::Connecting => (Msg::Connecting, 0),
         Step::Reading => (Msg::ReadingCard, 0),
         Step::Preparing => (Msg::Preparing, 1),
-        Step::CheckingPin => (Msg::CheckingPin, 1),
-        Step::Authorizing => (Msg::Authorizing, 2),
-        Step::Debiting => (Msg::Debiting, 3),
-        Step::Confirming => (Msg::Confirming, 4),
-        Step::Reporting => (Msg::Reporting, 0),
+        #[cfg(feature = "purchase")]
+        Step::CheckingPin => (PayMsg::CheckingPin.into(), 1),
+        #[cfg(feature = "purchase")]
+        Step::Authorizing => (PayMsg::Authorizing.into(), 2),
+        #[cfg(feature = "purchase")]
+        Step::Debiting => (PayMsg::Debiting.into(), 3),
+        #[cfg(feature = "purchase")]
+        Step::Confirming => (PayMsg::Confirming.into(), 4),
+        #[cfg(feature = "purchase")]
+        Step::Reporting => (PayMsg::Reporting.into(), 0),
         Step::Recovering => (Msg::Recovering, 0),
-        Step::LoadAuthorizing => (Msg::LoadAuthorizing, 2),
-        Step::Crediting => (Msg::Crediting, 3),
-        Step::ConfirmingLoad => (Msg::ConfirmingLoad, 4),
+        #[cfg(feature = "load")]
+        Step::LoadAuthorizing => (LoadMsg::LoadAuthorizing.into(), 2),
+        #[cfg(feature = "load")]
+        Step::Crediting => (LoadMsg::Crediting.into(), 3),
+        #[cfg(feature = "load")]
+        Step::ConfirmingLoad => (LoadMsg::ConfirmingLoad.into(), 4),
     }
 }
 
@@ -173,27 +217,46 @@ fn items(h: &mut String, l: Lang, rows: &[(Msg, &str, &str)]) {
     }
 }
 
+/// What each mode calls the same things: the title, the payee, the amount and the
+/// card's balance.
+fn mode_words(mode: Mode) -> [Msg; 4] {
+    match mode {
+        #[cfg(feature = "purchase")]
+        Mode::Purchase => {
+            [PayMsg::Title, PayMsg::To, PayMsg::Amount, PayMsg::Balance].map(Msg::from)
+        }
+        #[cfg(feature = "load")]
+        Mode::Load => [
+            LoadMsg::LoadTitle,
+            LoadMsg::From,
+            LoadMsg::LoadAmount,
+            LoadMsg::BalanceNow,
+        ]
+        .map(Msg::from),
+    }
+}
+
 fn summary(h: &mut String, v: &View) {
     let l = v.lang;
-    let load = v.mode == Mode::Load;
+    let [_, payee, amount, balance] = mode_words(v.mode);
     let money = |a: u32| format_amount(a as u64, v.currency, v.exponent, l);
     h.push_str(r#"<dl class="cp-summary">"#);
     item(
         h,
-        t(l, if load { Msg::From } else { Msg::To }),
+        t(l, payee),
         r#" class="cp-payee" data-testid="payee""#,
         &v.payee,
     );
     item(
         h,
-        t(l, if load { Msg::LoadAmount } else { Msg::Amount }),
+        t(l, amount),
         r#" class="cp-amount" data-testid="amount""#,
         &money(v.amount),
     );
     if let Some(b) = v.balance {
         item(
             h,
-            t(l, if load { Msg::BalanceNow } else { Msg::Balance }),
+            t(l, balance),
             r#" class="cp-balance" data-testid="balance""#,
             &money(b),
         );
@@ -204,183 +267,6 @@ fn summary(h: &mut String, v: &View) {
     h.push_str("</dl>");
 }
 
-fn keypad(h: &mut String, v: &View, layout: &Layout, entered: usize, wrong: Option<u8>) {
-    let l = v.lang;
-    h.push_str(r#"<h2 id="cp-pin-title">"#);
-    push_esc(h, t(l, Msg::EnterPin));
-    h.push_str(r#"</h2><p class="cp-help" id="cp-pin-help">"#);
-    push_esc(h, t(l, Msg::PinHelp));
-    h.push_str("</p>");
-    // Filled and shown by the glue when a digit is typed on the keyboard.
-    h.push_str(r#"<p class="cp-note" data-testid="typed-digits" hidden></p>"#);
-    if let Some(n) = wrong {
-        h.push_str(r#"<p class="cp-error" role="alert" data-testid="pin-error">"#);
-        push_esc(h, t(l, Msg::ErrWrongPin));
-        h.push(' ');
-        push_esc(h, &tries_left(l, n));
-        h.push_str("</p>");
-    }
-    let dots: String = (0..PIN_MAX)
-        .map(|i| {
-            if i < entered {
-                r#"<span class="cp-dot cp-dot-on"></span>"#
-            } else if i < PIN_MIN.max(entered) {
-                r#"<span class="cp-dot"></span>"#
-            } else {
-                ""
-            }
-        })
-        .collect();
-    // The count as text for screen readers (the live region also says it when it changes).
-    cat(
-        h,
-        &[
-            r#"<div class="cp-pin" data-testid="pin-count" data-count=""#,
-            &decimal(entered as u64),
-            r#""><span class="cp-dots" aria-hidden="true">"#,
-            &dots,
-            r#"</span><span class="cp-sr">"#,
-        ],
-    );
-    push_esc(h, &digits_entered(l, entered));
-    h.push_str("</span></div>");
-    let order: String = layout
-        .digit_order()
-        .iter()
-        .map(|&d| char::from(b'0' + d))
-        .collect();
-    let cols = decimal(layout.columns.into());
-    let b = decimal(layout.button_px.into());
-    cat(
-        h,
-        &[
-            r#"<div class="cp-keypad" role="group" tabindex="-1" data-autofocus="1" aria-labelledby="cp-pin-title" aria-describedby="cp-pin-help" data-testid="keypad" data-order=""#,
-            &order,
-            r#"" data-cols=""#,
-            &cols,
-            r#"" data-style="grid-template-columns:repeat("#,
-            &cols,
-            ",",
-            &b,
-            "px);grid-auto-rows:",
-            &b,
-            "px;gap:",
-            &decimal(layout.gap_px.into()),
-            "px;margin:",
-            &decimal(layout.offset_y_px.into()),
-            "px 0 0 ",
-            &decimal(layout.offset_x_px.into()),
-            r#"px">"#,
-        ],
-    );
-    for p in &layout.keys {
-        let pos = [
-            "grid-row:",
-            &decimal(p.row.into()),
-            ";grid-column:",
-            &decimal(p.col.into()),
-        ]
-        .concat();
-        // A key's accessible name is exactly what it shows: no row/column or "key n of
-        // 12", which would tell a listener (or any program reading the accessibility
-        // tree) more about the layout than the screen does.
-        match p.key {
-            Key::Digit(d) => {
-                let d = decimal(d.into());
-                cat(
-                    h,
-                    &[
-                        r#"<button type="button" class="cp-key" data-action="digit" data-digit=""#,
-                        &d,
-                        r#"" aria-label=""#,
-                        &d,
-                        r#"" data-style=""#,
-                        &pos,
-                        r#"">"#,
-                        &d,
-                        "</button>",
-                    ],
-                );
-            }
-            Key::Delete => {
-                h.push_str(r#"<button type="button" class="cp-key cp-key-del" data-action="delete" aria-label=""#);
-                push_esc(h, t(l, Msg::Delete));
-                cat(
-                    h,
-                    &[
-                        r#"" data-style=""#,
-                        &pos,
-                        r#""><span aria-hidden="true">⌫</span></button>"#,
-                    ],
-                );
-            }
-            Key::Ok => {
-                cat(
-                    h,
-                    &[
-                        r#"<button type="button" class="cp-key cp-key-ok" data-action="ok" data-style=""#,
-                        &pos,
-                        "\"",
-                        if entered < PIN_MIN {
-                            r#" aria-disabled="true""#
-                        } else {
-                            ""
-                        },
-                        ">",
-                    ],
-                );
-                push_esc(h, t(l, Msg::Ok));
-                h.push_str("</button>");
-            }
-        }
-    }
-    h.push_str("</div>");
-}
-
-fn load_confirm(h: &mut String, v: &View, c: &ConfirmView) {
-    let l = v.lang;
-    let money = |a: u64| format_amount(a, v.currency, v.exponent, l);
-    h.push_str(r#"<dl class="cp-summary cp-load">"#);
-    items(
-        h,
-        l,
-        &[
-            (
-                Msg::BalanceAfterLoad,
-                r#" data-testid="balance-after""#,
-                &money(c.balance_after),
-            ),
-            (
-                Msg::MaxBalance,
-                r#" data-testid="max-balance""#,
-                &money(c.max_balance as u64),
-            ),
-        ],
-    );
-    h.push_str("</dl>");
-    if c.over_max {
-        h.push_str(r#"<p class="cp-error" role="alert" data-testid="over-max">"#);
-        push_esc(h, t(l, Msg::OverMaxWarning));
-        h.push_str("</p>");
-    }
-    h.push_str(r#"<div class="cp-actions">"#);
-    button(
-        h,
-        "approve",
-        t(l, Msg::ApproveLoad),
-        "cp-btn-primary",
-        !c.over_max,
-    );
-    button(
-        h,
-        "cancel",
-        t(l, Msg::Cancel),
-        "cp-btn-secondary",
-        c.over_max,
-    );
-    h.push_str("</div>");
-}
-
 /// A receipt's opening, up to its list: the heading says `title`.
 fn receipt_head(h: &mut String, title: &str) {
     h.push_str(r#"<section class="cp-receipt" aria-labelledby="cp-receipt-title" data-testid="receipt" tabindex="-1" data-autofocus="1"><h2 id="cp-receipt-title"><span aria-hidden="true">✓ </span>"#);
@@ -388,44 +274,13 @@ fn receipt_head(h: &mut String, title: &str) {
     h.push_str("</h2><dl>");
 }
 
-fn load_receipt(h: &mut String, v: &View, r: &LoadReceipt) {
-    let l = v.lang;
-    let money = |a: u32| format_amount(a as u64, r.currency, r.exponent, l);
-    receipt_head(h, t(l, Msg::Loaded));
-    items(
-        h,
-        l,
-        &[
-            (Msg::From, r#" data-testid="receipt-bank""#, &r.bank_name),
-            (
-                Msg::LoadAmount,
-                r#" data-testid="receipt-amount""#,
-                &money(r.amount),
-            ),
-            (
-                Msg::BalanceNow,
-                r#" data-testid="receipt-balance-before""#,
-                &money(r.balance_before),
-            ),
-            (
-                Msg::BalanceAfterLoad,
-                r#" data-testid="receipt-balance""#,
-                &money(r.balance_after),
-            ),
-            (Msg::Reference, r#" data-testid="receipt-ref""#, &r.txn_id),
-        ],
-    );
-    h.push_str(r#"</dl><p class="cp-note">"#);
-    push_esc(h, t(l, Msg::AccountCharged));
-    h.push_str("</p></section>");
-}
-
 fn secondary(h: &mut String, v: &View) {
     let l = v.lang;
     h.push_str(r#"<div class="cp-actions cp-secondary">"#);
     button(h, "cancel", t(l, Msg::Cancel), "cp-btn-secondary", false);
+    #[cfg(feature = "purchase")]
     if v.mode == Mode::Purchase {
-        button(h, "not-mine", t(l, Msg::NotMine), "cp-btn-link", false);
+        button(h, "not-mine", t(l, PayMsg::NotMine), "cp-btn-link", false);
     }
     h.push_str("</div>");
 }
@@ -434,11 +289,7 @@ fn secondary(h: &mut String, v: &View) {
 /// screens without a control of their own), the screen container [`render`] fills,
 /// and the polite live region [`announce`] speaks through.
 pub fn skeleton(l: Lang, mode: Mode) -> String {
-    let title = if mode == Mode::Load {
-        Msg::LoadTitle
-    } else {
-        Msg::Title
-    };
+    let [title, ..] = mode_words(mode);
     let mut h = String::from(r#"<h1 class="cp-title" id="cp-title" tabindex="-1">"#);
     push_esc(&mut h, t(l, title));
     h.push_str(r#"</h1><div id="cp-screen"></div><p id="cp-live" class="cp-sr" role="status" aria-live="polite" aria-atomic="true" data-testid="live"></p>"#);
@@ -463,22 +314,31 @@ pub fn announce(v: &View) -> String {
     match &v.screen {
         Screen::Progress(s) => t(l, step_msg(*s).0).to_string(),
         Screen::Unavailable(c) => t(l, capability_msg(*c)).to_string(),
-        Screen::Confirm => t(l, Msg::ReadyToPay).to_string(),
-        Screen::LoadConfirm(_) => t(l, Msg::ReadyToLoad).to_string(),
+        #[cfg(feature = "purchase")]
+        Screen::Confirm => t(l, PayMsg::ReadyToPay).to_string(),
+        #[cfg(feature = "load")]
+        Screen::LoadConfirm(_) => t(l, LoadMsg::ReadyToLoad).to_string(),
+        #[cfg(feature = "purchase")]
         Screen::Pin { entered, .. } => {
             if *entered == 0 {
-                t(l, Msg::EnterPin).to_string()
+                t(l, PayMsg::EnterPin).to_string()
             } else {
                 digits_entered(l, *entered)
             }
         }
         Screen::Failed { .. } => String::new(),
-        Screen::Done { receipt: r, .. } => {
-            done(Msg::Paid, Msg::Amount, r.amount, r.currency, r.exponent)
-        }
+        #[cfg(feature = "purchase")]
+        Screen::Done { receipt: r, .. } => done(
+            PayMsg::Paid.into(),
+            PayMsg::Amount.into(),
+            r.amount,
+            r.currency,
+            r.exponent,
+        ),
+        #[cfg(feature = "load")]
         Screen::Loaded(r) => done(
-            Msg::Loaded,
-            Msg::LoadAmount,
+            LoadMsg::Loaded.into(),
+            LoadMsg::LoadAmount.into(),
             r.amount,
             r.currency,
             r.exponent,
@@ -496,12 +356,18 @@ fn capability_msg(c: Capability) -> Msg {
     }
 }
 
+#[cfg_attr(not(feature = "purchase"), allow(unused_variables))]
 fn cancel_msg(mode: Mode, reason: &str) -> Msg {
-    match (mode, reason) {
-        (Mode::Load, _) => Msg::LoadCancelled,
-        (_, "timeout") => Msg::CancelledTimeout,
-        (_, "not_mine") => Msg::CancelledNotMine,
-        _ => Msg::CancelledUser,
+    match mode {
+        #[cfg(feature = "load")]
+        Mode::Load => LoadMsg::LoadCancelled.into(),
+        #[cfg(feature = "purchase")]
+        Mode::Purchase => match reason {
+            "timeout" => PayMsg::CancelledTimeout,
+            "not_mine" => PayMsg::CancelledNotMine,
+            _ => PayMsg::CancelledUser,
+        }
+        .into(),
     }
 }
 
@@ -521,14 +387,15 @@ pub fn render(v: &View) -> String {
         ],
     );
     summary(h, v);
+    #[cfg(feature = "purchase")]
     if v.expiry_warning {
         h.push_str(r#"<div class="cp-warning" role="alert" data-testid="expiry-warning"><p>"#);
-        push_esc(h, t(l, Msg::ExpiryWarning));
+        push_esc(h, t(l, PayMsg::ExpiryWarning));
         h.push_str("</p>");
         button(
             h,
             "more-time",
-            t(l, Msg::MoreTime),
+            t(l, PayMsg::MoreTime),
             "cp-btn-secondary",
             false,
         );
@@ -589,21 +456,17 @@ pub fn render(v: &View) -> String {
             button(h, "cancel", t(l, Msg::Cancel), "cp-btn-secondary", false);
             h.push_str("</div>");
         }
-        Screen::Confirm => {
-            h.push_str(r#"<div class="cp-actions">"#);
-            button(h, "approve", t(l, Msg::Approve), "cp-btn-primary", true);
-            button(h, "cancel", t(l, Msg::Cancel), "cp-btn-secondary", false);
-            h.push_str(r#"</div><p class="cp-actions cp-secondary">"#);
-            button(h, "not-mine", t(l, Msg::NotMine), "cp-btn-link", false);
-            h.push_str("</p>");
-        }
-        Screen::LoadConfirm(c) => load_confirm(h, v, c),
+        #[cfg(feature = "purchase")]
+        Screen::Confirm => pay::confirm(h, v),
+        #[cfg(feature = "load")]
+        Screen::LoadConfirm(c) => load::confirm(h, v, c),
+        #[cfg(feature = "purchase")]
         Screen::Pin {
             layout,
             entered,
             wrong_tries_left,
         } => {
-            keypad(h, v, layout, *entered, *wrong_tries_left);
+            pay::keypad(h, v, layout, *entered, *wrong_tries_left);
             secondary(h, v);
         }
         Screen::Failed { problem, retry } => {
@@ -629,38 +492,10 @@ pub fn render(v: &View) -> String {
             }
             h.push_str("</div>");
         }
-        Screen::Loaded(r) => load_receipt(h, v, r),
-        Screen::Done {
-            receipt: r,
-            recovered,
-        } => {
-            if *recovered {
-                h.push_str(r#"<p class="cp-notice" data-testid="recovered">"#);
-                push_esc(h, t(l, Msg::RecoveredPaid));
-                h.push_str("</p>");
-            }
-            let money = |a: u32| format_amount(a as u64, r.currency, r.exponent, l);
-            receipt_head(h, t(l, Msg::Paid));
-            items(
-                h,
-                l,
-                &[
-                    (Msg::To, "", &r.merchant_name),
-                    (
-                        Msg::Amount,
-                        r#" data-testid="receipt-amount""#,
-                        &money(r.amount),
-                    ),
-                    (
-                        Msg::BalanceAfter,
-                        r#" data-testid="receipt-balance""#,
-                        &money(r.balance_after),
-                    ),
-                    (Msg::Reference, r#" data-testid="receipt-ref""#, &r.txn_id),
-                ],
-            );
-            h.push_str("</dl></section>");
-        }
+        #[cfg(feature = "load")]
+        Screen::Loaded(r) => load::receipt(h, v, r),
+        #[cfg(feature = "purchase")]
+        Screen::Done { receipt, recovered } => pay::receipt(h, v, receipt, *recovered),
         Screen::Cancelled(reason) => {
             h.push_str(r#"<p class="cp-notice" data-testid="cancelled" data-reason=""#);
             push_esc(h, reason);
@@ -677,16 +512,22 @@ pub fn screen_name(s: &Screen) -> &'static str {
     match s {
         Screen::Progress(_) => "progress",
         Screen::Unavailable(_) => "unavailable",
+        #[cfg(feature = "purchase")]
         Screen::Confirm => "confirm",
+        #[cfg(feature = "purchase")]
         Screen::Pin { .. } => "pin",
+        #[cfg(feature = "load")]
         Screen::LoadConfirm(_) => "confirm",
         Screen::Failed { .. } => "failed",
-        Screen::Done { .. } | Screen::Loaded(_) => "done",
+        #[cfg(feature = "purchase")]
+        Screen::Done { .. } => "done",
+        #[cfg(feature = "load")]
+        Screen::Loaded(_) => "done",
         Screen::Cancelled(_) => "cancelled",
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "purchase"))]
 mod tests {
     use super::*;
 
@@ -730,7 +571,7 @@ mod tests {
         );
         assert_eq!(
             announce(&view(Screen::Confirm)),
-            t(Lang::En, Msg::ReadyToPay)
+            t(Lang::En, PayMsg::ReadyToPay)
         );
     }
 
@@ -750,7 +591,7 @@ mod tests {
             .collect();
         names.sort();
         let mut want: Vec<String> = (0..10).map(|d| d.to_string()).collect();
-        want.push(t(Lang::En, Msg::Delete).into());
+        want.push(t(Lang::En, PayMsg::Delete).into());
         want.sort();
         assert_eq!(names, want, "only the keys are named, by what they show");
         assert!(html.contains(r#"data-cols=""#));

@@ -24,8 +24,8 @@ use web_sys::{Element, HtmlElement, KeyboardEvent, MessageEvent, MouseEvent, Res
 
 use crate::checkout::{Action, Checkout, Config, Effect, Input, Mode, ParentEvent};
 use crate::i18n::Lang;
-use crate::keypad::Entropy;
-use crate::view::{Screen, View};
+use crate::view::View;
+use purse::client::Entropy;
 
 struct WebEntropy;
 
@@ -59,6 +59,7 @@ struct App {
     last_height: i32,
     last_width: i32,
     /// Toggled so that a repeated hint is announced again.
+    #[cfg(feature = "purchase")]
     hint_toggle: bool,
 }
 
@@ -240,19 +241,27 @@ fn available_width() -> i32 {
     by_id("cp-screen").map(|e| e.client_width()).unwrap_or(0)
 }
 
-fn render(mut view: View) {
-    let last = view.clone();
+/// Fit the PIN pad on screen, if any, to the width it may take; that width (0: none).
+fn fit_keypad(view: &mut View) -> i32 {
     // Measuring forces a layout: only the keypad needs the width.
-    let mut width = 0;
-    if let Screen::Pin { layout, .. } = &mut view.screen {
-        width = available_width();
+    #[cfg(feature = "purchase")]
+    if let crate::view::Screen::Pin { layout, .. } = &mut view.screen {
+        let width = available_width();
         if width > 0 {
             *layout = layout.fitted(width as u32);
         }
+        return width;
     }
+    let _ = view;
+    0
+}
+
+fn render(mut view: View) {
+    let last = view.clone();
+    let width = fit_keypad(&mut view);
     let html = crate::view::render(&view);
     let announce = crate::view::announce(&view);
-    let on_pin = matches!(view.screen, Screen::Pin { .. });
+    let on_pin = view.screen.is_pin();
     let doc = window().document().expect("a document");
     let changed = APP.with(|a| {
         let mut a = a.borrow_mut();
@@ -431,6 +440,7 @@ fn on_click(ev: MouseEvent) {
 }
 
 /// Move focus over the keypad with the arrow keys; true if the key was used.
+#[cfg(feature = "purchase")]
 fn keypad_arrow(ev: &KeyboardEvent, target: Option<&Element>) -> bool {
     let Some(t) = target else { return false };
     let Ok(Some(pad)) = t.closest("[data-testid=keypad]") else {
@@ -462,11 +472,12 @@ fn keypad_arrow(ev: &KeyboardEvent, target: Option<&Element>) -> bool {
 
 /// A digit typed on the physical keyboard on the PIN screen: not a PIN digit (a key
 /// logger would see it). Show and say how to use the keypad instead.
+#[cfg(feature = "purchase")]
 fn typed_digit_hint() {
     let lang = APP
         .with(|a| a.borrow().as_ref().map(|a| a.cfg.lang))
         .unwrap_or_default();
-    let hint = crate::i18n::t(lang, crate::i18n::Msg::TypedDigitsIgnored);
+    let hint = crate::i18n::t(lang, crate::i18n::PayMsg::TypedDigitsIgnored);
     if let Some(note) = window().document().and_then(|d| {
         d.query_selector("[data-testid=typed-digits]")
             .ok()
@@ -498,6 +509,7 @@ fn on_key(ev: KeyboardEvent) {
     if ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
         return;
     }
+    #[cfg(feature = "purchase")]
     if on_pin {
         if key.len() == 1 && key.as_bytes()[0].is_ascii_digit() {
             // Never a PIN digit: swallow it and explain.
@@ -653,10 +665,10 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
         }
     }
     let nonce = param(&params, "nonce").unwrap_or_default();
-    let mode = match param(&params, "mode").as_deref() {
-        Some("load") => Mode::Load,
-        _ => Mode::Purchase,
-    };
+    // Each mode has its own wasm (widget-boot.js loads the frame's): this one refuses
+    // the other's, and the boot script shows that it could not start.
+    let mode = Mode::from_query(param(&params, "mode").as_deref())
+        .ok_or_else(|| JsValue::from_str("this widget build does not do that mode"))?;
     APP.with(|a| {
         *a.borrow_mut() = Some(App {
             cfg,
@@ -672,6 +684,7 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             last_announce: String::new(),
             last_height: 0,
             last_width: 0,
+            #[cfg(feature = "purchase")]
             hint_toggle: false,
         })
     });

@@ -547,6 +547,7 @@ async fn session_for_another_origin_is_refused() {
     )
     .is_err());
     // a purchase session is no load session
+    #[cfg(feature = "load")]
     assert!(Checkout::new(
         Config::default(),
         Mode::Load,
@@ -570,7 +571,7 @@ async fn keypad_differs_between_transactions() {
             Config::default(),
             seed,
         );
-        w.co.layout().clone()
+        w.co.layout().cloned()
     };
     assert_ne!(layout(1), layout(2));
 }

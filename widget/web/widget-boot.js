@@ -4,21 +4,27 @@
 // - it says `cardpay:loaded` at once and keeps the messages that arrive while the wasm
 //   downloads and compiles (the page's `init` among them); the widget then handles
 //   them with the same checks as any other;
-// - the glue and the wasm are already on their way (preloaded by widget.html).
+// - it loads the wasm of the frame's mode (the `mode` in our URL, set by checkout.js):
+//   `load` → widget-load.js + widget-load_bg.wasm (a bank's load page), anything else →
+//   widget.js + widget_bg.wasm (a checkout), so a shopper downloads one mode's code;
+//   the wasm's fetch starts at once, beside the glue's.
 const root = document.getElementById('cardpay-root');
 const early = [];
 // Only the page that embeds us has anything to say this early (its `init`), and only a
 // handful: another frame cannot fill the list and crowd the init out.
 const keep = (ev) => { if (ev.source === parent && early.length < 16) early.push(ev); };
 addEventListener('message', keep);
-const nonce = new URLSearchParams(location.search).get('nonce') || '';
+const query = new URLSearchParams(location.search);
+const nonce = query.get('nonce') || '';
+const name = query.get('mode') === 'load' ? 'widget-load' : 'widget';
+const wasm = fetch(new URL('./' + name + '_bg.wasm', import.meta.url));
 // Nothing secret: "*" only because the parent's origin is not known yet; the parent
 // accepts it only from its own iframe, and answers to the payment origin.
 if (parent !== window) parent.postMessage({ type: 'cardpay:loaded', nonce }, '*');
 
-import('./widget.js')
+import('./' + name + '.js')
   .then(async ({ default: init, run }) => {
-    await init({ module_or_path: new URL('./widget_bg.wasm', import.meta.url) });
+    await init({ module_or_path: wasm });
     removeEventListener('message', keep);
     run(root, early);
   })

@@ -1,4 +1,7 @@
-/*! Cardpay checkout loader v1 — include with one script tag (with SRI):
+/*! Cardpay checkout loader v1 (docs/widget.md) */
+/* The source: scripts/build-widget.sh writes it minified as www/checkout.js, the file
+ * the payment origin serves and merchants pin with SRI (www/pkg/sri.json).
+ *  Include with one script tag (with SRI):
  *    <script src="https://pay.example/checkout.js" integrity="sha384-…" crossorigin="anonymous"></script>
  *  then:
  *    const widget = Cardpay.mount('#cardpay', { session, lang: 'de' });
