@@ -66,7 +66,11 @@ export function targetDir() {
  */
 export async function buildAll({ log = false, release = false } = {}) {
   const env = { ...process.env, CARGO_TARGET_DIR: targetDir() };
-  const have = await access(path.join(wwwDir, 'pkg', 'widget_bg.wasm')).then(() => true, () => false);
+  // Everything the build writes: both modes' wasm and the loader (a tree built before
+  // the split lacks some of them).
+  const built = ['pkg/widget_bg.wasm', 'pkg/widget-load_bg.wasm', 'checkout.js'];
+  const have = (await Promise.all(built.map((f) => access(path.join(wwwDir, f)).then(() => true, () => false))))
+    .every(Boolean);
   if (!(have && process.env.CARDPAY_SKIP_WIDGET_BUILD === '1')) {
     const r = await execFileP(path.join(repoRoot, 'scripts', 'build-widget.sh'), [], { cwd: repoRoot, env, maxBuffer: 64 << 20 });
     if (log) process.stderr.write(r.stderr);
