@@ -560,9 +560,7 @@ impl PcscBackend {
     }
 
     fn on_reserved(&mut self, id: u64, r: crate::store::Reserved) {
-        if let Some(job) = self.reservations.written(id, r) {
-            self.keeper.submit(job, (self.clock)());
-        }
+        self.reservations.written(id, r);
     }
 
     /// An INITIALIZE on `handle` for `card`: use the connection's reservation
@@ -804,12 +802,6 @@ impl Backend for PcscBackend {
         let now = (self.clock)();
         for job in self.reservations.end_all() {
             self.keeper.submit(job, now);
-        }
-        while self.reservations.pending() {
-            match self.keeper.wait_reserved(Duration::from_millis(500)) {
-                Some((id, r)) => self.on_reserved(id, r),
-                None => break,
-            }
         }
         self.keeper.flush(now);
         self.keeper.finish_writes(Duration::from_secs(2));

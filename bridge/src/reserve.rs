@@ -11,8 +11,9 @@
 //!   reservation that could not be taken (empty budget, unwritable file) is no
 //!   reservation: the INITIALIZE takes its token itself, as without any.
 //! - An unused reservation is given back when the connection's selection ends
-//!   (release, disconnect, card removed or swapped, bridge exit); a crash before
-//!   that leaves the token spent.
+//!   (release, disconnect, card removed or swapped, bridge exit); one still being
+//!   written is given back by the writer if it took it (the jobs run in order); a
+//!   crash before that leaves the token spent.
 //! - A reservation belongs to one connection and one card: it is never used on
 //!   another connection nor for another card.
 
@@ -43,9 +44,6 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct Reservations {
     slots: HashMap<u32, Slot>,
-    /// Reservations still being written whose connection is gone: given back
-    /// if they turn out taken.
-    orphans: HashMap<u64, String>,
     next_id: u64,
 }
 
@@ -78,15 +76,14 @@ impl Reservations {
         jobs
     }
 
-    /// The selection of `handle` ended: its reservation, if any, goes back.
+    /// The selection of `handle` ended: its reservation, if any, goes back
+    /// (one still being written: if the writer took it, which it knows).
     pub fn ended(&mut self, handle: u32) -> Option<Job> {
         let s = self.slots.remove(&handle)?;
-        if s.held {
-            Some(Job::GiveBack { card: s.card })
-        } else {
-            self.orphans.insert(s.id, s.card);
-            None
-        }
+        Some(Job::GiveBack {
+            card: s.card,
+            if_taken: (!s.held).then_some(s.id),
+        })
     }
 
     /// Every connection's selection ended (the bridge exits, pcscd went away).
@@ -95,12 +92,12 @@ impl Reservations {
         handles.into_iter().filter_map(|h| self.ended(h)).collect()
     }
 
-    /// The writer's outcome of reservation `id`.
-    pub fn written(&mut self, id: u64, r: Reserved) -> Option<Job> {
-        if let Some(card) = self.orphans.remove(&id) {
-            return (r == Reserved::Taken).then_some(Job::GiveBack { card });
-        }
-        let handle = *self.slots.iter().find(|(_, s)| s.id == id)?.0;
+    /// The writer's outcome of reservation `id` (one whose selection ended
+    /// meanwhile is the writer's to give back: nothing to do).
+    pub fn written(&mut self, id: u64, r: Reserved) {
+        let Some(handle) = self.slots.iter().find(|(_, s)| s.id == id).map(|(h, _)| *h) else {
+            return;
+        };
         if r == Reserved::Taken {
             if let Some(s) = self.slots.get_mut(&handle) {
                 s.held = true;
@@ -108,7 +105,6 @@ impl Reservations {
         } else {
             self.slots.remove(&handle);
         }
-        None
     }
 
     /// An INITIALIZE on `handle` for `card`.
@@ -126,13 +122,20 @@ impl Reservations {
 
     /// Are outcomes still to come (so the caller should collect them soon)?
     pub fn pending(&self) -> bool {
-        !self.orphans.is_empty() || self.slots.values().any(|s| !s.held)
+        self.slots.values().any(|s| !s.held)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn give_back(card: &str) -> Job {
+        Job::GiveBack {
+            card: card.into(),
+            if_taken: None,
+        }
+    }
 
     fn reserve_id(jobs: &[Job]) -> u64 {
         match jobs.last() {
@@ -152,7 +155,7 @@ mod tests {
         // INITIALIZE before the write is done: wait for it
         assert_eq!(r.take(1, "a"), Use::Wait(id));
         assert!(r.pending());
-        assert_eq!(r.written(id, Reserved::Taken), None);
+        r.written(id, Reserved::Taken);
         assert!(!r.pending());
         assert_eq!(r.take(1, "a"), Use::Reserved);
         // the second INITIALIZE (PIN retry) takes its own token
@@ -166,21 +169,21 @@ mod tests {
         let mut r = Reservations::new();
         let id = reserve_id(&r.selected(1, "a"));
         r.written(id, Reserved::Taken);
-        assert_eq!(r.ended(1), Some(Job::GiveBack { card: "a".into() }));
+        assert_eq!(r.ended(1), Some(give_back("a")));
         assert_eq!(r.ended(1), None, "given back once");
-        // a connection that ends while its reservation is being written gives
-        // it back once it is written (and only if it was taken)
+        // a connection that ends while its reservation is being written: the
+        // writer gives it back if it took it
         let id = reserve_id(&r.selected(2, "a"));
-        assert_eq!(r.ended(2), None);
-        assert!(r.pending());
         assert_eq!(
-            r.written(id, Reserved::Taken),
-            Some(Job::GiveBack { card: "a".into() })
+            r.ended(2),
+            Some(Job::GiveBack {
+                card: "a".into(),
+                if_taken: Some(id)
+            })
         );
-        let id = reserve_id(&r.selected(3, "a"));
-        r.ended(3);
-        assert_eq!(r.written(id, Reserved::Empty), None);
         assert!(!r.pending());
+        r.written(id, Reserved::Taken); // late: changes nothing
+        assert_eq!(r.take(2, "a"), Use::None);
         // bridge exit: every held one goes back
         let a = reserve_id(&r.selected(4, "a"));
         let b = reserve_id(&r.selected(5, "b"));
@@ -188,13 +191,7 @@ mod tests {
         r.written(b, Reserved::Taken);
         let mut back = r.end_all();
         back.sort_by_key(|j| format!("{j:?}"));
-        assert_eq!(
-            back,
-            vec![
-                Job::GiveBack { card: "a".into() },
-                Job::GiveBack { card: "b".into() }
-            ]
-        );
+        assert_eq!(back, vec![give_back("a"), give_back("b")]);
     }
 
     #[test]
@@ -207,7 +204,7 @@ mod tests {
         assert_eq!(r.take(1, "b"), Use::None);
         // the card is swapped: A's reservation goes back, B's is taken
         let jobs = r.selected(1, "b");
-        assert_eq!(jobs[0], Job::GiveBack { card: "a".into() });
+        assert_eq!(jobs[0], give_back("a"));
         let idb = reserve_id(&jobs);
         r.written(idb, Reserved::Taken);
         assert_eq!(r.take(1, "a"), Use::None);
@@ -224,6 +221,7 @@ mod tests {
             assert_eq!(r.ended(1), None);
         }
         // an outcome for nothing known changes nothing
-        assert_eq!(r.written(999, Reserved::Taken), None);
+        r.written(999, Reserved::Taken);
+        assert_eq!(r.take(1, "a"), Use::None);
     }
 }

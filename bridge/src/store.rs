@@ -135,8 +135,39 @@ pub enum Job {
     /// Take one token of the card's INITIALIZE budget ahead of its INITIALIZE;
     /// the outcome comes back with `id` ([`Keeper::try_reserved`]).
     Reserve { id: u64, card: String },
-    /// Give back the token of a reservation that was never used.
-    GiveBack { card: String },
+    /// Give back the token of a reservation that was never used; with
+    /// `if_taken`, only if the reservation of that id was taken (its outcome
+    /// had not come back yet).
+    GiveBack { card: String, if_taken: Option<u64> },
+}
+
+/// The last reservations taken, for [`Job::GiveBack`]'s `if_taken` (a give-back
+/// follows its reservation in the job queue, so a short memory is enough; an id
+/// forgotten is not given back: the safe direction).
+#[derive(Debug, Default)]
+struct Taken(std::collections::VecDeque<u64>);
+
+impl Taken {
+    fn add(&mut self, id: u64) {
+        if self.0.len() >= 256 {
+            self.0.pop_front();
+        }
+        self.0.push_back(id);
+    }
+
+    /// May this give-back go ahead? (forgets the id: given back once)
+    fn allows(&mut self, if_taken: Option<u64>) -> bool {
+        match if_taken {
+            None => true,
+            Some(id) => match self.0.iter().position(|&x| x == id) {
+                Some(i) => {
+                    self.0.remove(i);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
 }
 
 /// How a [`Job::Reserve`] went.
@@ -166,6 +197,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("budgets".into())
             .spawn(move || {
+                let mut taken = Taken::default();
                 for (job, now) in rx {
                     let t0 = Instant::now();
                     // nothing of this process's own view is merged in: the file
@@ -177,7 +209,10 @@ impl Writer {
                                 b.take(Limit::Initialize, &card, &rates, now)
                             });
                             let out = match r {
-                                Ok(Ok(())) => Reserved::Taken,
+                                Ok(Ok(())) => {
+                                    taken.add(id);
+                                    Reserved::Taken
+                                }
                                 Ok(Err(_)) => Reserved::Empty,
                                 Err(e) => {
                                     tracing::warn!(
@@ -195,7 +230,10 @@ impl Writer {
                                 break;
                             }
                         }
-                        Job::GiveBack { card } => {
+                        Job::GiveBack { card, if_taken } => {
+                            if !taken.allows(if_taken) {
+                                continue;
+                            }
                             if let Err(e) = file.update(&mut scratch, &rates, now, |b| {
                                 b.give_back(Limit::Initialize, &card, &rates, now)
                             }) {
@@ -241,6 +279,8 @@ pub struct Keeper {
     writer: Option<Writer>,
     /// Outcomes of reservations done at once (no file, or no writer).
     done: std::collections::VecDeque<(u64, Reserved)>,
+    /// Reservations taken at once (no file).
+    taken: Taken,
 }
 
 impl Keeper {
@@ -254,6 +294,7 @@ impl Keeper {
             dirty_since: None,
             writer,
             done: Default::default(),
+            taken: Taken::default(),
         }
     }
 
@@ -277,12 +318,19 @@ impl Keeper {
             None => match job {
                 Job::Reserve { id, card } => {
                     let r = match self.mem.take(Limit::Initialize, &card, &rates, now) {
-                        Ok(()) => Reserved::Taken,
+                        Ok(()) => {
+                            self.taken.add(id);
+                            Reserved::Taken
+                        }
                         Err(_) => Reserved::Empty,
                     };
                     self.done.push_back((id, r));
                 }
-                Job::GiveBack { card } => self.mem.give_back(Limit::Initialize, &card, &rates, now),
+                Job::GiveBack { card, if_taken } => {
+                    if self.taken.allows(if_taken) {
+                        self.mem.give_back(Limit::Initialize, &card, &rates, now)
+                    }
+                }
             },
         }
     }
@@ -476,7 +524,13 @@ mod tests {
         assert_eq!(reserve(&mut k, 3, "a", t0), Reserved::Empty);
         assert!(k.take_durable(Limit::Initialize, "a", t0).is_err());
         // a given-back token can be taken again, once
-        k.submit(Job::GiveBack { card: "a".into() }, t0);
+        k.submit(
+            Job::GiveBack {
+                card: "a".into(),
+                if_taken: None,
+            },
+            t0,
+        );
         k.finish_writes(Duration::from_secs(5));
         assert!((saved_level(&path, "a", t0) - 1.0).abs() < 1e-6);
         let mut k = Keeper::new(rates_burst(3.0), Some(BudgetFile::new(&path)));
@@ -495,9 +549,21 @@ mod tests {
         // this process saves its APDU counts: its view now has the reservation
         k.take_apdu("o", t0).unwrap();
         k.flush(t0);
-        k.submit(Job::GiveBack { card: "a".into() }, t0 + 1);
+        k.submit(
+            Job::GiveBack {
+                card: "a".into(),
+                if_taken: None,
+            },
+            t0 + 1,
+        );
         let mut other = Keeper::new(rates_burst(3.0), Some(BudgetFile::new(&path)));
-        other.submit(Job::GiveBack { card: "zzz".into() }, t0 + 1); // nothing to give
+        other.submit(
+            Job::GiveBack {
+                card: "zzz".into(),
+                if_taken: None,
+            },
+            t0 + 1,
+        ); // nothing to give
         other.finish_writes(Duration::from_secs(5));
         k.take_apdu("o", t0 + 2).unwrap();
         // wait for the give-back, then save the APDU counts again
@@ -543,6 +609,49 @@ mod tests {
         // and neither process may take one more itself
         assert!(a.take_durable(Limit::Initialize, "a", t0).is_err());
         assert!(b.take_durable(Limit::Initialize, "a", t0).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_reservation_cancelled_in_flight_goes_back_only_if_it_was_taken() {
+        let d = dir("cancel");
+        let path = d.join("s.json");
+        let t0 = 1_700_000_000_000;
+        let mut k = Keeper::new(rates_burst(3.0), Some(BudgetFile::new(&path)));
+        let reserve = |id| Job::Reserve {
+            id,
+            card: "a".into(),
+        };
+        let back = |id| Job::GiveBack {
+            card: "a".into(),
+            if_taken: Some(id),
+        };
+        // ten reservations, each cancelled right after it was handed over:
+        // the writer gives back each one it took, never more
+        for id in 1..=10 {
+            k.submit(reserve(id), t0);
+            k.submit(back(id), t0);
+        }
+        for id in 11..=13 {
+            k.submit(reserve(id), t0);
+        }
+        // one that found the budget empty is not given back
+        k.submit(reserve(14), t0);
+        k.submit(back(14), t0);
+        // and a second give-back of one id does nothing
+        k.submit(back(3), t0);
+        k.finish_writes(Duration::from_secs(5));
+        let mut outcomes = vec![];
+        while let Some(o) = k.try_reserved() {
+            outcomes.push(o);
+        }
+        assert_eq!(outcomes.len(), 14);
+        assert!(
+            outcomes[..13].iter().all(|(_, r)| *r == Reserved::Taken),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[13], (14, Reserved::Empty));
+        assert_eq!(saved_level(&path, "a", t0), 0.0);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -192,8 +192,9 @@ fn initialize_left(dir: &std::path::Path, burst: f64, want: f64) -> f64 {
     };
     let end = Instant::now() + Duration::from_secs(3);
     loop {
-        let left = read();
-        if (left - want).abs() < 0.01 || Instant::now() > end {
+        // tokens to the hundredth (a few seconds refill ~0.001 at 1 an hour)
+        let left = (read() * 100.0).round() / 100.0;
+        if left == want || Instant::now() > end {
             return left;
         }
         std::thread::sleep(Duration::from_millis(10));
