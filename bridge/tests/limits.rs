@@ -257,6 +257,51 @@ fn card_transactions_reserved_at_select_are_spent_once_and_given_back() {
     assert_eq!(stack.state_json().unwrap()["atc"], 2);
 }
 
+#[test]
+fn a_reservation_is_never_used_for_another_card() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = testbed::Stack::start().expect("testbed stack");
+    let dir = stack.dir().to_path_buf();
+    let cfg = config(json!({"initialize_burst": 1, "initialize_per_hour": 1, "apdu_burst": 1000}));
+    let mut b = Bridge::start_config(&dir, cfg);
+    let (h, a) = connect_and_select(&mut b);
+    assert_eq!(
+        initialize_left(&dir, 1.0, 0.0),
+        0.0,
+        "card A's one is reserved"
+    );
+    // another card in the reader: A out, B (another number) in
+    stack.kill_card().unwrap();
+    let mut st = stack.state_json().unwrap();
+    st["card_id"] = json!("6280000000000002");
+    std::fs::write(stack.state_path(), serde_json::to_vec_pretty(&st).unwrap()).unwrap();
+    stack.start_card().unwrap();
+    assert_eq!(b.apdu_err(h, GET_BALANCE), "card_removed");
+    let (h2, card_b) = connect_and_select(&mut b);
+    assert_ne!(card_b.card_id, a.card_id);
+    // B's INITIALIZE spends B's own token (its reservation), never A's
+    let r = b.apdu(h2, &initialize(0, true));
+    assert_eq!(sw(&r), 0x9000);
+    assert_eq!(b.apdu_err(h2, &initialize(0, true)), "rate_limited");
+    // A's reservation went back with its connection: only B's bucket is left, empty
+    let end = Instant::now() + Duration::from_secs(3);
+    let cards = loop {
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("bridge.state.json")).unwrap()).unwrap();
+        let cards = v["initialize"].as_object().cloned().unwrap_or_default();
+        if cards.len() == 1 || Instant::now() > end {
+            break cards;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        cards.len(),
+        1,
+        "A's reservation was not given back: {cards:?}"
+    );
+    assert!(cards.values().next().unwrap()["tokens"].as_f64().unwrap() < 0.01);
+}
+
 /// Another program sends `apdu` on its own thread; the answer arrives on the channel.
 fn other_sends(
     card: pcsc::Card,
