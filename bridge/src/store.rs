@@ -25,7 +25,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::io::AsRawFd as _;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -348,10 +348,7 @@ impl Keeper {
         if let Some(r) = self.done.pop_front() {
             return Some(r);
         }
-        match self.writer.as_ref()?.done.recv_timeout(timeout) {
-            Ok(r) => Some(r),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.writer.as_ref()?.done.recv_timeout(timeout).ok()
     }
 
     /// Let the writer finish the jobs handed to it (the host is ending);
