@@ -643,7 +643,12 @@ impl PcscBackend {
             (t0.elapsed() - t_budget).as_micros()
         );
         self.guard.observe(handle, apdu, &r);
-        if kind == Kind::Select {
+        // a SELECT reserves for the card it found; an INITIALIZE the card
+        // answered "PIN required" will be sent again after the VERIFY: that one
+        // gets a reservation too (its token was spent, as every INITIALIZE's)
+        if kind == Kind::Select
+            || (kind == Kind::Initialize && sw_of(&r) == StatusWord::PIN_REQUIRED)
+        {
             self.reserve_for_selection(handle, now);
         }
         let selected = (kind == Kind::Select).then(|| self.guard.is_selected(handle));

@@ -10,6 +10,9 @@
 //!   no write of its own (waiting for it if it is still being written); a
 //!   reservation that could not be taken (empty budget, unwritable file) is no
 //!   reservation: the INITIALIZE takes its token itself, as without any.
+//! - An INITIALIZE the card answered `6982` (PIN required) is sent again after
+//!   the VERIFY: the connection gets a new reservation for that one (the first
+//!   spent its token, as every INITIALIZE does).
 //! - An unused reservation is given back when the connection's selection ends
 //!   (release, disconnect, card removed or swapped, bridge exit); one still being
 //!   written is given back by the writer if it took it (the jobs run in order); a

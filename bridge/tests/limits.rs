@@ -258,6 +258,39 @@ fn card_transactions_reserved_at_select_are_spent_once_and_given_back() {
 }
 
 #[test]
+fn the_initialize_after_the_pin_uses_a_reservation_too() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = testbed::Stack::start().expect("testbed stack");
+    let dir = stack.dir().to_path_buf();
+    let cfg = config(json!({"initialize_burst": 3, "initialize_per_hour": 1, "apdu_burst": 1000}));
+    let left = |want| initialize_left(&dir, 3.0, want);
+    let mut b = Bridge::start_config(&dir, cfg);
+    let (h, _) = connect_and_select(&mut b);
+    assert_eq!(left(2.0), 2.0);
+    // 25.00 needs the PIN: the card answers 6982; that INITIALIZE spent the
+    // reservation, and the one to come after the VERIFY is reserved now
+    assert_eq!(sw(&b.apdu(h, &initialize(2_500, true))), 0x6982);
+    assert_eq!(left(1.0), 1.0);
+    assert_eq!(sw(&b.apdu(h, VERIFY_1234)), 0x9000);
+    let r = b.apdu(h, &initialize(2_500, true));
+    assert_eq!(sw(&r), 0x9000);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        left(1.0),
+        1.0,
+        "the INITIALIZE after the PIN took a token itself"
+    );
+    let log = std::fs::read_to_string(dir.join("bridge.log")).unwrap();
+    assert_eq!(log.matches("(reserved)").count(), 2, "{log}");
+    // the last token, then nothing, and the card's counter agrees: 3 INITIALIZEs
+    assert_eq!(sw(&b.apdu(h, &initialize(0, true))), 0x9000);
+    assert_eq!(b.apdu_err(h, &initialize(0, true)), "rate_limited");
+    assert_eq!(stack.state_json().unwrap()["atc"], 2, "6982 spends no ATC");
+    b.close();
+    assert_eq!(left(0.0), 0.0);
+}
+
+#[test]
 fn a_reservation_is_never_used_for_another_card() {
     let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
     let mut stack = testbed::Stack::start().expect("testbed stack");
