@@ -108,9 +108,10 @@ impl BudgetFile {
         File::open(dir)?.sync_all()
     }
 
-    /// Read-merge-modify-write under the lock: the file's budgets and `mem`
-    /// (this process's view) are merged, `f` runs on the result, the result
-    /// is saved and becomes `mem`.
+    /// Read-merge-modify-write under the lock: the file's budgets and `mem`'s
+    /// APDU counts (this process's unsaved ones; the file is the truth for the
+    /// durable limits) are merged, `f` runs on the result, the result is saved
+    /// and becomes `mem`.
     pub fn update<T>(
         &self,
         mem: &mut Budgets,
