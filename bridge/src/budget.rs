@@ -143,6 +143,17 @@ impl Budgets {
             .take(rate, now)
     }
 
+    /// Give one token of `limit` back to `key` (a reservation that was never
+    /// used): never above the burst; a missing bucket is full already.
+    pub fn give_back(&mut self, limit: Limit, key: &str, rates: &Rates, now: Ms) {
+        let rate = rates.of(limit);
+        if let Some(b) = self.map(limit).get_mut(key) {
+            let level = b.level(rate, now);
+            b.tokens = (level + 1.0).min(rate.burst);
+            b.at = b.at.max(now);
+        }
+    }
+
     /// The level of one bucket at `now`.
     pub fn level(&self, limit: Limit, key: &str, rates: &Rates, now: Ms) -> f64 {
         let rate = rates.of(limit);
@@ -157,7 +168,17 @@ impl Budgets {
     /// Fold another view in (another bridge process's, or this process's
     /// unsaved one): per key, the emptier bucket wins.
     pub fn merge(&mut self, other: &Budgets, rates: &Rates, now: Ms) {
-        for limit in [Limit::Apdu, Limit::Verify, Limit::Initialize] {
+        self.merge_limits(
+            other,
+            &[Limit::Apdu, Limit::Verify, Limit::Initialize],
+            rates,
+            now,
+        );
+    }
+
+    /// [`Budgets::merge`] for some limits only.
+    pub fn merge_limits(&mut self, other: &Budgets, limits: &[Limit], rates: &Rates, now: Ms) {
+        for &limit in limits {
             let rate = rates.of(limit);
             let theirs = match limit {
                 Limit::Apdu => &other.apdu,
@@ -283,6 +304,24 @@ mod tests {
             at: t0,
         };
         assert_eq!(neg.level(r.verify, t0), 0.0);
+    }
+
+    #[test]
+    fn a_token_given_back_never_exceeds_the_burst() {
+        let r = rates();
+        let t0 = 7_000_000;
+        let mut b = Budgets::default();
+        b.take(Limit::Initialize, "c", &r, t0).unwrap();
+        b.take(Limit::Initialize, "c", &r, t0).unwrap();
+        assert!(b.take(Limit::Initialize, "c", &r, t0).is_err());
+        b.give_back(Limit::Initialize, "c", &r, t0 + 10);
+        assert!((b.level(Limit::Initialize, "c", &r, t0 + 10) - 1.0).abs() < 1e-3);
+        b.give_back(Limit::Initialize, "c", &r, t0 + 10);
+        b.give_back(Limit::Initialize, "c", &r, t0 + 10);
+        assert_eq!(b.level(Limit::Initialize, "c", &r, t0 + 10), 2.0);
+        // a card with no bucket is full: nothing to add
+        b.give_back(Limit::Initialize, "other", &r, t0);
+        assert!(!b.initialize.contains_key("other"));
     }
 
     #[test]

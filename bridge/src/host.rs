@@ -191,12 +191,13 @@ fn serve<W: Write>(
         .iter()
         .map(|o| normalise(o).to_owned())
         .collect();
-    let mut pending: HashMap<u64, (Id, Instant)> = HashMap::new();
+    // the request's id, its deadline, and when its frame was read
+    let mut pending: HashMap<u64, (Id, Instant, Instant)> = HashMap::new();
     let mut seq: u64 = 0;
 
     loop {
         let now = Instant::now();
-        let next_deadline = pending.values().map(|(_, d)| *d).min();
+        let next_deadline = pending.values().map(|(_, d, _)| *d).min();
         let msg = match next_deadline {
             Some(d) => match rx.recv_timeout(d.saturating_duration_since(now)) {
                 Ok(m) => Some(m),
@@ -212,11 +213,11 @@ fn serve<W: Write>(
         let now = Instant::now();
         let overdue: Vec<u64> = pending
             .iter()
-            .filter(|(_, (_, d))| *d <= now)
+            .filter(|(_, (_, d, _))| *d <= now)
             .map(|(s, _)| *s)
             .collect();
         for s in overdue {
-            if let Some((id, _)) = pending.remove(&s) {
+            if let Some((id, _, _)) = pending.remove(&s) {
                 let e = BridgeError::new(
                     ErrorCode::Timeout,
                     "the card or reader did not answer in time",
@@ -282,18 +283,24 @@ fn serve<W: Write>(
                     continue;
                 }
                 seq += 1;
-                pending.insert(seq, (req.id, Instant::now() + opts.request_timeout));
+                let now = Instant::now();
+                pending.insert(seq, (req.id, now + opts.request_timeout, now));
                 if job_tx.send((seq, origin, req.body)).is_err() {
                     return Ok(());
                 }
             }
             Input::Done(s, result) => {
-                if let Some((id, _)) = pending.remove(&s) {
+                if let Some((id, _, read)) = pending.remove(&s) {
                     let v = match result {
                         Ok(v) => protocol::reply(&id, &v),
                         Err(e) => protocol::error_reply(Some(&id), &e),
                     };
                     write_msg(output, &v)?;
+                    // frame read → answer written: the bridge's whole share
+                    tracing::debug!(
+                        "request {s}: answered {} µs after its frame",
+                        read.elapsed().as_micros()
+                    );
                 }
             }
             Input::Event(ev) => write_msg(output, &ev)?,

@@ -11,6 +11,7 @@
 //! - [`guard`]: origin allowlist and APDU rules (sans-IO);
 //! - [`budget`]: token buckets per origin and per card, wall-clock stamped (sans-IO);
 //! - [`store`]: those budgets in a crash-safe state file shared by bridge processes;
+//! - [`reserve`]: a card transaction reserved at SELECT, off the INITIALIZE's path (sans-IO);
 //! - [`exclusive`]: when to hold a PC/SC transaction and select again (sans-IO);
 //! - [`pcsc`]: the PC/SC backend that applies all of the above, and `map_pcsc`;
 //! - [`readiness`]: readiness of a card and reader events from what PC/SC reports (sans-IO);
@@ -30,5 +31,6 @@ pub mod pcsc;
 pub mod pin;
 pub mod protocol;
 pub mod readiness;
+pub mod reserve;
 pub mod stdio;
 pub mod store;

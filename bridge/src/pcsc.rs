@@ -29,6 +29,7 @@ use crate::exclusive::Sessions;
 use crate::guard::{select_cardpay, Guard, GuardConfig, Kind, PIN_PROBE};
 use crate::host::Backend;
 use crate::readiness::{card_readiness, sw_of};
+use crate::reserve::{Reservations, Use};
 use crate::store::{BudgetFile, Keeper};
 
 /// Map a PC/SC error to a stable code and plain words.
@@ -269,11 +270,16 @@ pub struct PcscBackend {
     guard: Guard,
     sessions: Sessions,
     keeper: Keeper,
+    /// Card transactions reserved at SELECT ([`crate::reserve`]).
+    reservations: Reservations,
     clock: fn() -> Ms,
     /// Handles lost to a pulled card or a pcscd restart: answered with
     /// `card_removed` (connect again) rather than `bad_request`.
     lost: HashSet<u32>,
 }
+
+/// How often the worker looks for reservation outcomes while some are due.
+const RESERVED_POLL_MS: Ms = 20;
 
 /// The budgets' speeds for a guard config.
 pub fn rates(g: &GuardConfig) -> Rates {
@@ -296,6 +302,7 @@ impl PcscBackend {
             guard: Guard::new(guard),
             sessions: Sessions::new(idle),
             keeper,
+            reservations: Reservations::new(),
             clock: wall_clock,
             lost: HashSet::new(),
         }
@@ -311,6 +318,10 @@ impl PcscBackend {
         let handles: Vec<u32> = self.conns.keys().copied().collect();
         for h in handles {
             self.mark_lost(h);
+        }
+        let now = (self.clock)();
+        for job in self.reservations.end_all() {
+            self.keeper.submit(job, now);
         }
         self.conns.clear();
         self.guard.clear();
@@ -419,6 +430,7 @@ impl PcscBackend {
 
     fn close(&mut self, handle: u32, disposition: Disposition) {
         self.guard.closed(handle);
+        self.end_reservation(handle);
         if let Some(c) = self.conns.remove(&handle) {
             self.free_reader(&c.reader, Some(handle));
             self.sessions.closed(handle);
@@ -505,12 +517,74 @@ impl PcscBackend {
         self.sessions.sent(handle, now, Some(ok));
         if !ok {
             self.guard.deselect(handle);
+            self.end_reservation(handle);
             return Err(BridgeError::new(
                 ErrorCode::CardRemoved,
                 "the card was reset or changed and the Cardpay application could not be selected again; connect and SELECT again",
             ));
         }
+        self.reserve_for_selection(handle, now);
         Ok(())
+    }
+
+    /// The connection's SELECT was answered: reserve a card transaction for
+    /// the card it found (off the request path), or give back what it held.
+    fn reserve_for_selection(&mut self, handle: u32, now: Ms) {
+        match self
+            .guard
+            .card(handle)
+            .filter(|_| self.guard.is_selected(handle))
+        {
+            Some(card) => {
+                let card = card.to_owned();
+                for job in self.reservations.selected(handle, &card) {
+                    self.keeper.submit(job, now);
+                }
+            }
+            None => self.end_reservation(handle),
+        }
+    }
+
+    /// The connection's selection ended: an unused reservation goes back.
+    fn end_reservation(&mut self, handle: u32) {
+        if let Some(job) = self.reservations.ended(handle) {
+            self.keeper.submit(job, (self.clock)());
+        }
+    }
+
+    /// Take in the writer's outcomes of reservations.
+    fn collect_reserved(&mut self) {
+        while let Some((id, r)) = self.keeper.try_reserved() {
+            self.on_reserved(id, r);
+        }
+    }
+
+    fn on_reserved(&mut self, id: u64, r: crate::store::Reserved) {
+        self.reservations.written(id, r);
+    }
+
+    /// An INITIALIZE on `handle` for `card`: use the connection's reservation
+    /// (waiting for it if it is being written), else take a token durably now.
+    fn take_initialize(&mut self, handle: u32, card: &str, now: Ms) -> Result<bool, BridgeError> {
+        self.collect_reserved();
+        loop {
+            match self.reservations.take(handle, card) {
+                Use::Reserved => return Ok(true),
+                Use::None => break,
+                Use::Wait(_) => {
+                    match self.keeper.wait_reserved(Duration::from_secs(5)) {
+                        Some((id, r)) => self.on_reserved(id, r),
+                        None => {
+                            tracing::warn!("handle {handle}: the reservation is not written; taking a token now");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.keeper
+            .take_durable(Limit::Initialize, card, now)
+            .map(|()| false)
     }
 
     fn transmit(
@@ -545,6 +619,7 @@ impl PcscBackend {
             self.reselect(handle, now)?;
         }
         let t_session = t0.elapsed();
+        let mut reserved = false;
         match kind {
             Kind::VerifyPin => {
                 let probe = self.raw_transmit(handle, &PIN_PROBE)?;
@@ -553,20 +628,29 @@ impl PcscBackend {
             }
             Kind::Initialize => {
                 let card = self.guard.card(handle).unwrap_or("unknown").to_owned();
-                self.keeper.take_durable(Limit::Initialize, &card, now)?;
+                reserved = self.take_initialize(handle, &card, now)?;
             }
             Kind::Select | Kind::Other => {}
         }
         let t_budget = t0.elapsed();
         let r = self.raw_transmit(handle, apdu)?;
         tracing::debug!(
-            "handle {handle}: {kind:?} INS {:02X}: session {} µs, budget {} µs, card {} µs",
+            "handle {handle}: {kind:?} INS {:02X}: session {} µs, budget {} µs{}, card {} µs",
             apdu.get(1).copied().unwrap_or(0),
             t_session.as_micros(),
             (t_budget - t_session).as_micros(),
+            if reserved { " (reserved)" } else { "" },
             (t0.elapsed() - t_budget).as_micros()
         );
         self.guard.observe(handle, apdu, &r);
+        // a SELECT reserves for the card it found; an INITIALIZE the card
+        // answered "PIN required" will be sent again after the VERIFY: that one
+        // gets a reservation too (its token was spent, as every INITIALIZE's)
+        if kind == Kind::Select
+            || (kind == Kind::Initialize && sw_of(&r) == StatusWord::PIN_REQUIRED)
+        {
+            self.reserve_for_selection(handle, now);
+        }
         let selected = (kind == Kind::Select).then(|| self.guard.is_selected(handle));
         self.sessions.sent(handle, now, selected);
         Ok(Transmitted { rapdu: ApduHex(r) })
@@ -576,6 +660,9 @@ impl PcscBackend {
         self.guard.check_owner(handle, origin)?;
         // reset: a verified PIN must not outlive the session
         self.end_session(handle, Disposition::ResetCard);
+        // the page is done with the card for now: an unused reservation goes
+        // back (its next command selects again, and reserves again)
+        self.end_reservation(handle);
         Ok(Done {})
     }
 
@@ -686,14 +773,24 @@ impl Backend for PcscBackend {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        let due = [self.sessions.poll_timeout(), self.keeper.poll_flush()]
-            .into_iter()
-            .flatten()
-            .min()?;
+        // outcomes of reservations to take in (a give-back may follow)
+        let reserving = self
+            .reservations
+            .pending()
+            .then(|| (self.clock)() + RESERVED_POLL_MS);
+        let due = [
+            self.sessions.poll_timeout(),
+            self.keeper.poll_flush(),
+            reserving,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
         Some(Duration::from_millis(due.saturating_sub((self.clock)())))
     }
 
     fn handle_timeout(&mut self) {
+        self.collect_reserved();
         let now = (self.clock)();
         for h in self.sessions.expired(now) {
             tracing::info!("handle {h}: idle; the exclusive session ends");
@@ -706,7 +803,13 @@ impl Backend for PcscBackend {
         for h in self.sessions.holding() {
             self.end_session(h, Disposition::ResetCard);
         }
-        self.keeper.flush((self.clock)());
+        // unused reservations go back (best effort: a crash leaves them spent)
+        let now = (self.clock)();
+        for job in self.reservations.end_all() {
+            self.keeper.submit(job, now);
+        }
+        self.keeper.flush(now);
+        self.keeper.finish_writes(Duration::from_secs(2));
     }
 }
 

@@ -174,6 +174,167 @@ fn card_transactions_are_limited_per_card_so_the_atc_cannot_be_exhausted() {
     assert_eq!(stack.state_json().unwrap()["atc"], 3);
 }
 
+/// The card's INITIALIZE tokens left in the bridge's state file (a card with
+/// no bucket has the whole `burst`), once it reads `want` (within 3 s) or as
+/// it reads then.
+fn initialize_left(dir: &std::path::Path, burst: f64, want: f64) -> f64 {
+    let read = || {
+        let Ok(text) = std::fs::read_to_string(dir.join("bridge.state.json")) else {
+            return burst;
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let cards = v["initialize"].as_object().cloned().unwrap_or_default();
+        assert!(cards.len() <= 1, "one card: {v}");
+        cards
+            .values()
+            .next()
+            .map_or(burst, |b| b["tokens"].as_f64().unwrap())
+    };
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        // tokens to the hundredth (a few seconds refill ~0.001 at 1 an hour)
+        let left = (read() * 100.0).round() / 100.0;
+        if left == want || Instant::now() > end {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn card_transactions_reserved_at_select_are_spent_once_and_given_back() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = testbed::Stack::start().expect("testbed stack");
+    let dir = stack.dir().to_path_buf();
+    let cfg = config(json!({"initialize_burst": 3, "initialize_per_hour": 1, "apdu_burst": 1000}));
+    let left = |want| initialize_left(&dir, 3.0, want);
+    let mut b = Bridge::start_config(&dir, cfg.clone());
+    // a page that SELECTs and disconnects over and over spends nothing
+    for _ in 0..8 {
+        let (h, _) = connect_and_select(&mut b);
+        b.ok(json!({"type": "disconnect", "handle": h}));
+    }
+    // a SELECT reserves one (on disk), a release gives it back, the page's next
+    // command selects again and reserves again
+    let (h, _) = connect_and_select(&mut b);
+    assert_eq!(left(2.0), 2.0, "the SELECT reserved one");
+    b.ok(json!({"type": "release", "handle": h}));
+    assert_eq!(left(3.0), 3.0, "the release gave it back");
+    assert_eq!(sw(&b.apdu(h, GET_BALANCE)), 0x9000);
+    assert_eq!(left(2.0), 2.0, "the new session reserved one");
+    // a clean end gives it back before the bridge exits
+    b.close();
+    assert_eq!(left(3.0), 3.0, "the bridge's end gave it back");
+    // a crash with a reservation held leaves it spent
+    let mut b = Bridge::start_config(&dir, cfg.clone());
+    let _ = connect_and_select(&mut b);
+    assert_eq!(left(2.0), 2.0);
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    drop(b);
+    let mut b = Bridge::start_config(&dir, cfg);
+    assert_eq!(left(2.0), 2.0, "a crash gave back a reservation");
+    let (h, _) = connect_and_select(&mut b);
+    assert_eq!(left(1.0), 1.0);
+    // the INITIALIZE uses the reservation: nothing more is spent
+    let r = b.apdu(h, &initialize(0, true));
+    assert_eq!(InitializePurchaseResponse::decode(data(&r)).unwrap().atc, 1);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        left(1.0),
+        1.0,
+        "the reserved INITIALIZE spent a second token"
+    );
+    // the next one takes the last token, and then the card is never asked
+    let r = b.apdu(h, &initialize(0, true));
+    assert_eq!(InitializePurchaseResponse::decode(data(&r)).unwrap().atc, 2);
+    assert_eq!(left(0.0), 0.0);
+    // SELECT again: nothing to reserve, INITIALIZE refused as before
+    let (h2, _) = connect_and_select(&mut b);
+    for h in [h, h2] {
+        assert_eq!(b.apdu_err(h, &initialize(0, true)), "rate_limited");
+    }
+    assert_eq!(stack.state_json().unwrap()["atc"], 2);
+}
+
+#[test]
+fn the_initialize_after_the_pin_uses_a_reservation_too() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = testbed::Stack::start().expect("testbed stack");
+    let dir = stack.dir().to_path_buf();
+    let cfg = config(json!({"initialize_burst": 3, "initialize_per_hour": 1, "apdu_burst": 1000}));
+    let left = |want| initialize_left(&dir, 3.0, want);
+    let mut b = Bridge::start_config(&dir, cfg);
+    let (h, _) = connect_and_select(&mut b);
+    assert_eq!(left(2.0), 2.0);
+    // 25.00 needs the PIN: the card answers 6982; that INITIALIZE spent the
+    // reservation, and the one to come after the VERIFY is reserved now
+    assert_eq!(sw(&b.apdu(h, &initialize(2_500, true))), 0x6982);
+    assert_eq!(left(1.0), 1.0);
+    assert_eq!(sw(&b.apdu(h, VERIFY_1234)), 0x9000);
+    let r = b.apdu(h, &initialize(2_500, true));
+    assert_eq!(sw(&r), 0x9000);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        left(1.0),
+        1.0,
+        "the INITIALIZE after the PIN took a token itself"
+    );
+    let log = std::fs::read_to_string(dir.join("bridge.log")).unwrap();
+    assert_eq!(log.matches("(reserved)").count(), 2, "{log}");
+    // the last token, then nothing, and the card's counter agrees: 3 INITIALIZEs
+    assert_eq!(sw(&b.apdu(h, &initialize(0, true))), 0x9000);
+    assert_eq!(b.apdu_err(h, &initialize(0, true)), "rate_limited");
+    assert_eq!(stack.state_json().unwrap()["atc"], 2, "6982 spends no ATC");
+    b.close();
+    assert_eq!(left(0.0), 0.0);
+}
+
+#[test]
+fn a_reservation_is_never_used_for_another_card() {
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = testbed::Stack::start().expect("testbed stack");
+    let dir = stack.dir().to_path_buf();
+    let cfg = config(json!({"initialize_burst": 1, "initialize_per_hour": 1, "apdu_burst": 1000}));
+    let mut b = Bridge::start_config(&dir, cfg);
+    let (h, a) = connect_and_select(&mut b);
+    assert_eq!(
+        initialize_left(&dir, 1.0, 0.0),
+        0.0,
+        "card A's one is reserved"
+    );
+    // another card in the reader: A out, B (another number) in
+    stack.kill_card().unwrap();
+    let mut st = stack.state_json().unwrap();
+    st["card_id"] = json!("6280000000000002");
+    std::fs::write(stack.state_path(), serde_json::to_vec_pretty(&st).unwrap()).unwrap();
+    stack.start_card().unwrap();
+    assert_eq!(b.apdu_err(h, GET_BALANCE), "card_removed");
+    let (h2, card_b) = connect_and_select(&mut b);
+    assert_ne!(card_b.card_id, a.card_id);
+    // B's INITIALIZE spends B's own token (its reservation), never A's
+    let r = b.apdu(h2, &initialize(0, true));
+    assert_eq!(sw(&r), 0x9000);
+    assert_eq!(b.apdu_err(h2, &initialize(0, true)), "rate_limited");
+    // A's reservation went back with its connection: only B's bucket is left, empty
+    let end = Instant::now() + Duration::from_secs(3);
+    let cards = loop {
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("bridge.state.json")).unwrap()).unwrap();
+        let cards = v["initialize"].as_object().cloned().unwrap_or_default();
+        if cards.len() == 1 || Instant::now() > end {
+            break cards;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        cards.len(),
+        1,
+        "A's reservation was not given back: {cards:?}"
+    );
+    assert!(cards.values().next().unwrap()["tokens"].as_f64().unwrap() < 0.01);
+}
+
 /// Another program sends `apdu` on its own thread; the answer arrives on the channel.
 fn other_sends(
     card: pcsc::Card,

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use card::personalise::Personalisation;
@@ -163,14 +164,23 @@ struct PersistentCard {
 impl Chip for PersistentCard {
     fn apdu(&mut self, apdu: &[u8]) -> Vec<u8> {
         let store = &self.store;
+        // Where the card's time goes (RUST_LOG=debug): the application, the durable save.
+        let t0 = Instant::now();
+        let mut save = Duration::ZERO;
         let r = self.card.process_with(apdu, |s| {
-            store
+            let t = Instant::now();
+            let r = store
                 .save(s)
-                .inspect_err(|e| tracing::error!("persisting state: {e}"))
+                .inspect_err(|e| tracing::error!("persisting state: {e}"));
+            save = t.elapsed();
+            r
         });
+        let total = t0.elapsed();
         tracing::debug!(
             ins = apdu.get(1).copied().unwrap_or(0),
             sw = %hex::encode_upper(&r[r.len().saturating_sub(2)..]),
+            app_us = (total - save).as_micros() as u64,
+            save_us = save.as_micros() as u64,
             "apdu"
         );
         r

@@ -5,6 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::state::{CardState, StateError};
 
@@ -122,6 +123,7 @@ impl Store {
     }
 
     fn write_atomic(&self, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
+        let t0 = Instant::now();
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -130,12 +132,21 @@ impl Store {
             .map_err(|e| ("creating temp file for", e))?;
         f.write_all(bytes)
             .map_err(|e| ("writing temp file for", e))?;
+        let t_write = t0.elapsed();
         f.sync_all().map_err(|e| ("fsyncing temp file for", e))?;
         drop(f);
+        let t_sync = t0.elapsed();
         fs::rename(&self.tmp, &self.path).map_err(|e| ("renaming temp file to", e))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| ("fsyncing directory of", e))?;
+        tracing::debug!(
+            bytes = bytes.len(),
+            write_us = t_write.as_micros() as u64,
+            fsync_us = (t_sync - t_write).as_micros() as u64,
+            rename_dir_fsync_us = (t0.elapsed() - t_sync).as_micros() as u64,
+            "state saved"
+        );
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::linux::net::TcpStreamExt;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Historical bytes of the ATR: "CARDPAY".
 pub const HISTORICAL: &[u8] = b"CARDPAY";
@@ -150,6 +150,9 @@ pub fn session(chip: &mut dyn Chip, mut s: TcpStream, ctl: &Control) -> io::Resu
     s.set_nodelay(true)?;
     let atr = atr();
     let mut buf = vec![0u8; 0x10000];
+    // When the last answer left: the gap to the next message is the reader's side
+    // (pcscd, the bridge, the page), not the card's.
+    let mut answered: Option<Instant> = None;
     loop {
         let _ = s.set_quickack(true);
         let mut len = [0u8; 2];
@@ -158,9 +161,11 @@ pub fn session(chip: &mut dyn Chip, mut s: TcpStream, ctl: &Control) -> io::Resu
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         }
+        let t_len = Instant::now();
         let n = u16::from_be_bytes(len) as usize;
         let _ = s.set_quickack(true);
         s.read_exact(&mut buf[..n])?;
+        let t_read = Instant::now();
         let reply = match &buf[..n] {
             [] => None,
             [0x00] | [0x01] | [0x02] => {
@@ -187,6 +192,18 @@ pub fn session(chip: &mut dyn Chip, mut s: TcpStream, ctl: &Control) -> io::Resu
             out.extend_from_slice(&(r.len() as u16).to_be_bytes());
             out.extend_from_slice(&r);
             s.write_all(&out)?;
+            let done = Instant::now();
+            // Debug timings (no APDU bytes: a VERIFY carries the PIN): the
+            // wait since the last answer, the APDU's body after its length
+            // (vpcd writes them apart), the card, the write.
+            tracing::debug!(
+                len = n,
+                idle_us = answered.map_or(0, |a| (t_len - a).as_micros() as u64),
+                body_us = (t_read - t_len).as_micros() as u64,
+                card_us = (done - t_read).as_micros() as u64,
+                "vpcd"
+            );
+            answered = Some(done);
         }
     }
 }

@@ -4,6 +4,7 @@
 //
 // - budgets (PIN attempts, card transactions) survive a crash and restart of the bridge;
 // - card transactions (INITIALIZE, the ATC) are limited per card: rate_limited;
+//   the one reserved at SELECT is spent once, and given back at the disconnect;
 // - another PC/SC program cannot select another application between the
 //   page's INITIALIZE and VERIFY: it waits until the page releases the card;
 // - the T=0 6Cxx retry changes only Le (the DEBIT's MAC proves the terminal id);
@@ -55,8 +56,8 @@ after(async () => {
   if (stack) await stack.stop();
 });
 
-async function launch(installArgs) {
-  const b = await h.launchBrowser({ bins, origins: [site.origin], installArgs });
+async function launch(installArgs, env = {}) {
+  const b = await h.launchBrowser({ bins, origins: [site.origin], installArgs, env });
   browsers.push(b);
   return b;
 }
@@ -152,6 +153,34 @@ test('budgets survive a crash of the bridge, and card transactions are limited p
   assert.equal(init2.error?.code, 'rate_limited', JSON.stringify(init2));
   assert.equal((await facts()).atc, atc + 2);
   await h.cardpayRequest(page, { type: 'disconnect', handle: again.handle });
+  await page.close();
+});
+
+test('a card transaction reserved at SELECT: SELECT and disconnect loops spend nothing, each INITIALIZE one', async () => {
+  // debug: the bridge logs which INITIALIZE used a reservation
+  const browser = await launch(['--initialize-burst', '2', '--initialize-per-hour', '1'], { CARDPAY_BRIDGE_LOG: 'debug' });
+  const page = await payPage(browser);
+  // the bridge reserves one of the card's transactions at each SELECT and gives it
+  // back at the disconnect: a page that loops spends nothing (a leak would show below)
+  for (let i = 0; i < 6; i++) {
+    const { handle } = await connectSelect(page);
+    await h.cardpayRequest(page, { type: 'disconnect', handle });
+  }
+  const { handle } = await connectSelect(page);
+  const atc = (await facts()).atc;
+  // the first INITIALIZE spends the reservation, the second takes the last token
+  assert.equal(sw(await h.transmit(page, handle, initialize(0))), '9000');
+  assert.equal(sw(await h.transmit(page, handle, initialize(0))), '9000');
+  // SELECT on another connection finds nothing to reserve: refused, the card untouched
+  const other = await connectSelect(page);
+  for (const hd of [handle, other.handle]) {
+    const init = await send(page, hd, initialize(0));
+    assert.equal(init.error?.code, 'rate_limited', JSON.stringify(init));
+    assert.equal(init.error.limit, 'initialize');
+  }
+  assert.equal((await facts()).atc, atc + 2, 'more card transactions than the budget');
+  assert.match(await browser.bridgeLog(), /\(reserved\)/, 'the first INITIALIZE did not use its reservation');
+  for (const hd of [handle, other.handle]) await h.cardpayRequest(page, { type: 'disconnect', handle: hd });
   await page.close();
 });
 
