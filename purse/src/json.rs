@@ -94,7 +94,19 @@ macro_rules! wire_strings {
                 }
             }
         }
+
+        impl $crate::json::lite::Decode for $ty {
+            fn decode(r: &mut $crate::json::lite::Reader<'_>) -> Result<Self, $crate::json::Error> {
+                let s = r.str()?;
+                match Self::ALL.into_iter().find(|v| v.as_str() == s) {
+                    Some(v) => Ok(v),
+                    None => $crate::json::wire_strings!(@unknown_decode $($u)?),
+                }
+            }
+        }
     };
+    (@unknown_decode $u:ident) => { Ok(Self::$u) };
+    (@unknown_decode) => { Err($crate::json::Error(None)) };
     (@unknown $s:ident $u:ident) => { Ok(Self::$u) };
     (@unknown $s:ident) => {
         Err(serde::de::Error::custom(format_args!(
@@ -134,6 +146,12 @@ pub mod lite {
     use serde::ser::{self, Serialize};
 
     pub use super::Error;
+
+    mod read;
+    pub use read::decode_struct;
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use read::testing;
+    pub use read::{decode, required, set, Decode, Reader};
 
     impl ser::Error for Error {
         fn custom<T: core::fmt::Display>(_: T) -> Self {
@@ -618,6 +636,42 @@ pub mod lite {
             }
             Ok((neg, n))
         }
+        /// Any JSON number, fraction and exponent too: a value skipped (an unknown
+        /// field's) may be one, as serde_json skips it.
+        #[inline(never)]
+        fn any_number(&mut self) -> R<()> {
+            let digits = |d: &mut Self| {
+                let start = d.i;
+                while d.s.get(d.i).is_some_and(u8::is_ascii_digit) {
+                    d.i += 1;
+                }
+                d.i - start
+            };
+            if self.s.get(self.i) == Some(&b'-') {
+                self.i += 1;
+            }
+            let first = self.s.get(self.i).copied();
+            let n = digits(self);
+            if n == 0 || (n > 1 && first == Some(b'0')) {
+                return fail();
+            }
+            if self.s.get(self.i) == Some(&b'.') {
+                self.i += 1;
+                if digits(self) == 0 {
+                    return fail();
+                }
+            }
+            if matches!(self.s.get(self.i), Some(b'e' | b'E')) {
+                self.i += 1;
+                if matches!(self.s.get(self.i), Some(b'+' | b'-')) {
+                    self.i += 1;
+                }
+                if digits(self) == 0 {
+                    return fail();
+                }
+            }
+            Ok(())
+        }
         fn deeper(&mut self) -> R<()> {
             self.depth += 1;
             if self.depth > MAX_DEPTH {
@@ -765,6 +819,7 @@ pub mod lite {
                 b'"' => {
                     self.string()?;
                 }
+                b'-' | b'0'..=b'9' => self.any_number()?,
                 _ => {
                     self.deserialize_any(de::IgnoredAny)?;
                 }
