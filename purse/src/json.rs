@@ -151,7 +151,7 @@ pub mod lite {
     pub use read::decode_struct;
     #[cfg(not(target_arch = "wasm32"))]
     pub use read::testing;
-    pub use read::{decode, required, set, Decode, Reader};
+    pub use read::{decode, set, Decode, Reader};
 
     impl ser::Error for Error {
         fn custom<T: core::fmt::Display>(_: T) -> Self {

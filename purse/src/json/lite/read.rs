@@ -142,11 +142,6 @@ pub fn set<T: Decode>(slot: &mut Option<T>, r: &mut Reader<'_>) -> R<bool> {
     Ok(true)
 }
 
-/// A required field's value.
-pub fn required<T>(slot: Option<T>) -> R<T> {
-    slot.ok_or(Error(None))
-}
-
 impl Decode for String {
     fn decode(r: &mut Reader<'_>) -> R<Self> {
         r.str()
@@ -218,14 +213,19 @@ macro_rules! decode_struct {
                     $(stringify!($f) $(| $alias)* => $crate::json::lite::set(&mut $f, r),)*
                     _ => Ok(false),
                 })?;
-                Ok(Self { $($f: $crate::decode_struct!(@get $f $($opt)?),)* })
+                // One match for every required field: one failure path, not a drop of
+                // the fields read so far after each missing one.
+                match ($($crate::decode_struct!(@slot $f $($opt)?),)*) {
+                    ($(Some($f),)*) => Ok(Self { $($f,)* }),
+                    _ => Err($crate::json::Error(None)),
+                }
             }
         }
     };
     (@deny deny_unknown_fields) => { true };
     (@deny) => { false };
-    (@get $f:ident) => { $crate::json::lite::required($f)? };
-    (@get $f:ident opt) => { $f.unwrap_or_default() };
+    (@slot $f:ident) => { $f };
+    (@slot $f:ident opt) => { Some($f.unwrap_or_default()) };
 }
 pub use crate::decode_struct;
 
