@@ -679,10 +679,38 @@ pub mod lite {
             }
             Ok(())
         }
-        /// Skip one value.
+        /// Skip one value, any JSON value (serde_json's `IgnoredAny`), without serde:
+        /// the decoders (`read`) skip unknown fields with it.
         #[inline(never)]
         fn skip(&mut self) -> R<()> {
-            de::Deserializer::deserialize_ignored_any(&mut *self, de::IgnoredAny).map(|_| ())
+            match self.peek()? {
+                open @ (b'[' | b'{') => {
+                    let (object, close) = (open == b'{', open + 2); // `]` and `}`
+                    self.i += 1;
+                    self.deeper()?;
+                    let mut first = true;
+                    while self.peek()? != close {
+                        if !first {
+                            self.eat(b',')?;
+                        }
+                        first = false;
+                        if object {
+                            self.string()?;
+                            self.eat(b':')?;
+                        }
+                        self.skip()?;
+                    }
+                    self.i += 1;
+                    self.depth -= 1;
+                    Ok(())
+                }
+                b'"' => self.string().map(|_| ()),
+                b'-' | b'0'..=b'9' => self.any_number(),
+                b'n' => self.word(b"null"),
+                b't' => self.word(b"true"),
+                b'f' => self.word(b"false"),
+                _ => fail(),
+            }
         }
     }
 
@@ -785,45 +813,7 @@ pub mod lite {
         }
 
         fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
-            match self.peek()? {
-                b'[' => {
-                    self.i += 1;
-                    self.deeper()?;
-                    let mut first = true;
-                    while self.peek()? != b']' {
-                        if !first {
-                            self.eat(b',')?;
-                        }
-                        first = false;
-                        self.skip()?;
-                    }
-                    self.i += 1;
-                    self.depth -= 1;
-                }
-                b'{' => {
-                    self.i += 1;
-                    self.deeper()?;
-                    let mut first = true;
-                    while self.peek()? != b'}' {
-                        if !first {
-                            self.eat(b',')?;
-                        }
-                        first = false;
-                        self.string()?;
-                        self.eat(b':')?;
-                        self.skip()?;
-                    }
-                    self.i += 1;
-                    self.depth -= 1;
-                }
-                b'"' => {
-                    self.string()?;
-                }
-                b'-' | b'0'..=b'9' => self.any_number()?,
-                _ => {
-                    self.deserialize_any(de::IgnoredAny)?;
-                }
-            }
+            self.skip()?;
             v.visit_unit()
         }
 
