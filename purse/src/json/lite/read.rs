@@ -278,17 +278,11 @@ pub mod testing {
     /// `names`: field names to add as strangers (aliases, other messages' fields).
     pub fn mutate(good: &Value, names: &[&str], rnd: &mut dyn FnMut() -> u32) -> String {
         let mut out = String::new();
-        write(good, names, rnd, &mut out, 0);
+        write(good, names, rnd, &mut out);
         out
     }
 
-    fn write(
-        v: &Value,
-        names: &[&str],
-        rnd: &mut dyn FnMut() -> u32,
-        out: &mut String,
-        depth: u32,
-    ) {
+    fn write(v: &Value, names: &[&str], rnd: &mut dyn FnMut() -> u32, out: &mut String) {
         if rnd() % 100 < 4 {
             out.push_str(POOL[rnd() as usize % POOL.len()]);
             return;
@@ -308,7 +302,7 @@ pub mod testing {
                     out.push_str(&serde_json::to_string(k).unwrap());
                     out.push(':');
                     match val {
-                        Some(val) => write(val, names, rnd, out, depth + 1),
+                        Some(val) => write(val, names, rnd, out),
                         None => out.push_str(POOL[rnd() as usize % POOL.len()]),
                     }
                 };
@@ -325,7 +319,7 @@ pub mod testing {
                             let name: Vec<&str> = name.collect();
                             let name = name[rnd() as usize % name.len()];
                             let other = members[rnd() as usize % members.len()].1;
-                            member(out, name, (rnd() % 2 == 0).then_some(other), rnd);
+                            member(out, name, rnd().is_multiple_of(2).then_some(other), rnd);
                             member(out, k, Some(val), rnd);
                         }
                         _ => member(out, k, Some(val), rnd),
@@ -344,7 +338,7 @@ pub mod testing {
                         out.push(',');
                     }
                     first = false;
-                    write(val, names, rnd, out, depth + 1);
+                    write(val, names, rnd, out);
                 }
                 out.push(']');
             }
