@@ -82,49 +82,40 @@ impl<'a> Reader<'a> {
     /// An object: `field(name, reader)` for each member; it reads the value and says
     /// `true`, or says `false` for a name it does not know: that value is skipped, or
     /// with `deny_unknown` the object refused. One scanner for every message.
-    #[inline(never)]
     pub fn object(
         &mut self,
         deny_unknown: bool,
         field: &mut dyn FnMut(&str, &mut Reader<'a>) -> R<bool>,
     ) -> R<()> {
-        self.de.eat(b'{')?;
-        self.de.deeper()?;
-        let mut first = true;
-        while self.de.peek()? != b'}' {
-            if !first {
-                self.de.eat(b',')?;
+        self.list(b'{', &mut |r| {
+            let key = r.de.string()?;
+            r.de.eat(b':')?;
+            match field(&key, r)? {
+                true => Ok(()),
+                false if deny_unknown => fail(),
+                false => r.skip(),
             }
-            first = false;
-            if self.de.peek()? != b'"' {
-                return fail();
-            }
-            let key = self.de.string()?;
-            self.de.eat(b':')?;
-            if !field(&key, self)? {
-                if deny_unknown {
-                    return fail();
-                }
-                self.skip()?;
-            }
-        }
-        self.de.i += 1;
-        self.de.depth -= 1;
-        Ok(())
+        })
     }
 
     /// An array: `item(reader)` reads each element.
-    #[inline(never)]
     pub fn array(&mut self, item: &mut dyn FnMut(&mut Reader<'a>) -> R<()>) -> R<()> {
-        self.de.eat(b'[')?;
+        self.list(b'[', item)
+    }
+
+    /// `[` or `{` (`open`), `each` for every comma-separated member, then the closing
+    /// bracket (`open + 2` in ASCII).
+    #[inline(never)]
+    fn list(&mut self, open: u8, each: &mut dyn FnMut(&mut Reader<'a>) -> R<()>) -> R<()> {
+        self.de.eat(open)?;
         self.de.deeper()?;
         let mut first = true;
-        while self.de.peek()? != b']' {
+        while self.de.peek()? != open + 2 {
             if !first {
                 self.de.eat(b',')?;
             }
             first = false;
-            item(self)?;
+            each(self)?;
         }
         self.de.i += 1;
         self.de.depth -= 1;
