@@ -4,8 +4,10 @@
 //! every answer through this, natively and in the browser, so a message has
 //! one decoder on each side: serde's derived `Deserialize` per message made
 //! most of the wasm's JSON code (docs/widget.md, "Figures"). The peers that
-//! keep serde (bridge, payment server) are held to the same result by the
-//! differential tests below: same accept/reject, same value.
+//! keep serde (bridge, payment server) are held to the same result by
+//! differential tests beside each message (generator: [`testing`]): same
+//! accept/reject, same value. One deliberate difference stays: nesting deeper
+//! than lite's 64 levels (serde_json: 128) is refused, as lite always did.
 //!
 //! Strictness is serde's derive: unknown fields skipped (refused with
 //! `deny_unknown_fields`), a known field twice refused, `null` only for an
