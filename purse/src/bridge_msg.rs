@@ -96,6 +96,12 @@ impl<'de> Deserialize<'de> for ApduHex {
     }
 }
 
+impl crate::json::lite::Decode for ApduHex {
+    fn decode(r: &mut crate::json::lite::Reader<'_>) -> Result<Self, crate::json::Error> {
+        ApduHex::parse(&r.str()?).ok_or(crate::json::Error(None))
+    }
+}
+
 /// What a page asks the bridge (`type` and its fields).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -279,6 +285,13 @@ pub struct BridgeError {
     pub limit: Option<Limit>,
 }
 
+crate::json::lite::decode_struct!(BridgeError {
+    code,
+    message,
+    retry_after_ms: opt,
+    limit: opt,
+});
+
 impl BridgeError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
@@ -443,6 +456,11 @@ pub struct ReaderInfo {
 pub struct Readers {
     pub readers: Vec<ReaderInfo>,
 }
+
+crate::json::lite::decode_struct!(ReaderInfo { name, card_present });
+crate::json::lite::decode_struct!(Readers { readers });
+crate::json::lite::decode_struct!(Connected { handle, atr });
+crate::json::lite::decode_struct!(Transmitted { rapdu });
 
 /// Result of `connect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -705,5 +723,31 @@ mod tests {
             serde_json::to_value(BridgeResult::Done(Done {})).unwrap(),
             json!({})
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// The answers a page reads with `json::lite::decode` (the widget) read as the
+        /// bridge's serde derive reads them, for hostile variants of each.
+        #[test]
+        fn page_decoders_agree_with_serde(seed: u64) {
+            use crate::json::lite::testing::differential;
+            let names = ["retry_after_ms", "limit", "rapdu", "atr", "handle", "readers"];
+            let err = BridgeError::rate_limited(Limit::Verify, "slow", 1500);
+            let mut n = differential(&err, &names, 40, seed);
+            n += differential(&BridgeError::new(ErrorCode::NoCard, "x"), &names, 40, seed);
+            let readers = Readers {
+                readers: vec![
+                    ReaderInfo { name: "A \"1\"".into(), card_present: true },
+                    ReaderInfo { name: "B".into(), card_present: false },
+                ],
+            };
+            n += differential(&readers, &names, 40, seed);
+            let c = Connected { handle: 7, atr: ApduHex(vec![0x3b, 0x8f]) };
+            n += differential(&c, &names, 40, seed);
+            let t = Transmitted { rapdu: ApduHex(vec![0x90, 0x00]) };
+            n += differential(&t, &names, 40, seed);
+            proptest::prop_assert!(n > 20, "only {} of 200 accepted", n);
+        }
     }
 }

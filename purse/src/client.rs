@@ -570,8 +570,8 @@ impl Sealer {
     }
 
     /// Open a message the server sealed under TSK for this transaction.
-    pub fn open<T: Sealed>(&self, sealed: &Hex) -> Option<T> {
-        T::open(&self.tsk, &self.txn_id, sealed.as_slice()).ok()
+    pub fn open<T: Sealed + crate::json::lite::Decode>(&self, sealed: &Hex) -> Option<T> {
+        T::open_decode(&self.tsk, &self.txn_id, sealed.as_slice()).ok()
     }
 
     /// The request body: the bundle's session, MAC and ETSK, and `m` sealed
@@ -854,7 +854,7 @@ impl Answer {
             200 => Self::Ok(body),
             s if s >= 500 => Self::Transient,
             _ => Self::Refused(
-                crate::json::from_str::<ErrorBody>(&body)
+                crate::json::lite::decode::<ErrorBody>(body.as_bytes())
                     .map(|b| b.error.code)
                     .unwrap_or(ApiCode::Other),
             ),
@@ -863,9 +863,11 @@ impl Answer {
 
     /// The 200 body as `T`, or the code it was refused with (`other` for an
     /// answer that does not parse).
-    pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiCode> {
+    pub fn parse<T: crate::json::lite::Decode>(self) -> Result<T, ApiCode> {
         match self {
-            Self::Ok(body) => crate::json::from_str(&body).map_err(|_| ApiCode::Other),
+            Self::Ok(body) => {
+                crate::json::lite::decode(body.as_bytes()).map_err(|_| ApiCode::Other)
+            }
             Self::Refused(code) => Err(code),
             Self::Transient => Err(ApiCode::Other),
         }
@@ -898,6 +900,97 @@ mod tests {
         assert_eq!(quiet.next(), Some(1_005));
         assert!(!quiet.expired(1_004) && !quiet.warning());
         assert!(quiet.expired(1_005));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// Every server answer and sealed result the clients read (`json::lite::Decode`,
+        /// natively and in the browser) reads as the servers' serde derive reads it,
+        /// for hostile variants of each: same value, or both refuse.
+        #[test]
+        fn client_decoders_agree_with_serde(seed: u64) {
+            use crate::json::lite::testing::differential;
+            use crate::load::*;
+            use crate::purchase::*;
+            use crate::wire::{ErrorDetail, Hex};
+            let h = |b: &[u8]| Hex(b.to_vec());
+            let names = ["txn_id", "status", "result_c", "check_value", "card_sw", "kind"];
+            let mut n = 0;
+            let mut go = |accepted: u32| n += accepted;
+            go(differential(&DrawResponse {
+                txn_id: "T-1".into(),
+                verify_mode: crate::session::VerifyMode::Client,
+                debit_command: h(&[1, 2]),
+                expected_s3_m: Some(h(&[3])),
+            }, &names, 20, seed));
+            go(differential(&DebitCommand {
+                txn_id: "T-1".into(),
+                apdu: h(&[0x80, 0x54]),
+                amount: 250,
+                balance_after: 4_294_967_295,
+                check_value: Some(h(&[9; 8])),
+            }, &names, 20, seed));
+            go(differential(&CompleteResponse {
+                txn_id: "T-1".into(),
+                status: PurchaseStatus::Debited,
+                result_c: h(&[1]),
+                result_m: h(&[2]),
+            }, &names, 20, seed));
+            go(differential(&ResultC {
+                txn_id: "T-1".into(),
+                status: PurchaseStatus::Failed,
+                merchant_name: "M \u{e9}".into(),
+                amount: 1,
+                currency: 978,
+                exponent: 2,
+                balance_after: Some(7),
+                card_sw: Some("6985".into()),
+                date: "2026-11-30".into(),
+                time: "08:00:00".into(),
+            }, &names, 20, seed));
+            go(differential(&RecoverResponse {
+                txn_id: "T-1".into(),
+                status: RecoverStatus::Debited,
+                result_c: Some(h(&[1])),
+                result_m: None,
+            }, &names, 20, seed));
+            go(differential(&LoadDrawResponse { txn_id: "L-1".into(), credit_command: h(&[5]) }, &names, 20, seed));
+            go(differential(&CreditCommand {
+                txn_id: "L-1".into(),
+                apdu: h(&[0x80, 0x52]),
+                amount: 5_000,
+                balance_after: 6_000,
+            }, &names, 20, seed));
+            go(differential(&LoadCompleteResponse {
+                txn_id: "L-1".into(),
+                status: LoadStatus::NotCredited,
+                result_c: h(&[1]),
+                result_b: h(&[2]),
+            }, &names, 20, seed));
+            go(differential(&LoadResultC {
+                txn_id: "L-1".into(),
+                status: LoadStatus::Credited,
+                bank_name: "B".into(),
+                amount: 5_000,
+                currency: 999,
+                exponent: 0,
+                purse: crate::types::PurseId::Points,
+                balance_before: 0,
+                balance_after: None,
+                date: "2026-11-30".into(),
+                time: "08:00:00".into(),
+            }, &names, 20, seed));
+            go(differential(&LoadRecoverResponse {
+                txn_id: "L-1".into(),
+                status: LoadRecoverStatus::Unknown,
+                result_c: None,
+                result_b: Some(h(&[4])),
+            }, &names, 20, seed));
+            go(differential(&ErrorBody {
+                error: ErrorDetail { code: ApiCode::InsufficientFunds, message: "no".into() },
+            }, &names, 20, seed));
+            proptest::prop_assert!(n > 20, "only {} of 220 accepted", n);
+        }
     }
 
     #[test]

@@ -94,7 +94,19 @@ macro_rules! wire_strings {
                 }
             }
         }
+
+        impl $crate::json::lite::Decode for $ty {
+            fn decode(r: &mut $crate::json::lite::Reader<'_>) -> Result<Self, $crate::json::Error> {
+                let s = r.str()?;
+                match Self::ALL.into_iter().find(|v| v.as_str() == s) {
+                    Some(v) => Ok(v),
+                    None => $crate::json::wire_strings!(@unknown_decode $($u)?),
+                }
+            }
+        }
     };
+    (@unknown_decode $u:ident) => { Ok(Self::$u) };
+    (@unknown_decode) => { Err($crate::json::Error(None)) };
     (@unknown $s:ident $u:ident) => { Ok(Self::$u) };
     (@unknown $s:ident) => {
         Err(serde::de::Error::custom(format_args!(
@@ -134,6 +146,12 @@ pub mod lite {
     use serde::ser::{self, Serialize};
 
     pub use super::Error;
+
+    mod read;
+    pub use read::decode_struct;
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use read::testing;
+    pub use read::{decode, set, Decode, Reader};
 
     impl ser::Error for Error {
         fn custom<T: core::fmt::Display>(_: T) -> Self {
@@ -618,6 +636,42 @@ pub mod lite {
             }
             Ok((neg, n))
         }
+        /// Any JSON number, fraction and exponent too: a value skipped (an unknown
+        /// field's) may be one, as serde_json skips it.
+        #[inline(never)]
+        fn any_number(&mut self) -> R<()> {
+            let digits = |d: &mut Self| {
+                let start = d.i;
+                while d.s.get(d.i).is_some_and(u8::is_ascii_digit) {
+                    d.i += 1;
+                }
+                d.i - start
+            };
+            if self.s.get(self.i) == Some(&b'-') {
+                self.i += 1;
+            }
+            let first = self.s.get(self.i).copied();
+            let n = digits(self);
+            if n == 0 || (n > 1 && first == Some(b'0')) {
+                return fail();
+            }
+            if self.s.get(self.i) == Some(&b'.') {
+                self.i += 1;
+                if digits(self) == 0 {
+                    return fail();
+                }
+            }
+            if matches!(self.s.get(self.i), Some(b'e' | b'E')) {
+                self.i += 1;
+                if matches!(self.s.get(self.i), Some(b'+' | b'-')) {
+                    self.i += 1;
+                }
+                if digits(self) == 0 {
+                    return fail();
+                }
+            }
+            Ok(())
+        }
         fn deeper(&mut self) -> R<()> {
             self.depth += 1;
             if self.depth > MAX_DEPTH {
@@ -625,10 +679,38 @@ pub mod lite {
             }
             Ok(())
         }
-        /// Skip one value.
+        /// Skip one value, any JSON value (serde_json's `IgnoredAny`), without serde:
+        /// the decoders (`read`) skip unknown fields with it.
         #[inline(never)]
         fn skip(&mut self) -> R<()> {
-            de::Deserializer::deserialize_ignored_any(&mut *self, de::IgnoredAny).map(|_| ())
+            match self.peek()? {
+                open @ (b'[' | b'{') => {
+                    let (object, close) = (open == b'{', open + 2); // `]` and `}`
+                    self.i += 1;
+                    self.deeper()?;
+                    let mut first = true;
+                    while self.peek()? != close {
+                        if !first {
+                            self.eat(b',')?;
+                        }
+                        first = false;
+                        if object {
+                            self.string()?;
+                            self.eat(b':')?;
+                        }
+                        self.skip()?;
+                    }
+                    self.i += 1;
+                    self.depth -= 1;
+                    Ok(())
+                }
+                b'"' => self.string().map(|_| ()),
+                b'-' | b'0'..=b'9' => self.any_number(),
+                b'n' => self.word(b"null"),
+                b't' => self.word(b"true"),
+                b'f' => self.word(b"false"),
+                _ => fail(),
+            }
         }
     }
 
@@ -731,44 +813,7 @@ pub mod lite {
         }
 
         fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
-            match self.peek()? {
-                b'[' => {
-                    self.i += 1;
-                    self.deeper()?;
-                    let mut first = true;
-                    while self.peek()? != b']' {
-                        if !first {
-                            self.eat(b',')?;
-                        }
-                        first = false;
-                        self.skip()?;
-                    }
-                    self.i += 1;
-                    self.depth -= 1;
-                }
-                b'{' => {
-                    self.i += 1;
-                    self.deeper()?;
-                    let mut first = true;
-                    while self.peek()? != b'}' {
-                        if !first {
-                            self.eat(b',')?;
-                        }
-                        first = false;
-                        self.string()?;
-                        self.eat(b':')?;
-                        self.skip()?;
-                    }
-                    self.i += 1;
-                    self.depth -= 1;
-                }
-                b'"' => {
-                    self.string()?;
-                }
-                _ => {
-                    self.deserialize_any(de::IgnoredAny)?;
-                }
-            }
+            self.skip()?;
             v.visit_unit()
         }
 

@@ -114,6 +114,22 @@ pub struct Session {
     pub terminal: Terminal,
 }
 
+crate::json::lite::decode_struct!(Session {
+    merchant_id,
+    merchant_name,
+    txn_id,
+    order_ref: opt,
+    amount,
+    currency,
+    exponent,
+    purse,
+    expires_at,
+    verify_mode,
+    result_url,
+    origin,
+    terminal,
+});
+
 impl Session {
     /// Unambiguous byte encoding for the session MAC: the tag
     /// `cardpay/session/v2`, then each field as a 4-byte big-endian length and

@@ -14,7 +14,8 @@ use purse::bridge_msg::{
     BridgeError, BridgeRequest, Connected, ErrorCode, Event, Id, Readers, Request, Transmitted,
 };
 use purse::client::{Refusal, Reply};
-use serde::{de::IgnoredAny, Deserialize, Serialize};
+use purse::json::lite::{decode, set, Decode, Reader};
+use serde::{de::IgnoredAny, Serialize};
 
 /// What the shopper's machine can do, reported to the merchant with `ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,14 +85,36 @@ pub struct Bridge {
 /// A message from the extension: a reply (`id`, then `result` or `error`) or
 /// an event (`event`, `reader`): the shape of `purse::bridge_msg::Reply` and
 /// `Event`, read without serde's buffering of tagged and flattened enums (a
-/// few kilobytes of the download).
-#[derive(Deserialize)]
+/// few kilobytes of the download). Read by `purse::json::lite`'s [`Decode`]
+/// (serde's derive, in the tests only, is held to the same result).
+#[cfg_attr(test, derive(serde::Deserialize, Serialize, Debug, PartialEq))]
 struct Incoming<T> {
     id: Option<u64>,
     result: Option<T>,
     error: Option<BridgeError>,
     event: Option<String>,
     reader: Option<String>,
+}
+
+impl<T: Decode> Decode for Incoming<T> {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, purse::json::Error> {
+        let (mut id, mut result, mut error, mut event, mut reader) = (None, None, None, None, None);
+        r.object(false, &mut |k, r| match k {
+            "id" => set(&mut id, r),
+            "result" => set(&mut result, r),
+            "error" => set(&mut error, r),
+            "event" => set(&mut event, r),
+            "reader" => set(&mut reader, r),
+            _ => Ok(false),
+        })?;
+        Ok(Self {
+            id: id.flatten(),
+            result: result.flatten(),
+            error: error.flatten(),
+            event: event.flatten(),
+            reader: reader.flatten(),
+        })
+    }
 }
 
 impl Bridge {
@@ -184,7 +207,7 @@ impl Bridge {
     /// Read one message from the extension. Besides what it tells the
     /// checkout, it may ask for the next bridge request (`out`).
     pub fn on_message(&mut self, text: &str, out: &mut Vec<(u64, String)>) -> Option<Heard> {
-        let head: Incoming<IgnoredAny> = purse::json::from_str(text).ok()?;
+        let head: Incoming<IgnoredAny> = decode(text.as_bytes()).ok()?;
         match head.id {
             Some(id) => {
                 let (pid, asked) = self.pending?;
@@ -356,13 +379,59 @@ impl Bridge {
 
 /// A reply's result as `T`, or its error (a reply that does not parse is a
 /// card error).
-fn read<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, BridgeError> {
-    let r = purse::json::from_str::<Incoming<T>>(text);
+fn read<T: Decode>(text: &str) -> Result<T, BridgeError> {
+    let r = decode::<Incoming<T>>(text.as_bytes());
     match r {
         Ok(Incoming {
             result: Some(t), ..
         }) => Ok(t),
         Ok(Incoming { error: Some(e), .. }) => Err(e),
         _ => Err(BridgeError::new(ErrorCode::CardError, "unreadable reply")),
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use purse::bridge_msg::{ApduHex, Limit, ReaderInfo};
+    use purse::json::lite::testing::differential;
+
+    fn incoming<T>(result: Option<T>, error: Option<BridgeError>) -> Incoming<T> {
+        Incoming {
+            id: Some(3),
+            result,
+            error,
+            event: None,
+            reader: None,
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Each reply and event the widget reads, and hostile variants of it: the
+        /// widget's decoder takes what serde's derive would, as the same value.
+        #[test]
+        fn incoming_decoder_agrees_with_serde(seed: u64) {
+            let names = ["id", "result", "error", "event", "reader", "type"];
+            let err = BridgeError::rate_limited(Limit::Apdu, "x", 10);
+            let readers = Readers {
+                readers: vec![ReaderInfo { name: "R".into(), card_present: true }],
+            };
+            let mut n = differential(&incoming(Some(readers), None), &names, 40, seed);
+            n += differential(&incoming::<Readers>(None, Some(err.clone())), &names, 40, seed);
+            let t = Transmitted { rapdu: ApduHex(vec![0x6a, 0x82]) };
+            n += differential(&incoming(Some(t), None), &names, 40, seed);
+            let c = Connected { handle: 1, atr: ApduHex(vec![0x3b]) };
+            n += differential(&incoming(Some(c), None), &names, 40, seed);
+            let ev = Incoming::<Connected> {
+                id: None,
+                result: None,
+                error: None,
+                event: Some("card_inserted".into()),
+                reader: Some("R".into()),
+            };
+            n += differential(&ev, &names, 40, seed);
+            proptest::prop_assert!(n > 20, "only {} of 200 accepted", n);
+        }
     }
 }

@@ -78,6 +78,13 @@ pub struct LoadCompleteResponse {
     pub result_b: Hex,
 }
 
+crate::json::lite::decode_struct!(LoadCompleteResponse {
+    txn_id,
+    status,
+    result_c,
+    result_b,
+});
+
 /// Result for the shopper, sealed under TSK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadResultC {
@@ -97,6 +104,20 @@ pub struct LoadResultC {
     pub date: String,
     pub time: String,
 }
+
+crate::json::lite::decode_struct!(LoadResultC {
+    txn_id,
+    status,
+    bank_name,
+    amount,
+    currency,
+    exponent,
+    purse,
+    balance_before,
+    balance_after: opt,
+    date,
+    time,
+});
 
 impl Sealed for LoadResultC {
     const LABEL: &'static str = label::LOAD_RESULT_C;

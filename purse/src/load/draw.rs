@@ -102,6 +102,11 @@ pub struct LoadDrawResponse {
     pub credit_command: Hex,
 }
 
+crate::json::lite::decode_struct!(LoadDrawResponse {
+    txn_id,
+    credit_command,
+});
+
 /// The HSM's credit command, sealed under TSK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +119,16 @@ pub struct CreditCommand {
     /// The balance the card will report after the credit.
     pub balance_after: u32,
 }
+
+crate::json::lite::decode_struct!(
+    CreditCommand,
+    deny_unknown_fields {
+        txn_id,
+        apdu,
+        amount,
+        balance_after,
+    }
+);
 
 impl Sealed for CreditCommand {
     const LABEL: &'static str = label::CREDIT_COMMAND;

@@ -96,3 +96,10 @@ pub struct LoadRecoverResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_b: Option<Hex>,
 }
+
+crate::json::lite::decode_struct!(LoadRecoverResponse {
+    txn_id,
+    status,
+    result_c: opt,
+    result_b: opt,
+});

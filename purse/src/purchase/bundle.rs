@@ -23,6 +23,13 @@ pub struct WidgetSession {
     pub tsk: Hex,
 }
 
+crate::json::lite::decode_struct!(WidgetSession {
+    session,
+    session_mac,
+    etsk | "ETSK",
+    tsk | "TSK",
+});
+
 impl WidgetSession {
     /// TSK as a key, if it is 32 bytes.
     pub fn tsk(&self) -> Option<Key32> {
@@ -36,5 +43,29 @@ impl core::fmt::Debug for WidgetSession {
         f.debug_struct("WidgetSession")
             .field("session", &self.session)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::lite::testing::differential;
+
+    /// What the widget reads the page's bundle with (`json::lite::decode`) takes what
+    /// serde's derive (the merchant's server side, the demo) takes, as the same value:
+    /// required fields, `order_ref`'s default, the `ETSK`/`TSK` aliases, doubles.
+    #[test]
+    fn bundle_decoder_agrees_with_serde() {
+        let mut session = crate::purchase::draw::tests::session();
+        session.order_ref = "o-1".into();
+        let b = WidgetSession {
+            session,
+            session_mac: Hex(vec![0xab; 4]),
+            etsk: Hex(vec![1, 2]),
+            tsk: Hex(vec![0xcd; 32]),
+        };
+        let names = ["ETSK", "TSK", "etsk", "order_ref", "verify_mode", "bank_id"];
+        let n = differential(&b, &names, 4000, 0x5eed);
+        assert!(n > 200, "only {n} of 4000 accepted");
     }
 }

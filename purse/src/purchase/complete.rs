@@ -69,6 +69,13 @@ pub struct CompleteResponse {
     pub result_m: Hex,
 }
 
+crate::json::lite::decode_struct!(CompleteResponse {
+    txn_id,
+    status,
+    result_c,
+    result_m,
+});
+
 /// Result for the shopper, sealed under TSK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultC {
@@ -88,6 +95,19 @@ pub struct ResultC {
     pub date: String,
     pub time: String,
 }
+
+crate::json::lite::decode_struct!(ResultC {
+    txn_id,
+    status,
+    merchant_name,
+    amount,
+    currency,
+    exponent,
+    balance_after: opt,
+    card_sw: opt,
+    date,
+    time,
+});
 
 impl Sealed for ResultC {
     const LABEL: &'static str = label::RESULT_C;

@@ -136,6 +136,13 @@ pub struct DrawResponse {
     pub expected_s3_m: Option<Hex>,
 }
 
+crate::json::lite::decode_struct!(DrawResponse {
+    txn_id,
+    verify_mode,
+    debit_command,
+    expected_s3_m: opt,
+});
+
 /// The security module's debit command, sealed under TSK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +160,17 @@ pub struct DebitCommand {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_value: Option<Hex>,
 }
+
+crate::json::lite::decode_struct!(
+    DebitCommand,
+    deny_unknown_fields {
+        txn_id,
+        apdu,
+        amount,
+        balance_after,
+        check_value: opt,
+    }
+);
 
 impl Sealed for DebitCommand {
     const LABEL: &'static str = label::DEBIT_COMMAND;
@@ -253,11 +271,11 @@ impl Sealed for ExpectedS3 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::types::{BcdDate, BcdTime, Terminal};
 
-    fn session() -> Session {
+    pub(crate) fn session() -> Session {
         Session {
             merchant_id: "m".into(),
             merchant_name: "M".into(),

@@ -86,3 +86,10 @@ pub struct RecoverResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_m: Option<Hex>,
 }
+
+crate::json::lite::decode_struct!(RecoverResponse {
+    txn_id,
+    status,
+    result_c: opt,
+    result_m: opt,
+});

@@ -16,7 +16,8 @@ pub(super) fn start(
     parent_origin: &str,
     rng: Box<dyn Entropy>,
 ) -> Result<(Box<dyn Flow>, Head), SessionError> {
-    let b: LoadWidgetSession = purse::json::from_str(session).map_err(SessionError::json)?;
+    let b: LoadWidgetSession =
+        purse::json::lite::decode(session.as_bytes()).map_err(SessionError::json)?;
     let head = super::head!(&b.session, bank_name);
     let c = LoadClient::new(b, parent_origin, rng, cfg.today)
         .map_err(|e| SessionError::bundle(matches!(e, LoadBundleError::Tsk)))?;

@@ -27,7 +27,8 @@ pub(super) fn start(
     mut rng: Box<dyn Entropy>,
 ) -> Result<(Box<dyn Flow>, Head), SessionError> {
     let layout = Layout::random(&mut *rng);
-    let b: WidgetSession = purse::json::from_str(session).map_err(SessionError::json)?;
+    let b: WidgetSession =
+        purse::json::lite::decode(session.as_bytes()).map_err(SessionError::json)?;
     let head = super::head!(&b.session, merchant_name);
     let client = Client::new(b, parent_origin, rng, cfg.today)
         .map_err(|e| SessionError::bundle(matches!(e, BundleError::Tsk)))?;
