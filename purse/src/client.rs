@@ -11,8 +11,6 @@
 //!        ──poll_timeout / handle_timeout(now)── deadlines (time is an input)
 //! ```
 
-use serde::Serialize;
-
 use crate::apdu::Response;
 use crate::bridge_msg::Limit;
 use crate::command::{LogRecord, ReadLog, Request, Select, SelectResponse};
@@ -408,7 +406,7 @@ impl Wire {
 
 /// What the page hands the widget, purchase or load: `{session, session_mac, etsk, tsk}`.
 pub(crate) trait Bundle {
-    type Session: Serialize;
+    type Session: crate::json::lite::Encode;
     fn session(&self) -> &Self::Session;
     fn txn_id(&self) -> &str;
     /// The page origin the session was made for.
@@ -536,7 +534,7 @@ pub(crate) struct Sealer {
 }
 
 impl Sealer {
-    pub fn new<S: Serialize>(
+    pub fn new<S: crate::json::lite::Encode>(
         session: &S,
         txn_id: &str,
         session_mac: &Hex,
@@ -563,10 +561,10 @@ impl Sealer {
     }
 
     /// Seal `m` under TSK with a fresh nonce.
-    pub fn seal<T: Sealed>(&mut self, m: &T) -> Hex {
+    pub fn seal<T: Sealed + crate::json::lite::Encode>(&mut self, m: &T) -> Hex {
         let mut n = [0u8; NONCE_LEN];
         self.rng.fill(&mut n);
-        m.seal(&self.tsk, n)
+        m.seal_encode(&self.tsk, n)
     }
 
     /// Open a message the server sealed under TSK for this transaction.
@@ -576,7 +574,11 @@ impl Sealer {
 
     /// The request body: the bundle's session, MAC and ETSK, and `m` sealed
     /// under TSK as `field`.
-    pub fn envelope<T: Sealed>(&mut self, field: &str, m: &T) -> String {
+    pub fn envelope<T: Sealed + crate::json::lite::Encode>(
+        &mut self,
+        field: &str,
+        m: &T,
+    ) -> String {
         let sealed = self.seal(m);
         [&self.head, ",\"", field, "\":", &json(&sealed), "}"].concat()
     }
@@ -587,8 +589,8 @@ pub(crate) fn stamp(date: &str, time: &str) -> String {
     [date, " ", time].concat()
 }
 
-pub(crate) fn json<T: Serialize + ?Sized>(v: &T) -> String {
-    crate::json::to_string(v)
+pub(crate) fn json<T: crate::json::lite::Encode + ?Sized>(v: &T) -> String {
+    crate::json::lite::encode(v)
 }
 
 /// The request's clock: an optional warning, then expiry.

@@ -95,6 +95,12 @@ macro_rules! wire_strings {
             }
         }
 
+        impl $crate::json::lite::Encode for $ty {
+            fn encode(&self, w: &mut $crate::json::lite::Writer) {
+                w.str(self.as_str());
+            }
+        }
+
         impl $crate::json::lite::Decode for $ty {
             fn decode(r: &mut $crate::json::lite::Reader<'_>) -> Result<Self, $crate::json::Error> {
                 let s = r.str()?;
@@ -152,6 +158,11 @@ pub mod lite {
     #[cfg(not(target_arch = "wasm32"))]
     pub use read::testing;
     pub use read::{decode, set, Decode, Reader};
+    mod write;
+    pub use write::encode_struct;
+    #[cfg(test)]
+    pub(crate) use write::testing as write_testing;
+    pub use write::{encode, Encode, Object, Writer};
 
     impl ser::Error for Error {
         fn custom<T: core::fmt::Display>(_: T) -> Self {

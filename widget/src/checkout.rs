@@ -16,6 +16,7 @@ mod pay;
 
 use purse::client::{Driven, Entropy, Outgoing, Reply};
 use purse::command::SelectResponse;
+use purse::json::lite::{Encode, Writer};
 #[cfg(feature = "load")]
 use purse::load::BankResult;
 #[cfg(feature = "purchase")]
@@ -157,6 +158,66 @@ pub enum ParentEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<BankResult>,
     },
+}
+
+impl Encode for Outcome {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            #[cfg(feature = "purchase")]
+            Outcome::Purchase(r) => r.encode(w),
+            #[cfg(feature = "load")]
+            Outcome::Load(r) => r.encode(w),
+        }
+    }
+}
+
+/// serde's derive of `ParentEvent` (`tag = "event"`), written without serde.
+impl Encode for ParentEvent {
+    fn encode(&self, w: &mut Writer) {
+        let mut o = w.object();
+        match self {
+            ParentEvent::Ready { capability } => {
+                o.field("event", "ready");
+                o.field("capability", capability);
+            }
+            ParentEvent::Capability { capability } => {
+                o.field("event", "capability");
+                o.field("capability", capability);
+            }
+            ParentEvent::Result {
+                txn_id,
+                verify_mode,
+                result,
+            } => {
+                o.field("event", "result");
+                o.field("txn_id", txn_id);
+                o.some("verify_mode", verify_mode);
+                o.field("result", result);
+            }
+            ParentEvent::Cancel { reason, txn_id } => {
+                o.field("event", "cancel");
+                o.field("reason", reason);
+                o.field("txn_id", txn_id);
+            }
+            ParentEvent::Error {
+                code,
+                message,
+                txn_id,
+                charged,
+                #[cfg(feature = "load")]
+                result,
+            } => {
+                o.field("event", "error");
+                o.field("code", code);
+                o.field("message", message);
+                o.field("txn_id", txn_id);
+                o.some("charged", charged);
+                #[cfg(feature = "load")]
+                o.some("result", result);
+            }
+        }
+        o.end();
+    }
 }
 
 /// What the glue must do.
