@@ -160,8 +160,6 @@ pub mod lite {
     pub use read::{decode, set, Decode, Reader};
     mod write;
     pub use write::encode_struct;
-    #[cfg(test)]
-    pub(crate) use write::testing as write_testing;
     pub use write::{encode, Encode, Object, Writer};
 
     impl ser::Error for Error {

@@ -674,6 +674,100 @@ impl Checkout {
 mod tests {
     use super::Mode;
 
+    mod parent_event {
+        use proptest::prelude::*;
+        use purse::session::VerifyMode;
+        use purse::wire::Hex;
+
+        use super::super::{Capability, Outcome, ParentEvent};
+
+        /// Text with everything JSON escapes (or might): quotes, backslash,
+        /// control characters, DEL, non-ASCII, U+2028.
+        const TEXT: &str = "[a-z\"\\\\/\x00-\x1f\x7f\u{e9}\u{2028}\u{1f600}]{0,10}";
+
+        fn outcomes(t: String, h: Vec<u8>, n: u32) -> Vec<Outcome> {
+            let mut v = Vec::new();
+            let _ = (&t, &h, n);
+            #[cfg(feature = "purchase")]
+            {
+                use purse::purchase::MerchantResult;
+                v.push(Outcome::Purchase(MerchantResult::ResultM {
+                    txn_id: t.clone(),
+                    result_m: Hex(h.clone()),
+                }));
+                v.push(Outcome::Purchase(MerchantResult::S3 {
+                    txn_id: t.clone(),
+                    balance_after: n,
+                    s3: Hex(h.clone()),
+                    expected_s3_m: Hex(h.clone()),
+                }));
+            }
+            #[cfg(feature = "load")]
+            {
+                use purse::load::BankResult;
+                v.push(Outcome::Load(BankResult::ResultB {
+                    txn_id: t.clone(),
+                    result_b: Hex(h.clone()),
+                }));
+                v.push(Outcome::Load(BankResult::NotLoaded {
+                    txn_id: t.clone(),
+                    reason: t.clone(),
+                }));
+            }
+            v
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            /// Every event the page hears, generated: the widget's writer gives
+            /// serde_json's bytes for serde's derive (`tag = "event"`, optional
+            /// fields present and absent).
+            #[test]
+            fn parent_event_encoder_agrees_with_serde(
+                txn_id in TEXT, message in TEXT, h in proptest::collection::vec(any::<u8>(), 0..12),
+                n in any::<u32>(), cap in 0..5usize,
+                vm in proptest::option::of(prop::sample::select(VerifyMode::ALL.to_vec())),
+                charged in proptest::option::of(prop::sample::select(vec!["no", "maybe", "yes"])),
+                pick in any::<prop::sample::Index>(),
+            ) {
+                let capability = [
+                    Capability::NoExtension,
+                    Capability::NoBridge,
+                    Capability::NoReader,
+                    Capability::NoCard,
+                    Capability::Ready,
+                ][cap];
+                let outcomes = outcomes(txn_id.clone(), h, n);
+                let result = outcomes[pick.index(outcomes.len())].clone();
+                #[cfg(feature = "load")]
+                let bank = match &result {
+                    Outcome::Load(r) if charged.is_some() => Some(r.clone()),
+                    _ => None,
+                };
+                let events = [
+                    ParentEvent::Ready { capability },
+                    ParentEvent::Capability { capability },
+                    ParentEvent::Result { txn_id: txn_id.clone(), verify_mode: vm, result },
+                    ParentEvent::Cancel { reason: "shopper", txn_id: txn_id.clone() },
+                    ParentEvent::Error {
+                        code: "bridge",
+                        message,
+                        txn_id,
+                        charged,
+                        #[cfg(feature = "load")]
+                        result: bank,
+                    },
+                ];
+                for ev in &events {
+                    prop_assert_eq!(
+                        purse::json::lite::encode(ev),
+                        serde_json::to_string(ev).unwrap()
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_frame_url_names_a_mode_this_build_does_or_none() {
         #[cfg(feature = "load")]

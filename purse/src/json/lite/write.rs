@@ -225,3 +225,188 @@ pub(crate) mod testing {
         proptest::collection::vec(any::<u8>(), 0..40)
     }
 }
+
+/// Each message the clients write, generated (strings from [`testing::text`],
+/// optional fields present and absent, every variant): [`encode`] gives
+/// serde_json's bytes.
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::testing::{bytes, text};
+    use super::{encode, Encode};
+    use crate::bridge_msg::{ApduHex, BridgeRequest, Id, Request};
+    use crate::load::{
+        BankResult, CreditResponseMsg, LoadDrawRequest, LoadRecoverRequest, LoadSession,
+    };
+    use crate::purchase::{
+        DebitResponseMsg, DrawRequest, MerchantResult, RecoverRequest, SuspiciousReport,
+    };
+    use crate::session::{Session, VerifyMode};
+    use crate::types::{PurseId, Terminal};
+    use crate::wire::Hex;
+
+    fn same<T: Encode + serde::Serialize>(v: &T) -> Result<(), TestCaseError> {
+        prop_assert_eq!(encode(v), serde_json::to_string(v).unwrap());
+        Ok(())
+    }
+
+    fn hex() -> impl Strategy<Value = Hex> {
+        bytes().prop_map(Hex)
+    }
+    fn hexes() -> impl Strategy<Value = Vec<Hex>> {
+        proptest::collection::vec(hex(), 0..4)
+    }
+    fn purse() -> impl Strategy<Value = PurseId> {
+        prop::sample::select(PurseId::ALL.to_vec())
+    }
+    fn terminal() -> impl Strategy<Value = Terminal> {
+        any::<[u8; 6]>().prop_map(Terminal)
+    }
+
+    #[test]
+    fn escapes_are_serde_jsons() {
+        // Every character below 0x80 and a few beyond, one by one.
+        for c in (0u32..0x80).chain([0x2028, 0x2029, 0xe9, 0xfeff, 0x1f600]) {
+            let s = char::from_u32(c).unwrap().to_string();
+            assert_eq!(encode(&s), serde_json::to_string(&s).unwrap(), "U+{c:04X}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn scalars(s in text(), n in any::<u64>(), m in any::<u32>(), b in any::<bool>(),
+                   o in proptest::option::of(text()), h in bytes()) {
+            same(&s)?;
+            same(&n)?;
+            same(&m)?;
+            same(&b)?;
+            same(&o)?;
+            same(&Hex(h.clone()))?;
+            same(&ApduHex(h))?;
+        }
+
+        #[test]
+        fn session(
+            t in proptest::collection::vec(text(), 6),
+            amount in any::<u32>(), currency in any::<u16>(), exponent in any::<u8>(),
+            purse in purse(), expires_at in any::<u64>(),
+            verify_mode in prop::sample::select(VerifyMode::ALL.to_vec()),
+            terminal in terminal(), account_ref in text(),
+        ) {
+            same(&Session {
+                merchant_id: t[0].clone(),
+                merchant_name: t[1].clone(),
+                txn_id: t[2].clone(),
+                order_ref: t[3].clone(),
+                amount,
+                currency,
+                exponent,
+                purse,
+                expires_at,
+                verify_mode,
+                result_url: t[4].clone(),
+                origin: t[5].clone(),
+                terminal,
+            })?;
+            same(&LoadSession {
+                bank_id: t[5].clone(),
+                bank_name: t[4].clone(),
+                txn_id: t[3].clone(),
+                account_ref,
+                amount,
+                currency,
+                exponent,
+                purse,
+                expires_at,
+                result_url: t[1].clone(),
+                origin: t[0].clone(),
+                terminal,
+            })?;
+        }
+
+        #[test]
+        fn purchase_requests(
+            txn_id in text(), page_origin in text(), reason in text(),
+            amount in any::<u32>(), purse in purse(), select in hex(), initialize in hex(),
+            pin_verified in any::<bool>(), log in hexes(), response in hex(),
+            current_atc in proptest::option::of(any::<u16>()),
+            balance_after in any::<u32>(), s3 in hex(),
+        ) {
+            same(&DrawRequest {
+                txn_id: txn_id.clone(),
+                page_origin: page_origin.clone(),
+                amount,
+                purse,
+                select: select.clone(),
+                initialize: initialize.clone(),
+                pin_verified,
+                log: log.clone(),
+            })?;
+            same(&DebitResponseMsg { txn_id: txn_id.clone(), response: response.clone() })?;
+            same(&RecoverRequest { txn_id: txn_id.clone(), log, current_atc })?;
+            same(&SuspiciousReport {
+                txn_id: txn_id.clone(),
+                page_origin,
+                reason,
+            })?;
+            same(&MerchantResult::ResultM { txn_id: txn_id.clone(), result_m: response })?;
+            same(&MerchantResult::S3 {
+                txn_id,
+                balance_after,
+                s3,
+                expected_s3_m: select,
+            })?;
+        }
+
+        #[test]
+        fn load_requests(
+            txn_id in text(), page_origin in text(), reason in text(),
+            amount in any::<u32>(), purse in purse(), select in hex(), initialize in hex(),
+            log in hexes(), response in hex(),
+            card_answer in proptest::option::of(hex()),
+            zero_initialize in proptest::option::of(hex()),
+        ) {
+            same(&LoadDrawRequest {
+                txn_id: txn_id.clone(),
+                page_origin,
+                amount,
+                purse,
+                select,
+                initialize,
+                log: log.clone(),
+            })?;
+            same(&CreditResponseMsg { txn_id: txn_id.clone(), response: response.clone() })?;
+            same(&LoadRecoverRequest {
+                txn_id: txn_id.clone(),
+                card_answer,
+                zero_initialize,
+                log,
+            })?;
+            same(&BankResult::ResultB { txn_id: txn_id.clone(), result_b: response })?;
+            same(&BankResult::NotLoaded { txn_id, reason })?;
+        }
+
+        #[test]
+        fn bridge_requests(
+            num in any::<u64>(), s in text(), origin in proptest::option::of(text()),
+            reader in proptest::option::of(text()), handle in any::<u32>(), apdu in bytes(),
+            which in 0..7u8, by_num in any::<bool>(),
+        ) {
+            let body = match which {
+                0 => BridgeRequest::Hello,
+                1 => BridgeRequest::Status { reader: reader.clone() },
+                2 => BridgeRequest::Readers,
+                3 => BridgeRequest::Connect { reader: s.clone() },
+                4 => BridgeRequest::Transmit { handle, apdu: ApduHex(apdu) },
+                5 => BridgeRequest::Release { handle },
+                _ => BridgeRequest::Disconnect { handle },
+            };
+            same(&body)?;
+            let id = if by_num { Id::Num(num) } else { Id::Str(s) };
+            same(&Request { id, origin, body })?;
+        }
+    }
+}
