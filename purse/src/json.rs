@@ -7,6 +7,8 @@
 //! other. Why: serde_json with its error texts and float formatting was a
 //! third of the widget's download (docs/widget.md, "Bytes"). The feature
 //! `lite-json` uses it natively too (tests: every message through it, both ends).
+//! The clients read and write their own messages without serde, through
+//! [`lite::Decode`] and [`lite::Encode`] (one codec per message on both targets).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
