@@ -674,6 +674,7 @@ impl Checkout {
 mod tests {
     use super::Mode;
 
+    #[cfg(not(target_arch = "wasm32"))]
     mod parent_event {
         use proptest::prelude::*;
         use purse::session::VerifyMode;
