@@ -880,6 +880,46 @@ impl Answer {
 mod tests {
     use super::*;
 
+    /// The nonce a test asks for, the same every time.
+    struct Fixed;
+    impl Entropy for Fixed {
+        fn fill(&mut self, buf: &mut [u8]) {
+            buf.fill(7);
+        }
+    }
+
+    /// A whole request body the client writes (the head built once, the sealed
+    /// request appended) is, byte for byte, serde_json's of the server's envelope
+    /// with the plaintext sealed by serde (`Sealed::seal`): same JSON, same
+    /// plaintext under the same key and nonce, so the same ciphertext.
+    #[test]
+    fn envelopes_are_serde_jsons_to_the_byte() {
+        use crate::purchase::{DrawEnvelope, DrawRequest};
+        let mut session = crate::purchase::draw::tests::session();
+        session.merchant_name = "Caf\u{e9} \"Q\\\u{1}\u{2028}".into();
+        let (mac, etsk) = (Hex(vec![0xab; 32]), Hex(vec![0x01, 0xfe]));
+        let tsk = || Key32::new([9; 32]);
+        let mut sealer = Sealer::new(&session, "T-1", &mac, &etsk, tsk(), Box::new(Fixed));
+        let req = DrawRequest {
+            txn_id: "T-1".into(),
+            page_origin: "http://m\u{7f}".into(),
+            amount: 250,
+            purse: crate::types::PurseId::Money,
+            select: Hex(vec![1, 2]),
+            initialize: Hex(vec![]),
+            pin_verified: true,
+            log: vec![Hex(vec![0; 37])],
+        };
+        let body = sealer.envelope("draw_request", &req);
+        let theirs = DrawEnvelope {
+            session,
+            session_mac: mac,
+            etsk,
+            draw_request: req.seal(&tsk(), [7; NONCE_LEN]),
+        };
+        assert_eq!(body, serde_json::to_string(&theirs).unwrap());
+    }
+
     #[test]
     fn deadlines_warn_then_expire_and_extend_a_bounded_number_of_times() {
         let mut d = Deadlines::new(true);
