@@ -54,6 +54,15 @@ pub enum Id {
     Str(String),
 }
 
+impl crate::json::lite::Encode for Id {
+    fn encode(&self, w: &mut crate::json::lite::Writer) {
+        match self {
+            Id::Num(n) => w.u64(*n),
+            Id::Str(s) => w.str(s),
+        }
+    }
+}
+
 impl Id {
     /// A string id must be 1..=[`MAX_ID`] characters.
     pub fn is_valid(&self) -> bool {
@@ -96,6 +105,12 @@ impl<'de> Deserialize<'de> for ApduHex {
     }
 }
 
+impl crate::json::lite::Encode for ApduHex {
+    fn encode(&self, w: &mut crate::json::lite::Writer) {
+        w.hex(&self.0, true);
+    }
+}
+
 impl crate::json::lite::Decode for ApduHex {
     fn decode(r: &mut crate::json::lite::Reader<'_>) -> Result<Self, crate::json::Error> {
         ApduHex::parse(&r.str()?).ok_or(crate::json::Error(None))
@@ -131,6 +146,34 @@ pub enum BridgeRequest {
 }
 
 impl BridgeRequest {
+    /// `type` and the variant's fields, into an object being written (serde's
+    /// internal tagging; [`Request`] flattens them into its own).
+    fn encode_fields(&self, o: &mut crate::json::lite::Object<'_>) {
+        o.field("type", self.name());
+        match self {
+            BridgeRequest::Hello | BridgeRequest::Readers => {}
+            BridgeRequest::Status { reader } => o.some("reader", reader),
+            BridgeRequest::Connect { reader } => o.field("reader", reader),
+            BridgeRequest::Transmit { handle, apdu } => {
+                o.field("handle", handle);
+                o.field("apdu", apdu);
+            }
+            BridgeRequest::Release { handle } | BridgeRequest::Disconnect { handle } => {
+                o.field("handle", handle)
+            }
+        }
+    }
+}
+
+impl crate::json::lite::Encode for BridgeRequest {
+    fn encode(&self, w: &mut crate::json::lite::Writer) {
+        let mut o = w.object();
+        self.encode_fields(&mut o);
+        o.end();
+    }
+}
+
+impl BridgeRequest {
     /// The `type` string.
     pub fn name(&self) -> &'static str {
         match self {
@@ -162,6 +205,16 @@ pub struct Request {
     pub origin: Option<String>,
     #[serde(flatten)]
     pub body: BridgeRequest,
+}
+
+impl crate::json::lite::Encode for Request {
+    fn encode(&self, w: &mut crate::json::lite::Writer) {
+        let mut o = w.object();
+        o.field("id", &self.id);
+        o.some("origin", &self.origin);
+        self.body.encode_fields(&mut o);
+        o.end();
+    }
 }
 
 impl Request {

@@ -11,8 +11,6 @@
 //!        ──poll_timeout / handle_timeout(now)── deadlines (time is an input)
 //! ```
 
-use serde::Serialize;
-
 use crate::apdu::Response;
 use crate::bridge_msg::Limit;
 use crate::command::{LogRecord, ReadLog, Request, Select, SelectResponse};
@@ -408,7 +406,7 @@ impl Wire {
 
 /// What the page hands the widget, purchase or load: `{session, session_mac, etsk, tsk}`.
 pub(crate) trait Bundle {
-    type Session: Serialize;
+    type Session: crate::json::lite::Encode;
     fn session(&self) -> &Self::Session;
     fn txn_id(&self) -> &str;
     /// The page origin the session was made for.
@@ -536,7 +534,7 @@ pub(crate) struct Sealer {
 }
 
 impl Sealer {
-    pub fn new<S: Serialize>(
+    pub fn new<S: crate::json::lite::Encode>(
         session: &S,
         txn_id: &str,
         session_mac: &Hex,
@@ -563,10 +561,10 @@ impl Sealer {
     }
 
     /// Seal `m` under TSK with a fresh nonce.
-    pub fn seal<T: Sealed>(&mut self, m: &T) -> Hex {
+    pub fn seal<T: Sealed + crate::json::lite::Encode>(&mut self, m: &T) -> Hex {
         let mut n = [0u8; NONCE_LEN];
         self.rng.fill(&mut n);
-        m.seal(&self.tsk, n)
+        m.seal_encode(&self.tsk, n)
     }
 
     /// Open a message the server sealed under TSK for this transaction.
@@ -576,7 +574,11 @@ impl Sealer {
 
     /// The request body: the bundle's session, MAC and ETSK, and `m` sealed
     /// under TSK as `field`.
-    pub fn envelope<T: Sealed>(&mut self, field: &str, m: &T) -> String {
+    pub fn envelope<T: Sealed + crate::json::lite::Encode>(
+        &mut self,
+        field: &str,
+        m: &T,
+    ) -> String {
         let sealed = self.seal(m);
         [&self.head, ",\"", field, "\":", &json(&sealed), "}"].concat()
     }
@@ -587,8 +589,8 @@ pub(crate) fn stamp(date: &str, time: &str) -> String {
     [date, " ", time].concat()
 }
 
-pub(crate) fn json<T: Serialize + ?Sized>(v: &T) -> String {
-    crate::json::to_string(v)
+pub(crate) fn json<T: crate::json::lite::Encode + ?Sized>(v: &T) -> String {
+    crate::json::lite::encode(v)
 }
 
 /// The request's clock: an optional warning, then expiry.
@@ -877,6 +879,46 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nonce a test asks for, the same every time.
+    struct Fixed;
+    impl Entropy for Fixed {
+        fn fill(&mut self, buf: &mut [u8]) {
+            buf.fill(7);
+        }
+    }
+
+    /// A whole request body the client writes (the head built once, the sealed
+    /// request appended) is, byte for byte, serde_json's of the server's envelope
+    /// with the plaintext sealed by serde (`Sealed::seal`): same JSON, same
+    /// plaintext under the same key and nonce, so the same ciphertext.
+    #[test]
+    fn envelopes_are_serde_jsons_to_the_byte() {
+        use crate::purchase::{DrawEnvelope, DrawRequest};
+        let mut session = crate::purchase::draw::tests::session();
+        session.merchant_name = "Caf\u{e9} \"Q\\\u{1}\u{2028}".into();
+        let (mac, etsk) = (Hex(vec![0xab; 32]), Hex(vec![0x01, 0xfe]));
+        let tsk = || Key32::new([9; 32]);
+        let mut sealer = Sealer::new(&session, "T-1", &mac, &etsk, tsk(), Box::new(Fixed));
+        let req = DrawRequest {
+            txn_id: "T-1".into(),
+            page_origin: "http://m\u{7f}".into(),
+            amount: 250,
+            purse: crate::types::PurseId::Money,
+            select: Hex(vec![1, 2]),
+            initialize: Hex(vec![]),
+            pin_verified: true,
+            log: vec![Hex(vec![0; 37])],
+        };
+        let body = sealer.envelope("draw_request", &req);
+        let theirs = DrawEnvelope {
+            session,
+            session_mac: mac,
+            etsk,
+            draw_request: req.seal(&tsk(), [7; NONCE_LEN]),
+        };
+        assert_eq!(body, serde_json::to_string(&theirs).unwrap());
+    }
 
     #[test]
     fn deadlines_warn_then_expire_and_extend_a_bounded_number_of_times() {

@@ -7,6 +7,8 @@
 //! other. Why: serde_json with its error texts and float formatting was a
 //! third of the widget's download (docs/widget.md, "Bytes"). The feature
 //! `lite-json` uses it natively too (tests: every message through it, both ends).
+//! The clients read and write their own messages without serde, through
+//! [`lite::Decode`] and [`lite::Encode`] (one codec per message on both targets).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -95,6 +97,12 @@ macro_rules! wire_strings {
             }
         }
 
+        impl $crate::json::lite::Encode for $ty {
+            fn encode(&self, w: &mut $crate::json::lite::Writer) {
+                w.str(self.as_str());
+            }
+        }
+
         impl $crate::json::lite::Decode for $ty {
             fn decode(r: &mut $crate::json::lite::Reader<'_>) -> Result<Self, $crate::json::Error> {
                 let s = r.str()?;
@@ -152,6 +160,9 @@ pub mod lite {
     #[cfg(not(target_arch = "wasm32"))]
     pub use read::testing;
     pub use read::{decode, set, Decode, Reader};
+    mod write;
+    pub use write::encode_struct;
+    pub use write::{encode, Encode, Object, Writer};
 
     impl ser::Error for Error {
         fn custom<T: core::fmt::Display>(_: T) -> Self {

@@ -397,6 +397,11 @@ impl TryFrom<String> for Terminal {
         Self::parse_hex(&s)
     }
 }
+impl crate::json::lite::Encode for Terminal {
+    fn encode(&self, w: &mut crate::json::lite::Writer) {
+        w.hex(&self.0, true);
+    }
+}
 impl crate::json::lite::Decode for Terminal {
     fn decode(r: &mut crate::json::lite::Reader<'_>) -> Result<Self, crate::json::Error> {
         Self::parse_hex(&r.str()?).map_err(|_| crate::json::Error(None))

@@ -128,6 +128,12 @@ impl<'de> Deserialize<'de> for Hex {
     }
 }
 
+impl crate::json::lite::Encode for Hex {
+    fn encode(&self, w: &mut crate::json::lite::Writer) {
+        w.hex(&self.0, false);
+    }
+}
+
 impl crate::json::lite::Decode for Hex {
     fn decode(r: &mut crate::json::lite::Reader<'_>) -> Result<Self, crate::json::Error> {
         hex_bytes(r.str()?.as_bytes())
@@ -159,12 +165,18 @@ pub trait Sealed: Serialize + DeserializeOwned {
     /// Seal under `key` with a fresh `nonce` (never reuse one under a key).
     fn seal(&self, key: &Key32, nonce: [u8; NONCE_LEN]) -> Hex {
         let plain = Zeroizing::new(crate::json::to_vec(self));
-        Hex(session::seal(
-            key,
-            nonce,
-            &session::aad(Self::LABEL, self.txn_id()),
-            &plain,
-        ))
+        seal_with(Self::LABEL, self.txn_id(), key, nonce, &plain)
+    }
+
+    /// [`Sealed::seal`] written by the message's [`crate::json::lite::Encode`]: the
+    /// clients' way (one writer natively and in the browser; the tests hold its
+    /// bytes to serde_json's, which the servers seal with).
+    fn seal_encode(&self, key: &Key32, nonce: [u8; NONCE_LEN]) -> Hex
+    where
+        Self: crate::json::lite::Encode,
+    {
+        let plain = Zeroizing::new(crate::json::lite::encode(self));
+        seal_with(Self::LABEL, self.txn_id(), key, nonce, plain.as_bytes())
     }
 
     /// Open a message sealed for `txn_id`; one that names another transaction
@@ -182,6 +194,16 @@ pub trait Sealed: Serialize + DeserializeOwned {
     {
         open_with(Self::LABEL, key, txn_id, sealed, crate::json::lite::decode)
     }
+}
+
+/// Seal `plain` under `key` for `label` and `txn_id`.
+fn seal_with(label: &str, txn_id: &str, key: &Key32, nonce: [u8; NONCE_LEN], plain: &[u8]) -> Hex {
+    Hex(session::seal(
+        key,
+        nonce,
+        &session::aad(label, txn_id),
+        plain,
+    ))
 }
 
 /// Open, read the plaintext with `read`, check the transaction it names.

@@ -28,6 +28,12 @@ pub enum Capability {
     Ready,
 }
 
+impl purse::json::lite::Encode for Capability {
+    fn encode(&self, w: &mut purse::json::lite::Writer) {
+        w.str(self.as_str());
+    }
+}
+
 impl Capability {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -154,7 +160,7 @@ impl Bridge {
             origin: None,
             body,
         };
-        (id, purse::json::to_string(&msg))
+        (id, purse::json::lite::encode(&msg))
     }
 
     /// The first request: is the extension there, and the bridge behind it?

@@ -16,6 +16,7 @@ mod pay;
 
 use purse::client::{Driven, Entropy, Outgoing, Reply};
 use purse::command::SelectResponse;
+use purse::json::lite::{Encode, Writer};
 #[cfg(feature = "load")]
 use purse::load::BankResult;
 #[cfg(feature = "purchase")]
@@ -157,6 +158,66 @@ pub enum ParentEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<BankResult>,
     },
+}
+
+impl Encode for Outcome {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            #[cfg(feature = "purchase")]
+            Outcome::Purchase(r) => r.encode(w),
+            #[cfg(feature = "load")]
+            Outcome::Load(r) => r.encode(w),
+        }
+    }
+}
+
+/// serde's derive of `ParentEvent` (`tag = "event"`), written without serde.
+impl Encode for ParentEvent {
+    fn encode(&self, w: &mut Writer) {
+        let mut o = w.object();
+        match self {
+            ParentEvent::Ready { capability } => {
+                o.field("event", "ready");
+                o.field("capability", capability);
+            }
+            ParentEvent::Capability { capability } => {
+                o.field("event", "capability");
+                o.field("capability", capability);
+            }
+            ParentEvent::Result {
+                txn_id,
+                verify_mode,
+                result,
+            } => {
+                o.field("event", "result");
+                o.field("txn_id", txn_id);
+                o.some("verify_mode", verify_mode);
+                o.field("result", result);
+            }
+            ParentEvent::Cancel { reason, txn_id } => {
+                o.field("event", "cancel");
+                o.field("reason", reason);
+                o.field("txn_id", txn_id);
+            }
+            ParentEvent::Error {
+                code,
+                message,
+                txn_id,
+                charged,
+                #[cfg(feature = "load")]
+                result,
+            } => {
+                o.field("event", "error");
+                o.field("code", code);
+                o.field("message", message);
+                o.field("txn_id", txn_id);
+                o.some("charged", charged);
+                #[cfg(feature = "load")]
+                o.some("result", result);
+            }
+        }
+        o.end();
+    }
 }
 
 /// What the glue must do.
@@ -612,6 +673,101 @@ impl Checkout {
 #[cfg(test)]
 mod tests {
     use super::Mode;
+
+    #[cfg(not(target_arch = "wasm32"))]
+    mod parent_event {
+        use proptest::prelude::*;
+        use purse::session::VerifyMode;
+        use purse::wire::Hex;
+
+        use super::super::{Capability, Outcome, ParentEvent};
+
+        /// Text with everything JSON escapes (or might): quotes, backslash,
+        /// control characters, DEL, non-ASCII, U+2028.
+        const TEXT: &str = "[a-z\"\\\\/\x00-\x1f\x7f\u{e9}\u{2028}\u{1f600}]{0,10}";
+
+        fn outcomes(t: String, h: Vec<u8>, n: u32) -> Vec<Outcome> {
+            let mut v = Vec::new();
+            let _ = (&t, &h, n);
+            #[cfg(feature = "purchase")]
+            {
+                use purse::purchase::MerchantResult;
+                v.push(Outcome::Purchase(MerchantResult::ResultM {
+                    txn_id: t.clone(),
+                    result_m: Hex(h.clone()),
+                }));
+                v.push(Outcome::Purchase(MerchantResult::S3 {
+                    txn_id: t.clone(),
+                    balance_after: n,
+                    s3: Hex(h.clone()),
+                    expected_s3_m: Hex(h.clone()),
+                }));
+            }
+            #[cfg(feature = "load")]
+            {
+                use purse::load::BankResult;
+                v.push(Outcome::Load(BankResult::ResultB {
+                    txn_id: t.clone(),
+                    result_b: Hex(h.clone()),
+                }));
+                v.push(Outcome::Load(BankResult::NotLoaded {
+                    txn_id: t.clone(),
+                    reason: t.clone(),
+                }));
+            }
+            v
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            /// Every event the page hears, generated: the widget's writer gives
+            /// serde_json's bytes for serde's derive (`tag = "event"`, optional
+            /// fields present and absent).
+            #[test]
+            fn parent_event_encoder_agrees_with_serde(
+                txn_id in TEXT, message in TEXT, h in proptest::collection::vec(any::<u8>(), 0..12),
+                n in any::<u32>(), cap in 0..5usize,
+                vm in proptest::option::of(prop::sample::select(VerifyMode::ALL.to_vec())),
+                charged in proptest::option::of(prop::sample::select(vec!["no", "maybe", "yes"])),
+                pick in any::<prop::sample::Index>(),
+            ) {
+                let capability = [
+                    Capability::NoExtension,
+                    Capability::NoBridge,
+                    Capability::NoReader,
+                    Capability::NoCard,
+                    Capability::Ready,
+                ][cap];
+                let outcomes = outcomes(txn_id.clone(), h, n);
+                let result = outcomes[pick.index(outcomes.len())].clone();
+                #[cfg(feature = "load")]
+                let bank = match &result {
+                    Outcome::Load(r) if charged.is_some() => Some(r.clone()),
+                    _ => None,
+                };
+                let events = [
+                    ParentEvent::Ready { capability },
+                    ParentEvent::Capability { capability },
+                    ParentEvent::Result { txn_id: txn_id.clone(), verify_mode: vm, result },
+                    ParentEvent::Cancel { reason: "shopper", txn_id: txn_id.clone() },
+                    ParentEvent::Error {
+                        code: "bridge",
+                        message,
+                        txn_id,
+                        charged,
+                        #[cfg(feature = "load")]
+                        result: bank,
+                    },
+                ];
+                for ev in &events {
+                    prop_assert_eq!(
+                        purse::json::lite::encode(ev),
+                        serde_json::to_string(ev).unwrap()
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_frame_url_names_a_mode_this_build_does_or_none() {

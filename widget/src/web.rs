@@ -141,7 +141,7 @@ fn post_parent_js(msg: JsValue) {
 }
 
 fn parent_event(ev: &ParentEvent) {
-    let text = purse::json::to_string(ev);
+    let text = purse::json::lite::encode(ev);
     let Ok(msg) = js_sys::JSON::parse(&text) else {
         return;
     };

@@ -33,6 +33,8 @@ pub struct CreditResponseMsg {
     pub response: Hex,
 }
 
+crate::json::lite::encode_struct!(CreditResponseMsg { txn_id, response });
+
 impl Sealed for CreditResponseMsg {
     const LABEL: &'static str = label::CREDIT_RESPONSE;
     fn txn_id(&self) -> &str {
@@ -175,6 +177,25 @@ pub enum BankResult {
     /// bank asks the load server (`POST /v1/bank/loads/{txn}/void`), which
     /// voids a load never drawn and otherwise tells where it stands.
     NotLoaded { txn_id: String, reason: String },
+}
+
+impl crate::json::lite::Encode for BankResult {
+    fn encode(&self, w: &mut crate::json::lite::Writer) {
+        let mut o = w.object();
+        match self {
+            Self::ResultB { txn_id, result_b } => {
+                o.field("kind", "result_b");
+                o.field("txn_id", txn_id);
+                o.field("result_b", result_b);
+            }
+            Self::NotLoaded { txn_id, reason } => {
+                o.field("kind", "not_loaded");
+                o.field("txn_id", txn_id);
+                o.field("reason", reason);
+            }
+        }
+        o.end();
+    }
 }
 
 impl BankResult {

@@ -59,6 +59,16 @@ pub struct LoadDrawRequest {
     pub log: Vec<Hex>,
 }
 
+crate::json::lite::encode_struct!(LoadDrawRequest {
+    txn_id,
+    page_origin,
+    amount,
+    purse,
+    select,
+    initialize,
+    log,
+});
+
 impl From<crate::client::CardEvidence> for LoadDrawRequest {
     fn from(e: crate::client::CardEvidence) -> Self {
         Self {

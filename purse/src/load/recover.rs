@@ -62,6 +62,13 @@ pub struct LoadRecoverRequest {
     pub log: Vec<Hex>,
 }
 
+crate::json::lite::encode_struct!(LoadRecoverRequest {
+    txn_id,
+    card_answer: some,
+    zero_initialize: some,
+    log,
+});
+
 impl Sealed for LoadRecoverRequest {
     const LABEL: &'static str = label::LOAD_RECOVER_REQUEST;
     fn txn_id(&self) -> &str {

@@ -26,6 +26,8 @@ pub struct DebitResponseMsg {
     pub response: Hex,
 }
 
+crate::json::lite::encode_struct!(DebitResponseMsg { txn_id, response });
+
 impl Sealed for DebitResponseMsg {
     const LABEL: &'static str = label::DEBIT_RESPONSE;
     fn txn_id(&self) -> &str {
@@ -166,6 +168,32 @@ pub enum MerchantResult {
         s3: Hex,
         expected_s3_m: Hex,
     },
+}
+
+impl crate::json::lite::Encode for MerchantResult {
+    fn encode(&self, w: &mut crate::json::lite::Writer) {
+        let mut o = w.object();
+        match self {
+            Self::ResultM { txn_id, result_m } => {
+                o.field("kind", "result_m");
+                o.field("txn_id", txn_id);
+                o.field("result_m", result_m);
+            }
+            Self::S3 {
+                txn_id,
+                balance_after,
+                s3,
+                expected_s3_m,
+            } => {
+                o.field("kind", "s3");
+                o.field("txn_id", txn_id);
+                o.field("balance_after", balance_after);
+                o.field("s3", s3);
+                o.field("expected_s3_m", expected_s3_m);
+            }
+        }
+        o.end();
+    }
 }
 
 impl MerchantResult {

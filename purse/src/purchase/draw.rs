@@ -59,6 +59,17 @@ pub struct DrawRequest {
     pub log: Vec<Hex>,
 }
 
+crate::json::lite::encode_struct!(DrawRequest {
+    txn_id,
+    page_origin,
+    amount,
+    purse,
+    select,
+    initialize,
+    pin_verified,
+    log,
+});
+
 impl DrawRequest {
     /// The draw request for what the card said.
     pub(crate) fn from_card(e: crate::client::CardEvidence, pin_verified: bool) -> Self {

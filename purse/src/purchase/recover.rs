@@ -49,6 +49,12 @@ pub struct RecoverRequest {
     pub current_atc: Option<u16>,
 }
 
+crate::json::lite::encode_struct!(RecoverRequest {
+    txn_id,
+    log,
+    current_atc: some,
+});
+
 impl Sealed for RecoverRequest {
     const LABEL: &'static str = label::RECOVER_REQUEST;
     fn txn_id(&self) -> &str {

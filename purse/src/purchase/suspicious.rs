@@ -37,6 +37,12 @@ pub struct SuspiciousReport {
     pub reason: String,
 }
 
+crate::json::lite::encode_struct!(SuspiciousReport {
+    txn_id,
+    page_origin,
+    reason,
+});
+
 impl Sealed for SuspiciousReport {
     const LABEL: &'static str = label::SUSPICIOUS;
     fn txn_id(&self) -> &str {
