@@ -13,13 +13,14 @@
 # pcscd inherits the exclusive flock on /tmp/cardpay-pcscd.lock and holds it
 # for its whole life (team rule: one pcscd per machine).
 # Env: CARD_BIN (a prebuilt `card` binary; else built with cargo),
-#      CARDPAY_VPCD (default 127.0.0.1:35963).
+#      CARDPAY_VPCD (default 127.0.0.1:27771: below the ephemeral port range, so no
+#      outgoing connection holds it or the next port, vpcd's second reader).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 LOCK=/tmp/cardpay-pcscd.lock
 READER="Virtual PCD 00 00"
-VPCD="${CARDPAY_VPCD:-127.0.0.1:35963}"
+VPCD="${CARDPAY_VPCD:-127.0.0.1:27771}"
 VPCD_SO=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
 
 cmd="${1:-}"
@@ -114,7 +115,7 @@ up() {
     if ! alive "$(pid_of pcscd)"; then
         cat > "$DIR/reader.conf.d/vpcd" <<EOF
 FRIENDLYNAME "Virtual PCD"
-DEVICENAME /dev/null:0x8C7B
+DEVICENAME /dev/null:$(printf '0x%04X' "${VPCD##*:}")
 LIBPATH $VPCD_SO
 EOF
         exec 9>"$LOCK"

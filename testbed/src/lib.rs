@@ -39,10 +39,16 @@ use std::time::{Duration, Instant};
 
 /// The machine-wide lock every starter of pcscd must hold (docs/TEAM.md).
 pub const LOCK_PATH: &str = "/tmp/cardpay-pcscd.lock";
-/// The reader the card is plugged into (vpcd port 35963).
+/// The reader the card is plugged into (vpcd port [`VPCD_PORT`]).
 pub const READER: &str = "Virtual PCD 00 00";
+/// vpcd's port for [`READER`]; vpcd also listens on the next one (its second
+/// reader, `Virtual PCD 00 01`). Below Linux's ephemeral range (32768–60999),
+/// unlike vpcd's default 35963: there an outgoing connection of the tests (a
+/// database pool's, an HTTP client's) or a port-0 listener can hold 35964 and
+/// vpcd then cannot open its readers ("Address already in use"; CI saw it).
+pub const VPCD_PORT: u16 = 27771;
 /// vpcd's TCP endpoint for [`READER`].
-pub const VPCD_ADDR: &str = "127.0.0.1:35963";
+pub const VPCD_ADDR: &str = "127.0.0.1:27771";
 
 /// Test keys and personalisation of the demo card (docs/TEAM.md). TEST KEYS ONLY.
 pub mod keys {
@@ -181,7 +187,9 @@ impl Builder {
         fs::create_dir(&conf_dir).map_err(io_err("creating reader.conf.d"))?;
         fs::write(
             conf_dir.join("vpcd"),
-            "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x8C7B\nLIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\n",
+            format!(
+                "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x{VPCD_PORT:04X}\nLIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\n"
+            ),
         )
         .map_err(io_err("writing reader.conf"))?;
         let state = dir.path().join("card.json");
@@ -545,7 +553,7 @@ fn take_lock() -> Result<File> {
 
 /// Processes of a testbed whose test process died without dropping its stack
 /// (their arguments name a `cardpay-testbed-` dir). We hold the lock, so no
-/// live stack owns them. Kill them so they do not block pcscd / port 35963.
+/// live stack owns them. Kill them so they do not block pcscd / vpcd's port.
 fn kill_orphans() {
     let Ok(rd) = fs::read_dir("/proc") else {
         return;
@@ -674,6 +682,22 @@ fn build_card_bin() -> std::result::Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vpcd_ports_are_below_the_ephemeral_range() {
+        assert_eq!(VPCD_ADDR, format!("127.0.0.1:{VPCD_PORT}"));
+        // vpcd listens on the port and the next one; the kernel hands out
+        // ephemeral ports from ip_local_port_range's low end up
+        let low: u32 = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32768);
+        assert!(
+            u32::from(VPCD_PORT) + 1 < low,
+            "vpcd's ports {VPCD_PORT}-{} reach the ephemeral range from {low}",
+            VPCD_PORT + 1
+        );
+    }
 
     #[test]
     fn zombie_and_dead_processes_count_as_dead() {
