@@ -161,7 +161,7 @@ pub mod lite {
     pub use read::testing;
     pub use read::{decode, set, Decode, Reader};
     mod write;
-    pub use write::encode_struct;
+    pub use write::{codec_struct, encode_struct};
     pub use write::{encode, Encode, Object, Writer};
 
     impl ser::Error for Error {

@@ -114,23 +114,7 @@ pub struct Session {
     pub terminal: Terminal,
 }
 
-crate::json::lite::encode_struct!(Session {
-    merchant_id,
-    merchant_name,
-    txn_id,
-    order_ref,
-    amount,
-    currency,
-    exponent,
-    purse,
-    expires_at,
-    verify_mode,
-    result_url,
-    origin,
-    terminal,
-});
-
-crate::json::lite::decode_struct!(Session {
+crate::json::lite::codec_struct!(Session {
     merchant_id,
     merchant_name,
     txn_id,

@@ -49,22 +49,7 @@ pub struct LoadSession {
     pub terminal: Terminal,
 }
 
-crate::json::lite::encode_struct!(LoadSession {
-    bank_id,
-    bank_name,
-    txn_id,
-    account_ref,
-    amount,
-    currency,
-    exponent,
-    purse,
-    expires_at,
-    result_url,
-    origin,
-    terminal,
-});
-
-crate::json::lite::decode_struct!(
+crate::json::lite::codec_struct!(
     LoadSession,
     deny_unknown_fields {
         bank_id,

@@ -195,6 +195,20 @@ macro_rules! encode_struct {
 }
 pub use crate::encode_struct;
 
+/// Both directions from one field list, for a message the clients write and read
+/// (the sessions): `encode_struct!` writes every field (a `field: opt`, missing on
+/// the wire, reads as its default but is always written, as serde's `default`
+/// without `skip_serializing_if`), `decode_struct!` reads them as annotated.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! codec_struct {
+    ($ty:ty $(, $deny:ident)? { $($f:ident $(: $opt:ident)?),* $(,)? }) => {
+        $crate::encode_struct!($ty { $($f),* });
+        $crate::decode_struct!($ty $(, $deny)? { $($f $(: $opt)?),* });
+    };
+}
+pub use crate::codec_struct;
+
 /// Differential checks for the tests: strings a message's text fields take in
 /// the property tests (every escape serde_json makes, and what it leaves).
 #[cfg(test)]
