@@ -1,7 +1,11 @@
 //! Capability detection and the card connection, through the extension and
 //! the bridge, with the typed messages of [`purse::bridge_msg`] (no
-//! hand-written JSON): `hello` → `readers` → `connect` → `transmit`…, and
-//! the card events. Sans-IO: it writes request texts and reads message texts;
+//! hand-written JSON): `readers` → `connect` → `transmit`…, and the card
+//! events. The first request is `readers`, not `hello`: its answer says all
+//! that `hello`'s would (the extension is there: an answer; the bridge is:
+//! not `no_bridge`; PC/SC: not `no_service`) and names the readers, so the
+//! card's connection is one round trip through the frame, the extension and
+//! the bridge nearer. Sans-IO: it writes request texts and reads message texts;
 //! the glue carries them (`window.postMessage` in the browser, a test's
 //! stand-in extension natively).
 //!
@@ -49,7 +53,6 @@ impl Capability {
 /// What a request was for (its reply is read as that type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Asked {
-    Hello,
     Readers,
     Connect,
     /// A command APDU; `verify`: a VERIFY (for the last-try refusal of older bridges).
@@ -82,7 +85,8 @@ pub struct Bridge {
     /// The connection is new: no command was sent on it yet.
     fresh: bool,
     capability: Option<Capability>,
-    hello_answered: bool,
+    /// The extension answered something (the first request's deadline is off).
+    answered: bool,
     /// A connection the card left: closed at the next message out, so it
     /// holds nothing at the bridge (and is not left for the page's unload).
     stale: Option<u32>,
@@ -145,8 +149,8 @@ impl Bridge {
     }
 
     /// Waiting for the extension's first answer.
-    pub fn awaiting_hello(&self) -> bool {
-        !self.hello_answered && matches!(self.pending, Some((_, Asked::Hello)))
+    pub fn awaiting_first_answer(&self) -> bool {
+        !self.answered && self.pending.is_some()
     }
 
     fn send(&mut self, asked: Option<Asked>, body: BridgeRequest) -> (u64, String) {
@@ -163,15 +167,16 @@ impl Bridge {
         (id, purse::json::lite::encode(&msg))
     }
 
-    /// The first request: is the extension there, and the bridge behind it?
-    pub fn hello(&mut self) -> (u64, String) {
-        self.send(Some(Asked::Hello), BridgeRequest::Hello)
+    /// The first request: is the extension there, the bridge behind it, and
+    /// which readers have a card? (`readers`; see the module's doc.)
+    pub fn start(&mut self) -> (u64, String) {
+        self.send(Some(Asked::Readers), BridgeRequest::Readers)
     }
 
-    /// The extension did not answer `hello` in time: it is not installed (a
-    /// late answer still counts).
-    pub fn hello_timed_out(&mut self) {
-        if self.awaiting_hello() && self.capability.is_none() {
+    /// The extension did not answer the first request in time: it is not
+    /// installed (a late answer still counts).
+    pub fn first_answer_timed_out(&mut self) {
+        if self.awaiting_first_answer() && self.capability.is_none() {
             self.capability = Some(Capability::NoExtension);
         }
     }
@@ -221,6 +226,7 @@ impl Bridge {
                     return None; // a stale answer (to a request before a card swap)
                 }
                 self.pending = None;
+                self.answered = true;
                 let heard = self.on_reply(asked, text, out);
                 self.close_stale(out);
                 heard
@@ -257,17 +263,6 @@ impl Bridge {
         out: &mut Vec<(u64, String)>,
     ) -> Option<Heard> {
         match asked {
-            Asked::Hello => {
-                self.hello_answered = true;
-                match read::<IgnoredAny>(text) {
-                    Ok(_) => out.push(self.send(Some(Asked::Readers), BridgeRequest::Readers)),
-                    Err(e) => self.unavailable(match e.code {
-                        ErrorCode::NoService | ErrorCode::NoReader => Capability::NoReader,
-                        _ => Capability::NoBridge,
-                    }),
-                }
-                None
-            }
             Asked::Readers => {
                 match read::<Readers>(text) {
                     Ok(r) => {

@@ -37,7 +37,9 @@ pub struct Config {
     pub lang: Lang,
     /// The request cancels itself after this long without an answer (120 s).
     pub timeout_ms: u32,
-    /// How long to wait for the extension to answer `hello` before deciding it is absent.
+    /// How long to wait for the extension to answer the first request (`readers`)
+    /// before deciding it is absent (the URL's `hello_timeout`, named for the request
+    /// that used to come first).
     pub hello_timeout_ms: u32,
     /// Where the "install" link points.
     pub install_url: String,
@@ -315,7 +317,7 @@ pub struct Checkout {
     exponent: u8,
     purse: purse::PurseId,
     started: bool,
-    hello_at: Option<u64>,
+    first_answer_at: Option<u64>,
     /// The POST whose answer the client waits for.
     http: Option<u64>,
     next_http: u64,
@@ -398,7 +400,7 @@ impl Checkout {
             exponent,
             purse,
             started: false,
-            hello_at: None,
+            first_answer_at: None,
             http: None,
             next_http: 1,
             told: None,
@@ -438,8 +440,10 @@ impl Checkout {
 
     /// When the glue must call back with [`Input::Tick`] (ms, the clock of `handle`).
     pub fn poll_timeout(&self) -> Option<u64> {
-        let hello = self.hello_at.filter(|_| self.bridge.awaiting_hello());
-        [hello, self.card_poll_at, self.txn.driven().poll_timeout()]
+        let first = self
+            .first_answer_at
+            .filter(|_| self.bridge.awaiting_first_answer());
+        [first, self.card_poll_at, self.txn.driven().poll_timeout()]
             .into_iter()
             .flatten()
             .min()
@@ -455,14 +459,14 @@ impl Checkout {
             Input::Start if !self.started => {
                 self.started = true;
                 self.txn.driver().start_clock(now);
-                self.hello_at = Some(now + self.cfg.hello_timeout_ms as u64);
-                out.push(self.bridge.hello());
+                self.first_answer_at = Some(now + self.cfg.hello_timeout_ms as u64);
+                out.push(self.bridge.start());
             }
             Input::Start => {}
             Input::Tick => {
-                if self.hello_at.is_some_and(|t| t <= now) {
-                    self.hello_at = None;
-                    self.bridge.hello_timed_out();
+                if self.first_answer_at.is_some_and(|t| t <= now) {
+                    self.first_answer_at = None;
+                    self.bridge.first_answer_timed_out();
                 }
                 self.txn.driver().handle_timeout(now);
                 if self.card_poll_at.is_some_and(|t| t <= now) {
@@ -626,7 +630,7 @@ impl Checkout {
     /// The screen while the client waits for the card.
     fn waiting_screen(&self) -> Screen {
         match self.bridge.capability() {
-            Some(Capability::Ready) | None if self.bridge.awaiting_hello() => {
+            Some(Capability::Ready) | None if self.bridge.awaiting_first_answer() => {
                 Screen::Progress(Step::Detecting)
             }
             Some(Capability::Ready) => Screen::Progress(Step::Connecting),

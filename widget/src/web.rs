@@ -58,6 +58,8 @@ struct App {
     /// The height last posted to the page, and the width the keypad was fitted to.
     last_height: i32,
     last_width: i32,
+    /// The view to draw in the next task ([`schedule_render`]), the latest one.
+    pending_view: Option<View>,
     /// Toggled so that a repeated hint is announced again.
     #[cfg(feature = "purchase")]
     hint_toggle: bool,
@@ -173,7 +175,7 @@ fn run_effect(e: Effect) {
                 feed(Input::Http { id, result });
             });
         }
-        Effect::Render(view) => render(view),
+        Effect::Render(view) => schedule_render(view),
         Effect::Parent(ev) => parent_event(&ev),
     }
 }
@@ -254,6 +256,36 @@ fn fit_keypad(view: &mut View) -> i32 {
     }
     let _ = view;
     0
+}
+
+/// Run `f` in a task of its own, after the current one (and after the messages it
+/// posted).
+fn next_task(f: impl FnOnce() + 'static) {
+    let cb = Closure::once_into_js(f);
+    let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
+}
+
+/// Draw `view` in the next task, not in the one whose effects produced it: the
+/// messages those effects posted go first — the extension's content script runs on
+/// this frame's main thread, and so does a same-site page — and the drawing, with the
+/// layout that focusing a control forces, runs while they travel (a Chromium trace
+/// showed `hello`, INITIALIZE and DEBIT each waiting 2–5 ms behind the render before
+/// the content script could pass them on). Views queued before that task runs: the
+/// last one is drawn.
+fn schedule_render(view: View) {
+    let first = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        Some(app.pending_view.replace(view).is_none())
+    });
+    if first == Some(true) {
+        next_task(|| {
+            let view = APP.with(|a| a.borrow_mut().as_mut()?.pending_view.take());
+            if let Some(view) = view {
+                render(view);
+            }
+        });
+    }
 }
 
 fn render(mut view: View) {
@@ -684,6 +716,7 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             last_announce: String::new(),
             last_height: 0,
             last_width: 0,
+            pending_view: None,
             #[cfg(feature = "purchase")]
             hint_toggle: false,
         })
@@ -725,7 +758,9 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             }
         }
     }
-    // The first height, now that the page may be listening.
-    post_height();
+    // The first height, now that the page may be listening (after the first view is
+    // drawn: measuring forces a layout, which the messages posted above need not wait
+    // for).
+    next_task(post_height);
     Ok(())
 }

@@ -264,7 +264,7 @@ async fn no_extension_then_install_link() {
     assert_eq!(
         w.co.poll_timeout(),
         Some(1_500),
-        "the hello deadline comes first"
+        "the first answer's deadline comes first"
     );
     w.advance(1_500).await;
     assert_eq!(
@@ -654,17 +654,22 @@ fn merchant_kit_with_name(m: &TestMerchant, name: &str) -> WidgetSession {
 }
 
 #[tokio::test]
-async fn a_late_hello_answer_still_makes_the_widget_ready() {
+async fn a_late_first_answer_still_makes_the_widget_ready() {
     let (_srv, mut w) = world(10_000, 5_000, 100, VerifyMode::PaymentServer).await;
     w.extension = false;
     w.start().await;
     w.advance(1_500).await;
     assert_eq!(w.screen, Screen::Unavailable(Capability::NoExtension));
-    // The extension's answer to the first hello (id 1) arrives late.
+    // The extension's answer to the first request (`readers`, id 1) arrives late.
     w.extension = true;
     let late = json(&purse::bridge_msg::Reply::result(
         purse::bridge_msg::Id::Num(1),
-        purse::bridge_msg::BridgeResult::Done(purse::bridge_msg::Done {}),
+        purse::bridge_msg::BridgeResult::Readers(purse::bridge_msg::Readers {
+            readers: vec![purse::bridge_msg::ReaderInfo {
+                name: READER.into(),
+                card_present: true,
+            }],
+        }),
     ));
     w.feed(Input::Extension(late)).await;
     assert_eq!(w.screen, Screen::Confirm);
