@@ -365,7 +365,11 @@ export async function startTestMerchant({ pay, merchant, port, www = wwwDir }) {
     const w = Cardpay.mount('#cardpay', opts);
     for (const e of ['ready', 'capability', 'result', 'cancel', 'error']) {
       w.on(e, (d) => {
-        window.cardpayLog.push({ event: e, t: performance.now(), detail: d });
+        const entry = { event: e, t: performance.now(), detail: d };
+        window.cardpayLog.push(entry);
+        // checkout-bench.mjs listens on the console instead of polling the log: a poll
+        // runs on this page's main thread, which the widget frame shares (same site).
+        if (window.cardpayBenchConsole) console.debug('cardpay-bench ' + JSON.stringify(entry));
         if (e === 'result') {
           fetch('/result', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(d.result) })
             .then((r) => r.text()).then(() => { document.getElementById('status').textContent = 'paid'; });
