@@ -173,36 +173,9 @@ const traceScript = `(() => {
 })();`;
 for (const b of browsers) {
   await b.context.addInitScript(traceScript);
-  // The shop page tells its widget events on the console (checkout-support's page.js).
-  await b.context.addInitScript('window.cardpayBenchConsole = true;');
+  await s.tellEventsOnConsole(b.context);
 }
 
-/** The widget events of `page` as the shop page tells them, without polling the page:
- *  Playwright's waitForFunction polls on every animation frame, on the main thread the
- *  widget frame shares with its same-site shop page, and so delayed the widget's own
- *  messages (a Chromium trace showed the extension's `hello` waiting 7 ms behind it). */
-function eventsOf(page) {
-  const seen = [];
-  const waiting = [];
-  page.on('console', (m) => {
-    const text = m.text();
-    if (!text.startsWith('cardpay-bench ')) return;
-    const entry = JSON.parse(text.slice('cardpay-bench '.length));
-    seen.push(entry);
-    for (const w of waiting.splice(0)) if (!w(entry)) waiting.push(w);
-  });
-  return (event, timeoutMs = 30_000) => new Promise((resolve, reject) => {
-    const found = seen.find((x) => x.event === event);
-    if (found) return resolve(found);
-    const timer = setTimeout(() => reject(new Error(`no ${event} event in ${timeoutMs} ms: ${JSON.stringify(seen)}`)), timeoutMs);
-    waiting.push((x) => {
-      if (x.event !== event) return false;
-      clearTimeout(timer);
-      resolve(x);
-      return true;
-    });
-  });
-}
 
 /** The phases of one page load and purchase, as durations in ms. */
 async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
@@ -272,7 +245,7 @@ try {
   for (let i = 0; i < N + 2; i++) {
     for (const v of i % 2 ? [...variants].reverse() : variants) {
       const page = await v.br.context.newPage();
-      const widgetEvent = eventsOf(page);
+      const widgetEvent = s.consoleEvents(page);
       await page.goto(v.shop.url('/checkout?amount=10'));
       const ready = await widgetEvent('ready').catch((e) => { throw new Error(`${v.label}, run ${i}: ${e.message}`); });
       if (ready.detail.capability !== 'ready') throw new Error(`${v.label}: not ready: ` + JSON.stringify(ready.detail));

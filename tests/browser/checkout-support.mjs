@@ -449,6 +449,39 @@ export function widgetFrame(page) {
   return page.frameLocator('iframe[data-cardpay]');
 }
 
+/** Make the shop pages of `context` tell their widget events on the console too (see
+ *  `consoleEvents`). */
+export async function tellEventsOnConsole(context) {
+  await context.addInitScript('window.cardpayBenchConsole = true;');
+}
+
+/** The widget events of `page` as the shop page tells them, without polling the page:
+ *  Playwright's waitForFunction polls on every animation frame, on the main thread the
+ *  widget frame shares with its same-site shop page, and so delayed the widget's own
+ *  messages (a Chromium trace showed the extension's `hello` waiting 7 ms behind it). */
+export function consoleEvents(page) {
+  const seen = [];
+  const waiting = [];
+  page.on('console', (m) => {
+    const text = m.text();
+    if (!text.startsWith('cardpay-bench ')) return;
+    const entry = JSON.parse(text.slice('cardpay-bench '.length));
+    seen.push(entry);
+    for (const w of waiting.splice(0)) if (!w(entry)) waiting.push(w);
+  });
+  return (event, timeoutMs = 30_000) => new Promise((resolve, reject) => {
+    const found = seen.find((x) => x.event === event);
+    if (found) return resolve(found);
+    const timer = setTimeout(() => reject(new Error(`no ${event} event in ${timeoutMs} ms: ${JSON.stringify(seen)}`)), timeoutMs);
+    waiting.push((x) => {
+      if (x.event !== event) return false;
+      clearTimeout(timer);
+      resolve(x);
+      return true;
+    });
+  });
+}
+
 /** Wait for a widget event in the page's log; returns its detail. */
 export async function waitEvent(page, event, { timeoutMs = 30_000, count = 1 } = {}) {
   await page.waitForFunction(([e, n]) => (window.cardpayLog || []).filter((x) => x.event === e).length >= n, [event, count], { timeout: timeoutMs });

@@ -92,8 +92,18 @@ fn feed(input: Input) {
         let app = a.as_mut()?;
         Some(app.checkout.as_mut()?.handle(input, now()))
     });
-    for e in effects.unwrap_or_default() {
-        run_effect(e);
+    let effects = effects.unwrap_or_default();
+    // A batch that posts nothing (a PIN digit, a timer's warning) is drawn at once:
+    // nothing has to go first, and the DOM is current when the next input comes.
+    let posts = effects.iter().any(|e| !matches!(e, Effect::Render(_)));
+    for e in effects {
+        match e {
+            Effect::Render(view) if !posts => {
+                APP.with(|a| a.borrow_mut().as_mut().map(|app| app.pending_view.take()));
+                render(view);
+            }
+            e => run_effect(e),
+        }
     }
     arm_timer();
 }
@@ -265,8 +275,8 @@ fn next_task(f: impl FnOnce() + 'static) {
     let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
 }
 
-/// Draw `view` in the next task, not in the one whose effects produced it: the
-/// messages those effects posted go first — the extension's content script runs on
+/// Draw `view` in the next task, not in the one whose effects produced it, when those
+/// effects post something: the messages go first — the extension's content script runs on
 /// this frame's main thread, and so does a same-site page — and the drawing, with the
 /// layout that focusing a control forces, runs while they travel (a Chromium trace
 /// showed `hello`, INITIALIZE and DEBIT each waiting 2–5 ms behind the render before
@@ -615,7 +625,10 @@ fn on_message(ev: MessageEvent) {
             return None;
         }
         app.parent_origin = Some(origin.clone());
-        apply_theme(&get(&data, "theme"));
+        // A style change asks for a rendering update, which Chromium runs before the
+        // messages posted in this task: in a task of its own, like every view.
+        let theme = get(&data, "theme");
+        next_task(move || apply_theme(&theme));
         Some(
             Checkout::new(
                 app.cfg.clone(),
@@ -637,7 +650,9 @@ fn on_message(ev: MessageEvent) {
             set(&msg, "code", "bad_session");
             set(&msg, "message", message);
             post_parent_js(msg.into());
-            APP.with(|a| {
+            // After the skeleton (drawn in a task of its own by `run`).
+            next_task(|| {
+                APP.with(|a| {
                 if let Some(app) = a.borrow().as_ref() {
                     let screen = by_id("cp-screen").map(Element::from);
                     screen.unwrap_or_else(|| app.root.clone()).set_inner_html(
@@ -649,6 +664,7 @@ fn on_message(ev: MessageEvent) {
                         .concat(),
                     );
                 }
+            })
             });
         }
         None => {}
@@ -721,8 +737,15 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             hint_toggle: false,
         })
     });
-    root.set_inner_html(&crate::view::skeleton(lang, mode));
-    root.remove_attribute("aria-live")?;
+    // The skeleton, like every view, in a task of its own: a DOM change asks for a
+    // rendering update, which Chromium runs before the messages this task posts (the
+    // first bridge request among them, when the page's `init` came early); a trace
+    // showed it 4 ms ahead of the request's delivery to the content script.
+    let first = root.clone();
+    next_task(move || {
+        first.set_inner_html(&crate::view::skeleton(lang, mode));
+        let _ = first.remove_attribute("aria-live");
+    });
 
     let resize = Closure::<dyn FnMut()>::new(on_resize);
     let observer = ResizeObserver::new(resize.as_ref().unchecked_ref())?;
