@@ -60,6 +60,8 @@ struct App {
     last_width: i32,
     /// The view to draw in the next task ([`schedule_render`]), the latest one.
     pending_view: Option<View>,
+    /// The page's theme, until the first view applies it.
+    theme: Option<JsValue>,
     /// Toggled so that a repeated hint is announced again.
     #[cfg(feature = "purchase")]
     hint_toggle: bool,
@@ -268,8 +270,9 @@ fn fit_keypad(view: &mut View) -> i32 {
     0
 }
 
-/// Run `f` in a task of its own, after the current one (and after the messages it
-/// posted).
+/// Run `f` in a task of its own, after the current one and after the messages it
+/// posted (the extension's content script and the page get theirs first: in our
+/// traces a zero timer queued after a `postMessage` ran after its delivery).
 fn next_task(f: impl FnOnce() + 'static) {
     let cb = Closure::once_into_js(f);
     let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
@@ -299,6 +302,8 @@ fn schedule_render(view: View) {
 }
 
 fn render(mut view: View) {
+    ensure_skeleton();
+    apply_pending_theme();
     let last = view.clone();
     let width = fit_keypad(&mut view);
     let html = crate::view::render(&view);
@@ -425,6 +430,13 @@ fn apply_styles(root: &Element) {
 }
 
 /// Theme variables from the merchant (`--cp-*` only, plain values only).
+fn apply_pending_theme() {
+    let theme = APP.with(|a| a.borrow_mut().as_mut()?.theme.take());
+    if let Some(theme) = theme {
+        apply_theme(&theme);
+    }
+}
+
 fn apply_theme(theme: &JsValue) {
     if !theme.is_object() {
         return;
@@ -625,10 +637,9 @@ fn on_message(ev: MessageEvent) {
             return None;
         }
         app.parent_origin = Some(origin.clone());
-        // A style change asks for a rendering update, which Chromium runs before the
-        // messages posted in this task: in a task of its own, like every view.
-        let theme = get(&data, "theme");
-        next_task(move || apply_theme(&theme));
+        // Applied with the first view (a style change asks for a rendering update,
+        // which Chromium runs ahead of the messages posted in this task).
+        app.theme = Some(get(&data, "theme"));
         Some(
             Checkout::new(
                 app.cfg.clone(),
@@ -650,25 +661,47 @@ fn on_message(ev: MessageEvent) {
             set(&msg, "code", "bad_session");
             set(&msg, "message", message);
             post_parent_js(msg.into());
-            // After the skeleton (drawn in a task of its own by `run`).
-            next_task(|| {
-                APP.with(|a| {
-                if let Some(app) = a.borrow().as_ref() {
-                    let screen = by_id("cp-screen").map(Element::from);
-                    screen.unwrap_or_else(|| app.root.clone()).set_inner_html(
-                        &[
-                            r#"<p class="cp-error" role="alert" data-testid="error" data-code="bad_session">"#,
-                            &crate::view::esc(crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession)),
-                            "</p>",
-                        ]
-                        .concat(),
-                    );
-                }
-            })
-            });
+            // In a task of its own, like every view (the skeleton first).
+            next_task(show_bad_session);
         }
         None => {}
     }
+}
+
+/// The session the page sent is unusable: say so where the screens go.
+fn show_bad_session() {
+    ensure_skeleton();
+    apply_pending_theme();
+    APP.with(|a| {
+        let a = a.borrow();
+        let Some(app) = a.as_ref() else { return };
+        let text = crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession);
+        let html = [
+            r#"<p class="cp-error" role="alert" data-testid="error" data-code="bad_session">"#,
+            &crate::view::esc(text),
+            "</p>",
+        ]
+        .concat();
+        let screen = by_id("cp-screen").map(Element::from);
+        screen
+            .unwrap_or_else(|| app.root.clone())
+            .set_inner_html(&html);
+    });
+}
+
+/// The heading, screen container and live region in the root, once (before the first
+/// view; widget.html holds a placeholder until then).
+fn ensure_skeleton() {
+    if by_id("cp-screen").is_some() {
+        return;
+    }
+    APP.with(|a| {
+        let a = a.borrow();
+        let Some(app) = a.as_ref() else { return };
+        app.root
+            .set_inner_html(&crate::view::skeleton(app.cfg.lang, app.mode));
+        let _ = app.root.remove_attribute("aria-live");
+    });
 }
 
 fn param(params: &web_sys::UrlSearchParams, k: &str) -> Option<String> {
@@ -733,18 +766,10 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             last_height: 0,
             last_width: 0,
             pending_view: None,
+            theme: None,
             #[cfg(feature = "purchase")]
             hint_toggle: false,
         })
-    });
-    // The skeleton, like every view, in a task of its own: a DOM change asks for a
-    // rendering update, which Chromium runs before the messages this task posts (the
-    // first bridge request among them, when the page's `init` came early); a trace
-    // showed it 4 ms ahead of the request's delivery to the content script.
-    let first = root.clone();
-    next_task(move || {
-        first.set_inner_html(&crate::view::skeleton(lang, mode));
-        let _ = first.remove_attribute("aria-live");
     });
 
     let resize = Closure::<dyn FnMut()>::new(on_resize);
@@ -781,9 +806,12 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             }
         }
     }
-    // The first height, now that the page may be listening (after the first view is
-    // drawn: measuring forces a layout, which the messages posted above need not wait
-    // for).
+    // The skeleton (if the first view has not drawn it) and the first height, now that
+    // the page may be listening, in tasks behind the messages posted above: a DOM change
+    // asks for a rendering update, which Chromium ran ahead of the first bridge
+    // request's delivery to the content script (4 ms in a trace), and measuring forces
+    // a layout.
+    next_task(ensure_skeleton);
     next_task(post_height);
     Ok(())
 }
