@@ -282,9 +282,9 @@ fn next_task(f: impl FnOnce() + 'static) {
 /// effects post something: the messages go first — the extension's content script runs on
 /// this frame's main thread, and so does a same-site page — and the drawing, with the
 /// layout that focusing a control forces, runs while they travel (a Chromium trace
-/// showed `hello`, INITIALIZE and DEBIT each waiting 2–5 ms behind the render before
-/// the content script could pass them on). Views queued before that task runs: the
-/// last one is drawn.
+/// showed the first bridge request, INITIALIZE and DEBIT each waiting 2–5 ms behind
+/// the render before the content script could pass them on). Views queued before that
+/// task runs: the last one is drawn.
 fn schedule_render(view: View) {
     let first = APP.with(|a| {
         let mut a = a.borrow_mut();
@@ -429,7 +429,7 @@ fn apply_styles(root: &Element) {
     }
 }
 
-/// Theme variables from the merchant (`--cp-*` only, plain values only).
+/// The page's theme, once, with the first view.
 fn apply_pending_theme() {
     let theme = APP.with(|a| a.borrow_mut().as_mut()?.theme.take());
     if let Some(theme) = theme {
@@ -437,6 +437,7 @@ fn apply_pending_theme() {
     }
 }
 
+/// Theme variables from the merchant (`--cp-*` only, plain values only).
 fn apply_theme(theme: &JsValue) {
     if !theme.is_object() {
         return;
