@@ -86,8 +86,11 @@ pub struct SoftwareKeys {
     /// that size, so no key is ever copied by a rehash into memory freed
     /// unzeroized; full, it is emptied (each key zeroized on drop). In
     /// memory only, never printed, emptied when master keys change.
-    card_keys: Mutex<HashMap<(KeyUse, u8, [u8; 8]), DesKey>>,
+    card_keys: Mutex<CardKeys>,
 }
+
+/// Diversified card keys by (key use, key version, card id).
+type CardKeys = HashMap<(KeyUse, u8, [u8; 8]), DesKey>;
 
 /// Most card keys [`SoftwareKeys`] keeps diversified.
 pub const CARD_KEY_CACHE: usize = 4096;
