@@ -5,7 +5,8 @@
 //! the expected S3. Payment and load servers call it; it never sees a PIN. Keys are
 //! zeroized on drop and never printed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use crate::command::{CreditLoad, CreditResponse, DebitPurchase};
 use crate::crypto::{self, mac_eq, DesKey, MasterKey};
@@ -78,7 +79,21 @@ struct MasterKeys {
 #[derive(Default)]
 pub struct SoftwareKeys {
     keys: BTreeMap<u8, MasterKeys>,
+    /// Card keys already diversified from these master keys, by key use,
+    /// key version and card id: a card's next draw derives its session key
+    /// straight from its card key (EMV option A costs two 3DES blocks and a
+    /// key schedule). Bounded by [`CARD_KEY_CACHE`] and allocated once at
+    /// that size, so no key is ever copied by a rehash into memory freed
+    /// unzeroized; full, it is emptied (each key zeroized on drop). In
+    /// memory only, never printed, emptied when master keys change.
+    card_keys: Mutex<CardKeys>,
 }
+
+/// Diversified card keys by (key use, key version, card id).
+type CardKeys = HashMap<(KeyUse, u8, [u8; 8]), DesKey>;
+
+/// Most card keys [`SoftwareKeys`] keeps diversified.
+pub const CARD_KEY_CACHE: usize = 4096;
 
 impl SoftwareKeys {
     pub fn new() -> Self {
@@ -88,6 +103,18 @@ impl SoftwareKeys {
     /// Install the master keys of one key version (replacing any earlier ones).
     pub fn add_key_version(&mut self, version: u8, mkp: DesKey, mkl: DesKey) {
         self.keys.insert(version, MasterKeys { mkp, mkl });
+        self.card_keys
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Card keys held diversified now (tests).
+    pub fn cached_card_keys(&self) -> usize {
+        self.card_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// The session key of a card's INITIALIZE (software only: a hardware
@@ -109,12 +136,23 @@ impl SoftwareKeys {
             KeyUse::Purchase => &m.mkp,
             KeyUse::Load => &m.mkl,
         };
-        Ok(crypto::session_key(
-            &crypto::diversify(master, card_id),
-            random,
-            atc,
-            purse,
-        ))
+        let id = (key, key_version, card_id.bytes());
+        // A poisoned lock only means another thread panicked while holding
+        // it: the map is still whole (inserts and clears do not panic).
+        let mut cache = self.card_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(card_key) = cache.get(&id) {
+            return Ok(crypto::session_key(card_key, random, atc, purse));
+        }
+        let card_key = crypto::diversify(master, card_id);
+        let sk = crypto::session_key(&card_key, random, atc, purse);
+        if cache.len() >= CARD_KEY_CACHE {
+            cache.clear();
+        }
+        if cache.capacity() < CARD_KEY_CACHE {
+            cache.reserve(CARD_KEY_CACHE);
+        }
+        cache.insert(id, card_key);
+        Ok(sk)
     }
 }
 
@@ -134,10 +172,7 @@ impl SessionMacs for SoftwareKeys {
         messages: &[&[u8]],
     ) -> Result<Vec<[u8; 8]>, SecurityModuleError> {
         let sk = self.session_key(key, key_version, card_id, random, atc, purse)?;
-        Ok(messages
-            .iter()
-            .map(|m| crypto::retail_mac(&sk, m))
-            .collect())
+        Ok(crypto::retail_macs(&sk, messages))
     }
 }
 
@@ -424,6 +459,76 @@ mod tests {
             DesKey::from_hex("505152535455565758595A5B5C5D5E5F").unwrap(),
         );
         SecurityModule::software(Terminal([0, 0, 0, 0, 0, 1]), keys)
+    }
+
+    #[test]
+    fn cached_card_keys_give_the_session_keys_of_fresh_diversification() {
+        let mkp = DesKey::from_hex("404142434445464748494A4B4C4D4E4F").unwrap();
+        let mkl = DesKey::from_hex("505152535455565758595A5B5C5D5E5F").unwrap();
+        let mut keys = SoftwareKeys::new();
+        keys.add_key_version(1, mkp.clone(), mkl.clone());
+        let fresh = |master: &DesKey, id: &CardId, r: [u8; 4], atc: u16| {
+            crypto::session_key(&crypto::diversify(master, id), r, atc, PurseId::Money)
+        };
+        let a = CardId::parse("6280000000000001").unwrap();
+        let b = CardId::parse("6280000000000002").unwrap();
+        for round in 0..3u16 {
+            for (id, use_, master) in [
+                (&a, KeyUse::Purchase, &mkp),
+                (&a, KeyUse::Load, &mkl),
+                (&b, KeyUse::Purchase, &mkp),
+            ] {
+                let r = [round as u8, 1, 2, 3];
+                let sk = keys
+                    .session_key(use_, 1, id, r, round + 7, PurseId::Money)
+                    .unwrap();
+                assert!(
+                    sk == fresh(master, id, r, round + 7),
+                    "{use_:?} round {round}"
+                );
+            }
+        }
+        // One card key per (use, version, card): purchase and load of a
+        // apart, b's apart from a's.
+        assert_eq!(keys.cached_card_keys(), 3);
+        // New master keys for the version: no session key from the old ones.
+        let mkp2 = DesKey::from_hex("606162636465666768696A6B6C6D6E6F").unwrap();
+        keys.add_key_version(1, mkp2.clone(), mkl);
+        assert_eq!(keys.cached_card_keys(), 0);
+        let r = [9, 9, 9, 9];
+        let sk = keys
+            .session_key(KeyUse::Purchase, 1, &a, r, 1, PurseId::Money)
+            .unwrap();
+        assert!(sk == fresh(&mkp2, &a, r, 1));
+        assert!(sk != fresh(&mkp, &a, r, 1));
+        assert_eq!(
+            keys.session_key(KeyUse::Purchase, 2, &a, r, 1, PurseId::Money)
+                .err(),
+            Some(SecurityModuleError::UnknownKeyVersion(2)),
+            "an unknown version is refused, cached or not"
+        );
+    }
+
+    #[test]
+    fn the_card_key_cache_is_bounded() {
+        let mut keys = SoftwareKeys::new();
+        let mkp = DesKey::from_hex("404142434445464748494A4B4C4D4E4F").unwrap();
+        keys.add_key_version(1, mkp.clone(), mkp.clone());
+        for i in 0..=CARD_KEY_CACHE as u64 {
+            let id = CardId::parse(&format!("62{i:014}")).unwrap();
+            keys.session_key(KeyUse::Purchase, 1, &id, [0; 4], 1, PurseId::Money)
+                .unwrap();
+            assert!(keys.cached_card_keys() <= CARD_KEY_CACHE);
+        }
+        // Full, it was emptied: only the last card's key is held now.
+        assert_eq!(keys.cached_card_keys(), 1);
+        let last = CardId::parse(&format!("62{:014}", CARD_KEY_CACHE)).unwrap();
+        let sk = keys
+            .session_key(KeyUse::Purchase, 1, &last, [0; 4], 1, PurseId::Money)
+            .unwrap();
+        assert!(
+            sk == crypto::session_key(&crypto::diversify(&mkp, &last), [0; 4], 1, PurseId::Money)
+        );
     }
 
     fn draw() -> PurchaseDraw {

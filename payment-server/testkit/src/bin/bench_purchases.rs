@@ -59,9 +59,14 @@ struct Args {
     /// PostgreSQL for `--compare` (default: $CARDPAY_PG_URL).
     #[arg(long)]
     pg: Option<String>,
-    /// Runtime worker threads (servers and clients share them).
+    /// Runtime worker threads (of each runtime when split).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// `split`: the servers (purchase server, floors) on one tokio runtime,
+    /// the clients on another, so each side's CPU is read from its own
+    /// threads; `shared`: both on one runtime (no per-side figures).
+    #[arg(long, default_value = "split")]
+    runtimes: String,
     /// Total loads, run after the purchases on the same cards (0: none).
     #[arg(long, default_value_t = 0)]
     loads: usize,
@@ -111,6 +116,98 @@ fn cpu_now() -> Cpu {
     Cpu { process, machine }
 }
 
+/// Thread names: the servers' runtime, the clients' runtime (split), one
+/// runtime for both (shared). Linux keeps 15 bytes of a thread's name.
+const SERVER_THREADS: &str = "bench-server";
+const CLIENT_THREADS: &str = "bench-client";
+const SHARED_THREADS: &str = "bench-shared";
+
+/// CPU nanoseconds of each live thread of this process, by thread id, with
+/// its name.
+type ThreadCpu = std::collections::HashMap<u32, (String, u64)>;
+
+/// Every thread's CPU time now: `clock_gettime` on the thread's CPU clock
+/// (what glibc's `pthread_getcpuclockid` returns for it: nanoseconds), or
+/// utime + stime from its `/proc` stat (10 ms ticks) if that fails.
+fn threads_cpu() -> ThreadCpu {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    let mut out = ThreadCpu::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
+        let name = std::fs::read_to_string(e.path().join("comm"))
+            .map(|n| n.trim_end().to_string())
+            .unwrap_or_default();
+        // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED): (~tid << 3) | 2 | 4.
+        let clock = ((!(tid as i32)) << 3) | 6;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
+        let ns = if unsafe { clock_gettime(clock, &mut ts) } == 0 {
+            ts.sec as u64 * 1_000_000_000 + ts.nsec as u64
+        } else {
+            let Some(ticks) = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    let f: Vec<u64> = s
+                        .rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
+                    // After the name: state (not a number), then fields 4..;
+                    // utime and stime are fields 14 and 15.
+                    Some(f.get(10)? + f.get(11)?)
+                })
+            else {
+                continue; // the thread is gone
+            };
+            ticks * 10_000_000
+        };
+        out.insert(tid, (name, ns));
+    }
+    out
+}
+
+/// CPU microseconds per side between two snapshots (threads that started
+/// meanwhile count from zero).
+#[derive(Clone, Copy, Default)]
+struct Sides {
+    /// The servers' runtime (HTTP, handlers, the security module, JSON).
+    server_rt: f64,
+    /// The store's writer and reader threads.
+    writer: f64,
+    reader: f64,
+    /// The clients' runtime.
+    client: f64,
+}
+
+fn sides(before: &ThreadCpu, after: &ThreadCpu) -> Sides {
+    let mut s = Sides::default();
+    for (tid, (name, ns)) in after {
+        let was = before.get(tid).map_or(0, |(_, b)| *b);
+        let us = ns.saturating_sub(was) as f64 / 1e3;
+        match name.as_str() {
+            n if n.starts_with(SERVER_THREADS) => s.server_rt += us,
+            n if n.starts_with(CLIENT_THREADS) => s.client += us,
+            "cardpay-store" => s.writer += us,
+            n if n.starts_with("cardpay-store-r") => s.reader += us,
+            _ => {}
+        }
+    }
+    s
+}
+
 /// One configuration's result.
 struct Figures {
     name: String,
@@ -122,9 +219,38 @@ struct Figures {
     complete: (Duration, Duration),
     cpu_process_ms: f64,
     cpu_machine_ms: f64,
+    /// Each side's CPU over the run (split runtimes only).
+    sides: Option<Sides>,
+    /// Server requests and client operations the run made.
+    server_requests: f64,
+    client_ops: f64,
 }
 
 impl Figures {
+    /// µs of the servers' CPU per request (their runtime, writer, reader).
+    fn server_us(&self) -> Option<f64> {
+        let s = self.sides?;
+        Some((s.server_rt + s.writer + s.reader) / self.server_requests)
+    }
+    fn print_sides_header() {
+        println!(
+            "{:<34} {:>14} {:>9} {:>9} {:>9} {:>14}",
+            "server/client CPU, µs", "server/request", "runtime", "writer", "reader", "client/op"
+        );
+    }
+    fn print_sides(&self) {
+        let Some(s) = self.sides else { return };
+        let r = self.server_requests;
+        println!(
+            "{:<34} {:>14.1} {:>9.1} {:>9.1} {:>9.1} {:>14.1}",
+            self.name,
+            self.server_us().unwrap_or(0.0),
+            s.server_rt / r,
+            s.writer / r,
+            s.reader / r,
+            s.client / self.client_ops
+        );
+    }
     fn print_header() {
         println!(
             "{:<34} {:>10} {:>10} {:>21} {:>21} {:>15}",
@@ -157,6 +283,23 @@ impl Figures {
     }
 }
 
+/// Where the servers run: their runtime (the clients' own when shared),
+/// and whether each side's CPU can be read apart.
+#[derive(Clone)]
+struct Rt {
+    srv: tokio::runtime::Handle,
+    split: bool,
+}
+
+impl Rt {
+    fn snapshot(&self) -> Option<ThreadCpu> {
+        self.split.then(threads_cpu)
+    }
+    fn sides(&self, before: &Option<ThreadCpu>) -> Option<Sides> {
+        Some(sides(before.as_ref()?, &threads_cpu()))
+    }
+}
+
 /// What one configuration runs on.
 #[derive(Clone)]
 struct Setup {
@@ -167,8 +310,10 @@ struct Setup {
     pkcs11: bool,
 }
 
-/// Start the servers of a setup; their addresses and the first service.
+/// Start the servers of a setup on the servers' runtime; their addresses
+/// and the first service.
 async fn servers(
+    rt: &Rt,
     setup: &Setup,
     merchant: &TestMerchant,
     bank: &testkit::TestBank,
@@ -198,18 +343,28 @@ async fn servers(
         toml.replace(&hsm, &sw)
     };
     let config = payment_server::Config::from_toml(&toml, |_| None)?;
-    let mut addrs = Vec::new();
-    let mut first = None;
-    for _ in 0..setup.instances.max(1) {
-        let (addr, service) = testkit::spawn_server(&config).await;
-        addrs.push(addr);
-        first.get_or_insert(service);
-    }
-    Ok((addrs, first.expect("one server")))
+    let instances = setup.instances.max(1);
+    // Spawned from a task of the servers' runtime: the listener, the
+    // connections' tasks and the server's own tasks all run there.
+    let (addrs, first) = rt
+        .srv
+        .spawn(async move {
+            let mut addrs = Vec::new();
+            let mut first = None;
+            for _ in 0..instances {
+                let (addr, service) = testkit::spawn_server(&config).await;
+                addrs.push(addr);
+                first.get_or_insert(service);
+            }
+            (addrs, first.expect("one server"))
+        })
+        .await?;
+    Ok((addrs, first))
 }
 
 /// Purchases with the real purchase client, `clients` at a time, each on its own card.
 async fn bench_purchases(
+    rt: &Rt,
     setup: &Setup,
     args: &Args,
     mode: VerifyMode,
@@ -219,7 +374,7 @@ async fn bench_purchases(
     std::fs::create_dir_all(&dir)?;
     let merchant = TestMerchant::new("bench", 0x42);
     let bank = testkit::TestBank::new("bench-bank", 0x43);
-    let (addrs, service) = servers(setup, &merchant, &bank, &dir).await?;
+    let (addrs, service) = servers(rt, setup, &merchant, &bank, &dir).await?;
     let api = if addrs.len() > 1 {
         testkit::Api::spread(&addrs)
     } else {
@@ -227,6 +382,7 @@ async fn bench_purchases(
     };
     let per = args.purchases.div_ceil(args.clients);
     let merchant = Arc::new(merchant);
+    let threads0 = rt.snapshot();
     let cpu0 = cpu_now();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -287,6 +443,7 @@ async fn bench_purchases(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu1 = cpu_now();
+    let sides = rt.sides(&threads0);
     let n = completes.len();
     anyhow::ensure!(n == args.clients * per, "every purchase completed");
     let captured = service.captured_total("bench").await?;
@@ -309,12 +466,19 @@ async fn bench_purchases(
         complete: (pct(&mut completes, 0.5), pct(&mut completes, 0.99)),
         cpu_process_ms: (cpu1.process - cpu0.process) * 1e3 / n as f64,
         cpu_machine_ms: (cpu1.machine - cpu0.machine) * 1e3 / n as f64,
+        sides,
+        server_requests: 2.0 * n as f64,
+        client_ops: n as f64,
     })
 }
 
 /// One real purchase's request and answer bodies (draw, complete), for the
 /// HTTP floor's same request shape.
-async fn sample_bodies(args: &Args, mode: VerifyMode) -> anyhow::Result<[(String, String); 2]> {
+async fn sample_bodies(
+    rt: &Rt,
+    args: &Args,
+    mode: VerifyMode,
+) -> anyhow::Result<[(String, String); 2]> {
     let setup = Setup {
         name: "sample".into(),
         db: None,
@@ -325,7 +489,7 @@ async fn sample_bodies(args: &Args, mode: VerifyMode) -> anyhow::Result<[(String
     std::fs::create_dir_all(&dir)?;
     let merchant = TestMerchant::new("bench", 0x42);
     let bank = testkit::TestBank::new("bench-bank", 0x43);
-    let (addrs, _) = servers(&setup, &merchant, &bank, &dir).await?;
+    let (addrs, _) = servers(rt, &setup, &merchant, &bank, &dir).await?;
     let mut shopper = Shopper::new(
         testkit::test_card_with("6298000000000001", 900_000, 1_000_000),
         testkit::Api::new(addrs[0]),
@@ -364,9 +528,10 @@ async fn sample_bodies(args: &Args, mode: VerifyMode) -> anyhow::Result<[(String
 
 /// The HTTP floor: a bare axum server with the same routes, body limit and
 /// request bodies; it parses the JSON and answers a body of the real size.
-async fn floor_http(args: &Args, mode: VerifyMode) -> anyhow::Result<Figures> {
+async fn floor_http(rt: &Rt, args: &Args, mode: VerifyMode) -> anyhow::Result<Figures> {
     use axum::routing::post;
-    let [(draw_req, draw_resp), (complete_req, complete_resp)] = sample_bodies(args, mode).await?;
+    let [(draw_req, draw_resp), (complete_req, complete_resp)] =
+        sample_bodies(rt, args, mode).await?;
     let answer = |resp: String| {
         move |body: axum::body::Bytes| {
             let resp = resp.clone();
@@ -384,10 +549,18 @@ async fn floor_http(args: &Args, mode: VerifyMode) -> anyhow::Result<Figures> {
         .route(PATH_DRAW, post(answer(draw_resp)))
         .route(PATH_COMPLETE, post(answer(complete_resp)))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api = testkit::Api::new(l.local_addr()?);
-    tokio::spawn(async move { axum::serve(l, app).await });
+    let addr = rt
+        .srv
+        .spawn(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = l.local_addr()?;
+            tokio::spawn(async move { axum::serve(l, app).await });
+            anyhow::Ok(addr)
+        })
+        .await??;
+    let api = testkit::Api::new(addr);
     let per = args.purchases.div_ceil(args.clients);
+    let threads0 = rt.snapshot();
     let cpu0 = cpu_now();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -417,6 +590,7 @@ async fn floor_http(args: &Args, mode: VerifyMode) -> anyhow::Result<Figures> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu1 = cpu_now();
+    let sides = rt.sides(&threads0);
     let n = completes.len();
     Ok(Figures {
         name: "floor http (bare axum, same requests)".into(),
@@ -427,13 +601,16 @@ async fn floor_http(args: &Args, mode: VerifyMode) -> anyhow::Result<Figures> {
         complete: (pct(&mut completes, 0.5), pct(&mut completes, 0.99)),
         cpu_process_ms: (cpu1.process - cpu0.process) * 1e3 / n as f64,
         cpu_machine_ms: (cpu1.machine - cpu0.machine) * 1e3 / n as f64,
+        sides,
+        server_requests: 2.0 * n as f64,
+        client_ops: n as f64,
     })
 }
 
 /// The SQLite floor: durable writes/s through the store's group-commit
 /// writer, `clients` writers at a time, each write one ~1 KB row (a drawn
 /// transaction's size) committed before its writer goes on.
-async fn floor_sqlite(args: &Args) -> anyhow::Result<Figures> {
+async fn floor_sqlite(rt: &Rt, args: &Args) -> anyhow::Result<Figures> {
     use payment_server::store::{sqlite::open_connection, writer::Writer};
     let dir = tempfile::tempdir()?;
     let conn = open_connection(&dir.path().join("floor.sqlite"))?;
@@ -443,6 +620,7 @@ async fn floor_sqlite(args: &Args) -> anyhow::Result<Figures> {
     let writer = Writer::start(conn)?;
     let writes = 2 * args.purchases; // a purchase writes twice (draw, complete)
     let per = writes.div_ceil(args.clients);
+    let threads0 = rt.snapshot();
     let cpu0 = cpu_now();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -470,6 +648,7 @@ async fn floor_sqlite(args: &Args) -> anyhow::Result<Figures> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu1 = cpu_now();
+    let sides = rt.sides(&threads0);
     let n = lat.len();
     let p = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
     Ok(Figures {
@@ -481,6 +660,9 @@ async fn floor_sqlite(args: &Args) -> anyhow::Result<Figures> {
         complete: p,
         cpu_process_ms: (cpu1.process - cpu0.process) * 1e3 / n as f64,
         cpu_machine_ms: (cpu1.machine - cpu0.machine) * 1e3 / n as f64,
+        sides,
+        server_requests: n as f64,
+        client_ops: n as f64,
     })
 }
 
@@ -621,23 +803,47 @@ fn main() -> anyhow::Result<()> {
     for f in &floors {
         anyhow::ensure!(f == "http" || f == "sqlite", "--floor {f}: http or sqlite");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .enable_all()
-        .build()?;
+    let split = match args.runtimes.as_str() {
+        "split" => true,
+        "shared" => false,
+        other => anyhow::bail!("--runtimes {other}: split or shared"),
+    };
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .thread_name(name)
+            .enable_all()
+            .build()
+    };
+    let (client_rt, server_rt) = if split {
+        (runtime(CLIENT_THREADS)?, Some(runtime(SERVER_THREADS)?))
+    } else {
+        (runtime(SHARED_THREADS)?, None)
+    };
+    let rt = Rt {
+        srv: server_rt
+            .as_ref()
+            .map_or_else(|| client_rt.handle().clone(), |r| r.handle().clone()),
+        split,
+    };
     println!(
-        "{} purchases per configuration, mode {}, {} clients, {} runtime threads; \
+        "{} purchases per configuration, mode {}, {} clients, {} runtime threads{}; \
          rate: p = purchases/s (draw + complete), w = durable writes/s; \
          CPU ms per op: p = this process, m = whole machine (PostgreSQL too)",
         args.purchases,
         mode.as_str(),
         args.clients,
-        args.threads
+        args.threads,
+        if split {
+            " for the servers and as many for the clients"
+        } else {
+            ", servers and clients on them"
+        }
     );
-    rt.block_on(async {
+    client_rt.block_on(async {
         let mut results = Vec::new();
         for (i, s) in setups.iter().enumerate() {
-            let f = bench_purchases(s, &args, mode, i).await?;
+            let f = bench_purchases(&rt, s, &args, mode, i).await?;
             if results.is_empty() {
                 Figures::print_header();
             }
@@ -646,8 +852,8 @@ fn main() -> anyhow::Result<()> {
         }
         for f in &floors {
             let r = match f.as_str() {
-                "http" => floor_http(&args, mode).await?,
-                _ => floor_sqlite(&args).await?,
+                "http" => floor_http(&rt, &args, mode).await?,
+                _ => floor_sqlite(&rt, &args).await?,
             };
             r.print();
             results.push(r);
@@ -670,6 +876,28 @@ fn main() -> anyhow::Result<()> {
                 w.rate,
                 2.0 * s.rate / w.rate
             );
+        }
+        if split {
+            // Each side's own CPU, from its threads: the servers' runtime
+            // and the store's threads per server request (a purchase is
+            // two; a floor sqlite write is one), the clients' per
+            // purchase (request pair, write).
+            Figures::print_sides_header();
+            for r in &results {
+                r.print_sides();
+            }
+            if let (Some(s), Some(h)) = (find("sqlite"), find("floor http")) {
+                if let (Some(su), Some(hu)) = (s.server_us(), h.server_us()) {
+                    println!(
+                        "server cost ratio ({}): {:.2} (floor http server {:.1} µs/request \
+                         ÷ purchase server {:.1} µs/request)",
+                        s.name,
+                        hu / su,
+                        hu,
+                        su
+                    );
+                }
+            }
         }
         anyhow::Ok(())
     })?;
