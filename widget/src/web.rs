@@ -273,7 +273,8 @@ fn fit_keypad(view: &mut View) -> i32 {
 /// Run `f` in a task of its own, after the current one and after the messages it
 /// posted (the extension's content script and the page get theirs first: in our
 /// traces a zero timer queued after a `postMessage` ran after its delivery).
-fn next_task(f: impl FnOnce() + 'static) {
+/// (A plain `fn`: one closure type, one shim in the download.)
+fn next_task(f: fn()) {
     let cb = Closure::once_into_js(f);
     let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
 }
@@ -292,12 +293,15 @@ fn schedule_render(view: View) {
         Some(app.pending_view.replace(view).is_none())
     });
     if first == Some(true) {
-        next_task(|| {
-            let view = APP.with(|a| a.borrow_mut().as_mut()?.pending_view.take());
-            if let Some(view) = view {
-                render(view);
-            }
-        });
+        next_task(render_pending);
+    }
+}
+
+/// The view [`schedule_render`] left for this task, if a later input has not drawn it.
+fn render_pending() {
+    let view = APP.with(|a| a.borrow_mut().as_mut()?.pending_view.take());
+    if let Some(view) = view {
+        render(view);
     }
 }
 
