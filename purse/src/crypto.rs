@@ -74,9 +74,14 @@ pub struct KeyError;
 
 /// ISO/IEC 9797-1 MAC algorithm 3 over data that is already a multiple of 8 bytes
 /// (so the library's own zero padding never applies).
+/// ISO/IEC 9797-1 MAC algorithm 3 keyed with `key` (its two DES key schedules).
+fn retail_mac_keyed(key: &DesKey) -> RetailMac<des::Des> {
+    <RetailMac<des::Des> as KeyInit>::new_from_slice(&key.0).expect("16-byte key")
+}
+
 fn retail_mac_blocks(key: &DesKey, blocks: &[u8]) -> [u8; 8] {
     debug_assert_eq!(blocks.len() % 8, 0);
-    let mut mac = <RetailMac<des::Des> as KeyInit>::new_from_slice(&key.0).expect("16-byte key");
+    let mut mac = retail_mac_keyed(key);
     mac.update(blocks);
     mac.finalize().into_bytes().into()
 }
@@ -101,16 +106,11 @@ pub fn retail_mac(key: &DesKey, data: &[u8]) -> [u8; 8] {
 /// schedules are computed once (the security module MACs S1, S2 and S3 of a
 /// draw under the same session key).
 pub fn retail_macs(key: &DesKey, messages: &[&[u8]]) -> Vec<[u8; 8]> {
-    let mut mac = <RetailMac<des::Des> as KeyInit>::new_from_slice(&key.0).expect("16-byte key");
-    let mut padded = Vec::with_capacity(64);
+    let mut mac = retail_mac_keyed(key);
     messages
         .iter()
         .map(|m| {
-            padded.clear();
-            padded.extend_from_slice(m);
-            padded.push(0x80);
-            padded.resize(padded.len().next_multiple_of(8), 0);
-            mac.update(&padded);
+            mac.update(&pad_method_2(m));
             mac.finalize_reset().into_bytes().into()
         })
         .collect()
