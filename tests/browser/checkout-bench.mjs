@@ -121,7 +121,7 @@ for (const [label, www] of wwws) {
   variants.push({ label, www, pay, shop, sizes, langs: await perLanguage(www, sizes), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
 // The bench's limits: APDU rate and card transactions an hour (not what is measured).
-const installArgs = ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'];
+const installArgs = s.BENCH_INSTALL_ARGS;
 const browsers = [];
 if (otherTree || otherBridge) {
   // One browser per side: this build's extension and bridge, and the compared ones.

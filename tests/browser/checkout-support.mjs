@@ -449,6 +449,10 @@ export function widgetFrame(page) {
   return page.frameLocator('iframe[data-cardpay]');
 }
 
+/** `bridge install` limits for the benchmarks' browsers: the card's APDU rate and
+ *  transactions an hour are not what they measure. */
+export const BENCH_INSTALL_ARGS = ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'];
+
 /** Make the shop pages of `context` tell their widget events on the console too (see
  *  `consoleEvents`). */
 export async function tellEventsOnConsole(context) {

@@ -44,7 +44,7 @@ const merchant = { id: 'trace-shop', name: 'Trace Shop', key: randomBytes(32).to
 const shopPort = await s.freePort();
 const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [s.localOrigin(shopPort)] }], corsOrigins: [s.localOrigin(shopPort)] });
 const shop = await s.startTestMerchant({ pay, merchant, port: shopPort });
-const br = await h.launchBrowser({ bins, origins: [pay.origin], installArgs: ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'] });
+const br = await h.launchBrowser({ bins, origins: [pay.origin], installArgs: s.BENCH_INSTALL_ARGS });
 let trace;
 try {
   await br.context.addInitScript(markScript);
