@@ -1,8 +1,8 @@
 //! The payment origin's static files over real HTTP on loopback: `checkout.js`
 //! is loadable cross-origin with SRI (`Access-Control-Allow-Origin: *` whatever
 //! `cors_origins` says), `widget.html` may be framed only by the merchants'
-//! origins (`frame-ancestors`), every static file is `nosniff`, and the API's
-//! CORS stays limited to `cors_origins`.
+//! origins (`frame-ancestors`) and preloads its mode's files (`Link`), every
+//! static file is `nosniff`, and the API's CORS stays limited to `cors_origins`.
 
 use payment_server::Config;
 use payment_testkit::{self as testkit, TestMerchant};
@@ -65,6 +65,50 @@ fn hdr<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).map(|v| v.to_str().unwrap())
 }
 
+/// What a checkout's frame loads, and a load page's: (file, `rel`, `as`).
+const CHECKOUT_FILES: &[(&str, &str, &str)] = &[
+    ("pkg/widget-boot.js", "modulepreload", ""),
+    ("pkg/widget.js", "modulepreload", ""),
+    ("pkg/widget_bg.wasm", "preload", "fetch"),
+    ("pkg/widget.css", "preload", "style"),
+];
+const LOAD_FILES: &[(&str, &str, &str)] = &[
+    ("pkg/widget-boot.js", "modulepreload", ""),
+    ("pkg/widget-load.js", "modulepreload", ""),
+    ("pkg/widget-load_bg.wasm", "preload", "fetch"),
+    ("pkg/widget.css", "preload", "style"),
+];
+
+/// The `Link` header's preloads as (target, rel, as); a `fetch` preload must be
+/// `crossorigin`, or the browser does not hand it to the boot script's `fetch`.
+fn preloads(r: &reqwest::Response) -> Vec<(&str, &str, &str)> {
+    let Some(link) = hdr(r, "link") else {
+        return vec![];
+    };
+    link.split(',')
+        .map(|l| {
+            let mut parts = l.split(';').map(str::trim);
+            let target = parts.next().unwrap();
+            let target = target.strip_prefix('<').unwrap().strip_suffix('>').unwrap();
+            let (mut rel, mut as_, mut cors) = ("", "", false);
+            for p in parts {
+                match p.split_once('=') {
+                    Some(("rel", v)) => rel = v,
+                    Some(("as", v)) => as_ = v,
+                    None if p == "crossorigin" => cors = true,
+                    _ => panic!("unexpected parameter {p:?} in {link:?}"),
+                }
+            }
+            assert_eq!(
+                cors,
+                as_ == "fetch",
+                "crossorigin on fetch preloads only: {l}"
+            );
+            (target, rel, as_)
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
     let (base, _dir) = server(&[&["http://shop-a.test"], &["https://Shop-B.test:8443/"]]).await;
@@ -97,6 +141,29 @@ async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
         );
         assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"));
         assert_eq!(hdr(&r, "access-control-allow-origin"), None, "{path}");
+        assert_eq!(preloads(&r), CHECKOUT_FILES, "{path}");
+    }
+
+    // The preloads are the frame's mode's, as widget-boot.js picks it (`mode=load`: a
+    // bank's load page, anything else a checkout); no other page preloads anything.
+    for (query, want) in [
+        ("?nonce=00&mode=load", LOAD_FILES),
+        ("?mode=load&nonce=00", LOAD_FILES),
+        ("?nonce=00&mode=purchase", CHECKOUT_FILES),
+        ("?nonce=00&mode=loads", CHECKOUT_FILES),
+        ("?nonce=00&xmode=load", CHECKOUT_FILES),
+        ("?mode=purchase&mode=load", CHECKOUT_FILES),
+    ] {
+        let r = get(&format!("{base}/widget.html{query}"), None).await;
+        assert_eq!(preloads(&r), want, "{query}");
+    }
+    for path in [
+        "/install.html",
+        "/checkout.js",
+        "/no-such-file.html?mode=load",
+    ] {
+        let r = get(&format!("{base}{path}"), None).await;
+        assert_eq!(hdr(&r, "link"), None, "{path}");
     }
 
     // Other HTML of the payment origin is never framed; other files: nosniff only.

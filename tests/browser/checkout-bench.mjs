@@ -21,6 +21,9 @@
 //        scripts/build-extension.sh from OTHER_TREE/extension, e.g. `git archive` of an
 //        older commit) and, if given, another bridge binary, in a browser of its own
 //        (page loads still alternate, on the same card).
+//   node checkout-bench.mjs [N] --compare OTHER_WWW --compare-server BIN
+//        the compared side's payment server is another binary (e.g. an older commit's
+//        release build: what it serves with the files counts too, such as headers)
 //   --sizes: print the download sizes (of this build, and of OTHER_WWW with --compare)
 //        and stop: no stack, no browser.
 //   --debug: run the debug builds of the card, bridge and payment server (default:
@@ -47,6 +50,8 @@ const argOf = (name) => {
 };
 const otherTree = argOf('--compare-extension');
 const otherBridge = argOf('--compare-bridge');
+const otherServer = argOf('--compare-server');
+const shopHost = process.argv.includes('--cross-site') ? 'localhost' : '127.0.0.1';
 
 // Each file the frame loads, by the frame's mode: the first name a build has counts.
 // The boot script and style sheet are in pkg/ (minified by the build) since wsize2, at
@@ -115,8 +120,10 @@ const variants = [];
 for (const [label, www] of wwws) {
   const merchant = { id: 'bench-shop', name: 'Bench Shop', key: randomBytes(32).toString('hex') };
   const shopPort = await s.freePort();
-  const pay = await s.startPaymentServer({ bin: bins.paymentServer, merchants: [{ ...merchant, origins: [s.localOrigin(shopPort)] }], www, corsOrigins: [s.localOrigin(shopPort)] });
-  const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www });
+  const bin = variants.length > 0 && otherServer ? otherServer : bins.paymentServer;
+  const shopOrigin = s.localOrigin(shopPort, shopHost);
+  const pay = await s.startPaymentServer({ bin, merchants: [{ ...merchant, origins: [shopOrigin] }], www, corsOrigins: [shopOrigin] });
+  const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www, host: shopHost });
   const sizes = await sizesOf(www);
   variants.push({ label, www, pay, shop, sizes, langs: await perLanguage(www, sizes), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }

@@ -135,6 +135,7 @@ test('log into the demo bank, load 50.00 onto the card, then buy at the demo sto
   // The widget in load mode: bank, amount, balance before and after.
   const frame = s.widgetFrame(page);
   assert.equal((await s.waitEvent(page, 'ready')).detail.capability, 'ready');
+  await s.expectModeFilesPreloaded(page, 'load');
   await frame.locator('[data-screen=confirm]').waitFor({ timeout: 15_000 });
   assert.equal(await frame.getByRole('heading', { level: 1 }).textContent(), 'Load your Cardpay card');
   assert.equal(await frame.getByTestId('payee').textContent(), 'Cardpay Demo Bank');

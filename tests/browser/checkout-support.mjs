@@ -11,6 +11,7 @@
 //
 // TEST KEYS ONLY (docs/TEAM.md).
 
+import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { createHash, createHmac, createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile, readFile, access } from 'node:fs/promises';
@@ -350,12 +351,12 @@ export async function sri(file) {
  * mounts the widget; widget events land in `window.cardpayLog` (with timestamps).
  * Results posted by the page to /result are kept in `results`.
  */
-export async function startTestMerchant({ pay, merchant, port, www = wwwDir }) {
+export async function startTestMerchant({ pay, merchant, port, www = wwwDir, host = '127.0.0.1' }) {
   const integrity = await sri(path.join(www, 'checkout.js'));
   const results = [];
   const sessions = new Map();
   port = port || (await freePort());
-  const origin = localOrigin(port);
+  const origin = localOrigin(port, host);
   merchant.origin = origin;
   const pageJs = `
     window.cardpayLog = [];
@@ -418,7 +419,7 @@ export async function startTestMerchant({ pay, merchant, port, www = wwwDir }) {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
       });
     },
-  }, { port });
+  }, { port, host });
   return { ...site, merchant, results, sessions, integrity };
 }
 
@@ -441,6 +442,34 @@ export async function readBalance(context, pay, reader, apdu = h.GET_BALANCE_MON
     return parseInt(bal.slice(0, 8), 16);
   } finally {
     await page.close();
+  }
+}
+
+/** What the widget frame of `page` fetched (Resource Timing): each entry's path and
+ *  `initiatorType`. A file served from the preload that widget.html's `Link` header
+ *  asked for is one entry, from the link; a preload the frame did not use leaves a
+ *  second entry for the same file. */
+export async function widgetFiles(page) {
+  const frame = page.frames().find((f) => f.url().includes('/widget.html'));
+  if (!frame) throw new Error('no widget frame in the page');
+  return frame.evaluate(() => performance.getEntriesByType('resource')
+    .map((e) => ({ path: new URL(e.name).pathname, by: e.initiatorType })));
+}
+
+/** The widget frame of `page` fetched each file of its mode once, the wasm and the style
+ *  sheet from widget.html's preloads (a preload of the wrong name or mode would be
+ *  fetched a second time, or be there unused), and none of the other mode's. */
+export async function expectModeFilesPreloaded(page, mode) {
+  const files = await widgetFiles(page);
+  const [mine, other] = mode === 'load' ? ['widget-load', 'widget'] : ['widget', 'widget-load'];
+  const want = { '/pkg/widget-boot.js': null, [`/pkg/${mine}.js`]: null, [`/pkg/${mine}_bg.wasm`]: 'link', '/pkg/widget.css': 'link' };
+  for (const [file, by] of Object.entries(want)) {
+    const got = files.filter((e) => e.path === file);
+    assert.equal(got.length, 1, `${file} fetched once: ${JSON.stringify(files)}`);
+    if (by) assert.equal(got[0].by, by, `${file} from the preload: ${JSON.stringify(files)}`);
+  }
+  for (const f of [`/pkg/${other}.js`, `/pkg/${other}_bg.wasm`]) {
+    assert.ok(!files.some((e) => e.path === f), `${f} is the other mode's: ${JSON.stringify(files)}`);
   }
 }
 

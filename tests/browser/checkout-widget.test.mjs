@@ -50,6 +50,7 @@ test('purchase with PIN on the scrambled keypad, receipt, result M, balance, ser
   const { page, frame, txn, errors } = await openCheckout({ amount: 2500 });
   const ready = await s.waitEvent(page, 'ready');
   assert.equal(ready.detail.capability, 'ready');
+  await s.expectModeFilesPreloaded(page, 'purchase');
   await assert.doesNotReject(frame.getByTestId('payee').filter({ hasText: 'E2E Shop' }).waitFor());
   assert.equal(await frame.getByTestId('amount').textContent(), '€25.00');
   assert.equal(await frame.getByTestId('balance').textContent(), `€${(before / 100).toFixed(2)}`);

@@ -115,6 +115,12 @@ pub enum Screen {
 }
 
 impl Screen {
+    /// A step of the work in progress (detecting the card, paying): [`crate::web`] draws
+    /// it only once the work lasts.
+    pub fn is_progress(&self) -> bool {
+        matches!(self, Screen::Progress(_))
+    }
+
     /// The PIN pad (a purchase's): typed digits and arrow keys mean something else there.
     pub fn is_pin(&self) -> bool {
         #[cfg(feature = "purchase")]

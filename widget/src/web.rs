@@ -58,10 +58,23 @@ struct App {
     /// The height last posted to the page, and the width the keypad was fitted to.
     last_height: i32,
     last_width: i32,
-    /// The view to draw in the next task ([`schedule_render`]), the latest one.
+    /// The view to draw next ([`show`]), the latest one.
     pending_view: Option<View>,
+    /// A task to draw `pending_view` is queued.
+    render_queued: bool,
+    /// A progress view waits until then (ms, [`now`]) before it is drawn ([`show`]).
+    hold_until: Option<u64>,
+    /// The view on screen is a progress view.
+    on_progress: bool,
+    /// What a waiting progress view says, for the live region in the next task.
+    pending_announce: Option<String>,
+    /// A progress view waited and was never drawn: the next view is a new screen for
+    /// focus, as if it had been.
+    skipped_progress: bool,
     /// The page's theme, until the first view applies it.
     theme: Option<JsValue>,
+    /// Watches the root's size from the first view on ([`ensure_skeleton`]).
+    resize: Option<ResizeObserver>,
     /// Toggled so that a repeated hint is announced again.
     #[cfg(feature = "purchase")]
     hint_toggle: bool,
@@ -100,10 +113,7 @@ fn feed(input: Input) {
     let posts = effects.iter().any(|e| !matches!(e, Effect::Render(_)));
     for e in effects {
         match e {
-            Effect::Render(view) if !posts => {
-                APP.with(|a| a.borrow_mut().as_mut().map(|app| app.pending_view.take()));
-                render(view);
-            }
+            Effect::Render(view) => show(view, !posts),
             e => run_effect(e),
         }
     }
@@ -187,7 +197,7 @@ fn run_effect(e: Effect) {
                 feed(Input::Http { id, result });
             });
         }
-        Effect::Render(view) => schedule_render(view),
+        Effect::Render(view) => show(view, false),
         Effect::Parent(ev) => parent_event(&ev),
     }
 }
@@ -275,31 +285,137 @@ fn fit_keypad(view: &mut View) -> i32 {
 /// traces a zero timer queued after a `postMessage` ran after its delivery).
 /// (A plain `fn`: one closure type, one shim in the download.)
 fn next_task(f: fn()) {
-    let cb = Closure::once_into_js(f);
-    let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), 0);
+    after(0, f);
 }
 
-/// Draw `view` in the next task, not in the one whose effects produced it, when those
-/// effects post something: the messages go first — the extension's content script runs on
-/// this frame's main thread, and so does a same-site page — and the drawing, with the
-/// layout that focusing a control forces, runs while they travel (a Chromium trace
-/// showed the first bridge request, INITIALIZE and DEBIT each waiting 2–5 ms behind
-/// the render before the content script could pass them on). Views queued before that
-/// task runs: the last one is drawn.
-fn schedule_render(view: View) {
-    let first = APP.with(|a| {
+/// Run `f` in a task of its own once `ms` have passed.
+fn after(ms: i32, f: fn()) {
+    let cb = Closure::once_into_js(f);
+    let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), ms);
+}
+
+/// Put `view` on screen: `at_once`, or in the next task (the last view queued before
+/// that task runs is drawn), or, a progress view, only once the progress lasts.
+///
+/// - **The next task**, when the batch of effects that produced the view posts
+///   something: the messages go first — the extension's content script runs on this
+///   frame's main thread, and so does a same-site page — and the drawing, with the
+///   layout that focusing a control forces, runs while they travel (a Chromium trace
+///   showed the first bridge request, INITIALIZE and DEBIT each waiting 2–5 ms behind
+///   the render before the content script could pass them on).
+/// - **Progress waits [`PROGRESS_AFTER_MS`]**: a progress view that would replace
+///   another kind of view (the placeholder, the amount to approve, the PIN pad) is drawn
+///   only if no other view has come by then. Detecting the card takes two bridge round
+///   trips and a payment four card and server steps, ≈ 5 ms each with the card in the
+///   reader: their progress views only flashed by, and drawing each (skeleton, layout,
+///   paint: up to 7 ms in a trace) held up the very answers they announced, on the
+///   thread that delivers them. A slow step (the bridge starting, a PIN check, a slow
+///   server) still shows its progress; once one is on screen, the next steps' are drawn
+///   as they come.
+fn show(view: View, at_once: bool) {
+    let now = now();
+    let queue = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
-        Some(app.pending_view.replace(view).is_none())
+        let wait = view.screen.is_progress() && !app.on_progress;
+        if wait {
+            // Screen readers hear each step as before: only the drawing waits.
+            let say = crate::view::announce(&view);
+            let first_say = app.pending_announce.is_none();
+            app.pending_announce = Some(say);
+            app.pending_view = Some(view);
+            if app.hold_until.is_some() {
+                return first_say.then_some(After::Announce);
+            }
+            app.hold_until = Some(now + PROGRESS_AFTER_MS as u64);
+            return Some(After::Hold {
+                announce: first_say,
+            });
+        }
+        app.pending_view = Some(view);
+        app.skipped_progress |= app.hold_until.take().is_some();
+        if at_once {
+            return Some(After::Now);
+        }
+        if std::mem::replace(&mut app.render_queued, true) {
+            return None;
+        }
+        Some(After::NextTask)
     });
-    if first == Some(true) {
-        next_task(render_pending);
+    match queue {
+        Some(After::Hold { announce }) => {
+            after(PROGRESS_AFTER_MS, end_hold);
+            if announce {
+                next_task(announce_pending);
+            }
+        }
+        Some(After::Announce) => next_task(announce_pending),
+        Some(After::NextTask) => next_task(render_pending),
+        Some(After::Now) => render_pending(),
+        None => {}
     }
 }
 
-/// The view [`schedule_render`] left for this task, if a later input has not drawn it.
+enum After {
+    Now,
+    NextTask,
+    Hold { announce: bool },
+    Announce,
+}
+
+/// Say what the waiting progress view would say (unless a view was drawn meanwhile).
+fn announce_pending() {
+    let say = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        let say = app.pending_announce.take()?;
+        (say != app.last_announce).then(|| {
+            app.last_announce = say.clone();
+            say
+        })
+    });
+    if let Some(text) = say {
+        set_live(&text);
+    }
+}
+
+/// How long a progress view waits before it is drawn ([`show`]): within 0.1 s a
+/// response feels immediate (Nielsen), so a wait this short is not seen as one.
+const PROGRESS_AFTER_MS: i32 = 100;
+
+/// A progress view has waited: draw it, unless another view came meanwhile (or a later
+/// hold is still running: then wait for the rest of it).
+fn end_hold() {
+    let now = now();
+    let left = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        let until = app.hold_until?;
+        if until > now {
+            return Some((until - now) as i32);
+        }
+        app.hold_until = None;
+        Some(0)
+    });
+    match left {
+        Some(0) => render_pending(),
+        Some(ms) => after(ms, end_hold),
+        None => {}
+    }
+}
+
+/// The view [`show`] left for this task, if a later input has not drawn it and no
+/// progress view waits.
 fn render_pending() {
-    let view = APP.with(|a| a.borrow_mut().as_mut()?.pending_view.take());
+    let view = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        app.render_queued = false;
+        if app.hold_until.is_some() {
+            return None;
+        }
+        app.pending_view.take()
+    });
     if let Some(view) = view {
         render(view);
     }
@@ -317,6 +433,8 @@ fn render(mut view: View) {
     let changed = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
+        app.on_progress = last.screen.is_progress();
+        app.pending_announce = None;
         app.last_view = Some(last);
         if width > 0 {
             app.last_width = width;
@@ -338,10 +456,16 @@ fn render(mut view: View) {
     };
     let had_focus = doc.has_focus().unwrap_or(false);
     // The same control keeps focus across re-renders (a keypad key, Cancel during
-    // the progress steps) if it is still there.
+    // the progress steps) if it is still there, unless a progress view came between
+    // them undrawn ([`show`]): focus goes where a new screen puts it.
+    let skipped = APP.with(|a| {
+        a.borrow_mut()
+            .as_mut()
+            .is_some_and(|app| std::mem::take(&mut app.skipped_progress))
+    });
     let keep = doc
         .active_element()
-        .filter(|e| screen.contains(Some(e)))
+        .filter(|e| !skipped && screen.contains(Some(e)))
         .and_then(|e| focus_key(&e));
     screen.set_inner_html(&html);
     apply_styles(&screen);
@@ -695,17 +819,21 @@ fn show_bad_session() {
 }
 
 /// The heading, screen container and live region in the root, once (before the first
-/// view; widget.html holds a placeholder until then).
+/// view; widget.html holds a placeholder until then); from then on the root's size is
+/// watched, and the ResizeObserver's first report tells the page our height.
 fn ensure_skeleton() {
     if by_id("cp-screen").is_some() {
         return;
     }
     APP.with(|a| {
-        let a = a.borrow();
-        let Some(app) = a.as_ref() else { return };
+        let mut a = a.borrow_mut();
+        let Some(app) = a.as_mut() else { return };
         app.root
             .set_inner_html(&crate::view::skeleton(app.cfg.lang, app.mode));
         let _ = app.root.remove_attribute("aria-live");
+        if let Some(observer) = app.resize.take() {
+            observer.observe(&app.root);
+        }
     });
 }
 
@@ -751,6 +879,9 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
         }
     }
     let nonce = param(&params, "nonce").unwrap_or_default();
+    let on_size = Closure::<dyn FnMut()>::new(on_resize);
+    let resize = ResizeObserver::new(on_size.as_ref().unchecked_ref())?;
+    on_size.forget();
     // Each mode has its own wasm (widget-boot.js loads the frame's): this one refuses
     // the other's, and the boot script shows that it could not start.
     let mode = Mode::from_query(param(&params, "mode").as_deref())
@@ -772,15 +903,16 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             last_width: 0,
             pending_view: None,
             theme: None,
+            render_queued: false,
+            hold_until: None,
+            on_progress: false,
+            pending_announce: None,
+            skipped_progress: false,
+            resize: Some(resize),
             #[cfg(feature = "purchase")]
             hint_toggle: false,
         })
     });
-
-    let resize = Closure::<dyn FnMut()>::new(on_resize);
-    let observer = ResizeObserver::new(resize.as_ref().unchecked_ref())?;
-    observer.observe(&root);
-    resize.forget();
 
     let click = Closure::<dyn FnMut(MouseEvent)>::new(on_click);
     root.add_event_listener_with_callback("click", click.as_ref().unchecked_ref())?;
@@ -811,12 +943,6 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             }
         }
     }
-    // The skeleton (if the first view has not drawn it) and the first height, now that
-    // the page may be listening, in tasks behind the messages posted above: a DOM change
-    // asks for a rendering update, which Chromium ran ahead of the first bridge
-    // request's delivery to the content script (4 ms in a trace), and measuring forces
-    // a layout.
-    next_task(ensure_skeleton);
-    next_task(post_height);
+    // The skeleton and the first height come with the first view.
     Ok(())
 }
