@@ -2,13 +2,18 @@
 # Widget benchmark: gzipped download size, script tag → ready, Approve → result (p50/p99)
 # and a trace of where the milliseconds go, in headless Chromium on the real stack.
 # Usage: scripts/bench-widget.sh [N] [--compare OTHER_WWW [--compare-extension OTHER_TREE]
-#                                  [--compare-bridge OTHER_BRIDGE_BIN]] [--debug]
+#                                  [--compare-bridge OTHER_BRIDGE_BIN] [--compare-server BIN]]
+#                                  [--cross-site] [--debug]
 #   --compare: A/B against another build's www/ (e.g. of an older commit), page loads
 #   alternating in one browser so both see the same machine load.
 #   --compare-extension / --compare-bridge: the compared side also runs the extension
 #   of OTHER_TREE (a tree with extension/ and scripts/build-extension.sh, e.g.
 #   `git archive OLD extension scripts/build-extension.sh | tar -x -C DIR`) and/or
 #   another bridge binary, in a browser of its own (page loads still alternate).
+#   --compare-server: the compared side's payment server is another binary (what it
+#   serves beside the files counts too, e.g. headers).
+#   --cross-site: the test shop on https://localhost:PORT, cross-site to the payment
+#   origin as a merchant's page is in production (the frame gets a process of its own).
 #   Run with CARDPAY_BRIDGE_LOG=debug for the bridge's per-request timings in its log.
 #   The card, bridge and payment server run as release builds (--debug: debug builds).
 set -euo pipefail

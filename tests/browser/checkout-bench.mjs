@@ -24,6 +24,10 @@
 //   node checkout-bench.mjs [N] --compare OTHER_WWW --compare-server BIN
 //        the compared side's payment server is another binary (e.g. an older commit's
 //        release build: what it serves with the files counts too, such as headers)
+//   --cross-site: the test shop on https://localhost:PORT, cross-site to the payment origin
+//        (https://127.0.0.1:PORT) as a merchant's page is in production: Chromium puts
+//        the widget frame in a renderer process of its own (default: same-site, one
+//        main thread for the shop page and the frame)
 //   --sizes: print the download sizes (of this build, and of OTHER_WWW with --compare)
 //        and stop: no stack, no browser.
 //   --debug: run the debug builds of the card, bridge and payment server (default:
