@@ -605,6 +605,9 @@ impl Config {
             }
         };
         let webhook_client = cardpay_tls::http_client(f.ca_file.as_deref())?;
+        if let Some(dir) = &f.www_dir {
+            crate::http::check_precompressed(dir).map_err(inv)?;
+        }
         Ok(Self {
             listen: f.listen,
             database,

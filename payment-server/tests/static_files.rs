@@ -224,3 +224,92 @@ fn a_merchant_without_origins_is_refused_at_start_up() {
         .to_string();
     assert!(e.contains("shop-x") && e.contains("origins"), "{e}");
 }
+
+/// A config serving `www` with one merchant.
+fn config_toml(www: &std::path::Path, db: &std::path::Path) -> String {
+    let mut toml = format!("www_dir = {www:?}\n");
+    toml.push_str(&testkit::test_config_toml(
+        &testkit::TestDb::in_dir(db),
+        &[TestMerchant::new("shop-0", 0x10)],
+        0,
+    ));
+    toml
+}
+
+#[tokio::test]
+async fn precompressed_copies_go_to_browsers_that_accept_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let www = www(dir.path());
+    // The build writes the copies after the file (their bytes stand in here: the
+    // server sends a copy as it is, the browser decodes it).
+    let boot = www.join("pkg/widget-boot.js");
+    std::fs::write(boot.with_extension("js.gz"), b"gzip bytes").unwrap();
+    std::fs::write(boot.with_extension("js.br"), b"brotli bytes").unwrap();
+    let config = Config::from_toml(&config_toml(&www, dir.path()), |_| None).unwrap();
+    let (addr, _svc) = testkit::spawn_server(&config).await;
+    let url = format!("http://{addr}/pkg/widget-boot.js");
+    let source = std::fs::read(&boot).unwrap();
+    for (accept, encoding, body) in [
+        (
+            Some("gzip, deflate, br, zstd"),
+            Some("br"),
+            &b"brotli bytes"[..],
+        ),
+        (Some("gzip"), Some("gzip"), b"gzip bytes"),
+        (Some("identity"), None, &source),
+        (None, None, &source),
+    ] {
+        let mut rb = reqwest::Client::new().get(&url);
+        if let Some(a) = accept {
+            rb = rb.header("accept-encoding", a);
+        }
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{accept:?}");
+        assert_eq!(hdr(&r, "content-encoding"), encoding, "{accept:?}");
+        assert!(
+            hdr(&r, "content-type").unwrap().contains("javascript"),
+            "{accept:?}: the type of the file, not of the copy"
+        );
+        assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.bytes().await.unwrap(), body, "{accept:?}");
+    }
+    // A file without copies is sent as it is, whatever the browser accepts.
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/pkg/widget.css"))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hdr(&r, "content-encoding"), None);
+}
+
+#[test]
+fn a_stale_precompressed_copy_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let www = www(dir.path());
+    let css = www.join("pkg/widget.css");
+    let copy = css.with_extension("css.br");
+    std::fs::write(&copy, b"brotli bytes").unwrap();
+    let toml = config_toml(&www, dir.path());
+    assert!(Config::from_toml(&toml, |_| None).is_ok(), "a fresh copy");
+    // The style sheet changed after its copy was written (edited by hand, say).
+    let later =
+        std::fs::metadata(&copy).unwrap().modified().unwrap() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&css)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let e = Config::from_toml(&toml, |_| None)
+        .map(|_| ())
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains("widget.css.br") && e.contains("older than") && e.contains("build-widget.sh"),
+        "{e}"
+    );
+    // Deleting the copy is one way out.
+    std::fs::remove_file(&copy).unwrap();
+    assert!(Config::from_toml(&toml, |_| None).is_ok());
+}

@@ -72,7 +72,10 @@ async function sizesOf(www, mode = 'purchase') {
     for (const f of names) {
       const b = await readFile(path.join(www, f)).catch(() => null);
       if (b) {
-        out.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length });
+        // What the payment server sends Chromium (it accepts brotli over HTTPS): the
+        // build's precompressed copy, if the build wrote one (since 2026-11-30).
+        const br = await readFile(path.join(www, f + '.br')).catch(() => null);
+        out.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length, br: br ? br.length : null });
         break;
       }
     }
@@ -97,11 +100,15 @@ async function perLanguage(www, sizes) {
 
 function printSizes(label, sizes, langs) {
   console.log(`== ${label}`);
-  console.log('download, gzip -9:');
-  for (const x of sizes) console.log(`  ${x.f.padEnd(24)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz`);
+  console.log('download, gzip -9 (and the brotli copy the payment server sends, where the build wrote one):');
+  for (const x of sizes) console.log(`  ${x.f.padEnd(24)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz${x.br ? `, ${String(x.br).padStart(7)} B br` : ''}`);
   const most = Math.max(...langs.map((x) => x.gz));
   console.log(`  per shopper language: ${langs.map((x) => `${x.l} ${x.gz}`).join(', ')} B gz`);
   console.log(`  total (wasm + JS + HTML + CSS), the largest language → ${most} B gz (${(most / 1024).toFixed(1)} KiB)`);
+  if (sizes.some((x) => x.br)) {
+    const served = sizes.reduce((a, x) => a + (x.br ?? x.raw), 0);
+    console.log(`  as served to Chromium (the brotli copies; widget.html has none: as it is) → ${served} B (${(served / 1024).toFixed(1)} KiB)`);
+  }
 }
 
 const wwws = [['this build', s.wwwDir], ...(otherWww ? [['compared (' + otherWww + ')', otherWww]] : [])];
@@ -251,6 +258,15 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   return out;
 }
 
+/** The body bytes Chromium received for the frame's files (Resource and Navigation
+ *  Timing `encodedBodySize`: compressed as sent) and what they decoded to. checkout.js
+ *  is fetched by the shop page, cross-origin: Resource Timing hides its size. */
+async function onTheWire(page, frame) {
+  return frame.evaluate(() => [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
+    .filter((e) => !new URL(e.name).pathname.startsWith('/v1/'))
+    .map((e) => ({ f: new URL(e.name).pathname.split('/').pop(), enc: e.encodedBodySize, dec: e.decodedBodySize })));
+}
+
 try {
   // The first two runs of each variant warm up (bridge start, caches) and are not counted.
   for (let i = 0; i < N + 2; i++) {
@@ -277,6 +293,7 @@ try {
         // --compare-extension/--compare-bridge each side has its own browser)
         v.cold = { toReady: ready.t - scriptStart, trace: await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) };
       }
+      if (i === 2) v.wire = await onTheWire(page, frame);
       if (i >= 2) {
         v.traces.push(await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt));
         v.toReady.push(ready.t - scriptStart);
@@ -298,8 +315,12 @@ try {
 
 const p = (v, q) => h.percentile(v, q).toFixed(1);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
-for (const { label, sizes, langs, traces, toReady, navToReady, approveToResult, cold } of variants) {
+for (const { label, sizes, langs, traces, toReady, navToReady, approveToResult, cold, wire } of variants) {
   printSizes(label, sizes, langs);
+  if (wire) {
+    const total = wire.reduce((a, x) => a + x.enc, 0);
+    console.log(`  measured on the wire (the frame's files, encodedBodySize / decoded): ${wire.map((x) => `${x.f} ${x.enc}/${x.dec}`).join(', ')} → ${total} B, + checkout.js`);
+  }
   console.log(`script tag (checkout.js fetch start) → ready: p50 ${p(toReady, 0.5)} ms, p99 ${p(toReady, 0.99)} ms (n=${toReady.length})`);
   console.log(`navigation start → ready:                p50 ${p(navToReady, 0.5)} ms, p99 ${p(navToReady, 0.99)} ms`);
   console.log(`Approve → result (no PIN):               p50 ${p(approveToResult, 0.5)} ms, p99 ${p(approveToResult, 0.99)} ms (n=${approveToResult.length})`);

@@ -453,7 +453,7 @@ export async function widgetFiles(page) {
   const frame = page.frames().find((f) => f.url().includes('/widget.html'));
   if (!frame) throw new Error('no widget frame in the page');
   return frame.evaluate(() => performance.getEntriesByType('resource')
-    .map((e) => ({ path: new URL(e.name).pathname, by: e.initiatorType })));
+    .map((e) => ({ path: new URL(e.name).pathname, by: e.initiatorType, enc: e.encodedBodySize, dec: e.decodedBodySize })));
 }
 
 /** The widget frame of `page` fetched each file of its mode once, the wasm and the style
@@ -467,6 +467,9 @@ export async function expectModeFilesPreloaded(page, mode) {
     const got = files.filter((e) => e.path === file);
     assert.equal(got.length, 1, `${file} fetched once: ${JSON.stringify(files)}`);
     if (by) assert.equal(got[0].by, by, `${file} from the preload: ${JSON.stringify(files)}`);
+    // Sent as the build's precompressed copy (the wasm's brotli copy is 2.7× smaller),
+    // decoded by the browser, and the widget ran on it.
+    assert.ok(got[0].enc > 0 && got[0].enc < got[0].dec, `${file} sent compressed: ${JSON.stringify(got[0])}`);
   }
   for (const f of [`/pkg/${other}.js`, `/pkg/${other}_bg.wasm`]) {
     assert.ok(!files.some((e) => e.path === f), `${f} is the other mode's: ${JSON.stringify(files)}`);

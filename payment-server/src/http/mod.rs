@@ -219,6 +219,56 @@ fn widget_preloads(query: Option<&str>) -> &'static str {
     }
 }
 
+/// The precompressed copies in `www_dir` are not older than the files they stand for.
+///
+/// `ServeDir` sends `F.br` / `F.gz` (scripts/build-widget.sh writes them beside every
+/// built file) instead of `F` to a browser that accepts that encoding. A copy older
+/// than its file would hand those browsers the old content: an old checkout.js fails
+/// the merchant's SRI check, an old wasm does not fit the new glue. So a stale copy is
+/// refused at start, with what to do. (A copy without its file is left alone: it
+/// may be a download of its own, such as `x.tar.gz`.)
+pub fn check_precompressed(dir: &std::path::Path) -> Result<(), String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let ty = entry.file_type()?;
+            if ty.is_dir() {
+                walk(&entry.path(), out)?;
+            } else {
+                out.push(entry.path());
+            }
+        }
+        Ok(())
+    }
+    let mut files = vec![];
+    // A missing or unreadable directory is ServeDir's 404s, as before.
+    if walk(dir, &mut files).is_err() {
+        return Ok(());
+    }
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    for copy in &files {
+        let Some(original) = ["br", "gz"]
+            .iter()
+            .find(|e| copy.extension().is_some_and(|x| x == **e))
+            .map(|_| copy.with_extension(""))
+        else {
+            continue;
+        };
+        if let (Some(c), Some(o)) = (modified(copy), modified(&original)) {
+            if o > c {
+                return Err(format!(
+                    "www_dir: {} is older than {}: browsers that accept its encoding would be \
+                     sent the old content; rebuild (scripts/build-widget.sh writes both) or \
+                     delete the copy",
+                    copy.display(),
+                    original.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Headers of the payment origin's static files (`www_dir`):
 /// - `X-Content-Type-Options: nosniff` on every response;
 /// - `checkout.js`: `Access-Control-Allow-Origin: *`, so a merchant page of any
@@ -336,7 +386,7 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
                     .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'")),
             };
             let files = Router::new()
-                .fallback_service(ServeDir::new(dir))
+                .fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip())
                 .layer(middleware::from_fn_with_state(policy, static_headers));
             api.fallback_service(files)
         }
