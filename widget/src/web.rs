@@ -364,12 +364,14 @@ enum After {
 }
 
 /// Say what the waiting progress view would say (unless a view was drawn meanwhile).
+/// Before the first view there is no live region yet: the view says it if drawn.
 fn announce_pending() {
+    let live = by_id("cp-live").is_some();
     let say = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
         let say = app.pending_announce.take()?;
-        (say != app.last_announce).then(|| {
+        (live && say != app.last_announce).then(|| {
             app.last_announce = say.clone();
             say
         })
