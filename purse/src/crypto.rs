@@ -72,13 +72,13 @@ impl core::fmt::Debug for DesKey {
 #[error("a 2-key 3DES key must be 32 hex digits")]
 pub struct KeyError;
 
-/// ISO/IEC 9797-1 MAC algorithm 3 over data that is already a multiple of 8 bytes
-/// (so the library's own zero padding never applies).
 /// ISO/IEC 9797-1 MAC algorithm 3 keyed with `key` (its two DES key schedules).
 fn retail_mac_keyed(key: &DesKey) -> RetailMac<des::Des> {
     <RetailMac<des::Des> as KeyInit>::new_from_slice(&key.0).expect("16-byte key")
 }
 
+/// ISO/IEC 9797-1 MAC algorithm 3 over data that is already a multiple of 8 bytes
+/// (so the library's own zero padding never applies).
 fn retail_mac_blocks(key: &DesKey, blocks: &[u8]) -> [u8; 8] {
     debug_assert_eq!(blocks.len() % 8, 0);
     let mut mac = retail_mac_keyed(key);
