@@ -112,10 +112,7 @@ fn feed(input: Input) {
     // nothing has to go first, and the DOM is current when the next input comes.
     let posts = effects.iter().any(|e| !matches!(e, Effect::Render(_)));
     for e in effects {
-        match e {
-            Effect::Render(view) => show(view, !posts),
-            e => run_effect(e),
-        }
+        run_effect(e, !posts);
     }
     arm_timer();
 }
@@ -176,7 +173,8 @@ fn parent_event(ev: &ParentEvent) {
     post_parent_js(msg);
 }
 
-fn run_effect(e: Effect) {
+/// Run one effect; `draw_at_once`: its batch posts nothing ([`show`]).
+fn run_effect(e: Effect, draw_at_once: bool) {
     match e {
         Effect::Bridge { msg, .. } => {
             let Ok(msg) = js_sys::JSON::parse(&msg) else {
@@ -197,7 +195,7 @@ fn run_effect(e: Effect) {
                 feed(Input::Http { id, result });
             });
         }
-        Effect::Render(view) => show(view, false),
+        Effect::Render(view) => show(view, draw_at_once),
         Effect::Parent(ev) => parent_event(&ev),
     }
 }
