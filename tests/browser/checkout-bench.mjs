@@ -261,10 +261,10 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
 /** The body bytes Chromium received for the frame's files (Resource and Navigation
  *  Timing `encodedBodySize`: compressed as sent) and what they decoded to. checkout.js
  *  is fetched by the shop page, cross-origin: Resource Timing hides its size. */
-async function onTheWire(page, frame) {
-  return frame.evaluate(() => [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
-    .filter((e) => !new URL(e.name).pathname.startsWith('/v1/'))
-    .map((e) => ({ f: new URL(e.name).pathname.split('/').pop(), enc: e.encodedBodySize, dec: e.decodedBodySize })));
+async function onTheWire(page) {
+  return (await s.widgetFiles(page))
+    .filter((e) => !e.path.startsWith('/v1/'))
+    .map((e) => ({ f: e.path.split('/').pop(), enc: e.enc, dec: e.dec }));
 }
 
 try {
@@ -293,7 +293,7 @@ try {
         // --compare-extension/--compare-bridge each side has its own browser)
         v.cold = { toReady: ready.t - scriptStart, trace: await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) };
       }
-      if (i === 2) v.wire = await onTheWire(page, frame);
+      if (i === 2) v.wire = await onTheWire(page);
       if (i >= 2) {
         v.traces.push(await trace(page, frame, scriptStart, readyAt, clickedAt, resultAt));
         v.toReady.push(ready.t - scriptStart);

@@ -109,8 +109,7 @@ after(async () => {
 
 // The widget's files the payment frame of `page` fetched (paths under /pkg/).
 async function widgetFiles(page) {
-  const frame = page.frames().find((f) => new URL(f.url()).pathname.endsWith('/widget.html'));
-  const paths = await frame.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname));
+  const paths = (await s.widgetFiles(page)).map((e) => e.path);
   return paths.filter((p) => p.includes('/pkg/widget')).map((p) => p.slice(p.indexOf('/pkg/') + 5)).sort();
 }
 

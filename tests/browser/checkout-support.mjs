@@ -445,14 +445,14 @@ export async function readBalance(context, pay, reader, apdu = h.GET_BALANCE_MON
   }
 }
 
-/** What the widget frame of `page` fetched (Resource Timing): each entry's path and
- *  `initiatorType`. A file served from the preload that widget.html's `Link` header
+/** What the widget frame of `page` fetched (Navigation and Resource Timing: widget.html
+ *  first): each entry's path, `initiatorType` and body sizes as sent (`enc`, compressed)
+ *  and decoded (`dec`). A file served from the preload that widget.html's `Link` header
  *  asked for is one entry, from the link; a preload the frame did not use leaves a
  *  second entry for the same file. */
 export async function widgetFiles(page) {
-  const frame = page.frames().find((f) => f.url().includes('/widget.html'));
-  if (!frame) throw new Error('no widget frame in the page');
-  return frame.evaluate(() => performance.getEntriesByType('resource')
+  const frame = await widgetFrameHandle(page);
+  return frame.evaluate(() => [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
     .map((e) => ({ path: new URL(e.name).pathname, by: e.initiatorType, enc: e.encodedBodySize, dec: e.decodedBodySize })));
 }
 

@@ -62,7 +62,7 @@ try {
     }
     await page.goto(shop.url('/checkout?amount=10'));
     await widgetEvent('ready');
-    const frame = page.frames().find((f) => f.url().includes('/widget.html'));
+    const frame = await s.widgetFrameHandle(page);
     await frame.waitForSelector('[data-action=approve]');
     await page.waitForTimeout(100); // the Approve part apart from the load's
     await frame.evaluate(() => { performance.mark('Approve clicked'); document.querySelector('[data-action=approve]').click(); });
