@@ -247,13 +247,10 @@ pub fn check_precompressed(dir: &std::path::Path) -> Result<(), String> {
     }
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     for copy in &files {
-        let Some(original) = ["br", "gz"]
-            .iter()
-            .find(|e| copy.extension().is_some_and(|x| x == **e))
-            .map(|_| copy.with_extension(""))
-        else {
+        if !matches!(copy.extension().and_then(|e| e.to_str()), Some("br" | "gz")) {
             continue;
-        };
+        }
+        let original = copy.with_extension("");
         if let (Some(c), Some(o)) = (modified(copy), modified(&original)) {
             if o > c {
                 return Err(format!(
