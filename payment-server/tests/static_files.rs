@@ -39,15 +39,10 @@ async fn server(origins: &[&[&str]]) -> (String, tempfile::TempDir) {
         m.origin = o.join("\", \"");
         merchants.push(m);
     }
-    let mut toml = format!(
-        "www_dir = {:?}\ncors_origins = [\"http://api-client.test\"]\n",
-        www
+    let toml = format!(
+        "cors_origins = [\"http://api-client.test\"]\n{}",
+        config_toml(&www, dir.path(), &merchants)
     );
-    toml.push_str(&testkit::test_config_toml(
-        &testkit::TestDb::in_dir(dir.path()),
-        &merchants,
-        0,
-    ));
     let config = Config::from_toml(&toml, |_| None).unwrap();
     let (addr, _svc) = testkit::spawn_server(&config).await;
     (format!("http://{addr}"), dir)
@@ -225,12 +220,16 @@ fn a_merchant_without_origins_is_refused_at_start_up() {
     assert!(e.contains("shop-x") && e.contains("origins"), "{e}");
 }
 
-/// A config serving `www` with one merchant.
-fn config_toml(www: &std::path::Path, db: &std::path::Path) -> String {
+fn one_merchant() -> [TestMerchant; 1] {
+    [TestMerchant::new("shop-0", 0x10)]
+}
+
+/// A config serving `www` to `merchants`, its database in `db`.
+fn config_toml(www: &std::path::Path, db: &std::path::Path, merchants: &[TestMerchant]) -> String {
     let mut toml = format!("www_dir = {www:?}\n");
     toml.push_str(&testkit::test_config_toml(
         &testkit::TestDb::in_dir(db),
-        &[TestMerchant::new("shop-0", 0x10)],
+        merchants,
         0,
     ));
     toml
@@ -245,7 +244,8 @@ async fn precompressed_copies_go_to_browsers_that_accept_them() {
     let boot = www.join("pkg/widget-boot.js");
     std::fs::write(boot.with_extension("js.gz"), b"gzip bytes").unwrap();
     std::fs::write(boot.with_extension("js.br"), b"brotli bytes").unwrap();
-    let config = Config::from_toml(&config_toml(&www, dir.path()), |_| None).unwrap();
+    let config =
+        Config::from_toml(&config_toml(&www, dir.path(), &one_merchant()), |_| None).unwrap();
     let (addr, _svc) = testkit::spawn_server(&config).await;
     let url = format!("http://{addr}/pkg/widget-boot.js");
     let source = std::fs::read(&boot).unwrap();
@@ -290,7 +290,7 @@ fn a_stale_precompressed_copy_is_refused_at_start_up() {
     let css = www.join("pkg/widget.css");
     let copy = css.with_extension("css.br");
     std::fs::write(&copy, b"brotli bytes").unwrap();
-    let toml = config_toml(&www, dir.path());
+    let toml = config_toml(&www, dir.path(), &one_merchant());
     assert!(Config::from_toml(&toml, |_| None).is_ok(), "a fresh copy");
     // The style sheet changed after its copy was written (edited by hand, say).
     let later =
