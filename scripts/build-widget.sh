@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Build the Cardpay checkout widget (Rust → wasm) with wasm-pack into www/pkg, and
 # print SRI hashes. One wasm per mode, from one source (widget/Cargo.toml's features):
-# pkg/widget.js + widget_bg.wasm (feature `purchase`: a merchant's checkout) and
-# pkg/widget-load.js + widget-load_bg.wasm (feature `load`: a bank's load page);
-# pkg/widget-boot.js loads the one for the frame's `mode`. Also writes the loader
-# www/checkout.js (minified) from its source widget/web/checkout.js. wasm-pack's settings (wasm-opt flags, wasm-bindgen options) are in
+# pkg/<version>/widget.js + widget_bg.wasm (feature `purchase`: a merchant's checkout)
+# and pkg/<version>/widget-load.js + widget-load_bg.wasm (feature `load`: a bank's load
+# page); pkg/<version>/widget-boot.js loads the one for the frame's `mode`. <version> is
+# a hash of the folder's files (named in pkg/manifest.json): the payment server has
+# browsers keep what is in it for a year (docs/payment-server.md, "Static files"). Also
+# writes www/widget.html and www/install.html from widget/web/ (naming the folder) and
+# the loader www/checkout.js (minified) from its source widget/web/checkout.js.
+# wasm-pack's settings (wasm-opt flags, wasm-bindgen options) are in
 # widget/Cargo.toml, [package.metadata.wasm-pack].
 #
 # Installs what a fresh machine lacks, from the project's registries only:
@@ -68,7 +72,7 @@ export PATH="$TOOLS/node_modules/.bin:$(dirname "$(command -v wasm-bindgen)"):$P
 # 2. build. Size over speed for every crate in the wasm (the workspace profile sets
 # opt-level z for the widget crate only).
 OUT="$ROOT/www/pkg"
-rm -rf "$OUT.tmp" "$OUT".tmp-*
+rm -rf "$OUT.tmp" "$OUT".tmp-* "$OUT".tmp.*
 # The RustCrypto crates' documented size switches (same algorithms, still constant
 # time, slower — a handful of seals per payment): AES's semi-fixsliced backend and
 # SHA-256's rounds not unrolled. Only the wasm target is built with them.
@@ -101,12 +105,32 @@ if [ "${MODE[*]}" != "--dev" ]; then
 else
   cp widget/web/widget-boot.js widget/web/widget.css widget/web/checkout.js "$OUT.tmp/"
 fi
+# The build's version: a hash of what the frame loads (boot script, style sheet, both
+# modes' glue and wasm). They go into pkg/<version>/, which the payment server serves
+# as never changing (cached for a year, `immutable`): a new build is a new folder, so
+# no browser mixes one build's glue with another's wasm. The boot script finds the
+# glue and wasm beside it; widget.html and install.html, written from widget/web/ with
+# their `pkg/` references pointing into the folder, are asked for again on each load.
+FRAME=(widget-boot.js widget.css)
+for name in "${NAMES[@]}"; do FRAME+=("$name.js" "${name}_bg.wasm"); done
+VERSION="$(for f in "${FRAME[@]}"; do
+  printf '%s %s\n' "$f" "$(sha256sum < "$OUT.tmp/$f" | cut -d' ' -f1)"; done | sha256sum | cut -c1-16)"
+mkdir "$OUT.tmp/$VERSION"
+for f in "${FRAME[@]}"; do mv "$OUT.tmp/$f" "$OUT.tmp/$VERSION/"; done
+printf '{ "version": "%s" }\n' "$VERSION" > "$OUT.tmp/manifest.json"
+for page in widget.html:2 install.html:1; do
+  f="${page%%:*}" want="${page#*:}"
+  got="$(grep -o '\(src\|href\)="pkg/' "widget/web/$f" | wc -l)"
+  [ "$got" = "$want" ] || { log "widget/web/$f: $got references into pkg/, expected $want"; exit 1; }
+  sed 's#\(src\|href\)="pkg/#\1="pkg/'"$VERSION"'/#g' "widget/web/$f" > "$OUT.tmp/$f"
+done
 # Precompressed copies of every built file (the payment server sends them, with
 # Content-Encoding, to a browser that accepts it: docs/payment-server.md, "Static
 # files"): gzip -9 (GNU gzip: 230 B smaller on the wasm than zlib's level 9) and
 # brotli at quality 11 (node's zlib). Written after the file they compress, so they
 # are never older (the server refuses to start with a stale one).
-for f in "$OUT.tmp"/*.js "$OUT.tmp"/*.css "$OUT.tmp"/*.wasm; do gzip -9 -n -c "$f" > "$f.gz"; done
+BUILT=("$OUT.tmp/checkout.js" "$OUT.tmp/$VERSION"/*.js "$OUT.tmp/$VERSION"/*.css "$OUT.tmp/$VERSION"/*.wasm)
+for f in "${BUILT[@]}"; do gzip -9 -n -c "$f" > "$f.gz"; done
 node -e '
   const fs = require("fs"), zlib = require("zlib");
   for (const f of process.argv.slice(1)) {
@@ -114,10 +138,18 @@ node -e '
     fs.writeFileSync(f + ".br", zlib.brotliCompressSync(data, { params: {
       [zlib.constants.BROTLI_PARAM_QUALITY]: 11,
       [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length } }));
-  }' "$OUT.tmp"/*.js "$OUT.tmp"/*.css "$OUT.tmp"/*.wasm
-rm -f "$ROOT/www/checkout.js.gz" "$ROOT/www/checkout.js.br"
-mv "$OUT.tmp/checkout.js" "$OUT.tmp/checkout.js.gz" "$OUT.tmp/checkout.js.br" "$ROOT/www/"
+  }' "${BUILT[@]}"
+PAGES=(checkout.js checkout.js.gz checkout.js.br widget.html install.html)
+for f in "${PAGES[@]}"; do mv "$OUT.tmp/$f" "$OUT.tmp.$f"; done
+# The previous build's folder stays one build longer: a frame whose widget.html came
+# just before this build still finds the files it names.
+OLD_VERSION="$(sed -n 's/.*"version": *"\([0-9a-f]\{16\}\)".*/\1/p' "$OUT/manifest.json" 2>/dev/null || true)"
+if [ -n "$OLD_VERSION" ] && [ "$OLD_VERSION" != "$VERSION" ] && [ -d "$OUT/$OLD_VERSION" ]; then
+  mv "$OUT/$OLD_VERSION" "$OUT.tmp/"
+fi
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
+# Then the pages that name the new folder, and the loader.
+for f in "${PAGES[@]}"; do mv "$OUT.tmp.$f" "$ROOT/www/$f"; done
 
 # 3. SRI: the merchant's <script integrity> for checkout.js, and hashes of the rest
 sri() {
@@ -130,15 +162,13 @@ sri() {
 {
   echo "{"
   echo "  \"checkout.js\": \"$(sri www/checkout.js)\","
-  echo "  \"pkg/widget-boot.js\": \"$(sri "$OUT/widget-boot.js")\","
-  echo "  \"pkg/widget.css\": \"$(sri "$OUT/widget.css")\","
-  echo "  \"pkg/widget.js\": \"$(sri "$OUT/widget.js")\","
-  echo "  \"pkg/widget_bg.wasm\": \"$(sri "$OUT/widget_bg.wasm")\","
-  echo "  \"pkg/widget-load.js\": \"$(sri "$OUT/widget-load.js")\","
-  echo "  \"pkg/widget-load_bg.wasm\": \"$(sri "$OUT/widget-load_bg.wasm")\""
+  for f in "${FRAME[@]}"; do
+    echo "  \"pkg/$VERSION/$f\": \"$(sri "$OUT/$VERSION/$f")\"$([ "$f" = "${FRAME[-1]}" ] || echo ,)"
+  done
   echo "}"
 } > "$OUT/sri.json"
 for name in "${NAMES[@]}"; do
-  log "built $(du -b "$OUT/${name}_bg.wasm" | cut -f1) bytes ${name}_bg.wasm ($(du -b "$OUT/${name}_bg.wasm.gz" | cut -f1) gzipped, $(du -b "$OUT/${name}_bg.wasm.br" | cut -f1) brotli) into www/pkg"
+  w="$OUT/$VERSION/${name}_bg.wasm"
+  log "built $(du -b "$w" | cut -f1) bytes ${name}_bg.wasm ($(du -b "$w.gz" | cut -f1) gzipped, $(du -b "$w.br" | cut -f1) brotli) into www/pkg/$VERSION"
 done
 log "checkout.js integrity: $(sri www/checkout.js)  (also in www/pkg/sri.json)"

@@ -389,6 +389,8 @@ pub struct Config {
     pub listen: String,
     pub database: Database,
     pub www_dir: Option<PathBuf>,
+    /// The widget build's version in `www_dir` (`pkg/manifest.json`), read at start.
+    pub www_version: Option<String>,
     pub cors_origins: Vec<String>,
     pub recovery_grace_secs: u64,
     pub sweep_interval_secs: u64,
@@ -605,13 +607,18 @@ impl Config {
             }
         };
         let webhook_client = cardpay_tls::http_client(f.ca_file.as_deref())?;
-        if let Some(dir) = &f.www_dir {
-            crate::http::check_precompressed(dir).map_err(inv)?;
-        }
+        let www_version = match &f.www_dir {
+            Some(dir) => {
+                crate::http::www::check_precompressed(dir).map_err(inv)?;
+                crate::http::www::build_version(dir).map_err(inv)?
+            }
+            None => None,
+        };
         Ok(Self {
             listen: f.listen,
             database,
             www_dir: f.www_dir,
+            www_version,
             cors_origins: f.cors_origins,
             recovery_grace_secs: f.recovery_grace_secs,
             sweep_interval_secs: f.sweep_interval_secs.max(1),

@@ -62,6 +62,7 @@ pub async fn build(
             body_limit: config.body_limit,
             cors_origins: config.cors_origins.clone(),
             www_dir: config.www_dir.clone(),
+            www_version: config.www_version.clone(),
             // Merchants' and banks' pages both embed the widget.
             frame_ancestors: http::FrameAncestors::of_merchants(
                 config

@@ -2,22 +2,33 @@
 //! is loadable cross-origin with SRI (`Access-Control-Allow-Origin: *` whatever
 //! `cors_origins` says), `widget.html` may be framed only by the merchants'
 //! origins (`frame-ancestors`) and preloads its mode's files (`Link`), every
-//! static file is `nosniff`, and the API's CORS stays limited to `cors_origins`.
+//! static file is `nosniff`, a build's files are cached for a year and every other
+//! file asked for again (`Cache-Control`), and the API's CORS stays limited to
+//! `cors_origins`.
 
 use payment_server::Config;
 use payment_testkit::{self as testkit, TestMerchant};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-/// The payment origin's files as a built widget lays them out: the tracked
-/// pages of `www/`, `checkout.js` and, under `pkg/`, the boot script and style
-/// sheet (the build writes them minified from `widget/web/`; their sources
-/// stand in, so no widget build is needed).
+/// The version of the stand-in build in [`www`].
+const VERSION: &str = "0123456789abcdef";
+
+/// The payment origin's files as a built widget lays them out (scripts/build-widget.sh
+/// writes them from `widget/web/`; the sources stand in, so no widget build is
+/// needed): `widget.html` and `install.html` naming the build's folder
+/// `pkg/<VERSION>/`, `checkout.js`; in the folder the boot script, the style sheet and
+/// both modes' glue and wasm (stand-in bytes); `pkg/manifest.json` naming it.
 fn www(dir: &std::path::Path) -> std::path::PathBuf {
     let www = dir.join("www");
-    std::fs::create_dir_all(www.join("pkg")).unwrap();
+    let build = www.join("pkg").join(VERSION);
+    std::fs::create_dir_all(&build).unwrap();
     for f in ["widget.html", "install.html"] {
-        std::fs::copy(format!("{ROOT}/www/{f}"), www.join(f)).unwrap();
+        let page = std::fs::read_to_string(format!("{ROOT}/widget/web/{f}")).unwrap();
+        let page = page
+            .replace("src=\"pkg/", &format!("src=\"pkg/{VERSION}/"))
+            .replace("href=\"pkg/", &format!("href=\"pkg/{VERSION}/"));
+        std::fs::write(www.join(f), page).unwrap();
     }
     std::fs::copy(
         format!("{ROOT}/widget/web/checkout.js"),
@@ -25,8 +36,21 @@ fn www(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .unwrap();
     for f in ["widget-boot.js", "widget.css"] {
-        std::fs::copy(format!("{ROOT}/widget/web/{f}"), www.join("pkg").join(f)).unwrap();
+        std::fs::copy(format!("{ROOT}/widget/web/{f}"), build.join(f)).unwrap();
     }
+    for f in [
+        "widget.js",
+        "widget_bg.wasm",
+        "widget-load.js",
+        "widget-load_bg.wasm",
+    ] {
+        std::fs::write(build.join(f), format!("stand-in {f}")).unwrap();
+    }
+    std::fs::write(
+        www.join("pkg/manifest.json"),
+        format!("{{ \"version\": \"{VERSION}\" }}\n"),
+    )
+    .unwrap();
     www
 }
 
@@ -61,17 +85,22 @@ fn hdr<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
 }
 
 /// What a checkout's frame loads, and a load page's: (file, `rel`, `as`).
+/// All in the build's folder, where widget.html and the boot script ask for them.
 const CHECKOUT_FILES: &[(&str, &str, &str)] = &[
-    ("pkg/widget-boot.js", "modulepreload", ""),
-    ("pkg/widget.js", "modulepreload", ""),
-    ("pkg/widget_bg.wasm", "preload", "fetch"),
-    ("pkg/widget.css", "preload", "style"),
+    ("pkg/0123456789abcdef/widget-boot.js", "modulepreload", ""),
+    ("pkg/0123456789abcdef/widget.js", "modulepreload", ""),
+    ("pkg/0123456789abcdef/widget_bg.wasm", "preload", "fetch"),
+    ("pkg/0123456789abcdef/widget.css", "preload", "style"),
 ];
 const LOAD_FILES: &[(&str, &str, &str)] = &[
-    ("pkg/widget-boot.js", "modulepreload", ""),
-    ("pkg/widget-load.js", "modulepreload", ""),
-    ("pkg/widget-load_bg.wasm", "preload", "fetch"),
-    ("pkg/widget.css", "preload", "style"),
+    ("pkg/0123456789abcdef/widget-boot.js", "modulepreload", ""),
+    ("pkg/0123456789abcdef/widget-load.js", "modulepreload", ""),
+    (
+        "pkg/0123456789abcdef/widget-load_bg.wasm",
+        "preload",
+        "fetch",
+    ),
+    ("pkg/0123456789abcdef/widget.css", "preload", "style"),
 ];
 
 /// The `Link` header's preloads as (target, rel, as); a `fetch` preload must be
@@ -169,8 +198,8 @@ async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
         Some("frame-ancestors 'none'")
     );
     for (path, status) in [
-        ("/pkg/widget.css", 200),
-        ("/pkg/widget-boot.js", 200),
+        ("/pkg/0123456789abcdef/widget.css", 200),
+        ("/pkg/0123456789abcdef/widget-boot.js", 200),
         ("/no-such-file.js", 404),
     ] {
         let r = get(&format!("{base}{path}"), Some("http://evil.test")).await;
@@ -241,13 +270,13 @@ async fn precompressed_copies_go_to_browsers_that_accept_them() {
     let www = www(dir.path());
     // The build writes the copies after the file (their bytes stand in here: the
     // server sends a copy as it is, the browser decodes it).
-    let boot = www.join("pkg/widget-boot.js");
+    let boot = www.join(format!("pkg/{VERSION}/widget-boot.js"));
     std::fs::write(boot.with_extension("js.gz"), b"gzip bytes").unwrap();
     std::fs::write(boot.with_extension("js.br"), b"brotli bytes").unwrap();
     let config =
         Config::from_toml(&config_toml(&www, dir.path(), &one_merchant()), |_| None).unwrap();
     let (addr, _svc) = testkit::spawn_server(&config).await;
-    let url = format!("http://{addr}/pkg/widget-boot.js");
+    let url = format!("http://{addr}/pkg/{VERSION}/widget-boot.js");
     let source = std::fs::read(&boot).unwrap();
     for (accept, encoding, body) in [
         (
@@ -275,7 +304,7 @@ async fn precompressed_copies_go_to_browsers_that_accept_them() {
     }
     // A file without copies is sent as it is, whatever the browser accepts.
     let r = reqwest::Client::new()
-        .get(format!("http://{addr}/pkg/widget.css"))
+        .get(format!("http://{addr}/pkg/{VERSION}/widget.css"))
         .header("accept-encoding", "br, gzip")
         .send()
         .await
@@ -287,7 +316,7 @@ async fn precompressed_copies_go_to_browsers_that_accept_them() {
 fn a_stale_precompressed_copy_is_refused_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let www = www(dir.path());
-    let css = www.join("pkg/widget.css");
+    let css = www.join(format!("pkg/{VERSION}/widget.css"));
     let copy = css.with_extension("css.br");
     std::fs::write(&copy, b"brotli bytes").unwrap();
     let toml = config_toml(&www, dir.path(), &one_merchant());
@@ -312,4 +341,68 @@ fn a_stale_precompressed_copy_is_refused_at_start_up() {
     // Deleting the copy is one way out.
     std::fs::remove_file(&copy).unwrap();
     assert!(Config::from_toml(&toml, |_| None).is_ok());
+}
+
+#[tokio::test]
+async fn browsers_keep_a_builds_files_and_the_loader_and_ask_again_for_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let www = www(dir.path());
+    let toml = config_toml(&www, dir.path(), &one_merchant());
+    let config = Config::from_toml(&toml, |_| None).unwrap();
+    let (addr, _svc) = testkit::spawn_server(&config).await;
+    let base = format!("http://{addr}");
+    let year = "public, max-age=31536000, immutable";
+    // The build's folder: its name changes with its bytes, so it is kept for a year,
+    // also when a browser asks again anyway (a 304 keeps what it says).
+    for f in [
+        "widget-boot.js",
+        "widget.css",
+        "widget.js",
+        "widget_bg.wasm",
+        "widget-load_bg.wasm",
+    ] {
+        let url = format!("{base}/pkg/{VERSION}/{f}");
+        let r = get(&url, None).await;
+        assert_eq!(r.status(), 200, "{f}");
+        assert_eq!(hdr(&r, "cache-control"), Some(year), "{f}");
+        let since = hdr(&r, "last-modified").unwrap().to_string();
+        let r = reqwest::Client::new()
+            .get(&url)
+            .header("if-modified-since", since)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 304, "{f}");
+        assert_eq!(hdr(&r, "cache-control"), Some(year), "{f}");
+    }
+    // Everything else names the build (the pages name its folder) or may change with
+    // the next one: asked for again before each use. Nothing missing is kept.
+    for (path, status) in [
+        ("/widget.html?nonce=00", 200),
+        ("/install.html", 200),
+        ("/pkg/manifest.json", 200),
+        ("/pkg/widget-boot.js", 404),
+        ("/pkg/widget_bg.wasm", 404),
+        ("/pkg/0123456789abcdef/no-such-file.js", 404),
+        ("/pkg/fedcba9876543210/widget.js", 404),
+    ] {
+        let r = get(&format!("{base}{path}"), None).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(hdr(&r, "cache-control"), Some("no-cache"), "{path}");
+    }
+    // The loader keeps its URL (merchants pin it with SRI): kept 5 minutes.
+    let r = get(&format!("{base}/checkout.js"), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(hdr(&r, "cache-control"), Some("public, max-age=300"));
+    // A manifest that names a folder the build did not write is refused at start:
+    // the frame would preload files that are not there.
+    std::fs::rename(www.join("pkg").join(VERSION), www.join("pkg/old")).unwrap();
+    let e = Config::from_toml(&toml, |_| None)
+        .map(|_| ())
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains("manifest.json") && e.contains(VERSION) && e.contains("build-widget.sh"),
+        "{e}"
+    );
 }

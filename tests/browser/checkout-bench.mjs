@@ -60,22 +60,28 @@ const shopHost = process.argv.includes('--cross-site') ? 'localhost' : '127.0.0.
 // Each file the frame loads, by the frame's mode: the first name a build has counts.
 // The boot script and style sheet are in pkg/ (minified by the build) since wsize2, at
 // the top of www/ before; each mode has its own glue and wasm since wsplit, one wasm
-// served both before (a --compare build may be older).
-const common = [['checkout.js'], ['widget.html'], ['pkg/widget-boot.js', 'widget-boot.js'], ['pkg/widget.css', 'widget.css']];
+// served both before; all four are in the build's folder pkg/<version>/ (`B/` here)
+// since versioned folders, in pkg/ before (a --compare build may be older).
+const common = [['checkout.js'], ['widget.html'], ['B/widget-boot.js', 'pkg/widget-boot.js', 'widget-boot.js'],
+  ['B/widget.css', 'pkg/widget.css', 'widget.css']];
 const MODES = {
-  purchase: [...common, ['pkg/widget.js'], ['pkg/widget_bg.wasm']],
-  load: [...common, ['pkg/widget-load.js', 'pkg/widget.js'], ['pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
+  purchase: [...common, ['B/widget.js', 'pkg/widget.js'], ['B/widget_bg.wasm', 'pkg/widget_bg.wasm']],
+  load: [...common, ['B/widget-load.js', 'pkg/widget-load.js', 'pkg/widget.js'],
+    ['B/widget-load_bg.wasm', 'pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
 };
 async function sizesOf(www, mode = 'purchase') {
   const out = [];
+  const build = (await s.buildDir(www).catch(() => null))?.slice(1);
   for (const names of MODES[mode]) {
-    for (const f of names) {
+    for (const name of names) {
+      if (name.startsWith('B/') && !build) continue;
+      const f = name.replace(/^B\//, build);
       const b = await readFile(path.join(www, f)).catch(() => null);
       if (b) {
         // What the payment server sends Chromium (it accepts brotli over HTTPS): the
         // build's precompressed copy, if the build wrote one (since 2026-11-30).
         const br = await readFile(path.join(www, f + '.br')).catch(() => null);
-        out.push({ f, raw: b.length, gz: gzipSync(b, { level: 9 }).length, br: br ? br.length : null });
+        out.push({ f: name.replace(/^B\//, 'pkg/<v>/'), raw: b.length, gz: gzipSync(b, { level: 9 }).length, br: br ? br.length : null });
         break;
       }
     }
@@ -217,8 +223,9 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   span('checkout.js fetched', S, abs(pageOrigin, cj.end));
   span('→ iframe navigation starts', abs(pageOrigin, cj.end), f.origin);
   span('widget.html fetched', f.origin, abs(f.origin, f.nav.responseEnd));
+  // (the glue and wasm: in pkg/ or the build's folder in it)
   for (const x of ['widget.css', 'widget-boot.js', 'pkg/widget.js', 'widget_bg.wasm']) {
-    const e = r(x);
+    const e = r(x.replace('pkg/', '/'));
     if (e) span(`${x} (from frame start: requested)`, f.origin, abs(f.origin, e.start));
     if (e) span(`${x} (from frame start: loaded)`, f.origin, abs(f.origin, e.end));
   }

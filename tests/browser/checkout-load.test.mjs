@@ -110,7 +110,8 @@ after(async () => {
 // The widget's files the payment frame of `page` fetched (paths under /pkg/).
 async function widgetFiles(page) {
   const paths = (await s.widgetFiles(page)).map((e) => e.path);
-  return paths.filter((p) => p.includes('/pkg/widget')).map((p) => p.slice(p.indexOf('/pkg/') + 5)).sort();
+  return paths.filter((p) => p.startsWith('/pkg/') && p.split('/').pop().startsWith('widget'))
+    .map((p) => p.split('/').pop()).sort();
 }
 
 test('log into the demo bank, load 50.00 onto the card, then buy at the demo store with it', async () => {

@@ -67,10 +67,11 @@ export function targetDir() {
  */
 export async function buildAll({ log = false, release = false } = {}) {
   const env = { ...process.env, CARGO_TARGET_DIR: targetDir() };
-  // Everything the build writes: both modes' wasm and the loader (a tree built before
-  // the split lacks some of them).
-  const built = ['pkg/widget_bg.wasm', 'pkg/widget-load_bg.wasm', 'checkout.js'];
-  const have = (await Promise.all(built.map((f) => access(path.join(wwwDir, f)).then(() => true, () => false))))
+  // Everything the build writes: both modes' wasm in the build's folder and the loader
+  // (a tree built before the split or before versioned folders lacks some of them).
+  const dir = await buildDir().catch(() => null);
+  const built = dir ? [`${dir}widget_bg.wasm`, `${dir}widget-load_bg.wasm`, 'checkout.js'] : [];
+  const have = dir != null && (await Promise.all(built.map((f) => access(path.join(wwwDir, f)).then(() => true, () => false))))
     .every(Boolean);
   if (!(have && process.env.CARDPAY_SKIP_WIDGET_BUILD === '1')) {
     const r = await execFileP(path.join(repoRoot, 'scripts', 'build-widget.sh'), [], { cwd: repoRoot, env, maxBuffer: 64 << 20 });
@@ -446,14 +447,43 @@ export async function readBalance(context, pay, reader, apdu = h.GET_BALANCE_MON
 }
 
 /** What the widget frame of `page` fetched (Navigation and Resource Timing: widget.html
- *  first): each entry's path, `initiatorType` and body sizes as sent (`enc`, compressed)
- *  and decoded (`dec`). A file served from the preload that widget.html's `Link` header
- *  asked for is one entry, from the link; a preload the frame did not use leaves a
- *  second entry for the same file. */
+ *  first): each entry's path, `initiatorType`, body sizes as sent (`enc`, compressed)
+ *  and decoded (`dec`), and the bytes that crossed the network (`net`: 0 when the
+ *  browser's cache answered without asking the server). A file served from the preload
+ *  that widget.html's `Link` header asked for is one entry, from the link; a preload
+ *  the frame did not use leaves a second entry for the same file. */
 export async function widgetFiles(page) {
   const frame = await widgetFrameHandle(page);
   return frame.evaluate(() => [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
-    .map((e) => ({ path: new URL(e.name).pathname, by: e.initiatorType, enc: e.encodedBodySize, dec: e.decodedBodySize })));
+    .map((e) => ({ path: new URL(e.name).pathname, by: e.initiatorType, enc: e.encodedBodySize, dec: e.decodedBodySize, net: e.transferSize })));
+}
+
+/** The folder of the frame's files (boot script, style sheet, glue, wasm) as the
+ *  payment server serves it, `/pkg/<version>/` (`pkg/manifest.json`, written by
+ *  scripts/build-widget.sh). */
+export async function buildDir(www = wwwDir) {
+  const { version } = JSON.parse(await readFile(path.join(www, 'pkg', 'manifest.json'), 'utf8'));
+  if (!/^[0-9a-f]{16}$/.test(version)) throw new Error(`pkg/manifest.json: bad version ${version}`);
+  return `/pkg/${version}/`;
+}
+
+/** A page's widget frame that is not the first in its browser: the build's files came
+ *  from the browser's cache without asking the payment server (they are `immutable`:
+ *  their folder is the build's), while widget.html, which names the folder, was asked
+ *  for again (`no-cache`). */
+export async function expectBuildFromCache(page, mode = 'purchase') {
+  const files = await widgetFiles(page);
+  const dir = await buildDir();
+  const mine = mode === 'load' ? 'widget-load' : 'widget';
+  for (const f of [`${dir}widget-boot.js`, `${dir}widget.css`, `${dir}${mine}.js`, `${dir}${mine}_bg.wasm`]) {
+    const got = files.filter((e) => e.path === f);
+    assert.equal(got.length, 1, `${f} fetched once: ${JSON.stringify(files)}`);
+    assert.equal(got[0].net, 0, `${f} from the cache, the server not asked: ${JSON.stringify(got[0])}`);
+    assert.ok(got[0].dec > 0, `${f} from the cache: ${JSON.stringify(got[0])}`);
+  }
+  const html = files.filter((e) => e.path === '/widget.html');
+  assert.equal(html.length, 1, `widget.html fetched once: ${JSON.stringify(files)}`);
+  assert.ok(html[0].net > 0, `widget.html asked for again: ${JSON.stringify(html[0])}`);
 }
 
 /** The widget frame of `page` fetched each file of its mode once, the wasm and the style
@@ -462,7 +492,8 @@ export async function widgetFiles(page) {
 export async function expectModeFilesPreloaded(page, mode) {
   const files = await widgetFiles(page);
   const [mine, other] = mode === 'load' ? ['widget-load', 'widget'] : ['widget', 'widget-load'];
-  const want = { '/pkg/widget-boot.js': null, [`/pkg/${mine}.js`]: null, [`/pkg/${mine}_bg.wasm`]: 'link', '/pkg/widget.css': 'link' };
+  const dir = await buildDir();
+  const want = { [`${dir}widget-boot.js`]: null, [`${dir}${mine}.js`]: null, [`${dir}${mine}_bg.wasm`]: 'link', [`${dir}widget.css`]: 'link' };
   for (const [file, by] of Object.entries(want)) {
     const got = files.filter((e) => e.path === file);
     assert.equal(got.length, 1, `${file} fetched once: ${JSON.stringify(files)}`);
@@ -471,7 +502,7 @@ export async function expectModeFilesPreloaded(page, mode) {
     // decoded by the browser, and the widget ran on it.
     assert.ok(got[0].enc > 0 && got[0].enc < got[0].dec, `${file} sent compressed: ${JSON.stringify(got[0])}`);
   }
-  for (const f of [`/pkg/${other}.js`, `/pkg/${other}_bg.wasm`]) {
+  for (const f of [`${dir}${other}.js`, `${dir}${other}_bg.wasm`]) {
     assert.ok(!files.some((e) => e.path === f), `${f} is the other mode's: ${JSON.stringify(files)}`);
   }
 }

@@ -80,6 +80,8 @@ test('a second purchase shows a different keypad layout', async () => {
   // Only the keypad matters here: this one stops at the keypad and cancels.
   const { page, frame } = await openCheckout({ amount: 2100 });
   await s.waitEvent(page, 'ready');
+  // The browser's second checkout: the build's glue and wasm from its cache, unasked.
+  await s.expectBuildFromCache(page);
   await frame.getByRole('button', { name: 'Approve payment' }).click();
   const second = await s.keypadLayout(frame);
   assert.notDeepEqual(second, firstLayout);

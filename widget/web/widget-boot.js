@@ -7,7 +7,12 @@
 // - it loads the wasm of the frame's mode (the `mode` in our URL, set by checkout.js):
 //   `load` → widget-load.js + widget-load_bg.wasm (a bank's load page), anything else →
 //   widget.js + widget_bg.wasm (a checkout), so a shopper downloads one mode's code;
-//   the wasm's fetch starts at once, beside the glue's.
+//   the wasm's fetch starts at once, beside the glue's;
+// - it is in the build's own folder, `pkg/<version>/` (a hash of the build), with the
+//   glue, the wasm and the style sheet (so './' is that folder): the payment server
+//   lets browsers keep them for a year without asking again, and a new build is a new
+//   folder, so a shopper never runs one build's glue with another's wasm. widget.html,
+//   which names the folder, is asked for again on each load.
 const root = document.getElementById('cardpay-root');
 const early = [];
 // Only the page that embeds us has anything to say this early (its `init`), and only a

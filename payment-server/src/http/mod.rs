@@ -1,27 +1,27 @@
 //! The HTTP layer: routes, body limits, CORS and the payment origin's static
 //! files. Handlers are thin: [`purchase`] (the widget's calls) and
 //! [`merchant`] (signed merchant/operator calls, authenticated by the
-//! [`auth::ApiCaller`] extractor) parse and call [`PaymentService`].
+//! [`auth::ApiCaller`] extractor) parse and call [`PaymentService`]; [`www`] serves
+//! the static files with their headers.
 
 pub mod auth;
 pub mod clearing;
 pub mod load;
 pub mod merchant;
 pub mod purchase;
+pub mod www;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::services::ServeDir;
 
 use crate::error::PaymentError;
 use crate::purchase::PaymentService;
@@ -44,6 +44,8 @@ pub struct HttpOptions {
     /// depend on it: `checkout.js` is always served with `Access-Control-Allow-Origin: *`.
     pub cors_origins: Vec<String>,
     pub www_dir: Option<std::path::PathBuf>,
+    /// The widget build's version in `www_dir` ([`www::build_version`]).
+    pub www_version: Option<String>,
     /// Who may frame the widget page (`widget.html`): the merchants' page origins.
     pub frame_ancestors: FrameAncestors,
     /// Settlement pages and batch closing, when clearing is configured.
@@ -164,151 +166,6 @@ async fn not_found() -> PaymentError {
     PaymentError::NotFound
 }
 
-/// What the static-file middleware adds, per response.
-#[derive(Clone)]
-struct StaticPolicy {
-    /// `Content-Security-Policy` of `widget.html`: who may frame it.
-    widget_csp: HeaderValue,
-}
-
-/// The file name a static request names, percent-decoded as `ServeDir` decodes it
-/// (so `/widget%2Ehtml` is `widget.html` too).
-fn static_file_name(path: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let b = path.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    let path = String::from_utf8_lossy(&out);
-    path.rsplit('/').next().unwrap_or("").to_string()
-}
-
-/// The files `widget.html` of a mode loads, as a `Link` header: the browser asks for
-/// them all when the page's answer arrives, rather than one after the other
-/// (widget.html → its boot script → the mode's glue and wasm): on a network, one round
-/// trip less before the wasm comes (on loopback the glue and wasm were asked for 11 ms
-/// sooner, but the frame's main thread, not the fetches, set the pace: docs/widget.md).
-/// widget.html itself cannot say it: the mode is in its URL. The mode is the boot
-/// script's: the first `mode` in the query (checkout.js writes `mode=load`) being
-/// `load` is a bank's load page, anything else a checkout. Relative references:
-/// resolved against widget.html's own URL, as its `<script src>` is.
-fn widget_preloads(query: Option<&str>) -> &'static str {
-    // The first `mode`, as `URLSearchParams.get` reads it.
-    let mode = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("mode=")));
-    let load = mode == Some("load");
-    if load {
-        "<pkg/widget-boot.js>; rel=modulepreload, <pkg/widget-load.js>; rel=modulepreload, \
-         <pkg/widget-load_bg.wasm>; rel=preload; as=fetch; crossorigin, \
-         <pkg/widget.css>; rel=preload; as=style"
-    } else {
-        "<pkg/widget-boot.js>; rel=modulepreload, <pkg/widget.js>; rel=modulepreload, \
-         <pkg/widget_bg.wasm>; rel=preload; as=fetch; crossorigin, \
-         <pkg/widget.css>; rel=preload; as=style"
-    }
-}
-
-/// The precompressed copies in `www_dir` are not older than the files they stand for.
-///
-/// `ServeDir` sends `F.br` / `F.gz` (scripts/build-widget.sh writes them beside every
-/// built file) instead of `F` to a browser that accepts that encoding. A copy older
-/// than its file would hand those browsers the old content: an old checkout.js fails
-/// the merchant's SRI check, an old wasm does not fit the new glue. So a stale copy is
-/// refused at start, with what to do. (A copy without its file is left alone: it
-/// may be a download of its own, such as `x.tar.gz`.)
-pub fn check_precompressed(dir: &std::path::Path) -> Result<(), String> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let ty = entry.file_type()?;
-            if ty.is_dir() {
-                walk(&entry.path(), out)?;
-            } else {
-                out.push(entry.path());
-            }
-        }
-        Ok(())
-    }
-    let mut files = vec![];
-    // A missing or unreadable directory is ServeDir's 404s, as before.
-    if walk(dir, &mut files).is_err() {
-        return Ok(());
-    }
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    for copy in &files {
-        if !matches!(copy.extension().and_then(|e| e.to_str()), Some("br" | "gz")) {
-            continue;
-        }
-        let original = copy.with_extension("");
-        if let (Some(c), Some(o)) = (modified(copy), modified(&original)) {
-            if o > c {
-                return Err(format!(
-                    "www_dir: {} is older than {}: browsers that accept its encoding would be \
-                     sent the old content; rebuild (scripts/build-widget.sh writes both) or \
-                     delete the copy",
-                    copy.display(),
-                    original.display()
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Headers of the payment origin's static files (`www_dir`):
-/// - `X-Content-Type-Options: nosniff` on every response;
-/// - `checkout.js`: `Access-Control-Allow-Origin: *`, so a merchant page of any
-///   origin can load it with SRI (`integrity=… crossorigin="anonymous"`); the
-///   loader is public and carries no credentials;
-/// - `widget.html`: `Content-Security-Policy: frame-ancestors <merchant origins>`
-///   (a `<meta>` CSP cannot say `frame-ancestors`); any other HTML page of the
-///   payment origin may not be framed at all (`frame-ancestors 'none'`); and a
-///   `Link` header that preloads its mode's files ([`widget_preloads`]).
-async fn static_headers(State(p): State<StaticPolicy>, req: Request, next: Next) -> Response {
-    let name = static_file_name(req.uri().path());
-    let preloads = widget_preloads(req.uri().query());
-    let mut res = next.run(req).await;
-    let ok = res.status().is_success();
-    let h = res.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if name == "checkout.js" {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-    }
-    let is_html = h
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
-    if name == "widget.html" {
-        h.insert(header::CONTENT_SECURITY_POLICY, p.widget_csp.clone());
-        if ok {
-            h.insert(header::LINK, HeaderValue::from_static(preloads));
-        }
-    } else if is_html {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("frame-ancestors 'none'"),
-        );
-    }
-    res
-}
-
 /// The router of the payment API (and the payment origin's static files).
 pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
     let limit = if opts.body_limit == 0 {
@@ -376,17 +233,11 @@ pub fn router(service: Arc<PaymentService>, opts: &HttpOptions) -> Router {
         )
     };
     let app = match &opts.www_dir {
-        Some(dir) => {
-            let policy = StaticPolicy {
-                // `directive()` is built from validated origins only.
-                widget_csp: HeaderValue::from_str(&opts.frame_ancestors.directive())
-                    .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'")),
-            };
-            let files = Router::new()
-                .fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip())
-                .layer(middleware::from_fn_with_state(policy, static_headers));
-            api.fallback_service(files)
-        }
+        Some(dir) => api.fallback_service(www::files(
+            dir,
+            &opts.frame_ancestors,
+            opts.www_version.as_deref(),
+        )),
         None => api.fallback(not_found),
     };
     app.with_state(AppState {
@@ -496,14 +347,5 @@ mod tests {
                 "code {c} missing from openapi.json"
             );
         }
-    }
-
-    #[test]
-    fn static_names_are_decoded_like_serve_dir() {
-        assert_eq!(static_file_name("/widget%2Ehtml"), "widget.html");
-        assert_eq!(static_file_name("/a/checkout%2ejs"), "checkout.js");
-        assert_eq!(static_file_name("/x%2"), "x%2");
-        assert_eq!(static_file_name("/%2Fwidget.html"), "widget.html");
-        assert_eq!(static_file_name("/"), "");
     }
 }
