@@ -129,7 +129,8 @@ done
 # files"): gzip -9 (GNU gzip: 230 B smaller on the wasm than zlib's level 9) and
 # brotli at quality 11 (node's zlib). Written after the file they compress, so they
 # are never older (the server refuses to start with a stale one).
-BUILT=("$OUT.tmp/checkout.js" "$OUT.tmp/$VERSION"/*.js "$OUT.tmp/$VERSION"/*.css "$OUT.tmp/$VERSION"/*.wasm)
+BUILT=("$OUT.tmp/checkout.js" "$OUT.tmp/widget.html" "$OUT.tmp/install.html"
+  "$OUT.tmp/$VERSION"/*.js "$OUT.tmp/$VERSION"/*.css "$OUT.tmp/$VERSION"/*.wasm)
 for f in "${BUILT[@]}"; do gzip -9 -n -c "$f" > "$f.gz"; done
 node -e '
   const fs = require("fs"), zlib = require("zlib");
@@ -139,7 +140,8 @@ node -e '
       [zlib.constants.BROTLI_PARAM_QUALITY]: 11,
       [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length } }));
   }' "${BUILT[@]}"
-PAGES=(checkout.js checkout.js.gz checkout.js.br widget.html install.html)
+PAGES=()
+for f in checkout.js widget.html install.html; do PAGES+=("$f" "$f.gz" "$f.br"); done
 for f in "${PAGES[@]}"; do mv "$OUT.tmp/$f" "$OUT.tmp.$f"; done
 # The previous build's folder stays one build longer: a frame whose widget.html came
 # just before this build still finds the files it names.

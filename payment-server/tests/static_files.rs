@@ -302,6 +302,24 @@ async fn precompressed_copies_go_to_browsers_that_accept_them() {
         assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"));
         assert_eq!(r.bytes().await.unwrap(), body, "{accept:?}");
     }
+    // The frame's page as its copy keeps the page's headers: who may frame it, its
+    // preloads.
+    std::fs::write(www.join("widget.html.br"), b"brotli page").unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/widget.html?nonce=00"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(hdr(&r, "content-encoding"), Some("br"));
+    assert!(hdr(&r, "content-type").unwrap().starts_with("text/html"));
+    assert_eq!(
+        hdr(&r, "content-security-policy"),
+        Some("frame-ancestors http://shop-0.test")
+    );
+    assert_eq!(preloads(&r), CHECKOUT_FILES);
+    assert_eq!(hdr(&r, "cache-control"), Some("no-cache"));
     // A file without copies is sent as it is, whatever the browser accepts.
     let r = reqwest::Client::new()
         .get(format!("http://{addr}/pkg/{VERSION}/widget.css"))

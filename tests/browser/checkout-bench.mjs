@@ -113,7 +113,8 @@ function printSizes(label, sizes, langs) {
   console.log(`  total (wasm + JS + HTML + CSS), the largest language → ${most} B gz (${(most / 1024).toFixed(1)} KiB)`);
   if (sizes.some((x) => x.br)) {
     const served = sizes.reduce((a, x) => a + (x.br ?? x.raw), 0);
-    console.log(`  as served to Chromium (the brotli copies; widget.html has none: as it is) → ${served} B (${(served / 1024).toFixed(1)} KiB)`);
+    const plain = sizes.filter((x) => !x.br).map((x) => x.f);
+    console.log(`  as served to Chromium (the brotli copies${plain.length ? `; ${plain.join(', ')} as it is: no copy` : ''}) → ${served} B (${(served / 1024).toFixed(1)} KiB)`);
   }
 }
 
