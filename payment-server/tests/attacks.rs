@@ -604,6 +604,35 @@ async fn suspicious_report_is_visible_to_its_merchant_only() {
         .unwrap();
     assert_eq!(l.reports.len(), 1);
     assert_eq!(l.reports[0].txn_id, "T-sus2");
+    // Never drawn: no card to name.
+    assert_eq!(
+        (l.reports[0].card.as_str(), l.reports[0].card_ref.as_str()),
+        ("", "")
+    );
+    // The paid purchase reported afterwards (a new widget on its session): the report
+    // names the card as the transaction does, so the merchant can find its purchases.
+    let mut c3 = shopper.client(&ws);
+    assert!(c3.not_mine());
+    let out = shopper
+        .run(&mut c3, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
+    assert_eq!(out, Outcome::Cancelled("not_mine"));
+    let l: SuspiciousList = srv
+        .api()
+        .merchant_call(&m.kit(), "GET", "/v1/suspicious", None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = l.reports.iter().map(|r| r.txn_id.as_str()).collect();
+    assert_eq!(ids, ["T-sus", "T-sus2"], "newest first");
+    let v: TxnView = srv
+        .api()
+        .merchant_call(&m.kit(), "GET", "/v1/transactions/T-sus", None)
+        .await
+        .unwrap();
+    assert!(!v.card_ref.is_empty());
+    assert_eq!(l.reports[0].card_ref, v.card_ref);
+    assert_eq!(l.reports[0].card, v.card);
+    assert!(!l.reports[0].card.contains("6280000000000021"), "masked");
     let l: SuspiciousList = srv
         .api()
         .merchant_call(&srv.merchants[1].kit(), "GET", "/v1/suspicious", None)

@@ -129,6 +129,15 @@ pub struct SuspiciousListEntry {
     pub page_origin: String,
     pub reason: String,
     pub at: u64,
+    /// Masked card id of the transaction, as in [`TxnView`]; empty when the session
+    /// was never drawn (the shopper reported at the amount, before any card debit).
+    #[serde(default)]
+    pub card: String,
+    /// The card's reference for this merchant, as in [`TxnView`], [`RecoveryItem`]
+    /// and the webhooks, so a merchant can find the card's other purchases; empty
+    /// when never drawn (and from an older server).
+    #[serde(default)]
+    pub card_ref: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

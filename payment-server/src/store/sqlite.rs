@@ -258,7 +258,8 @@ impl SqliteStore {
         merchant: Option<&str>,
     ) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
         let m = merchant.map(str::to_string);
-        self.read(move |c| txn::suspicious_list(c, m.as_deref()))
+        let key = self.card_ref.clone();
+        self.read(move |c| txn::suspicious_list(c, &key, m.as_deref()))
             .await
     }
 

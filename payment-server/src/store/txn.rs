@@ -760,17 +760,30 @@ pub fn insert_suspicious(
     Ok(())
 }
 
+/// Shopper reports, newest first, with the card of the transaction if it was drawn.
 pub fn suspicious_list(
     c: &Connection,
+    key: &CardRefKey,
     merchant: Option<&str>,
 ) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
     let mut stmt = c.prepare_cached(
-        "SELECT merchant_id, txn_id, page_origin, reason, at FROM suspicious_reports
-         WHERE (?1 IS NULL OR merchant_id = ?1) ORDER BY id DESC LIMIT 1000",
+        "SELECT s.merchant_id, s.txn_id, s.page_origin, s.reason, s.at, t.card_id
+         FROM suspicious_reports s
+         LEFT JOIN transactions t ON t.merchant_id = s.merchant_id AND t.txn_id = s.txn_id
+         WHERE (?1 IS NULL OR s.merchant_id = ?1) ORDER BY s.id DESC LIMIT 1000",
     )?;
     let rows = stmt.query_map(params![merchant], |r| {
+        let merchant_id: String = r.get("merchant_id")?;
+        let card = match r.get::<_, Option<String>>("card_id")? {
+            Some(id) => Some(CardId::parse(&id).map_err(|_| bad("card"))?),
+            None => None,
+        };
         Ok(SuspiciousListEntry {
-            merchant_id: r.get("merchant_id")?,
+            card: card.as_ref().map(CardId::masked).unwrap_or_default(),
+            card_ref: card
+                .map(|c| key.card_ref(&merchant_id, &c))
+                .unwrap_or_default(),
+            merchant_id,
             txn_id: r.get("txn_id")?,
             page_origin: r.get("page_origin")?,
             reason: r.get("reason")?,

@@ -339,7 +339,7 @@ impl PgStore {
         &self,
         merchant: Option<&str>,
     ) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
-        txn::suspicious_list(&self.conn().await?, merchant).await
+        txn::suspicious_list(&self.conn().await?, &self.card_ref, merchant).await
     }
 
     pub async fn captured_total(&self, merchant_id: &str) -> Result<u64, PaymentError> {
