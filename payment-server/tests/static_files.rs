@@ -149,6 +149,7 @@ async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
             Some("*"),
             "{origin:?}"
         );
+        assert_eq!(hdr(&r, "timing-allow-origin"), Some("*"), "{origin:?}");
         assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"));
         assert!(hdr(&r, "content-type").unwrap().contains("javascript"));
         assert!(r.text().await.unwrap().contains("Cardpay"));
@@ -165,6 +166,7 @@ async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
         );
         assert_eq!(hdr(&r, "x-content-type-options"), Some("nosniff"));
         assert_eq!(hdr(&r, "access-control-allow-origin"), None, "{path}");
+        assert_eq!(hdr(&r, "timing-allow-origin"), None, "{path}");
         assert_eq!(preloads(&r), CHECKOUT_FILES, "{path}");
     }
 

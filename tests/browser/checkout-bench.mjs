@@ -267,12 +267,17 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
 }
 
 /** The body bytes Chromium received for the frame's files (Resource and Navigation
- *  Timing `encodedBodySize`: compressed as sent) and what they decoded to. checkout.js
- *  is fetched by the shop page, cross-origin: Resource Timing hides its size. */
+ *  Timing `encodedBodySize`: compressed as sent) and what they decoded to, and for
+ *  checkout.js, which the shop page fetches cross-origin: its sizes are 0 there unless
+ *  the payment server sends `Timing-Allow-Origin` (since 2026-11-30). */
 async function onTheWire(page) {
+  const loader = await page.evaluate(() => performance.getEntriesByType('resource')
+    .filter((e) => e.name.endsWith('/checkout.js'))
+    .map((e) => ({ f: 'checkout.js', enc: e.encodedBodySize, dec: e.decodedBodySize })));
   return (await s.widgetFiles(page))
     .filter((e) => !e.path.startsWith('/v1/'))
-    .map((e) => ({ f: e.path.split('/').pop(), enc: e.enc, dec: e.dec }));
+    .map((e) => ({ f: e.path.split('/').pop(), enc: e.enc, dec: e.dec }))
+    .concat(loader.filter((e) => e.dec > 0));
 }
 
 try {
@@ -327,7 +332,8 @@ for (const { label, sizes, langs, traces, toReady, navToReady, approveToResult, 
   printSizes(label, sizes, langs);
   if (wire) {
     const total = wire.reduce((a, x) => a + x.enc, 0);
-    console.log(`  measured on the wire (the frame's files, encodedBodySize / decoded): ${wire.map((x) => `${x.f} ${x.enc}/${x.dec}`).join(', ')} → ${total} B, + checkout.js`);
+    const loader = wire.some((x) => x.f === 'checkout.js') ? '' : ', + checkout.js (its size hidden: no Timing-Allow-Origin)';
+    console.log(`  measured on the wire (encodedBodySize / decoded): ${wire.map((x) => `${x.f} ${x.enc}/${x.dec}`).join(', ')} → ${total} B${loader}`);
   }
   console.log(`script tag (checkout.js fetch start) → ready: p50 ${p(toReady, 0.5)} ms, p99 ${p(toReady, 0.99)} ms (n=${toReady.length})`);
   console.log(`navigation start → ready:                p50 ${p(navToReady, 0.5)} ms, p99 ${p(navToReady, 0.99)} ms`);

@@ -245,7 +245,9 @@ pub fn check_precompressed(dir: &Path) -> Result<(), String> {
 ///   response;
 /// - `checkout.js`: `Access-Control-Allow-Origin: *`, so a merchant page of any
 ///   origin can load it with SRI (`integrity=… crossorigin="anonymous"`); the
-///   loader is public and carries no credentials;
+///   loader is public and carries no credentials; and `Timing-Allow-Origin: *`, so
+///   the merchant's page (and the widget bench) can see in Resource Timing how long
+///   it took and how many bytes came;
 /// - `widget.html`: `Content-Security-Policy: frame-ancestors <merchant origins>`
 ///   (a `<meta>` CSP cannot say `frame-ancestors`); any other HTML page of the
 ///   payment origin may not be framed at all (`frame-ancestors 'none'`); and a
@@ -270,6 +272,7 @@ async fn static_headers(State(p): State<StaticPolicy>, req: Request, next: Next)
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
         );
+        h.insert("timing-allow-origin", HeaderValue::from_static("*"));
     }
     let is_html = h
         .get(header::CONTENT_TYPE)
