@@ -72,7 +72,7 @@ export PATH="$TOOLS/node_modules/.bin:$(dirname "$(command -v wasm-bindgen)"):$P
 # 2. build. Size over speed for every crate in the wasm (the workspace profile sets
 # opt-level z for the widget crate only).
 OUT="$ROOT/www/pkg"
-rm -rf "$OUT.tmp" "$OUT".tmp-* "$OUT".tmp.*
+rm -rf "$OUT.tmp" "$OUT".tmp-*
 # The RustCrypto crates' documented size switches (same algorithms, still constant
 # time, slower — a handful of seals per payment): AES's semi-fixsliced backend and
 # SHA-256's rounds not unrolled. Only the wasm target is built with them.
@@ -140,9 +140,6 @@ node -e '
       [zlib.constants.BROTLI_PARAM_QUALITY]: 11,
       [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length } }));
   }' "${BUILT[@]}"
-PAGES=()
-for f in checkout.js widget.html install.html; do PAGES+=("$f" "$f.gz" "$f.br"); done
-for f in "${PAGES[@]}"; do mv "$OUT.tmp/$f" "$OUT.tmp.$f"; done
 # The previous build's folder stays one build longer: a frame whose widget.html came
 # just before this build still finds the files it names.
 OLD_VERSION="$(sed -n 's/.*"version": *"\([0-9a-f]\{16\}\)".*/\1/p' "$OUT/manifest.json" 2>/dev/null || true)"
@@ -151,7 +148,9 @@ if [ -n "$OLD_VERSION" ] && [ "$OLD_VERSION" != "$VERSION" ] && [ -d "$OUT/$OLD_
 fi
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 # Then the pages that name the new folder, and the loader.
-for f in "${PAGES[@]}"; do mv "$OUT.tmp.$f" "$ROOT/www/$f"; done
+for f in checkout.js widget.html install.html; do
+  for g in "$f" "$f.gz" "$f.br"; do mv "$OUT/$g" "$ROOT/www/$g"; done
+done
 
 # 3. SRI: the merchant's <script integrity> for checkout.js, and hashes of the rest
 sri() {
