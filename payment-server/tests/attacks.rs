@@ -578,6 +578,26 @@ async fn malformed_and_oversized_bodies_get_json_errors() {
     assert_eq!(b.error.code, ApiCode::Unauthorized);
 }
 
+/// The shopper opens a widget on `ws` and presses "not mine" at the amount; the
+/// merchant's list of reports afterwards.
+async fn report_not_mine(
+    srv: &TestServer,
+    m: &TestMerchant,
+    shopper: &mut Shopper,
+    ws: &purse::purchase::WidgetSession,
+) -> SuspiciousList {
+    let mut c = shopper.client(ws);
+    assert!(c.not_mine());
+    let out = shopper
+        .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
+    assert_eq!(out, Outcome::Cancelled("not_mine"));
+    srv.api()
+        .merchant_call(&m.kit(), "GET", "/v1/suspicious", None)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn suspicious_report_is_visible_to_its_merchant_only() {
     let srv = server().await;
@@ -585,23 +605,13 @@ async fn suspicious_report_is_visible_to_its_merchant_only() {
     let mut shopper = Shopper::new(test_card("6280000000000021", 5_000), srv.api());
     let ws = m.session("T-sus", 100, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
-    // The shopper reads the amount and presses "not mine" at the confirm screen.
     let out = shopper
         .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)
         .await;
     assert!(out.is_paid(), "the run approves automatically: {out:?}");
+    // The shopper reads the amount of another purchase and presses "not mine".
     let ws2 = m.session("T-sus2", 100, VerifyMode::PaymentServer, now() + 600);
-    let mut c2 = shopper.client(&ws2);
-    assert!(c2.not_mine());
-    let out = shopper
-        .run(&mut c2, &mut |_r: &mut Outgoing| Cut::None)
-        .await;
-    assert_eq!(out, Outcome::Cancelled("not_mine"));
-    let l: SuspiciousList = srv
-        .api()
-        .merchant_call(&m.kit(), "GET", "/v1/suspicious", None)
-        .await
-        .unwrap();
+    let l = report_not_mine(&srv, m, &mut shopper, &ws2).await;
     assert_eq!(l.reports.len(), 1);
     assert_eq!(l.reports[0].txn_id, "T-sus2");
     // Never drawn: no card to name.
@@ -611,17 +621,7 @@ async fn suspicious_report_is_visible_to_its_merchant_only() {
     );
     // The paid purchase reported afterwards (a new widget on its session): the report
     // names the card as the transaction does, so the merchant can find its purchases.
-    let mut c3 = shopper.client(&ws);
-    assert!(c3.not_mine());
-    let out = shopper
-        .run(&mut c3, &mut |_r: &mut Outgoing| Cut::None)
-        .await;
-    assert_eq!(out, Outcome::Cancelled("not_mine"));
-    let l: SuspiciousList = srv
-        .api()
-        .merchant_call(&m.kit(), "GET", "/v1/suspicious", None)
-        .await
-        .unwrap();
+    let l = report_not_mine(&srv, m, &mut shopper, &ws).await;
     let ids: Vec<&str> = l.reports.iter().map(|r| r.txn_id.as_str()).collect();
     assert_eq!(ids, ["T-sus", "T-sus2"], "newest first");
     let v: TxnView = srv
