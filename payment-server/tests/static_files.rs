@@ -72,12 +72,17 @@ async fn server(origins: &[&[&str]]) -> (String, tempfile::TempDir) {
     (format!("http://{addr}"), dir)
 }
 
-async fn get(url: &str, origin: Option<&str>) -> reqwest::Response {
+/// GET `url` with these request headers.
+async fn get_with(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut rb = reqwest::Client::new().get(url);
-    if let Some(o) = origin {
-        rb = rb.header("origin", o);
+    for (name, value) in headers {
+        rb = rb.header(*name, *value);
     }
     rb.send().await.unwrap()
+}
+
+async fn get(url: &str, origin: Option<&str>) -> reqwest::Response {
+    get_with(url, origin.map(|o| ("origin", o)).as_slice()).await
 }
 
 fn hdr<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -290,11 +295,7 @@ async fn precompressed_copies_go_to_browsers_that_accept_them() {
         (Some("identity"), None, &source),
         (None, None, &source),
     ] {
-        let mut rb = reqwest::Client::new().get(&url);
-        if let Some(a) = accept {
-            rb = rb.header("accept-encoding", a);
-        }
-        let r = rb.send().await.unwrap();
+        let r = get_with(&url, accept.map(|a| ("accept-encoding", a)).as_slice()).await;
         assert_eq!(r.status(), 200, "{accept:?}");
         assert_eq!(hdr(&r, "content-encoding"), encoding, "{accept:?}");
         assert!(
@@ -307,12 +308,11 @@ async fn precompressed_copies_go_to_browsers_that_accept_them() {
     // The frame's page as its copy keeps the page's headers: who may frame it, its
     // preloads.
     std::fs::write(www.join("widget.html.br"), b"brotli page").unwrap();
-    let r = reqwest::Client::new()
-        .get(format!("http://{addr}/widget.html?nonce=00"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(
+        &format!("http://{addr}/widget.html?nonce=00"),
+        &[("accept-encoding", "br")],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(hdr(&r, "content-encoding"), Some("br"));
     assert!(hdr(&r, "content-type").unwrap().starts_with("text/html"));
@@ -323,12 +323,11 @@ async fn precompressed_copies_go_to_browsers_that_accept_them() {
     assert_eq!(preloads(&r), CHECKOUT_FILES);
     assert_eq!(hdr(&r, "cache-control"), Some("no-cache"));
     // A file without copies is sent as it is, whatever the browser accepts.
-    let r = reqwest::Client::new()
-        .get(format!("http://{addr}/pkg/{VERSION}/widget.css"))
-        .header("accept-encoding", "br, gzip")
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(
+        &format!("http://{addr}/pkg/{VERSION}/widget.css"),
+        &[("accept-encoding", "br, gzip")],
+    )
+    .await;
     assert_eq!(hdr(&r, "content-encoding"), None);
 }
 
@@ -386,12 +385,7 @@ async fn browsers_keep_a_builds_files_and_the_loader_and_ask_again_for_the_rest(
         assert_eq!(r.status(), 200, "{f}");
         assert_eq!(hdr(&r, "cache-control"), Some(year), "{f}");
         let since = hdr(&r, "last-modified").unwrap().to_string();
-        let r = reqwest::Client::new()
-            .get(&url)
-            .header("if-modified-since", since)
-            .send()
-            .await
-            .unwrap();
+        let r = get_with(&url, &[("if-modified-since", &since)]).await;
         assert_eq!(r.status(), 304, "{f}");
         assert_eq!(hdr(&r, "cache-control"), Some(year), "{f}");
     }
