@@ -309,6 +309,31 @@ test('320 CSS px: no sideways overflow on any screen, and the iframe height foll
   assert.equal(f.clippedY, 0, `PIN at 320: ${JSON.stringify(f)}`);
   const keys = await frame.locator('.cp-key').evaluateAll((ks) => ks.map((k) => k.getBoundingClientRect().width));
   assert.ok(Math.min(...keys) >= 44, `keys stay ≥ 44 px: ${keys}`);
+  // Between the screen narrowing (a vertical scrollbar appears while the iframe grows,
+  // the window shrinks) and the keypad's refit a frame later, the keys shrink instead
+  // of sticking out of the frame (CI once caught the pad 3 px too wide in that frame).
+  // The screen is narrowed by the pad's slack plus 16 px (more than a scrollbar) and
+  // read in the same task, before a ResizeObserver could refit it; then put back.
+  const squeezed = await (await s.widgetFrameHandle(page)).evaluate(() => {
+    const screenEl = document.getElementById('cp-screen');
+    const pad = document.querySelector('[data-testid=keypad]');
+    const edge = () => {
+      const cs = getComputedStyle(screenEl);
+      return screenEl.getBoundingClientRect().right - parseFloat(cs.paddingRight) - parseFloat(cs.borderRightWidth);
+    };
+    const slack = edge() - pad.getBoundingClientRect().right;
+    const by = Math.max(0, Math.ceil(slack)) + 16;
+    screenEl.style.marginRight = `${by}px`;
+    const keys = [...pad.querySelectorAll('.cp-key')].map((k) => k.getBoundingClientRect());
+    const out = {
+      slack, by, edge: edge(), keysRight: Math.max(...keys.map((k) => k.right)),
+      overflowX: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    };
+    screenEl.style.marginRight = '';
+    return out;
+  });
+  assert.ok(squeezed.keysRight <= squeezed.edge + 0.5, `keys stick out of the narrowed screen: ${JSON.stringify(squeezed)}`);
+  assert.equal(squeezed.overflowX, 0, `sideways overflow while narrowed: ${JSON.stringify(squeezed)}`);
   await s.typePin(frame, s.PIN);
   await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
   f = await settled();

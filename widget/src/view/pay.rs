@@ -94,6 +94,7 @@ pub(super) fn keypad(h: &mut String, v: &View, layout: &Layout, entered: usize, 
         .collect();
     let cols = decimal(layout.columns.into());
     let b = decimal(layout.button_px.into());
+    let offset_x = decimal(layout.offset_x_px.into());
     cat(
         h,
         &[
@@ -101,10 +102,16 @@ pub(super) fn keypad(h: &mut String, v: &View, layout: &Layout, entered: usize, 
             &order,
             r#"" data-cols=""#,
             &cols,
+            // The columns may shrink and the pad is never wider than its container
+            // less its offset: between the container narrowing (a vertical scrollbar
+            // appears, the window narrows) and the refit one frame later, the keys get
+            // narrower instead of sticking out of the frame.
             r#"" data-style="grid-template-columns:repeat("#,
             &cols,
-            ",",
+            ",minmax(0,",
             &b,
+            "px));max-width:calc(100% - ",
+            &offset_x,
             "px);grid-auto-rows:",
             &b,
             "px;gap:",
@@ -112,7 +119,7 @@ pub(super) fn keypad(h: &mut String, v: &View, layout: &Layout, entered: usize, 
             "px;margin:",
             &decimal(layout.offset_y_px.into()),
             "px 0 0 ",
-            &decimal(layout.offset_x_px.into()),
+            &offset_x,
             r#"px">"#,
         ],
     );
