@@ -898,6 +898,31 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+            if let (Some(s), Some(h), Some(w)) =
+                (find("sqlite"), find("floor http"), find("floor sqlite"))
+            {
+                if let (Some(ss), Some(hs), Some(hu), Some(wu)) =
+                    (s.sides, h.sides, h.server_us(), w.server_us())
+                {
+                    // Every core busy in both runs, so requests/s go as 1 ÷ (server +
+                    // client CPU per request). The least a purchase server can do per
+                    // request is the HTTP floor's work plus one durable write (a
+                    // purchase writes twice: the draw before S2, the capture): with this
+                    // run's purchase client, that is the best ratio any server reaches.
+                    let client = ss.client / s.server_requests;
+                    let floor_client = hs.client / h.server_requests;
+                    println!(
+                        "floors' bound on the ratio: {:.2}× (a server doing only the floors' \
+                         work, {:.1} + {:.1} µs/request, with this purchase client's {:.1} µs/request; \
+                         the floor's client {:.1})",
+                        (hu + floor_client) / (hu + wu + client),
+                        hu,
+                        wu,
+                        client,
+                        floor_client
+                    );
+                }
+            }
         }
         anyhow::Ok(())
     })?;
