@@ -357,16 +357,22 @@ impl core::fmt::Debug for Database {
 /// any `password=` parameter too.
 pub fn redact_password(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, tail) = match rest.find(['/', '?']) {
+    // The credentials end where the driver (tokio-postgres) ends them: at the
+    // first '@', so a password may hold '/', '?' or ':' unencoded.
+    let (userinfo, rest) = match rest.split_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, rest),
+    };
+    let (host, tail) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
+    let authority = match userinfo {
+        Some(u) => match u.split_once(':') {
             Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority.to_string(),
+            None => format!("{u}@{host}"),
         },
-        None => authority.to_string(),
+        None => host.to_string(),
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -902,6 +908,19 @@ verify_modes = ["merchant"]
             redact_password("postgresql://h/db?user=u&password=x&sslmode=disable"),
             "postgresql://h/db?user=u&password=***&sslmode=disable"
         );
+        // The driver (tokio-postgres) takes the credentials up to the first
+        // '@', so a password may hold '/', '?' or ':' unencoded (generated
+        // base64 passwords do): hidden all the same.
+        for (url, shown) in [
+            (
+                "postgres://pay:ab/cd+ef@db:5432/pay",
+                "postgres://pay:***@db:5432/pay",
+            ),
+            ("postgres://pay:x?y@db/pay", "postgres://pay:***@db/pay"),
+            ("postgres://pay:a:b@db/pay", "postgres://pay:***@db/pay"),
+        ] {
+            assert_eq!(redact_password(url), shown);
+        }
         // Refused, with what to write.
         for (db, says) in [
             ("", "no database"),
