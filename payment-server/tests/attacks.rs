@@ -681,3 +681,68 @@ async fn a_money_purchase_cannot_be_paid_from_the_points_purse() {
     assert_eq!(srv.captured(), 0);
     assert_eq!(srv.state_of("shop-a", "T-pts").as_deref(), Some("failed"));
 }
+
+#[tokio::test]
+async fn a_complete_racing_the_merchants_confirm_gets_its_results() {
+    // Mode `client`: the merchant confirms with the card's S3 while the
+    // widget's `complete` with the same card answer is on its way. One
+    // capture; and the `complete` is told `debited`, not refused as a replay
+    // (a late `complete` after the confirm gets its results; so must one
+    // that loses the race to it).
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut replays = 0;
+    for i in 0..24u32 {
+        let txn = format!("T-race{i}");
+        let mut shopper = Shopper::new(
+            test_card(&format!("62800000000006{i:02}"), 5_000),
+            srv.api(),
+        );
+        let ws = m.session(&txn, 100, VerifyMode::Client, now() + 600);
+        let mut c = shopper.client(&ws);
+        let mut complete_body = None;
+        let _ = shopper
+            .run(&mut c, &mut |r: &mut Outgoing| {
+                if let Outgoing::Server { path, body } = r {
+                    if *path == PATH_COMPLETE {
+                        complete_body = Some(body.clone());
+                        return Cut::RequestLost;
+                    }
+                }
+                Cut::None
+            })
+            .await;
+        let body = complete_body.expect("complete sent");
+        let env: CompleteEnvelope = serde_json::from_str(&body).unwrap();
+        let msg = DebitResponseMsg::open(&ws.tsk().unwrap(), &txn, env.debit_response.as_slice())
+            .unwrap();
+        let d = DebitResponse::decode(&msg.response.0[..12]).unwrap();
+        let confirm =
+            serde_json::json!({"balance_after": d.balance_after, "s3": hex::encode(d.s3)});
+        let path = format!("/v1/transactions/{txn}/confirm");
+        let kit = m.kit();
+        let api = srv.api();
+        // The complete starts a little later each round, so that some
+        // round has the confirm's capture land between its read and its write.
+        let (done, confirmed) = tokio::join!(
+            async {
+                tokio::time::sleep(std::time::Duration::from_micros(300 * u64::from(i))).await;
+                api.post_raw(PATH_COMPLETE, body.clone()).await
+            },
+            api.merchant_call::<TxnView>(&kit, "POST", &path, Some(&confirm)),
+        );
+        assert!(confirmed.is_ok(), "{confirmed:?}");
+        let (status, text) = done.unwrap();
+        if status == 409 {
+            replays += 1;
+        } else {
+            assert_eq!(status, 200, "{text}");
+        }
+        assert_eq!(srv.state_of("shop-a", &txn).as_deref(), Some("confirmed"));
+    }
+    assert_eq!(srv.captured(), 24 * 100, "one capture each");
+    assert_eq!(
+        replays, 0,
+        "completes refused as a replay after losing the race"
+    );
+}

@@ -106,10 +106,19 @@ impl PaymentService {
             .get_txn(&s.merchant_id, &s.txn_id)
             .await?
             .ok_or(PaymentError::UnknownTxn)?;
-        match stored_complete(&row, &fingerprint)? {
-            Some(stored) => Ok((stored, None)),
-            None => Err(PaymentError::Replay),
+        if let Some(stored) = stored_complete(&row, &fingerprint)? {
+            return Ok((stored, None));
         }
+        if debit.is_some() && row.state.is_captured() {
+            // Captured meanwhile (the merchant's confirm or the card's log) on
+            // the S3 verified above: record this answer, capture nothing twice,
+            // as for a `complete` that comes after the capture.
+            let mut record = Transition::record_complete(&row, now);
+            record.complete = Some((fingerprint, json.clone()));
+            self.apply(vec![record]).await?;
+            return Ok((StoredJson(json), Some(status)));
+        }
+        Err(PaymentError::Replay)
     }
 
     /// `POST /v1/transactions/{id}/confirm` (merchant): the merchant has
