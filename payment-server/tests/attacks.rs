@@ -746,3 +746,43 @@ async fn a_complete_racing_the_merchants_confirm_gets_its_results() {
         "completes refused as a replay after losing the race"
     );
 }
+
+#[tokio::test]
+async fn a_replayed_suspicious_report_is_kept_once() {
+    // Anyone on the network (or the page) replays a shopper's "not mine"
+    // report: one report and one webhook, not one per copy (a flood of
+    // copies would push genuine reports out of the merchant's list).
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000051", 5_000), srv.api());
+    let ws = m.session("T-sus-r", 100, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    assert!(c.not_mine());
+    let mut sent = None;
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if let Outgoing::Server { path, body } = r {
+                if *path == purse::purchase::PATH_SUSPICIOUS {
+                    sent = Some(body.clone());
+                }
+            }
+            Cut::None
+        })
+        .await;
+    assert_eq!(out, Outcome::Cancelled("not_mine"));
+    let body = sent.expect("report sent");
+    for _ in 0..3 {
+        let (status, text) = srv
+            .api()
+            .post_raw(purse::purchase::PATH_SUSPICIOUS, body.clone())
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{text}");
+    }
+    let l: SuspiciousList = srv
+        .api()
+        .merchant_call(&m.kit(), "GET", "/v1/suspicious", None)
+        .await
+        .unwrap();
+    assert_eq!(l.reports.len(), 1, "{l:?}");
+}

@@ -53,10 +53,11 @@ impl PaymentService {
             });
         let queued = webhook.is_some();
         let txn_id = s.txn_id.clone();
-        self.store
+        let new = self
+            .store
             .record_suspicious(s.merchant_id, s.txn_id, origin, reason, now, webhook)
             .await?;
-        if queued {
+        if queued && new {
             self.webhooks.notify_one();
         }
         Ok(SuspiciousAck {

@@ -122,7 +122,8 @@ operations! {
     fn sweep_expired(&self, now: u64, grace: u64) -> usize;
     fn view(&self, merchant_id: &str, txn_id: &str) -> TxnView;
     fn recovery_list(&self, cutoff: u64, merchant: Option<&str>) -> Vec<RecoveryItem>;
-    /// Keep a shopper's report, and queue its webhook in the same transaction.
+    /// Keep a shopper's report, and queue its webhook in the same transaction;
+    /// the same report of the same transaction again is kept once (false).
     fn record_suspicious(
         &self,
         merchant_id: String,
@@ -131,7 +132,7 @@ operations! {
         reason: String,
         at: u64,
         webhook: Option<WebhookEvent>,
-    ) -> ();
+    ) -> bool;
     fn suspicious_list(&self, merchant: Option<&str>) -> Vec<SuspiciousListEntry>;
     fn captured_total(&self, merchant_id: &str) -> u64;
     /// Reserve `n` security module sequence numbers; the first.

@@ -242,13 +242,13 @@ impl SqliteStore {
         reason: String,
         at: u64,
         webhook: Option<WebhookEvent>,
-    ) -> Result<(), PaymentError> {
+    ) -> Result<bool, PaymentError> {
         self.write(move |c| {
-            txn::insert_suspicious(c, &merchant_id, &txn_id, &page_origin, &reason, at)?;
-            if let Some(ev) = &webhook {
+            let new = txn::insert_suspicious(c, &merchant_id, &txn_id, &page_origin, &reason, at)?;
+            if let (true, Some(ev)) = (new, &webhook) {
                 outbox::enqueue(c, ev, at)?;
             }
-            Ok(())
+            Ok(new)
         })
         .await
     }

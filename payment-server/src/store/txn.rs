@@ -744,6 +744,8 @@ pub fn recovery_list(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Keep a shopper's report; the same report of the same transaction again
+/// (a replayed request) is kept once. Whether it was new.
 pub fn insert_suspicious(
     c: &Connection,
     merchant_id: &str,
@@ -751,13 +753,15 @@ pub fn insert_suspicious(
     page_origin: &str,
     reason: &str,
     at: u64,
-) -> Result<(), PaymentError> {
-    exec(
+) -> Result<bool, PaymentError> {
+    let n = exec(
         c,
-        "INSERT INTO suspicious_reports (merchant_id, txn_id, page_origin, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO suspicious_reports (merchant_id, txn_id, page_origin, reason, at)
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM suspicious_reports
+            WHERE merchant_id = ?1 AND txn_id = ?2 AND page_origin = ?3 AND reason = ?4)",
         params![merchant_id, txn_id, page_origin, reason, at],
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Shopper reports, newest first, with the card of the transaction if it was drawn.

@@ -316,23 +316,27 @@ impl PgStore {
         reason: String,
         at: u64,
         webhook: Option<WebhookEvent>,
-    ) -> Result<(), PaymentError> {
+    ) -> Result<bool, PaymentError> {
         let webhook = webhook
             .map(|ev| outbox::Queued::merchant(&ev))
             .transpose()?;
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg_error)?;
-        tx.execute(
-            "INSERT INTO suspicious_reports (merchant_id, txn_id, page_origin, reason, at)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&merchant_id, &txn_id, &page_origin, &reason, &big(at)],
-        )
-        .await
-        .map_err(pg_error)?;
-        if let Some(q) = &webhook {
+        // The same report of the same transaction again (a replay) is kept once.
+        let n = tx
+            .execute(
+                "INSERT INTO suspicious_reports (merchant_id, txn_id, page_origin, reason, at)
+                 SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM suspicious_reports
+                    WHERE merchant_id = $1 AND txn_id = $2 AND page_origin = $3 AND reason = $4)",
+                &[&merchant_id, &txn_id, &page_origin, &reason, &big(at)],
+            )
+            .await
+            .map_err(pg_error)?;
+        if let (1, Some(q)) = (n, &webhook) {
             outbox::enqueue(&tx, q, at).await?;
         }
-        tx.commit().await.map_err(pg_error)
+        tx.commit().await.map_err(pg_error)?;
+        Ok(n == 1)
     }
 
     pub async fn suspicious_list(
