@@ -551,6 +551,28 @@ async fn malformed_and_oversized_bodies_get_json_errors() {
     assert_eq!(r.status(), 413);
     let b: purse::wire::ErrorBody = r.json().await.unwrap();
     assert_eq!(b.error.code, ApiCode::BodyTooLarge);
+    // Duplicate keys, and amounts that are no u32 (negative, 2^32, a
+    // fraction): refused whole as malformed, before any MAC is computed.
+    let ws = srv.merchants[0].session("T-dup", 100, VerifyMode::PaymentServer, now() + 600);
+    let good = serde_json::json!({
+        "session": ws.session, "session_mac": ws.session_mac, "etsk": ws.etsk,
+        "draw_request": "00",
+    })
+    .to_string();
+    let dup = good.replacen("\"etsk\":", "\"etsk\":\"00\",\"etsk\":", 1);
+    let amount = format!("\"amount\":{}", ws.session.amount);
+    let mut bodies = vec![dup];
+    for n in ["-1", "4294967296", "1.5", "1e2"] {
+        bodies.push(good.replacen(&amount, &format!("\"amount\":{n}"), 1));
+    }
+    for b in bodies {
+        assert_ne!(b, good);
+        let (status, text) = srv.api().post_raw(PATH_DRAW, b.clone()).await.unwrap();
+        assert_eq!(status, 400, "{b}: {text}");
+        let e: purse::wire::ErrorBody = serde_json::from_str(&text).unwrap();
+        assert_eq!(e.error.code, ApiCode::Malformed, "{b}");
+    }
+    assert_eq!(srv.state_of("shop-a", "T-dup"), None);
     // A txn id outside the allowed alphabet is refused before anything else.
     let mut shopper = Shopper::new(test_card("6280000000000022", 1_000), srv.api());
     let ws = srv.merchants[0].session("T/../x", 100, VerifyMode::PaymentServer, now() + 600);
