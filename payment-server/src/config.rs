@@ -368,6 +368,15 @@ pub fn redact_password(url: &str) -> String {
         None => (rest, ""),
     };
     let authority = match userinfo {
+        // An '@' inside the path or query (`h/db?password=a@b`) also ends
+        // "credentials" for the driver: that part is hidden whole.
+        Some(u)
+            if u.split(':')
+                .next()
+                .is_some_and(|user| user.contains(['/', '?', '='])) =>
+        {
+            format!("***@{host}")
+        }
         Some(u) => match u.split_once(':') {
             Some((user, _)) => format!("{user}:***@{host}"),
             None => format!("{u}@{host}"),
@@ -918,6 +927,7 @@ verify_modes = ["merchant"]
             ),
             ("postgres://pay:x?y@db/pay", "postgres://pay:***@db/pay"),
             ("postgres://pay:a:b@db/pay", "postgres://pay:***@db/pay"),
+            ("postgresql://h/db?password=a@b", "postgresql://***@b"),
         ] {
             assert_eq!(redact_password(url), shown);
         }
