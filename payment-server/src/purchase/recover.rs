@@ -18,6 +18,11 @@
 //! the card's S3. Every draw carries the log, so this runs whenever the card is
 //! next used, and `POST /v1/purchases/recover` when the widget sees the card
 //! come back.
+//!
+//! Known hole (docs/payment-server.md, "Recovery"): nothing proves that the card
+//! a draw or a recover names is present (INITIALIZE FOR PURCHASE has no MAC), so
+//! anyone who knows a card's number can make the decisions from silence for it.
+//! A later record still overrides them.
 
 use purse::command::{LogKind, LogRecord};
 use purse::merchant_api::{ResolveRequest, TxnState, TxnView};
