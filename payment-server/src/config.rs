@@ -368,19 +368,18 @@ pub fn redact_password(url: &str) -> String {
         None => (rest, ""),
     };
     let authority = match userinfo {
-        // An '@' inside the path or query (`h/db?password=a@b`) also ends
-        // "credentials" for the driver: that part is hidden whole.
-        Some(u)
-            if u.split(':')
-                .next()
-                .is_some_and(|user| user.contains(['/', '?', '='])) =>
-        {
-            format!("***@{host}")
+        Some(u) => {
+            let (user, password) = u.split_once(':').map_or((u, None), |(u, p)| (u, Some(p)));
+            if user.contains(['/', '?', '=']) {
+                // An '@' inside the path or query (`h/db?password=a@b`) also ends
+                // "credentials" for the driver: that part is hidden whole.
+                format!("***@{host}")
+            } else if password.is_some() {
+                format!("{user}:***@{host}")
+            } else {
+                format!("{user}@{host}")
+            }
         }
-        Some(u) => match u.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("{u}@{host}"),
-        },
         None => host.to_string(),
     };
     let tail = match tail.split_once('?') {

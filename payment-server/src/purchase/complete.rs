@@ -15,6 +15,10 @@ use super::{malformed, sealed_error, Caller, PaymentService, StoredJson};
 use crate::error::PaymentError;
 use crate::store::{Transition, TxnRow};
 
+/// How often `complete` decides again when the row changed under it: each
+/// retry follows another writer's change, and a transaction has few states.
+const DECIDE_ATTEMPTS: usize = 3;
+
 impl PaymentService {
     /// `POST /v1/purchases/complete`: the
     /// [`CompleteResponse`](purse::purchase::CompleteResponse) as stored with
@@ -47,76 +51,73 @@ impl PaymentService {
             None
         };
         let fingerprint = Sha256::digest(msg.response.as_slice()).to_vec();
-        let row = self
+        let mut row = self
             .store
             .get_txn(&s.merchant_id, &s.txn_id)
             .await?
             .ok_or(PaymentError::UnknownTxn)?;
-        if let Some(stored) = stored_complete(&row, &fingerprint)? {
-            return Ok((stored, None));
-        }
-        let now = self.now();
-        let (status, mut change) = match &debit {
-            Some(d) => {
-                // The only way to a capture: the card's S3 against what the
-                // security module expects. A client that never sent DEBIT
-                // cannot make it (client mode holds only a one-way check value).
-                let proof = self.verify_s3(&row, d.balance_after, &d.s3)?;
-                let change = if row.state.is_captured() {
-                    // Captured already (the merchant's confirm with S3, or the
-                    // card's log): record this answer, capture nothing twice.
-                    Transition::record_complete(&row, now)
-                } else {
-                    let kind = if row.state == TxnState::Drawn {
-                        EventKind::Captured
+        // Decided on the row as read; if it changed under us (a concurrent retry,
+        // the merchant's confirm, the card's log, the sweeper), decided again on
+        // the row as it is now, a few times at most.
+        for _ in 0..DECIDE_ATTEMPTS {
+            if let Some(stored) = stored_complete(&row, &fingerprint)? {
+                return Ok((stored, None));
+            }
+            let now = self.now();
+            let (status, mut change) = match &debit {
+                Some(d) => {
+                    // The only way to a capture: the card's S3 against what the
+                    // security module expects. A client that never sent DEBIT
+                    // cannot make it (client mode holds only a one-way check value).
+                    let proof = self.verify_s3(&row, d.balance_after, &d.s3)?;
+                    let change = if row.state.is_captured() {
+                        // Captured already (the merchant's confirm with S3, or the
+                        // card's log): record this answer, capture nothing twice.
+                        Transition::record_complete(&row, now)
                     } else {
-                        EventKind::Recovered
+                        let kind = if row.state == TxnState::Drawn {
+                            EventKind::Captured
+                        } else {
+                            EventKind::Recovered
+                        };
+                        let mut t = Transition::capture(&row, proof, d.s3, "complete", now);
+                        t.detail = "S3 verified".into();
+                        t.webhook = self.webhook_for(
+                            &row,
+                            kind,
+                            TxnState::Debited,
+                            "card S3 verified",
+                            now,
+                        );
+                        t
                     };
-                    let mut t = Transition::capture(&row, proof, d.s3, "complete", now);
-                    t.detail = "S3 verified".into();
-                    t.webhook =
-                        self.webhook_for(&row, kind, TxnState::Debited, "card S3 verified", now);
-                    t
-                };
-                (PurchaseStatus::Debited, change)
-            }
-            None => {
-                if !row.state.is_open() {
-                    return Err(PaymentError::Replay);
+                    (PurchaseStatus::Debited, change)
                 }
-                let detail = format!("card refused: {:04X}", card_resp.sw.0);
-                let mut t = Transition::fail(&row, "complete", now);
-                t.card_sw = Some(card_resp.sw.0);
-                t.webhook =
-                    self.webhook_for(&row, EventKind::Failed, TxnState::Failed, &detail, now);
-                t.detail = detail;
-                (PurchaseStatus::Failed, t)
+                None => {
+                    if !row.state.is_open() {
+                        return Err(PaymentError::Replay);
+                    }
+                    let detail = format!("card refused: {:04X}", card_resp.sw.0);
+                    let mut t = Transition::fail(&row, "complete", now);
+                    t.card_sw = Some(card_resp.sw.0);
+                    t.webhook =
+                        self.webhook_for(&row, EventKind::Failed, TxnState::Failed, &detail, now);
+                    t.detail = detail;
+                    (PurchaseStatus::Failed, t)
+                }
+            };
+            let sw = debit.is_none().then_some(card_resp.sw);
+            let resp = seal_results(self.store.card_ref_key(), &s, &row, status, sw, &keys);
+            let json = serde_json::to_string(&resp).map_err(malformed)?;
+            change.complete = Some((fingerprint.clone(), json.clone()));
+            if self.apply(vec![change]).await?[0] {
+                return Ok((StoredJson(json), Some(status)));
             }
-        };
-        let sw = debit.is_none().then_some(card_resp.sw);
-        let resp = seal_results(self.store.card_ref_key(), &s, &row, status, sw, &keys);
-        let json = serde_json::to_string(&resp).map_err(malformed)?;
-        change.complete = Some((fingerprint.clone(), json.clone()));
-        if self.apply(vec![change]).await?[0] {
-            return Ok((StoredJson(json), Some(status)));
-        }
-        // The row changed under us (a concurrent retry or confirm): decide again.
-        let row = self
-            .store
-            .get_txn(&s.merchant_id, &s.txn_id)
-            .await?
-            .ok_or(PaymentError::UnknownTxn)?;
-        if let Some(stored) = stored_complete(&row, &fingerprint)? {
-            return Ok((stored, None));
-        }
-        if debit.is_some() && row.state.is_captured() {
-            // Captured meanwhile (the merchant's confirm or the card's log) on
-            // the S3 verified above: record this answer, capture nothing twice,
-            // as for a `complete` that comes after the capture.
-            let mut record = Transition::record_complete(&row, now);
-            record.complete = Some((fingerprint, json.clone()));
-            self.apply(vec![record]).await?;
-            return Ok((StoredJson(json), Some(status)));
+            row = self
+                .store
+                .get_txn(&s.merchant_id, &s.txn_id)
+                .await?
+                .ok_or(PaymentError::UnknownTxn)?;
         }
         Err(PaymentError::Replay)
     }
