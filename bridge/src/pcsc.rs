@@ -115,6 +115,14 @@ pub fn t0_followup(apdu: &[u8], rapdu: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// An INITIALIZE FOR LOAD of amount 0 (`80 50 02 P2 0A 00000000 …`): the
+/// card proving itself right before a purchase's INITIALIZE (or in a
+/// recovery), so one more INITIALIZE is likely to follow on the connection.
+pub fn is_proof(apdu: &[u8]) -> bool {
+    matches!(Command::parse(apdu), Ok(c) if (c.cla, c.ins, c.p1) == (purse::command::CLA_PURSE, purse::command::INS_INITIALIZE, 0x02)
+        && c.data.get(..4) == Some(&[0u8; 4][..]))
+}
+
 /// Every reader and whether a usable card is in it.
 pub fn reader_states(ctx: &Context) -> Result<Vec<(String, bool)>, pcsc::Error> {
     let names = match ctx.list_readers_owned() {
@@ -629,6 +637,11 @@ impl PcscBackend {
             Kind::Initialize => {
                 let card = self.guard.card(handle).unwrap_or("unknown").to_owned();
                 reserved = self.take_initialize(handle, &card, now)?;
+                // The card proving itself: a purchase's INITIALIZE follows at
+                // once. Its reservation is written while the card answers this one.
+                if is_proof(apdu) {
+                    self.reserve_for_selection(handle, now);
+                }
             }
             Kind::Select | Kind::Other => {}
         }
@@ -816,6 +829,19 @@ impl Backend for PcscBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proof_is_an_initialize_for_load_of_zero() {
+        let t = "000000000001";
+        let hex = |s: &str| hex::decode(s).unwrap();
+        assert!(is_proof(&hex(&format!("805002000A00000000{t}14"))));
+        assert!(is_proof(&hex(&format!("805002010A00000000{t}14"))));
+        // a load of 1, a purchase's INITIALIZE of 0 (authentication), a DEBIT
+        assert!(!is_proof(&hex(&format!("805002000A00000001{t}14"))));
+        assert!(!is_proof(&hex(&format!("805001000A00000000{t}0C"))));
+        assert!(!is_proof(&hex("8054010017")));
+        assert!(!is_proof(&[0x80, 0x50]));
+    }
 
     #[test]
     fn t0_retry_touches_only_le() {

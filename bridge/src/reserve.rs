@@ -13,6 +13,9 @@
 //! - An INITIALIZE the card answered `6982` (PIN required) is sent again after
 //!   the VERIFY: the connection gets a new reservation for that one (the first
 //!   spent its token, as every INITIALIZE does).
+//! - An INITIALIZE FOR LOAD of amount 0 (the card proving itself, right before
+//!   a purchase's INITIALIZE) gets a new reservation as it is sent, written
+//!   while the card answers it, for the INITIALIZE that follows.
 //! - An unused reservation is given back when the connection's selection ends
 //!   (release, disconnect, card removed or swapped, bridge exit); one still being
 //!   written is given back by the writer if it took it (the jobs run in order); a

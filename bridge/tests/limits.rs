@@ -291,6 +291,42 @@ fn the_initialize_after_the_pin_uses_a_reservation_too() {
 }
 
 #[test]
+fn the_purchase_initialize_after_the_cards_proof_uses_a_reservation_too() {
+    // A purchase: INITIALIZE FOR LOAD of 0 (the card proves itself), then at
+    // once INITIALIZE FOR PURCHASE. The second is reserved as the first is
+    // sent, so neither writes on the Approve path; each spends one token.
+    let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = testbed::Stack::start().expect("testbed stack");
+    let dir = stack.dir().to_path_buf();
+    let cfg = config(json!({"initialize_burst": 3, "initialize_per_hour": 1, "apdu_burst": 1000}));
+    let left = |want| initialize_left(&dir, 3.0, want);
+    let mut b = Bridge::start_config(&dir, cfg);
+    let (h, _) = connect_and_select(&mut b);
+    assert_eq!(left(2.0), 2.0);
+    let mut proof = vec![0x80, 0x50, 0x02, 0x00, 0x0A, 0, 0, 0, 0];
+    proof.extend(Terminal::parse_hex("000000000001").unwrap().bytes());
+    proof.push(0x14);
+    assert_eq!(sw(&b.apdu(h, &proof)), 0x9000);
+    assert_eq!(
+        left(1.0),
+        1.0,
+        "the proof spent the SELECT's, and reserved the next"
+    );
+    let r = b.apdu(h, &initialize(100, true));
+    assert_eq!(InitializePurchaseResponse::decode(data(&r)).unwrap().atc, 2);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        left(1.0),
+        1.0,
+        "the purchase's INITIALIZE took a token itself"
+    );
+    let log = std::fs::read_to_string(dir.join("bridge.log")).unwrap();
+    assert_eq!(log.matches("(reserved)").count(), 2, "{log}");
+    b.close();
+    assert_eq!(left(1.0), 1.0, "two INITIALIZEs, two tokens");
+}
+
+#[test]
 fn a_reservation_is_never_used_for_another_card() {
     let _one = STACK.lock().unwrap_or_else(|e| e.into_inner());
     let mut stack = testbed::Stack::start().expect("testbed stack");

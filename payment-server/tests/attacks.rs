@@ -5,7 +5,9 @@
 use merchant_kit::{MerchantError, OrderRef, Verified};
 use payment_testkit::*;
 use purse::apdu::{Response, StatusWord};
-use purse::command::{DebitResponse, LogRecord};
+use purse::command::{
+    DebitResponse, InitializeLoadResponse, InitializePurchaseResponse, LogRecord, SelectResponse,
+};
 use purse::merchant_api::{SuspiciousList, TxnView};
 use purse::purchase::client::{Outgoing, Problem};
 use purse::purchase::{
@@ -14,7 +16,7 @@ use purse::purchase::{
     PATH_RECOVER,
 };
 use purse::session::VerifyMode;
-use purse::types::PurseId;
+use purse::types::{CardId, PurseId};
 use purse::wire::{ApiCode, Hex, Sealed};
 
 async fn server() -> TestServer {
@@ -363,7 +365,7 @@ fn recover_body(ws: &purse::purchase::WidgetSession, log: Vec<Hex>, nonce: u8) -
     let req = RecoverRequest {
         txn_id: ws.session.txn_id.clone(),
         log,
-        current_atc: None,
+        initialize_load: None,
     };
     RecoverEnvelope {
         session: ws.session.clone(),
@@ -666,42 +668,52 @@ async fn suspicious_report_is_visible_to_its_merchant_only() {
 
 #[tokio::test]
 async fn a_money_purchase_cannot_be_paid_from_the_points_purse() {
-    // The hostile client runs INITIALIZE and DEBIT on the points purse (P2 = 01)
-    // and tells the server it is the money purse. The session key is bound to
-    // the purse of the INITIALIZE, so the server's S2 (money) does not verify
-    // on the card's points session: nothing is debited, nothing captured.
+    // The hostile client runs the INITIALIZEs (and would run DEBIT) on the
+    // points purse (P2 = 01) and tells the server it is the money purse. The
+    // session keys are bound to the purse of the INITIALIZE, so the proving
+    // S1 (points) does not verify as the money purse's; with only the
+    // purchase's INITIALIZE moved, the proof's balance is not the purchase's.
+    // Refused at the draw either way: nothing debited, stored or captured.
     let srv = server().await;
     let m = &srv.merchants[0];
     let mut shopper = Shopper::new(test_card("6280000000000031", 5_000), srv.api());
     let points_before = shopper.card.state().purses[1].balance;
     assert!(points_before >= 250);
-    let ws = m.session("T-pts", 250, VerifyMode::PaymentServer, now() + 600);
-    let mut c = shopper.client(&ws);
-    let mut swapped = 0;
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if let Outgoing::Card(a) = r {
-                if matches!(a.get(1), Some(0x50) | Some(0x54)) && a.get(3) == Some(&0x00) {
-                    a[3] = 0x01;
-                    swapped += 1;
+    // (P1 of the INITIALIZEs moved: 02 load and 01 purchase, or 01 only; the
+    // code the server answers.)
+    let cases: [(&[u8], ApiCode); 2] = [
+        (&[0x01, 0x02], ApiCode::S1Mismatch),
+        (&[0x01], ApiCode::Malformed),
+    ];
+    for (i, (p1s, code)) in cases.into_iter().enumerate() {
+        let txn = format!("T-pts{i}");
+        let ws = m.session(&txn, 250, VerifyMode::PaymentServer, now() + 600);
+        let mut c = shopper.client(&ws);
+        let mut swapped = 0;
+        let out = shopper
+            .run(&mut c, &mut |r: &mut Outgoing| {
+                if let Outgoing::Card(a) = r {
+                    let init =
+                        a.get(1) == Some(&0x50) && a.get(2).is_some_and(|p1| p1s.contains(p1));
+                    if (init || a.get(1) == Some(&0x54)) && a.get(3) == Some(&0x00) {
+                        a[3] = 0x01;
+                        swapped += 1;
+                    }
                 }
-            }
-            Cut::None
-        })
-        .await;
-    assert_eq!(
-        swapped, 2,
-        "INITIALIZE and DEBIT both went to the points purse"
-    );
-    assert_eq!(
-        out.problem(),
-        Some(Problem::CardRefused(StatusWord::MAC_WRONG)),
-        "{out:?}"
-    );
+                Cut::None
+            })
+            .await;
+        assert_eq!(
+            swapped,
+            p1s.len(),
+            "the INITIALIZEs went to the points purse"
+        );
+        refused(&out, code);
+        assert_eq!(srv.state_of("shop-a", &txn), None, "nothing stored");
+    }
     assert_eq!(shopper.card.state().purses[1].balance, points_before);
     assert_eq!(balance(&shopper.card), 5_000);
     assert_eq!(srv.captured(), 0);
-    assert_eq!(srv.state_of("shop-a", "T-pts").as_deref(), Some("failed"));
 }
 
 #[tokio::test]
@@ -807,4 +819,199 @@ async fn a_replayed_suspicious_report_is_kept_once() {
         .await
         .unwrap();
     assert_eq!(l.reports.len(), 1, "{l:?}");
+}
+
+/// What anyone who knows a card's number can send: a draw request whose card
+/// answers name that card (SELECT's card id), at a purchase ATC of their
+/// choosing, with the proof's ATC one less and an empty log (which, if
+/// believed, would say the card's earlier purchases never debited).
+fn name_card(d: &mut DrawRequest, card: &str, atc: u16) {
+    let mut sel = SelectResponse::decode(d.select.as_slice()).unwrap();
+    sel.card_id = CardId::parse(card).unwrap();
+    d.select = Hex(sel.encode());
+    let mut init = InitializePurchaseResponse::decode(d.initialize.as_slice()).unwrap();
+    init.atc = atc;
+    d.initialize = Hex(init.encode());
+    let mut proof = InitializeLoadResponse::decode(d.initialize_load.as_slice()).unwrap();
+    proof.atc = atc - 1;
+    d.initialize_load = Hex(proof.encode());
+    d.log = vec![];
+}
+
+#[tokio::test]
+async fn a_draw_naming_another_card_cannot_decide_or_block_that_cards_purchases() {
+    // INITIALIZE FOR PURCHASE carries no MAC: the card proves itself with the
+    // S1 of an INITIALIZE FOR LOAD of amount 0 right before it. Without that
+    // check, such draws decided the victim's torn purchase `failed` from a
+    // made-up silence and took its next (card, ATC) slots, so its real draws
+    // were refused as replays.
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let victim_id = "6280000000000041";
+    // The victim's purchase is torn: the card debited 700, the answer was lost.
+    let mut victim = torn_purchase(&srv, victim_id, "T-victim", 700).await;
+    let next = victim.card.state().atc + 2;
+    // The attacker pays with its own card at a merchant, its draws rewritten
+    // to name the victim's card: a high ATC (silence for the torn purchase)
+    // and the victim's next purchase ATCs.
+    let mut attacker = Shopper::new(test_card("6280000000000042", 5_000), srv.api());
+    for (i, atc) in [60_000u16, next, next + 1, next + 2]
+        .into_iter()
+        .enumerate()
+    {
+        let txn = format!("T-forged{i}");
+        let ws = m.session(&txn, 100, VerifyMode::PaymentServer, now() + 600);
+        let mut c = attacker.client(&ws);
+        let out = attacker
+            .run(&mut c, &mut |r: &mut Outgoing| {
+                if is_post(r, PATH_DRAW) {
+                    rewrite::<DrawRequest>(r, &ws, "draw_request", |d| {
+                        name_card(d, victim_id, atc)
+                    });
+                }
+                Cut::None
+            })
+            .await;
+        refused(&out, ApiCode::S1Mismatch);
+        assert_eq!(
+            srv.state_of("shop-a", &txn),
+            None,
+            "nothing stored for {txn}"
+        );
+    }
+    assert_eq!(
+        srv.state_of("shop-a", "T-victim").as_deref(),
+        Some("drawn"),
+        "not decided from a made-up silence"
+    );
+    // The victim's next purchase: its draw is not a replay (ATC `next`), and
+    // its log's record proves the torn purchase.
+    let out = victim
+        .pay(&m.session("T-victim2", 100, VerifyMode::PaymentServer, now() + 600))
+        .await;
+    assert!(out.is_paid(), "{out:?}");
+    assert_eq!(victim.card.state().atc, next);
+    assert_eq!(
+        srv.state_of("shop-a", "T-victim").as_deref(),
+        Some("debited")
+    );
+    // Money: captured = what the victim's card was really debited; the
+    // attacker's card lost nothing.
+    assert_eq!(srv.captured(), 800);
+    assert_eq!(balance(&victim.card), 4_200);
+    assert_eq!(balance(&attacker.card), 5_000);
+}
+
+#[tokio::test]
+async fn a_draw_whose_proof_is_not_right_before_its_initialize_is_refused() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000045", 5_000), srv.api());
+    // The card's genuine proof, kept (an older one, or one of another purse),
+    // put into a later draw: not the purchase's ATC less 1, or not its balance.
+    let old = card_proof(&mut shopper.card, PurseId::Money, TEST_TERMINAL);
+    let points = card_proof(&mut shopper.card, PurseId::Points, TEST_TERMINAL);
+    for (i, proof) in [old, points].into_iter().enumerate() {
+        let txn = format!("T-stale{i}");
+        let ws = m.session(&txn, 100, VerifyMode::PaymentServer, now() + 600);
+        let mut c = shopper.client(&ws);
+        let out = shopper
+            .run(&mut c, &mut |r: &mut Outgoing| {
+                if is_post(r, PATH_DRAW) {
+                    let p = proof.clone();
+                    rewrite::<DrawRequest>(r, &ws, "draw_request", |d| d.initialize_load = Hex(p));
+                }
+                Cut::None
+            })
+            .await;
+        assert!(
+            matches!(
+                out.problem(),
+                Some(Problem::ServerRefused(
+                    ApiCode::Malformed | ApiCode::S1Mismatch
+                ))
+            ),
+            "{out:?}"
+        );
+        assert_eq!(srv.state_of("shop-a", &txn), None);
+    }
+    // The card's own fresh proof goes through.
+    let out = shopper
+        .pay(&m.session("T-fresh", 100, VerifyMode::PaymentServer, now() + 600))
+        .await;
+    assert!(out.is_paid(), "{out:?}");
+    assert_eq!(srv.captured(), 100);
+    assert_eq!(balance(&shopper.card), 4_900);
+}
+
+#[tokio::test]
+async fn a_recover_decides_from_silence_only_on_the_cards_proof() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let card_id = "6280000000000046";
+    // Torn before the card: the DEBIT never reached it.
+    let mut shopper = Shopper::new(test_card(card_id, 5_000), srv.api());
+    let ws = m.session("T-silent", 600, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if is_debit(r) {
+                Cut::CardBefore
+            } else {
+                Cut::None
+            }
+        })
+        .await;
+    assert_eq!(out.problem(), Some(Problem::Torn));
+    let recover = |proof: Option<Vec<u8>>, nonce: u8| {
+        let req = RecoverRequest {
+            txn_id: ws.session.txn_id.clone(),
+            log: vec![],
+            initialize_load: proof.map(Hex),
+        };
+        RecoverEnvelope {
+            session: ws.session.clone(),
+            session_mac: ws.session_mac.clone(),
+            etsk: ws.etsk.clone(),
+            recover_request: req.seal(&ws.tsk().unwrap(), [nonce; 12]),
+        }
+    };
+    // 1. An empty log ("the whole history") without the card's proof: anyone
+    //    could send it, so it decides nothing.
+    let r: RecoverResponse = srv
+        .api()
+        .post(PATH_RECOVER, &recover(None, 1))
+        .await
+        .unwrap();
+    assert_eq!(r.status, RecoverStatus::Unknown);
+    assert_eq!(srv.state_of("shop-a", "T-silent").as_deref(), Some("drawn"));
+    // 2. Another card's genuine proof, and this card's with one bit of S1
+    //    flipped: refused, nothing changes.
+    let mut other = test_card("6280000000000047", 5_000);
+    let theirs = card_proof(&mut other, PurseId::Money, TEST_TERMINAL);
+    let mut flipped = card_proof(&mut shopper.card, PurseId::Money, TEST_TERMINAL);
+    *flipped.last_mut().unwrap() ^= 1;
+    for (i, proof) in [theirs, flipped].into_iter().enumerate() {
+        let r: Result<RecoverResponse, _> = srv
+            .api()
+            .post(PATH_RECOVER, &recover(Some(proof), 2 + i as u8))
+            .await;
+        assert_eq!(r.unwrap_err().code(), Some(ApiCode::S1Mismatch));
+        assert_eq!(srv.state_of("shop-a", "T-silent").as_deref(), Some("drawn"));
+    }
+    // 3. The card's own proof: its ATC is past the purchase's, and the log
+    //    (its whole history) has no record of it → failed.
+    let proof = card_proof(&mut shopper.card, PurseId::Money, TEST_TERMINAL);
+    let r: RecoverResponse = srv
+        .api()
+        .post(PATH_RECOVER, &recover(Some(proof), 9))
+        .await
+        .unwrap();
+    assert_eq!(r.status, RecoverStatus::Failed);
+    assert_eq!(
+        srv.state_of("shop-a", "T-silent").as_deref(),
+        Some("failed")
+    );
+    assert_eq!(srv.captured(), 0);
+    assert_eq!(balance(&shopper.card), 5_000);
 }

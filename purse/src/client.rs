@@ -906,6 +906,7 @@ mod tests {
             amount: 250,
             purse: crate::types::PurseId::Money,
             select: Hex(vec![1, 2]),
+            initialize_load: Hex(vec![0xc3; 20]),
             initialize: Hex(vec![]),
             pin_verified: true,
             log: vec![Hex(vec![0; 37])],

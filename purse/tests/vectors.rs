@@ -9,8 +9,8 @@
 //! a deliberate protocol change.
 
 use purse::command::{
-    DebitPurchase, DebitResponse, InitializePurchaseResponse, LogKind, LogRecord, PurseInfo,
-    Request, SelectResponse,
+    DebitPurchase, DebitResponse, InitializeLoadResponse, InitializePurchaseResponse, LogKind,
+    LogRecord, PurseInfo, Request, SelectResponse,
 };
 use purse::crypto::{self, DesKey};
 use purse::purchase::{
@@ -60,6 +60,7 @@ fn generate() -> Value {
     // TEST KEYS (docs/TEAM.md): never used for real money.
     let k_mp = Key32::from_hex(&"d5".repeat(32)).unwrap();
     let mkp = DesKey::from_hex("404142434445464748494A4B4C4D4E4F").unwrap();
+    let mkl = DesKey::from_hex("505152535455565758595A5B5C5D5E5F").unwrap();
     let tsk = Key32::new([0x22; 32]);
     let terminal = Terminal([0, 0, 0, 0, 0, 1]);
     let s = Session {
@@ -94,6 +95,23 @@ fn generate() -> Value {
     );
     let balance = 10_000u32;
     let after = balance - s.amount;
+    // The card proves itself first: INITIALIZE FOR LOAD of amount 0 at ATC 6
+    // (the purchase's ATC less 1), its S1 under the load key KL.
+    let kl = crypto::diversify(&mkl, &card_id);
+    let proof_random = [0x55, 0x66, 0x77, 0x88];
+    let proof_atc = atc - 1;
+    let proof_sk = crypto::session_key(&kl, proof_random, proof_atc, PurseId::Money);
+    let s1_in = crypto::load_s1_input(balance, 0, proof_atc, &terminal);
+    let s1 = crypto::retail_mac(&proof_sk, &s1_in);
+    let initialize_load = InitializeLoadResponse {
+        balance,
+        atc: proof_atc,
+        key_version: 1,
+        alg: 1,
+        random: proof_random,
+        s1,
+    }
+    .encode();
     let s2_in = crypto::purchase_s2_input(s.amount, atc, &terminal, seq, &date, &time);
     let s2 = crypto::retail_mac(&sk, &s2_in);
     let s3_in = crypto::purchase_s3_input(after, atc, s.amount, seq);
@@ -153,6 +171,7 @@ fn generate() -> Value {
             ],
         }
         .encode()),
+        initialize_load: Hex(initialize_load.clone()),
         initialize: Hex(InitializePurchaseResponse {
             balance,
             atc,
@@ -223,7 +242,7 @@ fn generate() -> Value {
     let rec = RecoverRequest {
         txn_id: s.txn_id.clone(),
         log: vec![Hex(record.encode())],
-        current_atc: None,
+        initialize_load: Some(Hex(initialize_load.clone())),
     };
     let sus = SuspiciousReport {
         txn_id: s.txn_id.clone(),
@@ -268,7 +287,7 @@ fn generate() -> Value {
     json!({
         "about": "Cardpay purchase protocol test vectors (docs/protocol.md). TEST KEYS ONLY. Hex is lowercase. Every sealed value is AES-256-GCM nonce||ciphertext||tag over the UTF-8 plaintext given, with the AAD given.",
         "retail_mac": {"key": h(x919_key.bytes()), "data": h(b"Now is the time for all "), "padding": "ISO/IEC 9797-1 method 2", "mac": h(&x919)},
-        "keys": {"k_mp": h(k_mp.bytes()), "mkp": h(mkp.bytes()), "tsk": h(tsk.bytes())},
+        "keys": {"k_mp": h(k_mp.bytes()), "mkp": h(mkp.bytes()), "mkl": h(mkl.bytes()), "tsk": h(tsk.bytes())},
         "session": serde_json::to_value(&s).unwrap(),
         "session_canonical": h(&s.canonical_bytes()),
         "dk": {"salt": s.txn_id, "info": format!("cardpay/dk{}", s.merchant_id), "okm": h(dk.bytes())},
@@ -285,6 +304,14 @@ fn generate() -> Value {
             "debit_apdu": h(&debit_apdu),
             "debit_response": h(&debit_resp),
             "log_record": h(&record.encode()),
+            "proof": {
+                "kl": h(kl.bytes()),
+                "random": h(&proof_random),
+                "atc": proof_atc,
+                "sk": h(proof_sk.bytes()),
+                "s1": {"input": h(&s1_in), "mac": h(&s1)},
+                "initialize_load": h(&initialize_load),
+            },
         },
         "check_value": {"txn_id": s.txn_id, "balance_after": after, "s3": h(&s3), "value": h(&cv)},
         "sealed": [

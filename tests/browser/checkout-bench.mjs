@@ -249,10 +249,13 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   span('TOTAL script tag → ready', S, readyAt);
   const draw = r('/v1/purchases/draw');
   const comp = r('/v1/purchases/complete');
-  const init = post.find((x) => x.apdu === '8050');
+  // Two INITIALIZEs: FOR LOAD of amount 0 (the card proves itself), then FOR PURCHASE.
+  const [prove, init] = post.filter((x) => x.apdu === '8050');
   const debit = post.find((x) => x.apdu === '8054');
-  span('click → INITIALIZE sent', clickedAt, init?.t);
-  span('INITIALIZE (extension+bridge+card)', init?.t, replyTo(init)?.t);
+  span('click → INITIALIZE FOR LOAD 0 sent', clickedAt, prove?.t);
+  span('INITIALIZE FOR LOAD 0 (extension+bridge+card)', prove?.t, replyTo(prove)?.t);
+  span('→ INITIALIZE FOR PURCHASE sent', replyTo(prove)?.t, init?.t);
+  span('INITIALIZE FOR PURCHASE (extension+bridge+card)', init?.t, replyTo(init)?.t);
   span('→ draw request starts', replyTo(init)?.t, draw && abs(f.origin, draw.start));
   span('POST draw', draw && abs(f.origin, draw.start), draw && abs(f.origin, draw.end));
   span('→ DEBIT sent', draw && abs(f.origin, draw.end), debit?.t);

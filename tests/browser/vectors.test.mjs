@@ -75,6 +75,32 @@ test('card keys, session key, S2, S3, DEBIT and the log record', () => {
   assert.equal(buf(v.card.log_record).length, 37);
 });
 
+test('the card proves itself: KL, load session key, S1 of INITIALIZE FOR LOAD 0', () => {
+  const id = buf(v.card.card_id);
+  const mk = buf(v.keys.mkl);
+  const kl = oddParity(Buffer.concat([ede(mk, id), ede(mk, Buffer.from(id.map((b) => ~b & 0xff)))]));
+  const p = v.card.proof;
+  assert.equal(hex(kl), p.kl);
+  const atc = Buffer.alloc(2);
+  atc.writeUInt16BE(p.atc);
+  const r = buf(p.random);
+  const sk = Buffer.concat([
+    ede(kl, Buffer.concat([r, atc, Buffer.from([0xf0, 0x00])])),
+    ede(kl, Buffer.concat([r, atc, Buffer.from([0x0f, 0x00])])),
+  ]);
+  assert.equal(hex(sk), p.sk);
+  // S1 = MAC(balance || amount 0 || ATC || terminal), the answer's last 8 bytes.
+  const bal = buf(p.initialize_load).subarray(0, 4);
+  const want = Buffer.concat([bal, Buffer.alloc(4), atc, buf(v.session.terminal)]);
+  assert.equal(p.s1.input, hex(want));
+  assert.equal(hex(retailMac(sk, want)), p.s1.mac);
+  assert.ok(p.initialize_load.endsWith(p.s1.mac));
+  // The purchase's ATC is the proven one plus 1, and the draw request carries the proof.
+  assert.equal(v.card.atc, p.atc + 1);
+  const draw = v.sealed.find((x) => x.name === 'draw_request');
+  assert.equal(JSON.parse(draw.plaintext).initialize_load, p.initialize_load);
+});
+
 test('client-mode check value', () => {
   const c = v.check_value;
   const bal = Buffer.alloc(4);

@@ -85,7 +85,7 @@ impl PaymentService {
                 &sel.card_id,
                 &CardLog {
                     records: log.clone(),
-                    current_atc: Some(init.atc),
+                    proven_atc: Some(init.atc),
                 },
             )
             .await?;

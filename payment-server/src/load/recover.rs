@@ -265,7 +265,7 @@ impl PaymentService {
             &d.card_id,
             &CardLog {
                 records: log.clone(),
-                current_atc: zero.map(|z| z.atc),
+                proven_atc: zero.map(|z| z.atc),
             },
         )
         .await?;

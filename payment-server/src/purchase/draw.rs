@@ -1,9 +1,11 @@
-//! `POST /v1/purchases/draw`: check the session and the draw request, settle
-//! the card's undecided transactions from the log it carries, keep one
-//! undecided attempt per order, and answer the security module's debit
-//! command (stored durably before the answer leaves).
+//! `POST /v1/purchases/draw`: check the session and the draw request, check
+//! that the card proved itself (the S1 of its INITIALIZE FOR LOAD of amount 0,
+//! right before the purchase's INITIALIZE), settle the card's undecided
+//! transactions from the log it carries, keep one undecided attempt per
+//! order, and answer the security module's debit command (stored durably
+//! before the answer leaves).
 
-use purse::command::{InitializePurchaseResponse, Request, SelectResponse};
+use purse::command::{InitializeLoadResponse, InitializePurchaseResponse, Request, SelectResponse};
 use purse::merchant_api::TxnState;
 use purse::purchase::{
     check_value, DebitCommand, DrawEnvelope, DrawRequest, DrawResponse, ExpectedS3,
@@ -20,6 +22,7 @@ use super::{
     StoredJson,
 };
 use crate::error::PaymentError;
+use crate::load::decide::BalanceFact;
 use crate::store::{InsertConflict, TxnRow};
 
 impl PaymentService {
@@ -48,6 +51,13 @@ impl PaymentService {
             (s.purse, s.currency, s.exponent),
             (init.key_version, init.atc),
         )?;
+        let proof =
+            InitializeLoadResponse::decode(dr.initialize_load.as_slice()).map_err(malformed)?;
+        check_proof(&proof, &init)?;
+        // The card named in SELECT is present: S1 under its load key. Nothing
+        // else in a draw request is the card's (INITIALIZE FOR PURCHASE has no
+        // MAC), and nothing is read, settled or stored before this holds.
+        self.verify_load_s1(&sel.card_id, s.purse, &proof, 0)?;
         let log = decode_log(&dr.log)?;
         // The same draw again (a retry sends the same sealed bytes) gets the stored answer.
         let draw_hash = Sha256::digest(env.draw_request.as_slice()).to_vec();
@@ -62,19 +72,25 @@ impl PaymentService {
         if let Some(row) = stored {
             return stored_draw(&row, &draw_hash);
         }
-        // The card's log settles what this server still waits for on this card
-        // (a forged record refuses the whole draw and changes nothing).
+        // The card's log, with the ATC it proved, settles what this server
+        // still waits for on this card (a forged record refuses the whole draw
+        // and changes nothing).
         self.settle_undecided(
             undecided,
             &sel.card_id,
             &CardLog {
                 records: log.clone(),
-                current_atc: Some(init.atc),
+                proven_atc: Some(proof.atc),
             },
         )
         .await?;
-        // The same log settles the card's open loads (a record with its S3).
-        self.settle_open_loads(open_loads, &sel.card_id, &log, None, None)
+        // The same log and the proven balance settle the card's open loads.
+        let fact = BalanceFact {
+            atc: proof.atc,
+            balance: proof.balance,
+            purse: s.purse,
+        };
+        self.settle_open_loads(open_loads, &sel.card_id, &log, Some(fact), None)
             .await?;
         if !s.order_ref.is_empty() {
             let attempts = self
@@ -194,6 +210,25 @@ impl PaymentService {
             Err(InsertConflict::OrderPaid) => Err(PaymentError::OrderPaid),
         }
     }
+}
+
+/// The proving INITIALIZE FOR LOAD must be the purchase's INITIALIZE's
+/// immediate predecessor on the same purse: same key version and balance, and
+/// the purchase's ATC the proven one plus 1. So the proof is fresh for this
+/// draw, and the (card, ATC) this draw takes is one the card really reached.
+fn check_proof(
+    proof: &InitializeLoadResponse,
+    init: &InitializePurchaseResponse,
+) -> Result<(), PaymentError> {
+    if proof.key_version != init.key_version
+        || proof.balance != init.balance
+        || proof.atc.checked_add(1) != Some(init.atc)
+    {
+        return Err(PaymentError::Malformed(
+            "the INITIALIZE FOR LOAD of amount 0 must come right before the INITIALIZE FOR PURCHASE (same key version and balance, ATC + 1)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A draw for a transaction id already used: the stored answer (byte for

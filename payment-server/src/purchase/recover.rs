@@ -7,24 +7,26 @@
 //! - a record with its ATC whose S3 verifies → captured (`debited`); a record
 //!   with its ATC that does not verify refuses the whole log (`bad_log_record`)
 //!   and nothing changes;
-//! - no record with its ATC, and the log reaches back past it (a record with
-//!   an older ATC, or the whole history — fewer than 10 records — and the card
-//!   has moved past that ATC) → `failed`;
+//! - no record with its ATC, the card has **proved** an ATC past it, and the
+//!   log reaches back past it (a record with an older ATC, or the whole
+//!   history: fewer than 10 records) → `failed`;
 //! - otherwise it stays undecided.
 //!
-//! What a hostile client can do with this: hide a record, so a debited
-//! purchase looks failed until the card's next use anywhere brings the record
-//! (a proof overrides a decision from silence); it can never capture without
-//! the card's S3. Every draw carries the log, so this runs whenever the card is
-//! next used, and `POST /v1/purchases/recover` when the widget sees the card
-//! come back.
+//! The proof of the card's ATC is an S1 the security module verifies (an
+//! INITIALIZE FOR LOAD: of amount 0 before every purchase's INITIALIZE and in
+//! a recovery, or a load's own), or the operator's word. Without it the log's
+//! silence decides nothing: INITIALIZE FOR PURCHASE carries no MAC, so a draw
+//! or a recover could otherwise name any card whose number is known and have
+//! its torn purchases decided from a log made up for it.
 //!
-//! Known hole (docs/payment-server.md, "Recovery"): nothing proves that the card
-//! a draw or a recover names is present (INITIALIZE FOR PURCHASE has no MAC), so
-//! anyone who knows a card's number can make the decisions from silence for it.
-//! A later record still overrides them.
+//! What a hostile client can still do: hide a record of its own card, so a
+//! debited purchase looks failed until the card's next use anywhere brings the
+//! record (a proof overrides a decision from silence); it can never capture
+//! without the card's S3. Every draw carries the log, so this runs whenever
+//! the card is next used, and `POST /v1/purchases/recover` when the widget
+//! sees the card come back.
 
-use purse::command::{LogKind, LogRecord};
+use purse::command::{InitializeLoadResponse, LogKind, LogRecord};
 use purse::merchant_api::{ResolveRequest, TxnState, TxnView};
 use purse::purchase::{
     PurchaseStatus, RecoverEnvelope, RecoverRequest, RecoverResponse, RecoverStatus,
@@ -36,8 +38,9 @@ use purse::wire::{Hex, Sealed};
 use tracing::Instrument;
 
 use super::results::seal_results;
-use super::{sealed_error, Caller, PaymentService};
+use super::{malformed, sealed_error, Caller, PaymentService};
 use crate::error::PaymentError;
+use crate::load::decide::BalanceFact;
 use crate::store::{Transition, TxnRow};
 
 /// The card's log as a client presented it.
@@ -45,8 +48,9 @@ use crate::store::{Transition, TxnRow};
 pub(crate) struct CardLog {
     /// Newest first, at most 10.
     pub records: Vec<LogRecord>,
-    /// The card's ATC now, when known (the INITIALIZE of a new draw).
-    pub current_atc: Option<u16>,
+    /// An ATC the card has proved it reached (a verified S1), or the
+    /// operator read: without it, the log's silence decides nothing.
+    pub proven_atc: Option<u16>,
 }
 
 pub(crate) fn decode_log(log: &[Hex]) -> Result<Vec<LogRecord>, PaymentError> {
@@ -74,11 +78,10 @@ impl CardLog {
         if let Some(r) = self.records.iter().find(|r| r.atc == atc) {
             return Verdict::Record(r);
         }
+        let moved_past = self.proven_atc.is_some_and(|a| a > atc);
         let older = self.records.iter().any(|r| r.atc < atc);
-        let moved_past =
-            self.current_atc.is_some_and(|a| a > atc) || self.records.iter().any(|r| r.atc > atc);
         let whole_history = self.records.len() < MAX_LOG_RECORDS;
-        if older || (whole_history && moved_past) {
+        if moved_past && (older || whole_history) {
             Verdict::NoDebit
         } else {
             Verdict::Undecided
@@ -185,20 +188,38 @@ impl PaymentService {
         let req = RecoverRequest::open(&keys.tsk, &s.txn_id, env.recover_request.as_slice())
             .map_err(sealed_error)?;
         let records = decode_log(&req.log)?;
+        let proof = req
+            .initialize_load
+            .as_ref()
+            .map(|h| InitializeLoadResponse::decode(h.as_slice()).map_err(malformed))
+            .transpose()?;
         let row = self
             .store
             .get_txn(&s.merchant_id, &s.txn_id)
             .await?
             .ok_or(PaymentError::UnknownTxn)?;
+        // The card proves itself (S1 under its load key) before its log's
+        // silence may decide anything; a made-up proof refuses the request.
+        let fact = match &proof {
+            Some(p) => {
+                self.verify_load_s1(&row.card_id, row.purse, p, 0)?;
+                Some(BalanceFact {
+                    atc: p.atc,
+                    balance: p.balance,
+                    purse: row.purse,
+                })
+            }
+            None => None,
+        };
         self.settle_card(
             &row.card_id,
             &CardLog {
                 records: records.clone(),
-                current_atc: req.current_atc,
+                proven_atc: proof.map(|p| p.atc),
             },
         )
         .await?;
-        self.settle_card_loads(&row.card_id, &records, None, None)
+        self.settle_card_loads(&row.card_id, &records, fact, None)
             .await?;
         let row = self
             .store
@@ -247,7 +268,8 @@ impl PaymentService {
             &row.card_id,
             &CardLog {
                 records,
-                current_atc: req.card_atc,
+                // The operator read the card some other way: trusted.
+                proven_atc: req.card_atc,
             },
         )
         .await?;
@@ -287,25 +309,31 @@ mod tests {
         }
     }
 
-    fn log(atcs: &[u16], current: Option<u16>) -> CardLog {
+    fn log(atcs: &[u16], proven: Option<u16>) -> CardLog {
         CardLog {
             records: atcs.iter().map(|a| rec(*a)).collect(),
-            current_atc: current,
+            proven_atc: proven,
         }
     }
 
     #[test]
     fn the_log_decides_only_what_it_covers() {
-        // A record with the ATC: it decides (if it verifies).
+        // A record with the ATC: it decides (if it verifies), proof or not.
         assert!(matches!(log(&[5, 4], None).verdict(5), Verdict::Record(_)));
-        // An older record and none for 5: 5 never completed.
-        assert_eq!(log(&[6, 4], None).verdict(5), Verdict::NoDebit);
-        // The whole history (fewer than 10) and the card moved past 5.
+        // An older record and none for 5, the card proved it moved past 5:
+        // 5 never completed.
+        assert_eq!(log(&[6, 4], Some(7)).verdict(5), Verdict::NoDebit);
+        // The whole history (fewer than 10) and the card proved it moved past 5.
         assert_eq!(log(&[], Some(6)).verdict(5), Verdict::NoDebit);
-        assert_eq!(log(&[7], None).verdict(5), Verdict::NoDebit);
-        // Not moved past: undecided (the DEBIT may still be on its way).
+        assert_eq!(log(&[7], Some(8)).verdict(5), Verdict::NoDebit);
+        // Silence without the card's proof decides nothing, whatever the log
+        // shows (anyone who knows the card's number can make such a log).
+        assert_eq!(log(&[6, 4], None).verdict(5), Verdict::Undecided);
+        assert_eq!(log(&[7], None).verdict(5), Verdict::Undecided);
         assert_eq!(log(&[], None).verdict(5), Verdict::Undecided);
+        // Not proven past 5: undecided (the DEBIT may still be on its way).
         assert_eq!(log(&[], Some(5)).verdict(5), Verdict::Undecided);
+        assert_eq!(log(&[4], Some(3)).verdict(5), Verdict::Undecided);
         // Ten newer records: 5 may have been pushed out of the log.
         let ten: Vec<u16> = (6..16).collect();
         assert_eq!(log(&ten, Some(16)).verdict(5), Verdict::Undecided);

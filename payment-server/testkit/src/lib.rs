@@ -33,7 +33,7 @@ use std::sync::Arc;
 use card::personalise::Personalisation;
 use card::Card;
 use merchant_kit::Merchant;
-use purse::command::{LogRecord, ReadLog, Request, Select};
+use purse::command::{InitializeLoad, LogRecord, ReadLog, Request, Select};
 use purse::crypto::DesKey;
 use purse::purchase::client::{Client, Entropy, Outgoing, Problem, Receipt, Reply, Status};
 use purse::purchase::{MerchantResult, WidgetSession};
@@ -734,6 +734,30 @@ pub fn read_card_log(card: &mut Card) -> Vec<LogRecord> {
         out.push(LogRecord::decode(&r.data).expect("37-byte record"));
     }
     out
+}
+
+/// The card proving itself as a terminal would (after a reset): SELECT, then
+/// INITIALIZE FOR LOAD of amount 0 on `purse` for `terminal`; the answer's
+/// data (balance, ATC, key version, alg, R, S1).
+pub fn card_proof(card: &mut Card, purse: PurseId, terminal: Terminal) -> Vec<u8> {
+    card.reset();
+    let _ = card.process(
+        &Request::Select(Select {
+            aid: purse::AID.to_vec(),
+        })
+        .to_bytes(),
+    );
+    let r = card.process(
+        &Request::InitializeLoad(InitializeLoad {
+            purse,
+            amount: 0,
+            terminal,
+        })
+        .to_bytes(),
+    );
+    let r = purse::apdu::Response::parse(&r).expect("response");
+    assert!(r.sw.is_ok(), "INITIALIZE FOR LOAD 0: {:04X}", r.sw.0);
+    r.data
 }
 
 /// Is this request the DEBIT command?

@@ -7,12 +7,19 @@
 //! [`crate::client`].
 //!
 //! ```text
-//! card_ready → SELECT → READ LOG 1.. → [Confirm] → approve → INITIALIZE
-//!   → (6982: [NeedPin] → VERIFY → INITIALIZE) → POST draw → check amount
+//! card_ready → SELECT → READ LOG 1.. → [Confirm] → approve → INITIALIZE FOR LOAD 0 → INITIALIZE
+//!   → (6982: [NeedPin] → VERIFY → INITIALIZE FOR LOAD 0 → INITIALIZE) → POST draw → check amount
 //!   → DEBIT → POST complete → [Done]            (payment_server, security_module)
 //!   → DEBIT → [Done] (+ complete in the background)   (client, merchant)
-//! DEBIT's answer lost → [Torn] → card_ready → SELECT → READ LOG … → POST recover → [Done] / [Failed]
+//! DEBIT's answer lost → [Torn] → card_ready → SELECT → READ LOG … → (INITIALIZE FOR LOAD 0)
+//!   → POST recover → [Done] / [Failed]
 //! ```
+//!
+//! The INITIALIZE FOR LOAD of amount 0 is the card proving itself: its S1 (a
+//! MAC under the card's load key) shows the server that the card named in
+//! SELECT is present and what its ATC is. INITIALIZE FOR PURCHASE carries no
+//! MAC, so without it anyone who knows a card's number could draw in its name
+//! (take its next ATCs, or decide its torn purchases from a log they made up).
 //!
 //! Drive it with [`Client::poll_request`] (at most one request outstanding:
 //! an APDU for the card or a POST to the payment origin) and
@@ -25,7 +32,8 @@ use crate::apdu::{Response, StatusWord};
 use crate::bridge_msg::Limit;
 use crate::client::{Answer, CardRead, CardReader, Core, Expect, ReadStep, ReadStop};
 use crate::command::{
-    DebitResponse, InitializePurchase, InitializePurchaseResponse, Request, SelectResponse, Verify,
+    DebitResponse, InitializeLoad, InitializeLoadResponse, InitializePurchase,
+    InitializePurchaseResponse, Request, SelectResponse, Verify,
 };
 use crate::session::{Session, VerifyMode};
 use crate::wire::{ApiCode, Hex};
@@ -201,17 +209,24 @@ pub(crate) enum State {
         reader: CardReader,
         recovering: Option<Drawn>,
     },
-    /// Recovery: an INITIALIZE of amount 0 tells the card's ATC (and cancels
-    /// any pending INITIALIZE, so the torn DEBIT can never apply later).
-    ReadingAtc {
+    /// Recovery: an INITIALIZE FOR LOAD of amount 0 proves the card's ATC
+    /// (and cancels any pending INITIALIZE, so the torn DEBIT can never apply
+    /// later).
+    RecoveryProof {
         card: CardRead,
         drawn: Drawn,
     },
     Confirm {
         card: CardRead,
     },
+    /// The INITIALIZE FOR LOAD of amount 0 that proves the card (its S1).
+    Proving {
+        card: CardRead,
+    },
+    /// INITIALIZE FOR PURCHASE, with the proving answer's data.
     Initializing {
         card: CardRead,
+        proof: Vec<u8>,
     },
     NeedPin {
         card: CardRead,
@@ -282,7 +297,7 @@ impl Client {
     }
 
     crate::client::past_point_of_no_return!(
-        [Debiting, Refused, Completing, Torn, Recovering, ReadingAtc, Done],
+        [Debiting, Refused, Completing, Torn, Recovering, RecoveryProof, Done],
         State::Failed { problem, resume } => matches!(
             problem,
             Problem::Torn | Problem::Undecided | Problem::NotCharged
@@ -294,6 +309,7 @@ impl Client {
 
     crate::client::card_accessor!(
         Confirm,
+        Proving,
         Initializing,
         NeedPin,
         Verifying,
@@ -306,7 +322,7 @@ impl Client {
     pub fn status(&self) -> Status<'_> {
         match &self.state {
             State::Idle | State::Torn { .. } => Status::WaitingForCard,
-            State::ReadingAtc { .. } | State::Recovering { .. } => {
+            State::RecoveryProof { .. } | State::Recovering { .. } => {
                 Status::Working(Step::Recovering)
             }
             State::Reading { recovering, .. } => Status::Working(if recovering.is_some() {
@@ -315,7 +331,7 @@ impl Client {
                 Step::Reading
             }),
             State::Confirm { .. } => Status::Confirm,
-            State::Initializing { .. } => Status::Working(Step::Preparing),
+            State::Proving { .. } | State::Initializing { .. } => Status::Working(Step::Preparing),
             State::NeedPin {
                 wrong_tries_left, ..
             } => Status::NeedPin {
@@ -438,14 +454,32 @@ impl Client {
         self.fail(Problem::Torn, Some(State::Torn { drawn }));
     }
 
+    /// Before each INITIALIZE FOR PURCHASE (again after a VERIFY), the card
+    /// proves itself: the purchase's ATC is then the proven one plus 1.
     fn initialize(&mut self, card: CardRead) {
+        self.state = State::Proving { card };
+        self.prove();
+    }
+
+    /// An INITIALIZE FOR LOAD of amount 0 on the session's purse.
+    fn prove(&mut self) {
+        let s = &self.session;
+        let r = Request::InitializeLoad(InitializeLoad {
+            purse: s.purse,
+            amount: 0,
+            terminal: s.terminal,
+        });
+        self.core.wire.card(&r);
+    }
+
+    fn initialize_purchase(&mut self, card: CardRead, proof: Vec<u8>) {
         let s = &self.session;
         let r = Request::InitializePurchase(InitializePurchase {
             purse: s.purse,
             amount: s.amount,
             terminal: s.terminal,
         });
-        self.state = State::Initializing { card };
+        self.state = State::Initializing { card, proof };
         self.core.wire.card(&r);
     }
 
@@ -454,40 +488,32 @@ impl Client {
             self.state = State::Confirm { card };
             return;
         };
-        // The log decides if it holds the transaction's ATC or an older one,
-        // or is full; else the card's ATC must say.
-        let decides =
-            card.log.len() >= super::MAX_LOG_RECORDS || card.log.iter().any(|r| r.atc <= drawn.atc);
-        if decides {
+        // The transaction's own record decides by itself; the log's silence
+        // decides only with the card's proof of its ATC.
+        if card.log.iter().any(|r| r.atc == drawn.atc) {
             return self.recover(card, drawn, None);
         }
-        let s = &self.session;
-        let r = Request::InitializePurchase(InitializePurchase {
-            purse: s.purse,
-            amount: 0,
-            terminal: s.terminal,
-        });
-        self.state = State::ReadingAtc { card, drawn };
-        self.core.wire.card(&r);
+        self.state = State::RecoveryProof { card, drawn };
+        self.prove();
     }
 
-    fn recover(&mut self, card: CardRead, drawn: Drawn, current_atc: Option<u16>) {
+    fn recover(&mut self, card: CardRead, drawn: Drawn, proof: Option<Vec<u8>>) {
         let req = RecoverRequest {
             txn_id: self.session.txn_id.clone(),
             log: card.log_hex(),
-            current_atc,
+            initialize_load: proof.map(Hex),
         };
         let body = self.core.sealer.envelope("recover_request", &req);
         self.state = State::Recovering { drawn };
         self.core.wire.post(PATH_RECOVER, body);
     }
 
-    fn draw(&mut self, card: CardRead, init: InitializePurchaseResponse) {
+    fn draw(&mut self, card: CardRead, proof: Vec<u8>, init: InitializePurchaseResponse) {
         let s = &self.session;
         let e = self
             .core
             .evidence(&card, &s.txn_id, s.amount, s.purse, init.encode());
-        let dr = DrawRequest::from_card(e, card.pin_verified);
+        let dr = DrawRequest::from_card(e, proof, card.pin_verified);
         let body = self.core.sealer.envelope("draw_request", &dr);
         self.core.wire.post(PATH_DRAW, body.clone());
         self.state = State::Drawing {
@@ -617,7 +643,7 @@ impl crate::client::Machine for Client {
                 recovering: Some(drawn),
                 ..
             }
-            | State::ReadingAtc { drawn, .. } => self.torn(drawn),
+            | State::RecoveryProof { drawn, .. } => self.torn(drawn),
             _ => self.fail(problem, Some(State::Idle)),
         }
     }
@@ -655,7 +681,7 @@ impl crate::client::Machine for Client {
                     recovering: Some(drawn),
                     ..
                 }
-                | State::ReadingAtc { drawn, .. },
+                | State::RecoveryProof { drawn, .. },
                 _,
             ) => self.torn(drawn),
             (
@@ -690,17 +716,23 @@ impl crate::client::Machine for Client {
                     None => self.fail(Problem::CardUnreadable, Some(State::Idle)),
                 },
             },
-            State::ReadingAtc { card, drawn } => {
-                // Any answer but a readable one leaves the ATC unknown: the
-                // server then decides from the log alone.
-                let atc =
-                    r.sw.is_ok()
-                        .then(|| InitializePurchaseResponse::decode(&r.data).ok())
-                        .flatten()
-                        .map(|i| i.atc);
-                self.recover(card, drawn, atc);
+            State::RecoveryProof { card, drawn } => {
+                // Any answer but a readable one leaves the ATC unproven: the
+                // server then decides only from records.
+                let proof = (r.sw.is_ok() && InitializeLoadResponse::decode(&r.data).is_ok())
+                    .then_some(r.data);
+                self.recover(card, drawn, proof);
             }
-            State::Initializing { card } => {
+            State::Proving { card } => {
+                if !r.sw.is_ok() {
+                    return self.fail(Problem::of_card(r.sw), None);
+                }
+                match InitializeLoadResponse::decode(&r.data) {
+                    Ok(_) => self.initialize_purchase(card, r.data),
+                    Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
+                }
+            }
+            State::Initializing { card, proof } => {
                 if r.sw == StatusWord::PIN_REQUIRED {
                     self.state = State::NeedPin {
                         card,
@@ -712,7 +744,7 @@ impl crate::client::Machine for Client {
                     return self.fail(Problem::of_card(r.sw), None);
                 }
                 match InitializePurchaseResponse::decode(&r.data) {
-                    Ok(init) => self.draw(card, init),
+                    Ok(init) => self.draw(card, proof, init),
                     Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
                 }
             }

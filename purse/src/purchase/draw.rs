@@ -48,7 +48,13 @@ pub struct DrawRequest {
     pub purse: PurseId,
     /// Data of the card's SELECT response (without SW).
     pub select: Hex,
-    /// Data of the card's INITIALIZE FOR PURCHASE response (without SW).
+    /// Data of the card's answer to an INITIALIZE FOR LOAD of amount 0 sent
+    /// just before the INITIALIZE FOR PURCHASE (without SW): its S1 proves
+    /// that the card named in `select` is present and what its ATC is, which
+    /// nothing in a purchase's INITIALIZE does (it carries no MAC).
+    pub initialize_load: Hex,
+    /// Data of the card's INITIALIZE FOR PURCHASE response (without SW); its
+    /// ATC must be the proven one plus 1.
     pub initialize: Hex,
     /// Whether a VERIFY succeeded in this selection (informational).
     #[serde(default)]
@@ -65,6 +71,7 @@ crate::json::lite::encode_struct!(DrawRequest {
     amount,
     purse,
     select,
+    initialize_load,
     initialize,
     pin_verified,
     log,
@@ -72,13 +79,18 @@ crate::json::lite::encode_struct!(DrawRequest {
 
 impl DrawRequest {
     /// The draw request for what the card said.
-    pub(crate) fn from_card(e: crate::client::CardEvidence, pin_verified: bool) -> Self {
+    pub(crate) fn from_card(
+        e: crate::client::CardEvidence,
+        initialize_load: Vec<u8>,
+        pin_verified: bool,
+    ) -> Self {
         Self {
             txn_id: e.txn_id,
             page_origin: e.page_origin,
             amount: e.amount,
             purse: e.purse,
             select: e.select,
+            initialize_load: Hex(initialize_load),
             initialize: e.initialize,
             pin_verified,
             log: e.log,

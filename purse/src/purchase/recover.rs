@@ -41,18 +41,20 @@ pub struct RecoverRequest {
     /// most [`super::MAX_LOG_RECORDS`]; the widget reads until it has passed
     /// the transaction's ATC or the log ends.
     pub log: Vec<Hex>,
-    /// The card's ATC now, from an INITIALIZE FOR PURCHASE of amount 0 the
-    /// widget sends when the log alone cannot decide (a young card whose log
-    /// holds nothing at or before the transaction's ATC). That INITIALIZE also
-    /// replaces any pending one, so the torn DEBIT can never apply after it.
+    /// Data of the card's answer (without SW) to an INITIALIZE FOR LOAD of
+    /// amount 0, which the widget sends unless the log holds the
+    /// transaction's own record: its S1 proves the card is present and its
+    /// ATC now, without which the log's silence decides nothing. That
+    /// INITIALIZE also replaces any pending one, so the torn DEBIT can never
+    /// apply after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_atc: Option<u16>,
+    pub initialize_load: Option<Hex>,
 }
 
 crate::json::lite::encode_struct!(RecoverRequest {
     txn_id,
     log,
-    current_atc: some,
+    initialize_load: some,
 });
 
 impl Sealed for RecoverRequest {

@@ -346,7 +346,7 @@ mod tests {
             txn_id in text(), page_origin in text(), reason in text(),
             amount in any::<u32>(), purse in purse(), select in hex(), initialize in hex(),
             pin_verified in any::<bool>(), log in hexes(), response in hex(),
-            current_atc in proptest::option::of(any::<u16>()),
+            initialize_load in proptest::option::of(hex()),
             balance_after in any::<u32>(), s3 in hex(),
         ) {
             same(&DrawRequest {
@@ -355,12 +355,13 @@ mod tests {
                 amount,
                 purse,
                 select: select.clone(),
+                initialize_load: initialize.clone(),
                 initialize: initialize.clone(),
                 pin_verified,
                 log: log.clone(),
             })?;
             same(&DebitResponseMsg { txn_id: txn_id.clone(), response: response.clone() })?;
-            same(&RecoverRequest { txn_id: txn_id.clone(), log, current_atc })?;
+            same(&RecoverRequest { txn_id: txn_id.clone(), log, initialize_load })?;
             same(&SuspiciousReport {
                 txn_id: txn_id.clone(),
                 page_origin,
