@@ -3,7 +3,7 @@
 //! ```json
 //! { "origins": ["https://pay.cardpay.example"], "request_timeout_ms": 15000,
 //!   "verify_burst": 3, "verify_refill_secs": 20, "apdu_burst": 200, "apdu_per_sec": 50,
-//!   "initialize_burst": 30, "initialize_per_hour": 30, "transaction_idle_ms": 15000 }
+//!   "initialize_burst": 60, "initialize_per_hour": 60, "transaction_idle_ms": 15000 }
 //! ```
 //!
 //! Every limit has a floor ([`LIMITS`]): a file or a flag below it is refused

@@ -202,8 +202,10 @@ impl Default for GuardConfig {
             apdu_per_sec: 50.0,
             verify_burst: 3.0,
             verify_refill: Duration::from_secs(20),
-            initialize_burst: 30.0,
-            initialize_per_hour: 30.0,
+            // A purchase takes two (the card's proof, an INITIALIZE FOR LOAD
+            // of 0, then its own): 30 purchases, then 30 an hour.
+            initialize_burst: 60.0,
+            initialize_per_hour: 60.0,
             transaction_idle: Duration::from_secs(15),
             max_connections: 4,
         }

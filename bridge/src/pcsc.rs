@@ -553,6 +553,33 @@ impl PcscBackend {
         }
     }
 
+    /// The card answered an INITIALIZE `6982`: no ATC spent, and the same
+    /// INITIALIZE comes again after the VERIFY. The token it took is held as
+    /// the connection's reservation for that one ([`Reservations::kept`]).
+    fn keep_for_retry(&mut self, handle: u32, now: Ms) {
+        let Some(card) = self
+            .guard
+            .card(handle)
+            .filter(|_| self.guard.is_selected(handle))
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let (held, back) = self.reservations.kept(handle, &card);
+        if let Some(job) = back {
+            self.keeper.submit(job, now);
+        }
+        if !held {
+            self.keeper.submit(
+                crate::store::Job::GiveBack {
+                    card,
+                    if_taken: None,
+                },
+                now,
+            );
+        }
+    }
+
     /// The connection's selection ended: an unused reservation goes back.
     fn end_reservation(&mut self, handle: u32) {
         if let Some(job) = self.reservations.ended(handle) {
@@ -657,12 +684,12 @@ impl PcscBackend {
         );
         self.guard.observe(handle, apdu, &r);
         // a SELECT reserves for the card it found; an INITIALIZE the card
-        // answered "PIN required" will be sent again after the VERIFY: that one
-        // gets a reservation too (its token was spent, as every INITIALIZE's)
-        if kind == Kind::Select
-            || (kind == Kind::Initialize && sw_of(&r) == StatusWord::PIN_REQUIRED)
-        {
+        // answered "PIN required" spent no ATC and will be sent again after
+        // the VERIFY: its token is held for that one
+        if kind == Kind::Select {
             self.reserve_for_selection(handle, now);
+        } else if kind == Kind::Initialize && sw_of(&r) == StatusWord::PIN_REQUIRED {
+            self.keep_for_retry(handle, now);
         }
         let selected = (kind == Kind::Select).then(|| self.guard.is_selected(handle));
         self.sessions.sent(handle, now, selected);

@@ -10,9 +10,10 @@
 //!   no write of its own (waiting for it if it is still being written); a
 //!   reservation that could not be taken (empty budget, unwritable file) is no
 //!   reservation: the INITIALIZE takes its token itself, as without any.
-//! - An INITIALIZE the card answered `6982` (PIN required) is sent again after
-//!   the VERIFY: the connection gets a new reservation for that one (the first
-//!   spent its token, as every INITIALIZE does).
+//! - An INITIALIZE the card answered `6982` (PIN required) spent no ATC and is
+//!   sent again after the VERIFY: the token it spent is kept as the
+//!   connection's reservation for that one, with no write ([`Reservations::kept`];
+//!   given back like any other if it goes unused).
 //! - An INITIALIZE FOR LOAD of amount 0 (the card proving itself, right before
 //!   a purchase's INITIALIZE) gets a new reservation as it is sent, written
 //!   while the card answers it, for the INITIALIZE that follows.
@@ -113,6 +114,28 @@ impl Reservations {
         }
     }
 
+    /// An INITIALIZE on `handle` for `card` spent a token but no ATC (the card
+    /// answered `6982`): hold that token as the connection's reservation for
+    /// the INITIALIZE to come, with no write. A connection holding one for
+    /// this card already keeps it (and the spent token is not held twice:
+    /// false, the caller gives it back); one for another card goes back.
+    pub fn kept(&mut self, handle: u32, card: &str) -> (bool, Option<Job>) {
+        if self.slots.get(&handle).is_some_and(|s| s.card == card) {
+            return (false, None);
+        }
+        let back = self.ended(handle);
+        self.next_id += 1;
+        self.slots.insert(
+            handle,
+            Slot {
+                id: self.next_id,
+                card: card.to_owned(),
+                held: true,
+            },
+        );
+        (true, back)
+    }
+
     /// An INITIALIZE on `handle` for `card`.
     pub fn take(&mut self, handle: u32, card: &str) -> Use {
         match self.slots.get(&handle) {
@@ -168,6 +191,28 @@ mod tests {
         assert_eq!(r.take(1, "a"), Use::None);
         // nothing is left to give back
         assert_eq!(r.ended(1), None);
+    }
+
+    #[test]
+    fn a_pin_required_initialize_keeps_its_token_for_the_one_after_the_verify() {
+        let mut r = Reservations::new();
+        let id = reserve_id(&r.selected(1, "a"));
+        r.written(id, Reserved::Taken);
+        assert_eq!(r.take(1, "a"), Use::Reserved);
+        // 6982: that token is held again, nothing to write
+        assert_eq!(r.kept(1, "a"), (true, None));
+        assert!(!r.pending());
+        assert_eq!(r.take(1, "a"), Use::Reserved);
+        // unused: given back like any other
+        assert_eq!(r.kept(1, "a"), (true, None));
+        assert_eq!(r.ended(1), Some(give_back("a")));
+        // one for this card held already: the spent token is not held twice
+        let id = reserve_id(&r.selected(2, "a"));
+        r.written(id, Reserved::Taken);
+        assert_eq!(r.kept(2, "a"), (false, None));
+        // one for another card goes back
+        assert_eq!(r.kept(2, "b"), (true, Some(give_back("a"))));
+        assert_eq!(r.take(2, "b"), Use::Reserved);
     }
 
     #[test]

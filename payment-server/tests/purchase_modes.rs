@@ -131,22 +131,46 @@ async fn above_the_no_pin_limit_the_pin_is_asked_and_verified() {
         .pay(&m.session("T-pin", 2_500, VerifyMode::PaymentServer, now() + 600))
         .await;
     assert!(out.is_paid(), "{out:?}");
-    // SELECT, READ LOG (empty), INITIALIZE (6982), VERIFY, INITIALIZE, draw, DEBIT, complete.
-    let verifies = shopper
-        .trace
-        .iter()
-        .filter(|r| matches!(r, Outgoing::Card(a) if a.get(1) == Some(&0x20)))
-        .count();
-    assert_eq!(verifies, 1);
+    // SELECT, READ LOG (empty), INITIALIZE FOR LOAD 0 (the card's proof),
+    // INITIALIZE (6982: no ATC spent), VERIFY, INITIALIZE (the proof kept),
+    // draw, DEBIT, complete: two ATCs.
+    let count = |trace: &[Outgoing], ins: u8, p1: Option<u8>| {
+        trace
+            .iter()
+            .filter(|r| {
+                matches!(r, Outgoing::Card(a) if a.get(1) == Some(&ins)
+                    && p1.is_none_or(|p| a.get(2) == Some(&p)))
+            })
+            .count()
+    };
+    assert_eq!(count(&shopper.trace, 0x20, None), 1, "one VERIFY");
+    assert_eq!(count(&shopper.trace, 0x50, Some(0x02)), 1, "one proof");
+    assert_eq!(shopper.card.state().atc, 2);
     // Without the PIN the purchase waits on the keypad and nothing moves.
     let mut no_pin = Shopper::new(test_card("6280000000000004", 10_000), srv.api());
     no_pin.pin = None;
-    let out = no_pin
-        .pay(&m.session("T-nopin", 2_500, VerifyMode::PaymentServer, now() + 600))
-        .await;
+    let ws = m.session("T-nopin", 2_500, VerifyMode::PaymentServer, now() + 600);
+    let mut c = no_pin.client(&ws);
+    let out = no_pin.run(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
     assert_eq!(out, Outcome::Waiting("pin".into()));
     assert_eq!(balance(&no_pin.card), 10_000);
-    assert_eq!(srv.captured(), 2_500);
+    // Meanwhile another terminal uses the card (one INITIALIZE): the kept
+    // proof no longer comes right before the purchase's INITIALIZE, so the
+    // client proves the card again instead of sending a draw the server
+    // would refuse; the shopper then types the PIN and pays.
+    let _ = card_proof(&mut no_pin.card, PurseId::Money, TEST_TERMINAL);
+    let _ = no_pin.card.process(
+        &purse::command::Request::Select(purse::command::Select {
+            aid: purse::AID.to_vec(),
+        })
+        .to_bytes(),
+    );
+    no_pin.pin = Some(TEST_PIN.into());
+    let out = no_pin.run(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
+    assert!(out.is_paid(), "{out:?}");
+    assert_eq!(count(&no_pin.trace, 0x50, Some(0x02)), 2, "proved again");
+    assert_eq!(balance(&no_pin.card), 7_500);
+    assert_eq!(srv.captured(), 5_000);
 }
 
 #[tokio::test]

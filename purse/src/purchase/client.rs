@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! card_ready → SELECT → READ LOG 1.. → [Confirm] → approve → INITIALIZE FOR LOAD 0 → INITIALIZE
-//!   → (6982: [NeedPin] → VERIFY → INITIALIZE FOR LOAD 0 → INITIALIZE) → POST draw → check amount
+//!   → (6982: [NeedPin] → VERIFY → INITIALIZE) → POST draw → check amount
 //!   → DEBIT → POST complete → [Done]            (payment_server, security_module)
 //!   → DEBIT → [Done] (+ complete in the background)   (client, merchant)
 //! DEBIT's answer lost → [Torn] → card_ready → SELECT → READ LOG … → (INITIALIZE FOR LOAD 0)
@@ -223,17 +223,23 @@ pub(crate) enum State {
     Proving {
         card: CardRead,
     },
-    /// INITIALIZE FOR PURCHASE, with the proving answer's data.
+    /// INITIALIZE FOR PURCHASE, with the proving answer's data (`fresh`: sent
+    /// right before it, not kept across a VERIFY).
     Initializing {
         card: CardRead,
         proof: Vec<u8>,
+        fresh: bool,
     },
+    /// The card asked for the PIN (`6982`: no ATC spent): the proof is kept
+    /// for the INITIALIZE after the VERIFY.
     NeedPin {
         card: CardRead,
+        proof: Vec<u8>,
         wrong_tries_left: Option<u8>,
     },
     Verifying {
         card: CardRead,
+        proof: Vec<u8>,
     },
     Drawing {
         card: CardRead,
@@ -390,7 +396,8 @@ impl Client {
         if !matches!(self.state, State::NeedPin { .. }) {
             return;
         }
-        let State::NeedPin { card, .. } = std::mem::replace(&mut self.state, State::Idle) else {
+        let State::NeedPin { card, proof, .. } = std::mem::replace(&mut self.state, State::Idle)
+        else {
             return;
         };
         let digits = Zeroizing::new(pin.iter().map(|d| b'0' + d).collect::<Vec<u8>>());
@@ -400,7 +407,7 @@ impl Client {
             })
             .to_bytes(),
         );
-        self.state = State::Verifying { card };
+        self.state = State::Verifying { card, proof };
         self.core.wire.apdu(apdu.to_vec());
     }
 
@@ -454,8 +461,8 @@ impl Client {
         self.fail(Problem::Torn, Some(State::Torn { drawn }));
     }
 
-    /// Before each INITIALIZE FOR PURCHASE (again after a VERIFY), the card
-    /// proves itself: the purchase's ATC is then the proven one plus 1.
+    /// Before the INITIALIZE FOR PURCHASE the card proves itself: the
+    /// purchase's ATC is then the proven one plus 1.
     fn initialize(&mut self, card: CardRead) {
         self.state = State::Proving { card };
         self.prove();
@@ -472,14 +479,14 @@ impl Client {
         self.core.wire.card(&r);
     }
 
-    fn initialize_purchase(&mut self, card: CardRead, proof: Vec<u8>) {
+    fn initialize_purchase(&mut self, card: CardRead, proof: Vec<u8>, fresh: bool) {
         let s = &self.session;
         let r = Request::InitializePurchase(InitializePurchase {
             purse: s.purse,
             amount: s.amount,
             terminal: s.terminal,
         });
-        self.state = State::Initializing { card, proof };
+        self.state = State::Initializing { card, proof, fresh };
         self.core.wire.card(&r);
     }
 
@@ -651,7 +658,7 @@ impl crate::client::Machine for Client {
     fn on_refused(&mut self, state: State, r: Refusal) {
         match (state, r) {
             (
-                State::Verifying { card },
+                State::Verifying { card, proof },
                 Refusal::RateLimited {
                     retry_after_ms,
                     limit,
@@ -666,6 +673,7 @@ impl crate::client::Machine for Client {
                 };
                 let back = State::NeedPin {
                     card,
+                    proof,
                     wrong_tries_left: None,
                 };
                 self.fail(problem, Some(back))
@@ -728,14 +736,15 @@ impl crate::client::Machine for Client {
                     return self.fail(Problem::of_card(r.sw), None);
                 }
                 match InitializeLoadResponse::decode(&r.data) {
-                    Ok(_) => self.initialize_purchase(card, r.data),
+                    Ok(_) => self.initialize_purchase(card, r.data, true),
                     Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
                 }
             }
-            State::Initializing { card, proof } => {
+            State::Initializing { card, proof, fresh } => {
                 if r.sw == StatusWord::PIN_REQUIRED {
                     self.state = State::NeedPin {
                         card,
+                        proof,
                         wrong_tries_left: None,
                     };
                     return;
@@ -743,21 +752,29 @@ impl crate::client::Machine for Client {
                 if !r.sw.is_ok() {
                     return self.fail(Problem::of_card(r.sw), None);
                 }
-                match InitializePurchaseResponse::decode(&r.data) {
-                    Ok(init) => self.draw(card, proof, init),
-                    Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
+                let Ok(init) = InitializePurchaseResponse::decode(&r.data) else {
+                    return self.fail(Problem::CardUnreadable, Some(State::Idle));
+                };
+                // A proof kept across the VERIFY no longer comes right before
+                // this INITIALIZE if the card was used meanwhile: prove again.
+                let follows = InitializeLoadResponse::decode(&proof)
+                    .is_ok_and(|p| p.atc.checked_add(1) == Some(init.atc));
+                if !follows && !fresh {
+                    return self.initialize(card);
                 }
+                self.draw(card, proof, init)
             }
-            State::Verifying { mut card } => {
+            State::Verifying { mut card, proof } => {
                 if r.sw.is_ok() {
                     card.pin_verified = true;
-                    return self.initialize(card);
+                    return self.initialize_purchase(card, proof, false);
                 }
                 match r.sw.pin_tries_left() {
                     Some(0) => self.fail(Problem::PinBlocked, None),
                     Some(left) => {
                         self.state = State::NeedPin {
                             card,
+                            proof,
                             wrong_tries_left: Some(left),
                         }
                     }
