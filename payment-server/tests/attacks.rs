@@ -115,15 +115,7 @@ async fn client_mode_forgery_without_a_debit_is_refused_and_captures_nothing() {
     let mut c = shopper.client(&ws);
     let mut draw_answer = None;
     // Run up to the DEBIT and keep it from the card.
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::CardBefore
-            } else {
-                Cut::None
-            }
-        })
-        .await;
+    let out = shopper.run(&mut c, &mut cut_debit(Cut::CardBefore)).await;
     assert_eq!(out.problem(), Some(Problem::Torn));
     for o in &shopper.trace {
         if let Outgoing::Server { path, body } = o {
@@ -346,26 +338,25 @@ async fn torn_purchase(srv: &TestServer, card: &str, txn: &str, amount: u32) -> 
     let mut shopper = Shopper::new(test_card(card, 5_000), srv.api());
     let ws = m.session(txn, amount, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::CardAfter
-            } else {
-                Cut::None
-            }
-        })
-        .await;
+    let out = shopper.run(&mut c, &mut cut_debit(Cut::CardAfter)).await;
     assert_eq!(out.problem(), Some(Problem::Torn));
     assert_eq!(srv.state_of("shop-a", txn).as_deref(), Some("drawn"));
     shopper.card_present = true;
     shopper
 }
 
-fn recover_body(ws: &purse::purchase::WidgetSession, log: Vec<Hex>, nonce: u8) -> RecoverEnvelope {
+/// A recover request with `log` and, if given, the card's proof (the data of
+/// its INITIALIZE FOR LOAD of 0).
+fn recover_body(
+    ws: &purse::purchase::WidgetSession,
+    log: Vec<Hex>,
+    proof: Option<Vec<u8>>,
+    nonce: u8,
+) -> RecoverEnvelope {
     let req = RecoverRequest {
         txn_id: ws.session.txn_id.clone(),
         log,
-        initialize_load: None,
+        initialize_load: proof.map(Hex),
     };
     RecoverEnvelope {
         session: ws.session.clone(),
@@ -390,7 +381,10 @@ async fn forged_moved_and_replayed_log_records_are_refused() {
     forged.s3[0] ^= 1;
     let r: Result<RecoverResponse, _> = srv
         .api()
-        .post(PATH_RECOVER, &recover_body(&ws, vec![enc(&forged)], 1))
+        .post(
+            PATH_RECOVER,
+            &recover_body(&ws, vec![enc(&forged)], None, 1),
+        )
         .await;
     assert_eq!(r.unwrap_err().code(), Some(ApiCode::BadLogRecord));
     // 2. The amount or balance changed in the record: refused.
@@ -402,7 +396,7 @@ async fn forged_moved_and_replayed_log_records_are_refused() {
         change(&mut x);
         let r: Result<RecoverResponse, _> = srv
             .api()
-            .post(PATH_RECOVER, &recover_body(&ws, vec![enc(&x)], 2))
+            .post(PATH_RECOVER, &recover_body(&ws, vec![enc(&x)], None, 2))
             .await;
         assert_eq!(r.unwrap_err().code(), Some(ApiCode::BadLogRecord));
     }
@@ -418,7 +412,7 @@ async fn forged_moved_and_replayed_log_records_are_refused() {
     assert_eq!(their.atc, genuine.atc);
     let r: Result<RecoverResponse, _> = srv
         .api()
-        .post(PATH_RECOVER, &recover_body(&ws, vec![enc(&their)], 3))
+        .post(PATH_RECOVER, &recover_body(&ws, vec![enc(&their)], None, 3))
         .await;
     assert_eq!(r.unwrap_err().code(), Some(ApiCode::BadLogRecord));
     assert_eq!(srv.state_of("shop-a", "T-lr").as_deref(), Some("drawn"));
@@ -442,7 +436,7 @@ async fn forged_moved_and_replayed_log_records_are_refused() {
             .api()
             .post(
                 PATH_RECOVER,
-                &recover_body(&ws, vec![enc(&genuine)], 10 + n),
+                &recover_body(&ws, vec![enc(&genuine)], None, 10 + n),
             )
             .await
             .unwrap();
@@ -456,6 +450,7 @@ async fn forged_moved_and_replayed_log_records_are_refused() {
             &recover_body(
                 &m.session("T-lr-other", 700, VerifyMode::PaymentServer, now() + 600),
                 vec![enc(&genuine)],
+                None,
                 20,
             ),
         )
@@ -484,15 +479,7 @@ async fn one_capture_per_order() {
         now() + 600,
     );
     let mut c = shopper.client(&ws1);
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::CardBefore
-            } else {
-                Cut::None
-            }
-        })
-        .await;
+    let out = shopper.run(&mut c, &mut cut_debit(Cut::CardBefore)).await;
     assert_eq!(out.problem(), Some(Problem::Torn));
     // Another card pays attempt 2 of the same order meanwhile: refused, attempt 1 is open.
     let mut other = Shopper::new(test_card("6280000000000029", 5_000), srv.api());
@@ -587,6 +574,7 @@ async fn malformed_and_oversized_bodies_get_json_errors() {
             &recover_body(
                 &srv.merchants[0].session("T-x", 1, VerifyMode::PaymentServer, now() + 60),
                 vec![Hex(vec![0; 37]); 11],
+                None,
                 1,
             ),
         )
@@ -953,29 +941,9 @@ async fn a_recover_decides_from_silence_only_on_the_cards_proof() {
     let mut shopper = Shopper::new(test_card(card_id, 5_000), srv.api());
     let ws = m.session("T-silent", 600, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::CardBefore
-            } else {
-                Cut::None
-            }
-        })
-        .await;
+    let out = shopper.run(&mut c, &mut cut_debit(Cut::CardBefore)).await;
     assert_eq!(out.problem(), Some(Problem::Torn));
-    let recover = |proof: Option<Vec<u8>>, nonce: u8| {
-        let req = RecoverRequest {
-            txn_id: ws.session.txn_id.clone(),
-            log: vec![],
-            initialize_load: proof.map(Hex),
-        };
-        RecoverEnvelope {
-            session: ws.session.clone(),
-            session_mac: ws.session_mac.clone(),
-            etsk: ws.etsk.clone(),
-            recover_request: req.seal(&ws.tsk().unwrap(), [nonce; 12]),
-        }
-    };
+    let recover = |proof: Option<Vec<u8>>, nonce: u8| recover_body(&ws, vec![], proof, nonce);
     // 1. An empty log ("the whole history") without the card's proof: anyone
     //    could send it, so it decides nothing.
     let r: RecoverResponse = srv

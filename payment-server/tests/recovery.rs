@@ -28,15 +28,7 @@ async fn card_pulled_after_it_applied_debit_then_put_back_shows_charged() {
     let mut shopper = Shopper::new(test_card("6280000000000101", 5_000), srv.api());
     let ws = m.session("T-1", 1_500, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::CardAfter
-            } else {
-                Cut::None
-            }
-        })
-        .await;
+    let out = shopper.run(&mut c, &mut cut_debit(Cut::CardAfter)).await;
     assert_eq!(
         out.problem(),
         Some(Problem::Torn),
@@ -95,15 +87,7 @@ async fn card_pulled_before_debit_reached_it_shows_not_charged() {
         let txn = format!("T-{card}");
         let ws = m.session(&txn, 1_500, VerifyMode::PaymentServer, now() + 600);
         let mut c = shopper.client(&ws);
-        let out = shopper
-            .run(&mut c, &mut |r: &mut Outgoing| {
-                if is_debit(r) {
-                    Cut::CardBefore
-                } else {
-                    Cut::None
-                }
-            })
-            .await;
+        let out = shopper.run(&mut c, &mut cut_debit(Cut::CardBefore)).await;
         assert_eq!(out.problem(), Some(Problem::Torn));
         shopper.card_present = true;
         let out = shopper
@@ -129,13 +113,7 @@ async fn card_pulled_after_it_answered_debit_still_completes() {
     let mut c = shopper.client(&ws);
     // Pulled right after its answer: complete needs no card.
     let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::PulledAfterAnswer
-            } else {
-                Cut::None
-            }
-        })
+        .run(&mut c, &mut cut_debit(Cut::PulledAfterAnswer))
         .await;
     assert!(out.is_paid(), "{out:?}");
     assert!(!shopper.card_present);
@@ -233,15 +211,7 @@ async fn silent_transactions_become_unknown_then_the_cards_next_use_decides() {
     // Torn (applied), and the shopper never comes back to this page; its session expires.
     let ws = m.session("T-5", 1_200, VerifyMode::PaymentServer, now() + 1);
     let mut c = shopper.client(&ws);
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::CardAfter
-            } else {
-                Cut::None
-            }
-        })
-        .await;
+    let out = shopper.run(&mut c, &mut cut_debit(Cut::CardAfter)).await;
     assert_eq!(out.problem(), Some(Problem::Torn));
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     assert_eq!(srv.service.sweep().await.unwrap(), 1);

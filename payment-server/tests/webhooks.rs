@@ -129,15 +129,7 @@ async fn every_change_reaches_the_merchant_signed_and_once() {
     // A torn purchase the card's log decides "not charged".
     let ws = m.session("W-2", 200, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::CardBefore
-            } else {
-                Cut::None
-            }
-        })
-        .await;
+    let out = shopper.run(&mut c, &mut cut_debit(Cut::CardBefore)).await;
     assert_eq!(out.problem(), Some(Problem::Torn));
     shopper.card_present = true;
     assert_eq!(
@@ -150,15 +142,7 @@ async fn every_change_reaches_the_merchant_signed_and_once() {
     // Recovered as debited.
     let ws = m.session("W-3", 100, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
-    let _ = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if is_debit(r) {
-                Cut::CardAfter
-            } else {
-                Cut::None
-            }
-        })
-        .await;
+    let _ = shopper.run(&mut c, &mut cut_debit(Cut::CardAfter)).await;
     shopper.card_present = true;
     assert!(shopper
         .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)

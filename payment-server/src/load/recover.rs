@@ -66,6 +66,23 @@ impl PaymentService {
         }
     }
 
+    /// The card proving itself: an INITIALIZE FOR LOAD of amount 0 of
+    /// `card`'s `purse` whose S1 verifies. Its balance and ATC are then a fact
+    /// (for the open loads) and its ATC a proven one (for the purchases' log).
+    pub(crate) fn card_proof(
+        &self,
+        card: &CardId,
+        purse: PurseId,
+        init: &InitializeLoadResponse,
+    ) -> Result<BalanceFact, PaymentError> {
+        self.verify_load_s1(card, purse, init, 0)?;
+        Ok(BalanceFact {
+            atc: init.atc,
+            balance: init.balance,
+            purse,
+        })
+    }
+
     /// A record of this load's ATC must be its credit, with an S3 the HSM verifies.
     fn load_record_proves(
         &self,
@@ -250,17 +267,10 @@ impl PaymentService {
         let Some(d) = row.drawn.clone() else {
             return Err(PaymentError::WrongState);
         };
-        let fact = match &zero {
-            Some(z) => {
-                self.verify_load_s1(&d.card_id, row.purse, z, 0)?;
-                Some(BalanceFact {
-                    atc: z.atc,
-                    balance: z.balance,
-                    purse: row.purse,
-                })
-            }
-            None => None,
-        };
+        let fact = zero
+            .as_ref()
+            .map(|z| self.card_proof(&d.card_id, row.purse, z))
+            .transpose()?;
         self.settle_card(
             &d.card_id,
             &CardLog {

@@ -22,7 +22,6 @@ use super::{
     StoredJson,
 };
 use crate::error::PaymentError;
-use crate::load::decide::BalanceFact;
 use crate::store::{InsertConflict, TxnRow};
 
 impl PaymentService {
@@ -57,7 +56,7 @@ impl PaymentService {
         // The card named in SELECT is present: S1 under its load key. Nothing
         // else in a draw request is the card's (INITIALIZE FOR PURCHASE has no
         // MAC), and nothing is read, settled or stored before this holds.
-        self.verify_load_s1(&sel.card_id, s.purse, &proof, 0)?;
+        let fact = self.card_proof(&sel.card_id, s.purse, &proof)?;
         let log = decode_log(&dr.log)?;
         // The same draw again (a retry sends the same sealed bytes) gets the stored answer.
         let draw_hash = Sha256::digest(env.draw_request.as_slice()).to_vec();
@@ -80,16 +79,11 @@ impl PaymentService {
             &sel.card_id,
             &CardLog {
                 records: log.clone(),
-                proven_atc: Some(proof.atc),
+                proven_atc: Some(fact.atc),
             },
         )
         .await?;
         // The same log and the proven balance settle the card's open loads.
-        let fact = BalanceFact {
-            atc: proof.atc,
-            balance: proof.balance,
-            purse: s.purse,
-        };
         self.settle_open_loads(open_loads, &sel.card_id, &log, Some(fact), None)
             .await?;
         if !s.order_ref.is_empty() {

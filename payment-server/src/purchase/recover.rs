@@ -40,7 +40,6 @@ use tracing::Instrument;
 use super::results::seal_results;
 use super::{malformed, sealed_error, Caller, PaymentService};
 use crate::error::PaymentError;
-use crate::load::decide::BalanceFact;
 use crate::store::{Transition, TxnRow};
 
 /// The card's log as a client presented it.
@@ -200,22 +199,15 @@ impl PaymentService {
             .ok_or(PaymentError::UnknownTxn)?;
         // The card proves itself (S1 under its load key) before its log's
         // silence may decide anything; a made-up proof refuses the request.
-        let fact = match &proof {
-            Some(p) => {
-                self.verify_load_s1(&row.card_id, row.purse, p, 0)?;
-                Some(BalanceFact {
-                    atc: p.atc,
-                    balance: p.balance,
-                    purse: row.purse,
-                })
-            }
-            None => None,
-        };
+        let fact = proof
+            .as_ref()
+            .map(|p| self.card_proof(&row.card_id, row.purse, p))
+            .transpose()?;
         self.settle_card(
             &row.card_id,
             &CardLog {
                 records: records.clone(),
-                proven_atc: proof.map(|p| p.atc),
+                proven_atc: fact.map(|f| f.atc),
             },
         )
         .await?;

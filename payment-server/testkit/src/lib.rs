@@ -760,6 +760,12 @@ pub fn card_proof(card: &mut Card, purse: PurseId, terminal: Terminal) -> Vec<u8
     r.data
 }
 
+/// A plan that cuts the DEBIT command with `cut` and lets everything else
+/// through (a purchase torn at the card).
+pub fn cut_debit(cut: Cut) -> impl FnMut(&mut Outgoing) -> Cut {
+    move |r: &mut Outgoing| if is_debit(r) { cut } else { Cut::None }
+}
+
 /// Is this request the DEBIT command?
 pub fn is_debit(req: &Outgoing) -> bool {
     matches!(req, Outgoing::Card(a) if a.get(1) == Some(&purse::command::INS_DEBIT))
