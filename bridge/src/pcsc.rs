@@ -565,18 +565,8 @@ impl PcscBackend {
         else {
             return;
         };
-        let (held, back) = self.reservations.kept(handle, &card);
-        if let Some(job) = back {
+        for job in self.reservations.kept(handle, &card) {
             self.keeper.submit(job, now);
-        }
-        if !held {
-            self.keeper.submit(
-                crate::store::Job::GiveBack {
-                    card,
-                    if_taken: None,
-                },
-                now,
-            );
         }
     }
 

@@ -117,13 +117,16 @@ impl Reservations {
     /// An INITIALIZE on `handle` for `card` spent a token but no ATC (the card
     /// answered `6982`): hold that token as the connection's reservation for
     /// the INITIALIZE to come, with no write. A connection holding one for
-    /// this card already keeps it (and the spent token is not held twice:
-    /// false, the caller gives it back); one for another card goes back.
-    pub fn kept(&mut self, handle: u32, card: &str) -> (bool, Option<Job>) {
+    /// this card already keeps it, and the spent token goes back (never held
+    /// twice); one for another card goes back.
+    pub fn kept(&mut self, handle: u32, card: &str) -> Vec<Job> {
         if self.slots.get(&handle).is_some_and(|s| s.card == card) {
-            return (false, None);
+            return vec![Job::GiveBack {
+                card: card.to_owned(),
+                if_taken: None,
+            }];
         }
-        let back = self.ended(handle);
+        let back = self.ended(handle).into_iter().collect();
         self.next_id += 1;
         self.slots.insert(
             handle,
@@ -133,7 +136,7 @@ impl Reservations {
                 held: true,
             },
         );
-        (true, back)
+        back
     }
 
     /// An INITIALIZE on `handle` for `card`.
@@ -200,18 +203,21 @@ mod tests {
         r.written(id, Reserved::Taken);
         assert_eq!(r.take(1, "a"), Use::Reserved);
         // 6982: that token is held again, nothing to write
-        assert_eq!(r.kept(1, "a"), (true, None));
+        assert_eq!(r.kept(1, "a"), vec![]);
         assert!(!r.pending());
         assert_eq!(r.take(1, "a"), Use::Reserved);
         // unused: given back like any other
-        assert_eq!(r.kept(1, "a"), (true, None));
+        assert_eq!(r.kept(1, "a"), vec![]);
         assert_eq!(r.ended(1), Some(give_back("a")));
-        // one for this card held already: the spent token is not held twice
+        // one for this card held already: the spent token goes back, never
+        // held twice
         let id = reserve_id(&r.selected(2, "a"));
         r.written(id, Reserved::Taken);
-        assert_eq!(r.kept(2, "a"), (false, None));
+        assert_eq!(r.kept(2, "a"), vec![give_back("a")]);
+        assert_eq!(r.take(2, "a"), Use::Reserved);
+        assert_eq!(r.kept(2, "a"), vec![]);
         // one for another card goes back
-        assert_eq!(r.kept(2, "b"), (true, Some(give_back("a"))));
+        assert_eq!(r.kept(2, "b"), vec![give_back("a")]);
         assert_eq!(r.take(2, "b"), Use::Reserved);
     }
 

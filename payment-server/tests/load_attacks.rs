@@ -5,7 +5,6 @@
 use merchant_kit::bank::{BankError, Booking};
 use payment_testkit::*;
 use purse::apdu::Response;
-use purse::command::{InitializeLoad, Request, Select};
 use purse::load::client::{Charged, LoadProblem};
 use purse::load::{
     CreditResponseMsg, LoadCompleteEnvelope, LoadDrawRequest, LoadEnvelope, LoadRecoverEnvelope,
@@ -64,28 +63,6 @@ async fn recover(
         recover_request: req.seal(&ws.tsk().unwrap(), nonce()),
     };
     srv.api().post(PATH_LOAD_RECOVER, &env).await
-}
-
-/// A zero-value INITIALIZE FOR LOAD in a fresh selection, as a terminal would.
-fn zero_initialize(card: &mut card::Card) -> Vec<u8> {
-    card.reset();
-    card.process(
-        &Request::Select(Select {
-            aid: purse::AID.to_vec(),
-        })
-        .to_bytes(),
-    );
-    let r = card.process(
-        &Request::InitializeLoad(InitializeLoad {
-            purse: PurseId::Money,
-            amount: 0,
-            terminal: TEST_TERMINAL,
-        })
-        .to_bytes(),
-    );
-    let r = Response::parse(&r).unwrap();
-    assert!(r.sw.is_ok());
-    r.data
 }
 
 #[tokio::test]
@@ -231,13 +208,7 @@ async fn a_replayed_credit_or_load_request_credits_nothing_twice() {
         .unwrap();
     assert_eq!(balance(&shopper.card), 3_000);
     // The old CREDIT straight to the card: no INITIALIZE pending.
-    shopper.card.reset();
-    shopper.card.process(
-        &Request::Select(Select {
-            aid: purse::AID.to_vec(),
-        })
-        .to_bytes(),
-    );
+    reset_and_select(&mut shopper.card);
     let r = Response::parse(&shopper.card.process(&old_credit)).unwrap();
     assert_eq!(r.sw, purse::StatusWord::NO_INITIALIZE);
     // The old CREDIT in place of a new load's: another session key, 6988; the
@@ -431,7 +402,7 @@ async fn a_zero_value_initialize_cannot_fake_a_negative_result() {
     acct.open(ACCOUNT, 100_000);
     let mut shopper = Shopper::new(test_card("6280000000004006", 1_000), srv.api());
     // A zero-value INITIALIZE kept from before the load.
-    let old_zero = zero_initialize(&mut shopper.card);
+    let old_zero = card_proof(&mut shopper.card, PurseId::Money, TEST_TERMINAL);
     // The load: the card applies CREDIT; the hostile client hides the answer
     // and the log, and claims the card refused (9402).
     let ws = acct.hold(a, "L-z", ACCOUNT, 4_000, PurseId::Money);
@@ -454,7 +425,7 @@ async fn a_zero_value_initialize_cannot_fake_a_negative_result() {
     assert_eq!(r.status, LoadRecoverStatus::Unknown);
     assert!(r.result_b.is_none());
     // A fresh one with a forged S1, or a balance changed to the one before the load.
-    let fresh = zero_initialize(&mut shopper.card);
+    let fresh = card_proof(&mut shopper.card, PurseId::Money, TEST_TERMINAL);
     let mut forged = fresh.clone();
     forged[12] ^= 1;
     let e = recover(&srv, &ws, refusal.clone(), Some(forged))
@@ -473,7 +444,7 @@ async fn a_zero_value_initialize_cannot_fake_a_negative_result() {
         &srv,
         &ws,
         refusal.clone(),
-        Some(zero_initialize(&mut other)),
+        Some(card_proof(&mut other, PurseId::Money, TEST_TERMINAL)),
     )
     .await
     .unwrap_err();

@@ -159,12 +159,7 @@ async fn above_the_no_pin_limit_the_pin_is_asked_and_verified() {
     // client proves the card again instead of sending a draw the server
     // would refuse; the shopper then types the PIN and pays.
     let _ = card_proof(&mut no_pin.card, PurseId::Money, TEST_TERMINAL);
-    let _ = no_pin.card.process(
-        &purse::command::Request::Select(purse::command::Select {
-            aid: purse::AID.to_vec(),
-        })
-        .to_bytes(),
-    );
+    reset_and_select(&mut no_pin.card);
     no_pin.pin = Some(TEST_PIN.into());
     let out = no_pin.run(&mut c, &mut |_r: &mut Outgoing| Cut::None).await;
     assert!(out.is_paid(), "{out:?}");

@@ -275,7 +275,7 @@ impl PaymentService {
             &d.card_id,
             &CardLog {
                 records: log.clone(),
-                proven_atc: zero.map(|z| z.atc),
+                proven_atc: fact.map(|f| f.atc),
             },
         )
         .await?;

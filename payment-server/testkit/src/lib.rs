@@ -715,8 +715,8 @@ impl Shopper<Card> {
     }
 }
 
-/// SELECT and READ LOG 1..10 on a card (after a reset).
-pub fn read_card_log(card: &mut Card) -> Vec<LogRecord> {
+/// Reset the card and SELECT the Cardpay application, as a terminal starts.
+pub fn reset_and_select(card: &mut Card) {
     card.reset();
     let _ = card.process(
         &Request::Select(Select {
@@ -724,6 +724,11 @@ pub fn read_card_log(card: &mut Card) -> Vec<LogRecord> {
         })
         .to_bytes(),
     );
+}
+
+/// SELECT and READ LOG 1..10 on a card (after a reset).
+pub fn read_card_log(card: &mut Card) -> Vec<LogRecord> {
+    reset_and_select(card);
     let mut out = Vec::new();
     for n in 1..=10u8 {
         let r = card.process(&Request::ReadLog(ReadLog { record: n }).to_bytes());
@@ -740,13 +745,7 @@ pub fn read_card_log(card: &mut Card) -> Vec<LogRecord> {
 /// INITIALIZE FOR LOAD of amount 0 on `purse` for `terminal`; the answer's
 /// data (balance, ATC, key version, alg, R, S1).
 pub fn card_proof(card: &mut Card, purse: PurseId, terminal: Terminal) -> Vec<u8> {
-    card.reset();
-    let _ = card.process(
-        &Request::Select(Select {
-            aid: purse::AID.to_vec(),
-        })
-        .to_bytes(),
-    );
+    reset_and_select(card);
     let r = card.process(
         &Request::InitializeLoad(InitializeLoad {
             purse,

@@ -223,23 +223,23 @@ pub(crate) enum State {
     Proving {
         card: CardRead,
     },
-    /// INITIALIZE FOR PURCHASE, with the proving answer's data (`fresh`: sent
-    /// right before it, not kept across a VERIFY).
+    /// INITIALIZE FOR PURCHASE, with the proving answer (`fresh`: sent right
+    /// before it, not kept across a VERIFY).
     Initializing {
         card: CardRead,
-        proof: Vec<u8>,
+        proof: InitializeLoadResponse,
         fresh: bool,
     },
     /// The card asked for the PIN (`6982`: no ATC spent): the proof is kept
     /// for the INITIALIZE after the VERIFY.
     NeedPin {
         card: CardRead,
-        proof: Vec<u8>,
+        proof: InitializeLoadResponse,
         wrong_tries_left: Option<u8>,
     },
     Verifying {
         card: CardRead,
-        proof: Vec<u8>,
+        proof: InitializeLoadResponse,
     },
     Drawing {
         card: CardRead,
@@ -479,7 +479,7 @@ impl Client {
         self.core.wire.card(&r);
     }
 
-    fn initialize_purchase(&mut self, card: CardRead, proof: Vec<u8>, fresh: bool) {
+    fn initialize_purchase(&mut self, card: CardRead, proof: InitializeLoadResponse, fresh: bool) {
         let s = &self.session;
         let r = Request::InitializePurchase(InitializePurchase {
             purse: s.purse,
@@ -504,23 +504,28 @@ impl Client {
         self.prove();
     }
 
-    fn recover(&mut self, card: CardRead, drawn: Drawn, proof: Option<Vec<u8>>) {
+    fn recover(&mut self, card: CardRead, drawn: Drawn, proof: Option<InitializeLoadResponse>) {
         let req = RecoverRequest {
             txn_id: self.session.txn_id.clone(),
             log: card.log_hex(),
-            initialize_load: proof.map(Hex),
+            initialize_load: proof.map(|p| Hex(p.encode())),
         };
         let body = self.core.sealer.envelope("recover_request", &req);
         self.state = State::Recovering { drawn };
         self.core.wire.post(PATH_RECOVER, body);
     }
 
-    fn draw(&mut self, card: CardRead, proof: Vec<u8>, init: InitializePurchaseResponse) {
+    fn draw(
+        &mut self,
+        card: CardRead,
+        proof: InitializeLoadResponse,
+        init: InitializePurchaseResponse,
+    ) {
         let s = &self.session;
         let e = self
             .core
             .evidence(&card, &s.txn_id, s.amount, s.purse, init.encode());
-        let dr = DrawRequest::from_card(e, proof, card.pin_verified);
+        let dr = DrawRequest::from_card(e, proof.encode(), card.pin_verified);
         let body = self.core.sealer.envelope("draw_request", &dr);
         self.core.wire.post(PATH_DRAW, body.clone());
         self.state = State::Drawing {
@@ -727,8 +732,10 @@ impl crate::client::Machine for Client {
             State::RecoveryProof { card, drawn } => {
                 // Any answer but a readable one leaves the ATC unproven: the
                 // server then decides only from records.
-                let proof = (r.sw.is_ok() && InitializeLoadResponse::decode(&r.data).is_ok())
-                    .then_some(r.data);
+                let proof =
+                    r.sw.is_ok()
+                        .then(|| InitializeLoadResponse::decode(&r.data).ok())
+                        .flatten();
                 self.recover(card, drawn, proof);
             }
             State::Proving { card } => {
@@ -736,7 +743,7 @@ impl crate::client::Machine for Client {
                     return self.fail(Problem::of_card(r.sw), None);
                 }
                 match InitializeLoadResponse::decode(&r.data) {
-                    Ok(_) => self.initialize_purchase(card, r.data, true),
+                    Ok(proof) => self.initialize_purchase(card, proof, true),
                     Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
                 }
             }
@@ -757,8 +764,7 @@ impl crate::client::Machine for Client {
                 };
                 // A proof kept across the VERIFY no longer comes right before
                 // this INITIALIZE if the card was used meanwhile: prove again.
-                let follows = InitializeLoadResponse::decode(&proof)
-                    .is_ok_and(|p| p.atc.checked_add(1) == Some(init.atc));
+                let follows = proof.atc.checked_add(1) == Some(init.atc);
                 if !follows && !fresh {
                     return self.initialize(card);
                 }
