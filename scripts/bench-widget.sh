@@ -14,7 +14,8 @@
 #   serves beside the files counts too, e.g. headers).
 #   --cross-site: the test shop on https://localhost:PORT, cross-site to the payment
 #   origin as a merchant's page is in production (the frame gets a process of its own).
-#   Run with CARDPAY_BRIDGE_LOG=debug for the bridge's per-request timings in its log.
+#   Run with CARDPAY_BRIDGE_LOG=debug for the bridge's per-request timings in its log,
+#   and CARDPAY_KEEP_BRIDGE_LOG=FILE to keep that log (the browser's profile is deleted).
 #   The card, bridge and payment server run as release builds (--debug: debug builds).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -168,6 +168,108 @@ async fn above_the_no_pin_limit_the_pin_is_asked_and_verified() {
     assert_eq!(srv.captured(), 5_000);
 }
 
+/// The card's INITIALIZEs in a trace: its proofs (FOR LOAD, P1 02) and the
+/// purchase's (FOR PURCHASE, P1 01).
+fn initializes(trace: &[Outgoing], p1: u8) -> usize {
+    trace
+        .iter()
+        .filter(
+            |r| matches!(r, Outgoing::Card(a) if a.get(1) == Some(&0x50) && a.get(2) == Some(&p1)),
+        )
+        .count()
+}
+
+/// Carry the client's requests until it waits for the shopper; `before`
+/// sees each card request first (the test's own moves go there).
+async fn until_the_shopper(
+    shopper: &mut Shopper,
+    c: &mut purse::purchase::client::Client,
+    before: &mut dyn FnMut(&Outgoing, &mut purse::purchase::client::Client),
+) {
+    while let Some(req) = c.poll_request() {
+        before(&req, c);
+        let reply = shopper.carry(&req, Cut::None).await;
+        shopper.trace.push(req);
+        c.handle(reply);
+    }
+}
+
+#[tokio::test]
+async fn the_card_proves_itself_while_the_amount_is_shown_and_again_if_used_before_approve() {
+    let srv = TestServer::start(&[TestMerchant::new("shop", 1)]).await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000006", 10_000), srv.api());
+    // The amount is shown (Confirm) with the card's proof already taken, so
+    // Approve waits for one card round trip less.
+    let ws = m.session("T-early", 700, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    shopper.card.reset();
+    c.card_ready();
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    assert!(
+        matches!(c.status(), purse::purchase::client::Status::Confirm),
+        "{:?}",
+        c.status()
+    );
+    assert_eq!(
+        initializes(&shopper.trace, 0x02),
+        1,
+        "the proof went with the amount"
+    );
+    assert_eq!(
+        initializes(&shopper.trace, 0x01),
+        0,
+        "nothing more before Approve"
+    );
+    assert_eq!(shopper.card.state().atc, 1, "the proof spent one ATC");
+    // Before the shopper approves, another terminal uses the card (one
+    // INITIALIZE): the purchase's INITIALIZE shows the card's ATC moved, so
+    // the client proves the card again instead of sending a draw the server
+    // would refuse.
+    let _ = card_proof(&mut shopper.card, PurseId::Money, TEST_TERMINAL);
+    reset_and_select(&mut shopper.card);
+    let out = shopper
+        .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await;
+    assert!(out.is_paid(), "{out:?}");
+    assert_eq!(initializes(&shopper.trace, 0x02), 2, "proved again");
+    // ATCs: the proof, the other terminal's, the stale INITIALIZE, the new
+    // proof, the purchase's INITIALIZE.
+    assert_eq!(shopper.card.state().atc, 5);
+    assert_eq!(balance(&shopper.card), 9_300);
+    assert_eq!(srv.captured(), 700);
+
+    // A shopper who approves before the proof's answer is in (as a bench's
+    // click can): the answer goes straight on to the INITIALIZE, one proof.
+    let ws = m.session("T-quick", 300, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    shopper.trace.clear();
+    shopper.card.reset();
+    c.card_ready();
+    let mut approved_early = false;
+    until_the_shopper(&mut shopper, &mut c, &mut |req, c| {
+        if matches!(req, Outgoing::Card(a) if a.get(1) == Some(&0x50) && a.get(2) == Some(&0x02)) {
+            c.approve();
+            approved_early = matches!(
+                c.status(),
+                purse::purchase::client::Status::Working(purse::purchase::client::Step::Preparing)
+            );
+        }
+    })
+    .await;
+    assert!(approved_early, "Approve while the proof was on its way");
+    assert!(c.is_finished(), "{:?}", c.status());
+    assert_eq!(initializes(&shopper.trace, 0x02), 1, "one proof");
+    assert_eq!(
+        initializes(&shopper.trace, 0x01),
+        1,
+        "one INITIALIZE FOR PURCHASE"
+    );
+    assert_eq!(shopper.card.state().atc, 7);
+    assert_eq!(balance(&shopper.card), 9_000);
+    assert_eq!(srv.captured(), 1_000);
+}
+
 #[tokio::test]
 async fn draw_requests_carry_the_cards_log() {
     let srv = TestServer::start(&[TestMerchant::new("shop", 1)]).await;

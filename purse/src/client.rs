@@ -193,15 +193,6 @@ macro_rules! driver_methods {
             }
         }
 
-        /// The shopper approved the amount: INITIALIZE.
-        pub fn approve(&mut self) {
-            if let State::Confirm { .. } = self.state {
-                if let State::Confirm { card } = std::mem::replace(&mut self.state, State::Idle) {
-                    self.initialize(card);
-                }
-            }
-        }
-
         /// Feed the answer to the outstanding request (ignored when none is awaited).
         pub fn handle(&mut self, reply: $crate::client::Reply) {
             $crate::client::dispatch(self, reply)

@@ -174,7 +174,7 @@ const traceScript = `(() => {
   const log = window.__cpTrace = [];
   const post = window.postMessage.bind(window);
   window.postMessage = function (m, o) {
-    if (m && m.dir === 'to-extension') log.push({ t: t(), ev: 'send', type: m.type, id: m.id, apdu: m.apdu && m.apdu.slice(0, 4) });
+    if (m && m.dir === 'to-extension') log.push({ t: t(), ev: 'send', type: m.type, id: m.id, apdu: m.apdu && m.apdu.slice(0, 4), p1: m.apdu && m.apdu.slice(4, 6) });
     return post(m, o);
   };
   window.addEventListener('message', (e) => {
@@ -249,12 +249,14 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   span('TOTAL script tag → ready', S, readyAt);
   const draw = r('/v1/purchases/draw');
   const comp = r('/v1/purchases/complete');
-  // Two INITIALIZEs: FOR LOAD of amount 0 (the card proves itself), then FOR PURCHASE.
-  const [prove, init] = post.filter((x) => x.apdu === '8050');
+  // Two INITIALIZEs: FOR LOAD of amount 0 (P1 02: the card proves itself, sent as the
+  // amount is shown, before the click), then FOR PURCHASE (P1 01) after the click.
+  const init = post.find((x) => x.apdu === '8050' && x.p1 === '01');
+  const prove = sends.filter((x) => x.apdu === '8050' && x.p1 === '02' && (!init || x.t < init.t)).pop();
   const debit = post.find((x) => x.apdu === '8054');
-  span('click → INITIALIZE FOR LOAD 0 sent', clickedAt, prove?.t);
-  span('INITIALIZE FOR LOAD 0 (extension+bridge+card)', prove?.t, replyTo(prove)?.t);
-  span('→ INITIALIZE FOR PURCHASE sent', replyTo(prove)?.t, init?.t);
+  span('INITIALIZE FOR LOAD 0 (extension+bridge+card; sent before the click)', prove?.t, replyTo(prove)?.t);
+  span('its answer → click (< 0: the click came first)', replyTo(prove)?.t, clickedAt);
+  span('click → INITIALIZE FOR PURCHASE sent', clickedAt, init?.t);
   span('INITIALIZE FOR PURCHASE (extension+bridge+card)', init?.t, replyTo(init)?.t);
   span('→ draw request starts', replyTo(init)?.t, draw && abs(f.origin, draw.start));
   span('POST draw', draw && abs(f.origin, draw.start), draw && abs(f.origin, draw.end));

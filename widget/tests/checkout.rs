@@ -313,6 +313,26 @@ async fn no_card_then_inserted() {
 }
 
 #[tokio::test]
+async fn card_pulled_while_the_amount_is_shown_and_its_proof_on_the_way() {
+    let (_srv, mut w) = world(10_000, 5_000, 1_000, VerifyMode::PaymentServer).await;
+    w.pull_on_ins = Some(0x50); // the card's proof, sent as the amount is shown
+    w.start().await;
+    // Nothing started: back to "insert your card", no error, as when the card
+    // is pulled at the amount with nothing on its way (no_card_then_inserted).
+    assert_eq!(w.screen, Screen::Unavailable(Capability::NoCard));
+    assert!(!w
+        .events
+        .iter()
+        .any(|e| matches!(e, ParentEvent::Error { .. })));
+    assert_eq!(w.balance(), 10_000);
+    w.insert().await;
+    assert_eq!(w.screen, Screen::Confirm);
+    w.press(Action::Approve).await;
+    assert!(matches!(w.screen, Screen::Done { .. }), "{:?}", w.screen);
+    assert_eq!(w.balance(), 9_000);
+}
+
+#[tokio::test]
 async fn card_pulled_before_debit_charges_nothing_and_retry_works() {
     let (_srv, mut w) = world(10_000, 5_000, 1_000, VerifyMode::PaymentServer).await;
     w.start().await;

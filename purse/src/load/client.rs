@@ -351,6 +351,16 @@ impl LoadClient {
         }
     }
 
+    /// The shopper approved the amount: INITIALIZE FOR LOAD.
+    pub fn approve(&mut self) {
+        if !matches!(self.state, State::Confirm { .. }) {
+            return;
+        }
+        if let State::Confirm { card } = std::mem::replace(&mut self.state, State::Idle) {
+            self.initialize(card);
+        }
+    }
+
     /// Retry where the failure left off.
     pub fn retry(&mut self) {
         let Some(next) = self.take_resume() else {

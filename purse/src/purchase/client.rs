@@ -7,7 +7,7 @@
 //! [`crate::client`].
 //!
 //! ```text
-//! card_ready → SELECT → READ LOG 1.. → [Confirm] → approve → INITIALIZE FOR LOAD 0 → INITIALIZE
+//! card_ready → SELECT → READ LOG 1.. → [Confirm] + INITIALIZE FOR LOAD 0 → approve → INITIALIZE
 //!   → (6982: [NeedPin] → VERIFY → INITIALIZE) → POST draw → check amount
 //!   → DEBIT → POST complete → [Done]            (payment_server, security_module)
 //!   → DEBIT → [Done] (+ complete in the background)   (client, merchant)
@@ -20,6 +20,13 @@
 //! SELECT is present and what its ATC is. INITIALIZE FOR PURCHASE carries no
 //! MAC, so without it anyone who knows a card's number could draw in its name
 //! (take its next ATCs, or decide its torn purchases from a log they made up).
+//! It is sent as the amount is shown, while the shopper reads it, so Approve
+//! waits for one card round trip less. It only has to come right before the
+//! INITIALIZE FOR PURCHASE in the card's ATCs, not in time: if the card was
+//! used meanwhile (another terminal, another tab), the INITIALIZE's ATC shows
+//! it, and the card proves itself again first. The cost: a checkout whose
+//! amount was shown but never approved spends one ATC and one token of the
+//! bridge's INITIALIZE budget.
 //!
 //! Drive it with [`Client::poll_request`] (at most one request outstanding:
 //! an APDU for the card or a POST to the payment origin) and
@@ -216,12 +223,18 @@ pub(crate) enum State {
         card: CardRead,
         drawn: Drawn,
     },
+    /// The amount is shown. The card's proof (its answer to the INITIALIZE
+    /// FOR LOAD of amount 0 sent with this state) is `None` while on its way.
     Confirm {
         card: CardRead,
+        proof: Option<InitializeLoadResponse>,
     },
-    /// The INITIALIZE FOR LOAD of amount 0 that proves the card (its S1).
+    /// Approved: the INITIALIZE FOR LOAD of amount 0 that proves the card
+    /// (its S1) is on its way (`fresh`: sent after the approval, right before
+    /// the INITIALIZE FOR PURCHASE; else sent as the amount was shown).
     Proving {
         card: CardRead,
+        fresh: bool,
     },
     /// INITIALIZE FOR PURCHASE, with the proving answer (`fresh`: sent right
     /// before it, not kept across a VERIFY).
@@ -388,6 +401,25 @@ impl Client {
         }
     }
 
+    /// The shopper approved the amount: INITIALIZE FOR PURCHASE after the
+    /// card's proof, once that is in (the proof sent as the amount was shown is
+    /// not fresh: if the card was used since, it proves itself again).
+    pub fn approve(&mut self) {
+        if !matches!(self.state, State::Confirm { .. }) {
+            return;
+        }
+        let State::Confirm { card, proof } = std::mem::replace(&mut self.state, State::Idle) else {
+            return;
+        };
+        match proof {
+            Some(proof) => self.initialize_purchase(card, proof, false),
+            None if self.core.wire.is_awaiting() => {
+                self.state = State::Proving { card, fresh: false }
+            }
+            None => self.initialize(card),
+        }
+    }
+
     /// The shopper entered a PIN on the keypad (4–8 digits, `0`..=`9`).
     pub fn submit_pin(&mut self, pin: &[u8]) {
         if !(PIN_MIN..=PIN_MAX).contains(&pin.len()) || pin.iter().any(|d| *d > 9) {
@@ -461,10 +493,10 @@ impl Client {
         self.fail(Problem::Torn, Some(State::Torn { drawn }));
     }
 
-    /// Before the INITIALIZE FOR PURCHASE the card proves itself: the
-    /// purchase's ATC is then the proven one plus 1.
+    /// Approved, and the card must prove itself (again) right before the
+    /// INITIALIZE FOR PURCHASE: the purchase's ATC is then the proven one plus 1.
     fn initialize(&mut self, card: CardRead) {
-        self.state = State::Proving { card };
+        self.state = State::Proving { card, fresh: true };
         self.prove();
     }
 
@@ -492,7 +524,9 @@ impl Client {
 
     fn log_read(&mut self, card: CardRead, recovering: Option<Drawn>) {
         let Some(drawn) = recovering else {
-            self.state = State::Confirm { card };
+            // The amount is shown; the card proves itself while the shopper reads it.
+            self.state = State::Confirm { card, proof: None };
+            self.prove();
             return;
         };
         // The transaction's own record decides by itself; the log's silence
@@ -656,6 +690,13 @@ impl crate::client::Machine for Client {
                 ..
             }
             | State::RecoveryProof { drawn, .. } => self.torn(drawn),
+            // Pulled while the amount is shown, its proof on the way: nothing
+            // started, so back to waiting for the card, as when it is pulled
+            // there with nothing on its way (no error to tell).
+            State::Confirm { .. } if problem == Problem::CardRemoved => {
+                self.core.wire.drop_pending();
+                self.state = State::Idle;
+            }
             _ => self.fail(problem, Some(State::Idle)),
         }
     }
@@ -738,15 +779,22 @@ impl crate::client::Machine for Client {
                         .flatten();
                 self.recover(card, drawn, proof);
             }
-            State::Proving { card } => {
-                if !r.sw.is_ok() {
-                    return self.fail(Problem::of_card(r.sw), None);
-                }
-                match InitializeLoadResponse::decode(&r.data) {
-                    Ok(proof) => self.initialize_purchase(card, proof, true),
-                    Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
-                }
+            State::Confirm { proof: None, .. } | State::Proving { .. } if !r.sw.is_ok() => {
+                self.fail(Problem::of_card(r.sw), None)
             }
+            State::Confirm { card, proof: None } => match InitializeLoadResponse::decode(&r.data) {
+                Ok(proof) => {
+                    self.state = State::Confirm {
+                        card,
+                        proof: Some(proof),
+                    }
+                }
+                Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
+            },
+            State::Proving { card, fresh } => match InitializeLoadResponse::decode(&r.data) {
+                Ok(proof) => self.initialize_purchase(card, proof, fresh),
+                Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
+            },
             State::Initializing { card, proof, fresh } => {
                 if r.sw == StatusWord::PIN_REQUIRED {
                     self.state = State::NeedPin {

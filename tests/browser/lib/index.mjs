@@ -20,7 +20,7 @@
 
 import { spawn, execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, readFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, readFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -255,6 +255,9 @@ export async function launchBrowser({
     extensionDir: extension,
     async close() {
       await context.close().catch(() => {});
+      // CARDPAY_KEEP_BRIDGE_LOG=FILE: the bridge's log outlives the profile (benches)
+      const keep = process.env.CARDPAY_KEEP_BRIDGE_LOG;
+      if (keep) await copyFile(path.join(userDataDir, 'bridge.log'), keep).catch(() => {});
       await rm(userDataDir, { recursive: true, force: true });
       await rm(home, { recursive: true, force: true });
       if (builtExtension) await rm(builtExtension, { recursive: true, force: true });
