@@ -128,16 +128,18 @@ async fn card_pulled_before_the_draw_then_put_back_pays_once() {
     let mut shopper = Shopper::new(test_card("6280000000000105", 5_000), srv.api());
     let ws = m.session("T-4", 900, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
-    // INITIALIZE is lost with the card: nothing drawn yet.
-    let out = shopper
-        .run(&mut c, &mut |r: &mut Outgoing| {
-            if matches!(r, Outgoing::Card(a) if a.get(1) == Some(&0x50)) {
+    // The INITIALIZE FOR PURCHASE (P1 01, after Approve) is lost with the
+    // card: nothing drawn yet.
+    let initialize = |p1: u8| {
+        move |r: &mut Outgoing| {
+            if matches!(r, Outgoing::Card(a) if a.get(1) == Some(&0x50) && a.get(2) == Some(&p1)) {
                 Cut::CardAfter
             } else {
                 Cut::None
             }
-        })
-        .await;
+        }
+    };
+    let out = shopper.run(&mut c, &mut initialize(0x01)).await;
     assert_eq!(out.problem(), Some(Problem::CardRemoved));
     assert_eq!(srv.state_of("shop", "T-4"), None, "nothing drawn");
     // Put back: the same page reads the card again and pays.
@@ -148,6 +150,22 @@ async fn card_pulled_before_the_draw_then_put_back_pays_once() {
         .is_paid());
     assert_eq!(srv.captured(), 900);
     assert_eq!(balance(&shopper.card), 4_100);
+
+    // The card's proof (P1 02, sent as the amount is shown) is lost with the
+    // card: nothing started, so the client just waits for the card again (no
+    // problem to show), and nothing is drawn.
+    let ws = m.session("T-5", 600, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    let out = shopper.run(&mut c, &mut initialize(0x02)).await;
+    assert_eq!(out, Outcome::Waiting("WaitingForCard".into()));
+    assert_eq!(srv.state_of("shop", "T-5"), None, "nothing drawn");
+    shopper.card_present = true;
+    assert!(shopper
+        .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await
+        .is_paid());
+    assert_eq!(srv.captured(), 1_500);
+    assert_eq!(balance(&shopper.card), 3_500);
 }
 
 #[tokio::test]
