@@ -538,13 +538,8 @@ impl PcscBackend {
     /// The connection's SELECT was answered: reserve a card transaction for
     /// the card it found (off the request path), or give back what it held.
     fn reserve_for_selection(&mut self, handle: u32, now: Ms) {
-        match self
-            .guard
-            .card(handle)
-            .filter(|_| self.guard.is_selected(handle))
-        {
+        match self.selected_card(handle) {
             Some(card) => {
-                let card = card.to_owned();
                 for job in self.reservations.selected(handle, &card) {
                     self.keeper.submit(job, now);
                 }
@@ -553,16 +548,19 @@ impl PcscBackend {
         }
     }
 
+    /// The Cardpay card `handle`'s application is selected on, if any.
+    fn selected_card(&self, handle: u32) -> Option<String> {
+        self.guard
+            .card(handle)
+            .filter(|_| self.guard.is_selected(handle))
+            .map(str::to_owned)
+    }
+
     /// The card answered an INITIALIZE `6982`: no ATC spent, and the same
     /// INITIALIZE comes again after the VERIFY. The token it took is held as
     /// the connection's reservation for that one ([`Reservations::kept`]).
     fn keep_for_retry(&mut self, handle: u32, now: Ms) {
-        let Some(card) = self
-            .guard
-            .card(handle)
-            .filter(|_| self.guard.is_selected(handle))
-            .map(str::to_owned)
-        else {
+        let Some(card) = self.selected_card(handle) else {
             return;
         };
         for job in self.reservations.kept(handle, &card) {

@@ -65,17 +65,7 @@ impl Reservations {
         if self.slots.get(&handle).is_some_and(|s| s.card == card) {
             return vec![];
         }
-        let mut jobs: Vec<Job> = self.ended(handle).into_iter().collect();
-        self.next_id += 1;
-        let id = self.next_id;
-        self.slots.insert(
-            handle,
-            Slot {
-                id,
-                card: card.to_owned(),
-                held: false,
-            },
-        );
+        let (id, mut jobs) = self.replace(handle, card, false);
         jobs.push(Job::Reserve {
             id,
             card: card.to_owned(),
@@ -126,6 +116,13 @@ impl Reservations {
                 if_taken: None,
             }];
         }
+        self.replace(handle, card, true).1
+    }
+
+    /// `handle`'s reservation is now a new one for `card` (`held`: its token
+    /// taken already, else still to be written): its id, and the give-back of
+    /// the one it replaces, if any.
+    fn replace(&mut self, handle: u32, card: &str, held: bool) -> (u64, Vec<Job>) {
         let back = self.ended(handle).into_iter().collect();
         self.next_id += 1;
         self.slots.insert(
@@ -133,10 +130,10 @@ impl Reservations {
             Slot {
                 id: self.next_id,
                 card: card.to_owned(),
-                held: true,
+                held,
             },
         );
-        back
+        (self.next_id, back)
     }
 
     /// An INITIALIZE on `handle` for `card`.
@@ -176,6 +173,12 @@ mod tests {
         }
     }
 
+    /// `handle` selected `card`, and its reservation was written and taken.
+    fn reserved(r: &mut Reservations, handle: u32, card: &str) {
+        let id = reserve_id(&r.selected(handle, card));
+        r.written(id, Reserved::Taken);
+    }
+
     #[test]
     fn a_select_reserves_once_and_initialize_uses_it_once() {
         let mut r = Reservations::new();
@@ -199,8 +202,7 @@ mod tests {
     #[test]
     fn a_pin_required_initialize_keeps_its_token_for_the_one_after_the_verify() {
         let mut r = Reservations::new();
-        let id = reserve_id(&r.selected(1, "a"));
-        r.written(id, Reserved::Taken);
+        reserved(&mut r, 1, "a");
         assert_eq!(r.take(1, "a"), Use::Reserved);
         // 6982: that token is held again, nothing to write
         assert_eq!(r.kept(1, "a"), vec![]);
@@ -211,8 +213,7 @@ mod tests {
         assert_eq!(r.ended(1), Some(give_back("a")));
         // one for this card held already: the spent token goes back, never
         // held twice
-        let id = reserve_id(&r.selected(2, "a"));
-        r.written(id, Reserved::Taken);
+        reserved(&mut r, 2, "a");
         assert_eq!(r.kept(2, "a"), vec![give_back("a")]);
         assert_eq!(r.take(2, "a"), Use::Reserved);
         assert_eq!(r.kept(2, "a"), vec![]);
@@ -224,8 +225,7 @@ mod tests {
     #[test]
     fn an_unused_reservation_is_given_back_when_the_selection_ends() {
         let mut r = Reservations::new();
-        let id = reserve_id(&r.selected(1, "a"));
-        r.written(id, Reserved::Taken);
+        reserved(&mut r, 1, "a");
         assert_eq!(r.ended(1), Some(give_back("a")));
         assert_eq!(r.ended(1), None, "given back once");
         // a connection that ends while its reservation is being written: the
@@ -254,8 +254,7 @@ mod tests {
     #[test]
     fn a_reservation_is_for_its_card_and_its_connection_only() {
         let mut r = Reservations::new();
-        let id = reserve_id(&r.selected(1, "a"));
-        r.written(id, Reserved::Taken);
+        reserved(&mut r, 1, "a");
         // another connection, or another card on this one: not usable
         assert_eq!(r.take(2, "a"), Use::None);
         assert_eq!(r.take(1, "b"), Use::None);

@@ -132,7 +132,7 @@ async fn card_pulled_before_the_draw_then_put_back_pays_once() {
     // card: nothing drawn yet.
     let initialize = |p1: u8| {
         move |r: &mut Outgoing| {
-            if matches!(r, Outgoing::Card(a) if a.get(1) == Some(&0x50) && a.get(2) == Some(&p1)) {
+            if is_initialize(r, p1) {
                 Cut::CardAfter
             } else {
                 Cut::None

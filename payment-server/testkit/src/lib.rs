@@ -765,6 +765,12 @@ pub fn cut_debit(cut: Cut) -> impl FnMut(&mut Outgoing) -> Cut {
     move |r: &mut Outgoing| if is_debit(r) { cut } else { Cut::None }
 }
 
+/// Is this request an INITIALIZE with this P1 (01: FOR PURCHASE; 02: FOR
+/// LOAD, which is also the card's proof)?
+pub fn is_initialize(req: &Outgoing, p1: u8) -> bool {
+    matches!(req, Outgoing::Card(a) if a.get(1) == Some(&0x50) && a.get(2) == Some(&p1))
+}
+
 /// Is this request the DEBIT command?
 pub fn is_debit(req: &Outgoing) -> bool {
     matches!(req, Outgoing::Card(a) if a.get(1) == Some(&purse::command::INS_DEBIT))

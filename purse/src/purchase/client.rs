@@ -511,6 +511,19 @@ impl Client {
         self.core.wire.card(&r);
     }
 
+    /// The card's answer to its proof, or the failure it is (set as the state).
+    fn proved(&mut self, r: &Response) -> Option<InitializeLoadResponse> {
+        if !r.sw.is_ok() {
+            self.fail(Problem::of_card(r.sw), None);
+            return None;
+        }
+        let proof = InitializeLoadResponse::decode(&r.data).ok();
+        if proof.is_none() {
+            self.fail(Problem::CardUnreadable, Some(State::Idle));
+        }
+        proof
+    }
+
     fn initialize_purchase(&mut self, card: CardRead, proof: InitializeLoadResponse, fresh: bool) {
         let s = &self.session;
         let r = Request::InitializePurchase(InitializePurchase {
@@ -779,22 +792,19 @@ impl crate::client::Machine for Client {
                         .flatten();
                 self.recover(card, drawn, proof);
             }
-            State::Confirm { proof: None, .. } | State::Proving { .. } if !r.sw.is_ok() => {
-                self.fail(Problem::of_card(r.sw), None)
-            }
-            State::Confirm { card, proof: None } => match InitializeLoadResponse::decode(&r.data) {
-                Ok(proof) => {
+            State::Confirm { card, proof: None } => {
+                if let Some(proof) = self.proved(&r) {
                     self.state = State::Confirm {
                         card,
                         proof: Some(proof),
                     }
                 }
-                Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
-            },
-            State::Proving { card, fresh } => match InitializeLoadResponse::decode(&r.data) {
-                Ok(proof) => self.initialize_purchase(card, proof, fresh),
-                Err(_) => self.fail(Problem::CardUnreadable, Some(State::Idle)),
-            },
+            }
+            State::Proving { card, fresh } => {
+                if let Some(proof) = self.proved(&r) {
+                    self.initialize_purchase(card, proof, fresh)
+                }
+            }
             State::Initializing { card, proof, fresh } => {
                 if r.sw == StatusWord::PIN_REQUIRED {
                     self.state = State::NeedPin {
