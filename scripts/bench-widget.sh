@@ -3,7 +3,7 @@
 # and a trace of where the milliseconds go, in headless Chromium on the real stack.
 # Usage: scripts/bench-widget.sh [N] [--compare OTHER_WWW [--compare-extension OTHER_TREE]
 #                                  [--compare-bridge OTHER_BRIDGE_BIN] [--compare-server BIN]]
-#                                  [--cross-site] [--debug]
+#                                  [--cross-site] [--debug] [--press MS]
 #   --compare: A/B against another build's www/ (e.g. of an older commit), page loads
 #   alternating in one browser so both see the same machine load.
 #   --compare-extension / --compare-bridge: the compared side also runs the extension
@@ -17,6 +17,9 @@
 #   Run with CARDPAY_BRIDGE_LOG=debug for the bridge's per-request timings in its log,
 #   and CARDPAY_KEEP_BRIDGE_LOG=FILE to keep that log (the browser's profile is deleted).
 #   The card, bridge and payment server run as release builds (--debug: debug builds).
+#   --press MS: Approve is pressed with the mouse and let go MS ms later, as a person
+#   does (the widget asks the card's proof at the press); default: a click dispatched
+#   in the frame with no press before it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

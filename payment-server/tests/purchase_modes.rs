@@ -186,26 +186,38 @@ async fn until_the_shopper(
 }
 
 #[tokio::test]
-async fn the_card_proves_itself_while_the_amount_is_shown_and_again_if_used_before_approve() {
+async fn the_card_proves_itself_at_the_shoppers_gesture_not_when_the_amount_is_shown() {
+    use purse::purchase::client::{Status, Step};
     let srv = TestServer::start(&[TestMerchant::new("shop", 1)]).await;
     let m = &srv.merchants[0];
     let mut shopper = Shopper::new(test_card("6280000000000006", 10_000), srv.api());
-    // The amount is shown (Confirm) with the card's proof already taken, so
-    // Approve waits for one card round trip less.
+    // The amount is shown (Confirm): the card has spent nothing. A page that
+    // only shows checkouts (a hostile merchant mounting frame after frame)
+    // cannot spend the card's ATCs nor the bridge's INITIALIZE budget.
     let ws = m.session("T-early", 700, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
     shopper.card.reset();
     c.card_ready();
     until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
-    assert!(
-        matches!(c.status(), purse::purchase::client::Status::Confirm),
-        "{:?}",
-        c.status()
+    assert!(matches!(c.status(), Status::Confirm), "{:?}", c.status());
+    assert_eq!(
+        initializes(&shopper.trace, 0x02),
+        0,
+        "no proof at the amount"
     );
+    assert_eq!(shopper.card.state().atc, 0, "no ATC spent at the amount");
+    // The shopper presses Approve: the proof goes out at the press, so
+    // Approve (the click, a press's length later) waits for one card round
+    // trip less. More gestures ask nothing more.
+    c.gesture();
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    c.gesture();
+    assert!(c.poll_request().is_none(), "one proof for many gestures");
+    assert!(matches!(c.status(), Status::Confirm), "{:?}", c.status());
     assert_eq!(
         initializes(&shopper.trace, 0x02),
         1,
-        "the proof went with the amount"
+        "the proof at the press"
     );
     assert_eq!(
         initializes(&shopper.trace, 0x01),
@@ -213,7 +225,7 @@ async fn the_card_proves_itself_while_the_amount_is_shown_and_again_if_used_befo
         "nothing more before Approve"
     );
     assert_eq!(shopper.card.state().atc, 1, "the proof spent one ATC");
-    // Before the shopper approves, another terminal uses the card (one
+    // Before the click lands, another terminal uses the card (one
     // INITIALIZE): the purchase's INITIALIZE shows the card's ATC moved, so
     // the client proves the card again instead of sending a draw the server
     // would refuse.
@@ -230,25 +242,22 @@ async fn the_card_proves_itself_while_the_amount_is_shown_and_again_if_used_befo
     assert_eq!(balance(&shopper.card), 9_300);
     assert_eq!(srv.captured(), 700);
 
-    // A shopper who approves before the proof's answer is in (as a bench's
-    // click can): the answer goes straight on to the INITIALIZE, one proof.
+    // A click that lands before the proof's answer is in (a short press, or a
+    // bench's): the answer goes straight on to the INITIALIZE, one proof.
     let ws = m.session("T-quick", 300, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
     shopper.trace.clear();
     shopper.card.reset();
     c.card_ready();
-    let mut approved_early = false;
-    until_the_shopper(&mut shopper, &mut c, &mut |req, c| {
-        if is_initialize(req, 0x02) {
-            c.approve();
-            approved_early = matches!(
-                c.status(),
-                purse::purchase::client::Status::Working(purse::purchase::client::Step::Preparing)
-            );
-        }
-    })
-    .await;
-    assert!(approved_early, "Approve while the proof was on its way");
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    c.gesture();
+    c.approve();
+    assert!(
+        matches!(c.status(), Status::Working(Step::Preparing)),
+        "Approve while the proof was on its way: {:?}",
+        c.status()
+    );
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
     assert!(c.is_finished(), "{:?}", c.status());
     assert_eq!(initializes(&shopper.trace, 0x02), 1, "one proof");
     assert_eq!(
@@ -259,6 +268,24 @@ async fn the_card_proves_itself_while_the_amount_is_shown_and_again_if_used_befo
     assert_eq!(shopper.card.state().atc, 7);
     assert_eq!(balance(&shopper.card), 9_000);
     assert_eq!(srv.captured(), 1_000);
+
+    // Approve with no gesture before it (a click synthesized inside the
+    // frame, Enter on a focused Approve): the proof goes out at the approval.
+    let ws = m.session("T-plain", 200, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    shopper.trace.clear();
+    shopper.card.reset();
+    c.card_ready();
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    assert_eq!(shopper.card.state().atc, 7, "no ATC spent at the amount");
+    c.approve();
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    assert!(c.is_finished(), "{:?}", c.status());
+    assert_eq!(initializes(&shopper.trace, 0x02), 1, "one proof");
+    assert_eq!(initializes(&shopper.trace, 0x01), 1, "then the purchase's");
+    assert_eq!(shopper.card.state().atc, 9);
+    assert_eq!(balance(&shopper.card), 8_800);
+    assert_eq!(srv.captured(), 1_200);
 }
 
 #[tokio::test]

@@ -151,9 +151,9 @@ async fn card_pulled_before_the_draw_then_put_back_pays_once() {
     assert_eq!(srv.captured(), 900);
     assert_eq!(balance(&shopper.card), 4_100);
 
-    // The card's proof (P1 02, sent as the amount is shown) is lost with the
-    // card: nothing started, so the client just waits for the card again (no
-    // problem to show), and nothing is drawn.
+    // The card's proof (P1 02, sent at the shopper's press while the amount
+    // is shown) is lost with the card: nothing started, so the client just
+    // waits for the card again (no problem to show), and nothing is drawn.
     let ws = m.session("T-5", 600, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
     let out = shopper.run(&mut c, &mut initialize(0x02)).await;

@@ -33,6 +33,13 @@
 //   --debug: run the debug builds of the card, bridge and payment server (default:
 //        release builds, what a shopper and an operator run; the widget itself is
 //        always the release wasm that build-widget.sh writes).
+//   --press MS: the shopper presses Approve with the mouse (trusted pointer events
+//        from the browser) and lets go MS ms later, as a person does (a click's press
+//        lasts tens of ms). The widget asks the card's proof at the press, so the
+//        click finds it in. Approve is the click (when the button is released).
+//        Default: the click is dispatched in the frame with no press before it
+//        (`element.click()`: the proof then goes out after the click, as for Enter
+//        on a focused Approve).
 
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -45,7 +52,10 @@ import * as s from './checkout-support.mjs';
 
 const { h } = s;
 const execFileP = promisify(execFile);
-const N = Number(process.argv.slice(2).find((x) => /^\d+$/.test(x)) || 30);
+const pressAt = process.argv.indexOf('--press');
+const pressMs = pressAt >= 0 ? Number(process.argv[pressAt + 1]) : 0;
+if (pressAt >= 0 && !(pressMs > 0)) throw new Error('--press needs a number of ms > 0');
+const N = Number(process.argv.slice(2).find((x, i) => /^\d+$/.test(x) && i + 2 !== pressAt + 1) || 30);
 const cmp = process.argv.indexOf('--compare');
 const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : null;
 const argOf = (name) => {
@@ -202,6 +212,19 @@ for (const b of browsers) {
 }
 
 
+/** Press Approve with the mouse, let go `pressMs` later; the click's time (the
+ *  frame's clock, absolute ms), taken by the frame as the click event comes in. */
+async function pressApprove(page, frame) {
+  await frame.evaluate(() => document.addEventListener('click', () => {
+    window.__cpClickAt = performance.timeOrigin + performance.now();
+  }, { capture: true, once: true }));
+  await frame.locator('[data-action=approve]').hover();
+  await page.mouse.down();
+  await page.waitForTimeout(pressMs);
+  await page.mouse.up();
+  return frame.evaluate(() => window.__cpClickAt);
+}
+
 /** The phases of one page load and purchase, as durations in ms. */
 async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   const pageOrigin = await page.evaluate(() => performance.timeOrigin);
@@ -249,12 +272,12 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   span('TOTAL script tag → ready', S, readyAt);
   const draw = r('/v1/purchases/draw');
   const comp = r('/v1/purchases/complete');
-  // Two INITIALIZEs: FOR LOAD of amount 0 (P1 02: the card proves itself, sent as the
-  // amount is shown, before the click), then FOR PURCHASE (P1 01) after the click.
+  // Two INITIALIZEs: FOR LOAD of amount 0 (P1 02: the card proves itself, sent at the
+  // press on Approve with --press, else after the click), then FOR PURCHASE (P1 01).
   const init = post.find((x) => x.apdu === '8050' && x.p1 === '01');
   const prove = sends.filter((x) => x.apdu === '8050' && x.p1 === '02' && (!init || x.t < init.t)).pop();
   const debit = post.find((x) => x.apdu === '8054');
-  span('INITIALIZE FOR LOAD 0 (extension+bridge+card; sent before the click)', prove?.t, replyTo(prove)?.t);
+  span('INITIALIZE FOR LOAD 0 (extension+bridge+card; at the press, or after the click)', prove?.t, replyTo(prove)?.t);
   span('its answer → click (< 0: the click came first)', replyTo(prove)?.t, clickedAt);
   span('click → INITIALIZE FOR PURCHASE sent', clickedAt, init?.t);
   span('INITIALIZE FOR PURCHASE (extension+bridge+card)', init?.t, replyTo(init)?.t);
@@ -298,11 +321,13 @@ try {
       const frame = page.frames().find((f) => f.url().includes('/widget.html'));
       await frame.waitForSelector('[data-action=approve]');
       const readyAt = await page.evaluate((t) => performance.timeOrigin + t, ready.t);
-      const clickedAt = await frame.evaluate(() => {
-        const t = performance.timeOrigin + performance.now();
-        document.querySelector('[data-action=approve]').click();
-        return t;
-      });
+      const clickedAt = pressMs > 0
+        ? await pressApprove(page, frame)
+        : await frame.evaluate(() => {
+          const t = performance.timeOrigin + performance.now();
+          document.querySelector('[data-action=approve]').click();
+          return t;
+        });
       const result = await widgetEvent('result');
       const resultAt = await page.evaluate((t) => performance.timeOrigin + t, result.t);
       await page.waitForTimeout(50); // let the frame's resource timing settle
@@ -342,7 +367,7 @@ for (const { label, sizes, langs, traces, toReady, navToReady, approveToResult, 
   }
   console.log(`script tag (checkout.js fetch start) → ready: p50 ${p(toReady, 0.5)} ms, p99 ${p(toReady, 0.99)} ms (n=${toReady.length})`);
   console.log(`navigation start → ready:                p50 ${p(navToReady, 0.5)} ms, p99 ${p(navToReady, 0.99)} ms`);
-  console.log(`Approve → result (no PIN):               p50 ${p(approveToResult, 0.5)} ms, p99 ${p(approveToResult, 0.99)} ms (n=${approveToResult.length})`);
+  console.log(`Approve → result (no PIN${pressMs ? `, pressed ${pressMs} ms` : ', click with no press'}): p50 ${p(approveToResult, 0.5)} ms, p99 ${p(approveToResult, 0.99)} ms (n=${approveToResult.length})`);
   if (cold) {
     const c = cold.trace;
     console.log(`first page load (the browser's bridge not yet running; not counted above): script tag → ready ${cold.toReady.toFixed(1)} ms, ` +

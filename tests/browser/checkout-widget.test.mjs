@@ -256,6 +256,47 @@ test('no card, then the card is inserted', async () => {
   }
 });
 
+test("the amount alone spends nothing on the card; the press on Approve sends its proof before the click", async () => {
+  // A page that only shows checkouts (a hostile merchant mounting frame after frame)
+  // must not make the card spend ATCs or the bridge's INITIALIZE budget: the card's
+  // proof (INITIALIZE FOR LOAD of 0, P1 02) goes out at the shopper's press on
+  // Approve, a press's length before the click, and never before it.
+  const before = await balance();
+  const page = await br.context.newPage();
+  await page.addInitScript(() => {
+    if (!location.pathname.endsWith('/widget.html')) return;
+    const sent = window.__sent = [];
+    const post = window.postMessage.bind(window);
+    window.postMessage = function (m, o) {
+      if (m && m.dir === 'to-extension' && m.apdu) sent.push({ apdu: m.apdu.slice(0, 6), t: performance.now() });
+      return post(m, o);
+    };
+    document.addEventListener('click', () => { window.__clickAt = performance.now(); }, true);
+  });
+  await page.goto(shop.url('/checkout?' + new URLSearchParams({ amount: 140 })));
+  const frame = s.widgetFrame(page);
+  await s.waitEvent(page, 'ready');
+  const approve = frame.getByRole('button', { name: 'Approve payment' });
+  await approve.waitFor();
+  await page.waitForTimeout(300);
+  const inFrame = await s.widgetFrameHandle(page);
+  const initializes = () => inFrame.evaluate(() => window.__sent.filter((x) => x.apdu.startsWith('8050')));
+  assert.deepEqual(await initializes(), [], 'no INITIALIZE while the amount is shown');
+  await approve.hover();
+  await page.mouse.down();
+  await inFrame.waitForFunction(() => window.__sent.some((x) => x.apdu === '805002'));
+  await page.waitForTimeout(100);
+  assert.deepEqual((await initializes()).map((x) => x.apdu), ['805002'], 'the proof at the press, nothing more');
+  await page.mouse.up();
+  await s.waitEvent(page, 'result');
+  const sent = await initializes();
+  const clickAt = await inFrame.evaluate(() => window.__clickAt);
+  assert.deepEqual(sent.map((x) => x.apdu), ['805002', '805001']);
+  assert.ok(sent[0].t < clickAt && clickAt <= sent[1].t, JSON.stringify({ sent, clickAt }));
+  assert.equal(await balance(), before - 140);
+  await page.close();
+});
+
 test('card pulled during the purchase: clear message, nothing taken, then it completes', async () => {
   const before = await balance();
   const { page, frame, txn } = await openCheckout({ amount: 2020 });

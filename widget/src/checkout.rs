@@ -97,6 +97,10 @@ pub enum Action {
     Retry,
     /// "More time" on the expiry warning.
     MoreTime,
+    /// A press on Approve or a key in the frame: only the shopper makes one
+    /// (the page around a cross-origin frame cannot). A purchase asks the
+    /// card's proof at the first, so Approve finds it in, and not before.
+    Gesture,
 }
 
 /// Everything that can happen to the checkout.

@@ -622,6 +622,20 @@ fn on_click(ev: MouseEvent) {
     feed(Input::User(action));
 }
 
+/// A press on Approve (mouse button, finger, pen): the shopper's gesture, which
+/// comes a press's length (tens of ms) before the click.
+#[cfg(feature = "purchase")]
+fn on_press(ev: MouseEvent) {
+    let on_approve = ev
+        .target()
+        .and_then(|t| t.dyn_into::<Element>().ok())
+        .and_then(|t| t.closest("[data-action=approve]").ok().flatten())
+        .is_some();
+    if on_approve {
+        feed(Input::User(Action::Gesture));
+    }
+}
+
 /// Move focus over the keypad with the arrow keys; true if the key was used.
 #[cfg(feature = "purchase")]
 fn keypad_arrow(ev: &KeyboardEvent, target: Option<&Element>) -> bool {
@@ -691,6 +705,11 @@ fn on_key(ev: KeyboardEvent) {
     let target = ev.target().and_then(|t| t.dyn_into::<Element>().ok());
     if ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
         return;
+    }
+    #[cfg(feature = "purchase")]
+    if key != "Escape" {
+        // A key in the frame (Tab to Approve, Enter on it): the shopper's gesture.
+        feed(Input::User(Action::Gesture));
     }
     #[cfg(feature = "purchase")]
     if on_pin {
@@ -917,6 +936,12 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     let click = Closure::<dyn FnMut(MouseEvent)>::new(on_click);
     root.add_event_listener_with_callback("click", click.as_ref().unchecked_ref())?;
     click.forget();
+    #[cfg(feature = "purchase")]
+    {
+        let press = Closure::<dyn FnMut(MouseEvent)>::new(on_press);
+        root.add_event_listener_with_callback("pointerdown", press.as_ref().unchecked_ref())?;
+        press.forget();
+    }
     let key = Closure::<dyn FnMut(KeyboardEvent)>::new(on_key);
     w.add_event_listener_with_callback("keydown", key.as_ref().unchecked_ref())?;
     key.forget();

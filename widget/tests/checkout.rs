@@ -313,10 +313,13 @@ async fn no_card_then_inserted() {
 }
 
 #[tokio::test]
-async fn card_pulled_while_the_amount_is_shown_and_its_proof_on_the_way() {
+async fn card_pulled_at_the_press_on_approve_with_its_proof_on_the_way() {
     let (_srv, mut w) = world(10_000, 5_000, 1_000, VerifyMode::PaymentServer).await;
-    w.pull_on_ins = Some(0x50); // the card's proof, sent as the amount is shown
     w.start().await;
+    assert_eq!(w.screen, Screen::Confirm);
+    assert_eq!(w.card.state().atc, 0, "the amount alone spends no ATC");
+    w.pull_on_ins = Some(0x50); // the card's proof, sent at the press on Approve
+    w.press(Action::Gesture).await;
     // Nothing started: back to "insert your card", no error, as when the card
     // is pulled at the amount with nothing on its way (no_card_then_inserted).
     assert_eq!(w.screen, Screen::Unavailable(Capability::NoCard));
@@ -327,8 +330,13 @@ async fn card_pulled_while_the_amount_is_shown_and_its_proof_on_the_way() {
     assert_eq!(w.balance(), 10_000);
     w.insert().await;
     assert_eq!(w.screen, Screen::Confirm);
+    // The press sends the proof (one ATC), the click finds it in.
+    w.press(Action::Gesture).await;
+    assert_eq!(w.screen, Screen::Confirm);
+    assert_eq!(w.card.state().atc, 2, "the lost proof's and this one");
     w.press(Action::Approve).await;
     assert!(matches!(w.screen, Screen::Done { .. }), "{:?}", w.screen);
+    assert_eq!(w.card.state().atc, 3);
     assert_eq!(w.balance(), 9_000);
 }
 

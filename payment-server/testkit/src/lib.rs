@@ -617,7 +617,8 @@ impl<R: Reader> Shopper<R> {
     }
 
     /// Drive the client until it waits for something the shopper or the card
-    /// must do that the plan cannot: approve and PIN are given automatically
+    /// must do that the plan cannot: approve (a press, then the click once the
+    /// card's proof is in) and PIN are given automatically
     /// (the PIN from `self.pin`), a torn DEBIT is recovered when the card is
     /// present. `plan` sees every request first: it decides a cut, and may
     /// rewrite the request (a hostile client).
@@ -628,6 +629,7 @@ impl<R: Reader> Shopper<R> {
     ) -> Outcome {
         let mut pin_given = false;
         let mut reconnected = false;
+        let mut pressed = false;
         for _ in 0..200 {
             if let Some(mut req) = c.poll_request() {
                 let background = !c.is_awaiting();
@@ -640,6 +642,12 @@ impl<R: Reader> Shopper<R> {
                 continue;
             }
             match c.status() {
+                // The shopper presses Approve (the card's proof goes out at the
+                // press), and the click lands once its answer is in.
+                Status::Confirm if !pressed => {
+                    pressed = true;
+                    c.gesture();
+                }
                 Status::Confirm => c.approve(),
                 Status::NeedPin { wrong_tries_left } => match (&self.pin, wrong_tries_left) {
                     (Some(pin), None) if !pin_given => {

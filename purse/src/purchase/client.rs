@@ -7,7 +7,7 @@
 //! [`crate::client`].
 //!
 //! ```text
-//! card_ready → SELECT → READ LOG 1.. → [Confirm] + INITIALIZE FOR LOAD 0 → approve → INITIALIZE
+//! card_ready → SELECT → READ LOG 1.. → [Confirm] → (gesture) INITIALIZE FOR LOAD 0 → approve → INITIALIZE
 //!   → (6982: [NeedPin] → VERIFY → INITIALIZE) → POST draw → check amount
 //!   → DEBIT → POST complete → [Done]            (payment_server, security_module)
 //!   → DEBIT → [Done] (+ complete in the background)   (client, merchant)
@@ -20,13 +20,15 @@
 //! SELECT is present and what its ATC is. INITIALIZE FOR PURCHASE carries no
 //! MAC, so without it anyone who knows a card's number could draw in its name
 //! (take its next ATCs, or decide its torn purchases from a log they made up).
-//! It is sent as the amount is shown, while the shopper reads it, so Approve
-//! waits for one card round trip less. It only has to come right before the
-//! INITIALIZE FOR PURCHASE in the card's ATCs, not in time: if the card was
-//! used meanwhile (another terminal, another tab), the INITIALIZE's ATC shows
-//! it, and the card proves itself again first. The cost: a checkout whose
-//! amount was shown but never approved spends one ATC and one token of the
-//! bridge's INITIALIZE budget.
+//! It is sent at the shopper's first gesture while the amount is shown
+//! ([`Client::gesture`]: the press on Approve, a key), so Approve waits for
+//! one card round trip less, and never before one: a page that only shows
+//! checkouts spends none of the card's ATCs nor of the bridge's INITIALIZE
+//! budget. It only has to come right before the INITIALIZE FOR PURCHASE in
+//! the card's ATCs, not in time: if the card was used meanwhile (another
+//! terminal, another tab), the INITIALIZE's ATC shows it, and the card proves
+//! itself again first. The cost: a checkout the shopper pressed or typed in
+//! but never approved spends one ATC and one token of that budget.
 //!
 //! Drive it with [`Client::poll_request`] (at most one request outstanding:
 //! an APDU for the card or a POST to the payment origin) and
@@ -208,6 +210,16 @@ pub(crate) struct Drawn {
     cmd: DebitCommand,
 }
 
+/// The card's proof (its answer to an INITIALIZE FOR LOAD of amount 0) while
+/// the amount is shown: asked at the shopper's first gesture, not before, so
+/// that only the shopper can make the card spend an ATC.
+#[derive(Debug, Clone)]
+pub(crate) enum EarlyProof {
+    NotAsked,
+    OnItsWay,
+    In(InitializeLoadResponse),
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum State {
     Idle,
@@ -223,11 +235,10 @@ pub(crate) enum State {
         card: CardRead,
         drawn: Drawn,
     },
-    /// The amount is shown. The card's proof (its answer to the INITIALIZE
-    /// FOR LOAD of amount 0 sent with this state) is `None` while on its way.
+    /// The amount is shown, with the card's proof as far as it got.
     Confirm {
         card: CardRead,
-        proof: Option<InitializeLoadResponse>,
+        proof: EarlyProof,
     },
     /// Approved: the INITIALIZE FOR LOAD of amount 0 that proves the card
     /// (its S1) is on its way (`fresh`: sent after the approval, right before
@@ -402,8 +413,8 @@ impl Client {
     }
 
     /// The shopper approved the amount: INITIALIZE FOR PURCHASE after the
-    /// card's proof, once that is in (the proof sent as the amount was shown is
-    /// not fresh: if the card was used since, it proves itself again).
+    /// card's proof, once that is in (a proof sent at an earlier gesture is not
+    /// fresh: if the card was used since, it proves itself again).
     pub fn approve(&mut self) {
         if !matches!(self.state, State::Confirm { .. }) {
             return;
@@ -412,12 +423,31 @@ impl Client {
             return;
         };
         match proof {
-            Some(proof) => self.initialize_purchase(card, proof, false),
-            None if self.core.wire.is_awaiting() => {
-                self.state = State::Proving { card, fresh: false }
-            }
-            None => self.initialize(card),
+            EarlyProof::In(proof) => self.initialize_purchase(card, proof, false),
+            EarlyProof::OnItsWay => self.state = State::Proving { card, fresh: false },
+            EarlyProof::NotAsked => self.initialize(card),
         }
+    }
+
+    /// The shopper pressed or typed in the checkout (the press on Approve, a
+    /// key: what only the shopper makes, never the page around the frame).
+    /// While the amount is shown the card proves itself now, before the click
+    /// lands; once asked, later gestures do nothing.
+    pub fn gesture(&mut self) {
+        if !matches!(
+            self.state,
+            State::Confirm {
+                proof: EarlyProof::NotAsked,
+                ..
+            }
+        ) || self.core.wire.is_awaiting()
+        {
+            return;
+        }
+        if let State::Confirm { proof, .. } = &mut self.state {
+            *proof = EarlyProof::OnItsWay;
+        }
+        self.prove();
     }
 
     /// The shopper entered a PIN on the keypad (4–8 digits, `0`..=`9`).
@@ -537,9 +567,11 @@ impl Client {
 
     fn log_read(&mut self, card: CardRead, recovering: Option<Drawn>) {
         let Some(drawn) = recovering else {
-            // The amount is shown; the card proves itself while the shopper reads it.
-            self.state = State::Confirm { card, proof: None };
-            self.prove();
+            // The amount is shown; the card proves itself at the shopper's gesture.
+            self.state = State::Confirm {
+                card,
+                proof: EarlyProof::NotAsked,
+            };
             return;
         };
         // The transaction's own record decides by itself; the log's silence
@@ -792,11 +824,14 @@ impl crate::client::Machine for Client {
                         .flatten();
                 self.recover(card, drawn, proof);
             }
-            State::Confirm { card, proof: None } => {
+            State::Confirm {
+                card,
+                proof: EarlyProof::OnItsWay,
+            } => {
                 if let Some(proof) = self.proved(&r) {
                     self.state = State::Confirm {
                         card,
-                        proof: Some(proof),
+                        proof: EarlyProof::In(proof),
                     }
                 }
             }

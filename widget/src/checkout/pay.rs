@@ -69,6 +69,7 @@ impl Flow for Pay {
             Action::MoreTime => {
                 self.client.more_time(now);
             }
+            Action::Gesture => self.client.gesture(),
             Action::Digit(d) if pin_screen && d <= 9 && self.pin.len() < PIN_MAX => {
                 self.pin.push(d)
             }
