@@ -655,6 +655,71 @@ async fn suspicious_report_is_visible_to_its_merchant_only() {
 }
 
 #[tokio::test]
+async fn suspicious_reports_come_a_page_at_a_time_and_every_report_once() {
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000022", 5_000), srv.api());
+    for i in 0..5 {
+        let ws = m.session(
+            &format!("T-p{i}"),
+            100,
+            VerifyMode::PaymentServer,
+            now() + 600,
+        );
+        report_not_mine(&srv, m, &mut shopper, &ws).await;
+        if i == 2 {
+            // Another merchant's report lies between this one's rows: never in its pages.
+            let other = &srv.merchants[1];
+            let ws = other.session("T-other", 100, VerifyMode::PaymentServer, now() + 600);
+            report_not_mine(&srv, other, &mut shopper, &ws).await;
+        }
+    }
+    let api = srv.api();
+    let list = |q: String| {
+        let api = api.clone();
+        let kit = m.kit();
+        async move {
+            api.merchant_call::<SuspiciousList>(&kit, "GET", &format!("/v1/suspicious{q}"), None)
+                .await
+        }
+    };
+    // Pages of two, newest first, until `next` is absent: each report once.
+    let mut seen = Vec::new();
+    let mut q = "?limit=2".to_string();
+    let mut pages = 0;
+    loop {
+        let page = list(q.clone()).await.unwrap();
+        assert!(page.reports.len() <= 2);
+        seen.extend(page.reports.iter().map(|r| r.txn_id.clone()));
+        pages += 1;
+        match page.next {
+            Some(n) => q = format!("?limit=2&before={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ["T-p4", "T-p3", "T-p2", "T-p1", "T-p0"]);
+    // No page asked: all of them at once (up to 1000), no next.
+    let all = list(String::new()).await.unwrap();
+    assert_eq!(all.reports.len(), 5);
+    assert_eq!(all.next, None);
+    // A full last page says nothing more: `next` only when older rows exist.
+    let five = list("?limit=5".into()).await.unwrap();
+    assert_eq!((five.reports.len(), five.next), (5, None));
+    // Bad paging is refused with our error, and nothing else is read.
+    for q in [
+        "?limit=0",
+        "?limit=1001",
+        "?limit=x",
+        "?before=x",
+        "?before=1e3",
+    ] {
+        let e = list(q.into()).await.unwrap_err();
+        assert_eq!(e.code(), Some(ApiCode::Malformed), "{q}");
+    }
+}
+
+#[tokio::test]
 async fn a_money_purchase_cannot_be_paid_from_the_points_purse() {
     // The hostile client runs the INITIALIZEs (and would run DEBIT) on the
     // points purse (P2 = 01) and tells the server it is the money purse. The

@@ -7,7 +7,7 @@
 //! GET  /v1/transactions/{txn}            → TxnView
 //! POST /v1/transactions/{txn}/confirm    {"balance_after": 750, "s3": "<hex 8>"}? → TxnView
 //! GET  /v1/recovery                      → RecoveryList
-//! GET  /v1/suspicious                    → SuspiciousList
+//! GET  /v1/suspicious[?before=&limit=]   → SuspiciousList (a page, newest first)
 //! ```
 //! Requests carry `x-cardpay-merchant`, `x-cardpay-timestamp` and
 //! `x-cardpay-signature` (see `merchant-kit`'s `auth`), or the operator's bearer token.
@@ -140,9 +140,37 @@ pub struct SuspiciousListEntry {
     pub card_ref: String,
 }
 
+/// One page of shopper reports, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuspiciousList {
     pub reports: Vec<SuspiciousListEntry>,
+    /// Older reports exist: ask again with `?before=<next>` (an opaque cursor).
+    /// Absent on the last page (and from an older server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
+}
+
+/// A page of [`SuspiciousList`] (`GET /v1/suspicious?before=…&limit=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportsPage {
+    /// Only reports older than this cursor (a previous page's `next`).
+    pub before: Option<i64>,
+    /// At most this many (1..=[`ReportsPage::MAX`]).
+    pub limit: u32,
+}
+
+impl ReportsPage {
+    /// The largest page, and the page size when none is asked.
+    pub const MAX: u32 = 1000;
+}
+
+impl Default for ReportsPage {
+    fn default() -> Self {
+        Self {
+            before: None,
+            limit: Self::MAX,
+        }
+    }
 }
 
 /// A transaction that waits for the card's log (drawn and silent, or unknown).

@@ -4,7 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use purse::merchant_api::{ConfirmRequest, ResolveRequest};
+use purse::merchant_api::{ConfirmRequest, ReportsPage, ResolveRequest};
 use serde::Deserialize;
 
 use super::auth::ApiCaller;
@@ -45,11 +45,46 @@ pub(super) async fn recovery(
     Ok(Json(st.service.recovery(a.caller).await?).into_response())
 }
 
+/// `?before=<cursor>&limit=<1..=1000>`, as text: a bad value is our `malformed`
+/// error, not the extractor's own answer.
+#[derive(Deserialize)]
+pub(super) struct PageQuery {
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+impl PageQuery {
+    fn page(&self) -> Result<ReportsPage, PaymentError> {
+        let before = match &self.before {
+            None => None,
+            Some(b) => Some(b.parse::<i64>().map_err(|_| {
+                PaymentError::Malformed("before must be a previous page's next".into())
+            })?),
+        };
+        let limit = match &self.limit {
+            None => ReportsPage::MAX,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=ReportsPage::MAX).contains(l))
+                .ok_or_else(|| {
+                    PaymentError::Malformed(format!(
+                        "limit must be a number from 1 to {}",
+                        ReportsPage::MAX
+                    ))
+                })?,
+        };
+        Ok(ReportsPage { before, limit })
+    }
+}
+
 pub(super) async fn suspicious_list(
     State(st): State<AppState>,
+    Query(q): Query<PageQuery>,
     a: ApiCaller,
 ) -> Result<Response, PaymentError> {
-    Ok(Json(st.service.suspicious_reports(a.caller).await?).into_response())
+    let page = q.page()?;
+    Ok(Json(st.service.suspicious_reports(a.caller, page).await?).into_response())
 }
 
 pub(super) async fn resolve(

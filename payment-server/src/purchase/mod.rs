@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use purse::merchant_api::{RecoveryList, SuspiciousList, TxnState, TxnView};
+use purse::merchant_api::{RecoveryList, ReportsPage, SuspiciousList, TxnState, TxnView};
 use purse::security_module::{S3Verified, SecurityModule, SecurityModuleError, SoftwareKeys};
 use purse::session::{self, Key32, Session, VerifyMode};
 use purse::wire::SealError;
@@ -349,14 +349,18 @@ impl PaymentService {
     }
 
     /// `GET /v1/suspicious`: the shopper reports of a merchant (all of them for
-    /// the operator), newest first, including those of sessions never drawn.
-    pub async fn suspicious_reports(&self, caller: Caller) -> Result<SuspiciousList, PaymentError> {
+    /// the operator), newest first, including those of sessions never drawn, a
+    /// page at a time (`next` names the older page).
+    pub async fn suspicious_reports(
+        &self,
+        caller: Caller,
+        page: ReportsPage,
+    ) -> Result<SuspiciousList, PaymentError> {
         let only = match caller {
             Caller::Merchant(m) => Some(m),
             Caller::Operator => None,
         };
-        let reports = self.store.suspicious_list(only.as_deref()).await?;
-        Ok(SuspiciousList { reports })
+        self.store.suspicious_list(only.as_deref(), page).await
     }
 
     /// Sum of captured amounts (debited, confirmed, settled) of a merchant.

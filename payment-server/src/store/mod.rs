@@ -26,7 +26,7 @@ pub mod writer;
 use std::collections::BTreeMap;
 
 use purse::load::bank_api::LoadView;
-use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
+use purse::merchant_api::{RecoveryItem, ReportsPage, SuspiciousList, TxnState, TxnView};
 use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
@@ -133,7 +133,9 @@ operations! {
         at: u64,
         webhook: Option<WebhookEvent>,
     ) -> bool;
-    fn suspicious_list(&self, merchant: Option<&str>) -> Vec<SuspiciousListEntry>;
+    /// A page of shopper reports, newest first, and the cursor of the next
+    /// (older) page if there is one.
+    fn suspicious_list(&self, merchant: Option<&str>, page: ReportsPage) -> SuspiciousList;
     fn captured_total(&self, merchant_id: &str) -> u64;
     /// Reserve `n` security module sequence numbers; the first.
     fn reserve_seq(&self, terminal: String, n: u32) -> u32;
@@ -185,4 +187,24 @@ operations! {
     fn load_view(&self, bank_id: &str, txn_id: &str) -> LoadView;
     /// Sum of credited amounts of a bank.
     fn bank_credited_total(&self, bank_id: &str) -> u64;
+}
+
+/// A page of shopper reports from the rows a backend read (its `id` and the
+/// entry, newest first, at most `page.limit + 1` of them: the extra one only
+/// says an older page exists). Both backends page through this one function.
+pub(crate) fn reports_page(
+    mut rows: Vec<(i64, purse::merchant_api::SuspiciousListEntry)>,
+    page: ReportsPage,
+) -> SuspiciousList {
+    let more = rows.len() > page.limit as usize;
+    rows.truncate(page.limit as usize);
+    let next = if more {
+        rows.last().map(|(id, _)| *id)
+    } else {
+        None
+    };
+    SuspiciousList {
+        reports: rows.into_iter().map(|(_, e)| e).collect(),
+        next,
+    }
 }

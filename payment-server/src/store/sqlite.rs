@@ -11,7 +11,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use purse::load::bank_api::LoadView;
-use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
+use purse::merchant_api::{RecoveryItem, ReportsPage, SuspiciousList, TxnState, TxnView};
 use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
@@ -256,10 +256,11 @@ impl SqliteStore {
     pub async fn suspicious_list(
         &self,
         merchant: Option<&str>,
-    ) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
+        page: ReportsPage,
+    ) -> Result<SuspiciousList, PaymentError> {
         let m = merchant.map(str::to_string);
         let key = self.card_ref.clone();
-        self.read(move |c| txn::suspicious_list(c, &key, m.as_deref()))
+        self.read(move |c| txn::suspicious_list(c, &key, m.as_deref(), page))
             .await
     }
 

@@ -4,7 +4,8 @@
 //! its webhook written in the same database transaction.
 
 use purse::merchant_api::{
-    LogEntry, RecoveryItem, SuspiciousEntry, SuspiciousListEntry, TxnState, TxnView,
+    LogEntry, RecoveryItem, ReportsPage, SuspiciousEntry, SuspiciousList, SuspiciousListEntry,
+    TxnState, TxnView,
 };
 use purse::security_module::{PurchaseAuthorization, PurchaseDraw, S3Verified};
 use purse::session::VerifyMode;
@@ -769,20 +770,22 @@ pub fn suspicious_list(
     c: &Connection,
     key: &CardRefKey,
     merchant: Option<&str>,
-) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
+    page: ReportsPage,
+) -> Result<SuspiciousList, PaymentError> {
     let mut stmt = c.prepare_cached(
-        "SELECT s.merchant_id, s.txn_id, s.page_origin, s.reason, s.at, t.card_id
+        "SELECT s.id, s.merchant_id, s.txn_id, s.page_origin, s.reason, s.at, t.card_id
          FROM suspicious_reports s
          LEFT JOIN transactions t ON t.merchant_id = s.merchant_id AND t.txn_id = s.txn_id
-         WHERE (?1 IS NULL OR s.merchant_id = ?1) ORDER BY s.id DESC LIMIT 1000",
+         WHERE (?1 IS NULL OR s.merchant_id = ?1) AND (?2 IS NULL OR s.id < ?2)
+         ORDER BY s.id DESC LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![merchant], |r| {
+    let rows = stmt.query_map(params![merchant, page.before, page.limit + 1], |r| {
         let merchant_id: String = r.get("merchant_id")?;
         let card = match r.get::<_, Option<String>>("card_id")? {
             Some(id) => Some(CardId::parse(&id).map_err(|_| bad("card"))?),
             None => None,
         };
-        Ok(SuspiciousListEntry {
+        let entry = SuspiciousListEntry {
             card: card.as_ref().map(CardId::masked).unwrap_or_default(),
             card_ref: card
                 .map(|c| key.card_ref(&merchant_id, &c))
@@ -792,9 +795,10 @@ pub fn suspicious_list(
             page_origin: r.get("page_origin")?,
             reason: r.get("reason")?,
             at: r.get("at")?,
-        })
+        };
+        Ok((r.get("id")?, entry))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(super::reports_page(rows.collect::<Result<_, _>>()?, page))
 }
 
 /// Sum of captured amounts (debited, confirmed, settled) of a merchant.

@@ -30,7 +30,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use purse::load::bank_api::LoadView;
-use purse::merchant_api::{RecoveryItem, SuspiciousListEntry, TxnState, TxnView};
+use purse::merchant_api::{RecoveryItem, ReportsPage, SuspiciousList, TxnState, TxnView};
 use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
@@ -342,8 +342,9 @@ impl PgStore {
     pub async fn suspicious_list(
         &self,
         merchant: Option<&str>,
-    ) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
-        txn::suspicious_list(&self.conn().await?, &self.card_ref, merchant).await
+        page: ReportsPage,
+    ) -> Result<SuspiciousList, PaymentError> {
+        txn::suspicious_list(&self.conn().await?, &self.card_ref, merchant, page).await
     }
 
     pub async fn captured_total(&self, merchant_id: &str) -> Result<u64, PaymentError> {

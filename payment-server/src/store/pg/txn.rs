@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 
-use purse::merchant_api::{RecoveryItem, SuspiciousEntry, SuspiciousListEntry, TxnState, TxnView};
+use purse::merchant_api::{
+    RecoveryItem, ReportsPage, SuspiciousEntry, SuspiciousList, SuspiciousListEntry, TxnState,
+    TxnView,
+};
 use purse::session::VerifyMode;
 use purse::types::{BcdDate, BcdTime, CardId, Expiry, PurseId};
 
@@ -475,17 +478,23 @@ pub async fn suspicious_list(
     c: &impl GenericClient,
     key: &CardRefKey,
     merchant: Option<&str>,
-) -> Result<Vec<SuspiciousListEntry>, PaymentError> {
+    page: ReportsPage,
+) -> Result<SuspiciousList, PaymentError> {
     let st = c
         .prepare_cached(
-            "SELECT s.merchant_id, s.txn_id, s.page_origin, s.reason, s.at, t.card_id
+            "SELECT s.id, s.merchant_id, s.txn_id, s.page_origin, s.reason, s.at, t.card_id
              FROM suspicious_reports s
              LEFT JOIN transactions t ON t.merchant_id = s.merchant_id AND t.txn_id = s.txn_id
-             WHERE ($1::text IS NULL OR s.merchant_id = $1) ORDER BY s.id DESC LIMIT 1000",
+             WHERE ($1::text IS NULL OR s.merchant_id = $1) AND ($2::bigint IS NULL OR s.id < $2)
+             ORDER BY s.id DESC LIMIT $3",
         )
         .await
         .map_err(pg_error)?;
-    c.query(&st, &[&merchant])
+    let rows = c
+        .query(
+            &st,
+            &[&merchant, &page.before, &(i64::from(page.limit) + 1)],
+        )
         .await
         .map_err(pg_error)?
         .iter()
@@ -495,7 +504,7 @@ pub async fn suspicious_list(
                 Some(id) => Some(CardId::parse(id).map_err(|_| bad("card"))?),
                 None => None,
             };
-            Ok(SuspiciousListEntry {
+            let entry = SuspiciousListEntry {
                 card: card.as_ref().map(CardId::masked).unwrap_or_default(),
                 card_ref: card
                     .map(|c| key.card_ref(&merchant_id, &c))
@@ -505,9 +514,11 @@ pub async fn suspicious_list(
                 page_origin: r.get("page_origin"),
                 reason: r.get("reason"),
                 at: num(r.get("at"), "time")?,
-            })
+            };
+            Ok((r.get::<_, i64>("id"), entry))
         })
-        .collect()
+        .collect::<Result<_, PaymentError>>()?;
+    Ok(super::super::reports_page(rows, page))
 }
 
 pub async fn captured_total(
