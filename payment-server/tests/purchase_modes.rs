@@ -185,6 +185,25 @@ async fn until_the_shopper(
     }
 }
 
+/// A new client for `ws` on a fresh selection of the card, carried until the
+/// amount is shown (the trace starts empty there).
+async fn at_the_amount(
+    shopper: &mut Shopper,
+    ws: &purse::purchase::WidgetSession,
+) -> purse::purchase::client::Client {
+    let mut c = shopper.client(ws);
+    shopper.trace.clear();
+    shopper.card.reset();
+    c.card_ready();
+    until_the_shopper(shopper, &mut c, &mut |_, _| {}).await;
+    assert!(
+        matches!(c.status(), purse::purchase::client::Status::Confirm),
+        "{:?}",
+        c.status()
+    );
+    c
+}
+
 #[tokio::test]
 async fn the_card_proves_itself_at_the_shoppers_gesture_not_when_the_amount_is_shown() {
     use purse::purchase::client::{Status, Step};
@@ -195,11 +214,7 @@ async fn the_card_proves_itself_at_the_shoppers_gesture_not_when_the_amount_is_s
     // only shows checkouts (a hostile merchant mounting frame after frame)
     // cannot spend the card's ATCs nor the bridge's INITIALIZE budget.
     let ws = m.session("T-early", 700, VerifyMode::PaymentServer, now() + 600);
-    let mut c = shopper.client(&ws);
-    shopper.card.reset();
-    c.card_ready();
-    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
-    assert!(matches!(c.status(), Status::Confirm), "{:?}", c.status());
+    let mut c = at_the_amount(&mut shopper, &ws).await;
     assert_eq!(
         initializes(&shopper.trace, 0x02),
         0,
@@ -245,11 +260,7 @@ async fn the_card_proves_itself_at_the_shoppers_gesture_not_when_the_amount_is_s
     // A click that lands before the proof's answer is in (a short press, or a
     // bench's): the answer goes straight on to the INITIALIZE, one proof.
     let ws = m.session("T-quick", 300, VerifyMode::PaymentServer, now() + 600);
-    let mut c = shopper.client(&ws);
-    shopper.trace.clear();
-    shopper.card.reset();
-    c.card_ready();
-    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    let mut c = at_the_amount(&mut shopper, &ws).await;
     c.gesture();
     c.approve();
     assert!(
@@ -272,11 +283,7 @@ async fn the_card_proves_itself_at_the_shoppers_gesture_not_when_the_amount_is_s
     // Approve with no gesture before it (a click synthesized inside the
     // frame, Enter on a focused Approve): the proof goes out at the approval.
     let ws = m.session("T-plain", 200, VerifyMode::PaymentServer, now() + 600);
-    let mut c = shopper.client(&ws);
-    shopper.trace.clear();
-    shopper.card.reset();
-    c.card_ready();
-    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    let mut c = at_the_amount(&mut shopper, &ws).await;
     assert_eq!(shopper.card.state().atc, 7, "no ATC spent at the amount");
     c.approve();
     until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;

@@ -55,7 +55,7 @@ const execFileP = promisify(execFile);
 const pressAt = process.argv.indexOf('--press');
 const pressMs = pressAt >= 0 ? Number(process.argv[pressAt + 1]) : 0;
 if (pressAt >= 0 && !(pressMs > 0)) throw new Error('--press needs a number of ms > 0');
-const N = Number(process.argv.slice(2).find((x, i) => /^\d+$/.test(x) && i + 2 !== pressAt + 1) || 30);
+const N = Number(process.argv.slice(2).find((x, i, a) => /^\d+$/.test(x) && a[i - 1] !== '--press') || 30);
 const cmp = process.argv.indexOf('--compare');
 const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : null;
 const argOf = (name) => {

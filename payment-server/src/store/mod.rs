@@ -26,7 +26,9 @@ pub mod writer;
 use std::collections::BTreeMap;
 
 use purse::load::bank_api::LoadView;
-use purse::merchant_api::{RecoveryItem, ReportsPage, SuspiciousList, TxnState, TxnView};
+use purse::merchant_api::{
+    RecoveryItem, ReportsPage, SuspiciousList, SuspiciousListEntry, TxnState, TxnView,
+};
 use purse::types::CardId;
 use purse::webhook::WebhookEvent;
 
@@ -193,7 +195,7 @@ operations! {
 /// entry, newest first, at most `page.limit + 1` of them: the extra one only
 /// says an older page exists). Both backends page through this one function.
 pub(crate) fn reports_page(
-    mut rows: Vec<(i64, purse::merchant_api::SuspiciousListEntry)>,
+    mut rows: Vec<(i64, SuspiciousListEntry)>,
     page: ReportsPage,
 ) -> SuspiciousList {
     let more = rows.len() > page.limit as usize;

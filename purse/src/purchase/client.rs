@@ -434,19 +434,17 @@ impl Client {
     /// While the amount is shown the card proves itself now, before the click
     /// lands; once asked, later gestures do nothing.
     pub fn gesture(&mut self) {
-        if !matches!(
-            self.state,
-            State::Confirm {
-                proof: EarlyProof::NotAsked,
-                ..
-            }
-        ) || self.core.wire.is_awaiting()
-        {
+        if self.core.wire.is_awaiting() {
             return;
         }
-        if let State::Confirm { proof, .. } = &mut self.state {
-            *proof = EarlyProof::OnItsWay;
-        }
+        let State::Confirm {
+            proof: proof @ EarlyProof::NotAsked,
+            ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        *proof = EarlyProof::OnItsWay;
         self.prove();
     }
 
