@@ -62,8 +62,16 @@ test('purchase with PIN: axe at ready/confirm, PIN, wrong PIN, progress, done; f
   assert.equal(ready.detail.capability, 'ready');
   await screen(frame, 'confirm');
   await expectAccessible(page, 'confirm (ready)');
+  // The widget does not take the keyboard from the page (keys typed into the page's own
+  // form would land on Approve); Tab brings the shopper in, to Approve first.
+  const fw = await s.widgetFrameHandle(page);
+  assert.equal(await fw.evaluate(() => document.hasFocus()), false, 'the page keeps its focus');
+  for (let i = 0; i < 15 && !(await fw.evaluate(() => document.activeElement?.dataset.action === 'approve')); i++) {
+    await page.keyboard.press('Tab');
+  }
   await expectFocus(page, 'confirm', { action: 'approve' });
 
+  await s.approveCounts(frame);
   await page.keyboard.press('Enter');
   await screen(frame, 'pin');
   await expectAccessible(page, 'pin');
@@ -108,7 +116,7 @@ test('failed variants, cancelled variants and the expiry warning pass axe; focus
     const { page, frame } = await open({ amount: 120 });
     await s.waitEvent(page, 'ready');
     await page.route('**/v1/purchases/draw', (route) => route.abort('internetdisconnected'));
-    await frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.approve(frame);
     await s.waitEvent(page, 'error');
     await expectAccessible(page, 'failed: network (retry)');
     await expectFocus(page, 'failed: network', { action: 'retry' });
@@ -124,7 +132,7 @@ test('failed variants, cancelled variants and the expiry warning pass axe; focus
     const bal = await s.readBalance(br.context, pay, stack.reader);
     const { page, frame } = await open({ amount: bal + 100 });
     await s.waitEvent(page, 'ready');
-    await frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.approve(frame);
     await s.typePin(frame, s.PIN);
     assert.equal((await s.waitEvent(page, 'error')).detail.code, 'insufficient_funds');
     await expectAccessible(page, 'failed: insufficient funds');
@@ -146,7 +154,7 @@ test('failed variants, cancelled variants and the expiry warning pass axe; focus
     } finally {
       await stack.insertCard();
     }
-    await frame.getByRole('button', { name: 'Approve payment' }).click({ timeout: 15_000 });
+    await s.approve(frame, 'Approve payment', { timeout: 15_000 });
     await screen(frame, 'pin');
     await stack.removeCard();
     try {
@@ -172,6 +180,7 @@ test('failed variants, cancelled variants and the expiry warning pass axe; focus
   {
     const { page, frame } = await open({ amount: 300 });
     await s.waitEvent(page, 'ready');
+    await s.approveCounts(frame);
     await frame.getByRole('button', { name: 'This is not my purchase' }).click();
     assert.equal((await s.waitEvent(page, 'cancel')).detail.reason, 'not_mine');
     await expectAccessible(page, 'cancelled: not mine');
@@ -240,6 +249,7 @@ test('the focus ring: ≥ 3:1 against what surrounds it, and it fits between the
   assert.ok(approve.offset > 0, 'a gap between ring and button');
   assert.ok(s.contrast(approve.color, approve.surround) >= 3, `ring on the page: ${JSON.stringify(approve)} ${s.contrast(approve.color, approve.surround).toFixed(2)}:1`);
 
+  await s.approveCounts(frame);
   await page.keyboard.press('Enter');
   await screen(frame, 'pin');
   const pad = await fw.evaluate(() => {
@@ -302,7 +312,7 @@ test('320 CSS px: no sideways overflow on any screen, and the iframe height foll
   assert.equal(f.overflowX, 0, `confirm at 320: ${JSON.stringify(f)}`);
   assert.ok(Math.abs(f.iframeHeight - f.contentHeight) <= 1, `iframe ${f.iframeHeight} px for ${f.contentHeight} px of content`);
 
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await screen(frame, 'pin');
   f = await settled();
   assert.equal(f.overflowX, 0, `PIN at 320: ${JSON.stringify(f)}`);

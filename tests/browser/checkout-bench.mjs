@@ -319,7 +319,8 @@ try {
       if (ready.detail.capability !== 'ready') throw new Error(`${v.label}: not ready: ` + JSON.stringify(ready.detail));
       const scriptStart = await page.evaluate(() => performance.getEntriesByType('resource').find((e) => e.name.endsWith('/checkout.js')).startTime);
       const frame = page.frames().find((f) => f.url().includes('/widget.html'));
-      await frame.waitForSelector('[data-action=approve]');
+      // Approve counts once the frame has been seen for half a second (not timed).
+      await s.approveCounts(frame);
       const readyAt = await page.evaluate((t) => performance.timeOrigin + t, ready.t);
       const clickedAt = pressMs > 0
         ? await pressApprove(page, frame)

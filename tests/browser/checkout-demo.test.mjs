@@ -94,7 +94,7 @@ test('QA path: browse, cart, checkout, PIN on the scrambled keypad, receipt, pai
   assert.equal(ready.detail.capability, 'ready');
   assert.equal(await frame.getByTestId('payee').textContent(), 'Cardpay Demo Store');
   assert.equal(await frame.getByTestId('amount').textContent(), '€24.95');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
 
   // PIN on the scrambled keypad, keys found by their accessible names.
   await frame.getByRole('group', { name: 'Enter your PIN' }).waitFor();
@@ -217,6 +217,7 @@ test('store pages: quantities, a cancelled payment keeps the cart, paying emptie
   await page.waitForURL(/\/orders\/[^/]+\/pay$/);
   const orderId = page.url().split('/').at(-2);
   assert.equal((await s.waitEvent(page, 'ready')).detail.capability, 'ready');
+  await s.approveCounts(s.widgetFrame(page));
   await s.widgetFrame(page).getByRole('button', { name: 'Cancel' }).click();
   await s.waitEvent(page, 'cancel');
   await page.locator('#cardpay-status', { hasText: 'Your cart is kept' }).waitFor();
@@ -230,7 +231,7 @@ test('store pages: quantities, a cancelled payment keeps the cart, paying emptie
   await page.waitForURL(new RegExp(`/orders/${orderId}/pay$`));
   const frame = s.widgetFrame(page);
   await s.waitEvent(page, 'ready');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await frame.getByRole('group', { name: 'Enter your PIN' }).waitFor();
   await s.typePin(frame, s.PIN);
   await page.waitForURL(new RegExp(`/orders/${orderId}$`), { timeout: 30_000 });

@@ -145,7 +145,7 @@ test('log into the demo bank, load 50.00 onto the card, then buy at the demo sto
   assert.equal(await frame.getByTestId('over-max').count(), 0);
   // A bank's shopper downloads the load wasm and glue, not the checkout's.
   assert.deepEqual(await widgetFiles(page), ['widget-boot.js', 'widget-load.js', 'widget-load_bg.wasm', 'widget.css']);
-  await frame.getByRole('button', { name: 'Load my card' }).click();
+  await s.approve(frame, 'Load my card');
 
   // Loaded: the receipt, the bank result to the bank's page, the account charged once.
   await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
@@ -174,7 +174,7 @@ test('log into the demo bank, load 50.00 onto the card, then buy at the demo sto
   assert.equal(await shop.getByTestId('balance').textContent(), '€60.00');
   // A checkout's shopper downloads the purchase wasm and glue, not the load page's.
   assert.deepEqual(await widgetFiles(page), ['widget-boot.js', 'widget.css', 'widget.js', 'widget_bg.wasm']);
-  await shop.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(shop);
   await s.typePin(shop, s.PIN);
   await shop.getByTestId('receipt').waitFor({ timeout: 30_000 });
   assert.equal(await shop.getByTestId('receipt-balance').textContent(), '€35.05');

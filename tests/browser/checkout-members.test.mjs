@@ -62,7 +62,7 @@ test('sign in on the members page with the card, then redeem points for a vouche
   let frame = s.widgetFrame(page);
   assert.equal((await s.waitEvent(page, 'ready')).detail.capability, 'ready');
   assert.equal(await frame.getByTestId('amount').textContent(), '€0.00');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
   assert.equal((await s.waitEvent(page, 'result')).detail.result.kind, 'result_m');
   await page.waitForURL(/\/members$/, { timeout: 30_000 });
@@ -77,7 +77,7 @@ test('sign in on the members page with the card, then redeem points for a vouche
   frame = s.widgetFrame(page);
   await s.waitEvent(page, 'ready');
   assert.equal(await frame.getByTestId('amount').textContent(), '100 points');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
   await page.waitForURL(/\/members$/, { timeout: 30_000 });
   const vouchers = await page.locator('code.voucher').allTextContents();

@@ -91,7 +91,7 @@ test('card pulled during DEBIT: put back, the widget shows the server\'s answer 
   await stack.tearNext('debit');
   let inserted = false;
   try {
-    await frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.approve(frame);
     const err = await s.waitEvent(page, 'error', { timeoutMs: 30_000 });
     assert.equal(err.detail.code, 'debit_unknown');
     const alert = frame.getByTestId('error');
@@ -140,7 +140,7 @@ test('the answer of complete lost after the capture, tab closed: paid from the w
     // The server handles it (and captures); the answer never reaches the widget.
     if ((await deliverThenDrop(route)) === 200) captured++;
   });
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   const err = await s.waitEvent(page, 'error', { timeoutMs: 30_000 });
   assert.equal(err.detail.code, 'network');
   assert.equal(captured, 1);
@@ -168,7 +168,7 @@ test('the answer of complete lost, the shopper reloads: the order is paid and th
   const before = await s.readBalance(br.context, pay, stack.reader);
   const { page, frame, orderId } = await orderAndPayPage();
   await page.route('**/v1/purchases/complete', deliverThenDrop);
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   assert.equal((await s.waitEvent(page, 'error', { timeoutMs: 30_000 })).detail.code, 'network');
   await page.unroute('**/v1/purchases/complete');
   // Reload the pay page: the store asks the payment server before a new attempt,

@@ -509,6 +509,28 @@ export function widgetFrame(page) {
   return page.frameLocator('iframe[data-cardpay]');
 }
 
+/**
+ * Wait until Approve counts: the widget takes it only once its frame has been seen,
+ * unobscured and opaque, for half a second (its clickjacking guard, docs/widget.md),
+ * and says so with `aria-disabled` until then; a press, a key or a click on it before
+ * then does nothing. While Approve is on screen the widget has Chromium watch whether
+ * the frame is seen, and Chromium then ignores a click at a point the frame did not
+ * cover throughout the last 200 ms (the frame grows with a new screen or the expiry
+ * warning): a click on Cancel or "not mine" right after the confirm screen appears
+ * waits here too.
+ * `frame`: a FrameLocator or a Frame.
+ */
+export async function approveCounts(frame, { timeoutMs = 15_000 } = {}) {
+  await frame.locator('[data-action=approve]:not([aria-disabled=true])').waitFor({ timeout: timeoutMs });
+}
+
+/** Click the frame's Approve (`name`: its label, e.g. 'Load my card') once it counts
+ *  ([`approveCounts`]), with real input events. */
+export async function approve(frame, name = 'Approve payment', opts = {}) {
+  await approveCounts(frame, opts);
+  await frame.getByRole('button', { name }).click(opts);
+}
+
 /** `bridge install` limits for the benchmarks' browsers: the card's APDU rate and
  *  transactions an hour are not what they measure. */
 export const BENCH_INSTALL_ARGS = ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'];

@@ -63,7 +63,8 @@ try {
     await page.goto(shop.url('/checkout?amount=10'));
     await widgetEvent('ready');
     const frame = await s.widgetFrameHandle(page);
-    await frame.waitForSelector('[data-action=approve]');
+    // Approve counts once the frame has been seen for half a second (not timed).
+    await s.approveCounts(frame);
     await page.waitForTimeout(100); // the Approve part apart from the load's
     await frame.evaluate(() => { performance.mark('Approve clicked'); document.querySelector('[data-action=approve]').click(); });
     await widgetEvent('result');

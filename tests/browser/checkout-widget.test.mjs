@@ -43,6 +43,24 @@ async function balance() {
   return s.readBalance(br.context, pay, stack.reader);
 }
 
+/** In the widget frames of `page`: `__sent`, each APDU the widget sends to the
+ *  extension (its first three bytes, hex, and when); `__clickAt`, the last click's
+ *  time; `__keys`, how many keys reached the frame. */
+async function watchFrame(page) {
+  await page.addInitScript(() => {
+    if (!location.pathname.endsWith('/widget.html')) return;
+    const sent = window.__sent = [];
+    const post = window.postMessage.bind(window);
+    window.postMessage = function (m, o) {
+      if (m && m.dir === 'to-extension' && m.apdu) sent.push({ apdu: m.apdu.slice(0, 6), t: performance.now() });
+      return post(m, o);
+    };
+    document.addEventListener('click', () => { window.__clickAt = performance.now(); }, true);
+    window.__keys = 0;
+    addEventListener('keydown', () => { window.__keys++; }, true);
+  });
+}
+
 let firstLayout;
 
 test('purchase with PIN on the scrambled keypad, receipt, result M, balance, server state', async () => {
@@ -54,7 +72,7 @@ test('purchase with PIN on the scrambled keypad, receipt, result M, balance, ser
   await assert.doesNotReject(frame.getByTestId('payee').filter({ hasText: 'E2E Shop' }).waitFor());
   assert.equal(await frame.getByTestId('amount').textContent(), '€25.00');
   assert.equal(await frame.getByTestId('balance').textContent(), `€${(before / 100).toFixed(2)}`);
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   firstLayout = await s.keypadLayout(frame);
   await s.typePin(frame, s.PIN);
   await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
@@ -82,7 +100,7 @@ test('a second purchase shows a different keypad layout', async () => {
   await s.waitEvent(page, 'ready');
   // The browser's second checkout: the build's glue and wasm from its cache, unasked.
   await s.expectBuildFromCache(page);
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   const second = await s.keypadLayout(frame);
   assert.notDeepEqual(second, firstLayout);
   assert.ok(second.order !== firstLayout.order || second.style !== firstLayout.style);
@@ -95,7 +113,7 @@ test('wrong PIN, then the right PIN', async () => {
   const before = await balance();
   const { page, frame } = await openCheckout({ amount: 2050 });
   await s.waitEvent(page, 'ready');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await s.typePin(frame, '9999');
   const alert = frame.getByTestId('pin-error');
   await alert.waitFor();
@@ -112,6 +130,7 @@ test('typed digits never become PIN digits (a key logger would see them); the ke
   await s.waitEvent(page, 'ready');
   const approve = frame.getByRole('button', { name: 'Zahlung freigeben' });
   await approve.waitFor();
+  await s.approveCounts(frame);
   await approve.focus();
   await page.keyboard.press('Enter');
   await frame.getByTestId('keypad').waitFor();
@@ -154,7 +173,7 @@ test('insufficient funds: plain message, nothing taken', async () => {
   const before = await balance();
   const { page, frame, txn } = await openCheckout({ amount: before + 2500 });
   await s.waitEvent(page, 'ready');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await s.typePin(frame, s.PIN);
   const err = await s.waitEvent(page, 'error');
   assert.equal(err.detail.code, 'insufficient_funds');
@@ -174,7 +193,7 @@ test('network down at the draw: plain message, Try again completes the purchase'
     if (failed++ === 0) return route.abort('internetdisconnected');
     return route.continue();
   });
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   const err = await s.waitEvent(page, 'error');
   assert.equal(err.detail.code, 'network');
   assert.match(await frame.getByRole('alert').textContent(), /could not reach the payment server/);
@@ -187,6 +206,7 @@ test('network down at the draw: plain message, Try again completes the purchase'
 test('cancel', async () => {
   const { page, frame } = await openCheckout({ amount: 300 });
   await s.waitEvent(page, 'ready');
+  await s.approveCounts(frame);
   await frame.getByRole('button', { name: 'Cancel' }).click();
   const c = await s.waitEvent(page, 'cancel');
   assert.equal(c.detail.reason, 'user');
@@ -209,6 +229,7 @@ test('before the timeout a warning offers more time (WCAG timing adjustable)', a
   const warning = frame.getByTestId('expiry-warning');
   await warning.waitFor({ timeout: 10_000 }); // at 4.5 s
   assert.equal(await warning.getAttribute('role'), 'alert');
+  await s.approveCounts(frame);
   await frame.getByRole('button', { name: 'I need more time' }).click();
   await warning.waitFor({ state: 'detached' });
   await new Promise((r) => setTimeout(r, 3000)); // past the first 6 s
@@ -222,6 +243,7 @@ test('"this is not my purchase" cancels and is recorded by the payment server', 
   const before = await balance();
   const { page, frame, txn } = await openCheckout({ amount: 700 });
   await s.waitEvent(page, 'ready');
+  await s.approveCounts(frame);
   await frame.getByRole('button', { name: 'This is not my purchase' }).click();
   const c = await s.waitEvent(page, 'cancel');
   assert.equal(c.detail.reason, 'not_mine');
@@ -248,7 +270,7 @@ test('no card, then the card is inserted', async () => {
     await stack.insertCard();
     const cap = await s.waitEvent(page, 'capability', { timeoutMs: 15_000 });
     assert.equal(cap.detail.capability, 'ready');
-    await frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.approve(frame);
     await s.waitEvent(page, 'result');
     await page.close();
   } finally {
@@ -263,16 +285,7 @@ test("the amount alone spends nothing on the card; the press on Approve sends it
   // Approve, a press's length before the click, and never before it.
   const before = await balance();
   const page = await br.context.newPage();
-  await page.addInitScript(() => {
-    if (!location.pathname.endsWith('/widget.html')) return;
-    const sent = window.__sent = [];
-    const post = window.postMessage.bind(window);
-    window.postMessage = function (m, o) {
-      if (m && m.dir === 'to-extension' && m.apdu) sent.push({ apdu: m.apdu.slice(0, 6), t: performance.now() });
-      return post(m, o);
-    };
-    document.addEventListener('click', () => { window.__clickAt = performance.now(); }, true);
-  });
+  await watchFrame(page);
   await page.goto(shop.url('/checkout?' + new URLSearchParams({ amount: 140 })));
   const frame = s.widgetFrame(page);
   await s.waitEvent(page, 'ready');
@@ -282,6 +295,7 @@ test("the amount alone spends nothing on the card; the press on Approve sends it
   const inFrame = await s.widgetFrameHandle(page);
   const initializes = () => inFrame.evaluate(() => window.__sent.filter((x) => x.apdu.startsWith('8050')));
   assert.deepEqual(await initializes(), [], 'no INITIALIZE while the amount is shown');
+  await s.approveCounts(frame);
   await approve.hover();
   await page.mouse.down();
   await inFrame.waitForFunction(() => window.__sent.some((x) => x.apdu === '805002'));
@@ -297,11 +311,113 @@ test("the amount alone spends nothing on the card; the press on Approve sends it
   await page.close();
 });
 
+test("a page that hides or covers the frame under the shopper's pointer gets no approval; seen for half a second, Approve counts", async () => {
+  // Clickjacking by the merchant page itself: it makes our frame invisible (opacity
+  // 0) or lays something over it, and brings it under the shopper's pointer as they
+  // click on the page. The browser tells the frame (IntersectionObserver v2,
+  // isVisible): neither the press (the card's proof) nor the click (the payment)
+  // counts, and Approve says it is unavailable. Nothing reaches the card or the server.
+  const before = await balance();
+  const page = await br.context.newPage();
+  await watchFrame(page);
+  await page.goto(shop.url('/checkout?' + new URLSearchParams({ amount: 150 })));
+  const txn = await page.evaluate(() => JSON.parse(document.getElementById('cardpay-session').textContent).session.session.txn_id);
+  const frame = s.widgetFrame(page);
+  await s.waitEvent(page, 'ready');
+  const approve = frame.getByRole('button', { name: 'Approve payment' });
+  await s.approveCounts(frame);
+  const inFrame = await s.widgetFrameHandle(page);
+  const initializes = () => inFrame.evaluate(() => window.__sent.map((x) => x.apdu).filter((a) => a.startsWith('8050')));
+  const disabled = () => approve.getAttribute('aria-disabled');
+  const hostileClick = async (label) => {
+    // A real press and click at Approve's place, as the shopper's would be.
+    await approve.click({ force: true });
+    await page.waitForTimeout(300);
+    assert.deepEqual(await initializes(), [], `${label}: nothing sent to the card`);
+    assert.equal(await inFrame.evaluate(() => document.querySelector('[data-screen]')?.dataset.screen), 'confirm', `${label}: still the amount`);
+  };
+  const hide = (css) => page.evaluate((c) => { document.querySelector('iframe[data-cardpay]').style.cssText += c; }, css);
+
+  // 1. Transparent: seen for longer than the half second, still nothing counts.
+  await hide(';opacity:0');
+  await page.waitForTimeout(700);
+  await hostileClick('opacity 0');
+  assert.equal(await disabled(), 'true', 'transparent: Approve unavailable');
+  await hostileClick('opacity 0, again');
+
+  // 2. Opaque, but with the page's own (click-through) layer over it.
+  await hide(';opacity:1');
+  await page.evaluate(() => {
+    const r = document.querySelector('iframe[data-cardpay]').getBoundingClientRect();
+    const d = document.createElement('div');
+    d.id = 'decoy';
+    d.textContent = 'Click here to win';
+    Object.assign(d.style, { position: 'fixed', left: `${r.left}px`, top: `${r.top}px`, width: `${r.width}px`, height: `${r.height}px`, background: 'rgba(255,255,255,0.9)', pointerEvents: 'none', zIndex: 10 });
+    document.body.append(d);
+  });
+  await page.waitForTimeout(700);
+  assert.equal(await disabled(), 'true', 'covered: Approve unavailable');
+  await hostileClick('covered');
+
+  // 3. Uncovered and clicked at once: not yet seen for half a second.
+  await page.evaluate(() => document.getElementById('decoy').remove());
+  await hostileClick('just uncovered');
+
+  // 4. Seen for half a second: the shopper's click pays, once.
+  await s.approveCounts(frame);
+  assert.equal(await disabled(), null);
+  await approve.click();
+  await s.waitEvent(page, 'result');
+  assert.deepEqual(await initializes(), ['805002', '805001']);
+  assert.equal(await balance(), before - 150);
+  const v = (await txnView(txn)).body;
+  assert.ok(['debited', 'confirmed', 'settled'].includes(v.state), v.state);
+  await page.close();
+});
+
+test('a checkout that appears while the shopper types in the page takes none of the keys', async () => {
+  // Keyjacking: a cross-origin frame that focuses one of its controls takes the
+  // keyboard from the page. A page could mount the checkout while the shopper types in
+  // its own form, so that their next Space or Enter lands on Approve. The widget moves
+  // focus only when focus is in the frame already: every key stays in the page.
+  const before = await balance();
+  const page = await br.context.newPage();
+  await watchFrame(page);
+  await page.goto(shop.url('/checkout?' + new URLSearchParams({ amount: 160 })));
+  await page.evaluate(() => {
+    const i = document.createElement('input');
+    i.id = 'address';
+    i.setAttribute('aria-label', 'Address');
+    document.body.prepend(i);
+  });
+  await page.focus('#address');
+  // Typing through the moment the checkout is ready, and well past half a second.
+  const text = 'Flat 2, 12 Main Street, Springfield ';
+  const typing = page.keyboard.type(text + text, { delay: 40 });
+  await s.waitEvent(page, 'ready');
+  await typing;
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Space');
+  assert.equal(await page.inputValue('#address'), text + text + ' ', 'every key stayed in the page');
+  const inFrame = await s.widgetFrameHandle(page);
+  assert.equal(await inFrame.evaluate(() => window.__keys), 0, 'no key reached the frame');
+  assert.deepEqual(await inFrame.evaluate(() => window.__sent.filter((x) => x.apdu.startsWith('8050'))), [], 'nothing sent to the card');
+  assert.equal(await page.evaluate(() => (window.cardpayLog || []).filter((e) => e.event === 'result').length), 0);
+  assert.equal(await balance(), before);
+  // The shopper tabs in (here: focuses Approve) and pays with the keyboard.
+  await s.approveCounts(s.widgetFrame(page));
+  await s.widgetFrame(page).getByRole('button', { name: 'Approve payment' }).focus();
+  await page.keyboard.press('Enter');
+  await s.waitEvent(page, 'result');
+  assert.equal(await balance(), before - 160);
+  await page.close();
+});
+
 test('card pulled during the purchase: clear message, nothing taken, then it completes', async () => {
   const before = await balance();
   const { page, frame, txn } = await openCheckout({ amount: 2020 });
   await s.waitEvent(page, 'ready');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await frame.getByTestId('keypad').waitFor();
   await stack.removeCard();
   const err = await s.waitEvent(page, 'error', { timeoutMs: 15_000 });
@@ -310,7 +426,7 @@ test('card pulled during the purchase: clear message, nothing taken, then it com
   await stack.insertCard();
   await frame.getByRole('button', { name: 'Approve payment' }).waitFor({ timeout: 15_000 });
   assert.equal((await txnView(txn)).status === 200 ? (await txnView(txn)).body.state : 'none', 'none');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await s.typePin(frame, s.PIN);
   await s.waitEvent(page, 'result');
   assert.equal(await balance(), before - 2020);
@@ -326,7 +442,7 @@ test("the bridge's PIN rate limit: plain message, no PIN try spent, Try again br
     const before = await balance();
     const first = await openCheckout({ amount: 2200 }, strict.context);
     await s.waitEvent(first.page, 'ready');
-    await first.frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.approve(first.frame);
     await s.typePin(first.frame, s.PIN);
     await s.waitEvent(first.page, 'result');
     await first.page.close();
@@ -334,7 +450,7 @@ test("the bridge's PIN rate limit: plain message, no PIN try spent, Try again br
 
     const { page, frame, txn } = await openCheckout({ amount: 2300 }, strict.context);
     await s.waitEvent(page, 'ready');
-    await frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.approve(frame);
     await s.typePin(frame, s.PIN);
     const err = await s.waitEvent(page, 'error');
     assert.equal(err.detail.code, 'pin_rate_limited');
@@ -353,7 +469,7 @@ test("the bridge's PIN rate limit: plain message, no PIN try spent, Try again br
   // no PIN try was spent: the next PIN entry (relaxed profile) has all three
   const { page, frame } = await openCheckout({ amount: 2400 });
   await s.waitEvent(page, 'ready');
-  await frame.getByRole('button', { name: 'Approve payment' }).click();
+  await s.approve(frame);
   await s.typePin(frame, '9999');
   const alert = frame.getByTestId('pin-error');
   await alert.waitFor();

@@ -95,7 +95,7 @@ test('merchant page after a demo purchase: payout, chart and the transaction beh
     const orderId = page.url().split('/').at(-2);
     const frame = s.widgetFrame(page);
     await s.waitEvent(page, 'ready');
-    await frame.getByRole('button', { name: 'Approve payment' }).click();
+    await s.approve(frame);
     await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
     await page.waitForURL(new RegExp(`/orders/${orderId}$`), { timeout: 30_000 });
     assert.equal(await page.locator('#status').textContent(), 'paid');

@@ -13,14 +13,21 @@
 //!   keyboard: typed digits never become PIN digits, arrows/Tab move over the keypad,
 //!   Enter/Space press the focused key (a native button click);
 //! - size: a `ResizeObserver` on the root posts the height to the page whenever it
-//!   changes (content, language, a narrow screen), and refits the keypad to the width.
+//!   changes (content, language, a narrow screen), and refits the keypad to the width;
+//! - clickjacking: Approve (its click, and the press or key that asks the card's proof)
+//!   counts only once the frame has been seen, unobscured and opaque, for
+//!   [`MIN_SHOWN_MS`] ([`on_visibility`]): a page that hides our frame (opacity 0,
+//!   covered, filtered) and moves it under the shopper's pointer gets nothing.
 
 use std::cell::RefCell;
 
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Element, HtmlElement, KeyboardEvent, MessageEvent, MouseEvent, ResizeObserver};
+use web_sys::{
+    Element, HtmlElement, IntersectionObserver, IntersectionObserverInit, KeyboardEvent,
+    MessageEvent, MouseEvent, ResizeObserver,
+};
 
 use crate::checkout::{Action, Checkout, Config, Effect, Input, Mode, ParentEvent};
 use crate::i18n::Lang;
@@ -75,6 +82,14 @@ struct App {
     theme: Option<JsValue>,
     /// Watches the root's size from the first view on ([`ensure_skeleton`]).
     resize: Option<ResizeObserver>,
+    /// Since when (ms, [`now`]) the frame has been seen on screen, unobscured and
+    /// opaque, at its present size; none while it is not ([`on_visibility`]).
+    shown_since: Option<u64>,
+    /// Reports whether the frame is seen ([`watch_approve`]); none: the browser has no
+    /// IntersectionObserver, and Approve counts at once.
+    visibility: Option<IntersectionObserver>,
+    /// `visibility` observes us: Approve is on screen.
+    watching: bool,
     /// Toggled so that a repeated hint is announced again.
     #[cfg(feature = "purchase")]
     hint_toggle: bool,
@@ -469,13 +484,19 @@ fn render(mut view: View) {
         .and_then(|e| focus_key(&e));
     screen.set_inner_html(&html);
     apply_styles(&screen);
+    watch_approve();
     let target = keep
         .and_then(|sel| screen.query_selector(&sel).ok().flatten())
         .or_else(|| screen.query_selector("[data-autofocus]").ok().flatten());
     match target.and_then(|e| e.dyn_into::<HtmlElement>().ok()) {
-        Some(el) => {
+        // Only when focus is in the frame already (the shopper clicked or tabbed into
+        // it): focusing from outside would take the keyboard from the page, and keys
+        // the shopper types into the page's own form (Space, Enter) would land on
+        // Approve. The page keeps its focus; Tab or a click brings the shopper in.
+        Some(el) if had_focus => {
             let _ = el.focus();
         }
+        Some(_) => {}
         // A screen without a control of its own (progress, "insert your card", a
         // problem nothing can be done about here): focus goes to the heading, which is
         // never replaced, rather than falling to the page body.
@@ -540,7 +561,139 @@ fn on_resize() {
     if let Some(view) = refit {
         render(view);
     }
+    restart_shown_clock();
     post_height();
+}
+
+/// How long the frame must have been seen, unobscured and opaque, before Approve
+/// counts: longer than a hidden frame can be flashed under a pointer unnoticed, shorter
+/// than a shopper takes to read the amount.
+const MIN_SHOWN_MS: u64 = 500;
+
+/// The frame has been on screen, unobscured and opaque, for [`MIN_SHOWN_MS`].
+fn shown_long_enough() -> bool {
+    let since = APP.with(|a| a.borrow().as_ref().and_then(|a| a.shown_since));
+    since.is_some_and(|t| now() >= t + MIN_SHOWN_MS)
+}
+
+/// Approve says whether it counts yet (`aria-disabled` until then, so it is also
+/// announced as unavailable).
+fn guard_approve() {
+    let Some(btn) = window()
+        .document()
+        .and_then(|d| d.query_selector("[data-action=approve]").ok().flatten())
+    else {
+        return;
+    };
+    let _ = if shown_long_enough() {
+        btn.remove_attribute("aria-disabled")
+    } else {
+        btn.set_attribute("aria-disabled", "true")
+    };
+}
+
+/// After each render: the browser watches whether we are seen only while Approve is on
+/// screen. Chromium ignores a click on a frame with such a watch at a point the frame
+/// did not cover throughout the last 200 ms (whatwg/html#8012); other screens (the
+/// keypad, Cancel on a failed payment) take a click at once, so they are not watched.
+fn watch_approve() {
+    let on_screen = window()
+        .document()
+        .and_then(|d| d.query_selector("[data-action=approve]").ok().flatten())
+        .is_some();
+    APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let Some(app) = a.as_mut() else { return };
+        let Some(observer) = app.visibility.as_ref() else {
+            app.shown_since = Some(0);
+            return;
+        };
+        if on_screen == app.watching {
+            return;
+        }
+        app.watching = on_screen;
+        app.shown_since = None;
+        if !on_screen {
+            observer.disconnect();
+        } else if let Some(el) = window().document().and_then(|d| d.document_element()) {
+            // The browser's first report comes within a frame or two.
+            observer.observe(&el);
+        }
+    });
+    guard_approve();
+}
+
+/// The frame's size changed (a new screen, a narrower page): whatever moved under the
+/// pointer with it, Approve counts only half a second later.
+fn restart_shown_clock() {
+    let restarted = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        if !app.watching || app.shown_since.is_none() {
+            return None;
+        }
+        app.shown_since = Some(now());
+        Some(())
+    });
+    if restarted.is_some() {
+        guard_approve();
+        // One ms over, so that the check in `guard_approve` is past the mark.
+        after(MIN_SHOWN_MS as i32 + 1, guard_approve);
+    }
+}
+
+/// The browser's verdict on our frame (IntersectionObserver with `trackVisibility`:
+/// `isVisible` is false while anything covers the frame, or it or a page element
+/// around it is transparent, filtered or transformed beyond a move or an enlargement).
+/// A browser that cannot tell (no `isVisible`: Firefox, Safari) says only whether the
+/// frame is in the viewport; then the rule is only the wait.
+fn on_visibility(entries: js_sys::Array) {
+    let Some(last) = entries.iter().last() else {
+        return;
+    };
+    let in_view = get(&last, "isIntersecting").as_bool().unwrap_or(false);
+    let shown = in_view && get(&last, "isVisible").as_bool().unwrap_or(true);
+    let newly = APP.with(|a| {
+        let mut a = a.borrow_mut();
+        let app = a.as_mut()?;
+        if !app.watching {
+            return None;
+        }
+        match (shown, app.shown_since) {
+            (true, None) => {
+                app.shown_since = Some(now());
+                Some(())
+            }
+            (false, _) => {
+                app.shown_since = None;
+                None
+            }
+            (true, Some(_)) => None,
+        }
+    });
+    guard_approve();
+    if newly.is_some() {
+        after(MIN_SHOWN_MS as i32 + 1, guard_approve);
+    }
+}
+
+/// The observer behind [`watch_approve`]; none if the browser has no
+/// IntersectionObserver (Approve then counts at once: leaving it off would stop every
+/// payment there).
+fn visibility_observer() -> Option<IntersectionObserver> {
+    let cb = Closure::<dyn FnMut(js_sys::Array)>::new(on_visibility);
+    let opts = js_sys::Object::new();
+    set(&opts, "trackVisibility", true);
+    // The least the browser allows with trackVisibility.
+    set(&opts, "delay", 100);
+    set(&opts, "threshold", 0);
+    let observer = IntersectionObserver::new_with_options(
+        cb.as_ref().unchecked_ref(),
+        opts.unchecked_ref::<IntersectionObserverInit>(),
+    )
+    .ok();
+    cb.forget();
+    observer
 }
 
 /// Keypad geometry travels as `data-style` and is applied through the CSSOM, so the
@@ -605,6 +758,7 @@ fn on_click(ev: MouseEvent) {
         return;
     }
     let action = match btn.get_attribute("data-action").as_deref() {
+        Some("approve") if !shown_long_enough() => return,
         Some("approve") => Action::Approve,
         Some("cancel") => Action::Cancel,
         Some("not-mine") => Action::NotMine,
@@ -631,7 +785,7 @@ fn on_press(ev: MouseEvent) {
         .and_then(|t| t.dyn_into::<Element>().ok())
         .and_then(|t| t.closest("[data-action=approve]").ok().flatten())
         .is_some();
-    if on_approve {
+    if on_approve && shown_long_enough() {
         feed(Input::User(Action::Gesture));
     }
 }
@@ -707,7 +861,7 @@ fn on_key(ev: KeyboardEvent) {
         return;
     }
     #[cfg(feature = "purchase")]
-    if key != "Escape" {
+    if key != "Escape" && shown_long_enough() {
         // A key in the frame (Tab to Approve, Enter on it): the shopper's gesture.
         feed(Input::User(Action::Gesture));
     }
@@ -928,6 +1082,9 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             pending_announce: None,
             skipped_progress: false,
             resize: Some(resize),
+            shown_since: None,
+            visibility: visibility_observer(),
+            watching: false,
             #[cfg(feature = "purchase")]
             hint_toggle: false,
         })

@@ -198,10 +198,10 @@ export function widgetFrameOf(page, opts) {
  */
 export async function clickByName(frame, name, { selector = 'button, a, [role=button]', timeoutMs = 15_000 } = {}) {
   await waitFor(frame, ([sel, n]) => [...document.querySelectorAll(sel)].some((e) =>
-    ((e.getAttribute('aria-label') || e.textContent || '').trim() === n) && !e.disabled && e.getClientRects().length > 0),
+    ((e.getAttribute('aria-label') || e.textContent || '').trim() === n) && !e.disabled && e.getAttribute('aria-disabled') !== 'true' && e.getClientRects().length > 0),
   [selector, name], { timeoutMs, what: `"${name}"` });
   const handle = await frame.evaluateHandle(([sel, n]) => [...document.querySelectorAll(sel)].find((e) =>
-    ((e.getAttribute('aria-label') || e.textContent || '').trim() === n) && !e.disabled && e.getClientRects().length > 0),
+    ((e.getAttribute('aria-label') || e.textContent || '').trim() === n) && !e.disabled && e.getAttribute('aria-disabled') !== 'true' && e.getClientRects().length > 0),
   [selector, name]);
   try {
     await handle.asElement().click();
