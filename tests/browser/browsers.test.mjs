@@ -178,6 +178,7 @@ for (const name of h.browsersToRun()) {
       assert.equal(st.result?.state, 'ready', JSON.stringify(st));
       assert.equal(st.result.reader, stack.reader);
       // Approve counts (and Chromium takes clicks on the confirm screen again): docs/widget.md.
+      await h.showFrame(widget);
       await h.waitFor(widget, () => !!document.querySelector('[data-action=approve]:not([aria-disabled=true])'), undefined, { what: 'Approve to count' });
       await h.clickByName(widget, 'Cancel');
       assert.equal((await h.waitWidgetEvent(page, 'cancel')).detail.reason, 'user');

@@ -510,8 +510,8 @@ export function widgetFrame(page) {
 }
 
 /**
- * Wait until Approve counts: the widget takes it only once its frame has been seen,
- * unobscured and opaque, for half a second (its clickjacking guard, docs/widget.md),
+ * Wait until Approve counts: the widget takes it only once its whole frame has been
+ * seen, unobscured and opaque, for half a second (its clickjacking guard, docs/widget.md),
  * and says so with `aria-disabled` until then; a press, a key or a click on it before
  * then does nothing. While Approve is on screen the widget has Chromium watch whether
  * the frame is seen, and Chromium then ignores a click at a point the frame did not
@@ -521,6 +521,9 @@ export function widgetFrame(page) {
  * `frame`: a FrameLocator or a Frame.
  */
 export async function approveCounts(frame, { timeoutMs = 15_000 } = {}) {
+  // Approve counts only with the whole frame in view: scroll to it, as a shopper does.
+  const owner = typeof frame.owner === 'function' ? frame.owner() : await frame.frameElement();
+  await owner.scrollIntoViewIfNeeded();
   await frame.locator('[data-action=approve]:not([aria-disabled=true])').waitFor({ timeout: timeoutMs });
 }
 

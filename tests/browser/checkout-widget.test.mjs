@@ -311,11 +311,12 @@ test("the amount alone spends nothing on the card; the press on Approve sends it
   await page.close();
 });
 
-test("a page that hides or covers the frame under the shopper's pointer gets no approval; seen for half a second, Approve counts", async () => {
+test("a page that hides, covers or clips the frame under the shopper's pointer gets no approval; seen whole for half a second, Approve counts", async () => {
   // Clickjacking by the merchant page itself: it makes our frame invisible (opacity
   // 0) or lays something over it, and brings it under the shopper's pointer as they
-  // click on the page. The browser tells the frame (IntersectionObserver v2,
-  // isVisible): neither the press (the card's proof) nor the click (the payment)
+  // click on the page; or it clips the frame down to Approve, so the amount is not
+  // seen. The browser tells the frame (IntersectionObserver v2: isVisible, and the
+  // share in view): neither the press (the card's proof) nor the click (the payment)
   // counts, and Approve says it is unavailable. Nothing reaches the card or the server.
   const before = await balance();
   const page = await br.context.newPage();
@@ -363,7 +364,15 @@ test("a page that hides or covers the frame under the shopper's pointer gets no 
   await page.evaluate(() => document.getElementById('decoy').remove());
   await hostileClick('just uncovered');
 
-  // 4. Seen for half a second: the shopper's click pays, once.
+  // 4. Clipped down to Approve (the payee and the amount cut away), opaque, uncovered.
+  const cut = await inFrame.evaluate(() => Math.floor(document.querySelector('[data-action=approve]').getBoundingClientRect().top) - 2);
+  await hide(`;clip-path:inset(${cut}px 0 0 0)`);
+  await page.waitForTimeout(700);
+  await hostileClick('clipped to Approve');
+  assert.equal(await disabled(), 'true', 'clipped: Approve unavailable');
+  await hide(';clip-path:none');
+
+  // 5. Seen whole for half a second: the shopper's click pays, once.
   await s.approveCounts(frame);
   assert.equal(await disabled(), null);
   await approve.click();

@@ -15,9 +15,10 @@
 //! - size: a `ResizeObserver` on the root posts the height to the page whenever it
 //!   changes (content, language, a narrow screen), and refits the keypad to the width;
 //! - clickjacking: Approve (its click, and the press or key that asks the card's proof)
-//!   counts only once the frame has been seen, unobscured and opaque, for
+//!   counts only once the whole frame has been seen, unobscured and opaque, for
 //!   [`MIN_SHOWN_MS`] ([`on_visibility`]): a page that hides our frame (opacity 0,
-//!   covered, filtered) and moves it under the shopper's pointer gets nothing.
+//!   covered, filtered) and moves it under the shopper's pointer, or clips it down to
+//!   Approve so the amount is not seen, gets nothing.
 
 use std::cell::RefCell;
 
@@ -82,7 +83,7 @@ struct App {
     theme: Option<JsValue>,
     /// Watches the root's size from the first view on ([`ensure_skeleton`]).
     resize: Option<ResizeObserver>,
-    /// Since when (ms, [`now`]) the frame has been seen on screen, unobscured and
+    /// Since when (ms, [`now`]) the whole frame has been seen on screen, unobscured and
     /// opaque, at its present size; none while it is not ([`on_visibility`]).
     shown_since: Option<u64>,
     /// Reports whether the frame is seen ([`watch_approve`]); none: the browser has no
@@ -570,7 +571,7 @@ fn on_resize() {
 /// than a shopper takes to read the amount.
 const MIN_SHOWN_MS: u64 = 500;
 
-/// The frame has been on screen, unobscured and opaque, for [`MIN_SHOWN_MS`].
+/// The whole frame has been on screen, unobscured and opaque, for [`MIN_SHOWN_MS`].
 fn shown_long_enough() -> bool {
     let since = APP.with(|a| a.borrow().as_ref().and_then(|a| a.shown_since));
     since.is_some_and(|t| now() >= t + MIN_SHOWN_MS)
@@ -642,17 +643,25 @@ fn restart_shown_clock() {
     }
 }
 
+/// Share of the frame that must be in view (not clipped by the page or the viewport):
+/// all of it, less a rounding margin far too thin to hide a line of text.
+const WHOLE: f64 = 0.98;
+
 /// The browser's verdict on our frame (IntersectionObserver with `trackVisibility`:
 /// `isVisible` is false while anything covers the frame, or it or a page element
-/// around it is transparent, filtered or transformed beyond a move or an enlargement).
-/// A browser that cannot tell (no `isVisible`: Firefox, Safari) says only whether the
-/// frame is in the viewport; then the rule is only the wait.
+/// around it is transparent, filtered or transformed beyond a move or an enlargement;
+/// `intersectionRatio`, how much of it is not clipped away). A browser that cannot
+/// tell visibility (no `isVisible`: Firefox, Safari) says only how much of the frame
+/// is in view; then the rule is that, and the wait.
 fn on_visibility(entries: js_sys::Array) {
     let Some(last) = entries.iter().last() else {
         return;
     };
-    let in_view = get(&last, "isIntersecting").as_bool().unwrap_or(false);
-    let shown = in_view && get(&last, "isVisible").as_bool().unwrap_or(true);
+    // All of it: a page that clips the frame (a small box, `clip-path`, the fold)
+    // down to Approve would hide the amount and the payee being approved.
+    let whole = get(&last, "isIntersecting").as_bool().unwrap_or(false)
+        && get(&last, "intersectionRatio").as_f64().unwrap_or(0.0) >= WHOLE;
+    let shown = whole && get(&last, "isVisible").as_bool().unwrap_or(true);
     let newly = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
@@ -686,7 +695,11 @@ fn visibility_observer() -> Option<IntersectionObserver> {
     set(&opts, "trackVisibility", true);
     // The least the browser allows with trackVisibility.
     set(&opts, "delay", 100);
-    set(&opts, "threshold", 0);
+    set(
+        &opts,
+        "threshold",
+        js_sys::Array::of2(&0.0.into(), &WHOLE.into()),
+    );
     let observer = IntersectionObserver::new_with_options(
         cb.as_ref().unchecked_ref(),
         opts.unchecked_ref::<IntersectionObserverInit>(),

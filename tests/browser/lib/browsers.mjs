@@ -192,11 +192,26 @@ export function widgetFrameOf(page, opts) {
 }
 
 /**
+ * Scroll the page to `frame`'s iframe so that all of it is in view (the widget's
+ * Approve counts only then, docs/widget.md); nothing for a page.
+ */
+export async function showFrame(frame) {
+  const el = typeof frame.frameElement === 'function' ? await frame.frameElement() : null;
+  if (!el) return;
+  try {
+    await el.evaluate((e) => e.scrollIntoView({ block: 'nearest' }));
+  } finally {
+    await el.dispose();
+  }
+}
+
+/**
  * Click the visible, enabled element whose accessible name (aria-label, else its
  * text) is `name`, among `selector` (default: buttons and links), with real input
  * events. Waits for it to appear.
  */
 export async function clickByName(frame, name, { selector = 'button, a, [role=button]', timeoutMs = 15_000 } = {}) {
+  await showFrame(frame);
   await waitFor(frame, ([sel, n]) => [...document.querySelectorAll(sel)].some((e) =>
     ((e.getAttribute('aria-label') || e.textContent || '').trim() === n) && !e.disabled && e.getAttribute('aria-disabled') !== 'true' && e.getClientRects().length > 0),
   [selector, name], { timeoutMs, what: `"${name}"` });
