@@ -528,10 +528,10 @@ export async function approveCounts(frame, { timeoutMs = 15_000 } = {}) {
 }
 
 /** Click the frame's Approve (`name`: its label, e.g. 'Load my card') once it counts
- *  ([`approveCounts`]), with real input events. */
-export async function approve(frame, name = 'Approve payment', opts = {}) {
-  await approveCounts(frame, opts);
-  await frame.getByRole('button', { name }).click(opts);
+ *  ([`approveCounts`]), with real input events; `timeout` (ms) for each wait. */
+export async function approve(frame, name = 'Approve payment', { timeout = 15_000 } = {}) {
+  await approveCounts(frame, { timeoutMs: timeout });
+  await frame.getByRole('button', { name }).click({ timeout });
 }
 
 /** `bridge install` limits for the benchmarks' browsers: the card's APDU rate and
