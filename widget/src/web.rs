@@ -577,13 +577,19 @@ fn shown_long_enough() -> bool {
     since.is_some_and(|t| now() >= t + MIN_SHOWN_MS)
 }
 
+/// The Approve button on screen, if any.
+fn approve_button() -> Option<Element> {
+    window()
+        .document()?
+        .query_selector("[data-action=approve]")
+        .ok()
+        .flatten()
+}
+
 /// Approve says whether it counts yet (`aria-disabled` until then, so it is also
 /// announced as unavailable).
 fn guard_approve() {
-    let Some(btn) = window()
-        .document()
-        .and_then(|d| d.query_selector("[data-action=approve]").ok().flatten())
-    else {
+    let Some(btn) = approve_button() else {
         return;
     };
     let _ = if shown_long_enough() {
@@ -598,10 +604,7 @@ fn guard_approve() {
 /// did not cover throughout the last 200 ms (whatwg/html#8012); other screens (the
 /// keypad, Cancel on a failed payment) take a click at once, so they are not watched.
 fn watch_approve() {
-    let on_screen = window()
-        .document()
-        .and_then(|d| d.query_selector("[data-action=approve]").ok().flatten())
-        .is_some();
+    let on_screen = approve_button().is_some();
     APP.with(|a| {
         let mut a = a.borrow_mut();
         let Some(app) = a.as_mut() else { return };
@@ -638,9 +641,14 @@ fn restart_shown_clock() {
     });
     if restarted.is_some() {
         guard_approve();
-        // One ms over, so that the check in `guard_approve` is past the mark.
-        after(MIN_SHOWN_MS as i32 + 1, guard_approve);
+        guard_approve_when_shown_long_enough();
     }
+}
+
+/// The clock of [`shown_long_enough`] started: Approve is checked again as it passes
+/// the mark (one ms over, so that the check is past it).
+fn guard_approve_when_shown_long_enough() {
+    after(MIN_SHOWN_MS as i32 + 1, guard_approve);
 }
 
 /// Share of the frame that must be in view (not clipped by the page or the viewport):
@@ -682,7 +690,7 @@ fn on_visibility(entries: js_sys::Array) {
     });
     guard_approve();
     if newly.is_some() {
-        after(MIN_SHOWN_MS as i32 + 1, guard_approve);
+        guard_approve_when_shown_long_enough();
     }
 }
 
