@@ -70,7 +70,8 @@ fi
 export PATH="$TOOLS/node_modules/.bin:$(dirname "$(command -v wasm-bindgen)"):$PATH"
 
 # 2. build. Size over speed for every crate in the wasm (the workspace profile sets
-# opt-level z for the widget crate only).
+# opt-level z for the widget crate only). `trap-on-panic`: the wasm without std (a
+# panic traps; docs/widget.md, "no_std"); the build fails if anything links std again.
 OUT="$ROOT/www/pkg"
 rm -rf "$OUT.tmp" "$OUT".tmp-*
 # The RustCrypto crates' documented size switches (same algorithms, still constant
@@ -84,7 +85,7 @@ NAMES=()
 for m in purchase:widget load:widget-load; do
   feature="${m%%:*}" name="${m#*:}"
   wasm-pack --log-level warn build "${MODE[@]}" --target web --no-typescript --no-pack \
-    --out-dir "$OUT.tmp-$feature" --out-name "$name" widget -- --no-default-features --features "$feature"
+    --out-dir "$OUT.tmp-$feature" --out-name "$name" widget -- --no-default-features --features "$feature,trap-on-panic"
   mkdir -p "$OUT.tmp"
   mv "$OUT.tmp-$feature/$name.js" "$OUT.tmp-$feature/${name}_bg.wasm" "$OUT.tmp/"
   rm -rf "$OUT.tmp-$feature"

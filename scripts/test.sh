@@ -61,6 +61,9 @@ for f in purchase load; do
   cargo clippy --locked -p widget --all-targets --no-default-features --features "$f" -- -D warnings
   cargo clippy --locked -p widget --all-targets --no-default-features --features "$f" \
     --target wasm32-unknown-unknown -- -D warnings
+  # the shipped wasm's lib (no std; its tests bring std, so the lib alone)
+  cargo clippy --locked -p widget --lib --no-default-features --features "$f,trap-on-panic" \
+    --target wasm32-unknown-unknown -- -D warnings
   cargo test --locked -p widget --lib --no-default-features --features "$f"
 done
 bash scripts/test-widget-wasm.sh

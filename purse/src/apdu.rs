@@ -3,6 +3,7 @@
 //! Parsing never panics: every malformed input is a typed [`ApduError`]. Only short
 //! APDUs (Lc, Le ≤ 255/256) are accepted; the purse never needs extended length.
 
+use crate::prelude::*;
 use core::fmt;
 use thiserror::Error;
 

@@ -35,6 +35,7 @@
 //! Errors are [`BridgeError`]s with a stable [`ErrorCode`]; the page maps the
 //! code, never the words of `message` (those are for people and logs).
 
+use crate::prelude::*;
 use core::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -385,7 +386,7 @@ impl fmt::Display for BridgeError {
     }
 }
 
-impl std::error::Error for BridgeError {}
+impl core::error::Error for BridgeError {}
 
 /// A reply: `{"id": …, "result": …}` or `{"id": …, "error": {…}}`; `id` is
 /// null when the request could not be read far enough to know it. `T` is the

@@ -14,6 +14,7 @@
 use crate::apdu::Response;
 use crate::bridge_msg::Limit;
 use crate::command::{LogRecord, ReadLog, Request, Select, SelectResponse};
+use crate::prelude::*;
 use crate::session::{Key32, NONCE_LEN};
 use crate::types::{BcdDate, CardId, PurseId};
 use crate::wire::{ApiCode, ErrorBody, Hex, Sealed};
@@ -231,7 +232,7 @@ macro_rules! machine_plumbing {
         }
 
         fn take_state(&mut self) -> State {
-            std::mem::replace(&mut self.state, State::Idle)
+            core::mem::replace(&mut self.state, State::Idle)
         }
     };
 }

@@ -5,6 +5,7 @@
 //! 6700 length, 6A80 data). Responses decode from the data of a 9000 response.
 
 use crate::apdu::{ApduError, Command, StatusWord};
+use crate::prelude::*;
 use crate::types::{BcdDate, BcdTime, CardId, Expiry, PurseId, Terminal};
 
 /// CLA of the ISO commands (SELECT, VERIFY).
@@ -575,6 +576,7 @@ pub struct LogRecord {
 
 /// The S3 of a log record as hex in the card's state file.
 mod hex_s3 {
+    use crate::prelude::*;
     pub fn serialize<S: serde::Serializer>(v: &[u8; 8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode_upper(v))
     }

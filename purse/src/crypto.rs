@@ -4,6 +4,7 @@
 //! All primitives come from RustCrypto (`des`, `retail-mac`); this module only
 //! arranges their inputs. Every MAC comparison is constant time ([`mac_eq`]).
 
+use crate::prelude::*;
 use des::cipher::{BlockCipherEncrypt, KeyInit};
 use des::TdesEde2;
 use retail_mac::{Mac, RetailMac};

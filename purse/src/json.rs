@@ -10,6 +10,7 @@
 //! The clients read and write their own messages without serde, through
 //! [`lite::Decode`] and [`lite::Encode`] (one codec per message on both targets).
 
+use crate::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -20,16 +21,21 @@ pub struct Error(
     pub Option<String>,
 );
 
-impl core::fmt::Display for Error {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match &self.0 {
-            Some(m) => f.write_str(m),
-            None => f.write_str("invalid JSON"),
-        }
+impl Error {
+    /// Its text, as `Display` writes it; for a `String` without `core::fmt`, which the
+    /// wasm leaves out (docs/widget.md, "no_std").
+    pub fn as_str(&self) -> &str {
+        self.0.as_deref().unwrap_or("invalid JSON")
     }
 }
 
-impl std::error::Error for Error {}
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::error::Error for Error {}
 
 /// `v` as compact JSON. Messages always serialize.
 #[cfg(not(any(target_arch = "wasm32", feature = "lite-json")))]
@@ -89,7 +95,7 @@ macro_rules! wire_strings {
 
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                let s = <alloc::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
                 match Self::ALL.into_iter().find(|v| v.as_str() == s) {
                     Some(v) => Ok(v),
                     None => $crate::json::wire_strings!(@unknown s $($u)?),
@@ -148,7 +154,8 @@ pub fn push_decimal(out: &mut String, mut n: u64, width: usize) {
 
 /// The small JSON data format (used in the browser; tested natively against serde_json).
 pub mod lite {
-    use std::borrow::Cow;
+    use crate::prelude::*;
+    use alloc::borrow::Cow;
 
     use serde::de::{self, DeserializeSeed, Visitor};
     use serde::ser::{self, Serialize};

@@ -15,6 +15,19 @@
 //! small byte-identical format in the browser).
 
 #![forbid(unsafe_code)]
+// In the browser without std: the widget's wasm then leaves std's panic machinery and
+// `core::fmt` out of the download (docs/widget.md, "no_std"). Natively std as usual.
+#![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
+
+extern crate alloc;
+
+/// What std's prelude gives and `no_std` does not; the modules that need it import it.
+mod prelude {
+    pub use alloc::boxed::Box;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+    pub use alloc::{format, vec};
+}
 
 pub mod apdu;
 pub mod bridge_msg;
@@ -25,6 +38,7 @@ pub mod json;
 pub mod load;
 pub mod merchant_api;
 pub mod purchase;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod security_module;
 pub mod session;
 pub mod types;

@@ -12,6 +12,7 @@
 //! Requests carry `x-cardpay-merchant`, `x-cardpay-timestamp` and
 //! `x-cardpay-signature` (see `merchant-kit`'s `auth`), or the operator's bearer token.
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::session::VerifyMode;

@@ -5,6 +5,7 @@
 //! the expected S3. Payment and load servers call it; it never sees a PIN. Keys are
 //! zeroized on drop and never printed.
 
+use crate::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 

@@ -12,6 +12,7 @@
 //! message can be neither moved to another transaction nor used as another kind.
 //! Randomness (TSK, nonces) is the caller's: this module does no I/O.
 
+use crate::prelude::*;
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use hmac::{Hmac, Mac};
@@ -293,6 +294,7 @@ pub fn verify_hmac_sha256(key: &Key32, parts: &[&[u8]], tag: &[u8]) -> bool {
 /// (`cardpay/merchant-api/v1`, `cardpay/bank-api/v1`) keeps a signature of one
 /// from passing for the other.
 pub mod request_auth {
+    use crate::prelude::*;
     use sha2::{Digest, Sha256};
 
     use super::{hmac_sha256, verify_hmac_sha256, Key32};

@@ -2,6 +2,7 @@
 //!
 //! Each validates on construction, so a value of the type is always well formed.
 
+use crate::prelude::*;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

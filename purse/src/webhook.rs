@@ -17,6 +17,7 @@
 //! more than [`MAX_AGE_SECS`] from its clock, and ignores an event id it has
 //! already processed (deliveries are at least once).
 
+use crate::prelude::*;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -133,6 +134,7 @@ pub enum WebhookError {
 
 /// Receiver side: check the signature (constant time) and the timestamp
 /// window, then parse the event. Deduplicate by `event_id` after this.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn verify(
     k_wh: &Key32,
     event_id: &str,

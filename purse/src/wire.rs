@@ -8,6 +8,7 @@
 //! the key named on the field, with associated data
 //! [`crate::session::aad`]`(label, txn_id)`; the plaintext is the message's JSON.
 
+use crate::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -217,7 +218,7 @@ fn open_with<T: Sealed>(
     let plain = Zeroizing::new(
         session::open(key, &session::aad(label, txn_id), sealed).map_err(|_| SealError::Open)?,
     );
-    let m = read(&plain).map_err(|e| SealError::Json(e.to_string()))?;
+    let m = read(&plain).map_err(|e| SealError::Json(e.as_str().into()))?;
     if m.txn_id() != txn_id {
         return Err(SealError::TxnMismatch);
     }

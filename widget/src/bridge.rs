@@ -14,6 +14,7 @@
 //! [`purse::client::Reply`] (a bridge error becomes `CardLost` — the command's
 //! fate is unknown — or a `Refused` — nothing reached the card).
 
+use crate::prelude::*;
 use purse::bridge_msg::{
     BridgeError, BridgeRequest, Connected, ErrorCode, Event, Id, Readers, Request, Transmitted,
 };

@@ -9,6 +9,7 @@
 //! keypad and the PIN digits, the view ([`crate::view`]) and the page's
 //! events. Every protocol step is the client's.
 
+use crate::prelude::*;
 #[cfg(feature = "load")]
 mod load;
 #[cfg(feature = "purchase")]
@@ -353,7 +354,17 @@ pub enum SessionError {
 
 impl SessionError {
     fn json(e: purse::json::Error) -> Self {
-        SessionError::Json(e.to_string())
+        SessionError::Json(e.as_str().into())
+    }
+    /// What the page's `error` event says (`Display` writes the same), built without
+    /// `core::fmt`, which the wasm leaves out (docs/widget.md, "no_std").
+    pub fn message(&self) -> String {
+        match self {
+            SessionError::Json(e) => ["session is not valid: ", e].concat(),
+            SessionError::Tsk => "TSK must be 32 bytes of hex".into(),
+            SessionError::Origin => "the session is for another origin".into(),
+            SessionError::Mode => "this widget does not do that mode".into(),
+        }
     }
     /// A client refused the session: its TSK (`tsk`) or its origin.
     fn bundle(tsk: bool) -> Self {
@@ -367,12 +378,7 @@ impl SessionError {
 
 impl core::fmt::Display for SessionError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            SessionError::Json(e) => write!(f, "session is not valid: {e}"),
-            SessionError::Tsk => f.write_str("TSK must be 32 bytes of hex"),
-            SessionError::Origin => f.write_str("the session is for another origin"),
-            SessionError::Mode => f.write_str("this widget does not do that mode"),
-        }
+        f.write_str(&self.message())
     }
 }
 

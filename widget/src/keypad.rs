@@ -4,6 +4,7 @@
 //!
 //! Pure: the caller supplies the randomness ([`Entropy`]).
 
+use crate::prelude::*;
 /// A source of random bytes (the browser's `crypto.getRandomValues` in the widget,
 /// a seeded generator in tests): the one the purse clients take for their nonces.
 pub use purse::client::Entropy;

@@ -22,6 +22,32 @@
 //! returns effects, so the whole checkout runs natively in tests against the
 //! real payment server and the real card application.
 
+// In the browser without std (docs/widget.md, "no_std"): the shipped wasm
+// (feature `trap-on-panic`) leaves std's panic machinery and `core::fmt` out.
+#![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
+
+extern crate alloc;
+// Builds without `trap-on-panic` (tests, `cargo build`) link std as before, for its
+// panic handler.
+#[cfg(all(target_arch = "wasm32", not(test), not(feature = "trap-on-panic")))]
+extern crate std;
+
+/// What std's prelude gives and `no_std` does not; the modules that need it import it.
+mod prelude {
+    pub use alloc::boxed::Box;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+}
+
+/// The shipped wasm's panic handler: trap. A panic is a bug (the checkout's errors are
+/// values); the page sees the frame stop and its `error` event never comes, as with
+/// std's handler, which only printed the message to a console nobody reads.
+#[cfg(all(target_arch = "wasm32", feature = "trap-on-panic"))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
 /// The allocator of the wasm (one thread): talc instead of std's dlmalloc, a few KB
 /// less to download (docs/widget.md, "Figures").
 #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]

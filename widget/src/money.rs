@@ -1,6 +1,7 @@
 //! Formatting amounts for people: minor units + exponent + currency → "€12.50" / "12,50 €".
 
 use crate::i18n::Lang;
+use crate::prelude::*;
 
 /// ISO 4217 alphabetic code or symbol for the numeric currencies the purse uses.
 fn symbol(currency: u16) -> Option<&'static str> {

@@ -3,6 +3,7 @@
 //! and the bridge's refusals that those carry — to the stable code the page
 //! hears and the plain words the shopper reads ([`crate::i18n`]).
 
+use crate::prelude::*;
 use purse::bridge_msg::Limit;
 use purse::load::client::Charged;
 #[cfg(feature = "load")]

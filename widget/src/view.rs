@@ -12,6 +12,7 @@
 //!   `data-autofocus`; the keypad in visual (= tab) order, its keys named by the
 //!   digit they show and nothing else (see docs/widget.md "Keypad").
 
+use crate::prelude::*;
 #[cfg(feature = "load")]
 mod load;
 #[cfg(feature = "purchase")]
@@ -511,7 +512,7 @@ pub fn render(v: &View) -> String {
         }
     }
     h.push_str("</div>");
-    std::mem::take(h)
+    core::mem::take(h)
 }
 
 pub fn screen_name(s: &Screen) -> &'static str {

@@ -20,7 +20,8 @@
 //!   covered, filtered) and moves it under the shopper's pointer, or clips it down to
 //!   Approve so the amount is not seen, gets nothing.
 
-use std::cell::RefCell;
+use crate::prelude::*;
+use core::cell::RefCell;
 
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
@@ -96,8 +97,22 @@ struct App {
     hint_toggle: bool,
 }
 
-thread_local! {
-    static APP: RefCell<Option<App>> = const { RefCell::new(None) };
+/// The one checkout of this frame. `no_std` has no `thread_local!`; a static needs
+/// `Sync`, which this wasm (one thread, built without atomics) grants the cell.
+struct AppCell(RefCell<Option<App>>);
+
+// SAFETY: wasm32-unknown-unknown without the `atomics` target feature has one thread,
+// so the cell is never reached from two threads.
+#[cfg(not(target_feature = "atomics"))]
+unsafe impl Sync for AppCell {}
+
+static APP: AppCell = AppCell(RefCell::new(None));
+
+impl AppCell {
+    /// As `LocalKey::with` of the `thread_local!` this replaces.
+    fn with<R>(&'static self, f: impl FnOnce(&RefCell<Option<App>>) -> R) -> R {
+        f(&self.0)
+    }
 }
 
 fn window() -> web_sys::Window {
@@ -351,7 +366,7 @@ fn show(view: View, at_once: bool) {
         if at_once {
             return Some(After::Now);
         }
-        if std::mem::replace(&mut app.render_queued, true) {
+        if core::mem::replace(&mut app.render_queued, true) {
             return None;
         }
         Some(After::NextTask)
@@ -477,7 +492,7 @@ fn render(mut view: View) {
     let skipped = APP.with(|a| {
         a.borrow_mut()
             .as_mut()
-            .is_some_and(|app| std::mem::take(&mut app.skipped_progress))
+            .is_some_and(|app| core::mem::take(&mut app.skipped_progress))
     });
     let keep = doc
         .active_element()
@@ -528,12 +543,18 @@ fn set_live(text: &str) {
     }
 }
 
+/// `f64::ceil` for a frame's height in CSS pixels (std's is not in `no_std`'s core).
+fn ceil(x: f64) -> i32 {
+    let n = x as i32;
+    n + i32::from((n as f64) < x)
+}
+
 /// Tell the page how tall we are (only when it changed): checkout.js sizes the iframe.
 fn post_height() {
     let Some(root) = APP.with(|a| a.borrow().as_ref().map(|a| a.root.clone())) else {
         return;
     };
-    let height = root.get_bounding_client_rect().height().ceil() as i32;
+    let height = ceil(root.get_bounding_client_rect().height());
     let changed = APP.with(|a| {
         let mut a = a.borrow_mut();
         let app = a.as_mut()?;
@@ -756,9 +777,11 @@ fn apply_theme(theme: &JsValue) {
             continue;
         };
         let (k, v) = (k.as_str(), v.as_str());
-        let key_ok = k.starts_with("--cp-")
-            && k.len() <= 40
-            && k[5..].bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+        // `strip_prefix`, not `k[5..]`: the one slice of a `str` in the wasm, whose
+        // panic path alone kept 4 KB of `core::fmt` (docs/widget.md, "no_std").
+        let key_ok = k.len() <= 40
+            && k.strip_prefix("--cp-")
+                .is_some_and(|name| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
         let val_ok = v.len() <= 100
             && v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b" #(),.%-'\"_".contains(&b));
@@ -972,7 +995,7 @@ fn on_message(ev: MessageEvent) {
                 Box::new(WebEntropy),
             )
             .map(|c| app.checkout = Some(c))
-            .map_err(|e| e.to_string()),
+            .map_err(|e| e.message()),
         )
     });
     match accepted {

@@ -15,11 +15,16 @@
 //! as merchants' webhooks ([`crate::webhook`]), under
 //! `K_wh = HKDF-SHA256(K_bl, salt = "", info = "cardpay/webhook" || bank id)`.
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::session::Key32;
 use crate::types::PurseId;
-use crate::webhook::{self, WebhookError};
+// The receiver side (verify_load_event) is native only: a bank's server, not the wasm.
+#[cfg(not(target_arch = "wasm32"))]
+use crate::{
+    session::Key32,
+    webhook::{self, WebhookError},
+};
 
 /// States of a load: `drawn → credited → settled`, or `failed` (the card
 /// proved it was not credited), `voided` (the bank voided it before any
@@ -154,6 +159,7 @@ pub struct LoadEvent {
 
 /// Receiver side: check the signature and timestamp ([`webhook::verify_signature`]),
 /// then parse the event. Deduplicate by `event_id` after this.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn verify_load_event(
     k_wh: &Key32,
     event_id: &str,
@@ -174,6 +180,7 @@ pub fn verify_load_event(
 /// Request signing of the bank API (both ends): [`crate::session::request_auth`]
 /// under `K_bl` with the label `cardpay/bank-api/v1`.
 pub mod auth {
+    use crate::prelude::*;
     use crate::session::{request_auth, Key32};
 
     pub use request_auth::{HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_SKEW_SECS};

@@ -24,6 +24,7 @@ use crate::client::{log_hex, Answer, CardRead, CardReader, Core, Expect, ReadSte
 use crate::command::{
     CreditResponse, InitializeLoad, InitializeLoadResponse, LogRecord, Request, SelectResponse,
 };
+use crate::prelude::*;
 use crate::types::CardId;
 use crate::wire::{ApiCode, Hex};
 
@@ -356,7 +357,7 @@ impl LoadClient {
         if !matches!(self.state, State::Confirm { .. }) {
             return;
         }
-        if let State::Confirm { card } = std::mem::replace(&mut self.state, State::Idle) {
+        if let State::Confirm { card } = core::mem::replace(&mut self.state, State::Idle) {
             self.initialize(card);
         }
     }

@@ -16,6 +16,7 @@
 //! result*: the widget proves it with a zero-value INITIALIZE FOR LOAD at
 //! `POST /v1/loads/recover` ([`super::recover`]).
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::session::label;

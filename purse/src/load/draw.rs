@@ -15,6 +15,7 @@
 //! CREDIT FOR LOAD command with S2. The log records settle the server's open
 //! transactions on that card first (DESIGN §4 "Recovery").
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::apdu::Command;

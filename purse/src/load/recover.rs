@@ -25,6 +25,7 @@
 //! - otherwise (the card was used in between and its log holds no record of
 //!   the load) → undecided: the card's later use decides, never silence.
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::session::label;

@@ -15,6 +15,7 @@
 //! `{"session": {…LoadSession…}, "session_mac": "<hex 32>", "etsk": "<hex>", "tsk": "<hex 32>"}`
 //! is what the bank's page hands the widget (`Cardpay.mount(el, {session, mode: 'load'})`).
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::session::{self, Key32, NONCE_LEN};

@@ -35,6 +35,7 @@
 //! [`Client::handle`] with its [`Reply`]; shopper actions are methods; time is
 //! an input ([`Client::poll_timeout`], [`Client::handle_timeout`]).
 
+use crate::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::apdu::{Response, StatusWord};
@@ -419,7 +420,8 @@ impl Client {
         if !matches!(self.state, State::Confirm { .. }) {
             return;
         }
-        let State::Confirm { card, proof } = std::mem::replace(&mut self.state, State::Idle) else {
+        let State::Confirm { card, proof } = core::mem::replace(&mut self.state, State::Idle)
+        else {
             return;
         };
         match proof {
@@ -456,7 +458,7 @@ impl Client {
         if !matches!(self.state, State::NeedPin { .. }) {
             return;
         }
-        let State::NeedPin { card, proof, .. } = std::mem::replace(&mut self.state, State::Idle)
+        let State::NeedPin { card, proof, .. } = core::mem::replace(&mut self.state, State::Idle)
         else {
             return;
         };

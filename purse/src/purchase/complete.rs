@@ -11,6 +11,7 @@
 //!    "result_m": "<ResultM sealed under DK, label result-m>"}
 //! ```
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::session::{label, Session, VerifyMode};

@@ -14,6 +14,7 @@
 //! each, newest first): the server settles its open transactions on that card
 //! with them before it draws a new one (DESIGN §4 "Recovery").
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

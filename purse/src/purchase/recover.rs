@@ -16,6 +16,7 @@
 //! transaction's ATC with no record for it → `failed`; otherwise `unknown`
 //! (the next use of the card anywhere settles it: every draw carries the log).
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::session::{label, Session};

@@ -9,6 +9,7 @@
 //! → {"txn_id": "T-1", "recorded": true}
 //! ```
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::session::{label, Session};

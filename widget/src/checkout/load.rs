@@ -1,5 +1,6 @@
 //! A load (feature `load`, a bank's page): purse's load client.
 
+use crate::prelude::*;
 use purse::client::{Driven, Entropy};
 use purse::command::SelectResponse;
 use purse::load::client::{LoadBundleError, LoadClient, Status, Step as LoadStep};

@@ -1,5 +1,6 @@
 //! A purchase (feature `purchase`): purse's purchase client with the widget's PIN pad.
 
+use crate::prelude::*;
 use purse::client::{Driven, Entropy};
 use purse::command::SelectResponse;
 use purse::purchase::client::{BundleError, Client, Status, Step as PayStep, PIN_MAX, PIN_MIN};

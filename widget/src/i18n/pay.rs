@@ -1,6 +1,7 @@
 //! A purchase's words (feature `purchase`): the checkout's screens, its PIN pad and its problems.
 
 use crate::money::decimal;
+use crate::prelude::*;
 
 use super::Lang;
 

@@ -1,5 +1,6 @@
 //! A load's screens (feature `load`): the bank's confirm and the load receipt.
 
+use crate::prelude::*;
 use purse::load::client::{ConfirmView, Receipt};
 
 use super::{button, items, push_esc, receipt_head, View};

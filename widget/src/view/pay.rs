@@ -1,5 +1,6 @@
 //! A purchase's screens (feature `purchase`): approve, the PIN pad, the receipt.
 
+use crate::prelude::*;
 use purse::purchase::client::{Receipt, PIN_MAX, PIN_MIN};
 
 use super::{button, cat, items, push_esc, receipt_head, View};

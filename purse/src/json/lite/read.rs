@@ -15,6 +15,7 @@
 //! `#[serde(default)]` (then `None` / the default).
 
 use super::{fail, De, Error, R};
+use crate::prelude::*;
 
 /// A message's (or a field value's) decoder.
 pub trait Decode: Sized {

@@ -10,6 +10,7 @@
 //! message hold the two to it, since the other ends (and sealed plaintexts)
 //! read them.
 
+use crate::prelude::*;
 /// A message's (or a field value's) writer.
 pub trait Encode {
     fn encode(&self, w: &mut Writer);
