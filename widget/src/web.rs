@@ -221,10 +221,7 @@ fn run_effect(e: Effect, draw_at_once: bool) {
             // The request goes out now, before the render that follows it in the same
             // batch of effects; only its answer is awaited.
             let sent = post_json(path, &body);
-            wasm_bindgen_futures::spawn_local(async move {
-                let result = read_answer(sent).await;
-                feed(Input::Http { id, result });
-            });
+            read_answer(sent, move |result| feed(Input::Http { id, result }));
         }
         Effect::Render(view) => show(view, draw_at_once),
         Effect::Parent(ev) => parent_event(&ev),
@@ -251,18 +248,57 @@ fn post_json(path: &str, body: &str) -> Result<js_sys::Promise, String> {
     Ok(window().fetch_with_str_and_init(path, &init))
 }
 
-/// The answer to a request from [`post_json`]: (status, body text), or the network error.
-async fn read_answer(sent: Result<js_sys::Promise, String>) -> Result<(u16, String), String> {
-    use wasm_bindgen_futures::JsFuture;
-    let resp: web_sys::Response = JsFuture::from(sent?)
-        .await
-        .map_err(js_error)?
-        .unchecked_into();
-    let status = resp.status();
-    let text = JsFuture::from(resp.text().map_err(js_error)?)
-        .await
-        .map_err(js_error)?;
-    Ok((status, text.as_string().unwrap_or_default()))
+/// The answer to a request from [`post_json`], (status, body text) or the network error,
+/// handed to `then` in a later microtask (never at once: `then` feeds the checkout).
+/// Promise callbacks, not Rust futures: the futures executor cost 2.7 KB gz of the
+/// download (docs/widget.md, "no_std").
+fn read_answer(
+    sent: Result<js_sys::Promise, String>,
+    then: impl FnOnce(Result<(u16, String), String>) + 'static,
+) {
+    let sent = sent.unwrap_or_else(|e| js_sys::Promise::reject(&js_sys::Error::new(&e)));
+    settled(&sent, move |resp| {
+        let resp: web_sys::Response = match resp {
+            Ok(resp) => resp.unchecked_into(),
+            Err(e) => return then(Err(js_error(e))),
+        };
+        let status = resp.status();
+        match resp.text() {
+            Ok(text) => settled(&text, move |text| {
+                then(
+                    text.map(|t| (status, t.as_string().unwrap_or_default()))
+                        .map_err(js_error),
+                )
+            }),
+            Err(e) => then(Err(js_error(e))),
+        }
+    });
+}
+
+/// Call `f` once `p` settles: `Ok(value)` or `Err(reason)`. One JS function for both
+/// outcomes (`Promise.allSettled`), so the closure is called, and freed, exactly once.
+fn settled(p: &js_sys::Promise, f: impl FnOnce(Result<JsValue, JsValue>) + 'static) {
+    let cb = Closure::once_into_js(move |all: js_sys::Array| {
+        let r = all.get(0);
+        f(
+            if get(&r, "status").as_string().as_deref() == Some("fulfilled") {
+                Ok(get(&r, "value"))
+            } else {
+                Err(get(&r, "reason"))
+            },
+        )
+    });
+    all_settled(&js_sys::Array::of1(p)).then(&cb);
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// What `Promise.allSettled` returns: `then` takes any JS function here.
+    type Settled;
+    #[wasm_bindgen(js_namespace = Promise, js_name = allSettled)]
+    fn all_settled(promises: &js_sys::Array) -> Settled;
+    #[wasm_bindgen(method)]
+    fn then(this: &Settled, f: &JsValue);
 }
 
 /// A key identifying the focused control across re-renders (same button, new DOM).
