@@ -15,8 +15,8 @@
 //! small byte-identical format in the browser).
 
 #![forbid(unsafe_code)]
-// In the browser without std: the widget's wasm then leaves std's panic machinery and
-// `core::fmt` out of the download (docs/widget.md, "no_std"). Natively std as usual.
+// In the browser without std: the widget's wasm then leaves std's panic machinery, and
+// most of `core::fmt`, out of the download (docs/widget.md, "no_std"). Natively std.
 #![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
 
 extern crate alloc;

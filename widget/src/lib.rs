@@ -23,7 +23,7 @@
 //! real payment server and the real card application.
 
 // In the browser without std (docs/widget.md, "no_std"): the shipped wasm
-// (feature `trap-on-panic`) leaves std's panic machinery and `core::fmt` out.
+// (feature `trap-on-panic`) leaves std's panic machinery, and most of `core::fmt`, out.
 #![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
 
 extern crate alloc;
