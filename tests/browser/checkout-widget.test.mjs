@@ -25,10 +25,12 @@ after(async () => {
   await env?.stop();
 });
 
-async function openCheckout(query, context = br.context) {
+/** The test shop's checkout for `query`; `watch`: with [`watchFrame`] on the page first. */
+async function openCheckout(query, { context = br.context, watch = false } = {}) {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  if (watch) await watchFrame(page);
   await page.goto(shop.url('/checkout?' + new URLSearchParams(query)));
   const txn = await page.evaluate(() => JSON.parse(document.getElementById('cardpay-session').textContent).session.session.txn_id);
   return { page, frame: s.widgetFrame(page), txn, errors };
@@ -284,10 +286,7 @@ test("the amount alone spends nothing on the card; the press on Approve sends it
   // proof (INITIALIZE FOR LOAD of 0, P1 02) goes out at the shopper's press on
   // Approve, a press's length before the click, and never before it.
   const before = await balance();
-  const page = await br.context.newPage();
-  await watchFrame(page);
-  await page.goto(shop.url('/checkout?' + new URLSearchParams({ amount: 140 })));
-  const frame = s.widgetFrame(page);
+  const { page, frame } = await openCheckout({ amount: 140 }, { watch: true });
   await s.waitEvent(page, 'ready');
   const approve = frame.getByRole('button', { name: 'Approve payment' });
   await approve.waitFor();
@@ -319,11 +318,7 @@ test("a page that hides, covers or clips the frame under the shopper's pointer g
   // share in view): neither the press (the card's proof) nor the click (the payment)
   // counts, and Approve says it is unavailable. Nothing reaches the card or the server.
   const before = await balance();
-  const page = await br.context.newPage();
-  await watchFrame(page);
-  await page.goto(shop.url('/checkout?' + new URLSearchParams({ amount: 150 })));
-  const txn = await page.evaluate(() => JSON.parse(document.getElementById('cardpay-session').textContent).session.session.txn_id);
-  const frame = s.widgetFrame(page);
+  const { page, frame, txn } = await openCheckout({ amount: 150 }, { watch: true });
   await s.waitEvent(page, 'ready');
   const approve = frame.getByRole('button', { name: 'Approve payment' });
   await s.approveCounts(frame);
@@ -390,9 +385,7 @@ test('a checkout that appears while the shopper types in the page takes none of 
   // its own form, so that their next Space or Enter lands on Approve. The widget moves
   // focus only when focus is in the frame already: every key stays in the page.
   const before = await balance();
-  const page = await br.context.newPage();
-  await watchFrame(page);
-  await page.goto(shop.url('/checkout?' + new URLSearchParams({ amount: 160 })));
+  const { page, frame } = await openCheckout({ amount: 160 }, { watch: true });
   await page.evaluate(() => {
     const i = document.createElement('input');
     i.id = 'address';
@@ -414,8 +407,8 @@ test('a checkout that appears while the shopper types in the page takes none of 
   assert.equal(await page.evaluate(() => (window.cardpayLog || []).filter((e) => e.event === 'result').length), 0);
   assert.equal(await balance(), before);
   // The shopper tabs in (here: focuses Approve) and pays with the keyboard.
-  await s.approveCounts(s.widgetFrame(page));
-  await s.widgetFrame(page).getByRole('button', { name: 'Approve payment' }).focus();
+  await s.approveCounts(frame);
+  await frame.getByRole('button', { name: 'Approve payment' }).focus();
   await page.keyboard.press('Enter');
   await s.waitEvent(page, 'result');
   assert.equal(await balance(), before - 160);
@@ -449,7 +442,7 @@ test("the bridge's PIN rate limit: plain message, no PIN try spent, Try again br
   });
   try {
     const before = await balance();
-    const first = await openCheckout({ amount: 2200 }, strict.context);
+    const first = await openCheckout({ amount: 2200 }, { context: strict.context });
     await s.waitEvent(first.page, 'ready');
     await s.approve(first.frame);
     await s.typePin(first.frame, s.PIN);
@@ -457,7 +450,7 @@ test("the bridge's PIN rate limit: plain message, no PIN try spent, Try again br
     await first.page.close();
     assert.equal(await balance(), before - 2200);
 
-    const { page, frame, txn } = await openCheckout({ amount: 2300 }, strict.context);
+    const { page, frame, txn } = await openCheckout({ amount: 2300 }, { context: strict.context });
     await s.waitEvent(page, 'ready');
     await s.approve(frame);
     await s.typePin(frame, s.PIN);
