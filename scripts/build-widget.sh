@@ -82,6 +82,8 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg aes_backend_soft="co
 # features differ): it costs the widget crate, the link and wasm-opt again.
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 NAMES=()
+# The wasm features wasm-opt may use: the list in widget/Cargo.toml.
+mapfile -t ENABLE < <(sed -n '/^wasm-opt = \[/,/\]/p' widget/Cargo.toml | grep -o '"--enable-[^"]*"' | tr -d '"')
 for m in purchase:widget load:widget-load; do
   feature="${m%%:*}" name="${m#*:}"
   wasm-pack --log-level warn build "${MODE[@]}" --target web --no-typescript --no-pack \
@@ -89,6 +91,11 @@ for m in purchase:widget load:widget-load; do
   mkdir -p "$OUT.tmp"
   mv "$OUT.tmp-$feature/$name.js" "$OUT.tmp-$feature/${name}_bg.wasm" "$OUT.tmp/"
   rm -rf "$OUT.tmp-$feature"
+  # Short names between glue and wasm (wasm-bindgen's are hashed paths, which do not
+  # compress): scripts/shorten-wasm-names.mjs, with the features of the wasm-opt above.
+  if [ "${MODE[*]}" = "--release" ]; then
+    node scripts/shorten-wasm-names.mjs "$WASM_OPT" "$OUT.tmp/$name.js" "$OUT.tmp/${name}_bg.wasm" "${ENABLE[@]}"
+  fi
   NAMES+=("$name")
 done
 # Minified (names, whitespace, comments), what the shopper downloads: the glue, and the
