@@ -12,21 +12,25 @@
 // checks that nothing was left behind, so a glue and a wasm that do not fit fail the
 // build, never a shopper's checkout.
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync, renameSync } from "node:fs";
+import { readFileSync, writeFileSync, renameSync, rmSync } from "node:fs";
 
 const [wasmOpt, gluePath, wasmPath, ...features] = process.argv.slice(2);
 if (!wasmOpt || !gluePath || !wasmPath) {
   console.error("usage: shorten-wasm-names.mjs WASM_OPT GLUE.js WASM [--enable-… flags]");
   process.exit(2);
 }
+const out = `${wasmPath}.short`;
+// On failure both files stay as they were.
 const fail = (why) => {
+  rmSync(out, { force: true });
   console.error(`shorten-wasm-names: ${gluePath}: ${why}`);
   process.exit(1);
 };
-const escape = (s) => s.replace(/[$]/g, "\\$");
+// Names as regular expressions (mangled Rust paths hold `.` and `$`); the new names go
+// in through functions, since a replacement string reads `$$` or `$1` as patterns.
+const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 // 1. The wasm: names shortened by wasm-opt, nothing else changed (no -O pass).
-const out = `${wasmPath}.short`;
 const run = spawnSync(
   wasmOpt,
   [wasmPath, "--minify-imports-and-exports-and-modules", ...features, "-o", out],
@@ -52,18 +56,18 @@ if (oldModules.size !== 1) fail(`expected one import module in the map, found ${
 const [oldModule] = oldModules;
 const moduleKey = `${JSON.stringify(oldModule)}:`;
 if (glue.split(moduleKey).length !== 2) fail(`the module key ${moduleKey} is not there once`);
-glue = glue.replace(moduleKey, `${JSON.stringify(newModule)}:`);
+glue = glue.replace(moduleKey, () => `${JSON.stringify(newModule)}:`);
 for (const [, from, to] of names.imports) {
   const key = new RegExp(`(?<![\\w$.])${escape(from)}(?=\\s*:)`, "g");
   const found = glue.match(key)?.length ?? 0;
   if (found !== 1) fail(`import ${from}: ${found} keys in the glue, expected 1`);
-  glue = glue.replace(key, JSON.stringify(to));
+  glue = glue.replace(key, () => JSON.stringify(to));
 }
 const exported = new Set();
 for (const [from, to] of names.exports) {
   exported.add(to);
   // Exports the glue never reads (wasm-bindgen's abort hooks) stay unread.
-  glue = glue.replace(new RegExp(`\\bwasm\\.${escape(from)}(?![\\w$])`, "g"), `wasm.${to}`);
+  glue = glue.replace(new RegExp(`\\bwasm\\.${escape(from)}(?![\\w$])`, "g"), () => `wasm.${to}`);
 }
 // Nothing left: every export the glue reads is a new name, and no import key is old.
 for (const [, name] of glue.matchAll(/\bwasm\.([\w$]+)/g)) {
