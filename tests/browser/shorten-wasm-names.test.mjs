@@ -5,10 +5,10 @@
 // glue that does not fit its wasm fails the step with the name, leaving both files as
 // they were. No browser: binaryen's wasm-as and wasm-opt from widget/.tools (installed
 // by scripts/build-widget.sh).
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -46,8 +46,13 @@ export function run(x) {
 }
 `;
 
+// Each pair's folder, removed when the tests end.
+const dirs = [];
+after(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
 function pair(glue = GLUE) {
   const dir = mkdtempSync(join(tmpdir(), "shorten-"));
+  dirs.push(dir);
   const wat = join(dir, "demo.wat");
   const wasm = join(dir, "demo_bg.wasm");
   const js = join(dir, "demo.mjs");
