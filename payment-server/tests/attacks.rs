@@ -56,6 +56,85 @@ async fn amount_changed_in_the_draw_request_or_the_session() {
     assert_eq!(balance(&shopper.card), 5_000);
 }
 
+/// The cipher is the driver's (WebCrypto in the browser): what a driver seals
+/// or opens wrongly moves nothing. A draw request sealed under another
+/// message's label is refused by the server; a debit command that does not
+/// open is never sent to the card. Money: nothing captured, the card untouched.
+#[tokio::test]
+async fn a_driver_that_seals_or_opens_wrongly_moves_nothing() {
+    use purse::purchase::client::Crypto;
+    use purse::session::{aad, label};
+    let srv = server().await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000019", 5_000), srv.api());
+
+    let ws = m.session("T-lbl", 700, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if let Outgoing::Crypto(Crypto::Seal { aad: a, .. }) = r {
+                if *a == aad(label::DRAW_REQUEST, "T-lbl") {
+                    *a = aad(label::DEBIT_RESPONSE, "T-lbl");
+                }
+            }
+            Cut::None
+        })
+        .await;
+    refused(&out, ApiCode::BadSeal);
+
+    let ws = m.session("T-open", 700, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    shopper.trace.clear();
+    let mut opened = 0;
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if let Outgoing::Crypto(Crypto::Open { aad: a, sealed, .. }) = r {
+                assert_eq!(*a, aad(label::DEBIT_COMMAND, "T-open"));
+                opened += 1;
+                sealed[20] ^= 1;
+            }
+            Cut::None
+        })
+        .await;
+    refused(&out, ApiCode::BadSeal);
+    assert_eq!(opened, 1);
+    assert!(
+        !shopper.trace.iter().any(is_debit),
+        "no DEBIT without a debit command that opened"
+    );
+
+    assert_eq!(srv.state_of("shop-a", "T-lbl"), None);
+    assert_eq!(srv.captured(), 0);
+    assert_eq!(balance(&shopper.card), 5_000);
+
+    // Mode client: a hash of something else than the card's answer does not
+    // match the check value, so the client does not report the S3 itself; the
+    // server checks the card's answer and captures once.
+    let ws = m.session("T-hash", 700, VerifyMode::Client, now() + 600);
+    let mut c = shopper.client(&ws);
+    let mut hashed = 0;
+    let out = shopper
+        .run(&mut c, &mut |r: &mut Outgoing| {
+            if let Outgoing::Crypto(Crypto::Digest { data }) = r {
+                hashed += 1;
+                data[0] ^= 1;
+            }
+            Cut::None
+        })
+        .await;
+    assert_eq!(hashed, 1);
+    let Outcome::Paid { result, .. } = &out else {
+        panic!("{out:?}");
+    };
+    assert!(
+        matches!(result, MerchantResult::ResultM { .. }),
+        "{result:?}"
+    );
+    assert_eq!(srv.state_of("shop-a", "T-hash").as_deref(), Some("debited"));
+    assert_eq!(srv.captured(), 700);
+    assert_eq!(balance(&shopper.card), 4_300);
+}
+
 #[tokio::test]
 async fn forged_sessions_expired_sessions_and_other_merchants_keys() {
     let srv = server().await;

@@ -7,18 +7,27 @@
 //!
 //! ```text
 //! driver ──poll_request──▶ Outgoing::Card(APDU) | Outgoing::Server{path, body}
+//!                           | Outgoing::Crypto(seal, open or hash)
 //!        ◀──handle(Reply)── Card(RAPDU) | CardLost | Refused(why) | Server(status, body) | ServerUnreachable
+//!                           | Crypto(sealed, opened or hashed bytes)
 //!        ──poll_timeout / handle_timeout(now)── deadlines (time is an input)
 //! ```
+//!
+//! AES-256-GCM and SHA-256 are the driver's too ([`Crypto`]): the browser has
+//! them built in (WebCrypto), so the widget's wasm carries neither. What is
+//! sealed, opened or hashed, under which key, nonce and associated data, stays
+//! the client's; a request body goes out once the driver sealed its one sealed
+//! field.
 
 use crate::apdu::Response;
 use crate::bridge_msg::Limit;
 use crate::command::{LogRecord, ReadLog, Request, Select, SelectResponse};
 use crate::prelude::*;
-use crate::session::{Key32, NONCE_LEN};
+use crate::session::{self, Key32, NONCE_LEN};
 use crate::types::{BcdDate, CardId, PurseId};
 use crate::wire::{ApiCode, ErrorBody, Hex, Sealed};
 use crate::AID;
+use zeroize::Zeroizing;
 
 /// The request expires after this long without the shopper finishing (ms).
 pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
@@ -40,6 +49,71 @@ pub enum Outgoing {
     Card(Vec<u8>),
     /// POST `body` (JSON) to `path` on the payment origin.
     Server { path: &'static str, body: String },
+    /// Seal or open with AES-256-GCM, or hash; the answer is [`Reply::Crypto`].
+    Crypto(Crypto),
+}
+
+/// An AES-256-GCM or SHA-256 operation the client hands its driver:
+/// WebCrypto's `crypto.subtle` in the browser, [`Crypto::perform`]
+/// (RustCrypto's `aes-gcm` and `sha2`, as the servers use) natively. Sealed
+/// bytes are `nonce (12) || ciphertext || tag (16)` either way
+/// (docs/protocol.md §3).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Crypto {
+    /// Seal `plain` under `key` with `nonce` and `aad`: the answer is
+    /// `nonce || ciphertext || tag`.
+    Seal {
+        key: Key32,
+        nonce: [u8; NONCE_LEN],
+        aad: Vec<u8>,
+        plain: Zeroizing<Vec<u8>>,
+    },
+    /// Open `sealed` (`nonce || ciphertext || tag`) under `key` with `aad`:
+    /// the answer is the plaintext, or nothing when it does not open.
+    Open {
+        key: Key32,
+        aad: Vec<u8>,
+        sealed: Vec<u8>,
+    },
+    /// SHA-256 of `data` (the client-mode check value's input): the answer is
+    /// the 32-byte digest.
+    Digest { data: Vec<u8> },
+}
+
+impl Crypto {
+    /// The answer, computed here (native drivers: the test kit, the benches,
+    /// the widget's native tests).
+    pub fn perform(&self) -> Reply {
+        Reply::Crypto(Cipher(match self {
+            Crypto::Seal {
+                key,
+                nonce,
+                aad,
+                plain,
+            } => Some(Zeroizing::new(session::seal(key, *nonce, aad, plain))),
+            Crypto::Open { key, aad, sealed } => {
+                session::open(key, aad, sealed).ok().map(Zeroizing::new)
+            }
+            Crypto::Digest { data } => {
+                use sha2::Digest;
+                Some(Zeroizing::new(sha2::Sha256::digest(data).to_vec()))
+            }
+        }))
+    }
+}
+
+/// What a [`Crypto`] operation gave: the sealed bytes, the plaintext or the
+/// digest, or nothing (the message did not open). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cipher(pub Option<Zeroizing<Vec<u8>>>);
+
+impl core::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Some(b) => write!(f, "Cipher({} bytes)", b.len()),
+            None => f.write_str("Cipher(failed)"),
+        }
+    }
 }
 
 impl core::fmt::Debug for Outgoing {
@@ -48,6 +122,9 @@ impl core::fmt::Debug for Outgoing {
         match self {
             Outgoing::Card(a) => write!(f, "Card({:02X?})", &a[..a.len().min(4)]),
             Outgoing::Server { path, .. } => write!(f, "Server({path})"),
+            Outgoing::Crypto(Crypto::Seal { .. }) => f.write_str("Crypto(seal)"),
+            Outgoing::Crypto(Crypto::Open { .. }) => f.write_str("Crypto(open)"),
+            Outgoing::Crypto(Crypto::Digest { .. }) => f.write_str("Crypto(digest)"),
         }
     }
 }
@@ -80,6 +157,8 @@ pub enum Reply {
     Server(u16, String),
     /// No answer from the payment server (network, timeout).
     ServerUnreachable,
+    /// What the [`Outgoing::Crypto`] gave.
+    Crypto(Cipher),
 }
 
 /// A client as its driver sees it: the purchase and the load client both
@@ -347,6 +426,16 @@ pub(crate) struct Wire {
     pending: Option<Outgoing>,
     awaiting: bool,
     background: Option<Outgoing>,
+    /// The POST whose body the driver is sealing.
+    sealing: Option<Sealing>,
+}
+
+/// A POST waiting for its sealed field (the outstanding request is its seal).
+#[derive(Debug)]
+struct Sealing {
+    path: &'static str,
+    head: String,
+    background: bool,
 }
 
 impl Wire {
@@ -375,23 +464,63 @@ impl Wire {
         self.pending = Some(Outgoing::Card(apdu));
     }
 
-    pub fn post(&mut self, path: &'static str, body: String) {
-        self.pending = Some(Outgoing::Server { path, body });
+    /// POST `body` to `path`, once the driver sealed it; the answer is awaited.
+    pub fn post(&mut self, path: &'static str, body: &Envelope) {
+        self.seal_then_post(path, body, false);
     }
 
-    /// A POST whose answer nobody waits for.
-    pub fn post_in_background(&mut self, path: &'static str, body: String) {
-        self.background = Some(Outgoing::Server { path, body });
+    /// A POST whose answer nobody waits for (its seal is awaited).
+    pub fn post_in_background(&mut self, path: &'static str, body: &Envelope) {
+        self.seal_then_post(path, body, true);
+    }
+
+    fn seal_then_post(&mut self, path: &'static str, body: &Envelope, background: bool) {
+        self.pending = Some(Outgoing::Crypto(body.seal.clone()));
+        self.sealing = Some(Sealing {
+            path,
+            head: body.head.clone(),
+            background,
+        });
+    }
+
+    /// Ask the driver to open a sealed answer, or to hash ([`Machine::on_opened`]
+    /// follows).
+    pub fn crypto(&mut self, job: Crypto) {
+        self.pending = Some(Outgoing::Crypto(job));
+        self.sealing = None;
+    }
+
+    /// The driver sealed the body being sealed, if any: its POST is next.
+    /// `Err` when it could not seal: the POST never went out.
+    fn sealed(&mut self, sealed: Option<&[u8]>) -> Option<Result<(), ()>> {
+        let Sealing {
+            path,
+            head,
+            background,
+        } = self.sealing.take()?;
+        let Some(sealed) = sealed else {
+            return Some(Err(()));
+        };
+        let body = [&head, &json(&Hex(sealed.to_vec())), "}"].concat();
+        let post = Some(Outgoing::Server { path, body });
+        if background {
+            self.background = post;
+        } else {
+            self.pending = post;
+        }
+        Some(Ok(()))
     }
 
     /// Nothing more to send for the failed step.
     pub fn drop_pending(&mut self) {
         self.pending = None;
+        self.sealing = None;
     }
 
     /// Stop: nothing to send, and no answer wanted.
     pub fn stop(&mut self) {
         self.pending = None;
+        self.sealing = None;
         self.awaiting = false;
     }
 }
@@ -494,6 +623,9 @@ pub(crate) trait Machine {
     fn card_gone(&mut self, state: Self::State, problem: Self::Problem);
     fn on_refused(&mut self, state: Self::State, r: Refusal);
     fn on_server(&mut self, state: Self::State, answer: Answer);
+    /// The driver opened (or failed to open: `None`), or hashed, what
+    /// [`Wire::crypto`] asked.
+    fn on_opened(&mut self, state: Self::State, plain: Option<Zeroizing<Vec<u8>>>);
 }
 
 /// Feed the answer to the outstanding request. A reply when none is awaited
@@ -502,7 +634,20 @@ pub(crate) fn dispatch<M: Machine>(m: &mut M, reply: Reply) {
     if !m.core().wire.take_reply() {
         return;
     }
+    // A sealed body is the wire's own business: its POST goes out, and the
+    // state waits on as it was. A body that could not be sealed never left.
+    let mut unsealed = false;
+    if let Reply::Crypto(Cipher(out)) = &reply {
+        match m.core().wire.sealed(out.as_deref().map(|v| v.as_slice())) {
+            Some(Ok(())) => return,
+            Some(Err(())) => unsealed = true,
+            None => {}
+        }
+    }
     let state = m.take_state();
+    if unsealed {
+        return m.on_server(state, Answer::Transient);
+    }
     match reply {
         Reply::Card(bytes) => match Response::parse(&bytes) {
             Ok(r) => m.on_card(state, r),
@@ -512,6 +657,7 @@ pub(crate) fn dispatch<M: Machine>(m: &mut M, reply: Reply) {
         Reply::Refused(r) => m.on_refused(state, r),
         Reply::Server(status, body) => m.on_server(state, Answer::new(status, body)),
         Reply::ServerUnreachable => m.on_server(state, Answer::Transient),
+        Reply::Crypto(Cipher(plain)) => m.on_opened(state, plain),
     }
 }
 
@@ -552,27 +698,64 @@ impl Sealer {
         }
     }
 
-    /// Seal `m` under TSK with a fresh nonce.
-    pub fn seal<T: Sealed + crate::json::lite::Encode>(&mut self, m: &T) -> Hex {
-        let mut n = [0u8; NONCE_LEN];
-        self.rng.fill(&mut n);
-        m.seal_encode(&self.tsk, n)
+    /// The seal of `m` under TSK with a fresh nonce, for the driver: its
+    /// plaintext written by the message's [`crate::json::lite::Encode`] (one
+    /// writer natively and in the browser; a test holds its bytes to serde_json's,
+    /// which the servers seal with).
+    pub fn seal<T: Sealed + crate::json::lite::Encode>(&mut self, m: &T) -> Crypto {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce);
+        Crypto::Seal {
+            key: self.tsk.clone(),
+            nonce,
+            aad: session::aad(T::LABEL, m.txn_id()),
+            plain: Zeroizing::new(crate::json::lite::encode(m).into_bytes()),
+        }
     }
 
-    /// Open a message the server sealed under TSK for this transaction.
-    pub fn open<T: Sealed + crate::json::lite::Decode>(&self, sealed: &Hex) -> Option<T> {
-        T::open_decode(&self.tsk, &self.txn_id, sealed.as_slice()).ok()
+    /// The opening of a `T` the server sealed under TSK for this transaction.
+    pub fn open<T: Sealed>(&self, sealed: &Hex) -> Crypto {
+        Crypto::Open {
+            key: self.tsk.clone(),
+            aad: session::aad(T::LABEL, &self.txn_id),
+            sealed: sealed.0.clone(),
+        }
+    }
+
+    /// The `T` the driver opened: read, and naming this transaction.
+    pub fn read<T: Sealed + crate::json::lite::Decode>(
+        &self,
+        plain: Option<Zeroizing<Vec<u8>>>,
+    ) -> Option<T> {
+        crate::wire::read_opened(&self.txn_id, &plain?, crate::json::lite::decode).ok()
     }
 
     /// The request body: the bundle's session, MAC and ETSK, and `m` sealed
-    /// under TSK as `field`.
+    /// under TSK as `field` (by the driver: [`Wire::post`]).
     pub fn envelope<T: Sealed + crate::json::lite::Encode>(
         &mut self,
         field: &str,
         m: &T,
-    ) -> String {
-        let sealed = self.seal(m);
-        [&self.head, ",\"", field, "\":", &json(&sealed), "}"].concat()
+    ) -> Envelope {
+        Envelope {
+            head: [&self.head, ",\"", field, "\":"].concat(),
+            seal: self.seal(m),
+        }
+    }
+}
+
+/// A request body but for its one sealed field, and that field's seal:
+/// `head` then the sealed bytes as a JSON hex string, then `}`. A retry seals
+/// it again with the same nonce: the same bytes go out.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Envelope {
+    head: String,
+    seal: Crypto,
+}
+
+impl core::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Envelope")
     }
 }
 
@@ -903,14 +1086,92 @@ mod tests {
             pin_verified: true,
             log: vec![Hex(vec![0; 37])],
         };
-        let body = sealer.envelope("draw_request", &req);
+        let envelope = sealer.envelope("draw_request", &req);
         let theirs = DrawEnvelope {
             session,
             session_mac: mac,
             etsk,
             draw_request: req.seal(&tsk(), [7; NONCE_LEN]),
         };
-        assert_eq!(body, serde_json::to_string(&theirs).unwrap());
+        let theirs = serde_json::to_string(&theirs).unwrap();
+        // The wire asks its driver to seal, then posts; twice (a retry) the same bytes.
+        let mut wire = Wire::default();
+        for _ in 0..2 {
+            wire.post("/v1/purchases/draw", &envelope);
+            assert_eq!(sealed_post(&mut wire), Some(theirs.clone()));
+        }
+    }
+
+    /// What the wire posts once its driver sealed the outstanding body natively.
+    fn sealed_post(wire: &mut Wire) -> Option<String> {
+        let Some(Outgoing::Crypto(job @ Crypto::Seal { .. })) = wire.poll() else {
+            return None;
+        };
+        let Reply::Crypto(Cipher(out)) = job.perform() else {
+            return None;
+        };
+        assert!(wire.take_reply());
+        assert_eq!(
+            wire.sealed(out.as_deref().map(|v| v.as_slice())),
+            Some(Ok(()))
+        );
+        match wire.poll() {
+            Some(Outgoing::Server { body, .. }) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// A body the driver could not seal is never posted; a background POST
+    /// goes out unawaited once sealed; a stop forgets the body being sealed.
+    #[test]
+    fn a_body_goes_out_only_sealed() {
+        let session = crate::purchase::draw::tests::session();
+        let (mac, etsk) = (Hex(vec![0xab; 32]), Hex(vec![0x01, 0xfe]));
+        let mut sealer = Sealer::new(
+            &session,
+            "T-1",
+            &mac,
+            &etsk,
+            Key32::new([9; 32]),
+            Box::new(Fixed),
+        );
+        let report = crate::purchase::SuspiciousReport {
+            txn_id: "T-1".into(),
+            page_origin: "https://shop.example".into(),
+            reason: "test".into(),
+        };
+        let envelope = sealer.envelope("report", &report);
+
+        let mut wire = Wire::default();
+        wire.post("/v1/purchases/suspicious", &envelope);
+        assert!(matches!(
+            wire.poll(),
+            Some(Outgoing::Crypto(Crypto::Seal { .. }))
+        ));
+        assert!(wire.take_reply());
+        assert_eq!(wire.sealed(None), Some(Err(())));
+        assert_eq!(wire.poll(), None);
+
+        wire.post_in_background("/v1/purchases/suspicious", &envelope);
+        let Some(Outgoing::Crypto(job)) = wire.poll() else {
+            panic!("the seal first");
+        };
+        assert!(wire.is_awaiting());
+        let Reply::Crypto(Cipher(out)) = job.perform() else {
+            panic!("sealed");
+        };
+        assert!(wire.take_reply());
+        assert_eq!(
+            wire.sealed(out.as_deref().map(|v| v.as_slice())),
+            Some(Ok(()))
+        );
+        assert!(matches!(wire.poll(), Some(Outgoing::Server { .. })));
+        assert!(!wire.is_awaiting());
+
+        wire.post("/v1/purchases/suspicious", &envelope);
+        wire.stop();
+        assert_eq!(wire.sealed(Some(&[1, 2, 3])), None);
+        assert_eq!(wire.poll(), None);
     }
 
     #[test]

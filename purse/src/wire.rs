@@ -155,8 +155,10 @@ pub enum SealError {
 }
 
 /// A message that travels sealed (AES-256-GCM): its label and the transaction
-/// it belongs to make its associated data. Sealing and opening are written
-/// once here for every message of every protocol.
+/// it belongs to make its associated data (`session::aad`). The servers seal
+/// and open here; the clients hand the same key, nonce and associated data to
+/// their driver's cipher (`crate::client::Crypto`) and read what it opened with
+/// [`read_opened`], as [`Sealed::open`] does.
 pub trait Sealed: Serialize + DeserializeOwned {
     /// Label in the associated data (`crate::session::label`).
     const LABEL: &'static str;
@@ -169,31 +171,10 @@ pub trait Sealed: Serialize + DeserializeOwned {
         seal_with(Self::LABEL, self.txn_id(), key, nonce, &plain)
     }
 
-    /// [`Sealed::seal`] written by the message's [`crate::json::lite::Encode`]: the
-    /// clients' way (one writer natively and in the browser; the tests hold its
-    /// bytes to serde_json's, which the servers seal with).
-    fn seal_encode(&self, key: &Key32, nonce: [u8; NONCE_LEN]) -> Hex
-    where
-        Self: crate::json::lite::Encode,
-    {
-        let plain = Zeroizing::new(crate::json::lite::encode(self));
-        seal_with(Self::LABEL, self.txn_id(), key, nonce, plain.as_bytes())
-    }
-
     /// Open a message sealed for `txn_id`; one that names another transaction
     /// inside is refused too.
     fn open(key: &Key32, txn_id: &str, sealed: &[u8]) -> Result<Self, SealError> {
         open_with(Self::LABEL, key, txn_id, sealed, crate::json::from_slice)
-    }
-
-    /// [`Sealed::open`] read by the message's [`crate::json::lite::Decode`]: the
-    /// clients' way (one decoder natively and in the browser; the tests hold it to
-    /// serde's, which the servers open with).
-    fn open_decode(key: &Key32, txn_id: &str, sealed: &[u8]) -> Result<Self, SealError>
-    where
-        Self: crate::json::lite::Decode,
-    {
-        open_with(Self::LABEL, key, txn_id, sealed, crate::json::lite::decode)
     }
 }
 
@@ -218,7 +199,17 @@ fn open_with<T: Sealed>(
     let plain = Zeroizing::new(
         session::open(key, &session::aad(label, txn_id), sealed).map_err(|_| SealError::Open)?,
     );
-    let m = read(&plain).map_err(|e| SealError::Json(e.as_str().into()))?;
+    read_opened(txn_id, &plain, read)
+}
+
+/// Read an opened plaintext with `read`, and check the transaction it names
+/// (also where a client's driver opened it: `crate::client::Crypto`).
+pub(crate) fn read_opened<T: Sealed>(
+    txn_id: &str,
+    plain: &[u8],
+    read: fn(&[u8]) -> Result<T, crate::json::Error>,
+) -> Result<T, SealError> {
+    let m = read(plain).map_err(|e| SealError::Json(e.as_str().into()))?;
     if m.txn_id() != txn_id {
         return Err(SealError::TxnMismatch);
     }

@@ -15,7 +15,7 @@ mod load;
 #[cfg(feature = "purchase")]
 mod pay;
 
-use purse::client::{Driven, Entropy, Outgoing, Reply};
+use purse::client::{Cipher, Crypto, Driven, Entropy, Outgoing, Reply};
 use purse::command::SelectResponse;
 use purse::json::lite::{Encode, Writer};
 #[cfg(feature = "load")]
@@ -115,6 +115,11 @@ pub enum Input {
     Http {
         id: u64,
         result: Result<(u16, String), String>,
+    },
+    /// What [`Effect::Crypto`] `id` gave.
+    Crypto {
+        id: u64,
+        out: Cipher,
     },
     User(Action),
     /// The timer for [`Checkout::poll_timeout`] fired (or time moved).
@@ -241,6 +246,11 @@ pub enum Effect {
         path: &'static str,
         body: String,
     },
+    /// Seal or open with AES-256-GCM (WebCrypto); the answer is [`Input::Crypto`].
+    Crypto {
+        id: u64,
+        job: Crypto,
+    },
     Render(View),
     Parent(ParentEvent),
 }
@@ -258,6 +268,7 @@ impl core::fmt::Debug for Effect {
                 write!(f, "Bridge#{id}({kind})")
             }
             Effect::Http { id, path, .. } => write!(f, "Http#{id}({path})"),
+            Effect::Crypto { id, .. } => write!(f, "Crypto#{id}"),
             Effect::Render(v) => write!(f, "Render({})", crate::view::screen_name(&v.screen)),
             Effect::Parent(e) => write!(f, "Parent({e:?})"),
         }
@@ -323,9 +334,9 @@ pub struct Checkout {
     purse: purse::PurseId,
     started: bool,
     first_answer_at: Option<u64>,
-    /// The POST whose answer the client waits for.
-    http: Option<u64>,
-    next_http: u64,
+    /// The request (a POST, a seal or an opening) whose answer the client waits for.
+    awaited: Option<u64>,
+    next_id: u64,
     told: Option<Capability>,
     /// The last outcome told to the page ("done", "failed:<code>", …).
     last_outcome: Option<String>,
@@ -411,8 +422,8 @@ impl Checkout {
             purse,
             started: false,
             first_answer_at: None,
-            http: None,
-            next_http: 1,
+            awaited: None,
+            next_id: 1,
             told: None,
             last_outcome: None,
             released: false,
@@ -495,13 +506,19 @@ impl Checkout {
                 _ => {}
             },
             Input::Http { id, result } => {
-                if self.http == Some(id) {
-                    self.http = None;
+                if self.awaited == Some(id) {
+                    self.awaited = None;
                     let reply = match result {
                         Ok((status, body)) => Reply::Server(status, body),
                         Err(_) => Reply::ServerUnreachable,
                     };
                     self.txn.driver().handle(reply);
+                }
+            }
+            Input::Crypto { id, out } => {
+                if self.awaited == Some(id) {
+                    self.awaited = None;
+                    self.txn.driver().handle(Reply::Crypto(out));
                 }
             }
             Input::User(a) => self.on_user(a, now, &mut out),
@@ -557,12 +574,18 @@ impl Checkout {
                         None => self.txn.driver().handle(Reply::CardLost),
                     },
                     Outgoing::Server { path, body } => {
-                        let id = self.next_http;
-                        self.next_http += 1;
+                        let id = self.next_id;
+                        self.next_id += 1;
                         if self.txn.driven().is_awaiting() {
-                            self.http = Some(id);
+                            self.awaited = Some(id);
                         }
                         fx.push(Effect::Http { id, path, body });
+                    }
+                    Outgoing::Crypto(job) => {
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        self.awaited = Some(id);
+                        fx.push(Effect::Crypto { id, job });
                     }
                 }
                 continue;

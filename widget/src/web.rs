@@ -34,7 +34,9 @@ use web_sys::{
 use crate::checkout::{Action, Checkout, Config, Effect, Input, Mode, ParentEvent};
 use crate::i18n::Lang;
 use crate::view::View;
-use purse::client::Entropy;
+use purse::client::{Cipher, Crypto, Entropy};
+use purse::session::{NONCE_LEN, TAG_LEN};
+use zeroize::Zeroizing;
 
 struct WebEntropy;
 
@@ -223,9 +225,88 @@ fn run_effect(e: Effect, draw_at_once: bool) {
             let sent = post_json(path, &body);
             read_answer(sent, move |result| feed(Input::Http { id, result }));
         }
+        Effect::Crypto { id, job } => cipher(job, move |out| feed(Input::Crypto { id, out })),
         Effect::Render(view) => show(view, draw_at_once),
         Effect::Parent(ev) => parent_event(&ev),
     }
+}
+
+/// AES-256-GCM and SHA-256 by the browser's WebCrypto, so that the wasm carries
+/// neither (docs/widget.md, "Code"): import the key for this one operation, then
+/// encrypt or decrypt; or hash. `then` gets the bytes in a later microtask, or
+/// nothing when the message does not open. Sealed bytes are `nonce || ciphertext ||
+/// tag`, as the servers' RustCrypto makes them; WebCrypto's own output is
+/// `ciphertext || tag`.
+fn cipher(job: Crypto, then: impl FnOnce(Cipher) + 'static) {
+    let (key, usage) = match &job {
+        Crypto::Seal { key, .. } => (key, "encrypt"),
+        Crypto::Open { key, .. } => (key, "decrypt"),
+        Crypto::Digest { data } => {
+            let hashed = digest("SHA-256", data);
+            return settled(&hashed, move |r| then(bytes_after(Vec::new(), r)));
+        }
+    };
+    // WebCrypto copies every buffer it is given before its call returns.
+    let imported = import_key(
+        "raw",
+        key.bytes(),
+        "AES-GCM",
+        false,
+        &js_sys::Array::of1(&usage.into()),
+    );
+    settled(&imported, move |key| {
+        let Ok(key) = key else {
+            return then(Cipher(None));
+        };
+        let (nonce, aad, data, seal) = match &job {
+            Crypto::Seal {
+                nonce, aad, plain, ..
+            } => (&nonce[..], aad, &plain[..], true),
+            Crypto::Open { aad, sealed, .. } if sealed.len() >= NONCE_LEN + TAG_LEN => {
+                let (nonce, data) = sealed.split_at(NONCE_LEN);
+                (nonce, aad, data, false)
+            }
+            _ => return then(Cipher(None)),
+        };
+        let alg = js_sys::Object::new();
+        set(&alg, "name", "AES-GCM");
+        set(&alg, "iv", js_sys::Uint8Array::from(nonce));
+        set(&alg, "additionalData", js_sys::Uint8Array::from(&aad[..]));
+        let done = if seal {
+            encrypt(&alg, &key, data)
+        } else {
+            decrypt(&alg, &key, data)
+        };
+        let prefix = if seal { nonce.to_vec() } else { Vec::new() };
+        settled(&done, move |r| then(bytes_after(prefix, r)));
+    });
+}
+
+/// `prefix`, then the bytes of the `ArrayBuffer` a WebCrypto call gave (none if it failed).
+fn bytes_after(prefix: Vec<u8>, r: Result<JsValue, JsValue>) -> Cipher {
+    Cipher(r.ok().map(|buf| {
+        let mut out = Zeroizing::new(prefix);
+        out.extend_from_slice(&js_sys::Uint8Array::new(&buf).to_vec());
+        out
+    }))
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = ["crypto", "subtle"], js_name = importKey)]
+    fn import_key(
+        format: &str,
+        key: &[u8],
+        algorithm: &str,
+        extractable: bool,
+        usages: &js_sys::Array,
+    ) -> js_sys::Promise;
+    #[wasm_bindgen(js_namespace = ["crypto", "subtle"])]
+    fn encrypt(algorithm: &js_sys::Object, key: &JsValue, data: &[u8]) -> js_sys::Promise;
+    #[wasm_bindgen(js_namespace = ["crypto", "subtle"])]
+    fn decrypt(algorithm: &js_sys::Object, key: &JsValue, data: &[u8]) -> js_sys::Promise;
+    #[wasm_bindgen(js_namespace = ["crypto", "subtle"])]
+    fn digest(algorithm: &str, data: &[u8]) -> js_sys::Promise;
 }
 
 fn js_error(e: JsValue) -> String {
@@ -1018,6 +1099,15 @@ fn on_message(ev: MessageEvent) {
         {
             return None;
         }
+        // The cipher (`cipher`, WebCrypto) is only in a secure context: a frame of an
+        // https origin (or localhost) in a page that is one too.
+        if !window().is_secure_context() {
+            return Some(Err((
+                "insecure_context",
+                "the payment frame is not a secure context (https): the browser gives it no WebCrypto"
+                    .into(),
+            )));
+        }
         app.parent_origin = Some(origin.clone());
         // Applied with the first view (a style change asks for a rendering update,
         // which Chromium runs ahead of the messages posted in this task).
@@ -1031,27 +1121,32 @@ fn on_message(ev: MessageEvent) {
                 Box::new(WebEntropy),
             )
             .map(|c| app.checkout = Some(c))
-            .map_err(|e| e.message()),
+            .map_err(|e| ("bad_session", e.message())),
         )
     });
     match accepted {
         Some(Ok(())) => feed(Input::Start),
-        Some(Err(message)) => {
+        Some(Err((code, message))) => {
             let msg = js_sys::Object::new();
             set(&msg, "type", "cardpay:error");
             set(&msg, "event", "error");
-            set(&msg, "code", "bad_session");
+            set(&msg, "code", code);
             set(&msg, "message", message);
             post_parent_js(msg.into());
             // In a task of its own, like every view (the skeleton first).
-            next_task(show_bad_session);
+            let show: fn() = if code == "insecure_context" {
+                || show_bad_session("insecure_context")
+            } else {
+                || show_bad_session("bad_session")
+            };
+            next_task(show);
         }
         None => {}
     }
 }
 
-/// The session the page sent is unusable: say so where the screens go.
-fn show_bad_session() {
+/// The session the page sent is unusable (`code`: why): say so where the screens go.
+fn show_bad_session(code: &'static str) {
     ensure_skeleton();
     apply_pending_theme();
     APP.with(|a| {
@@ -1059,7 +1154,9 @@ fn show_bad_session() {
         let Some(app) = a.as_ref() else { return };
         let text = crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession);
         let html = [
-            r#"<p class="cp-error" role="alert" data-testid="error" data-code="bad_session">"#,
+            r#"<p class="cp-error" role="alert" data-testid="error" data-code=""#,
+            code,
+            r#"">"#,
             &crate::view::esc(text),
             "</p>",
         ]

@@ -20,15 +20,20 @@
 
 use crate::apdu::{Response, StatusWord};
 use crate::bridge_msg::Limit;
-use crate::client::{log_hex, Answer, CardRead, CardReader, Core, Expect, ReadStep, ReadStop};
+use crate::client::{
+    log_hex, Answer, CardRead, CardReader, Core, Envelope, Expect, ReadStep, ReadStop,
+};
 use crate::command::{
     CreditResponse, InitializeLoad, InitializeLoadResponse, LogRecord, Request, SelectResponse,
 };
 use crate::prelude::*;
 use crate::types::CardId;
 use crate::wire::{ApiCode, Hex};
+use zeroize::Zeroizing;
 
-pub use crate::client::{Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS};
+pub use crate::client::{
+    Cipher, Crypto, Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS,
+};
 
 /// Why a load bundle cannot be used (the purchase client's reasons).
 pub type LoadBundleError = crate::client::BundleError;
@@ -223,7 +228,12 @@ pub(crate) enum State {
     },
     Drawing {
         card: CardRead,
-        body: String,
+        body: Envelope,
+        init: InitializeLoadResponse,
+    },
+    /// The credit command came; the driver opens it.
+    OpeningCredit {
+        card: CardRead,
         init: InitializeLoadResponse,
     },
     Crediting {
@@ -234,8 +244,14 @@ pub(crate) enum State {
     Completing {
         card: CardRead,
         drawn: Drawn,
-        body: String,
+        body: Envelope,
         balance_after: u32,
+    },
+    /// Credited (said the server): the driver opens the result for the receipt.
+    OpeningResult {
+        card: Option<SelectResponse>,
+        drawn: Drawn,
+        result: BankResult,
     },
     /// INITIALIZE FOR LOAD of amount 0: a fresh S1 over the card's balance
     /// and ATC (negative result, or recovery of a lost answer).
@@ -246,7 +262,7 @@ pub(crate) enum State {
     },
     Recovering {
         drawn: Drawn,
-        body: String,
+        body: Envelope,
     },
     Torn {
         drawn: Drawn,
@@ -278,11 +294,18 @@ impl LoadClient {
     crate::client::driver_methods!();
 
     crate::client::past_point_of_no_return!(
-        [Crediting, Completing, ZeroInit, Recovering, Torn, Done],
+        [Crediting, Completing, OpeningResult, ZeroInit, Recovering, Torn, Done],
         State::Failed { charged, .. } => *charged != Charged::No
     );
 
-    crate::client::card_accessor!(Confirm, Initializing, Drawing, Crediting, Completing);
+    crate::client::card_accessor!(
+        Confirm,
+        Initializing,
+        Drawing,
+        OpeningCredit,
+        Crediting,
+        Completing
+    );
 
     /// Where the load stands.
     pub fn status(&self) -> Status<'_> {
@@ -304,9 +327,13 @@ impl LoadClient {
                 })
             }
             State::Initializing { .. } => Status::Working(Step::Preparing),
-            State::Drawing { .. } => Status::Working(Step::Authorizing),
+            State::Drawing { .. } | State::OpeningCredit { .. } => {
+                Status::Working(Step::Authorizing)
+            }
             State::Crediting { .. } => Status::Working(Step::Crediting),
-            State::Completing { .. } => Status::Working(Step::Confirming),
+            State::Completing { .. } | State::OpeningResult { .. } => {
+                Status::Working(Step::Confirming)
+            }
             State::ZeroInit { .. } | State::Recovering { .. } => Status::Working(Step::Recovering),
             State::Done { receipt, result } => Status::Done { receipt, result },
             State::Failed {
@@ -374,7 +401,7 @@ impl LoadClient {
             _ => None,
         };
         if let Some((path, body)) = again {
-            self.core.wire.post(path, body.clone());
+            self.core.wire.post(path, body);
         }
         self.state = *next;
     }
@@ -471,7 +498,7 @@ impl LoadClient {
             log: log_hex(&log),
         };
         let body = self.core.sealer.envelope("recover_request", &req);
-        self.core.wire.post(PATH_LOAD_RECOVER, body.clone());
+        self.core.wire.post(PATH_LOAD_RECOVER, &body);
         self.state = State::Recovering { drawn, body };
     }
 
@@ -482,7 +509,7 @@ impl LoadClient {
             .evidence(&card, &s.txn_id, s.amount, s.purse, init.encode());
         let req = LoadDrawRequest::from(e);
         let body = self.core.sealer.envelope("load_request", &req);
-        self.core.wire.post(PATH_LOAD_DRAW, body.clone());
+        self.core.wire.post(PATH_LOAD_DRAW, &body);
         self.state = State::Drawing { card, body, init };
     }
 
@@ -504,7 +531,7 @@ impl LoadClient {
             response: Hex(rapdu),
         };
         let body = self.core.sealer.envelope("credit_response", &msg);
-        self.core.wire.post(PATH_LOAD_COMPLETE, body.clone());
+        self.core.wire.post(PATH_LOAD_COMPLETE, &body);
         self.state = State::Completing {
             card,
             drawn,
@@ -513,13 +540,29 @@ impl LoadClient {
         };
     }
 
-    /// The credit command came: check it, then CREDIT.
-    fn credit(&mut self, card: CardRead, init: InitializeLoadResponse, answer: LoadDrawResponse) {
-        let Some(cmd) = self
+    /// The credit command came: the driver opens it.
+    fn open_credit(
+        &mut self,
+        card: CardRead,
+        init: InitializeLoadResponse,
+        answer: LoadDrawResponse,
+    ) {
+        let job = self
             .core
             .sealer
-            .open::<CreditCommand>(&answer.credit_command)
-        else {
+            .open::<CreditCommand>(&answer.credit_command);
+        self.core.wire.crypto(job);
+        self.state = State::OpeningCredit { card, init };
+    }
+
+    /// The credit command opened: check it, then CREDIT.
+    fn credit(
+        &mut self,
+        card: CardRead,
+        init: InitializeLoadResponse,
+        plain: Option<Zeroizing<Vec<u8>>>,
+    ) {
+        let Some(cmd) = self.core.sealer.read::<CreditCommand>(plain) else {
             return self.fail(LoadProblem::ServerRefused(ApiCode::BadSeal), None);
         };
         let Ok(checked) = cmd.check(&self.session) else {
@@ -538,26 +581,45 @@ impl LoadClient {
         };
     }
 
-    fn finish(
+    /// The server decided: not credited, or credited (the driver opens the
+    /// result for the receipt).
+    fn finish_with(
         &mut self,
         card: Option<&SelectResponse>,
-        drawn: &Drawn,
+        drawn: Drawn,
         status: LoadStatus,
         result_c: Hex,
         result_b: Hex,
     ) {
-        let txn = self.session.txn_id.clone();
         let result = BankResult::ResultB {
-            txn_id: txn.clone(),
+            txn_id: self.session.txn_id.clone(),
             result_b,
         };
         if status == LoadStatus::NotCredited {
             return self.fail_with(LoadProblem::NotCredited, None, Charged::No, Some(result));
         }
-        let c = self.core.sealer.open::<LoadResultC>(&result_c);
+        let job = self.core.sealer.open::<LoadResultC>(&result_c);
+        self.core.wire.crypto(job);
+        self.state = State::OpeningResult {
+            card: card.cloned(),
+            drawn,
+            result,
+        };
+    }
+
+    /// Done, with what the result says for the receipt (the credit command's
+    /// balance and no date when it does not open).
+    fn finish(
+        &mut self,
+        card: Option<&SelectResponse>,
+        drawn: &Drawn,
+        result: BankResult,
+        plain: Option<Zeroizing<Vec<u8>>>,
+    ) {
+        let c = self.core.sealer.read::<LoadResultC>(plain);
         let s = &self.session;
         let receipt = Receipt {
-            txn_id: txn,
+            txn_id: s.txn_id.clone(),
             bank_name: s.bank_name.clone(),
             amount: s.amount,
             currency: s.currency,
@@ -680,7 +742,7 @@ impl crate::client::Machine for LoadClient {
                 );
             }
             State::Drawing { card, init, .. } => match answer.parse::<LoadDrawResponse>() {
-                Ok(a) => self.credit(card, init, a),
+                Ok(a) => self.open_credit(card, init, a),
                 Err(code) => self.fail(LoadProblem::of_server(code), None),
             },
             // The card answered 9000 and result 00: it is credited; the
@@ -705,7 +767,9 @@ impl crate::client::Machine for LoadClient {
                 );
             }
             State::Completing { card, drawn, .. } => match answer.parse::<LoadCompleteResponse>() {
-                Ok(c) => self.finish(Some(&card.select), &drawn, c.status, c.result_c, c.result_b),
+                Ok(c) => {
+                    self.finish_with(Some(&card.select), drawn, c.status, c.result_c, c.result_b)
+                }
                 // A refusal here (an S3 that does not verify): the card's
                 // proof decides through recovery.
                 Err(code) => self.fail_maybe(LoadProblem::of_server(code), State::Torn { drawn }),
@@ -726,11 +790,23 @@ impl crate::client::Machine for LoadClient {
                     } else {
                         LoadStatus::NotCredited
                     };
-                    self.finish(None, &drawn, st, c, b)
+                    self.finish_with(None, drawn, st, c, b)
                 }
                 Ok(_) => self.fail_maybe(LoadProblem::Undecided, State::Torn { drawn }),
                 Err(code) => self.fail_maybe(LoadProblem::of_server(code), State::Torn { drawn }),
             },
+            other => self.state = other,
+        }
+    }
+
+    fn on_opened(&mut self, state: State, plain: Option<Zeroizing<Vec<u8>>>) {
+        match state {
+            State::OpeningCredit { card, init } => self.credit(card, init, plain),
+            State::OpeningResult {
+                card,
+                drawn,
+                result,
+            } => self.finish(card.as_ref(), &drawn, result, plain),
             other => self.state = other,
         }
     }

@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 
 use crate::apdu::{Response, StatusWord};
 use crate::bridge_msg::Limit;
-use crate::client::{Answer, CardRead, CardReader, Core, Expect, ReadStep, ReadStop};
+use crate::client::{Answer, CardRead, CardReader, Core, Envelope, Expect, ReadStep, ReadStop};
 use crate::command::{
     DebitResponse, InitializeLoad, InitializeLoadResponse, InitializePurchase,
     InitializePurchaseResponse, Request, SelectResponse, Verify,
@@ -49,11 +49,11 @@ use crate::session::{Session, VerifyMode};
 use crate::wire::{ApiCode, Hex};
 
 pub use crate::client::{
-    BundleError, Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS, MAX_EXTENSIONS,
-    WARN_BEFORE_MS,
+    BundleError, Cipher, Crypto, Driven, Entropy, Outgoing, Refusal, Reply, DEFAULT_TIMEOUT_MS,
+    MAX_EXTENSIONS, WARN_BEFORE_MS,
 };
 
-use super::draw::AmountChecked;
+use super::draw::{check_value_input, AmountChecked};
 use super::{
     DebitCommand, DebitResponseMsg, DrawRequest, DrawResponse, MerchantResult, PurchaseStatus,
     RecoverRequest, RecoverResponse, RecoverStatus, ResultC, SuspiciousReport, WidgetSession,
@@ -268,8 +268,14 @@ pub(crate) enum State {
     },
     Drawing {
         card: CardRead,
-        body: String,
+        body: Envelope,
         atc: u16,
+    },
+    /// The debit command came; the driver opens it.
+    OpeningDebit {
+        card: CardRead,
+        atc: u16,
+        answer: DrawResponse,
     },
     Debiting {
         card: CardRead,
@@ -279,12 +285,25 @@ pub(crate) enum State {
     /// DEBIT refused by the card: the server records the failure, then we say so.
     Refused {
         problem: Problem,
-        body: String,
+        body: Envelope,
     },
     Completing {
         card: CardRead,
         drawn: Drawn,
-        body: String,
+        body: Envelope,
+    },
+    /// Mode `client`, debited: the driver hashes the card's answer for the
+    /// check value.
+    Checking {
+        card: CardRead,
+        drawn: Drawn,
+        body: Envelope,
+        resp: DebitResponse,
+    },
+    /// Debited: the driver opens the result for the shopper's receipt.
+    OpeningResult {
+        card: Option<SelectResponse>,
+        result_m: Hex,
     },
     Torn {
         drawn: Drawn,
@@ -328,7 +347,17 @@ impl Client {
     }
 
     crate::client::past_point_of_no_return!(
-        [Debiting, Refused, Completing, Torn, Recovering, RecoveryProof, Done],
+        [
+            Debiting,
+            Checking,
+            Refused,
+            Completing,
+            OpeningResult,
+            Torn,
+            Recovering,
+            RecoveryProof,
+            Done
+        ],
         State::Failed { problem, resume } => matches!(
             problem,
             Problem::Torn | Problem::Undecided | Problem::NotCharged
@@ -345,7 +374,9 @@ impl Client {
         NeedPin,
         Verifying,
         Drawing,
+        OpeningDebit,
         Debiting,
+        Checking,
         Completing
     );
 
@@ -369,9 +400,13 @@ impl Client {
                 wrong_tries_left: *wrong_tries_left,
             },
             State::Verifying { .. } => Status::Working(Step::CheckingPin),
-            State::Drawing { .. } => Status::Working(Step::Authorizing),
-            State::Debiting { .. } => Status::Working(Step::Debiting),
-            State::Refused { .. } | State::Completing { .. } => Status::Working(Step::Confirming),
+            State::Drawing { .. } | State::OpeningDebit { .. } => {
+                Status::Working(Step::Authorizing)
+            }
+            State::Debiting { .. } | State::Checking { .. } => Status::Working(Step::Debiting),
+            State::Refused { .. } | State::Completing { .. } | State::OpeningResult { .. } => {
+                Status::Working(Step::Confirming)
+            }
             State::Reporting => Status::Working(Step::Reporting),
             State::Done { receipt, result } => Status::Done { receipt, result },
             State::Failed { problem, resume } => Status::Failed {
@@ -480,9 +515,9 @@ impl Client {
             return;
         };
         match next.as_ref() {
-            State::Drawing { body, .. } => self.core.wire.post(PATH_DRAW, body.clone()),
+            State::Drawing { body, .. } => self.core.wire.post(PATH_DRAW, body),
             State::Completing { body, .. } | State::Refused { body, .. } => {
-                self.core.wire.post(PATH_COMPLETE, body.clone())
+                self.core.wire.post(PATH_COMPLETE, body)
             }
             _ => {}
         }
@@ -505,7 +540,7 @@ impl Client {
         let body = self.core.sealer.envelope("report", &report);
         self.state = State::Reporting;
         self.core.wire.stop();
-        self.core.wire.post(PATH_SUSPICIOUS, body);
+        self.core.wire.post(PATH_SUSPICIOUS, &body);
         true
     }
 
@@ -591,7 +626,7 @@ impl Client {
         };
         let body = self.core.sealer.envelope("recover_request", &req);
         self.state = State::Recovering { drawn };
-        self.core.wire.post(PATH_RECOVER, body);
+        self.core.wire.post(PATH_RECOVER, &body);
     }
 
     fn draw(
@@ -606,7 +641,7 @@ impl Client {
             .evidence(&card, &s.txn_id, s.amount, s.purse, init.encode());
         let dr = DrawRequest::from_card(e, proof.encode(), card.pin_verified);
         let body = self.core.sealer.envelope("draw_request", &dr);
-        self.core.wire.post(PATH_DRAW, body.clone());
+        self.core.wire.post(PATH_DRAW, &body);
         self.state = State::Drawing {
             card,
             body,
@@ -614,7 +649,7 @@ impl Client {
         };
     }
 
-    fn complete_body(&mut self, rapdu: Vec<u8>) -> String {
+    fn complete_body(&mut self, rapdu: Vec<u8>) -> Envelope {
         let msg = DebitResponseMsg {
             txn_id: self.session.txn_id.clone(),
             response: Hex(rapdu),
@@ -622,9 +657,22 @@ impl Client {
         self.core.sealer.envelope("debit_response", &msg)
     }
 
-    /// The debit command came: check it, then DEBIT.
-    fn debit(&mut self, card: CardRead, atc: u16, answer: DrawResponse) {
-        let Some(cmd) = self.core.sealer.open::<DebitCommand>(&answer.debit_command) else {
+    /// The debit command came: the driver opens it.
+    fn open_debit(&mut self, card: CardRead, atc: u16, answer: DrawResponse) {
+        let job = self.core.sealer.open::<DebitCommand>(&answer.debit_command);
+        self.core.wire.crypto(job);
+        self.state = State::OpeningDebit { card, atc, answer };
+    }
+
+    /// The debit command opened: check it, then DEBIT.
+    fn debit(
+        &mut self,
+        card: CardRead,
+        atc: u16,
+        answer: DrawResponse,
+        plain: Option<Zeroizing<Vec<u8>>>,
+    ) {
+        let Some(cmd) = self.core.sealer.read::<DebitCommand>(plain) else {
             return self.fail(Problem::ServerRefused(ApiCode::BadSeal), None);
         };
         // The card is charged only what the shopper approved.
@@ -645,7 +693,7 @@ impl Client {
         if !r.sw.is_ok() {
             // The card refused and wrote nothing; the server records the failure.
             let body = self.complete_body(rapdu);
-            self.core.wire.post(PATH_COMPLETE, body.clone());
+            self.core.wire.post(PATH_COMPLETE, &body);
             self.state = State::Refused {
                 problem: Problem::of_card(r.sw),
                 body,
@@ -656,18 +704,39 @@ impl Client {
             return self.torn(drawn);
         };
         let body = self.complete_body(rapdu);
-        let one_trip = match self.session.verify_mode {
-            VerifyMode::Merchant => true,
-            // The check value says the answer is right without the
-            // client ever holding S3; a mismatch is for the server.
-            VerifyMode::Client => drawn.cmd.answer_matches(resp.balance_after, &resp.s3),
-            _ => false,
-        };
-        if !one_trip {
-            self.core.wire.post(PATH_COMPLETE, body.clone());
-            self.state = State::Completing { card, drawn, body };
-            return;
+        match self.session.verify_mode {
+            VerifyMode::Merchant => self.done_in_one_trip(card, drawn, body, resp),
+            // The check value says the answer is right without the client
+            // ever holding S3 (the driver hashes); a mismatch is for the server.
+            VerifyMode::Client if drawn.cmd.check_value.is_some() => {
+                let data = check_value_input(&self.session.txn_id, resp.balance_after, &resp.s3);
+                self.core.wire.crypto(Crypto::Digest { data });
+                self.state = State::Checking {
+                    card,
+                    drawn,
+                    body,
+                    resp,
+                };
+            }
+            _ => self.complete(card, drawn, body),
         }
+    }
+
+    /// The server checks the card's answer and captures (one more round trip).
+    fn complete(&mut self, card: CardRead, drawn: Drawn, body: Envelope) {
+        self.core.wire.post(PATH_COMPLETE, &body);
+        self.state = State::Completing { card, drawn, body };
+    }
+
+    /// Modes `merchant` and `client`: the result goes to the page now, and the
+    /// server captures in the background.
+    fn done_in_one_trip(
+        &mut self,
+        card: CardRead,
+        drawn: Drawn,
+        body: Envelope,
+        resp: DebitResponse,
+    ) {
         let receipt = self.receipt(Some(&card.select), resp.balance_after, String::new());
         let result = MerchantResult::S3 {
             txn_id: self.session.txn_id.clone(),
@@ -677,9 +746,10 @@ impl Client {
         };
         self.state = State::Done { receipt, result };
         // The server still captures on the card's own S3, in the background.
-        self.core.wire.post_in_background(PATH_COMPLETE, body);
+        self.core.wire.post_in_background(PATH_COMPLETE, &body);
     }
 
+    /// Debited (said the server): the driver opens the result for the receipt.
     fn finish_with(
         &mut self,
         card: Option<&SelectResponse>,
@@ -690,7 +760,23 @@ impl Client {
         if status != PurchaseStatus::Debited {
             return self.fail(Problem::CardRefused(StatusWord(0x6985)), None);
         }
-        let c = self.core.sealer.open::<ResultC>(&result_c);
+        let job = self.core.sealer.open::<ResultC>(&result_c);
+        self.core.wire.crypto(job);
+        self.state = State::OpeningResult {
+            card: card.cloned(),
+            result_m,
+        };
+    }
+
+    /// Done, with what the result says for the receipt (balance, date; left
+    /// blank when it does not open: the capture stands on the server's word).
+    fn finish(
+        &mut self,
+        card: Option<&SelectResponse>,
+        result_m: Hex,
+        plain: Option<Zeroizing<Vec<u8>>>,
+    ) {
+        let c = self.core.sealer.read::<ResultC>(plain);
         let receipt = self.receipt(
             card,
             c.as_ref().and_then(|c| c.balance_after).unwrap_or(0),
@@ -894,7 +980,7 @@ impl crate::client::Machine for Client {
                 Some(State::Drawing { card, body, atc }),
             ),
             State::Drawing { card, atc, .. } => match answer.parse::<DrawResponse>() {
-                Ok(a) => self.debit(card, atc, a),
+                Ok(a) => self.open_debit(card, atc, a),
                 Err(code) => self.fail(Problem::of_server(code), None),
             },
             // The card refused: nothing was taken whatever the server says;
@@ -927,6 +1013,25 @@ impl crate::client::Machine for Client {
                 }) => self.fail(Problem::NotCharged, None),
                 Ok(_) => self.fail(Problem::Undecided, Some(State::Torn { drawn })),
                 Err(code) => self.fail(Problem::of_server(code), Some(State::Torn { drawn })),
+            },
+            other => self.state = other,
+        }
+    }
+
+    fn on_opened(&mut self, state: State, plain: Option<Zeroizing<Vec<u8>>>) {
+        match state {
+            State::OpeningDebit { card, atc, answer } => self.debit(card, atc, answer, plain),
+            State::OpeningResult { card, result_m } => self.finish(card.as_ref(), result_m, plain),
+            State::Checking {
+                card,
+                drawn,
+                body,
+                resp,
+            } => match plain {
+                Some(d) if drawn.cmd.answer_matches(&d) => {
+                    self.done_in_one_trip(card, drawn, body, resp)
+                }
+                _ => self.complete(card, drawn, body),
             },
             other => self.state = other,
         }

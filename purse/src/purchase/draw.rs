@@ -242,13 +242,13 @@ impl DebitCommand {
         }
     }
 
-    /// Mode `client`: does the card's answer match the check value?
-    /// (Constant time; false when the command carries none.)
-    pub fn answer_matches(&self, balance_after: u32, s3: &[u8; 8]) -> bool {
-        let got = check_value(&self.txn_id, balance_after, s3);
+    /// Mode `client`: is `digest`, the SHA-256 of the card's answer's
+    /// [`check_value_input`], the check value? (Constant time; false when the
+    /// command carries none.)
+    pub fn answer_matches(&self, digest: &[u8]) -> bool {
         self.check_value
             .as_ref()
-            .is_some_and(|c| crate::crypto::mac_eq(c.as_slice(), &got))
+            .is_some_and(|c| crate::crypto::mac_eq(c.as_slice(), digest))
     }
 }
 
@@ -256,12 +256,18 @@ impl DebitCommand {
 /// `SHA-256("cardpay/s3-check" || txn id || balance after (4, BE) || S3 (8))`.
 /// One-way, so holding it does not let the client make the S3 that captures.
 pub fn check_value(txn_id: &str, balance_after: u32, s3: &[u8; 8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"cardpay/s3-check");
-    h.update(txn_id.as_bytes());
-    h.update(balance_after.to_be_bytes());
-    h.update(s3);
-    h.finalize().into()
+    Sha256::digest(check_value_input(txn_id, balance_after, s3)).into()
+}
+
+/// What [`check_value`] hashes (the widget has the browser hash it).
+pub fn check_value_input(txn_id: &str, balance_after: u32, s3: &[u8; 8]) -> Vec<u8> {
+    [
+        b"cardpay/s3-check",
+        txn_id.as_bytes(),
+        &balance_after.to_be_bytes(),
+        s3,
+    ]
+    .concat()
 }
 
 /// Expected S3 for the merchant (modes `client`/`merchant`), sealed under DK.
@@ -350,9 +356,11 @@ pub(crate) mod tests {
     #[test]
     fn check_value_binds_txn_balance_and_s3() {
         let c = command(250, 250);
-        assert!(c.answer_matches(750, &[7; 8]));
-        assert!(!c.answer_matches(751, &[7; 8]));
-        assert!(!c.answer_matches(750, &[8; 8]));
+        let matches = |c: &DebitCommand, b, s3| c.answer_matches(&check_value("T-1", b, s3));
+        assert!(matches(&c, 750, &[7; 8]));
+        assert!(!matches(&c, 751, &[7; 8]));
+        assert!(!matches(&c, 750, &[8; 8]));
+        assert!(!c.answer_matches(&[]));
         assert_ne!(
             check_value("T-1", 750, &[7; 8]),
             check_value("T-2", 750, &[7; 8])
@@ -361,7 +369,7 @@ pub(crate) mod tests {
             check_value: None,
             ..c
         };
-        assert!(!none.answer_matches(750, &[7; 8]));
+        assert!(!matches(&none, 750, &[7; 8]));
     }
 
     #[test]

@@ -175,6 +175,13 @@ impl World {
                     self.queue.push_back(Input::Extension(r));
                 }
             }
+            // The browser's WebCrypto in the shipped widget; RustCrypto here.
+            Effect::Crypto { id, job } => {
+                let purse::client::Reply::Crypto(out) = job.perform() else {
+                    unreachable!("a cipher's answer");
+                };
+                self.queue.push_back(Input::Crypto { id, out });
+            }
             Effect::Http { id, path, body } => {
                 self.posts.push(path);
                 let result = self.post(path, body).await;
