@@ -1099,6 +1099,7 @@ fn on_message(ev: MessageEvent) {
         {
             return None;
         }
+        app.parent_origin = Some(origin.clone());
         // The cipher (`cipher`, WebCrypto) is only in a secure context: a frame of an
         // https origin (or localhost) in a page that is one too.
         if !window().is_secure_context() {
@@ -1108,7 +1109,6 @@ fn on_message(ev: MessageEvent) {
                     .into(),
             )));
         }
-        app.parent_origin = Some(origin.clone());
         // Applied with the first view (a style change asks for a rendering update,
         // which Chromium runs ahead of the messages posted in this task).
         app.theme = Some(get(&data, "theme"));
