@@ -66,7 +66,8 @@ test('a checkout in a plain-http page refuses at once (insecure_context): no Web
     assert.ok(frame, 'the widget frame');
     assert.equal(await frame.evaluate(() => window.isSecureContext), false);
     assert.equal(await frame.evaluate(() => typeof crypto.subtle), 'undefined');
-    await frame.waitForSelector('[data-testid=error][data-code=insecure_context]', { timeout: 10_000 });
+    const shown = await frame.waitForSelector('[data-testid=error][data-code=insecure_context]', { timeout: 10_000 });
+    assert.match(await shown.evaluate((e) => e.textContent), /not secure \(https\).*Nothing was charged/);
 
     // The payment server never heard of the transaction.
     const r = await s.merchantGet(pay, merchant, '/v1/transactions/T-insecure');

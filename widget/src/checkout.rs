@@ -246,7 +246,8 @@ pub enum Effect {
         path: &'static str,
         body: String,
     },
-    /// Seal or open with AES-256-GCM (WebCrypto); the answer is [`Input::Crypto`].
+    /// Seal or open with AES-256-GCM, or hash with SHA-256 (WebCrypto); the answer is
+    /// [`Input::Crypto`].
     Crypto {
         id: u64,
         job: Crypto,

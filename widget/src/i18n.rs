@@ -72,6 +72,7 @@ pub enum Msg {
     ErrNetwork,
     ErrAmountMismatch,
     ErrBadSession,
+    ErrInsecure,
     ErrWrongCurrency,
     StepOf,
     ErrRateInitialize,
@@ -112,6 +113,7 @@ fn words(lang: Lang, msg: Msg) -> &'static str {
             ErrNetwork => "We could not reach the payment server. Check your internet connection and try again.",
             ErrAmountMismatch => "The amount to be charged did not match the amount shown. The payment was stopped.",
             ErrBadSession => "This payment request is not valid. Go back to the shop and try again.",
+            ErrInsecure => "This shop's payment page is not secure (https), so you cannot pay with your card here. Nothing was charged.",
             ErrWrongCurrency => "Your card holds a different currency than this shop charges.",
             StepOf => "Step",
             ErrRateInitialize => "This card was used for too many payments in the last hour. Nothing was charged. Try again later.",
@@ -142,6 +144,7 @@ fn words(lang: Lang, msg: Msg) -> &'static str {
             ErrNetwork => "Der Zahlungsserver ist nicht erreichbar. Prüfen Sie Ihre Internetverbindung und versuchen Sie es erneut.",
             ErrAmountMismatch => "Der abzubuchende Betrag stimmte nicht mit dem angezeigten überein. Die Zahlung wurde gestoppt.",
             ErrBadSession => "Diese Zahlungsanfrage ist ungültig. Gehen Sie zurück zum Shop und versuchen Sie es erneut.",
+            ErrInsecure => "Die Zahlungsseite dieses Shops ist nicht sicher (https), daher können Sie hier nicht mit Ihrer Karte bezahlen. Es wurde nichts abgebucht.",
             ErrWrongCurrency => "Ihre Karte hat eine andere Währung als dieser Shop.",
             StepOf => "Schritt",
             ErrRateInitialize => "Diese Karte wurde in der letzten Stunde für zu viele Zahlungen benutzt. Es wurde nichts abgebucht. Versuchen Sie es später erneut.",
@@ -176,6 +179,7 @@ mod tests {
             PayMsg::ErrFunds.into(),
             PayMsg::EnterPin.into(),
             Msg::NoExtension,
+            Msg::ErrInsecure,
         ] {
             assert_ne!(t(Lang::En, m), t(Lang::De, m));
             assert!(!t(Lang::De, m).is_empty());

@@ -1152,7 +1152,12 @@ fn show_bad_session(code: &'static str) {
     APP.with(|a| {
         let a = a.borrow();
         let Some(app) = a.as_ref() else { return };
-        let text = crate::i18n::t(app.cfg.lang, crate::i18n::Msg::ErrBadSession);
+        let msg = if code == "insecure_context" {
+            crate::i18n::Msg::ErrInsecure
+        } else {
+            crate::i18n::Msg::ErrBadSession
+        };
+        let text = crate::i18n::t(app.cfg.lang, msg);
         let html = [
             r#"<p class="cp-error" role="alert" data-testid="error" data-code=""#,
             code,
