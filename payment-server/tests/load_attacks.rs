@@ -394,6 +394,39 @@ async fn an_amount_changed_anywhere_is_refused() {
     assert_eq!(srv.credited(), 0);
 }
 
+/// The cipher is the driver's (WebCrypto in the browser): a credit command
+/// whose opening fails is never sent to the card. Nothing is credited, and the
+/// shopper is told the account is not charged.
+#[tokio::test]
+async fn a_credit_command_that_does_not_open_is_never_sent_to_the_card() {
+    use purse::load::client::Crypto;
+    use purse::session::{aad, label};
+    let srv = server().await;
+    let a = &srv.banks[0];
+    let mut acct = Account::default();
+    acct.open(ACCOUNT, 100_000);
+    let mut shopper = Shopper::new(test_card("6280000000004009", 1_000), srv.api());
+    let ws = acct.hold(a, "L-open", ACCOUNT, 1_000, PurseId::Money);
+    let mut c = shopper.load_client(&ws);
+    let mut opened = 0;
+    let mut credits = 0;
+    let out = shopper
+        .run_load(&mut c, &mut |r: &mut Outgoing| {
+            if let Outgoing::Crypto(Crypto::Open { aad: x, sealed, .. }) = r {
+                assert_eq!(*x, aad(label::CREDIT_COMMAND, "L-open"));
+                opened += 1;
+                sealed[20] ^= 1;
+            }
+            credits += usize::from(is_credit(r));
+            Cut::None
+        })
+        .await;
+    refused(&out, ApiCode::BadSeal);
+    assert_eq!((opened, credits), (1, 0));
+    assert_eq!(balance(&shopper.card), 1_000);
+    assert_eq!(srv.credited(), 0);
+}
+
 #[tokio::test]
 async fn a_zero_value_initialize_cannot_fake_a_negative_result() {
     let srv = server().await;
