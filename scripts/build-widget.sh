@@ -74,10 +74,8 @@ export PATH="$TOOLS/node_modules/.bin:$(dirname "$(command -v wasm-bindgen)"):$P
 # panic traps; docs/widget.md, "no_std"); the build fails if anything links std again.
 OUT="$ROOT/www/pkg"
 rm -rf "$OUT.tmp" "$OUT".tmp-*
-# The RustCrypto crates' documented size switches (same algorithms, still constant
-# time, slower — a handful of seals per payment): AES's semi-fixsliced backend and
-# SHA-256's rounds not unrolled. Only the wasm target is built with them.
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg aes_backend_soft="compact" --cfg sha2_backend_soft="compact"'
+# No cipher or hash in the wasm: the browser's WebCrypto seals, opens and hashes
+# (docs/widget.md, "Code").
 # The second build reuses the first one's dependency artifacts (only the widget crate's
 # features differ): it costs the widget crate, the link and wasm-opt again.
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
