@@ -81,10 +81,10 @@ pub enum Crypto {
 }
 
 impl Crypto {
-    /// The answer, computed here (native drivers: the test kit, the benches,
-    /// the widget's native tests).
-    pub fn perform(&self) -> Reply {
-        Reply::Crypto(Cipher(match self {
+    /// What it gives, computed here (native drivers: the test kit, the
+    /// benches, the widget's native tests).
+    pub fn perform(&self) -> Cipher {
+        Cipher(match self {
             Crypto::Seal {
                 key,
                 nonce,
@@ -98,7 +98,7 @@ impl Crypto {
                 use sha2::Digest;
                 Some(Zeroizing::new(sha2::Sha256::digest(data).to_vec()))
             }
-        }))
+        })
     }
 }
 
@@ -636,18 +636,17 @@ pub(crate) fn dispatch<M: Machine>(m: &mut M, reply: Reply) {
     }
     // A sealed body is the wire's own business: its POST goes out, and the
     // state waits on as it was. A body that could not be sealed never left.
-    let mut unsealed = false;
     if let Reply::Crypto(Cipher(out)) = &reply {
         match m.core().wire.sealed(out.as_deref().map(|v| v.as_slice())) {
             Some(Ok(())) => return,
-            Some(Err(())) => unsealed = true,
+            Some(Err(())) => {
+                let state = m.take_state();
+                return m.on_server(state, Answer::Transient);
+            }
             None => {}
         }
     }
     let state = m.take_state();
-    if unsealed {
-        return m.on_server(state, Answer::Transient);
-    }
     match reply {
         Reply::Card(bytes) => match Response::parse(&bytes) {
             Ok(r) => m.on_card(state, r),
@@ -1107,9 +1106,7 @@ mod tests {
         let Some(Outgoing::Crypto(job @ Crypto::Seal { .. })) = wire.poll() else {
             return None;
         };
-        let Reply::Crypto(Cipher(out)) = job.perform() else {
-            return None;
-        };
+        let Cipher(out) = job.perform();
         assert!(wire.take_reply());
         assert_eq!(
             wire.sealed(out.as_deref().map(|v| v.as_slice())),
@@ -1157,9 +1154,7 @@ mod tests {
             panic!("the seal first");
         };
         assert!(wire.is_awaiting());
-        let Reply::Crypto(Cipher(out)) = job.perform() else {
-            panic!("sealed");
-        };
+        let Cipher(out) = job.perform();
         assert!(wire.take_reply());
         assert_eq!(
             wire.sealed(out.as_deref().map(|v| v.as_slice())),

@@ -506,22 +506,14 @@ impl Checkout {
                 }
                 _ => {}
             },
-            Input::Http { id, result } => {
-                if self.awaited == Some(id) {
-                    self.awaited = None;
-                    let reply = match result {
-                        Ok((status, body)) => Reply::Server(status, body),
-                        Err(_) => Reply::ServerUnreachable,
-                    };
-                    self.txn.driver().handle(reply);
-                }
-            }
-            Input::Crypto { id, out } => {
-                if self.awaited == Some(id) {
-                    self.awaited = None;
-                    self.txn.driver().handle(Reply::Crypto(out));
-                }
-            }
+            Input::Http { id, result } => self.answered(
+                id,
+                match result {
+                    Ok((status, body)) => Reply::Server(status, body),
+                    Err(_) => Reply::ServerUnreachable,
+                },
+            ),
+            Input::Crypto { id, out } => self.answered(id, Reply::Crypto(out)),
             Input::User(a) => self.on_user(a, now, &mut out),
         }
         for (id, msg) in out {
@@ -542,6 +534,21 @@ impl Checkout {
             fx.push(Effect::Render(after));
         }
         fx
+    }
+
+    /// The answer to request `id`, fed to the client if it is the one awaited
+    /// (a late or a background request's answer is dropped).
+    fn answered(&mut self, id: u64, reply: Reply) {
+        if self.awaited == Some(id) {
+            self.awaited = None;
+            self.txn.driver().handle(reply);
+        }
+    }
+
+    /// An id for the next POST or cipher request.
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
     }
 
     fn on_user(&mut self, a: Action, now: u64, out: &mut Vec<(u64, String)>) {
@@ -575,16 +582,14 @@ impl Checkout {
                         None => self.txn.driver().handle(Reply::CardLost),
                     },
                     Outgoing::Server { path, body } => {
-                        let id = self.next_id;
-                        self.next_id += 1;
+                        let id = self.next_id();
                         if self.txn.driven().is_awaiting() {
                             self.awaited = Some(id);
                         }
                         fx.push(Effect::Http { id, path, body });
                     }
                     Outgoing::Crypto(job) => {
-                        let id = self.next_id;
-                        self.next_id += 1;
+                        let id = self.next_id();
                         self.awaited = Some(id);
                         fx.push(Effect::Crypto { id, job });
                     }

@@ -1104,7 +1104,7 @@ fn on_message(ev: MessageEvent) {
         // https origin (or localhost) in a page that is one too.
         if !window().is_secure_context() {
             return Some(Err((
-                "insecure_context",
+                Refusal::Insecure,
                 "the payment frame is not a secure context (https): the browser gives it no WebCrypto"
                     .into(),
             )));
@@ -1121,46 +1121,65 @@ fn on_message(ev: MessageEvent) {
                 Box::new(WebEntropy),
             )
             .map(|c| app.checkout = Some(c))
-            .map_err(|e| ("bad_session", e.message())),
+            .map_err(|e| (Refusal::BadSession, e.message())),
         )
     });
     match accepted {
         Some(Ok(())) => feed(Input::Start),
-        Some(Err((code, message))) => {
+        Some(Err((why, message))) => {
             let msg = js_sys::Object::new();
             set(&msg, "type", "cardpay:error");
             set(&msg, "event", "error");
-            set(&msg, "code", code);
+            set(&msg, "code", why.code());
             set(&msg, "message", message);
             post_parent_js(msg.into());
             // In a task of its own, like every view (the skeleton first).
-            let show: fn() = if code == "insecure_context" {
-                || show_bad_session("insecure_context")
-            } else {
-                || show_bad_session("bad_session")
-            };
-            next_task(show);
+            next_task(match why {
+                Refusal::BadSession => || show_refused(Refusal::BadSession),
+                Refusal::Insecure => || show_refused(Refusal::Insecure),
+            });
         }
         None => {}
     }
 }
 
-/// The session the page sent is unusable (`code`: why): say so where the screens go.
-fn show_bad_session(code: &'static str) {
+/// Why the frame refuses the page's session at once.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// The session does not hold (its JSON, TSK, origin or mode).
+    BadSession,
+    /// The frame is no secure context: no WebCrypto.
+    Insecure,
+}
+
+impl Refusal {
+    /// The page's `error` code.
+    fn code(self) -> &'static str {
+        match self {
+            Refusal::BadSession => "bad_session",
+            Refusal::Insecure => "insecure_context",
+        }
+    }
+    /// What the shopper reads.
+    fn words(self) -> crate::i18n::Msg {
+        match self {
+            Refusal::BadSession => crate::i18n::Msg::ErrBadSession,
+            Refusal::Insecure => crate::i18n::Msg::ErrInsecure,
+        }
+    }
+}
+
+/// The session the page sent is unusable (`why`): say so where the screens go.
+fn show_refused(why: Refusal) {
     ensure_skeleton();
     apply_pending_theme();
     APP.with(|a| {
         let a = a.borrow();
         let Some(app) = a.as_ref() else { return };
-        let msg = if code == "insecure_context" {
-            crate::i18n::Msg::ErrInsecure
-        } else {
-            crate::i18n::Msg::ErrBadSession
-        };
-        let text = crate::i18n::t(app.cfg.lang, msg);
+        let text = crate::i18n::t(app.cfg.lang, why.words());
         let html = [
             r#"<p class="cp-error" role="alert" data-testid="error" data-code=""#,
-            code,
+            why.code(),
             r#"">"#,
             &crate::view::esc(text),
             "</p>",

@@ -702,7 +702,7 @@ impl<R: Reader> Shopper<R> {
                 answer.map_or(Reply::CardLost, Reply::Card)
             }
             // The cipher is the driver's (WebCrypto in the browser).
-            Outgoing::Crypto(job) => job.perform(),
+            Outgoing::Crypto(job) => Reply::Crypto(job.perform()),
             Outgoing::Server { path, body } => match cut {
                 Cut::RequestLost => Reply::ServerUnreachable,
                 Cut::ReplyLost => {

@@ -406,7 +406,7 @@ async fn bench_purchases(
                 while let Some(req) = client.poll_request() {
                     let reply = match &req {
                         Outgoing::Card(apdu) => Reply::Card(shopper.card.process(apdu)),
-                        Outgoing::Crypto(job) => job.perform(),
+                        Outgoing::Crypto(job) => Reply::Crypto(job.perform()),
                         Outgoing::Server { path, body } => {
                             let t = Instant::now();
                             let r = shopper.api.post_raw(path, body.clone()).await;
@@ -506,7 +506,7 @@ async fn sample_bodies(
         while let Some(req) = client.poll_request() {
             let reply = match &req {
                 Outgoing::Card(apdu) => Reply::Card(shopper.card.process(apdu)),
-                Outgoing::Crypto(job) => job.perform(),
+                Outgoing::Crypto(job) => Reply::Crypto(job.perform()),
                 Outgoing::Server { path, body } => {
                     let (status, text) = shopper
                         .api
@@ -701,7 +701,7 @@ async fn bench_loads(
                 while let Some(req) = client.poll_request() {
                     let reply = match &req {
                         Outgoing::Card(apdu) => Reply::Card(shopper.card.process(apdu)),
-                        Outgoing::Crypto(job) => job.perform(),
+                        Outgoing::Crypto(job) => Reply::Crypto(job.perform()),
                         Outgoing::Server { path, body } => {
                             let t = Instant::now();
                             let r = shopper.api.post_raw(path, body.clone()).await;
