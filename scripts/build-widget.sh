@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build the Cardpay checkout widget (Rust → wasm) with wasm-pack into www/pkg, and
-# print SRI hashes. One wasm per mode, from one source (widget/Cargo.toml's features):
-# pkg/<version>/widget.js + widget_bg.wasm (feature `purchase`: a merchant's checkout)
-# and pkg/<version>/widget-load.js + widget-load_bg.wasm (feature `load`: a bank's load
-# page); pkg/<version>/widget-boot.js loads the one for the frame's `mode`. <version> is
+# print SRI hashes. One wasm per mode and shopper language, from one source
+# (widget/Cargo.toml's features): pkg/<version>/widget.js + widget_bg.wasm (features
+# `purchase`, `en`: a merchant's checkout in English), widget-de.js + widget-de_bg.wasm
+# (`purchase`, `de`), and pkg/<version>/widget-load.js + widget-load_bg.wasm (`load`,
+# `en`: a bank's load page), widget-load-de.js + widget-load-de_bg.wasm (`load`, `de`);
+# pkg/<version>/widget-boot.js loads the one for the frame's `mode` and `lang`. <version> is
 # a hash of the folder's files (named in pkg/manifest.json): the payment server has
 # browsers keep what is in it for a year (docs/payment-server.md, "Static files"). Also
 # writes www/widget.html and www/install.html from widget/web/ (naming the folder) and
@@ -76,19 +78,22 @@ OUT="$ROOT/www/pkg"
 rm -rf "$OUT.tmp" "$OUT".tmp-*
 # No cipher or hash in the wasm: the browser's WebCrypto seals, opens and hashes
 # (docs/widget.md, "Code").
-# The second build reuses the first one's dependency artifacts (only the widget crate's
-# features differ): it costs the widget crate, the link and wasm-opt again.
+# Each build after the first reuses its dependency artifacts (only the widget crate's
+# features differ): it costs the widget crate, the link and wasm-opt again. A build
+# speaks one language: a shopper downloads no other language's words (docs/widget.md,
+# "Build").
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 NAMES=()
 # The wasm features wasm-opt may use: the list in widget/Cargo.toml.
 mapfile -t ENABLE < <(sed -n '/^wasm-opt = \[/,/\]/p' widget/Cargo.toml | grep -o '"--enable-[^"]*"' | tr -d '"')
-for m in purchase:widget load:widget-load; do
-  feature="${m%%:*}" name="${m#*:}"
+# mode:language:name (widget-boot.js and the payment server's preload use the names)
+for m in purchase:en:widget purchase:de:widget-de load:en:widget-load load:de:widget-load-de; do
+  IFS=: read -r feature lang name <<< "$m"
   wasm-pack --log-level warn build "${MODE[@]}" --target web --no-typescript --no-pack \
-    --out-dir "$OUT.tmp-$feature" --out-name "$name" widget -- --no-default-features --features "$feature,trap-on-panic"
+    --out-dir "$OUT.tmp-$name" --out-name "$name" widget -- --no-default-features --features "$feature,$lang,trap-on-panic"
   mkdir -p "$OUT.tmp"
-  mv "$OUT.tmp-$feature/$name.js" "$OUT.tmp-$feature/${name}_bg.wasm" "$OUT.tmp/"
-  rm -rf "$OUT.tmp-$feature"
+  mv "$OUT.tmp-$name/$name.js" "$OUT.tmp-$name/${name}_bg.wasm" "$OUT.tmp/"
+  rm -rf "$OUT.tmp-$name"
   # Short names between glue and wasm (wasm-bindgen's are hashed paths, which do not
   # compress): scripts/shorten-wasm-names.mjs, with the features of the wasm-opt above.
   if [ "${MODE[*]}" = "--release" ]; then
@@ -111,8 +116,8 @@ if [ "${MODE[*]}" != "--dev" ]; then
 else
   cp widget/web/widget-boot.js widget/web/widget.css widget/web/checkout.js "$OUT.tmp/"
 fi
-# The build's version: a hash of what the frame loads (boot script, style sheet, both
-# modes' glue and wasm). They go into pkg/<version>/, which the payment server serves
+# The build's version: a hash of what the frame loads (boot script, style sheet, every
+# mode's and language's glue and wasm). They go into pkg/<version>/, which the payment server serves
 # as never changing (cached for a year, `immutable`): a new build is a new folder, so
 # no browser mixes one build's glue with another's wasm. The boot script finds the
 # glue and wasm beside it; widget.html and install.html, written from widget/web/ with

@@ -55,16 +55,18 @@ bridge/fuzz/run.sh "$FUZZ_SECONDS"
 
 step "widget: wasm build and wasm-bindgen tests in headless Chromium"
 bash scripts/build-widget.sh
-# Each mode's wasm is built from the widget with one feature (docs/widget.md, "Build"):
-# those feature sets linted and unit-tested too, natively and for wasm32.
+# Each wasm is built from the widget with one mode and one language (docs/widget.md,
+# "Build"): those feature sets linted and unit-tested too, natively and for wasm32.
 for f in purchase load; do
-  cargo clippy --locked -p widget --all-targets --no-default-features --features "$f" -- -D warnings
-  cargo clippy --locked -p widget --all-targets --no-default-features --features "$f" \
+  cargo clippy --locked -p widget --all-targets --no-default-features --features "$f,en,de" -- -D warnings
+  cargo clippy --locked -p widget --all-targets --no-default-features --features "$f,en,de" \
     --target wasm32-unknown-unknown -- -D warnings
-  # the shipped wasm's lib (no std; its tests bring std, so the lib alone)
-  cargo clippy --locked -p widget --lib --no-default-features --features "$f,trap-on-panic" \
-    --target wasm32-unknown-unknown -- -D warnings
-  cargo test --locked -p widget --lib --no-default-features --features "$f"
+  for lang in en de; do
+    # the shipped wasm's lib (no std; its tests bring std, so the lib alone)
+    cargo clippy --locked -p widget --lib --no-default-features --features "$f,$lang,trap-on-panic" \
+      --target wasm32-unknown-unknown -- -D warnings
+    cargo test --locked -p widget --lib --no-default-features --features "$f,$lang"
+  done
 done
 bash scripts/test-widget-wasm.sh
 

@@ -43,6 +43,10 @@ fn www(dir: &std::path::Path) -> std::path::PathBuf {
         "widget_bg.wasm",
         "widget-load.js",
         "widget-load_bg.wasm",
+        "widget-de.js",
+        "widget-de_bg.wasm",
+        "widget-load-de.js",
+        "widget-load-de_bg.wasm",
     ] {
         std::fs::write(build.join(f), format!("stand-in {f}")).unwrap();
     }
@@ -102,6 +106,27 @@ const LOAD_FILES: &[(&str, &str, &str)] = &[
     ("pkg/0123456789abcdef/widget-load.js", "modulepreload", ""),
     (
         "pkg/0123456789abcdef/widget-load_bg.wasm",
+        "preload",
+        "fetch",
+    ),
+    ("pkg/0123456789abcdef/widget.css", "preload", "style"),
+];
+/// The same for a German shopper: each mode's German build.
+const CHECKOUT_FILES_DE: &[(&str, &str, &str)] = &[
+    ("pkg/0123456789abcdef/widget-boot.js", "modulepreload", ""),
+    ("pkg/0123456789abcdef/widget-de.js", "modulepreload", ""),
+    ("pkg/0123456789abcdef/widget-de_bg.wasm", "preload", "fetch"),
+    ("pkg/0123456789abcdef/widget.css", "preload", "style"),
+];
+const LOAD_FILES_DE: &[(&str, &str, &str)] = &[
+    ("pkg/0123456789abcdef/widget-boot.js", "modulepreload", ""),
+    (
+        "pkg/0123456789abcdef/widget-load-de.js",
+        "modulepreload",
+        "",
+    ),
+    (
+        "pkg/0123456789abcdef/widget-load-de_bg.wasm",
         "preload",
         "fetch",
     ),
@@ -187,6 +212,40 @@ async fn checkout_js_is_cors_open_and_widget_framable_only_by_merchants() {
     ] {
         let r = get(&format!("{base}/widget.html{query}"), None).await;
         assert_eq!(preloads(&r), want, "{query}");
+    }
+    // …and of the shopper's language, as widget-boot.js picks the build: the primary
+    // subtag of the first `lang` in the query (checkout.js writes the mount's there),
+    // else of the browser's language (navigator.language, the first Accept-Language);
+    // `de` the German build, anything else the English one.
+    for (query, accept, want) in [
+        ("?nonce=00&lang=de", None, CHECKOUT_FILES_DE),
+        ("?nonce=00&mode=load&lang=de-AT", None, LOAD_FILES_DE),
+        ("?lang=DE", None, CHECKOUT_FILES_DE),
+        ("?lang=d%65", None, CHECKOUT_FILES_DE),
+        ("?lang=de&lang=en", None, CHECKOUT_FILES_DE),
+        ("?lang=en", Some("de-DE,de;q=0.9"), CHECKOUT_FILES),
+        ("?lang=fr", None, CHECKOUT_FILES),
+        ("?lang=deu", None, CHECKOUT_FILES),
+        ("?nonce=00", Some("de-CH, en;q=0.5"), CHECKOUT_FILES_DE),
+        ("?lang=&mode=load", Some("de"), LOAD_FILES_DE),
+        ("?mode=load", Some("en-US,de;q=0.9"), LOAD_FILES),
+        ("?nonce=00", Some("de;q=0.8"), CHECKOUT_FILES_DE),
+    ] {
+        let headers: Vec<_> = accept.map(|a| ("accept-language", a)).into_iter().collect();
+        let r = get_with(&format!("{base}/widget.html{query}"), &headers).await;
+        assert_eq!(preloads(&r), want, "{query} {accept:?}");
+        // The header answers the browser's language: no cache may hand it to another.
+        let vary = r
+            .headers()
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap());
+        assert!(
+            vary.flat_map(|v| v.split(','))
+                .any(|v| v.trim() == "accept-language"),
+            "{query}: vary {:?}",
+            r.headers().get_all("vary")
+        );
     }
     for path in [
         "/install.html",

@@ -67,22 +67,26 @@ const otherBridge = argOf('--compare-bridge');
 const otherServer = argOf('--compare-server');
 const shopHost = process.argv.includes('--cross-site') ? 'localhost' : '127.0.0.1';
 
-// Each file the frame loads, by the frame's mode: the first name a build has counts.
-// The boot script and style sheet are in pkg/ (minified by the build) since wsize2, at
-// the top of www/ before; each mode has its own glue and wasm since wsplit, one wasm
-// served both before; all four are in the build's folder pkg/<version>/ (`B/` here)
-// since versioned folders, in pkg/ before (a --compare build may be older).
+// Each file the frame loads, by the frame's mode and the shopper's language: the first
+// name a build has counts. The boot script and style sheet are in pkg/ (minified by the
+// build) since wsize2, at the top of www/ before; each mode has its own glue and wasm
+// since wsplit, one wasm served both before; each language its own since the builds
+// per language (`-de`; English has no suffix), one wasm served every language before;
+// all are in the build's folder pkg/<version>/ (`B/` here) since versioned folders, in
+// pkg/ before (a --compare build may be older).
 const common = [['checkout.js'], ['widget.html'], ['B/widget-boot.js', 'pkg/widget-boot.js', 'widget-boot.js'],
   ['B/widget.css', 'pkg/widget.css', 'widget.css']];
+const sfx = (lang) => (lang === 'en' ? '' : `-${lang}`);
 const MODES = {
-  purchase: [...common, ['B/widget.js', 'pkg/widget.js'], ['B/widget_bg.wasm', 'pkg/widget_bg.wasm']],
-  load: [...common, ['B/widget-load.js', 'pkg/widget-load.js', 'pkg/widget.js'],
-    ['B/widget-load_bg.wasm', 'pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
+  purchase: (l) => [...common, [`B/widget${sfx(l)}.js`, 'B/widget.js', 'pkg/widget.js'],
+    [`B/widget${sfx(l)}_bg.wasm`, 'B/widget_bg.wasm', 'pkg/widget_bg.wasm']],
+  load: (l) => [...common, [`B/widget-load${sfx(l)}.js`, 'B/widget-load.js', 'pkg/widget-load.js', 'pkg/widget.js'],
+    [`B/widget-load${sfx(l)}_bg.wasm`, 'B/widget-load_bg.wasm', 'pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
 };
-async function sizesOf(www, mode = 'purchase') {
+async function sizesOf(www, mode, lang) {
   const out = [];
   const build = (await s.buildDir(www).catch(() => null))?.slice(1);
-  for (const names of MODES[mode]) {
+  for (const names of MODES[mode](lang)) {
     for (const name of names) {
       if (name.startsWith('B/') && !build) continue;
       const f = name.replace(/^B\//, build);
@@ -99,32 +103,29 @@ async function sizesOf(www, mode = 'purchase') {
   return out;
 }
 
-// What a shopper of each language downloads: the six files, plus a language's own
-// words file (`words/<tag>.txt`) if the build has one. Today none has: the words of
-// both languages are in the wasm (a file per language was measured to cost more than
-// it saves, docs/widget.md). The headline figure is the largest.
+// What a shopper of each language downloads: the six files of the mode, the glue and
+// the wasm the language's own (a build before the builds per language: the same for
+// every language). The headline figure is the largest.
 const LANGS = ['en', 'de'];
-async function perLanguage(www, sizes) {
-  const six = sizes.reduce((a, x) => a + x.gz, 0);
+async function perLanguage(www, mode = 'purchase') {
   const out = [];
-  for (const l of LANGS) {
-    const b = await readFile(path.join(www, 'words', `${l}.txt`)).catch(() => null);
-    out.push({ l, gz: six + (b ? gzipSync(b, { level: 9 }).length : 0) });
-  }
+  for (const l of LANGS) out.push({ l, sizes: await sizesOf(www, mode, l) });
   return out;
 }
 
-function printSizes(label, sizes, langs) {
+function printSizes(label, langs) {
+  const gz = (x) => x.sizes.reduce((a, y) => a + y.gz, 0);
+  const served = (x) => x.sizes.reduce((a, y) => a + (y.br ?? y.raw), 0);
+  const largest = langs.reduce((a, x) => (gz(x) > gz(a) ? x : a));
   console.log(`== ${label}`);
-  console.log('download, gzip -9 (and the brotli copy the payment server sends, where the build wrote one):');
-  for (const x of sizes) console.log(`  ${x.f.padEnd(24)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz${x.br ? `, ${String(x.br).padStart(7)} B br` : ''}`);
-  const most = Math.max(...langs.map((x) => x.gz));
-  console.log(`  per shopper language: ${langs.map((x) => `${x.l} ${x.gz}`).join(', ')} B gz`);
-  console.log(`  total (wasm + JS + HTML + CSS), the largest language → ${most} B gz (${(most / 1024).toFixed(1)} KiB)`);
-  if (sizes.some((x) => x.br)) {
-    const served = sizes.reduce((a, x) => a + (x.br ?? x.raw), 0);
-    const plain = sizes.filter((x) => !x.br).map((x) => x.f);
-    console.log(`  as served to Chromium (the brotli copies${plain.length ? `; ${plain.join(', ')} as it is: no copy` : ''}) → ${served} B (${(served / 1024).toFixed(1)} KiB)`);
+  console.log(`download of the largest language (${largest.l}), gzip -9 (and the brotli copy the payment server sends, where the build wrote one):`);
+  for (const x of largest.sizes) console.log(`  ${x.f.padEnd(24)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz${x.br ? `, ${String(x.br).padStart(7)} B br` : ''}`);
+  console.log(`  per shopper language: ${langs.map((x) => `${x.l} ${gz(x)}`).join(', ')} B gz`);
+  console.log(`  total (wasm + JS + HTML + CSS), the largest language → ${gz(largest)} B gz (${(gz(largest) / 1024).toFixed(1)} KiB)`);
+  if (largest.sizes.some((x) => x.br)) {
+    const plain = largest.sizes.filter((x) => !x.br).map((x) => x.f);
+    const most = Math.max(...langs.map(served));
+    console.log(`  as served to Chromium (the brotli copies${plain.length ? `; ${plain.join(', ')} as it is: no copy` : ''}), per shopper language: ${langs.map((x) => `${x.l} ${served(x)}`).join(', ')} B; the largest → ${most} B (${(most / 1024).toFixed(1)} KiB)`);
   }
 }
 
@@ -133,8 +134,7 @@ if (process.argv.includes('--sizes')) {
   // The headline is a checkout's shopper (issue 9); a bank's load page follows.
   for (const [mode, who] of [['purchase', "a checkout's shopper (mode purchase)"], ['load', "a bank's load page (mode load)"]]) {
     for (const [label, www] of wwws) {
-      const sizes = await sizesOf(www, mode);
-      printSizes(`${label}: ${who}`, sizes, await perLanguage(www, sizes));
+      printSizes(`${label}: ${who}`, await perLanguage(www, mode));
     }
   }
   process.exit(0);
@@ -152,8 +152,7 @@ for (const [label, www] of wwws) {
   const shopOrigin = s.localOrigin(shopPort, shopHost);
   const pay = await s.startPaymentServer({ bin, merchants: [{ ...merchant, origins: [shopOrigin] }], www, corsOrigins: [shopOrigin] });
   const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www, host: shopHost });
-  const sizes = await sizesOf(www);
-  variants.push({ label, www, pay, shop, sizes, langs: await perLanguage(www, sizes), traces: [], toReady: [], navToReady: [], approveToResult: [] });
+  variants.push({ label, www, pay, shop, langs: await perLanguage(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
 // The bench's limits: APDU rate and card transactions an hour (not what is measured).
 const installArgs = s.BENCH_INSTALL_ARGS;
@@ -359,8 +358,8 @@ try {
 
 const p = (v, q) => h.percentile(v, q).toFixed(1);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
-for (const { label, sizes, langs, traces, toReady, navToReady, approveToResult, cold, wire } of variants) {
-  printSizes(label, sizes, langs);
+for (const { label, langs, traces, toReady, navToReady, approveToResult, cold, wire } of variants) {
+  printSizes(label, langs);
   if (wire) {
     const total = wire.reduce((a, x) => a + x.enc, 0);
     const loader = wire.some((x) => x.f === 'checkout.js') ? '' : ', + checkout.js (its size hidden: no Timing-Allow-Origin)';

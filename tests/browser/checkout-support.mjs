@@ -67,10 +67,12 @@ export function targetDir() {
  */
 export async function buildAll({ log = false, release = false } = {}) {
   const env = { ...process.env, CARGO_TARGET_DIR: targetDir() };
-  // Everything the build writes: both modes' wasm in the build's folder and the loader
-  // (a tree built before the split or before versioned folders lacks some of them).
+  // Everything the build writes: every mode's and language's wasm in the build's folder
+  // and the loader (a tree built before the split, versioned folders or the builds per
+  // language lacks some of them).
   const dir = await buildDir().catch(() => null);
-  const built = dir ? [`${dir}widget_bg.wasm`, `${dir}widget-load_bg.wasm`, 'checkout.js'] : [];
+  const built = dir ? [`${dir}widget_bg.wasm`, `${dir}widget-de_bg.wasm`, `${dir}widget-load_bg.wasm`,
+    `${dir}widget-load-de_bg.wasm`, 'checkout.js'] : [];
   const have = dir != null && (await Promise.all(built.map((f) => access(path.join(wwwDir, f)).then(() => true, () => false))))
     .every(Boolean);
   if (!(have && process.env.CARDPAY_SKIP_WIDGET_BUILD === '1')) {
@@ -471,10 +473,10 @@ export async function buildDir(www = wwwDir) {
  *  from the browser's cache without asking the payment server (they are `immutable`:
  *  their folder is the build's; sent `no-cache`, they would be asked for again).
  *  widget.html always comes from the server: its URL carries the mount's nonce. */
-export async function expectBuildFromCache(page, mode = 'purchase') {
+export async function expectBuildFromCache(page, mode = 'purchase', lang = 'en') {
   const files = await widgetFiles(page);
   const dir = await buildDir();
-  const mine = mode === 'load' ? 'widget-load' : 'widget';
+  const mine = buildName(mode, lang);
   for (const f of [`${dir}widget-boot.js`, `${dir}widget.css`, `${dir}${mine}.js`, `${dir}${mine}_bg.wasm`]) {
     const got = files.filter((e) => e.path === f);
     assert.equal(got.length, 1, `${f} fetched once: ${JSON.stringify(files)}`);
@@ -483,12 +485,21 @@ export async function expectBuildFromCache(page, mode = 'purchase') {
   }
 }
 
-/** The widget frame of `page` fetched each file of its mode once, the wasm and the style
- *  sheet from widget.html's preloads (a preload of the wrong name or mode would be
- *  fetched a second time, or be there unused), and none of the other mode's. */
-export async function expectModeFilesPreloaded(page, mode) {
+/** The name of a mode's and shopper language's glue and wasm (scripts/build-widget.sh;
+ *  English has no suffix). */
+export function buildName(mode, lang = 'en') {
+  return (mode === 'load' ? 'widget-load' : 'widget') + (lang === 'en' ? '' : `-${lang}`);
+}
+
+/** The widget frame of `page` fetched each file of its mode and language once, the wasm
+ *  and the style sheet from widget.html's preloads (a preload of the wrong name, mode
+ *  or language would be fetched a second time, or be there unused), and none of another
+ *  mode's or language's. */
+export async function expectModeFilesPreloaded(page, mode, lang = 'en') {
   const files = await widgetFiles(page);
-  const [mine, other] = mode === 'load' ? ['widget-load', 'widget'] : ['widget', 'widget-load'];
+  const mine = buildName(mode, lang);
+  const others = ['purchase', 'load'].flatMap((m) => ['en', 'de'].map((l) => buildName(m, l)))
+    .filter((n) => n !== mine);
   const dir = await buildDir();
   const want = { [`${dir}widget-boot.js`]: null, [`${dir}${mine}.js`]: null, [`${dir}${mine}_bg.wasm`]: 'link', [`${dir}widget.css`]: 'link' };
   for (const [file, by] of Object.entries(want)) {
@@ -499,8 +510,8 @@ export async function expectModeFilesPreloaded(page, mode) {
     // decoded by the browser, and the widget ran on it.
     assert.ok(got[0].enc > 0 && got[0].enc < got[0].dec, `${file} sent compressed: ${JSON.stringify(got[0])}`);
   }
-  for (const f of [`${dir}${other}.js`, `${dir}${other}_bg.wasm`]) {
-    assert.ok(!files.some((e) => e.path === f), `${f} is the other mode's: ${JSON.stringify(files)}`);
+  for (const f of others.flatMap((o) => [`${dir}${o}.js`, `${dir}${o}_bg.wasm`])) {
+    assert.ok(!files.some((e) => e.path === f), `${f} is another mode's or language's: ${JSON.stringify(files)}`);
   }
 }
 

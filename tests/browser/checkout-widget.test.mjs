@@ -130,6 +130,8 @@ test('typed digits never become PIN digits (a key logger would see them); the ke
   const before = await balance();
   const { page, frame } = await openCheckout({ amount: 2010, lang: 'de' });
   await s.waitEvent(page, 'ready');
+  // A German shopper downloads the German build (one language's words), preloaded.
+  await s.expectModeFilesPreloaded(page, 'purchase', 'de');
   const approve = frame.getByRole('button', { name: 'Zahlung freigeben' });
   await approve.waitFor();
   await s.approveCounts(frame);

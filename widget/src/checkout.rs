@@ -51,7 +51,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            lang: Lang::En,
+            lang: Lang::default(),
             timeout_ms: 120_000,
             hello_timeout_ms: 1_500,
             install_url: "/install.html".into(),
@@ -647,7 +647,7 @@ impl Checkout {
             ["failed:", p.code()].concat(),
             ParentEvent::Error {
                 code: p.code(),
-                message: p.text(Lang::En),
+                message: p.text(self.cfg.lang),
                 txn_id: self.txn_id.clone(),
                 charged: p.charged().map(|c| c.as_str()),
                 #[cfg(feature = "load")]

@@ -14,37 +14,65 @@ pub use load::LoadMsg;
 pub use pay::{digits_entered, tries_left, PayMsg};
 
 /// Shopper language. Picked from the mount option `lang`, else the browser's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A build speaks the languages of its features (`en`, `de`): the shipped wasm one each
+/// (scripts/build-widget.sh; the boot script loads the shopper's), so it carries no
+/// other language's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
-    #[default]
+    #[cfg(feature = "en")]
     En,
+    #[cfg(feature = "de")]
     De,
 }
 
+#[cfg(not(any(feature = "en", feature = "de")))]
+compile_error!("the widget needs a language: feature `en` or `de`");
+
+impl Default for Lang {
+    /// The build's first language: English when it has it.
+    fn default() -> Self {
+        Self::ALL[0]
+    }
+}
+
 impl Lang {
-    /// `"de"`, `"de-AT"`, … → German; anything else → English.
+    /// The build's languages, the fallback first.
+    pub const ALL: &'static [Lang] = &[
+        #[cfg(feature = "en")]
+        Lang::En,
+        #[cfg(feature = "de")]
+        Lang::De,
+    ];
+
+    /// The language whose tag is `tag`'s primary subtag (`"de"`, `"de-AT"`, `"DE"` →
+    /// German), else the fallback.
     pub fn from_tag(tag: &str) -> Self {
         let primary = tag
             .split(['-', '_'])
             .next()
             .unwrap_or("")
             .to_ascii_lowercase();
-        match primary.as_str() {
-            "de" => Lang::De,
-            _ => Lang::En,
-        }
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|l| l.tag() == primary)
+            .unwrap_or_default()
     }
 
     pub fn tag(self) -> &'static str {
         match self {
+            #[cfg(feature = "en")]
             Lang::En => "en",
+            #[cfg(feature = "de")]
             Lang::De => "de",
         }
     }
 
     pub fn decimal_sep(self) -> char {
         match self {
+            #[cfg(feature = "en")]
             Lang::En => '.',
+            #[cfg(feature = "de")]
             Lang::De => ',',
         }
     }
@@ -93,6 +121,7 @@ pub fn t(lang: Lang, msg: impl Into<Msg>) -> &'static str {
 fn words(lang: Lang, msg: Msg) -> &'static str {
     use Msg::*;
     match lang {
+        #[cfg(feature = "en")]
         Lang::En => match msg {
             Card => "Card",
             Cancel => "Cancel",
@@ -124,6 +153,7 @@ fn words(lang: Lang, msg: Msg) -> &'static str {
             #[cfg(feature = "load")]
             Load(m) => load::t(lang, m),
         },
+        #[cfg(feature = "de")]
         Lang::De => match msg {
             Card => "Karte",
             Cancel => "Abbrechen",
@@ -158,7 +188,35 @@ fn words(lang: Lang, msg: Msg) -> &'static str {
     }
 }
 
+/// What every build (one language, as shipped, or both) must do.
 #[cfg(test)]
+mod every_build {
+    use super::*;
+
+    #[test]
+    fn a_tag_picks_a_language_the_build_speaks() {
+        for tag in ["de", "de-AT", "DE", "en-GB", "fr", ""] {
+            assert!(Lang::ALL.contains(&Lang::from_tag(tag)), "{tag}");
+        }
+        // the fallback: English when the build has it
+        assert_eq!(Lang::from_tag("fr"), Lang::default());
+        #[cfg(feature = "en")]
+        assert_eq!(Lang::default(), Lang::En);
+        #[cfg(feature = "de")]
+        assert_eq!(Lang::from_tag("de-AT").tag(), "de");
+        #[cfg(feature = "en")]
+        assert_eq!(Lang::from_tag("en-GB").tag(), "en");
+        // a build of one language speaks it whatever the tag (the boot script picked
+        // the build by the same tag)
+        #[cfg(all(feature = "de", not(feature = "en")))]
+        assert_eq!(t(Lang::from_tag("en-US"), Msg::Cancel), "Abbrechen");
+        #[cfg(all(feature = "en", not(feature = "de")))]
+        assert_eq!(t(Lang::from_tag("de"), Msg::Cancel), "Cancel");
+    }
+}
+
+// The words of both languages side by side: a build with both (the default).
+#[cfg(all(test, feature = "en", feature = "de"))]
 mod tests {
     use super::*;
 

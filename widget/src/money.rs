@@ -43,19 +43,22 @@ pub fn format_amount(minor: u64, currency: u16, exponent: u8, lang: Lang) -> Str
     let n = digits(minor, exponent, lang.decimal_sep());
     if currency == 999 {
         let points = match lang {
+            #[cfg(feature = "en")]
             Lang::En => " points",
+            #[cfg(feature = "de")]
             Lang::De => " Punkte",
         };
         return n + points;
     }
     match (symbol(currency), lang) {
+        #[cfg(feature = "en")]
         (Some(s), Lang::En) if s.chars().count() == 1 => [s, &n].concat(),
         (Some(s), _) => [&n, " ", s].concat(),
         (None, _) => [&n, " (", &padded(currency.into(), 3), ")"].concat(),
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "en", feature = "de"))]
 mod tests {
     use super::*;
 

@@ -164,7 +164,13 @@ fn limit_msg(limit: Limit) -> Msg {
     }
 }
 
-#[cfg(all(test, feature = "purchase", feature = "load"))]
+#[cfg(all(
+    test,
+    feature = "purchase",
+    feature = "load",
+    feature = "en",
+    feature = "de"
+))]
 mod tests {
     use super::*;
 

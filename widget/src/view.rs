@@ -534,7 +534,7 @@ pub fn screen_name(s: &Screen) -> &'static str {
     }
 }
 
-#[cfg(all(test, feature = "purchase"))]
+#[cfg(all(test, feature = "purchase", feature = "en", feature = "de"))]
 mod tests {
     use super::*;
 

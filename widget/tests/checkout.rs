@@ -256,6 +256,37 @@ async fn insufficient_funds_is_refused_by_the_card() {
     assert_eq!(w.screen, Screen::Cancelled("user"));
 }
 
+/// The page's `error` event says the problem in the shopper's language, the words the
+/// frame shows (what a merchant page that repeats them should show); `code` is for
+/// the merchant's code.
+#[tokio::test]
+async fn the_page_hears_a_problem_in_the_shoppers_words() {
+    use widget::i18n::Lang;
+    for (lang, words) in [(Lang::En, "not enough"), (Lang::De, "reicht")] {
+        let srv = server().await;
+        let ws = session(&srv, "T-1", 1_250, VerifyMode::PaymentServer);
+        let cfg = Config {
+            lang,
+            ..Config::default()
+        };
+        let mut w = World::new(&srv, card(500, 5_000), Mode::Purchase, &ws, cfg, 3);
+        w.start().await;
+        w.press(Action::Approve).await;
+        let Some(ParentEvent::Error { code, message, .. }) = w.events.last() else {
+            panic!("{:?}", w.events.last())
+        };
+        assert_eq!(*code, "insufficient_funds");
+        assert!(message.contains(words), "{lang:?}: {message}");
+        assert!(
+            w.html().contains(message.as_str()),
+            "{lang:?}: {}",
+            w.html()
+        );
+        assert_eq!(w.balance(), 500, "nothing taken");
+        assert_eq!(srv.captured(), 0);
+    }
+}
+
 #[tokio::test]
 async fn no_extension_then_install_link() {
     let (_srv, mut w) = world(10_000, 5_000, 100, VerifyMode::PaymentServer).await;

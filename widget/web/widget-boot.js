@@ -7,6 +7,11 @@
 // - it loads the wasm of the frame's mode (the `mode` in our URL, set by checkout.js):
 //   `load` → widget-load.js + widget-load_bg.wasm (a bank's load page), anything else →
 //   widget.js + widget_bg.wasm (a checkout), so a shopper downloads one mode's code;
+//   and of the shopper's language (the `lang` in our URL, else the browser's; its
+//   primary subtag, as the widget's Lang::from_tag reads it): `de` → the German build
+//   (widget-de…, widget-load-de…), anything else → English, so a shopper downloads one
+//   language's words. The payment server preloads the same files (payment-server's
+//   http/www.rs, by `lang`, else Accept-Language);
 //   the wasm's fetch starts at once, beside the glue's;
 // - it is in the build's own folder, `pkg/<version>/` (a hash of the build), with the
 //   glue, the wasm and the style sheet (so './' is that folder): the payment server
@@ -21,7 +26,8 @@ const keep = (ev) => { if (ev.source === parent && early.length < 16) early.push
 addEventListener('message', keep);
 const query = new URLSearchParams(location.search);
 const nonce = query.get('nonce') || '';
-const name = query.get('mode') === 'load' ? 'widget-load' : 'widget';
+const lang = (query.get('lang') || navigator.language || '').split(/[-_]/)[0].toLowerCase();
+const name = (query.get('mode') === 'load' ? 'widget-load' : 'widget') + (lang === 'de' ? '-de' : '');
 const wasm = fetch(new URL('./' + name + '_bg.wasm', import.meta.url));
 // Nothing secret: "*" only because the parent's origin is not known yet; the parent
 // accepts it only from its own iframe, and answers to the payment origin.

@@ -45,7 +45,8 @@ pub fn files(dir: &Path, frame_ancestors: &FrameAncestors, version: Option<&str>
         // `directive()` is built from validated origins only.
         widget_csp: HeaderValue::from_str(&frame_ancestors.directive())
             .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'")),
-        preloads: [Mode::Purchase, Mode::Load].map(|m| widget_preloads(m, version)),
+        preloads: [Mode::Purchase, Mode::Load]
+            .map(|m| [Lang::En, Lang::De].map(|l| widget_preloads(m, l, version))),
     };
     Router::new()
         .fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip())
@@ -57,8 +58,9 @@ pub fn files(dir: &Path, frame_ancestors: &FrameAncestors, version: Option<&str>
 struct StaticPolicy {
     /// `Content-Security-Policy` of `widget.html`: who may frame it.
     widget_csp: HeaderValue,
-    /// widget.html's `Link` header, per [`Mode`] (indexed by `Mode as usize`).
-    preloads: [Option<HeaderValue>; 2],
+    /// widget.html's `Link` header, per [`Mode`] and [`Lang`] (indexed by `Mode as
+    /// usize`, then `Lang as usize`).
+    preloads: [[Option<HeaderValue>; 2]; 2],
 }
 
 /// The frame's mode, as the boot script reads it from widget.html's query: the first
@@ -78,6 +80,41 @@ impl Mode {
             Mode::Load
         } else {
             Mode::Purchase
+        }
+    }
+}
+
+/// The shopper's language of a frame, as the boot script reads it to pick the build
+/// (widget/web/widget-boot.js): the primary subtag of the first `lang` in widget.html's
+/// query (checkout.js writes the mount's `lang` there), else of the browser's language
+/// (its first `Accept-Language`, as `navigator.language` is); `de` is German, anything
+/// else English. A browser that says otherwise than its header only costs a preload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lang {
+    En = 0,
+    De = 1,
+}
+
+impl Lang {
+    fn of(query: Option<&str>, accept_language: Option<&str>) -> Lang {
+        let lang = query
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang=")))
+            .map(decoded_path)
+            .filter(|l| !l.is_empty())
+            .or_else(|| Some(accept_language?.split([',', ';']).next()?.trim().to_owned()));
+        let primary = lang.as_deref().and_then(|l| l.split(['-', '_']).next());
+        if primary.is_some_and(|p| p.eq_ignore_ascii_case("de")) {
+            Lang::De
+        } else {
+            Lang::En
+        }
+    }
+
+    /// What the build adds to a mode's file names (scripts/build-widget.sh).
+    fn suffix(self) -> &'static str {
+        match self {
+            Lang::En => "",
+            Lang::De => "-de",
         }
     }
 }
@@ -132,20 +169,22 @@ fn cache_control(decoded_path: &str, status: StatusCode) -> &'static str {
     }
 }
 
-/// The files `widget.html` of a mode loads, as a `Link` header: the browser asks for
+/// The files `widget.html` of a mode and language loads, as a `Link` header: the browser asks for
 /// them all when the page's answer arrives, rather than one after the other
 /// (widget.html → its boot script → the mode's glue and wasm): on a network, one round
 /// trip instead of two before the wasm can start. (On loopback the glue and wasm came
 /// sooner, but the frame's main thread, not the fetches, set the pace: docs/widget.md).
-/// widget.html itself cannot say it: the mode is in its URL. Relative references:
+/// widget.html itself cannot say it: the mode and language are in its URL (or the
+/// browser's language). Relative references:
 /// resolved against widget.html's own URL, as its `<script src>` is. With a build's
 /// `version`, all of them are in its folder, where widget.html and the boot script
 /// ask for them (without, in `pkg/`).
-fn widget_preloads(mode: Mode, version: Option<&str>) -> Option<HeaderValue> {
+fn widget_preloads(mode: Mode, lang: Lang, version: Option<&str>) -> Option<HeaderValue> {
     let glue = match mode {
         Mode::Load => "widget-load",
         Mode::Purchase => "widget",
     };
+    let glue = [glue, lang.suffix()].concat();
     let dir = match version {
         Some(v) => format!("pkg/{v}/"),
         None => "pkg/".into(),
@@ -251,10 +290,17 @@ pub fn check_precompressed(dir: &Path) -> Result<(), String> {
 /// - `widget.html`: `Content-Security-Policy: frame-ancestors <merchant origins>`
 ///   (a `<meta>` CSP cannot say `frame-ancestors`); any other HTML page of the
 ///   payment origin may not be framed at all (`frame-ancestors 'none'`); and a
-///   `Link` header that preloads its mode's files ([`widget_preloads`]).
+///   `Link` header that preloads its mode's and language's files
+///   ([`widget_preloads`], [`Lang`]), with `Vary: Accept-Language`.
 async fn static_headers(State(p): State<StaticPolicy>, req: Request, next: Next) -> Response {
     let path = decoded_path(req.uri().path());
     let mode = Mode::of_query(req.uri().query());
+    let lang = Lang::of(
+        req.uri().query(),
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let mut res = next.run(req).await;
     let status = res.status();
     let name = path.rsplit('/').next().unwrap_or("");
@@ -280,8 +326,13 @@ async fn static_headers(State(p): State<StaticPolicy>, req: Request, next: Next)
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
     if name == "widget.html" {
         h.insert(header::CONTENT_SECURITY_POLICY, p.widget_csp.clone());
-        if let (true, Some(link)) = (status.is_success(), &p.preloads[mode as usize]) {
+        if let (true, Some(link)) = (
+            status.is_success(),
+            &p.preloads[mode as usize][lang as usize],
+        ) {
             h.insert(header::LINK, link.clone());
+            // The preloads follow the browser's language.
+            h.append(header::VARY, HeaderValue::from_static("accept-language"));
         }
     } else if is_html {
         h.insert(

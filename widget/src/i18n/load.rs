@@ -41,6 +41,7 @@ impl From<LoadMsg> for super::Msg {
 pub(super) fn t(lang: Lang, msg: LoadMsg) -> &'static str {
     use LoadMsg::*;
     match lang {
+        #[cfg(feature = "en")]
         Lang::En => match msg {
             ErrLoadCardRemoved => "The card was taken out of the reader before anything was loaded. Insert it again and try again.",
             ErrLoadRefused => "Your card refused the load.",
@@ -68,6 +69,7 @@ pub(super) fn t(lang: Lang, msg: LoadMsg) -> &'static str {
             Loaded => "Card loaded",
             LoadCancelled => "Loading cancelled. Your bank account was not charged.",
         },
+        #[cfg(feature = "de")]
         Lang::De => match msg {
             ErrLoadCardRemoved => "Die Karte wurde aus dem Leser gezogen, bevor etwas geladen wurde. Stecken Sie sie wieder ein und versuchen Sie es erneut.",
             ErrLoadRefused => "Ihre Karte hat das Laden abgelehnt.",

@@ -58,6 +58,7 @@ impl From<PayMsg> for super::Msg {
 pub(super) fn t(lang: Lang, msg: PayMsg) -> &'static str {
     use PayMsg::*;
     match lang {
+        #[cfg(feature = "en")]
         Lang::En => match msg {
             Title => "Pay with your Cardpay card",
             To => "To",
@@ -97,6 +98,7 @@ pub(super) fn t(lang: Lang, msg: PayMsg) -> &'static str {
             ErrOrderInFlight => "Another payment for this order is still being settled. Your card was not charged; wait a moment and reload the page.",
             RecoveredPaid => "Your card was charged once for this payment; the shop has been told.",
         },
+        #[cfg(feature = "de")]
         Lang::De => match msg {
             Title => "Mit Ihrer Cardpay-Karte bezahlen",
             To => "An",
@@ -142,11 +144,17 @@ pub(super) fn t(lang: Lang, msg: PayMsg) -> &'static str {
 /// "1 digit entered", "2 digits entered" in `lang` (the PIN count; never the digits).
 pub fn digits_entered(lang: Lang, n: usize) -> String {
     match (lang, n) {
+        #[cfg(feature = "en")]
         (Lang::En, 0) => "No digits entered".into(),
+        #[cfg(feature = "en")]
         (Lang::En, 1) => "1 digit entered".into(),
+        #[cfg(feature = "en")]
         (Lang::En, n) => decimal(n as u64) + " digits entered",
+        #[cfg(feature = "de")]
         (Lang::De, 0) => "Keine Ziffern eingegeben".into(),
+        #[cfg(feature = "de")]
         (Lang::De, 1) => "1 Ziffer eingegeben".into(),
+        #[cfg(feature = "de")]
         (Lang::De, n) => decimal(n as u64) + " Ziffern eingegeben",
     }
 }
@@ -154,9 +162,13 @@ pub fn digits_entered(lang: Lang, n: usize) -> String {
 /// "2 tries left" in `lang`.
 pub fn tries_left(lang: Lang, n: u8) -> String {
     match (lang, n) {
+        #[cfg(feature = "en")]
         (Lang::En, 1) => "1 try left.".into(),
+        #[cfg(feature = "en")]
         (Lang::En, n) => decimal(n.into()) + " tries left.",
+        #[cfg(feature = "de")]
         (Lang::De, 1) => "Noch 1 Versuch.".into(),
+        #[cfg(feature = "de")]
         (Lang::De, n) => ["Noch ", &decimal(n.into()), " Versuche."].concat(),
     }
 }
