@@ -9,7 +9,8 @@
 //! features     `purchase` and `load` (both by default): each mode's client, screens
 //!              (view/pay.rs, view/load.rs), words (i18n/pay.rs, i18n/load.rs) and
 //!              problems; the checkout's wasm is built with `purchase` only, the bank's
-//!              load page's with `load` only (docs/widget.md, "Build")
+//!              load page's with `load` only (docs/widget.md, "Build"); and `en`, `de`
+//!              (both by default): the shopper's languages, one per shipped wasm
 //! bridge.rs    capability detection and the card connection through the extension and
 //!              bridge (hello, readers, connect, transmit, card events; purse::bridge_msg)
 //! problem.rs   one map from the clients' and the bridge's problems to codes and plain words
