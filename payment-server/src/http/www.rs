@@ -169,16 +169,16 @@ fn cache_control(decoded_path: &str, status: StatusCode) -> &'static str {
     }
 }
 
-/// The files `widget.html` of a mode and language loads, as a `Link` header: the browser asks for
-/// them all when the page's answer arrives, rather than one after the other
-/// (widget.html → its boot script → the mode's glue and wasm): on a network, one round
-/// trip instead of two before the wasm can start. (On loopback the glue and wasm came
-/// sooner, but the frame's main thread, not the fetches, set the pace: docs/widget.md).
-/// widget.html itself cannot say it: the mode and language are in its URL (or the
-/// browser's language). Relative references:
-/// resolved against widget.html's own URL, as its `<script src>` is. With a build's
-/// `version`, all of them are in its folder, where widget.html and the boot script
-/// ask for them (without, in `pkg/`).
+/// The files `widget.html` of a mode and language loads, as a `Link` header: the
+/// browser asks for them all when the page's answer arrives, rather than one after the
+/// other (widget.html → its boot script → the mode's glue and wasm): on a network, one
+/// round trip instead of two before the wasm can start. (On loopback the glue and wasm
+/// came sooner, but the frame's main thread, not the fetches, set the pace:
+/// docs/widget.md). widget.html itself cannot say it: the mode and language are in its
+/// URL (or the browser's language). Relative references: resolved against
+/// widget.html's own URL, as its `<script src>` is. With a build's `version`, all of
+/// them are in its folder, where widget.html and the boot script ask for them
+/// (without, in `pkg/`).
 fn widget_preloads(mode: Mode, lang: Lang, version: Option<&str>) -> Option<HeaderValue> {
     let glue = match mode {
         Mode::Load => "widget-load",
