@@ -160,6 +160,7 @@ pub enum ParentEvent {
     },
     Error {
         code: &'static str,
+        /// The words the frame shows the shopper for it, in the shopper's language.
         message: String,
         txn_id: String,
         /// Loads: whether the shopper's account is charged (`no` | `maybe` | `yes`).
