@@ -184,3 +184,52 @@ test('log into the demo bank, load 50.00 onto the card, then buy at the demo sto
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('a German browser loads the German load page (its own wasm, preloaded by Accept-Language): 10.00 loaded, charged once', async () => {
+  const before = await s.readBalance(br.context, pay, stack.reader);
+  const page = await br.context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.addInitScript(s.recordEventsScript);
+  // The browser's language, as Chromium's own setting sets it: navigator.language and
+  // Accept-Language of every request of this page and its (same-site) frame. The bank
+  // page passes no `lang`: the frame's build follows the browser.
+  const cdp = await br.context.newCDPSession(page);
+  const userAgent = await page.evaluate(() => navigator.userAgent);
+  await cdp.send('Network.setUserAgentOverride', { userAgent, acceptLanguage: 'de-DE,de;q=0.9,en;q=0.5' });
+
+  // Logged in (the test before left the session cookie; alone, log in).
+  await page.goto(bank.url('/'));
+  if (!/\/account$/.test(page.url())) {
+    await page.getByLabel('Username').fill('alice');
+    await page.getByLabel('Password').fill('alice-test-password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+  }
+  await page.waitForURL(/\/account$/);
+  const account = await page.locator('#balance').textContent();
+  await page.getByLabel('Amount (EUR)').fill('10.00');
+  await page.getByRole('button', { name: 'Load my card' }).click();
+  await page.waitForURL(/\/loads\/[^/]+$/);
+  const frame = s.widgetFrame(page);
+  assert.equal((await s.waitEvent(page, 'ready')).detail.capability, 'ready');
+  assert.equal(await s.widgetFrameHandle(page).then((f) => f.evaluate(() => navigator.language)), 'de-DE');
+  // The German build (no English words in it), from the payment server's preload,
+  // which only Accept-Language told it to pick; no other mode's or language's files.
+  await s.expectModeFilesPreloaded(page, 'load', 'de');
+  await frame.locator('[data-screen=confirm]').waitFor({ timeout: 15_000 });
+  assert.equal(await frame.getByRole('heading', { level: 1 }).textContent(), 'Ihre Cardpay-Karte laden');
+  assert.equal(await frame.getByTestId('amount').textContent(), '10,00 €');
+  await s.approve(frame, 'Karte laden');
+  await frame.getByTestId('receipt').waitFor({ timeout: 30_000 });
+  assert.match(await frame.getByTestId('receipt').textContent(), /Karte geladen/);
+  assert.equal((await s.waitEvent(page, 'result')).detail.result.kind, 'result_b');
+  await page.locator('#cardpay-status').filter({ hasText: 'Loaded. Your account is charged 10.00 EUR.' })
+    .waitFor({ timeout: 15_000 });
+  // Money: the card gained what the account lost, once.
+  assert.equal(await s.readBalance(br.context, pay, stack.reader), before + 1_000);
+  await page.goto(bank.url('/account'));
+  const cents = (t) => Math.round(Number(t.split(' ')[0]) * 100);
+  assert.equal(cents(await page.locator('#balance').textContent()), cents(account) - 1_000);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
