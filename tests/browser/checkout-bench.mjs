@@ -76,12 +76,11 @@ const shopHost = process.argv.includes('--cross-site') ? 'localhost' : '127.0.0.
 // pkg/ before (a --compare build may be older).
 const common = [['checkout.js'], ['widget.html'], ['B/widget-boot.js', 'pkg/widget-boot.js', 'widget-boot.js'],
   ['B/widget.css', 'pkg/widget.css', 'widget.css']];
-const sfx = (lang) => (lang === 'en' ? '' : `-${lang}`);
 const MODES = {
-  purchase: (l) => [...common, [`B/widget${sfx(l)}.js`, 'B/widget.js', 'pkg/widget.js'],
-    [`B/widget${sfx(l)}_bg.wasm`, 'B/widget_bg.wasm', 'pkg/widget_bg.wasm']],
-  load: (l) => [...common, [`B/widget-load${sfx(l)}.js`, 'B/widget-load.js', 'pkg/widget-load.js', 'pkg/widget.js'],
-    [`B/widget-load${sfx(l)}_bg.wasm`, 'B/widget-load_bg.wasm', 'pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
+  purchase: (l) => [...common, [`B/${s.buildName('purchase', l)}.js`, 'B/widget.js', 'pkg/widget.js'],
+    [`B/${s.buildName('purchase', l)}_bg.wasm`, 'B/widget_bg.wasm', 'pkg/widget_bg.wasm']],
+  load: (l) => [...common, [`B/${s.buildName('load', l)}.js`, 'B/widget-load.js', 'pkg/widget-load.js', 'pkg/widget.js'],
+    [`B/${s.buildName('load', l)}_bg.wasm`, 'B/widget-load_bg.wasm', 'pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
 };
 async function sizesOf(www, mode, lang) {
   const out = [];
@@ -106,10 +105,9 @@ async function sizesOf(www, mode, lang) {
 // What a shopper of each language downloads: the six files of the mode, the glue and
 // the wasm the language's own (a build before the builds per language: the same for
 // every language). The headline figure is the largest.
-const LANGS = ['en', 'de'];
 async function perLanguage(www, mode = 'purchase') {
   const out = [];
-  for (const l of LANGS) out.push({ l, sizes: await sizesOf(www, mode, l) });
+  for (const l of s.LANGS) out.push({ l, sizes: await sizesOf(www, mode, l) });
   return out;
 }
 

@@ -107,6 +107,13 @@ after(async () => {
   await stack?.stop();
 });
 
+/** Log into the demo bank's sign-in page `page` shows, as alice (TEST account). */
+async function logIn(page) {
+  await page.getByLabel('Username').fill('alice');
+  await page.getByLabel('Password').fill('alice-test-password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
 // The widget's files the payment frame of `page` fetched (paths under /pkg/).
 async function widgetFiles(page) {
   const paths = (await s.widgetFiles(page)).map((e) => e.path);
@@ -123,9 +130,7 @@ test('log into the demo bank, load 50.00 onto the card, then buy at the demo sto
 
   // Log in (TEST account) and ask for a load of 50.00.
   await page.goto(bank.url('/'));
-  await page.getByLabel('Username').fill('alice');
-  await page.getByLabel('Password').fill('alice-test-password');
-  await page.getByRole('button', { name: 'Log in' }).click();
+  await logIn(page);
   await page.waitForURL(/\/account$/);
   assert.equal(await page.locator('#balance').textContent(), '1000.00 EUR');
   await page.getByLabel('Amount (EUR)').fill('50.00');
@@ -200,11 +205,7 @@ test('a German browser loads the German load page (its own wasm, preloaded by Ac
 
   // Logged in (the test before left the session cookie; alone, log in).
   await page.goto(bank.url('/'));
-  if (!/\/account$/.test(page.url())) {
-    await page.getByLabel('Username').fill('alice');
-    await page.getByLabel('Password').fill('alice-test-password');
-    await page.getByRole('button', { name: 'Log in' }).click();
-  }
+  if (!/\/account$/.test(page.url())) await logIn(page);
   await page.waitForURL(/\/account$/);
   const account = await page.locator('#balance').textContent();
   await page.getByLabel('Amount (EUR)').fill('10.00');

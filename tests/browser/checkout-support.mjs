@@ -71,8 +71,8 @@ export async function buildAll({ log = false, release = false } = {}) {
   // and the loader (a tree built before the split, versioned folders or the builds per
   // language lacks some of them).
   const dir = await buildDir().catch(() => null);
-  const built = dir ? [`${dir}widget_bg.wasm`, `${dir}widget-de_bg.wasm`, `${dir}widget-load_bg.wasm`,
-    `${dir}widget-load-de_bg.wasm`, 'checkout.js'] : [];
+  const built = dir ? [...['purchase', 'load'].flatMap((m) => LANGS.map((l) => `${dir}${buildName(m, l)}_bg.wasm`)),
+    'checkout.js'] : [];
   const have = dir != null && (await Promise.all(built.map((f) => access(path.join(wwwDir, f)).then(() => true, () => false))))
     .every(Boolean);
   if (!(have && process.env.CARDPAY_SKIP_WIDGET_BUILD === '1')) {
@@ -485,6 +485,9 @@ export async function expectBuildFromCache(page, mode = 'purchase', lang = 'en')
   }
 }
 
+/** The shopper languages the build has a wasm for (scripts/build-widget.sh). */
+export const LANGS = ['en', 'de'];
+
 /** The name of a mode's and shopper language's glue and wasm (scripts/build-widget.sh;
  *  English has no suffix). */
 export function buildName(mode, lang = 'en') {
@@ -498,7 +501,7 @@ export function buildName(mode, lang = 'en') {
 export async function expectModeFilesPreloaded(page, mode, lang = 'en') {
   const files = await widgetFiles(page);
   const mine = buildName(mode, lang);
-  const others = ['purchase', 'load'].flatMap((m) => ['en', 'de'].map((l) => buildName(m, l)))
+  const others = ['purchase', 'load'].flatMap((m) => LANGS.map((l) => buildName(m, l)))
     .filter((n) => n !== mine);
   const dir = await buildDir();
   const want = { [`${dir}widget-boot.js`]: null, [`${dir}${mine}.js`]: null, [`${dir}${mine}_bg.wasm`]: 'link', [`${dir}widget.css`]: 'link' };

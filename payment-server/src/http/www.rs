@@ -75,7 +75,7 @@ enum Mode {
 impl Mode {
     fn of_query(query: Option<&str>) -> Mode {
         // The first `mode`, as `URLSearchParams.get` reads it.
-        let mode = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("mode=")));
+        let mode = first_param(query, "mode");
         if mode == Some("load") {
             Mode::Load
         } else {
@@ -97,8 +97,7 @@ enum Lang {
 
 impl Lang {
     fn of(query: Option<&str>, accept_language: Option<&str>) -> Lang {
-        let lang = query
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang=")))
+        let lang = first_param(query, "lang")
             .map(decoded_path)
             .filter(|l| !l.is_empty())
             .or_else(|| Some(accept_language?.split([',', ';']).next()?.trim().to_owned()));
@@ -117,6 +116,14 @@ impl Lang {
             Lang::De => "-de",
         }
     }
+}
+
+/// The raw value of the first `name=` in `query`, the parameter
+/// `URLSearchParams.get` reads (the boot script's reader).
+fn first_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// The request's path, percent-decoded as `ServeDir` decodes it (so `/widget%2Ehtml`
