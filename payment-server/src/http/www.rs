@@ -301,16 +301,19 @@ pub fn check_precompressed(dir: &Path) -> Result<(), String> {
 ///   ([`widget_preloads`], [`Lang`]), with `Vary: Accept-Language`.
 async fn static_headers(State(p): State<StaticPolicy>, req: Request, next: Next) -> Response {
     let path = decoded_path(req.uri().path());
-    let mode = Mode::of_query(req.uri().query());
-    let lang = Lang::of(
-        req.uri().query(),
-        req.headers()
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let name = path.rsplit('/').next().unwrap_or("");
+    // widget.html's preloads, from its request (which `next` takes); no other file
+    // reads its query or the browser's language.
+    let preload = (name == "widget.html")
+        .then(|| {
+            let query = req.uri().query();
+            let accept = req.headers().get(header::ACCEPT_LANGUAGE);
+            let lang = Lang::of(query, accept.and_then(|v| v.to_str().ok()));
+            p.preloads[Mode::of_query(query) as usize][lang as usize].clone()
+        })
+        .flatten();
     let mut res = next.run(req).await;
     let status = res.status();
-    let name = path.rsplit('/').next().unwrap_or("");
     let h = res.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -333,11 +336,8 @@ async fn static_headers(State(p): State<StaticPolicy>, req: Request, next: Next)
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
     if name == "widget.html" {
         h.insert(header::CONTENT_SECURITY_POLICY, p.widget_csp.clone());
-        if let (true, Some(link)) = (
-            status.is_success(),
-            &p.preloads[mode as usize][lang as usize],
-        ) {
-            h.insert(header::LINK, link.clone());
+        if let (true, Some(link)) = (status.is_success(), preload) {
+            h.insert(header::LINK, link);
             // The preloads follow the browser's language.
             h.append(header::VARY, HeaderValue::from_static("accept-language"));
         }
