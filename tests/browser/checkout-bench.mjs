@@ -91,10 +91,14 @@ async function sizesOf(www, mode, lang) {
       const f = name.replace(/^B\//, build);
       const b = await readFile(path.join(www, f)).catch(() => null);
       if (b) {
-        // What the payment server sends Chromium (it accepts brotli over HTTPS): the
-        // build's precompressed copy, if the build wrote one (since 2026-11-30).
+        // What the payment server sends: the build's precompressed copies, if the build
+        // wrote them (since 2026-11-30): the brotli one to Chromium (it accepts brotli
+        // over HTTPS), the gzip one to a browser that takes gzip only (by zopfli since
+        // 2026-12-02). Without a gzip copy: node's gzip -9, as the bench always computed.
         const br = await readFile(path.join(www, f + '.br')).catch(() => null);
-        out.push({ f: name.replace(/^B\//, 'pkg/<v>/'), raw: b.length, gz: gzipSync(b, { level: 9 }).length, br: br ? br.length : null });
+        const gz = await readFile(path.join(www, f + '.gz')).catch(() => null);
+        const gz9 = gzipSync(b, { level: 9 }).length;
+        out.push({ f: name.replace(/^B\//, 'pkg/<v>/'), raw: b.length, gz: gz ? gz.length : gz9, gz9, br: br ? br.length : null });
         break;
       }
     }
@@ -116,10 +120,11 @@ function printSizes(label, langs) {
   const served = (x) => x.sizes.reduce((a, y) => a + (y.br ?? y.raw), 0);
   const largest = langs.reduce((a, x) => (gz(x) > gz(a) ? x : a));
   console.log(`== ${label}`);
-  console.log(`download of the largest language (${largest.l}), gzip -9 (and the brotli copy the payment server sends, where the build wrote one):`);
+  const gz9 = (x) => x.sizes.reduce((a, y) => a + y.gz9, 0);
+  console.log(`download of the largest language (${largest.l}), gzip: the build's gzip copy the payment server sends a browser that takes gzip (node's gzip -9 where the build wrote none); and the brotli copy it sends Chromium, where the build wrote one:`);
   for (const x of largest.sizes) console.log(`  ${x.f.padEnd(24)} ${String(x.raw).padStart(8)} B  → ${String(x.gz).padStart(7)} B gz${x.br ? `, ${String(x.br).padStart(7)} B br` : ''}`);
   console.log(`  per shopper language: ${langs.map((x) => `${x.l} ${gz(x)}`).join(', ')} B gz`);
-  console.log(`  total (wasm + JS + HTML + CSS), the largest language → ${gz(largest)} B gz (${(gz(largest) / 1024).toFixed(1)} KiB)`);
+  console.log(`  total (wasm + JS + HTML + CSS), the largest language → ${gz(largest)} B gz (${(gz(largest) / 1024).toFixed(1)} KiB); node's gzip -9 of the same files: ${gz9(largest)} B`);
   if (largest.sizes.some((x) => x.br)) {
     const plain = largest.sizes.filter((x) => !x.br).map((x) => x.f);
     const most = Math.max(...langs.map(served));

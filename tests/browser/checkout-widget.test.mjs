@@ -517,3 +517,29 @@ test('extension without the bridge: no_bridge, with the install link', async () 
     await other.close();
   }
 });
+
+test("a browser that takes gzip only gets each file of every build as the build's gzip copy, which unpacks to the file", async () => {
+  const { get } = await import('node:https');
+  const { readFile } = await import('node:fs/promises');
+  const { gunzipSync } = await import('node:zlib');
+  const path = (await import('node:path')).default;
+  const dir = await s.buildDir();
+  const built = ['purchase', 'load'].flatMap((m) => s.LANGS.flatMap((l) => [`${s.buildName(m, l)}.js`, `${s.buildName(m, l)}_bg.wasm`]));
+  const files = ['/checkout.js', '/widget.html', ...['widget-boot.js', 'widget.css', ...built].map((f) => dir + f)];
+  const ca = await readFile(h.testCa.caFile);
+  for (const f of files) {
+    // node's https: the raw bytes as sent (fetch would unpack them itself).
+    const { headers, body } = await new Promise((resolve, reject) => {
+      get(pay.url(f), { ca, headers: { 'accept-encoding': 'gzip' } }, (res) => {
+        const parts = [];
+        res.on('data', (c) => parts.push(c));
+        res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(parts) }));
+      }).on('error', reject);
+    });
+    assert.equal(headers['content-encoding'], 'gzip', f);
+    const file = await readFile(path.join(s.wwwDir, f));
+    assert.deepEqual(body, await readFile(path.join(s.wwwDir, f + '.gz')), `${f}: the build's copy`);
+    assert.ok(body.length < file.length, `${f}: smaller`);
+    assert.ok(gunzipSync(body).equals(file), `${f}: unpacks to the file`);
+  }
+});
