@@ -106,8 +106,12 @@ done
 if [ "${MODE[*]}" != "--dev" ]; then
   MIN=(--minify --log-level=warning)
   for name in "${NAMES[@]}"; do
-    "$ESBUILD" "$OUT.tmp/$name.js" "${MIN[@]}" --format=esm --outfile="$OUT.tmp/$name.min.js"
+    # Only what widget-boot.js imports (the default init and `run`): the glue's other
+    # exports (`initSync`) are left out.
+    echo "export { default, run } from './$name.js';" > "$OUT.tmp/$name.entry.js"
+    "$ESBUILD" "$OUT.tmp/$name.entry.js" --bundle "${MIN[@]}" --format=esm --outfile="$OUT.tmp/$name.min.js"
     mv "$OUT.tmp/$name.min.js" "$OUT.tmp/$name.js"
+    rm "$OUT.tmp/$name.entry.js"
   done
   "$ESBUILD" widget/web/widget-boot.js "${MIN[@]}" --format=esm --outfile="$OUT.tmp/widget-boot.js"
   "$ESBUILD" widget/web/widget.css "${MIN[@]}" --outfile="$OUT.tmp/widget.css"
