@@ -249,6 +249,11 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   span('checkout.js fetched', S, abs(pageOrigin, cj.end));
   span('→ iframe navigation starts', abs(pageOrigin, cj.end), f.origin);
   span('widget.html fetched', f.origin, abs(f.origin, f.nav.responseEnd));
+  // Within it: before the request (a new connection, if any, is its connect span), the
+  // server's answer, the body.
+  span('  widget.html: connection (0: reused)', f.nav.connectStart, f.nav.connectEnd);
+  span('  widget.html: frame start → request sent', 0, f.nav.requestStart);
+  span('  widget.html: request sent → first byte', f.nav.requestStart, f.nav.responseStart);
   // (the glue and wasm: in pkg/ or the build's folder in it)
   for (const x of ['widget.css', 'widget-boot.js', 'pkg/widget.js', 'widget_bg.wasm']) {
     const e = r(x.replace('pkg/', '/'));

@@ -1266,8 +1266,9 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     }
     let nonce = param(&params, "nonce").unwrap_or_default();
     // Every listener and observer callback has the one signature `FnMut(JsValue)` (the
-    // event cast to its type inside; the browser calls each only with that type):
-    // wasm-bindgen makes shims per signature, so the download holds one set of them.
+    // event cast to its type inside, unchecked, as wasm-bindgen's typed argument was;
+    // the browser calls each only with that type): wasm-bindgen makes shims per
+    // signature, so the download holds one set of them.
     let on_size = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| on_resize());
     let resize = ResizeObserver::new(on_size.as_ref().unchecked_ref())?;
     on_size.forget();
