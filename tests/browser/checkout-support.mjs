@@ -71,7 +71,7 @@ export async function buildAll({ log = false, release = false } = {}) {
   // and the loader (a tree built before the split, versioned folders or the builds per
   // language lacks some of them).
   const dir = await buildDir().catch(() => null);
-  const built = dir ? [...['purchase', 'load'].flatMap((m) => LANGS.map((l) => `${dir}${buildName(m, l)}_bg.wasm`)),
+  const built = dir ? [...buildNames().map((n) => `${dir}${n}_bg.wasm`),
     'checkout.js'] : [];
   const have = dir != null && (await Promise.all(built.map((f) => access(path.join(wwwDir, f)).then(() => true, () => false))))
     .every(Boolean);
@@ -494,6 +494,11 @@ export function buildName(mode, lang = 'en') {
   return (mode === 'load' ? 'widget-load' : 'widget') + (lang === 'en' ? '' : `-${lang}`);
 }
 
+/** Every build's name: each mode in each shopper language ([`buildName`]). */
+export function buildNames() {
+  return ['purchase', 'load'].flatMap((m) => LANGS.map((l) => buildName(m, l)));
+}
+
 /** The widget frame of `page` fetched each file of its mode and language once, the wasm
  *  and the style sheet from widget.html's preloads (a preload of the wrong name, mode
  *  or language would be fetched a second time, or be there unused), and none of another
@@ -501,8 +506,7 @@ export function buildName(mode, lang = 'en') {
 export async function expectModeFilesPreloaded(page, mode, lang = 'en') {
   const files = await widgetFiles(page);
   const mine = buildName(mode, lang);
-  const others = ['purchase', 'load'].flatMap((m) => LANGS.map((l) => buildName(m, l)))
-    .filter((n) => n !== mine);
+  const others = buildNames().filter((n) => n !== mine);
   const dir = await buildDir();
   const want = { [`${dir}widget-boot.js`]: null, [`${dir}${mine}.js`]: null, [`${dir}${mine}_bg.wasm`]: 'link', [`${dir}widget.css`]: 'link' };
   for (const [file, by] of Object.entries(want)) {

@@ -11,6 +11,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { get } from 'node:https';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
@@ -519,12 +523,8 @@ test('extension without the bridge: no_bridge, with the install link', async () 
 });
 
 test("a browser that takes gzip only gets each file of every build as the build's gzip copy, which unpacks to the file", async () => {
-  const { get } = await import('node:https');
-  const { readFile } = await import('node:fs/promises');
-  const { gunzipSync } = await import('node:zlib');
-  const path = (await import('node:path')).default;
   const dir = await s.buildDir();
-  const built = ['purchase', 'load'].flatMap((m) => s.LANGS.flatMap((l) => [`${s.buildName(m, l)}.js`, `${s.buildName(m, l)}_bg.wasm`]));
+  const built = s.buildNames().flatMap((n) => [`${n}.js`, `${n}_bg.wasm`]);
   const files = ['/checkout.js', '/widget.html', ...['widget-boot.js', 'widget.css', ...built].map((f) => dir + f)];
   const ca = await readFile(h.testCa.caFile);
   for (const f of files) {
