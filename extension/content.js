@@ -79,10 +79,14 @@
   }
 
   function onPageMessage(ev) {
-    // Only the frame's own page, never a parent/child frame or another window.
-    if (refused || ev.source !== window) return;
+    if (refused) return;
     const m = ev.data;
     if (!m || typeof m !== 'object' || m.channel !== CHANNEL || m.dir !== 'to-extension') return;
+    // Only the frame's own page, never a parent/child frame or another window. (Asked
+    // after the shape: the first look at another window's object from this script's
+    // world sets that window up for it, ~1 ms on the way to `ready` for the page's
+    // `init`, which is no request.)
+    if (ev.source !== window) return;
     const id = m.id;
     if (!(typeof id === 'number' || (typeof id === 'string' && id.length > 0 && id.length <= 128))) return;
     if (typeof m.type !== 'string') return;
