@@ -83,6 +83,21 @@ rm -rf "$OUT.tmp" "$OUT".tmp-*
 # speaks one language: a shopper downloads no other language's words (docs/widget.md,
 # "Build").
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+# wasm-opt ran with --low-memory-unused (widget/Cargo.toml): it may fold `p + c` (c below
+# 1 KiB) into a load's offset, which is only the same where no address below 1 KiB is in
+# use. Stop if the linker's layout no longer gives that: data below 1 KiB, or a stack
+# under 1 MiB (Rust puts the stack first, from 1 MiB down to 0; the stack pointer is the
+# first mutable i32 global).
+check_low_memory() {
+  local printed sp low
+  printed=$("$WASM_OPT" --all-features --print "$1")
+  sp=$(sed -n 's/^ *(global [^ ]* (mut i32) (i32.const \([0-9]*\)))$/\1/p' <<< "$printed" | awk 'NR == 1')
+  low=$(sed -n 's/^ *(data [^ ]* (i32.const \([0-9]*\)).*/\1/p' <<< "$printed" | sort -n | awk 'NR == 1')
+  if [ -z "$sp" ] || [ -z "$low" ] || [ "$sp" -lt 1048576 ] || [ "$low" -lt 1024 ]; then
+    log "$1: stack pointer ${sp:-?}, lowest data ${low:-?}: the lowest KiB may be in use; drop --low-memory-unused from widget/Cargo.toml"
+    exit 1
+  fi
+}
 NAMES=()
 # The wasm features wasm-opt may use: the list in widget/Cargo.toml.
 mapfile -t ENABLE < <(sed -n '/^wasm-opt = \[/,/\]/p' widget/Cargo.toml | grep -o '"--enable-[^"]*"' | tr -d '"')
@@ -98,6 +113,7 @@ for m in purchase:en:widget purchase:de:widget-de load:en:widget-load load:de:wi
   # compress): scripts/shorten-wasm-names.mjs, with the features of the wasm-opt above.
   if [ "${MODE[*]}" = "--release" ]; then
     node scripts/shorten-wasm-names.mjs "$WASM_OPT" "$OUT.tmp/$name.js" "$OUT.tmp/${name}_bg.wasm" "${ENABLE[@]}"
+    check_low_memory "$OUT.tmp/${name}_bg.wasm"
   fi
   NAMES+=("$name")
 done
