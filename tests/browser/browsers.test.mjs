@@ -11,6 +11,7 @@
 //
 // - readiness: ready (payee, amount, balance), no card then inserted, no extension
 //   then (extension installed) no bridge;
+// - a German shopper: the German build's words, and only its glue and wasm fetched;
 // - purchases through the demo store, without PIN (1.99) and with the PIN on the
 //   scrambled keypad (24.95): receipt, order paid, the card's balance over PC/SC;
 // - the card pulled and re-inserted: the payment frame hears it, while the merchant
@@ -182,6 +183,24 @@ for (const name of h.browsersToRun()) {
       await h.waitFor(widget, () => !!document.querySelector('[data-action=approve]:not([aria-disabled=true])'), undefined, { what: 'Approve to count' });
       await h.clickByName(widget, 'Cancel');
       assert.equal((await h.waitWidgetEvent(page, 'cancel')).detail.reason, 'user');
+      assert.deepEqual(errors, []);
+      await page.close();
+    });
+
+    test('a German shopper gets the German build: its words, and no other build\'s files', async () => {
+      const { page, errors } = await newPage(br);
+      await page.goto(shop.url('/checkout?amount=2010&lang=de'));
+      const widget = await h.widgetFrameOf(page);
+      const ready = await h.waitWidgetEvent(page, 'ready');
+      assert.equal(ready.detail.capability, 'ready');
+      assert.equal(await h.textOf(widget, '[data-testid=amount]'), '20,10 €');
+      await h.waitFor(widget, () => [...document.querySelectorAll('[data-action=approve]')]
+        .some((b) => b.textContent.trim() === 'Zahlung freigeben'), null, { what: 'Approve, in German' });
+      // The frame fetched one build's glue and wasm: the German checkout's.
+      const fetched = await widget.evaluate(() => performance.getEntriesByType('resource')
+        .map((e) => new URL(e.name).pathname.split('/').pop()));
+      const builds = fetched.filter((f) => /^widget(-load)?(-[a-z]{2})?(_bg\.wasm|\.js)$/.test(f));
+      assert.deepEqual(builds.sort(), ['widget-de.js', 'widget-de_bg.wasm'], fetched.join(', '));
       assert.deepEqual(errors, []);
       await page.close();
     });
