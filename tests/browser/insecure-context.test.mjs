@@ -1,13 +1,15 @@
 // A checkout in a page that is not a secure context: a plain-http shop on a name that is
 // not loopback (`http://shop.example:PORT`, mapped to 127.0.0.1 by Chromium's resolver
-// rules). The widget's frame is then no secure context either, and the browser gives it
-// no WebCrypto, which seals and opens every message. The widget must refuse the session
-// at once with code `insecure_context`, show it, and ask nothing of the payment server.
-// No card is needed: nothing may get that far.
+// rules, by Firefox's `network.dns.localDomains`). The widget's frame is then no secure
+// context either, and the browser gives it no WebCrypto, which seals and opens every
+// message. The widget must refuse the session at once with code `insecure_context`,
+// show it, and ask nothing of the payment server. No card is needed: nothing may get
+// that far. In Chromium and in Firefox (puppeteer-core, as browsers.test.mjs).
 //
 //   cd tests/browser && node --test insecure-context.test.mjs
+//   CARDPAY_BROWSERS=firefox node --test insecure-context.test.mjs     (one browser)
 
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -15,7 +17,7 @@ import path from 'node:path';
 import * as s from './checkout-support.mjs';
 
 const { h } = s;
-let pay, site, br, merchant;
+let pay, site, merchant;
 
 before(async () => {
   const bins = await s.buildAll();
@@ -38,19 +40,30 @@ before(async () => {
 </script></body></html>`);
   });
   await new Promise((r) => site.listen(port, '127.0.0.1', r));
-  br = await h.openBrowser({
-    browser: 'chromium', install: false, extension: false,
-    chromiumArgs: ['--host-resolver-rules=MAP shop.example 127.0.0.1'],
-  });
 }, { timeout: 300_000 });
 
 after(async () => {
-  await br?.close();
   await new Promise((r) => (site ? site.close(r) : r()));
   await pay?.stop();
 });
 
-test('a checkout in a plain-http page refuses at once (insecure_context): no WebCrypto, nothing asked of the server', async () => {
+for (const name of h.browsersToRun()) {
+  describe(name, () => {
+    let br;
+    before(async () => {
+      br = await h.openBrowser({
+        browser: name, install: false, extension: false,
+        chromiumArgs: ['--host-resolver-rules=MAP shop.example 127.0.0.1'],
+        firefoxPrefs: { 'network.dns.localDomains': 'shop.example' },
+      });
+    }, { timeout: 120_000 });
+    after(async () => { await br?.close(); });
+
+    test('a checkout in a plain-http page refuses at once (insecure_context): no WebCrypto, nothing asked of the server', () => refusesAtOnce(br));
+  });
+}
+
+async function refusesAtOnce(br) {
   const page = await br.newPage();
   try {
     await page.goto(`http://shop.example:${site.address().port}/`);
@@ -75,4 +88,4 @@ test('a checkout in a plain-http page refuses at once (insecure_context): no Web
   } finally {
     await page.close().catch(() => {});
   }
-});
+}
