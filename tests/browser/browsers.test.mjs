@@ -84,6 +84,16 @@ async function newPage(br, { record = false } = {}) {
   return { page, errors };
 }
 
+/** A new page at `url` (a checkout) whose widget told `ready`; the widget's frame. */
+async function openReady(br, url) {
+  const { page, errors } = await newPage(br);
+  await page.goto(url);
+  const widget = await h.widgetFrameOf(page);
+  const ready = await h.waitWidgetEvent(page, 'ready');
+  assert.equal(ready.detail.capability, 'ready');
+  return { page, errors, widget };
+}
+
 /** The card's money balance over PC/SC, asked from a payment-origin page. */
 function balance(br) {
   return h.readCardBalance(br.newPage, pay.url('/install.html'), stack.reader);
@@ -166,11 +176,7 @@ for (const name of h.browsersToRun()) {
 
     test('readiness: ready, with payee, amount and the card balance', async () => {
       const before = await balance(br);
-      const { page, errors } = await newPage(br);
-      await page.goto(shop.url('/checkout?amount=300'));
-      const widget = await h.widgetFrameOf(page);
-      const ready = await h.waitWidgetEvent(page, 'ready');
-      assert.equal(ready.detail.capability, 'ready');
+      const { page, errors, widget } = await openReady(br, shop.url('/checkout?amount=300'));
       assert.equal(await h.textOf(widget, '[data-testid=payee]'), 'E2E Shop');
       assert.equal(await h.textOf(widget, '[data-testid=amount]'), '€3.00');
       assert.equal(await h.textOf(widget, '[data-testid=balance]'), `€${(before / 100).toFixed(2)}`);
@@ -188,11 +194,7 @@ for (const name of h.browsersToRun()) {
     });
 
     test('a German shopper gets the German build: its words, and no other build\'s files', async () => {
-      const { page, errors } = await newPage(br);
-      await page.goto(shop.url('/checkout?amount=2010&lang=de'));
-      const widget = await h.widgetFrameOf(page);
-      const ready = await h.waitWidgetEvent(page, 'ready');
-      assert.equal(ready.detail.capability, 'ready');
+      const { page, errors, widget } = await openReady(br, shop.url('/checkout?amount=2010&lang=de'));
       assert.equal(await h.textOf(widget, '[data-testid=amount]'), '20,10 €');
       await h.waitFor(widget, () => [...document.querySelectorAll('[data-action=approve]')]
         .some((b) => b.textContent.trim() === 'Zahlung freigeben'), null, { what: 'Approve, in German' });

@@ -9,7 +9,7 @@
 //   cd tests/browser && node --test insecure-context.test.mjs
 //   CARDPAY_BROWSERS=firefox node --test insecure-context.test.mjs     (one browser)
 
-import { describe, test, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -47,21 +47,10 @@ after(async () => {
   await pay?.stop();
 });
 
-for (const name of h.browsersToRun()) {
-  describe(name, () => {
-    let br;
-    before(async () => {
-      br = await h.openBrowser({
-        browser: name, install: false, extension: false,
-        chromiumArgs: ['--host-resolver-rules=MAP shop.example 127.0.0.1'],
-        firefoxPrefs: { 'network.dns.localDomains': 'shop.example' },
-      });
-    }, { timeout: 120_000 });
-    after(async () => { await br?.close(); });
-
-    test('a checkout in a plain-http page refuses at once (insecure_context): no WebCrypto, nothing asked of the server', () => refusesAtOnce(br));
-  });
-}
+h.describeEachBrowser({ install: false, extension: false, ...h.MAP_SHOP_EXAMPLE }, (browser) => {
+  test('a checkout in a plain-http page refuses at once (insecure_context): no WebCrypto, nothing asked of the server',
+    () => refusesAtOnce(browser()));
+});
 
 async function refusesAtOnce(br) {
   const page = await br.newPage();

@@ -7,7 +7,7 @@
 //
 //   cd tests/browser && node --test tls.test.mjs
 
-import { describe, test, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -71,25 +71,14 @@ async function loads(br, url) {
   }
 }
 
-for (const name of h.browsersToRun()) {
-  describe(name, () => {
-    let br;
-    before(async () => {
-      br = await h.openBrowser({
-        browser: name, install: false, extension: false,
-        chromiumArgs: ['--host-resolver-rules=MAP shop.example 127.0.0.1'],
-        firefoxPrefs: { 'network.dns.localDomains': 'shop.example' },
-      });
-    }, { timeout: 120_000 });
-    after(async () => { await br?.close(); });
-
-    test('the test CA is trusted for loopback names, and only for them', async () => {
-      assert.ok(await loads(br, good.url('/')), `${good.url('/')} did not load over https`);
-      assert.ok(await loads(br, `https://localhost:${good.port}/`), 'localhost did not load over https');
-      assert.equal(await loads(br, `https://shop.example:${rogue.port}/`), false,
-        'a certificate outside the CA\'s name constraints was accepted');
-      assert.equal(await loads(br, `https://127.0.0.1:${untrusted.port}/`), false,
-        'a certificate of an untrusted CA was accepted');
-    });
+h.describeEachBrowser({ install: false, extension: false, ...h.MAP_SHOP_EXAMPLE }, (browser) => {
+  test('the test CA is trusted for loopback names, and only for them', async () => {
+    const br = browser();
+    assert.ok(await loads(br, good.url('/')), `${good.url('/')} did not load over https`);
+    assert.ok(await loads(br, `https://localhost:${good.port}/`), 'localhost did not load over https');
+    assert.equal(await loads(br, `https://shop.example:${rogue.port}/`), false,
+      'a certificate outside the CA\'s name constraints was accepted');
+    assert.equal(await loads(br, `https://127.0.0.1:${untrusted.port}/`), false,
+      'a certificate of an untrusted CA was accepted');
   });
-}
+});

@@ -17,6 +17,7 @@
 // Both trust the test CA of ./tls.mjs for real: Chromium through the NSS database
 // of its throw-away HOME, Firefox through cert9.db in its throw-away profile.
 
+import { describe, before, after } from 'node:test';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -34,6 +35,28 @@ export const FIREFOX_ADDON_ID = 'cardpay@cardpay.example';
 
 
 /** Browsers to run (`CARDPAY_BROWSERS=chromium,firefox`, default both). */
+/** openBrowser options that send `shop.example` to 127.0.0.1 in either browser (a
+ *  name that is not loopback: not a secure context over http, not covered by the
+ *  test CA's name constraints): Chromium's resolver rules, Firefox's local domains. */
+export const MAP_SHOP_EXAMPLE = {
+  chromiumArgs: ['--host-resolver-rules=MAP shop.example 127.0.0.1'],
+  firefoxPrefs: { 'network.dns.localDomains': 'shop.example' },
+};
+
+/** One `describe` per browser to run, named after it: a browser opened with `opts`
+ *  (openBrowser's) before its tests and closed after them; `body(browser)` declares
+ *  the tests, `browser()` giving that browser's handle. */
+export function describeEachBrowser(opts, body) {
+  for (const name of browsersToRun()) {
+    describe(name, () => {
+      let br;
+      before(async () => { br = await openBrowser({ browser: name, ...opts }); }, { timeout: 120_000 });
+      after(async () => { await br?.close(); });
+      body(() => br);
+    });
+  }
+}
+
 export function browsersToRun() {
   const v = (process.env.CARDPAY_BROWSERS || BROWSERS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const b of v) if (!BROWSERS.includes(b)) throw new Error(`CARDPAY_BROWSERS: unknown browser ${b}`);
