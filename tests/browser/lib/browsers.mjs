@@ -34,7 +34,6 @@ export const firefoxPath = process.env.FIREFOX || '/usr/bin/firefox-esr';
 export const FIREFOX_ADDON_ID = 'cardpay@cardpay.example';
 
 
-/** Browsers to run (`CARDPAY_BROWSERS=chromium,firefox`, default both). */
 /** openBrowser options that send `shop.example` to 127.0.0.1 in either browser (a
  *  name that is not loopback: not a secure context over http, not covered by the
  *  test CA's name constraints): Chromium's resolver rules, Firefox's local domains. */
@@ -57,6 +56,7 @@ export function describeEachBrowser(opts, body) {
   }
 }
 
+/** Browsers to run (`CARDPAY_BROWSERS=chromium,firefox`, default both). */
 export function browsersToRun() {
   const v = (process.env.CARDPAY_BROWSERS || BROWSERS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   for (const b of v) if (!BROWSERS.includes(b)) throw new Error(`CARDPAY_BROWSERS: unknown browser ${b}`);
