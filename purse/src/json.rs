@@ -111,9 +111,9 @@ macro_rules! wire_strings {
 
         impl $crate::json::lite::Decode for $ty {
             fn decode(r: &mut $crate::json::lite::Reader<'_>) -> Result<Self, $crate::json::Error> {
-                let s = r.str()?;
-                match Self::ALL.into_iter().find(|v| v.as_str() == s) {
-                    Some(v) => Ok(v),
+                const NAMES: &[&str] = &[$($s),+];
+                match r.one_of(NAMES)? {
+                    Some(i) => Ok(Self::ALL[i]),
                     None => $crate::json::wire_strings!(@unknown_decode $($u)?),
                 }
             }
@@ -166,7 +166,7 @@ pub mod lite {
     pub use read::decode_struct;
     #[cfg(not(target_arch = "wasm32"))]
     pub use read::testing;
-    pub use read::{decode, set, Decode, Reader};
+    pub use read::{decode, set, Decode, Reader, Span};
     mod write;
     pub use write::{codec_struct, encode_struct};
     pub use write::{encode, Encode, Object, Writer};

@@ -94,14 +94,17 @@ const NIBBLE: [u8; 256] = {
 };
 
 /// The bytes of an even-length hex string, `None` for any other string.
-fn hex_bytes(s: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn hex_bytes(s: &[u8]) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
     let mut out = vec![0u8; s.len() / 2];
     let mut bad = 0u8;
-    for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+    for (i, byte) in out.iter_mut().enumerate() {
+        let (hi, lo) = (
+            NIBBLE[usize::from(s[2 * i])],
+            NIBBLE[usize::from(s[2 * i + 1])],
+        );
         bad |= hi | lo;
         *byte = hi << 4 | lo;
     }
@@ -137,7 +140,7 @@ impl crate::json::lite::Encode for Hex {
 
 impl crate::json::lite::Decode for Hex {
     fn decode(r: &mut crate::json::lite::Reader<'_>) -> Result<Self, crate::json::Error> {
-        hex_bytes(r.str()?.as_bytes())
+        hex_bytes(r.text()?.as_bytes())
             .map(Hex)
             .ok_or(crate::json::Error(None))
     }

@@ -19,8 +19,8 @@ use purse::bridge_msg::{
     BridgeError, BridgeRequest, Connected, ErrorCode, Event, Id, Readers, Request, Transmitted,
 };
 use purse::client::{Refusal, Reply};
-use purse::json::lite::{decode, set, Decode, Reader};
-use serde::{de::IgnoredAny, Serialize};
+use purse::json::lite::{decode, set, Decode, Reader, Span};
+use serde::Serialize;
 
 /// What the shopper's machine can do, reported to the merchant with `ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,27 +96,28 @@ pub struct Bridge {
 /// A message from the extension: a reply (`id`, then `result` or `error`) or
 /// an event (`event`, `reader`): the shape of `purse::bridge_msg::Reply` and
 /// `Event`, read without serde's buffering of tagged and flattened enums (a
-/// few kilobytes of the download). Read by `purse::json::lite`'s [`Decode`]
-/// (serde's derive, in the tests only, is held to the same result).
-#[cfg_attr(test, derive(serde::Deserialize, Serialize, Debug, PartialEq))]
-struct Incoming<T> {
+/// few kilobytes of the download). Read once, by `purse::json::lite`'s
+/// [`Decode`], with `result` left as text ([`Span`]) until the request it
+/// answers says its type ([`read`]): one decoder for every reply (serde's
+/// derive, in the tests only, is held to the same result).
+struct Incoming {
     id: Option<u64>,
-    result: Option<T>,
+    result: Option<Span>,
     error: Option<BridgeError>,
     event: Option<String>,
     reader: Option<String>,
 }
 
-impl<T: Decode> Decode for Incoming<T> {
+impl Decode for Incoming {
     fn decode(r: &mut Reader<'_>) -> Result<Self, purse::json::Error> {
         let (mut id, mut result, mut error, mut event, mut reader) = (None, None, None, None, None);
-        r.object(false, &mut |k, r| match k {
-            "id" => set(&mut id, r),
-            "result" => set(&mut result, r),
-            "error" => set(&mut error, r),
-            "event" => set(&mut event, r),
-            "reader" => set(&mut reader, r),
-            _ => Ok(false),
+        const NAMES: &[&str] = &["id", "result", "error", "event", "reader"];
+        r.object(false, NAMES, &mut |i, r| match i {
+            0 => set(&mut id, r),
+            1 => set(&mut result, r),
+            2 => set(&mut error, r),
+            3 => set(&mut event, r),
+            _ => set(&mut reader, r),
         })?;
         Ok(Self {
             id: id.flatten(),
@@ -219,7 +220,7 @@ impl Bridge {
     /// Read one message from the extension. Besides what it tells the
     /// checkout, it may ask for the next bridge request (`out`).
     pub fn on_message(&mut self, text: &str, out: &mut Vec<(u64, String)>) -> Option<Heard> {
-        let head: Incoming<IgnoredAny> = decode(text.as_bytes()).ok()?;
+        let head: Incoming = decode(text.as_bytes()).ok()?;
         match head.id {
             Some(id) => {
                 let (pid, asked) = self.pending?;
@@ -228,7 +229,7 @@ impl Bridge {
                 }
                 self.pending = None;
                 self.answered = true;
-                let heard = self.on_reply(asked, text, out);
+                let heard = self.on_reply(asked, text, head, out);
                 self.close_stale(out);
                 heard
             }
@@ -261,11 +262,12 @@ impl Bridge {
         &mut self,
         asked: Asked,
         text: &str,
+        reply: Incoming,
         out: &mut Vec<(u64, String)>,
     ) -> Option<Heard> {
         match asked {
             Asked::Readers => {
-                match read::<Readers>(text) {
+                match read::<Readers>(text, reply) {
                     Ok(r) => {
                         if let Some(with_card) = r.readers.iter().find(|r| r.card_present) {
                             out.push(self.connect(with_card.name.clone()));
@@ -283,7 +285,7 @@ impl Bridge {
                 }
                 None
             }
-            Asked::Connect => match read::<Connected>(text) {
+            Asked::Connect => match read::<Connected>(text, reply) {
                 Ok(c) => {
                     self.handle = Some(c.handle);
                     self.fresh = true;
@@ -298,10 +300,12 @@ impl Bridge {
                     None
                 }
             },
-            Asked::Transmit { verify } => Some(Heard::Card(match read::<Transmitted>(text) {
-                Ok(t) => Reply::Card(t.rapdu.0),
-                Err(e) => self.card_error(e, verify),
-            })),
+            Asked::Transmit { verify } => {
+                Some(Heard::Card(match read::<Transmitted>(text, reply) {
+                    Ok(t) => Reply::Card(t.rapdu.0),
+                    Err(e) => self.card_error(e, verify),
+                }))
+            }
         }
     }
 
@@ -380,16 +384,16 @@ impl Bridge {
 }
 
 /// A reply's result as `T`, or its error (a reply that does not parse is a
-/// card error).
-fn read<T: Decode>(text: &str) -> Result<T, BridgeError> {
-    let r = decode::<Incoming<T>>(text.as_bytes());
-    match r {
-        Ok(Incoming {
-            result: Some(t), ..
-        }) => Ok(t),
-        Ok(Incoming { error: Some(e), .. }) => Err(e),
-        _ => Err(BridgeError::new(ErrorCode::CardError, "unreadable reply")),
+/// card error). `text` is the reply `reply` was read from.
+fn read<T: Decode>(text: &str, reply: Incoming) -> Result<T, BridgeError> {
+    match reply {
+        Incoming {
+            result: Some(r), ..
+        } => decode::<T>(r.of(text.as_bytes())).ok(),
+        Incoming { error: Some(e), .. } => return Err(e),
+        _ => None,
     }
+    .ok_or_else(|| BridgeError::new(ErrorCode::CardError, "unreadable reply"))
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -398,8 +402,38 @@ mod tests {
     use purse::bridge_msg::{ApduHex, Limit, ReaderInfo};
     use purse::json::lite::testing::differential;
 
-    fn incoming<T>(result: Option<T>, error: Option<BridgeError>) -> Incoming<T> {
-        Incoming {
+    /// A message with its `result` typed: serde's derive of it is what the widget's
+    /// reading must agree with ([`Incoming`], then the result's span as `T`, as
+    /// [`read`] does).
+    #[derive(serde::Deserialize, Serialize, Debug, PartialEq)]
+    struct Typed<T> {
+        id: Option<u64>,
+        result: Option<T>,
+        error: Option<BridgeError>,
+        event: Option<String>,
+        reader: Option<String>,
+    }
+
+    impl<T: Decode> Decode for Typed<T> {
+        fn decode(r: &mut Reader<'_>) -> Result<Self, purse::json::Error> {
+            let input = r.input();
+            let m = Incoming::decode(r)?;
+            let result = match m.result {
+                Some(span) => Some(decode::<T>(span.of(input))?),
+                None => None,
+            };
+            Ok(Typed {
+                id: m.id,
+                result,
+                error: m.error,
+                event: m.event,
+                reader: m.reader,
+            })
+        }
+    }
+
+    fn incoming<T>(result: Option<T>, error: Option<BridgeError>) -> Typed<T> {
+        Typed {
             id: Some(3),
             result,
             error,
@@ -425,7 +459,7 @@ mod tests {
             n += differential(&incoming(Some(t), None), &names, 40, seed);
             let c = Connected { handle: 1, atr: ApduHex(vec![0x3b]) };
             n += differential(&incoming(Some(c), None), &names, 40, seed);
-            let ev = Incoming::<Connected> {
+            let ev = Typed::<Connected> {
                 id: None,
                 result: None,
                 error: None,

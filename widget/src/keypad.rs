@@ -122,12 +122,14 @@ impl Layout {
         l.offset_x_px = 0;
         let b = l.button_px as u32;
         let g_fit = avail_px.saturating_sub(c * b) / (c - 1);
-        l.gap_px = g_fit.clamp(MIN_GAP_PX as u32, l.gap_px as u32) as u16;
+        // max then min, not `clamp`: no panic where the layout's own value is
+        // already below the minimum (the minimum gives way).
+        l.gap_px = g_fit.max(MIN_GAP_PX as u32).min(l.gap_px as u32) as u16;
         if l.width_px() <= avail_px {
             return l;
         }
         let b_fit = avail_px.saturating_sub((c - 1) * l.gap_px as u32) / c;
-        l.button_px = b_fit.clamp(MIN_BUTTON_PX as u32, l.button_px as u32) as u16;
+        l.button_px = b_fit.max(MIN_BUTTON_PX as u32).min(l.button_px as u32) as u16;
         l
     }
 

@@ -117,12 +117,27 @@ impl AppCell {
     }
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The frame's window, read once: not web_sys::window(), whose search of
+    /// `globalThis`/`self`/`window`/`global` and `instanceof Window` check the widget
+    /// does not need (it only ever runs in a window).
+    #[wasm_bindgen(thread_local_v2, js_name = window)]
+    static WINDOW: web_sys::Window;
+}
+
 fn window() -> web_sys::Window {
-    web_sys::window().expect("a window")
+    WINDOW.with(web_sys::Window::clone)
 }
 
 fn now() -> u64 {
     window().performance().map(|p| p.now() as u64).unwrap_or(0)
+}
+
+/// A whole number written in decimal (an attribute, a parameter): JSON's reader
+/// (no sign, no leading zero), not `str::parse`, which is one more parser in the wasm.
+fn number<T: purse::json::lite::Decode>(s: &str) -> Option<T> {
+    purse::json::lite::decode(s.as_bytes()).ok()
 }
 
 fn get(v: &JsValue, k: &str) -> JsValue {
@@ -729,9 +744,16 @@ fn shown_long_enough() -> bool {
 
 /// The Approve button on screen, if any.
 fn approve_button() -> Option<Element> {
+    find("[data-action=approve]")
+}
+
+/// The frame's first element that matches `selector` (Element's querySelector on
+/// the document's root: one binding for every lookup).
+fn find(selector: &str) -> Option<Element> {
     window()
         .document()?
-        .query_selector("[data-action=approve]")
+        .document_element()?
+        .query_selector(selector)
         .ok()
         .flatten()
 }
@@ -939,7 +961,7 @@ fn on_click(ev: MouseEvent) {
         Some("more-time") => Action::MoreTime,
         Some("delete") => Action::Delete,
         Some("ok") => Action::SubmitPin,
-        Some("digit") => match btn.get_attribute("data-digit").and_then(|d| d.parse().ok()) {
+        Some("digit") => match btn.get_attribute("data-digit").and_then(|d| number(&d)) {
             Some(d) => Action::Digit(d),
             None => return,
         },
@@ -974,10 +996,10 @@ fn keypad_arrow(ev: &KeyboardEvent, target: Option<&Element>) -> bool {
         return false;
     };
     let n = keys.length() as usize;
-    let cols: usize = pad
+    let cols = pad
         .get_attribute("data-cols")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(3);
+        .and_then(|c| number::<u32>(&c))
+        .unwrap_or(3) as usize;
     let from = (0..n).find(|&i| {
         keys.item(i as u32)
             .is_some_and(|k| JsValue::from(k) == JsValue::from(t.clone()))
@@ -1002,11 +1024,7 @@ fn typed_digit_hint() {
         .with(|a| a.borrow().as_ref().map(|a| a.cfg.lang))
         .unwrap_or_default();
     let hint = crate::i18n::t(lang, crate::i18n::PayMsg::TypedDigitsIgnored);
-    if let Some(note) = window().document().and_then(|d| {
-        d.query_selector("[data-testid=typed-digits]")
-            .ok()
-            .flatten()
-    }) {
+    if let Some(note) = find("[data-testid=typed-digits]") {
         note.set_text_content(Some(hint));
         let _ = note.remove_attribute("hidden");
     }
@@ -1252,11 +1270,11 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
         today,
         ..Config::default()
     };
-    if let Some(ms) = param(&params, "timeout").and_then(|s| s.parse::<u32>().ok()) {
+    if let Some(ms) = param(&params, "timeout").and_then(|s| number::<u32>(&s)) {
         // A merchant may shorten the 120 s request timeout, never extend it.
-        cfg.timeout_ms = ms.clamp(1_000, 120_000);
+        cfg.timeout_ms = ms.max(1_000).min(120_000);
     }
-    if let Some(ms) = param(&params, "hello_timeout").and_then(|s| s.parse().ok()) {
+    if let Some(ms) = param(&params, "hello_timeout").and_then(|s| number(&s)) {
         cfg.hello_timeout_ms = ms;
     }
     if let Some(u) = param(&params, "install") {

@@ -597,14 +597,26 @@ async fn session_for_another_origin_is_refused() {
     let srv = server().await;
     let ws = session(&srv, "T-9", 100, VerifyMode::PaymentServer);
     let text = serde_json::to_string(&ws).unwrap();
-    assert!(Checkout::new(
-        Config::default(),
-        Mode::Purchase,
-        &text,
-        "http://evil.example",
-        Box::new(SplitMix(1))
-    )
-    .is_err());
+    let mount = |page_origin: &str| {
+        Checkout::new(
+            Config::default(),
+            Mode::Purchase,
+            &text,
+            page_origin,
+            Box::new(SplitMix(1)),
+        )
+        .is_ok()
+    };
+    assert!(!mount("http://evil.example"));
+    // The session's origin, as the browser reports it or with a trailing `/`: taken.
+    let origin = ws.session.origin.trim_end_matches('/').to_string();
+    assert!(mount(&origin));
+    assert!(mount(&format!("{origin}/")));
+    // Anything longer or shorter is another origin.
+    assert!(!mount(&format!("{origin}.evil.example")));
+    assert!(!mount(&format!("{origin}:8443")));
+    assert!(!mount(&origin[..origin.len() - 1]));
+    assert!(!mount(&format!("{origin}/x")));
     // a purchase session is no load session
     #[cfg(feature = "load")]
     assert!(Checkout::new(

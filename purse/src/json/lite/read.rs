@@ -16,6 +16,7 @@
 
 use super::{fail, De, Error, R};
 use crate::prelude::*;
+use alloc::borrow::Cow;
 
 /// A message's (or a field value's) decoder.
 pub trait Decode: Sized {
@@ -50,6 +51,21 @@ impl<'a> Reader<'a> {
         self.de.string().map(|s| s.into_owned())
     }
 
+    /// A string, borrowed from the text where it has no escapes: for a value that is
+    /// parsed further (hex) and not kept.
+    #[inline(never)]
+    pub fn text(&mut self) -> R<Cow<'a, str>> {
+        self.de.string()
+    }
+
+    /// One of a fixed set of strings: its index in `names`, or `None` for another
+    /// string. One function for every enum that travels as a string.
+    #[inline(never)]
+    pub fn one_of(&mut self, names: &[&str]) -> R<Option<usize>> {
+        let s = self.de.string()?;
+        Ok(position(names, &s))
+    }
+
     /// A non-negative integer (serde_json reads `-0` as a float: refused too).
     #[inline(never)]
     pub fn u64(&mut self) -> R<u64> {
@@ -77,26 +93,35 @@ impl<'a> Reader<'a> {
         Ok(false)
     }
 
+    /// The whole text being read (what a [`Span`] read from it points into).
+    pub fn input(&self) -> &'a [u8] {
+        self.de.s
+    }
+
     /// Skip one value, whatever it is.
     pub fn skip(&mut self) -> R<()> {
         self.de.skip()
     }
 
-    /// An object: `field(name, reader)` for each member; it reads the value and says
-    /// `true`, or says `false` for a name it does not know: that value is skipped, or
-    /// with `deny_unknown` the object refused. One scanner for every message.
+    /// An object whose members are named in `names` (an entry may list aliases,
+    /// `name|ALIAS`): `field(i, reader)` reads the value of the member named by
+    /// `names[i]`; a name not there is skipped, or with `deny_unknown` the object
+    /// refused. One scanner and one name lookup for every message, so a message's
+    /// decoder is only its fields' readers.
+    #[inline(never)]
     pub fn object(
         &mut self,
         deny_unknown: bool,
-        field: &mut dyn FnMut(&str, &mut Reader<'a>) -> R<bool>,
+        names: &[&str],
+        field: &mut dyn FnMut(usize, &mut Reader<'a>) -> R<()>,
     ) -> R<()> {
         self.list(b'{', &mut |r| {
             let key = r.de.string()?;
             r.de.eat(b':')?;
-            match field(&key, r)? {
-                true => Ok(()),
-                false if deny_unknown => fail(),
-                false => r.skip(),
+            match position(names, &key) {
+                Some(i) => field(i, r),
+                None if deny_unknown => fail(),
+                None => r.skip(),
             }
         })
     }
@@ -126,14 +151,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Where `s` is in `names` (an entry may be `name|ALIAS|…`).
+fn position(names: &[&str], s: &str) -> Option<usize> {
+    let s = s.as_bytes();
+    names
+        .iter()
+        .position(|n| n.as_bytes().split(|b| *b == b'|').any(|n| n == s))
+}
+
 /// A field's value into its slot; a field already seen is refused (serde's
 /// "duplicate field").
-pub fn set<T: Decode>(slot: &mut Option<T>, r: &mut Reader<'_>) -> R<bool> {
+pub fn set<T: Decode>(slot: &mut Option<T>, r: &mut Reader<'_>) -> R<()> {
     if slot.is_some() {
         return fail();
     }
     *slot = Some(T::decode(r)?);
-    Ok(true)
+    Ok(())
 }
 
 impl Decode for String {
@@ -185,6 +218,34 @@ impl<T: Decode> Decode for Vec<T> {
     }
 }
 
+/// A value checked and left as text: where it lies in the input, to be decoded on
+/// its own later ([`Span::of`], then [`decode`]) as the type the context says. For a
+/// member whose type depends on something outside the message (the bridge's
+/// `result`, read as the answer to the request it replies to), so the message
+/// around it has one decoder, not one per type. Nesting is checked where the value
+/// is (one level deeper than decoding it alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    /// The value's text in `input` (the text the span was read from).
+    pub fn of(self, input: &[u8]) -> &[u8] {
+        input.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
+impl Decode for Span {
+    fn decode(r: &mut Reader<'_>) -> R<Self> {
+        r.de.ws();
+        let start = r.de.i;
+        r.skip()?;
+        Ok(Span { start, end: r.de.i })
+    }
+}
+
 /// Any value, read and dropped.
 impl Decode for serde::de::IgnoredAny {
     fn decode(r: &mut Reader<'_>) -> R<Self> {
@@ -203,9 +264,17 @@ macro_rules! decode_struct {
         impl $crate::json::lite::Decode for $ty {
             fn decode(r: &mut $crate::json::lite::Reader<'_>) -> Result<Self, $crate::json::Error> {
                 $(let mut $f = None;)*
-                r.object($crate::decode_struct!(@deny $($deny)?), &mut |k, r| match k {
-                    $(stringify!($f) $(| $alias)* => $crate::json::lite::set(&mut $f, r),)*
-                    _ => Ok(false),
+                const NAMES: &[&str] = &[$(concat!(stringify!($f) $(, "|", $alias)*)),*];
+                r.object($crate::decode_struct!(@deny $($deny)?), NAMES, &mut |i, r| {
+                    let mut at = 0;
+                    $(
+                        if i == at {
+                            return $crate::json::lite::set(&mut $f, r);
+                        }
+                        at += 1;
+                    )*
+                    let _ = at;
+                    Err($crate::json::Error(None))
                 })?;
                 // One match for every required field: one failure path, not a drop of
                 // the fields read so far after each missing one.
