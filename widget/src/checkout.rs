@@ -111,10 +111,11 @@ pub enum Input {
     Start,
     /// A message from the extension (its JSON text: a reply or an event).
     Extension(String),
-    /// The payment origin answered request `id` (status, body), or the network failed.
+    /// The payment origin answered request `id` (status, body), or the network failed
+    /// (`None`: why does not matter, the request's fate is unknown either way).
     Http {
         id: u64,
-        result: Result<(u16, String), String>,
+        result: Option<(u16, String)>,
     },
     /// What [`Effect::Crypto`] `id` gave.
     Crypto {
@@ -510,8 +511,8 @@ impl Checkout {
             Input::Http { id, result } => self.answered(
                 id,
                 match result {
-                    Ok((status, body)) => Reply::Server(status, body),
-                    Err(_) => Reply::ServerUnreachable,
+                    Some((status, body)) => Reply::Server(status, body),
+                    None => Reply::ServerUnreachable,
                 },
             ),
             Input::Crypto { id, out } => self.answered(id, Reply::Crypto(out)),

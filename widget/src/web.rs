@@ -328,49 +328,39 @@ extern "C" {
     fn digest(algorithm: &str, data: &[u8]) -> js_sys::Promise;
 }
 
-fn js_error(e: JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .unwrap_or_else(|| "fetch failed".into())
-}
-
 /// Start `POST path` with a JSON body on our own origin (no HTTP library: `fetch`
 /// through web-sys is all it needs).
-fn post_json(path: &str, body: &str) -> Result<js_sys::Promise, String> {
+fn post_json(path: &str, body: &str) -> Option<js_sys::Promise> {
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
-    let headers = web_sys::Headers::new().map_err(js_error)?;
-    headers
-        .append("content-type", "application/json")
-        .map_err(js_error)?;
+    let headers = web_sys::Headers::new().ok()?;
+    headers.append("content-type", "application/json").ok()?;
     init.set_headers(&headers);
-    Ok(window().fetch_with_str_and_init(path, &init))
+    Some(window().fetch_with_str_and_init(path, &init))
 }
 
-/// The answer to a request from [`post_json`], (status, body text) or the network error,
-/// handed to `then` in a later microtask (never at once: `then` feeds the checkout).
+/// The answer to a request from [`post_json`], (status, body text), or `None` where the
+/// network failed (the checkout only needs to know that it did), handed to `then` in a
+/// later microtask (never at once: `then` feeds the checkout).
 /// Promise callbacks, not Rust futures: the futures executor cost 2.7 KB gz of the
 /// download (docs/widget.md, "no_std").
-fn read_answer(
-    sent: Result<js_sys::Promise, String>,
-    then: impl FnOnce(Result<(u16, String), String>) + 'static,
-) {
-    let sent = sent.unwrap_or_else(|e| js_sys::Promise::reject(&js_sys::Error::new(&e)));
+fn read_answer(sent: Option<js_sys::Promise>, then: impl FnOnce(Option<(u16, String)>) + 'static) {
+    let sent = sent.unwrap_or_else(|| js_sys::Promise::reject(&JsValue::NULL));
     settled(&sent, move |resp| {
         let resp: web_sys::Response = match resp {
             Ok(resp) => resp.unchecked_into(),
-            Err(e) => return then(Err(js_error(e))),
+            Err(_) => return then(None),
         };
         let status = resp.status();
         match resp.text() {
             Ok(text) => settled(&text, move |text| {
                 then(
-                    text.map(|t| (status, t.as_string().unwrap_or_default()))
-                        .map_err(js_error),
+                    text.ok()
+                        .map(|t| (status, t.as_string().unwrap_or_default())),
                 )
             }),
-            Err(e) => then(Err(js_error(e))),
+            Err(_) => then(None),
         }
     });
 }
@@ -659,11 +649,12 @@ fn render(mut view: View) {
         Some(_) => {}
         // A screen without a control of its own (progress, "insert your card", a
         // problem nothing can be done about here): focus goes to the heading, which is
-        // never replaced, rather than falling to the page body.
+        // never replaced, rather than falling to the page body (`tagName`: upper case
+        // in an HTML document).
         None => {
             let lost = doc
                 .active_element()
-                .is_none_or(|e| !e.is_connected() || e.tag_name().eq_ignore_ascii_case("body"));
+                .is_none_or(|e| !e.is_connected() || e.tag_name() == "BODY");
             if had_focus && lost {
                 let _ = title.focus();
             }
@@ -1069,9 +1060,8 @@ fn on_key(ev: KeyboardEvent) {
             return;
         }
     }
-    let on_button = target
-        .as_ref()
-        .is_some_and(|e| e.tag_name().eq_ignore_ascii_case("button"));
+    // An HTML element's `tagName` in an HTML document is upper case.
+    let on_button = target.as_ref().is_some_and(|e| e.tag_name() == "BUTTON");
     let action = match key.as_str() {
         "Escape" => Some(Action::Cancel),
         // Deleting tells a key logger nothing about the PIN.

@@ -183,7 +183,10 @@ impl World {
             Effect::Http { id, path, body } => {
                 self.posts.push(path);
                 let result = self.post(path, body).await;
-                self.queue.push_back(Input::Http { id, result });
+                self.queue.push_back(Input::Http {
+                    id,
+                    result: result.ok(),
+                });
             }
         }
     }
