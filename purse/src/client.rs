@@ -757,7 +757,6 @@ impl core::fmt::Debug for Envelope {
     }
 }
 
-/// A receipt's `when`: the sealed result's date and time, with a space between.
 /// An origin without its trailing `/`s, as bytes (no `str` slicing, nor a
 /// char searcher, in the wasm: an origin is ASCII).
 fn origin_bytes(s: &str) -> &[u8] {
@@ -768,6 +767,7 @@ fn origin_bytes(s: &str) -> &[u8] {
     b
 }
 
+/// A receipt's `when`: the sealed result's date and time, with a space between.
 pub(crate) fn stamp(date: &str, time: &str) -> String {
     [date, " ", time].concat()
 }
