@@ -424,7 +424,9 @@ mod tests {
         /// is not in the wasm): the same 6 bytes, or a refusal, for the same text as
         /// the hex crate gives (either case; odd, short, long, non-hex, non-ASCII).
         #[test]
-        fn terminal_hex_reads_as_the_hex_crate_does(s in "[0-9a-fA-F]{12}|[0-9a-fA-Fg é]{0,14}") {
+        fn terminal_hex_reads_as_the_hex_crate_does(
+            s in "[0-9a-fA-F]{12}|[ \t]?[0-9a-fA-F]{12}[ \t]?|[0-9a-fA-F]{10,14}|[0-9a-fA-Fg é]{0,14}"
+        ) {
             let theirs = hex::decode(&s).ok().and_then(|v| <[u8; 6]>::try_from(v).ok());
             prop_assert_eq!(Terminal::parse_hex(&s).ok().map(|t| t.bytes()), theirs);
         }
