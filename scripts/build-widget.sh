@@ -153,7 +153,10 @@ for page in widget.html:2 install.html:1; do
   f="${page%%:*}" want="${page#*:}"
   got="$(grep -o '\(src\|href\)="pkg/' "widget/web/$f" | wc -l)"
   [ "$got" = "$want" ] || { log "widget/web/$f: $got references into pkg/, expected $want"; exit 1; }
-  sed 's#\(src\|href\)="pkg/#\1="pkg/'"$VERSION"'/#g' "widget/web/$f" > "$OUT.tmp/$f"
+  # One-line comments are the sources' notes for developers: the shopper's copy goes
+  # without them.
+  sed -e 's#\(src\|href\)="pkg/#\1="pkg/'"$VERSION"'/#g' \
+    -e '/^[[:space:]]*<!--.*-->[[:space:]]*$/d' "widget/web/$f" > "$OUT.tmp/$f"
 done
 # Precompressed copies of every built file (the payment server sends them, with
 # Content-Encoding, to a browser that accepts it: docs/payment-server.md, "Static

@@ -415,12 +415,11 @@ fn focus_key(el: &Element) -> Option<String> {
     })
 }
 
+/// One of the frame's own elements. (Every element the widget looks up or is handed
+/// is of its own markup, which is HTML only: they are taken as `HtmlElement` without
+/// an `instanceof` check; event targets, which need not be elements, are checked.)
 fn by_id(id: &str) -> Option<HtmlElement> {
-    window()
-        .document()?
-        .get_element_by_id(id)?
-        .dyn_into::<HtmlElement>()
-        .ok()
+    Some(window().document()?.get_element_by_id(id)?.unchecked_into())
 }
 
 /// Width the keypad may take: the screen container's content box.
@@ -638,7 +637,7 @@ fn render(mut view: View) {
     let target = keep
         .and_then(|sel| screen.query_selector(&sel).ok().flatten())
         .or_else(|| screen.query_selector("[data-autofocus]").ok().flatten());
-    match target.and_then(|e| e.dyn_into::<HtmlElement>().ok()) {
+    match target.map(JsCast::unchecked_into::<HtmlElement>) {
         // Only when focus is in the frame already (the shopper clicked or tabbed into
         // it): focusing from outside would take the keyboard from the page, and keys
         // the shopper types into the page's own form (Space, Enter) would land on
@@ -887,7 +886,7 @@ fn apply_styles(root: &Element) {
         return;
     };
     for i in 0..list.length() {
-        if let Some(el) = list.item(i).and_then(|n| n.dyn_into::<HtmlElement>().ok()) {
+        if let Some(el) = list.item(i).map(JsCast::unchecked_into::<HtmlElement>) {
             let css = el.get_attribute("data-style").unwrap_or_default();
             el.style().set_css_text(&css);
         }
@@ -910,9 +909,7 @@ fn apply_theme(theme: &JsValue) {
     let Some(doc) = window().document().and_then(|d| d.document_element()) else {
         return;
     };
-    let Ok(el) = doc.dyn_into::<HtmlElement>() else {
-        return;
-    };
+    let el: HtmlElement = doc.unchecked_into();
     for pair in js_sys::Object::entries(theme.unchecked_ref()).iter() {
         let pair: js_sys::Array = pair.unchecked_into();
         let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) else {
@@ -1000,7 +997,7 @@ fn keypad_arrow(ev: &KeyboardEvent, target: Option<&Element>) -> bool {
     };
     if let Some(k) = keys
         .item(to as u32)
-        .and_then(|k| k.dyn_into::<HtmlElement>().ok())
+        .map(JsCast::unchecked_into::<HtmlElement>)
     {
         let _ = k.focus();
     }
@@ -1248,10 +1245,15 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     let w = window();
     let search = w.location().search()?;
     let params = web_sys::UrlSearchParams::new_with_str(&search)?;
-    let lang = param(&params, "lang")
-        .or_else(|| w.navigator().language())
-        .map(|t| Lang::from_tag(&t))
-        .unwrap_or_default();
+    // A shipped wasm speaks one language, the one the boot script chose for this
+    // shopper: nothing is left to choose (and no tag parsing is in its download).
+    let lang = match Lang::ALL.len() {
+        1 => Lang::default(),
+        _ => param(&params, "lang")
+            .or_else(|| w.navigator().language())
+            .map(|t| Lang::from_tag(&t))
+            .unwrap_or_default(),
+    };
     let now = js_sys::Date::new_0();
     let today =
         purse::BcdDate::from_ymd(now.get_full_year(), now.get_month() + 1, now.get_date()).ok();
@@ -1262,7 +1264,7 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     };
     if let Some(ms) = param(&params, "timeout").and_then(|s| number::<u32>(&s)) {
         // A merchant may shorten the 120 s request timeout, never extend it.
-        cfg.timeout_ms = ms.max(1_000).min(120_000);
+        cfg.timeout_ms = ms.clamp(1_000, 120_000);
     }
     if let Some(ms) = param(&params, "hello_timeout").and_then(|s| number(&s)) {
         cfg.hello_timeout_ms = ms;
@@ -1333,10 +1335,10 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
 
     match early {
         Some(events) => {
+            // The boot script's `message` listener kept them: message events only,
+            // as the live listener above receives.
             for ev in events.iter() {
-                if let Ok(ev) = ev.dyn_into::<MessageEvent>() {
-                    on_message(ev);
-                }
+                on_message(ev.unchecked_into());
             }
         }
         // Tell the page we can take the session. Nothing secret: "*" only means we do
