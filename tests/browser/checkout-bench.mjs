@@ -43,10 +43,9 @@
 
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
-import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import * as s from './checkout-support.mjs';
 
@@ -66,54 +65,6 @@ const otherTree = argOf('--compare-extension');
 const otherBridge = argOf('--compare-bridge');
 const otherServer = argOf('--compare-server');
 const shopHost = process.argv.includes('--cross-site') ? 'localhost' : '127.0.0.1';
-
-// Each file the frame loads, by the frame's mode and the shopper's language: the first
-// name a build has counts. The boot script and style sheet are in pkg/ (minified by the
-// build) since wsize2, at the top of www/ before; each mode has its own glue and wasm
-// since wsplit, one wasm served both before; each language its own since the builds
-// per language (`-de`; English has no suffix), one wasm served every language before;
-// all are in the build's folder pkg/<version>/ (`B/` here) since versioned folders, in
-// pkg/ before (a --compare build may be older).
-const common = [['checkout.js'], ['widget.html'], ['B/widget-boot.js', 'pkg/widget-boot.js', 'widget-boot.js'],
-  ['B/widget.css', 'pkg/widget.css', 'widget.css']];
-const MODES = {
-  purchase: (l) => [...common, [`B/${s.buildName('purchase', l)}.js`, 'B/widget.js', 'pkg/widget.js'],
-    [`B/${s.buildName('purchase', l)}_bg.wasm`, 'B/widget_bg.wasm', 'pkg/widget_bg.wasm']],
-  load: (l) => [...common, [`B/${s.buildName('load', l)}.js`, 'B/widget-load.js', 'pkg/widget-load.js', 'pkg/widget.js'],
-    [`B/${s.buildName('load', l)}_bg.wasm`, 'B/widget-load_bg.wasm', 'pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
-};
-async function sizesOf(www, mode, lang) {
-  const out = [];
-  const build = (await s.buildDir(www).catch(() => null))?.slice(1);
-  for (const names of MODES[mode](lang)) {
-    for (const name of names) {
-      if (name.startsWith('B/') && !build) continue;
-      const f = name.replace(/^B\//, build);
-      const b = await readFile(path.join(www, f)).catch(() => null);
-      if (b) {
-        // What the payment server sends: the build's precompressed copies, if the build
-        // wrote them (since 2026-11-30): the brotli one to Chromium (it accepts brotli
-        // over HTTPS), the gzip one to a browser that takes gzip only (by zopfli since
-        // 2026-12-02). Without a gzip copy: node's gzip -9, as the bench always computed.
-        const br = await readFile(path.join(www, f + '.br')).catch(() => null);
-        const gz = await readFile(path.join(www, f + '.gz')).catch(() => null);
-        const gz9 = gzipSync(b, { level: 9 }).length;
-        out.push({ f: name.replace(/^B\//, 'pkg/<v>/'), raw: b.length, gz: gz ? gz.length : gz9, gz9, br: br ? br.length : null });
-        break;
-      }
-    }
-  }
-  return out;
-}
-
-// What a shopper of each language downloads: the six files of the mode, the glue and
-// the wasm the language's own (a build before the builds per language: the same for
-// every language). The headline figure is the largest.
-async function perLanguage(www, mode = 'purchase') {
-  const out = [];
-  for (const l of s.LANGS) out.push({ l, sizes: await sizesOf(www, mode, l) });
-  return out;
-}
 
 function printSizes(label, langs) {
   const gz = (x) => x.sizes.reduce((a, y) => a + y.gz, 0);
@@ -137,7 +88,7 @@ if (process.argv.includes('--sizes')) {
   // The headline is a checkout's shopper (issue 9); a bank's load page follows.
   for (const [mode, who] of [['purchase', "a checkout's shopper (mode purchase)"], ['load', "a bank's load page (mode load)"]]) {
     for (const [label, www] of wwws) {
-      printSizes(`${label}: ${who}`, await perLanguage(www, mode));
+      printSizes(`${label}: ${who}`, await s.perLanguage(www, mode));
     }
   }
   process.exit(0);
@@ -155,7 +106,7 @@ for (const [label, www] of wwws) {
   const shopOrigin = s.localOrigin(shopPort, shopHost);
   const pay = await s.startPaymentServer({ bin, merchants: [{ ...merchant, origins: [shopOrigin] }], www, corsOrigins: [shopOrigin] });
   const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www, host: shopHost });
-  variants.push({ label, www, pay, shop, langs: await perLanguage(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
+  variants.push({ label, www, pay, shop, langs: await s.perLanguage(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
 // The bench's limits: APDU rate and card transactions an hour (not what is measured).
 const installArgs = s.BENCH_INSTALL_ARGS;

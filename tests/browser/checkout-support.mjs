@@ -19,6 +19,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import * as h from './lib/index.mjs';
 
 const execFileP = promisify(execFile);
@@ -497,6 +498,58 @@ export function buildName(mode, lang = 'en') {
 /** Every build's name: each mode in each shopper language ([`buildName`]). */
 export function buildNames() {
   return ['purchase', 'load'].flatMap((m) => LANGS.map((l) => buildName(m, l)));
+}
+
+// Each file the frame loads, by the frame's mode and the shopper's language: the first
+// name a build has counts. The boot script and style sheet are in pkg/ (minified by the
+// build) since wsize2, at the top of www/ before; each mode has its own glue and wasm
+// since wsplit, one wasm served both before; each language its own since the builds
+// per language (`-de`; English has no suffix), one wasm served every language before;
+// all are in the build's folder pkg/<version>/ (`B/` here) since versioned folders, in
+// pkg/ before (a --compare build may be older).
+const common = [['checkout.js'], ['widget.html'], ['B/widget-boot.js', 'pkg/widget-boot.js', 'widget-boot.js'],
+  ['B/widget.css', 'pkg/widget.css', 'widget.css']];
+const MODES = {
+  purchase: (l) => [...common, [`B/${buildName('purchase', l)}.js`, 'B/widget.js', 'pkg/widget.js'],
+    [`B/${buildName('purchase', l)}_bg.wasm`, 'B/widget_bg.wasm', 'pkg/widget_bg.wasm']],
+  load: (l) => [...common, [`B/${buildName('load', l)}.js`, 'B/widget-load.js', 'pkg/widget-load.js', 'pkg/widget.js'],
+    [`B/${buildName('load', l)}_bg.wasm`, 'B/widget-load_bg.wasm', 'pkg/widget-load_bg.wasm', 'pkg/widget_bg.wasm']],
+};
+/** What a shopper downloads for a frame of `mode` in `lang` from the build in `www`:
+ *  each file's raw size, its gzip size (the build's gzip copy, `copy: true`, as the
+ *  payment server sends it to a browser that takes gzip; else node's gzip -9) and its
+ *  brotli copy's size (null without one). Used by the bench and the download budget. */
+export async function sizesOf(www, mode, lang) {
+  const out = [];
+  const build = (await buildDir(www).catch(() => null))?.slice(1);
+  for (const names of MODES[mode](lang)) {
+    for (const name of names) {
+      if (name.startsWith('B/') && !build) continue;
+      const f = name.replace(/^B\//, build);
+      const b = await readFile(path.join(www, f)).catch(() => null);
+      if (b) {
+        // What the payment server sends: the build's precompressed copies, if the build
+        // wrote them (since 2026-11-30): the brotli one to Chromium (it accepts brotli
+        // over HTTPS), the gzip one to a browser that takes gzip only (by zopfli since
+        // 2026-12-02). Without a gzip copy: node's gzip -9, as the bench always computed.
+        const br = await readFile(path.join(www, f + '.br')).catch(() => null);
+        const gz = await readFile(path.join(www, f + '.gz')).catch(() => null);
+        const gz9 = gzipSync(b, { level: 9 }).length;
+        out.push({ f: name.replace(/^B\//, 'pkg/<v>/'), raw: b.length, gz: gz ? gz.length : gz9, gz9, br: br ? br.length : null, copy: !!gz });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+// What a shopper of each language downloads: the six files of the mode, the glue and
+// the wasm the language's own (a build before the builds per language: the same for
+// every language). The headline figure is the largest.
+export async function perLanguage(www, mode = 'purchase') {
+  const out = [];
+  for (const l of LANGS) out.push({ l, sizes: await sizesOf(www, mode, l) });
+  return out;
 }
 
 /** The widget frame of `page` fetched each file of its mode and language once, the wasm

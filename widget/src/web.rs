@@ -23,7 +23,6 @@
 use crate::prelude::*;
 use core::cell::RefCell;
 
-use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
@@ -130,6 +129,80 @@ fn window() -> web_sys::Window {
     WINDOW.with(web_sys::Window::clone)
 }
 
+/// DOM calls that cannot throw as the widget makes them, bound without web-sys's
+/// `catch` (its bindings mark nearly every call as throwing): no try/catch around each
+/// in the glue, no `Result` to build and drop in the wasm. The standards define no
+/// exception for them, or only for arguments the widget never passes (an invalid
+/// selector or attribute name: its are literals, or its own markup's values). The
+/// calls that can throw on what they are given (`postMessage`'s origin, JSON,
+/// WebCrypto, the observers' options) keep web-sys's. Called on any DOM object
+/// through [`dom`].
+#[wasm_bindgen]
+extern "C" {
+    type Dom;
+    #[wasm_bindgen(method, js_name = focus)]
+    fn focus(this: &Dom);
+    #[wasm_bindgen(method, js_name = hasFocus)]
+    fn has_focus(this: &Dom) -> bool;
+    #[wasm_bindgen(method, js_name = removeAttribute)]
+    fn remove_attribute(this: &Dom, name: &str);
+    #[wasm_bindgen(method, js_name = addEventListener)]
+    fn listen(this: &Dom, kind: &str, f: &js_sys::Function);
+    #[wasm_bindgen(method, js_name = setTimeout)]
+    fn set_timeout(this: &Dom, f: &js_sys::Function, ms: i32) -> i32;
+    /// A window's parent window (itself at the top).
+    #[wasm_bindgen(method, getter)]
+    fn parent(this: &Dom) -> Option<web_sys::Window>;
+    /// Of the frame's own location (same origin: no security error).
+    #[wasm_bindgen(method, getter)]
+    fn origin(this: &Dom) -> String;
+    #[wasm_bindgen(method, getter)]
+    fn search(this: &Dom) -> String;
+    /// A response's body as text: a promise, which rejects where the body cannot be read.
+    #[wasm_bindgen(method)]
+    fn text(this: &Dom) -> js_sys::Promise;
+    /// `this[name]`, of an object: every value the widget reads a member of is one (a
+    /// message checked as an object, an observer's entry, a settled promise's
+    /// outcome, JSON it parsed from its own writing).
+    #[wasm_bindgen(method, structural, indexing_getter)]
+    fn at(this: &Dom, name: &str) -> JsValue;
+    /// `this[name] = value`, on an object the widget made.
+    #[wasm_bindgen(method, structural, indexing_setter)]
+    fn put(this: &Dom, name: &str, value: &JsValue);
+    #[wasm_bindgen(method, js_name = querySelector)]
+    fn find_in(this: &Dom, selector: &str) -> Option<Element>;
+    #[wasm_bindgen(method, js_name = querySelectorAll)]
+    fn find_all(this: &Dom, selector: &str) -> web_sys::NodeList;
+    #[wasm_bindgen(method)]
+    fn closest(this: &Dom, selector: &str) -> Option<Element>;
+    #[wasm_bindgen(method, js_name = setAttribute)]
+    fn set_attr(this: &Dom, name: &str, value: &str);
+    /// A ResizeObserver (its constructor throws only for a callback that is not a
+    /// function, and where there is none: then `run` fails either way).
+    #[wasm_bindgen(js_name = ResizeObserver)]
+    type Resize;
+    #[wasm_bindgen(constructor, js_class = "ResizeObserver")]
+    fn new(f: &js_sys::Function) -> Resize;
+    /// JSON the widget wrote itself (`purse::json::lite`), which always parses.
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse)]
+    fn parse_own(text: &str) -> JsValue;
+    /// Of an element's `style` (writable).
+    #[wasm_bindgen(method, js_name = setProperty)]
+    fn set_property(this: &Dom, name: &str, value: &str);
+    /// The query of a URL, read.
+    #[wasm_bindgen(js_name = URLSearchParams)]
+    type Params;
+    #[wasm_bindgen(constructor, js_class = "URLSearchParams")]
+    fn new(search: &str) -> Params;
+    #[wasm_bindgen(method, js_class = "URLSearchParams")]
+    fn get(this: &Params, name: &str) -> Option<String>;
+}
+
+/// `v` for the calls of [`Dom`].
+fn dom(v: &impl AsRef<JsValue>) -> &Dom {
+    v.as_ref().unchecked_ref()
+}
+
 fn now() -> u64 {
     window().performance().map(|p| p.now() as u64).unwrap_or(0)
 }
@@ -141,11 +214,11 @@ fn number<T: purse::json::lite::Decode>(s: &str) -> Option<T> {
 }
 
 fn get(v: &JsValue, k: &str) -> JsValue {
-    Reflect::get(v, &k.into()).unwrap_or(JsValue::UNDEFINED)
+    dom(v).at(k)
 }
 
 fn set(v: &JsValue, k: &str, val: impl Into<JsValue>) {
-    let _ = Reflect::set(v, &k.into(), &val.into());
+    dom(v).put(k, &val.into());
 }
 
 /// Feed one input and run the effects (never re-entrant: effects only schedule work).
@@ -180,9 +253,7 @@ fn arm_timer() {
         let Some(at) = next else { return };
         let cb = Closure::once_into_js(on_timer as fn());
         let wait = at.saturating_sub(now()).min(i32::MAX as u64) as i32;
-        let handle = window()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), wait)
-            .unwrap_or(0);
+        let handle = dom(&window()).set_timeout(cb.unchecked_ref(), wait);
         app.timer = Some((at, handle));
     });
 }
@@ -207,17 +278,14 @@ fn post_parent_js(msg: JsValue) {
             return;
         };
         set(&msg, "nonce", app.nonce.as_str());
-        if let Ok(Some(parent)) = window().parent() {
+        if let Some(parent) = dom(&window()).parent() {
             let _ = parent.post_message(&msg, origin);
         }
     });
 }
 
 fn parent_event(ev: &ParentEvent) {
-    let text = purse::json::lite::encode(ev);
-    let Ok(msg) = js_sys::JSON::parse(&text) else {
-        return;
-    };
+    let msg = parse_own(&purse::json::lite::encode(ev));
     let name = get(&msg, "event")
         .as_string()
         .unwrap_or_else(|| "error".into());
@@ -229,13 +297,11 @@ fn parent_event(ev: &ParentEvent) {
 fn run_effect(e: Effect, draw_at_once: bool) {
     match e {
         Effect::Bridge { msg, .. } => {
-            let Ok(msg) = js_sys::JSON::parse(&msg) else {
-                return;
-            };
+            let msg = parse_own(&msg);
             set(&msg, "channel", "cardpay");
             set(&msg, "dir", "to-extension");
             let w = window();
-            let own = w.location().origin().unwrap_or_default();
+            let own = dom(&w.location()).origin();
             let _ = w.post_message(&msg, &own);
         }
         Effect::Http { id, path, body } => {
@@ -330,14 +396,15 @@ extern "C" {
 
 /// Start `POST path` with a JSON body on our own origin (no HTTP library: `fetch`
 /// through web-sys is all it needs).
-fn post_json(path: &str, body: &str) -> Option<js_sys::Promise> {
+fn post_json(path: &str, body: &str) -> js_sys::Promise {
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
-    let headers = web_sys::Headers::new().ok()?;
-    headers.append("content-type", "application/json").ok()?;
+    // A plain object is a HeadersInit: no `Headers` to build.
+    let headers = js_sys::Object::new();
+    set(&headers, "content-type", "application/json");
     init.set_headers(&headers);
-    Some(window().fetch_with_str_and_init(path, &init))
+    window().fetch_with_str_and_init(path, &init)
 }
 
 /// The answer to a request from [`post_json`], (status, body text), or `None` where the
@@ -345,23 +412,19 @@ fn post_json(path: &str, body: &str) -> Option<js_sys::Promise> {
 /// later microtask (never at once: `then` feeds the checkout).
 /// Promise callbacks, not Rust futures: the futures executor cost 2.7 KB gz of the
 /// download (docs/widget.md, "no_std").
-fn read_answer(sent: Option<js_sys::Promise>, then: impl FnOnce(Option<(u16, String)>) + 'static) {
-    let sent = sent.unwrap_or_else(|| js_sys::Promise::reject(&JsValue::NULL));
+fn read_answer(sent: js_sys::Promise, then: impl FnOnce(Option<(u16, String)>) + 'static) {
     settled(&sent, move |resp| {
         let resp: web_sys::Response = match resp {
             Ok(resp) => resp.unchecked_into(),
             Err(_) => return then(None),
         };
         let status = resp.status();
-        match resp.text() {
-            Ok(text) => settled(&text, move |text| {
-                then(
-                    text.ok()
-                        .map(|t| (status, t.as_string().unwrap_or_default())),
-                )
-            }),
-            Err(_) => then(None),
-        }
+        settled(&dom(&resp).text(), move |text| {
+            then(
+                text.ok()
+                    .map(|t| (status, t.as_string().unwrap_or_default())),
+            )
+        });
     });
 }
 
@@ -453,7 +516,7 @@ fn next_task(f: fn()) {
 /// Run `f` in a task of its own once `ms` have passed.
 fn after(ms: i32, f: fn()) {
     let cb = Closure::once_into_js(f);
-    let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), ms);
+    dom(&window()).set_timeout(cb.unchecked_ref(), ms);
 }
 
 /// Put `view` on screen: `at_once`, or in the next task (the last view queued before
@@ -618,7 +681,7 @@ fn render(mut view: View) {
     let (Some(screen), Some(title)) = (by_id("cp-screen"), by_id("cp-title")) else {
         return;
     };
-    let had_focus = doc.has_focus().unwrap_or(false);
+    let had_focus = dom(&doc).has_focus();
     // The same control keeps focus across re-renders (a keypad key, Cancel during
     // the progress steps) if it is still there, unless a progress view came between
     // them undrawn ([`show`]): focus goes where a new screen puts it.
@@ -635,15 +698,15 @@ fn render(mut view: View) {
     apply_styles(&screen);
     watch_approve();
     let target = keep
-        .and_then(|sel| screen.query_selector(&sel).ok().flatten())
-        .or_else(|| screen.query_selector("[data-autofocus]").ok().flatten());
+        .and_then(|sel| dom(&screen).find_in(&sel))
+        .or_else(|| dom(&screen).find_in("[data-autofocus]"));
     match target.map(JsCast::unchecked_into::<HtmlElement>) {
         // Only when focus is in the frame already (the shopper clicked or tabbed into
         // it): focusing from outside would take the keyboard from the page, and keys
         // the shopper types into the page's own form (Space, Enter) would land on
         // Approve. The page keeps its focus; Tab or a click brings the shopper in.
         Some(el) if had_focus => {
-            let _ = el.focus();
+            dom(&el).focus();
         }
         Some(_) => {}
         // A screen without a control of its own (progress, "insert your card", a
@@ -655,17 +718,16 @@ fn render(mut view: View) {
                 .active_element()
                 .is_none_or(|e| !e.is_connected() || e.tag_name() == "BODY");
             if had_focus && lost {
-                let _ = title.focus();
+                dom(&title).focus();
             }
         }
     }
     if let Some(text) = say {
         set_live(&text);
     }
-    doc.document_element()
-        .map(|d| d.set_attribute("lang", view.lang.tag()))
-        .transpose()
-        .ok();
+    if let Some(d) = doc.document_element() {
+        dom(&d).set_attr("lang", view.lang.tag());
+    }
     // The new height reaches the page through the ResizeObserver (after layout, so no
     // layout is forced here).
 }
@@ -740,12 +802,7 @@ fn approve_button() -> Option<Element> {
 /// The frame's first element that matches `selector` (Element's querySelector on
 /// the document's root: one binding for every lookup).
 fn find(selector: &str) -> Option<Element> {
-    window()
-        .document()?
-        .document_element()?
-        .query_selector(selector)
-        .ok()
-        .flatten()
+    dom(&window().document()?.document_element()?).find_in(selector)
 }
 
 /// Approve says whether it counts yet (`aria-disabled` until then, so it is also
@@ -754,11 +811,11 @@ fn guard_approve() {
     let Some(btn) = approve_button() else {
         return;
     };
-    let _ = if shown_long_enough() {
-        btn.remove_attribute("aria-disabled")
+    if shown_long_enough() {
+        dom(&btn).remove_attribute("aria-disabled");
     } else {
-        btn.set_attribute("aria-disabled", "true")
-    };
+        dom(&btn).set_attr("aria-disabled", "true");
+    }
 }
 
 /// After each render: the browser watches whether we are seen only while Approve is on
@@ -882,9 +939,7 @@ fn visibility_observer() -> Option<IntersectionObserver> {
 /// Keypad geometry travels as `data-style` and is applied through the CSSOM, so the
 /// page's CSP can forbid inline style attributes.
 fn apply_styles(root: &Element) {
-    let Ok(list) = root.query_selector_all("[data-style]") else {
-        return;
-    };
+    let list = dom(root).find_all("[data-style]");
     for i in 0..list.length() {
         if let Some(el) = list.item(i).map(JsCast::unchecked_into::<HtmlElement>) {
             let css = el.get_attribute("data-style").unwrap_or_default();
@@ -925,7 +980,7 @@ fn apply_theme(theme: &JsValue) {
             && v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b" #(),.%-'\"_".contains(&b));
         if key_ok && val_ok {
-            let _ = el.style().set_property(k, v);
+            dom(&el.style()).set_property(k, v);
         }
     }
 }
@@ -934,7 +989,7 @@ fn on_click(ev: MouseEvent) {
     let Some(t) = ev.target().and_then(|t| t.dyn_into::<Element>().ok()) else {
         return;
     };
-    let Ok(Some(btn)) = t.closest("[data-action]") else {
+    let Some(btn) = dom(&t).closest("[data-action]") else {
         return;
     };
     if btn.get_attribute("aria-disabled").as_deref() == Some("true") {
@@ -966,7 +1021,7 @@ fn on_press(ev: MouseEvent) {
     let on_approve = ev
         .target()
         .and_then(|t| t.dyn_into::<Element>().ok())
-        .and_then(|t| t.closest("[data-action=approve]").ok().flatten())
+        .and_then(|t| dom(&t).closest("[data-action=approve]"))
         .is_some();
     if on_approve && shown_long_enough() {
         feed(Input::User(Action::Gesture));
@@ -977,12 +1032,10 @@ fn on_press(ev: MouseEvent) {
 #[cfg(feature = "purchase")]
 fn keypad_arrow(ev: &KeyboardEvent, target: Option<&Element>) -> bool {
     let Some(t) = target else { return false };
-    let Ok(Some(pad)) = t.closest("[data-testid=keypad]") else {
+    let Some(pad) = dom(t).closest("[data-testid=keypad]") else {
         return false;
     };
-    let Ok(keys) = pad.query_selector_all(".cp-key") else {
-        return false;
-    };
+    let keys = dom(&pad).find_all(".cp-key");
     let n = keys.length() as usize;
     let cols = pad
         .get_attribute("data-cols")
@@ -999,7 +1052,7 @@ fn keypad_arrow(ev: &KeyboardEvent, target: Option<&Element>) -> bool {
         .item(to as u32)
         .map(JsCast::unchecked_into::<HtmlElement>)
     {
-        let _ = k.focus();
+        dom(&k).focus();
     }
     true
 }
@@ -1014,7 +1067,7 @@ fn typed_digit_hint() {
     let hint = crate::i18n::t(lang, crate::i18n::PayMsg::TypedDigitsIgnored);
     if let Some(note) = find("[data-testid=typed-digits]") {
         note.set_text_content(Some(hint));
-        let _ = note.remove_attribute("hidden");
+        dom(&note).remove_attribute("hidden");
     }
     // Alternate a trailing no-break space so that the same hint is said again.
     let toggle = APP.with(|a| {
@@ -1097,7 +1150,7 @@ fn on_message(ev: MessageEvent) {
     }
 
     // From the merchant page that mounted us: the init message, once.
-    let parent = w.parent().ok().flatten().map(JsValue::from);
+    let parent = dom(&w).parent().map(JsValue::from);
     if !(parent.as_ref().is_some_and(source_is)
         && get(&data, "type").as_string().as_deref() == Some("cardpay:init"))
     {
@@ -1221,14 +1274,14 @@ fn ensure_skeleton() {
         let Some(app) = a.as_mut() else { return };
         app.root
             .set_inner_html(&crate::view::skeleton(app.cfg.lang, app.mode));
-        let _ = app.root.remove_attribute("aria-live");
+        dom(&app.root).remove_attribute("aria-live");
         if let Some(observer) = app.resize.take() {
             observer.observe(&app.root);
         }
     });
 }
 
-fn param(params: &web_sys::UrlSearchParams, k: &str) -> Option<String> {
+fn param(params: &Params, k: &str) -> Option<String> {
     params.get(k).filter(|s| !s.is_empty())
 }
 
@@ -1243,8 +1296,8 @@ fn param(params: &web_sys::UrlSearchParams, k: &str) -> Option<String> {
 #[wasm_bindgen]
 pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     let w = window();
-    let search = w.location().search()?;
-    let params = web_sys::UrlSearchParams::new_with_str(&search)?;
+    let search = dom(&w.location()).search();
+    let params = Params::new(&search);
     // A shipped wasm speaks one language, the one the boot script chose for this
     // shopper: nothing is left to choose (and no tag parsing is in its download).
     let lang = match Lang::ALL.len() {
@@ -1280,7 +1333,7 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     // the browser calls each only with that type): wasm-bindgen makes shims per
     // signature, so the download holds one set of them.
     let on_size = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| on_resize());
-    let resize = ResizeObserver::new(on_size.as_ref().unchecked_ref())?;
+    let resize: ResizeObserver = Resize::new(on_size.as_ref().unchecked_ref()).unchecked_into();
     on_size.forget();
     // Each mode has its own wasm (widget-boot.js loads the frame's): this one refuses
     // the other's, and the boot script shows that it could not start.
@@ -1318,19 +1371,19 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
     });
 
     let click = Closure::<dyn FnMut(JsValue)>::new(|e: JsValue| on_click(e.unchecked_into()));
-    root.add_event_listener_with_callback("click", click.as_ref().unchecked_ref())?;
+    dom(&root).listen("click", click.as_ref().unchecked_ref());
     click.forget();
     #[cfg(feature = "purchase")]
     {
         let press = Closure::<dyn FnMut(JsValue)>::new(|e: JsValue| on_press(e.unchecked_into()));
-        root.add_event_listener_with_callback("pointerdown", press.as_ref().unchecked_ref())?;
+        dom(&root).listen("pointerdown", press.as_ref().unchecked_ref());
         press.forget();
     }
     let key = Closure::<dyn FnMut(JsValue)>::new(|e: JsValue| on_key(e.unchecked_into()));
-    w.add_event_listener_with_callback("keydown", key.as_ref().unchecked_ref())?;
+    dom(&w).listen("keydown", key.as_ref().unchecked_ref());
     key.forget();
     let msg = Closure::<dyn FnMut(JsValue)>::new(|e: JsValue| on_message(e.unchecked_into()));
-    w.add_event_listener_with_callback("message", msg.as_ref().unchecked_ref())?;
+    dom(&w).listen("message", msg.as_ref().unchecked_ref());
     msg.forget();
 
     match early {
@@ -1344,7 +1397,7 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
         // Tell the page we can take the session. Nothing secret: "*" only means we do
         // not know the parent's origin yet; the parent checks that we are its iframe.
         None => {
-            if let Ok(Some(parent)) = w.parent() {
+            if let Some(parent) = dom(&w).parent() {
                 let hello = js_sys::Object::new();
                 set(&hello, "type", "cardpay:loaded");
                 set(&hello, "nonce", nonce.as_str());
