@@ -133,10 +133,10 @@ fn window() -> web_sys::Window {
 /// `catch` (its bindings mark nearly every call as throwing): no try/catch around each
 /// in the glue, no `Result` to build and drop in the wasm. The standards define no
 /// exception for them, or only for arguments the widget never passes (an invalid
-/// selector or attribute name: its are literals, or its own markup's values). The
-/// calls that can throw on what they are given (`postMessage`'s origin, JSON,
-/// WebCrypto, the observers' options) keep web-sys's. Called on any DOM object
-/// through [`dom`].
+/// selector or attribute name: the widget's are literals, or values of its own
+/// markup). The calls that can throw on what they are given (`postMessage` to the
+/// parent's origin, `JSON.stringify` of what a page posted, WebCrypto, the
+/// IntersectionObserver) keep web-sys's. Called on any DOM object through [`dom`].
 #[wasm_bindgen]
 extern "C" {
     type Dom;
