@@ -244,7 +244,10 @@ pub async fn spawn_server(config: &Config) -> (SocketAddr, Arc<PaymentService>) 
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serve");
+        let http = cardpay_tls::Transport::InsecureHttp;
+        cardpay_tls::serve(listener, app, http, std::future::pending())
+            .await
+            .expect("serve");
     });
     (addr, service)
 }

@@ -224,6 +224,11 @@ async fn hsts(
 /// Serve `app` on `listener` until `shutdown` resolves, then let open
 /// requests finish (up to 10 s). Over TLS answers carry
 /// `Strict-Transport-Security` ([`HSTS`]) for non-loopback hosts.
+///
+/// Every connection gets `TCP_NODELAY`: an answer goes out as a few small
+/// writes (TLS records, headers then body), and with Nagle's algorithm the
+/// second waits for the client's delayed ACK, about 40 ms on Linux: a static
+/// file took 41–44 ms over loopback from curl or Node before this.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
@@ -232,6 +237,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match transport {
         Transport::InsecureHttp => {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY not set: {e}");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -244,13 +255,15 @@ pub async fn serve(
                 shutdown.await;
                 h.graceful_shutdown(Some(DRAIN));
             });
-            axum_server::tls_rustls::from_tcp_rustls(
-                listener.into_std()?,
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
                 axum_server::tls_rustls::RustlsConfig::from_config(config),
-            )?
-            .handle(handle)
-            .serve(app.into_make_service())
-            .await
+            )
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            axum_server::from_tcp(listener.into_std()?)?
+                .acceptor(acceptor)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
         }
     }
 }

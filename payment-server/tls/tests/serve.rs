@@ -18,10 +18,22 @@ async fn start(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
+    start_app(app(), transport).await
+}
+
+/// Serve `app` with `transport`; the address and a shutdown trigger.
+async fn start_app(
+    app: axum::Router,
+    transport: Transport,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app(), transport, async {
+    let task = tokio::spawn(serve(listener, app, transport, async {
         let _ = rx.await;
     }));
     (addr, tx, task)
@@ -165,6 +177,79 @@ async fn insecure_http_serves_plain_http_only_when_asked() {
     assert_eq!(r.text().await.unwrap(), "hello over TLS");
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
+}
+
+/// An answer written in two parts, as a file is served (headers with what is read
+/// first, then the rest as it is read): the second part 1 ms after the first.
+fn two_writes() -> axum::Router {
+    use futures_util::stream;
+    axum::Router::new().route(
+        "/file",
+        get(|| async {
+            let parts = stream::unfold(0u8, |n| async move {
+                match n {
+                    0 => Some((Ok::<_, std::io::Error>(vec![b'x'; 1_000]), 1)),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        Some((Ok(vec![b'y'; 1_000]), 2))
+                    }
+                    _ => None,
+                }
+            });
+            axum::body::Body::from_stream(parts)
+        }),
+    )
+}
+
+/// Median time of 21 GETs of `url` (2,000 bytes in two writes) over one kept-alive
+/// connection, after a few that let the connection leave TCP's quick-ACK start.
+async fn median_get(client: &reqwest::Client, url: &str) -> Duration {
+    let get = || async {
+        let t = std::time::Instant::now();
+        let r = client.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap().len(), 2_000);
+        t.elapsed()
+    };
+    for _ in 0..5 {
+        get().await;
+    }
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        times.push(get().await);
+    }
+    times.sort();
+    times[10]
+}
+
+/// An answer leaves in several writes (headers, then the body as it is read; over
+/// TLS a record each). With Nagle's algorithm on the server's socket a write waits
+/// while an earlier one is unacknowledged, and the client delays its ACK, 40 ms or
+/// more on Linux: every static file paid it (41–44 ms over loopback from curl or
+/// Node, docs/payment-server.md). `serve` sets `TCP_NODELAY`; the answer then
+/// takes little more than its 1 ms pause, so a median of 21 stays far below 40 ms
+/// on a busy machine too.
+#[tokio::test]
+async fn answers_do_not_wait_for_the_clients_delayed_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "Cardpay TEST CA (nodelay)");
+    let tls = Transport::choose(Some(&ca.server), false, "").unwrap();
+    let (tls, _stop, _task) = start_app(two_writes(), tls).await;
+    let plain = Transport::choose(None, true, "").unwrap();
+    let (plain, _stop2, _task2) = start_app(two_writes(), plain).await;
+    for (url, client) in [
+        (
+            format!("https://127.0.0.1:{}/file", tls.port()),
+            http_client(Some(&ca.ca_file)).unwrap(),
+        ),
+        (format!("http://{plain}/file"), reqwest::Client::new()),
+    ] {
+        let m = median_get(&client, &url).await;
+        assert!(
+            m < Duration::from_millis(25),
+            "{url}: median {m:?} per request: the server's socket waits on Nagle's algorithm (TCP_NODELAY not set?)"
+        );
+    }
 }
 
 #[test]

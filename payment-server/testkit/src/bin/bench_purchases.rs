@@ -556,7 +556,8 @@ async fn floor_http(rt: &Rt, args: &Args, mode: VerifyMode) -> anyhow::Result<Fi
         .spawn(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = l.local_addr()?;
-            tokio::spawn(async move { axum::serve(l, app).await });
+            let http = cardpay_tls::Transport::InsecureHttp;
+            tokio::spawn(cardpay_tls::serve(l, app, http, std::future::pending()));
             anyhow::Ok(addr)
         })
         .await??;
