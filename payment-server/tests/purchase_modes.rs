@@ -262,7 +262,7 @@ async fn the_card_proves_itself_at_the_shoppers_gesture_not_when_the_amount_is_s
     let ws = m.session("T-quick", 300, VerifyMode::PaymentServer, now() + 600);
     let mut c = at_the_amount(&mut shopper, &ws).await;
     c.gesture();
-    c.approve();
+    c.approve(0);
     assert!(
         matches!(c.status(), Status::Working(Step::Preparing)),
         "Approve while the proof was on its way: {:?}",
@@ -285,7 +285,7 @@ async fn the_card_proves_itself_at_the_shoppers_gesture_not_when_the_amount_is_s
     let ws = m.session("T-plain", 200, VerifyMode::PaymentServer, now() + 600);
     let mut c = at_the_amount(&mut shopper, &ws).await;
     assert_eq!(shopper.card.state().atc, 7, "no ATC spent at the amount");
-    c.approve();
+    c.approve(0);
     until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
     assert!(c.is_finished(), "{:?}", c.status());
     assert_eq!(initializes(&shopper.trace, 0x02), 1, "one proof");
@@ -293,6 +293,113 @@ async fn the_card_proves_itself_at_the_shoppers_gesture_not_when_the_amount_is_s
     assert_eq!(shopper.card.state().atc, 9);
     assert_eq!(balance(&shopper.card), 8_800);
     assert_eq!(srv.captured(), 1_200);
+}
+
+#[tokio::test]
+async fn the_press_on_approve_initializes_the_purchase_so_the_click_goes_straight_to_the_draw() {
+    use purse::purchase::client::{Problem, Status, PRESS_TO_CLICK_MS};
+    use purse::purchase::PATH_DRAW;
+    let srv = TestServer::start(&[TestMerchant::new("shop", 1)]).await;
+    let m = &srv.merchants[0];
+    let mut shopper = Shopper::new(test_card("6280000000000006", 10_000), srv.api());
+    let cards = |t: &[Outgoing]| -> Vec<Outgoing> {
+        t.iter()
+            .filter(|r| !matches!(r, Outgoing::Crypto(_)))
+            .cloned()
+            .collect()
+    };
+
+    // The press (at 1 s on the widget's clock): the card's proof, then the
+    // purchase's INITIALIZE; nothing to the server, no money moved, the
+    // amount still shown. More presses ask nothing more.
+    let ws = m.session("T-press", 700, VerifyMode::PaymentServer, now() + 600);
+    let mut c = at_the_amount(&mut shopper, &ws).await;
+    shopper.trace.clear(); // (the SELECT and READ LOG)
+    c.press(1_000);
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    c.press(1_040);
+    assert!(c.poll_request().is_none(), "one proof and one INITIALIZE");
+    assert!(matches!(c.status(), Status::Confirm), "{:?}", c.status());
+    assert_eq!(
+        cards(&shopper.trace).len(),
+        2,
+        "the card only: {:?}",
+        shopper.trace
+    );
+    assert!(is_initialize(&shopper.trace[0], 0x02), "the proof first");
+    assert!(
+        is_initialize(&shopper.trace[1], 0x01),
+        "then the purchase's"
+    );
+    assert_eq!(shopper.card.state().atc, 2);
+    assert_eq!(balance(&shopper.card), 10_000, "nothing taken at the press");
+    assert_eq!(srv.state_of("shop", "T-press"), None, "nothing drawn");
+    // The click, 80 ms later: the draw at once (no card round trip first),
+    // then the DEBIT; paid once, no further INITIALIZE.
+    shopper.trace.clear();
+    c.approve(1_080);
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    assert!(c.is_finished(), "{:?}", c.status());
+    let after = cards(&shopper.trace);
+    assert!(is_post(&after[0], PATH_DRAW), "the draw first: {after:?}");
+    assert!(is_debit(&after[1]), "then the DEBIT: {after:?}");
+    assert_eq!(after.iter().filter(|r| is_initialize(r, 0x01)).count(), 0);
+    assert_eq!(
+        shopper.card.state().atc,
+        2,
+        "the press's INITIALIZE was used"
+    );
+    assert_eq!(balance(&shopper.card), 9_300);
+    assert_eq!(srv.captured(), 700);
+
+    // A press let go off the button, and the click long after it: the card
+    // may have been used meanwhile, so it proves itself and is initialized
+    // again (two more ATCs), and the purchase is paid once.
+    let ws = m.session("T-late", 300, VerifyMode::PaymentServer, now() + 600);
+    let mut c = at_the_amount(&mut shopper, &ws).await;
+    c.press(5_000);
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    assert_eq!(shopper.card.state().atc, 4);
+    shopper.trace.clear();
+    c.approve(5_000 + PRESS_TO_CLICK_MS + 1);
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    assert!(c.is_finished(), "{:?}", c.status());
+    let after = cards(&shopper.trace);
+    assert!(is_initialize(&after[0], 0x02), "proved again: {after:?}");
+    assert!(
+        is_initialize(&after[1], 0x01),
+        "initialized again: {after:?}"
+    );
+    assert!(is_post(&after[2], PATH_DRAW), "{after:?}");
+    assert_eq!(shopper.card.state().atc, 6);
+    assert_eq!(balance(&shopper.card), 9_000);
+    assert_eq!(srv.captured(), 1_000);
+    // What the press costs: another terminal uses the card between the press
+    // and its click (within the window). The card's pending INITIALIZE is
+    // gone, so it refuses the DEBIT: the purchase fails, nothing is taken
+    // (the card's balance, the books), and the server records it failed.
+    let ws = m.session("T-raced", 200, VerifyMode::PaymentServer, now() + 600);
+    let mut c = at_the_amount(&mut shopper, &ws).await;
+    c.press(20_000);
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    let _ = card_proof(&mut shopper.card, PurseId::Money, TEST_TERMINAL);
+    reset_and_select(&mut shopper.card);
+    c.approve(20_080);
+    until_the_shopper(&mut shopper, &mut c, &mut |_, _| {}).await;
+    assert!(
+        matches!(
+            c.status(),
+            Status::Failed {
+                problem: Problem::CardRefused(_),
+                retry: false
+            }
+        ),
+        "{:?}",
+        c.status()
+    );
+    assert_eq!(balance(&shopper.card), 9_000, "nothing taken");
+    assert_eq!(srv.captured(), 1_000, "nothing captured");
+    assert_eq!(srv.state_of("shop", "T-raced").as_deref(), Some("failed"));
 }
 
 #[tokio::test]

@@ -128,8 +128,10 @@ async fn card_pulled_before_the_draw_then_put_back_pays_once() {
     let mut shopper = Shopper::new(test_card("6280000000000105", 5_000), srv.api());
     let ws = m.session("T-4", 900, VerifyMode::PaymentServer, now() + 600);
     let mut c = shopper.client(&ws);
-    // The INITIALIZE FOR PURCHASE (P1 01, after Approve) is lost with the
-    // card: nothing drawn yet.
+    // A click with no press before it (Enter on a focused Approve): the
+    // INITIALIZE FOR PURCHASE (P1 01, after Approve) is lost with the card:
+    // nothing drawn yet.
+    shopper.presses = false;
     let initialize = |p1: u8| {
         move |r: &mut Outgoing| {
             if is_initialize(r, p1) {
@@ -150,6 +152,24 @@ async fn card_pulled_before_the_draw_then_put_back_pays_once() {
         .is_paid());
     assert_eq!(srv.captured(), 900);
     assert_eq!(balance(&shopper.card), 4_100);
+    shopper.presses = true;
+
+    // A press on Approve: its INITIALIZE FOR PURCHASE (sent at the press,
+    // right after the proof) is lost with the card. Nothing started (no draw
+    // before the click), so the client waits for the card again, no problem
+    // to show; put back, it pays once.
+    let ws = m.session("T-4b", 500, VerifyMode::PaymentServer, now() + 600);
+    let mut c = shopper.client(&ws);
+    let out = shopper.run(&mut c, &mut initialize(0x01)).await;
+    assert_eq!(out, Outcome::Waiting("WaitingForCard".into()));
+    assert_eq!(srv.state_of("shop", "T-4b"), None, "nothing drawn");
+    shopper.card_present = true;
+    assert!(shopper
+        .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)
+        .await
+        .is_paid());
+    assert_eq!(srv.captured(), 1_400);
+    assert_eq!(balance(&shopper.card), 3_600);
 
     // The card's proof (P1 02, sent at the shopper's press while the amount
     // is shown) is lost with the card: nothing started, so the client just
@@ -164,8 +184,8 @@ async fn card_pulled_before_the_draw_then_put_back_pays_once() {
         .run(&mut c, &mut |_r: &mut Outgoing| Cut::None)
         .await
         .is_paid());
-    assert_eq!(srv.captured(), 1_500);
-    assert_eq!(balance(&shopper.card), 3_500);
+    assert_eq!(srv.captured(), 2_000);
+    assert_eq!(balance(&shopper.card), 3_000);
 }
 
 #[tokio::test]

@@ -176,8 +176,8 @@ pub trait Driven {
     fn wants_card(&self) -> bool;
     /// The card went away while nothing was outstanding.
     fn card_removed(&mut self);
-    /// The shopper approved.
-    fn approve(&mut self);
+    /// The shopper approved at `now` (ms, the driver's clock).
+    fn approve(&mut self, now: u64);
     /// Retry where the failure left off.
     fn retry(&mut self);
     /// The shopper cancelled (refused past the point of no return).
@@ -388,8 +388,8 @@ macro_rules! driven {
             fn card_removed(&mut self) {
                 <$t>::card_removed(self)
             }
-            fn approve(&mut self) {
-                <$t>::approve(self)
+            fn approve(&mut self, now: u64) {
+                <$t>::approve(self, now)
             }
             fn retry(&mut self) {
                 <$t>::retry(self)

@@ -116,6 +116,31 @@ pub struct DebitPurchase {
     pub s2: [u8; 8],
 }
 
+impl DebitPurchase {
+    /// The DEBIT FOR PURCHASE in `c` (a command whose CLA and INS are
+    /// DEBIT's), or the status word the card answers. [`Request::parse`] reads
+    /// a DEBIT with it, and so does the widget's amount check, which then
+    /// carries no other command's parsing in its download.
+    pub fn parse(c: &Command) -> Result<Self, StatusWord> {
+        if c.p1 != P1_PURCHASE {
+            return Err(StatusWord::WRONG_P1P2);
+        }
+        let purse = PurseId::from_p2(c.p2).map_err(|_| StatusWord::WRONG_P1P2)?;
+        let d = &c.data;
+        if d.len() != 23 {
+            return Err(StatusWord::WRONG_LENGTH);
+        }
+        Ok(Self {
+            purse,
+            amount: u32_at(d, 0),
+            seq: u32_at(d, 4),
+            date: BcdDate::from_bytes(arr(&d[8..])).map_err(|_| StatusWord::WRONG_DATA)?,
+            time: BcdTime::from_bytes(arr(&d[12..])).map_err(|_| StatusWord::WRONG_DATA)?,
+            s2: arr(&d[15..]),
+        })
+    }
+}
+
 /// INITIALIZE FOR LOAD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InitializeLoad {
@@ -232,21 +257,7 @@ impl Request {
                     })
                 }
             }
-            INS_DEBIT => {
-                if c.p1 != P1_PURCHASE {
-                    return Err(StatusWord::WRONG_P1P2);
-                }
-                let purse = purse()?;
-                len(23)?;
-                Self::DebitPurchase(DebitPurchase {
-                    purse,
-                    amount: u32_at(d, 0),
-                    seq: u32_at(d, 4),
-                    date: date(&d[8..])?,
-                    time: time(&d[12..])?,
-                    s2: arr(&d[15..]),
-                })
-            }
+            INS_DEBIT => Self::DebitPurchase(DebitPurchase::parse(c)?),
             INS_CREDIT => {
                 if c.p1 != 0 {
                     return Err(StatusWord::WRONG_P1P2);

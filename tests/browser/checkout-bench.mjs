@@ -230,16 +230,18 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   span('TOTAL script tag → ready', S, readyAt);
   const draw = r('/v1/purchases/draw');
   const comp = r('/v1/purchases/complete');
-  // Two INITIALIZEs: FOR LOAD of amount 0 (P1 02: the card proves itself, sent at the
-  // press on Approve with --press, else after the click), then FOR PURCHASE (P1 01).
-  const init = post.find((x) => x.apdu === '8050' && x.p1 === '01');
+  // Two INITIALIZEs: FOR LOAD of amount 0 (P1 02: the card proves itself), then FOR
+  // PURCHASE (P1 01); both at the press on Approve with --press (since 2026-12-02; the
+  // proof alone before), else after the click.
+  const init = sends.filter((x) => x.apdu === '8050' && x.p1 === '01' && x.t < (draw ? abs(f.origin, draw.start) : Infinity)).pop();
   const prove = sends.filter((x) => x.apdu === '8050' && x.p1 === '02' && (!init || x.t < init.t)).pop();
   const debit = post.find((x) => x.apdu === '8054');
   span('INITIALIZE FOR LOAD 0 (extension+bridge+card; at the press, or after the click)', prove?.t, replyTo(prove)?.t);
-  span('its answer → click (< 0: the click came first)', replyTo(prove)?.t, clickedAt);
-  span('click → INITIALIZE FOR PURCHASE sent', clickedAt, init?.t);
-  span('INITIALIZE FOR PURCHASE (extension+bridge+card)', init?.t, replyTo(init)?.t);
-  span('→ draw request starts', replyTo(init)?.t, draw && abs(f.origin, draw.start));
+  span('INITIALIZE FOR PURCHASE (extension+bridge+card; right after it)', init?.t, replyTo(init)?.t);
+  span('their answers → click (< 0: the click came first)', replyTo(init)?.t, clickedAt);
+  if (init && init.t >= clickedAt) span('click → INITIALIZE FOR PURCHASE sent', clickedAt, init.t);
+  const drawFrom = init && replyTo(init)?.t > clickedAt ? replyTo(init).t : clickedAt;
+  span(drawFrom === clickedAt ? 'click → draw request starts' : '→ draw request starts', drawFrom, draw && abs(f.origin, draw.start));
   span('POST draw', draw && abs(f.origin, draw.start), draw && abs(f.origin, draw.end));
   span('→ DEBIT sent', draw && abs(f.origin, draw.end), debit?.t);
   span('DEBIT (extension+bridge+card)', debit?.t, replyTo(debit)?.t);

@@ -286,11 +286,13 @@ test('no card, then the card is inserted', async () => {
   }
 });
 
-test("the amount alone spends nothing on the card; the press on Approve sends its proof before the click", async () => {
+test("the amount alone spends nothing on the card; the press on Approve prepares the card, only the click draws", async () => {
   // A page that only shows checkouts (a hostile merchant mounting frame after frame)
   // must not make the card spend ATCs or the bridge's INITIALIZE budget: the card's
-  // proof (INITIALIZE FOR LOAD of 0, P1 02) goes out at the shopper's press on
-  // Approve, a press's length before the click, and never before it.
+  // proof (INITIALIZE FOR LOAD of 0, P1 02) and the purchase's INITIALIZE (P1 01) go
+  // out at the shopper's press on Approve, a press's length before the click, and
+  // never before it; what can move money (the draw, then the DEBIT) only after the
+  // click.
   const before = await balance();
   const { page, frame } = await openCheckout({ amount: 140 }, { watch: true });
   await s.waitEvent(page, 'ready');
@@ -303,15 +305,22 @@ test("the amount alone spends nothing on the card; the press on Approve sends it
   await s.approveCounts(frame);
   await approve.hover();
   await page.mouse.down();
-  await inFrame.waitForFunction(() => window.__sent.some((x) => x.apdu === '805002'));
+  await inFrame.waitForFunction(() => window.__sent.some((x) => x.apdu === '805001'));
   await page.waitForTimeout(100);
-  assert.deepEqual((await initializes()).map((x) => x.apdu), ['805002'], 'the proof at the press, nothing more');
+  assert.deepEqual((await initializes()).map((x) => x.apdu), ['805002', '805001'], 'the proof, then the INITIALIZE, at the press');
+  const drawn = () => inFrame.evaluate(() => performance.getEntriesByType('resource')
+    .filter((e) => e.name.endsWith('/v1/purchases/draw')).map((e) => e.startTime));
+  assert.deepEqual(await drawn(), [], 'no draw before the click');
+  assert.ok(!(await inFrame.evaluate(() => window.__sent.some((x) => x.apdu.startsWith('8054')))), 'no DEBIT before the click');
   await page.mouse.up();
   await s.waitEvent(page, 'result');
   const sent = await initializes();
   const clickAt = await inFrame.evaluate(() => window.__clickAt);
-  assert.deepEqual(sent.map((x) => x.apdu), ['805002', '805001']);
-  assert.ok(sent[0].t < clickAt && clickAt <= sent[1].t, JSON.stringify({ sent, clickAt }));
+  assert.deepEqual(sent.map((x) => x.apdu), ['805002', '805001'], 'nothing more at the click');
+  assert.ok(sent[1].t < clickAt, JSON.stringify({ sent, clickAt }));
+  const draws = await drawn();
+  assert.equal(draws.length, 1);
+  assert.ok(draws[0] >= clickAt, JSON.stringify({ draws, clickAt }));
   assert.equal(await balance(), before - 140);
   await page.close();
 });

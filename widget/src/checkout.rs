@@ -98,10 +98,14 @@ pub enum Action {
     Retry,
     /// "More time" on the expiry warning.
     MoreTime,
-    /// A press on Approve or a key in the frame: only the shopper makes one
-    /// (the page around a cross-origin frame cannot). A purchase asks the
-    /// card's proof at the first, so Approve finds it in, and not before.
+    /// A key in the frame: only the shopper makes one (the page around a
+    /// cross-origin frame cannot). A purchase asks the card's proof at the
+    /// first, so Approve finds it in, and not before.
     Gesture,
+    /// A press on Approve (mouse button, finger, pen), a press's length before
+    /// its click: a purchase sends the card's proof and then its INITIALIZE FOR
+    /// PURCHASE, so the click goes straight to the draw.
+    Press,
 }
 
 /// Everything that can happen to the checkout.
@@ -555,7 +559,7 @@ impl Checkout {
 
     fn on_user(&mut self, a: Action, now: u64, out: &mut Vec<(u64, String)>) {
         match a {
-            Action::Approve => self.txn.driver().approve(),
+            Action::Approve => self.txn.driver().approve(now),
             Action::Cancel => {
                 self.txn.driver().cancel();
             }

@@ -1024,7 +1024,7 @@ fn on_press(ev: MouseEvent) {
         .and_then(|t| dom(&t).closest("[data-action=approve]"))
         .is_some();
     if on_approve && shown_long_enough() {
-        feed(Input::User(Action::Gesture));
+        feed(Input::User(Action::Press));
     }
 }
 

@@ -349,7 +349,9 @@ async fn card_pulled_at_the_press_on_approve_with_its_proof_on_the_way() {
     w.start().await;
     assert_eq!(w.screen, Screen::Confirm);
     assert_eq!(w.card.state().atc, 0, "the amount alone spends no ATC");
-    w.pull_on_ins = Some(0x50); // the card's proof, sent at the press on Approve
+    // The card's proof, sent at the shopper's first gesture (here a key in the
+    // frame; a press on Approve sends it too, see the next test).
+    w.pull_on_ins = Some(0x50);
     w.press(Action::Gesture).await;
     // Nothing started: back to "insert your card", no error, as when the card
     // is pulled at the amount with nothing on its way (no_card_then_inserted).
@@ -361,7 +363,7 @@ async fn card_pulled_at_the_press_on_approve_with_its_proof_on_the_way() {
     assert_eq!(w.balance(), 10_000);
     w.insert().await;
     assert_eq!(w.screen, Screen::Confirm);
-    // The press sends the proof (one ATC), the click finds it in.
+    // The gesture sends the proof (one ATC), the click finds it in.
     w.press(Action::Gesture).await;
     assert_eq!(w.screen, Screen::Confirm);
     assert_eq!(w.card.state().atc, 2, "the lost proof's and this one");
@@ -369,6 +371,60 @@ async fn card_pulled_at_the_press_on_approve_with_its_proof_on_the_way() {
     assert!(matches!(w.screen, Screen::Done { .. }), "{:?}", w.screen);
     assert_eq!(w.card.state().atc, 3);
     assert_eq!(w.balance(), 9_000);
+}
+
+#[tokio::test]
+async fn the_press_on_approve_prepares_the_card_and_the_click_draws_at_once() {
+    let (srv, mut w) = world(10_000, 5_000, 1_000, VerifyMode::PaymentServer).await;
+    w.start().await;
+    assert_eq!(w.card.state().atc, 0, "the amount alone spends no ATC");
+    // The press: the card's proof and the purchase's INITIALIZE (two ATCs);
+    // the amount stays shown, nothing goes to the server, nothing is taken.
+    w.press(Action::Press).await;
+    assert_eq!(w.screen, Screen::Confirm);
+    assert_eq!(w.card.state().atc, 2);
+    assert!(w.posts.is_empty(), "{:?}", w.posts);
+    assert_eq!(w.balance(), 10_000);
+    // The click, a press's length later: the draw first, paid once with the
+    // press's INITIALIZE (no third ATC).
+    w.now += 80;
+    w.press(Action::Approve).await;
+    assert!(matches!(w.screen, Screen::Done { .. }), "{:?}", w.screen);
+    assert_eq!(w.posts.first().copied(), Some(purse::purchase::PATH_DRAW));
+    assert_eq!(w.card.state().atc, 2);
+    assert_eq!(w.balance(), 9_000);
+    assert_eq!(srv.captured(), 1_000);
+}
+
+#[tokio::test]
+async fn a_card_that_wants_the_pin_shows_the_keypad_at_the_click_not_at_the_press() {
+    // Above the card's no-PIN limit the press's INITIALIZE is answered 6982
+    // (no ATC spent). The keypad must not replace Approve under the shopper's
+    // pressed button: it comes with the click, then the PIN pays once.
+    let (srv, mut w) = world(10_000, 1_000, 2_500, VerifyMode::PaymentServer).await;
+    w.start().await;
+    w.press(Action::Press).await;
+    assert_eq!(w.screen, Screen::Confirm);
+    assert_eq!(w.card.state().atc, 1, "the proof only: 6982 spends none");
+    w.now += 80;
+    w.press(Action::Approve).await;
+    assert!(
+        matches!(
+            w.screen,
+            Screen::Pin {
+                entered: 0,
+                wrong_tries_left: None,
+                ..
+            }
+        ),
+        "{:?}",
+        w.screen
+    );
+    w.type_pin("1234").await;
+    assert!(matches!(w.screen, Screen::Done { .. }), "{:?}", w.screen);
+    assert_eq!(w.card.state().atc, 2, "the proof, then the purchase's");
+    assert_eq!(w.balance(), 7_500);
+    assert_eq!(srv.captured(), 2_500);
 }
 
 #[tokio::test]

@@ -593,6 +593,10 @@ pub struct Shopper<R: Reader = Card> {
     pub card_present: bool,
     /// Every request the client made, in order (for assertions).
     pub trace: Vec<Outgoing>,
+    /// Whether the shopper presses Approve before the click, as with a mouse
+    /// (true, the default); false: a click with no press before it (Enter on
+    /// a focused Approve, a click dispatched in the frame).
+    pub presses: bool,
 }
 
 impl<R: Reader> Shopper<R> {
@@ -603,6 +607,7 @@ impl<R: Reader> Shopper<R> {
             pin: Some(TEST_PIN.into()),
             card_present: true,
             trace: Vec::new(),
+            presses: true,
         }
     }
 
@@ -621,7 +626,8 @@ impl<R: Reader> Shopper<R> {
 
     /// Drive the client until it waits for something the shopper or the card
     /// must do that the plan cannot: approve (a press, then the click once the
-    /// card's proof is in) and PIN are given automatically
+    /// card's answers to it are in; or the click alone, see `presses`) and PIN
+    /// are given automatically
     /// (the PIN from `self.pin`), a torn DEBIT is recovered when the card is
     /// present. `plan` sees every request first: it decides a cut, and may
     /// rewrite the request (a hostile client).
@@ -645,13 +651,14 @@ impl<R: Reader> Shopper<R> {
                 continue;
             }
             match c.status() {
-                // The shopper presses Approve (the card's proof goes out at the
-                // press), and the click lands once its answer is in.
-                Status::Confirm if !pressed => {
+                // The shopper presses Approve (the card's proof and the
+                // INITIALIZE FOR PURCHASE go out at the press), and the click
+                // lands once their answers are in (the test's clock: 0).
+                Status::Confirm if !pressed && self.presses => {
                     pressed = true;
-                    c.gesture();
+                    c.press(0);
                 }
-                Status::Confirm => c.approve(),
+                Status::Confirm => c.approve(0),
                 Status::NeedPin { wrong_tries_left } => match (&self.pin, wrong_tries_left) {
                     (Some(pin), None) if !pin_given => {
                         pin_given = true;

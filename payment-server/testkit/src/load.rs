@@ -212,7 +212,7 @@ impl<R: Reader> Shopper<R> {
                 continue;
             }
             match c.status() {
-                Status::Confirm(_) => c.approve(),
+                Status::Confirm(_) => c.approve(0),
                 _ if c.wants_card() && self.card_present && !c.is_finished() && !reconnected => {
                     reconnected = !matches!(c.status(), Status::WaitingForCard);
                     if matches!(c.status(), Status::Failed { .. }) {

@@ -379,8 +379,10 @@ impl LoadClient {
         }
     }
 
-    /// The shopper approved the amount: INITIALIZE FOR LOAD.
-    pub fn approve(&mut self) {
+    /// The shopper approved the amount: INITIALIZE FOR LOAD. (`now`, the
+    /// driver's clock, as [`crate::client::Driven::approve`] takes it: a load
+    /// sends nothing before the click, so it has no press to be timed against.)
+    pub fn approve(&mut self, _now: u64) {
         if !matches!(self.state, State::Confirm { .. }) {
             return;
         }

@@ -7,7 +7,8 @@
 //! [`crate::client`].
 //!
 //! ```text
-//! card_ready → SELECT → READ LOG 1.. → [Confirm] → (gesture) INITIALIZE FOR LOAD 0 → approve → INITIALIZE
+//! card_ready → SELECT → READ LOG 1.. → [Confirm] → (gesture) INITIALIZE FOR LOAD 0
+//!   [→ (press) INITIALIZE] → approve → INITIALIZE (unless the press's is in)
 //!   → (6982: [NeedPin] → VERIFY → INITIALIZE) → POST draw → check amount
 //!   → DEBIT → POST complete → [Done]            (payment_server, security_module)
 //!   → DEBIT → [Done] (+ complete in the background)   (client, merchant)
@@ -21,14 +22,19 @@
 //! MAC, so without it anyone who knows a card's number could draw in its name
 //! (take its next ATCs, or decide its torn purchases from a log they made up).
 //! It is sent at the shopper's first gesture while the amount is shown
-//! ([`Client::gesture`]: the press on Approve, a key), so Approve waits for
-//! one card round trip less, and never before one: a page that only shows
-//! checkouts spends none of the card's ATCs nor of the bridge's INITIALIZE
-//! budget. It only has to come right before the INITIALIZE FOR PURCHASE in
-//! the card's ATCs, not in time: if the card was used meanwhile (another
-//! terminal, another tab), the INITIALIZE's ATC shows it, and the card proves
-//! itself again first. The cost: a checkout the shopper pressed or typed in
-//! but never approved spends one ATC and one token of that budget.
+//! ([`Client::press`]: the press on Approve; [`Client::gesture`]: a key), so
+//! Approve waits for one card round trip less, and never before one: a page
+//! that only shows checkouts spends none of the card's ATCs nor of the
+//! bridge's INITIALIZE budget. It only has to come right before the
+//! INITIALIZE FOR PURCHASE in the card's ATCs, not in time: if the card was
+//! used meanwhile (another terminal, another tab), the INITIALIZE's ATC shows
+//! it, and the card proves itself again first. At a press on Approve the
+//! INITIALIZE FOR PURCHASE follows the proof at once (it moves no money: only
+//! the draw, which the click sends, does), so the click goes straight to the
+//! draw; a click more than [`PRESS_TO_CLICK_MS`] after its press proves and
+//! initializes again. The cost: a checkout the shopper typed in but never
+//! approved spends one ATC and one token of that budget; one pressed on
+//! Approve but never clicked, two of each.
 //!
 //! Drive it with [`Client::poll_request`] (at most one request outstanding:
 //! an APDU for the card or a POST to the payment origin) and
@@ -213,13 +219,30 @@ pub(crate) struct Drawn {
 
 /// The card's proof (its answer to an INITIALIZE FOR LOAD of amount 0) while
 /// the amount is shown: asked at the shopper's first gesture, not before, so
-/// that only the shopper can make the card spend an ATC.
+/// that only the shopper can make the card spend an ATC. At the press on
+/// Approve the INITIALIZE FOR PURCHASE follows it at once, its answer kept for
+/// the click ([`Client::press`]).
 #[derive(Debug, Clone)]
 pub(crate) enum EarlyProof {
     NotAsked,
+    /// The proof is on its way (asked by a press on Approve, with
+    /// `pressed_at`, the INITIALIZE FOR PURCHASE follows its answer).
     OnItsWay,
     In(InitializeLoadResponse),
+    /// The press's INITIALIZE FOR PURCHASE is on its way, right after the proof.
+    Initializing(InitializeLoadResponse),
+    /// Its answer (whatever it says: read at the click, as an answer at the
+    /// click would be).
+    Initialized(InitializeLoadResponse, Response),
 }
+
+/// How long after the press on Approve its INITIALIZE FOR PURCHASE still
+/// serves the click (ms). A press and its click are 50–150 ms apart; a press
+/// let go off the button leaves the card initialized, and the longer that
+/// waits, the likelier another terminal or tab used the card meanwhile (which
+/// the card's answer to the DEBIT, not the ATCs, would then show: a purchase
+/// refused, nothing taken). Past it, the click proves and initializes again.
+pub const PRESS_TO_CLICK_MS: u64 = 2_000;
 
 #[derive(Debug, Clone)]
 pub(crate) enum State {
@@ -236,10 +259,12 @@ pub(crate) enum State {
         card: CardRead,
         drawn: Drawn,
     },
-    /// The amount is shown, with the card's proof as far as it got.
+    /// The amount is shown, with the card's proof as far as it got
+    /// (`pressed_at`: the press on Approve that asked for it, if one did).
     Confirm {
         card: CardRead,
         proof: EarlyProof,
+        pressed_at: Option<u64>,
     },
     /// Approved: the INITIALIZE FOR LOAD of amount 0 that proves the card
     /// (its S1) is on its way (`fresh`: sent after the approval, right before
@@ -448,41 +473,95 @@ impl Client {
         }
     }
 
-    /// The shopper approved the amount: INITIALIZE FOR PURCHASE after the
-    /// card's proof, once that is in (a proof sent at an earlier gesture is not
-    /// fresh: if the card was used since, it proves itself again).
-    pub fn approve(&mut self) {
+    /// The shopper approved the amount at `now` (ms, the driver's clock):
+    /// INITIALIZE FOR PURCHASE after the card's proof, once that is in (a proof
+    /// sent at an earlier gesture is not fresh: if the card was used since, it
+    /// proves itself again). The press's INITIALIZE, if its answer is in (or on
+    /// its way) and the press was no longer than [`PRESS_TO_CLICK_MS`] ago, is
+    /// this click's: its answer is read now, as one sent now would be.
+    pub fn approve(&mut self, now: u64) {
         if !matches!(self.state, State::Confirm { .. }) {
             return;
         }
-        let State::Confirm { card, proof } = core::mem::replace(&mut self.state, State::Idle)
+        let State::Confirm {
+            card,
+            proof,
+            pressed_at,
+        } = core::mem::replace(&mut self.state, State::Idle)
         else {
             return;
         };
+        let recent = pressed_at.is_some_and(|t| now.saturating_sub(t) <= PRESS_TO_CLICK_MS);
         match proof {
             EarlyProof::In(proof) => self.initialize_purchase(card, proof, false),
             EarlyProof::OnItsWay => self.state = State::Proving { card, fresh: false },
             EarlyProof::NotAsked => self.initialize(card),
+            // Its answer comes to `Initializing`, as an INITIALIZE sent now.
+            EarlyProof::Initializing(proof) => {
+                self.state = State::Initializing {
+                    card,
+                    proof,
+                    fresh: false,
+                }
+            }
+            EarlyProof::Initialized(proof, answer) if recent => crate::client::Machine::on_card(
+                self,
+                State::Initializing {
+                    card,
+                    proof,
+                    fresh: false,
+                },
+                answer,
+            ),
+            // Pressed long ago: the card may have been used since.
+            EarlyProof::Initialized(..) => self.initialize(card),
         }
     }
 
-    /// The shopper pressed or typed in the checkout (the press on Approve, a
-    /// key: what only the shopper makes, never the page around the frame).
-    /// While the amount is shown the card proves itself now, before the click
-    /// lands; once asked, later gestures do nothing.
+    /// The shopper pressed or typed in the checkout (a key: what only the
+    /// shopper makes, never the page around the frame). While the amount is
+    /// shown the card proves itself now, before the click lands; once asked,
+    /// later gestures do nothing.
     pub fn gesture(&mut self) {
+        self.early(None);
+    }
+
+    /// The shopper pressed Approve at `now` (mouse button, finger, pen: a
+    /// press's length before the click). Everything of the purchase that moves
+    /// no money goes to the card now: its proof, then the INITIALIZE FOR
+    /// PURCHASE, whose answer the click then finds in (the draw, which only
+    /// the click sends, is what lets the card be debited). Costs two ATCs if
+    /// the click never comes.
+    pub fn press(&mut self, now: u64) {
+        self.early(Some(now));
+    }
+
+    /// The card's part that moves no money, at a gesture (`press`: a press on
+    /// Approve, which goes on to the INITIALIZE FOR PURCHASE). Once asked,
+    /// later gestures ask nothing more.
+    fn early(&mut self, press: Option<u64>) {
         if self.core.wire.is_awaiting() {
             return;
         }
         let State::Confirm {
-            proof: proof @ EarlyProof::NotAsked,
-            ..
+            proof, pressed_at, ..
         } = &mut self.state
         else {
             return;
         };
-        *proof = EarlyProof::OnItsWay;
-        self.prove();
+        match *proof {
+            EarlyProof::NotAsked => {
+                *proof = EarlyProof::OnItsWay;
+                *pressed_at = press;
+                self.prove();
+            }
+            EarlyProof::In(p) if press.is_some() => {
+                *proof = EarlyProof::Initializing(p);
+                *pressed_at = press;
+                self.send_initialize();
+            }
+            _ => {}
+        }
     }
 
     /// The shopper entered a PIN on the keypad (4–8 digits, `0`..=`9`).
@@ -589,15 +668,23 @@ impl Client {
         proof
     }
 
-    fn initialize_purchase(&mut self, card: CardRead, proof: InitializeLoadResponse, fresh: bool) {
+    /// The INITIALIZE FOR PURCHASE to the card (not inlined: it is sent from
+    /// three places, at a press and at the click, and the widget's download
+    /// would carry its encoding three times).
+    #[inline(never)]
+    fn send_initialize(&mut self) {
         let s = &self.session;
         let r = Request::InitializePurchase(InitializePurchase {
             purse: s.purse,
             amount: s.amount,
             terminal: s.terminal,
         });
-        self.state = State::Initializing { card, proof, fresh };
         self.core.wire.card(&r);
+    }
+
+    fn initialize_purchase(&mut self, card: CardRead, proof: InitializeLoadResponse, fresh: bool) {
+        self.state = State::Initializing { card, proof, fresh };
+        self.send_initialize();
     }
 
     fn log_read(&mut self, card: CardRead, recovering: Option<Drawn>) {
@@ -606,6 +693,7 @@ impl Client {
             self.state = State::Confirm {
                 card,
                 proof: EarlyProof::NotAsked,
+                pressed_at: None,
             };
             return;
         };
@@ -913,12 +1001,33 @@ impl crate::client::Machine for Client {
             State::Confirm {
                 card,
                 proof: EarlyProof::OnItsWay,
+                pressed_at,
             } => {
                 if let Some(proof) = self.proved(&r) {
+                    // At a press, the INITIALIZE FOR PURCHASE follows it.
+                    let proof = match pressed_at {
+                        Some(_) => {
+                            self.send_initialize();
+                            EarlyProof::Initializing(proof)
+                        }
+                        None => EarlyProof::In(proof),
+                    };
                     self.state = State::Confirm {
                         card,
-                        proof: EarlyProof::In(proof),
+                        proof,
+                        pressed_at,
                     }
+                }
+            }
+            State::Confirm {
+                card,
+                proof: EarlyProof::Initializing(proof),
+                pressed_at,
+            } => {
+                self.state = State::Confirm {
+                    card,
+                    proof: EarlyProof::Initialized(proof, r),
+                    pressed_at,
                 }
             }
             State::Proving { card, fresh } => {

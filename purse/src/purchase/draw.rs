@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::apdu::Command;
-use crate::command::{DebitPurchase, Request};
+use crate::command::{DebitPurchase, CLA_PURSE, INS_DEBIT};
 use crate::session::{label, Session, VerifyMode};
 use crate::types::PurseId;
 use crate::wire::{Hex, Sealed};
@@ -228,11 +228,9 @@ impl DebitCommand {
     pub fn check(&self, s: &Session) -> Result<AmountChecked, AmountChanged> {
         let apdu_ok = Command::parse(self.apdu.as_slice())
             .ok()
-            .and_then(|c| Request::parse(&c).ok())
-            .is_some_and(|r| {
-                matches!(r, Request::DebitPurchase(DebitPurchase { purse, amount, .. })
-                    if purse == s.purse && amount == s.amount)
-            });
+            .filter(|c| (c.cla, c.ins) == (CLA_PURSE, INS_DEBIT))
+            .and_then(|c| DebitPurchase::parse(&c).ok())
+            .is_some_and(|d| d.purse == s.purse && d.amount == s.amount);
         if apdu_ok && self.amount == s.amount && self.txn_id == s.txn_id {
             Ok(AmountChecked {
                 apdu: self.apdu.0.clone(),
@@ -303,6 +301,7 @@ impl Sealed for ExpectedS3 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::command::Request;
     use crate::types::{BcdDate, BcdTime, Terminal};
 
     pub(crate) fn session() -> Session {

@@ -71,6 +71,7 @@ impl Flow for Pay {
                 self.client.more_time(now);
             }
             Action::Gesture => self.client.gesture(),
+            Action::Press => self.client.press(now),
             Action::Digit(d) if pin_screen && d <= 9 && self.pin.len() < PIN_MAX => {
                 self.pin.push(d)
             }

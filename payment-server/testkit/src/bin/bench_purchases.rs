@@ -424,7 +424,7 @@ async fn bench_purchases(
                     };
                     client.handle(reply);
                     if matches!(client.status(), Status::Confirm) {
-                        client.approve();
+                        client.approve(0);
                     }
                 }
                 anyhow::ensure!(
@@ -519,7 +519,7 @@ async fn sample_bodies(
             };
             client.handle(reply);
             if matches!(client.status(), Status::Confirm) {
-                client.approve();
+                client.approve(0);
             }
         }
     }
@@ -720,7 +720,7 @@ async fn bench_loads(
                     };
                     client.handle(reply);
                     if matches!(client.status(), LoadStatus::Confirm(_)) {
-                        client.approve();
+                        client.approve(0);
                     }
                 }
                 anyhow::ensure!(
