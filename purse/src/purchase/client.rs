@@ -518,10 +518,10 @@ impl Client {
         }
     }
 
-    /// The shopper pressed or typed in the checkout (a key: what only the
-    /// shopper makes, never the page around the frame). While the amount is
-    /// shown the card proves itself now, before the click lands; once asked,
-    /// later gestures do nothing.
+    /// The shopper typed in the checkout (a key: what only the shopper makes,
+    /// never the page around the frame). While the amount is shown the card
+    /// proves itself now, before the click lands; once asked, later gestures
+    /// do nothing (a press on Approve still adds its INITIALIZE).
     pub fn gesture(&mut self) {
         self.early(None);
     }

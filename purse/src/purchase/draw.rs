@@ -350,6 +350,34 @@ pub(crate) mod tests {
         let mut other = command(250, 250);
         other.txn_id = "T-2".into();
         assert_eq!(other.check(&s), Err(AmountChanged));
+        // A hostile server's command that is no DEBIT FOR PURCHASE of the
+        // session's amount and purse, whatever it says next to it: another
+        // CLA, another INS (an INITIALIZE FOR PURCHASE of that amount), P1,
+        // purse, length, or a date that is no date.
+        let bytes = command(250, 250).apdu.0;
+        let with = |at: usize, b: u8| {
+            let mut c = command(250, 250);
+            c.apdu.0[at] = b;
+            c
+        };
+        for (at, b) in [
+            (0, 0x00),
+            (1, 0x50),
+            (2, 0x02),
+            (3, 0x02),
+            (4, 0x16),
+            (15, 0x13),
+        ] {
+            assert_ne!(bytes[at], b);
+            assert_eq!(
+                with(at, b).check(&s),
+                Err(AmountChanged),
+                "byte {at} = {b:02X}"
+            );
+        }
+        let mut short = command(250, 250);
+        short.apdu.0.truncate(5 + 22);
+        assert_eq!(short.check(&s), Err(AmountChanged));
     }
 
     #[test]
