@@ -125,20 +125,50 @@ impl DebitPurchase {
         if c.p1 != P1_PURCHASE {
             return Err(StatusWord::WRONG_P1P2);
         }
-        let purse = PurseId::from_p2(c.p2).map_err(|_| StatusWord::WRONG_P1P2)?;
-        let d = &c.data;
-        if d.len() != 23 {
-            return Err(StatusWord::WRONG_LENGTH);
-        }
+        let purse = purse_of(c)?;
+        let d = data_of(c, 23)?;
         Ok(Self {
             purse,
             amount: u32_at(d, 0),
             seq: u32_at(d, 4),
-            date: BcdDate::from_bytes(arr(&d[8..])).map_err(|_| StatusWord::WRONG_DATA)?,
-            time: BcdTime::from_bytes(arr(&d[12..])).map_err(|_| StatusWord::WRONG_DATA)?,
+            date: date_at(&d[8..])?,
+            time: time_at(&d[12..])?,
             s2: arr(&d[15..]),
         })
     }
+}
+
+// What the commands' parsers ([`Request::parse`], [`DebitPurchase::parse`])
+// check alike, with the status word the card answers when it does not hold.
+// Inlined, as the closures they replace were: out of line they cost the
+// widget's download (which holds the DEBIT's parser) 80 B gzipped.
+
+/// The purse that P2 names.
+#[inline(always)]
+fn purse_of(c: &Command) -> Result<PurseId, StatusWord> {
+    PurseId::from_p2(c.p2).map_err(|_| StatusWord::WRONG_P1P2)
+}
+
+/// The command's data, exactly `n` bytes long.
+#[inline(always)]
+fn data_of(c: &Command, n: usize) -> Result<&[u8], StatusWord> {
+    if c.data.len() == n {
+        Ok(&c.data)
+    } else {
+        Err(StatusWord::WRONG_LENGTH)
+    }
+}
+
+/// A BCD date (its four bytes) at the start of `b`.
+#[inline(always)]
+fn date_at(b: &[u8]) -> Result<BcdDate, StatusWord> {
+    BcdDate::from_bytes(arr(b)).map_err(|_| StatusWord::WRONG_DATA)
+}
+
+/// A BCD time (its three bytes) at the start of `b`.
+#[inline(always)]
+fn time_at(b: &[u8]) -> Result<BcdTime, StatusWord> {
+    BcdTime::from_bytes(arr(b)).map_err(|_| StatusWord::WRONG_DATA)
 }
 
 /// INITIALIZE FOR LOAD.
@@ -190,16 +220,6 @@ impl Request {
         if !COMMAND_SET.contains(&(c.cla, c.ins)) {
             return Err(StatusWord::CLA_NOT_SUPPORTED);
         }
-        let purse = || PurseId::from_p2(c.p2).map_err(|_| StatusWord::WRONG_P1P2);
-        let len = |n: usize| {
-            if c.data.len() == n {
-                Ok(())
-            } else {
-                Err(StatusWord::WRONG_LENGTH)
-            }
-        };
-        let date = |b: &[u8]| BcdDate::from_bytes(arr(b)).map_err(|_| StatusWord::WRONG_DATA);
-        let time = |b: &[u8]| BcdTime::from_bytes(arr(b)).map_err(|_| StatusWord::WRONG_DATA);
         let d = &c.data;
         Ok(match c.ins {
             INS_SELECT => {
@@ -231,16 +251,16 @@ impl Request {
                 if c.p1 != 0 {
                     return Err(StatusWord::WRONG_P1P2);
                 }
-                let purse = purse()?;
-                len(0)?;
+                let purse = purse_of(c)?;
+                data_of(c, 0)?;
                 Self::GetBalance(GetBalance { purse })
             }
             INS_INITIALIZE => {
-                let purse = purse()?;
+                let purse = purse_of(c)?;
                 if c.p1 != P1_PURCHASE && c.p1 != P1_LOAD {
                     return Err(StatusWord::WRONG_P1P2);
                 }
-                len(10)?;
+                data_of(c, 10)?;
                 let amount = u32_at(d, 0);
                 let terminal = Terminal(arr(&d[4..]));
                 if c.p1 == P1_PURCHASE {
@@ -262,12 +282,12 @@ impl Request {
                 if c.p1 != 0 {
                     return Err(StatusWord::WRONG_P1P2);
                 }
-                let purse = purse()?;
-                len(15)?;
+                let purse = purse_of(c)?;
+                data_of(c, 15)?;
                 Self::CreditLoad(CreditLoad {
                     purse,
-                    date: date(&d[0..])?,
-                    time: time(&d[4..])?,
+                    date: date_at(&d[0..])?,
+                    time: time_at(&d[4..])?,
                     s2: arr(&d[7..]),
                 })
             }
@@ -275,7 +295,7 @@ impl Request {
                 if !(1..=LOG_SIZE).contains(&c.p1) || c.p2 != 0 {
                     return Err(StatusWord::WRONG_P1P2);
                 }
-                len(0)?;
+                data_of(c, 0)?;
                 Self::ReadLog(ReadLog { record: c.p1 })
             }
             _ => return Err(StatusWord::INS_NOT_SUPPORTED),
