@@ -34,7 +34,7 @@ use crate::checkout::{Action, Checkout, Config, Effect, Input, Mode, ParentEvent
 use crate::i18n::Lang;
 use crate::view::View;
 use purse::client::{Cipher, Crypto, Entropy};
-use purse::session::{Key32, NONCE_LEN};
+use purse::session::{NONCE_LEN, TAG_LEN};
 use zeroize::Zeroizing;
 
 struct WebEntropy;
@@ -52,9 +52,6 @@ struct App {
     cfg: Config,
     mode: Mode,
     checkout: Option<Checkout>,
-    /// The checkout's key as WebCrypto imported it (non-extractable), with its
-    /// bytes: imported at its first use, not before each seal and opening ([`cipher`]).
-    cipher_key: Option<(Key32, JsValue)>,
     root: Element,
     /// Merchant page origin, as the browser reported it for the init message.
     parent_origin: Option<String>,
@@ -320,76 +317,54 @@ fn run_effect(e: Effect, draw_at_once: bool) {
 }
 
 /// AES-256-GCM and SHA-256 by the browser's WebCrypto, so that the wasm carries
-/// neither (docs/widget.md, "Code"): encrypt or decrypt under the key, imported
-/// once (the checkout seals and opens under one key, TSK: an import before each
-/// of the four on Approve's path cost a promise round trip each, the first one
-/// 0.4–2.3 ms in the bench's traces); or hash. `then` gets the bytes in a later
-/// microtask, or nothing when the message does not open. Sealed bytes are
-/// `nonce || ciphertext || tag`, as the servers' RustCrypto makes them; WebCrypto's
-/// own output is `ciphertext || tag`.
+/// neither (docs/widget.md, "Code"): import the key for this one operation, then
+/// encrypt or decrypt; or hash. `then` gets the bytes in a later microtask, or
+/// nothing when the message does not open. Sealed bytes are `nonce || ciphertext ||
+/// tag`, as the servers' RustCrypto makes them; WebCrypto's own output is
+/// `ciphertext || tag`.
 fn cipher(job: Crypto, then: impl FnOnce(Cipher) + 'static) {
-    let key = match &job {
-        Crypto::Seal { key, .. } | Crypto::Open { key, .. } => key.clone(),
+    let (key, usage) = match &job {
+        Crypto::Seal { key, .. } => (key, "encrypt"),
+        Crypto::Open { key, .. } => (key, "decrypt"),
         Crypto::Digest { data } => {
             let hashed = digest("SHA-256", data);
             return settled(&hashed, move |r| then(bytes_after(Vec::new(), r)));
         }
     };
-    let imported = APP.with(|a| {
-        let a = a.borrow();
-        let (k, c) = a.as_ref()?.cipher_key.as_ref()?;
-        (*k == key).then(|| c.clone())
-    });
-    if let Some(c) = imported {
-        return with_key(job, c, then);
-    }
     // WebCrypto copies every buffer it is given before its call returns.
     let imported = import_key(
         "raw",
         key.bytes(),
         "AES-GCM",
         false,
-        &js_sys::Array::of2(&"encrypt".into(), &"decrypt".into()),
+        &js_sys::Array::of1(&usage.into()),
     );
-    settled(&imported, move |c| {
-        let Ok(c) = c else {
+    settled(&imported, move |key| {
+        let Ok(key) = key else {
             return then(Cipher(None));
         };
-        APP.with(|a| {
-            if let Some(app) = a.borrow_mut().as_mut() {
-                app.cipher_key = Some((key, c.clone()));
+        let (nonce, aad, data, seal) = match &job {
+            Crypto::Seal {
+                nonce, aad, plain, ..
+            } => (&nonce[..], aad, &plain[..], true),
+            Crypto::Open { aad, sealed, .. } if sealed.len() >= NONCE_LEN + TAG_LEN => {
+                let (nonce, data) = sealed.split_at(NONCE_LEN);
+                (nonce, aad, data, false)
             }
-        });
-        with_key(job, c, then)
+            _ => return then(Cipher(None)),
+        };
+        let alg = js_sys::Object::new();
+        set(&alg, "name", "AES-GCM");
+        set(&alg, "iv", js_sys::Uint8Array::from(nonce));
+        set(&alg, "additionalData", js_sys::Uint8Array::from(&aad[..]));
+        let done = if seal {
+            encrypt(&alg, &key, data)
+        } else {
+            decrypt(&alg, &key, data)
+        };
+        let prefix = if seal { nonce.to_vec() } else { Vec::new() };
+        settled(&done, move |r| then(bytes_after(prefix, r)));
     });
-}
-
-/// [`cipher`]'s seal or opening under the imported key `c`.
-fn with_key(job: Crypto, c: JsValue, then: impl FnOnce(Cipher) + 'static) {
-    let (nonce, aad, data, seal) = match &job {
-        Crypto::Seal {
-            nonce, aad, plain, ..
-        } => (&nonce[..], aad, &plain[..], true),
-        // Too short to hold a nonce and a tag: WebCrypto refuses it (a ciphertext
-        // shorter than its tag), in a later microtask as any opening that fails.
-        Crypto::Open { aad, sealed, .. } => {
-            let (nonce, data) = sealed.split_at(NONCE_LEN.min(sealed.len()));
-            (nonce, aad, data, false)
-        }
-        // (hashes went to `digest`)
-        Crypto::Digest { .. } => return then(Cipher(None)),
-    };
-    let alg = js_sys::Object::new();
-    set(&alg, "name", "AES-GCM");
-    set(&alg, "iv", js_sys::Uint8Array::from(nonce));
-    set(&alg, "additionalData", js_sys::Uint8Array::from(&aad[..]));
-    let done = if seal {
-        encrypt(&alg, &c, data)
-    } else {
-        decrypt(&alg, &c, data)
-    };
-    let prefix = if seal { nonce.to_vec() } else { Vec::new() };
-    settled(&done, move |r| then(bytes_after(prefix, r)));
 }
 
 /// `prefix`, then the bytes of the `ArrayBuffer` a WebCrypto call gave (none if it failed).
@@ -1369,7 +1344,6 @@ pub fn run(root: Element, early: Option<js_sys::Array>) -> Result<(), JsValue> {
             cfg,
             mode,
             checkout: None,
-            cipher_key: None,
             root: root.clone(),
             parent_origin: None,
             nonce: nonce.clone(),
