@@ -215,17 +215,13 @@ test("a debit command too short to open is refused: no DEBIT, nothing taken", as
   const before = await balance();
   // A hostile network (or server) answers the draw with a debit command of one byte:
   // it does not open, the widget says so, and the card is never debited.
-  const page = await br.context.newPage();
-  await watchFrame(page);
+  const { page, frame, txn } = await openCheckout({ amount: 150 }, { watch: true });
   await page.route('**/v1/purchases/draw', async (route) => {
     const req = route.request();
     const r = await fetch(req.url(), { method: req.method(), headers: req.headers(), body: req.postDataBuffer() });
     const json = await r.json();
     await route.fulfill({ status: r.status, contentType: 'application/json', body: JSON.stringify({ ...json, debit_command: '00' }) });
   });
-  await page.goto(shop.url('/checkout?amount=150'));
-  const txn = await page.evaluate(() => JSON.parse(document.getElementById('cardpay-session').textContent).session.session.txn_id);
-  const frame = s.widgetFrame(page);
   await s.waitEvent(page, 'ready');
   await s.approve(frame);
   const err = await s.waitEvent(page, 'error');
