@@ -131,10 +131,22 @@ if (otherTree || otherBridge) {
 }
 
 // Timestamps (epoch ms) of the widget frame's traffic, recorded in the frame itself.
+// In the shop page it only notes when the frame's `cardpay:loaded` reaches it.
 const traceScript = `(() => {
-  if (!location.pathname.endsWith('/widget.html')) return;
   const t = () => performance.timeOrigin + performance.now();
+  if (!location.pathname.endsWith('/widget.html')) {
+    addEventListener('message', (e) => {
+      if (e.data && e.data.type === 'cardpay:loaded' && !window.__cpLoadedAt) window.__cpLoadedAt = t();
+    }, true);
+    return;
+  }
   const log = window.__cpTrace = [];
+  // The boot script's first act is the wasm's fetch: the first fetch is when it runs.
+  const fetch0 = window.fetch;
+  window.fetch = function (...a) {
+    if (!log.some((x) => x.ev === 'boot')) log.push({ t: t(), ev: 'boot' });
+    return fetch0.apply(this, a);
+  };
   const post = window.postMessage.bind(window);
   window.postMessage = function (m, o) {
     if (m && m.dir === 'to-extension') log.push({ t: t(), ev: 'send', type: m.type, id: m.id, apdu: m.apdu && m.apdu.slice(0, 4), p1: m.apdu && m.apdu.slice(4, 6) });
@@ -213,6 +225,15 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   }
   const ws = first('wasm-start');
   const wr = first('wasm-ready');
+  // The boot script runs when the frame's main thread gets to it (shared with the shop
+  // page, same-site), well after its files are in: the wasm's bytes wait for it.
+  const boot = first('boot');
+  const loadedAt = await page.evaluate(() => window.__cpLoadedAt);
+  const wasmFile = r('_bg.wasm');
+  span('frame start → boot script runs', f.origin, boot?.t);
+  span('wasm fetched → its compile starts', wasmFile && abs(f.origin, wasmFile.end), ws?.t);
+  span('boot script → its `loaded` at the page', boot?.t, loadedAt);
+  span('`loaded` at the page → `init` at the frame', loadedAt, first('init')?.t);
   span('wasm compile+instantiate', ws?.t, wr?.t);
   span('wasm ready → init from page', wr?.t, first('init')?.t);
   span('frame start → init from page', f.origin, first('init')?.t);
