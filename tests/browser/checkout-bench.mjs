@@ -10,7 +10,8 @@
 //  - a trace of both (phases, p50 over the runs): where the milliseconds go. Taken
 //    from Resource/Navigation Timing and from the widget frame's own messages (an
 //    init script in every frame timestamps the postMessage traffic between the widget
-//    and the extension, and the wasm instantiation), so the widget is unchanged.
+//    and the extension, the boot script's start, the wasm instantiation, and in the
+//    shop page the frame's `cardpay:loaded`), so the widget is unchanged.
 //
 //   node checkout-bench.mjs [N]        (default N = 30 purchases of 0.10 EUR)
 //   node checkout-bench.mjs [N] --compare OTHER_WWW   A/B: a second payment server
