@@ -47,8 +47,8 @@
 //        new tab for every checkout, as the figures of issue 9 have always been taken:
 //        the tab's renderer is new, and the files come from the HTTP cache. In a kept
 //        tab the renderer has run the checkout before and still holds its files in
-//        its memory cache, as for a shopper who pays again in the same tab; a
-//        shopper's first checkout lies between the two.
+//        its memory cache, as for a shopper who pays again in the same tab
+//        (docs/widget.md, "Figures").
 
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
