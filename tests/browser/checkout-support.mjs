@@ -609,6 +609,52 @@ export async function approve(frame, name = 'Approve payment', { timeout = 15_00
  *  transactions an hour are not what they measure. */
 export const BENCH_INSTALL_ARGS = ['--apdu-burst', '100000', '--apdu-per-sec', '100000', '--initialize-burst', '1000'];
 
+/** For the benches (an init script): timestamps (epoch ms) of the widget frame's traffic,
+ *  recorded in the frame itself in `window.__cpTrace` (`boot`: the boot script runs, its
+ *  first act being the wasm's fetch; `wasm-start`/`wasm-ready`; bridge `send`/`reply`;
+ *  `loaded`, `init`; `body` of a response read).
+ *  In the shop page it only notes when the frame's `cardpay:loaded` reaches it
+ *  (`window.__cpLoadedAt`). */
+export const frameTraceScript = `(() => {
+  const t = () => performance.timeOrigin + performance.now();
+  if (!location.pathname.endsWith('/widget.html')) {
+    addEventListener('message', (e) => {
+      if (e.data && e.data.type === 'cardpay:loaded' && !window.__cpLoadedAt) window.__cpLoadedAt = t();
+    }, true);
+    return;
+  }
+  const log = window.__cpTrace = [];
+  // The boot script's first act is the wasm's fetch: the first fetch is when it runs.
+  const fetch0 = window.fetch;
+  window.fetch = function (...a) {
+    if (!log.some((x) => x.ev === 'boot')) log.push({ t: t(), ev: 'boot' });
+    return fetch0.apply(this, a);
+  };
+  const post = window.postMessage.bind(window);
+  window.postMessage = function (m, o) {
+    if (m && m.dir === 'to-extension') log.push({ t: t(), ev: 'send', type: m.type, id: m.id, apdu: m.apdu && m.apdu.slice(0, 4), p1: m.apdu && m.apdu.slice(4, 6) });
+    return post(m, o);
+  };
+  window.addEventListener('message', (e) => {
+    const m = e.data;
+    if (m && m.dir === 'from-extension' && m.id != null) log.push({ t: t(), ev: 'reply', id: m.id });
+    else if (m && m.type === 'cardpay:loaded') log.push({ t: t(), ev: 'loaded' });
+    else if (m && m.type === 'cardpay:init') log.push({ t: t(), ev: 'init' });
+  }, true);
+  const text = Response.prototype.text;
+  Response.prototype.text = function () {
+    const url = this.url;
+    return text.call(this).then((b) => { log.push({ t: t(), ev: 'body', url }); return b; });
+  };
+  for (const k of ['instantiate', 'instantiateStreaming']) {
+    const f = WebAssembly[k];
+    WebAssembly[k] = function (...a) {
+      log.push({ t: t(), ev: 'wasm-start' });
+      return f.apply(this, a).then((r) => { log.push({ t: t(), ev: 'wasm-ready' }); return r; });
+    };
+  }
+})();`;
+
 /** Make the shop pages of `context` tell their widget events on the console too (see
  *  `consoleEvents`). */
 export async function tellEventsOnConsole(context) {

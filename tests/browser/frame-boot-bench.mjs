@@ -26,31 +26,28 @@ const sides = {
   // port 1: an origin no page has, so the manifest's match pattern never matches
   'no content script': await h.launchBrowser({ bins, origins: [pay.origin], extensionOrigins: ['https://127.0.0.1:1'], installArgs: s.BENCH_INSTALL_ARGS }),
 };
-const timing = `(() => {
+// The benches' frame trace (checkout-support.mjs: `boot`, `wasm-ready`), and DOMContentLoaded.
+const dcl = `(() => {
   if (!location.pathname.endsWith('/widget.html')) return;
-  const f = window.fetch;
-  window.fetch = function (...a) { if (!window.__boot) window.__boot = performance.now(); return f.apply(this, a); };
   document.addEventListener('DOMContentLoaded', () => { window.__dcl = performance.now(); });
-  const w = WebAssembly.instantiateStreaming;
-  WebAssembly.instantiateStreaming = function (...a) {
-    return w.apply(this, a).then((r) => { window.__wasm = performance.now(); return r; });
-  };
 })();`;
 const runs = Object.fromEntries(Object.keys(sides).map((k) => [k, []]));
-for (const b of Object.values(sides)) await b.context.addInitScript(timing);
+for (const b of Object.values(sides)) {
+  await b.context.addInitScript(s.frameTraceScript);
+  await b.context.addInitScript(dcl);
+}
 try {
   for (let i = 0; i < N + 4; i++) {
     const order = Object.entries(sides);
     for (const [name, b] of i % 2 ? order.reverse() : order) {
       const page = await b.context.newPage();
       await page.goto(shop.url('/checkout?amount=10'));
-      let frame;
-      for (let j = 0; j < 250 && !(frame = page.frames().find((x) => x.url().includes('/widget.html'))); j++) await page.waitForTimeout(20);
-      if (!frame) throw new Error(`${name}: no widget frame`);
-      await frame.waitForFunction(() => window.__wasm, null, { timeout: 10_000 });
-      const v = await frame.evaluate(() => ({
-        html: performance.getEntriesByType('navigation')[0].responseEnd, boot: window.__boot, dcl: window.__dcl, wasm: window.__wasm,
-      }));
+      const frame = await s.widgetFrameHandle(page).catch((e) => { throw new Error(`${name}: ${e.message}`); });
+      await frame.waitForFunction(() => (window.__cpTrace || []).some((x) => x.ev === 'wasm-ready'), null, { timeout: 10_000 });
+      const v = await frame.evaluate(() => {
+        const at = (ev) => window.__cpTrace.find((x) => x.ev === ev).t - performance.timeOrigin;
+        return { html: performance.getEntriesByType('navigation')[0].responseEnd, boot: at('boot'), dcl: window.__dcl, wasm: at('wasm-ready') };
+      });
       if (i >= 4) runs[name].push(v);
       await page.waitForTimeout(200); // the frame's own start settles before the next load
       await page.close();
