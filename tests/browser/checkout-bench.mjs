@@ -12,6 +12,8 @@
 //    init script in every frame timestamps the postMessage traffic between the widget
 //    and the extension, the boot script's start, the wasm instantiation, and in the
 //    shop page the frame's `cardpay:loaded`), so the widget is unchanged.
+//  - the machine's speed at the time: a fixed JS loop timed in the same Chromium before
+//    and after the counted checkouts, so runs of different hours can be compared.
 //
 //   node checkout-bench.mjs [N]        (default N = 30 purchases of 0.10 EUR)
 //   node checkout-bench.mjs [N] --compare OTHER_WWW   A/B: a second payment server
@@ -148,6 +150,26 @@ for (const b of browsers) {
   await s.tellEventsOnConsole(b.context);
 }
 
+/** How fast this machine runs JavaScript right now, in the bench's own Chromium: a
+ *  fixed integer loop (3·10⁷ steps) in a blank tab, p50 of five, in ms (lower is
+ *  faster). The same build's figures move with the machine's speed from hour to hour
+ *  (docs/widget.md, "Figures"); this line lets runs of different hours be set side by
+ *  side. Taken after the warm-up checkouts (the browser's own start is over) and
+ *  after the last one, outside every timed span. */
+async function machineSpeed(br) {
+  const page = await br.context.newPage();
+  try {
+    return h.percentile(await page.evaluate(() => Array.from({ length: 5 }, () => {
+      const t0 = performance.now();
+      let x = 0;
+      for (let i = 0; i < 3e7; i++) x = (x * 31 + i) | 0;
+      globalThis.sink = x;
+      return performance.now() - t0;
+    })), 0.5);
+  } finally {
+    await page.close();
+  }
+}
 
 /** Press Approve with the mouse, let go `pressMs` later; the click's time (the
  *  frame's clock, absolute ms), taken by the frame as the click event comes in. */
@@ -261,9 +283,12 @@ async function onTheWire(page) {
     .concat(loader.filter((e) => e.dec > 0));
 }
 
+let speedBefore = null;
+let speedAfter = null;
 try {
   // The first two runs of each variant warm up (bridge start, caches) and are not counted.
   for (let i = 0; i < N + 2; i++) {
+    if (i === 2) speedBefore = await machineSpeed(browsers[0]);
     for (const v of i % 2 ? [...variants].reverse() : variants) {
       // (a kept tab goes from the last checkout's result to the next checkout)
       const page = v.keepTab ? (v.tab ??= await v.br.context.newPage()) : await v.br.context.newPage();
@@ -301,6 +326,7 @@ try {
       if (!v.keepTab) await page.close();
     }
   }
+  speedAfter = await machineSpeed(browsers[0]);
 } finally {
   for (const b of browsers) await b.close();
   for (const v of variants) if (v.extension) await rm(v.extension, { recursive: true, force: true });
@@ -313,6 +339,7 @@ try {
 
 const p = (v, q) => h.percentile(v, q).toFixed(1);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
+console.log(`machine speed (a fixed JS loop of 3e7 steps in this Chromium, p50 of 5; lower is faster): ${speedBefore.toFixed(1)} ms before the counted checkouts, ${speedAfter.toFixed(1)} ms after them`);
 for (const { label, langs, traces, toReady, navToReady, approveToResult, cold, wire } of variants) {
   printSizes(label, langs);
   if (wire) {
