@@ -339,7 +339,7 @@ try {
 
 const p = (v, q) => h.percentile(v, q).toFixed(1);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
-console.log(`machine speed (a fixed JS loop of 3e7 steps in this Chromium, p50 of 5; lower is faster): ${speedBefore.toFixed(1)} ms before the counted checkouts, ${speedAfter.toFixed(1)} ms after them`);
+console.log(`machine speed (a fixed JS loop of 3e7 steps in this Chromium, p50 of 5; lower is faster): ${speedBefore?.toFixed(1) ?? '–'} ms before the counted checkouts, ${speedAfter.toFixed(1)} ms after them`);
 for (const { label, langs, traces, toReady, navToReady, approveToResult, cold, wire } of variants) {
   printSizes(label, langs);
   if (wire) {
