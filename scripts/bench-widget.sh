@@ -3,7 +3,7 @@
 # and a trace of where the milliseconds go, in headless Chromium on the real stack.
 # Usage: scripts/bench-widget.sh [N] [--compare OTHER_WWW [--compare-extension OTHER_TREE]
 #                                  [--compare-bridge OTHER_BRIDGE_BIN] [--compare-server BIN]]
-#                                  [--cross-site] [--debug] [--press MS]
+#                                  [--floor] [--cross-site] [--debug] [--press MS]
 #   --compare: A/B against another build's www/ (e.g. of an older commit), page loads
 #   alternating in one browser so both see the same machine load.
 #   --compare-extension / --compare-bridge: the compared side also runs the extension
@@ -20,6 +20,11 @@
 #   --press MS: Approve is pressed with the mouse and let go MS ms later, as a person
 #   does (the widget asks the card's proof at the press); default: a click dispatched
 #   in the frame with no press before it.
+#   --floor: A/B against the floor (tests/browser/floor-frame.js): a frame that does only
+#   the round trips any widget of DESIGN's architecture waits for (the page's handshake,
+#   the bridge's `readers` and `connect` before `ready`; three card commands and two
+#   POSTs from Approve to `result`), no wasm: what no build can go below on this
+#   machine at this hour.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

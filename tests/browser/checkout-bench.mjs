@@ -43,6 +43,13 @@
 //        Default: the click is dispatched in the frame with no press before it
 //        (`element.click()`: the proof then goes out after the click, as for Enter
 //        on a focused Approve).
+//   --floor: the compared side is the floor (floor-frame.js): a copy of this build's
+//        www/ whose widget.html only runs a script that does what any widget in
+//        DESIGN's architecture must wait for (the `loaded`/`init` handshake, `readers`
+//        and `connect` before `ready`; at Approve the purchase's five serial round
+//        trips, three card commands and two POSTs, with none of their work), no wasm,
+//        timed in the same browser, page loads alternating: how far the build is above
+//        what no build can go below on this machine at this hour.
 //   --same-tab [compared]: each side loads all its checkouts in one tab it keeps
 //        (with `compared`: only the compared side, so that one run sets a fresh tab
 //        against a kept one: `--compare ../../www --same-tab compared`). Default: a
@@ -54,7 +61,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import path from 'node:path';
@@ -67,7 +74,31 @@ const pressMs = pressAt >= 0 ? Number(process.argv[pressAt + 1]) : 0;
 if (pressAt >= 0 && !(pressMs > 0)) throw new Error('--press needs a number of ms > 0');
 const N = Number(process.argv.slice(2).find((x, i, a) => /^\d+$/.test(x) && a[i - 1] !== '--press') || 30);
 const cmp = process.argv.indexOf('--compare');
-const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : null;
+const floor = process.argv.includes('--floor');
+if (floor && cmp >= 0) throw new Error('--floor is the compared side: not with --compare');
+if (floor && process.argv.includes('--sizes')) throw new Error('--floor has no download of its own to size');
+
+/** `--floor`: a copy of this build's www/ (in a temp dir) whose widget.html is the
+ *  least a frame can be (its CSP, no style sheet, floor-frame.js as a classic script in
+ *  the head, in the build's folder as the boot script is), served by the same payment
+ *  server (which still sends its preloads of the build's files). */
+async function floorWww() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cardpay-bench-floor-'));
+  await cp(s.wwwDir, dir, { recursive: true, preserveTimestamps: true });
+  const { version } = JSON.parse(await readFile(path.join(dir, 'pkg', 'manifest.json'), 'utf8'));
+  const boot = path.join(dir, 'pkg', version, 'widget-boot.js');
+  const html = path.join(dir, 'widget.html');
+  await copyFile(new URL('./floor-frame.js', import.meta.url), boot);
+  await writeFile(html, `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'self'; connect-src 'self'">
+<title>Cardpay</title><script src="pkg/${version}/widget-boot.js"></script></head>
+<body><main id="cardpay-root"></main></body></html>
+`);
+  // (the server would send a browser the build's compressed copies)
+  for (const f of [boot, html]) for (const z of ['.gz', '.br']) await rm(f + z, { force: true });
+  return dir;
+}
+const otherWww = cmp >= 0 ? path.resolve(process.argv[cmp + 1]) : floor ? await floorWww() : null;
 const argOf = (name) => {
   const i = process.argv.indexOf(name);
   return i >= 0 ? path.resolve(process.argv[i + 1]) : null;
@@ -97,7 +128,8 @@ function printSizes(label, langs) {
   }
 }
 
-const wwws = [['this build', s.wwwDir], ...(otherWww ? [['compared (' + otherWww + ')', otherWww]] : [])];
+const otherLabel = floor ? 'the floor (floor-frame.js: no widget, only the round trips any widget waits for)' : 'compared (' + otherWww + ')';
+const wwws = [['this build', s.wwwDir], ...(otherWww ? [[otherLabel, otherWww]] : [])];
 if (process.argv.includes('--sizes')) {
   // The headline is a checkout's shopper (issue 9); a bank's load page follows.
   for (const [mode, who] of [['purchase', "a checkout's shopper (mode purchase)"], ['load', "a bank's load page (mode load)"]]) {
@@ -121,7 +153,7 @@ for (const [label, www] of wwws) {
   const pay = await s.startPaymentServer({ bin, merchants: [{ ...merchant, origins: [shopOrigin] }], www, corsOrigins: [shopOrigin] });
   const shop = await s.startTestMerchant({ pay, merchant, port: shopPort, www, host: shopHost });
   const keepTab = sameTab === 'all' || (sameTab === 'compared' && variants.length > 0);
-  variants.push({ label: label + (keepTab ? ', one tab kept for all its checkouts' : ''), www, pay, shop, keepTab, langs: await s.perLanguage(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
+  variants.push({ label: label + (keepTab ? ', one tab kept for all its checkouts' : ''), www, floor: floor && variants.length > 0, pay, shop, keepTab, langs: await s.perLanguage(www), traces: [], toReady: [], navToReady: [], approveToResult: [] });
 }
 // The bench's limits: APDU rate and card transactions an hour (not what is measured).
 const installArgs = s.BENCH_INSTALL_ARGS;
@@ -221,7 +253,8 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   const wr = first('wasm-ready');
   // The boot script runs when the frame's main thread gets to it (shared with the shop
   // page, same-site), well after its files are in: the wasm's bytes wait for it.
-  const boot = first('boot');
+  // (before the page's `init`: the floor's first fetch is at Approve)
+  const boot = first('boot', (x) => !first('init') || x.t < first('init').t);
   const loadedAt = await page.evaluate(() => window.__cpLoadedAt);
   const wasmFile = r('_bg.wasm');
   span('frame start → boot script runs', f.origin, boot?.t);
@@ -330,6 +363,7 @@ try {
 } finally {
   for (const b of browsers) await b.close();
   for (const v of variants) if (v.extension) await rm(v.extension, { recursive: true, force: true });
+  if (floor) await rm(otherWww, { recursive: true, force: true });
   for (const v of variants) {
     await v.shop.close();
     await v.pay.stop();
@@ -340,9 +374,10 @@ try {
 const p = (v, q) => h.percentile(v, q).toFixed(1);
 console.log('Cardpay checkout widget benchmark (headless Chromium, real stack)');
 console.log(`machine speed (a fixed JS loop of 3e7 steps in this Chromium, p50 of 5; lower is faster): ${speedBefore?.toFixed(1) ?? '–'} ms before the counted checkouts, ${speedAfter.toFixed(1)} ms after them`);
-for (const { label, langs, traces, toReady, navToReady, approveToResult, cold, wire } of variants) {
-  printSizes(label, langs);
-  if (wire) {
+for (const { label, langs, traces, toReady, navToReady, approveToResult, cold, wire, floor: isFloor } of variants) {
+  if (isFloor) console.log(`== ${label}`);
+  else printSizes(label, langs);
+  if (wire && !isFloor) {
     const total = wire.reduce((a, x) => a + x.enc, 0);
     const loader = wire.some((x) => x.f === 'checkout.js') ? '' : ', + checkout.js (its size hidden: no Timing-Allow-Origin)';
     console.log(`  measured on the wire (encodedBodySize / decoded): ${wire.map((x) => `${x.f} ${x.enc}/${x.dec}`).join(', ')} → ${total} B${loader}`);
