@@ -253,17 +253,18 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   const wr = first('wasm-ready');
   // The boot script runs when the frame's main thread gets to it (shared with the shop
   // page, same-site), well after its files are in: the wasm's bytes wait for it.
+  const pageInit = first('init');
   // (before the page's `init`: the floor's first fetch is at Approve)
-  const boot = first('boot', (x) => !first('init') || x.t < first('init').t);
+  const boot = first('boot', (x) => !pageInit || x.t < pageInit.t);
   const loadedAt = await page.evaluate(() => window.__cpLoadedAt);
   const wasmFile = r('_bg.wasm');
   span('frame start → boot script runs', f.origin, boot?.t);
   span('wasm fetched → its compile starts', wasmFile && abs(f.origin, wasmFile.end), ws?.t);
   span('boot script → its `loaded` at the page', boot?.t, loadedAt);
-  span('`loaded` at the page → `init` at the frame', loadedAt, first('init')?.t);
+  span('`loaded` at the page → `init` at the frame', loadedAt, pageInit?.t);
   span('wasm compile+instantiate', ws?.t, wr?.t);
-  span('wasm ready → init from page', wr?.t, first('init')?.t);
-  span('frame start → init from page', f.origin, first('init')?.t);
+  span('wasm ready → init from page', wr?.t, pageInit?.t);
+  span('frame start → init from page', f.origin, pageInit?.t);
   const pre = sends.filter((x) => x.t < clickedAt);
   const post = sends.filter((x) => x.t >= clickedAt);
   for (const sd of pre) span(`bridge ${sd.type}${sd.apdu ? ' ' + sd.apdu : ''}`, sd.t, replyTo(sd)?.t);
@@ -271,7 +272,7 @@ async function trace(page, frame, scriptStart, readyAt, clickedAt, resultAt) {
   // the widget's first request: `readers` (older builds asked `hello` first)
   const first1 = pre[0];
   const conn = pre.find((x) => x.type === 'connect');
-  span('init from page → first bridge request sent', first('init')?.t, first1?.t);
+  span('init from page → first bridge request sent', pageInit?.t, first1?.t);
   span('wasm ready → first bridge request sent', wr?.t, first1?.t);
   span('first bridge request sent → connect answered', first1?.t, replyTo(conn)?.t);
   span('connect answered → ready at page', replyTo(conn)?.t, readyAt);

@@ -19,6 +19,8 @@
 (() => {
   'use strict';
   const nonce = new URLSearchParams(location.search).get('nonce') || '';
+  // (lib/index.mjs's SELECT_CARDPAY and GET_BALANCE_MONEY: this file runs in the frame,
+  // which cannot import that Node module)
   const SELECT = '00A4040008F04341524450415900';
   const GET_BALANCE = '805C000004';
   const waiting = new Map();
